@@ -1,0 +1,27 @@
+//! The process exit codes: a small, documented set (also printed by `--help`).
+
+/// What the process reports to its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything planned was restored (or verified).
+    Ok = 0,
+    /// Finished, but some files are missing, failed, or differ.
+    Incomplete = 1,
+    /// Could not run: bad usage, unusable source or destination.
+    CannotRun = 2,
+    /// Interrupted by Ctrl-C / SIGTERM / SIGHUP; state was flushed, rerun to continue.
+    Interrupted = 130,
+}
+
+impl Exit {
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// Text for `--help` and the README.
+pub const EXIT_CODES_HELP: &str = "Exit codes:
+  0    all planned files restored (or verified)
+  1    finished, but some files are missing, failed or differ (see the report)
+  2    could not run: usage, source or destination problem (nothing was changed)
+  130  interrupted (Ctrl-C, SIGTERM, SIGHUP); progress is saved, rerun to continue";

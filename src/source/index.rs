@@ -1,0 +1,452 @@
+//! Read-only access to the device's `index.db`.
+//!
+//! The database is evidence: it may be the only record of the user's names and folders. We
+//! open it with SQLite's `mode=ro&immutable=1` URI, which makes SQLite treat the file as a
+//! read-only blob: no locks, no journal, no `-wal`/`-shm` files beside it, nothing written.
+//! Every query names its columns (never `SELECT *`), and the columns are checked once at open
+//! so a different firmware's schema fails early with the column's name.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::schema::{FOLDER_MIME, REQUIRED_COLUMNS};
+
+/// Why the index could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("{path} is not a SQLite database (is --db pointing at the right file?)")]
+    NotSqlite { path: PathBuf },
+    #[error("{path} is damaged (SQLite: {detail}).{hint}")]
+    Malformed {
+        path: PathBuf,
+        detail: String,
+        hint: String,
+    },
+    #[error("{path} has no `Files` table; this does not look like a My Cloud Home index.db")]
+    NoFilesTable { path: PathBuf },
+    #[error("{path}: table `Files` lacks column `{column}`; this firmware's schema is not supported yet (please report it)")]
+    MissingColumn { path: PathBuf, column: String },
+    #[error("cannot read {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+/// Dates of one row, in milliseconds since the Unix epoch, as stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RowDates {
+    pub image: Option<i64>,
+    pub video: Option<i64>,
+    pub c: Option<i64>,
+    pub birth: Option<i64>,
+    pub m: Option<i64>,
+    pub u: Option<i64>,
+}
+
+/// A folder row: all the planner keeps in memory per folder.
+#[derive(Debug, Clone)]
+pub struct FolderRow {
+    pub id: String,
+    pub parent: Option<String>,
+    pub name: String,
+    pub dates: RowDates,
+}
+
+/// A row's identity and name, streamed grouped by parent for name assignment.
+#[derive(Debug, Clone)]
+pub struct ChildRow {
+    pub id: String,
+    pub parent: Option<String>,
+    pub name: String,
+    pub is_folder: bool,
+}
+
+/// A file row, streamed.
+#[derive(Debug, Clone)]
+pub struct FileRow {
+    pub id: String,
+    pub parent: Option<String>,
+    pub content_id: Option<String>,
+    pub name: String,
+    pub size: i64,
+    pub dates: RowDates,
+}
+
+/// Totals straight from the database (never from a walk of the object store).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct IndexCounts {
+    pub files: u64,
+    pub folders: u64,
+    pub bytes: u64,
+    pub files_without_content_id: u64,
+}
+
+/// The opened, read-only index.
+pub struct Index {
+    conn: Connection,
+    path: PathBuf,
+    /// Optional date columns present in this database, in [`DATE_SQL`] order.
+    has_date: [bool; 6],
+}
+
+/// SQL names of the optional date columns, in [`RowDates`] field order.
+const DATE_SQL: [&str; 6] = ["imageDate", "videoDate", "cTime", "birthTime", "mTime", "uTime"];
+
+/// `file:` URI for a path, percent-encoding what SQLite's URI parser would misread.
+fn immutable_uri(path: &Path) -> String {
+    let mut s = String::from("file:");
+    for b in path.as_os_str().as_encoded_bytes() {
+        match *b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                s.push(*b as char)
+            }
+            other => s.push_str(&format!("%{other:02X}")),
+        }
+    }
+    s.push_str("?mode=ro&immutable=1");
+    s
+}
+
+impl Index {
+    /// Opens `path` read-only and immutable and checks the `Files` columns.
+    /// `backup` (the `dbBackup` copy, if found) is suggested when the database is damaged.
+    pub fn open(path: &Path, backup: Option<&Path>) -> Result<Index, IndexError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(immutable_uri(path), flags)
+            .map_err(|e| classify(path, backup, e))?;
+        let mut idx = Index {
+            conn,
+            path: path.to_path_buf(),
+            has_date: [false; 6],
+        };
+        idx.check_columns(backup)?;
+        Ok(idx)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: rusqlite::Error) -> IndexError {
+        classify(&self.path, None, e)
+    }
+
+    fn check_columns(&mut self, backup: Option<&Path>) -> Result<(), IndexError> {
+        let cols: Vec<String> = (|| {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT name FROM pragma_table_info('Files')")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            rows.collect::<Result<Vec<_>, _>>()
+        })()
+        .map_err(|e| classify(&self.path, backup, e))?;
+        if cols.is_empty() {
+            return Err(IndexError::NoFilesTable {
+                path: self.path.clone(),
+            });
+        }
+        let has = |c: &str| cols.iter().any(|x| x.eq_ignore_ascii_case(c));
+        for c in REQUIRED_COLUMNS {
+            if !has(c) {
+                return Err(IndexError::MissingColumn {
+                    path: self.path.clone(),
+                    column: (*c).to_string(),
+                });
+            }
+        }
+        for (i, c) in DATE_SQL.iter().enumerate() {
+            self.has_date[i] = has(c);
+        }
+        Ok(())
+    }
+
+    /// SQL expressions for the six date columns (NULL where the column is absent).
+    fn date_select(&self) -> String {
+        DATE_SQL
+            .iter()
+            .zip(self.has_date)
+            .map(|(c, has)| if has { (*c).to_string() } else { "NULL".to_string() })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Runs `PRAGMA quick_check` and returns SQLite's complaints (empty when fine).
+    pub fn quick_check(&self) -> Result<Vec<String>, IndexError> {
+        let mut stmt = self
+            .conn
+            .prepare("PRAGMA quick_check(20)")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        let out: Vec<String> = rows.collect::<Result<_, _>>().map_err(|e| self.err(e))?;
+        Ok(out.into_iter().filter(|l| l != "ok").collect())
+    }
+
+    /// Counts files, folders and bytes.
+    pub fn counts(&self) -> Result<IndexCounts, IndexError> {
+        self.conn
+            .query_row(
+                "SELECT
+                   COALESCE(SUM(mimeType <> ?1), 0),
+                   COALESCE(SUM(mimeType = ?1), 0),
+                   COALESCE(SUM(CASE WHEN mimeType <> ?1 AND size > 0 THEN size ELSE 0 END), 0),
+                   COALESCE(SUM(mimeType <> ?1 AND (contentID IS NULL OR contentID = '')), 0)
+                 FROM Files",
+                [FOLDER_MIME],
+                |r| {
+                    Ok(IndexCounts {
+                        files: r.get::<_, i64>(0)? as u64,
+                        folders: r.get::<_, i64>(1)? as u64,
+                        bytes: r.get::<_, i64>(2)? as u64,
+                        files_without_content_id: r.get::<_, i64>(3)? as u64,
+                    })
+                },
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Streams every folder row.
+    pub fn for_each_folder(
+        &self,
+        mut f: impl FnMut(FolderRow),
+    ) -> Result<(), IndexError> {
+        let sql = format!(
+            "SELECT id, parentID, name, {} FROM Files WHERE mimeType = ?1",
+            self.date_select()
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([FOLDER_MIME]).map_err(|e| self.err(e))?;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            f(FolderRow {
+                id: r.get(0).map_err(|e| self.err(e))?,
+                parent: parent_of(r.get(1).map_err(|e| self.err(e))?),
+                name: text(r, 2).map_err(|e| self.err(e))?,
+                dates: dates_at(r, 3).map_err(|e| self.err(e))?,
+            });
+        }
+        Ok(())
+    }
+
+    /// Streams every row's id, parent and name, sorted by parent then id, so that all
+    /// children of one folder arrive together in a deterministic order. SQLite sorts on disk
+    /// (its temp store), so memory does not grow with the row count.
+    pub fn for_each_child_by_parent(
+        &self,
+        mut f: impl FnMut(ChildRow),
+    ) -> Result<(), IndexError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, COALESCE(parentID, ''), name, mimeType = ?1 FROM Files
+                 ORDER BY COALESCE(parentID, ''), id",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([FOLDER_MIME]).map_err(|e| self.err(e))?;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            f(ChildRow {
+                id: r.get(0).map_err(|e| self.err(e))?,
+                parent: parent_of(r.get(1).map_err(|e| self.err(e))?),
+                name: text(r, 2).map_err(|e| self.err(e))?,
+                is_folder: r.get(3).map_err(|e| self.err(e))?,
+            });
+        }
+        Ok(())
+    }
+
+    /// Streams every file (non-folder) row in rowid order.
+    pub fn for_each_file(&self, mut f: impl FnMut(FileRow)) -> Result<(), IndexError> {
+        let sql = format!(
+            "SELECT id, parentID, contentID, name, size, {} FROM Files WHERE mimeType <> ?1
+             ORDER BY rowid",
+            self.date_select()
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([FOLDER_MIME]).map_err(|e| self.err(e))?;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let content_id: Option<String> = r.get(2).map_err(|e| self.err(e))?;
+            f(FileRow {
+                id: r.get(0).map_err(|e| self.err(e))?,
+                parent: parent_of(r.get(1).map_err(|e| self.err(e))?),
+                content_id: content_id.filter(|c| !c.is_empty()),
+                name: text(r, 3).map_err(|e| self.err(e))?,
+                size: r.get::<_, Option<i64>>(4).map_err(|e| self.err(e))?.unwrap_or(0),
+                dates: dates_at(r, 5).map_err(|e| self.err(e))?,
+            });
+        }
+        Ok(())
+    }
+
+    /// Up to `n` contentIDs of file rows, spread over the table, for sampling the object store.
+    pub fn sample_content_ids(&self, n: usize) -> Result<Vec<String>, IndexError> {
+        let total: i64 = self
+            .conn
+            .query_row("SELECT COALESCE(MAX(rowid), 0) FROM Files", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        let step = (total / n.max(1) as i64).max(1);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT contentID FROM Files WHERE mimeType <> ?1 AND contentID IS NOT NULL
+                 AND contentID <> '' AND rowid % ?2 = 0 LIMIT ?3",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(rusqlite::params![FOLDER_MIME, step, n as i64], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Sizes of all file rows, streamed (for histograms and estimates).
+    pub fn for_each_file_size(&self, mut f: impl FnMut(u64)) -> Result<(), IndexError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT size FROM Files WHERE mimeType <> ?1")
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([FOLDER_MIME]).map_err(|e| self.err(e))?;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            f(r.get::<_, Option<i64>>(0).map_err(|e| self.err(e))?.unwrap_or(0).max(0) as u64);
+        }
+        Ok(())
+    }
+}
+
+fn parent_of(p: Option<String>) -> Option<String> {
+    p.filter(|s| !s.is_empty())
+}
+
+/// Reads a name column leniently: a name stored as a BLOB or with invalid UTF-8 is decoded
+/// lossily rather than failing the whole plan (the lossy name is then reported as changed).
+fn text(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<String> {
+    use rusqlite::types::ValueRef;
+    Ok(match r.get_ref(i)? {
+        ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
+        ValueRef::Null => String::new(),
+        ValueRef::Integer(v) => v.to_string(),
+        ValueRef::Real(v) => v.to_string(),
+    })
+}
+
+fn dates_at(r: &rusqlite::Row<'_>, start: usize) -> rusqlite::Result<RowDates> {
+    let g = |i: usize| -> rusqlite::Result<Option<i64>> {
+        use rusqlite::types::ValueRef;
+        Ok(match r.get_ref(start + i)? {
+            ValueRef::Integer(v) => Some(v),
+            ValueRef::Real(v) => Some(v as i64),
+            _ => None,
+        })
+    };
+    Ok(RowDates {
+        image: g(0)?,
+        video: g(1)?,
+        c: g(2)?,
+        birth: g(3)?,
+        m: g(4)?,
+        u: g(5)?,
+    })
+}
+
+fn classify(path: &Path, backup: Option<&Path>, e: rusqlite::Error) -> IndexError {
+    use rusqlite::ErrorCode;
+    if let rusqlite::Error::SqliteFailure(f, ref msg) = e {
+        match f.code {
+            ErrorCode::NotADatabase => {
+                return IndexError::NotSqlite {
+                    path: path.to_path_buf(),
+                }
+            }
+            ErrorCode::DatabaseCorrupt => {
+                let hint = match backup {
+                    Some(b) => format!(
+                        " Try the backup copy: --db {} (it may be older but intact).",
+                        b.display()
+                    ),
+                    None => " Look for restsdk/data/dbBackup/index.db and pass it with --db.".into(),
+                };
+                return IndexError::Malformed {
+                    path: path.to_path_buf(),
+                    detail: msg.clone().unwrap_or_else(|| "database disk image is malformed".into()),
+                    hint,
+                };
+            }
+            _ => {}
+        }
+    }
+    IndexError::Sqlite {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::schema::FILES_TABLE_SQL;
+
+    fn fixture(dir: &Path) -> PathBuf {
+        let p = dir.join("index.db");
+        let c = Connection::open(&p).unwrap();
+        c.execute_batch(FILES_TABLE_SQL).unwrap();
+        c.execute_batch(
+            "INSERT INTO Files(id,parentID,contentID,version,name,birthTime,cTime,size,mimeType,storageID,hidden,imageDate)
+             VALUES ('root',NULL,'c0',1,'auth0|abc',1,1,0,'application/x.wd.dir','local',1,NULL),
+                    ('f1','root','c1',1,'a.jpg',1000,2000,5,'image/jpeg','local',1,3000),
+                    ('d1','root','c2',1,'Photos',1,1,0,'application/x.wd.dir','local',1,NULL);",
+        )
+        .unwrap();
+        p
+    }
+
+    #[test]
+    fn uri_escapes_special_characters() {
+        assert_eq!(
+            immutable_uri(Path::new("/a b/x?#%.db")),
+            "file:/a%20b/x%3F%23%25.db?mode=ro&immutable=1"
+        );
+    }
+
+    #[test]
+    fn reads_folders_files_and_counts() {
+        let t = tempfile::tempdir().unwrap();
+        let p = fixture(t.path());
+        let idx = Index::open(&p, None).unwrap();
+        let c = idx.counts().unwrap();
+        assert_eq!((c.files, c.folders, c.bytes), (1, 2, 5));
+        let mut folders = vec![];
+        idx.for_each_folder(|f| folders.push(f.id)).unwrap();
+        folders.sort();
+        assert_eq!(folders, ["d1", "root"]);
+        let mut files = vec![];
+        idx.for_each_file(|f| files.push(f)).unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].dates.image, Some(3000));
+        assert_eq!(files[0].parent.as_deref(), Some("root"));
+        assert!(idx.quick_check().unwrap().is_empty());
+    }
+
+    #[test]
+    fn missing_column_is_named() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("index.db");
+        let c = Connection::open(&p).unwrap();
+        c.execute_batch("CREATE TABLE Files(id TEXT, parentID TEXT, name TEXT)").unwrap();
+        drop(c);
+        let e = Index::open(&p, None).err().unwrap().to_string();
+        assert!(e.contains("contentID"), "{e}");
+    }
+
+    #[test]
+    fn not_sqlite_is_named() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("index.db");
+        std::fs::write(&p, vec![b'x'; 4096]).unwrap();
+        let e = Index::open(&p, None).err().unwrap().to_string();
+        assert!(e.contains("not a SQLite database"), "{e}");
+        assert!(e.contains("index.db"), "{e}");
+    }
+}

@@ -1,0 +1,191 @@
+//! The dump on disk: where the index database and the object store are, and how a contentID
+//! maps to an object file.
+//!
+//! Users point us at whatever they mounted: the data partition, its `restsdk` folder, or
+//! `restsdk/data`. We accept all three (and explicit `--db` / `--files` overrides) and fail
+//! with a message listing every place we looked, because "file not found" alone is useless to
+//! someone staring at a freshly attached disk.
+
+pub mod index;
+pub mod schema;
+
+use std::path::{Path, PathBuf};
+
+/// Where the parts of a dump are.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SourceLayout {
+    /// The folder the user named.
+    pub root: PathBuf,
+    /// `.../db/index.db`
+    pub db: PathBuf,
+    /// `.../files`
+    pub files: PathBuf,
+    /// `.../dbBackup/index.db`, if present: the copy to try when the main one is damaged.
+    pub backup_db: Option<PathBuf>,
+}
+
+/// A source that cannot be used. Each message names the path and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("source {0} does not exist; give the mounted My Cloud data partition, its restsdk folder, or restsdk/data")]
+    Missing(PathBuf),
+    #[error("no My Cloud index database found under {root}; looked for: {looked}. Pass --db PATH if it is elsewhere")]
+    NoDatabase { root: PathBuf, looked: String },
+    #[error("no object folder `files` found under {root}; looked for: {looked}. Pass --files PATH if it is elsewhere")]
+    NoFiles { root: PathBuf, looked: String },
+    #[error("{0} given with --db does not exist")]
+    DbOverrideMissing(PathBuf),
+    #[error("{0} given with --files is not a folder")]
+    FilesOverrideMissing(PathBuf),
+}
+
+/// The data folders (the one holding `db/` and `files/`) a user's path may lead to.
+fn candidate_data_dirs(root: &Path) -> Vec<PathBuf> {
+    vec![
+        root.to_path_buf(),
+        root.join("data"),
+        root.join("restsdk/data"),
+    ]
+}
+
+impl SourceLayout {
+    /// Finds the database and object store under `root`, honouring explicit overrides.
+    pub fn discover(
+        root: &Path,
+        db_override: Option<&Path>,
+        files_override: Option<&Path>,
+    ) -> Result<SourceLayout, SourceError> {
+        if !root.exists() {
+            return Err(SourceError::Missing(root.to_path_buf()));
+        }
+        let candidates = candidate_data_dirs(root);
+        let data_dir = candidates
+            .iter()
+            .find(|d| d.join("db/index.db").is_file() || d.join("files").is_dir());
+
+        let db = match db_override {
+            Some(p) if p.is_file() => p.to_path_buf(),
+            Some(p) => return Err(SourceError::DbOverrideMissing(p.to_path_buf())),
+            None => candidates
+                .iter()
+                .map(|d| d.join("db/index.db"))
+                .find(|p| p.is_file())
+                .ok_or_else(|| SourceError::NoDatabase {
+                    root: root.to_path_buf(),
+                    looked: list(candidates.iter().map(|d| d.join("db/index.db"))),
+                })?,
+        };
+        let files = match files_override {
+            Some(p) if p.is_dir() => p.to_path_buf(),
+            Some(p) => return Err(SourceError::FilesOverrideMissing(p.to_path_buf())),
+            None => candidates
+                .iter()
+                .map(|d| d.join("files"))
+                .find(|p| p.is_dir())
+                .ok_or_else(|| SourceError::NoFiles {
+                    root: root.to_path_buf(),
+                    looked: list(candidates.iter().map(|d| d.join("files"))),
+                })?,
+        };
+        let backup_db = data_dir
+            .map(|d| d.join("dbBackup/index.db"))
+            .or_else(|| db.parent().and_then(|p| p.parent()).map(|d| d.join("dbBackup/index.db")))
+            .filter(|p| p.is_file() && *p != db);
+        Ok(SourceLayout {
+            root: root.to_path_buf(),
+            db,
+            files,
+            backup_db,
+        })
+    }
+
+    /// The sharded location of an object: `files/<first char>/<contentID>`.
+    pub fn sharded_object_path(&self, content_id: &str) -> Option<PathBuf> {
+        let first = content_id.chars().next()?;
+        Some(self.files.join(first.to_string()).join(content_id))
+    }
+
+    /// Finds an object: sharded layout first, then the flat layout `files/<contentID>`.
+    /// Returns `None` when neither exists (the object is missing) or the id is unusable.
+    pub fn find_object(&self, content_id: &str) -> Option<PathBuf> {
+        if !is_safe_content_id(content_id) {
+            return None;
+        }
+        let sharded = self.sharded_object_path(content_id)?;
+        if sharded.is_file() {
+            return Some(sharded);
+        }
+        let flat = self.files.join(content_id);
+        flat.is_file().then_some(flat)
+    }
+}
+
+/// A contentID is used as a file name inside the object store; one that could climb out of it
+/// (a `/`, `..`, NUL) is never looked up.
+pub fn is_safe_content_id(id: &str) -> bool {
+    !id.is_empty() && id != "." && id != ".." && !id.contains(['/', '\\', '\0'])
+}
+
+fn list(paths: impl Iterator<Item = PathBuf>) -> String {
+    paths
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn make(root: &Path, data: &str) {
+        let d = root.join(data);
+        std::fs::create_dir_all(d.join("db")).unwrap();
+        std::fs::create_dir_all(d.join("files/a")).unwrap();
+        std::fs::write(d.join("db/index.db"), b"").unwrap();
+    }
+
+    #[test]
+    fn discovers_from_partition_restsdk_and_data_folders() {
+        let t = tempfile::tempdir().unwrap();
+        make(t.path(), "restsdk/data");
+        for start in ["", "restsdk", "restsdk/data"] {
+            let l = SourceLayout::discover(&t.path().join(start), None, None).unwrap();
+            assert!(l.db.ends_with("restsdk/data/db/index.db"), "{start}: {:?}", l.db);
+            assert!(l.files.ends_with("restsdk/data/files"));
+            assert!(l.backup_db.is_none());
+        }
+    }
+
+    #[test]
+    fn notes_backup_database() {
+        let t = tempfile::tempdir().unwrap();
+        make(t.path(), "restsdk/data");
+        let b = t.path().join("restsdk/data/dbBackup");
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(b.join("index.db"), b"").unwrap();
+        let l = SourceLayout::discover(t.path(), None, None).unwrap();
+        assert!(l.backup_db.unwrap().ends_with("dbBackup/index.db"));
+    }
+
+    #[test]
+    fn error_lists_where_it_looked() {
+        let t = tempfile::tempdir().unwrap();
+        let e = SourceLayout::discover(t.path(), None, None).unwrap_err().to_string();
+        assert!(e.contains("restsdk/data/db/index.db"), "{e}");
+        assert!(e.contains("--db"), "{e}");
+    }
+
+    #[test]
+    fn object_lookup_sharded_then_flat_and_never_escapes() {
+        let t = tempfile::tempdir().unwrap();
+        make(t.path(), "");
+        std::fs::write(t.path().join("files/a/abc"), b"x").unwrap();
+        std::fs::write(t.path().join("files/bcd"), b"x").unwrap();
+        let l = SourceLayout::discover(t.path(), None, None).unwrap();
+        assert!(l.find_object("abc").unwrap().ends_with("files/a/abc"));
+        assert!(l.find_object("bcd").unwrap().ends_with("files/bcd"));
+        assert!(l.find_object("zzz").is_none());
+        assert!(l.find_object("../db").is_none());
+        assert!(l.find_object("").is_none());
+    }
+}
