@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod demo;
 pub mod exit;
+pub mod plan;
 pub mod source;
 
 pub use exit::Exit;

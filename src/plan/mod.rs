@@ -1,0 +1,863 @@
+//! The plan: where every row of the index will be restored.
+//!
+//! Memory grows with the number of folders, not files: folders (id, parent, name) are held
+//! in memory; files are streamed from SQLite twice. The first pass reads every row sorted by
+//! parent so each folder's children arrive together; it fixes final names (sanitized, then
+//! `name (n)` suffixes in ascending id order) and keeps only the names that got a suffix.
+//! Folder paths are then resolved iteratively (no recursion) with memoisation; broken
+//! chains and cycles are placed under `_unlinked/` and reported. The second pass
+//! ([`Plan::for_each_file`]) streams file rows and yields a [`PlannedFile`] for each one,
+//! filtered ones included, so every file gets exactly one outcome downstream.
+
+pub mod dates;
+pub mod names;
+
+use std::collections::HashMap;
+
+use crate::source::index::{ChildRow, Index, IndexError};
+use dates::DatePolicy;
+use names::{assign_sibling_names, NamePolicy};
+
+/// Top folder for rows whose parent chain is broken (missing parent or a cycle).
+pub const UNLINKED_DIR: &str = "_unlinked";
+/// Top folder for the device's Trash when `--include-trash` is given.
+pub const TRASH_NAME: &str = "Trash";
+const USER_PREFIX: &str = "auth0|";
+
+/// What the user asked to restore, validated.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    pub policy: NamePolicy,
+    pub include_trash: bool,
+    /// Restored-path prefixes (component-wise); empty means everything.
+    pub only: Vec<String>,
+    /// User labels or auth0 ids to keep; empty means all users.
+    pub users: Vec<String>,
+    pub limit: Option<u64>,
+    pub dates: DatePolicy,
+}
+
+/// Where a folder's chain ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Below user root number n (index into [`Plan::users`]).
+    User(u16),
+    Trash,
+    /// Below a parentless row that is neither a user nor Trash.
+    OtherRoot,
+    /// Below a missing parent or a cycle.
+    Unlinked,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ParentRef {
+    Root,
+    Folder(u32),
+    Missing,
+}
+
+/// Why a planned file is not restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    InTrash,
+    OtherUser,
+    NotUnderOnly,
+    BeyondLimit,
+}
+
+impl SkipReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            SkipReason::InTrash => "in the device's Trash (use --include-trash)",
+            SkipReason::OtherUser => "belongs to a user not selected with --user",
+            SkipReason::NotUnderOnly => "outside the --only paths",
+            SkipReason::BeyondLimit => "beyond --limit",
+        }
+    }
+}
+
+/// A structural problem found while planning.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Problem {
+    pub id: String,
+    pub kind: ProblemKind,
+    pub name: String,
+    pub restored_path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ProblemKind {
+    /// The parent row does not exist or is not a folder.
+    MissingParent { parent_id: String },
+    /// The folder is on a parent cycle.
+    Cycle { cycle_root: String },
+}
+
+impl std::fmt::Display for ProblemKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProblemKind::MissingParent { parent_id } => {
+                write!(f, "parent {parent_id} is missing or not a folder")
+            }
+            ProblemKind::Cycle { cycle_root } => {
+                write!(f, "on a parent cycle (broken at {cycle_root})")
+            }
+        }
+    }
+}
+
+/// A name the policy changed: original path (names from the database) -> restored path.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Rename {
+    pub id: String,
+    pub original: String,
+    pub restored: String,
+}
+
+/// One file row, resolved.
+#[derive(Debug, Clone)]
+pub struct PlannedFile {
+    pub id: String,
+    pub content_id: Option<String>,
+    /// Path under the destination, `/`-separated, every component sanitized.
+    pub rel_path: String,
+    pub size: u64,
+    /// Modification time to set, in milliseconds (None: no plausible date).
+    pub mtime_ms: Option<i64>,
+    pub origin: Origin,
+    /// Set when the file's own name was changed: its original path.
+    pub renamed_from: Option<String>,
+    pub skip: Option<SkipReason>,
+}
+
+/// One folder, resolved.
+#[derive(Debug, Clone)]
+pub struct PlannedFolder {
+    pub rel_path: String,
+    pub mtime_ms: Option<i64>,
+    pub origin: Origin,
+    pub depth: usize,
+}
+
+/// Counts of what the plan holds (files include filtered ones).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PlanTotals {
+    pub files: u64,
+    pub selected_files: u64,
+    pub selected_bytes: u64,
+    pub filtered: u64,
+    pub folders: u64,
+    pub renamed_files: u64,
+}
+
+struct Folders {
+    ids: HashMap<Box<str>, u32>,
+    raw_parent: Vec<Option<Box<str>>>,
+    name: Vec<Box<str>>,
+    mtime: Vec<Option<i64>>,
+    final_name: Vec<Option<Box<str>>>,
+    parent: Vec<ParentRef>,
+    path: Vec<Box<str>>,
+    origin: Vec<Origin>,
+}
+
+/// The resolved plan.
+pub struct Plan {
+    opts: PlanOptions,
+    folders: Folders,
+    /// File ids whose final name is not simply their sanitized name (sibling suffixes).
+    suffixed: HashMap<Box<str>, Box<str>>,
+    users: Vec<UserRoot>,
+    problems: Vec<Problem>,
+    folder_renames: Vec<Rename>,
+}
+
+/// A user account root.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UserRoot {
+    pub id: String,
+    pub name: String,
+    /// Folder the user's files go to ("" when there is one user: the top of DEST).
+    pub label: String,
+}
+
+/// The restored label of a user root: readable and safe (`auth0|abc` -> `auth0_abc`).
+fn user_label(name: &str) -> String {
+    name.replace('|', "_")
+}
+
+impl Plan {
+    /// Reads the index and resolves every folder. Files are resolved by [`Plan::for_each_file`].
+    pub fn build(index: &Index, opts: PlanOptions) -> Result<Plan, PlanError> {
+        let mut f = Folders {
+            ids: HashMap::new(),
+            raw_parent: Vec::new(),
+            name: Vec::new(),
+            mtime: Vec::new(),
+            final_name: Vec::new(),
+            parent: Vec::new(),
+            path: Vec::new(),
+            origin: Vec::new(),
+        };
+        index.for_each_folder(|row| {
+            let i = f.name.len() as u32;
+            if f.ids.insert(row.id.into_boxed_str(), i).is_some() {
+                // Duplicate id (the schema says unique): the later row would be unreachable
+                // by id anyway; keep the first mapping and carry on.
+                f.ids.retain(|_, v| *v != i);
+            }
+            f.raw_parent.push(row.parent.map(String::into_boxed_str));
+            f.name.push(row.name.into_boxed_str());
+            f.mtime.push(opts.dates.pick(&row.dates));
+        })?;
+        let n = f.name.len();
+        f.final_name = vec![None; n];
+        f.origin = vec![Origin::OtherRoot; n];
+        f.path = vec![Box::from(""); n];
+        f.parent = f
+            .raw_parent
+            .iter()
+            .map(|p| match p {
+                None => ParentRef::Root,
+                Some(p) => match f.ids.get(p) {
+                    Some(&j) => ParentRef::Folder(j),
+                    None => ParentRef::Missing,
+                },
+            })
+            .collect();
+
+        // Users are parentless folders named auth0|...; Trash is the parentless `Trash`.
+        let mut id_of = vec![Box::<str>::from(""); n];
+        for (id, &i) in &f.ids {
+            id_of[i as usize] = id.clone();
+        }
+        let mut users: Vec<UserRoot> = Vec::new();
+        let mut user_idx: HashMap<u32, u16> = HashMap::new();
+        let mut trash: Option<u32> = None;
+        let mut roots: Vec<u32> = (0..n as u32)
+            .filter(|&i| matches!(f.parent[i as usize], ParentRef::Root))
+            .collect();
+        roots.sort_by(|a, b| id_of[*a as usize].cmp(&id_of[*b as usize]));
+        for &i in &roots {
+            let name = &f.name[i as usize];
+            if name.starts_with(USER_PREFIX) {
+                user_idx.insert(i, users.len() as u16);
+                users.push(UserRoot {
+                    id: id_of[i as usize].to_string(),
+                    name: name.to_string(),
+                    label: String::new(),
+                });
+            } else if &**name == TRASH_NAME && trash.is_none() {
+                trash = Some(i);
+            }
+        }
+        for u in &opts.users {
+            if !users.iter().any(|x| &x.id == u || &x.name == u || user_label(&x.name) == *u) {
+                let known: Vec<String> = users.iter().map(|x| user_label(&x.name)).collect();
+                return Err(PlanError::UnknownUser {
+                    user: u.clone(),
+                    known: known.join(", "),
+                });
+            }
+        }
+        let single_user = (users.len() == 1).then(|| users[0].id.clone());
+
+        // Pass 1: names, one parent group at a time.
+        let mut suffixed: HashMap<Box<str>, Box<str>> = HashMap::new();
+        let mut group: Vec<ChildRow> = Vec::new();
+        let mut top: Vec<ChildRow> = Vec::new();
+        let mut top_done = false;
+        {
+            let mut finish = |group: &mut Vec<ChildRow>, is_top: bool| {
+                if group.is_empty() && !is_top {
+                    return;
+                }
+                group.sort_by(|a, b| a.id.cmp(&b.id));
+                let naming: Vec<String> = group
+                    .iter()
+                    .map(|r| {
+                        let is_user = r.parent.is_none() && r.is_folder && r.name.starts_with(USER_PREFIX);
+                        if is_user { user_label(&r.name) } else { r.name.clone() }
+                    })
+                    .collect();
+                let reserved: &[&str] = if is_top { &[UNLINKED_DIR] } else { &[] };
+                let finals =
+                    assign_sibling_names(opts.policy, naming.iter().map(String::as_str), reserved);
+                for ((row, natural), fin) in group.iter().zip(&naming).zip(finals) {
+                    if row.is_folder {
+                        if let Some(&i) = f.ids.get(row.id.as_str()) {
+                            f.final_name[i as usize] = Some(fin.into_boxed_str());
+                        }
+                    } else if opts.policy.sanitize(natural) != fin.as_str() {
+                        suffixed.insert(row.id.clone().into_boxed_str(), fin.into_boxed_str());
+                    }
+                }
+                group.clear();
+            };
+            let mut current: Option<Option<String>> = None;
+            index.for_each_child_by_parent(|row| {
+                if current.as_ref() != Some(&row.parent) {
+                    let prev = current.replace(row.parent.clone());
+                    if let Some(prev) = prev {
+                        let is_top_group = prev.is_none()
+                            || (single_user.is_some() && prev == single_user);
+                        if is_top_group {
+                            top.append(&mut group);
+                            // The single user's children join the parentless rows; both are
+                            // known once the user's own group has passed.
+                            if prev.is_some() || single_user.is_none() {
+                                finish(&mut top, true);
+                                top_done = true;
+                            }
+                        } else {
+                            finish(&mut group, false);
+                        }
+                    }
+                }
+                // The single user root itself is the top of DEST, not an entry in it.
+                let is_single_root =
+                    row.parent.is_none() && single_user.as_deref() == Some(row.id.as_str());
+                if !is_single_root {
+                    group.push(row);
+                }
+            })?;
+            if let Some(prev) = current {
+                let is_top_group =
+                    prev.is_none() || (single_user.is_some() && prev == single_user);
+                if is_top_group {
+                    top.append(&mut group);
+                } else {
+                    finish(&mut group, false);
+                }
+            }
+            if !top_done {
+                finish(&mut top, true);
+            }
+        }
+
+        if single_user.is_none() {
+            for u in &mut users {
+                let i = f.ids[u.id.as_str()];
+                u.label = f.final_name[i as usize].as_deref().unwrap_or("").to_string();
+            }
+        }
+
+        let mut plan = Plan {
+            opts,
+            folders: f,
+            suffixed,
+            users,
+            problems: Vec::new(),
+            folder_renames: Vec::new(),
+        };
+        plan.resolve_folders(&id_of, &user_idx, trash, single_user.is_some());
+        Ok(plan)
+    }
+
+    /// Final name of folder `i` (sanitized original when pass 1 did not see it).
+    fn folder_final(&self, i: usize) -> Box<str> {
+        match &self.folders.final_name[i] {
+            Some(n) => n.clone(),
+            None => Box::from(self.opts.policy.sanitize(&self.folders.name[i])),
+        }
+    }
+
+    /// Resolves every folder's restored path iteratively: walk up until a resolved folder,
+    /// a root, a missing parent or a cycle, then assign paths on the way back down.
+    fn resolve_folders(
+        &mut self,
+        id_of: &[Box<str>],
+        user_idx: &HashMap<u32, u16>,
+        trash: Option<u32>,
+        single_user: bool,
+    ) {
+        const NEW: u8 = 0;
+        const ON_STACK: u8 = 1;
+        const DONE: u8 = 2;
+        let n = self.folders.name.len();
+        let mut state = vec![NEW; n];
+        let mut stack: Vec<usize> = Vec::new();
+        for start in 0..n {
+            'again: loop {
+                stack.clear();
+                let mut cur = start;
+                loop {
+                    match state[cur] {
+                        DONE => break,
+                        ON_STACK => {
+                            // A cycle: the members are on the stack from `cur` upward. Break
+                            // it at the smallest id, which becomes an unlinked root.
+                            let pos = stack.iter().position(|&x| x == cur).unwrap_or(0);
+                            let members: Vec<usize> = stack[pos..].to_vec();
+                            let breaker = *members
+                                .iter()
+                                .min_by(|a, b| id_of[**a].cmp(&id_of[**b]))
+                                .unwrap_or(&cur);
+                            let name = self.folder_final(breaker);
+                            let path = format!(
+                                "{UNLINKED_DIR}/cycle-{}/{name}",
+                                self.opts.policy.sanitize(&id_of[breaker])
+                            );
+                            self.folders.path[breaker] = path.into_boxed_str();
+                            self.folders.origin[breaker] = Origin::Unlinked;
+                            self.folders.parent[breaker] = ParentRef::Missing;
+                            for &m in &members {
+                                self.problems.push(Problem {
+                                    id: id_of[m].to_string(),
+                                    kind: ProblemKind::Cycle {
+                                        cycle_root: id_of[breaker].to_string(),
+                                    },
+                                    name: self.folders.name[m].to_string(),
+                                    restored_path: String::new(), // filled below
+                                });
+                            }
+                            for &s in &stack {
+                                state[s] = NEW;
+                            }
+                            state[breaker] = DONE;
+                            continue 'again;
+                        }
+                        _ => {}
+                    }
+                    state[cur] = ON_STACK;
+                    stack.push(cur);
+                    match self.folders.parent[cur] {
+                        ParentRef::Folder(p) => cur = p as usize,
+                        ParentRef::Root => {
+                            let (path, origin) = if let Some(&u) = user_idx.get(&(cur as u32)) {
+                                let p = if single_user {
+                                    String::new()
+                                } else {
+                                    self.folder_final(cur).to_string()
+                                };
+                                (p, Origin::User(u))
+                            } else if Some(cur as u32) == trash {
+                                (self.folder_final(cur).to_string(), Origin::Trash)
+                            } else {
+                                (self.folder_final(cur).to_string(), Origin::OtherRoot)
+                            };
+                            self.folders.path[cur] = path.into_boxed_str();
+                            self.folders.origin[cur] = origin;
+                            state[cur] = DONE;
+                            break;
+                        }
+                        ParentRef::Missing => {
+                            let pid = self.folders.raw_parent[cur].as_deref().unwrap_or("");
+                            let path = format!(
+                                "{UNLINKED_DIR}/{}/{}",
+                                self.opts.policy.sanitize(pid),
+                                self.folder_final(cur)
+                            );
+                            // Cycle breakers were marked Missing above and already have a
+                            // path and a problem entry.
+                            if self.folders.origin[cur] != Origin::Unlinked {
+                                self.problems.push(Problem {
+                                    id: id_of[cur].to_string(),
+                                    kind: ProblemKind::MissingParent {
+                                        parent_id: pid.to_string(),
+                                    },
+                                    name: self.folders.name[cur].to_string(),
+                                    restored_path: path.clone(),
+                                });
+                                self.folders.path[cur] = path.into_boxed_str();
+                                self.folders.origin[cur] = Origin::Unlinked;
+                            }
+                            state[cur] = DONE;
+                            break;
+                        }
+                    }
+                }
+                // Unwind: every element below the top now has a resolved parent.
+                while let Some(c) = stack.pop() {
+                    if state[c] == DONE {
+                        continue;
+                    }
+                    let ParentRef::Folder(p) = self.folders.parent[c] else {
+                        unreachable!("only folder-parented entries are left unresolved")
+                    };
+                    let p = p as usize;
+                    let name = self.folder_final(c);
+                    let parent_path = &self.folders.path[p];
+                    let path = if parent_path.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{parent_path}/{name}")
+                    };
+                    self.folders.path[c] = path.into_boxed_str();
+                    self.folders.origin[c] = self.folders.origin[p];
+                    state[c] = DONE;
+                }
+                break;
+            }
+        }
+        // Fill restored paths of cycle members and record folder renames.
+        let index_of: HashMap<&str, usize> =
+            id_of.iter().enumerate().map(|(i, s)| (&**s, i)).collect();
+        for p in &mut self.problems {
+            if p.restored_path.is_empty() {
+                if let Some(&i) = index_of.get(p.id.as_str()) {
+                    p.restored_path = self.folders.path[i].to_string();
+                }
+            }
+        }
+        for i in 0..n {
+            let single_root = single_user && user_idx.contains_key(&(i as u32));
+            if single_root {
+                continue;
+            }
+            let natural = if user_idx.contains_key(&(i as u32)) {
+                user_label(&self.folders.name[i])
+            } else {
+                self.folders.name[i].to_string()
+            };
+            if *self.folder_final(i) != *natural {
+                let original = self.original_path(i, &self.folders.name[i]);
+                self.folder_renames.push(Rename {
+                    id: id_of[i].to_string(),
+                    original,
+                    restored: self.folders.path[i].to_string(),
+                });
+            }
+        }
+        self.folder_renames.sort_by(|a, b| a.restored.cmp(&b.restored));
+        self.problems.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+
+    /// The path made of the database's own names, from the root down to `leaf` under folder
+    /// `i`'s parent chain. Bounded by the folder count, so a cycle cannot make it loop.
+    fn original_path(&self, i: usize, leaf: &str) -> String {
+        let mut parts = vec![leaf.to_string()];
+        let mut cur = self.folders.parent[i];
+        let mut steps = 0;
+        while let ParentRef::Folder(p) = cur {
+            steps += 1;
+            if steps > self.folders.name.len() {
+                break;
+            }
+            parts.push(self.folders.name[p as usize].to_string());
+            cur = self.folders.parent[p as usize];
+        }
+        parts.reverse();
+        parts.join("/")
+    }
+
+    pub fn users(&self) -> &[UserRoot] {
+        &self.users
+    }
+
+    pub fn problems(&self) -> &[Problem] {
+        &self.problems
+    }
+
+    pub fn folder_renames(&self) -> &[Rename] {
+        &self.folder_renames
+    }
+
+    pub fn options(&self) -> &PlanOptions {
+        &self.opts
+    }
+
+    /// Whether `rel_path` is selected by the origin and `--only`/`--user` filters.
+    fn skip_for(&self, origin: Origin, rel_path: &str) -> Option<SkipReason> {
+        match origin {
+            Origin::Trash if !self.opts.include_trash => return Some(SkipReason::InTrash),
+            Origin::User(u) if !self.opts.users.is_empty() => {
+                let user = &self.users[u as usize];
+                let picked = self.opts.users.iter().any(|x| {
+                    *x == user.id || *x == user.name || *x == user_label(&user.name)
+                });
+                if !picked {
+                    return Some(SkipReason::OtherUser);
+                }
+            }
+            _ => {}
+        }
+        if !self.opts.only.is_empty() && !self.opts.only.iter().any(|p| under(rel_path, p)) {
+            return Some(SkipReason::NotUnderOnly);
+        }
+        None
+    }
+
+    /// Every folder that holds restored content (folders of filtered origins excluded),
+    /// deepest first: the order in which folder dates must be set.
+    pub fn folders_deepest_first(&self) -> Vec<PlannedFolder> {
+        let mut out: Vec<PlannedFolder> = (0..self.folders.name.len())
+            .filter(|&i| !self.folders.path[i].is_empty())
+            .map(|i| PlannedFolder {
+                rel_path: self.folders.path[i].to_string(),
+                mtime_ms: self.folders.mtime[i],
+                origin: self.folders.origin[i],
+                depth: self.folders.path[i].matches('/').count(),
+            })
+            .filter(|f| self.skip_for(f.origin, &f.rel_path).is_none() || self.opts.only.iter().any(|p| under(p, &f.rel_path)))
+            .collect();
+        out.sort_by(|a, b| b.depth.cmp(&a.depth).then_with(|| a.rel_path.cmp(&b.rel_path)));
+        out
+    }
+
+    /// Streams every file row, resolved. Filtered files are yielded too, with `skip` set.
+    pub fn for_each_file(
+        &self,
+        index: &Index,
+        mut f: impl FnMut(PlannedFile),
+    ) -> Result<(), PlanError> {
+        let mut selected = 0u64;
+        let policy = self.opts.policy;
+        index.for_each_file(|row| {
+            let (dir, origin, parent_folder) = match row.parent.as_deref() {
+                None => (String::new(), Origin::OtherRoot, None),
+                Some(p) => match self.folders.ids.get(p) {
+                    Some(&i) => (
+                        self.folders.path[i as usize].to_string(),
+                        self.folders.origin[i as usize],
+                        Some(i as usize),
+                    ),
+                    None => (
+                        format!("{UNLINKED_DIR}/{}", policy.sanitize(p)),
+                        Origin::Unlinked,
+                        None,
+                    ),
+                },
+            };
+            let name: String = match self.suffixed.get(row.id.as_str()) {
+                Some(n) => n.to_string(),
+                None => policy.sanitize(&row.name).into_owned(),
+            };
+            let rel_path = if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") };
+            let renamed_from = (name != row.name).then(|| match (parent_folder, row.parent.as_deref()) {
+                (Some(i), _) => {
+                    format!("{}/{}", self.original_path(i, &self.folders.name[i]), row.name)
+                }
+                (None, Some(p)) => format!("<missing {p}>/{}", row.name),
+                (None, None) => row.name.clone(),
+            });
+            let mut skip = self.skip_for(origin, &rel_path);
+            if skip.is_none() {
+                if let Some(limit) = self.opts.limit {
+                    if selected >= limit {
+                        skip = Some(SkipReason::BeyondLimit);
+                    }
+                }
+            }
+            if skip.is_none() {
+                selected += 1;
+            }
+            f(PlannedFile {
+                id: row.id,
+                content_id: row.content_id,
+                rel_path,
+                size: row.size.max(0) as u64,
+                mtime_ms: self.opts.dates.pick(&row.dates),
+                origin,
+                renamed_from,
+                skip,
+            });
+        })?;
+        Ok(())
+    }
+
+    /// Counts what [`Plan::for_each_file`] would yield (one streaming pass).
+    pub fn totals(&self, index: &Index) -> Result<PlanTotals, PlanError> {
+        let mut t = PlanTotals {
+            folders: self.folders.name.len() as u64,
+            ..Default::default()
+        };
+        self.for_each_file(index, |pf| {
+            t.files += 1;
+            if pf.renamed_from.is_some() {
+                t.renamed_files += 1;
+            }
+            match pf.skip {
+                None => {
+                    t.selected_files += 1;
+                    t.selected_bytes += pf.size;
+                }
+                Some(_) => t.filtered += 1,
+            }
+        })?;
+        Ok(t)
+    }
+}
+
+/// Whether `path` is `prefix` or below it, comparing whole components.
+pub fn under(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_matches('/');
+    prefix.is_empty()
+        || path == prefix
+        || (path.starts_with(prefix) && path.as_bytes().get(prefix.len()) == Some(&b'/'))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("no user `{user}` in this dump; users are: {known}")]
+    UnknownUser { user: String, known: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::schema::{FILES_TABLE_SQL, FOLDER_MIME};
+    use std::path::Path;
+
+    /// (id, parent, name, is_folder)
+    fn db(dir: &Path, rows: &[(&str, Option<&str>, &str, bool)]) -> Index {
+        let p = dir.join("index.db");
+        let c = rusqlite::Connection::open(&p).unwrap();
+        c.execute_batch(FILES_TABLE_SQL).unwrap();
+        for (i, (id, parent, name, folder)) in rows.iter().enumerate() {
+            c.execute(
+                "INSERT INTO Files(id,parentID,contentID,version,name,birthTime,cTime,size,mimeType,storageID,hidden)
+                 VALUES (?1,?2,?3,1,?4,1600000000000,1600000000000,?5,?6,'local',1)",
+                rusqlite::params![id, parent, format!("c{i}"), name, if *folder { 0 } else { 3 },
+                    if *folder { FOLDER_MIME } else { "image/jpeg" }],
+            )
+            .unwrap();
+        }
+        drop(c);
+        Index::open(&p, None).unwrap()
+    }
+
+    fn opts() -> PlanOptions {
+        PlanOptions {
+            policy: NamePolicy::Posix,
+            include_trash: false,
+            only: vec![],
+            users: vec![],
+            limit: None,
+            dates: DatePolicy::now(dates::parse_fields("cTime").unwrap()),
+        }
+    }
+
+    fn paths(idx: &Index, o: PlanOptions) -> (Plan, Vec<(String, String, Option<SkipReason>)>) {
+        let plan = Plan::build(idx, o).unwrap();
+        let mut v = vec![];
+        plan.for_each_file(idx, |f| v.push((f.id, f.rel_path, f.skip))).unwrap();
+        v.sort();
+        (plan, v)
+    }
+
+    const U1: &str = "u1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const U2: &str = "u2aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const TR: &str = "traaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    #[test]
+    fn single_user_children_go_to_the_top_and_trash_is_filtered() {
+        let t = tempfile::tempdir().unwrap();
+        let idx = db(t.path(), &[
+            (U1, None, "auth0|abc", true),
+            (TR, None, "Trash", true),
+            ("d1", Some(U1), "Photos", true),
+            ("f1", Some("d1"), "a.jpg", false),
+            ("f2", Some(U1), "top.txt", false),
+            ("f3", Some(TR), "gone.jpg", false),
+        ]);
+        let (_, v) = paths(&idx, opts());
+        assert_eq!(v, [
+            ("f1".into(), "Photos/a.jpg".into(), None),
+            ("f2".into(), "top.txt".into(), None),
+            ("f3".into(), "Trash/gone.jpg".into(), Some(SkipReason::InTrash)),
+        ]);
+        let (_, v) = paths(&idx, PlanOptions { include_trash: true, ..opts() });
+        assert_eq!(v[2].2, None);
+    }
+
+    #[test]
+    fn several_users_get_one_labelled_folder_each() {
+        let t = tempfile::tempdir().unwrap();
+        let idx = db(t.path(), &[
+            (U1, None, "auth0|abc", true),
+            (U2, None, "auth0|def", true),
+            ("f1", Some(U1), "a.jpg", false),
+            ("f2", Some(U2), "a.jpg", false),
+        ]);
+        let (plan, v) = paths(&idx, PlanOptions { users: vec!["auth0_def".into()], ..opts() });
+        assert_eq!(v[0].1, "auth0_abc/a.jpg");
+        assert_eq!(v[0].2, Some(SkipReason::OtherUser));
+        assert_eq!(v[1].1, "auth0_def/a.jpg");
+        assert_eq!(v[1].2, None);
+        assert_eq!(plan.users().len(), 2);
+        let e = Plan::build(&idx, PlanOptions { users: vec!["nobody".into()], ..opts() });
+        assert!(e.err().unwrap().to_string().contains("auth0_abc"));
+    }
+
+    #[test]
+    fn unlinked_rows_and_cycles_are_placed_and_reported_without_hanging() {
+        let t = tempfile::tempdir().unwrap();
+        let idx = db(t.path(), &[
+            (U1, None, "auth0|abc", true),
+            ("da", Some("db"), "A", true),
+            ("db", Some("da"), "B", true),
+            ("dc", Some("dc"), "Self", true),
+            ("f1", Some("da"), "in-cycle.txt", false),
+            ("dx", Some("gone"), "Orphan", true),
+            ("f2", Some("dx"), "o.txt", false),
+            ("f3", Some("gone2"), "loose.txt", false),
+            ("f4", Some("f3"), "under-file.txt", false),
+        ]);
+        let (plan, v) = paths(&idx, opts());
+        let get = |id: &str| v.iter().find(|x| x.0 == id).unwrap().1.clone();
+        assert_eq!(get("f1"), "_unlinked/cycle-da/A/in-cycle.txt");
+        assert_eq!(get("f2"), "_unlinked/gone/Orphan/o.txt");
+        assert_eq!(get("f3"), "_unlinked/gone2/loose.txt");
+        assert_eq!(get("f4"), "_unlinked/f3/under-file.txt");
+        let kinds: Vec<_> = plan.problems().iter().map(|p| (p.id.as_str(), p.kind.clone())).collect();
+        assert!(kinds.contains(&("da", ProblemKind::Cycle { cycle_root: "da".into() })));
+        assert!(kinds.contains(&("db", ProblemKind::Cycle { cycle_root: "da".into() })));
+        assert!(kinds.contains(&("dc", ProblemKind::Cycle { cycle_root: "dc".into() })));
+        assert!(kinds.contains(&("dx", ProblemKind::MissingParent { parent_id: "gone".into() })));
+        let b = plan.folders_deepest_first();
+        assert!(b.iter().any(|f| f.rel_path == "_unlinked/cycle-da/A/B"));
+    }
+
+    #[test]
+    fn duplicate_names_get_suffixes_in_id_order_including_folders() {
+        let t = tempfile::tempdir().unwrap();
+        let idx = db(t.path(), &[
+            (U1, None, "auth0|abc", true),
+            ("b2", Some(U1), "x.jpg", false),
+            ("a1", Some(U1), "x.jpg", false),
+            ("c3", Some(U1), "x.jpg", true),
+            ("d4", Some("c3"), "inner", false),
+            ("e5", Some(U1), "_unlinked", false),
+        ]);
+        let (plan, v) = paths(&idx, opts());
+        let get = |id: &str| v.iter().find(|x| x.0 == id).unwrap().1.clone();
+        assert_eq!(get("a1"), "x.jpg");
+        assert_eq!(get("b2"), "x (2).jpg");
+        assert_eq!(get("d4"), "x (3).jpg/inner");
+        assert_eq!(get("e5"), "_unlinked (2)");
+        assert_eq!(plan.folder_renames().len(), 1);
+        assert_eq!(plan.folder_renames()[0].original, "auth0|abc/x.jpg");
+    }
+
+    #[test]
+    fn only_and_limit_select_and_every_file_is_still_yielded() {
+        let t = tempfile::tempdir().unwrap();
+        let idx = db(t.path(), &[
+            (U1, None, "auth0|abc", true),
+            ("d1", Some(U1), "Photos", true),
+            ("d2", Some(U1), "Photos2", true),
+            ("f1", Some("d1"), "1", false),
+            ("f2", Some("d1"), "2", false),
+            ("f3", Some("d2"), "3", false),
+        ]);
+        let (plan, v) = paths(&idx, PlanOptions { only: vec!["Photos/".into()], limit: Some(1), ..opts() });
+        let skips: Vec<_> = v.iter().map(|x| x.2).collect();
+        assert_eq!(skips, [None, Some(SkipReason::BeyondLimit), Some(SkipReason::NotUnderOnly)]);
+        let t = plan.totals(&idx).unwrap();
+        assert_eq!((t.files, t.selected_files, t.filtered), (3, 1, 2));
+    }
+
+    #[test]
+    fn under_compares_whole_components() {
+        assert!(under("Photos/a", "Photos"));
+        assert!(under("Photos", "Photos/"));
+        assert!(!under("Photos2/a", "Photos"));
+        assert!(under("x", ""));
+    }
+}

@@ -1,0 +1,255 @@
+//! Name policy: how a name from the database becomes a safe name on the destination.
+//!
+//! Names on the device are arbitrary Unicode: `|` in every user root, `:` and `?` from Macs,
+//! even `/`. The destination decides what is legal: any POSIX filesystem refuses only `/`
+//! and NUL, while SMB, NTFS, exFAT and FAT also refuse `<>:"\|?*`, control characters,
+//! trailing dots and spaces and device names, and fold case. Every rule here is a pure
+//! function of the name, so the same database always gives the same paths; changed names
+//! are reported by the planner, never silently applied.
+
+use std::borrow::Cow;
+
+/// Longest file name, in bytes, most filesystems accept (ext4, XFS, btrfs, NTFS in UTF-16
+/// units, which is never more than the UTF-8 byte count).
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// What the destination accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NamePolicy {
+    /// Linux filesystems: only `/` and NUL are illegal; case matters.
+    Posix,
+    /// SMB/NTFS/FAT/exFAT rules; names that differ only in case collide.
+    Windows,
+}
+
+const WINDOWS_ILLEGAL: &[char] = &['<', '>', ':', '"', '\\', '|', '?', '*'];
+const WINDOWS_RESERVED: &[&str] = &[
+    "CON", "PRN", "AUX", "NUL", "COM0", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7",
+    "COM8", "COM9", "LPT0", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8",
+    "LPT9",
+];
+
+impl NamePolicy {
+    /// The safe form of `name` under this policy (before sibling collisions are resolved).
+    /// Never empty, never `.` or `..`, never contains `/` or NUL, at most 255 bytes.
+    pub fn sanitize(self, name: &str) -> Cow<'_, str> {
+        let mut out: Cow<'_, str> = Cow::Borrowed(name);
+        let bad = |c: char| match self {
+            NamePolicy::Posix => c == '/' || c == '\0',
+            NamePolicy::Windows => c == '/' || c.is_control() || WINDOWS_ILLEGAL.contains(&c),
+        };
+        if out.contains(bad) {
+            out = Cow::Owned(out.chars().map(|c| if bad(c) { '_' } else { c }).collect());
+        }
+        match &*out {
+            "" => out = Cow::Borrowed("_unnamed"),
+            "." => out = Cow::Borrowed("_dot"),
+            ".." => out = Cow::Borrowed("_dotdot"),
+            _ => {}
+        }
+        if self == NamePolicy::Windows {
+            let trimmed = out.trim_end_matches(['.', ' ']);
+            if trimmed.len() != out.len() {
+                let tail = out.len() - trimmed.len();
+                out = Cow::Owned(format!("{trimmed}{}", "_".repeat(tail)));
+            }
+            let stem = out.split('.').next().unwrap_or("");
+            if WINDOWS_RESERVED.iter().any(|r| r.eq_ignore_ascii_case(stem.trim_end())) {
+                out = Cow::Owned(format!("_{out}"));
+            }
+        }
+        if out.len() > MAX_NAME_BYTES {
+            out = Cow::Owned(shorten(&out, name));
+        }
+        out
+    }
+
+    /// The key two sibling names collide on: the name itself, or its lowercase form where
+    /// the destination ignores case.
+    pub fn collision_key(self, name: &str) -> String {
+        match self {
+            NamePolicy::Posix => name.to_string(),
+            NamePolicy::Windows => name.to_lowercase(),
+        }
+    }
+}
+
+/// Splits `name` into stem and extension (with its dot); a leading dot is not an extension,
+/// and neither is a long "extension" (more than 16 bytes), which is just part of the name.
+fn split_ext(name: &str) -> (&str, &str) {
+    match name.rfind('.') {
+        Some(i) if i > 0 && name.len() - i <= 17 => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    }
+}
+
+/// Longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn truncate_bytes(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Shortens an over-long name to 255 bytes keeping its extension, and adds a short hash of
+/// the original so that two long names sharing a prefix stay distinct and stable.
+fn shorten(name: &str, original: &str) -> String {
+    let hash = xxhash_rust::xxh3::xxh3_64(original.as_bytes());
+    let tag = format!("~{:08x}", hash as u32);
+    let (stem, ext) = split_ext(name);
+    let room = MAX_NAME_BYTES - tag.len() - ext.len();
+    format!("{}{tag}{ext}", truncate_bytes(stem, room))
+}
+
+/// `stem (n).ext`, kept within 255 bytes.
+pub fn with_suffix(name: &str, n: u64) -> String {
+    let (stem, ext) = split_ext(name);
+    let tag = format!(" ({n})");
+    let room = MAX_NAME_BYTES.saturating_sub(tag.len() + ext.len());
+    format!("{}{tag}{ext}", truncate_bytes(stem, room))
+}
+
+/// Assigns final names to one folder's children.
+///
+/// `entries` must be in ascending id order; the result is parallel to it. Each entry gets its
+/// sanitized name unless an earlier entry (by id) already holds it, in which case it gets the
+/// first `name (n).ext` (n = 2, 3, ...) that neither an earlier entry holds nor any sibling
+/// has as its own natural name. `reserved` names are taken before any entry.
+pub fn assign_sibling_names<'a>(
+    policy: NamePolicy,
+    entries: impl IntoIterator<Item = &'a str>,
+    reserved: &[&str],
+) -> Vec<String> {
+    use std::collections::HashSet;
+    let sanitized: Vec<String> = entries
+        .into_iter()
+        .map(|n| policy.sanitize(n).into_owned())
+        .collect();
+    let natural: HashSet<String> = sanitized.iter().map(|s| policy.collision_key(s)).collect();
+    let mut taken: HashSet<String> = reserved.iter().map(|r| policy.collision_key(r)).collect();
+    let mut out = Vec::with_capacity(sanitized.len());
+    for s in sanitized {
+        let key = policy.collision_key(&s);
+        if taken.insert(key) {
+            out.push(s);
+            continue;
+        }
+        let mut n = 2u64;
+        loop {
+            let cand = with_suffix(&s, n);
+            let k = policy.collision_key(&cand);
+            if !natural.contains(&k) && taken.insert(k) {
+                out.push(cand);
+                break;
+            }
+            n += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use NamePolicy::*;
+
+    #[test]
+    fn posix_replaces_only_slash_and_nul() {
+        assert_eq!(Posix.sanitize("a|b:c?.jpg"), "a|b:c?.jpg");
+        assert_eq!(Posix.sanitize("a/b\0c"), "a_b_c");
+        assert_eq!(Posix.sanitize("name. "), "name. ");
+    }
+
+    #[test]
+    fn dot_names_and_empty_get_placeholders() {
+        for p in [Posix, Windows] {
+            assert_eq!(p.sanitize(""), "_unnamed");
+            assert_eq!(p.sanitize("."), "_dot");
+            assert_eq!(p.sanitize(".."), "_dotdot");
+        }
+        assert_eq!(Posix.sanitize("..."), "...");
+        assert_eq!(Windows.sanitize("..."), "___");
+    }
+
+    #[test]
+    fn windows_illegal_chars_trailing_and_reserved() {
+        assert_eq!(Windows.sanitize(r#"a<b>c:d"e\f|g?h*i"#), "a_b_c_d_e_f_g_h_i");
+        assert_eq!(Windows.sanitize("bell\u{7}.txt"), "bell_.txt");
+        assert_eq!(Windows.sanitize("name."), "name_");
+        assert_eq!(Windows.sanitize("name .. "), "name____");
+        assert_eq!(Windows.sanitize("CON"), "_CON");
+        assert_eq!(Windows.sanitize("nul.txt"), "_nul.txt");
+        assert_eq!(Windows.sanitize("com1.tar.gz"), "_com1.tar.gz");
+        assert_eq!(Windows.sanitize("CONSOLE.txt"), "CONSOLE.txt");
+        assert_eq!(Windows.sanitize("auth0|5f3a"), "auth0_5f3a");
+    }
+
+    #[test]
+    fn long_names_keep_extension_and_differ_by_hash() {
+        let a = format!("{}A.jpg", "x".repeat(300));
+        let b = format!("{}B.jpg", "x".repeat(300));
+        let (sa, sb) = (Posix.sanitize(&a), Posix.sanitize(&b));
+        assert!(sa.len() <= 255 && sb.len() <= 255);
+        assert!(sa.ends_with(".jpg"));
+        assert_ne!(sa, sb);
+        assert_eq!(sa, Posix.sanitize(&a), "stable");
+        let multi = "é".repeat(200);
+        let s = Posix.sanitize(&multi);
+        assert!(s.len() <= 255);
+    }
+
+    #[test]
+    fn suffixes_follow_id_order_and_skip_natural_names() {
+        let names = assign_sibling_names(Posix, ["photo.jpg", "photo.jpg", "photo (2).jpg", "photo.jpg"], &[]);
+        assert_eq!(names, ["photo.jpg", "photo (3).jpg", "photo (2).jpg", "photo (4).jpg"]);
+    }
+
+    #[test]
+    fn case_collisions_only_under_windows() {
+        let n = ["Readme.md", "README.md"];
+        assert_eq!(assign_sibling_names(Posix, n, &[]), ["Readme.md", "README.md"]);
+        assert_eq!(assign_sibling_names(Windows, n, &[]), ["Readme.md", "README (2).md"]);
+    }
+
+    #[test]
+    fn sanitizing_can_create_collisions_that_are_resolved() {
+        let n = ["a:b", "a|b", "a_b"];
+        assert_eq!(assign_sibling_names(Windows, n, &[]), ["a_b", "a_b (2)", "a_b (3)"]);
+    }
+
+    #[test]
+    fn reserved_names_are_taken_first() {
+        let n = assign_sibling_names(Posix, ["_unlinked", "x"], &["_unlinked"]);
+        assert_eq!(n, ["_unlinked (2)", "x"]);
+    }
+
+    #[test]
+    fn suffix_stays_within_limit() {
+        let long = format!("{}.jpg", "y".repeat(251));
+        assert_eq!(long.len(), 255);
+        let s = with_suffix(&long, 12);
+        assert!(s.len() <= 255 && s.ends_with(" (12).jpg"), "{s}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn sanitized_names_are_always_single_safe_components(name in "\\PC{0,300}", win in proptest::bool::ANY) {
+            let p = if win { Windows } else { Posix };
+            let s = p.sanitize(&name);
+            proptest::prop_assert!(!s.is_empty() && s != "." && s != "..");
+            proptest::prop_assert!(!s.contains('/') && !s.contains('\0'));
+            proptest::prop_assert!(s.len() <= MAX_NAME_BYTES);
+            let joined = std::path::Path::new("/dest").join(&*s);
+            proptest::prop_assert_eq!(joined.parent(), Some(std::path::Path::new("/dest")));
+            if win {
+                proptest::prop_assert!(!s.ends_with('.') && !s.ends_with(' '));
+                proptest::prop_assert!(!s.chars().any(|c| c.is_control() || WINDOWS_ILLEGAL.contains(&c)));
+            }
+        }
+    }
+}
