@@ -2,22 +2,116 @@
 //!
 //! The pipeline: [`source`] finds the dump and reads the index read-only; [`plan`] resolves
 //! every row to a restored path under a name policy; [`restore`] copies in parallel with a
-//! checkpoint in [`state`]; [`report`] turns engine events into progress and reports;
-//! [`preflight`] measures the machine and estimates the duration.
+//! checkpoint in [`state`]; [`report`] turns engine events into progress and reports.
+//! [`commands`] holds one function per subcommand; `main.rs` only parses and exits.
 
 pub mod cli;
+pub mod commands;
+pub mod config;
 pub mod demo;
 pub mod exit;
+pub mod fsinfo;
 pub mod plan;
+pub mod report;
+pub mod restore;
 pub mod source;
+pub mod state;
 
 pub use exit::Exit;
 
-use anyhow::Result;
+use anyhow::Context;
+use clap::Parser;
+
+use cli::{Command, DemoArgs, SizeMixArg};
 
 /// Runs one command and returns the exit status to report.
-pub fn run(cli: cli::Cli) -> Result<Exit> {
-    match cli.command {
-        _ => anyhow::bail!("not implemented yet"),
+pub fn run(cli: cli::Cli) -> anyhow::Result<Exit> {
+    match &cli.command {
+        Command::Demo(a) => demo(a),
+        Command::Inspect(a) => commands::inspect(a),
+        Command::Plan(a) => commands::plan(a),
+        Command::Restore(a) => commands::restore(a),
+        Command::Status(a) => commands::status(a),
+        Command::Regen(_) | Command::Verify(_) | Command::Preflight(_) => {
+            anyhow::bail!("this command is not available yet (see docs/ROADMAP.md)")
+        }
     }
+}
+
+/// `demo`: write a seeded dump (or reuse the one already there), then restore it.
+fn demo(a: &DemoArgs) -> anyhow::Result<Exit> {
+    let spec = demo::DemoSpec {
+        seed: a.seed,
+        files: a.files,
+        users: a.users,
+        size_mix: match a.size_mix {
+            SizeMixArg::Demo => demo::SizeMix::Demo,
+            SizeMixArg::Small => demo::SizeMix::Small,
+            SizeMixArg::Real => demo::SizeMix::Real,
+            SizeMixArg::Large => demo::SizeMix::Large,
+        },
+        content: if a.no_content {
+            demo::Content::None
+        } else if a.tiny {
+            demo::Content::Tiny
+        } else {
+            demo::Content::Full
+        },
+    };
+    let dump = a.dir.join("dump");
+    let manifest_path = dump.join("demo-manifest.json");
+    let existing: Option<demo::DemoManifest> = std::fs::read(&manifest_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let same = existing.as_ref().is_some_and(|m| {
+        serde_json::to_value(&m.spec).ok() == serde_json::to_value(&spec).ok()
+    });
+    if a.force || (!same && a.dir.exists()) {
+        if !a.force && a.dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(false) {
+            anyhow::bail!(
+                "{} already holds something other than a demo with these settings; pass --force to replace it, or choose another folder",
+                a.dir.display()
+            );
+        }
+        commands::prepare_demo_dir(&a.dir, a.force)?;
+    }
+    if same && !a.force {
+        println!("Reusing the demo dump in {} (same settings)", dump.display());
+    } else {
+        let t = std::time::Instant::now();
+        let m = demo::generate(&dump, &spec)
+            .with_context(|| format!("cannot write the demo dump in {}", dump.display()))?;
+        println!(
+            "Demo dump written to {} in {:.1}s: {} files, {} folders, {} (with missing objects, unlinked rows, a cycle, awkward names)",
+            dump.display(),
+            t.elapsed().as_secs_f64(),
+            m.files,
+            m.folders,
+            report::human_bytes(m.bytes)
+        );
+    }
+    if a.no_restore {
+        return Ok(Exit::Ok);
+    }
+    let restored = a.dir.join("restored");
+    let state = a.dir.join("state");
+    let args = [
+        "mycloud-recover".as_ref(),
+        "restore".as_ref(),
+        dump.as_os_str(),
+        restored.as_os_str(),
+        "--state-dir".as_ref(),
+        state.as_os_str(),
+    ];
+    let cli = cli::Cli::try_parse_from(args)?;
+    let Command::Restore(r) = &cli.command else {
+        unreachable!("parsed a restore command")
+    };
+    println!("Restoring it into {}", restored.display());
+    let code = commands::restore(r)?;
+    println!(
+        "Try: run the same command again (it resumes: nothing left to copy), or look at {}",
+        restored.display()
+    );
+    Ok(code)
 }

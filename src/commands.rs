@@ -1,0 +1,302 @@
+//! One function per subcommand: turn checked options into work and print the result.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::cli::{InspectArgs, PlanArgs, RestoreArgs, StatusArgs};
+use crate::config::{self, RestoreConfig};
+use crate::exit::Exit;
+use crate::fsinfo;
+use crate::plan::{Origin, Plan};
+use crate::report::{human_bytes, BarProgress, Listener, PlainProgress, Quiet, Report};
+use crate::source::index::Index;
+
+fn open_index(layout: &crate::source::SourceLayout) -> anyhow::Result<Index> {
+    Ok(Index::open(&layout.db, layout.backup_db.as_deref())?)
+}
+
+/// What `inspect` reports.
+#[derive(Debug, serde::Serialize)]
+pub struct Inspection {
+    pub database: std::path::PathBuf,
+    pub files_dir: std::path::PathBuf,
+    pub backup_database: Option<std::path::PathBuf>,
+    pub integrity: Vec<String>,
+    pub counts: crate::source::index::IndexCounts,
+    pub users: Vec<crate::plan::UserRoot>,
+    pub trash_files: u64,
+    pub unlinked_files: u64,
+    pub structure_problems: Vec<crate::plan::Problem>,
+    pub names_policy: crate::plan::names::NamePolicy,
+    pub renamed_files: u64,
+    pub renamed_folders: u64,
+    pub objects_sampled: u64,
+    pub objects_found: u64,
+    pub user_storage_dir: Option<std::path::PathBuf>,
+    pub warnings: Vec<String>,
+}
+
+pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
+    let layout = config::source(&a.source)?;
+    let index = open_index(&layout)?;
+    let integrity = index.quick_check()?;
+    let counts = index.counts()?;
+    let select = crate::cli::SelectArgs {
+        names: a.names,
+        include_trash: true,
+        ..Default::default()
+    };
+    let opts = config::plan_options(&select, &fsinfo::probe(Path::new("/")), "imageDate,videoDate,cTime,birthTime")?;
+    let policy = opts.policy;
+    let plan = Plan::build(&index, opts)?;
+    let (mut trash, mut unlinked, mut renamed) = (0u64, 0u64, 0u64);
+    plan.for_each_file(&index, |f| {
+        match f.origin {
+            Origin::Trash => trash += 1,
+            Origin::Unlinked => unlinked += 1,
+            _ => {}
+        }
+        renamed += f.renamed_from.is_some() as u64;
+    })?;
+    let sample = index.sample_content_ids(a.sample)?;
+    let found = sample.iter().filter(|c| layout.find_object(c).is_some()).count() as u64;
+    let mut warnings = Vec::new();
+    let user_storage = layout
+        .files
+        .parent()
+        .map(|d| d.join("userStorage"))
+        .filter(|p| p.is_dir());
+    if !sample.is_empty() && found * 10 < sample.len() as u64 {
+        warnings.push(format!(
+            "only {found} of {} sampled contentIDs have an object under {}: the object store layout may differ from what this tool knows{}",
+            sample.len(),
+            layout.files.display(),
+            if user_storage.is_some() { " (a userStorage folder exists: this firmware may keep files in clear there)" } else { "" }
+        ));
+    }
+    if !integrity.is_empty() {
+        warnings.push(format!(
+            "SQLite integrity check reported problems in {}; consider --db with the backup copy{}",
+            layout.db.display(),
+            layout.backup_db.as_ref().map(|b| format!(" {}", b.display())).unwrap_or_default()
+        ));
+    }
+    let ins = Inspection {
+        database: layout.db.clone(),
+        files_dir: layout.files.clone(),
+        backup_database: layout.backup_db.clone(),
+        integrity,
+        counts,
+        users: plan.users().to_vec(),
+        trash_files: trash,
+        unlinked_files: unlinked,
+        structure_problems: plan.problems().to_vec(),
+        names_policy: policy,
+        renamed_files: renamed,
+        renamed_folders: plan.folder_renames().len() as u64,
+        objects_sampled: sample.len() as u64,
+        objects_found: found,
+        user_storage_dir: user_storage,
+        warnings,
+    };
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &ins)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "Database:  {}", ins.database.display())?;
+        if let Some(b) = &ins.backup_database {
+            writeln!(out, "Backup:    {}", b.display())?;
+        }
+        writeln!(out, "Objects:   {}", ins.files_dir.display())?;
+        writeln!(out, "Integrity: {}", if ins.integrity.is_empty() { "ok".to_string() } else { ins.integrity.join("; ") })?;
+        writeln!(
+            out,
+            "Files: {}  Folders: {}  Bytes: {}  (files without contentID: {})",
+            ins.counts.files, ins.counts.folders, human_bytes(ins.counts.bytes), ins.counts.files_without_content_id
+        )?;
+        writeln!(out, "Users: {}", ins.users.len())?;
+        for u in &ins.users {
+            writeln!(out, "  {}  ({})", u.name, if u.label.is_empty() { "restored at the top".to_string() } else { format!("restored under {}/", u.label) })?;
+        }
+        writeln!(out, "Files in Trash: {} (restored only with --include-trash)", ins.trash_files)?;
+        writeln!(out, "Files with a broken parent chain: {} (restored under _unlinked/)", ins.unlinked_files)?;
+        writeln!(out, "Folders with structure problems: {}", ins.structure_problems.len())?;
+        for p in ins.structure_problems.iter().take(20) {
+            writeln!(out, "  {} {:?}: {}", p.id, p.name, p.kind)?;
+        }
+        writeln!(
+            out,
+            "Names changed under {:?} rules: {} files, {} folders",
+            ins.names_policy, ins.renamed_files, ins.renamed_folders
+        )?;
+        writeln!(out, "Object store sample: {} of {} contentIDs found", ins.objects_found, ins.objects_sampled)?;
+        for w in &ins.warnings {
+            writeln!(out, "WARNING: {w}")?;
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+pub fn plan(a: &PlanArgs) -> anyhow::Result<Exit> {
+    let layout = config::source(&a.source)?;
+    config::check_dest(&layout, &a.dest)?;
+    let fs = fsinfo::probe(&a.dest);
+    let opts = config::plan_options(&a.select, &fs, "imageDate,videoDate,cTime,birthTime")?;
+    let index = open_index(&layout)?;
+    let plan = Plan::build(&index, opts)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut totals = crate::plan::PlanTotals {
+        folders: 0,
+        ..Default::default()
+    };
+    plan.for_each_file(&index, |f| {
+        totals.files += 1;
+        match f.skip {
+            None => {
+                totals.selected_files += 1;
+                totals.selected_bytes += f.size;
+            }
+            Some(_) => totals.filtered += 1,
+        }
+        totals.renamed_files += f.renamed_from.is_some() as u64;
+        if a.summary {
+            return;
+        }
+        let _ = if a.json {
+            serde_json::to_writer(
+                &mut out,
+                &serde_json::json!({
+                    "type": "file", "id": f.id, "path": f.rel_path, "size": f.size,
+                    "mtime_ms": f.mtime_ms, "origin": f.origin, "renamed_from": f.renamed_from,
+                    "skip": f.skip,
+                }),
+            )
+            .map_err(std::io::Error::from)
+            .and_then(|_| writeln!(out))
+        } else {
+            let skip = f.skip.map(|s| format!("  [skipped: {}]", s.describe())).unwrap_or_default();
+            let ren = f.renamed_from.as_ref().map(|o| format!("  [renamed from {o:?}]")).unwrap_or_default();
+            writeln!(out, "{}{ren}{skip}", f.rel_path)
+        };
+    })?;
+    totals.folders = plan.folders_deepest_first().len() as u64;
+    if a.json {
+        for r in plan.folder_renames() {
+            serde_json::to_writer(&mut out, &serde_json::json!({"type": "folder_rename", "original": r.original, "restored": r.restored}))?;
+            writeln!(out)?;
+        }
+        for p in plan.problems() {
+            serde_json::to_writer(&mut out, &serde_json::json!({"type": "problem", "problem": p}))?;
+            writeln!(out)?;
+        }
+        serde_json::to_writer(&mut out, &serde_json::json!({"type": "summary", "totals": totals, "names": plan.options().policy, "dest_fstype": fs.fstype}))?;
+        writeln!(out)?;
+    } else {
+        for r in plan.folder_renames() {
+            writeln!(out, "folder renamed: {:?} -> {}", r.original, r.restored)?;
+        }
+        for p in plan.problems() {
+            writeln!(out, "problem: {} {:?}: {} -> {}", p.id, p.name, p.kind, p.restored_path)?;
+        }
+        writeln!(
+            out,
+            "Plan: {} files ({} selected, {}; {} not selected), {} folders, {} renamed files, {} renamed folders, {} structure problems; names: {:?} ({} destination). Nothing was written.",
+            totals.files, totals.selected_files, human_bytes(totals.selected_bytes), totals.filtered,
+            totals.folders, totals.renamed_files, plan.folder_renames().len(), plan.problems().len(),
+            plan.options().policy, fs.fstype
+        )?;
+    }
+    out.flush()?;
+    Ok(Exit::Ok)
+}
+
+/// The exit status a finished restore maps to.
+pub fn restore_exit(r: &Report) -> Exit {
+    if r.interrupted {
+        Exit::Interrupted
+    } else if r.all_good() {
+        Exit::Ok
+    } else {
+        Exit::Incomplete
+    }
+}
+
+/// Picks the progress listener: a bar on a terminal, plain lines otherwise.
+pub fn listener(cfg: &RestoreConfig) -> Box<dyn Listener> {
+    if cfg.quiet {
+        Box::new(Quiet)
+    } else if std::io::stderr().is_terminal() {
+        Box::new(BarProgress::new())
+    } else {
+        Box::new(PlainProgress::new(std::io::stderr(), cfg.progress_interval))
+    }
+}
+
+pub fn run_restore(cfg: &RestoreConfig) -> anyhow::Result<Exit> {
+    crate::restore::install_signal_handler();
+    let mut ui = listener(cfg);
+    let report = crate::restore::restore(cfg, ui.as_mut())?;
+    print!("{}", report.summary());
+    Ok(restore_exit(&report))
+}
+
+pub fn restore(a: &RestoreArgs) -> anyhow::Result<Exit> {
+    let cfg = RestoreConfig::new(&a.source, &a.dest, &a.select, &a.run)?;
+    run_restore(&cfg)
+}
+
+pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
+    let dir = match (&a.state_dir, a.paths.as_slice()) {
+        (Some(d), _) => d.clone(),
+        (None, [src, dest]) => {
+            let layout = crate::source::SourceLayout::discover(src, None, None)?;
+            crate::state::default_state_dir(&layout.db, dest)
+        }
+        _ => anyhow::bail!("status needs SOURCE and DEST (as given to restore) or --state-dir DIR"),
+    };
+    let st = crate::state::read_status(&dir)?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &st)?;
+        writeln!(out)?;
+        return Ok(Exit::Ok);
+    }
+    writeln!(out, "Checkpoint: {}", dir.display())?;
+    writeln!(
+        out,
+        "State: {}",
+        if st.running { "a restore is running now".to_string() } else {
+            match st.last_run_clean {
+                Some(true) => "last run ended normally".into(),
+                Some(false) => "last run ended early".into(),
+                None => "last run did not finish (killed or still starting)".into(),
+            }
+        }
+    )?;
+    for (k, v) in &st.counts {
+        writeln!(out, "  {k:<14} {v:>9}")?;
+    }
+    writeln!(out, "  bytes done     {}", human_bytes(st.bytes_done))?;
+    if let Some(ms) = st.last_activity_ms {
+        let ago = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64 - ms)
+            .unwrap_or(0);
+        writeln!(out, "Last activity: {} ago", crate::report::human_duration(std::time::Duration::from_millis(ago.max(0) as u64)))?;
+    }
+    for (p, e) in &st.failed_examples {
+        writeln!(out, "  problem: {p}: {e}")?;
+    }
+    Ok(Exit::Ok)
+}
+
+/// Creates `dir` if needed and refuses a non-empty folder that is not ours.
+pub fn prepare_demo_dir(dir: &Path, force: bool) -> anyhow::Result<()> {
+    if force && dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
+}

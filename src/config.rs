@@ -1,0 +1,211 @@
+//! Checked configuration: clap's types stop at [`crate::cli`]; everything here is validated
+//! (paths, contradictions) before any file is read or written.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::{DurabilityArg, NamesArg, RunArgs, SelectArgs, SourceArgs};
+use crate::fsinfo::{self, FsInfo};
+use crate::plan::dates::{parse_fields, DatePolicy};
+use crate::plan::names::NamePolicy;
+use crate::plan::PlanOptions;
+use crate::source::SourceLayout;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("destination {} is inside the source {}; restore to another disk or folder", dest.display(), src.display())]
+    DestInsideSource { dest: PathBuf, src: PathBuf },
+    #[error("state folder {0} is inside the source; the source must never be written. Pass another --state-dir")]
+    StateInsideSource(PathBuf),
+    #[error("destination {0} exists and is not a folder")]
+    DestNotDir(PathBuf),
+    #[error("cannot write to destination {path}: {source}")]
+    DestUnwritable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--threads must be a number from 1 to 1024 or `auto`, not `{0}`")]
+    Threads(String),
+    #[error("--mtime-from: {0}")]
+    MtimeFrom(String),
+    #[error("--limit 0 restores nothing; leave it out to restore everything")]
+    LimitZero,
+}
+
+/// How many copy threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threads {
+    Auto,
+    Fixed(usize),
+}
+
+/// When a copied file counts as safely stored (see README, "Durability").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    None,
+    Batch,
+    File,
+}
+
+/// Everything a restore needs, checked.
+#[derive(Debug, Clone)]
+pub struct RestoreConfig {
+    pub source: SourceLayout,
+    pub dest: PathBuf,
+    pub dest_fs: FsInfo,
+    pub plan: PlanOptions,
+    pub threads: Threads,
+    pub overwrite: bool,
+    pub dry_run: bool,
+    pub progress_interval: Duration,
+    pub quiet: bool,
+    pub state_dir: PathBuf,
+    pub fresh: bool,
+    pub durability: Durability,
+    pub report_path: PathBuf,
+    pub command_line: String,
+}
+
+pub fn source(a: &SourceArgs) -> anyhow::Result<SourceLayout> {
+    Ok(SourceLayout::discover(&a.source, a.db.as_deref(), a.files_dir.as_deref())?)
+}
+
+/// The name policy: explicit, or from the destination's filesystem type.
+pub fn name_policy(arg: NamesArg, dest_fs: &FsInfo) -> NamePolicy {
+    match arg {
+        NamesArg::Posix => NamePolicy::Posix,
+        NamesArg::Windows => NamePolicy::Windows,
+        NamesArg::Auto if dest_fs.wants_windows_names() => NamePolicy::Windows,
+        NamesArg::Auto => NamePolicy::Posix,
+    }
+}
+
+pub fn plan_options(
+    select: &SelectArgs,
+    dest_fs: &FsInfo,
+    mtime_from: &str,
+) -> Result<PlanOptions, ConfigError> {
+    if select.limit == Some(0) {
+        return Err(ConfigError::LimitZero);
+    }
+    Ok(PlanOptions {
+        policy: name_policy(select.names, dest_fs),
+        include_trash: select.include_trash,
+        only: select.only.iter().map(|p| p.trim_matches('/').to_string()).collect(),
+        users: select.user.clone(),
+        limit: select.limit,
+        dates: DatePolicy::now(parse_fields(mtime_from).map_err(ConfigError::MtimeFrom)?),
+    })
+}
+
+/// Refuses a destination inside the source (comparing real paths, so symlinks and `..`
+/// cannot sneak around the check).
+pub fn check_dest(source: &SourceLayout, dest: &Path) -> Result<(), ConfigError> {
+    let src = source.root.canonicalize().unwrap_or_else(|_| source.root.clone());
+    let d = fsinfo::existing_ancestor(dest);
+    let rest = std::path::absolute(dest)
+        .ok()
+        .and_then(|a| a.strip_prefix(fsinfo::existing_ancestor(&a)).ok().map(Path::to_path_buf));
+    let full = match rest {
+        Some(r) => d.join(r),
+        None => d.clone(),
+    };
+    let inside = |p: &Path| {
+        p.starts_with(&src)
+            || p.starts_with(source.files.canonicalize().unwrap_or_else(|_| source.files.clone()))
+    };
+    if inside(&full) {
+        return Err(ConfigError::DestInsideSource {
+            dest: dest.to_path_buf(),
+            src: source.root.clone(),
+        });
+    }
+    if dest.exists() && !dest.is_dir() {
+        return Err(ConfigError::DestNotDir(dest.to_path_buf()));
+    }
+    Ok(())
+}
+
+pub fn parse_threads(s: &str) -> Result<Threads, ConfigError> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(Threads::Auto);
+    }
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(Threads::Fixed(n)),
+        _ => Err(ConfigError::Threads(s.to_string())),
+    }
+}
+
+impl RestoreConfig {
+    pub fn new(
+        source_args: &SourceArgs,
+        dest: &Path,
+        select: &SelectArgs,
+        run: &RunArgs,
+    ) -> anyhow::Result<RestoreConfig> {
+        let source = source(source_args)?;
+        check_dest(&source, dest)?;
+        let dest_fs = fsinfo::probe(dest);
+        let plan = plan_options(select, &dest_fs, &run.mtime_from)?;
+        let threads = parse_threads(&run.threads)?;
+        let state_dir = run
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| crate::state::default_state_dir(&source.db, dest));
+        let src = source.root.canonicalize().unwrap_or_else(|_| source.root.clone());
+        if fsinfo::existing_ancestor(&state_dir).starts_with(&src) {
+            return Err(ConfigError::StateInsideSource(state_dir).into());
+        }
+        let report_path = run.report.clone().unwrap_or_else(|| state_dir.join("report.json"));
+        Ok(RestoreConfig {
+            source,
+            dest: std::path::absolute(dest).unwrap_or_else(|_| dest.to_path_buf()),
+            dest_fs,
+            plan,
+            threads,
+            overwrite: run.overwrite,
+            dry_run: run.dry_run,
+            progress_interval: Duration::from_secs(run.progress_interval.max(1)),
+            quiet: run.quiet,
+            state_dir,
+            fresh: run.fresh,
+            durability: match run.durability {
+                DurabilityArg::None => Durability::None,
+                DurabilityArg::Batch => Durability::Batch,
+                DurabilityArg::File => Durability::File,
+            },
+            report_path,
+            command_line: std::env::args().collect::<Vec<_>>().join(" "),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_parse() {
+        assert_eq!(parse_threads("auto").unwrap(), Threads::Auto);
+        assert_eq!(parse_threads("8").unwrap(), Threads::Fixed(8));
+        assert!(parse_threads("0").is_err());
+        assert!(parse_threads("many").unwrap_err().to_string().contains("many"));
+    }
+
+    #[test]
+    fn dest_inside_source_is_refused_even_if_not_yet_created() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("restsdk/data/db")).unwrap();
+        std::fs::create_dir_all(t.path().join("restsdk/data/files")).unwrap();
+        std::fs::write(t.path().join("restsdk/data/db/index.db"), b"").unwrap();
+        let s = SourceLayout::discover(t.path(), None, None).unwrap();
+        let e = check_dest(&s, &t.path().join("restsdk/out/new")).unwrap_err();
+        assert!(matches!(e, ConfigError::DestInsideSource { .. }));
+        let e = check_dest(&s, &t.path().join("restsdk/data/files/../../x")).unwrap_err();
+        assert!(matches!(e, ConfigError::DestInsideSource { .. }));
+        let other = tempfile::tempdir().unwrap();
+        check_dest(&s, &other.path().join("restored")).unwrap();
+    }
+}

@@ -1,0 +1,172 @@
+//! What filesystem a path lives on, from the mount table (with statfs as a fallback).
+//!
+//! The destination's type decides the name policy (SMB, NTFS, FAT and exFAT refuse
+//! characters that Linux accepts and ignore case) and the thread count (a network
+//! filesystem hides per-file round trips only with many requests in flight).
+
+use std::path::{Path, PathBuf};
+
+/// The filesystem holding a path.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FsInfo {
+    /// Type as the mount table names it (`ext4`, `nfs4`, `cifs`, `fuseblk`, ...).
+    pub fstype: String,
+    pub mount_point: PathBuf,
+    pub source: String,
+    pub options: String,
+}
+
+const WINDOWS_LIKE: &[&str] = &["ntfs", "ntfs3", "vfat", "msdos", "fat", "exfat", "cifs", "smb3", "smbfs", "fuseblk"];
+const NETWORK: &[&str] = &["nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "afs", "ceph", "glusterfs", "fuse.rclone", "davfs"];
+
+impl FsInfo {
+    /// Names on this filesystem follow Windows rules.
+    pub fn wants_windows_names(&self) -> bool {
+        WINDOWS_LIKE.contains(&self.fstype.as_str())
+    }
+
+    /// Each file operation is a network round trip.
+    pub fn is_network(&self) -> bool {
+        NETWORK.contains(&self.fstype.as_str())
+    }
+
+    /// A mount option's value (`vers`, `rsize`...), or `Some("")` for a bare flag.
+    pub fn option(&self, key: &str) -> Option<&str> {
+        self.options.split(',').find_map(|o| match o.split_once('=') {
+            Some((k, v)) if k == key => Some(v),
+            None if o == key => Some(""),
+            _ => None,
+        })
+    }
+}
+
+/// The nearest existing ancestor of `path` (a destination may not exist yet), absolute.
+pub fn existing_ancestor(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut cur: &Path = &abs;
+    loop {
+        if let Ok(c) = cur.canonicalize() {
+            return c;
+        }
+        match cur.parent() {
+            Some(p) => cur = p,
+            None => return PathBuf::from("/"),
+        }
+    }
+}
+
+/// Unescapes the octal escapes (`\040` for space) used in /proc/self/mountinfo.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses mountinfo text and returns the entry whose mount point is the longest prefix of `p`.
+fn from_mountinfo(text: &str, p: &Path) -> Option<FsInfo> {
+    let mut best: Option<FsInfo> = None;
+    for line in text.lines() {
+        let (pre, post) = line.split_once(" - ")?;
+        let f: Vec<&str> = pre.split(' ').collect();
+        let g: Vec<&str> = post.split(' ').collect();
+        if f.len() < 6 || g.len() < 3 {
+            continue;
+        }
+        let mp = PathBuf::from(unescape(f[4]));
+        if !p.starts_with(&mp) {
+            continue;
+        }
+        let better = best
+            .as_ref()
+            .is_none_or(|b| mp.as_os_str().len() >= b.mount_point.as_os_str().len());
+        if better {
+            best = Some(FsInfo {
+                fstype: g[0].to_string(),
+                mount_point: mp,
+                source: unescape(g[1]),
+                options: format!("{},{}", f[5], g[2]),
+            });
+        }
+    }
+    best
+}
+
+/// Fallback names for statfs magic numbers.
+fn magic_name(magic: i64) -> &'static str {
+    match magic as u32 {
+        0xEF53 => "ext4",
+        0x5846_5342 => "xfs",
+        0x9123_683E => "btrfs",
+        0x0102_1994 => "tmpfs",
+        0x6969 => "nfs",
+        0xFF53_4D42 => "cifs",
+        0xFE53_4D42 => "smb3",
+        0x517B => "smbfs",
+        0x4d44 => "vfat",
+        0x2011_BAB0 => "exfat",
+        0x5346_544e => "ntfs",
+        0x6573_5546 => "fuseblk",
+        0x794c_7630 => "overlay",
+        _ => "unknown",
+    }
+}
+
+/// Describes the filesystem holding `path` (or its nearest existing ancestor).
+pub fn probe(path: &Path) -> FsInfo {
+    let p = existing_ancestor(path);
+    if let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") {
+        if let Some(info) = from_mountinfo(&text, &p) {
+            return info;
+        }
+    }
+    let fstype = rustix::fs::statfs(&p)
+        .map(|s| magic_name(s.f_type as i64).to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    FsInfo {
+        fstype,
+        mount_point: p,
+        source: String::new(),
+        options: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+40 22 0:50 / /mnt/nas rw,relatime shared:2 - nfs 192.0.2.1:/vol rw,vers=3,rsize=131072,wsize=131072,hard
+41 22 0:51 / /mnt/my\\040share rw - cifs //nas/share rw,vers=3.0
+42 22 8:17 / /media/usb rw - fuseblk /dev/sdb1 rw,user_id=0";
+
+    #[test]
+    fn longest_mount_prefix_wins_and_options_parse() {
+        let i = from_mountinfo(SAMPLE, Path::new("/mnt/nas/photos")).unwrap();
+        assert_eq!(i.fstype, "nfs");
+        assert!(i.is_network() && !i.wants_windows_names());
+        assert_eq!(i.option("vers"), Some("3"));
+        assert_eq!(i.option("hard"), Some(""));
+        let i = from_mountinfo(SAMPLE, Path::new("/mnt/my share/x")).unwrap();
+        assert_eq!(i.fstype, "cifs");
+        assert!(i.wants_windows_names());
+        assert_eq!(from_mountinfo(SAMPLE, Path::new("/home")).unwrap().fstype, "ext4");
+        assert!(from_mountinfo(SAMPLE, Path::new("/media/usb")).unwrap().wants_windows_names());
+    }
+
+    #[test]
+    fn probes_this_machine_without_failing() {
+        let t = tempfile::tempdir().unwrap();
+        let i = probe(&t.path().join("not/yet/there"));
+        assert_ne!(i.fstype, "");
+    }
+}

@@ -1,0 +1,630 @@
+//! What the user sees: live progress, the final summary and the JSON report.
+//!
+//! The engine calls a [`Listener`]; the terminal bar, the plain periodic lines for `nohup`
+//! and log files, and quiet mode are listeners. Percentages count every planned file,
+//! whatever its outcome, so they add up and never go backwards. Files done by earlier runs
+//! are shown as such and never counted as speed.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::config::RestoreConfig;
+use crate::plan::{PlanTotals, SkipReason};
+use crate::state::Outcome;
+
+/// Report format version; bump when a field changes meaning.
+pub const REPORT_SCHEMA_VERSION: u32 = 1;
+
+/// Human-readable bytes (powers of 1000, as disks are sold).
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+/// Running counts during a restore.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub total_files: u64,
+    pub selected_files: u64,
+    pub selected_bytes: u64,
+    pub counts: BTreeMap<Outcome, u64>,
+    /// Database sizes of selected files that reached any outcome.
+    pub settled_bytes: u64,
+    /// Database sizes of selected files that are done (copied, adopted, already done).
+    done_bytes: u64,
+    pub copied_bytes: u64,
+    pub prior_bytes: u64,
+    pub elapsed: Duration,
+}
+
+impl Snapshot {
+    pub fn new(t: &PlanTotals) -> Snapshot {
+        Snapshot {
+            total_files: t.files,
+            selected_files: t.selected_files,
+            selected_bytes: t.selected_bytes,
+            counts: Outcome::ALL.iter().map(|o| (*o, 0)).collect(),
+            settled_bytes: 0,
+            done_bytes: 0,
+            copied_bytes: 0,
+            prior_bytes: 0,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    pub fn record(&mut self, o: Outcome, size: u64, copied: u64) {
+        *self.counts.entry(o).or_default() += 1;
+        if o != Outcome::Filtered {
+            self.settled_bytes += size;
+        }
+        if o.is_done() {
+            self.done_bytes += size;
+        }
+        match o {
+            Outcome::Copied => self.copied_bytes += copied,
+            Outcome::AlreadyDone => self.prior_bytes += size,
+            _ => {}
+        }
+    }
+
+    pub fn count(&self, o: Outcome) -> u64 {
+        self.counts.get(&o).copied().unwrap_or(0)
+    }
+
+    pub fn settled_files(&self) -> u64 {
+        self.counts.values().sum()
+    }
+
+    pub fn done_bytes(&self) -> u64 {
+        self.done_bytes
+    }
+
+    /// Files that got an outcome in this run's work (not from the checkpoint, not filtered).
+    fn worked_files(&self) -> u64 {
+        self.count(Outcome::Copied)
+            + self.count(Outcome::Adopted)
+            + self.count(Outcome::Missing)
+            + self.count(Outcome::Failed)
+    }
+
+    pub fn percent(&self) -> f64 {
+        if self.total_files == 0 {
+            100.0
+        } else {
+            100.0 * self.settled_files() as f64 / self.total_files as f64
+        }
+    }
+
+    pub fn files_per_sec(&self) -> f64 {
+        rate(self.worked_files() as f64, self.elapsed)
+    }
+
+    pub fn bytes_per_sec(&self) -> f64 {
+        rate(self.copied_bytes as f64, self.elapsed)
+    }
+
+    /// Remaining time from this run's own rates: the per-file cost and the byte cost are
+    /// each measured on the same mix, so the larger of the two projections is the estimate.
+    pub fn eta(&self) -> Option<Duration> {
+        let rem_files = (self.total_files - self.settled_files().min(self.total_files)) as f64;
+        let rem_bytes = self.selected_bytes.saturating_sub(self.settled_bytes) as f64;
+        if rem_files == 0.0 {
+            return Some(Duration::ZERO);
+        }
+        let (fr, br) = (self.files_per_sec(), self.bytes_per_sec());
+        if fr <= 0.0 || self.elapsed < Duration::from_secs(2) {
+            return None;
+        }
+        let by_files = rem_files / fr;
+        let by_bytes = if br > 0.0 { rem_bytes / br } else { 0.0 };
+        Some(Duration::from_secs_f64(by_files.max(by_bytes)))
+    }
+
+    /// One progress line (used by the plain listener and the bar's message).
+    pub fn line(&self) -> String {
+        let eta = self.eta().map(human_duration).unwrap_or_else(|| "unknown".into());
+        let mut s = format!(
+            "{:.1}% | files {}/{} | {} of {} | {:.1} files/s, {}/s | ETA {}",
+            self.percent(),
+            self.settled_files(),
+            self.total_files,
+            human_bytes(self.settled_bytes),
+            human_bytes(self.selected_bytes),
+            self.files_per_sec(),
+            human_bytes(self.bytes_per_sec() as u64),
+            eta
+        );
+        let prior = self.count(Outcome::AlreadyDone);
+        if prior > 0 {
+            s.push_str(&format!(" | {prior} already done before"));
+        }
+        let bad = self.count(Outcome::Missing) + self.count(Outcome::Failed);
+        if bad > 0 {
+            s.push_str(&format!(" | {bad} problems"));
+        }
+        s
+    }
+}
+
+fn rate(n: f64, d: Duration) -> f64 {
+    let s = d.as_secs_f64();
+    if s > 0.0 {
+        n / s
+    } else {
+        0.0
+    }
+}
+
+/// A problem file: missing, failed, or restored with a note.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Problem {
+    pub id: String,
+    pub path: String,
+    pub outcome: Outcome,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RenameEntry {
+    pub original: String,
+    pub restored: String,
+}
+
+/// The report: written as the run goes and at the end (JSON), summarised for humans.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub tool_version: &'static str,
+    pub source: PathBuf,
+    pub database: PathBuf,
+    pub dest: PathBuf,
+    pub dest_fstype: String,
+    pub state_dir: Option<PathBuf>,
+    pub report_path: Option<PathBuf>,
+    pub names: crate::plan::names::NamePolicy,
+    pub threads: usize,
+    pub durability: crate::config::Durability,
+    pub dry_run: bool,
+    pub started_unix_ms: i64,
+    pub finished_unix_ms: Option<i64>,
+    pub complete: bool,
+    pub interrupted: bool,
+    pub dest_full: Option<String>,
+    pub totals: PlanTotals,
+    pub outcomes: BTreeMap<&'static str, u64>,
+    /// Files that got no outcome because the run stopped early.
+    pub not_processed: u64,
+    pub bytes_copied: u64,
+    pub bytes_done_before: u64,
+    pub duration_s: f64,
+    pub files_per_s: f64,
+    pub bytes_per_s: f64,
+    pub phases: BTreeMap<String, f64>,
+    pub filtered_by_reason: BTreeMap<&'static str, u64>,
+    pub stale_temps_removed: u64,
+    pub folder_dates_failed: u64,
+    pub renamed: Vec<RenameEntry>,
+    pub problems: Vec<Problem>,
+    pub notes: Vec<Problem>,
+    pub structure_problems: Vec<crate::plan::Problem>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Report {
+    pub fn new(cfg: &RestoreConfig, totals: &PlanTotals, threads: usize) -> Report {
+        Report {
+            schema_version: REPORT_SCHEMA_VERSION,
+            tool_version: env!("CARGO_PKG_VERSION"),
+            source: cfg.source.root.clone(),
+            database: cfg.source.db.clone(),
+            dest: cfg.dest.clone(),
+            dest_fstype: cfg.dest_fs.fstype.clone(),
+            state_dir: (!cfg.dry_run).then(|| cfg.state_dir.clone()),
+            report_path: (!cfg.dry_run).then(|| cfg.report_path.clone()),
+            names: cfg.plan.policy,
+            threads,
+            durability: cfg.durability,
+            dry_run: cfg.dry_run,
+            started_unix_ms: now_ms(),
+            finished_unix_ms: None,
+            complete: false,
+            interrupted: false,
+            dest_full: None,
+            totals: totals.clone(),
+            outcomes: Outcome::ALL.iter().map(|o| (o.as_str(), 0)).collect(),
+            not_processed: totals.files,
+            bytes_copied: 0,
+            bytes_done_before: 0,
+            duration_s: 0.0,
+            files_per_s: 0.0,
+            bytes_per_s: 0.0,
+            phases: BTreeMap::new(),
+            filtered_by_reason: BTreeMap::new(),
+            stale_temps_removed: 0,
+            folder_dates_failed: 0,
+            renamed: Vec::new(),
+            problems: Vec::new(),
+            notes: Vec::new(),
+            structure_problems: Vec::new(),
+        }
+    }
+
+    pub fn add_rename(&mut self, original: &str, restored: &str) {
+        self.renamed.push(RenameEntry {
+            original: original.to_string(),
+            restored: restored.to_string(),
+        });
+    }
+
+    pub fn count_skip(&mut self, r: Option<SkipReason>) {
+        if let Some(r) = r {
+            let key = match r {
+                SkipReason::InTrash => "trash",
+                SkipReason::OtherUser => "other_user",
+                SkipReason::NotUnderOnly => "not_under_only",
+                SkipReason::BeyondLimit => "beyond_limit",
+            };
+            *self.filtered_by_reason.entry(key).or_default() += 1;
+        }
+    }
+
+    pub fn outcome(&self, o: Outcome) -> u64 {
+        self.outcomes.get(o.as_str()).copied().unwrap_or(0)
+    }
+
+    pub fn update(&mut self, s: &Snapshot, finished: bool) {
+        for o in Outcome::ALL {
+            self.outcomes.insert(o.as_str(), s.count(o));
+        }
+        self.not_processed = s.total_files.saturating_sub(s.settled_files());
+        self.bytes_copied = s.copied_bytes;
+        self.bytes_done_before = s.prior_bytes;
+        self.duration_s = s.elapsed.as_secs_f64();
+        self.files_per_s = s.files_per_sec();
+        self.bytes_per_s = s.bytes_per_sec();
+        if finished {
+            self.finished_unix_ms = Some(now_ms());
+            self.complete = self.not_processed == 0 && !self.interrupted;
+        }
+    }
+
+    /// Writes the JSON report atomically (temp file, then rename).
+    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
+        use anyhow::Context;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the report folder {}", dir.display()))?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        let body = serde_json::to_vec_pretty(self)?;
+        std::fs::write(&tmp, body)
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .with_context(|| format!("cannot write the report {}", path.display()))
+    }
+
+    /// Whether every planned file is accounted for and none is missing or failed.
+    pub fn all_good(&self) -> bool {
+        self.complete && self.outcome(Outcome::Missing) == 0 && self.outcome(Outcome::Failed) == 0
+    }
+
+    /// The human summary.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let verb = if self.dry_run { "Dry run" } else { "Restore" };
+        let how = if self.interrupted {
+            "was interrupted"
+        } else if self.dest_full.is_some() {
+            "stopped: the destination is full"
+        } else {
+            "finished"
+        };
+        s.push_str(&format!(
+            "{verb} {how} after {} ({} files planned, {} selected, {}).\n",
+            human_duration(Duration::from_secs_f64(self.duration_s)),
+            self.totals.files,
+            self.totals.selected_files,
+            human_bytes(self.totals.selected_bytes)
+        ));
+        let label = |o: Outcome| match o {
+            Outcome::Copied if self.dry_run => "would copy",
+            Outcome::Copied => "copied",
+            Outcome::AlreadyDone => "already done (earlier run)",
+            Outcome::Adopted => "already on destination",
+            Outcome::Missing => "missing object",
+            Outcome::Failed => "failed",
+            Outcome::Filtered => "not selected",
+        };
+        for o in Outcome::ALL {
+            let n = self.outcome(o);
+            let extra = match o {
+                Outcome::Copied if n > 0 => format!("  {}", human_bytes(self.bytes_copied)),
+                Outcome::Filtered if n > 0 => format!(
+                    "  ({})",
+                    self.filtered_by_reason
+                        .iter()
+                        .map(|(k, v)| format!("{k}: {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                _ => String::new(),
+            };
+            s.push_str(&format!("  {:<27} {:>9}{extra}\n", label(o), n));
+        }
+        if self.not_processed > 0 {
+            s.push_str(&format!(
+                "  {:<27} {:>9}  (run the same command again to continue)\n",
+                "not processed yet", self.not_processed
+            ));
+        }
+        if self.duration_s > 0.0 && !self.dry_run {
+            s.push_str(&format!(
+                "  rate: {:.1} files/s, {}/s with {} threads\n",
+                self.files_per_s,
+                human_bytes(self.bytes_per_s as u64),
+                self.threads
+            ));
+        }
+        if !self.renamed.is_empty() {
+            s.push_str(&format!(
+                "  {} names were changed to suit the destination ({:?} rules); each is listed in the report\n",
+                self.renamed.len(),
+                self.names
+            ));
+        }
+        if !self.structure_problems.is_empty() {
+            s.push_str(&format!(
+                "  {} folders/files had a broken parent chain; they are under _unlinked/ (listed in the report)\n",
+                self.structure_problems.len()
+            ));
+        }
+        if self.stale_temps_removed > 0 {
+            s.push_str(&format!(
+                "  removed {} temporary files left by an interrupted run\n",
+                self.stale_temps_removed
+            ));
+        }
+        if let Some(m) = &self.dest_full {
+            s.push_str(&format!("  {m}\n"));
+        }
+        let shown = 20;
+        if !self.problems.is_empty() {
+            s.push_str(&format!("Problem files ({}):\n", self.problems.len()));
+            for p in self.problems.iter().take(shown) {
+                s.push_str(&format!("  {:<8} {}: {}\n", p.outcome.as_str(), p.path, p.reason));
+            }
+            if self.problems.len() > shown {
+                s.push_str(&format!("  ... and {} more in the report\n", self.problems.len() - shown));
+            }
+        }
+        for n in self.notes.iter().take(shown) {
+            s.push_str(&format!("  note: {}: {}\n", n.path, n.reason));
+        }
+        if let Some(d) = &self.state_dir {
+            s.push_str(&format!("Checkpoint: {}\n", d.display()));
+        }
+        if let Some(r) = &self.report_path {
+            s.push_str(&format!("Report: {}\n", r.display()));
+        }
+        s
+    }
+}
+
+/// Receives engine progress.
+pub trait Listener {
+    fn started(&mut self, report: &Report, fd_limit: u64);
+    fn progress(&mut self, snap: &Snapshot);
+    fn finished(&mut self, report: &Report);
+}
+
+/// Plain lines every `interval` (for nohup and log files), written to `out`.
+pub struct PlainProgress<W: Write> {
+    out: W,
+    interval: Duration,
+    last: Option<Instant>,
+}
+
+impl<W: Write> PlainProgress<W> {
+    pub fn new(out: W, interval: Duration) -> Self {
+        PlainProgress {
+            out,
+            interval,
+            last: None,
+        }
+    }
+}
+
+fn started_line(r: &Report, fd_limit: u64) -> String {
+    format!(
+        "restoring {} files ({}) from {} to {} [{}; names: {:?}; {} threads; open-file limit {}]{}",
+        r.totals.selected_files,
+        human_bytes(r.totals.selected_bytes),
+        r.source.display(),
+        r.dest.display(),
+        r.dest_fstype,
+        r.names,
+        r.threads,
+        fd_limit,
+        match &r.state_dir {
+            Some(d) => format!("\ncheckpoint: {}", d.display()),
+            None => " (dry run: nothing is written)".into(),
+        }
+    )
+}
+
+impl<W: Write> Listener for PlainProgress<W> {
+    fn started(&mut self, r: &Report, fd_limit: u64) {
+        let _ = writeln!(self.out, "{}", started_line(r, fd_limit));
+        self.last = Some(Instant::now());
+    }
+
+    fn progress(&mut self, s: &Snapshot) {
+        if self.last.is_some_and(|t| t.elapsed() >= self.interval) {
+            let _ = writeln!(self.out, "progress: {}", s.line());
+            let _ = self.out.flush();
+            self.last = Some(Instant::now());
+        }
+    }
+
+    fn finished(&mut self, _r: &Report) {
+        let _ = self.out.flush();
+    }
+}
+
+/// A live bar on a terminal.
+pub struct BarProgress {
+    bar: indicatif::ProgressBar,
+    last: Instant,
+}
+
+impl BarProgress {
+    pub fn new() -> Self {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(0),
+            indicatif::ProgressDrawTarget::stderr_with_hz(5),
+        );
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30.cyan/blue} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        BarProgress {
+            bar,
+            last: Instant::now(),
+        }
+    }
+}
+
+impl Default for BarProgress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Listener for BarProgress {
+    fn started(&mut self, r: &Report, fd_limit: u64) {
+        self.bar.set_length(r.totals.files);
+        self.bar.println(started_line(r, fd_limit));
+    }
+
+    fn progress(&mut self, s: &Snapshot) {
+        if self.last.elapsed() >= Duration::from_millis(200) {
+            self.bar.set_position(s.settled_files());
+            self.bar.set_message(s.line());
+            self.last = Instant::now();
+        }
+    }
+
+    fn finished(&mut self, _r: &Report) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// No progress at all (`--quiet`).
+pub struct Quiet;
+
+impl Listener for Quiet {
+    fn started(&mut self, _: &Report, _: u64) {}
+    fn progress(&mut self, _: &Snapshot) {}
+    fn finished(&mut self, _: &Report) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn totals() -> PlanTotals {
+        PlanTotals {
+            files: 10,
+            selected_files: 8,
+            selected_bytes: 800,
+            filtered: 2,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn percent_counts_every_outcome_and_never_decreases() {
+        let mut s = Snapshot::new(&totals());
+        let mut last = 0.0;
+        for o in [
+            Outcome::Filtered,
+            Outcome::Filtered,
+            Outcome::AlreadyDone,
+            Outcome::Copied,
+            Outcome::Missing,
+            Outcome::Failed,
+            Outcome::Adopted,
+            Outcome::Copied,
+            Outcome::Copied,
+            Outcome::Copied,
+        ] {
+            s.record(o, 100, 100);
+            assert!(s.percent() >= last);
+            last = s.percent();
+        }
+        assert_eq!(s.settled_files(), 10);
+        assert_eq!(s.percent(), 100.0);
+        assert_eq!(s.settled_bytes, 800);
+        assert_eq!(s.prior_bytes, 100);
+    }
+
+    #[test]
+    fn eta_uses_the_slower_of_file_and_byte_projections() {
+        let mut s = Snapshot::new(&totals());
+        s.record(Outcome::Copied, 100, 100);
+        s.record(Outcome::Copied, 100, 100);
+        s.elapsed = Duration::from_secs(4);
+        // 0.5 files/s: 8 files left -> 16 s; 50 B/s: 600 B left -> 12 s.
+        assert_eq!(s.eta().unwrap().as_secs(), 16);
+    }
+
+    #[test]
+    fn plain_progress_prints_lines_at_the_interval() {
+        let mut buf = Vec::new();
+        {
+            let mut p = PlainProgress::new(&mut buf, Duration::ZERO);
+            let s = Snapshot::new(&totals());
+            p.last = Some(Instant::now());
+            p.progress(&s);
+            p.progress(&s);
+        }
+        let text = String::from_utf8(buf).unwrap();
+        assert_eq!(text.lines().filter(|l| l.starts_with("progress: ")).count(), 2);
+        assert!(!text.contains('\r'));
+    }
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1_500_000), "1.5 MB");
+        assert_eq!(human_duration(Duration::from_secs(3725)), "1h02m");
+    }
+}

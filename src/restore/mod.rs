@@ -1,0 +1,425 @@
+//! The copy engine.
+//!
+//! One producer thread streams the plan into a bounded job channel; N workers restore files
+//! ([`copy::restore_file`]); the calling thread owns all bookkeeping: outcome counts, the
+//! checkpoint (batched commits, after a `syncfs` of the destination when durability asks
+//! for it), the periodic JSON report and the progress listener. Memory is bounded by the
+//! folder table, the queue and the done-set of the checkpoint, whatever the file count.
+//! Shutdown is by dropping senders; a signal only stops new work from being handed out.
+
+pub mod copy;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use crossbeam_channel::{bounded, RecvTimeoutError};
+
+use crate::config::{Durability, RestoreConfig, Threads};
+use crate::plan::{Plan, PlannedFile};
+use crate::report::{Listener, Problem, Report, Snapshot};
+use crate::source::index::Index;
+use crate::state::{done_key, Checkpoint, Outcome, Record};
+use copy::{CopyContext, DirCache, Faults, NotRestored, Restored};
+
+/// Set by the signal handler: hand out no more work.
+static STOP: AtomicBool = AtomicBool::new(false);
+static HANDLER: std::sync::Once = std::sync::Once::new();
+
+/// Installs the Ctrl-C / SIGTERM / SIGHUP handler once: the first signal stops new work, a
+/// second one exits at once.
+pub fn install_signal_handler() {
+    HANDLER.call_once(|| {
+        let _ = ctrlc::set_handler(|| {
+            if STOP.swap(true, Ordering::SeqCst) {
+                eprintln!("\nmycloud-recover: second interrupt, exiting now");
+                std::process::exit(130);
+            }
+            eprintln!("\nmycloud-recover: interrupted; finishing files in flight and saving progress (press Ctrl-C again to exit at once)");
+        });
+    });
+}
+
+pub fn interrupted() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// Threads to use when `--threads auto` and pre-flight has not measured anything: network
+/// filesystems need many requests in flight to hide round trips; local disks gain little
+/// past a few.
+pub fn default_threads(cfg: &RestoreConfig) -> usize {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    if cfg.dest_fs.is_network() {
+        32
+    } else {
+        (cores * 2).clamp(4, 16)
+    }
+}
+
+/// Raises the open-file soft limit to the hard limit (capped), so many workers on a network
+/// filesystem never hit "Too many open files".
+pub fn raise_fd_limit() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    let want = lim.maximum.unwrap_or(65536).min(65536);
+    if lim.current.unwrap_or(0) < want {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(want),
+                maximum: lim.maximum,
+            },
+        );
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(0)
+}
+
+/// One worker result, sent to the bookkeeping thread.
+struct Done {
+    file: PlannedFile,
+    outcome: Outcome,
+    bytes: u64,
+    error: Option<String>,
+    note: Option<String>,
+    dest_full: bool,
+}
+
+/// How a run ended, for the exit code.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunEnd {
+    pub interrupted: bool,
+    pub dest_full: Option<String>,
+    pub problems: u64,
+}
+
+/// Runs a restore and returns the final report.
+pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Report> {
+    STOP.store(false, Ordering::SeqCst);
+    let started = Instant::now();
+    let index = Index::open(&cfg.source.db, cfg.source.backup_db.as_deref())?;
+    let plan = Plan::build(&index, cfg.plan.clone())?;
+    let plan_time = started.elapsed();
+    let totals = plan.totals(&index)?;
+
+    let threads = match cfg.threads {
+        Threads::Fixed(n) => n,
+        Threads::Auto => default_threads(cfg),
+    };
+    let fd_limit = raise_fd_limit();
+
+    let mut report = Report::new(cfg, &totals, threads);
+    report.phases.insert("plan".into(), plan_time.as_secs_f64());
+    for r in plan.folder_renames() {
+        report.add_rename(&r.original, &r.restored);
+    }
+    for p in plan.problems() {
+        report.structure_problems.push(p.clone());
+    }
+
+    let mut ckpt = if cfg.dry_run {
+        None
+    } else {
+        std::fs::create_dir_all(&cfg.dest)
+            .with_context(|| format!("cannot create destination {}", cfg.dest.display()))?;
+        probe_writable(&cfg.dest)?;
+        Some(Checkpoint::open(&cfg.state_dir, cfg.fresh, &cfg.command_line)?)
+    };
+    let done_keys: HashSet<u128> = match &ckpt {
+        Some(c) => c.done_keys()?,
+        None => HashSet::new(),
+    };
+    if let Some(c) = &ckpt {
+        if c.previous_run_unclean()? {
+            let t = Instant::now();
+            let n = copy::remove_stale_temps(&cfg.dest).with_context(|| {
+                format!("cannot clean temporary files in {}", cfg.dest.display())
+            })?;
+            report.stale_temps_removed = n;
+            report.phases.insert("temp_cleanup".into(), t.elapsed().as_secs_f64());
+        }
+    }
+    let dest_sync = match (&ckpt, cfg.durability) {
+        (Some(_), Durability::Batch) => Some(std::fs::File::open(&cfg.dest)?),
+        _ => None,
+    };
+
+    let faults = Faults::from_env();
+    let renames = AtomicU64::new(0);
+    let dirs = DirCache::default();
+    let ctx = CopyContext {
+        source: &cfg.source,
+        dest: &cfg.dest,
+        overwrite: cfg.overwrite,
+        fsync_each: cfg.durability == Durability::File,
+        dry_run: cfg.dry_run,
+        faults: &faults,
+        renames: &renames,
+        dirs: &dirs,
+    };
+
+    ui.started(&report, fd_limit);
+    let mut snap = Snapshot::new(&totals);
+    let copy_start = Instant::now();
+    let mut touched: HashSet<String> = HashSet::new();
+    let mut dest_full: Option<String> = None;
+
+    let (job_tx, job_rx) = bounded::<PlannedFile>(threads * 4);
+    let (res_tx, res_rx) = bounded::<Done>(threads * 64);
+    let stop_local = AtomicBool::new(false);
+    let stopping = || STOP.load(Ordering::SeqCst) || stop_local.load(Ordering::SeqCst);
+
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let producer_tx = res_tx.clone();
+        let plan_ref = &plan;
+        let done_ref = &done_keys;
+        let stopping_ref = &stopping;
+        let producer = s.spawn(move || -> anyhow::Result<()> {
+            plan_ref.for_each_file(&index, |file| {
+                let quick = if file.skip.is_some() {
+                    Some(Outcome::Filtered)
+                } else if done_ref.contains(&done_key(&file.id, &file.rel_path, file.size, file.mtime_ms)) {
+                    Some(Outcome::AlreadyDone)
+                } else {
+                    None
+                };
+                if let Some(outcome) = quick {
+                    let _ = producer_tx.send(Done {
+                        file,
+                        outcome,
+                        bytes: 0,
+                        error: None,
+                        note: None,
+                        dest_full: false,
+                    });
+                } else if !stopping_ref() {
+                    let _ = job_tx.send(file);
+                }
+            })?;
+            Ok(())
+        });
+        for _ in 0..threads {
+            let rx = job_rx.clone();
+            let tx = res_tx.clone();
+            let ctx = &ctx;
+            let stopping_ref = &stopping;
+            let stop_local = &stop_local;
+            s.spawn(move || {
+                for file in rx {
+                    if stopping_ref() {
+                        continue; // drain: not attempted, counted as not processed
+                    }
+                    let r = copy::restore_file(ctx, &file);
+                    let mut d = Done {
+                        file,
+                        outcome: Outcome::Copied,
+                        bytes: 0,
+                        error: None,
+                        note: None,
+                        dest_full: false,
+                    };
+                    match r {
+                        Ok(Restored::Copied { bytes, size_mismatch }) => {
+                            d.bytes = bytes;
+                            if size_mismatch {
+                                d.note = Some(format!(
+                                    "object has {bytes} bytes, the database says {}; restored as found",
+                                    d.file.size
+                                ));
+                            }
+                        }
+                        Ok(Restored::Adopted) => d.outcome = Outcome::Adopted,
+                        Err(NotRestored::Missing(m)) => {
+                            d.outcome = Outcome::Missing;
+                            d.error = Some(m);
+                        }
+                        Err(NotRestored::Failed(m)) => {
+                            d.outcome = Outcome::Failed;
+                            d.error = Some(m);
+                        }
+                        Err(NotRestored::DestFull(m)) => {
+                            stop_local.store(true, Ordering::SeqCst);
+                            d.outcome = Outcome::Failed;
+                            d.error = Some(m);
+                            d.dest_full = true;
+                        }
+                    }
+                    if tx.send(d).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(res_tx);
+        drop(job_rx);
+
+        // Bookkeeping: this thread alone counts, records and reports.
+        let mut batch: Vec<Record> = Vec::new();
+        let mut last_commit = Instant::now();
+        let mut last_report = Instant::now();
+        let commit = |batch: &mut Vec<Record>, ckpt: &mut Option<Checkpoint>| -> anyhow::Result<()> {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            if let Some(c) = ckpt.as_mut() {
+                if let Some(fd) = &dest_sync {
+                    if batch.iter().any(|r| r.outcome == Outcome::Copied) {
+                        rustix::fs::syncfs(fd).with_context(|| {
+                            format!("cannot flush the destination {}", cfg.dest.display())
+                        })?;
+                    }
+                }
+                c.record(batch)?;
+            }
+            batch.clear();
+            Ok(())
+        };
+        loop {
+            match res_rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(d) => {
+                    if d.outcome != Outcome::Filtered && d.outcome != Outcome::AlreadyDone {
+                        if let Some((dir, _)) = d.file.rel_path.rsplit_once('/') {
+                            if !touched.contains(dir) {
+                                touched.insert(dir.to_string());
+                            }
+                        }
+                    }
+                    if d.dest_full && dest_full.is_none() {
+                        dest_full = d.error.clone();
+                    }
+                    if d.file.skip.is_none() {
+                        if let Some(orig) = &d.file.renamed_from {
+                            report.add_rename(orig, &d.file.rel_path);
+                        }
+                    }
+                    snap.record(d.outcome, d.file.size, d.bytes);
+                    if let Some(e) = &d.error {
+                        report.problems.push(Problem {
+                            id: d.file.id.clone(),
+                            path: d.file.rel_path.clone(),
+                            outcome: d.outcome,
+                            reason: e.clone(),
+                        });
+                    }
+                    if let Some(n) = &d.note {
+                        report.notes.push(Problem {
+                            id: d.file.id.clone(),
+                            path: d.file.rel_path.clone(),
+                            outcome: d.outcome,
+                            reason: n.clone(),
+                        });
+                    }
+                    if d.file.skip.is_some() {
+                        report.count_skip(d.file.skip);
+                    }
+                    batch.push(Record {
+                        id: d.file.id,
+                        rel_path: d.file.rel_path,
+                        size: d.file.size,
+                        mtime_ms: d.file.mtime_ms,
+                        outcome: d.outcome,
+                        error: d.error,
+                    });
+                    if batch.len() >= 4096 {
+                        commit(&mut batch, &mut ckpt)?;
+                        last_commit = Instant::now();
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if last_commit.elapsed() >= Duration::from_secs(2) {
+                commit(&mut batch, &mut ckpt)?;
+                last_commit = Instant::now();
+            }
+            snap.elapsed = copy_start.elapsed();
+            ui.progress(&snap);
+            if !cfg.dry_run && last_report.elapsed() >= Duration::from_secs(15) {
+                report.update(&snap, false);
+                report.write(&cfg.report_path)?;
+                last_report = Instant::now();
+            }
+        }
+        commit(&mut batch, &mut ckpt)?;
+        producer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the planner thread panicked"))??;
+        Ok(())
+    })?;
+    snap.elapsed = copy_start.elapsed();
+    report.phases.insert("copy".into(), snap.elapsed.as_secs_f64());
+
+    let interrupted = interrupted();
+    // Folder dates last, deepest first, and only where this run wrote something (creating a
+    // file changes its folder's mtime); a resume with nothing to do touches no folder.
+    if !cfg.dry_run && !interrupted {
+        let t = Instant::now();
+        for d in dirs.created() {
+            if let Ok(rel) = d.strip_prefix(&cfg.dest) {
+                let rel = rel.to_string_lossy();
+                if let Some((parent, _)) = rel.rsplit_once('/') {
+                    touched.insert(parent.to_string());
+                }
+                touched.insert(rel.into_owned());
+            }
+        }
+        let mut failed = 0u64;
+        for f in plan.folders_deepest_first() {
+            if !touched.contains(&f.rel_path) {
+                continue;
+            }
+            if let Some(ms) = f.mtime_ms {
+                let path = cfg.dest.join(&f.rel_path);
+                if set_dir_mtime(&path, ms).is_err() && path.is_dir() {
+                    failed += 1;
+                }
+            }
+        }
+        report.folder_dates_failed = failed;
+        report.phases.insert("folder_dates".into(), t.elapsed().as_secs_f64());
+    }
+    if let Some(c) = &ckpt {
+        c.end_run(true)?;
+    }
+    report.interrupted = interrupted;
+    report.dest_full = dest_full.map(|m| {
+        let free = rustix::fs::statvfs(&cfg.dest)
+            .map(|s| s.f_bavail * s.f_frsize)
+            .unwrap_or(0);
+        let remaining = totals.selected_bytes.saturating_sub(snap.done_bytes());
+        format!(
+            "{m}. The destination has {} free and about {} is still to restore: free at least {} more, then run the same command again",
+            crate::report::human_bytes(free),
+            crate::report::human_bytes(remaining),
+            crate::report::human_bytes(remaining.saturating_sub(free))
+        )
+    });
+    report.update(&snap, true);
+    if !cfg.dry_run {
+        report.write(&cfg.report_path)?;
+    }
+    ui.finished(&report);
+    Ok(report)
+}
+
+fn set_dir_mtime(path: &Path, ms: i64) -> std::io::Result<()> {
+    let t = copy::system_time(ms);
+    let f = std::fs::File::open(path)?;
+    f.set_times(std::fs::FileTimes::new().set_modified(t).set_accessed(t))
+}
+
+/// Creates and removes a probe file, so an unwritable destination fails before any copying.
+fn probe_writable(dest: &Path) -> anyhow::Result<()> {
+    let p: PathBuf = dest.join(format!(".mcr-probe-{}.part", std::process::id()));
+    std::fs::write(&p, b"probe")
+        .and_then(|_| std::fs::remove_file(&p))
+        .map_err(|e| crate::config::ConfigError::DestUnwritable {
+            path: dest.to_path_buf(),
+            source: e,
+        })?;
+    Ok(())
+}
+
+/// Counts per outcome, for summaries.
+pub type OutcomeCounts = BTreeMap<Outcome, u64>;

@@ -1,0 +1,443 @@
+//! The checkpoint: what has been restored, kept outside the source and the destination.
+//!
+//! A separate SQLite database (WAL, batched transactions, one writer thread) in a per-user
+//! state folder keyed by source and destination. A file is recorded only after it was
+//! renamed into place (and synced, per the durability policy), so a record is never ahead of
+//! the disk: after kill -9 or a power cut the worst case is a file on the destination that
+//! the checkpoint does not know yet, which the next run adopts by size and date.
+//!
+//! Resume does not walk the destination: the "done" set is loaded as 128-bit hashes of
+//! (id, restored path, size, mtime), so memory stays small and a changed plan (another
+//! name policy, a new date field) never skips a file whose target changed.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OpenFlags};
+
+/// What happened to one planned file. Every planned file ends in exactly one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Copied in this run.
+    Copied,
+    /// Recorded as done by an earlier run; not touched.
+    AlreadyDone,
+    /// Found on the destination with the expected size and date; kept, not copied.
+    Adopted,
+    /// The object is not in the object store (or the row has no contentID).
+    Missing,
+    /// Could not be restored; the error says why. Retried on the next run.
+    Failed,
+    /// Not selected (Trash, --only, --user, --limit).
+    Filtered,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Copied,
+        Outcome::AlreadyDone,
+        Outcome::Adopted,
+        Outcome::Missing,
+        Outcome::Failed,
+        Outcome::Filtered,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Copied => "copied",
+            Outcome::AlreadyDone => "already_done",
+            Outcome::Adopted => "adopted",
+            Outcome::Missing => "missing",
+            Outcome::Failed => "failed",
+            Outcome::Filtered => "filtered",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Outcome> {
+        Outcome::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+
+    /// The file is fully on the destination.
+    pub fn is_done(self) -> bool {
+        matches!(self, Outcome::Copied | Outcome::AlreadyDone | Outcome::Adopted)
+    }
+}
+
+/// One file's result, as the writer thread records it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub id: String,
+    pub rel_path: String,
+    pub size: u64,
+    pub mtime_ms: Option<i64>,
+    pub outcome: Outcome,
+    pub error: Option<String>,
+}
+
+/// The key a done file is remembered by: it changes when the target changes.
+pub fn done_key(id: &str, rel_path: &str, size: u64, mtime_ms: Option<i64>) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(id.as_bytes());
+    h.update(&[0]);
+    h.update(rel_path.as_bytes());
+    h.update(&[0]);
+    h.update(&size.to_le_bytes());
+    h.update(&mtime_ms.unwrap_or(i64::MIN).to_le_bytes());
+    h.digest128()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("another restore is using the checkpoint in {0}; wait for it to finish (or stop it) and run again")]
+    Locked(PathBuf),
+    #[error("cannot use the state folder {path}: {source}; pass --state-dir to use another")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("checkpoint {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("no checkpoint in {0}; has a restore been started with these paths?")]
+    NoCheckpoint(PathBuf),
+}
+
+/// The default state folder: `$XDG_STATE_HOME` (or `~/.local/state`)`/mycloud-recover/
+/// <dest name>-<hash of source db and dest>`.
+pub fn default_state_dir(source_db: &Path, dest: &Path) -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    let db = source_db.canonicalize().unwrap_or_else(|_| source_db.to_path_buf());
+    let dest_abs = std::path::absolute(dest).unwrap_or_else(|_| dest.to_path_buf());
+    let mut key = db.as_os_str().as_encoded_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(dest_abs.as_os_str().as_encoded_bytes());
+    let hash = xxhash_rust::xxh3::xxh3_64(&key);
+    let name: String = dest_abs
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "root".into())
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(40)
+        .collect();
+    base.join("mycloud-recover").join(format!("{name}-{hash:016x}"))
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs(
+    run INTEGER PRIMARY KEY, started INTEGER NOT NULL, ended INTEGER, clean INTEGER NOT NULL DEFAULT 0,
+    command TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS files(
+    id TEXT PRIMARY KEY, path TEXT NOT NULL, size INTEGER NOT NULL, mtime INTEGER,
+    outcome TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 1, error TEXT,
+    run INTEGER NOT NULL, updated INTEGER NOT NULL) WITHOUT ROWID;
+";
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The open checkpoint, held by the one thread that writes it.
+pub struct Checkpoint {
+    conn: Connection,
+    dir: PathBuf,
+    run: i64,
+    /// Holds the advisory lock for as long as the checkpoint is open; the kernel drops it
+    /// when the process dies, so a killed run never leaves a stale lock.
+    _lock: File,
+}
+
+impl Checkpoint {
+    /// Opens (creating if needed) the checkpoint in `dir` and takes its lock.
+    /// `fresh` forgets earlier progress.
+    pub fn open(dir: &Path, fresh: bool, command: &str) -> Result<Checkpoint, StateError> {
+        let io = |source| StateError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))
+            .map_err(io)?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|_| StateError::Locked(dir.to_path_buf()))?;
+        let path = dir.join("checkpoint.db");
+        let sq = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(sq)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
+        )
+        .map_err(sq)?;
+        conn.execute_batch(SCHEMA).map_err(sq)?;
+        if fresh {
+            conn.execute_batch("DELETE FROM files; DELETE FROM runs;").map_err(sq)?;
+        }
+        conn.execute(
+            "INSERT INTO runs(started, command) VALUES (?1, ?2)",
+            params![now_ms(), command],
+        )
+        .map_err(sq)?;
+        let run = conn.last_insert_rowid();
+        Ok(Checkpoint {
+            conn,
+            dir: dir.to_path_buf(),
+            run,
+            _lock: lock,
+        })
+    }
+
+    fn sq(&self, source: rusqlite::Error) -> StateError {
+        StateError::Sqlite {
+            path: self.dir.join("checkpoint.db"),
+            source,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the run before this one ended without finishing cleanly (killed, power cut):
+    /// then temporary files may be left on the destination.
+    pub fn previous_run_unclean(&self) -> Result<bool, StateError> {
+        let r: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT clean FROM runs WHERE run < ?1 ORDER BY run DESC LIMIT 1",
+                [self.run],
+                |r| r.get(0),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })
+            .map_err(|e| self.sq(e))?;
+        Ok(r == Some(0))
+    }
+
+    /// Keys of every file recorded as done.
+    pub fn done_keys(&self) -> Result<HashSet<u128>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, path, size, mtime FROM files WHERE outcome IN ('copied','already_done','adopted')")
+            .map_err(|e| self.sq(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.sq(e))?;
+        let mut set = HashSet::new();
+        while let Some(r) = rows.next().map_err(|e| self.sq(e))? {
+            let id: String = r.get(0).map_err(|e| self.sq(e))?;
+            let path: String = r.get(1).map_err(|e| self.sq(e))?;
+            let size: i64 = r.get(2).map_err(|e| self.sq(e))?;
+            let mtime: Option<i64> = r.get(3).map_err(|e| self.sq(e))?;
+            set.insert(done_key(&id, &path, size as u64, mtime));
+        }
+        Ok(set)
+    }
+
+    /// Records a batch in one transaction. Files already recorded done and reported again as
+    /// already done are left as they are (no write per file on a no-op resume).
+    pub fn record(&mut self, batch: &[Record]) -> Result<(), StateError> {
+        let run = self.run;
+        let now = now_ms();
+        let tx = self.conn.transaction().map_err(|e| StateError::Sqlite {
+            path: self.dir.join("checkpoint.db"),
+            source: e,
+        })?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO files(id, path, size, mtime, outcome, attempts, error, run, updated)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8)
+                     ON CONFLICT(id) DO UPDATE SET path=excluded.path, size=excluded.size,
+                       mtime=excluded.mtime, outcome=excluded.outcome,
+                       attempts=CASE WHEN excluded.outcome IN ('failed','missing') THEN attempts + 1 ELSE attempts END,
+                       error=excluded.error, run=excluded.run, updated=excluded.updated",
+                )
+                .map_err(|e| StateError::Sqlite {
+                    path: self.dir.join("checkpoint.db"),
+                    source: e,
+                })?;
+            for r in batch {
+                if matches!(r.outcome, Outcome::AlreadyDone | Outcome::Filtered) {
+                    continue;
+                }
+                stmt.execute(params![
+                    r.id,
+                    r.rel_path,
+                    r.size as i64,
+                    r.mtime_ms,
+                    r.outcome.as_str(),
+                    r.error,
+                    run,
+                    now
+                ])
+                .map_err(|e| StateError::Sqlite {
+                    path: self.dir.join("checkpoint.db"),
+                    source: e,
+                })?;
+            }
+        }
+        tx.commit().map_err(|e| self.sq(e))
+    }
+
+    /// Marks this run as finished (`clean`: it ended normally or by a handled signal, and
+    /// left no temporary files).
+    pub fn end_run(&self, clean: bool) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET ended=?1, clean=?2 WHERE run=?3",
+                params![now_ms(), clean as i64, self.run],
+            )
+            .map_err(|e| self.sq(e))?;
+        Ok(())
+    }
+}
+
+/// A snapshot of a checkpoint for `status`, read without taking the lock.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Status {
+    pub state_dir: PathBuf,
+    pub counts: std::collections::BTreeMap<String, u64>,
+    pub bytes_done: u64,
+    pub last_activity_ms: Option<i64>,
+    pub runs: u64,
+    pub running: bool,
+    pub last_run_clean: Option<bool>,
+    pub failed_examples: Vec<(String, String)>,
+}
+
+/// Reads a checkpoint read-only; safe while a restore is writing it (WAL readers do not
+/// block the writer).
+pub fn read_status(dir: &Path) -> Result<Status, StateError> {
+    let path = dir.join("checkpoint.db");
+    if !path.is_file() {
+        return Err(StateError::NoCheckpoint(dir.to_path_buf()));
+    }
+    let sq = |source| StateError::Sqlite {
+        path: path.clone(),
+        source,
+    };
+    let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sq)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sq)?;
+    let mut st = Status {
+        state_dir: dir.to_path_buf(),
+        ..Default::default()
+    };
+    {
+        let mut stmt = conn
+            .prepare("SELECT outcome, COUNT(*), COALESCE(SUM(size),0) FROM files GROUP BY outcome")
+            .map_err(sq)?;
+        let mut rows = stmt.query([]).map_err(sq)?;
+        while let Some(r) = rows.next().map_err(sq)? {
+            let o: String = r.get(0).map_err(sq)?;
+            let n: i64 = r.get(1).map_err(sq)?;
+            let b: i64 = r.get(2).map_err(sq)?;
+            if Outcome::parse(&o).is_some_and(Outcome::is_done) {
+                st.bytes_done += b as u64;
+            }
+            st.counts.insert(o, n as u64);
+        }
+    }
+    st.last_activity_ms = conn
+        .query_row("SELECT MAX(updated) FROM files", [], |r| r.get(0))
+        .map_err(sq)?;
+    st.runs = conn
+        .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get::<_, i64>(0))
+        .map_err(sq)? as u64;
+    st.last_run_clean = conn
+        .query_row("SELECT clean, ended FROM runs ORDER BY run DESC LIMIT 1", [], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+        })
+        .ok()
+        .and_then(|(c, ended)| ended.map(|_| c != 0));
+    {
+        let mut stmt = conn
+            .prepare("SELECT path, COALESCE(error,'') FROM files WHERE outcome IN ('failed','missing') ORDER BY path LIMIT 20")
+            .map_err(sq)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(sq)?;
+        st.failed_examples = rows.collect::<Result<_, _>>().map_err(sq)?;
+    }
+    // Running if the lock is held by someone.
+    if let Ok(f) = File::open(dir.join("lock")) {
+        st.running =
+            rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared).is_err();
+    }
+    Ok(st)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: &str, o: Outcome) -> Record {
+        Record {
+            id: id.into(),
+            rel_path: format!("p/{id}"),
+            size: 3,
+            mtime_ms: Some(5),
+            outcome: o,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn records_done_keys_and_resume_semantics() {
+        let t = tempfile::tempdir().unwrap();
+        let mut c = Checkpoint::open(t.path(), false, "test").unwrap();
+        c.record(&[rec("a", Outcome::Copied), rec("b", Outcome::Failed), rec("c", Outcome::Filtered)])
+            .unwrap();
+        let keys = c.done_keys().unwrap();
+        assert!(keys.contains(&done_key("a", "p/a", 3, Some(5))));
+        assert!(!keys.contains(&done_key("a", "other", 3, Some(5))), "a changed target is not done");
+        assert_eq!(keys.len(), 1);
+        c.end_run(false).unwrap();
+        drop(c);
+        let c = Checkpoint::open(t.path(), false, "test").unwrap();
+        assert!(c.previous_run_unclean().unwrap());
+        let s = read_status(t.path()).unwrap();
+        assert_eq!(s.counts.get("copied"), Some(&1));
+        assert_eq!(s.counts.get("failed"), Some(&1));
+        assert!(s.running, "lock held by c");
+        drop(c);
+        let c = Checkpoint::open(t.path(), true, "test").unwrap();
+        assert!(c.done_keys().unwrap().is_empty(), "--fresh forgets");
+    }
+
+    #[test]
+    fn second_open_is_refused_while_locked() {
+        let t = tempfile::tempdir().unwrap();
+        let _a = Checkpoint::open(t.path(), false, "test").unwrap();
+        let e = Checkpoint::open(t.path(), false, "test").err().unwrap();
+        assert!(matches!(e, StateError::Locked(_)));
+    }
+
+    #[test]
+    fn default_dir_differs_per_destination() {
+        let a = default_state_dir(Path::new("/x/index.db"), Path::new("/mnt/a"));
+        let b = default_state_dir(Path::new("/x/index.db"), Path::new("/mnt/b"));
+        assert_ne!(a, b);
+        assert!(a.to_string_lossy().contains("mycloud-recover"));
+    }
+}
