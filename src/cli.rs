@@ -180,7 +180,11 @@ pub struct RunArgs {
     pub threads: String,
     /// Date fields to take each file's modification time from, first plausible wins.
     /// Fields: imageDate, videoDate, cTime, birthTime, mTime, uTime.
-    #[arg(long, default_value = "imageDate,videoDate,cTime,birthTime", value_name = "LIST")]
+    #[arg(
+        long,
+        default_value = "imageDate,videoDate,cTime,birthTime",
+        value_name = "LIST"
+    )]
     pub mtime_from: String,
     /// Replace existing destination files that differ (default: keep them, report a conflict).
     #[arg(long)]
@@ -236,7 +240,11 @@ pub struct RegenArgs {
     pub select: SelectArgs,
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    #[arg(long, default_value = "imageDate,videoDate,cTime,birthTime", value_name = "LIST")]
+    #[arg(
+        long,
+        default_value = "imageDate,videoDate,cTime,birthTime",
+        value_name = "LIST"
+    )]
     pub mtime_from: String,
     #[arg(long)]
     pub json: bool,
@@ -252,7 +260,11 @@ pub struct VerifyArgs {
     /// Also compare every file's bytes with its object (reads around the page cache).
     #[arg(long)]
     pub content: bool,
-    #[arg(long, default_value = "imageDate,videoDate,cTime,birthTime", value_name = "LIST")]
+    #[arg(
+        long,
+        default_value = "imageDate,videoDate,cTime,birthTime",
+        value_name = "LIST"
+    )]
     pub mtime_from: String,
     #[arg(long)]
     pub json: bool,

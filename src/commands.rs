@@ -48,7 +48,11 @@ pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
         include_trash: true,
         ..Default::default()
     };
-    let opts = config::plan_options(&select, &fsinfo::probe(Path::new("/")), "imageDate,videoDate,cTime,birthTime")?;
+    let opts = config::plan_options(
+        &select,
+        &fsinfo::probe(Path::new("/")),
+        "imageDate,videoDate,cTime,birthTime",
+    )?;
     let policy = opts.policy;
     let plan = Plan::build(&index, opts)?;
     let (mut trash, mut unlinked, mut renamed) = (0u64, 0u64, 0u64);
@@ -61,7 +65,10 @@ pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
         renamed += f.renamed_from.is_some() as u64;
     })?;
     let sample = index.sample_content_ids(a.sample)?;
-    let found = sample.iter().filter(|c| layout.find_object(c).is_some()).count() as u64;
+    let found = sample
+        .iter()
+        .filter(|c| layout.find_object(c).is_some())
+        .count() as u64;
     let mut warnings = Vec::new();
     let user_storage = layout
         .files
@@ -80,7 +87,11 @@ pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
         warnings.push(format!(
             "SQLite integrity check reported problems in {}; consider --db with the backup copy{}",
             layout.db.display(),
-            layout.backup_db.as_ref().map(|b| format!(" {}", b.display())).unwrap_or_default()
+            layout
+                .backup_db
+                .as_ref()
+                .map(|b| format!(" {}", b.display()))
+                .unwrap_or_default()
         ));
     }
     let ins = Inspection {
@@ -111,19 +122,51 @@ pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
             writeln!(out, "Backup:    {}", b.display())?;
         }
         writeln!(out, "Objects:   {}", ins.files_dir.display())?;
-        writeln!(out, "Integrity: {}", if ins.integrity.is_empty() { "ok".to_string() } else { ins.integrity.join("; ") })?;
+        writeln!(
+            out,
+            "Integrity: {}",
+            if ins.integrity.is_empty() {
+                "ok".to_string()
+            } else {
+                ins.integrity.join("; ")
+            }
+        )?;
         writeln!(
             out,
             "Files: {}  Folders: {}  Bytes: {}  (files without contentID: {})",
-            ins.counts.files, ins.counts.folders, human_bytes(ins.counts.bytes), ins.counts.files_without_content_id
+            ins.counts.files,
+            ins.counts.folders,
+            human_bytes(ins.counts.bytes),
+            ins.counts.files_without_content_id
         )?;
         writeln!(out, "Users: {}", ins.users.len())?;
         for u in &ins.users {
-            writeln!(out, "  {}  ({})", u.name, if u.label.is_empty() { "restored at the top".to_string() } else { format!("restored under {}/", u.label) })?;
+            writeln!(
+                out,
+                "  {}  ({})",
+                u.name,
+                if u.label.is_empty() {
+                    "restored at the top".to_string()
+                } else {
+                    format!("restored under {}/", u.label)
+                }
+            )?;
         }
-        writeln!(out, "Files in Trash: {} (restored only with --include-trash)", ins.trash_files)?;
-        writeln!(out, "Files with a broken parent chain: {} (restored under _unlinked/)", ins.unlinked_files)?;
-        writeln!(out, "Folders with structure problems: {}", ins.structure_problems.len())?;
+        writeln!(
+            out,
+            "Files in Trash: {} (restored only with --include-trash)",
+            ins.trash_files
+        )?;
+        writeln!(
+            out,
+            "Files with a broken parent chain: {} (restored under _unlinked/)",
+            ins.unlinked_files
+        )?;
+        writeln!(
+            out,
+            "Folders with structure problems: {}",
+            ins.structure_problems.len()
+        )?;
         for p in ins.structure_problems.iter().take(20) {
             writeln!(out, "  {} {:?}: {}", p.id, p.name, p.kind)?;
         }
@@ -132,7 +175,11 @@ pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
             "Names changed under {:?} rules: {} files, {} folders",
             ins.names_policy, ins.renamed_files, ins.renamed_folders
         )?;
-        writeln!(out, "Object store sample: {} of {} contentIDs found", ins.objects_found, ins.objects_sampled)?;
+        writeln!(
+            out,
+            "Object store sample: {} of {} contentIDs found",
+            ins.objects_found, ins.objects_sampled
+        )?;
         for w in &ins.warnings {
             writeln!(out, "WARNING: {w}")?;
         }
@@ -177,29 +224,58 @@ pub fn plan(a: &PlanArgs) -> anyhow::Result<Exit> {
             .map_err(std::io::Error::from)
             .and_then(|_| writeln!(out))
         } else {
-            let skip = f.skip.map(|s| format!("  [skipped: {}]", s.describe())).unwrap_or_default();
-            let ren = f.renamed_from.as_ref().map(|o| format!("  [renamed from {o:?}]")).unwrap_or_default();
+            let skip = f
+                .skip
+                .map(|s| format!("  [skipped: {}]", s.describe()))
+                .unwrap_or_default();
+            let ren = f
+                .renamed_from
+                .as_ref()
+                .map(|o| format!("  [renamed from {o:?}]"))
+                .unwrap_or_default();
             writeln!(out, "{}{ren}{skip}", f.rel_path)
         };
     })?;
     totals.folders = plan.folders_deepest_first().len() as u64;
+    if a.json && !a.summary {
+        for f in plan.folders_deepest_first() {
+            serde_json::to_writer(
+                &mut out,
+                &serde_json::json!({"type": "folder", "path": f.rel_path, "mtime_ms": f.mtime_ms, "origin": f.origin}),
+            )?;
+            writeln!(out)?;
+        }
+    }
     if a.json {
         for r in plan.folder_renames() {
-            serde_json::to_writer(&mut out, &serde_json::json!({"type": "folder_rename", "original": r.original, "restored": r.restored}))?;
+            serde_json::to_writer(
+                &mut out,
+                &serde_json::json!({"type": "folder_rename", "original": r.original, "restored": r.restored}),
+            )?;
             writeln!(out)?;
         }
         for p in plan.problems() {
-            serde_json::to_writer(&mut out, &serde_json::json!({"type": "problem", "problem": p}))?;
+            serde_json::to_writer(
+                &mut out,
+                &serde_json::json!({"type": "problem", "problem": p}),
+            )?;
             writeln!(out)?;
         }
-        serde_json::to_writer(&mut out, &serde_json::json!({"type": "summary", "totals": totals, "names": plan.options().policy, "dest_fstype": fs.fstype}))?;
+        serde_json::to_writer(
+            &mut out,
+            &serde_json::json!({"type": "summary", "totals": totals, "names": plan.options().policy, "dest_fstype": fs.fstype}),
+        )?;
         writeln!(out)?;
     } else {
         for r in plan.folder_renames() {
             writeln!(out, "folder renamed: {:?} -> {}", r.original, r.restored)?;
         }
         for p in plan.problems() {
-            writeln!(out, "problem: {} {:?}: {} -> {}", p.id, p.name, p.kind, p.restored_path)?;
+            writeln!(
+                out,
+                "problem: {} {:?}: {} -> {}",
+                p.id, p.name, p.kind, p.restored_path
+            )?;
         }
         writeln!(
             out,
@@ -268,7 +344,9 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
     writeln!(
         out,
         "State: {}",
-        if st.running { "a restore is running now".to_string() } else {
+        if st.running {
+            "a restore is running now".to_string()
+        } else {
             match st.last_run_clean {
                 Some(true) => "last run ended normally".into(),
                 Some(false) => "last run ended early".into(),
@@ -285,7 +363,11 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64 - ms)
             .unwrap_or(0);
-        writeln!(out, "Last activity: {} ago", crate::report::human_duration(std::time::Duration::from_millis(ago.max(0) as u64)))?;
+        writeln!(
+            out,
+            "Last activity: {} ago",
+            crate::report::human_duration(std::time::Duration::from_millis(ago.max(0) as u64))
+        )?;
     }
     for (p, e) in &st.failed_examples {
         writeln!(out, "  problem: {p}: {e}")?;

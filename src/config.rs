@@ -69,7 +69,11 @@ pub struct RestoreConfig {
 }
 
 pub fn source(a: &SourceArgs) -> anyhow::Result<SourceLayout> {
-    Ok(SourceLayout::discover(&a.source, a.db.as_deref(), a.files_dir.as_deref())?)
+    Ok(SourceLayout::discover(
+        &a.source,
+        a.db.as_deref(),
+        a.files_dir.as_deref(),
+    )?)
 }
 
 /// The name policy: explicit, or from the destination's filesystem type.
@@ -93,7 +97,11 @@ pub fn plan_options(
     Ok(PlanOptions {
         policy: name_policy(select.names, dest_fs),
         include_trash: select.include_trash,
-        only: select.only.iter().map(|p| p.trim_matches('/').to_string()).collect(),
+        only: select
+            .only
+            .iter()
+            .map(|p| p.trim_matches('/').to_string())
+            .collect(),
         users: select.user.clone(),
         limit: select.limit,
         dates: DatePolicy::now(parse_fields(mtime_from).map_err(ConfigError::MtimeFrom)?),
@@ -103,18 +111,28 @@ pub fn plan_options(
 /// Refuses a destination inside the source (comparing real paths, so symlinks and `..`
 /// cannot sneak around the check).
 pub fn check_dest(source: &SourceLayout, dest: &Path) -> Result<(), ConfigError> {
-    let src = source.root.canonicalize().unwrap_or_else(|_| source.root.clone());
+    let src = source
+        .root
+        .canonicalize()
+        .unwrap_or_else(|_| source.root.clone());
     let d = fsinfo::existing_ancestor(dest);
-    let rest = std::path::absolute(dest)
-        .ok()
-        .and_then(|a| a.strip_prefix(fsinfo::existing_ancestor(&a)).ok().map(Path::to_path_buf));
+    let rest = std::path::absolute(dest).ok().and_then(|a| {
+        a.strip_prefix(fsinfo::existing_ancestor(&a))
+            .ok()
+            .map(Path::to_path_buf)
+    });
     let full = match rest {
         Some(r) => d.join(r),
         None => d.clone(),
     };
     let inside = |p: &Path| {
         p.starts_with(&src)
-            || p.starts_with(source.files.canonicalize().unwrap_or_else(|_| source.files.clone()))
+            || p.starts_with(
+                source
+                    .files
+                    .canonicalize()
+                    .unwrap_or_else(|_| source.files.clone()),
+            )
     };
     if inside(&full) {
         return Err(ConfigError::DestInsideSource {
@@ -154,11 +172,17 @@ impl RestoreConfig {
             .state_dir
             .clone()
             .unwrap_or_else(|| crate::state::default_state_dir(&source.db, dest));
-        let src = source.root.canonicalize().unwrap_or_else(|_| source.root.clone());
+        let src = source
+            .root
+            .canonicalize()
+            .unwrap_or_else(|_| source.root.clone());
         if fsinfo::existing_ancestor(&state_dir).starts_with(&src) {
             return Err(ConfigError::StateInsideSource(state_dir).into());
         }
-        let report_path = run.report.clone().unwrap_or_else(|| state_dir.join("report.json"));
+        let report_path = run
+            .report
+            .clone()
+            .unwrap_or_else(|| state_dir.join("report.json"));
         Ok(RestoreConfig {
             source,
             dest: std::path::absolute(dest).unwrap_or_else(|_| dest.to_path_buf()),
@@ -191,7 +215,10 @@ mod tests {
         assert_eq!(parse_threads("auto").unwrap(), Threads::Auto);
         assert_eq!(parse_threads("8").unwrap(), Threads::Fixed(8));
         assert!(parse_threads("0").is_err());
-        assert!(parse_threads("many").unwrap_err().to_string().contains("many"));
+        assert!(parse_threads("many")
+            .unwrap_err()
+            .to_string()
+            .contains("many"));
     }
 
     #[test]

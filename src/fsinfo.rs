@@ -16,8 +16,23 @@ pub struct FsInfo {
     pub options: String,
 }
 
-const WINDOWS_LIKE: &[&str] = &["ntfs", "ntfs3", "vfat", "msdos", "fat", "exfat", "cifs", "smb3", "smbfs", "fuseblk"];
-const NETWORK: &[&str] = &["nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "afs", "ceph", "glusterfs", "fuse.rclone", "davfs"];
+const WINDOWS_LIKE: &[&str] = &[
+    "ntfs", "ntfs3", "vfat", "msdos", "fat", "exfat", "cifs", "smb3", "smbfs", "fuseblk",
+];
+const NETWORK: &[&str] = &[
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb3",
+    "smbfs",
+    "fuse.sshfs",
+    "9p",
+    "afs",
+    "ceph",
+    "glusterfs",
+    "fuse.rclone",
+    "davfs",
+];
 
 impl FsInfo {
     /// Names on this filesystem follow Windows rules.
@@ -32,11 +47,13 @@ impl FsInfo {
 
     /// A mount option's value (`vers`, `rsize`...), or `Some("")` for a bare flag.
     pub fn option(&self, key: &str) -> Option<&str> {
-        self.options.split(',').find_map(|o| match o.split_once('=') {
-            Some((k, v)) if k == key => Some(v),
-            None if o == key => Some(""),
-            _ => None,
-        })
+        self.options
+            .split(',')
+            .find_map(|o| match o.split_once('=') {
+                Some((k, v)) if k == key => Some(v),
+                None if o == key => Some(""),
+                _ => None,
+            })
     }
 }
 
@@ -61,7 +78,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -129,6 +149,8 @@ pub fn probe(path: &Path) -> FsInfo {
             return info;
         }
     }
+    // f_type's integer type differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
     let fstype = rustix::fs::statfs(&p)
         .map(|s| magic_name(s.f_type as i64).to_string())
         .unwrap_or_else(|_| "unknown".into());
@@ -159,8 +181,13 @@ mod tests {
         let i = from_mountinfo(SAMPLE, Path::new("/mnt/my share/x")).unwrap();
         assert_eq!(i.fstype, "cifs");
         assert!(i.wants_windows_names());
-        assert_eq!(from_mountinfo(SAMPLE, Path::new("/home")).unwrap().fstype, "ext4");
-        assert!(from_mountinfo(SAMPLE, Path::new("/media/usb")).unwrap().wants_windows_names());
+        assert_eq!(
+            from_mountinfo(SAMPLE, Path::new("/home")).unwrap().fstype,
+            "ext4"
+        );
+        assert!(from_mountinfo(SAMPLE, Path::new("/media/usb"))
+            .unwrap()
+            .wants_windows_names());
     }
 
     #[test]

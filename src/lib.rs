@@ -63,11 +63,16 @@ fn demo(a: &DemoArgs) -> anyhow::Result<Exit> {
     let existing: Option<demo::DemoManifest> = std::fs::read(&manifest_path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
-    let same = existing.as_ref().is_some_and(|m| {
-        serde_json::to_value(&m.spec).ok() == serde_json::to_value(&spec).ok()
-    });
+    let same = existing
+        .as_ref()
+        .is_some_and(|m| serde_json::to_value(&m.spec).ok() == serde_json::to_value(&spec).ok());
     if a.force || (!same && a.dir.exists()) {
-        if !a.force && a.dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(false) {
+        if !a.force
+            && a.dir
+                .read_dir()
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false)
+        {
             anyhow::bail!(
                 "{} already holds something other than a demo with these settings; pass --force to replace it, or choose another folder",
                 a.dir.display()
@@ -76,7 +81,10 @@ fn demo(a: &DemoArgs) -> anyhow::Result<Exit> {
         commands::prepare_demo_dir(&a.dir, a.force)?;
     }
     if same && !a.force {
-        println!("Reusing the demo dump in {} (same settings)", dump.display());
+        println!(
+            "Reusing the demo dump in {} (same settings)",
+            dump.display()
+        );
     } else {
         let t = std::time::Instant::now();
         let m = demo::generate(&dump, &spec)

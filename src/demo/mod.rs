@@ -44,7 +44,7 @@ use sink::{Place, Sink, Totals};
 /// Sizes of the file rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SizeMix {
-    /// Mostly 1-200 KB with about 1% of 2-6 MB files: roughly 45 MB per 1000 files, so the
+    /// Mostly 1-200 KB with about 1% of 2-6 MB files: 40-56 MB per 1000 files, so the
     /// default demo runs in seconds.
     Demo,
     /// 4-64 KB, uniform.

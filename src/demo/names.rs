@@ -81,7 +81,9 @@ const EVENTS: [&str; 16] = [
 const PHOTO_SUBS: [&str; 8] = [
     "Edited", "RAW", "Selected", "Best of", "Print", "Export", "Phone", "Camera",
 ];
+const PHOTO_DEEP: [&str; 4] = ["Small", "Originals", "Crops", "Web"];
 const VIDEO_SUBS: [&str; 4] = ["Clips", "Raw footage", "Export", "Edited"];
+const VIDEO_DEEP: [&str; 3] = ["Cuts", "Audio", "Stills"];
 const ARTISTS: [&str; 12] = [
     "The Beatles",
     "Miles Davis",
@@ -108,7 +110,8 @@ const ALBUMS: [&str; 10] = [
     "The Wall",
     "Back to Black",
 ];
-const MUSIC_SUBS: [&str; 4] = ["Disc 1", "Disc 2", "Bonus", "Artwork"];
+const DISCS: [&str; 4] = ["Disc 1", "Disc 2", "Disc 3", "Bonus"];
+const MUSIC_DEEP: [&str; 3] = ["Artwork", "Scans", "Booklet"];
 const TOPICS: [&str; 10] = [
     "Taxes",
     "Work",
@@ -122,6 +125,7 @@ const TOPICS: [&str; 10] = [
     "House",
 ];
 const DOC_SUBS: [&str; 6] = ["Drafts", "Final", "Old", "Scans", "Archive", "Signed"];
+const DOC_DEEP: [&str; 4] = ["v1", "v2", "v3", "Attachments"];
 const PCS: [&str; 5] = [
     "LAPTOP-ANNA",
     "Desktop-PC",
@@ -155,63 +159,125 @@ fn nth(list: &[&str], ci: u32) -> String {
     }
 }
 
-/// A year folder (`2021`, `2020`, ... then `2021 (2)`) and its year as the tag.
-fn year_folder(ci: u32) -> (String, u16) {
-    (nth(&YEARS, ci), 2021 - (ci % YEARS.len() as u32) as u16)
+/// `name`, or `name (k)` when `k > 1`.
+fn numbered(name: String, k: u32) -> String {
+    if k > 1 {
+        format!("{name} ({k})")
+    } else {
+        name
+    }
 }
 
-/// Name of the `ci`-th child folder at `depth` (the area's top folder is depth 1) in `area`.
-/// `tag` is the parent's tag (a year, or an artist index); returns the name and the child's tag.
-pub(crate) fn child_folder(
-    area: Area,
-    depth: u8,
-    ci: u32,
-    tag: u16,
-    rng: &mut Rng,
-) -> (String, u16) {
-    let year = if tag >= 2000 { tag } else { 2015 };
-    match (area, depth) {
-        (Area::Photos | Area::Videos, 2) => year_folder(ci),
+/// The `i`-th artist: well-known names, then "The <Word> <Word>s" bands (256 of them).
+pub(crate) fn artist_name(i: u32) -> String {
+    let known = ARTISTS.len() as u32;
+    if i < known {
+        return ARTISTS[i as usize].to_string();
+    }
+    let j = i - known;
+    let w = WORDS.len() as u32;
+    let band = format!(
+        "The {} {}s",
+        WORDS[(j % w) as usize],
+        WORDS[(j / w % w) as usize]
+    );
+    numbered(band, j / (w * w) + 1)
+}
+
+/// What a folder tells about its contents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Tags {
+    /// The year of a year folder and everything below it.
+    pub year: Option<u16>,
+    /// The artist of an artist folder and everything below it.
+    pub artist: Option<u32>,
+}
+
+/// A year folder (`2021`, `2020`, ... then `2021 (2)`), tagging its subtree with the year.
+fn year_folder(ci: u32, tags: Tags) -> (String, Tags) {
+    let year = 2021 - (ci % YEARS.len() as u32) as u16;
+    (
+        nth(&YEARS, ci),
+        Tags {
+            year: Some(year),
+            ..tags
+        },
+    )
+}
+
+/// Name of the `ci`-th child folder at `depth` (the area's top folder is depth 1) in `area`,
+/// below a parent tagged `tags`; returns the name and the child's tags. Names depend only on
+/// the arguments, and siblings (distinct `ci`) always get distinct names.
+pub(crate) fn child_folder(area: Area, depth: u8, ci: u32, tags: Tags) -> (String, Tags) {
+    let year = tags.year.unwrap_or(2015);
+    let name = match (area, depth) {
+        (Area::Photos | Area::Videos, 2) | (Area::Documents, 3) => return year_folder(ci, tags),
         (Area::Photos, 3) => {
-            let event = rng.pick(&EVENTS);
-            let base = format!("{year}-{:02} {event}", ci % 12 + 1);
-            let name = if ci < 12 {
-                base
-            } else {
-                format!("{base} ({})", ci / 12 + 1)
-            };
-            (name, tag)
+            // Two events a month; the event cycles so that a month never repeats one (for the
+            // first 48 children), then Windows-style numbering keeps later ones distinct.
+            let event = EVENTS[((ci * 7 + u32::from(year)) % EVENTS.len() as u32) as usize];
+            numbered(format!("{year}-{:02} {event}", ci % 12 + 1), ci / 48 + 1)
         }
-        (Area::Photos, _) => (nth(&PHOTO_SUBS, ci), tag),
+        (Area::Photos, 4) => nth(&PHOTO_SUBS, ci),
+        (Area::Photos, _) => nth(&PHOTO_DEEP, ci),
         (Area::Videos, 3) => {
-            let base = format!("{} {year}", EVENTS[(ci % EVENTS.len() as u32) as usize]);
-            let n = ci / EVENTS.len() as u32;
-            let name = if n == 0 {
-                base
-            } else {
-                format!("{base} ({})", n + 1)
-            };
-            (name, tag)
+            let n = EVENTS.len() as u32;
+            numbered(format!("{} {year}", EVENTS[(ci % n) as usize]), ci / n + 1)
         }
-        (Area::Videos, _) => (nth(&VIDEO_SUBS, ci), tag),
-        (Area::Music, 2) => (nth(&ARTISTS, ci), (ci % ARTISTS.len() as u32) as u16),
+        (Area::Videos, 4) => nth(&VIDEO_SUBS, ci),
+        (Area::Videos, _) => nth(&VIDEO_DEEP, ci),
+        (Area::Music, 2) => {
+            let tags = Tags {
+                artist: Some(ci),
+                ..tags
+            };
+            return (artist_name(ci), tags);
+        }
         (Area::Music, 3) => {
             // Rotate the album list by artist so that artists do not all share one discography.
+            let shift = tags.artist.unwrap_or(0) as usize;
             let rotated: Vec<&str> = (0..ALBUMS.len())
-                .map(|i| ALBUMS[(i + tag as usize) % ALBUMS.len()])
+                .map(|i| ALBUMS[(i + shift) % ALBUMS.len()])
                 .collect();
-            (nth(&rotated, ci), tag)
+            nth(&rotated, ci)
         }
-        (Area::Music, _) => (nth(&MUSIC_SUBS, ci), tag),
-        (Area::Documents, 2) => (nth(&TOPICS, ci), 0),
-        (Area::Documents, 3) => year_folder(ci),
-        (Area::Documents, _) => (nth(&DOC_SUBS, ci), tag),
-        (Area::Backups, 2) => (nth(&PCS, ci), 0),
-        (Area::Backups, 3) => (nth(&BACKUP_SETS, ci), 0),
-        (Area::Backups, 4) => (nth(&PEOPLE, ci), 0),
-        (Area::Backups, 5) => (nth(&USER_DIRS, ci), 0),
-        (Area::Backups, _) => (nth(&LEFTOVERS, ci), 0),
+        (Area::Music, 4) => nth(&DISCS, ci),
+        (Area::Music, _) => nth(&MUSIC_DEEP, ci),
+        (Area::Documents, 2) => nth(&TOPICS, ci),
+        (Area::Documents, 4) => nth(&DOC_SUBS, ci),
+        (Area::Documents, _) => nth(&DOC_DEEP, ci),
+        (Area::Backups, 2) => nth(&PCS, ci),
+        (Area::Backups, 3) => nth(&BACKUP_SETS, ci),
+        (Area::Backups, 4) => nth(&PEOPLE, ci),
+        (Area::Backups, 5) => nth(&USER_DIRS, ci),
+        (Area::Backups, _) => nth(&LEFTOVERS, ci),
+    };
+    (name, tags)
+}
+
+/// How likely a new folder lands in `area` rather than another at the same level: photos
+/// dominate a family's library.
+pub(crate) fn weight(area: Area) -> f64 {
+    match area {
+        Area::Photos => 1.0,
+        Area::Documents => 0.5,
+        Area::Videos => 0.4,
+        Area::Music => 0.3,
+        Area::Backups => 0.3,
     }
+}
+
+/// How many child folders a folder at `depth` in `area` gets before new folders go to its
+/// siblings or deeper (a soft limit: Photos has about 14 years of about 24 events each).
+pub(crate) fn fanout(area: Area, depth: u8) -> u32 {
+    let per_depth: [u32; 5] = match area {
+        Area::Photos => [14, 24, 3, 2, 2],
+        Area::Videos => [14, 16, 3, 2, 2],
+        Area::Music => [40, 4, 2, 3, 2],
+        Area::Documents => [10, 14, 4, 3, 2],
+        Area::Backups => [5, 3, 4, 6, 4],
+    };
+    per_depth[usize::from(depth.clamp(1, 5)) - 1]
 }
 
 /// A random file kind for a file placed in `area` (`None`: directly in a user root).
@@ -354,11 +420,10 @@ pub(crate) const FRAMES: [(i64, i64); 5] = [
 ];
 
 /// An artist, album and title for audio metadata.
-pub(crate) fn audio_tags(artist: u16, rng: &mut Rng) -> (String, String, String) {
-    let a = ARTISTS[artist as usize % ARTISTS.len()];
+pub(crate) fn audio_tags(artist: u32, rng: &mut Rng) -> (String, String, String) {
     let album = rng.pick(&ALBUMS);
     let title = format!("{} {}", rng.pick(&WORDS), rng.pick(&WORDS));
-    (a.to_string(), album.to_string(), title)
+    (artist_name(artist), album.to_string(), title)
 }
 
 /// Leading bytes that make an object look like its type to `file(1)` (cosmetic only).
@@ -381,11 +446,14 @@ mod tests {
 
     #[test]
     fn sibling_folder_names_are_unique() {
-        let mut rng = Rng::new(3);
+        let tags = Tags {
+            year: Some(2017),
+            artist: Some(3),
+        };
         for area in AREAS {
             for depth in 2..=6 {
-                let names: Vec<String> = (0..200)
-                    .map(|ci| child_folder(area, depth, ci, 2017, &mut rng).0)
+                let names: Vec<String> = (0..2000)
+                    .map(|ci| child_folder(area, depth, ci, tags).0)
                     .collect();
                 let set: std::collections::HashSet<_> = names.iter().collect();
                 assert_eq!(set.len(), names.len(), "{area:?} depth {depth}: {names:?}");

@@ -62,7 +62,7 @@ pub(crate) fn file_size(mix: SizeMix, rng: &mut Rng, ordinal: u64) -> i64 {
         SizeMix::Demo => {
             let u = rng.unit();
             if ordinal % 100 == 50 {
-                2 * MIB + (4.0 * MIB as f64 * u * u) as i64
+                2 * MIB + (4.0 * MIB as f64 * u * u * u) as i64
             } else {
                 // 1-200 KiB, skewed towards the small end (mean about 12 KiB).
                 (KIB as f64 * 200f64.powf(u * u * u)) as i64
@@ -89,7 +89,7 @@ pub(crate) struct FileSpec {
     /// Year the content was made, when its folder says so.
     pub year: Option<u16>,
     /// Artist index for audio tags.
-    pub artist: u16,
+    pub artist: u32,
 }
 
 /// A file row with plausible dates and metadata for its kind.

@@ -104,7 +104,10 @@ mod tests {
 
     #[test]
     fn first_plausible_wins_and_junk_falls_through() {
-        let p = DatePolicy::new(parse_fields("imageDate,videoDate,cTime,birthTime").unwrap(), NOW);
+        let p = DatePolicy::new(
+            parse_fields("imageDate,videoDate,cTime,birthTime").unwrap(),
+            NOW,
+        );
         let d = RowDates {
             image: Some(0),
             video: Some(7_258_118_400_000), // year 2200
@@ -113,9 +116,16 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(p.pick(&d), Some(1_400_000_000_000));
-        let d = RowDates { image: Some(-5), ..Default::default() };
+        let d = RowDates {
+            image: Some(-5),
+            ..Default::default()
+        };
         assert_eq!(p.pick(&d), None);
-        let d = RowDates { image: Some(1_300_000_000_000), c: Some(1_400_000_000_000), ..Default::default() };
+        let d = RowDates {
+            image: Some(1_300_000_000_000),
+            c: Some(1_400_000_000_000),
+            ..Default::default()
+        };
         assert_eq!(p.pick(&d), Some(1_300_000_000_000));
     }
 

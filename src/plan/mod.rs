@@ -255,7 +255,10 @@ impl Plan {
             }
         }
         for u in &opts.users {
-            if !users.iter().any(|x| &x.id == u || &x.name == u || user_label(&x.name) == *u) {
+            if !users
+                .iter()
+                .any(|x| &x.id == u || &x.name == u || user_label(&x.name) == *u)
+            {
                 let known: Vec<String> = users.iter().map(|x| user_label(&x.name)).collect();
                 return Err(PlanError::UnknownUser {
                     user: u.clone(),
@@ -279,8 +282,13 @@ impl Plan {
                 let naming: Vec<String> = group
                     .iter()
                     .map(|r| {
-                        let is_user = r.parent.is_none() && r.is_folder && r.name.starts_with(USER_PREFIX);
-                        if is_user { user_label(&r.name) } else { r.name.clone() }
+                        let is_user =
+                            r.parent.is_none() && r.is_folder && r.name.starts_with(USER_PREFIX);
+                        if is_user {
+                            user_label(&r.name)
+                        } else {
+                            r.name.clone()
+                        }
                     })
                     .collect();
                 let reserved: &[&str] = if is_top { &[UNLINKED_DIR] } else { &[] };
@@ -302,8 +310,8 @@ impl Plan {
                 if current.as_ref() != Some(&row.parent) {
                     let prev = current.replace(row.parent.clone());
                     if let Some(prev) = prev {
-                        let is_top_group = prev.is_none()
-                            || (single_user.is_some() && prev == single_user);
+                        let is_top_group =
+                            prev.is_none() || (single_user.is_some() && prev == single_user);
                         if is_top_group {
                             top.append(&mut group);
                             // The single user's children join the parentless rows; both are
@@ -325,8 +333,7 @@ impl Plan {
                 }
             })?;
             if let Some(prev) = current {
-                let is_top_group =
-                    prev.is_none() || (single_user.is_some() && prev == single_user);
+                let is_top_group = prev.is_none() || (single_user.is_some() && prev == single_user);
                 if is_top_group {
                     top.append(&mut group);
                 } else {
@@ -341,7 +348,10 @@ impl Plan {
         if single_user.is_none() {
             for u in &mut users {
                 let i = f.ids[u.id.as_str()];
-                u.label = f.final_name[i as usize].as_deref().unwrap_or("").to_string();
+                u.label = f.final_name[i as usize]
+                    .as_deref()
+                    .unwrap_or("")
+                    .to_string();
             }
         }
 
@@ -503,7 +513,7 @@ impl Plan {
                 }
             }
         }
-        for i in 0..n {
+        for (i, id) in id_of.iter().enumerate() {
             let single_root = single_user && user_idx.contains_key(&(i as u32));
             if single_root {
                 continue;
@@ -516,13 +526,14 @@ impl Plan {
             if *self.folder_final(i) != *natural {
                 let original = self.original_path(i, &self.folders.name[i]);
                 self.folder_renames.push(Rename {
-                    id: id_of[i].to_string(),
+                    id: id.to_string(),
                     original,
                     restored: self.folders.path[i].to_string(),
                 });
             }
         }
-        self.folder_renames.sort_by(|a, b| a.restored.cmp(&b.restored));
+        self.folder_renames
+            .sort_by(|a, b| a.restored.cmp(&b.restored));
         self.problems.sort_by(|a, b| a.id.cmp(&b.id));
     }
 
@@ -560,15 +571,28 @@ impl Plan {
         &self.opts
     }
 
+    /// What decides which folders exist and where: equal signatures give equal folder sets.
+    pub fn signature(&self) -> (names::NamePolicy, bool, &[String], &[String], usize) {
+        (
+            self.opts.policy,
+            self.opts.include_trash,
+            &self.opts.only,
+            &self.opts.users,
+            self.folders.name.len(),
+        )
+    }
+
     /// Whether `rel_path` is selected by the origin and `--only`/`--user` filters.
     fn skip_for(&self, origin: Origin, rel_path: &str) -> Option<SkipReason> {
         match origin {
             Origin::Trash if !self.opts.include_trash => return Some(SkipReason::InTrash),
             Origin::User(u) if !self.opts.users.is_empty() => {
                 let user = &self.users[u as usize];
-                let picked = self.opts.users.iter().any(|x| {
-                    *x == user.id || *x == user.name || *x == user_label(&user.name)
-                });
+                let picked = self
+                    .opts
+                    .users
+                    .iter()
+                    .any(|x| *x == user.id || *x == user.name || *x == user_label(&user.name));
                 if !picked {
                     return Some(SkipReason::OtherUser);
                 }
@@ -592,9 +616,16 @@ impl Plan {
                 origin: self.folders.origin[i],
                 depth: self.folders.path[i].matches('/').count(),
             })
-            .filter(|f| self.skip_for(f.origin, &f.rel_path).is_none() || self.opts.only.iter().any(|p| under(p, &f.rel_path)))
+            .filter(|f| {
+                self.skip_for(f.origin, &f.rel_path).is_none()
+                    || self.opts.only.iter().any(|p| under(p, &f.rel_path))
+            })
             .collect();
-        out.sort_by(|a, b| b.depth.cmp(&a.depth).then_with(|| a.rel_path.cmp(&b.rel_path)));
+        out.sort_by(|a, b| {
+            b.depth
+                .cmp(&a.depth)
+                .then_with(|| a.rel_path.cmp(&b.rel_path))
+        });
         out
     }
 
@@ -626,14 +657,23 @@ impl Plan {
                 Some(n) => n.to_string(),
                 None => policy.sanitize(&row.name).into_owned(),
             };
-            let rel_path = if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") };
-            let renamed_from = (name != row.name).then(|| match (parent_folder, row.parent.as_deref()) {
-                (Some(i), _) => {
-                    format!("{}/{}", self.original_path(i, &self.folders.name[i]), row.name)
-                }
-                (None, Some(p)) => format!("<missing {p}>/{}", row.name),
-                (None, None) => row.name.clone(),
-            });
+            let rel_path = if dir.is_empty() {
+                name.clone()
+            } else {
+                format!("{dir}/{name}")
+            };
+            let renamed_from =
+                (name != row.name).then(|| match (parent_folder, row.parent.as_deref()) {
+                    (Some(i), _) => {
+                        format!(
+                            "{}/{}",
+                            self.original_path(i, &self.folders.name[i]),
+                            row.name
+                        )
+                    }
+                    (None, Some(p)) => format!("<missing {p}>/{}", row.name),
+                    (None, None) => row.name.clone(),
+                });
             let mut skip = self.skip_for(origin, &rel_path);
             if skip.is_none() {
                 if let Some(limit) = self.opts.limit {
@@ -736,7 +776,8 @@ mod tests {
     fn paths(idx: &Index, o: PlanOptions) -> (Plan, Vec<(String, String, Option<SkipReason>)>) {
         let plan = Plan::build(idx, o).unwrap();
         let mut v = vec![];
-        plan.for_each_file(idx, |f| v.push((f.id, f.rel_path, f.skip))).unwrap();
+        plan.for_each_file(idx, |f| v.push((f.id, f.rel_path, f.skip)))
+            .unwrap();
         v.sort();
         (plan, v)
     }
@@ -748,68 +789,126 @@ mod tests {
     #[test]
     fn single_user_children_go_to_the_top_and_trash_is_filtered() {
         let t = tempfile::tempdir().unwrap();
-        let idx = db(t.path(), &[
-            (U1, None, "auth0|abc", true),
-            (TR, None, "Trash", true),
-            ("d1", Some(U1), "Photos", true),
-            ("f1", Some("d1"), "a.jpg", false),
-            ("f2", Some(U1), "top.txt", false),
-            ("f3", Some(TR), "gone.jpg", false),
-        ]);
+        let idx = db(
+            t.path(),
+            &[
+                (U1, None, "auth0|abc", true),
+                (TR, None, "Trash", true),
+                ("d1", Some(U1), "Photos", true),
+                ("f1", Some("d1"), "a.jpg", false),
+                ("f2", Some(U1), "top.txt", false),
+                ("f3", Some(TR), "gone.jpg", false),
+            ],
+        );
         let (_, v) = paths(&idx, opts());
-        assert_eq!(v, [
-            ("f1".into(), "Photos/a.jpg".into(), None),
-            ("f2".into(), "top.txt".into(), None),
-            ("f3".into(), "Trash/gone.jpg".into(), Some(SkipReason::InTrash)),
-        ]);
-        let (_, v) = paths(&idx, PlanOptions { include_trash: true, ..opts() });
+        assert_eq!(
+            v,
+            [
+                ("f1".into(), "Photos/a.jpg".into(), None),
+                ("f2".into(), "top.txt".into(), None),
+                (
+                    "f3".into(),
+                    "Trash/gone.jpg".into(),
+                    Some(SkipReason::InTrash)
+                ),
+            ]
+        );
+        let (_, v) = paths(
+            &idx,
+            PlanOptions {
+                include_trash: true,
+                ..opts()
+            },
+        );
         assert_eq!(v[2].2, None);
     }
 
     #[test]
     fn several_users_get_one_labelled_folder_each() {
         let t = tempfile::tempdir().unwrap();
-        let idx = db(t.path(), &[
-            (U1, None, "auth0|abc", true),
-            (U2, None, "auth0|def", true),
-            ("f1", Some(U1), "a.jpg", false),
-            ("f2", Some(U2), "a.jpg", false),
-        ]);
-        let (plan, v) = paths(&idx, PlanOptions { users: vec!["auth0_def".into()], ..opts() });
+        let idx = db(
+            t.path(),
+            &[
+                (U1, None, "auth0|abc", true),
+                (U2, None, "auth0|def", true),
+                ("f1", Some(U1), "a.jpg", false),
+                ("f2", Some(U2), "a.jpg", false),
+            ],
+        );
+        let (plan, v) = paths(
+            &idx,
+            PlanOptions {
+                users: vec!["auth0_def".into()],
+                ..opts()
+            },
+        );
         assert_eq!(v[0].1, "auth0_abc/a.jpg");
         assert_eq!(v[0].2, Some(SkipReason::OtherUser));
         assert_eq!(v[1].1, "auth0_def/a.jpg");
         assert_eq!(v[1].2, None);
         assert_eq!(plan.users().len(), 2);
-        let e = Plan::build(&idx, PlanOptions { users: vec!["nobody".into()], ..opts() });
+        let e = Plan::build(
+            &idx,
+            PlanOptions {
+                users: vec!["nobody".into()],
+                ..opts()
+            },
+        );
         assert!(e.err().unwrap().to_string().contains("auth0_abc"));
     }
 
     #[test]
     fn unlinked_rows_and_cycles_are_placed_and_reported_without_hanging() {
         let t = tempfile::tempdir().unwrap();
-        let idx = db(t.path(), &[
-            (U1, None, "auth0|abc", true),
-            ("da", Some("db"), "A", true),
-            ("db", Some("da"), "B", true),
-            ("dc", Some("dc"), "Self", true),
-            ("f1", Some("da"), "in-cycle.txt", false),
-            ("dx", Some("gone"), "Orphan", true),
-            ("f2", Some("dx"), "o.txt", false),
-            ("f3", Some("gone2"), "loose.txt", false),
-            ("f4", Some("f3"), "under-file.txt", false),
-        ]);
+        let idx = db(
+            t.path(),
+            &[
+                (U1, None, "auth0|abc", true),
+                ("da", Some("db"), "A", true),
+                ("db", Some("da"), "B", true),
+                ("dc", Some("dc"), "Self", true),
+                ("f1", Some("da"), "in-cycle.txt", false),
+                ("dx", Some("gone"), "Orphan", true),
+                ("f2", Some("dx"), "o.txt", false),
+                ("f3", Some("gone2"), "loose.txt", false),
+                ("f4", Some("f3"), "under-file.txt", false),
+            ],
+        );
         let (plan, v) = paths(&idx, opts());
         let get = |id: &str| v.iter().find(|x| x.0 == id).unwrap().1.clone();
         assert_eq!(get("f1"), "_unlinked/cycle-da/A/in-cycle.txt");
         assert_eq!(get("f2"), "_unlinked/gone/Orphan/o.txt");
         assert_eq!(get("f3"), "_unlinked/gone2/loose.txt");
         assert_eq!(get("f4"), "_unlinked/f3/under-file.txt");
-        let kinds: Vec<_> = plan.problems().iter().map(|p| (p.id.as_str(), p.kind.clone())).collect();
-        assert!(kinds.contains(&("da", ProblemKind::Cycle { cycle_root: "da".into() })));
-        assert!(kinds.contains(&("db", ProblemKind::Cycle { cycle_root: "da".into() })));
-        assert!(kinds.contains(&("dc", ProblemKind::Cycle { cycle_root: "dc".into() })));
-        assert!(kinds.contains(&("dx", ProblemKind::MissingParent { parent_id: "gone".into() })));
+        let kinds: Vec<_> = plan
+            .problems()
+            .iter()
+            .map(|p| (p.id.as_str(), p.kind.clone()))
+            .collect();
+        assert!(kinds.contains(&(
+            "da",
+            ProblemKind::Cycle {
+                cycle_root: "da".into()
+            }
+        )));
+        assert!(kinds.contains(&(
+            "db",
+            ProblemKind::Cycle {
+                cycle_root: "da".into()
+            }
+        )));
+        assert!(kinds.contains(&(
+            "dc",
+            ProblemKind::Cycle {
+                cycle_root: "dc".into()
+            }
+        )));
+        assert!(kinds.contains(&(
+            "dx",
+            ProblemKind::MissingParent {
+                parent_id: "gone".into()
+            }
+        )));
         let b = plan.folders_deepest_first();
         assert!(b.iter().any(|f| f.rel_path == "_unlinked/cycle-da/A/B"));
     }
@@ -817,14 +916,17 @@ mod tests {
     #[test]
     fn duplicate_names_get_suffixes_in_id_order_including_folders() {
         let t = tempfile::tempdir().unwrap();
-        let idx = db(t.path(), &[
-            (U1, None, "auth0|abc", true),
-            ("b2", Some(U1), "x.jpg", false),
-            ("a1", Some(U1), "x.jpg", false),
-            ("c3", Some(U1), "x.jpg", true),
-            ("d4", Some("c3"), "inner", false),
-            ("e5", Some(U1), "_unlinked", false),
-        ]);
+        let idx = db(
+            t.path(),
+            &[
+                (U1, None, "auth0|abc", true),
+                ("b2", Some(U1), "x.jpg", false),
+                ("a1", Some(U1), "x.jpg", false),
+                ("c3", Some(U1), "x.jpg", true),
+                ("d4", Some("c3"), "inner", false),
+                ("e5", Some(U1), "_unlinked", false),
+            ],
+        );
         let (plan, v) = paths(&idx, opts());
         let get = |id: &str| v.iter().find(|x| x.0 == id).unwrap().1.clone();
         assert_eq!(get("a1"), "x.jpg");
@@ -838,17 +940,34 @@ mod tests {
     #[test]
     fn only_and_limit_select_and_every_file_is_still_yielded() {
         let t = tempfile::tempdir().unwrap();
-        let idx = db(t.path(), &[
-            (U1, None, "auth0|abc", true),
-            ("d1", Some(U1), "Photos", true),
-            ("d2", Some(U1), "Photos2", true),
-            ("f1", Some("d1"), "1", false),
-            ("f2", Some("d1"), "2", false),
-            ("f3", Some("d2"), "3", false),
-        ]);
-        let (plan, v) = paths(&idx, PlanOptions { only: vec!["Photos/".into()], limit: Some(1), ..opts() });
+        let idx = db(
+            t.path(),
+            &[
+                (U1, None, "auth0|abc", true),
+                ("d1", Some(U1), "Photos", true),
+                ("d2", Some(U1), "Photos2", true),
+                ("f1", Some("d1"), "1", false),
+                ("f2", Some("d1"), "2", false),
+                ("f3", Some("d2"), "3", false),
+            ],
+        );
+        let (plan, v) = paths(
+            &idx,
+            PlanOptions {
+                only: vec!["Photos/".into()],
+                limit: Some(1),
+                ..opts()
+            },
+        );
         let skips: Vec<_> = v.iter().map(|x| x.2).collect();
-        assert_eq!(skips, [None, Some(SkipReason::BeyondLimit), Some(SkipReason::NotUnderOnly)]);
+        assert_eq!(
+            skips,
+            [
+                None,
+                Some(SkipReason::BeyondLimit),
+                Some(SkipReason::NotUnderOnly)
+            ]
+        );
         let t = plan.totals(&idx).unwrap();
         assert_eq!((t.files, t.selected_files, t.filtered), (3, 1, 2));
     }

@@ -26,8 +26,7 @@ pub enum NamePolicy {
 const WINDOWS_ILLEGAL: &[char] = &['<', '>', ':', '"', '\\', '|', '?', '*'];
 const WINDOWS_RESERVED: &[&str] = &[
     "CON", "PRN", "AUX", "NUL", "COM0", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7",
-    "COM8", "COM9", "LPT0", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8",
-    "LPT9",
+    "COM8", "COM9", "LPT0", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
 ];
 
 impl NamePolicy {
@@ -55,7 +54,10 @@ impl NamePolicy {
                 out = Cow::Owned(format!("{trimmed}{}", "_".repeat(tail)));
             }
             let stem = out.split('.').next().unwrap_or("");
-            if WINDOWS_RESERVED.iter().any(|r| r.eq_ignore_ascii_case(stem.trim_end())) {
+            if WINDOWS_RESERVED
+                .iter()
+                .any(|r| r.eq_ignore_ascii_case(stem.trim_end()))
+            {
                 out = Cow::Owned(format!("_{out}"));
             }
         }
@@ -178,7 +180,10 @@ mod tests {
 
     #[test]
     fn windows_illegal_chars_trailing_and_reserved() {
-        assert_eq!(Windows.sanitize(r#"a<b>c:d"e\f|g?h*i"#), "a_b_c_d_e_f_g_h_i");
+        assert_eq!(
+            Windows.sanitize(r#"a<b>c:d"e\f|g?h*i"#),
+            "a_b_c_d_e_f_g_h_i"
+        );
         assert_eq!(Windows.sanitize("bell\u{7}.txt"), "bell_.txt");
         assert_eq!(Windows.sanitize("name."), "name_");
         assert_eq!(Windows.sanitize("name .. "), "name____");
@@ -205,21 +210,42 @@ mod tests {
 
     #[test]
     fn suffixes_follow_id_order_and_skip_natural_names() {
-        let names = assign_sibling_names(Posix, ["photo.jpg", "photo.jpg", "photo (2).jpg", "photo.jpg"], &[]);
-        assert_eq!(names, ["photo.jpg", "photo (3).jpg", "photo (2).jpg", "photo (4).jpg"]);
+        let names = assign_sibling_names(
+            Posix,
+            ["photo.jpg", "photo.jpg", "photo (2).jpg", "photo.jpg"],
+            &[],
+        );
+        assert_eq!(
+            names,
+            [
+                "photo.jpg",
+                "photo (3).jpg",
+                "photo (2).jpg",
+                "photo (4).jpg"
+            ]
+        );
     }
 
     #[test]
     fn case_collisions_only_under_windows() {
         let n = ["Readme.md", "README.md"];
-        assert_eq!(assign_sibling_names(Posix, n, &[]), ["Readme.md", "README.md"]);
-        assert_eq!(assign_sibling_names(Windows, n, &[]), ["Readme.md", "README (2).md"]);
+        assert_eq!(
+            assign_sibling_names(Posix, n, &[]),
+            ["Readme.md", "README.md"]
+        );
+        assert_eq!(
+            assign_sibling_names(Windows, n, &[]),
+            ["Readme.md", "README (2).md"]
+        );
     }
 
     #[test]
     fn sanitizing_can_create_collisions_that_are_resolved() {
         let n = ["a:b", "a|b", "a_b"];
-        assert_eq!(assign_sibling_names(Windows, n, &[]), ["a_b", "a_b (2)", "a_b (3)"]);
+        assert_eq!(
+            assign_sibling_names(Windows, n, &[]),
+            ["a_b", "a_b (2)", "a_b (3)"]
+        );
     }
 
     #[test]

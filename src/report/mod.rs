@@ -145,7 +145,10 @@ impl Snapshot {
 
     /// One progress line (used by the plain listener and the bar's message).
     pub fn line(&self) -> String {
-        let eta = self.eta().map(human_duration).unwrap_or_else(|| "unknown".into());
+        let eta = self
+            .eta()
+            .map(human_duration)
+            .unwrap_or_else(|| "unknown".into());
         let mut s = format!(
             "{:.1}% | files {}/{} | {} of {} | {:.1} files/s, {}/s | ETA {}",
             self.percent(),
@@ -419,10 +422,18 @@ impl Report {
         if !self.problems.is_empty() {
             s.push_str(&format!("Problem files ({}):\n", self.problems.len()));
             for p in self.problems.iter().take(shown) {
-                s.push_str(&format!("  {:<8} {}: {}\n", p.outcome.as_str(), p.path, p.reason));
+                s.push_str(&format!(
+                    "  {:<8} {}: {}\n",
+                    p.outcome.as_str(),
+                    p.path,
+                    p.reason
+                ));
             }
             if self.problems.len() > shown {
-                s.push_str(&format!("  ... and {} more in the report\n", self.problems.len() - shown));
+                s.push_str(&format!(
+                    "  ... and {} more in the report\n",
+                    self.problems.len() - shown
+                ));
             }
         }
         for n in self.notes.iter().take(shown) {
@@ -617,7 +628,10 @@ mod tests {
             p.progress(&s);
         }
         let text = String::from_utf8(buf).unwrap();
-        assert_eq!(text.lines().filter(|l| l.starts_with("progress: ")).count(), 2);
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("progress: ")).count(),
+            2
+        );
         assert!(!text.contains('\r'));
     }
 

@@ -20,7 +20,10 @@ pub const TEMP_SUFFIX: &str = ".part";
 
 /// The temporary name for a file id (fixed length, so it fits any folder).
 pub fn temp_name(id: &str) -> String {
-    format!("{TEMP_PREFIX}{:016x}{TEMP_SUFFIX}", xxhash_rust::xxh3::xxh3_64(id.as_bytes()))
+    format!(
+        "{TEMP_PREFIX}{:016x}{TEMP_SUFFIX}",
+        xxhash_rust::xxh3::xxh3_64(id.as_bytes())
+    )
 }
 
 pub fn is_temp_name(name: &str) -> bool {
@@ -36,6 +39,8 @@ pub struct Faults {
     pub fail_close: Vec<String>,
     /// Abort the process right after this many renames, before they are recorded.
     pub abort_after_renames: Option<u64>,
+    /// Sleep this long before each file, so tests can interrupt a run mid-way.
+    pub delay_ms: u64,
 }
 
 impl Faults {
@@ -47,6 +52,7 @@ impl Faults {
                     Some(("unreadable", v)) => f.unreadable.push(v.to_string()),
                     Some(("fail_close", v)) => f.fail_close.push(v.to_string()),
                     Some(("abort_after_renames", v)) => f.abort_after_renames = v.parse().ok(),
+                    Some(("delay_ms", v)) => f.delay_ms = v.parse().unwrap_or(0),
                     _ => {}
                 }
             }
@@ -95,8 +101,13 @@ pub struct DirCache {
 }
 
 impl DirCache {
-    fn ensure(&self, dir: &Path) -> io::Result<()> {
-        if self.known.lock().unwrap_or_else(|e| e.into_inner()).contains(dir) {
+    pub fn ensure(&self, dir: &Path) -> io::Result<()> {
+        if self
+            .known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(dir)
+        {
             return Ok(());
         }
         // Record the folders that did not exist before, for setting their dates later.
@@ -110,14 +121,23 @@ impl DirCache {
             cur = d.parent();
         }
         std::fs::create_dir_all(dir)?;
-        self.created.lock().unwrap_or_else(|e| e.into_inner()).extend(missing);
-        self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(dir.to_path_buf());
+        self.created
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(missing);
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(dir.to_path_buf());
         Ok(())
     }
 
     /// Folders this run created.
     pub fn created(&self) -> Vec<PathBuf> {
-        self.created.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.created
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -169,16 +189,24 @@ pub fn is_transient(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::ETIMEDOUT | libc::EIO | libc::ESTALE | libc::EAGAIN | libc::EINTR)
-    ) || matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::Interrupted)
+    ) || matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
 }
 
 /// Opens the object: sharded path first, then the flat layout.
 fn open_object(ctx: &CopyContext<'_>, content_id: &str) -> Result<(File, PathBuf), NotRestored> {
     if !crate::source::is_safe_content_id(content_id) {
-        return Err(NotRestored::Missing(format!("contentID {content_id:?} is not a usable object name")));
+        return Err(NotRestored::Missing(format!(
+            "contentID {content_id:?} is not a usable object name"
+        )));
     }
     if ctx.faults.unreadable.iter().any(|c| c == content_id) {
-        let p = ctx.source.sharded_object_path(content_id).unwrap_or_default();
+        let p = ctx
+            .source
+            .sharded_object_path(content_id)
+            .unwrap_or_default();
         return Err(NotRestored::Failed(format!(
             "cannot read object {}: {} (injected fault)",
             p.display(),
@@ -194,7 +222,10 @@ fn open_object(ctx: &CopyContext<'_>, content_id: &str) -> Result<(File, PathBuf
             Ok(f) => return Ok((f, p)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => {
-                return Err(NotRestored::Failed(format!("cannot read object {}: {e}", p.display())))
+                return Err(NotRestored::Failed(format!(
+                    "cannot read object {}: {e}",
+                    p.display()
+                )))
             }
         }
     }
@@ -207,6 +238,9 @@ fn open_object(ctx: &CopyContext<'_>, content_id: &str) -> Result<(File, PathBuf
 /// Restores one planned file, retrying transient errors with backoff.
 pub fn restore_file(ctx: &CopyContext<'_>, job: &PlannedFile) -> Result<Restored, NotRestored> {
     const BACKOFF_MS: [u64; 3] = [200, 1000, 4000];
+    if ctx.faults.delay_ms > 0 {
+        std::thread::sleep(Duration::from_millis(ctx.faults.delay_ms));
+    }
     let mut attempt = 0;
     loop {
         match restore_once(ctx, job) {
@@ -216,7 +250,10 @@ pub fn restore_file(ctx: &CopyContext<'_>, job: &PlannedFile) -> Result<Restored
                 let _ = msg;
             }
             Err(Attempt::Transient(msg)) => {
-                return Err(NotRestored::Failed(format!("{msg} (after {} tries)", attempt + 1)))
+                return Err(NotRestored::Failed(format!(
+                    "{msg} (after {} tries)",
+                    attempt + 1
+                )))
             }
             Err(Attempt::Final(n)) => return Err(n),
             Ok(r) => return Ok(r),
@@ -278,10 +315,15 @@ fn restore_once(ctx: &CopyContext<'_>, job: &PlannedFile) -> Result<Restored, At
         }
     };
     if ctx.dry_run {
-        return Ok(Restored::Copied { bytes: job.size, size_mismatch: false });
+        return Ok(Restored::Copied {
+            bytes: job.size,
+            size_mismatch: false,
+        });
     }
 
-    ctx.dirs.ensure(dir).map_err(|e| io_fail("cannot create folder", dir, e))?;
+    ctx.dirs
+        .ensure(dir)
+        .map_err(|e| io_fail("cannot create folder", dir, e))?;
     let tmp = dir.join(temp_name(&job.id));
     let result = write_temp(ctx, job, src, &tmp).and_then(|bytes| {
         std::fs::rename(&tmp, &target).map_err(|e| io_fail("cannot rename into", &target, e))?;
@@ -290,13 +332,19 @@ fn restore_once(ctx: &CopyContext<'_>, job: &PlannedFile) -> Result<Restored, At
     match result {
         Ok(bytes) => {
             if let Some(n) = ctx.faults.abort_after_renames {
-                let done = ctx.renames.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                let done = ctx
+                    .renames
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                    + 1;
                 if done >= n {
                     // Simulates a crash between rename and checkpoint record.
                     std::process::abort();
                 }
             }
-            Ok(Restored::Copied { bytes, size_mismatch: bytes != job.size })
+            Ok(Restored::Copied {
+                bytes,
+                size_mismatch: bytes != job.size,
+            })
         }
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
@@ -320,7 +368,10 @@ fn write_temp(
     let bytes = match src {
         Some((mut f, path)) => io::copy(&mut f, &mut out).map_err(|e| {
             if is_full(&e) {
-                Attempt::Final(NotRestored::DestFull(format!("cannot write {}: {e}", tmp.display())))
+                Attempt::Final(NotRestored::DestFull(format!(
+                    "cannot write {}: {e}",
+                    tmp.display()
+                )))
             } else {
                 io_fail(&format!("cannot copy {} to", path.display()), tmp, e)
             }
@@ -335,9 +386,17 @@ fn write_temp(
         out.set_times(FileTimes::new().set_modified(t).set_accessed(t))
             .map_err(|e| io_fail("cannot set dates on", tmp, e))?;
     }
-    if job.content_id.as_ref().is_some_and(|c| ctx.faults.fail_close.contains(c)) {
+    if job
+        .content_id
+        .as_ref()
+        .is_some_and(|c| ctx.faults.fail_close.contains(c))
+    {
         drop(out);
-        return Err(io_fail("cannot close", tmp, io::Error::from_raw_os_error(libc::EBADF)));
+        return Err(io_fail(
+            "cannot close",
+            tmp,
+            io::Error::from_raw_os_error(libc::EBADF),
+        ));
     }
     close_checked(out).map_err(|e| io_fail("cannot close", tmp, e))?;
     Ok(bytes)

@@ -50,7 +50,9 @@ pub fn interrupted() -> bool {
 /// filesystems need many requests in flight to hide round trips; local disks gain little
 /// past a few.
 pub fn default_threads(cfg: &RestoreConfig) -> usize {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     if cfg.dest_fs.is_network() {
         32
     } else {
@@ -121,10 +123,18 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let mut ckpt = if cfg.dry_run {
         None
     } else {
+        // The checkpoint is checked before anything is created on the destination.
+        let c = Checkpoint::open(&cfg.state_dir, cfg.fresh, &cfg.command_line)?;
+        let db = cfg
+            .source
+            .db
+            .canonicalize()
+            .unwrap_or_else(|_| cfg.source.db.clone());
+        c.bind(&db, &cfg.dest)?;
         std::fs::create_dir_all(&cfg.dest)
             .with_context(|| format!("cannot create destination {}", cfg.dest.display()))?;
         probe_writable(&cfg.dest)?;
-        Some(Checkpoint::open(&cfg.state_dir, cfg.fresh, &cfg.command_line)?)
+        Some(c)
     };
     let done_keys: HashSet<u128> = match &ckpt {
         Some(c) => c.done_keys()?,
@@ -137,7 +147,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 format!("cannot clean temporary files in {}", cfg.dest.display())
             })?;
             report.stale_temps_removed = n;
-            report.phases.insert("temp_cleanup".into(), t.elapsed().as_secs_f64());
+            report
+                .phases
+                .insert("temp_cleanup".into(), t.elapsed().as_secs_f64());
         }
     }
     let dest_sync = match (&ckpt, cfg.durability) {
@@ -179,7 +191,12 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             plan_ref.for_each_file(&index, |file| {
                 let quick = if file.skip.is_some() {
                     Some(Outcome::Filtered)
-                } else if done_ref.contains(&done_key(&file.id, &file.rel_path, file.size, file.mtime_ms)) {
+                } else if done_ref.contains(&done_key(
+                    &file.id,
+                    &file.rel_path,
+                    file.size,
+                    file.mtime_ms,
+                )) {
                     Some(Outcome::AlreadyDone)
                 } else {
                     None
@@ -258,23 +275,24 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         let mut batch: Vec<Record> = Vec::new();
         let mut last_commit = Instant::now();
         let mut last_report = Instant::now();
-        let commit = |batch: &mut Vec<Record>, ckpt: &mut Option<Checkpoint>| -> anyhow::Result<()> {
-            if batch.is_empty() {
-                return Ok(());
-            }
-            if let Some(c) = ckpt.as_mut() {
-                if let Some(fd) = &dest_sync {
-                    if batch.iter().any(|r| r.outcome == Outcome::Copied) {
-                        rustix::fs::syncfs(fd).with_context(|| {
-                            format!("cannot flush the destination {}", cfg.dest.display())
-                        })?;
-                    }
+        let commit =
+            |batch: &mut Vec<Record>, ckpt: &mut Option<Checkpoint>| -> anyhow::Result<()> {
+                if batch.is_empty() {
+                    return Ok(());
                 }
-                c.record(batch)?;
-            }
-            batch.clear();
-            Ok(())
-        };
+                if let Some(c) = ckpt.as_mut() {
+                    if let Some(fd) = &dest_sync {
+                        if batch.iter().any(|r| r.outcome == Outcome::Copied) {
+                            rustix::fs::syncfs(fd).with_context(|| {
+                                format!("cannot flush the destination {}", cfg.dest.display())
+                            })?;
+                        }
+                    }
+                    c.record(batch)?;
+                }
+                batch.clear();
+                Ok(())
+            };
         loop {
             match res_rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(d) => {
@@ -348,7 +366,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         Ok(())
     })?;
     snap.elapsed = copy_start.elapsed();
-    report.phases.insert("copy".into(), snap.elapsed.as_secs_f64());
+    report
+        .phases
+        .insert("copy".into(), snap.elapsed.as_secs_f64());
 
     let interrupted = interrupted();
     // Folder dates last, deepest first, and only where this run wrote something (creating a
@@ -364,8 +384,32 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 touched.insert(rel.into_owned());
             }
         }
+        // Empty folders are restored too, once per plan: the checkpoint remembers that this
+        // selection's folders exist, so a resume does not stat every folder again.
+        let folders = plan.folders_deepest_first();
+        let signature = format!("{:?}", plan.signature());
+        let folders_known = match &ckpt {
+            Some(c) => c.meta("folders_created")?.as_deref() == Some(signature.as_str()),
+            None => false,
+        };
+        if !folders_known && plan.options().limit.is_none() {
+            for f in &folders {
+                let path = cfg.dest.join(&f.rel_path);
+                if !path.is_dir() {
+                    dirs.ensure(&path)
+                        .with_context(|| format!("cannot create folder {}", path.display()))?;
+                    touched.insert(f.rel_path.clone());
+                    if let Some((parent, _)) = f.rel_path.rsplit_once('/') {
+                        touched.insert(parent.to_string());
+                    }
+                }
+            }
+            if let Some(c) = &ckpt {
+                c.set_meta("folders_created", &signature)?;
+            }
+        }
         let mut failed = 0u64;
-        for f in plan.folders_deepest_first() {
+        for f in folders {
             if !touched.contains(&f.rel_path) {
                 continue;
             }
@@ -377,7 +421,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             }
         }
         report.folder_dates_failed = failed;
-        report.phases.insert("folder_dates".into(), t.elapsed().as_secs_f64());
+        report
+            .phases
+            .insert("folder_dates".into(), t.elapsed().as_secs_f64());
     }
     if let Some(c) = &ckpt {
         c.end_run(true)?;

@@ -93,7 +93,14 @@ pub struct Index {
 }
 
 /// SQL names of the optional date columns, in [`RowDates`] field order.
-const DATE_SQL: [&str; 6] = ["imageDate", "videoDate", "cTime", "birthTime", "mTime", "uTime"];
+const DATE_SQL: [&str; 6] = [
+    "imageDate",
+    "videoDate",
+    "cTime",
+    "birthTime",
+    "mTime",
+    "uTime",
+];
 
 /// `file:` URI for a path, percent-encoding what SQLite's URI parser would misread.
 fn immutable_uri(path: &Path) -> String {
@@ -170,7 +177,13 @@ impl Index {
         DATE_SQL
             .iter()
             .zip(self.has_date)
-            .map(|(c, has)| if has { (*c).to_string() } else { "NULL".to_string() })
+            .map(|(c, has)| {
+                if has {
+                    (*c).to_string()
+                } else {
+                    "NULL".to_string()
+                }
+            })
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -212,10 +225,7 @@ impl Index {
     }
 
     /// Streams every folder row.
-    pub fn for_each_folder(
-        &self,
-        mut f: impl FnMut(FolderRow),
-    ) -> Result<(), IndexError> {
+    pub fn for_each_folder(&self, mut f: impl FnMut(FolderRow)) -> Result<(), IndexError> {
         let sql = format!(
             "SELECT id, parentID, name, {} FROM Files WHERE mimeType = ?1",
             self.date_select()
@@ -236,10 +246,7 @@ impl Index {
     /// Streams every row's id, parent and name, sorted by parent then id, so that all
     /// children of one folder arrive together in a deterministic order. SQLite sorts on disk
     /// (its temp store), so memory does not grow with the row count.
-    pub fn for_each_child_by_parent(
-        &self,
-        mut f: impl FnMut(ChildRow),
-    ) -> Result<(), IndexError> {
+    pub fn for_each_child_by_parent(&self, mut f: impl FnMut(ChildRow)) -> Result<(), IndexError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -275,7 +282,10 @@ impl Index {
                 parent: parent_of(r.get(1).map_err(|e| self.err(e))?),
                 content_id: content_id.filter(|c| !c.is_empty()),
                 name: text(r, 3).map_err(|e| self.err(e))?,
-                size: r.get::<_, Option<i64>>(4).map_err(|e| self.err(e))?.unwrap_or(0),
+                size: r
+                    .get::<_, Option<i64>>(4)
+                    .map_err(|e| self.err(e))?
+                    .unwrap_or(0),
                 dates: dates_at(r, 5).map_err(|e| self.err(e))?,
             });
         }
@@ -286,7 +296,9 @@ impl Index {
     pub fn sample_content_ids(&self, n: usize) -> Result<Vec<String>, IndexError> {
         let total: i64 = self
             .conn
-            .query_row("SELECT COALESCE(MAX(rowid), 0) FROM Files", [], |r| r.get(0))
+            .query_row("SELECT COALESCE(MAX(rowid), 0) FROM Files", [], |r| {
+                r.get(0)
+            })
             .map_err(|e| self.err(e))?;
         let step = (total / n.max(1) as i64).max(1);
         let mut stmt = self
@@ -310,7 +322,10 @@ impl Index {
             .map_err(|e| self.err(e))?;
         let mut rows = stmt.query([FOLDER_MIME]).map_err(|e| self.err(e))?;
         while let Some(r) = rows.next().map_err(|e| self.err(e))? {
-            f(r.get::<_, Option<i64>>(0).map_err(|e| self.err(e))?.unwrap_or(0).max(0) as u64);
+            f(r.get::<_, Option<i64>>(0)
+                .map_err(|e| self.err(e))?
+                .unwrap_or(0)
+                .max(0) as u64);
         }
         Ok(())
     }
@@ -366,11 +381,15 @@ fn classify(path: &Path, backup: Option<&Path>, e: rusqlite::Error) -> IndexErro
                         " Try the backup copy: --db {} (it may be older but intact).",
                         b.display()
                     ),
-                    None => " Look for restsdk/data/dbBackup/index.db and pass it with --db.".into(),
+                    None => {
+                        " Look for restsdk/data/dbBackup/index.db and pass it with --db.".into()
+                    }
                 };
                 return IndexError::Malformed {
                     path: path.to_path_buf(),
-                    detail: msg.clone().unwrap_or_else(|| "database disk image is malformed".into()),
+                    detail: msg
+                        .clone()
+                        .unwrap_or_else(|| "database disk image is malformed".into()),
                     hint,
                 };
             }
@@ -434,7 +453,8 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("index.db");
         let c = Connection::open(&p).unwrap();
-        c.execute_batch("CREATE TABLE Files(id TEXT, parentID TEXT, name TEXT)").unwrap();
+        c.execute_batch("CREATE TABLE Files(id TEXT, parentID TEXT, name TEXT)")
+            .unwrap();
         drop(c);
         let e = Index::open(&p, None).err().unwrap().to_string();
         assert!(e.contains("contentID"), "{e}");

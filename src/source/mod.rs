@@ -89,7 +89,11 @@ impl SourceLayout {
         };
         let backup_db = data_dir
             .map(|d| d.join("dbBackup/index.db"))
-            .or_else(|| db.parent().and_then(|p| p.parent()).map(|d| d.join("dbBackup/index.db")))
+            .or_else(|| {
+                db.parent()
+                    .and_then(|p| p.parent())
+                    .map(|d| d.join("dbBackup/index.db"))
+            })
             .filter(|p| p.is_file() && *p != db);
         Ok(SourceLayout {
             root: root.to_path_buf(),
@@ -150,7 +154,11 @@ mod tests {
         make(t.path(), "restsdk/data");
         for start in ["", "restsdk", "restsdk/data"] {
             let l = SourceLayout::discover(&t.path().join(start), None, None).unwrap();
-            assert!(l.db.ends_with("restsdk/data/db/index.db"), "{start}: {:?}", l.db);
+            assert!(
+                l.db.ends_with("restsdk/data/db/index.db"),
+                "{start}: {:?}",
+                l.db
+            );
             assert!(l.files.ends_with("restsdk/data/files"));
             assert!(l.backup_db.is_none());
         }
@@ -170,7 +178,9 @@ mod tests {
     #[test]
     fn error_lists_where_it_looked() {
         let t = tempfile::tempdir().unwrap();
-        let e = SourceLayout::discover(t.path(), None, None).unwrap_err().to_string();
+        let e = SourceLayout::discover(t.path(), None, None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("restsdk/data/db/index.db"), "{e}");
         assert!(e.contains("--db"), "{e}");
     }

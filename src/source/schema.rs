@@ -18,7 +18,14 @@ pub const REQUIRED_COLUMNS: &[&str] = &[
 ];
 
 /// Optional date columns: used by the date policy when present.
-pub const DATE_COLUMNS: &[&str] = &["imageDate", "videoDate", "cTime", "birthTime", "mTime", "uTime"];
+pub const DATE_COLUMNS: &[&str] = &[
+    "imageDate",
+    "videoDate",
+    "cTime",
+    "birthTime",
+    "mTime",
+    "uTime",
+];
 
 /// mimeType that marks a folder row. Folders also have a contentID and an object on disk.
 pub const FOLDER_MIME: &str = "application/x.wd.dir";
@@ -134,7 +141,9 @@ mod tests {
         for sql in FILES_INDEX_SQL {
             db.execute_batch(sql).unwrap();
         }
-        let mut stmt = db.prepare("SELECT name FROM pragma_table_info('Files')").unwrap();
+        let mut stmt = db
+            .prepare("SELECT name FROM pragma_table_info('Files')")
+            .unwrap();
         let cols: Vec<String> = stmt
             .query_map([], |r| r.get(0))
             .unwrap()

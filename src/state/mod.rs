@@ -61,7 +61,10 @@ impl Outcome {
 
     /// The file is fully on the destination.
     pub fn is_done(self) -> bool {
-        matches!(self, Outcome::Copied | Outcome::AlreadyDone | Outcome::Adopted)
+        matches!(
+            self,
+            Outcome::Copied | Outcome::AlreadyDone | Outcome::Adopted
+        )
     }
 }
 
@@ -106,6 +109,13 @@ pub enum StateError {
     },
     #[error("no checkpoint in {0}; has a restore been started with these paths?")]
     NoCheckpoint(PathBuf),
+    #[error("the checkpoint in {dir} belongs to another restore ({key} was {was}, now {now}); pass --fresh to start it anew, or another --state-dir")]
+    Mismatch {
+        dir: PathBuf,
+        key: &'static str,
+        was: String,
+        now: String,
+    },
 }
 
 /// The default state folder: `$XDG_STATE_HOME` (or `~/.local/state`)`/mycloud-recover/
@@ -116,7 +126,9 @@ pub fn default_state_dir(source_db: &Path, dest: &Path) -> PathBuf {
         .filter(|p| p.is_absolute())
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
         .unwrap_or_else(|| PathBuf::from("/var/tmp"));
-    let db = source_db.canonicalize().unwrap_or_else(|_| source_db.to_path_buf());
+    let db = source_db
+        .canonicalize()
+        .unwrap_or_else(|_| source_db.to_path_buf());
     let dest_abs = std::path::absolute(dest).unwrap_or_else(|_| dest.to_path_buf());
     let mut key = db.as_os_str().as_encoded_bytes().to_vec();
     key.push(0);
@@ -130,7 +142,8 @@ pub fn default_state_dir(source_db: &Path, dest: &Path) -> PathBuf {
         .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
         .take(40)
         .collect();
-    base.join("mycloud-recover").join(format!("{name}-{hash:016x}"))
+    base.join("mycloud-recover")
+        .join(format!("{name}-{hash:016x}"))
 }
 
 const SCHEMA: &str = "
@@ -190,7 +203,8 @@ impl Checkpoint {
         .map_err(sq)?;
         conn.execute_batch(SCHEMA).map_err(sq)?;
         if fresh {
-            conn.execute_batch("DELETE FROM files; DELETE FROM runs;").map_err(sq)?;
+            conn.execute_batch("DELETE FROM files; DELETE FROM runs; DELETE FROM meta;")
+                .map_err(sq)?;
         }
         conn.execute(
             "INSERT INTO runs(started, command) VALUES (?1, ?2)",
@@ -300,6 +314,49 @@ impl Checkpoint {
         tx.commit().map_err(|e| self.sq(e))
     }
 
+    /// Ties the checkpoint to one source database and destination: a record of "done" is
+    /// only true for the destination it was made for.
+    pub fn bind(&self, source_db: &Path, dest: &Path) -> Result<(), StateError> {
+        for (key, value) in [("source_db", source_db), ("dest", dest)] {
+            let now = value.display().to_string();
+            match self.meta(key)? {
+                Some(was) if was != now => {
+                    return Err(StateError::Mismatch {
+                        dir: self.dir.clone(),
+                        key,
+                        was,
+                        now,
+                    })
+                }
+                Some(_) => {}
+                None => self.set_meta(key, &now)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// A value from the checkpoint's key-value table.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StateError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0))
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })
+            .map_err(|e| self.sq(e))
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                params![key, value],
+            )
+            .map_err(|e| self.sq(e))?;
+        Ok(())
+    }
+
     /// Marks this run as finished (`clean`: it ended normally or by a handled signal, and
     /// left no temporary files).
     pub fn end_run(&self, clean: bool) -> Result<(), StateError> {
@@ -338,7 +395,8 @@ pub fn read_status(dir: &Path) -> Result<Status, StateError> {
         source,
     };
     let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sq)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sq)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sq)?;
     let mut st = Status {
         state_dir: dir.to_path_buf(),
         ..Default::default()
@@ -365,9 +423,11 @@ pub fn read_status(dir: &Path) -> Result<Status, StateError> {
         .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get::<_, i64>(0))
         .map_err(sq)? as u64;
     st.last_run_clean = conn
-        .query_row("SELECT clean, ended FROM runs ORDER BY run DESC LIMIT 1", [], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
-        })
+        .query_row(
+            "SELECT clean, ended FROM runs ORDER BY run DESC LIMIT 1",
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
+        )
         .ok()
         .and_then(|(c, ended)| ended.map(|_| c != 0));
     {
@@ -406,11 +466,18 @@ mod tests {
     fn records_done_keys_and_resume_semantics() {
         let t = tempfile::tempdir().unwrap();
         let mut c = Checkpoint::open(t.path(), false, "test").unwrap();
-        c.record(&[rec("a", Outcome::Copied), rec("b", Outcome::Failed), rec("c", Outcome::Filtered)])
-            .unwrap();
+        c.record(&[
+            rec("a", Outcome::Copied),
+            rec("b", Outcome::Failed),
+            rec("c", Outcome::Filtered),
+        ])
+        .unwrap();
         let keys = c.done_keys().unwrap();
         assert!(keys.contains(&done_key("a", "p/a", 3, Some(5))));
-        assert!(!keys.contains(&done_key("a", "other", 3, Some(5))), "a changed target is not done");
+        assert!(
+            !keys.contains(&done_key("a", "other", 3, Some(5))),
+            "a changed target is not done"
+        );
         assert_eq!(keys.len(), 1);
         c.end_run(false).unwrap();
         drop(c);

@@ -1,0 +1,776 @@
+//! CLI behaviour, end to end, on seeded demo dumps and the real binary.
+
+mod util;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use predicates::prelude::*;
+use util::*;
+
+/// Selected file entries of a plan: path -> (id, size, mtime_ms).
+fn planned_files(lines: &[serde_json::Value]) -> BTreeMap<String, (String, u64, Option<i64>)> {
+    of_type(lines, "file")
+        .into_iter()
+        .filter(|f| f["skip"].is_null())
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                (
+                    f["id"].as_str().unwrap().to_string(),
+                    f["size"].as_u64().unwrap(),
+                    f["mtime_ms"].as_i64(),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn mtime_ms(p: &Path) -> i64 {
+    std::fs::metadata(p)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[test]
+fn restored_tree_matches_the_plan_exactly() {
+    let dump = Dump::new(7, 400, 1);
+    let dest = dump.path("restored");
+    let before = SourceSnapshot::take(&dump);
+    let plan = plan_json(&dump.root, &dest, &["--names", "posix"]);
+    let (out, report) = restore(&dump, &dest, &["--names", "posix", "--threads", "4"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "missing objects make exit 1: {}",
+        text(&out)
+    );
+
+    let expected = planned_files(&plan);
+    let cids = dump.content_ids();
+    let missing: BTreeSet<&String> = dump.manifest.missing_object_ids.iter().collect();
+    let on_dest = file_hashes(&dest);
+    let mut expected_present = BTreeSet::new();
+    for (path, (id, size, mtime)) in &expected {
+        if missing.contains(id) {
+            assert!(
+                !on_dest.contains_key(path),
+                "missing object {id} must not appear at {path}"
+            );
+            continue;
+        }
+        expected_present.insert(path.clone());
+        let p = dest.join(path);
+        let have = on_dest
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} not restored"));
+        match &cids[id].0 {
+            Some(cid) => assert_eq!(*have, hash_file(&dump.object(cid).unwrap()), "{path} bytes"),
+            None => assert_eq!(*size, 0),
+        }
+        if let Some(ms) = mtime {
+            assert_eq!(mtime_ms(&p), *ms, "{path} mtime follows the date policy");
+        }
+    }
+    let present: BTreeSet<String> = on_dest.keys().cloned().collect();
+    assert_eq!(
+        present, expected_present,
+        "nothing more, nothing less (no temp files)"
+    );
+
+    // Folder dates follow the plan too.
+    for f in of_type(&plan, "folder") {
+        let p = dest.join(f["path"].as_str().unwrap());
+        assert!(
+            p.is_dir(),
+            "folder {} restored (empty folders too)",
+            p.display()
+        );
+        if let Some(ms) = f["mtime_ms"].as_i64() {
+            assert_eq!(mtime_ms(&p), ms, "folder date {}", p.display());
+        }
+    }
+
+    // Every missing object is in the report with its reason, and the counts add up.
+    let problems: BTreeSet<String> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect();
+    let want: BTreeSet<String> = missing.iter().map(|s| s.to_string()).collect();
+    assert_eq!(problems, want);
+    assert_eq!(outcome_sum(&report), dump.manifest.files);
+    assert_eq!(report["outcomes"]["missing"], want.len() as u64);
+    assert_eq!(report["schema_version"], 1);
+    assert_eq!(SourceSnapshot::take(&dump), before, "source unchanged");
+}
+
+#[test]
+fn second_run_restores_nothing_and_reports_all_as_already_done() {
+    let dump = Dump::new(8, 150, 1);
+    let dest = dump.path("restored");
+    let (_, first) = restore(&dump, &dest, &[], &[]);
+    let copied = first["outcomes"]["copied"].as_u64().unwrap();
+    assert!(copied > 100);
+    let tree_before = tree(&dest);
+    let (out, second) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(second["outcomes"]["copied"], 0, "{}", text(&out));
+    assert_eq!(second["outcomes"]["already_done"], copied);
+    assert_eq!(
+        second["outcomes"]["missing"], first["outcomes"]["missing"],
+        "missing ones are retried"
+    );
+    assert_eq!(outcome_sum(&second), dump.manifest.files);
+    assert_eq!(
+        tree(&dest),
+        tree_before,
+        "nothing on the destination was touched"
+    );
+}
+
+#[test]
+fn dry_run_writes_nothing_anywhere() {
+    let dump = Dump::new(9, 120, 1);
+    let dest = dump.path("restored");
+    let before = SourceSnapshot::take(&dump);
+    let (out, _) = restore(&dump, &dest, &["--dry-run"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("would copy"));
+    assert!(!dest.exists(), "dry run created the destination");
+    assert!(
+        !dump.path("state").exists(),
+        "dry run created the state folder"
+    );
+    assert_eq!(SourceSnapshot::take(&dump), before);
+}
+
+#[test]
+fn limit_restores_exactly_that_many_files() {
+    let dump = Dump::new(10, 120, 1);
+    let dest = dump.path("restored");
+    let (out, report) = restore(&dump, &dest, &["--limit", "7"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(file_hashes(&dest).len(), 7);
+    assert_eq!(
+        report["outcomes"]["copied"].as_u64().unwrap()
+            + report["outcomes"]["missing"].as_u64().unwrap(),
+        7
+    );
+    assert_eq!(outcome_sum(&report), dump.manifest.files);
+}
+
+#[test]
+fn unreadable_object_is_reported_and_the_rest_completes() {
+    let dump = Dump::new(11, 120, 1);
+    let dest = dump.path("restored");
+    let cids = dump.content_ids();
+    let (victim_id, (cid, _)) = cids
+        .iter()
+        .find(|(id, (c, size))| {
+            c.is_some()
+                && *size > 0
+                && !dump.manifest.missing_object_ids.contains(id)
+                && !dump.manifest.unlinked_ids.contains(id)
+        })
+        .unwrap();
+    let cid = cid.clone().unwrap();
+    let fault = format!("unreadable={cid}");
+    let (out, report) = restore(&dump, &dest, &[], &[("MYCLOUD_RECOVER_FAULTS", &fault)]);
+    assert_eq!(out.status.code(), Some(1));
+    let failed: Vec<_> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["outcome"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["id"], victim_id.as_str());
+    assert!(failed[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("cannot read object"));
+    assert_eq!(outcome_sum(&report), dump.manifest.files);
+    // The failed file is retried on the next run and then succeeds.
+    let (_, again) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(again["outcomes"]["copied"], 1);
+    assert_eq!(again["outcomes"]["failed"], 0);
+}
+
+#[test]
+fn failed_close_leaves_no_final_and_no_temp_file() {
+    let dump = Dump::new(12, 60, 1);
+    let dest = dump.path("restored");
+    let cids = dump.content_ids();
+    let (_, (cid, _)) = cids
+        .iter()
+        .find(|(id, (c, _))| c.is_some() && !dump.manifest.missing_object_ids.contains(id))
+        .unwrap();
+    let fault = format!("fail_close={}", cid.clone().unwrap());
+    let (out, report) = restore(&dump, &dest, &[], &[("MYCLOUD_RECOVER_FAULTS", &fault)]);
+    assert_eq!(out.status.code(), Some(1));
+    let failed = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["outcome"] == "failed")
+        .unwrap();
+    assert!(
+        failed["reason"].as_str().unwrap().contains("cannot close"),
+        "{failed}"
+    );
+    assert!(!dest.join(failed["path"].as_str().unwrap()).exists());
+    assert!(
+        tree(&dest).keys().all(|p| !p.contains(".mcr-")),
+        "temp file left behind"
+    );
+}
+
+#[test]
+fn plain_periodic_progress_lines_when_not_a_terminal() {
+    let dump = Dump::new(13, 60, 1);
+    let dest = dump.path("restored");
+    let (out, _) = restore(
+        &dump,
+        &dest,
+        &["--threads", "1", "--progress-interval", "1"],
+        &[("MYCLOUD_RECOVER_FAULTS", "delay_ms=50")],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("progress: "))
+        .collect();
+    assert!(lines.len() >= 2, "{err}");
+    assert!(
+        !err.contains('\r') && !err.contains('\u{1b}'),
+        "no terminal control codes: {err:?}"
+    );
+    for l in &lines {
+        assert!(
+            l.contains("files/s") && l.contains("ETA") && l.contains('%'),
+            "{l}"
+        );
+    }
+    // Percentages never go backwards.
+    let pct: Vec<f64> = lines
+        .iter()
+        .map(|l| l[10..].split('%').next().unwrap().trim().parse().unwrap())
+        .collect();
+    assert!(pct.windows(2).all(|w| w[0] <= w[1]), "{pct:?}");
+}
+
+#[test]
+fn one_user_goes_to_the_top_and_trash_only_when_asked() {
+    let dump = Dump::new(14, 200, 1);
+    let dest = dump.path("restored");
+    let (out, report) = restore(&dump, &dest, &[], &[]);
+    assert!(out.status.code().unwrap() <= 1);
+    let top: BTreeSet<String> = std::fs::read_dir(&dest)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !top.iter().any(|n| n.starts_with("auth0")),
+        "single user root is the top: {top:?}"
+    );
+    assert!(!top.contains("Trash"));
+    assert!(top.contains("_unlinked"));
+    assert_eq!(
+        report["filtered_by_reason"]["trash"],
+        dump.manifest.trash_files
+    );
+
+    let dest2 = dump.path("with-trash");
+    let (_, r2) = restore(
+        &dump,
+        &dest2,
+        &[
+            "--include-trash",
+            "--state-dir",
+            dump.path("s2").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(dest2.join("Trash").is_dir());
+    assert_eq!(r2["outcomes"]["filtered"], 0);
+}
+
+#[test]
+fn several_users_get_one_folder_each_and_user_selects_one() {
+    let dump = Dump::new(15, 300, 3);
+    let plan = plan_json(&dump.root, &dump.path("d"), &[]);
+    let tops: BTreeSet<String> = of_type(&plan, "file")
+        .iter()
+        .map(|f| {
+            f["path"]
+                .as_str()
+                .unwrap()
+                .split('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .filter(|t| t.starts_with("auth0_"))
+        .collect();
+    assert_eq!(tops.len(), 3, "{tops:?}");
+    let label = tops.iter().next().unwrap().clone();
+    let plan = plan_json(&dump.root, &dump.path("d"), &["--user", &label]);
+    for f in of_type(&plan, "file") {
+        let p = f["path"].as_str().unwrap();
+        if p.starts_with("auth0_") && !p.starts_with(&label) {
+            assert_eq!(f["skip"], "other_user", "{p}");
+        }
+    }
+    bin()
+        .args(["plan"])
+        .arg(&dump.root)
+        .arg(dump.path("d"))
+        .args(["--user", "nobody"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("auth0_"));
+}
+
+#[test]
+fn unlinked_rows_and_cycles_are_restored_under_unlinked_and_reported() {
+    let dump = Dump::new(16, 300, 1);
+    let plan = plan_json(&dump.root, &dump.path("d"), &[]);
+    let files = of_type(&plan, "file");
+    for id in dump
+        .manifest
+        .unlinked_ids
+        .iter()
+        .chain(&dump.manifest.cycle_file_ids)
+        .chain(&dump.manifest.file_under_file_ids)
+    {
+        if let Some(f) = files.iter().find(|f| f["id"] == id.as_str()) {
+            assert!(f["path"].as_str().unwrap().starts_with("_unlinked/"), "{f}");
+        }
+    }
+    let problems: BTreeSet<String> = of_type(&plan, "problem")
+        .iter()
+        .map(|p| p["problem"]["id"].as_str().unwrap().to_string())
+        .collect();
+    for id in &dump.manifest.cycle_folder_ids {
+        assert!(problems.contains(id), "cycle folder {id} reported");
+    }
+    assert!(of_type(&plan, "problem")
+        .iter()
+        .any(|p| p["problem"]["kind"]["kind"] == "missing_parent"));
+}
+
+#[test]
+fn folders_are_detected_by_mime_type_not_by_missing_content_id() {
+    let dump = Dump::new(17, 200, 1);
+    let dest = dump.path("restored");
+    restore(&dump, &dest, &[], &[]);
+    let plan = plan_json(&dump.root, &dest, &[]);
+    let folders = of_type(&plan, "folder");
+    assert!(folders.len() > 20);
+    for f in folders {
+        assert!(dest.join(f["path"].as_str().unwrap()).is_dir());
+    }
+    // Folder objects are never restored as files.
+    let n_files = file_hashes(&dest).len() as u64;
+    assert!(n_files < dump.manifest.files, "only file rows become files");
+}
+
+#[test]
+fn windows_names_are_valid_and_unique_ignoring_case() {
+    let dump = Dump::new(18, 400, 1);
+    let dest = dump.path("restored");
+    let (_, report) = restore(&dump, &dest, &["--names", "windows"], &[]);
+    let t = tree(&dest);
+    let mut per_dir: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for p in t.keys() {
+        let (dir, name) = p.rsplit_once('/').unwrap_or(("", p));
+        assert!(
+            !name
+                .chars()
+                .any(|c| "<>:\"\\|?*".contains(c) || c.is_control()),
+            "{p}"
+        );
+        assert!(!name.ends_with('.') && !name.ends_with(' '), "{p}");
+        assert!(name.len() <= 255);
+        let stem = name.split('.').next().unwrap().to_ascii_uppercase();
+        assert!(
+            !["CON", "NUL", "PRN", "AUX", "COM1", "LPT1"].contains(&stem.as_str()),
+            "{p}"
+        );
+        assert!(
+            per_dir
+                .entry(dir.to_string())
+                .or_default()
+                .insert(name.to_lowercase()),
+            "case collision at {p}"
+        );
+    }
+    assert!(
+        report["renamed"].as_array().unwrap().len() >= 5,
+        "renames are listed"
+    );
+    for r in report["renamed"].as_array().unwrap() {
+        assert!(r["original"].is_string() && r["restored"].is_string());
+    }
+}
+
+#[test]
+fn posix_names_keep_what_linux_allows_and_handle_the_rest() {
+    let dump = Dump::new(19, 400, 1);
+    let plan = plan_json(&dump.root, &dump.path("d"), &["--names", "posix"]);
+    let paths: Vec<String> = of_type(&plan, "file")
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        paths.iter().any(|p| p.contains('|')),
+        "pipes are legal on POSIX"
+    );
+    for p in &paths {
+        for c in p.split('/') {
+            assert!(
+                !c.is_empty() && c != "." && c != ".." && c.len() <= 255,
+                "{p}"
+            );
+        }
+    }
+    let renamed: Vec<_> = of_type(&plan, "file")
+        .into_iter()
+        .filter(|f| !f["renamed_from"].is_null())
+        .collect();
+    assert!(
+        renamed
+            .iter()
+            .any(|f| f["path"].as_str().unwrap().contains(" (2)")),
+        "duplicates get suffixes"
+    );
+    assert!(
+        renamed
+            .iter()
+            .any(|f| f["path"].as_str().unwrap().contains('~')),
+        "long names are shortened with a hash"
+    );
+}
+
+#[test]
+fn collision_suffixes_are_identical_across_runs_and_rebuilt_dumps() {
+    let a = Dump::new(20, 300, 1);
+    let b = Dump::new(20, 300, 1);
+    let pa = plan_json(&a.root, &a.path("d"), &["--names", "windows"]);
+    let pa2 = plan_json(&a.root, &a.path("d"), &["--names", "windows"]);
+    let pb = plan_json(&b.root, &b.path("d"), &["--names", "windows"]);
+    let paths = |v: &[serde_json::Value]| -> Vec<(String, String)> {
+        of_type(v, "file")
+            .iter()
+            .map(|f| {
+                (
+                    f["id"].as_str().unwrap().into(),
+                    f["path"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(paths(&pa), paths(&pa2));
+    assert_eq!(paths(&pa), paths(&pb));
+}
+
+#[test]
+fn source_is_unchanged_by_every_command() {
+    let dump = Dump::new(21, 150, 2);
+    let before = SourceSnapshot::take(&dump);
+    let dest = dump.path("restored");
+    bin().arg("inspect").arg(&dump.root).assert().success();
+    bin()
+        .arg("inspect")
+        .arg(&dump.root)
+        .arg("--json")
+        .assert()
+        .success();
+    bin()
+        .arg("plan")
+        .arg(&dump.root)
+        .arg(&dest)
+        .assert()
+        .success();
+    restore(&dump, &dest, &["--dry-run"], &[]);
+    restore(&dump, &dest, &[], &[]);
+    restore(&dump, &dest, &[], &[]);
+    bin()
+        .arg("status")
+        .arg("--state-dir")
+        .arg(dump.path("state"))
+        .assert()
+        .success();
+    assert_eq!(SourceSnapshot::take(&dump), before);
+    let db_dir = dump.root.join("restsdk/data/db");
+    let names: Vec<String> = std::fs::read_dir(db_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["index.db"],
+        "no -wal, -shm or -journal beside the database"
+    );
+}
+
+#[test]
+fn inspect_counts_match_the_dump() {
+    let dump = Dump::new(22, 250, 2);
+    let out = bin()
+        .arg("inspect")
+        .arg(&dump.root)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["counts"]["files"], dump.manifest.files);
+    assert_eq!(v["counts"]["folders"], dump.manifest.folders);
+    assert_eq!(v["counts"]["bytes"], dump.manifest.bytes);
+    assert_eq!(v["users"].as_array().unwrap().len(), 2);
+    assert_eq!(v["trash_files"], dump.manifest.trash_files);
+    assert!(v["objects_found"].as_u64().unwrap() * 10 > v["objects_sampled"].as_u64().unwrap() * 9);
+    assert!(v["integrity"].as_array().unwrap().is_empty());
+    let human = bin().arg("inspect").arg(&dump.root).output().unwrap();
+    assert!(String::from_utf8_lossy(&human.stdout).contains("Users: 2"));
+}
+
+#[test]
+fn inspect_warns_loudly_when_objects_do_not_match() {
+    let dump = Dump::with(
+        23,
+        100,
+        1,
+        mycloud_recover::demo::SizeMix::Demo,
+        mycloud_recover::demo::Content::None,
+    );
+    bin()
+        .arg("inspect")
+        .arg(&dump.root)
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("WARNING").and(predicate::str::contains("layout may differ")),
+        );
+}
+
+#[test]
+fn bad_input_gets_a_clear_message_and_exit_2() {
+    let t = tempfile::tempdir().unwrap();
+    bin()
+        .args(["inspect"])
+        .arg(t.path().join("nope"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("does not exist"));
+    bin()
+        .args(["inspect"])
+        .arg(t.path())
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("restsdk/data/db/index.db")
+                .and(predicate::str::contains("--db")),
+        );
+    // Not a database.
+    let d = t.path().join("restsdk/data");
+    std::fs::create_dir_all(d.join("db")).unwrap();
+    std::fs::create_dir_all(d.join("files")).unwrap();
+    std::fs::write(d.join("db/index.db"), vec![b'z'; 8192]).unwrap();
+    bin()
+        .args(["inspect"])
+        .arg(t.path())
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("not a SQLite database")
+                .and(predicate::str::contains("index.db")),
+        );
+    // Destination inside the source, refused before anything is written.
+    let dump = Dump::new(24, 30, 1);
+    let inside = dump.root.join("restsdk/restored");
+    bin()
+        .arg("restore")
+        .arg(&dump.root)
+        .arg(&inside)
+        .arg("--state-dir")
+        .arg(dump.path("s"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("inside the source"));
+    assert!(!inside.exists());
+    bin()
+        .args(["restore", "--threads", "lots"])
+        .arg(&dump.root)
+        .arg(dump.path("x"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--threads"));
+}
+
+#[test]
+fn malformed_database_suggests_the_backup_copy() {
+    let dump = Dump::new(25, 200, 1);
+    let t = tempfile::tempdir().unwrap();
+    let db = t.path().join("index.db");
+    let mut bytes = std::fs::read(dump.db()).unwrap();
+    let len = bytes.len();
+    for b in &mut bytes[len / 2..len / 2 + 8192.min(len / 4)] {
+        *b = 0x5a;
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    let out = bin()
+        .arg("plan")
+        .arg(&dump.root)
+        .arg(dump.path("d"))
+        .arg("--db")
+        .arg(&db)
+        .output()
+        .unwrap();
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(msg.contains("damaged") && msg.contains("index.db"), "{msg}");
+    assert!(msg.contains("dbBackup") || msg.contains("backup"), "{msg}");
+}
+
+#[test]
+fn full_destination_stops_cleanly_without_partial_files() {
+    if !nix_is_root() {
+        eprintln!("SKIPPED: mounting a small tmpfs needs root");
+        return;
+    }
+    let dump = Dump::new(26, 300, 1);
+    let mnt = dump.path("small");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&mnt)
+        .status();
+    if !ok.map(|s| s.success()).unwrap_or(false) {
+        eprintln!("SKIPPED: this machine does not allow mounting a tmpfs");
+        return;
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _guard = Unmount(&mnt);
+    let dest = mnt.join("restored");
+    let (out, report) = restore(&dump, &dest, &["--threads", "2"], &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains("destination is full") && msg.contains("free at least"),
+        "{msg}"
+    );
+    assert!(report["dest_full"].is_string());
+    // Every file under a final name is complete.
+    let cids = dump.content_ids();
+    let plan = plan_json(&dump.root, &dest, &[]);
+    let by_path = planned_files(&plan);
+    for (path, hash) in file_hashes(&dest) {
+        assert!(!path.contains(".mcr-"), "temp file left: {path}");
+        let (id, _, _) = &by_path[&path];
+        let cid = cids[id].0.as_ref().unwrap();
+        assert_eq!(
+            hash,
+            hash_file(&dump.object(cid).unwrap()),
+            "{path} is partial"
+        );
+    }
+}
+
+fn nix_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false)
+}
+
+#[test]
+fn demo_command_runs_and_a_second_run_resumes() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("demo");
+    let out = bin()
+        .arg("demo")
+        .arg(&dir)
+        .args(["--files", "150"])
+        .output()
+        .unwrap();
+    let s = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the demo has missing objects on purpose: {s}"
+    );
+    assert!(
+        s.contains("Demo dump written") && s.contains("copied"),
+        "{s}"
+    );
+    let out = bin()
+        .arg("demo")
+        .arg(&dir)
+        .args(["--files", "150"])
+        .output()
+        .unwrap();
+    let s = text(&out);
+    assert!(s.contains("Reusing") && s.contains("already done"), "{s}");
+    bin()
+        .arg("demo")
+        .arg(&dir)
+        .args(["--files", "99"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--force"));
+}
+
+#[test]
+fn a_checkpoint_is_refused_for_another_destination() {
+    let dump = Dump::new(28, 40, 1);
+    restore(&dump, &dump.path("a"), &[], &[]);
+    let (out, _) = restore(&dump, &dump.path("b"), &[], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("belongs to another restore"),
+        "{}",
+        text(&out)
+    );
+    assert!(!dump.path("b").exists(), "nothing created");
+    let (out, r) = restore(&dump, &dump.path("b"), &["--fresh"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(r["outcomes"]["already_done"], 0);
+}
+
+#[test]
+fn status_reads_the_checkpoint() {
+    let dump = Dump::new(27, 80, 1);
+    let dest = dump.path("restored");
+    restore(&dump, &dest, &[], &[]);
+    let out = bin()
+        .arg("status")
+        .arg("--state-dir")
+        .arg(dump.path("state"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["counts"]["copied"].as_u64().unwrap() > 50);
+    assert_eq!(v["running"], false);
+    bin()
+        .arg("status")
+        .arg("--state-dir")
+        .arg(dump.path("nothing"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no checkpoint"));
+}

@@ -1,0 +1,223 @@
+//! Shared helpers for the integration tests: demo dumps built from a seed, the real binary,
+//! and snapshots of trees and of the source (to prove it is never written).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use mycloud_recover::demo::{self, Content, DemoManifest, DemoSpec, SizeMix};
+
+pub fn bin() -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::cargo_bin("mycloud-recover").expect("binary built");
+    c.env_remove("MYCLOUD_RECOVER_FAULTS");
+    c.timeout(std::time::Duration::from_secs(300));
+    c
+}
+
+/// A generated dump in a temp folder.
+pub struct Dump {
+    pub tmp: tempfile::TempDir,
+    pub root: PathBuf,
+    pub manifest: DemoManifest,
+}
+
+impl Dump {
+    pub fn new(seed: u64, files: u64, users: u32) -> Dump {
+        Dump::with(seed, files, users, SizeMix::Demo, Content::Full)
+    }
+
+    pub fn with(seed: u64, files: u64, users: u32, size_mix: SizeMix, content: Content) -> Dump {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("dump");
+        let manifest = demo::generate(
+            &root,
+            &DemoSpec {
+                seed,
+                files,
+                users,
+                size_mix,
+                content,
+            },
+        )
+        .expect("demo dump");
+        Dump {
+            tmp,
+            root,
+            manifest,
+        }
+    }
+
+    /// A fresh path (not created) next to the dump.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.root.join("restsdk/data/db/index.db")
+    }
+
+    /// contentID and size of every file row (read through an immutable, read-only handle).
+    pub fn content_ids(&self) -> BTreeMap<String, (Option<String>, i64)> {
+        let uri = format!("file:{}?mode=ro&immutable=1", self.db().display());
+        let c = rusqlite::Connection::open_with_flags(
+            uri,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+        )
+        .unwrap();
+        let mut s = c
+            .prepare(
+                "SELECT id, contentID, size FROM Files WHERE mimeType <> 'application/x.wd.dir'",
+            )
+            .unwrap();
+        let rows = s
+            .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
+            .unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    }
+
+    pub fn object(&self, content_id: &str) -> Option<PathBuf> {
+        let files = self.root.join("restsdk/data/files");
+        let first = &content_id[..1];
+        [files.join(first).join(content_id), files.join(content_id)]
+            .into_iter()
+            .find(|p| p.is_file())
+    }
+}
+
+pub fn hash_file(p: &Path) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(&std::fs::read(p).unwrap())
+}
+
+/// Every entry under `root`: relative path -> (is_dir, size, mtime ns).
+pub fn tree(root: &Path) -> BTreeMap<String, (bool, u64, i128)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            let rel = e
+                .path()
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let mt = m
+                .modified()
+                .unwrap()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as i128)
+                .unwrap_or(0);
+            out.insert(rel, (m.is_dir(), m.len(), mt));
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// Files only: relative path -> content hash.
+pub fn file_hashes(root: &Path) -> BTreeMap<String, u128> {
+    tree(root)
+        .into_iter()
+        .filter(|(_, (d, _, _))| !d)
+        .map(|(p, _)| {
+            let h = hash_file(&root.join(&p));
+            (p, h)
+        })
+        .collect()
+}
+
+/// Everything observable about the source: every entry's size and mtime, and the database's
+/// bytes. Equal snapshots mean nothing was written.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SourceSnapshot {
+    entries: BTreeMap<String, (bool, u64, i128)>,
+    db_hash: u128,
+}
+
+impl SourceSnapshot {
+    pub fn take(dump: &Dump) -> SourceSnapshot {
+        SourceSnapshot {
+            entries: tree(&dump.root),
+            db_hash: hash_file(&dump.db()),
+        }
+    }
+}
+
+/// Parses `plan --json` output into (type, value) lines.
+pub fn plan_json(dump: &Path, dest: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
+    let out = bin()
+        .arg("plan")
+        .arg(dump)
+        .arg(dest)
+        .arg("--json")
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+pub fn of_type<'a>(lines: &'a [serde_json::Value], t: &str) -> Vec<&'a serde_json::Value> {
+    lines.iter().filter(|l| l["type"] == t).collect()
+}
+
+/// Runs `restore` with a state folder beside the dump; returns the output and the report.
+pub fn restore(
+    dump: &Dump,
+    dest: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Output, serde_json::Value) {
+    let mut c = bin();
+    c.arg("restore").arg(&dump.root).arg(dest).args(extra);
+    let state = match extra.iter().position(|a| *a == "--state-dir") {
+        Some(i) => PathBuf::from(extra[i + 1]),
+        None => {
+            c.arg("--state-dir").arg(dump.path("state"));
+            dump.path("state")
+        }
+    };
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    let report = std::fs::read(state.join("report.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (out, report)
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Sum of all outcome counts in a report.
+pub fn outcome_sum(report: &serde_json::Value) -> u64 {
+    report["outcomes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum()
+}
