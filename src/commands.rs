@@ -382,3 +382,160 @@ pub fn prepare_demo_dir(dir: &Path, force: bool) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
 }
+
+/// Run settings for commands that read a restore's destination (regen, verify).
+fn read_only_run(state_dir: Option<std::path::PathBuf>, mtime_from: &str) -> crate::cli::RunArgs {
+    crate::cli::RunArgs {
+        threads: "auto".into(),
+        mtime_from: mtime_from.into(),
+        overwrite: false,
+        dry_run: false,
+        progress_interval: 30,
+        quiet: true,
+        state_dir,
+        fresh: false,
+        durability: crate::cli::DurabilityArg::Batch,
+        report: None,
+    }
+}
+
+/// Threads for walking or reading a destination: network filesystems need many requests in
+/// flight.
+fn reader_threads(cfg: &RestoreConfig) -> usize {
+    if cfg.dest_fs.is_network() {
+        16
+    } else {
+        8
+    }
+}
+
+fn list_some(out: &mut impl Write, title: &str, items: &[String]) -> std::io::Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "{title} ({}):", items.len())?;
+    for i in items.iter().take(20) {
+        writeln!(out, "  {i}")?;
+    }
+    if items.len() > 20 {
+        writeln!(
+            out,
+            "  ... and {} more (use --json for the full list)",
+            items.len() - 20
+        )?;
+    }
+    Ok(())
+}
+
+pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
+    let run = read_only_run(a.state_dir.clone(), &a.mtime_from);
+    let cfg = RestoreConfig::new(&a.source, &a.dest, &a.select, &run)?;
+    if !cfg.dest.is_dir() {
+        anyhow::bail!(
+            "destination {} does not exist; there is nothing to regenerate from",
+            cfg.dest.display()
+        );
+    }
+    let rep = crate::state::regen::regen(&cfg, reader_threads(&cfg))?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &rep)?;
+        writeln!(out)?;
+        return Ok(Exit::Ok);
+    }
+    writeln!(
+        out,
+        "Regenerated the checkpoint in {} from {} ({} files found, walked in {:.1}s).",
+        rep.state_dir.display(),
+        cfg.dest.display(),
+        rep.found_on_dest,
+        rep.walk_seconds
+    )?;
+    writeln!(
+        out,
+        "  planned files                 {:>9}",
+        rep.planned_files
+    )?;
+    writeln!(out, "  adopted (size and date match) {:>9}", rep.adopted)?;
+    writeln!(
+        out,
+        "  differ (will be replaced)     {:>9}",
+        rep.differs.len()
+    )?;
+    writeln!(
+        out,
+        "  absent (will be copied)       {:>9}",
+        rep.absent.len()
+    )?;
+    writeln!(
+        out,
+        "  not in the plan (left alone)  {:>9}",
+        rep.unknown.len()
+    )?;
+    let differs: Vec<String> = rep
+        .differs
+        .iter()
+        .map(|(p, w)| format!("{p}: {w}"))
+        .collect();
+    list_some(&mut out, "Differ", &differs)?;
+    list_some(&mut out, "Absent", &rep.absent)?;
+    list_some(&mut out, "Not in the plan", &rep.unknown)?;
+    let moved: Vec<String> = rep
+        .likely_moved
+        .iter()
+        .map(|(p, f)| format!("{p} may be at {f}"))
+        .collect();
+    list_some(&mut out, "Likely moved", &moved)?;
+    list_some(
+        &mut out,
+        "Temporary files left by an interrupted restore (the next restore removes them)",
+        &rep.temp_leftovers,
+    )?;
+    list_some(
+        &mut out,
+        "Folders that could not be read",
+        &rep.unreadable_folders,
+    )?;
+    writeln!(out, "Nothing on the destination was changed. Run restore with the same paths to copy what is absent or differs.")?;
+    Ok(Exit::Ok)
+}
+
+pub fn verify(a: &crate::cli::VerifyArgs) -> anyhow::Result<Exit> {
+    let run = read_only_run(None, &a.mtime_from);
+    let cfg = RestoreConfig::new(&a.source, &a.dest, &a.select, &run)?;
+    let rep = crate::verify::verify(&cfg, a.content, reader_threads(&cfg))?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &rep)?;
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "Verified {} files in {:.1}s: {} match{}, {} differ, {} have no object in the source.",
+            rep.checked,
+            rep.seconds,
+            rep.ok,
+            if a.content {
+                format!(
+                    " ({} compared byte for byte)",
+                    human_bytes(rep.bytes_hashed)
+                )
+            } else {
+                String::new()
+            },
+            rep.mismatches.len(),
+            rep.object_missing
+        )?;
+        let items: Vec<String> = rep
+            .mismatches
+            .iter()
+            .map(|m| format!("{}: {}", m.path, m.problem))
+            .collect();
+        list_some(&mut out, "Mismatches", &items)?;
+    }
+    Ok(if rep.mismatches.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Incomplete
+    })
+}

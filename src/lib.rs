@@ -16,6 +16,8 @@ pub mod report;
 pub mod restore;
 pub mod source;
 pub mod state;
+pub mod verify;
+pub mod walk;
 
 pub use exit::Exit;
 
@@ -32,7 +34,9 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<Exit> {
         Command::Plan(a) => commands::plan(a),
         Command::Restore(a) => commands::restore(a),
         Command::Status(a) => commands::status(a),
-        Command::Regen(_) | Command::Verify(_) | Command::Preflight(_) => {
+        Command::Regen(a) => commands::regen(a),
+        Command::Verify(a) => commands::verify(a),
+        Command::Preflight(_) => {
             anyhow::bail!("this command is not available yet (see docs/ROADMAP.md)")
         }
     }
@@ -59,13 +63,8 @@ fn demo(a: &DemoArgs) -> anyhow::Result<Exit> {
         },
     };
     let dump = a.dir.join("dump");
-    let manifest_path = dump.join("demo-manifest.json");
-    let existing: Option<demo::DemoManifest> = std::fs::read(&manifest_path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    let same = existing
-        .as_ref()
-        .is_some_and(|m| serde_json::to_value(&m.spec).ok() == serde_json::to_value(&spec).ok());
+    let existing = demo::read_manifest(&dump).ok();
+    let same = existing.as_ref().is_some_and(|m| m.spec == spec);
     if a.force || (!same && a.dir.exists()) {
         if !a.force
             && a.dir

@@ -751,6 +751,38 @@ fn a_checkpoint_is_refused_for_another_destination() {
 }
 
 #[test]
+fn status_works_from_another_terminal_while_a_restore_runs() {
+    let dump = Dump::new(29, 120, 1);
+    let state = dump.path("state");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+        .arg("restore")
+        .arg(&dump.root)
+        .arg(dump.path("restored"))
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--threads", "1", "--quiet"])
+        .env("MYCLOUD_RECOVER_FAULTS", "delay_ms=40")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2800));
+    let out = bin()
+        .arg("status")
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let still_running = child.try_wait().unwrap().is_none();
+    child.wait().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(still_running, "the restore outlived the status call");
+    assert_eq!(v["running"], true);
+    assert!(v["counts"]["copied"].as_u64().unwrap_or(0) > 0, "{v}");
+}
+
+#[test]
 fn status_reads_the_checkpoint() {
     let dump = Dump::new(27, 80, 1);
     let dest = dump.path("restored");
@@ -773,4 +805,351 @@ fn status_reads_the_checkpoint() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("no checkpoint"));
+}
+
+/// Every planned file that has an object is on `dest`, byte-identical; nothing else is.
+fn assert_restored_exactly(dump: &Dump, dest: &Path) {
+    let plan = plan_json(&dump.root, dest, &[]);
+    let cids = dump.content_ids();
+    let on_dest = file_hashes(dest);
+    for p in on_dest.keys() {
+        assert!(!p.contains(".mcr-"), "temporary file left: {p}");
+    }
+    for (path, (id, _, _)) in planned_files(&plan) {
+        let Some(obj) = cids[&id].0.as_ref().and_then(|c| dump.object(c)) else {
+            continue;
+        };
+        let have = on_dest
+            .get(&path)
+            .unwrap_or_else(|| panic!("{path} missing on the destination"));
+        assert_eq!(*have, hash_file(&obj), "{path} differs from its object");
+    }
+}
+
+/// Ids renamed into place more than once according to the copy log.
+fn copied_twice(log: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut seen = BTreeMap::<&str, u32>::new();
+    for l in text.lines() {
+        *seen.entry(l).or_default() += 1;
+    }
+    seen.into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(k, _)| k.to_string())
+        .collect()
+}
+
+#[test]
+fn regen_reports_each_kind_of_difference_and_resume_restores_exactly_what_is_missing() {
+    let dump = Dump::new(30, 200, 1);
+    let dest = dump.path("restored");
+    restore(&dump, &dest, &["--names", "posix"], &[]);
+    let plan = planned_files(&plan_json(&dump.root, &dest, &["--names", "posix"]));
+    let present: Vec<String> = plan
+        .keys()
+        .filter(|p| dest.join(p).is_file() && plan[*p].1 > 0)
+        .cloned()
+        .collect();
+    let (deleted, truncated, moved) = (&present[3], &present[10], &present[20]);
+    std::fs::remove_file(dest.join(deleted)).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dest.join(truncated))
+        .unwrap();
+    f.set_len(plan[truncated].1 / 2).unwrap();
+    drop(f);
+    let moved_to = format!("elsewhere/{}", moved.rsplit('/').next().unwrap());
+    std::fs::create_dir_all(dest.join("elsewhere")).unwrap();
+    std::fs::rename(dest.join(moved), dest.join(&moved_to)).unwrap();
+    std::fs::write(dest.join("my own notes.txt"), b"user data").unwrap();
+
+    let before = tree(&dest);
+    let state = dump.path("state2");
+    let out = bin()
+        .arg("regen")
+        .arg(&dump.root)
+        .arg(&dest)
+        .args(["--names", "posix", "--json", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(tree(&dest), before, "regen never changes the destination");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let strs = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect()
+    };
+    let absent = strs(&r["absent"]);
+    assert!(
+        absent.contains(deleted) && absent.contains(moved),
+        "{absent:?}"
+    );
+    let differs: Vec<String> = r["differs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d[0].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(differs, [truncated.clone()]);
+    let unknown = strs(&r["unknown"]);
+    assert!(
+        unknown.contains(&"my own notes.txt".to_string()) && unknown.contains(&moved_to),
+        "{unknown:?}"
+    );
+    let moves: Vec<(String, String)> = r["likely_moved"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m[0].as_str().unwrap().into(), m[1].as_str().unwrap().into()))
+        .collect();
+    assert!(
+        moves.contains(&(moved.clone(), moved_to.clone())),
+        "{moves:?}"
+    );
+
+    let log = dump.path("copies.log");
+    let fault = format!("copy_log={}", log.display());
+    let (out, rep) = restore(
+        &dump,
+        &dest,
+        &["--names", "posix", "--state-dir", state.to_str().unwrap()],
+        &[("MYCLOUD_RECOVER_FAULTS", &fault)],
+    );
+    assert_eq!(rep["outcomes"]["copied"], 3, "{}", text(&out));
+    assert_eq!(rep["outcomes"]["failed"], 0);
+    let copied: BTreeSet<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let want: BTreeSet<String> = [deleted, truncated, moved]
+        .iter()
+        .map(|p| plan[*p].0.clone())
+        .collect();
+    assert_eq!(
+        copied, want,
+        "exactly the absent and differing files were copied"
+    );
+    assert_restored_exactly(&dump, &dest);
+    assert!(
+        dest.join("my own notes.txt").is_file() && dest.join(&moved_to).is_file(),
+        "user files kept"
+    );
+    bin()
+        .arg("verify")
+        .arg(&dump.root)
+        .arg(&dest)
+        .args(["--names", "posix", "--content"])
+        .assert()
+        .code(0);
+}
+
+#[test]
+fn verify_detects_content_date_and_absence() {
+    let dump = Dump::new(31, 120, 1);
+    let dest = dump.path("restored");
+    restore(&dump, &dest, &[], &[]);
+    bin()
+        .arg("verify")
+        .arg(&dump.root)
+        .arg(&dest)
+        .arg("--content")
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("0 differ"));
+    let plan = planned_files(&plan_json(&dump.root, &dest, &[]));
+    let victims: Vec<&String> = plan
+        .keys()
+        .filter(|p| dest.join(p).is_file() && plan[*p].1 > 10)
+        .take(2)
+        .collect();
+    // Same size, same date, one byte changed: only --content sees it.
+    let p = dest.join(victims[0]);
+    let meta = std::fs::metadata(&p).unwrap();
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[5] ^= 0xff;
+    std::fs::write(&p, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_modified(meta.modified().unwrap())
+        .unwrap();
+    bin()
+        .arg("verify")
+        .arg(&dump.root)
+        .arg(&dest)
+        .assert()
+        .code(0);
+    bin()
+        .arg("verify")
+        .arg(&dump.root)
+        .arg(&dest)
+        .arg("--content")
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::contains(victims[0].as_str())
+                .and(predicate::str::contains("content differs")),
+        );
+    std::fs::File::options()
+        .write(true)
+        .open(dest.join(victims[1]))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now())
+        .unwrap();
+    bin()
+        .arg("verify")
+        .arg(&dump.root)
+        .arg(&dest)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("date differs"));
+}
+
+#[test]
+fn crash_between_rename_and_record_is_adopted_not_copied_again() {
+    let dump = Dump::new(32, 120, 1);
+    let dest = dump.path("restored");
+    let log = dump.path("copies.log");
+    let fault = format!("abort_after_renames=5;copy_log={}", log.display());
+    let (out, _) = restore(
+        &dump,
+        &dest,
+        &["--threads", "2"],
+        &[("MYCLOUD_RECOVER_FAULTS", &fault)],
+    );
+    assert!(
+        out.status.code().is_none(),
+        "the process was killed by SIGABRT: {:?}",
+        out.status
+    );
+    let fault = format!("copy_log={}", log.display());
+    let (out, rep) = restore(&dump, &dest, &[], &[("MYCLOUD_RECOVER_FAULTS", &fault)]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        rep["outcomes"]["adopted"].as_u64().unwrap() >= 5,
+        "{}",
+        rep["outcomes"]
+    );
+    assert_eq!(copied_twice(&log), Vec::<String>::new());
+    assert_restored_exactly(&dump, &dest);
+}
+
+#[test]
+fn crash_right_after_a_checkpoint_commit_loses_nothing_recorded() {
+    let dump = Dump::new(33, 150, 1);
+    let dest = dump.path("restored");
+    let (out, _) = restore(
+        &dump,
+        &dest,
+        &["--threads", "2"],
+        &[(
+            "MYCLOUD_RECOVER_FAULTS",
+            "abort_after_commits=1;delay_ms=40",
+        )],
+    );
+    assert!(
+        out.status.code().is_none(),
+        "aborted: {:?} {}",
+        out.status,
+        text(&out)
+    );
+    // Everything the checkpoint calls done is complete on the destination.
+    let db = rusqlite::Connection::open(dump.path("state").join("checkpoint.db")).unwrap();
+    let mut stmt = db
+        .prepare("SELECT id, path FROM files WHERE outcome = 'copied'")
+        .unwrap();
+    let done: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(!done.is_empty(), "a commit happened before the crash");
+    let cids = dump.content_ids();
+    for (id, path) in &done {
+        let obj = dump.object(cids[id].0.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            hash_file(&dest.join(path)),
+            hash_file(&obj),
+            "{path} recorded but incomplete"
+        );
+    }
+    drop(stmt);
+    drop(db);
+    let (_, rep) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(rep["outcomes"]["already_done"], done.len() as u64);
+    assert_restored_exactly(&dump, &dest);
+}
+
+/// A real process killed with SIGKILL at seeded random moments, resumed each time. CI runs a
+/// reduced form; `MCR_CRASH_KILLS=30 cargo test --release --test tests crash_test` is the
+/// full form.
+#[test]
+fn crash_test_kill_9_at_random_moments_then_resume() {
+    let kills: u64 = std::env::var("MCR_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let dump = Dump::new(34, 400, 1);
+    let dest = dump.path("restored");
+    let state = dump.path("state");
+    let log = dump.path("copies.log");
+    let fault = format!("delay_ms=15;copy_log={}", log.display());
+    let bin_path = assert_cmd::cargo::cargo_bin("mycloud-recover");
+    let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut killed = 0;
+    for _ in 0..kills {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let wait_ms = 150 + rng % 900;
+        let mut child = std::process::Command::new(&bin_path)
+            .arg("restore")
+            .arg(&dump.root)
+            .arg(&dest)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--threads", "4", "--quiet"])
+            .env("MYCLOUD_RECOVER_FAULTS", &fault)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            killed += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(
+        killed >= kills / 2,
+        "most runs were killed mid-way ({killed} of {kills})"
+    );
+    let fault = format!("copy_log={}", log.display());
+    let (out, rep) = restore(
+        &dump,
+        &dest,
+        &["--threads", "4"],
+        &[("MYCLOUD_RECOVER_FAULTS", &fault)],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "only the missing objects remain: {}",
+        text(&out)
+    );
+    assert_eq!(rep["outcomes"]["failed"], 0);
+    assert_eq!(
+        copied_twice(&log),
+        Vec::<String>::new(),
+        "no file was renamed into place twice"
+    );
+    assert_restored_exactly(&dump, &dest);
+    assert_eq!(outcome_sum(&rep), dump.manifest.files);
 }

@@ -17,7 +17,7 @@
 //! - dates in milliseconds with capture dates before uploads, NULL, 0, negative and year-2200
 //!   `imageDate`s; files whose objects are missing or whose contentID is NULL.
 //!
-//! Everything comes from one seed through a generator of our own ([`rng`]), so a seed gives
+//! Everything comes from one seed through a generator of our own (`rng.rs`), so a seed gives
 //! byte-identical databases and objects on every machine. The [`DemoManifest`] (also written
 //! to `demo-manifest.json` beside `restsdk/`) lists what was generated so tests can assert
 //! the restore's handling of each case. Rows stream into SQLite (one transaction, one

@@ -41,6 +41,10 @@ pub struct Faults {
     pub abort_after_renames: Option<u64>,
     /// Sleep this long before each file, so tests can interrupt a run mid-way.
     pub delay_ms: u64,
+    /// Abort the process right after this many checkpoint commits.
+    pub abort_after_commits: Option<u64>,
+    /// Append the id of every file renamed into place to this file (to count copies).
+    pub copy_log: Option<PathBuf>,
 }
 
 impl Faults {
@@ -53,6 +57,8 @@ impl Faults {
                     Some(("fail_close", v)) => f.fail_close.push(v.to_string()),
                     Some(("abort_after_renames", v)) => f.abort_after_renames = v.parse().ok(),
                     Some(("delay_ms", v)) => f.delay_ms = v.parse().unwrap_or(0),
+                    Some(("abort_after_commits", v)) => f.abort_after_commits = v.parse().ok(),
+                    Some(("copy_log", v)) => f.copy_log = Some(PathBuf::from(v)),
                     _ => {}
                 }
             }
@@ -150,19 +156,13 @@ pub fn system_time(ms: i64) -> SystemTime {
 }
 
 /// Whether an existing file's modification time matches the expected one (2 s tolerance:
-/// FAT and exFAT keep even seconds).
+/// FAT and exFAT keep even seconds). No expected date matches any.
+pub fn mtime_matches_ms(have_ms: i64, expected_ms: Option<i64>) -> bool {
+    expected_ms.is_none_or(|ms| (have_ms - ms).abs() <= 2000)
+}
+
 pub fn mtime_matches(meta: &std::fs::Metadata, expected_ms: Option<i64>) -> bool {
-    match (expected_ms, meta.modified()) {
-        (None, _) => true,
-        (Some(ms), Ok(t)) => {
-            let have = match t.duration_since(UNIX_EPOCH) {
-                Ok(d) => d.as_millis() as i64,
-                Err(e) => -(e.duration().as_millis() as i64),
-            };
-            (have - ms).abs() <= 2000
-        }
-        (Some(_), Err(_)) => false,
-    }
+    mtime_matches_ms(crate::walk::mtime_ms(meta), expected_ms)
 }
 
 /// Closes a file and returns close()'s error, which `drop` would discard.
@@ -236,14 +236,19 @@ fn open_object(ctx: &CopyContext<'_>, content_id: &str) -> Result<(File, PathBuf
 }
 
 /// Restores one planned file, retrying transient errors with backoff.
-pub fn restore_file(ctx: &CopyContext<'_>, job: &PlannedFile) -> Result<Restored, NotRestored> {
+/// `replace` allows replacing a differing file at the final name (regen marked it).
+pub fn restore_file(
+    ctx: &CopyContext<'_>,
+    job: &PlannedFile,
+    replace: bool,
+) -> Result<Restored, NotRestored> {
     const BACKOFF_MS: [u64; 3] = [200, 1000, 4000];
     if ctx.faults.delay_ms > 0 {
         std::thread::sleep(Duration::from_millis(ctx.faults.delay_ms));
     }
     let mut attempt = 0;
     loop {
-        match restore_once(ctx, job) {
+        match restore_once(ctx, job, replace) {
             Err(Attempt::Transient(msg)) if attempt < BACKOFF_MS.len() => {
                 std::thread::sleep(Duration::from_millis(BACKOFF_MS[attempt]));
                 attempt += 1;
@@ -277,7 +282,11 @@ fn io_fail(what: &str, path: &Path, e: io::Error) -> Attempt {
     }
 }
 
-fn restore_once(ctx: &CopyContext<'_>, job: &PlannedFile) -> Result<Restored, Attempt> {
+fn restore_once(
+    ctx: &CopyContext<'_>,
+    job: &PlannedFile,
+    replace: bool,
+) -> Result<Restored, Attempt> {
     let target = ctx.dest.join(&job.rel_path);
     let dir = target.parent().unwrap_or(ctx.dest);
 
@@ -286,7 +295,7 @@ fn restore_once(ctx: &CopyContext<'_>, job: &PlannedFile) -> Result<Restored, At
             if m.len() == job.size && mtime_matches(&m, job.mtime_ms) {
                 return Ok(Restored::Adopted);
             }
-            if !ctx.overwrite {
+            if !ctx.overwrite && !replace {
                 return Err(Attempt::Final(NotRestored::Failed(format!(
                     "{} already exists and differs (size {} vs {} expected, or another date); kept it. Use --overwrite to replace it",
                     target.display(),
@@ -331,6 +340,15 @@ fn restore_once(ctx: &CopyContext<'_>, job: &PlannedFile) -> Result<Restored, At
     });
     match result {
         Ok(bytes) => {
+            if let Some(log) = &ctx.faults.copy_log {
+                use std::io::Write;
+                let line = format!("{}\n", job.id);
+                let _ = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .and_then(|mut f| f.write_all(line.as_bytes()));
+            }
             if let Some(n) = ctx.faults.abort_after_renames {
                 let done = ctx
                     .renames

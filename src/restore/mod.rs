@@ -136,9 +136,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         probe_writable(&cfg.dest)?;
         Some(c)
     };
-    let done_keys: HashSet<u128> = match &ckpt {
-        Some(c) => c.done_keys()?,
-        None => HashSet::new(),
+    let (done_keys, redo_keys): (HashSet<u128>, HashSet<u128>) = match &ckpt {
+        Some(c) => (c.done_keys()?, c.redo_keys()?),
+        None => (HashSet::new(), HashSet::new()),
     };
     if let Some(c) = &ckpt {
         if c.previous_run_unclean()? {
@@ -159,6 +159,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
 
     let faults = Faults::from_env();
     let renames = AtomicU64::new(0);
+    let commits = AtomicU64::new(0);
     let dirs = DirCache::default();
     let ctx = CopyContext {
         source: &cfg.source,
@@ -177,7 +178,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let mut touched: HashSet<String> = HashSet::new();
     let mut dest_full: Option<String> = None;
 
-    let (job_tx, job_rx) = bounded::<PlannedFile>(threads * 4);
+    let (job_tx, job_rx) = bounded::<(PlannedFile, bool)>(threads * 4);
     let (res_tx, res_rx) = bounded::<Done>(threads * 64);
     let stop_local = AtomicBool::new(false);
     let stopping = || STOP.load(Ordering::SeqCst) || stop_local.load(Ordering::SeqCst);
@@ -186,6 +187,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         let producer_tx = res_tx.clone();
         let plan_ref = &plan;
         let done_ref = &done_keys;
+        let redo_ref = &redo_keys;
         let stopping_ref = &stopping;
         let producer = s.spawn(move || -> anyhow::Result<()> {
             plan_ref.for_each_file(&index, |file| {
@@ -211,7 +213,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                         dest_full: false,
                     });
                 } else if !stopping_ref() {
-                    let _ = job_tx.send(file);
+                    let replace = !redo_ref.is_empty()
+                        && redo_ref.contains(&crate::state::redo_key(&file.id, &file.rel_path));
+                    let _ = job_tx.send((file, replace));
                 }
             })?;
             Ok(())
@@ -223,11 +227,11 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             let stopping_ref = &stopping;
             let stop_local = &stop_local;
             s.spawn(move || {
-                for file in rx {
+                for (file, replace) in rx {
                     if stopping_ref() {
                         continue; // drain: not attempted, counted as not processed
                     }
-                    let r = copy::restore_file(ctx, &file);
+                    let r = copy::restore_file(ctx, &file, replace);
                     let mut d = Done {
                         file,
                         outcome: Outcome::Copied,
@@ -289,6 +293,12 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                         }
                     }
                     c.record(batch)?;
+                    if let Some(n) = faults.abort_after_commits {
+                        if commits.fetch_add(1, Ordering::SeqCst) + 1 >= n {
+                            // Simulates a crash right after a checkpoint commit.
+                            std::process::abort();
+                        }
+                    }
                 }
                 batch.clear();
                 Ok(())

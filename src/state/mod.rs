@@ -10,6 +10,8 @@
 //! (id, restored path, size, mtime), so memory stays small and a changed plan (another
 //! name policy, a new date field) never skips a file whose target changed.
 
+pub mod regen;
+
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -88,6 +90,15 @@ pub fn done_key(id: &str, rel_path: &str, size: u64, mtime_ms: Option<i64>) -> u
     h.update(&[0]);
     h.update(&size.to_le_bytes());
     h.update(&mtime_ms.unwrap_or(i64::MIN).to_le_bytes());
+    h.digest128()
+}
+
+/// The key a file marked "redo" is remembered by.
+pub fn redo_key(id: &str, rel_path: &str) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(id.as_bytes());
+    h.update(&[1]);
+    h.update(rel_path.as_bytes());
     h.digest128()
 }
 
@@ -333,6 +344,61 @@ impl Checkpoint {
             }
         }
         Ok(())
+    }
+
+    /// Forgets every file record (regen rebuilds them from the destination).
+    pub fn clear_files(&self) -> Result<(), StateError> {
+        self.conn
+            .execute_batch("DELETE FROM files; DELETE FROM meta WHERE key='folders_created';")
+            .map_err(|e| self.sq(e))
+    }
+
+    /// Records files found on the destination that differ from the plan: the next restore
+    /// replaces them (and only them) even without --overwrite.
+    pub fn record_redo(&mut self, batch: &[(Record, String)]) -> Result<(), StateError> {
+        let run = self.run;
+        let now = now_ms();
+        let path = self.dir.join("checkpoint.db");
+        let sq = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sq)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO files(id, path, size, mtime, outcome, attempts, error, run, updated)
+                     VALUES (?1, ?2, ?3, ?4, 'redo', 0, ?5, ?6, ?7)",
+                )
+                .map_err(sq)?;
+            for (r, why) in batch {
+                stmt.execute(params![
+                    r.id,
+                    r.rel_path,
+                    r.size as i64,
+                    r.mtime_ms,
+                    why,
+                    run,
+                    now
+                ])
+                .map_err(sq)?;
+            }
+        }
+        tx.commit().map_err(sq)
+    }
+
+    /// Keys (id and path) of files marked to be replaced.
+    pub fn redo_keys(&self) -> Result<HashSet<u128>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, path FROM files WHERE outcome = 'redo'")
+            .map_err(|e| self.sq(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(redo_key(&r.get::<_, String>(0)?, &r.get::<_, String>(1)?))
+            })
+            .map_err(|e| self.sq(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sq(e))
     }
 
     /// A value from the checkpoint's key-value table.

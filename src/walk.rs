@@ -1,0 +1,128 @@
+//! A parallel walk of a destination tree.
+//!
+//! Over NFS or SMB every `readdir` and `stat` is a round trip, so a single-threaded walk of a
+//! million files takes hours (the predecessor's rebuild pass took 2 h 5 min). Here N threads
+//! share a queue of folders; each lists a folder, reports its files, and queues its
+//! subfolders. The walk ends when the queue is empty and no thread is busy.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// A regular file found by the walk.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// Path relative to the walk's root, `/`-separated.
+    pub rel_path: String,
+    pub size: u64,
+    pub mtime_ms: i64,
+}
+
+/// Walks `root` with `threads` threads and returns every regular file, plus the folders it
+/// could not read (with the error). Symlinks are not followed.
+pub fn walk(root: &Path, threads: usize) -> (Vec<Found>, Vec<(PathBuf, std::io::Error)>) {
+    let queue: Mutex<Vec<PathBuf>> = Mutex::new(vec![root.to_path_buf()]);
+    let busy = AtomicUsize::new(0);
+    let found: Mutex<Vec<Found>> = Mutex::new(Vec::new());
+    let errors: Mutex<Vec<(PathBuf, std::io::Error)>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| {
+                let mut local: Vec<Found> = Vec::new();
+                loop {
+                    let next = {
+                        let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                        let d = q.pop();
+                        if d.is_some() {
+                            busy.fetch_add(1, Ordering::SeqCst);
+                        }
+                        d
+                    };
+                    let Some(dir) = next else {
+                        if busy.load(Ordering::SeqCst) == 0 {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                        continue;
+                    };
+                    match std::fs::read_dir(&dir) {
+                        Ok(rd) => {
+                            let mut subdirs = Vec::new();
+                            for entry in rd.flatten() {
+                                let Ok(ft) = entry.file_type() else { continue };
+                                if ft.is_dir() {
+                                    subdirs.push(entry.path());
+                                } else if ft.is_file() {
+                                    let path = entry.path();
+                                    let Ok(m) = entry.metadata() else { continue };
+                                    let rel = path
+                                        .strip_prefix(root)
+                                        .map(|p| p.to_string_lossy().into_owned())
+                                        .unwrap_or_default();
+                                    local.push(Found {
+                                        rel_path: rel,
+                                        size: m.len(),
+                                        mtime_ms: mtime_ms(&m),
+                                    });
+                                }
+                            }
+                            queue
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .extend(subdirs);
+                        }
+                        Err(e) => errors
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push((dir, e)),
+                    }
+                    busy.fetch_sub(1, Ordering::SeqCst);
+                }
+                found
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .append(&mut local);
+            });
+        }
+    });
+    (
+        found.into_inner().unwrap_or_else(|e| e.into_inner()),
+        errors.into_inner().unwrap_or_else(|e| e.into_inner()),
+    )
+}
+
+pub fn mtime_ms(m: &std::fs::Metadata) -> i64 {
+    match m
+        .modified()
+        .map(|t| t.duration_since(std::time::UNIX_EPOCH))
+    {
+        Ok(Ok(d)) => d.as_millis() as i64,
+        Ok(Err(e)) => -(e.duration().as_millis() as i64),
+        Err(_) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_every_file_in_a_nested_tree() {
+        let t = tempfile::tempdir().unwrap();
+        let mut expect = Vec::new();
+        for i in 0..30 {
+            let d = t.path().join(format!("a{}/b{}/c{i}", i % 3, i % 5));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("f.txt"), vec![0u8; i]).unwrap();
+            expect.push(format!("a{}/b{}/c{i}/f.txt", i % 3, i % 5));
+        }
+        std::fs::create_dir_all(t.path().join("empty/deeper")).unwrap();
+        let (found, errors) = walk(t.path(), 4);
+        assert!(errors.is_empty());
+        let mut got: Vec<String> = found.iter().map(|f| f.rel_path.clone()).collect();
+        got.sort();
+        expect.sort();
+        assert_eq!(got, expect);
+        assert!(found.iter().any(|f| f.size == 29));
+    }
+}
