@@ -894,7 +894,7 @@ fn regen_reports_each_kind_of_difference_and_resume_restores_exactly_what_is_mis
         .iter()
         .map(|d| d[0].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(differs, [truncated.clone()]);
+    assert_eq!(differs, std::slice::from_ref(truncated));
     let unknown = strs(&r["unknown"]);
     assert!(
         unknown.contains(&"my own notes.txt".to_string()) && unknown.contains(&moved_to),
