@@ -1153,3 +1153,67 @@ fn crash_test_kill_9_at_random_moments_then_resume() {
     assert_restored_exactly(&dump, &dest);
     assert_eq!(outcome_sum(&rep), dump.manifest.files);
 }
+
+#[test]
+fn sigterm_stops_cleanly_with_exit_130_and_the_next_run_finishes() {
+    let dump = Dump::new(35, 150, 1);
+    let dest = dump.path("restored");
+    let state = dump.path("state");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+        .arg("restore")
+        .arg(&dump.root)
+        .arg(&dest)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--threads", "2"])
+        .env("MYCLOUD_RECOVER_FAULTS", "delay_ms=30")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    let s = text(&out);
+    assert!(
+        s.contains("was interrupted") && s.contains("not processed yet"),
+        "{s}"
+    );
+    assert!(
+        tree(&dest).keys().all(|p| !p.contains(".mcr-")),
+        "in-flight files finished, no temp left"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["interrupted"], true);
+    assert!(report["not_processed"].as_u64().unwrap() > 0);
+    let (out, rep) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(rep["outcomes"]["already_done"].as_u64().unwrap() > 0);
+    assert_restored_exactly(&dump, &dest);
+}
+
+#[test]
+fn resume_with_nothing_to_do_never_opens_the_object_store() {
+    let dump = Dump::new(36, 150, 1);
+    let dest = dump.path("restored");
+    let (_, first) = restore(&dump, &dest, &[], &[]);
+    // Point the second run at an empty object folder: if it read any object for a file
+    // already done, that file would turn into "missing".
+    let empty = dump.path("no-objects");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (out, second) = restore(&dump, &dest, &["--files", empty.to_str().unwrap()], &[]);
+    assert_eq!(
+        second["outcomes"]["already_done"],
+        first["outcomes"]["copied"],
+        "{}",
+        text(&out)
+    );
+    assert_eq!(second["outcomes"]["missing"], first["outcomes"]["missing"]);
+    assert_eq!(second["outcomes"]["copied"], 0);
+}

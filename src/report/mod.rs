@@ -233,6 +233,7 @@ pub struct Report {
     pub problems: Vec<Problem>,
     pub notes: Vec<Problem>,
     pub structure_problems: Vec<crate::plan::Problem>,
+    pub warnings: Vec<String>,
 }
 
 fn now_ms() -> i64 {
@@ -278,6 +279,7 @@ impl Report {
             problems: Vec::new(),
             notes: Vec::new(),
             structure_problems: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -418,6 +420,9 @@ impl Report {
         if let Some(m) = &self.dest_full {
             s.push_str(&format!("  {m}\n"));
         }
+        for w in &self.warnings {
+            s.push_str(&format!("WARNING: {w}\n"));
+        }
         let shown = 20;
         if !self.problems.is_empty() {
             s.push_str(&format!("Problem files ({}):\n", self.problems.len()));
@@ -474,6 +479,11 @@ impl<W: Write> PlainProgress<W> {
 }
 
 fn started_line(r: &Report, fd_limit: u64) -> String {
+    let warnings: String = r
+        .warnings
+        .iter()
+        .map(|w| format!("\nWARNING: {w}"))
+        .collect();
     format!(
         "restoring {} files ({}) from {} to {} [{}; names: {:?}; {} threads; open-file limit {}]{}",
         r.totals.selected_files,
@@ -488,7 +498,7 @@ fn started_line(r: &Report, fd_limit: u64) -> String {
             Some(d) => format!("\ncheckpoint: {}", d.display()),
             None => " (dry run: nothing is written)".into(),
         }
-    )
+    ) + &warnings
 }
 
 impl<W: Write> Listener for PlainProgress<W> {

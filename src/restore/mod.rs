@@ -172,6 +172,12 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         dirs: &dirs,
     };
 
+    if !cfg.dry_run && crate::fsinfo::probe(&cfg.state_dir).is_network() {
+        report.warnings.push(format!(
+            "the checkpoint folder {} is on a network filesystem; if the connection drops, progress records may be lost. Prefer a local --state-dir",
+            cfg.state_dir.display()
+        ));
+    }
     ui.started(&report, fd_limit);
     let mut snap = Snapshot::new(&totals);
     let copy_start = Instant::now();
