@@ -56,7 +56,11 @@ pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
     let policy = opts.policy;
     let plan = Plan::build(&index, opts)?;
     let (mut trash, mut unlinked, mut renamed) = (0u64, 0u64, 0u64);
+    let mut structure_problems = plan.problems().to_vec();
     plan.for_each_file(&index, |f| {
+        if let Some(p) = f.problem() {
+            structure_problems.push(p);
+        }
         match f.origin {
             Origin::Trash => trash += 1,
             Origin::Unlinked => unlinked += 1,
@@ -103,7 +107,7 @@ pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
         users: plan.users().to_vec(),
         trash_files: trash,
         unlinked_files: unlinked,
-        structure_problems: plan.problems().to_vec(),
+        structure_problems,
         names_policy: policy,
         renamed_files: renamed,
         renamed_folders: plan.folder_renames().len() as u64,
@@ -199,6 +203,7 @@ pub fn plan(a: &PlanArgs) -> anyhow::Result<Exit> {
         folders: 0,
         ..Default::default()
     };
+    let mut file_problems: Vec<crate::plan::Problem> = Vec::new();
     plan.for_each_file(&index, |f| {
         totals.files += 1;
         match f.skip {
@@ -209,6 +214,9 @@ pub fn plan(a: &PlanArgs) -> anyhow::Result<Exit> {
             Some(_) => totals.filtered += 1,
         }
         totals.renamed_files += f.renamed_from.is_some() as u64;
+        if let Some(p) = f.problem() {
+            file_problems.push(p);
+        }
         if a.summary {
             return;
         }
@@ -281,7 +289,7 @@ pub fn plan(a: &PlanArgs) -> anyhow::Result<Exit> {
             out,
             "Plan: {} files ({} selected, {}; {} not selected), {} folders, {} renamed files, {} renamed folders, {} structure problems; names: {:?} ({} destination). Nothing was written.",
             totals.files, totals.selected_files, human_bytes(totals.selected_bytes), totals.filtered,
-            totals.folders, totals.renamed_files, plan.folder_renames().len(), plan.problems().len(),
+            totals.folders, totals.renamed_files, plan.folder_renames().len(), plan.problems().len() + file_problems.len(),
             plan.options().policy, fs.fstype
         )?;
     }

@@ -131,6 +131,22 @@ pub struct PlannedFile {
     /// Set when the file's own name was changed: its original path.
     pub renamed_from: Option<String>,
     pub skip: Option<SkipReason>,
+    /// Set when the file's own parent row is missing or is not a folder (it is then placed
+    /// under `_unlinked/`): a structural problem to report.
+    pub missing_parent: Option<String>,
+}
+
+impl PlannedFile {
+    /// The structural problem of a file whose parent is missing, if any.
+    pub fn problem(&self) -> Option<Problem> {
+        let parent_id = self.missing_parent.clone()?;
+        Some(Problem {
+            id: self.id.clone(),
+            kind: ProblemKind::MissingParent { parent_id },
+            name: self.rel_path.rsplit('/').next().unwrap_or("").to_string(),
+            restored_path: self.rel_path.clone(),
+        })
+    }
 }
 
 /// One folder, resolved.
@@ -686,7 +702,7 @@ impl Plan {
                 selected += 1;
             }
             f(PlannedFile {
-                id: row.id,
+                id: row.id.clone(),
                 content_id: row.content_id,
                 rel_path,
                 size: row.size.max(0) as u64,
@@ -694,6 +710,8 @@ impl Plan {
                 origin,
                 renamed_from,
                 skip,
+                missing_parent: (parent_folder.is_none() && origin == Origin::Unlinked)
+                    .then(|| row.parent.clone().unwrap_or_default()),
             });
         })?;
         Ok(())

@@ -407,7 +407,7 @@ impl Report {
         }
         if !self.structure_problems.is_empty() {
             s.push_str(&format!(
-                "  {} folders/files had a broken parent chain; they are under _unlinked/ (listed in the report)\n",
+                "  {} folders and files have a missing parent or sit on a parent cycle; they are restored under _unlinked/ and listed in the report\n",
                 self.structure_problems.len()
             ));
         }

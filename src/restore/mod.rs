@@ -347,6 +347,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                     if d.file.skip.is_some() {
                         report.count_skip(d.file.skip);
                     }
+                    if let Some(p) = d.file.problem() {
+                        report.structure_problems.push(p);
+                    }
                     batch.push(Record {
                         id: d.file.id,
                         rel_path: d.file.rel_path,

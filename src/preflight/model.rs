@@ -1,0 +1,1024 @@
+//! Measurements in, advice out: the pure half of pre-flight.
+//!
+//! Nothing here touches a disk. The prober ([`super::probe`]) fills a [`Measurements`], the
+//! database gives a [`Work`], and [`advise`] and [`estimate`] turn them into a thread count,
+//! warnings, a ready `restore` command and a duration band. Keeping this pure is what lets the
+//! tests feed in a slow NAS, a fast local disk or a long network path and check the answers.
+//!
+//! The estimate model (also printed with the estimate):
+//!
+//! ```text
+//! items       = files + folders to create
+//! rate(P)     = files/s the destination sustained with P workers creating, writing 4 kB,
+//!               dating and renaming files, sync included (the scaling curve)
+//! latency     = time to the first byte of a cold source object
+//! items/s     = 1 / (1 / rate(P) + latency / P_src)   P_src = P, or 1-2 for a hard disk
+//! bandwidth   = min(source read, destination write + fsync)
+//! best        = plan time + max(bytes / bandwidth, items / items/s)   fastest rates, overlap
+//! worst       = plan time + bytes / bandwidth + items / items/s      slowest rates, no overlap
+//! ```
+//!
+//! Best assumes the byte copying and the per-file round trips overlap perfectly (workers
+//! waiting on one are busy with the other) at the best rates measured; worst assumes they
+//! add up, at the lowest rates seen in any repeat, with the p90 source latency. A real run
+//! lands between: per-file work and byte streaming overlap partly.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::fsinfo::FsInfo;
+use crate::plan::names::NamePolicy;
+use crate::report::{human_bytes, human_duration};
+
+/// A worker holds at most this many descriptors at once (the object and the temporary file).
+pub const FDS_PER_WORKER: u64 = 2;
+/// Descriptors the process needs besides the workers (SQLite, stdio, the checkpoint...).
+pub const FDS_RESERVED: u64 = 64;
+/// The soft limit `restore` raises itself to, at most (see `restore::raise_fd_limit`).
+pub const FD_RAISE_CAP: u64 = 65536;
+/// Free space kept in reserve on top of the bytes to restore: 5% plus 1 GB.
+pub const SPACE_MARGIN_PERCENT: u64 = 5;
+pub const SPACE_MARGIN_BYTES: u64 = 1_000_000_000;
+/// A level "reaches" the best rate when it is within this fraction of it.
+pub const GOOD_ENOUGH: f64 = 0.9;
+
+/// This computer.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Machine {
+    pub cpu_model: String,
+    /// Cores this process may use (affinity and cgroup limits applied).
+    pub cores: usize,
+    /// Logical CPUs the kernel lists.
+    pub cpus_online: usize,
+    pub ram_total: Option<u64>,
+    pub ram_available: Option<u64>,
+    /// Open-file limits; `None` means unlimited.
+    pub fd_soft: Option<u64>,
+    pub fd_hard: Option<u64>,
+    pub os: String,
+    pub kernel: String,
+}
+
+impl Machine {
+    /// The open-file limit `restore` will run with (it raises the soft limit itself).
+    pub fn fd_limit_for_restore(&self) -> u64 {
+        self.fd_hard.unwrap_or(u64::MAX).min(FD_RAISE_CAP)
+    }
+}
+
+/// The filesystem under SOURCE or DEST.
+#[derive(Debug, Clone, Serialize)]
+pub struct Disk {
+    pub path: PathBuf,
+    pub fs: FsInfo,
+    pub network: bool,
+    pub free_bytes: Option<u64>,
+    pub total_bytes: Option<u64>,
+    /// Allocation unit, for rounding small files up.
+    pub block_size: Option<u64>,
+    /// From `/sys/block/<dev>/queue/rotational`; `None` for network and virtual devices.
+    pub rotational: Option<bool>,
+    /// `st_dev`, to notice SOURCE and DEST sharing a filesystem.
+    #[serde(skip)]
+    pub device_id: Option<u64>,
+}
+
+/// What happened to one test name on DEST.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "lowercase")]
+pub enum NameOutcome {
+    Accepted,
+    Rejected { error: String },
+    /// Created, but listed under another name (SMB character mapping, stripped dots...).
+    Altered { stored_as: String },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NameCheck {
+    /// What is tested, for people: `|`, `trailing dot`...
+    pub what: String,
+    /// The Windows name policy avoids this (so refusing it means: use `--names windows`).
+    pub windows_rule: bool,
+    pub outcome: NameOutcome,
+}
+
+/// How DEST treats awkward names.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NameFacts {
+    pub case_insensitive: Option<bool>,
+    pub checks: Vec<NameCheck>,
+}
+
+impl NameFacts {
+    fn refused(&self, windows_rule: bool) -> Vec<&str> {
+        self.checks
+            .iter()
+            .filter(|c| c.windows_rule == windows_rule && c.outcome != NameOutcome::Accepted)
+            .map(|c| c.what.as_str())
+            .collect()
+    }
+
+    /// Tested characters and endings that the Windows policy would have avoided.
+    pub fn refused_windows(&self) -> Vec<&str> {
+        self.refused(true)
+    }
+
+    /// Other refusals (long or non-ASCII names): no policy avoids these.
+    pub fn refused_other(&self) -> Vec<&str> {
+        self.refused(false)
+    }
+
+    pub fn needs_windows_rules(&self) -> bool {
+        self.case_insensitive == Some(true) || !self.refused_windows().is_empty()
+    }
+}
+
+/// Median and 90th percentile.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Spread {
+    pub median: f64,
+    pub p90: f64,
+}
+
+impl Spread {
+    pub fn of(mut v: Vec<f64>) -> Spread {
+        if v.is_empty() {
+            return Spread::default();
+        }
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        Spread {
+            median: at(0.5),
+            p90: at(0.9),
+        }
+    }
+}
+
+/// Reading sampled objects from SOURCE with the page cache dropped first.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReadBench {
+    pub objects: u64,
+    /// Sampled contentIDs without an object.
+    pub missing: u64,
+    pub bytes: u64,
+    pub secs: f64,
+    /// `posix_fadvise(DONTNEED)` worked, so the data came from the disk, not memory.
+    pub cache_bypassed: bool,
+    pub open_ms: Spread,
+    /// Open plus the first read: what a small file costs on the source.
+    pub first_byte_ms: Spread,
+    /// Bytes per second after each object's first read (`None`: objects too small to tell).
+    pub stream_bytes_per_s: Option<f64>,
+    /// Overall rate of each quarter of the sample, for the spread.
+    pub batch_bytes_per_s: Vec<f64>,
+}
+
+impl ReadBench {
+    pub fn bytes_per_s(&self) -> f64 {
+        if self.secs > 0.0 {
+            self.bytes as f64 / self.secs
+        } else {
+            0.0
+        }
+    }
+
+    /// Best and worst copy bandwidth: the streaming rate, scaled down by the slowest batch.
+    pub fn bandwidth(&self) -> Option<(f64, f64)> {
+        let overall = self.bytes_per_s();
+        let best = self.stream_bytes_per_s.unwrap_or(overall);
+        if best <= 0.0 {
+            return None;
+        }
+        let slowest = self.batch_bytes_per_s.iter().copied().fold(overall, f64::min);
+        let factor = if overall > 0.0 { (slowest / overall).clamp(0.0, 1.0) } else { 1.0 };
+        Some((best, best * factor))
+    }
+}
+
+/// One sequential write of DEST, flushed to stable storage.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WriteRound {
+    pub bytes: u64,
+    /// Writing plus the final fsync.
+    pub secs: f64,
+    pub fsync_secs: f64,
+}
+
+impl WriteRound {
+    pub fn bytes_per_s(&self) -> f64 {
+        if self.secs > 0.0 {
+            self.bytes as f64 / self.secs
+        } else {
+            0.0
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WriteBench {
+    pub rounds: Vec<WriteRound>,
+}
+
+impl WriteBench {
+    pub fn bandwidth(&self) -> Option<(f64, f64)> {
+        let rates: Vec<f64> = self.rounds.iter().map(WriteRound::bytes_per_s).filter(|r| *r > 0.0).collect();
+        let best = rates.iter().copied().fold(f64::NAN, f64::max);
+        let worst = rates.iter().copied().fold(f64::NAN, f64::min);
+        (!rates.is_empty()).then_some((best, worst))
+    }
+}
+
+/// Per-file cost on DEST at one concurrency level.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ScalingPoint {
+    pub threads: usize,
+    pub files: u64,
+    /// Working time plus the sync at the end.
+    pub secs: f64,
+    pub sync_secs: f64,
+    pub files_per_s: f64,
+    /// The slowest third of the time slice, at the same sync share.
+    pub low_files_per_s: f64,
+}
+
+/// Everything measured.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Measurements {
+    pub machine: Machine,
+    pub source: Option<Disk>,
+    pub dest: Option<Disk>,
+    pub names: Option<NameFacts>,
+    pub same_filesystem: bool,
+    pub read: Option<ReadBench>,
+    pub write: Option<WriteBench>,
+    pub scaling: Vec<ScalingPoint>,
+    /// Probes that could not run, and why.
+    pub notes: Vec<String>,
+    /// Set when DEST stopped answering: nothing else about it can be trusted.
+    pub dest_unresponsive: Option<String>,
+}
+
+/// Files per size class.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Bucket {
+    pub label: String,
+    /// Exclusive upper bound in bytes; `None` for the last class.
+    pub below: Option<u64>,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Size classes of the histogram.
+pub const BUCKET_BOUNDS: [(u64, &str); 5] = [
+    (4_000, "< 4 kB"),
+    (64_000, "4-64 kB"),
+    (1_000_000, "64 kB-1 MB"),
+    (16_000_000, "1-16 MB"),
+    (256_000_000, "16-256 MB"),
+];
+
+pub fn empty_histogram() -> Vec<Bucket> {
+    let mut v: Vec<Bucket> = BUCKET_BOUNDS
+        .iter()
+        .map(|(b, l)| Bucket {
+            label: (*l).to_string(),
+            below: Some(*b),
+            ..Default::default()
+        })
+        .collect();
+    v.push(Bucket {
+        label: ">= 256 MB".into(),
+        below: None,
+        ..Default::default()
+    });
+    v
+}
+
+pub fn add_to_histogram(h: &mut [Bucket], size: u64) {
+    if let Some(b) = h.iter_mut().find(|b| b.below.is_none_or(|x| size < x)) {
+        b.files += 1;
+        b.bytes += size;
+    }
+}
+
+/// What the restore will do, from the database.
+#[derive(Debug, Clone, Serialize)]
+pub struct Work {
+    /// Selected files (what the restore copies).
+    pub files: u64,
+    pub folders: u64,
+    pub bytes: u64,
+    /// `bytes` with every file rounded up to DEST's block size.
+    pub bytes_on_disk: u64,
+    /// Files the selection leaves out (Trash, other users, `--only`, `--limit`).
+    pub filtered_files: u64,
+    pub policy: NamePolicy,
+    pub policy_reason: String,
+    pub renamed_files: u64,
+    pub renamed_folders: u64,
+    /// Reading the index and resolving the tree (the restore does it too).
+    pub plan_secs: f64,
+    pub histogram: Vec<Bucket>,
+}
+
+/// DEST's room for the work.
+#[derive(Debug, Clone, Serialize)]
+pub struct Space {
+    pub free: u64,
+    pub needed: u64,
+    pub fits: bool,
+}
+
+pub fn space_needed(bytes_on_disk: u64) -> u64 {
+    bytes_on_disk + bytes_on_disk / 100 * SPACE_MARGIN_PERCENT + SPACE_MARGIN_BYTES
+}
+
+/// The estimated duration, with its parts (seconds).
+#[derive(Debug, Clone, Serialize)]
+pub struct Estimate {
+    pub threads: usize,
+    pub best_s: f64,
+    pub worst_s: f64,
+    pub plan_s: f64,
+    pub bytes_best_s: f64,
+    pub bytes_worst_s: f64,
+    pub items_best_s: f64,
+    pub items_worst_s: f64,
+    pub bandwidth_best: f64,
+    pub bandwidth_worst: f64,
+    pub items_per_s_best: f64,
+    pub items_per_s_worst: f64,
+    /// `bandwidth` or `per-file`: which term dominates in the best case.
+    pub bound: &'static str,
+}
+
+/// The text explaining [`Estimate`], printed under it.
+pub const MODEL_TEXT: &str = "\
+  Model: time = plan + max(bytes / bandwidth, items / items-per-second), where bandwidth is the
+  slower of source read and destination write+fsync, and items-per-second is the destination's
+  per-file rate at the chosen threads slowed by the source's first-byte latency. Best case: the
+  two overlap at the best rates measured; worst case: they add up at the lowest rates seen.";
+
+/// What to run, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Advice {
+    pub threads: usize,
+    pub threads_reason: String,
+    pub names: NamePolicy,
+    pub names_reason: String,
+    pub buffer: String,
+    pub space: Option<Space>,
+    /// Problems that make the restore fail as things stand (exit code 1).
+    pub blocking: Vec<String>,
+    pub warnings: Vec<String>,
+    /// The ready-to-paste command.
+    pub command: String,
+}
+
+/// The parts of the restore command that come from the user, not from measurements.
+#[derive(Debug, Clone, Default)]
+pub struct CommandBase {
+    /// SOURCE, DEST and the selection flags, already shell-quoted.
+    pub args: Vec<String>,
+    /// The policy `--names auto` would pick on DEST (from its filesystem type alone).
+    pub auto_policy: Option<NamePolicy>,
+}
+
+/// Quotes a word for a POSIX shell when it needs it.
+pub fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Threads `restore` uses without measurements (mirrors `restore::default_threads`).
+pub fn default_threads(network: bool, cores: usize) -> usize {
+    if network {
+        32
+    } else {
+        (cores * 2).clamp(4, 16)
+    }
+}
+
+/// The per-file rate (and its low) at `threads` workers: the measured level, else the
+/// largest level below it (conservative), else the smallest level scaled down.
+pub fn rate_at(curve: &[ScalingPoint], threads: usize) -> Option<(f64, f64)> {
+    let mut pts: Vec<&ScalingPoint> = curve.iter().filter(|p| p.files_per_s > 0.0).collect();
+    pts.sort_by_key(|p| p.threads);
+    if let Some(p) = pts.iter().rev().find(|p| p.threads <= threads) {
+        return Some((p.files_per_s, p.low_files_per_s.min(p.files_per_s)));
+    }
+    let p = pts.first()?;
+    let k = threads as f64 / p.threads as f64;
+    Some((p.files_per_s * k, p.low_files_per_s.min(p.files_per_s) * k))
+}
+
+/// The smallest measured level within [`GOOD_ENOUGH`] of the best rate, and why.
+pub fn pick_threads(curve: &[ScalingPoint]) -> Option<(usize, String)> {
+    let mut pts: Vec<&ScalingPoint> = curve.iter().filter(|p| p.files_per_s > 0.0).collect();
+    pts.sort_by_key(|p| p.threads);
+    let best = pts.iter().copied().max_by(|a, b| a.files_per_s.total_cmp(&b.files_per_s))?;
+    let chosen = pts.iter().copied().find(|p| p.files_per_s >= GOOD_ENOUGH * best.files_per_s)?;
+    let mut reason = if chosen.threads == best.threads {
+        format!(
+            "{} workers gave the best rate measured ({:.0} files/s)",
+            chosen.threads, chosen.files_per_s
+        )
+    } else {
+        format!(
+            "{} workers reach {:.0} files/s, within {:.0}% of the best measured ({:.0} files/s at {}); more workers barely help",
+            chosen.threads,
+            chosen.files_per_s,
+            (1.0 - GOOD_ENOUGH) * 100.0,
+            best.files_per_s,
+            best.threads
+        )
+    };
+    if pts.len() > 1 && chosen.threads == best.threads {
+        let fewer = pts[pts.len() - 2];
+        if std::ptr::eq(chosen, pts[pts.len() - 1]) && chosen.files_per_s >= 1.1 * fewer.files_per_s {
+            reason.push_str(&format!(
+                "; still rising at the highest level measured ({:.0} files/s at {}), so the destination may take more",
+                fewer.files_per_s, fewer.threads
+            ));
+        } else if fewer.files_per_s < GOOD_ENOUGH * chosen.files_per_s {
+            reason.push_str(&format!("; {} were more than 10% slower", fewer.threads));
+        }
+    }
+    Some((chosen.threads, reason))
+}
+
+/// Best and worst bandwidth: the slower of reading and writing.
+fn bandwidth(m: &Measurements) -> Option<(f64, f64)> {
+    match (m.read.as_ref().and_then(ReadBench::bandwidth), m.write.as_ref().and_then(WriteBench::bandwidth)) {
+        (Some((rb, rw)), Some((wb, ww))) => Some((rb.min(wb), rw.min(ww))),
+        (Some(x), None) | (None, Some(x)) => Some(x),
+        (None, None) => None,
+    }
+}
+
+/// The duration band for `threads` workers; `None` without a per-file rate or any bandwidth.
+pub fn estimate(m: &Measurements, w: &Work, threads: usize) -> Option<Estimate> {
+    let threads = threads.max(1);
+    let (bw_best, bw_worst) = bandwidth(m)?;
+    let (rate_best, rate_low) = rate_at(&m.scaling, threads)?;
+    let (lat_best, lat_worst) = m
+        .read
+        .as_ref()
+        .map(|r| (r.first_byte_ms.median / 1000.0, r.first_byte_ms.p90 / 1000.0))
+        .unwrap_or((0.0, 0.0));
+    let p = threads as f64;
+    let rotational = m.source.as_ref().and_then(|d| d.rotational) == Some(true);
+    let (src_best, src_worst) = if rotational { (p.min(2.0), 1.0) } else { (p, p) };
+    let per_s = |rate: f64, lat: f64, par: f64| 1.0 / (1.0 / rate + lat / par);
+    let items_per_s_best = per_s(rate_best, lat_best, src_best);
+    let items_per_s_worst = per_s(rate_low.max(f64::MIN_POSITIVE), lat_worst, src_worst);
+    let items = (w.files + w.folders) as f64;
+    let bytes = w.bytes as f64;
+    let bytes_best_s = bytes / bw_best;
+    let bytes_worst_s = bytes / bw_worst.max(f64::MIN_POSITIVE);
+    let items_best_s = items / items_per_s_best;
+    let items_worst_s = items / items_per_s_worst;
+    Some(Estimate {
+        threads,
+        best_s: w.plan_secs + bytes_best_s.max(items_best_s),
+        worst_s: w.plan_secs + bytes_worst_s + items_worst_s,
+        plan_s: w.plan_secs,
+        bytes_best_s,
+        bytes_worst_s,
+        items_best_s,
+        items_worst_s,
+        bandwidth_best: bw_best,
+        bandwidth_worst: bw_worst,
+        items_per_s_best,
+        items_per_s_worst,
+        bound: if bytes_best_s >= items_best_s { "bandwidth" } else { "per-file" },
+    })
+}
+
+/// The name policy to recommend: what the user asked, else what DEST showed it needs.
+pub fn choose_policy(
+    explicit: Option<NamePolicy>,
+    dest: Option<&FsInfo>,
+    names: Option<&NameFacts>,
+) -> (NamePolicy, String) {
+    if let Some(p) = explicit {
+        return (p, "as given with --names".into());
+    }
+    if let Some(fs) = dest.filter(|f| f.wants_windows_names()) {
+        return (
+            NamePolicy::Windows,
+            format!("the destination is {}, which follows Windows name rules", fs.fstype),
+        );
+    }
+    if let Some(n) = names.filter(|n| n.needs_windows_rules()) {
+        let mut why = Vec::new();
+        let refused = n.refused_windows();
+        if !refused.is_empty() {
+            why.push(format!("refuses or alters {}", refused.join(" ")));
+        }
+        if n.case_insensitive == Some(true) {
+            why.push("ignores case".to_string());
+        }
+        return (
+            NamePolicy::Windows,
+            format!("the destination {} (tested)", why.join(" and ")),
+        );
+    }
+    match names {
+        Some(_) => (NamePolicy::Posix, "the destination is case-sensitive and accepted every test name".into()),
+        None => (NamePolicy::Posix, "the destination's type follows Linux name rules (names not tested)".into()),
+    }
+}
+
+/// Thread count, warnings and the command, from the measurements and the work.
+pub fn advise(m: &Measurements, w: &Work, base: &CommandBase) -> Advice {
+    let mut warnings = Vec::new();
+    let mut blocking = Vec::new();
+    let network = m.dest.as_ref().is_some_and(|d| d.network);
+
+    // Threads: from the curve, then limited by the files, descriptors and the source disk.
+    let (mut threads, mut reason) = match pick_threads(&m.scaling) {
+        Some(x) => x,
+        None => {
+            let n = default_threads(network, m.machine.cores.max(1));
+            (
+                n,
+                format!(
+                    "the per-file benchmark did not run, so this is the default for a {} destination",
+                    if network { "network" } else { "local" }
+                ),
+            )
+        }
+    };
+    let rotational = m.source.as_ref().and_then(|d| d.rotational) == Some(true);
+    if rotational {
+        if let Some(e) = estimate(m, w, threads).filter(|e| e.bound == "bandwidth") {
+            let mut levels: Vec<usize> = m.scaling.iter().map(|p| p.threads).filter(|t| *t >= 2 && *t < threads).collect();
+            levels.sort_unstable();
+            if let Some(fewer) = levels.into_iter().find(|&t| {
+                estimate(m, w, t).is_some_and(|f| f.items_best_s <= e.bytes_best_s)
+            }) {
+                reason = format!(
+                    "{reason}; lowered to {fewer}: the job is bound by bandwidth and the source is a hard disk, where fewer concurrent readers seek less, and {fewer} workers still keep up with the per-file work"
+                );
+                threads = fewer;
+            }
+        }
+    }
+    if w.files > 0 && (threads as u64) > w.files {
+        threads = w.files as usize;
+        reason = format!("{reason}; capped at the {} files to restore", w.files);
+    }
+    let fd_limit = m.machine.fd_limit_for_restore();
+    let fd_max = (fd_limit.saturating_sub(FDS_RESERVED) / FDS_PER_WORKER).max(1) as usize;
+    if threads > fd_max {
+        warnings.push(format!(
+            "the open-file limit ({fd_limit}) allows only about {fd_max} workers ({FDS_PER_WORKER} files each plus {FDS_RESERVED} spare); raise the hard limit (ulimit -Hn, or LimitNOFILE= for a service) to use {threads}"
+        ));
+        reason = format!("{reason}; capped at {fd_max} by the open-file limit");
+        threads = fd_max;
+    }
+    let threads = threads.max(1);
+
+    // Space.
+    let space = m.dest.as_ref().and_then(|d| d.free_bytes).map(|free| {
+        let needed = space_needed(w.bytes_on_disk);
+        Space {
+            free,
+            needed,
+            fits: free >= needed,
+        }
+    });
+    match &space {
+        Some(s) if !s.fits => blocking.push(format!(
+            "not enough space on the destination: {} free, about {} needed ({} of files, rounded up to the block size, plus {}% and {}). Free {} more, choose a bigger destination, or restore part of it with --only or --user",
+            human_bytes(s.free),
+            human_bytes(s.needed),
+            human_bytes(w.bytes),
+            SPACE_MARGIN_PERCENT,
+            human_bytes(SPACE_MARGIN_BYTES),
+            human_bytes(s.needed - s.free)
+        )),
+        Some(_) => {}
+        None if m.dest.is_some() => warnings.push("could not read the destination's free space; check it by hand".into()),
+        None => {}
+    }
+    if let Some(why) = &m.dest_unresponsive {
+        blocking.push(why.clone());
+    }
+
+    // Names.
+    if let Some(n) = &m.names {
+        let refused = n.refused_windows();
+        if w.policy == NamePolicy::Posix && n.needs_windows_rules() {
+            let mut what = Vec::new();
+            if !refused.is_empty() {
+                what.push(format!("refuses or alters {}", refused.join(" ")));
+            }
+            if n.case_insensitive == Some(true) {
+                what.push("ignores case (names differing only in case would collide)".into());
+            }
+            warnings.push(format!(
+                "the destination {} but the name policy is posix: use --names windows, or those files will fail or collide",
+                what.join(" and ")
+            ));
+        }
+        let other = n.refused_other();
+        if !other.is_empty() {
+            warnings.push(format!(
+                "the destination refuses or alters {}: files with such names may fail or be stored under another name",
+                other.join(", ")
+            ));
+        }
+    }
+
+    // Disks.
+    if rotational {
+        warnings.push(
+            "the source is a rotational disk: reading many small objects in parallel makes it seek; expect the source, not the destination, to set the pace for small files"
+                .into(),
+        );
+    }
+    if m.same_filesystem {
+        warnings.push("source and destination are on the same filesystem: reads and writes share one disk, and the copy needs room beside the dump".into());
+    }
+    if let Some(d) = m.dest.as_ref().filter(|d| d.network) {
+        if d.fs.option("soft").is_some() {
+            warnings.push("the destination is a soft NFS mount: a NAS pause becomes an I/O error (retried 3 times, then the file is recorded as failed); a hard mount is safer for a long copy".into());
+        }
+        if d.fs.option("sync").is_some() {
+            warnings.push("the destination is mounted with `sync`: every write waits for the NAS; remount without it for speed (restore flushes in batches itself)".into());
+        }
+        for key in ["wsize", "rsize"] {
+            if let Some(v) = d.fs.option(key).and_then(|v| v.parse::<u64>().ok()).filter(|v| *v < 1 << 20) {
+                warnings.push(format!(
+                    "the destination is mounted with {key}={v}: {key}=1048576, if the NAS allows it, moves big files in fewer round trips"
+                ));
+            }
+        }
+    }
+    if let Some(r) = &m.read {
+        if r.missing > 0 && r.missing * 2 > r.objects + r.missing {
+            warnings.push(format!(
+                "{} of {} sampled contentIDs have no object: check that SOURCE (or --files) is the right object store",
+                r.missing,
+                r.objects + r.missing
+            ));
+        }
+    }
+    if m.machine.ram_available.is_some_and(|a| a < 1_000_000_000) {
+        warnings.push("less than 1 GB of memory is available; the plan for a few million rows needs a few hundred MB".into());
+    }
+
+    let buffer = match m.dest.as_ref().filter(|d| d.network) {
+        Some(d) => format!(
+            "none to set: restore lets the kernel copy (copy_file_range); the NFS/SMB transfer size comes from the mount (wsize={})",
+            d.fs.option("wsize").unwrap_or("default")
+        ),
+        None => "none to set: restore lets the kernel copy (copy_file_range), which needs no user buffer".into(),
+    };
+
+    let mut cmd = vec!["mycloud-recover".to_string(), "restore".to_string()];
+    cmd.extend(base.args.iter().cloned());
+    cmd.push("--threads".into());
+    cmd.push(threads.to_string());
+    if base.auto_policy != Some(w.policy) {
+        cmd.push("--names".into());
+        cmd.push(format!("{:?}", w.policy).to_lowercase());
+    }
+    Advice {
+        threads,
+        threads_reason: reason,
+        names: w.policy,
+        names_reason: w.policy_reason.clone(),
+        buffer,
+        space,
+        blocking,
+        warnings,
+        command: cmd.join(" "),
+    }
+}
+
+/// "12m30s to 1h05m" style band.
+pub fn band(e: &Estimate) -> String {
+    let d = |s: f64| human_duration(std::time::Duration::from_secs_f64(s.max(0.0)));
+    format!("{} (best) to {} (worst)", d(e.best_s), d(e.worst_s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn disk(fstype: &str, opts: &str, free: u64, rotational: Option<bool>) -> Disk {
+        let fs = FsInfo {
+            fstype: fstype.into(),
+            mount_point: "/mnt".into(),
+            source: "dev".into(),
+            options: opts.into(),
+        };
+        Disk {
+            path: "/mnt/x".into(),
+            network: fs.is_network(),
+            fs,
+            free_bytes: Some(free),
+            total_bytes: Some(free * 2),
+            block_size: Some(4096),
+            rotational,
+            device_id: None,
+        }
+    }
+
+    pub(crate) fn curve(points: &[(usize, f64)]) -> Vec<ScalingPoint> {
+        points
+            .iter()
+            .map(|&(threads, fps)| ScalingPoint {
+                threads,
+                files: (fps * 2.0) as u64,
+                secs: 2.0,
+                sync_secs: 0.1,
+                files_per_s: fps,
+                low_files_per_s: fps * 0.8,
+            })
+            .collect()
+    }
+
+    fn read(mb_s: f64, first_byte_ms: f64) -> ReadBench {
+        ReadBench {
+            objects: 100,
+            missing: 0,
+            bytes: (mb_s * 4e6) as u64,
+            secs: 4.0,
+            cache_bypassed: true,
+            open_ms: Spread { median: first_byte_ms / 2.0, p90: first_byte_ms },
+            first_byte_ms: Spread { median: first_byte_ms, p90: first_byte_ms * 2.0 },
+            stream_bytes_per_s: Some(mb_s * 1e6),
+            batch_bytes_per_s: vec![mb_s * 1e6, mb_s * 0.9e6, mb_s * 1e6, mb_s * 1.1e6],
+        }
+    }
+
+    fn write(mb_s: f64) -> WriteBench {
+        WriteBench {
+            rounds: vec![
+                WriteRound { bytes: (mb_s * 2e6) as u64, secs: 2.0, fsync_secs: 0.5 },
+                WriteRound { bytes: (mb_s * 2e6 * 0.8) as u64, secs: 2.0, fsync_secs: 0.6 },
+            ],
+        }
+    }
+
+    pub(crate) fn machine() -> Machine {
+        Machine {
+            cpu_model: "Test CPU".into(),
+            cores: 6,
+            cpus_online: 6,
+            ram_total: Some(11_000_000_000),
+            ram_available: Some(8_000_000_000),
+            fd_soft: Some(1024),
+            fd_hard: Some(524_288),
+            os: "Test OS".into(),
+            kernel: "Linux 6.1.0".into(),
+        }
+    }
+
+    pub(crate) fn work(files: u64, bytes: u64) -> Work {
+        Work {
+            files,
+            folders: files / 5,
+            bytes,
+            bytes_on_disk: bytes + files * 2048,
+            filtered_files: 0,
+            policy: NamePolicy::Posix,
+            policy_reason: "test".into(),
+            renamed_files: 0,
+            renamed_folders: 0,
+            plan_secs: 10.0,
+            histogram: empty_histogram(),
+        }
+    }
+
+    /// A Synology over NFSv3 from a USB hard disk: every file costs a round trip, and many in
+    /// flight hide them (the predecessor's real case: 15 files/s with one worker).
+    pub(crate) fn slow_nas() -> Measurements {
+        Measurements {
+            machine: machine(),
+            source: Some(disk("ext4", "rw", 0, Some(true))),
+            dest: Some(disk("nfs", "rw,vers=3,rsize=131072,wsize=131072,hard", 8_000_000_000_000, None)),
+            names: Some(NameFacts { case_insensitive: Some(false), checks: vec![] }),
+            read: Some(read(110.0, 2.0)),
+            write: Some(write(95.0)),
+            scaling: curve(&[(1, 40.0), (4, 150.0), (16, 520.0), (64, 1400.0)]),
+            ..Default::default()
+        }
+    }
+
+    fn fast_local() -> Measurements {
+        Measurements {
+            machine: machine(),
+            source: Some(disk("ext4", "rw", 0, Some(false))),
+            dest: Some(disk("ext4", "rw", 4_000_000_000_000, Some(false))),
+            names: Some(NameFacts { case_insensitive: Some(false), checks: vec![] }),
+            read: Some(read(1800.0, 0.08)),
+            write: Some(write(1500.0)),
+            scaling: curve(&[(1, 9000.0), (4, 21000.0), (16, 22000.0), (64, 20500.0)]),
+            ..Default::default()
+        }
+    }
+
+    /// A NAS far away: 30 ms per round trip, 10 MB/s, scaling well with parallelism.
+    fn long_path() -> Measurements {
+        Measurements {
+            machine: machine(),
+            source: Some(disk("ext4", "rw", 0, Some(false))),
+            dest: Some(disk("cifs", "rw,vers=3.0", 8_000_000_000_000, None)),
+            names: Some(NameFacts { case_insensitive: Some(true), checks: vec![] }),
+            read: Some(read(400.0, 0.2)),
+            write: Some(write(10.0)),
+            scaling: curve(&[(1, 30.0), (4, 118.0), (16, 450.0), (64, 1500.0)]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn slow_nas_gets_many_workers_and_a_per_file_bound_estimate() {
+        let m = slow_nas();
+        // The real case: 1.31M files, 344K folders, 1.76 TB.
+        let mut w = work(1_310_000, 1_760_000_000_000);
+        w.folders = 344_000;
+        let a = advise(&m, &w, &CommandBase::default());
+        assert_eq!(a.threads, 64, "{}", a.threads_reason);
+        assert!(a.threads_reason.contains("still rising"), "{}", a.threads_reason);
+        assert!(a.warnings.iter().any(|x| x.contains("wsize=131072")), "{:?}", a.warnings);
+        assert!(a.warnings.iter().any(|x| x.contains("rotational")), "{:?}", a.warnings);
+        assert!(a.blocking.is_empty());
+        let e = estimate(&m, &w, a.threads).unwrap();
+        assert!(e.best_s <= e.worst_s);
+        // 1.76 TB at 95 MB/s is about 5.1 h; 1.65M items at ~1400 files/s less the hard disk's
+        // latency is well under that, so this one is bound by bandwidth.
+        assert_eq!(e.bound, "bandwidth");
+        assert!((5.0 * 3600.0..6.0 * 3600.0).contains(&e.best_s), "{}", e.best_s);
+        // With one worker the same dump is bound by per-file cost and takes days.
+        let one = estimate(&m, &w, 1).unwrap();
+        assert_eq!(one.bound, "per-file");
+        assert!(one.best_s > 10.0 * 3600.0, "{}", one.best_s);
+    }
+
+    #[test]
+    fn slow_nas_with_a_small_file_dump_is_per_file_bound() {
+        let m = slow_nas();
+        let w = work(1_000_000, 64_000_000_000);
+        let e = estimate(&m, &w, 64).unwrap();
+        assert_eq!(e.bound, "per-file");
+        // 1.2M items: per-file rate 1400/s, slowed by the hard disk's 2 ms first byte with
+        // 2 reads in flight: 1 / (1/1400 + 0.001) = 583 items/s -> about 34 minutes.
+        assert!((1900.0..2300.0).contains(&(e.best_s - w.plan_secs)), "{}", e.best_s);
+    }
+
+    #[test]
+    fn fast_local_disk_picks_few_workers() {
+        let m = fast_local();
+        let w = work(200_000, 300_000_000_000);
+        let a = advise(&m, &w, &CommandBase::default());
+        assert_eq!(a.threads, 4, "{}", a.threads_reason);
+        assert!(a.threads_reason.contains("barely help"), "{}", a.threads_reason);
+        assert!(a.warnings.is_empty(), "{:?}", a.warnings);
+        let e = estimate(&m, &w, 4).unwrap();
+        assert_eq!(e.bound, "bandwidth");
+        // 300 GB at 1.5 GB/s: 200 s, plus 10 s of planning.
+        assert!((205.0..215.0).contains(&e.best_s), "{}", e.best_s);
+        assert!(e.worst_s < 2.0 * e.best_s, "{} vs {}", e.worst_s, e.best_s);
+    }
+
+    #[test]
+    fn long_network_path_is_bandwidth_bound_for_big_files_and_latency_bound_for_small() {
+        let m = long_path();
+        let big = work(2_000, 400_000_000_000);
+        let small = work(500_000, 5_000_000_000);
+        let a = advise(&m, &big, &CommandBase::default());
+        assert_eq!(a.threads, 64);
+        let eb = estimate(&m, &big, a.threads).unwrap();
+        assert_eq!(eb.bound, "bandwidth");
+        assert!((eb.bytes_best_s - 40_000.0).abs() < 100.0, "{}", eb.bytes_best_s);
+        let es = estimate(&m, &small, a.threads).unwrap();
+        assert_eq!(es.bound, "per-file");
+        // And with one worker the small-file dump takes 64x-ish longer on the per-file term.
+        let one = estimate(&m, &small, 1).unwrap();
+        assert!(one.items_best_s > 40.0 * es.items_best_s);
+    }
+
+    #[test]
+    fn case_insensitive_destination_gets_windows_names_and_a_warning_when_forced_posix() {
+        let m = long_path();
+        let (p, why) = choose_policy(None, None, m.names.as_ref());
+        assert_eq!(p, NamePolicy::Windows);
+        assert!(why.contains("ignores case"), "{why}");
+        let w = work(10, 10);
+        let a = advise(&m, &w, &CommandBase { args: vec![], auto_policy: Some(NamePolicy::Windows) });
+        assert!(a.warnings.iter().any(|x| x.contains("--names windows")), "{:?}", a.warnings);
+        assert!(a.command.ends_with("--names posix"), "{}", a.command);
+    }
+
+    #[test]
+    fn rejected_characters_choose_windows_rules() {
+        let n = NameFacts {
+            case_insensitive: Some(false),
+            checks: vec![
+                NameCheck { what: "|".into(), windows_rule: true, outcome: NameOutcome::Accepted },
+                NameCheck {
+                    what: ":".into(),
+                    windows_rule: true,
+                    outcome: NameOutcome::Rejected { error: "Invalid argument".into() },
+                },
+                NameCheck {
+                    what: "255-byte name".into(),
+                    windows_rule: false,
+                    outcome: NameOutcome::Rejected { error: "File name too long".into() },
+                },
+            ],
+        };
+        let (p, why) = choose_policy(None, None, Some(&n));
+        assert_eq!(p, NamePolicy::Windows);
+        assert!(why.contains(':') && !why.contains('|'), "{why}");
+        let (p, _) = choose_policy(Some(NamePolicy::Posix), None, Some(&n));
+        assert_eq!(p, NamePolicy::Posix);
+        let m = Measurements { names: Some(n), machine: machine(), ..Default::default() };
+        let a = advise(&m, &work(5, 5), &CommandBase::default());
+        assert!(a.warnings.iter().any(|x| x.contains("255-byte")), "{:?}", a.warnings);
+    }
+
+    #[test]
+    fn not_enough_space_is_blocking_with_the_margin() {
+        let mut m = fast_local();
+        let w = work(1000, 10_000_000_000);
+        m.dest.as_mut().unwrap().free_bytes = Some(11_000_000_000);
+        // 10 GB + 2 MB of block rounding + 5% + 1 GB = about 11.5 GB.
+        let a = advise(&m, &w, &CommandBase::default());
+        assert_eq!(a.blocking.len(), 1, "{:?}", a.blocking);
+        assert!(a.blocking[0].contains("not enough space"), "{}", a.blocking[0]);
+        m.dest.as_mut().unwrap().free_bytes = Some(12_000_000_000);
+        assert!(advise(&m, &w, &CommandBase::default()).blocking.is_empty());
+    }
+
+    #[test]
+    fn low_fd_limit_caps_threads_and_warns() {
+        let mut m = slow_nas();
+        m.machine.fd_hard = Some(128);
+        let a = advise(&m, &work(100_000, 1_000_000_000), &CommandBase::default());
+        assert_eq!(a.threads, 32);
+        assert!(a.warnings.iter().any(|x| x.contains("open-file limit")), "{:?}", a.warnings);
+    }
+
+    #[test]
+    fn bandwidth_bound_job_from_a_hard_disk_uses_fewer_readers() {
+        let mut m = fast_local();
+        m.source.as_mut().unwrap().rotational = Some(true);
+        m.scaling = curve(&[(1, 900.0), (4, 2000.0), (16, 6000.0), (64, 6500.0)]);
+        // 2000 huge files: per-file work is negligible next to 400 GB of bytes.
+        let a = advise(&m, &work(2000, 400_000_000_000), &CommandBase::default());
+        assert_eq!(a.threads, 4, "{}", a.threads_reason);
+        assert!(a.threads_reason.contains("hard disk"), "{}", a.threads_reason);
+    }
+
+    #[test]
+    fn no_measurements_fall_back_to_the_default_and_no_estimate() {
+        let mut m = Measurements { machine: machine(), ..Default::default() };
+        m.dest = Some(disk("nfs4", "rw", 1 << 50, None));
+        let w = work(10_000, 1_000_000);
+        let a = advise(&m, &w, &CommandBase::default());
+        assert_eq!(a.threads, 32);
+        assert!(a.threads_reason.contains("default"), "{}", a.threads_reason);
+        assert!(estimate(&m, &w, 32).is_none());
+    }
+
+    #[test]
+    fn rate_at_uses_the_level_below_or_scales_the_smallest() {
+        let c = curve(&[(4, 100.0), (16, 300.0)]);
+        assert_eq!(rate_at(&c, 16).unwrap().0, 300.0);
+        assert_eq!(rate_at(&c, 10).unwrap().0, 100.0);
+        assert_eq!(rate_at(&c, 2).unwrap().0, 50.0);
+        assert!(rate_at(&[], 4).is_none());
+    }
+
+    #[test]
+    fn spread_and_histogram() {
+        let s = Spread::of(vec![5.0, 1.0, 3.0, 2.0, 4.0, 6.0, 7.0, 8.0, 9.0, 10.0]);
+        assert_eq!((s.median, s.p90), (6.0, 9.0));
+        let mut h = empty_histogram();
+        for s in [0, 3999, 4000, 999_999, 300_000_000] {
+            add_to_histogram(&mut h, s);
+        }
+        let counts: Vec<u64> = h.iter().map(|b| b.files).collect();
+        assert_eq!(counts, [2, 1, 1, 0, 0, 1]);
+    }
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(shell_quote("/mnt/usb/restsdk"), "/mnt/usb/restsdk");
+        assert_eq!(shell_quote("/mnt/my share"), "'/mnt/my share'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+}
