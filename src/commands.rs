@@ -262,7 +262,7 @@ pub fn plan(a: &PlanArgs) -> anyhow::Result<Exit> {
             )?;
             writeln!(out)?;
         }
-        for p in plan.problems() {
+        for p in plan.problems().iter().chain(&file_problems) {
             serde_json::to_writer(
                 &mut out,
                 &serde_json::json!({"type": "problem", "problem": p}),
@@ -278,7 +278,7 @@ pub fn plan(a: &PlanArgs) -> anyhow::Result<Exit> {
         for r in plan.folder_renames() {
             writeln!(out, "folder renamed: {:?} -> {}", r.original, r.restored)?;
         }
-        for p in plan.problems() {
+        for p in plan.problems().iter().chain(&file_problems) {
             writeln!(
                 out,
                 "problem: {} {:?}: {} -> {}",
