@@ -775,17 +775,13 @@ fn a_checkpoint_is_refused_for_another_destination() {
 fn status_works_from_another_terminal_while_a_restore_runs() {
     let dump = Dump::new(29, 120, 1);
     let state = dump.path("state");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"))
-        .arg("restore")
-        .arg(&dump.root)
-        .arg(dump.path("restored"))
-        .arg("--state-dir")
-        .arg(&state)
-        .args(["--threads", "1", "--quiet"])
-        .env("MYCLOUD_RECOVER_FAULTS", "delay_ms=40")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_restore(
+        &dump,
+        &dump.path("restored"),
+        &state,
+        &["--threads", "1", "--quiet"],
+        "delay_ms=40",
+    );
     std::thread::sleep(std::time::Duration::from_millis(2800));
     let out = bin()
         .arg("status")
@@ -1121,7 +1117,6 @@ fn crash_test_kill_9_at_random_moments_then_resume() {
     let state = dump.path("state");
     let log = dump.path("copies.log");
     let fault = format!("delay_ms=15;copy_log={}", log.display());
-    let bin_path = assert_cmd::cargo::cargo_bin("mycloud-recover");
     let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut killed = 0;
     for _ in 0..kills {
@@ -1129,18 +1124,7 @@ fn crash_test_kill_9_at_random_moments_then_resume() {
         rng ^= rng >> 7;
         rng ^= rng << 17;
         let wait_ms = 150 + rng % 900;
-        let mut child = std::process::Command::new(&bin_path)
-            .arg("restore")
-            .arg(&dump.root)
-            .arg(&dest)
-            .arg("--state-dir")
-            .arg(&state)
-            .args(["--threads", "4", "--quiet"])
-            .env("MYCLOUD_RECOVER_FAULTS", &fault)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_restore(&dump, &dest, &state, &["--threads", "4", "--quiet"], &fault);
         std::thread::sleep(std::time::Duration::from_millis(wait_ms));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
@@ -1180,18 +1164,7 @@ fn sigterm_stops_cleanly_with_exit_130_and_the_next_run_finishes() {
     let dump = Dump::new(35, 150, 1);
     let dest = dump.path("restored");
     let state = dump.path("state");
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"))
-        .arg("restore")
-        .arg(&dump.root)
-        .arg(&dest)
-        .arg("--state-dir")
-        .arg(&state)
-        .args(["--threads", "2"])
-        .env("MYCLOUD_RECOVER_FAULTS", "delay_ms=30")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_restore(&dump, &dest, &state, &["--threads", "2"], "delay_ms=30");
     std::thread::sleep(std::time::Duration::from_millis(800));
     let ok = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::schema::{FOLDER_MIME, REQUIRED_COLUMNS};
+use super::schema::{DATE_COLUMNS, FOLDER_MIME, REQUIRED_COLUMNS};
 
 /// Why the index could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -88,19 +88,9 @@ pub struct IndexCounts {
 pub struct Index {
     conn: Connection,
     path: PathBuf,
-    /// Optional date columns present in this database, in [`DATE_SQL`] order.
+    /// Optional date columns present in this database, in [`DATE_COLUMNS`] order.
     has_date: [bool; 6],
 }
-
-/// SQL names of the optional date columns, in [`RowDates`] field order.
-const DATE_SQL: [&str; 6] = [
-    "imageDate",
-    "videoDate",
-    "cTime",
-    "birthTime",
-    "mTime",
-    "uTime",
-];
 
 /// `file:` URI for a path, percent-encoding what SQLite's URI parser would misread.
 fn immutable_uri(path: &Path) -> String {
@@ -166,7 +156,7 @@ impl Index {
                 });
             }
         }
-        for (i, c) in DATE_SQL.iter().enumerate() {
+        for (i, c) in DATE_COLUMNS.iter().enumerate() {
             self.has_date[i] = has(c);
         }
         Ok(())
@@ -174,7 +164,7 @@ impl Index {
 
     /// SQL expressions for the six date columns (NULL where the column is absent).
     fn date_select(&self) -> String {
-        DATE_SQL
+        DATE_COLUMNS
             .iter()
             .zip(self.has_date)
             .map(|(c, has)| {

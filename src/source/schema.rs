@@ -17,8 +17,9 @@ pub const REQUIRED_COLUMNS: &[&str] = &[
     "cTime",
 ];
 
-/// Optional date columns: used by the date policy when present.
-pub const DATE_COLUMNS: &[&str] = &[
+/// Optional date columns, in [`crate::source::index::RowDates`] field order: used by the
+/// date policy when present.
+pub const DATE_COLUMNS: [&str; 6] = [
     "imageDate",
     "videoDate",
     "cTime",
@@ -150,7 +151,7 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(cols.len(), 87, "{cols:?}");
-        for c in REQUIRED_COLUMNS.iter().chain(DATE_COLUMNS) {
+        for c in REQUIRED_COLUMNS.iter().chain(&DATE_COLUMNS) {
             assert!(cols.iter().any(|x| x == c), "missing {c}");
         }
     }

@@ -221,3 +221,26 @@ pub fn outcome_sum(report: &serde_json::Value) -> u64 {
         .map(|v| v.as_u64().unwrap())
         .sum()
 }
+
+/// Starts `restore` in the background (for kill, signal and concurrency tests), with its
+/// output captured so it can be read after `wait_with_output`.
+pub fn spawn_restore(
+    dump: &Dump,
+    dest: &Path,
+    state: &Path,
+    extra: &[&str],
+    faults: &str,
+) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+        .arg("restore")
+        .arg(&dump.root)
+        .arg(dest)
+        .arg("--state-dir")
+        .arg(state)
+        .args(extra)
+        .env("MYCLOUD_RECOVER_FAULTS", faults)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start restore")
+}
