@@ -194,6 +194,10 @@ fn unreadable_object_is_reported_and_the_rest_completes() {
         .as_str()
         .unwrap()
         .contains("cannot read object"));
+    assert!(
+        text(&out).contains("Permission denied")
+            || failed[0]["reason"].as_str().unwrap().contains("denied")
+    );
     assert_eq!(outcome_sum(&report), dump.manifest.files);
     // The failed file is retried on the next run and then succeeds.
     let (_, again) = restore(&dump, &dest, &[], &[]);
@@ -1210,4 +1214,19 @@ fn resume_with_nothing_to_do_never_opens_the_object_store() {
     );
     assert_eq!(second["outcomes"]["missing"], first["outcomes"]["missing"]);
     assert_eq!(second["outcomes"]["copied"], 0);
+}
+
+#[test]
+fn a_stalled_object_read_is_retried_and_succeeds() {
+    let dump = Dump::new(37, 40, 1);
+    let dest = dump.path("restored");
+    let cids = dump.content_ids();
+    let (_, (cid, _)) = cids
+        .iter()
+        .find(|(id, (c, _))| c.is_some() && !dump.manifest.missing_object_ids.contains(id))
+        .unwrap();
+    let fault = format!("flaky={}", cid.clone().unwrap());
+    let (out, report) = restore(&dump, &dest, &[], &[("MYCLOUD_RECOVER_FAULTS", &fault)]);
+    assert_eq!(report["outcomes"]["failed"], 0, "{}", text(&out));
+    assert_restored_exactly(&dump, &dest);
 }

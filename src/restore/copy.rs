@@ -33,7 +33,7 @@ pub fn is_temp_name(name: &str) -> bool {
 /// Fault injection for tests that cannot produce a failure for real (CI runs as root, so a
 /// chmod cannot make an object unreadable). Read once from `MYCLOUD_RECOVER_FAULTS`, e.g.
 /// `unreadable=<contentID>;fail_close=<contentID>;abort_after_renames=5`. Unset in normal use.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Faults {
     pub unreadable: Vec<String>,
     pub fail_close: Vec<String>,
@@ -45,6 +45,9 @@ pub struct Faults {
     pub abort_after_commits: Option<u64>,
     /// Append the id of every file renamed into place to this file (to count copies).
     pub copy_log: Option<PathBuf>,
+    /// Objects whose first read attempt times out (a stalled NAS), to exercise retries.
+    pub flaky: Vec<String>,
+    flaky_hit: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Faults {
@@ -59,6 +62,7 @@ impl Faults {
                     Some(("delay_ms", v)) => f.delay_ms = v.parse().unwrap_or(0),
                     Some(("abort_after_commits", v)) => f.abort_after_commits = v.parse().ok(),
                     Some(("copy_log", v)) => f.copy_log = Some(PathBuf::from(v)),
+                    Some(("flaky", v)) => f.flaky.push(v.to_string()),
                     _ => {}
                 }
             }
@@ -195,44 +199,44 @@ pub fn is_transient(e: &io::Error) -> bool {
     )
 }
 
-/// Opens the object: sharded path first, then the flat layout.
-fn open_object(ctx: &CopyContext<'_>, content_id: &str) -> Result<(File, PathBuf), NotRestored> {
+/// Opens the object: sharded path first, then the flat layout. Errors are classified like
+/// every other I/O error, so a stalled source disk is retried rather than failed.
+fn open_object(ctx: &CopyContext<'_>, content_id: &str) -> Result<(File, PathBuf), Attempt> {
     if !crate::source::is_safe_content_id(content_id) {
-        return Err(NotRestored::Missing(format!(
+        return Err(Attempt::Final(NotRestored::Missing(format!(
             "contentID {content_id:?} is not a usable object name"
-        )));
+        ))));
     }
-    if ctx.faults.unreadable.iter().any(|c| c == content_id) {
-        let p = ctx
-            .source
-            .sharded_object_path(content_id)
-            .unwrap_or_default();
-        return Err(NotRestored::Failed(format!(
-            "cannot read object {}: {} (injected fault)",
-            p.display(),
-            io::Error::from_raw_os_error(libc::EIO)
-        )));
-    }
+    let injected = |errno| Err(io::Error::from_raw_os_error(errno));
     let candidates = [
         ctx.source.sharded_object_path(content_id),
         Some(ctx.source.files.join(content_id)),
     ];
     for p in candidates.into_iter().flatten() {
-        match File::open(&p) {
+        let opened = if ctx.faults.unreadable.iter().any(|c| c == content_id) {
+            injected(libc::EACCES)
+        } else if ctx.faults.flaky.iter().any(|c| c == content_id)
+            && ctx
+                .faults
+                .flaky_hit
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(content_id.to_string())
+        {
+            injected(libc::ETIMEDOUT)
+        } else {
+            File::open(&p)
+        };
+        match opened {
             Ok(f) => return Ok((f, p)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => {
-                return Err(NotRestored::Failed(format!(
-                    "cannot read object {}: {e}",
-                    p.display()
-                )))
-            }
+            Err(e) => return Err(io_fail("cannot read object", &p, e)),
         }
     }
-    Err(NotRestored::Missing(format!(
+    Err(Attempt::Final(NotRestored::Missing(format!(
         "object {content_id} not found in {}",
         ctx.source.files.display()
-    )))
+    ))))
 }
 
 /// Restores one planned file, retrying transient errors with backoff.
@@ -249,10 +253,9 @@ pub fn restore_file(
     let mut attempt = 0;
     loop {
         match restore_once(ctx, job, replace) {
-            Err(Attempt::Transient(msg)) if attempt < BACKOFF_MS.len() => {
+            Err(Attempt::Transient(_)) if attempt < BACKOFF_MS.len() => {
                 std::thread::sleep(Duration::from_millis(BACKOFF_MS[attempt]));
                 attempt += 1;
-                let _ = msg;
             }
             Err(Attempt::Transient(msg)) => {
                 return Err(NotRestored::Failed(format!(
@@ -315,7 +318,7 @@ fn restore_once(
     }
 
     let src = match &job.content_id {
-        Some(cid) => Some(open_object(ctx, cid).map_err(Attempt::Final)?),
+        Some(cid) => Some(open_object(ctx, cid)?),
         None if job.size == 0 => None,
         None => {
             return Err(Attempt::Final(NotRestored::Missing(
