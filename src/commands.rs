@@ -168,7 +168,7 @@ pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
         )?;
         writeln!(
             out,
-            "Folders with structure problems: {}",
+            "Rows with a missing parent or on a parent cycle: {}",
             ins.structure_problems.len()
         )?;
         for p in ins.structure_problems.iter().take(20) {
