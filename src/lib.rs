@@ -12,6 +12,7 @@ pub mod demo;
 pub mod exit;
 pub mod fsinfo;
 pub mod plan;
+pub mod preflight;
 pub mod report;
 pub mod restore;
 pub mod source;
@@ -36,9 +37,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<Exit> {
         Command::Status(a) => commands::status(a),
         Command::Regen(a) => commands::regen(a),
         Command::Verify(a) => commands::verify(a),
-        Command::Preflight(_) => {
-            anyhow::bail!("this command is not available yet (see docs/ROADMAP.md)")
-        }
+        Command::Preflight(a) => preflight::run(a),
     }
 }
 

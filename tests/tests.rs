@@ -1230,3 +1230,139 @@ fn a_stalled_object_read_is_retried_and_succeeds() {
     assert_eq!(report["outcomes"]["failed"], 0, "{}", text(&out));
     assert_restored_exactly(&dump, &dest);
 }
+
+/// Pre-flight through the real binary: the report's sections in order (numbers redacted,
+/// since they are measurements), a JSON twin with a sane estimate, nothing left on DEST and
+/// nothing written to the source.
+#[test]
+fn preflight_reports_advises_and_leaves_no_trace() {
+    let dump = Dump::new(38, 300, 1);
+    let before = SourceSnapshot::take(&dump);
+    let dest = dump.path("restored");
+    let out = bin()
+        .arg("preflight")
+        .arg(&dump.root)
+        .arg(&dest)
+        .args(["--budget", "5"])
+        .output()
+        .unwrap();
+    let s = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    let headings: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with(' ') && !l.is_empty())
+        .map(|l| mycloud_recover::preflight::redact_numbers(l))
+        .map(|l| l.split([' ', ':']).next().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        headings,
+        [
+            "Pre-flight",
+            "Machine",
+            "Source",
+            "Destination",
+            "The",
+            "Benchmarks",
+            "Recommendation",
+            "Estimated",
+            "Pre-flight"
+        ],
+        "{s}"
+    );
+    assert!(
+        s.contains("mycloud-recover restore"),
+        "a ready command: {s}"
+    );
+    assert!(
+        !dest.exists(),
+        "pre-flight created DEST and must remove it again"
+    );
+    assert_eq!(SourceSnapshot::take(&dump), before, "source changed");
+
+    let out = bin()
+        .arg("preflight")
+        .arg(&dump.root)
+        .arg(&dest)
+        .args(["--budget", "5", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let planned = plan_json(&dump.root, &dest, &[]);
+    assert_eq!(
+        v["work"]["files"].as_u64().unwrap(),
+        of_type(&planned, "file")
+            .iter()
+            .filter(|f| f["skip"].is_null())
+            .count() as u64,
+        "pre-flight counts the same files the plan restores"
+    );
+    let threads = v["advice"]["threads"].as_u64().unwrap();
+    assert!((1..=64).contains(&threads), "{threads}");
+    let e = &v["estimate"];
+    assert!(
+        e["best_s"].as_f64().unwrap() <= e["worst_s"].as_f64().unwrap(),
+        "{e}"
+    );
+    assert!(!v["measurements"]["scaling"].as_array().unwrap().is_empty());
+    assert!(!dest.exists());
+    assert_eq!(SourceSnapshot::take(&dump), before, "source changed");
+}
+
+#[test]
+fn preflight_says_when_the_restore_cannot_fit() {
+    if !nix_is_root() {
+        eprintln!("SKIPPED: mounting a small tmpfs needs root");
+        return;
+    }
+    let dump = Dump::new(39, 300, 1);
+    let mnt = dump.path("small");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&mnt)
+        .status();
+    if !ok.map(|s| s.success()).unwrap_or(false) {
+        eprintln!("SKIPPED: this machine does not allow mounting a tmpfs");
+        return;
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _guard = Unmount(&mnt);
+    let out = bin()
+        .arg("preflight")
+        .arg(&dump.root)
+        .arg(mnt.join("restored"))
+        .args(["--budget", "5"])
+        .output()
+        .unwrap();
+    let s = text(&out);
+    assert_eq!(out.status.code(), Some(1), "blocking problems exit 1: {s}");
+    assert!(s.contains("not enough space on the destination"), "{s}");
+    assert_eq!(
+        std::fs::read_dir(&mnt).unwrap().count(),
+        0,
+        "nothing left on the small disk"
+    );
+}
+
+#[test]
+fn preflight_rejects_a_bad_source_with_exit_2() {
+    let t = tempfile::tempdir().unwrap();
+    let out = bin()
+        .arg("preflight")
+        .arg(t.path().join("nope"))
+        .arg(t.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("nope"),
+        "names the path: {}",
+        text(&out)
+    );
+}

@@ -20,8 +20,13 @@ pub fn probe() -> Machine {
     );
     Machine {
         cpu_model: cpu_model(&cpuinfo),
-        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        cpus_online: cpuinfo.lines().filter(|l| l.starts_with("processor")).count(),
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        cpus_online: cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("processor"))
+            .count(),
         ram_total: meminfo_bytes(&meminfo, "MemTotal"),
         ram_available: meminfo_bytes(&meminfo, "MemAvailable"),
         fd_soft: lim.current,
@@ -79,12 +84,15 @@ pub fn rotational(path: &Path) -> Option<bool> {
     if major == 0 {
         return None;
     }
-    let dev = Path::new("/sys/dev/block").join(format!("{major}:{minor}")).canonicalize().ok()?;
-    [Some(dev.as_path()), dev.parent()]
+    let dev = Path::new("/sys/dev/block")
+        .join(format!("{major}:{minor}"))
+        .canonicalize()
+        .ok()?;
+    let found = [Some(dev.as_path()), dev.parent()]
         .into_iter()
         .flatten()
-        .find_map(|d| std::fs::read_to_string(d.join("queue/rotational")).ok())
-        .map(|s| s.trim() == "1")
+        .find_map(|d| std::fs::read_to_string(d.join("queue/rotational")).ok());
+    found.map(|s| s.trim() == "1")
 }
 
 #[cfg(test)]
@@ -101,7 +109,10 @@ mod tests {
         assert_eq!(meminfo_bytes(mem, "MemTotal"), Some(11_811_160_064));
         assert_eq!(meminfo_bytes(mem, "MemAvailable"), Some(8_589_934_592));
         assert_eq!(meminfo_bytes(mem, "SwapTotal"), None);
-        assert_eq!(os_name("NAME=x\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n"), "Debian GNU/Linux 12 (bookworm)");
+        assert_eq!(
+            os_name("NAME=x\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n"),
+            "Debian GNU/Linux 12 (bookworm)"
+        );
     }
 
     #[test]

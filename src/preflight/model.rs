@@ -8,12 +8,13 @@
 //! The estimate model (also printed with the estimate):
 //!
 //! ```text
-//! items       = files + folders to create
+//! items       = files + folders / 2   (a folder is a mkdir and a date: about half a file)
 //! rate(P)     = files/s the destination sustained with P workers creating, writing 4 kB,
 //!               dating and renaming files, sync included (the scaling curve)
 //! latency     = time to the first byte of a cold source object
 //! items/s     = 1 / (1 / rate(P) + latency / P_src)   P_src = P, or 1-2 for a hard disk
-//! bandwidth   = min(source read, destination write + fsync)
+//! bandwidth   = min(source read, destination write + fsync), or
+//!               1 / (1 / read + 1 / write) when both are one filesystem (they share a disk)
 //! best        = plan time + max(bytes / bandwidth, items / items/s)   fastest rates, overlap
 //! worst       = plan time + bytes / bandwidth + items / items/s      slowest rates, no overlap
 //! ```
@@ -40,6 +41,9 @@ pub const FD_RAISE_CAP: u64 = 65536;
 /// Free space kept in reserve on top of the bytes to restore: 5% plus 1 GB.
 pub const SPACE_MARGIN_PERCENT: u64 = 5;
 pub const SPACE_MARGIN_BYTES: u64 = 1_000_000_000;
+/// What a folder costs next to a file: a mkdir and, at the end, its date (a file is a
+/// create, a write, a date, a close and a rename).
+pub const FOLDER_WEIGHT: f64 = 0.5;
 /// A level "reaches" the best rate when it is within this fraction of it.
 pub const GOOD_ENOUGH: f64 = 0.9;
 
@@ -89,9 +93,13 @@ pub struct Disk {
 #[serde(tag = "result", rename_all = "lowercase")]
 pub enum NameOutcome {
     Accepted,
-    Rejected { error: String },
+    Rejected {
+        error: String,
+    },
     /// Created, but listed under another name (SMB character mapping, stripped dots...).
-    Altered { stored_as: String },
+    Altered {
+        stored_as: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -184,14 +192,24 @@ impl ReadBench {
     }
 
     /// Best and worst copy bandwidth: the streaming rate, scaled down by the slowest batch.
+    /// `None` when the objects were too small to stream: their whole read is first-byte
+    /// latency, which the per-file term already counts.
     pub fn bandwidth(&self) -> Option<(f64, f64)> {
         let overall = self.bytes_per_s();
-        let best = self.stream_bytes_per_s.unwrap_or(overall);
+        let best = self.stream_bytes_per_s?;
         if best <= 0.0 {
             return None;
         }
-        let slowest = self.batch_bytes_per_s.iter().copied().fold(overall, f64::min);
-        let factor = if overall > 0.0 { (slowest / overall).clamp(0.0, 1.0) } else { 1.0 };
+        let slowest = self
+            .batch_bytes_per_s
+            .iter()
+            .copied()
+            .fold(overall, f64::min);
+        let factor = if overall > 0.0 {
+            (slowest / overall).clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
         Some((best, best * factor))
     }
 }
@@ -222,7 +240,12 @@ pub struct WriteBench {
 
 impl WriteBench {
     pub fn bandwidth(&self) -> Option<(f64, f64)> {
-        let rates: Vec<f64> = self.rounds.iter().map(WriteRound::bytes_per_s).filter(|r| *r > 0.0).collect();
+        let rates: Vec<f64> = self
+            .rounds
+            .iter()
+            .map(WriteRound::bytes_per_s)
+            .filter(|r| *r > 0.0)
+            .collect();
         let best = rates.iter().copied().fold(f64::NAN, f64::max);
         let worst = rates.iter().copied().fold(f64::NAN, f64::min);
         (!rates.is_empty()).then_some((best, worst))
@@ -354,11 +377,13 @@ pub struct Estimate {
 }
 
 /// The text explaining [`Estimate`], printed under it.
-pub const MODEL_TEXT: &str = "\
-  Model: time = plan + max(bytes / bandwidth, items / items-per-second), where bandwidth is the
-  slower of source read and destination write+fsync, and items-per-second is the destination's
-  per-file rate at the chosen threads slowed by the source's first-byte latency. Best case: the
-  two overlap at the best rates measured; worst case: they add up at the lowest rates seen.";
+pub const MODEL_TEXT: &str = concat!(
+    "  Model: time = plan + max(bytes / bandwidth, items / items-per-second). Bandwidth is the\n",
+    "  slower of source read and destination write+fsync (shared when both are one disk);\n",
+    "  items are files plus half the folders, at the destination's per-file rate for the chosen\n",
+    "  threads slowed by the source's first-byte latency. Best case: the two overlap at the best\n",
+    "  rates measured; worst case: they add up at the lowest rates seen.",
+);
 
 /// What to run, and why.
 #[derive(Debug, Clone, Serialize)]
@@ -388,7 +413,8 @@ pub struct CommandBase {
 /// Quotes a word for a POSIX shell when it needs it.
 pub fn shell_quote(s: &str) -> String {
     let plain = !s.is_empty()
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
     if plain {
         s.to_string()
     } else {
@@ -418,28 +444,76 @@ pub fn rate_at(curve: &[ScalingPoint], threads: usize) -> Option<(f64, f64)> {
     Some((p.files_per_s * k, p.low_files_per_s.min(p.files_per_s) * k))
 }
 
+fn workers(n: usize) -> String {
+    if n == 1 {
+        "1 worker".into()
+    } else {
+        format!("{n} workers")
+    }
+}
+
+/// The order levels are measured in: up, then down again (ABBA), each for half the time,
+/// so a machine that gets busier or quieter during the run does not favour one end.
+pub fn abba(levels: &[usize]) -> Vec<usize> {
+    levels.iter().chain(levels.iter().rev()).copied().collect()
+}
+
+/// Combines repeated measurements of the same level: rates from the summed files and
+/// seconds, the low from the slowest repeat. Sorted by threads.
+pub fn merge_points(points: &[ScalingPoint]) -> Vec<ScalingPoint> {
+    let mut out: Vec<ScalingPoint> = Vec::new();
+    for p in points {
+        match out.iter_mut().find(|q| q.threads == p.threads) {
+            Some(q) => {
+                q.files += p.files;
+                q.secs += p.secs;
+                q.sync_secs += p.sync_secs;
+                q.files_per_s = if q.secs > 0.0 {
+                    q.files as f64 / q.secs
+                } else {
+                    0.0
+                };
+                q.low_files_per_s = q.low_files_per_s.min(p.low_files_per_s).min(q.files_per_s);
+            }
+            None => out.push(p.clone()),
+        }
+    }
+    out.sort_by_key(|p| p.threads);
+    out
+}
+
 /// The smallest measured level within [`GOOD_ENOUGH`] of the best rate, and why.
 pub fn pick_threads(curve: &[ScalingPoint]) -> Option<(usize, String)> {
     let mut pts: Vec<&ScalingPoint> = curve.iter().filter(|p| p.files_per_s > 0.0).collect();
     pts.sort_by_key(|p| p.threads);
-    let best = pts.iter().copied().max_by(|a, b| a.files_per_s.total_cmp(&b.files_per_s))?;
-    let chosen = pts.iter().copied().find(|p| p.files_per_s >= GOOD_ENOUGH * best.files_per_s)?;
+    let best = pts
+        .iter()
+        .copied()
+        .max_by(|a, b| a.files_per_s.total_cmp(&b.files_per_s))?;
+    let chosen = pts
+        .iter()
+        .copied()
+        .find(|p| p.files_per_s >= GOOD_ENOUGH * best.files_per_s)?;
     let mut reason = if chosen.threads == best.threads {
         format!(
-            "{} workers gave the best rate measured ({:.0} files/s)",
-            chosen.threads, chosen.files_per_s
+            "{} gave the best rate measured ({:.0} files/s)",
+            workers(chosen.threads),
+            chosen.files_per_s
         )
     } else {
         format!(
-            "{} workers reach {:.0} files/s, within {:.0}% of the best measured ({:.0} files/s at {}); more workers barely help",
-            chosen.threads,
+            "{} reach {:.0} files/s, within {:.0}% of the best measured ({:.0} files/s at {}); more workers barely help",
+            workers(chosen.threads),
             chosen.files_per_s,
             (1.0 - GOOD_ENOUGH) * 100.0,
             best.files_per_s,
             best.threads
         )
     };
-    let idx = pts.iter().position(|p| p.threads == chosen.threads).unwrap_or(0);
+    let idx = pts
+        .iter()
+        .position(|p| p.threads == chosen.threads)
+        .unwrap_or(0);
     if chosen.threads == best.threads && idx > 0 {
         let fewer = pts[idx - 1];
         if idx == pts.len() - 1 && chosen.files_per_s >= 1.1 * fewer.files_per_s {
@@ -448,7 +522,11 @@ pub fn pick_threads(curve: &[ScalingPoint]) -> Option<(usize, String)> {
                 fewer.files_per_s, fewer.threads
             ));
         } else {
-            reason.push_str(&format!("; {} were more than 10% slower", fewer.threads));
+            reason.push_str(&format!(
+                "; {} {} more than 10% slower",
+                workers(fewer.threads),
+                if fewer.threads == 1 { "was" } else { "were" }
+            ));
         }
     }
     Some((chosen.threads, reason))
@@ -456,7 +534,15 @@ pub fn pick_threads(curve: &[ScalingPoint]) -> Option<(usize, String)> {
 
 /// Best and worst bandwidth: the slower of reading and writing.
 fn bandwidth(m: &Measurements) -> Option<(f64, f64)> {
-    match (m.read.as_ref().and_then(ReadBench::bandwidth), m.write.as_ref().and_then(WriteBench::bandwidth)) {
+    match (
+        m.read.as_ref().and_then(ReadBench::bandwidth),
+        m.write.as_ref().and_then(WriteBench::bandwidth),
+    ) {
+        // One disk does both: its time is split between reading and writing.
+        (Some((rb, rw)), Some((wb, ww))) if m.same_filesystem => {
+            let shared = |r: f64, w: f64| 1.0 / (1.0 / r + 1.0 / w);
+            Some((shared(rb, wb), shared(rw, ww)))
+        }
         (Some((rb, rw)), Some((wb, ww))) => Some((rb.min(wb), rw.min(ww))),
         (Some(x), None) | (None, Some(x)) => Some(x),
         (None, None) => None,
@@ -471,15 +557,24 @@ pub fn estimate(m: &Measurements, w: &Work, threads: usize) -> Option<Estimate> 
     let (lat_best, lat_worst) = m
         .read
         .as_ref()
-        .map(|r| (r.first_byte_ms.median / 1000.0, r.first_byte_ms.p90 / 1000.0))
+        .map(|r| {
+            (
+                r.first_byte_ms.median / 1000.0,
+                r.first_byte_ms.p90 / 1000.0,
+            )
+        })
         .unwrap_or((0.0, 0.0));
     let p = threads as f64;
     let rotational = m.source.as_ref().and_then(|d| d.rotational) == Some(true);
-    let (src_best, src_worst) = if rotational { (p.min(2.0), 1.0) } else { (p, p) };
+    let (src_best, src_worst) = if rotational {
+        (p.min(2.0), 1.0)
+    } else {
+        (p, p)
+    };
     let per_s = |rate: f64, lat: f64, par: f64| 1.0 / (1.0 / rate + lat / par);
     let items_per_s_best = per_s(rate_best, lat_best, src_best);
     let items_per_s_worst = per_s(rate_low.max(f64::MIN_POSITIVE), lat_worst, src_worst);
-    let items = (w.files + w.folders) as f64;
+    let items = w.files as f64 + w.folders as f64 * FOLDER_WEIGHT;
     let bytes = w.bytes as f64;
     let bytes_best_s = bytes / bw_best;
     let bytes_worst_s = bytes / bw_worst.max(f64::MIN_POSITIVE);
@@ -498,7 +593,11 @@ pub fn estimate(m: &Measurements, w: &Work, threads: usize) -> Option<Estimate> 
         bandwidth_worst: bw_worst,
         items_per_s_best,
         items_per_s_worst,
-        bound: if bytes_best_s >= items_best_s { "bandwidth" } else { "per-file" },
+        bound: if bytes_best_s >= items_best_s {
+            "bandwidth"
+        } else {
+            "per-file"
+        },
     })
 }
 
@@ -514,7 +613,10 @@ pub fn choose_policy(
     if let Some(fs) = dest.filter(|f| f.wants_windows_names()) {
         return (
             NamePolicy::Windows,
-            format!("the destination is {}, which follows Windows name rules", fs.fstype),
+            format!(
+                "the destination is {}, which follows Windows name rules",
+                fs.fstype
+            ),
         );
     }
     if let Some(n) = names.filter(|n| n.needs_windows_rules()) {
@@ -532,9 +634,39 @@ pub fn choose_policy(
         );
     }
     match names {
-        Some(_) => (NamePolicy::Posix, "the destination is case-sensitive and accepted every test name".into()),
-        None => (NamePolicy::Posix, "the destination's type follows Linux name rules (names not tested)".into()),
+        Some(_) => (
+            NamePolicy::Posix,
+            "the destination is case-sensitive and accepted every test name".into(),
+        ),
+        None => (
+            NamePolicy::Posix,
+            "the destination's type follows Linux name rules (names not tested)".into(),
+        ),
     }
+}
+
+/// Limits a thread count by the files to restore and the open-file limit `restore` will
+/// have; returns the count, the amended reason and a warning when descriptors are short.
+pub fn cap_threads(
+    threads: usize,
+    reason: String,
+    files: u64,
+    fd_limit: u64,
+) -> (usize, String, Option<String>) {
+    let (mut threads, mut reason, mut warning) = (threads.max(1), reason, None);
+    if files > 0 && (threads as u64) > files {
+        threads = files as usize;
+        reason = format!("{reason}; capped at the {files} files to restore");
+    }
+    let fd_max = (fd_limit.saturating_sub(FDS_RESERVED) / FDS_PER_WORKER).max(1) as usize;
+    if threads > fd_max {
+        warning = Some(format!(
+            "the open-file limit ({fd_limit}) allows only about {fd_max} workers ({FDS_PER_WORKER} files each plus {FDS_RESERVED} spare); raise the hard limit (ulimit -Hn, or LimitNOFILE= for a service) to use {threads}"
+        ));
+        reason = format!("{reason}; capped at {fd_max} by the open-file limit");
+        threads = fd_max;
+    }
+    (threads, reason, warning)
 }
 
 /// Thread count, warnings and the command, from the measurements and the work.
@@ -560,12 +692,17 @@ pub fn advise(m: &Measurements, w: &Work, base: &CommandBase) -> Advice {
     let rotational = m.source.as_ref().and_then(|d| d.rotational) == Some(true);
     if rotational {
         if let Some(e) = estimate(m, w, threads).filter(|e| e.bound == "bandwidth") {
-            let mut levels: Vec<usize> = m.scaling.iter().map(|p| p.threads).filter(|t| *t >= 2 && *t < threads).collect();
+            let mut levels: Vec<usize> = m
+                .scaling
+                .iter()
+                .map(|p| p.threads)
+                .filter(|t| *t >= 2 && *t < threads)
+                .collect();
             levels.sort_unstable();
-            // Only where per-file work stays small beside the bytes, so even without overlap
-            // the slower per-file rate costs little.
+            // Only where per-file work stays within a tenth of the byte time, so even without
+            // overlap the slower per-file rate costs little.
             if let Some(fewer) = levels.into_iter().find(|&t| {
-                estimate(m, w, t).is_some_and(|f| f.items_best_s <= 0.25 * e.bytes_best_s)
+                estimate(m, w, t).is_some_and(|f| f.items_best_s <= 0.1 * e.bytes_best_s)
             }) {
                 reason = format!(
                     "{reason}; lowered to {fewer}: the job is bound by bandwidth and the source is a hard disk, where fewer concurrent readers seek less, and {fewer} workers still keep up with the per-file work"
@@ -574,20 +711,9 @@ pub fn advise(m: &Measurements, w: &Work, base: &CommandBase) -> Advice {
             }
         }
     }
-    if w.files > 0 && (threads as u64) > w.files {
-        threads = w.files as usize;
-        reason = format!("{reason}; capped at the {} files to restore", w.files);
-    }
-    let fd_limit = m.machine.fd_limit_for_restore();
-    let fd_max = (fd_limit.saturating_sub(FDS_RESERVED) / FDS_PER_WORKER).max(1) as usize;
-    if threads > fd_max {
-        warnings.push(format!(
-            "the open-file limit ({fd_limit}) allows only about {fd_max} workers ({FDS_PER_WORKER} files each plus {FDS_RESERVED} spare); raise the hard limit (ulimit -Hn, or LimitNOFILE= for a service) to use {threads}"
-        ));
-        reason = format!("{reason}; capped at {fd_max} by the open-file limit");
-        threads = fd_max;
-    }
-    let threads = threads.max(1);
+    let (threads, reason, fd_warning) =
+        cap_threads(threads, reason, w.files, m.machine.fd_limit_for_restore());
+    warnings.extend(fd_warning);
 
     // Space.
     let space = m.dest.as_ref().and_then(|d| d.free_bytes).map(|free| {
@@ -659,7 +785,11 @@ pub fn advise(m: &Measurements, w: &Work, base: &CommandBase) -> Advice {
             warnings.push("the destination is mounted with `sync`: every write waits for the NAS; remount without it for speed (restore flushes in batches itself)".into());
         }
         for key in ["wsize", "rsize"] {
-            if let Some(v) = d.fs.option(key).and_then(|v| v.parse::<u64>().ok()).filter(|v| *v < 1 << 20) {
+            if let Some(v) =
+                d.fs.option(key)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .filter(|v| *v < 1 << 20)
+            {
                 warnings.push(format!(
                     "the destination is mounted with {key}={v}: {key}=1048576, if the NAS allows it, moves big files in fewer round trips"
                 ));
@@ -715,7 +845,7 @@ pub fn band(e: &Estimate) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn disk(fstype: &str, opts: &str, free: u64, rotational: Option<bool>) -> Disk {
@@ -751,25 +881,39 @@ mod tests {
             .collect()
     }
 
-    fn read(mb_s: f64, first_byte_ms: f64) -> ReadBench {
+    pub(crate) fn read(mb_s: f64, first_byte_ms: f64) -> ReadBench {
         ReadBench {
             objects: 100,
             missing: 0,
             bytes: (mb_s * 4e6) as u64,
             secs: 4.0,
             cache_bypassed: true,
-            open_ms: Spread { median: first_byte_ms / 2.0, p90: first_byte_ms },
-            first_byte_ms: Spread { median: first_byte_ms, p90: first_byte_ms * 2.0 },
+            open_ms: Spread {
+                median: first_byte_ms / 2.0,
+                p90: first_byte_ms,
+            },
+            first_byte_ms: Spread {
+                median: first_byte_ms,
+                p90: first_byte_ms * 2.0,
+            },
             stream_bytes_per_s: Some(mb_s * 1e6),
             batch_bytes_per_s: vec![mb_s * 1e6, mb_s * 0.9e6, mb_s * 1e6, mb_s * 1.1e6],
         }
     }
 
-    fn write(mb_s: f64) -> WriteBench {
+    pub(crate) fn write(mb_s: f64) -> WriteBench {
         WriteBench {
             rounds: vec![
-                WriteRound { bytes: (mb_s * 2e6) as u64, secs: 2.0, fsync_secs: 0.5 },
-                WriteRound { bytes: (mb_s * 2e6 * 0.8) as u64, secs: 2.0, fsync_secs: 0.6 },
+                WriteRound {
+                    bytes: (mb_s * 2e6) as u64,
+                    secs: 2.0,
+                    fsync_secs: 0.5,
+                },
+                WriteRound {
+                    bytes: (mb_s * 2e6 * 0.8) as u64,
+                    secs: 2.0,
+                    fsync_secs: 0.6,
+                },
             ],
         }
     }
@@ -810,8 +954,16 @@ mod tests {
         Measurements {
             machine: machine(),
             source: Some(disk("ext4", "rw", 0, Some(true))),
-            dest: Some(disk("nfs", "rw,vers=3,rsize=131072,wsize=131072,hard", 8_000_000_000_000, None)),
-            names: Some(NameFacts { case_insensitive: Some(false), checks: vec![] }),
+            dest: Some(disk(
+                "nfs",
+                "rw,vers=3,rsize=131072,wsize=131072,hard",
+                8_000_000_000_000,
+                None,
+            )),
+            names: Some(NameFacts {
+                case_insensitive: Some(false),
+                checks: vec![],
+            }),
             read: Some(read(110.0, 2.0)),
             write: Some(write(95.0)),
             scaling: curve(&[(1, 40.0), (4, 150.0), (16, 520.0), (64, 1400.0)]),
@@ -824,7 +976,10 @@ mod tests {
             machine: machine(),
             source: Some(disk("ext4", "rw", 0, Some(false))),
             dest: Some(disk("ext4", "rw", 4_000_000_000_000, Some(false))),
-            names: Some(NameFacts { case_insensitive: Some(false), checks: vec![] }),
+            names: Some(NameFacts {
+                case_insensitive: Some(false),
+                checks: vec![],
+            }),
             read: Some(read(1800.0, 0.08)),
             write: Some(write(1500.0)),
             scaling: curve(&[(1, 9000.0), (4, 21000.0), (16, 22000.0), (64, 20500.0)]),
@@ -838,7 +993,10 @@ mod tests {
             machine: machine(),
             source: Some(disk("ext4", "rw", 0, Some(false))),
             dest: Some(disk("cifs", "rw,vers=3.0", 8_000_000_000_000, None)),
-            names: Some(NameFacts { case_insensitive: Some(true), checks: vec![] }),
+            names: Some(NameFacts {
+                case_insensitive: Some(true),
+                checks: vec![],
+            }),
             read: Some(read(400.0, 0.2)),
             write: Some(write(10.0)),
             scaling: curve(&[(1, 30.0), (4, 118.0), (16, 450.0), (64, 1500.0)]),
@@ -854,16 +1012,32 @@ mod tests {
         w.folders = 344_000;
         let a = advise(&m, &w, &CommandBase::default());
         assert_eq!(a.threads, 64, "{}", a.threads_reason);
-        assert!(a.threads_reason.contains("still rising"), "{}", a.threads_reason);
-        assert!(a.warnings.iter().any(|x| x.contains("wsize=131072")), "{:?}", a.warnings);
-        assert!(a.warnings.iter().any(|x| x.contains("rotational")), "{:?}", a.warnings);
+        assert!(
+            a.threads_reason.contains("still rising"),
+            "{}",
+            a.threads_reason
+        );
+        assert!(
+            a.warnings.iter().any(|x| x.contains("wsize=131072")),
+            "{:?}",
+            a.warnings
+        );
+        assert!(
+            a.warnings.iter().any(|x| x.contains("rotational")),
+            "{:?}",
+            a.warnings
+        );
         assert!(a.blocking.is_empty());
         let e = estimate(&m, &w, a.threads).unwrap();
         assert!(e.best_s <= e.worst_s);
         // 1.76 TB at 95 MB/s is about 5.1 h; 1.65M items at ~1400 files/s less the hard disk's
         // latency is well under that, so this one is bound by bandwidth.
         assert_eq!(e.bound, "bandwidth");
-        assert!((5.0 * 3600.0..6.0 * 3600.0).contains(&e.best_s), "{}", e.best_s);
+        assert!(
+            (5.0 * 3600.0..6.0 * 3600.0).contains(&e.best_s),
+            "{}",
+            e.best_s
+        );
         // With one worker the same dump is bound by per-file cost and takes days.
         let one = estimate(&m, &w, 1).unwrap();
         assert_eq!(one.bound, "per-file");
@@ -876,9 +1050,14 @@ mod tests {
         let w = work(1_000_000, 64_000_000_000);
         let e = estimate(&m, &w, 64).unwrap();
         assert_eq!(e.bound, "per-file");
-        // 1.2M items: per-file rate 1400/s, slowed by the hard disk's 2 ms first byte with
-        // 2 reads in flight: 1 / (1/1400 + 0.001) = 583 items/s -> about 34 minutes.
-        assert!((1900.0..2300.0).contains(&(e.best_s - w.plan_secs)), "{}", e.best_s);
+        // 1.1M items (1M files, 200K folders at half weight): per-file rate 1400/s, slowed by
+        // the hard disk's 2 ms first byte with 2 reads in flight: 1 / (1/1400 + 0.001) = 583
+        // items/s -> about 31 minutes.
+        assert!(
+            (1700.0..2100.0).contains(&(e.best_s - w.plan_secs)),
+            "{}",
+            e.best_s
+        );
     }
 
     #[test]
@@ -887,7 +1066,11 @@ mod tests {
         let w = work(200_000, 300_000_000_000);
         let a = advise(&m, &w, &CommandBase::default());
         assert_eq!(a.threads, 4, "{}", a.threads_reason);
-        assert!(a.threads_reason.contains("barely help"), "{}", a.threads_reason);
+        assert!(
+            a.threads_reason.contains("barely help"),
+            "{}",
+            a.threads_reason
+        );
         assert!(a.warnings.is_empty(), "{:?}", a.warnings);
         let e = estimate(&m, &w, 4).unwrap();
         assert_eq!(e.bound, "bandwidth");
@@ -905,7 +1088,11 @@ mod tests {
         assert_eq!(a.threads, 64);
         let eb = estimate(&m, &big, a.threads).unwrap();
         assert_eq!(eb.bound, "bandwidth");
-        assert!((eb.bytes_best_s - 40_000.0).abs() < 100.0, "{}", eb.bytes_best_s);
+        assert!(
+            (eb.bytes_best_s - 40_000.0).abs() < 100.0,
+            "{}",
+            eb.bytes_best_s
+        );
         let es = estimate(&m, &small, a.threads).unwrap();
         assert_eq!(es.bound, "per-file");
         // And with one worker the small-file dump takes 64x-ish longer on the per-file term.
@@ -920,8 +1107,19 @@ mod tests {
         assert_eq!(p, NamePolicy::Windows);
         assert!(why.contains("ignores case"), "{why}");
         let w = work(10, 10);
-        let a = advise(&m, &w, &CommandBase { args: vec![], auto_policy: Some(NamePolicy::Windows) });
-        assert!(a.warnings.iter().any(|x| x.contains("--names windows")), "{:?}", a.warnings);
+        let a = advise(
+            &m,
+            &w,
+            &CommandBase {
+                args: vec![],
+                auto_policy: Some(NamePolicy::Windows),
+            },
+        );
+        assert!(
+            a.warnings.iter().any(|x| x.contains("--names windows")),
+            "{:?}",
+            a.warnings
+        );
         assert!(a.command.ends_with("--names posix"), "{}", a.command);
     }
 
@@ -930,16 +1128,24 @@ mod tests {
         let n = NameFacts {
             case_insensitive: Some(false),
             checks: vec![
-                NameCheck { what: "|".into(), windows_rule: true, outcome: NameOutcome::Accepted },
+                NameCheck {
+                    what: "|".into(),
+                    windows_rule: true,
+                    outcome: NameOutcome::Accepted,
+                },
                 NameCheck {
                     what: ":".into(),
                     windows_rule: true,
-                    outcome: NameOutcome::Rejected { error: "Invalid argument".into() },
+                    outcome: NameOutcome::Rejected {
+                        error: "Invalid argument".into(),
+                    },
                 },
                 NameCheck {
                     what: "255-byte name".into(),
                     windows_rule: false,
-                    outcome: NameOutcome::Rejected { error: "File name too long".into() },
+                    outcome: NameOutcome::Rejected {
+                        error: "File name too long".into(),
+                    },
                 },
             ],
         };
@@ -948,9 +1154,17 @@ mod tests {
         assert!(why.contains(':') && !why.contains('|'), "{why}");
         let (p, _) = choose_policy(Some(NamePolicy::Posix), None, Some(&n));
         assert_eq!(p, NamePolicy::Posix);
-        let m = Measurements { names: Some(n), machine: machine(), ..Default::default() };
+        let m = Measurements {
+            names: Some(n),
+            machine: machine(),
+            ..Default::default()
+        };
         let a = advise(&m, &work(5, 5), &CommandBase::default());
-        assert!(a.warnings.iter().any(|x| x.contains("255-byte")), "{:?}", a.warnings);
+        assert!(
+            a.warnings.iter().any(|x| x.contains("255-byte")),
+            "{:?}",
+            a.warnings
+        );
     }
 
     #[test]
@@ -961,7 +1175,11 @@ mod tests {
         // 10 GB + 2 MB of block rounding + 5% + 1 GB = about 11.5 GB.
         let a = advise(&m, &w, &CommandBase::default());
         assert_eq!(a.blocking.len(), 1, "{:?}", a.blocking);
-        assert!(a.blocking[0].contains("not enough space"), "{}", a.blocking[0]);
+        assert!(
+            a.blocking[0].contains("not enough space"),
+            "{}",
+            a.blocking[0]
+        );
         m.dest.as_mut().unwrap().free_bytes = Some(12_000_000_000);
         assert!(advise(&m, &w, &CommandBase::default()).blocking.is_empty());
     }
@@ -972,7 +1190,11 @@ mod tests {
         m.machine.fd_hard = Some(128);
         let a = advise(&m, &work(100_000, 1_000_000_000), &CommandBase::default());
         assert_eq!(a.threads, 32);
-        assert!(a.warnings.iter().any(|x| x.contains("open-file limit")), "{:?}", a.warnings);
+        assert!(
+            a.warnings.iter().any(|x| x.contains("open-file limit")),
+            "{:?}",
+            a.warnings
+        );
     }
 
     #[test]
@@ -983,18 +1205,57 @@ mod tests {
         // 2000 huge files: per-file work is negligible next to 400 GB of bytes.
         let a = advise(&m, &work(2000, 400_000_000_000), &CommandBase::default());
         assert_eq!(a.threads, 4, "{}", a.threads_reason);
-        assert!(a.threads_reason.contains("hard disk"), "{}", a.threads_reason);
+        assert!(
+            a.threads_reason.contains("hard disk"),
+            "{}",
+            a.threads_reason
+        );
     }
 
     #[test]
     fn no_measurements_fall_back_to_the_default_and_no_estimate() {
-        let mut m = Measurements { machine: machine(), ..Default::default() };
+        let mut m = Measurements {
+            machine: machine(),
+            ..Default::default()
+        };
         m.dest = Some(disk("nfs4", "rw", 1 << 50, None));
         let w = work(10_000, 1_000_000);
         let a = advise(&m, &w, &CommandBase::default());
         assert_eq!(a.threads, 32);
         assert!(a.threads_reason.contains("default"), "{}", a.threads_reason);
         assert!(estimate(&m, &w, 32).is_none());
+    }
+
+    #[test]
+    fn small_objects_give_no_read_bandwidth_so_latency_is_not_counted_twice() {
+        let mut m = fast_local();
+        m.read.as_mut().unwrap().stream_bytes_per_s = None;
+        m.read.as_mut().unwrap().bytes = 1_000_000;
+        let w = work(100_000, 3_000_000_000);
+        let e = estimate(&m, &w, 4).unwrap();
+        // Bandwidth comes from the write benchmark alone.
+        assert!(
+            (e.bandwidth_best - 1.5e9).abs() < 1e6,
+            "{}",
+            e.bandwidth_best
+        );
+    }
+
+    #[test]
+    fn one_disk_for_both_shares_its_bandwidth() {
+        let mut m = fast_local();
+        let w = work(10, 3_000_000_000);
+        let apart = estimate(&m, &w, 4).unwrap();
+        m.same_filesystem = true;
+        let shared = estimate(&m, &w, 4).unwrap();
+        // 1.8 GB/s read and 1.5 GB/s write on one disk: 1 / (1/1.8 + 1/1.5) = 0.82 GB/s.
+        assert!((apart.bandwidth_best - 1.5e9).abs() < 1e6);
+        assert!(
+            (shared.bandwidth_best - 0.818e9).abs() < 1e7,
+            "{}",
+            shared.bandwidth_best
+        );
+        assert!(shared.bytes_best_s > 1.8 * apart.bytes_best_s);
     }
 
     #[test]
@@ -1016,6 +1277,20 @@ mod tests {
         }
         let counts: Vec<u64> = h.iter().map(|b| b.files).collect();
         assert_eq!(counts, [2, 1, 1, 0, 0, 1]);
+    }
+
+    #[test]
+    fn repeats_merge_into_one_point_per_level() {
+        assert_eq!(abba(&[1, 4, 16]), [1, 4, 16, 16, 4, 1]);
+        let mut a = curve(&[(4, 100.0), (1, 50.0)]);
+        let mut b = curve(&[(4, 300.0)]);
+        b[0].low_files_per_s = 10.0;
+        a.append(&mut b);
+        let m = merge_points(&a);
+        assert_eq!(m.iter().map(|p| p.threads).collect::<Vec<_>>(), [1, 4]);
+        assert_eq!(m[1].files, 800);
+        assert_eq!(m[1].files_per_s, 200.0);
+        assert_eq!(m[1].low_files_per_s, 10.0);
     }
 
     #[test]

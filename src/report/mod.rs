@@ -234,6 +234,8 @@ pub struct Report {
     pub notes: Vec<Problem>,
     pub structure_problems: Vec<crate::plan::Problem>,
     pub warnings: Vec<String>,
+    /// How `--threads auto` chose the thread count (`None` when given as a number).
+    pub tuning: Option<crate::preflight::Tuning>,
 }
 
 fn now_ms() -> i64 {
@@ -280,6 +282,7 @@ impl Report {
             notes: Vec::new(),
             structure_problems: Vec::new(),
             warnings: Vec::new(),
+            tuning: None,
         }
     }
 
@@ -397,6 +400,9 @@ impl Report {
                 human_bytes(self.bytes_per_s as u64),
                 self.threads
             ));
+        }
+        if let Some(t) = &self.tuning {
+            s.push_str(&format!("  threads: {}\n", t.line()));
         }
         if !self.renamed.is_empty() {
             s.push_str(&format!(

@@ -105,13 +105,17 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let plan_time = started.elapsed();
     let totals = plan.totals(&index)?;
 
-    let threads = match cfg.threads {
-        Threads::Fixed(n) => n,
-        Threads::Auto => default_threads(cfg),
+    let (threads, tuning) = match cfg.threads {
+        Threads::Fixed(n) => (n, None),
+        Threads::Auto => {
+            let t = crate::preflight::auto_threads(cfg, &totals);
+            (t.threads, Some(t))
+        }
     };
     let fd_limit = raise_fd_limit();
 
     let mut report = Report::new(cfg, &totals, threads);
+    report.tuning = tuning;
     report.phases.insert("plan".into(), plan_time.as_secs_f64());
     for r in plan.folder_renames() {
         report.add_rename(&r.original, &r.restored);

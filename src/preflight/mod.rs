@@ -1,0 +1,575 @@
+//! Pre-flight: before a copy that takes hours, find out whether it fits, how long it will
+//! take and which settings suit this machine and these disks, from measurements rather than
+//! guesses. Also the quick auto-tune behind `restore --threads auto`.
+//!
+//! `preflight SOURCE DEST` runs, within `--budget` seconds:
+//!
+//! 1. the machine: CPU, memory, open-file limits, OS ([`machine`]);
+//! 2. both filesystems: type, mount options, free space, rotational source disk; DEST's
+//!    case sensitivity and the characters it refuses, tested with real names;
+//! 3. the work, from the database (never a walk of the object store): files, bytes, a size
+//!    histogram and the names the chosen policy changes;
+//! 4. benchmarks, each bounded in time and size: cold-cache reads of sampled objects, a
+//!    flushed sequential write to DEST, and the per-file cost on DEST at 1, 4, 16 and 64
+//!    workers, measured up and down again so a machine whose load drifts does not favour
+//!    one end (the scaling curve; on NFS/SMB it is the network round trip);
+//! 5. advice and an estimate ([`model`]): threads from the scaling curve, warnings, a ready
+//!    `restore` command, and a best/worst duration band from the model described there.
+//!
+//! Probes sit behind [`probe::Probe`], so the advice is a pure function of measurements and
+//! is tested on made-up machines. Pre-flight never writes to the source, writes to DEST only
+//! inside one probe folder that it removes, and gives up on a disk that stops answering.
+//!
+//! Exit codes: 0 all fine (warnings allowed), 1 a blocking problem (not enough space, a
+//! destination that stopped answering), 2 bad input (unusable source, DEST inside SOURCE),
+//! 130 interrupted (the probe folder is still removed).
+//!
+//! `restore --threads auto` calls [`auto_threads`]: the per-file benchmark alone at three
+//! levels, up and down again, a quarter second (local) or half a second (network) per step:
+//! a few seconds in all.
+//! It writes only inside the probe folder too, and falls back to the filesystem-type default
+//! when it cannot measure (dry run, very small jobs, errors), saying why in the report.
+
+pub mod machine;
+pub mod model;
+pub mod probe;
+mod render;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::cli::{NamesArg, PreflightArgs, SelectArgs};
+use crate::config::{self, RestoreConfig};
+use crate::exit::Exit;
+use crate::fsinfo::FsInfo;
+use crate::plan::names::NamePolicy;
+use crate::plan::{Plan, PlanTotals};
+use crate::source::index::Index;
+pub use model::{
+    Advice, CommandBase, Estimate, Machine, Measurements, ScalingPoint, Work, MODEL_TEXT,
+};
+pub use probe::{Limits, Probe, ProbeError, RealProbe, Role};
+pub use render::{human, redact_numbers};
+
+/// JSON report format version.
+pub const PREFLIGHT_SCHEMA_VERSION: u32 = 1;
+/// The shortest `--budget` that leaves every benchmark some time.
+pub const MIN_BUDGET_SECS: u64 = 5;
+/// contentIDs sampled for the source read benchmark.
+pub const SAMPLE_OBJECTS: usize = 400;
+/// Concurrency levels of the full per-file benchmark.
+pub const LEVELS: [usize; 4] = [1, 4, 16, 64];
+/// Below this many selected files the quick auto-tune is not worth its seconds.
+pub const QUICK_MIN_FILES: u64 = 1000;
+const READ_MAX_BYTES: u64 = 128 << 20;
+const WRITE_MAX_BYTES: u64 = 128 << 20;
+/// Below this, a write benchmark says nothing (two rounds of a few chunks).
+const MIN_WRITE_BYTES: u64 = 8 << 20;
+const LEVEL_MAX_FILES: u64 = 20_000;
+const QUICK_MAX_FILES: u64 = 5_000;
+/// Default `--mtime-from` (dates do not matter for pre-flight, the plan needs one).
+const DATE_FIELDS: &str = "imageDate,videoDate,cTime,birthTime";
+
+static STOP: AtomicBool = AtomicBool::new(false);
+static HANDLER: std::sync::Once = std::sync::Once::new();
+
+/// Whether Ctrl-C (or SIGTERM) asked to stop: benchmarks end early, cleanup still runs.
+pub(crate) fn stopping() -> bool {
+    STOP.load(Ordering::SeqCst) || crate::restore::interrupted()
+}
+
+fn install_signal_handler() {
+    HANDLER.call_once(|| {
+        let _ = ctrlc::set_handler(|| {
+            if STOP.swap(true, Ordering::SeqCst) {
+                eprintln!("\nmycloud-recover: second interrupt, exiting now (the probe folder may remain in DEST)");
+                std::process::exit(130);
+            }
+            eprintln!("\nmycloud-recover: interrupted; stopping the benchmarks and removing the probe folder");
+        });
+    });
+}
+
+/// Everything pre-flight found (what `--json` prints).
+#[derive(Debug, Clone, Serialize)]
+pub struct PreflightReport {
+    pub schema_version: u32,
+    pub tool_version: &'static str,
+    pub source: PathBuf,
+    pub dest: PathBuf,
+    pub budget_s: u64,
+    pub duration_s: f64,
+    pub interrupted: bool,
+    pub measurements: Measurements,
+    pub work: Work,
+    pub advice: Advice,
+    pub estimate: Option<Estimate>,
+}
+
+impl PreflightReport {
+    pub fn exit(&self) -> Exit {
+        if self.interrupted {
+            Exit::Interrupted
+        } else if !self.advice.blocking.is_empty() {
+            Exit::Incomplete
+        } else {
+            Exit::Ok
+        }
+    }
+}
+
+/// What the orchestration needs besides the probe and the index.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub source: PathBuf,
+    pub dest: PathBuf,
+    pub select: SelectArgs,
+    pub budget: Duration,
+    /// The restore command's SOURCE, DEST and selection flags, shell-quoted.
+    pub command_args: Vec<String>,
+}
+
+/// `preflight SOURCE DEST`.
+pub fn run(a: &PreflightArgs) -> anyhow::Result<Exit> {
+    if a.budget < MIN_BUDGET_SECS {
+        anyhow::bail!(
+            "--budget {} is too short: give at least {MIN_BUDGET_SECS} seconds (the default, 40, gives steadier numbers)",
+            a.budget
+        );
+    }
+    let started = Instant::now();
+    install_signal_handler();
+    let layout = config::source(&a.source)?;
+    {
+        // Resolving DEST touches it: a dead NAS must not hang us here either.
+        let (l, d) = (layout.clone(), a.dest.clone());
+        match probe::with_deadline(Duration::from_secs(30), move || config::check_dest(&l, &d)) {
+            Some(r) => r?,
+            None => anyhow::bail!(
+                "the destination {} did not answer within 30 s: is it mounted, and is the NAS on and reachable?",
+                a.dest.display()
+            ),
+        }
+    }
+    config::plan_options(&a.select, &unknown_fs(), DATE_FIELDS)?;
+    let index = Index::open(&layout.db, layout.backup_db.as_deref())?;
+    let sample = index
+        .sample_content_ids(SAMPLE_OBJECTS)
+        .with_context(|| format!("cannot sample contentIDs from {}", layout.db.display()))?;
+    let opts = Options {
+        source: a.source.source.clone(),
+        dest: a.dest.clone(),
+        select: a.select.clone(),
+        budget: Duration::from_secs(a.budget),
+        command_args: command_args(
+            &a.source.source,
+            &a.dest,
+            a.source.db.as_deref(),
+            a.source.files_dir.as_deref(),
+            &a.select,
+        ),
+    };
+    let mut prober = RealProbe::new(layout, a.dest.clone(), sample);
+    let result = preflight(&mut prober, &index, &opts, started);
+    // Clean up whatever happened above.
+    let cleanup = prober.finish();
+    let mut report = result?;
+    match cleanup {
+        Ok(notes) => report.measurements.notes.extend(notes),
+        Err(e) => report.advice.warnings.insert(
+            0,
+            format!("pre-flight could not clean up after itself: {e}"),
+        ),
+    }
+    report.duration_s = started.elapsed().as_secs_f64();
+    let mut out = std::io::stdout().lock();
+    use std::io::Write;
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", human(&report))?;
+    }
+    Ok(report.exit())
+}
+
+fn unknown_fs() -> FsInfo {
+    FsInfo {
+        fstype: "unknown".into(),
+        mount_point: PathBuf::from("/"),
+        source: String::new(),
+        options: String::new(),
+    }
+}
+
+/// SOURCE, DEST and the selection flags of the recommended restore command.
+pub fn command_args(
+    source: &std::path::Path,
+    dest: &std::path::Path,
+    db: Option<&std::path::Path>,
+    files: Option<&std::path::Path>,
+    select: &SelectArgs,
+) -> Vec<String> {
+    let q = |p: &std::path::Path| model::shell_quote(&p.to_string_lossy());
+    let mut v = vec![q(source), q(dest)];
+    if let Some(d) = db {
+        v.extend(["--db".into(), q(d)]);
+    }
+    if let Some(f) = files {
+        v.extend(["--files".into(), q(f)]);
+    }
+    for o in &select.only {
+        v.extend(["--only".into(), model::shell_quote(o)]);
+    }
+    for u in &select.user {
+        v.extend(["--user".into(), model::shell_quote(u)]);
+    }
+    if select.include_trash {
+        v.push("--include-trash".into());
+    }
+    if let Some(n) = select.limit {
+        v.extend(["--limit".into(), n.to_string()]);
+    }
+    v
+}
+
+/// Runs every probe and benchmark through `p`, reads the work from `index`, and advises.
+/// The caller calls [`Probe::finish`] afterwards, whatever this returns.
+pub fn preflight(
+    p: &mut dyn Probe,
+    index: &Index,
+    opts: &Options,
+    started: Instant,
+) -> anyhow::Result<PreflightReport> {
+    let deadline = started + opts.budget;
+    let mut m = Measurements {
+        machine: p.machine(),
+        ..Default::default()
+    };
+    match p.disk(Role::Source) {
+        Ok(d) => m.source = Some(d),
+        Err(e) => m.notes.push(format!("source filesystem: {e}")),
+    }
+    match p.disk(Role::Dest) {
+        Ok(d) => m.dest = Some(d),
+        Err(e) => note_dest_error(&mut m, "destination filesystem", e),
+    }
+    m.same_filesystem = matches!(
+        (m.source.as_ref().and_then(|d| d.device_id), m.dest.as_ref().and_then(|d| d.device_id)),
+        (Some(a), Some(b)) if a == b
+    );
+    if m.dest_unresponsive.is_none() {
+        match p.names() {
+            Ok(n) => m.names = Some(n),
+            Err(e) => note_dest_error(&mut m, "name tests", e),
+        }
+    }
+
+    // The work, under the policy DEST needs.
+    let explicit = match opts.select.names {
+        NamesArg::Auto => None,
+        NamesArg::Posix => Some(NamePolicy::Posix),
+        NamesArg::Windows => Some(NamePolicy::Windows),
+    };
+    let dest_fs = m
+        .dest
+        .as_ref()
+        .map(|d| d.fs.clone())
+        .unwrap_or_else(unknown_fs);
+    let (policy, policy_reason) =
+        model::choose_policy(explicit, m.dest.as_ref().map(|d| &d.fs), m.names.as_ref());
+    let block = match &m.dest {
+        Some(d) if !d.network => d.block_size.unwrap_or(4096).clamp(512, 1 << 16),
+        _ => 4096,
+    };
+    let work = work(index, &opts.select, &dest_fs, policy, policy_reason, block)?;
+
+    if !stopping() {
+        benchmarks(p, &mut m, deadline);
+    }
+    let base = CommandBase {
+        args: opts.command_args.clone(),
+        auto_policy: m
+            .dest
+            .as_ref()
+            .map(|d| config::name_policy(NamesArg::Auto, &d.fs)),
+    };
+    let advice = model::advise(&m, &work, &base);
+    let estimate = model::estimate(&m, &work, advice.threads);
+    Ok(PreflightReport {
+        schema_version: PREFLIGHT_SCHEMA_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION"),
+        source: opts.source.clone(),
+        dest: opts.dest.clone(),
+        budget_s: opts.budget.as_secs(),
+        duration_s: started.elapsed().as_secs_f64(),
+        interrupted: stopping(),
+        measurements: m,
+        work,
+        advice,
+        estimate,
+    })
+}
+
+/// Records a destination probe's failure; a timeout marks DEST as unresponsive.
+fn note_dest_error(m: &mut Measurements, what: &str, e: ProbeError) {
+    match e {
+        ProbeError::TimedOut { .. } => m.dest_unresponsive = Some(e.to_string()),
+        ProbeError::Interrupted => {}
+        e => m.notes.push(format!("{what}: {e}")),
+    }
+}
+
+/// Runs the benchmarks in the time left before `deadline` (at least a few seconds):
+/// a fifth each for reading and writing, the rest for the per-file levels.
+fn benchmarks(p: &mut dyn Probe, m: &mut Measurements, deadline: Instant) {
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .saturating_sub(Duration::from_secs(1))
+        .max(Duration::from_secs(3));
+    let read = Limits {
+        time: left / 5,
+        max_bytes: READ_MAX_BYTES,
+        max_files: SAMPLE_OBJECTS as u64,
+    };
+    match p.source_read(&read) {
+        Ok(r) => m.read = Some(r),
+        Err(ProbeError::Interrupted) => return,
+        Err(e) => m.notes.push(format!("source read benchmark: {e}")),
+    }
+    if m.dest_unresponsive.is_some() || stopping() {
+        return;
+    }
+    // Never take more than a quarter of DEST's free space.
+    let room = m
+        .dest
+        .as_ref()
+        .and_then(|d| d.free_bytes)
+        .map_or(u64::MAX, |f| f / 4);
+    let write = Limits {
+        time: left / 5,
+        max_bytes: WRITE_MAX_BYTES.min(room),
+        max_files: 2,
+    };
+    if write.max_bytes < MIN_WRITE_BYTES {
+        m.notes.push(format!(
+            "destination write benchmark: skipped, the destination has only {} free",
+            crate::report::human_bytes(room * 4)
+        ));
+    } else {
+        match p.dest_write(&write) {
+            Ok(w) => m.write = Some(w),
+            Err(e) => note_dest_error(m, "destination write benchmark", e),
+        }
+    }
+    // Each per-file step writes at most this many small files (blocks included).
+    let step_files = (LEVEL_MAX_FILES / 2).min(room / (2 * probe::SMALL_FILE_BYTES as u64));
+    if step_files < 100 {
+        m.notes
+            .push("per-file benchmark: skipped, the destination has almost no free space".into());
+        return;
+    }
+    // What is left now, spread over the levels (slow earlier steps shrink them), measured
+    // up and down again; the spare step's worth of time covers syncs and cleanup.
+    let order = model::abba(&LEVELS);
+    let per_step = deadline
+        .saturating_duration_since(Instant::now())
+        .saturating_sub(Duration::from_secs(1))
+        .max(Duration::from_secs(2))
+        / (order.len() as u32 + 2);
+    let mut points = Vec::new();
+    for t in order {
+        if m.dest_unresponsive.is_some() || stopping() {
+            break;
+        }
+        let limits = Limits {
+            time: per_step.max(Duration::from_millis(150)),
+            max_bytes: u64::MAX,
+            max_files: step_files,
+        };
+        match p.per_file(t, &limits) {
+            Ok(pt) => points.push(pt),
+            Err(e) => {
+                note_dest_error(m, &format!("per-file benchmark at {t} workers"), e);
+                break;
+            }
+        }
+    }
+    m.scaling = model::merge_points(&points);
+}
+
+/// Reads the work from the database: one pass of the plan (the restore does the same),
+/// counting selected files, bytes (also rounded up to `block`) and sizes.
+pub fn work(
+    index: &Index,
+    select: &SelectArgs,
+    dest_fs: &FsInfo,
+    policy: NamePolicy,
+    policy_reason: String,
+    block: u64,
+) -> anyhow::Result<Work> {
+    let t = Instant::now();
+    let mut opts = config::plan_options(select, dest_fs, DATE_FIELDS)?;
+    opts.policy = policy;
+    let plan = Plan::build(index, opts)?;
+    let mut w = Work {
+        files: 0,
+        folders: 0,
+        bytes: 0,
+        bytes_on_disk: 0,
+        filtered_files: 0,
+        policy,
+        policy_reason,
+        renamed_files: 0,
+        renamed_folders: plan.folder_renames().len() as u64,
+        plan_secs: 0.0,
+        histogram: model::empty_histogram(),
+    };
+    let block = block.max(1);
+    plan.for_each_file(index, |f| {
+        if f.skip.is_some() {
+            w.filtered_files += 1;
+            return;
+        }
+        w.files += 1;
+        w.bytes += f.size;
+        w.bytes_on_disk += f.size.div_ceil(block) * block;
+        w.renamed_files += f.renamed_from.is_some() as u64;
+        model::add_to_histogram(&mut w.histogram, f.size);
+    })?;
+    w.folders = plan.folders_deepest_first().len() as u64;
+    w.plan_secs = t.elapsed().as_secs_f64();
+    Ok(w)
+}
+
+/// What `--threads auto` chose, and why (carried in the restore report).
+#[derive(Debug, Clone, Serialize)]
+pub struct Tuning {
+    pub threads: usize,
+    /// Chosen from measurements (false: the filesystem-type default).
+    pub measured: bool,
+    pub reason: String,
+    pub curve: Vec<ScalingPoint>,
+    pub secs: f64,
+}
+
+impl Tuning {
+    /// One line for the restore summary.
+    pub fn line(&self) -> String {
+        if !self.measured {
+            return format!("{} threads (not measured: {})", self.threads, self.reason);
+        }
+        let curve = self
+            .curve
+            .iter()
+            .map(|p| format!("{}: {:.0}", p.threads, p.files_per_s))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "{} threads, from a {:.1}s measurement of the destination (files/s by threads: {curve}): {}",
+            self.threads, self.secs, self.reason
+        )
+    }
+}
+
+/// The quick auto-tune on any probe: per-file cost at three levels, the same choice rule as
+/// pre-flight, limited by the files and the open-file limit.
+pub fn quick_tune(
+    p: &mut dyn Probe,
+    network: bool,
+    files: u64,
+    fd_limit: u64,
+) -> Result<Tuning, ProbeError> {
+    let started = Instant::now();
+    let (levels, slice): (&[usize], _) = if network {
+        (&[4, 16, 64], Duration::from_millis(500))
+    } else {
+        (&[1, 4, 16], Duration::from_millis(250))
+    };
+    let mut points = Vec::new();
+    for t in model::abba(levels) {
+        let limits = Limits {
+            time: slice,
+            max_bytes: u64::MAX,
+            max_files: QUICK_MAX_FILES / 2,
+        };
+        points.push(p.per_file(t, &limits)?);
+    }
+    let curve = model::merge_points(&points);
+    let (n, why) = model::pick_threads(&curve)
+        .ok_or_else(|| ProbeError::Other("no test file could be written".into()))?;
+    let (threads, reason, warning) = model::cap_threads(n, why, files, fd_limit);
+    let reason = match warning {
+        Some(w) => format!("{reason} (warning: {w})"),
+        None => reason,
+    };
+    Ok(Tuning {
+        threads,
+        measured: true,
+        reason,
+        curve,
+        secs: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// `--threads auto`: a quick measurement of DEST, or the filesystem-type default (with the
+/// reason) when measuring is not possible or not worth it. Never writes in a dry run.
+pub fn auto_threads(cfg: &RestoreConfig, totals: &PlanTotals) -> Tuning {
+    let started = Instant::now();
+    let default = crate::restore::default_threads(cfg);
+    let kind = if cfg.dest_fs.is_network() {
+        "network"
+    } else {
+        "local"
+    };
+    let fallback = |why: String| Tuning {
+        threads: default,
+        measured: false,
+        reason: format!(
+            "{why}; the default for a {kind} destination ({}) is used",
+            cfg.dest_fs.fstype
+        ),
+        curve: Vec::new(),
+        secs: started.elapsed().as_secs_f64(),
+    };
+    if cfg.dry_run {
+        return fallback("dry run, so nothing was written to the destination to measure it".into());
+    }
+    if totals.selected_files < QUICK_MIN_FILES {
+        return fallback(format!(
+            "{} files to restore, too few for a measurement to pay off",
+            totals.selected_files
+        ));
+    }
+    let fd_limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .unwrap_or(u64::MAX)
+        .min(model::FD_RAISE_CAP);
+    let mut prober = RealProbe::new(cfg.source.clone(), cfg.dest.clone(), Vec::new())
+        .with_grace(Duration::from_secs(10));
+    let result = quick_tune(
+        &mut prober,
+        cfg.dest_fs.is_network(),
+        totals.selected_files,
+        fd_limit,
+    );
+    let cleanup = prober.finish();
+    match (result, cleanup) {
+        (Ok(mut t), cleanup) => {
+            if let Err(e) = cleanup {
+                t.reason = format!("{} (warning: {e})", t.reason);
+            }
+            t.secs = started.elapsed().as_secs_f64();
+            t
+        }
+        (Err(ProbeError::Interrupted), _) => fallback("interrupted while measuring".into()),
+        (Err(e), _) => fallback(format!("could not measure the destination: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

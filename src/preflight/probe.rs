@@ -1,0 +1,853 @@
+//! The impure half of pre-flight: probes that measure this machine and both disks.
+//!
+//! Everything sits behind the [`Probe`] trait so the logic that turns measurements into
+//! advice can be tested with made-up numbers. [`RealProbe`] is the real thing:
+//!
+//! - It never writes to the source: objects are opened read-only (with `O_NOATIME` where
+//!   allowed, so not even their access times change) and the index is opened immutable.
+//! - Everything it writes goes into one probe folder, `DEST/.mcr-preflight-<pid>`, which
+//!   [`Probe::finish`] removes (with DEST itself, and its parents, when pre-flight created
+//!   them). A probe folder left by a killed run is removed by the next one.
+//! - Every call that touches a disk runs on its own thread and is waited for with a
+//!   deadline, so a NAS that stopped answering (a hard NFS mount blocks forever) turns into
+//!   a clear message instead of a hung pre-flight. After a destination timeout, no further
+//!   destination probe is attempted.
+//! - Each benchmark is bounded in time and size and stops early on Ctrl-C.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::machine;
+use super::model::{
+    Disk, Machine, NameCheck, NameFacts, NameOutcome, ReadBench, ScalingPoint, Spread, WriteBench,
+    WriteRound,
+};
+use crate::fsinfo;
+use crate::source::SourceLayout;
+
+/// Prefix of the probe folder in DEST.
+pub const PROBE_DIR_PREFIX: &str = ".mcr-preflight-";
+/// Size of each file the per-file benchmark writes.
+pub const SMALL_FILE_BYTES: usize = 4096;
+
+/// Which side of the restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Source,
+    Dest,
+}
+
+impl Role {
+    fn word(self) -> &'static str {
+        match self {
+            Role::Source => "source",
+            Role::Dest => "destination",
+        }
+    }
+}
+
+/// Why a probe gave no answer. Messages name the path.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the {role} {} did not answer within {secs} s while {what}: is it still mounted, and is the NAS on and reachable? (pre-flight gave up rather than hang)", path.display())]
+    TimedOut {
+        role: &'static str,
+        path: PathBuf,
+        what: String,
+        secs: u64,
+    },
+    #[error("interrupted")]
+    Interrupted,
+    #[error("{0}")]
+    Other(String),
+}
+
+fn io_err(what: &str, path: &Path) -> impl FnOnce(io::Error) -> ProbeError {
+    let (what, path) = (what.to_string(), path.to_path_buf());
+    move |source| ProbeError::Io { what, path, source }
+}
+
+/// How much a benchmark may do.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub time: Duration,
+    pub max_bytes: u64,
+    pub max_files: u64,
+}
+
+/// Measures the machine and the disks. Benchmarks write only to DEST and must leave nothing
+/// behind once [`Probe::finish`] has run.
+pub trait Probe {
+    fn machine(&mut self) -> Machine;
+    fn disk(&mut self, role: Role) -> Result<Disk, ProbeError>;
+    /// Case sensitivity and refused characters of DEST.
+    fn names(&mut self) -> Result<NameFacts, ProbeError>;
+    /// Source read throughput on sampled objects, page cache bypassed.
+    fn source_read(&mut self, limits: &Limits) -> Result<ReadBench, ProbeError>;
+    /// Destination sequential write throughput, flushed to stable storage.
+    fn dest_write(&mut self, limits: &Limits) -> Result<WriteBench, ProbeError>;
+    /// Destination per-file cost with `threads` workers for `limits.time`.
+    fn per_file(&mut self, threads: usize, limits: &Limits) -> Result<ScalingPoint, ProbeError>;
+    /// Removes everything written; returns notes for the report (e.g. leftovers removed).
+    fn finish(&mut self) -> Result<Vec<String>, ProbeError>;
+}
+
+/// The probe folder and the DEST folders pre-flight had to create (outermost first).
+#[derive(Debug, Clone)]
+struct Workspace {
+    dir: PathBuf,
+    created: Vec<PathBuf>,
+}
+
+/// The real prober.
+pub struct RealProbe {
+    source: SourceLayout,
+    dest: PathBuf,
+    /// contentIDs to read for the source benchmark.
+    sample: Vec<String>,
+    /// Extra time a disk call gets beyond its own budget before it counts as hung.
+    grace: Duration,
+    workspace: Option<Workspace>,
+    dest_dead: Option<String>,
+    notes: Vec<String>,
+}
+
+impl RealProbe {
+    pub fn new(source: SourceLayout, dest: PathBuf, sample: Vec<String>) -> RealProbe {
+        RealProbe {
+            source,
+            dest,
+            sample,
+            grace: Duration::from_secs(20),
+            workspace: None,
+            dest_dead: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// Sets how long a disk call may overrun before it counts as hung (tests use less).
+    pub fn with_grace(mut self, grace: Duration) -> RealProbe {
+        self.grace = grace;
+        self
+    }
+
+    /// The probe folder, once created.
+    pub fn probe_dir(&self) -> Option<&Path> {
+        self.workspace.as_ref().map(|w| w.dir.as_path())
+    }
+
+    /// Runs `f` on its own thread and waits at most `budget` + grace for it.
+    fn guarded<T: Send + 'static>(
+        &mut self,
+        role: Role,
+        what: &str,
+        budget: Duration,
+        f: impl FnOnce() -> Result<T, ProbeError> + Send + 'static,
+    ) -> Result<T, ProbeError> {
+        if role == Role::Dest {
+            if let Some(why) = &self.dest_dead {
+                return Err(ProbeError::Other(format!("skipped: {why}")));
+            }
+        }
+        let limit = budget + self.grace;
+        match with_deadline(limit, f) {
+            Some(r) => r,
+            None => {
+                let e = ProbeError::TimedOut {
+                    role: role.word(),
+                    path: match role {
+                        Role::Source => self.source.files.clone(),
+                        Role::Dest => self.dest.clone(),
+                    },
+                    what: what.to_string(),
+                    secs: limit.as_secs(),
+                };
+                if role == Role::Dest {
+                    self.dest_dead = Some(e.to_string());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates the probe folder (and DEST if missing) on first use.
+    fn workspace(&mut self) -> Result<PathBuf, ProbeError> {
+        if let Some(w) = &self.workspace {
+            return Ok(w.dir.clone());
+        }
+        let dest = self.dest.clone();
+        let (ws, notes) = self.guarded(
+            Role::Dest,
+            "creating the probe folder",
+            Duration::ZERO,
+            move || create_workspace(&dest),
+        )?;
+        self.notes.extend(notes);
+        let dir = ws.dir.clone();
+        self.workspace = Some(ws);
+        Ok(dir)
+    }
+}
+
+/// Runs `f` on a detached thread; `None` if it did not finish within `limit` (the thread is
+/// left behind: a call blocked in the kernel on a dead NAS cannot be cancelled).
+pub fn with_deadline<T: Send + 'static>(
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let spawned = std::thread::Builder::new()
+        .name("mcr-probe".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        });
+    if spawned.is_err() {
+        return None;
+    }
+    rx.recv_timeout(limit).ok()
+}
+
+/// Whether a process with this id runs here (`/proc` says so; unknown counts as running).
+fn pid_alive(pid: u32) -> bool {
+    !Path::new("/proc/self").exists() || Path::new("/proc").join(pid.to_string()).exists()
+}
+
+fn create_workspace(dest: &Path) -> Result<(Workspace, Vec<String>), ProbeError> {
+    let mut notes = Vec::new();
+    let mut missing = Vec::new();
+    let mut cur = Some(dest);
+    while let Some(d) = cur.filter(|d| !d.as_os_str().is_empty()) {
+        if d.exists() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        cur = d.parent();
+    }
+    missing.reverse();
+    std::fs::create_dir_all(dest).map_err(io_err("cannot create the destination", dest))?;
+    // Leftovers of a pre-flight that was killed before it could clean up.
+    if let Ok(rd) = std::fs::read_dir(dest) {
+        for entry in rd.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix(PROBE_DIR_PREFIX) else {
+                continue;
+            };
+            let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| p != std::process::id() && !pid_alive(p)) {
+                let p = entry.path();
+                match std::fs::remove_dir_all(&p) {
+                    Ok(()) => notes.push(format!(
+                        "removed {} left by an interrupted pre-flight",
+                        p.display()
+                    )),
+                    Err(e) => notes.push(format!(
+                        "could not remove {} left by an interrupted pre-flight: {e}",
+                        p.display()
+                    )),
+                }
+            }
+        }
+    }
+    let base = format!("{PROBE_DIR_PREFIX}{}", std::process::id());
+    for n in 0u32.. {
+        let name = if n == 0 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
+        let dir = dest.join(name);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                return Ok((
+                    Workspace {
+                        dir,
+                        created: missing,
+                    },
+                    notes,
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 1000 => continue,
+            Err(e) => return Err(io_err("cannot write to the destination: creating", &dir)(e)),
+        }
+    }
+    Err(ProbeError::Other("no free probe folder name".into()))
+}
+
+fn remove_workspace(ws: &Workspace) -> Result<(), ProbeError> {
+    match std::fs::remove_dir_all(&ws.dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("cannot remove the probe folder", &ws.dir)(e)),
+    }
+    // DEST (and parents) pre-flight created: only if still empty.
+    for d in ws.created.iter().rev() {
+        if std::fs::remove_dir(d).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+impl Probe for RealProbe {
+    fn machine(&mut self) -> Machine {
+        machine::probe()
+    }
+
+    fn disk(&mut self, role: Role) -> Result<Disk, ProbeError> {
+        let path = match role {
+            Role::Source => self.source.files.clone(),
+            Role::Dest => self.dest.clone(),
+        };
+        self.guarded(
+            role,
+            "reading its filesystem type and free space",
+            Duration::ZERO,
+            move || Ok(disk_of(&path)),
+        )
+    }
+
+    fn names(&mut self) -> Result<NameFacts, ProbeError> {
+        let dir = self.workspace()?.join("names");
+        self.guarded(Role::Dest, "testing names", Duration::ZERO, move || {
+            name_checks(&dir)
+        })
+    }
+
+    fn source_read(&mut self, limits: &Limits) -> Result<ReadBench, ProbeError> {
+        let (source, ids, limits) = (self.source.clone(), self.sample.clone(), *limits);
+        self.guarded(
+            Role::Source,
+            "reading sample objects",
+            limits.time,
+            move || read_objects(&source, &ids, &limits),
+        )
+    }
+
+    fn dest_write(&mut self, limits: &Limits) -> Result<WriteBench, ProbeError> {
+        let dir = self.workspace()?;
+        let limits = *limits;
+        self.guarded(Role::Dest, "writing a test file", limits.time, move || {
+            let mut rounds = Vec::new();
+            for r in 0..2 {
+                if super::stopping() {
+                    return Err(ProbeError::Interrupted);
+                }
+                let half = Limits {
+                    time: limits.time / 2,
+                    max_bytes: limits.max_bytes / 2,
+                    max_files: 1,
+                };
+                rounds.push(write_round(
+                    &dir.join(format!("sequential-{r}.bin")),
+                    &half,
+                    r,
+                )?);
+            }
+            Ok(WriteBench { rounds })
+        })
+    }
+
+    fn per_file(&mut self, threads: usize, limits: &Limits) -> Result<ScalingPoint, ProbeError> {
+        let dir = self.workspace()?;
+        let limits = *limits;
+        self.guarded(
+            Role::Dest,
+            &format!("creating small files with {threads} workers"),
+            limits.time,
+            move || per_file_level(&dir, threads.max(1), &limits),
+        )
+    }
+
+    fn finish(&mut self) -> Result<Vec<String>, ProbeError> {
+        let mut notes = std::mem::take(&mut self.notes);
+        let Some(ws) = self.workspace.take() else {
+            return Ok(notes);
+        };
+        if let Some(why) = &self.dest_dead {
+            return Err(ProbeError::Other(format!(
+                "could not remove the probe folder {} ({why}); delete it once the destination answers again",
+                ws.dir.display()
+            )));
+        }
+        let w = ws.clone();
+        self.guarded(
+            Role::Dest,
+            "removing the probe folder",
+            Duration::ZERO,
+            move || remove_workspace(&w),
+        )
+        .map_err(|e| ProbeError::Other(format!("{e}; delete {} by hand", ws.dir.display())))?;
+        notes.extend(std::mem::take(&mut self.notes));
+        Ok(notes)
+    }
+}
+
+/// Filesystem facts for `path` (or its nearest existing ancestor).
+pub fn disk_of(path: &Path) -> Disk {
+    let fs = fsinfo::probe(path);
+    let at = fsinfo::existing_ancestor(path);
+    let vfs = rustix::fs::statvfs(&at).ok();
+    let network = fs.is_network();
+    Disk {
+        path: path.to_path_buf(),
+        network,
+        free_bytes: vfs.as_ref().map(|s| s.f_bavail.saturating_mul(s.f_frsize)),
+        total_bytes: vfs.as_ref().map(|s| s.f_blocks.saturating_mul(s.f_frsize)),
+        block_size: vfs.as_ref().map(|s| s.f_frsize).filter(|b| *b > 0),
+        rotational: if network {
+            None
+        } else {
+            machine::rotational(&at)
+        },
+        device_id: rustix::fs::stat(&at).ok().map(|s| s.st_dev),
+        fs,
+    }
+}
+
+/// The names tried on DEST: what, the name, and whether the Windows policy avoids it.
+fn name_tests() -> Vec<(&'static str, String, bool)> {
+    let mut v: Vec<(&'static str, String, bool)> = [
+        ("|", "a|b"),
+        (":", "a:b"),
+        ("?", "a?b"),
+        ("*", "a*b"),
+        ("<", "a<b"),
+        (">", "a>b"),
+        ("\"", "a\"b"),
+        ("\\", "a\\b"),
+        ("trailing dot", "ab."),
+        ("trailing space", "ab "),
+    ]
+    .into_iter()
+    .map(|(w, n)| (w, n.to_string(), true))
+    .collect();
+    v.push(("255-byte names", "n".repeat(251), false));
+    v.push((
+        "non-ASCII names",
+        "e\u{301}t\u{e9} \u{65e5}\u{672c} \u{1f600}".to_string(),
+        false,
+    ));
+    v
+}
+
+/// Creates test names in `dir` (created here, removed at the end) and reports what DEST did.
+fn name_checks(dir: &Path) -> Result<NameFacts, ProbeError> {
+    std::fs::create_dir(dir).map_err(io_err("cannot create", dir))?;
+    let result = (|| {
+        let create = |p: &Path| {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(p)
+                .map(drop)
+        };
+        let lower = dir.join("case-probe");
+        create(&lower).map_err(io_err("cannot create", &lower))?;
+        let case_insensitive = match create(&dir.join("CASE-PROBE")) {
+            Ok(()) => Some(false),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Some(true),
+            Err(_) => None,
+        };
+        let mut checks = Vec::new();
+        for (i, (what, name, windows_rule)) in name_tests().into_iter().enumerate() {
+            let prefix = format!("t{i:02}-");
+            let full = format!("{prefix}{name}");
+            let outcome = match create(&dir.join(&full)) {
+                Err(e) => NameOutcome::Rejected {
+                    error: e.to_string(),
+                },
+                Ok(()) => {
+                    let listed = std::fs::read_dir(dir)
+                        .map_err(io_err("cannot list", dir))?
+                        .filter_map(|e| {
+                            e.ok().map(|e| e.file_name().to_string_lossy().into_owned())
+                        })
+                        .find(|n| n.starts_with(&prefix));
+                    match listed {
+                        Some(n) if n == full => NameOutcome::Accepted,
+                        Some(n) => NameOutcome::Altered { stored_as: n },
+                        None => NameOutcome::Altered {
+                            stored_as: "(not listed)".into(),
+                        },
+                    }
+                }
+            };
+            checks.push(NameCheck {
+                what: what.to_string(),
+                windows_rule,
+                outcome,
+            });
+        }
+        Ok(NameFacts {
+            case_insensitive,
+            checks,
+        })
+    })();
+    let removed = std::fs::remove_dir_all(dir).map_err(io_err("cannot remove", dir));
+    let facts = result?;
+    removed?;
+    Ok(facts)
+}
+
+/// Opens an object read-only without touching its access time where the kernel allows it.
+fn open_object(p: &Path) -> io::Result<File> {
+    match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(p)
+    {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(p),
+        r => r,
+    }
+}
+
+fn read_some(f: &mut File, buf: &mut [u8], path: &Path) -> Result<usize, ProbeError> {
+    loop {
+        match f.read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err("cannot read", path)(e)),
+        }
+    }
+}
+
+/// Reads sampled objects, each after dropping its cached pages, and times the first read
+/// (a small file's whole cost) apart from the streaming that follows.
+fn read_objects(
+    source: &SourceLayout,
+    ids: &[String],
+    limits: &Limits,
+) -> Result<ReadBench, ProbeError> {
+    const FIRST: usize = 64 << 10;
+    const CHUNK: usize = 1 << 20;
+    const PER_OBJECT_CAP: u64 = 32 << 20;
+    use rustix::fs::{fadvise, Advice};
+
+    let mut buf = vec![0u8; CHUNK];
+    let start = Instant::now();
+    let mut b = ReadBench {
+        cache_bypassed: true,
+        ..Default::default()
+    };
+    // Per object: bytes, total seconds.
+    let mut per: Vec<(u64, f64)> = Vec::new();
+    let (mut opens, mut firsts) = (Vec::new(), Vec::new());
+    let (mut stream_bytes, mut stream_secs) = (0u64, 0f64);
+    for id in ids {
+        if start.elapsed() >= limits.time
+            || b.bytes >= limits.max_bytes
+            || b.objects >= limits.max_files
+        {
+            break;
+        }
+        if super::stopping() {
+            return Err(ProbeError::Interrupted);
+        }
+        if !crate::source::is_safe_content_id(id) {
+            continue;
+        }
+        let candidates = [source.sharded_object_path(id), Some(source.files.join(id))];
+        let t0 = Instant::now();
+        let mut opened = None;
+        for p in candidates.into_iter().flatten() {
+            match open_object(&p) {
+                Ok(f) => {
+                    opened = Some((f, p));
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(_) => break,
+            }
+        }
+        let open_s = t0.elapsed().as_secs_f64();
+        let Some((mut f, path)) = opened else {
+            b.missing += 1;
+            continue;
+        };
+        // Drop the object's cached pages so the read comes from the disk.
+        if fadvise(&f, 0, 0, Advice::DontNeed).is_err() {
+            b.cache_bypassed = false;
+        }
+        let t1 = Instant::now();
+        let first = read_some(&mut f, &mut buf[..FIRST], &path)? as u64;
+        let first_s = open_s + t1.elapsed().as_secs_f64();
+        let t2 = Instant::now();
+        let mut rest = 0u64;
+        if first > 0 {
+            while first + rest < PER_OBJECT_CAP && start.elapsed() < limits.time {
+                let n = read_some(&mut f, &mut buf, &path)?;
+                if n == 0 {
+                    break;
+                }
+                rest += n as u64;
+            }
+        }
+        let rest_s = t2.elapsed().as_secs_f64();
+        // Leave the cache as we found it: without the pages we just read.
+        let _ = fadvise(&f, 0, 0, Advice::DontNeed);
+        opens.push(open_s * 1000.0);
+        firsts.push(first_s * 1000.0);
+        stream_bytes += rest;
+        stream_secs += rest_s;
+        per.push((first + rest, first_s + rest_s));
+        b.objects += 1;
+        b.bytes += first + rest;
+        b.secs += first_s + rest_s;
+    }
+    if b.objects == 0 {
+        return Err(ProbeError::Other(format!(
+            "none of the {} sampled contentIDs has a readable object under {}",
+            b.missing,
+            source.files.display()
+        )));
+    }
+    b.open_ms = Spread::of(opens);
+    b.first_byte_ms = Spread::of(firsts);
+    b.stream_bytes_per_s =
+        (stream_bytes >= 4 << 20 && stream_secs > 0.0).then(|| stream_bytes as f64 / stream_secs);
+    if per.len() >= 4 {
+        for chunk in per.chunks(per.len().div_ceil(4)) {
+            let (bytes, secs) = chunk
+                .iter()
+                .fold((0u64, 0f64), |(b, s), (x, y)| (b + x, s + y));
+            if secs > 0.0 {
+                b.batch_bytes_per_s.push(bytes as f64 / secs);
+            }
+        }
+    }
+    Ok(b)
+}
+
+/// Incompressible test data (compression on the destination would flatter zeros).
+fn test_data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(len);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Writes one file sequentially (syncing every 16 MB, so the clock sees the disk and not
+/// the page cache), fsyncs it, and removes it.
+fn write_round(path: &Path, limits: &Limits, round: u64) -> Result<WriteRound, ProbeError> {
+    const CHUNK: usize = 1 << 20;
+    const SYNC_EVERY: u64 = 16 << 20;
+    let mut data = test_data(CHUNK, round + 1);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io_err("cannot create", path))?;
+    let result = (|| {
+        let t = Instant::now();
+        let (mut bytes, mut unsynced) = (0u64, 0u64);
+        while bytes < limits.max_bytes.max(CHUNK as u64) && t.elapsed() < limits.time {
+            if super::stopping() {
+                return Err(ProbeError::Interrupted);
+            }
+            data[..8].copy_from_slice(&bytes.to_le_bytes());
+            f.write_all(&data).map_err(io_err("cannot write", path))?;
+            bytes += CHUNK as u64;
+            unsynced += CHUNK as u64;
+            if unsynced >= SYNC_EVERY {
+                f.sync_data().map_err(io_err("cannot flush", path))?;
+                unsynced = 0;
+            }
+        }
+        let ts = Instant::now();
+        f.sync_all().map_err(io_err("cannot flush", path))?;
+        Ok(WriteRound {
+            bytes,
+            secs: t.elapsed().as_secs_f64(),
+            fsync_secs: ts.elapsed().as_secs_f64(),
+        })
+    })();
+    drop(f);
+    let removed = std::fs::remove_file(path).map_err(io_err("cannot remove", path));
+    let r = result?;
+    removed?;
+    Ok(r)
+}
+
+/// What the restore does per file, minus the data: create a temporary file, write a little,
+/// set its dates, close, rename into place.
+fn one_file(tmp: &Path, fin: &Path, data: &[u8], t: SystemTime) -> Result<(), ProbeError> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(tmp)
+        .map_err(io_err("cannot create", tmp))?;
+    f.write_all(data).map_err(io_err("cannot write", tmp))?;
+    f.set_times(std::fs::FileTimes::new().set_modified(t).set_accessed(t))
+        .map_err(io_err("cannot set dates on", tmp))?;
+    drop(f);
+    std::fs::rename(tmp, fin).map_err(io_err("cannot rename into", fin))
+}
+
+/// Per-file cost with `threads` workers, each in its own folder, for `limits.time`, then a
+/// `syncfs` (what restore's default batch durability does); the files are removed
+/// afterwards, untimed.
+fn per_file_level(dir: &Path, threads: usize, limits: &Limits) -> Result<ScalingPoint, ProbeError> {
+    let level = dir.join(format!("files-{threads}"));
+    std::fs::create_dir(&level).map_err(io_err("cannot create", &level))?;
+    // One folder per worker: a restore spreads files over many folders (about four files per
+    // folder on real devices), and creates in one folder serialise on its lock, which on
+    // NFS/SMB would hide exactly the parallelism being measured.
+    for t in 0..threads {
+        let d = level.join(format!("w{t}"));
+        if let Err(e) = std::fs::create_dir(&d) {
+            let _ = std::fs::remove_dir_all(&level);
+            return Err(io_err("cannot create", &d)(e));
+        }
+    }
+    // Flush what earlier steps left dirty, so the timed sync below is this level's own.
+    if let Ok(d) = File::open(&level) {
+        let _ = rustix::fs::syncfs(&d);
+    }
+    let data = test_data(SMALL_FILE_BYTES, threads as u64);
+    let stamp = SystemTime::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
+    let slice = limits.time.max(Duration::from_millis(50));
+    let reserved = AtomicU64::new(0);
+    let start = Instant::now();
+    // Per worker: files done, files per third of the slice, first error.
+    type WorkerResult = (u64, [u64; 3], Option<ProbeError>);
+    let results: Vec<WorkerResult> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (level, data, reserved) = (&level, &data, &reserved);
+                s.spawn(move || {
+                    let (mut done, mut thirds) = (0u64, [0u64; 3]);
+                    loop {
+                        if start.elapsed() >= slice
+                            || super::stopping()
+                            || reserved.fetch_add(1, Ordering::Relaxed) >= limits.max_files
+                        {
+                            return (done, thirds, None);
+                        }
+                        let tmp = level.join(format!("w{t}/.t{done}"));
+                        let fin = level.join(format!("w{t}/f{done}"));
+                        if let Err(e) = one_file(&tmp, &fin, data, stamp) {
+                            return (done, thirds, Some(e));
+                        }
+                        done += 1;
+                        let k =
+                            (start.elapsed().as_secs_f64() / slice.as_secs_f64() * 3.0) as usize;
+                        thirds[k.min(2)] += 1;
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    (
+                        0,
+                        [0; 3],
+                        Some(ProbeError::Other("a benchmark thread panicked".into())),
+                    )
+                })
+            })
+            .collect()
+    });
+    let work_secs = start.elapsed().as_secs_f64();
+    let ts = Instant::now();
+    let synced = File::open(&level)
+        .and_then(|d| rustix::fs::syncfs(&d).map_err(io::Error::from))
+        .map_err(io_err("cannot flush", &level));
+    let sync_secs = ts.elapsed().as_secs_f64();
+    // Clean up in parallel (a NAS deletes faster with several requests in flight).
+    let cleanup: Vec<Result<(), ProbeError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = results
+            .iter()
+            .enumerate()
+            .map(|(t, (done, _, _))| {
+                let level = &level;
+                s.spawn(move || -> Result<(), ProbeError> {
+                    let d = level.join(format!("w{t}"));
+                    for i in 0..*done {
+                        let p = d.join(format!("f{i}"));
+                        std::fs::remove_file(&p).map_err(io_err("cannot remove", &p))?;
+                    }
+                    let _ = std::fs::remove_file(d.join(format!(".t{done}")));
+                    std::fs::remove_dir(&d).map_err(io_err("cannot remove", &d))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(ProbeError::Other("a cleanup thread panicked".into())))
+            })
+            .collect()
+    });
+    let files: u64 = results.iter().map(|r| r.0).sum();
+    let mut thirds = [0u64; 3];
+    for r in &results {
+        for (k, n) in r.1.iter().enumerate() {
+            thirds[k] += n;
+        }
+    }
+    if let Some(e) = results.into_iter().find_map(|r| r.2) {
+        let _ = std::fs::remove_dir_all(&level);
+        return Err(e);
+    }
+    for c in cleanup {
+        c?;
+    }
+    std::fs::remove_dir(&level).map_err(io_err("cannot remove", &level))?;
+    synced?;
+    if super::stopping() {
+        return Err(ProbeError::Interrupted);
+    }
+    Ok(scaling_point(
+        threads, files, thirds, work_secs, sync_secs, slice,
+    ))
+}
+
+/// Rates from the counts: the sync is charged to every third alike; the low rate is the
+/// slowest third (only when the slice ran to its end, not when the file cap stopped it).
+fn scaling_point(
+    threads: usize,
+    files: u64,
+    thirds: [u64; 3],
+    work_secs: f64,
+    sync_secs: f64,
+    slice: Duration,
+) -> ScalingPoint {
+    let secs = work_secs + sync_secs;
+    let files_per_s = if secs > 0.0 { files as f64 / secs } else { 0.0 };
+    let full = work_secs >= 0.95 * slice.as_secs_f64();
+    let low_files_per_s = match thirds.iter().min() {
+        Some(&low) if full && secs > 0.0 => {
+            let third = slice.as_secs_f64() / 3.0;
+            (low as f64 / third * work_secs / secs).min(files_per_s)
+        }
+        _ => files_per_s,
+    };
+    ScalingPoint {
+        threads,
+        files,
+        secs,
+        sync_secs,
+        files_per_s,
+        low_files_per_s,
+    }
+}
