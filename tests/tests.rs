@@ -1251,7 +1251,7 @@ fn preflight_reports_advises_and_leaves_no_trace() {
     let headings: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.starts_with(' ') && !l.is_empty())
-        .map(|l| mycloud_recover::preflight::redact_numbers(l))
+        .map(mycloud_recover::preflight::redact_numbers)
         .map(|l| l.split([' ', ':']).next().unwrap_or("").to_string())
         .collect();
     assert_eq!(
