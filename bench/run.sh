@@ -46,16 +46,21 @@ if [ "$MODE" = full ]; then
     NET_FILES=1000; NET_THREADS="1 2 4 8 16 32 64"; NET_DELAYS="0 2"
     SCALE_FILES=1350000
     : "${REPS:=3}"
-    DEFAULT_SECTIONS="shapes,cold,durability,copymethod,profile,net,scale"
+    EST_SMALL=20000; EST_REAL=2000; PROC_FILES=100000
+    DEFAULT_SECTIONS="shapes,cold,durability,copymethod,profile,net,scale,readorder,procs,estimate"
 else
     SMALL_FILES=10000; REAL_FILES=400; LARGE_FILES=16; DEMO_FILES=20000
     THREADS="1 4 16 auto"
     NET_FILES=200; NET_THREADS="1 4 16"; NET_DELAYS="2"
     SCALE_FILES=100000
     : "${REPS:=3}"
-    DEFAULT_SECTIONS="shapes,cold,durability,copymethod,profile,net,scale"
+    EST_SMALL=5000; EST_REAL=400; PROC_FILES=10000
+    DEFAULT_SECTIONS="shapes,cold,durability,copymethod,profile,net,scale,readorder,procs,estimate"
 fi
 SECTIONS=${SECTIONS:-$DEFAULT_SECTIONS}
+# Narrower runs: BENCH_SHAPES="small demo20k" and BENCH_THREADS="4 auto" override the lists.
+SHAPES=${BENCH_SHAPES:-small real large demo20k}
+THREADS=${BENCH_THREADS:-$THREADS}
 want() { [[ ",$SECTIONS," == *",$1,"* ]]; }
 
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -99,6 +104,7 @@ mkdir -p "$DATA/bin"
 cp "$REPO/target/release/mycloud-recover" "$DATA/bin/mcr"
 MCR=$DATA/bin/mcr
 cc -O2 -o "$DATA/bin/copytest" "$HERE/copytest.c"
+cc -O2 -pthread -o "$DATA/bin/readorder" "$HERE/readorder.c"
 
 # Can we drop the page cache? (root, and /proc/sys/vm writable)
 CAN_DROP=0
@@ -129,19 +135,23 @@ measure() {
     if [ "$cache" = cold ]; then drop_caches; else sync; fi
     local tf; tf=$(mktemp)
     local rc=0
+    local load1; load1=$(cut -d' ' -f1 /proc/loadavg)
     /usr/bin/time -f "%e %U %S %M" -o "$tf" "$@" >>"$LOG" 2>&1 || rc=$?
     local t; t=$(tail -1 "$tf"); rm -f "$tf"
     local plan="" copy="" fd="" extra=$EXTRA
     if [ -n "$REPORT" ] && [ -f "$REPORT" ]; then
-        read -r plan copy fd th < <(python3 - "$REPORT" <<'EOF'
+        read -r plan copy fd th ck < <(python3 - "$REPORT" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
 ph = d.get("phases", {})
-print(ph.get("plan", ""), ph.get("copy", ""), ph.get("folder_dates", ""), d.get("threads", ""))
+print(ph.get("plan", ""), ph.get("copy", ""), ph.get("folder_dates", ""), d.get("threads", ""),
+      "ckpt_write=%s;ckpt_flush=%s" % (ph.get("checkpoint_write", ""), ph.get("checkpoint_flush", "")))
 EOF
         ) || true
+        [ -n "${ck:-}" ] && extra="${extra:+$extra;}$ck"
         [ "$threads" = auto ] && extra="${extra:+$extra;}auto_threads=$th"
     fi
+    extra="${extra:+$extra;}load1=$load1"
     echo "$MODE,$section,$shape,$tool,$threads,$cache,$rep,${t// /,},$files,$bytes,$rc,$plan,$copy,$fd,$extra" >>"$CSV"
     log "$section $shape $tool t=$threads $cache rep$rep: ${t%% *} s (rc $rc)"
     REPORT=""
@@ -202,6 +212,7 @@ if want shapes; then
     for spec in "small $SMALL_FILES small" "real $REAL_FILES real" "large $LARGE_FILES large" "demo20k $DEMO_FILES demo"; do
         set -- $spec
         shape=$1
+        [[ " $SHAPES " == *" $shape "* ]] || continue
         gen_dump "$shape" "$2" "$3"
         make_tree "$shape"
         note "shape $shape: $TREE_FILES files, $TREE_BYTES bytes in the plain tree"
@@ -419,6 +430,105 @@ if want scale; then
         note "regen: not available in this build"
     fi
     [ "$KEEP" = 1 ] || rm -rf "$T"
+fi
+
+# ---------------------------------------------------------------- read order and reader count
+# Cold reads of every object of the small shape, in four orders, with 1, 4 and 16 readers.
+if want readorder; then
+    if [ "$CAN_DROP" = 1 ]; then
+        gen_dump small "$SMALL_FILES" small
+        "$MCR" plan "$DATA/small/dump" "$OUT/plan-dest" --json >"$DATA/small/plan.jsonl"
+        python3 "$HERE/orders.py" "$DATA/small/dump" "$DATA/small/orders" --restore-order "$DATA/small/plan.jsonl" 2>&1 | tee -a "$NOTES" >&2
+        n=$(wc -l <"$DATA/small/orders/db.txt")
+        b=$(xargs -d '\n' -a "$DATA/small/orders/db.txt" du -cb --apparent-size | awk '/total$/ {s += $1} END {print s}')
+        for rep in $(seq 1 "$REPS"); do
+            for order in db cid restore phys; do
+                for th in 1 4 16; do
+                    measure readorder small "read $order order" "$th" cold "$rep" "$n" "$b" "" -- \
+                        sh -c '"$1" "$2" < "$3"' _ "$DATA/bin/readorder" "$th" "$DATA/small/orders/$order.txt"
+                done
+            done
+        done
+    else
+        note "readorder: not measured (cannot drop the page cache, so reads would hit memory)"
+    fi
+fi
+
+# ---------------------------------------------------------------- threads vs processes
+# The same selection restored by 1 process x 4 threads, 2 x 2 and 4 x 1 (each process gets
+# its own --only prefixes, balanced by file count, and its own state folder).
+if want procs; then
+    gen_dump small "$PROC_FILES" small
+    "$MCR" plan "$DATA/small/dump" "$OUT/plan-dest" --json >"$DATA/small/plan.jsonl"
+    mkdir -p "$DATA/small/split"
+    python3 - "$DATA/small/plan.jsonl" "$DATA/small/split" <<'PY' 2>&1 | tee -a "$NOTES" >&2
+import json, sys, collections
+plan, out = sys.argv[1], sys.argv[2]
+count = collections.Counter()
+for line in open(plan):
+    v = json.loads(line)
+    if v.get("type") == "file" and v.get("skip") is None:
+        parts = v["path"].split("/")
+        if len(parts) >= 3:  # files two levels down: these prefixes split evenly
+            count["/".join(parts[:2])] += 1
+for p in (1, 2, 4):
+    bins = [[0, []] for _ in range(p)]
+    for prefix, n in sorted(count.items(), key=lambda kv: -kv[1]):
+        b = min(bins, key=lambda x: x[0])
+        b[0] += n
+        b[1].append(prefix)
+    for i, (n, prefixes) in enumerate(bins):
+        with open(f"{out}/p{p}-{i}.args", "w") as f:
+            f.write("".join(f"--only\n{x}\n" for x in prefixes))
+    print(f"procs: {p} group(s) of {[b[0] for b in bins]} files")
+open(f"{out}/total", "w").write(str(sum(count.values())))
+PY
+    cat >"$DATA/bin/procs.sh" <<'SH'
+#!/usr/bin/env bash
+# procs.sh MCR DUMP DEST STATEBASE SPLITDIR P T: P processes with T threads each, in parallel.
+set -u
+mcr=$1 dump=$2 dest=$3 state=$4 split=$5 p=$6 t=$7
+pids=()
+for i in $(seq 0 $((p - 1))); do
+    mapfile -t args <"$split/p$p-$i.args"
+    "$mcr" restore "$dump" "$dest" --threads "$t" --state-dir "$state-$i" --quiet "${args[@]}" >/dev/null 2>&1 &
+    pids+=($!)
+done
+rc=0
+for pid in "${pids[@]}"; do wait "$pid" || rc=$?; done
+exit $rc
+SH
+    chmod +x "$DATA/bin/procs.sh"
+    for rep in $(seq 1 "$REPS"); do
+        for pt in "1 4" "2 2" "4 1"; do
+            set -- $pt
+            measure procs small "mcr $1 proc x $2 threads" "$(( $1 * $2 ))" warm "$rep" "$(cat "$DATA/small/split/total")" "" \
+                "$OUT/dst $OUT/st-0 $OUT/st-1 $OUT/st-2 $OUT/st-3" -- \
+                "$DATA/bin/procs.sh" "$MCR" "$DATA/small/dump" "$OUT/dst" "$OUT/st" "$DATA/small/split" "$1" "$2"
+        done
+    done
+fi
+
+# ---------------------------------------------------------------- estimate against actual
+# Pre-flight's estimate, then the restore it recommends, on two size mixes; cold and warm.
+if want estimate; then
+    for spec in "est-small $EST_SMALL small" "est-real $EST_REAL real"; do
+        set -- $spec; shape=$1
+        gen_dump "$shape" "$2" "$3"
+        for rep in $(seq 1 "$REPS"); do
+            rm -rf "$OUT/dst" "$OUT/state"; drop_caches
+            "$MCR" preflight "$DATA/$shape/dump" "$OUT/dst" --json >"$OUT/preflight.json" 2>>"$LOG" || true
+            read -r th best worst < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); e=d.get("estimate") or {}; print(d["advice"]["threads"], e.get("best_s",""), e.get("worst_s",""))' "$OUT/preflight.json")
+            for cache in cold warm; do
+                EXTRA="est_best=$best;est_worst=$worst"
+                REPORT=$OUT/state/report.json
+                measure estimate "$shape" "mcr (pre-flight's advice)" "$th" "$cache" "$rep" "" "" "$OUT/dst $OUT/state" -- \
+                    "$MCR" restore "$DATA/$shape/dump" "$OUT/dst" --threads "$th" --state-dir "$OUT/state" --quiet
+            done
+            note "estimate $shape rep $rep: $th threads, best $best s, worst $worst s"
+        done
+        [ "$KEEP" = 1 ] || rm -rf "${DATA:?}/$shape"
+    done
 fi
 
 # ---------------------------------------------------------------- summary and cleanup

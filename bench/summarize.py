@@ -67,7 +67,24 @@ def stats(rs):
         "fdates": med(f("folder_dates_s")),
         "rc": ",".join(sorted({r["rc"] for r in rs})),
         "auto": auto_of([r["extra"] for r in rs]),
+        "ckpt": med(extra_floats(rs, "ckpt_write")),
+        "flush": med(extra_floats(rs, "ckpt_flush")),
+        "est_best": med(extra_floats(rs, "est_best")),
+        "est_worst": med(extra_floats(rs, "est_worst")),
     }
+
+
+def extra_floats(rs, key):
+    out = []
+    for r in rs:
+        for part in (r["extra"] or "").split(";"):
+            k, _, v = part.partition("=")
+            if k == key and v:
+                try:
+                    out.append(float(v))
+                except ValueError:
+                    pass
+    return out
 
 
 def fmt(x, nd=2):
@@ -98,20 +115,39 @@ def main():
                 ratio = fmt(s["wall"] / f["wall"]) + "x" if f and ("resume" in k[2] or "regen" in k[2]) else ""
                 print(f"| {k[1]} | {k[2]} | {k[4]} | {fmt(s['wall'])} | {fmt(s['wmin'])}-{fmt(s['wmax'])} | {fmt(s['cpu'])} | {fmt(s['rss_mb'], 0)} | {s['n']} | {ratio} | {fmt(s['load'], 1)} |")
             continue
-        base_tool = "cfr" if sec == "copymethod" else "cp -a"
-        print(f"| shape | tool | threads | cache | delay ms | files/s | MB/s | wall s | min-max | CPU s | peak RSS MB | vs {base_tool} | runs | load | phases plan/copy/dirs s |")
+        if sec == "estimate":
+            print("| shape | cache | threads | estimate best s | estimate worst s | actual wall s (median) | min-max | runs | verdict |")
+            print("|---|---|---|---|---|---|---|---|---|")
+            for k in keys:
+                s = st[k]
+                lo, hi, w = s["est_best"], s["est_worst"], s["wall"]
+                if lo <= w <= hi:
+                    verdict = "bracketed"
+                else:
+                    near = min(abs(w - lo), abs(w - hi)) / w if w > 0 else float("nan")
+                    verdict = f"outside, {near * 100:.0f}% from the nearer bound"
+                print(f"| {k[1]} | {k[4]} | {k[3]} | {fmt(lo)} | {fmt(hi)} | {fmt(w)} | {fmt(s['wmin'])}-{fmt(s['wmax'])} | {s['n']} | {verdict} |")
+            continue
+        base_tool = {"copymethod": "cfr", "procs": "mcr 1 proc x 4 threads"}.get(sec, "cp -a")
+        base_name = "vs db order" if sec == "readorder" else f"vs {base_tool}"
+        print(f"| shape | tool | threads | cache | delay ms | files/s | MB/s | wall s | min-max | CPU s | peak RSS MB | {base_name} | runs | load | phases plan/copy/dirs s |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for k in keys:
             s = st[k]
             bt = base_tool
             if sec == "copymethod" and k[2].endswith("+sync"):
                 bt = "cfr+sync"
-            b = st.get((sec, k[1], bt, "1", k[4], k[5]))
+            if sec == "readorder":
+                bt = "read db order"
+            bth = k[3] if sec in ("readorder", "procs") else "1"
+            b = st.get((sec, k[1], bt, bth, k[4], k[5]))
             ratio = fmt(b["wall"] / s["wall"]) if b else "-"
             fps = s["files"] / s["wall"] if s["wall"] > 0 else float("nan")
             mbs = s["bytes"] / 1e6 / s["wall"] if s["wall"] > 0 else float("nan")
             th = k[3] + (f" ({s['auto']})" if k[3] == "auto" and s["auto"] else "")
             phases = "" if s["copy"] != s["copy"] else f"{fmt(s['plan'])}/{fmt(s['copy'])}/{fmt(s['fdates'])}"
+            if s["ckpt"] == s["ckpt"] and s["files"]:
+                phases += f"; checkpoint {s['ckpt'] / s['files'] * 1e6:.1f} us/file, flush {fmt(s['flush'])} s"
             print(f"| {k[1]} | {k[2]} | {th} | {k[4]} | {k[5] or '-'} | {fmt(fps, 0)} | {fmt(mbs, 0)} | {fmt(s['wall'])} | {fmt(s['wmin'])}-{fmt(s['wmax'])} | {fmt(s['cpu'])} | {fmt(s['rss_mb'], 0)} | {ratio} | {s['n']} | {fmt(s['load'], 1)} | {phases} |")
 
 
