@@ -47,7 +47,7 @@ use crate::config::{self, RestoreConfig};
 use crate::exit::Exit;
 use crate::fsinfo::FsInfo;
 use crate::plan::names::NamePolicy;
-use crate::plan::{Plan, PlanTotals};
+use crate::plan::Plan;
 use crate::source::index::Index;
 pub use model::{
     Advice, CommandBase, Estimate, Machine, Measurements, ScalingPoint, Work, MODEL_TEXT,
@@ -518,7 +518,8 @@ pub fn quick_tune(
 
 /// `--threads auto`: a quick measurement of DEST, or the filesystem-type default (with the
 /// reason) when measuring is not possible or not worth it. Never writes in a dry run.
-pub fn auto_threads(cfg: &RestoreConfig, totals: &PlanTotals) -> Tuning {
+/// `files_left` is what the restore still has to do (selected files not yet done).
+pub fn auto_threads(cfg: &RestoreConfig, files_left: u64) -> Tuning {
     let started = Instant::now();
     let default = crate::restore::default_threads(cfg);
     let kind = if cfg.dest_fs.is_network() {
@@ -539,10 +540,9 @@ pub fn auto_threads(cfg: &RestoreConfig, totals: &PlanTotals) -> Tuning {
     if cfg.dry_run {
         return fallback("dry run, so nothing was written to the destination to measure it".into());
     }
-    if totals.selected_files < QUICK_MIN_FILES {
+    if files_left < QUICK_MIN_FILES {
         return fallback(format!(
-            "{} files to restore, too few for a measurement to pay off",
-            totals.selected_files
+            "{files_left} files left to restore, too few for a measurement to pay off"
         ));
     }
     let fd_limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
@@ -554,7 +554,7 @@ pub fn auto_threads(cfg: &RestoreConfig, totals: &PlanTotals) -> Tuning {
     let result = quick_tune(
         &mut prober,
         cfg.dest_fs.is_network(),
-        totals.selected_files,
+        files_left,
         fd_limit,
     );
     let cleanup = prober.finish();

@@ -460,15 +460,6 @@ fn restore_config(dump: &Path, dest: &Path, extra: &[&str]) -> RestoreConfig {
     RestoreConfig::new(&a.source, &a.dest, &a.select, &a.run).unwrap()
 }
 
-fn totals(files: u64) -> PlanTotals {
-    PlanTotals {
-        files,
-        selected_files: files,
-        selected_bytes: files * 100,
-        ..Default::default()
-    }
-}
-
 #[test]
 fn auto_threads_measures_quickly_and_leaves_nothing_behind() {
     let t = tempfile::tempdir().unwrap();
@@ -480,7 +471,7 @@ fn auto_threads_measures_quickly_and_leaves_nothing_behind() {
         &["--state-dir", &t.path().join("state").display().to_string()],
     );
     let started = Instant::now();
-    let tuning = auto_threads(&cfg, &totals(50_000));
+    let tuning = auto_threads(&cfg, 50_000);
     assert!(tuning.measured, "{}", tuning.reason);
     assert!(
         started.elapsed() < Duration::from_secs(8),
@@ -498,14 +489,14 @@ fn auto_threads_falls_back_without_writing_in_a_dry_run_or_for_tiny_jobs() {
     let dump = demo_dump(t.path(), 10, Content::Tiny);
     let dest = t.path().join("restored");
     let cfg = restore_config(&dump, &dest, &["--dry-run"]);
-    let tuning = auto_threads(&cfg, &totals(50_000));
+    let tuning = auto_threads(&cfg, 50_000);
     assert!(!tuning.measured);
     assert_eq!(tuning.threads, crate::restore::default_threads(&cfg));
     assert!(tuning.reason.contains("dry run"), "{}", tuning.reason);
     assert!(tuning.line().contains("not measured"), "{}", tuning.line());
     assert!(!dest.exists());
     let cfg = restore_config(&dump, &dest, &[]);
-    let tuning = auto_threads(&cfg, &totals(12));
+    let tuning = auto_threads(&cfg, 12);
     assert!(
         !tuning.measured && tuning.reason.contains("too few"),
         "{}",

@@ -105,25 +105,6 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let plan_time = started.elapsed();
     let totals = plan.totals(&index)?;
 
-    let (threads, tuning) = match cfg.threads {
-        Threads::Fixed(n) => (n, None),
-        Threads::Auto => {
-            let t = crate::preflight::auto_threads(cfg, &totals);
-            (t.threads, Some(t))
-        }
-    };
-    let fd_limit = raise_fd_limit();
-
-    let mut report = Report::new(cfg, &totals, threads);
-    report.tuning = tuning;
-    report.phases.insert("plan".into(), plan_time.as_secs_f64());
-    for r in plan.folder_renames() {
-        report.add_rename(&r.original, &r.restored);
-    }
-    for p in plan.problems() {
-        report.structure_problems.push(p.clone());
-    }
-
     let mut ckpt = if cfg.dry_run {
         None
     } else {
@@ -144,6 +125,27 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         Some(c) => (c.done_keys()?, c.redo_keys()?),
         None => (HashSet::new(), HashSet::new()),
     };
+
+    // Tune after the checkpoint is known: a resume with little left is not worth measuring.
+    let (threads, tuning) = match cfg.threads {
+        Threads::Fixed(n) => (n, None),
+        Threads::Auto => {
+            let left = totals.selected_files.saturating_sub(done_keys.len() as u64);
+            let t = crate::preflight::auto_threads(cfg, left);
+            (t.threads, Some(t))
+        }
+    };
+    let fd_limit = raise_fd_limit();
+
+    let mut report = Report::new(cfg, &totals, threads);
+    report.tuning = tuning;
+    report.phases.insert("plan".into(), plan_time.as_secs_f64());
+    for r in plan.folder_renames() {
+        report.add_rename(&r.original, &r.restored);
+    }
+    for p in plan.problems() {
+        report.structure_problems.push(p.clone());
+    }
     if let Some(c) = &ckpt {
         if c.previous_run_unclean()? {
             let t = Instant::now();
