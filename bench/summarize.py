@@ -87,6 +87,11 @@ def extra_floats(rs, key):
     return out
 
 
+def md(text):
+    """A table cell: pipes escaped."""
+    return text.replace("|", "\\|")
+
+
 def fmt(x, nd=2):
     if x != x:  # nan
         return "-"
@@ -113,7 +118,7 @@ def main():
                 s = st[k]
                 f = st.get((sec, k[1], "find DEST | wc -l", "1", k[4], k[5]))
                 ratio = fmt(s["wall"] / f["wall"]) + "x" if f and ("resume" in k[2] or "regen" in k[2]) else ""
-                print(f"| {k[1]} | {k[2]} | {k[4]} | {fmt(s['wall'])} | {fmt(s['wmin'])}-{fmt(s['wmax'])} | {fmt(s['cpu'])} | {fmt(s['rss_mb'], 0)} | {s['n']} | {ratio} | {fmt(s['load'], 1)} |")
+                print(f"| {k[1]} | {md(k[2])} | {k[4]} | {fmt(s['wall'])} | {fmt(s['wmin'])}-{fmt(s['wmax'])} | {fmt(s['cpu'])} | {fmt(s['rss_mb'], 0)} | {s['n']} | {ratio} | {fmt(s['load'], 1)} |")
             continue
         if sec == "estimate":
             print("| shape | cache | threads | estimate best s | estimate worst s | actual wall s (median) | min-max | runs | verdict |")

@@ -1083,7 +1083,7 @@ fn crash_right_after_a_checkpoint_commit_loses_nothing_recorded() {
     // Everything the checkpoint calls done is complete on the destination.
     let db = rusqlite::Connection::open(dump.path("state").join("checkpoint.db")).unwrap();
     let mut stmt = db
-        .prepare("SELECT id, path FROM files WHERE outcome = 'copied'")
+        .prepare("SELECT id, path FROM log WHERE outcome = 'copied'")
         .unwrap();
     let done: Vec<(String, String)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))

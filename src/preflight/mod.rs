@@ -551,12 +551,7 @@ pub fn auto_threads(cfg: &RestoreConfig, files_left: u64) -> Tuning {
         .min(model::FD_RAISE_CAP);
     let mut prober = RealProbe::new(cfg.source.clone(), cfg.dest.clone(), Vec::new())
         .with_grace(Duration::from_secs(10));
-    let result = quick_tune(
-        &mut prober,
-        cfg.dest_fs.is_network(),
-        files_left,
-        fd_limit,
-    );
+    let result = quick_tune(&mut prober, cfg.dest_fs.is_network(), files_left, fd_limit);
     let cleanup = prober.finish();
     match (result, cleanup) {
         (Ok(mut t), cleanup) => {

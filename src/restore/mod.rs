@@ -122,7 +122,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         Some(c)
     };
     let (done_keys, redo_keys): (HashSet<u128>, HashSet<u128>) = match &ckpt {
-        Some(c) => (c.done_keys()?, c.redo_keys()?),
+        Some(c) => c.keys()?,
         None => (HashSet::new(), HashSet::new()),
     };
 
