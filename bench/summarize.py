@@ -121,17 +121,22 @@ def main():
                 print(f"| {k[1]} | {md(k[2])} | {k[4]} | {fmt(s['wall'])} | {fmt(s['wmin'])}-{fmt(s['wmax'])} | {fmt(s['cpu'])} | {fmt(s['rss_mb'], 0)} | {s['n']} | {ratio} | {fmt(s['load'], 1)} |")
             continue
         if sec == "estimate":
-            print("| shape | cache | threads | estimate best s | estimate worst s | actual wall s (median) | min-max | runs | verdict |")
-            print("|---|---|---|---|---|---|---|---|---|")
-            for k in keys:
-                s = st[k]
-                lo, hi, w = s["est_best"], s["est_worst"], s["wall"]
+            # One row per repetition: that repetition's pre-flight estimate against the
+            # restore it recommended, run right after it.
+            print("| shape | rep | threads | cache | estimate best s | estimate worst s | actual wall s | verdict |")
+            print("|---|---|---|---|---|---|---|---|")
+            for r in rows:
+                if r["section"] != sec:
+                    continue
+                lo = (extra_floats([r], "est_best") or [float("nan")])[0]
+                hi = (extra_floats([r], "est_worst") or [float("nan")])[0]
+                w = float(r["wall_s"])
                 if lo <= w <= hi:
                     verdict = "bracketed"
                 else:
                     near = min(abs(w - lo), abs(w - hi)) / w if w > 0 else float("nan")
                     verdict = f"outside, {near * 100:.0f}% from the nearer bound"
-                print(f"| {k[1]} | {k[4]} | {k[3]} | {fmt(lo)} | {fmt(hi)} | {fmt(w)} | {fmt(s['wmin'])}-{fmt(s['wmax'])} | {s['n']} | {verdict} |")
+                print(f"| {r['shape']} | {r['rep']} | {r['threads']} | {r['cache']} | {fmt(lo)} | {fmt(hi)} | {fmt(w)} | {verdict} |")
             continue
         base_tool = {"copymethod": "cfr", "procs": "mcr 1 proc x 4 threads"}.get(sec, "cp -a")
         base_name = "vs db order" if sec == "readorder" else f"vs {base_tool}"

@@ -14,7 +14,8 @@
 //! latency     = time to the first byte of a cold source object
 //! items/s     = 1 / (1 / rate(P) + latency / P_src)   P_src = P, or 1-2 for a hard disk
 //! bandwidth   = min(source read, destination write + fsync), or
-//!               1 / (1 / read + 1 / write) when both are one filesystem (they share a disk)
+//!               in the worst case 1 / (1 / read + 1 / write) when both are one filesystem
+//!               (one disk's time split between them)
 //! best        = plan time + max(bytes / bandwidth, items / items/s)   fastest rates, overlap
 //! worst       = plan time + bytes / bandwidth + items / items/s      slowest rates, no overlap
 //! ```
@@ -379,7 +380,8 @@ pub struct Estimate {
 /// The text explaining [`Estimate`], printed under it.
 pub const MODEL_TEXT: &str = concat!(
     "  Model: time = plan + max(bytes / bandwidth, items / items-per-second). Bandwidth is the\n",
-    "  slower of source read and destination write+fsync (shared when both are one disk);\n",
+    "  slower of source read and destination write+fsync (worst case: shared, when both are\n",
+    "  one filesystem);\n",
     "  items are files plus half the folders, at the destination's per-file rate for the chosen\n",
     "  threads slowed by the source's first-byte latency. Best case: the two overlap at the best\n",
     "  rates measured; worst case: they add up at the lowest rates seen.",
@@ -538,10 +540,13 @@ fn bandwidth(m: &Measurements) -> Option<(f64, f64)> {
         m.read.as_ref().and_then(ReadBench::bandwidth),
         m.write.as_ref().and_then(WriteBench::bandwidth),
     ) {
-        // One disk does both: its time is split between reading and writing.
+        // One filesystem does both. At worst its time is split between reading and
+        // writing (one hard disk head); at best reads and writes overlap (SSDs and virtual
+        // disks have separate queues; measured here: a 2.6 GB restore onto the same virtual
+        // disk ran at the slower of the two rates, not at the shared rate).
         (Some((rb, rw)), Some((wb, ww))) if m.same_filesystem => {
             let shared = |r: f64, w: f64| 1.0 / (1.0 / r + 1.0 / w);
-            Some((shared(rb, wb), shared(rw, ww)))
+            Some((rb.min(wb), shared(rw, ww)))
         }
         (Some((rb, rw)), Some((wb, ww))) => Some((rb.min(wb), rw.min(ww))),
         (Some(x), None) | (None, Some(x)) => Some(x),
@@ -1248,14 +1253,21 @@ pub(crate) mod tests {
         let apart = estimate(&m, &w, 4).unwrap();
         m.same_filesystem = true;
         let shared = estimate(&m, &w, 4).unwrap();
-        // 1.8 GB/s read and 1.5 GB/s write on one disk: 1 / (1/1.8 + 1/1.5) = 0.82 GB/s.
+        // Best: reads and writes overlap, the slower sets the pace, as on separate disks.
         assert!((apart.bandwidth_best - 1.5e9).abs() < 1e6);
-        assert!(
-            (shared.bandwidth_best - 0.818e9).abs() < 1e7,
-            "{}",
-            shared.bandwidth_best
+        assert_eq!(shared.bandwidth_best, apart.bandwidth_best);
+        // Worst: one disk's time is split, 1 / (1/read + 1/write) of the lowest rates.
+        let (r, w_) = (
+            m.read.as_ref().unwrap().bandwidth().unwrap().1,
+            m.write.as_ref().unwrap().bandwidth().unwrap().1,
         );
-        assert!(shared.bytes_best_s > 1.8 * apart.bytes_best_s);
+        let expect = 1.0 / (1.0 / r + 1.0 / w_);
+        assert!(
+            (shared.bandwidth_worst - expect).abs() < 1e6,
+            "{} vs {expect}",
+            shared.bandwidth_worst
+        );
+        assert!(shared.bytes_worst_s > apart.bytes_worst_s);
     }
 
     #[test]

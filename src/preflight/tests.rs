@@ -319,7 +319,8 @@ Estimated duration: 5h09m (best) to 8h27m (worst) with 64 threads
   Planning     42.0s
   Bound by     bandwidth: more threads will not make it faster; a faster disk or link would
   Model: time = plan + max(bytes / bandwidth, items / items-per-second). Bandwidth is the
-  slower of source read and destination write+fsync (shared when both are one disk);
+  slower of source read and destination write+fsync (worst case: shared, when both are
+  one filesystem);
   items are files plus half the folders, at the destination's per-file rate for the chosen
   threads slowed by the source's first-byte latency. Best case: the two overlap at the best
   rates measured; worst case: they add up at the lowest rates seen.
