@@ -503,6 +503,13 @@ fn auto_threads_falls_back_without_writing_in_a_dry_run_or_for_tiny_jobs() {
         "{}",
         tuning.reason
     );
+    // On a local disk only large jobs amortise the measurement.
+    let tuning = auto_threads(&cfg, QUICK_MIN_FILES_LOCAL - 1);
+    assert!(
+        !tuning.measured && tuning.reason.contains("local destination"),
+        "{}",
+        tuning.reason
+    );
     assert!(!dest.exists());
 }
 
