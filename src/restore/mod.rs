@@ -287,111 +287,144 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         drop(res_tx);
         drop(job_rx);
 
-        // Bookkeeping: this thread alone counts, records and reports.
-        let mut batch: Vec<Record> = Vec::new();
-        let mut last_commit = Instant::now();
-        let mut last_report = Instant::now();
-        // Time spent flushing DEST and writing the checkpoint, for the report's phases
-        // (this thread's own time; the workers keep copying meanwhile).
-        let (mut flush_time, mut record_time) = (Duration::ZERO, Duration::ZERO);
-        let mut commit =
-            |batch: &mut Vec<Record>, ckpt: &mut Option<Checkpoint>| -> anyhow::Result<()> {
-                if batch.is_empty() {
-                    return Ok(());
-                }
-                if let Some(c) = ckpt.as_mut() {
-                    if let Some(fd) = &dest_sync {
-                        if batch.iter().any(|r| r.outcome == Outcome::Copied) {
-                            let t = Instant::now();
-                            rustix::fs::syncfs(fd).with_context(|| {
-                                format!("cannot flush the destination {}", cfg.dest.display())
-                            })?;
-                            flush_time += t.elapsed();
-                        }
-                    }
-                    let t = Instant::now();
-                    c.record(batch)?;
-                    record_time += t.elapsed();
-                    if let Some(n) = faults.abort_after_commits {
-                        if commits.fetch_add(1, Ordering::SeqCst) + 1 >= n {
-                            // Simulates a crash right after a checkpoint commit.
-                            std::process::abort();
-                        }
+        // Group commits run on their own thread: a `syncfs` can take seconds, and if the
+        // bookkeeper waited for it, the result queue would fill and every worker would stall
+        // behind the flush (measured: 2.2 s of a 3.6 s restore on a fresh disk). One batch
+        // may wait while another is flushed, so memory stays bounded. A batch reaches the
+        // committer only after its files were renamed, and is recorded only after a
+        // `syncfs` that started later, so a record is still never ahead of the disk.
+        let (batch_tx, batch_rx) = bounded::<Vec<Record>>(1);
+        let ckpt_ref = &mut ckpt;
+        let (dest_sync, faults, commits) = (&dest_sync, &faults, &commits);
+        let committer = s.spawn(move || -> anyhow::Result<(Duration, Duration)> {
+            let (mut flush, mut write) = (Duration::ZERO, Duration::ZERO);
+            for batch in batch_rx {
+                let Some(c) = ckpt_ref.as_mut() else {
+                    continue;
+                };
+                if let Some(fd) = dest_sync {
+                    if batch.iter().any(|r| r.outcome == Outcome::Copied) {
+                        let t = Instant::now();
+                        rustix::fs::syncfs(fd).with_context(|| {
+                            format!("cannot flush the destination {}", cfg.dest.display())
+                        })?;
+                        flush += t.elapsed();
                     }
                 }
-                batch.clear();
-                Ok(())
+                let t = Instant::now();
+                c.record(&batch)?;
+                write += t.elapsed();
+                if let Some(n) = faults.abort_after_commits {
+                    if commits.fetch_add(1, Ordering::SeqCst) + 1 >= n {
+                        // Simulates a crash right after a checkpoint commit.
+                        std::process::abort();
+                    }
+                }
+            }
+            Ok((flush, write))
+        });
+
+        // Bookkeeping: this thread alone counts and reports, and hands batches to the
+        // committer. It owns the result queue: if it stops on an error, the queue closes and
+        // the workers stop instead of blocking on it.
+        let res_rx = res_rx;
+        let mut bookkeeping = || -> anyhow::Result<()> {
+            let mut batch: Vec<Record> = Vec::new();
+            let mut last_commit = Instant::now();
+            let mut last_report = Instant::now();
+            // False once the committer has stopped (on an error, which its join reports).
+            let commit = |batch: &mut Vec<Record>| -> bool {
+                batch.is_empty() || batch_tx.send(std::mem::take(batch)).is_ok()
             };
-        loop {
-            match res_rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(d) => {
-                    if d.outcome != Outcome::Filtered && d.outcome != Outcome::AlreadyDone {
-                        if let Some((dir, _)) = d.file.rel_path.rsplit_once('/') {
-                            if !touched.contains(dir) {
-                                touched.insert(dir.to_string());
+            loop {
+                match res_rx.recv_timeout(Duration::from_millis(200)) {
+                    Ok(d) => {
+                        if d.outcome != Outcome::Filtered && d.outcome != Outcome::AlreadyDone {
+                            if let Some((dir, _)) = d.file.rel_path.rsplit_once('/') {
+                                if !touched.contains(dir) {
+                                    touched.insert(dir.to_string());
+                                }
                             }
                         }
-                    }
-                    if d.dest_full && dest_full.is_none() {
-                        dest_full = d.error.clone();
-                    }
-                    if d.file.skip.is_none() {
-                        if let Some(orig) = &d.file.renamed_from {
-                            report.add_rename(orig, &d.file.rel_path);
+                        if d.dest_full && dest_full.is_none() {
+                            dest_full = d.error.clone();
+                        }
+                        if d.file.skip.is_none() {
+                            if let Some(orig) = &d.file.renamed_from {
+                                report.add_rename(orig, &d.file.rel_path);
+                            }
+                        }
+                        snap.record(d.outcome, d.file.size, d.bytes);
+                        if let Some(e) = &d.error {
+                            report.problems.push(Problem {
+                                id: d.file.id.clone(),
+                                path: d.file.rel_path.clone(),
+                                outcome: d.outcome,
+                                reason: e.clone(),
+                            });
+                        }
+                        if let Some(n) = &d.note {
+                            report.notes.push(Problem {
+                                id: d.file.id.clone(),
+                                path: d.file.rel_path.clone(),
+                                outcome: d.outcome,
+                                reason: n.clone(),
+                            });
+                        }
+                        if d.file.skip.is_some() {
+                            report.count_skip(d.file.skip);
+                        }
+                        if let Some(p) = d.file.problem() {
+                            report.structure_problems.push(p);
+                        }
+                        batch.push(Record {
+                            id: d.file.id,
+                            rel_path: d.file.rel_path,
+                            size: d.file.size,
+                            mtime_ms: d.file.mtime_ms,
+                            outcome: d.outcome,
+                            error: d.error,
+                        });
+                        if batch.len() >= 4096 {
+                            if !commit(&mut batch) {
+                                return Ok(());
+                            }
+                            last_commit = Instant::now();
                         }
                     }
-                    snap.record(d.outcome, d.file.size, d.bytes);
-                    if let Some(e) = &d.error {
-                        report.problems.push(Problem {
-                            id: d.file.id.clone(),
-                            path: d.file.rel_path.clone(),
-                            outcome: d.outcome,
-                            reason: e.clone(),
-                        });
-                    }
-                    if let Some(n) = &d.note {
-                        report.notes.push(Problem {
-                            id: d.file.id.clone(),
-                            path: d.file.rel_path.clone(),
-                            outcome: d.outcome,
-                            reason: n.clone(),
-                        });
-                    }
-                    if d.file.skip.is_some() {
-                        report.count_skip(d.file.skip);
-                    }
-                    if let Some(p) = d.file.problem() {
-                        report.structure_problems.push(p);
-                    }
-                    batch.push(Record {
-                        id: d.file.id,
-                        rel_path: d.file.rel_path,
-                        size: d.file.size,
-                        mtime_ms: d.file.mtime_ms,
-                        outcome: d.outcome,
-                        error: d.error,
-                    });
-                    if batch.len() >= 4096 {
-                        commit(&mut batch, &mut ckpt)?;
-                        last_commit = Instant::now();
-                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+                if last_commit.elapsed() >= Duration::from_secs(2) {
+                    if !commit(&mut batch) {
+                        return Ok(());
+                    }
+                    last_commit = Instant::now();
+                }
+                snap.elapsed = copy_start.elapsed();
+                ui.progress(&snap);
+                if !cfg.dry_run && last_report.elapsed() >= Duration::from_secs(15) {
+                    report.update(&snap, false);
+                    report.write(&cfg.report_path)?;
+                    last_report = Instant::now();
+                }
             }
-            if last_commit.elapsed() >= Duration::from_secs(2) {
-                commit(&mut batch, &mut ckpt)?;
-                last_commit = Instant::now();
-            }
-            snap.elapsed = copy_start.elapsed();
-            ui.progress(&snap);
-            if !cfg.dry_run && last_report.elapsed() >= Duration::from_secs(15) {
-                report.update(&snap, false);
-                report.write(&cfg.report_path)?;
-                last_report = Instant::now();
-            }
+            commit(&mut batch);
+            Ok(())
+        };
+        let kept = bookkeeping();
+        // Whatever happened, nobody sends batches any more, and a stopped bookkeeper
+        // releases the workers.
+        drop(batch_tx);
+        if kept.is_err() {
+            stop_local.store(true, Ordering::SeqCst);
         }
-        commit(&mut batch, &mut ckpt)?;
+        drop(res_rx);
+        let committed = committer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the checkpoint writer panicked"))?;
+        kept?;
+        let (flush_time, record_time) = committed?;
         report
             .phases
             .insert("checkpoint_flush".into(), flush_time.as_secs_f64());
