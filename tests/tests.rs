@@ -666,28 +666,11 @@ fn malformed_database_suggests_the_backup_copy() {
 
 #[test]
 fn full_destination_stops_cleanly_without_partial_files() {
-    if !nix_is_root() {
-        eprintln!("SKIPPED: mounting a small tmpfs needs root");
-        return;
-    }
     let dump = Dump::new(26, 300, 1);
-    let mnt = dump.path("small");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let ok = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
-        .arg(&mnt)
-        .status();
-    if !ok.map(|s| s.success()).unwrap_or(false) {
-        eprintln!("SKIPPED: this machine does not allow mounting a tmpfs");
+    let Some(small) = SmallDisk::mount(&dump, "3m") else {
         return;
-    }
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(self.0).status();
-        }
-    }
-    let _guard = Unmount(&mnt);
+    };
+    let mnt = small.path.clone();
     let dest = mnt.join("restored");
     let (out, report) = restore(&dump, &dest, &["--threads", "2"], &[]);
     let msg = text(&out);
@@ -711,14 +694,6 @@ fn full_destination_stops_cleanly_without_partial_files() {
             "{path} is partial"
         );
     }
-}
-
-fn nix_is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0"))
-        .unwrap_or(false)
 }
 
 #[test]
@@ -1311,28 +1286,11 @@ fn preflight_reports_advises_and_leaves_no_trace() {
 
 #[test]
 fn preflight_says_when_the_restore_cannot_fit() {
-    if !nix_is_root() {
-        eprintln!("SKIPPED: mounting a small tmpfs needs root");
-        return;
-    }
     let dump = Dump::new(39, 300, 1);
-    let mnt = dump.path("small");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let ok = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
-        .arg(&mnt)
-        .status();
-    if !ok.map(|s| s.success()).unwrap_or(false) {
-        eprintln!("SKIPPED: this machine does not allow mounting a tmpfs");
+    let Some(small) = SmallDisk::mount(&dump, "2m") else {
         return;
-    }
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(self.0).status();
-        }
-    }
-    let _guard = Unmount(&mnt);
+    };
+    let mnt = small.path.clone();
     let out = bin()
         .arg("preflight")
         .arg(&dump.root)

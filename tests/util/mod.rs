@@ -244,3 +244,43 @@ pub fn spawn_restore(
         .spawn()
         .expect("start restore")
 }
+
+/// A small tmpfs mounted beside a dump (for disk-full tests), unmounted on drop.
+pub struct SmallDisk {
+    pub path: PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` (e.g. "3m"); `None`, with the reason printed, where the
+    /// machine does not allow it (not root, or no mount permission), so the test skips.
+    pub fn mount(dump: &Dump, size: &str) -> Option<SmallDisk> {
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout.starts_with(b"0"))
+            .unwrap_or(false);
+        if !root {
+            eprintln!("SKIPPED: mounting a small tmpfs needs root");
+            return None;
+        }
+        let path = dump.path("small");
+        std::fs::create_dir_all(&path).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status();
+        if !ok.map(|s| s.success()).unwrap_or(false) {
+            eprintln!("SKIPPED: this machine does not allow mounting a tmpfs");
+            return None;
+        }
+        Some(SmallDisk { path })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(&self.path)
+            .status();
+    }
+}
