@@ -645,15 +645,41 @@ impl Plan {
         out
     }
 
-    /// Streams every file row, resolved. Filtered files are yielded too, with `skip` set.
+    /// Streams every file row, resolved, folder by folder in path order (as a walk of the
+    /// restored tree would meet them). Filtered files are yielded too, with `skip` set.
     pub fn for_each_file(
         &self,
         index: &Index,
+        f: impl FnMut(PlannedFile),
+    ) -> Result<(), PlanError> {
+        let mut by_path: Vec<u32> = (0..self.folders.path.len() as u32).collect();
+        by_path.sort_unstable_by(|&a, &b| {
+            self.folders.path[a as usize].cmp(&self.folders.path[b as usize])
+        });
+        let mut rank = vec![0u32; by_path.len()];
+        for (r, &i) in by_path.iter().enumerate() {
+            rank[i as usize] = r as u32;
+        }
+        drop(by_path);
+        let order: Vec<(&str, u32)> = self
+            .folders
+            .ids
+            .iter()
+            .map(|(id, &i)| (&**id, rank[i as usize]))
+            .collect();
+        self.stream_files(index, Some(&order), f)
+    }
+
+    /// [`Plan::for_each_file`] in the database's own order, for counting.
+    fn stream_files(
+        &self,
+        index: &Index,
+        order: Option<&[(&str, u32)]>,
         mut f: impl FnMut(PlannedFile),
     ) -> Result<(), PlanError> {
         let mut selected = 0u64;
         let policy = self.opts.policy;
-        index.for_each_file(|row| {
+        index.for_each_file(order, |row| {
             let (dir, origin, parent_folder) = match row.parent.as_deref() {
                 None => (String::new(), Origin::OtherRoot, None),
                 Some(p) => match self.folders.ids.get(p) {
@@ -723,7 +749,7 @@ impl Plan {
             folders: self.folders.name.len() as u64,
             ..Default::default()
         };
-        self.for_each_file(index, |pf| {
+        let count = |pf: PlannedFile| {
             t.files += 1;
             if pf.renamed_from.is_some() {
                 t.renamed_files += 1;
@@ -735,7 +761,14 @@ impl Plan {
                 }
                 Some(_) => t.filtered += 1,
             }
-        })?;
+        };
+        // Order does not change the counts, so skip the sort, unless `--limit` picks the
+        // first N files: then count the same files the restore will meet.
+        if self.opts.limit.is_some() {
+            self.for_each_file(index, count)?;
+        } else {
+            self.stream_files(index, None, count)?;
+        }
         Ok(t)
     }
 }

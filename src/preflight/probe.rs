@@ -685,9 +685,25 @@ fn write_round(path: &Path, limits: &Limits, round: u64) -> Result<WriteRound, P
     Ok(r)
 }
 
-/// What the restore does per file, minus the data: create a temporary file, write a little,
-/// set its dates, close, rename into place.
-fn one_file(tmp: &Path, fin: &Path, data: &[u8], t: SystemTime) -> Result<(), ProbeError> {
+/// What the restore does per file, minus the data, the same way it will: an unnamed file
+/// linked into place where the destination supports it, else a temporary file renamed into
+/// place; write a little, set its dates, close.
+fn one_file(
+    tmp: &Path,
+    fin: &Path,
+    data: &[u8],
+    t: SystemTime,
+    unnamed: bool,
+) -> Result<(), ProbeError> {
+    if unnamed {
+        let dir = fin.parent().unwrap_or(fin);
+        let mut f =
+            crate::restore::copy::open_unnamed(dir).map_err(io_err("cannot create in", dir))?;
+        f.write_all(data).map_err(io_err("cannot write", fin))?;
+        f.set_times(std::fs::FileTimes::new().set_modified(t).set_accessed(t))
+            .map_err(io_err("cannot set dates on", fin))?;
+        return crate::restore::copy::link_unnamed(&f, fin).map_err(io_err("cannot link", fin));
+    }
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -721,6 +737,7 @@ fn per_file_level(dir: &Path, threads: usize, limits: &Limits) -> Result<Scaling
         let _ = rustix::fs::syncfs(&d);
     }
     let data = test_data(SMALL_FILE_BYTES, threads as u64);
+    let unnamed = crate::restore::copy::open_unnamed(&level).is_ok();
     let stamp = SystemTime::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
     let slice = limits.time.max(Duration::from_millis(50));
     let reserved = AtomicU64::new(0);
@@ -742,7 +759,7 @@ fn per_file_level(dir: &Path, threads: usize, limits: &Limits) -> Result<Scaling
                         }
                         let tmp = level.join(format!("w{t}/.t{done}"));
                         let fin = level.join(format!("w{t}/f{done}"));
-                        if let Err(e) = one_file(&tmp, &fin, data, stamp) {
+                        if let Err(e) = one_file(&tmp, &fin, data, stamp, unnamed) {
                             return (done, thirds, Some(e));
                         }
                         done += 1;

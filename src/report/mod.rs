@@ -236,6 +236,12 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// How `--threads auto` chose the thread count (`None` when given as a number).
     pub tuning: Option<crate::preflight::Tuning>,
+    /// How data was moved: `copy_file_range` (one filesystem), `sendfile` (across
+    /// filesystems) or `read/write`.
+    pub copy_method: Option<&'static str>,
+    /// How files reached their final names: `unnamed` (linked into place when complete) or
+    /// `named` (a hidden `.mcr-*.part` file renamed into place).
+    pub temp_files: Option<&'static str>,
 }
 
 fn now_ms() -> i64 {
@@ -283,6 +289,8 @@ impl Report {
             structure_problems: Vec::new(),
             warnings: Vec::new(),
             tuning: None,
+            copy_method: None,
+            temp_files: None,
         }
     }
 

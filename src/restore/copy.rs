@@ -1,14 +1,19 @@
 //! Restoring one file: the only place that writes file data to the destination.
 //!
-//! Order matters for crash safety: write to a hidden temporary name in the target folder,
-//! set the dates, close (checking close's result: NFS reports write-back errors there),
-//! then rename into place. A final name therefore only ever holds complete content; a kill
-//! at any moment leaves at most a `.mcr-*.part` file, which the next run removes. Copying
-//! goes through `std::io::copy` between two `File`s so Linux uses copy_file_range.
+//! A final name only ever holds complete content. On local Linux filesystems the data goes
+//! into an unnamed file (`O_TMPFILE`) in the target folder, gets its dates, and is linked
+//! to its final name when complete ([`place_unnamed`]): a kill at any moment leaves nothing
+//! behind, and the link refuses a taken name. Where unnamed files are not supported (NFS,
+//! SMB, FUSE) it goes to a hidden temporary name, is closed (checking close's result: NFS
+//! reports write-back errors there) and renamed into place ([`place_named`]); a kill leaves
+//! at most a `.mcr-*.part` file, which the next run removes. Data moves inside the kernel
+//! ([`Copier`]: `copy_file_range`, or `sendfile` across filesystems).
 
 use std::fs::{File, FileTimes, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::plan::PlannedFile;
@@ -47,6 +52,8 @@ pub struct Faults {
     pub copy_log: Option<PathBuf>,
     /// Objects whose first read attempt times out (a stalled NAS), to exercise retries.
     pub flaky: Vec<String>,
+    /// Use named temporary files even where unnamed ones work (tests both ways locally).
+    pub named_temps: bool,
     flaky_hit: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
@@ -63,6 +70,7 @@ impl Faults {
                     Some(("abort_after_commits", v)) => f.abort_after_commits = v.parse().ok(),
                     Some(("copy_log", v)) => f.copy_log = Some(PathBuf::from(v)),
                     Some(("flaky", v)) => f.flaky.push(v.to_string()),
+                    Some(("named_temps", v)) => f.named_temps = v == "1",
                     _ => {}
                 }
             }
@@ -101,54 +109,78 @@ pub struct CopyContext<'a> {
     pub faults: &'a Faults,
     pub renames: &'a std::sync::atomic::AtomicU64,
     pub dirs: &'a DirCache,
+    pub copier: &'a Copier,
+    /// The destination keeps names exactly as given (no folding of case or Unicode form), so
+    /// a folder this run created cannot already hold a file's final name.
+    pub exact_names: bool,
+    /// The destination supports unnamed files linked into place ([`place_unnamed`]).
+    pub unnamed_temps: bool,
 }
 
-/// Folders known to exist on the destination, so each is created (and checked) once.
+/// Folders known to exist on the destination, so each is created (and checked) once, and
+/// whether this run created them: a folder this run created holds only what this run put
+/// there, so a file's final name in it needs no check before the rename (one lookup less per
+/// file, a network round trip on NFS).
 #[derive(Default)]
 pub struct DirCache {
-    known: std::sync::Mutex<std::collections::HashSet<PathBuf>>,
-    created: std::sync::Mutex<Vec<PathBuf>>,
+    /// Folder -> created by this run.
+    known: std::sync::Mutex<std::collections::HashMap<PathBuf, bool>>,
+    created: std::sync::Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 impl DirCache {
-    pub fn ensure(&self, dir: &Path) -> io::Result<()> {
-        if self
-            .known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(dir)
-        {
-            return Ok(());
+    /// Makes sure `dir` exists (creating missing parents) and says whether this run created it.
+    pub fn ensure(&self, dir: &Path) -> io::Result<bool> {
+        if let Some(&new) = lock(&self.known).get(dir) {
+            return Ok(new);
         }
-        // Record the folders that did not exist before, for setting their dates later.
-        let mut missing = Vec::new();
-        let mut cur = Some(dir);
-        while let Some(d) = cur {
-            if d.is_dir() {
-                break;
+        let new = self.create(dir)?;
+        lock(&self.known).insert(dir.to_path_buf(), new);
+        Ok(new)
+    }
+
+    /// One `mkdir` in the common case; parents only when the folder's parent is missing too.
+    fn create(&self, dir: &Path) -> io::Result<bool> {
+        let mut parent_done = false;
+        loop {
+            match std::fs::create_dir(dir) {
+                Ok(()) => {
+                    lock(&self.created).insert(dir.to_path_buf());
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    if !dir.is_dir() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::AlreadyExists,
+                            "a file of that name is in the way",
+                        ));
+                    }
+                    // Another worker may have just made it; if it has not recorded it yet, the
+                    // folder counts as pre-existing, which only costs a check per file.
+                    return Ok(lock(&self.created).contains(dir));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !parent_done => {
+                    match dir.parent() {
+                        Some(p) if !p.as_os_str().is_empty() => {
+                            self.ensure(p)?;
+                        }
+                        _ => return Err(e),
+                    }
+                    parent_done = true;
+                }
+                Err(e) => return Err(e),
             }
-            missing.push(d.to_path_buf());
-            cur = d.parent();
         }
-        std::fs::create_dir_all(dir)?;
-        self.created
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(missing);
-        self.known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(dir.to_path_buf());
-        Ok(())
     }
 
     /// Folders this run created.
     pub fn created(&self) -> Vec<PathBuf> {
-        self.created
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.created).iter().cloned().collect()
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub fn system_time(ms: i64) -> SystemTime {
@@ -293,28 +325,21 @@ fn restore_once(
     let target = ctx.dest.join(&job.rel_path);
     let dir = target.parent().unwrap_or(ctx.dest);
 
-    match std::fs::symlink_metadata(&target) {
-        Ok(m) if m.is_file() => {
-            if m.len() == job.size && mtime_matches(&m, job.mtime_ms) {
-                return Ok(Restored::Adopted);
-            }
-            if !ctx.overwrite && !replace {
-                return Err(Attempt::Final(NotRestored::Failed(format!(
-                    "{} already exists and differs (size {} vs {} expected, or another date); kept it. Use --overwrite to replace it",
-                    target.display(),
-                    m.len(),
-                    job.size
-                ))));
-            }
+    let new_dir = if ctx.dry_run {
+        false
+    } else {
+        ctx.dirs
+            .ensure(dir)
+            .map_err(|e| io_fail("cannot create folder", dir, e))?
+    };
+    // In a folder this run created, nothing can be at the final name yet (the planner gives
+    // every file its own name) if the destination keeps names exactly; linking an unnamed
+    // file refuses a taken name anyway.
+    let unnamed = ctx.unnamed_temps && !ctx.faults.named_temps;
+    if !(new_dir && (ctx.exact_names || unnamed)) {
+        if let Some(done) = check_existing(ctx, job, &target, replace)? {
+            return Ok(done);
         }
-        Ok(_) => {
-            return Err(Attempt::Final(NotRestored::Failed(format!(
-                "{} exists and is not a regular file; left it alone",
-                target.display()
-            ))))
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_fail("cannot check", &target, e)),
     }
 
     let src = match &job.content_id {
@@ -333,80 +358,203 @@ fn restore_once(
         });
     }
 
-    ctx.dirs
-        .ensure(dir)
-        .map_err(|e| io_fail("cannot create folder", dir, e))?;
-    let tmp = dir.join(temp_name(&job.id));
-    let result = write_temp(ctx, job, src, &tmp).and_then(|bytes| {
-        std::fs::rename(&tmp, &target).map_err(|e| io_fail("cannot rename into", &target, e))?;
-        Ok(bytes)
-    });
-    match result {
-        Ok(bytes) => {
-            if let Some(log) = &ctx.faults.copy_log {
-                use std::io::Write;
-                let line = format!("{}\n", job.id);
-                let _ = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(log)
-                    .and_then(|mut f| f.write_all(line.as_bytes()));
-            }
-            if let Some(n) = ctx.faults.abort_after_renames {
-                let done = ctx
-                    .renames
-                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-                    + 1;
-                if done >= n {
-                    // Simulates a crash between rename and checkpoint record.
-                    std::process::abort();
-                }
-            }
-            Ok(Restored::Copied {
-                bytes,
-                size_mismatch: bytes != job.size,
-            })
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
+    let placed = if unnamed {
+        place_unnamed(ctx, job, src, dir, &target, replace)?
+    } else {
+        place_named(ctx, job, src, dir, &target)?
+    };
+    let bytes = match placed {
+        Placed::Copied(bytes) => bytes,
+        Placed::Found(r) => return Ok(r),
+    };
+    if let Some(log) = &ctx.faults.copy_log {
+        use std::io::Write;
+        let line = format!("{}\n", job.id);
+        let _ = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+    }
+    if let Some(n) = ctx.faults.abort_after_renames {
+        let done = ctx
+            .renames
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        if done >= n {
+            // Simulates a crash between rename and checkpoint record.
+            std::process::abort();
         }
     }
+    Ok(Restored::Copied {
+        bytes,
+        size_mismatch: bytes != job.size,
+    })
 }
 
-fn write_temp(
+/// What putting a file in place found.
+enum Placed {
+    /// Written and in place: this many bytes.
+    Copied(u64),
+    /// The final name turned out to be taken after the copy (see [`place_unnamed`]).
+    Found(Restored),
+}
+
+/// A hidden temporary name in the target folder, renamed into place once complete and
+/// closed (NFS reports write-back errors at close). Used where unnamed files are not
+/// supported (NFS, SMB, FUSE); a crash can leave the temporary file, which the next run
+/// removes.
+fn place_named(
     ctx: &CopyContext<'_>,
     job: &PlannedFile,
     src: Option<(File, PathBuf)>,
-    tmp: &Path,
-) -> Result<u64, Attempt> {
-    let mut out = OpenOptions::new()
+    dir: &Path,
+    target: &Path,
+) -> Result<Placed, Attempt> {
+    let tmp = dir.join(temp_name(&job.id));
+    let result = (|| {
+        let out = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| io_fail("cannot create", &tmp, e))?;
+        let bytes = fill(ctx, job, src, &out, &tmp)?;
+        check_close(ctx, job, out, &tmp)?;
+        std::fs::rename(&tmp, target).map_err(|e| io_fail("cannot rename into", target, e))?;
+        Ok(Placed::Copied(bytes))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// An unnamed file (`O_TMPFILE`) in the target folder, linked to its final name once
+/// complete. One directory operation per file instead of two (create and rename), which on
+/// ext4 measured 25-30% faster at 100,000 files (docs/PERFORMANCE.md); a crash leaves
+/// nothing behind (the kernel frees an unlinked file); and the link never replaces an
+/// existing name, so a name taken in the meantime (or a second spelling on a destination
+/// that folds names) is found, not overwritten.
+fn place_unnamed(
+    ctx: &CopyContext<'_>,
+    job: &PlannedFile,
+    src: Option<(File, PathBuf)>,
+    dir: &Path,
+    target: &Path,
+    replace: bool,
+) -> Result<Placed, Attempt> {
+    let out = open_unnamed(dir).map_err(|e| io_fail("cannot create a file in", dir, e))?;
+    let bytes = fill(ctx, job, src, &out, target)?;
+    if job
+        .content_id
+        .as_ref()
+        .is_some_and(|c| ctx.faults.fail_close.contains(c))
+    {
+        return Err(io_fail(
+            "cannot close",
+            target,
+            io::Error::from_raw_os_error(libc::EBADF),
+        ));
+    }
+    match link_unnamed(&out, target) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            if ctx.overwrite || replace {
+                // Replace in one step: link under the temporary name, rename over the file.
+                let tmp = dir.join(temp_name(&job.id));
+                let _ = std::fs::remove_file(&tmp);
+                link_unnamed(&out, &tmp).map_err(|e| io_fail("cannot link", &tmp, e))?;
+                if let Err(e) = std::fs::rename(&tmp, target) {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(io_fail("cannot rename into", target, e));
+                }
+            } else {
+                return match check_existing(ctx, job, target, false)? {
+                    Some(found) => Ok(Placed::Found(found)),
+                    None => Err(Attempt::Transient(format!(
+                        "{} appeared and vanished during the copy",
+                        target.display()
+                    ))),
+                };
+            }
+        }
+        Err(e) => return Err(io_fail("cannot link into", target, e)),
+    }
+    if let Err(e) = check_close(ctx, job, out, target) {
+        // Local filesystems report nothing at close, but if one ever does, the name goes.
+        let _ = std::fs::remove_file(target);
+        return Err(e);
+    }
+    Ok(Placed::Copied(bytes))
+}
+
+/// Opens an unnamed file for writing in `dir`.
+pub fn open_unnamed(dir: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
-        .open(tmp)
-        .map_err(|e| io_fail("cannot create", tmp, e))?;
+        .mode(0o644)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)
+}
+
+/// Gives an unnamed file a name; fails with `AlreadyExists` rather than replace one.
+/// Through `/proc/self/fd`, which needs no privilege (`AT_EMPTY_PATH` would need
+/// CAP_DAC_READ_SEARCH).
+pub fn link_unnamed(f: &File, target: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let proc_path = format!("/proc/self/fd/{}", f.as_raw_fd());
+    rustix::fs::linkat(
+        rustix::fs::CWD,
+        proc_path.as_str(),
+        rustix::fs::CWD,
+        target,
+        rustix::fs::AtFlags::SYMLINK_FOLLOW,
+    )?;
+    Ok(())
+}
+
+/// Copies the data, flushes it when durability asks for each file, and sets the dates.
+fn fill(
+    ctx: &CopyContext<'_>,
+    job: &PlannedFile,
+    src: Option<(File, PathBuf)>,
+    out: &File,
+    shown: &Path,
+) -> Result<u64, Attempt> {
     let bytes = match src {
-        Some((mut f, path)) => io::copy(&mut f, &mut out).map_err(|e| {
+        Some((f, path)) => ctx.copier.copy(&f, out).map_err(|e| {
             if is_full(&e) {
                 Attempt::Final(NotRestored::DestFull(format!(
                     "cannot write {}: {e}",
-                    tmp.display()
+                    shown.display()
                 )))
             } else {
-                io_fail(&format!("cannot copy {} to", path.display()), tmp, e)
+                io_fail(&format!("cannot copy {} to", path.display()), shown, e)
             }
         })?,
         None => 0,
     };
     if ctx.fsync_each {
-        out.sync_all().map_err(|e| io_fail("cannot sync", tmp, e))?;
+        out.sync_all()
+            .map_err(|e| io_fail("cannot sync", shown, e))?;
     }
     if let Some(ms) = job.mtime_ms {
         let t = system_time(ms);
         out.set_times(FileTimes::new().set_modified(t).set_accessed(t))
-            .map_err(|e| io_fail("cannot set dates on", tmp, e))?;
+            .map_err(|e| io_fail("cannot set dates on", shown, e))?;
     }
+    Ok(bytes)
+}
+
+/// Closes the file, checking the result (and the injected `fail_close` fault).
+fn check_close(
+    ctx: &CopyContext<'_>,
+    job: &PlannedFile,
+    out: File,
+    shown: &Path,
+) -> Result<(), Attempt> {
     if job
         .content_id
         .as_ref()
@@ -415,12 +563,138 @@ fn write_temp(
         drop(out);
         return Err(io_fail(
             "cannot close",
-            tmp,
+            shown,
             io::Error::from_raw_os_error(libc::EBADF),
         ));
     }
-    close_checked(out).map_err(|e| io_fail("cannot close", tmp, e))?;
-    Ok(bytes)
+    close_checked(out).map_err(|e| io_fail("cannot close", shown, e))
+}
+
+/// What is at the final name already: an identical file is adopted, a differing one is kept
+/// (and reported) unless replacing was asked for. `None`: go ahead and copy.
+fn check_existing(
+    ctx: &CopyContext<'_>,
+    job: &PlannedFile,
+    target: &Path,
+    replace: bool,
+) -> Result<Option<Restored>, Attempt> {
+    match std::fs::symlink_metadata(target) {
+        Ok(m) if m.is_file() => {
+            if m.len() == job.size && mtime_matches(&m, job.mtime_ms) {
+                return Ok(Some(Restored::Adopted));
+            }
+            if !ctx.overwrite && !replace {
+                return Err(Attempt::Final(NotRestored::Failed(format!(
+                    "{} already exists and differs (size {} vs {} expected, or another date); kept it. Use --overwrite to replace it",
+                    target.display(),
+                    m.len(),
+                    job.size
+                ))));
+            }
+            Ok(None)
+        }
+        Ok(_) => Err(Attempt::Final(NotRestored::Failed(format!(
+            "{} exists and is not a regular file; left it alone",
+            target.display()
+        )))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_fail("cannot check", target, e)),
+    }
+}
+
+/// Moves bytes from an object to a temporary file inside the kernel. `copy_file_range`
+/// works within one filesystem; between two (the usual case: a USB disk to a NAS) it fails
+/// with `EXDEV` and `sendfile` does the same in-kernel copy. Which one works is learnt on the
+/// first file and remembered, so each file costs only the calls that move data (plus one
+/// that sees the end), where `std::io::copy` adds two `statx` and, across filesystems, a
+/// failing `copy_file_range` per file. Filesystems that support neither get a plain
+/// read/write loop.
+#[derive(Debug, Default)]
+pub struct Copier {
+    no_copy_file_range: AtomicBool,
+    no_sendfile: AtomicBool,
+}
+
+impl Copier {
+    /// Copies from the current position of `src` to the end; returns the bytes copied.
+    pub fn copy(&self, src: &File, dst: &File) -> io::Result<u64> {
+        use rustix::io::Errno;
+        const CHUNK: usize = 1 << 30;
+        let unsupported = |e: Errno| {
+            matches!(
+                e,
+                Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP | Errno::PERM
+            )
+        };
+        let mut total = 0u64;
+        loop {
+            let n = if !self.no_copy_file_range.load(Relaxed) {
+                match rustix::fs::copy_file_range(src, None, dst, None, CHUNK) {
+                    Ok(n) => n,
+                    Err(e) if total == 0 && unsupported(e) => {
+                        self.no_copy_file_range.store(true, Relaxed);
+                        continue;
+                    }
+                    Err(Errno::INTR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            } else if !self.no_sendfile.load(Relaxed) {
+                match rustix::fs::sendfile(dst, src, None, CHUNK) {
+                    Ok(n) => n,
+                    Err(e) if total == 0 && unsupported(e) => {
+                        self.no_sendfile.store(true, Relaxed);
+                        continue;
+                    }
+                    Err(Errno::INTR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                return Ok(total + read_write(src, dst)?);
+            };
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n as u64;
+        }
+    }
+
+    /// A copier that starts from a later method, to test each one.
+    #[cfg(test)]
+    fn forced(no_copy_file_range: bool, no_sendfile: bool) -> Copier {
+        Copier {
+            no_copy_file_range: AtomicBool::new(no_copy_file_range),
+            no_sendfile: AtomicBool::new(no_sendfile),
+        }
+    }
+
+    /// Which method the copies use (for the report).
+    pub fn method(&self) -> &'static str {
+        if !self.no_copy_file_range.load(Relaxed) {
+            "copy_file_range"
+        } else if !self.no_sendfile.load(Relaxed) {
+            "sendfile"
+        } else {
+            "read/write"
+        }
+    }
+}
+
+/// The last resort: a 1 MiB buffer (64 KB-1 MB buffers were the fastest measured, see
+/// docs/PERFORMANCE.md).
+fn read_write(mut src: &File, mut dst: &File) -> io::Result<u64> {
+    use std::io::{Read, Write};
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        dst.write_all(&buf[..n])?;
+        total += n as u64;
+    }
 }
 
 /// Removes temporary files left by a killed run, walking `dest` in parallel-free fashion
@@ -466,6 +740,84 @@ mod tests {
         assert!(is_transient(&io::Error::from_raw_os_error(libc::EIO)));
         assert!(!is_transient(&io::Error::from_raw_os_error(libc::ENOENT)));
         assert!(is_full(&io::Error::from_raw_os_error(libc::ENOSPC)));
+    }
+
+    /// Every way of moving data gives the same bytes, whatever the size.
+    #[test]
+    fn each_copy_method_copies_every_byte() {
+        let t = tempfile::tempdir().unwrap();
+        for size in [0usize, 1, 4096, (1 << 20) + 3] {
+            let data: Vec<u8> = (0..size).map(|i| (i * 7 + size) as u8).collect();
+            let src = t.path().join(format!("src-{size}"));
+            std::fs::write(&src, &data).unwrap();
+            for (name, copier) in [
+                ("copy_file_range", Copier::default()),
+                ("sendfile", Copier::forced(true, false)),
+                ("read/write", Copier::forced(true, true)),
+            ] {
+                let dst = t
+                    .path()
+                    .join(format!("dst-{size}-{}", name.replace('/', "")));
+                let n = copier
+                    .copy(&File::open(&src).unwrap(), &File::create(&dst).unwrap())
+                    .unwrap();
+                assert_eq!(n, size as u64, "{name}");
+                assert_eq!(std::fs::read(&dst).unwrap(), data, "{name}, {size} bytes");
+                assert_eq!(copier.method(), name);
+            }
+        }
+    }
+
+    #[test]
+    fn dir_cache_says_which_folders_this_run_created() {
+        let t = tempfile::tempdir().unwrap();
+        let old = t.path().join("old");
+        std::fs::create_dir(&old).unwrap();
+        let cache = DirCache::default();
+        assert!(!cache.ensure(&old).unwrap(), "existed before");
+        let deep = t.path().join("a/b/c");
+        assert!(cache.ensure(&deep).unwrap(), "made now, parents too");
+        assert!(deep.is_dir());
+        assert!(
+            cache.ensure(&t.path().join("a/b")).unwrap(),
+            "made by this run"
+        );
+        let mut made = cache.created();
+        made.sort();
+        assert_eq!(
+            made,
+            ["a", "a/b", "a/b/c"].map(|p| t.path().join(p)).to_vec()
+        );
+        std::fs::write(t.path().join("file"), b"x").unwrap();
+        assert!(
+            cache.ensure(&t.path().join("file")).is_err(),
+            "a file is in the way"
+        );
+    }
+
+    #[test]
+    fn an_unnamed_file_is_linked_into_place_but_never_over_a_taken_name() {
+        let t = tempfile::tempdir().unwrap();
+        let mut f = match open_unnamed(t.path()) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("skipped: this filesystem has no unnamed files ({e})");
+                return;
+            }
+        };
+        std::io::Write::write_all(&mut f, b"complete").unwrap();
+        assert_eq!(
+            std::fs::read_dir(t.path()).unwrap().count(),
+            0,
+            "no name yet"
+        );
+        let taken = t.path().join("taken");
+        std::fs::write(&taken, b"keep me").unwrap();
+        let e = link_unnamed(&f, &taken).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&taken).unwrap(), b"keep me");
+        link_unnamed(&f, &t.path().join("free")).unwrap();
+        assert_eq!(std::fs::read(t.path().join("free")).unwrap(), b"complete");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::plan::{Plan, PlannedFile};
 use crate::report::{Listener, Problem, Report, Snapshot};
 use crate::source::index::Index;
 use crate::state::{done_key, Checkpoint, Outcome, Record};
-use copy::{CopyContext, DirCache, Faults, NotRestored, Restored};
+use copy::{Copier, CopyContext, DirCache, Faults, NotRestored, Restored};
 
 /// Set by the signal handler: hand out no more work.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -78,6 +78,15 @@ pub fn raise_fd_limit() -> u64 {
     getrlimit(Resource::Nofile).current.unwrap_or(0)
 }
 
+/// Files travel to the workers in chunks of consecutive files of the plan (so mostly of one
+/// folder), and their results come back per chunk: one channel operation and at most one
+/// wake-up per chunk rather than per file. A chunk ends at this many files (fewer when there
+/// are few files per worker) or bytes, so every worker gets work.
+const CHUNK_FILES: u64 = 32;
+const CHUNK_BYTES: u64 = 16 << 20;
+/// Files settled without a worker (already done, not selected) are reported in chunks too.
+const SETTLED_CHUNK: usize = 1024;
+
 /// One worker result, sent to the bookkeeping thread.
 struct Done {
     file: PlannedFile,
@@ -118,8 +127,11 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         c.bind(&db, &cfg.dest)?;
         std::fs::create_dir_all(&cfg.dest)
             .with_context(|| format!("cannot create destination {}", cfg.dest.display()))?;
-        probe_writable(&cfg.dest)?;
         Some(c)
+    };
+    let dest_facts = match ckpt {
+        Some(_) => probe_destination(&cfg.dest)?,
+        None => DestFacts::default(),
     };
     let (done_keys, redo_keys): (HashSet<u128>, HashSet<u128>) = match &ckpt {
         Some(c) => c.keys()?,
@@ -167,6 +179,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let renames = AtomicU64::new(0);
     let commits = AtomicU64::new(0);
     let dirs = DirCache::default();
+    let copier = Copier::default();
     let ctx = CopyContext {
         source: &cfg.source,
         dest: &cfg.dest,
@@ -176,6 +189,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         faults: &faults,
         renames: &renames,
         dirs: &dirs,
+        copier: &copier,
+        exact_names: dest_facts.exact_names,
+        unnamed_temps: dest_facts.unnamed_temps,
     };
 
     if !cfg.dry_run && crate::fsinfo::probe(&cfg.state_dir).is_network() {
@@ -190,8 +206,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let mut touched: HashSet<String> = HashSet::new();
     let mut dest_full: Option<String> = None;
 
-    let (job_tx, job_rx) = bounded::<(PlannedFile, bool)>(threads * 4);
-    let (res_tx, res_rx) = bounded::<Done>(threads * 64);
+    let left = totals.selected_files.saturating_sub(done_keys.len() as u64);
+    let chunk_files = (left / (threads as u64 * 8)).clamp(1, CHUNK_FILES) as usize;
+    let (job_tx, job_rx) = bounded::<Vec<(PlannedFile, bool)>>(threads * 2);
+    let (res_tx, res_rx) = bounded::<Vec<Done>>(threads * 4);
     let stop_local = AtomicBool::new(false);
     let stopping = || STOP.load(Ordering::SeqCst) || stop_local.load(Ordering::SeqCst);
 
@@ -201,7 +219,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         let done_ref = &done_keys;
         let redo_ref = &redo_keys;
         let stopping_ref = &stopping;
-        let producer = s.spawn(move || -> anyhow::Result<()> {
+        let producer = spawn_named(s, "mcr-planner", move || -> anyhow::Result<()> {
+            let mut chunk: Vec<(PlannedFile, bool)> = Vec::new();
+            let mut chunk_bytes = 0u64;
+            let mut settled: Vec<Done> = Vec::new();
             plan_ref.for_each_file(&index, |file| {
                 let quick = if file.skip.is_some() {
                     Some(Outcome::Filtered)
@@ -216,7 +237,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                     None
                 };
                 if let Some(outcome) = quick {
-                    let _ = producer_tx.send(Done {
+                    settled.push(Done {
                         file,
                         outcome,
                         bytes: 0,
@@ -224,61 +245,82 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                         note: None,
                         dest_full: false,
                     });
+                    if settled.len() >= SETTLED_CHUNK {
+                        let _ = producer_tx.send(std::mem::take(&mut settled));
+                    }
                 } else if !stopping_ref() {
                     let replace = !redo_ref.is_empty()
                         && redo_ref.contains(&crate::state::redo_key(&file.id, &file.rel_path));
-                    let _ = job_tx.send((file, replace));
+                    chunk_bytes += file.size;
+                    chunk.push((file, replace));
+                    if chunk.len() >= chunk_files || chunk_bytes >= CHUNK_BYTES {
+                        chunk_bytes = 0;
+                        let _ = job_tx.send(std::mem::take(&mut chunk));
+                    }
                 }
             })?;
+            if !chunk.is_empty() && !stopping_ref() {
+                let _ = job_tx.send(chunk);
+            }
+            if !settled.is_empty() {
+                let _ = producer_tx.send(settled);
+            }
             Ok(())
         });
-        for _ in 0..threads {
+        for worker in 0..threads {
             let rx = job_rx.clone();
             let tx = res_tx.clone();
             let ctx = &ctx;
             let stopping_ref = &stopping;
             let stop_local = &stop_local;
-            s.spawn(move || {
-                for (file, replace) in rx {
-                    if stopping_ref() {
-                        continue; // drain: not attempted, counted as not processed
-                    }
-                    let r = copy::restore_file(ctx, &file, replace);
-                    let mut d = Done {
-                        file,
-                        outcome: Outcome::Copied,
-                        bytes: 0,
-                        error: None,
-                        note: None,
-                        dest_full: false,
-                    };
-                    match r {
-                        Ok(Restored::Copied { bytes, size_mismatch }) => {
-                            d.bytes = bytes;
-                            if size_mismatch {
-                                d.note = Some(format!(
+            spawn_named(s, &format!("mcr-copy-{worker}"), move || {
+                for chunk in rx {
+                    let mut results = Vec::with_capacity(chunk.len());
+                    for (file, replace) in chunk {
+                        if stopping_ref() {
+                            continue; // drain: not attempted, counted as not processed
+                        }
+                        let r = copy::restore_file(ctx, &file, replace);
+                        let mut d = Done {
+                            file,
+                            outcome: Outcome::Copied,
+                            bytes: 0,
+                            error: None,
+                            note: None,
+                            dest_full: false,
+                        };
+                        match r {
+                            Ok(Restored::Copied {
+                                bytes,
+                                size_mismatch,
+                            }) => {
+                                d.bytes = bytes;
+                                if size_mismatch {
+                                    d.note = Some(format!(
                                     "object has {bytes} bytes, the database says {}; restored as found",
                                     d.file.size
                                 ));
+                                }
+                            }
+                            Ok(Restored::Adopted) => d.outcome = Outcome::Adopted,
+                            Err(NotRestored::Missing(m)) => {
+                                d.outcome = Outcome::Missing;
+                                d.error = Some(m);
+                            }
+                            Err(NotRestored::Failed(m)) => {
+                                d.outcome = Outcome::Failed;
+                                d.error = Some(m);
+                            }
+                            Err(NotRestored::DestFull(m)) => {
+                                stop_local.store(true, Ordering::SeqCst);
+                                d.outcome = Outcome::Failed;
+                                d.error = Some(m);
+                                d.dest_full = true;
                             }
                         }
-                        Ok(Restored::Adopted) => d.outcome = Outcome::Adopted,
-                        Err(NotRestored::Missing(m)) => {
-                            d.outcome = Outcome::Missing;
-                            d.error = Some(m);
-                        }
-                        Err(NotRestored::Failed(m)) => {
-                            d.outcome = Outcome::Failed;
-                            d.error = Some(m);
-                        }
-                        Err(NotRestored::DestFull(m)) => {
-                            stop_local.store(true, Ordering::SeqCst);
-                            d.outcome = Outcome::Failed;
-                            d.error = Some(m);
-                            d.dest_full = true;
-                        }
+                        results.push(d);
                     }
-                    if tx.send(d).is_err() {
+                    if tx.send(results).is_err() {
                         break;
                     }
                 }
@@ -296,33 +338,37 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         let (batch_tx, batch_rx) = bounded::<Vec<Record>>(1);
         let ckpt_ref = &mut ckpt;
         let (dest_sync, faults, commits) = (&dest_sync, &faults, &commits);
-        let committer = s.spawn(move || -> anyhow::Result<(Duration, Duration)> {
-            let (mut flush, mut write) = (Duration::ZERO, Duration::ZERO);
-            for batch in batch_rx {
-                let Some(c) = ckpt_ref.as_mut() else {
-                    continue;
-                };
-                if let Some(fd) = dest_sync {
-                    if batch.iter().any(|r| r.outcome == Outcome::Copied) {
-                        let t = Instant::now();
-                        rustix::fs::syncfs(fd).with_context(|| {
-                            format!("cannot flush the destination {}", cfg.dest.display())
-                        })?;
-                        flush += t.elapsed();
+        let committer = spawn_named(
+            s,
+            "mcr-committer",
+            move || -> anyhow::Result<(Duration, Duration)> {
+                let (mut flush, mut write) = (Duration::ZERO, Duration::ZERO);
+                for batch in batch_rx {
+                    let Some(c) = ckpt_ref.as_mut() else {
+                        continue;
+                    };
+                    if let Some(fd) = dest_sync {
+                        if batch.iter().any(|r| r.outcome == Outcome::Copied) {
+                            let t = Instant::now();
+                            rustix::fs::syncfs(fd).with_context(|| {
+                                format!("cannot flush the destination {}", cfg.dest.display())
+                            })?;
+                            flush += t.elapsed();
+                        }
+                    }
+                    let t = Instant::now();
+                    c.record(&batch)?;
+                    write += t.elapsed();
+                    if let Some(n) = faults.abort_after_commits {
+                        if commits.fetch_add(1, Ordering::SeqCst) + 1 >= n {
+                            // Simulates a crash right after a checkpoint commit.
+                            std::process::abort();
+                        }
                     }
                 }
-                let t = Instant::now();
-                c.record(&batch)?;
-                write += t.elapsed();
-                if let Some(n) = faults.abort_after_commits {
-                    if commits.fetch_add(1, Ordering::SeqCst) + 1 >= n {
-                        // Simulates a crash right after a checkpoint commit.
-                        std::process::abort();
-                    }
-                }
-            }
-            Ok((flush, write))
-        });
+                Ok((flush, write))
+            },
+        );
 
         // Bookkeeping: this thread alone counts and reports, and hands batches to the
         // committer. It owns the result queue: if it stops on an error, the queue closes and
@@ -338,58 +384,60 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             };
             loop {
                 match res_rx.recv_timeout(Duration::from_millis(200)) {
-                    Ok(d) => {
-                        if d.outcome != Outcome::Filtered && d.outcome != Outcome::AlreadyDone {
-                            if let Some((dir, _)) = d.file.rel_path.rsplit_once('/') {
-                                if !touched.contains(dir) {
-                                    touched.insert(dir.to_string());
+                    Ok(results) => {
+                        for d in results {
+                            if d.outcome != Outcome::Filtered && d.outcome != Outcome::AlreadyDone {
+                                if let Some((dir, _)) = d.file.rel_path.rsplit_once('/') {
+                                    if !touched.contains(dir) {
+                                        touched.insert(dir.to_string());
+                                    }
                                 }
                             }
-                        }
-                        if d.dest_full && dest_full.is_none() {
-                            dest_full = d.error.clone();
-                        }
-                        if d.file.skip.is_none() {
-                            if let Some(orig) = &d.file.renamed_from {
-                                report.add_rename(orig, &d.file.rel_path);
+                            if d.dest_full && dest_full.is_none() {
+                                dest_full = d.error.clone();
                             }
-                        }
-                        snap.record(d.outcome, d.file.size, d.bytes);
-                        if let Some(e) = &d.error {
-                            report.problems.push(Problem {
-                                id: d.file.id.clone(),
-                                path: d.file.rel_path.clone(),
-                                outcome: d.outcome,
-                                reason: e.clone(),
-                            });
-                        }
-                        if let Some(n) = &d.note {
-                            report.notes.push(Problem {
-                                id: d.file.id.clone(),
-                                path: d.file.rel_path.clone(),
-                                outcome: d.outcome,
-                                reason: n.clone(),
-                            });
-                        }
-                        if d.file.skip.is_some() {
-                            report.count_skip(d.file.skip);
-                        }
-                        if let Some(p) = d.file.problem() {
-                            report.structure_problems.push(p);
-                        }
-                        batch.push(Record {
-                            id: d.file.id,
-                            rel_path: d.file.rel_path,
-                            size: d.file.size,
-                            mtime_ms: d.file.mtime_ms,
-                            outcome: d.outcome,
-                            error: d.error,
-                        });
-                        if batch.len() >= 4096 {
-                            if !commit(&mut batch) {
-                                return Ok(());
+                            if d.file.skip.is_none() {
+                                if let Some(orig) = &d.file.renamed_from {
+                                    report.add_rename(orig, &d.file.rel_path);
+                                }
                             }
-                            last_commit = Instant::now();
+                            snap.record(d.outcome, d.file.size, d.bytes);
+                            if let Some(e) = &d.error {
+                                report.problems.push(Problem {
+                                    id: d.file.id.clone(),
+                                    path: d.file.rel_path.clone(),
+                                    outcome: d.outcome,
+                                    reason: e.clone(),
+                                });
+                            }
+                            if let Some(n) = &d.note {
+                                report.notes.push(Problem {
+                                    id: d.file.id.clone(),
+                                    path: d.file.rel_path.clone(),
+                                    outcome: d.outcome,
+                                    reason: n.clone(),
+                                });
+                            }
+                            if d.file.skip.is_some() {
+                                report.count_skip(d.file.skip);
+                            }
+                            if let Some(p) = d.file.problem() {
+                                report.structure_problems.push(p);
+                            }
+                            batch.push(Record {
+                                id: d.file.id,
+                                rel_path: d.file.rel_path,
+                                size: d.file.size,
+                                mtime_ms: d.file.mtime_ms,
+                                outcome: d.outcome,
+                                error: d.error,
+                            });
+                            if batch.len() >= 4096 {
+                                if !commit(&mut batch) {
+                                    return Ok(());
+                                }
+                                last_commit = Instant::now();
+                            }
                         }
                     }
                     Err(RecvTimeoutError::Timeout) => {}
@@ -524,11 +572,32 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         )
     });
     report.update(&snap, true);
+    if !cfg.dry_run && report.bytes_copied > 0 {
+        report.copy_method = Some(copier.method());
+        report.temp_files = Some(if ctx.unnamed_temps && !faults.named_temps {
+            "unnamed"
+        } else {
+            "named"
+        });
+    }
     if !cfg.dry_run {
         report.write(&cfg.report_path)?;
     }
     ui.finished(&report);
     Ok(report)
+}
+
+/// Spawns a scoped thread with a name, so `top -H`, `perf` and `/proc/PID/task` say which
+/// part of the pipeline is busy or waiting.
+fn spawn_named<'scope, 'env, T: Send + 'scope>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> std::thread::ScopedJoinHandle<'scope, T> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn_scoped(s, f)
+        .expect("cannot start a thread")
 }
 
 /// Sets a folder's dates by path: one call (one round trip on a network filesystem), where
@@ -547,16 +616,57 @@ fn set_dir_mtime(path: &Path, ms: i64) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Creates and removes a probe file, so an unwritable destination fails before any copying.
-fn probe_writable(dest: &Path) -> anyhow::Result<()> {
-    let p: PathBuf = dest.join(format!(".mcr-probe-{}.part", std::process::id()));
-    std::fs::write(&p, b"probe")
-        .and_then(|_| std::fs::remove_file(&p))
-        .map_err(|e| crate::config::ConfigError::DestUnwritable {
-            path: dest.to_path_buf(),
-            source: e,
-        })?;
-    Ok(())
+/// What the restore learns about the destination before copying.
+#[derive(Debug, Default)]
+struct DestFacts {
+    /// Another spelling of a name (other case, other Unicode normalization) does not find it.
+    exact_names: bool,
+    /// Unnamed files can be created and linked into place (local Linux filesystems).
+    unnamed_temps: bool,
+}
+
+/// Creates and removes probe files, so an unwritable destination fails before any copying,
+/// and learns [`DestFacts`].
+fn probe_destination(dest: &Path) -> anyhow::Result<DestFacts> {
+    let unwritable = |e| crate::config::ConfigError::DestUnwritable {
+        path: dest.to_path_buf(),
+        source: e,
+    };
+    let pid = std::process::id();
+    let absent = |name: &str| {
+        matches!(std::fs::symlink_metadata(dest.join(name)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+    };
+    let ascii = format!(".mcr-probe-{pid}-ab.part");
+    let p = dest.join(&ascii);
+    std::fs::write(&p, b"probe").map_err(unwritable)?;
+    let mut exact_names = absent(&ascii.to_uppercase());
+    std::fs::remove_file(&p).map_err(unwritable)?;
+    // A destination that refuses the non-ASCII name is treated as folding names.
+    let composed = format!(".mcr-probe-{pid}-\u{e9}.part");
+    let p = dest.join(&composed);
+    match std::fs::write(&p, b"probe") {
+        Ok(()) => {
+            exact_names &= absent(&composed.replace('\u{e9}', "e\u{301}"));
+            std::fs::remove_file(&p).map_err(unwritable)?;
+        }
+        Err(_) => exact_names = false,
+    }
+    // Unnamed files: create one, write, link it, remove it. Any failure means named ones.
+    let linked = dest.join(format!(".mcr-probe-{pid}-unnamed.part"));
+    let unnamed_temps = copy::open_unnamed(dest)
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, b"probe")?;
+            copy::link_unnamed(&f, &linked)
+        })
+        .is_ok();
+    if unnamed_temps {
+        std::fs::remove_file(&linked).map_err(unwritable)?;
+    }
+    Ok(DestFacts {
+        exact_names,
+        unnamed_temps,
+    })
 }
 
 /// Counts per outcome, for summaries.

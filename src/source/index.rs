@@ -256,11 +256,27 @@ impl Index {
         Ok(())
     }
 
-    /// Streams every file (non-folder) row in rowid order.
-    pub fn for_each_file(&self, mut f: impl FnMut(FileRow)) -> Result<(), IndexError> {
+    /// Streams every file (non-folder) row. Without `folder_order`, in rowid order. With
+    /// it ((folder id, rank) pairs), grouped by folder in rank order (files of folders not
+    /// listed come first), rowid order within a folder: the restore writes folder by folder,
+    /// which on ext4 measured 15-20% faster than rowid order (docs/PERFORMANCE.md). The ranks
+    /// go into a TEMP table of this connection, which SQLite keeps in its own temp store,
+    /// never in the database file; the sort spills to temp files, so memory stays bounded.
+    pub fn for_each_file(
+        &self,
+        folder_order: Option<&[(&str, u32)]>,
+        mut f: impl FnMut(FileRow),
+    ) -> Result<(), IndexError> {
+        let order = match folder_order {
+            Some(ranks) => {
+                self.load_folder_order(ranks)?;
+                "LEFT JOIN temp.mcr_folder_order o ON o.id = Files.parentID
+                 WHERE mimeType <> ?1 ORDER BY o.rank, Files.rowid"
+            }
+            None => "WHERE mimeType <> ?1 ORDER BY rowid",
+        };
         let sql = format!(
-            "SELECT id, parentID, contentID, name, size, {} FROM Files WHERE mimeType <> ?1
-             ORDER BY rowid",
+            "SELECT Files.id, parentID, contentID, name, size, {} FROM Files {order}",
             self.date_select()
         );
         let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
@@ -280,6 +296,31 @@ impl Index {
             });
         }
         Ok(())
+    }
+
+    /// Fills the TEMP table of folder ranks (replacing an earlier one).
+    fn load_folder_order(&self, ranks: &[(&str, u32)]) -> Result<(), IndexError> {
+        let e = |e| self.err(e);
+        self.conn
+            .execute_batch(
+                "DROP TABLE IF EXISTS temp.mcr_folder_order;
+                 CREATE TEMP TABLE mcr_folder_order(id TEXT PRIMARY KEY, rank INTEGER) WITHOUT ROWID;
+                 BEGIN;",
+            )
+            .map_err(e)?;
+        let filled = (|| {
+            let mut ins = self
+                .conn
+                .prepare("INSERT OR IGNORE INTO temp.mcr_folder_order(id, rank) VALUES (?1, ?2)")?;
+            for (id, rank) in ranks {
+                ins.execute(rusqlite::params![id, rank])?;
+            }
+            Ok(())
+        })();
+        let end = if filled.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        let ended = self.conn.execute_batch(end);
+        filled.map_err(e)?;
+        ended.map_err(e)
     }
 
     /// Up to `n` contentIDs of file rows, spread over the table, for sampling the object store.
@@ -431,7 +472,7 @@ mod tests {
         folders.sort();
         assert_eq!(folders, ["d1", "root"]);
         let mut files = vec![];
-        idx.for_each_file(|f| files.push(f)).unwrap();
+        idx.for_each_file(None, |f| files.push(f)).unwrap();
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].dates.image, Some(3000));
         assert_eq!(files[0].parent.as_deref(), Some("root"));

@@ -90,6 +90,17 @@ pub fn hash_file(p: &Path) -> u128 {
     xxhash_rust::xxh3::xxh3_128(&std::fs::read(p).unwrap())
 }
 
+impl Dump {
+    /// The hash a restored file must have: its object's, or an empty file's for a row with
+    /// no contentID (restored as an empty file).
+    pub fn expected_hash(&self, content_id: &Option<String>) -> u128 {
+        match content_id {
+            Some(c) => hash_file(&self.object(c).unwrap()),
+            None => xxhash_rust::xxh3::xxh3_128(b""),
+        }
+    }
+}
+
 /// Every entry under `root`: relative path -> (is_dir, size, mtime ns).
 pub fn tree(root: &Path) -> BTreeMap<String, (bool, u64, i128)> {
     let mut out = BTreeMap::new();
