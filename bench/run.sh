@@ -47,7 +47,7 @@ if [ "$MODE" = full ]; then
     SCALE_FILES=1350000
     : "${REPS:=3}"
     EST_SMALL=20000; EST_REAL=2000; PROC_FILES=100000
-    DEFAULT_SECTIONS="shapes,cold,durability,copymethod,profile,net,scale,readorder,procs,estimate"
+    DEFAULT_SECTIONS="shapes,cold,durability,copymethod,create,profile,net,scale,readorder,procs,estimate"
 else
     SMALL_FILES=10000; REAL_FILES=400; LARGE_FILES=16; DEMO_FILES=20000
     THREADS="1 4 16 auto"
@@ -55,7 +55,7 @@ else
     SCALE_FILES=100000
     : "${REPS:=3}"
     EST_SMALL=5000; EST_REAL=400; PROC_FILES=10000
-    DEFAULT_SECTIONS="shapes,cold,durability,copymethod,profile,net,scale,readorder,procs,estimate"
+    DEFAULT_SECTIONS="shapes,cold,durability,copymethod,create,profile,net,scale,readorder,procs,estimate"
 fi
 SECTIONS=${SECTIONS:-$DEFAULT_SECTIONS}
 # Narrower runs: BENCH_SHAPES="small demo20k" and BENCH_THREADS="4 auto" override the lists.
@@ -105,6 +105,7 @@ cp "$REPO/target/release/mycloud-recover" "$DATA/bin/mcr"
 MCR=$DATA/bin/mcr
 cc -O2 -o "$DATA/bin/copytest" "$HERE/copytest.c"
 cc -O2 -pthread -o "$DATA/bin/readorder" "$HERE/readorder.c"
+cc -O2 -pthread -o "$DATA/bin/createtest" "$HERE/createtest.c"
 
 # Can we drop the page cache? (root, and /proc/sys/vm writable)
 CAN_DROP=0
@@ -295,6 +296,27 @@ if want copymethod; then
                     sh -c 'mkdir -p "$2" && "$1" "$3" "$2" < "$4"' _ "$DATA/bin/copytest" "$OUT/dst" "$m" "$list"
                 measure copymethod large "$m+sync" 1 "$cache" "$rep" "$n" "$b" "$OUT/dst" -- \
                     sh -c 'mkdir -p "$2" && "$1" "$3" "$2" < "$4" && sync' _ "$DATA/bin/copytest" "$OUT/dst" "$m" "$list"
+            done
+        done
+    done
+fi
+
+# ---------------------------------------------------------------- per-file strategy and order
+# How one small file is best put in place (bench/createtest.c: create at the final name as
+# cp/xcp do, temporary name + rename, unnamed file + link) and in which order (folder by
+# folder as the restore now does, rowid order, shuffled), with 4 threads and folders made
+# as files need them, like a restore. Best with BENCH_FRESH_FS=1.
+if want create; then
+    gen_dump small "$SMALL_FILES" small
+    "$MCR" plan "$DATA/small/dump" "$OUT/plan-dest" --json >"$DATA/small/plan.jsonl"
+    python3 "$HERE/pairs.py" "$DATA/small/dump" "$DATA/small/plan.jsonl" "$DATA/small/pairs" 2>&1 | tee -a "$NOTES" >&2
+    n=$(wc -l <"$DATA/small/pairs/restore.txt")
+    b=$(cut -f1 "$DATA/small/pairs/restore.txt" | xargs -d '\n' du -cb --apparent-size | awk '/total$/ {s += $1} END {print s}')
+    for rep in $(seq 1 "$REPS"); do
+        for order in restore rowid shuffled; do
+            for m in plain rename tmpfile; do
+                measure create small "createtest $m $order-order" 4 warm "$rep" "$n" "$b" "$OUT/dst" -- \
+                    sh -c 'mkdir -p "$2" && CREATETEST_MKDIR=1 "$1" "$3" 4 "$2" < "$4"' _ "$DATA/bin/createtest" "$OUT/dst" "$m" "$DATA/small/pairs/$order.txt"
             done
         done
     done
@@ -531,7 +553,10 @@ if want estimate; then
         set -- $spec; shape=$1
         gen_dump "$shape" "$2" "$3"
         for rep in $(seq 1 "$REPS"); do
-            rm -rf "$OUT/dst" "$OUT/state"; drop_caches
+            rm -rf "$OUT/dst" "$OUT/state"
+            # With fresh filesystems, pre-flight measures one too, like the restore gets.
+            if [ "${BENCH_FRESH_FS:-0}" = 1 ]; then fresh_fs; fi
+            drop_caches
             "$MCR" preflight "$DATA/$shape/dump" "$OUT/dst" --json >"$OUT/preflight.json" 2>>"$LOG" || true
             read -r th best worst < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); e=d.get("estimate") or {}; print(d["advice"]["threads"], e.get("best_s",""), e.get("worst_s",""))' "$OUT/preflight.json")
             for cache in cold warm; do

@@ -315,15 +315,16 @@ Recommendation
 
 Estimated duration: 5h09m (best) to 8h27m (worst) with 64 threads
   Bytes        1.8 TB at 95.0 MB/s to 76.0 MB/s: 5h08m to 6h25m
-  Items        1310000 files + 344000 folders (half weight) at 583 to 204/s: 42m20s to 2h00m
+  Items        1310000 files + 344000 folders (half weight) at 1000 to 204/s: 24m42s to 2h00m
   Planning     42.0s
   Bound by     bandwidth: more threads will not make it faster; a faster disk or link would
   Model: time = plan + max(bytes / bandwidth, items / items-per-second). Bandwidth is the
   slower of source read and destination write+fsync (worst case: shared, when both are
   one filesystem);
   items are files plus half the folders, at the destination's per-file rate for the chosen
-  threads slowed by the source's first-byte latency. Best case: the two overlap at the best
-  rates measured; worst case: they add up at the lowest rates seen.
+  threads and the source's first-byte latency spread over them. Best case: all of it
+  overlaps (bytes with items, source waits with destination work) at the best rates
+  measured; worst case: it adds up at the lowest rates seen.
 
 Pre-flight took 38.2s (budget 40 s): ready to restore.
 "#;

@@ -82,8 +82,13 @@ impl Faults {
 /// How a file was restored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Restored {
-    /// Copied; `actual` differs from the database size when the object had another length.
-    Copied { bytes: u64, size_mismatch: bool },
+    /// Copied; `size_mismatch` when the object had another length than the database says;
+    /// `replaced_partial` (its length) when it replaced our own cut-short copy of a crashed run.
+    Copied {
+        bytes: u64,
+        size_mismatch: bool,
+        replaced_partial: Option<u64>,
+    },
     /// An identical file (same size, same date) was already at the final name.
     Adopted,
 }
@@ -115,6 +120,9 @@ pub struct CopyContext<'a> {
     pub exact_names: bool,
     /// The destination supports unnamed files linked into place ([`place_unnamed`]).
     pub unnamed_temps: bool,
+    /// The previous run ended without finishing (killed, power cut): a shorter file with the
+    /// planned date at a final name is its cut-short copy ([`Found::Replace`]).
+    pub after_crash: bool,
 }
 
 /// Folders known to exist on the destination, so each is created (and checked) once, and
@@ -336,9 +344,16 @@ fn restore_once(
     // every file its own name) if the destination keeps names exactly; linking an unnamed
     // file refuses a taken name anyway.
     let unnamed = ctx.unnamed_temps && !ctx.faults.named_temps;
+    let mut replace = replace;
+    let mut partial = None;
     if !(new_dir && (ctx.exact_names || unnamed)) {
-        if let Some(done) = check_existing(ctx, job, &target, replace)? {
-            return Ok(done);
+        match check_existing(ctx, job, &target, replace)? {
+            Found::Nothing => {}
+            Found::Identical => return Ok(Restored::Adopted),
+            Found::Replace { partial: p } => {
+                replace = true;
+                partial = p;
+            }
         }
     }
 
@@ -355,6 +370,7 @@ fn restore_once(
         return Ok(Restored::Copied {
             bytes: job.size,
             size_mismatch: false,
+            replaced_partial: None,
         });
     }
 
@@ -389,6 +405,7 @@ fn restore_once(
     Ok(Restored::Copied {
         bytes,
         size_mismatch: bytes != job.size,
+        replaced_partial: partial,
     })
 }
 
@@ -460,7 +477,19 @@ fn place_unnamed(
     match link_unnamed(&out, target) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            if ctx.overwrite || replace {
+            // Taken since the check (or never checked, in a folder this run made).
+            let replace_it = replace
+                || match check_existing(ctx, job, target, false)? {
+                    Found::Identical => return Ok(Placed::Found(Restored::Adopted)),
+                    Found::Replace { .. } => true,
+                    Found::Nothing => {
+                        return Err(Attempt::Transient(format!(
+                            "{} appeared and vanished during the copy",
+                            target.display()
+                        )))
+                    }
+                };
+            if replace_it {
                 // Replace in one step: link under the temporary name, rename over the file.
                 let tmp = dir.join(temp_name(&job.id));
                 let _ = std::fs::remove_file(&tmp);
@@ -469,14 +498,6 @@ fn place_unnamed(
                     let _ = std::fs::remove_file(&tmp);
                     return Err(io_fail("cannot rename into", target, e));
                 }
-            } else {
-                return match check_existing(ctx, job, target, false)? {
-                    Some(found) => Ok(Placed::Found(found)),
-                    None => Err(Attempt::Transient(format!(
-                        "{} appeared and vanished during the copy",
-                        target.display()
-                    ))),
-                };
             }
         }
         Err(e) => return Err(io_fail("cannot link into", target, e)),
@@ -570,34 +591,57 @@ fn check_close(
     close_checked(out).map_err(|e| io_fail("cannot close", shown, e))
 }
 
-/// What is at the final name already: an identical file is adopted, a differing one is kept
-/// (and reported) unless replacing was asked for. `None`: go ahead and copy.
+/// What is at a file's final name.
+#[derive(Debug, PartialEq, Eq)]
+enum Found {
+    Nothing,
+    /// The same size and date: adopt it.
+    Identical,
+    /// Replace it: asked for (`--overwrite`, or `regen` marked it), or a shorter file with
+    /// exactly the planned date after an interrupted run: our own copy, cut short by a power
+    /// cut after its name reached the disk but before all its data did.
+    Replace {
+        partial: Option<u64>,
+    },
+}
+
+/// Looks at the final name; a differing file that may not be replaced is an error (kept and
+/// reported).
 fn check_existing(
     ctx: &CopyContext<'_>,
     job: &PlannedFile,
     target: &Path,
     replace: bool,
-) -> Result<Option<Restored>, Attempt> {
+) -> Result<Found, Attempt> {
     match std::fs::symlink_metadata(target) {
         Ok(m) if m.is_file() => {
             if m.len() == job.size && mtime_matches(&m, job.mtime_ms) {
-                return Ok(Some(Restored::Adopted));
+                return Ok(Found::Identical);
             }
-            if !ctx.overwrite && !replace {
-                return Err(Attempt::Final(NotRestored::Failed(format!(
-                    "{} already exists and differs (size {} vs {} expected, or another date); kept it. Use --overwrite to replace it",
-                    target.display(),
-                    m.len(),
-                    job.size
-                ))));
+            if ctx.overwrite || replace {
+                return Ok(Found::Replace { partial: None });
             }
-            Ok(None)
+            if ctx.after_crash
+                && m.len() < job.size
+                && job.mtime_ms.is_some()
+                && mtime_matches(&m, job.mtime_ms)
+            {
+                return Ok(Found::Replace {
+                    partial: Some(m.len()),
+                });
+            }
+            Err(Attempt::Final(NotRestored::Failed(format!(
+                "{} already exists and differs (size {} vs {} expected, or another date); kept it. Use --overwrite to replace it",
+                target.display(),
+                m.len(),
+                job.size
+            ))))
         }
         Ok(_) => Err(Attempt::Final(NotRestored::Failed(format!(
             "{} exists and is not a regular file; left it alone",
             target.display()
         )))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Found::Nothing),
         Err(e) => Err(io_fail("cannot check", target, e)),
     }
 }

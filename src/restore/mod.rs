@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use crossbeam_channel::{bounded, RecvTimeoutError};
+use crossbeam_channel::{bounded, RecvTimeoutError, TrySendError};
 
 use crate::config::{Durability, RestoreConfig, Threads};
 use crate::plan::{Plan, PlannedFile};
@@ -84,6 +84,10 @@ pub fn raise_fd_limit() -> u64 {
 /// are few files per worker) or bytes, so every worker gets work.
 const CHUNK_FILES: u64 = 32;
 const CHUNK_BYTES: u64 = 16 << 20;
+/// A group commit is handed to the committer after this many records (or 2 s); while the
+/// committer is busy, records keep gathering, up to the second bound (about 60 MB).
+const COMMIT_FILES: usize = 4096;
+const COMMIT_MAX_PENDING: usize = 262_144;
 /// Files settled without a worker (already done, not selected) are reported in chunks too.
 const SETTLED_CHUNK: usize = 1024;
 
@@ -158,17 +162,18 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     for p in plan.problems() {
         report.structure_problems.push(p.clone());
     }
-    if let Some(c) = &ckpt {
-        if c.previous_run_unclean()? {
-            let t = Instant::now();
-            let n = copy::remove_stale_temps(&cfg.dest).with_context(|| {
-                format!("cannot clean temporary files in {}", cfg.dest.display())
-            })?;
-            report.stale_temps_removed = n;
-            report
-                .phases
-                .insert("temp_cleanup".into(), t.elapsed().as_secs_f64());
-        }
+    let after_crash = match &ckpt {
+        Some(c) => c.previous_run_unclean()?,
+        None => false,
+    };
+    if after_crash {
+        let t = Instant::now();
+        let n = copy::remove_stale_temps(&cfg.dest)
+            .with_context(|| format!("cannot clean temporary files in {}", cfg.dest.display()))?;
+        report.stale_temps_removed = n;
+        report
+            .phases
+            .insert("temp_cleanup".into(), t.elapsed().as_secs_f64());
     }
     let dest_sync = match (&ckpt, cfg.durability) {
         (Some(_), Durability::Batch) => Some(std::fs::File::open(&cfg.dest)?),
@@ -192,6 +197,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         copier: &copier,
         exact_names: dest_facts.exact_names,
         unnamed_temps: dest_facts.unnamed_temps,
+        after_crash,
     };
 
     if !cfg.dry_run && crate::fsinfo::probe(&cfg.state_dir).is_network() {
@@ -293,6 +299,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                             Ok(Restored::Copied {
                                 bytes,
                                 size_mismatch,
+                                replaced_partial,
                             }) => {
                                 d.bytes = bytes;
                                 if size_mismatch {
@@ -300,6 +307,12 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                     "object has {bytes} bytes, the database says {}; restored as found",
                                     d.file.size
                                 ));
+                                }
+                                if let Some(had) = replaced_partial {
+                                    d.note = Some(format!(
+                                        "replaced a cut-short copy ({had} of {} bytes) that the interrupted run left at this name",
+                                        d.file.size
+                                    ));
                                 }
                             }
                             Ok(Restored::Adopted) => d.outcome = Outcome::Adopted,
@@ -376,11 +389,28 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         let res_rx = res_rx;
         let mut bookkeeping = || -> anyhow::Result<()> {
             let mut batch: Vec<Record> = Vec::new();
+            let mut next_commit = COMMIT_FILES;
             let mut last_commit = Instant::now();
             let mut last_report = Instant::now();
-            // False once the committer has stopped (on an error, which its join reports).
-            let commit = |batch: &mut Vec<Record>| -> bool {
-                batch.is_empty() || batch_tx.send(std::mem::take(batch)).is_ok()
+            // Hands the batch to the committer. While it is busy flushing the previous one,
+            // the batch keeps growing instead (waiting here would fill the result queue and
+            // stall every worker behind the flush), up to a bound, or when `wait`ing at the
+            // end. False once the committer has stopped (on an error, which its join reports).
+            let commit = |batch: &mut Vec<Record>, wait: bool| -> bool {
+                if batch.is_empty() {
+                    return true;
+                }
+                if wait || batch.len() >= COMMIT_MAX_PENDING {
+                    return batch_tx.send(std::mem::take(batch)).is_ok();
+                }
+                match batch_tx.try_send(std::mem::take(batch)) {
+                    Ok(()) => true,
+                    Err(TrySendError::Full(b)) => {
+                        *batch = b;
+                        true
+                    }
+                    Err(TrySendError::Disconnected(_)) => false,
+                }
             };
             loop {
                 match res_rx.recv_timeout(Duration::from_millis(200)) {
@@ -432,10 +462,11 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                 outcome: d.outcome,
                                 error: d.error,
                             });
-                            if batch.len() >= 4096 {
-                                if !commit(&mut batch) {
+                            if batch.len() >= next_commit {
+                                if !commit(&mut batch, false) {
                                     return Ok(());
                                 }
+                                next_commit = batch.len() + COMMIT_FILES;
                                 last_commit = Instant::now();
                             }
                         }
@@ -444,9 +475,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
                 if last_commit.elapsed() >= Duration::from_secs(2) {
-                    if !commit(&mut batch) {
+                    if !commit(&mut batch, false) {
                         return Ok(());
                     }
+                    next_commit = batch.len() + COMMIT_FILES;
                     last_commit = Instant::now();
                 }
                 snap.elapsed = copy_start.elapsed();
@@ -457,7 +489,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                     last_report = Instant::now();
                 }
             }
-            commit(&mut batch);
+            commit(&mut batch, true);
             Ok(())
         };
         let kept = bookkeeping();
@@ -530,11 +562,13 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         // Dating a folder does not change its parent's mtime, so the folders can be dated in
         // any order and in parallel: on a network destination each one is a round trip, and
         // done one by one they were a visible tail after the copy (docs/PERFORMANCE.md).
-        let dated: Vec<(PathBuf, i64)> = folders
+        // In path order, so neighbours in the tree are dated together.
+        let mut dated: Vec<(PathBuf, i64)> = folders
             .into_iter()
             .filter(|f| touched.contains(&f.rel_path))
             .filter_map(|f| f.mtime_ms.map(|ms| (cfg.dest.join(&f.rel_path), ms)))
             .collect();
+        dated.sort_unstable();
         let failed = AtomicU64::new(0);
         let next = AtomicU64::new(0);
         std::thread::scope(|s| {
