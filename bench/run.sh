@@ -311,7 +311,7 @@ if want create; then
     "$MCR" plan "$DATA/small/dump" "$OUT/plan-dest" --json >"$DATA/small/plan.jsonl"
     python3 "$HERE/pairs.py" "$DATA/small/dump" "$DATA/small/plan.jsonl" "$DATA/small/pairs" 2>&1 | tee -a "$NOTES" >&2
     n=$(wc -l <"$DATA/small/pairs/restore.txt")
-    b=$(cut -f1 "$DATA/small/pairs/restore.txt" | xargs -d '\n' du -cb --apparent-size | awk '/total$/ {s += $1} END {print s}')
+    b=$(cut -f1 "$DATA/small/pairs/restore.txt" | xargs -d '\n' du -cb --apparent-size | awk '/total$/ {s += $1} END {printf "%d\n", s}')
     for rep in $(seq 1 "$REPS"); do
         for order in restore rowid shuffled; do
             for m in plain rename tmpfile; do
@@ -477,7 +477,7 @@ if want readorder; then
         "$MCR" plan "$DATA/small/dump" "$OUT/plan-dest" --json >"$DATA/small/plan.jsonl"
         python3 "$HERE/orders.py" "$DATA/small/dump" "$DATA/small/orders" --restore-order "$DATA/small/plan.jsonl" 2>&1 | tee -a "$NOTES" >&2
         n=$(wc -l <"$DATA/small/orders/db.txt")
-        b=$(xargs -d '\n' -a "$DATA/small/orders/db.txt" du -cb --apparent-size | awk '/total$/ {s += $1} END {print s}')
+        b=$(xargs -d '\n' -a "$DATA/small/orders/db.txt" du -cb --apparent-size | awk '/total$/ {s += $1} END {printf "%d\n", s}')
         for rep in $(seq 1 "$REPS"); do
             for order in db cid restore phys; do
                 for th in 1 4 16; do

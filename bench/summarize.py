@@ -61,7 +61,7 @@ def stats(rs):
         "cpu": med(cpu),
         "rss_mb": med(f("maxrss_kb")) / 1024,
         "files": int(rs[0]["files"] or 0),
-        "bytes": int(rs[0]["bytes"] or 0),
+        "bytes": int(float(rs[0]["bytes"] or 0)),
         "plan": med(f("plan_s")),
         "copy": med(f("copy_s")),
         "fdates": med(f("folder_dates_s")),

@@ -57,7 +57,7 @@ pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
     let plan = Plan::build(&index, opts)?;
     let (mut trash, mut unlinked, mut renamed) = (0u64, 0u64, 0u64);
     let mut structure_problems = plan.problems().to_vec();
-    plan.for_each_file(&index, |f| {
+    plan.for_each_file_any_order(&index, |f| {
         if let Some(p) = f.problem() {
             structure_problems.push(p);
         }
@@ -204,7 +204,15 @@ pub fn plan(a: &PlanArgs) -> anyhow::Result<Exit> {
         ..Default::default()
     };
     let mut file_problems: Vec<crate::plan::Problem> = Vec::new();
-    plan.for_each_file(&index, |f| {
+    // The listing follows the restore's order; the summary alone needs no order.
+    let each = |f: &mut dyn FnMut(crate::plan::PlannedFile)| {
+        if a.summary {
+            plan.for_each_file_any_order(&index, f)
+        } else {
+            plan.for_each_file(&index, f)
+        }
+    };
+    each(&mut |f| {
         totals.files += 1;
         match f.skip {
             None => {

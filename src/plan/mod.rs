@@ -670,7 +670,22 @@ impl Plan {
         self.stream_files(index, Some(&order), f)
     }
 
-    /// [`Plan::for_each_file`] in the database's own order, for counting.
+    /// [`Plan::for_each_file`] for callers that only count or match files: the database's
+    /// own order skips the sort (3 s at 1.35M files), unless `--limit` picks the first N
+    /// files, which must be the same N the restore meets.
+    pub fn for_each_file_any_order(
+        &self,
+        index: &Index,
+        f: impl FnMut(PlannedFile),
+    ) -> Result<(), PlanError> {
+        if self.opts.limit.is_some() {
+            self.for_each_file(index, f)
+        } else {
+            self.stream_files(index, None, f)
+        }
+    }
+
+    /// Streams the files in the order `order` gives ([`Index::for_each_file`]).
     fn stream_files(
         &self,
         index: &Index,
@@ -762,13 +777,7 @@ impl Plan {
                 Some(_) => t.filtered += 1,
             }
         };
-        // Order does not change the counts, so skip the sort, unless `--limit` picks the
-        // first N files: then count the same files the restore will meet.
-        if self.opts.limit.is_some() {
-            self.for_each_file(index, count)?;
-        } else {
-            self.stream_files(index, None, count)?;
-        }
+        self.for_each_file_any_order(index, count)?;
         Ok(t)
     }
 }

@@ -436,7 +436,7 @@ pub fn work(
         histogram: model::empty_histogram(),
     };
     let block = block.max(1);
-    plan.for_each_file(index, |f| {
+    plan.for_each_file_any_order(index, |f| {
         if f.skip.is_some() {
             w.filtered_files += 1;
             return;

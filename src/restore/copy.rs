@@ -181,6 +181,11 @@ impl DirCache {
         }
     }
 
+    /// Whether this run has made or seen this folder.
+    pub fn knows(&self, dir: &Path) -> bool {
+        lock(&self.known).contains_key(dir)
+    }
+
     /// Folders this run created.
     pub fn created(&self) -> Vec<PathBuf> {
         lock(&self.created).iter().cloned().collect()
@@ -463,17 +468,8 @@ fn place_unnamed(
 ) -> Result<Placed, Attempt> {
     let out = open_unnamed(dir).map_err(|e| io_fail("cannot create a file in", dir, e))?;
     let bytes = fill(ctx, job, src, &out, target)?;
-    if job
-        .content_id
-        .as_ref()
-        .is_some_and(|c| ctx.faults.fail_close.contains(c))
-    {
-        return Err(io_fail(
-            "cannot close",
-            target,
-            io::Error::from_raw_os_error(libc::EBADF),
-        ));
-    }
+    // Where the close would fail, the test fault fails before the file gets its name.
+    injected_close_failure(ctx, job, target)?;
     match link_unnamed(&out, target) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -576,19 +572,24 @@ fn check_close(
     out: File,
     shown: &Path,
 ) -> Result<(), Attempt> {
-    if job
-        .content_id
-        .as_ref()
-        .is_some_and(|c| ctx.faults.fail_close.contains(c))
-    {
-        drop(out);
-        return Err(io_fail(
+    injected_close_failure(ctx, job, shown)?;
+    close_checked(out).map_err(|e| io_fail("cannot close", shown, e))
+}
+
+/// The `fail_close` test fault: close's failure, which cannot be produced for real here.
+fn injected_close_failure(
+    ctx: &CopyContext<'_>,
+    job: &PlannedFile,
+    shown: &Path,
+) -> Result<(), Attempt> {
+    match &job.content_id {
+        Some(c) if ctx.faults.fail_close.contains(c) => Err(io_fail(
             "cannot close",
             shown,
             io::Error::from_raw_os_error(libc::EBADF),
-        ));
+        )),
+        _ => Ok(()),
     }
-    close_checked(out).map_err(|e| io_fail("cannot close", shown, e))
 }
 
 /// What is at a file's final name.

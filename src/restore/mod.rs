@@ -1,11 +1,13 @@
 //! The copy engine.
 //!
-//! One producer thread streams the plan into a bounded job channel; N workers restore files
-//! ([`copy::restore_file`]); the calling thread owns all bookkeeping: outcome counts, the
-//! checkpoint (batched commits, after a `syncfs` of the destination when durability asks
-//! for it), the periodic JSON report and the progress listener. Memory is bounded by the
-//! folder table, the queue and the done-set of the checkpoint, whatever the file count.
-//! Shutdown is by dropping senders; a signal only stops new work from being handed out.
+//! One producer thread streams the plan, folder by folder in path order, into a bounded job
+//! channel in chunks of consecutive files; N workers restore them ([`copy::restore_file`])
+//! and send the results back per chunk; the calling thread owns all bookkeeping: outcome
+//! counts, the progress listener, the periodic JSON report, and the hand-over of group
+//! commits to a committer thread (which records them in the checkpoint after a `syncfs` of
+//! the destination when durability asks for it). Memory is bounded by the folder table, the
+//! queues, the pending group commit and the done-set of the checkpoint, whatever the file
+//! count. Shutdown is by dropping senders; a signal only stops new work from being handed out.
 
 pub mod copy;
 
@@ -18,7 +20,7 @@ use anyhow::Context;
 use crossbeam_channel::{bounded, RecvTimeoutError, TrySendError};
 
 use crate::config::{Durability, RestoreConfig, Threads};
-use crate::plan::{Plan, PlannedFile};
+use crate::plan::{Plan, PlannedFile, PlannedFolder};
 use crate::report::{Listener, Problem, Report, Snapshot};
 use crate::source::index::Index;
 use crate::state::{done_key, Checkpoint, Outcome, Record};
@@ -229,7 +231,16 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             let mut chunk: Vec<(PlannedFile, bool)> = Vec::new();
             let mut chunk_bytes = 0u64;
             let mut settled: Vec<Done> = Vec::new();
-            plan_ref.for_each_file(&index, |file| {
+            // Folder by folder when there is copying to do; a resume with nothing left needs
+            // no order and skips the sort.
+            let each = |f: &mut dyn FnMut(PlannedFile)| {
+                if left == 0 {
+                    plan_ref.for_each_file_any_order(&index, f)
+                } else {
+                    plan_ref.for_each_file(&index, f)
+                }
+            };
+            each(&mut |file| {
                 let quick = if file.skip.is_some() {
                     Some(Outcome::Filtered)
                 } else if done_ref.contains(&done_key(
@@ -544,11 +555,23 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             None => false,
         };
         if !folders_known && plan.options().limit.is_none() {
-            for f in &folders {
+            // Folders this run already made or saw need no check; the others are checked in
+            // parallel (each is a round trip on a network destination).
+            let unknown: Vec<&PlannedFolder> = folders
+                .iter()
+                .filter(|f| !dirs.knows(&cfg.dest.join(&f.rel_path)))
+                .collect();
+            let made = in_parallel(&unknown, threads, |f| -> anyhow::Result<bool> {
                 let path = cfg.dest.join(&f.rel_path);
-                if !path.is_dir() {
-                    dirs.ensure(&path)
-                        .with_context(|| format!("cannot create folder {}", path.display()))?;
+                if path.is_dir() {
+                    return Ok(false);
+                }
+                dirs.ensure(&path)
+                    .with_context(|| format!("cannot create folder {}", path.display()))?;
+                Ok(true)
+            });
+            for (f, made) in unknown.iter().zip(made) {
+                if made? {
                     touched.insert(f.rel_path.clone());
                     if let Some((parent, _)) = f.rel_path.rsplit_once('/') {
                         touched.insert(parent.to_string());
@@ -569,22 +592,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             .filter_map(|f| f.mtime_ms.map(|ms| (cfg.dest.join(&f.rel_path), ms)))
             .collect();
         dated.sort_unstable();
-        let failed = AtomicU64::new(0);
-        let next = AtomicU64::new(0);
-        std::thread::scope(|s| {
-            for _ in 0..threads.min(dated.len()) {
-                s.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                    let Some((path, ms)) = dated.get(i) else {
-                        break;
-                    };
-                    if set_dir_mtime(path, *ms).is_err() && path.is_dir() {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                });
-            }
+        let failed = in_parallel(&dated, threads, |(path, ms)| {
+            set_dir_mtime(path, *ms).is_err() && path.is_dir()
         });
-        report.folder_dates_failed = failed.into_inner();
+        report.folder_dates_failed = failed.into_iter().filter(|f| *f).count() as u64;
         report
             .phases
             .insert("folder_dates".into(), t.elapsed().as_secs_f64());
@@ -619,6 +630,40 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     }
     ui.finished(&report);
     Ok(report)
+}
+
+/// Runs `f` on every item with up to `threads` threads and returns the results in item order:
+/// for per-folder work after the copy, where each item is a round trip on a network
+/// destination.
+fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let next = AtomicU64::new(0);
+    let mut parts: Vec<Vec<(usize, R)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads.clamp(1, items.len().max(1)))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                        let Some(item) = items.get(i) else {
+                            return out;
+                        };
+                        out.push((i, f(item)));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a folder thread panicked"))
+            .collect()
+    });
+    let mut all: Vec<(usize, R)> = parts.drain(..).flatten().collect();
+    all.sort_unstable_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Spawns a scoped thread with a name, so `top -H`, `perf` and `/proc/PID/task` say which

@@ -80,7 +80,7 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
     let mut redo: Vec<(Record, String)> = Vec::new();
     let mut absent: Vec<(String, u64)> = Vec::new();
     let mut failure: Option<anyhow::Error> = None;
-    plan.for_each_file(&index, |f| {
+    plan.for_each_file_any_order(&index, |f| {
         if f.skip.is_some() || failure.is_some() {
             return;
         }
