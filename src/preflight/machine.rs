@@ -95,9 +95,49 @@ pub fn rotational(path: &Path) -> Option<bool> {
     found.map(|s| s.trim() == "1")
 }
 
+/// The whole disk under `path` (`vda`, `sda`), following a partition to its disk and a loop
+/// device to the disk that holds its backing file: a disk image (as data recovery often
+/// makes of a failing disk first) restored onto the disk that holds the image shares that
+/// disk's bandwidth, although the two are different filesystems. `None` without a block
+/// device (network filesystems, tmpfs) or when `/sys` does not say.
+pub fn physical_disk(path: &Path) -> Option<String> {
+    disk_of_device(rustix::fs::stat(path).ok()?.st_dev, 0)
+}
+
+fn disk_of_device(dev: u64, depth: u8) -> Option<String> {
+    let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
+    if major == 0 || depth > 4 {
+        return None;
+    }
+    let sys = Path::new("/sys/dev/block")
+        .join(format!("{major}:{minor}"))
+        .canonicalize()
+        .ok()?;
+    if let Ok(backing) = std::fs::read_to_string(sys.join("loop/backing_file")) {
+        let st = rustix::fs::stat(backing.trim()).ok()?;
+        return disk_of_device(st.st_dev, depth + 1);
+    }
+    let whole = if sys.join("partition").exists() {
+        sys.parent()?
+    } else {
+        &sys
+    };
+    Some(whole.file_name()?.to_string_lossy().into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_disk_under_a_path_is_found_or_none() {
+        // A tmpfs has no block device; the disk holding the build, where there is one, has a
+        // plain name (no slashes).
+        assert_eq!(physical_disk(Path::new("/dev/shm")), None);
+        if let Some(d) = physical_disk(Path::new(env!("CARGO_MANIFEST_DIR"))) {
+            assert!(!d.is_empty() && !d.contains('/'), "{d}");
+        }
+    }
 
     #[test]
     fn parses_proc_files() {

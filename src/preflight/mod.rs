@@ -268,6 +268,13 @@ pub fn preflight(
         (m.source.as_ref().and_then(|d| d.device_id), m.dest.as_ref().and_then(|d| d.device_id)),
         (Some(a), Some(b)) if a == b
     );
+    m.same_disk = matches!(
+        (
+            m.source.as_ref().and_then(|d| d.physical_disk.as_ref()),
+            m.dest.as_ref().and_then(|d| d.physical_disk.as_ref()),
+        ),
+        (Some(a), Some(b)) if a == b
+    );
     if m.dest_unresponsive.is_none() {
         match p.names() {
             Ok(n) => m.names = Some(n),

@@ -87,6 +87,8 @@ pub struct Disk {
     /// `st_dev`, to notice SOURCE and DEST sharing a filesystem.
     #[serde(skip)]
     pub device_id: Option<u64>,
+    /// The whole disk below the filesystem ([`super::machine::physical_disk`]).
+    pub physical_disk: Option<String>,
 }
 
 /// What happened to one test name on DEST.
@@ -274,6 +276,9 @@ pub struct Measurements {
     pub dest: Option<Disk>,
     pub names: Option<NameFacts>,
     pub same_filesystem: bool,
+    /// SOURCE and DEST sit on one physical disk (one filesystem, two partitions, or a disk
+    /// image on the destination's disk): their bandwidths are shared in the worst case.
+    pub same_disk: bool,
     pub read: Option<ReadBench>,
     pub write: Option<WriteBench>,
     pub scaling: Vec<ScalingPoint>,
@@ -381,7 +386,7 @@ pub struct Estimate {
 pub const MODEL_TEXT: &str = concat!(
     "  Model: time = plan + max(bytes / bandwidth, items / items-per-second). Bandwidth is the\n",
     "  slower of source read and destination write+fsync (worst case: shared, when both are\n",
-    "  one filesystem);\n",
+    "  on one disk);\n",
     "  items are files plus half the folders, at the destination's per-file rate for the chosen\n",
     "  threads and the source's first-byte latency spread over them. Best case: all of it\n",
     "  overlaps (bytes with items, source waits with destination work) at the best rates\n",
@@ -545,7 +550,7 @@ fn bandwidth(m: &Measurements) -> Option<(f64, f64)> {
         // writing (one hard disk head); at best reads and writes overlap (SSDs and virtual
         // disks have separate queues; measured here: a 2.6 GB restore onto the same virtual
         // disk ran at the slower of the two rates, not at the shared rate).
-        (Some((rb, rw)), Some((wb, ww))) if m.same_filesystem => {
+        (Some((rb, rw)), Some((wb, ww))) if m.same_filesystem || m.same_disk => {
             let shared = |r: f64, w: f64| 1.0 / (1.0 / r + 1.0 / w);
             Some((rb.min(wb), shared(rw, ww)))
         }
@@ -872,6 +877,7 @@ pub(crate) mod tests {
             block_size: Some(4096),
             rotational,
             device_id: None,
+            physical_disk: None,
         }
     }
 
@@ -1256,8 +1262,12 @@ pub(crate) mod tests {
         let mut m = fast_local();
         let w = work(10, 3_000_000_000);
         let apart = estimate(&m, &w, 4).unwrap();
+        m.same_disk = true;
+        let on_one_disk = estimate(&m, &w, 4).unwrap();
+        m.same_disk = false;
         m.same_filesystem = true;
         let shared = estimate(&m, &w, 4).unwrap();
+        assert_eq!(on_one_disk.bandwidth_worst, shared.bandwidth_worst);
         // Best: reads and writes overlap, the slower sets the pace, as on separate disks.
         assert!((apart.bandwidth_best - 1.5e9).abs() < 1e6);
         assert_eq!(shared.bandwidth_best, apart.bandwidth_best);

@@ -411,6 +411,11 @@ pub fn disk_of(path: &Path) -> Disk {
             machine::rotational(&at)
         },
         device_id: rustix::fs::stat(&at).ok().map(|s| s.st_dev),
+        physical_disk: if network {
+            None
+        } else {
+            machine::physical_disk(&at)
+        },
         fs,
     }
 }

@@ -132,6 +132,15 @@ pub fn human(r: &PreflightReport) -> String {
     }
     if m.same_filesystem {
         let _ = writeln!(s, "  Same filesystem as the source");
+    } else if m.same_disk {
+        let _ = writeln!(
+            s,
+            "  Same physical disk as the source ({}): reads and writes share it",
+            m.dest
+                .as_ref()
+                .and_then(|d| d.physical_disk.as_deref())
+                .unwrap_or("?")
+        );
     }
 
     let _ = writeln!(s, "\nThe work (from the database)");

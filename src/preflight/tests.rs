@@ -320,7 +320,7 @@ Estimated duration: 5h09m (best) to 8h27m (worst) with 64 threads
   Bound by     bandwidth: more threads will not make it faster; a faster disk or link would
   Model: time = plan + max(bytes / bandwidth, items / items-per-second). Bandwidth is the
   slower of source read and destination write+fsync (worst case: shared, when both are
-  one filesystem);
+  on one disk);
   items are files plus half the folders, at the destination's per-file rate for the chosen
   threads and the source's first-byte latency spread over them. Best case: all of it
   overlaps (bytes with items, source waits with destination work) at the best rates
