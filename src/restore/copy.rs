@@ -2,10 +2,10 @@
 //!
 //! A final name only ever holds complete content. On local Linux filesystems the data goes
 //! into an unnamed file (`O_TMPFILE`) in the target folder, gets its dates, and is linked
-//! to its final name when complete ([`place_unnamed`]): a kill at any moment leaves nothing
+//! to its final name when complete (`place_unnamed`): a kill at any moment leaves nothing
 //! behind, and the link refuses a taken name. Where unnamed files are not supported (NFS,
 //! SMB, FUSE) it goes to a hidden temporary name, is closed (checking close's result: NFS
-//! reports write-back errors there) and renamed into place ([`place_named`]); a kill leaves
+//! reports write-back errors there) and renamed into place (`place_named`); a kill leaves
 //! at most a `.mcr-*.part` file, which the next run removes. Data moves inside the kernel
 //! ([`Copier`]: `copy_file_range`, or `sendfile` across filesystems).
 
@@ -118,10 +118,10 @@ pub struct CopyContext<'a> {
     /// The destination keeps names exactly as given (no folding of case or Unicode form), so
     /// a folder this run created cannot already hold a file's final name.
     pub exact_names: bool,
-    /// The destination supports unnamed files linked into place ([`place_unnamed`]).
+    /// The destination supports unnamed files linked into place (`place_unnamed`).
     pub unnamed_temps: bool,
     /// The previous run ended without finishing (killed, power cut): a shorter file with the
-    /// planned date at a final name is its cut-short copy ([`Found::Replace`]).
+    /// planned date at a final name is its cut-short copy (`Found::Replace`).
     pub after_crash: bool,
 }
 
@@ -418,7 +418,7 @@ fn restore_once(
 enum Placed {
     /// Written and in place: this many bytes.
     Copied(u64),
-    /// The final name turned out to be taken after the copy (see [`place_unnamed`]).
+    /// The final name turned out to be taken after the copy (see `place_unnamed`).
     Found(Restored),
 }
 
