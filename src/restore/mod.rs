@@ -231,10 +231,12 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             let mut chunk: Vec<(PlannedFile, bool)> = Vec::new();
             let mut chunk_bytes = 0u64;
             let mut settled: Vec<Done> = Vec::new();
-            // Folder by folder when there is copying to do; a resume with nothing left needs
-            // no order and skips the sort.
+            // Folder by folder when there is real copying to do. The sort costs about 3 s at
+            // 1.35M files, so a resume with under 1% left (say the few missing objects it
+            // retries every time) reads in the database's order instead.
+            let sorted = left > 0 && left * 100 >= totals.selected_files;
             let each = |f: &mut dyn FnMut(PlannedFile)| {
-                if left == 0 {
+                if !sorted {
                     plan_ref.for_each_file_any_order(&index, f)
                 } else {
                     plan_ref.for_each_file(&index, f)

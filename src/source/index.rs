@@ -479,6 +479,54 @@ mod tests {
         assert!(idx.quick_check().unwrap().is_empty());
     }
 
+    /// Files come grouped by folder in the given rank order, rowid order within a folder,
+    /// files of unranked parents first; the database file is not touched by the TEMP table.
+    #[test]
+    fn files_stream_folder_by_folder_in_rank_order() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("index.db");
+        let c = Connection::open(&p).unwrap();
+        c.execute_batch(FILES_TABLE_SQL).unwrap();
+        for (i, (id, parent)) in [
+            ("a1", "A"),
+            ("b1", "B"),
+            ("a2", "A"),
+            ("x1", "gone"),
+            ("b2", "B"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            c.execute(
+                "INSERT INTO Files(id,parentID,contentID,version,name,birthTime,cTime,size,mimeType,storageID,hidden)
+                 VALUES (?1,?2,?3,1,?1,1,1,1,'image/jpeg','local',1)",
+                rusqlite::params![id, parent, format!("c{i}")],
+            )
+            .unwrap();
+        }
+        drop(c);
+        let before = std::fs::read(&p).unwrap();
+        let idx = Index::open(&p, None).unwrap();
+        let order = |ranks: &[(&str, u32)]| {
+            let mut ids = vec![];
+            idx.for_each_file(Some(ranks), |f| ids.push(f.id)).unwrap();
+            ids
+        };
+        assert_eq!(order(&[("B", 0), ("A", 1)]), ["x1", "b1", "b2", "a1", "a2"]);
+        // A second call replaces the ranks.
+        assert_eq!(order(&[("A", 0), ("B", 1)]), ["x1", "a1", "a2", "b1", "b2"]);
+        let mut plain = vec![];
+        idx.for_each_file(None, |f| plain.push(f.id)).unwrap();
+        assert_eq!(plain, ["a1", "b1", "a2", "x1", "b2"]);
+        drop(idx);
+        assert_eq!(std::fs::read(&p).unwrap(), before, "the database is unchanged");
+        let names: Vec<String> = std::fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["index.db"], "nothing written beside it");
+    }
+
     #[test]
     fn missing_column_is_named() {
         let t = tempfile::tempdir().unwrap();
