@@ -519,7 +519,11 @@ mod tests {
         idx.for_each_file(None, |f| plain.push(f.id)).unwrap();
         assert_eq!(plain, ["a1", "b1", "a2", "x1", "b2"]);
         drop(idx);
-        assert_eq!(std::fs::read(&p).unwrap(), before, "the database is unchanged");
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            before,
+            "the database is unchanged"
+        );
         let names: Vec<String> = std::fs::read_dir(t.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
