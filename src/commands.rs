@@ -205,14 +205,7 @@ pub fn plan(a: &PlanArgs) -> anyhow::Result<Exit> {
     };
     let mut file_problems: Vec<crate::plan::Problem> = Vec::new();
     // The listing follows the restore's order; the summary alone needs no order.
-    let each = |f: &mut dyn FnMut(crate::plan::PlannedFile)| {
-        if a.summary {
-            plan.for_each_file_any_order(&index, f)
-        } else {
-            plan.for_each_file(&index, f)
-        }
-    };
-    each(&mut |f| {
+    plan.for_each_file_by(&index, !a.summary, |f| {
         totals.files += 1;
         match f.skip {
             None => {

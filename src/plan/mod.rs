@@ -678,7 +678,18 @@ impl Plan {
         index: &Index,
         f: impl FnMut(PlannedFile),
     ) -> Result<(), PlanError> {
-        if self.opts.limit.is_some() {
+        self.for_each_file_by(index, false, f)
+    }
+
+    /// Folder by folder ([`Plan::for_each_file`]) when `by_folder`, else in any order
+    /// ([`Plan::for_each_file_any_order`]).
+    pub fn for_each_file_by(
+        &self,
+        index: &Index,
+        by_folder: bool,
+        f: impl FnMut(PlannedFile),
+    ) -> Result<(), PlanError> {
+        if by_folder || self.opts.limit.is_some() {
             self.for_each_file(index, f)
         } else {
             self.stream_files(index, None, f)

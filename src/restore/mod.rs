@@ -144,11 +144,12 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         None => (HashSet::new(), HashSet::new()),
     };
 
+    // Files still to restore, as far as the checkpoint knows.
+    let left = totals.selected_files.saturating_sub(done_keys.len() as u64);
     // Tune after the checkpoint is known: a resume with little left is not worth measuring.
     let (threads, tuning) = match cfg.threads {
         Threads::Fixed(n) => (n, None),
         Threads::Auto => {
-            let left = totals.selected_files.saturating_sub(done_keys.len() as u64);
             let t = crate::preflight::auto_threads(cfg, left);
             (t.threads, Some(t))
         }
@@ -214,7 +215,6 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let mut touched: HashSet<String> = HashSet::new();
     let mut dest_full: Option<String> = None;
 
-    let left = totals.selected_files.saturating_sub(done_keys.len() as u64);
     let chunk_files = (left / (threads as u64 * 8)).clamp(1, CHUNK_FILES) as usize;
     let (job_tx, job_rx) = bounded::<Vec<(PlannedFile, bool)>>(threads * 2);
     let (res_tx, res_rx) = bounded::<Vec<Done>>(threads * 4);
@@ -234,15 +234,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             // Folder by folder when there is real copying to do. The sort costs about 3 s at
             // 1.35M files, so a resume with under 1% left (say the few missing objects it
             // retries every time) reads in the database's order instead.
-            let sorted = left > 0 && left * 100 >= totals.selected_files;
-            let each = |f: &mut dyn FnMut(PlannedFile)| {
-                if !sorted {
-                    plan_ref.for_each_file_any_order(&index, f)
-                } else {
-                    plan_ref.for_each_file(&index, f)
-                }
-            };
-            each(&mut |file| {
+            let by_folder = left > 0 && left * 100 >= totals.selected_files;
+            plan_ref.for_each_file_by(&index, by_folder, |file| {
                 let quick = if file.skip.is_some() {
                     Some(Outcome::Filtered)
                 } else if done_ref.contains(&done_key(
@@ -475,19 +468,12 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                 outcome: d.outcome,
                                 error: d.error,
                             });
-                            if batch.len() >= next_commit {
-                                if !commit(&mut batch, false) {
-                                    return Ok(());
-                                }
-                                next_commit = batch.len() + COMMIT_FILES;
-                                last_commit = Instant::now();
-                            }
                         }
                     }
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
-                if last_commit.elapsed() >= Duration::from_secs(2) {
+                if batch.len() >= next_commit || last_commit.elapsed() >= Duration::from_secs(2) {
                     if !commit(&mut batch, false) {
                         return Ok(());
                     }
