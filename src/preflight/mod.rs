@@ -66,11 +66,6 @@ pub const LEVELS: [usize; 4] = [1, 4, 16, 64];
 /// Below this many files left, the quick auto-tune (about 2 s) is not worth its time on a
 /// network destination, where the right thread count matters most.
 pub const QUICK_MIN_FILES: u64 = 1000;
-/// The same on a local destination. Measured (docs/PERFORMANCE.md): on a local disk 4 to 16
-/// workers are within a few percent of each other, so the default is already near the best,
-/// while the 2 s measurement added 30-40% to a 10,000-file restore. Only large jobs
-/// amortise it.
-pub const QUICK_MIN_FILES_LOCAL: u64 = 50_000;
 const READ_MAX_BYTES: u64 = 128 << 20;
 const WRITE_MAX_BYTES: u64 = 128 << 20;
 /// Below this, a write benchmark says nothing (two rounds of a few chunks).
@@ -490,21 +485,14 @@ impl Tuning {
 }
 
 /// The quick auto-tune on any probe: per-file cost at three levels, the same choice rule as
-/// pre-flight, limited by the files and the open-file limit.
-pub fn quick_tune(
-    p: &mut dyn Probe,
-    network: bool,
-    files: u64,
-    fd_limit: u64,
-) -> Result<Tuning, ProbeError> {
+/// pre-flight, limited by the files and the open-file limit. Used for network destinations,
+/// where each file costs round trips that more workers overlap.
+pub fn quick_tune(p: &mut dyn Probe, files: u64, fd_limit: u64) -> Result<Tuning, ProbeError> {
     let started = Instant::now();
-    let (levels, slice): (&[usize], _) = if network {
-        (&[4, 16, 64], Duration::from_millis(500))
-    } else {
-        (&[1, 4, 16], Duration::from_millis(250))
-    };
+    let levels = [4, 16, 64];
+    let slice = Duration::from_millis(500);
     let mut points = Vec::new();
-    for t in model::abba(levels) {
+    for t in model::abba(&levels) {
         let limits = Limits {
             time: slice,
             max_bytes: u64::MAX,
@@ -553,12 +541,17 @@ pub fn auto_threads(cfg: &RestoreConfig, files_left: u64) -> Tuning {
     if cfg.dry_run {
         return fallback("dry run, so nothing was written to the destination to measure it".into());
     }
-    let worth = if cfg.dest_fs.is_network() {
-        QUICK_MIN_FILES
-    } else {
-        QUICK_MIN_FILES_LOCAL
-    };
-    if files_left < worth {
+    // Threads hide round trips. A local disk has none worth hiding: 4 to 32 workers were
+    // within a few percent of each other on 100,000 small files, while the 1-2 s measurement
+    // was 20-30% of that restore (docs/PERFORMANCE.md). On a network filesystem 1 -> 16
+    // workers was 7x, and the measurement is what finds the knee.
+    if !cfg.dest_fs.is_network() {
+        return fallback(
+            "on a local disk more workers hide no round trips (measured: 4 to 32 are within a few percent), so nothing is measured"
+                .into(),
+        );
+    }
+    if files_left < QUICK_MIN_FILES {
         return fallback(format!(
             "{files_left} files left to restore, too few for a measurement to pay off on a {kind} destination"
         ));
@@ -569,7 +562,7 @@ pub fn auto_threads(cfg: &RestoreConfig, files_left: u64) -> Tuning {
         .min(model::FD_RAISE_CAP);
     let mut prober = RealProbe::new(cfg.source.clone(), cfg.dest.clone(), Vec::new())
         .with_grace(Duration::from_secs(10));
-    let result = quick_tune(&mut prober, cfg.dest_fs.is_network(), files_left, fd_limit);
+    let result = quick_tune(&mut prober, files_left, fd_limit);
     let cleanup = prober.finish();
     match (result, cleanup) {
         (Ok(mut t), cleanup) => {
