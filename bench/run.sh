@@ -41,7 +41,7 @@ mkdir -p "$RESULTS" "$TOOLS" "$DATA"
 
 # ---------------------------------------------------------------- sizes per mode
 if [ "$MODE" = full ]; then
-    SMALL_FILES=100000; REAL_FILES=4000; LARGE_FILES=32; DEMO_FILES=20000; SUSTAINED_FILES=160
+    SMALL_FILES=100000; REAL_FILES=4000; LARGE_FILES=32; DEMO_FILES=20000; SUSTAINED_FILES=88
     THREADS="1 2 4 8 16 32 auto"
     NET_FILES=1000; NET_THREADS="1 2 4 8 16 32 64"; NET_DELAYS="0 2"
     SCALE_FILES=1350000
@@ -49,7 +49,7 @@ if [ "$MODE" = full ]; then
     EST_SMALL=20000; EST_REAL=2000; PROC_FILES=100000
     DEFAULT_SECTIONS="shapes,cold,durability,copymethod,create,profile,net,scale,readorder,procs,estimate"
 else
-    SMALL_FILES=10000; REAL_FILES=400; LARGE_FILES=16; DEMO_FILES=20000; SUSTAINED_FILES=64
+    SMALL_FILES=10000; REAL_FILES=400; LARGE_FILES=16; DEMO_FILES=20000; SUSTAINED_FILES=48
     THREADS="1 4 16 auto"
     NET_FILES=200; NET_THREADS="1 4 16"; NET_DELAYS="2"
     SCALE_FILES=100000
@@ -59,8 +59,8 @@ else
 fi
 SECTIONS=${SECTIONS:-$DEFAULT_SECTIONS}
 # Narrower runs: BENCH_SHAPES="small demo20k" and BENCH_THREADS="4 auto" override the lists.
-# The shape `sustained` (large files, more than the kernel lets wait in memory; about 11 GB
-# in full mode) is opt-in: BENCH_SHAPES="large sustained".
+# The shape `sustained` (large files, more than the kernel lets wait in memory; about 12 GB
+# in full mode, so about 40 GB free on the data disk) is opt-in: BENCH_SHAPES="large sustained".
 SHAPES=${BENCH_SHAPES:-small real large demo20k}
 THREADS=${BENCH_THREADS:-$THREADS}
 want() { [[ ",$SECTIONS," == *",$1,"* ]]; }
@@ -207,14 +207,16 @@ make_tree() { # name
 }
 
 OUT=$DATA/out   # destinations, one at a time
+# Our checkpoint: off the destination, as by default (~/.local/state on the system disk).
+STATE=$DATA/state
 mkdir -p "$OUT"
 
 ours() { # section shape threads cache rep files bytes [flags...]
     local section=$1 shape=$2 th=$3 cache=$4 rep=$5 files=$6 bytes=$7; shift 7
     local dump=$DATA/$shape/dump
-    REPORT=$OUT/state/report.json
-    measure "$section" "$shape" "mcr${1:+ $*}" "$th" "$cache" "$rep" "$files" "$bytes" "$OUT/dst $OUT/state" -- \
-        "$MCR" restore "$dump" "$OUT/dst" --threads "$th" --state-dir "$OUT/state" --quiet "$@"
+    REPORT=$STATE/report.json
+    measure "$section" "$shape" "mcr${1:+ $*}" "$th" "$cache" "$rep" "$files" "$bytes" "$OUT/dst $STATE" -- \
+        "$MCR" restore "$dump" "$OUT/dst" --threads "$th" --state-dir "$STATE" --quiet "$@"
 }
 
 baselines() { # section shape cache rep files bytes
@@ -238,6 +240,14 @@ if want shapes; then
         shape=$1
         [[ " $SHAPES " == *" $shape "* ]] || continue
         gen_dump "$shape" "$2" "$3"
+        # The plain tree and one destination at a time need twice the dump, plus a margin.
+        need=$(( $(du -sb "$DATA/$shape/dump" | cut -f1) * 2 + (4 << 30) ))
+        [ -d "$DATA/$shape/tree" ] && need=$(( need / 2 ))
+        free=$(df --output=avail -B1 "$DATA" | tail -1)
+        if [ "$free" -lt "$need" ]; then
+            note "shape $shape skipped: it needs $(( need >> 30 )) GB free in $DATA, there are $(( free >> 30 )) GB"
+            continue
+        fi
         make_tree "$shape"
         note "shape $shape: $TREE_FILES files, $TREE_BYTES bytes in the plain tree"
         ths=$THREADS
@@ -245,7 +255,7 @@ if want shapes; then
         [ "$shape" = demo20k ] && ths="auto"
         # More bytes than the kernel keeps dirty in memory, so `cp -a` too runs at the
         # disk's speed, as in any restore of hundreds of GB.
-        if [ "$shape" = sustained ]; then ths="auto"; FRESH_SIZE=$(( TREE_BYTES / 1000000000 * 2 + 4 ))G; fi
+        if [ "$shape" = sustained ]; then ths="auto"; FRESH_SIZE=$(( TREE_BYTES / 1000000000 * 13 / 10 + 4 ))G; fi
         for rep in $(seq 1 "$REPS"); do
             # warm both the dump and the tree before each rep, so order does not matter
             cat "$DATA/$shape/dump/restsdk/data/db/index.db" >/dev/null
@@ -268,9 +278,9 @@ if want cold; then
                 measure cold "$shape" "cp -a" 1 cold "$rep" "$TREE_FILES" "$TREE_BYTES" "$OUT/dst" -- cp -a "$DATA/$shape/tree" "$OUT/dst"
                 [ -n "$XCP" ] && measure cold "$shape" "xcp" 4 cold "$rep" "$TREE_FILES" "$TREE_BYTES" "$OUT/dst" -- "$XCP" -r --no-progress "$DATA/$shape/tree" "$OUT/dst"
                 for th in 1 4 auto; do
-                    REPORT=$OUT/state/report.json
-                    measure cold "$shape" "mcr" "$th" cold "$rep" "$TREE_FILES" "$TREE_BYTES" "$OUT/dst $OUT/state" -- \
-                        "$MCR" restore "$DATA/$shape/dump" "$OUT/dst" --threads "$th" --state-dir "$OUT/state" --quiet
+                    REPORT=$STATE/report.json
+                    measure cold "$shape" "mcr" "$th" cold "$rep" "$TREE_FILES" "$TREE_BYTES" "$OUT/dst $STATE" -- \
+                        "$MCR" restore "$DATA/$shape/dump" "$OUT/dst" --threads "$th" --state-dir "$STATE" --quiet
                 done
             done
         done
@@ -340,17 +350,17 @@ if want profile; then
     PROF=$RESULTS/$STAMP-$MODE-profile
     mkdir -p "$PROF"
     for d in none batch; do
-        rm -rf "$OUT/dst" "$OUT/state"; sync
+        rm -rf "$OUT/dst" "$STATE"; sync
         if command -v strace >/dev/null || need_pkg strace strace; then
             strace -c -f -o "$PROF/strace-$d.txt" "$MCR" restore "$DATA/small/dump" "$OUT/dst" --threads 4 \
-                --state-dir "$OUT/state" --quiet --durability "$d" >>"$LOG" 2>&1 || true
+                --state-dir "$STATE" --quiet --durability "$d" >>"$LOG" 2>&1 || true
             note "strace -c -f (--durability $d, $TREE_FILES files): $PROF/strace-$d.txt"
         fi
     done
-    rm -rf "$OUT/dst" "$OUT/state"; sync
+    rm -rf "$OUT/dst" "$STATE"; sync
     if perf record -e cpu-clock -F 999 -g -o "$PROF/perf.data" -- true >/dev/null 2>&1; then
         perf record -e cpu-clock -F 999 -g -o "$PROF/perf.data" -- "$MCR" restore "$DATA/small/dump" "$OUT/dst" \
-            --threads 4 --state-dir "$OUT/state" --quiet >>"$LOG" 2>&1 || true
+            --threads 4 --state-dir "$STATE" --quiet >>"$LOG" 2>&1 || true
         perf report -i "$PROF/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -v '^$' | head -80 >"$PROF/perf-top.txt" || true
         perf report -i "$PROF/perf.data" --no-children --sort comm --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -20 >"$PROF/perf-threads.txt" || true
         rm -f "$PROF/perf.data" "$PROF/perf.data.old"
@@ -358,7 +368,7 @@ if want profile; then
     else
         note "perf record: not permitted, skipped"
     fi
-    rm -rf "$OUT/dst" "$OUT/state"
+    rm -rf "$OUT/dst" "$STATE"
 fi
 
 # ---------------------------------------------------------------- network-like destination
@@ -425,9 +435,9 @@ EOF
                 fi
                 for th in $NET_THREADS auto; do
                     EXTRA="delay_ms=$delay"
-                    REPORT=$OUT/state/report.json
-                    measure net net "mcr" "$th" warm "$rep" "$TREE_FILES" "$TREE_BYTES" "$NETDIR/mnt/dst $OUT/state" -- \
-                        "$MCR" restore "$DATA/net/dump" "$NETDIR/mnt/dst" --threads "$th" --state-dir "$OUT/state" --quiet
+                    REPORT=$STATE/report.json
+                    measure net net "mcr" "$th" warm "$rep" "$TREE_FILES" "$TREE_BYTES" "$NETDIR/mnt/dst $STATE" -- \
+                        "$MCR" restore "$DATA/net/dump" "$NETDIR/mnt/dst" --threads "$th" --state-dir "$STATE" --quiet
                 done
             done
             rm -rf "$NETDIR/mnt/dst"
@@ -565,7 +575,7 @@ if want estimate; then
         set -- $spec; shape=$1
         gen_dump "$shape" "$2" "$3"
         for rep in $(seq 1 "$REPS"); do
-            rm -rf "$OUT/dst" "$OUT/state"
+            rm -rf "$OUT/dst" "$STATE"
             # With fresh filesystems, pre-flight measures one too, like the restore gets.
             if [ "${BENCH_FRESH_FS:-0}" = 1 ]; then fresh_fs; fi
             drop_caches
@@ -573,9 +583,9 @@ if want estimate; then
             read -r th best worst < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); e=d.get("estimate") or {}; print(d["advice"]["threads"], e.get("best_s",""), e.get("worst_s",""))' "$OUT/preflight.json")
             for cache in cold warm; do
                 EXTRA="est_best=$best;est_worst=$worst"
-                REPORT=$OUT/state/report.json
-                measure estimate "$shape" "mcr (pre-flight's advice)" "$th" "$cache" "$rep" "" "" "$OUT/dst $OUT/state" -- \
-                    "$MCR" restore "$DATA/$shape/dump" "$OUT/dst" --threads "$th" --state-dir "$OUT/state" --quiet
+                REPORT=$STATE/report.json
+                measure estimate "$shape" "mcr (pre-flight's advice)" "$th" "$cache" "$rep" "" "" "$OUT/dst $STATE" -- \
+                    "$MCR" restore "$DATA/$shape/dump" "$OUT/dst" --threads "$th" --state-dir "$STATE" --quiet
             done
             note "estimate $shape rep $rep: $th threads, best $best s, worst $worst s"
         done

@@ -769,6 +769,11 @@ impl Plan {
         Ok(())
     }
 
+    /// Folder rows the plan read from the database (every folder, selected or not).
+    pub fn folder_rows(&self) -> u64 {
+        self.folders.name.len() as u64
+    }
+
     /// Counts what [`Plan::for_each_file`] would yield (one streaming pass).
     pub fn totals(&self, index: &Index) -> Result<PlanTotals, PlanError> {
         let mut t = PlanTotals {

@@ -294,6 +294,12 @@ impl Report {
         }
     }
 
+    /// The plan's totals, when they are counted after the report was started.
+    pub fn set_totals(&mut self, totals: &PlanTotals) {
+        self.totals = totals.clone();
+        self.not_processed = totals.files;
+    }
+
     pub fn add_rename(&mut self, original: &str, restored: &str) {
         self.renamed.push(RenameEntry {
             original: original.to_string(),

@@ -20,7 +20,7 @@ use anyhow::Context;
 use crossbeam_channel::{bounded, RecvTimeoutError, TrySendError};
 
 use crate::config::{Durability, RestoreConfig, Threads};
-use crate::plan::{Plan, PlannedFile, PlannedFolder};
+use crate::plan::{Plan, PlanTotals, PlannedFile, PlannedFolder};
 use crate::report::{Listener, Problem, Report, Snapshot};
 use crate::source::index::Index;
 use crate::state::{done_key, Checkpoint, Outcome, Record};
@@ -122,7 +122,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let index = Index::open(&cfg.source.db, cfg.source.backup_db.as_deref())?;
     let plan = Plan::build(&index, cfg.plan.clone())?;
     let plan_time = started.elapsed();
-    let totals = plan.totals(&index)?;
+    // Counting the files for the percentages is a full pass over the database, as long as
+    // the sort that orders the copy, so the two run at the same time (below); until then the
+    // row count bounds what there is to do.
+    let files_bound = index.row_count()?.saturating_sub(plan.folder_rows());
 
     let mut ckpt = if cfg.dry_run {
         None
@@ -135,6 +138,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             .canonicalize()
             .unwrap_or_else(|_| cfg.source.db.clone());
         c.bind(&db, &cfg.dest)?;
+        if cfg.durability == Durability::None {
+            c.trust_the_os()?;
+        }
         std::fs::create_dir_all(&cfg.dest)
             .with_context(|| format!("cannot create destination {}", cfg.dest.display()))?;
         Some(c)
@@ -148,8 +154,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         None => (HashSet::new(), HashSet::new()),
     };
 
-    // Files still to restore, as far as the checkpoint knows.
-    let left = totals.selected_files.saturating_sub(done_keys.len() as u64);
+    // Files still to restore, as far as the checkpoint knows (at most: filtered files count).
+    let left = files_bound.saturating_sub(done_keys.len() as u64);
     // Tune after the checkpoint is known: a resume with little left is not worth measuring.
     let (threads, tuning) = match cfg.threads {
         Threads::Fixed(n) => (n, None),
@@ -160,7 +166,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     };
     let fd_limit = raise_fd_limit();
 
-    let mut report = Report::new(cfg, &totals, threads);
+    let mut report = Report::new(cfg, &PlanTotals::default(), threads);
     report.tuning = tuning;
     report.phases.insert("plan".into(), plan_time.as_secs_f64());
     for r in plan.folder_renames() {
@@ -213,7 +219,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             cfg.state_dir.display()
         ));
     }
-    ui.started(&report, fd_limit);
+    let mut totals = PlanTotals::default();
     let mut snap = Snapshot::new(&totals);
     let copy_start = Instant::now();
     let mut touched: HashSet<String> = HashSet::new();
@@ -236,9 +242,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             let mut chunk_bytes = 0u64;
             let mut settled: Vec<Done> = Vec::new();
             // Folder by folder when there is real copying to do. The sort costs about 3 s at
-            // 1.35M files, so a resume with under 1% left (say the few missing objects it
-            // retries every time) reads in the database's order instead.
-            let by_folder = left > 0 && left * 100 >= totals.selected_files;
+            // 1.35M files and the order saves 7-20% of the copy, so a resume with less than
+            // half left (the count of what is left is only a bound here: filtered files are
+            // in it) reads in the database's order instead.
+            let by_folder = left > 0 && left * 2 >= files_bound;
             plan_ref.for_each_file_by(&index, by_folder, |file| {
                 let quick = if file.skip.is_some() {
                     Some(Outcome::Filtered)
@@ -392,6 +399,22 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 Ok((flush, write))
             },
         );
+
+        // The count, while the planner sorts and the first workers copy. On an error, stop:
+        // the channels close when this closure returns and the other threads end.
+        let counted = Index::open(&cfg.source.db, cfg.source.backup_db.as_deref())
+            .map_err(anyhow::Error::from)
+            .and_then(|i| plan.totals(&i).map_err(anyhow::Error::from));
+        totals = match counted {
+            Ok(t) => t,
+            Err(e) => {
+                stop_local.store(true, Ordering::SeqCst);
+                return Err(e.context("cannot count the files to restore"));
+            }
+        };
+        report.set_totals(&totals);
+        snap = Snapshot::new(&totals);
+        ui.started(&report, fd_limit);
 
         // Bookkeeping: this thread alone counts and reports, and hands batches to the
         // committer. It owns the result queue: if it stops on an error, the queue closes and

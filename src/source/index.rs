@@ -214,6 +214,15 @@ impl Index {
             .map_err(|e| self.err(e))
     }
 
+    /// Rows in `Files` (files and folders): SQLite counts them from its smallest index
+    /// without reading the rows, so this is quick where [`Index::counts`] is a full pass.
+    pub fn row_count(&self) -> Result<u64, IndexError> {
+        self.conn
+            .query_row("SELECT count(*) FROM Files", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
     /// Streams every folder row.
     pub fn for_each_folder(&self, mut f: impl FnMut(FolderRow)) -> Result<(), IndexError> {
         let sql = format!(
