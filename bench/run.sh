@@ -257,7 +257,8 @@ if want shapes; then
         # disk's speed, as in any restore of hundreds of GB.
         if [ "$shape" = sustained ]; then ths="auto"; FRESH_SIZE=$(( TREE_BYTES / 1000000000 * 13 / 10 + 4 ))G; fi
         for rep in $(seq 1 "$REPS"); do
-            # warm both the dump and the tree before each rep, so order does not matter
+            # warm the database before each rep (the objects and the tree stay cached from the
+            # previous rep; the first rep of a shape may find them partly cold)
             cat "$DATA/$shape/dump/restsdk/data/db/index.db" >/dev/null
             baselines shapes "$shape" warm "$rep" "$TREE_FILES" "$TREE_BYTES"
             for th in $ths; do
