@@ -252,7 +252,8 @@ fn now_ms() -> i64 {
 }
 
 impl Report {
-    pub fn new(cfg: &RestoreConfig, totals: &PlanTotals, threads: usize) -> Report {
+    /// A report before the count: [`Report::set_totals`] fills the totals in.
+    pub fn new(cfg: &RestoreConfig, threads: usize) -> Report {
         Report {
             schema_version: REPORT_SCHEMA_VERSION,
             tool_version: env!("CARGO_PKG_VERSION"),
@@ -271,9 +272,9 @@ impl Report {
             complete: false,
             interrupted: false,
             dest_full: None,
-            totals: totals.clone(),
+            totals: PlanTotals::default(),
             outcomes: Outcome::ALL.iter().map(|o| (o.as_str(), 0)).collect(),
-            not_processed: totals.files,
+            not_processed: 0,
             bytes_copied: 0,
             bytes_done_before: 0,
             duration_s: 0.0,
@@ -294,7 +295,7 @@ impl Report {
         }
     }
 
-    /// The plan's totals, when they are counted after the report was started.
+    /// The plan's totals, counted while the restore already runs.
     pub fn set_totals(&mut self, totals: &PlanTotals) {
         self.totals = totals.clone();
         self.not_processed = totals.files;

@@ -166,7 +166,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     };
     let fd_limit = raise_fd_limit();
 
-    let mut report = Report::new(cfg, &PlanTotals::default(), threads);
+    let mut report = Report::new(cfg, threads);
     report.tuning = tuning;
     report.phases.insert("plan".into(), plan_time.as_secs_f64());
     for r in plan.folder_renames() {
@@ -219,8 +219,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             cfg.state_dir.display()
         ));
     }
-    let mut totals = PlanTotals::default();
-    let mut snap = Snapshot::new(&totals);
+    let mut snap = Snapshot::new(&PlanTotals::default());
     let copy_start = Instant::now();
     let mut touched: HashSet<String> = HashSet::new();
     let mut dest_full: Option<String> = None;
@@ -405,7 +404,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         let counted = Index::open(&cfg.source.db, cfg.source.backup_db.as_deref())
             .map_err(anyhow::Error::from)
             .and_then(|i| plan.totals(&i).map_err(anyhow::Error::from));
-        totals = match counted {
+        let totals = match counted {
             Ok(t) => t,
             Err(e) => {
                 stop_local.store(true, Ordering::SeqCst);
@@ -623,7 +622,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         let free = rustix::fs::statvfs(&cfg.dest)
             .map(|s| s.f_bavail * s.f_frsize)
             .unwrap_or(0);
-        let remaining = totals.selected_bytes.saturating_sub(snap.done_bytes());
+        let remaining = report.totals.selected_bytes.saturating_sub(snap.done_bytes());
         format!(
             "{m}. The destination has {} free and about {} is still to restore: free at least {} more, then run the same command again",
             crate::report::human_bytes(free),
