@@ -11,13 +11,18 @@
  *            final name instead
  *   tmpfile  open(dir, O_TMPFILE), copy, linkat into place (fails if the name exists), close:
  *            the file has no name until it is complete, and a crash leaves nothing behind
+ *   tmpfileat  as tmpfile, relative to an open folder (kept while consecutive files share
+ *            it): openat(dirfd, ".", O_TMPFILE) and linkat(fd, "", dirfd, name,
+ *            AT_EMPTY_PATH), through /proc/self/fd where AT_EMPTY_PATH is refused; no path
+ *            walks from the root
  *
  * Used by bench/run.sh (section `create`) to choose the restore's per-file strategy.
  * Build: cc -O2 -pthread -o createtest createtest.c
- * Usage: createtest plain|rename|noreplace|tmpfile THREADS DESTDIR < list
+ * Usage: createtest plain|rename|noreplace|tmpfile|tmpfileat THREADS DESTDIR < list
  * A list line is a source path, or "SOURCE<TAB>RELATIVE/TARGET" to write the file there
  * (its folders are made before the clock starts, or with CREATETEST_MKDIR=1 when a file
- * needs them). CREATETEST_RW=1 copies with read/write.
+ * needs them). CREATETEST_RW=1 copies with read/write. CREATETEST_CHUNK=N hands each thread
+ * N consecutive files at a time (default 1).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -42,6 +47,7 @@ static long npaths;
 static const char *method;
 static const char *dest;
 static atomic_long next_i;
+static long chunk = 1; /* CREATETEST_CHUNK: files a thread takes at a time */
 static atomic_long total_bytes;
 
 static double now(void) {
@@ -103,10 +109,15 @@ static int lazy_dirs; /* CREATETEST_MKDIR=1: folders are made when a file needs 
 
 static void *worker(void *arg) {
     (void)arg;
-    char dir[4096], fin[4096], tmp[4096], proc[64];
+    char dir[4096], fin[4096], tmp[4096], proc[64], open_dir[4096] = "";
+    int dirfd = -1;
     struct timespec times[2] = {{1500000000, 0}, {1500000000, 0}};
-    for (;;) {
-        long i = atomic_fetch_add(&next_i, 1);
+    long i = 0, end = 0;
+    for (;; i++) {
+        if (i >= end) { /* the next chunk of consecutive files, as the restore hands them out */
+            i = atomic_fetch_add(&next_i, chunk);
+            end = i + chunk;
+        }
         if (i >= npaths) return NULL;
         if (targets[i]) {
             snprintf(fin, sizeof fin, "%s/%s", dest, targets[i]);
@@ -124,7 +135,25 @@ static void *worker(void *arg) {
         if (in < 0) die("open", paths[i]);
         int out;
         long n;
-        if (strcmp(method, "tmpfile") == 0) {
+        if (strcmp(method, "tmpfileat") == 0) {
+            if (dirfd < 0 || strcmp(dir, open_dir) != 0) {
+                if (dirfd >= 0) close(dirfd);
+                dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (dirfd < 0) die("open folder", dir);
+                snprintf(open_dir, sizeof open_dir, "%s", dir);
+            }
+            const char *name = strrchr(fin, '/') + 1;
+            out = openat(dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+            if (out < 0) die("open O_TMPFILE in", dir);
+            n = copy_all(in, out, fin);
+            if (futimens(out, times) < 0) die("futimens", fin);
+            if (linkat(out, "", dirfd, name, AT_EMPTY_PATH) < 0) {
+                if (errno != ENOENT && errno != EPERM) die("linkat", fin);
+                snprintf(proc, sizeof proc, "/proc/self/fd/%d", out);
+                if (linkat(AT_FDCWD, proc, dirfd, name, AT_SYMLINK_FOLLOW) < 0) die("linkat", fin);
+            }
+            if (close(out) < 0) die("close", fin);
+        } else if (strcmp(method, "tmpfile") == 0) {
             out = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
             if (out < 0) die("open O_TMPFILE in", dir);
             n = copy_all(in, out, fin);
@@ -163,7 +192,7 @@ static void *worker(void *arg) {
 
 int main(int argc, char **argv) {
     if (argc != 4) {
-        fprintf(stderr, "usage: createtest plain|rename|noreplace|tmpfile THREADS DESTDIR < list\n");
+        fprintf(stderr, "usage: createtest plain|rename|noreplace|tmpfile|tmpfileat THREADS DESTDIR < list\n");
         return 2;
     }
     method = argv[1];
@@ -188,6 +217,7 @@ int main(int argc, char **argv) {
     /* Folders first (not timed): "SOURCE<TAB>RELATIVE/TARGET" lines name their own. */
     char dir[8192];
     lazy_dirs = getenv("CREATETEST_MKDIR") != NULL;
+    if (getenv("CREATETEST_CHUNK")) chunk = atol(getenv("CREATETEST_CHUNK")) > 0 ? atol(getenv("CREATETEST_CHUNK")) : 1;
     for (long i = 0; i < npaths && !lazy_dirs; i++) {
         if (!targets[i]) continue;
         snprintf(dir, sizeof dir, "%s/%s", dest, targets[i]);

@@ -8,6 +8,10 @@
 //! reports write-back errors there) and renamed into place (`place_named`); a kill leaves
 //! at most a `.mcr-*.part` file, which the next run removes. Data moves inside the kernel
 //! ([`Copier`]: `copy_file_range`, or `sendfile` across filesystems).
+//!
+//! Each worker keeps the folders it works in open ([`WorkerFolders`]): objects are opened and
+//! unnamed files created and linked relative to an open folder, so the kernel does not walk
+//! the whole path from `/` several times per file.
 
 use std::fs::{File, FileTimes, OpenOptions};
 use std::io;
@@ -246,7 +250,11 @@ pub fn is_transient(e: &io::Error) -> bool {
 
 /// Opens the object: sharded path first, then the flat layout. Errors are classified like
 /// every other I/O error, so a stalled source disk is retried rather than failed.
-fn open_object(ctx: &CopyContext<'_>, content_id: &str) -> Result<(File, PathBuf), Attempt> {
+fn open_object(
+    ctx: &CopyContext<'_>,
+    folders: &mut WorkerFolders,
+    content_id: &str,
+) -> Result<(File, PathBuf), Attempt> {
     if !crate::source::is_safe_content_id(content_id) {
         return Err(Attempt::Final(NotRestored::Missing(format!(
             "contentID {content_id:?} is not a usable object name"
@@ -270,7 +278,7 @@ fn open_object(ctx: &CopyContext<'_>, content_id: &str) -> Result<(File, PathBuf
         {
             injected(libc::ETIMEDOUT)
         } else {
-            File::open(&p)
+            folders.open_object(&p)
         };
         match opened {
             Ok(f) => return Ok((f, p)),
@@ -288,6 +296,7 @@ fn open_object(ctx: &CopyContext<'_>, content_id: &str) -> Result<(File, PathBuf
 /// `replace` allows replacing a differing file at the final name (regen marked it).
 pub fn restore_file(
     ctx: &CopyContext<'_>,
+    folders: &mut WorkerFolders,
     job: &PlannedFile,
     replace: bool,
 ) -> Result<Restored, NotRestored> {
@@ -297,7 +306,7 @@ pub fn restore_file(
     }
     let mut attempt = 0;
     loop {
-        match restore_once(ctx, job, replace) {
+        match restore_once(ctx, folders, job, replace) {
             Err(Attempt::Transient(_)) if attempt < BACKOFF_MS.len() => {
                 std::thread::sleep(Duration::from_millis(BACKOFF_MS[attempt]));
                 attempt += 1;
@@ -332,6 +341,7 @@ fn io_fail(what: &str, path: &Path, e: io::Error) -> Attempt {
 
 fn restore_once(
     ctx: &CopyContext<'_>,
+    folders: &mut WorkerFolders,
     job: &PlannedFile,
     replace: bool,
 ) -> Result<Restored, Attempt> {
@@ -363,7 +373,7 @@ fn restore_once(
     }
 
     let src = match &job.content_id {
-        Some(cid) => Some(open_object(ctx, cid)?),
+        Some(cid) => Some(open_object(ctx, folders, cid)?),
         None if job.size == 0 => None,
         None => {
             return Err(Attempt::Final(NotRestored::Missing(
@@ -380,7 +390,10 @@ fn restore_once(
     }
 
     let placed = if unnamed {
-        place_unnamed(ctx, job, src, dir, &target, replace)?
+        let folder = folders
+            .dest(dir)
+            .map_err(|e| io_fail("cannot open folder", dir, e))?;
+        place_unnamed(ctx, job, src, folder, &target, replace)?
     } else {
         place_named(ctx, job, src, dir, &target)?
     };
@@ -462,15 +475,19 @@ fn place_unnamed(
     ctx: &CopyContext<'_>,
     job: &PlannedFile,
     src: Option<(File, PathBuf)>,
-    dir: &Path,
+    folder: &Folder,
     target: &Path,
     replace: bool,
 ) -> Result<Placed, Attempt> {
-    let out = open_unnamed(dir).map_err(|e| io_fail("cannot create a file in", dir, e))?;
+    let dir = folder.path();
+    let name = target.file_name().unwrap_or_default();
+    let out = folder
+        .create_unnamed()
+        .map_err(|e| io_fail("cannot create a file in", dir, e))?;
     let bytes = fill(ctx, job, src, &out, target)?;
     // Where the close would fail, the test fault fails before the file gets its name.
     injected_close_failure(ctx, job, target)?;
-    match link_unnamed(&out, target) {
+    match folder.link(&out, name) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             // Taken since the check (or never checked, in a folder this run made).
@@ -489,7 +506,9 @@ fn place_unnamed(
                 // Replace in one step: link under the temporary name, rename over the file.
                 let tmp = dir.join(temp_name(&job.id));
                 let _ = std::fs::remove_file(&tmp);
-                link_unnamed(&out, &tmp).map_err(|e| io_fail("cannot link", &tmp, e))?;
+                folder
+                    .link(&out, tmp.file_name().unwrap_or_default())
+                    .map_err(|e| io_fail("cannot link", &tmp, e))?;
                 if let Err(e) = std::fs::rename(&tmp, target) {
                     let _ = std::fs::remove_file(&tmp);
                     return Err(io_fail("cannot rename into", target, e));
@@ -508,28 +527,139 @@ fn place_unnamed(
 
 /// Opens an unnamed file for writing in `dir`.
 pub fn open_unnamed(dir: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new()
-        .write(true)
-        .mode(0o644)
-        .custom_flags(libc::O_TMPFILE)
-        .open(dir)
+    Folder::open(dir)?.create_unnamed()
 }
 
-/// Gives an unnamed file a name; fails with `AlreadyExists` rather than replace one.
-/// Through `/proc/self/fd`, which needs no privilege (`AT_EMPTY_PATH` would need
-/// CAP_DAC_READ_SEARCH).
+/// Gives an unnamed file the name `target`; fails with `AlreadyExists` rather than replace one.
 pub fn link_unnamed(f: &File, target: &Path) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let proc_path = format!("/proc/self/fd/{}", f.as_raw_fd());
-    rustix::fs::linkat(
-        rustix::fs::CWD,
-        proc_path.as_str(),
-        rustix::fs::CWD,
-        target,
-        rustix::fs::AtFlags::SYMLINK_FOLLOW,
-    )?;
-    Ok(())
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Folder::open(dir)?.link(f, target.file_name().unwrap_or_default())
+}
+
+/// An open folder (`O_PATH`): files in it are opened, created and named relative to it.
+pub struct Folder {
+    path: PathBuf,
+    fd: std::os::fd::OwnedFd,
+}
+
+/// `linkat(AT_EMPTY_PATH)` was refused (before Linux 6.10 it needs CAP_DAC_READ_SEARCH), so
+/// links go through `/proc/self/fd`, which costs a lookup of that path per file.
+static EMPTY_PATH_REFUSED: AtomicBool = AtomicBool::new(false);
+
+impl Folder {
+    pub fn open(path: &Path) -> io::Result<Folder> {
+        use rustix::fs::{Mode, OFlags};
+        let fd = rustix::fs::open(
+            path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Folder {
+            path: path.to_path_buf(),
+            fd,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens the file `name` in this folder for reading.
+    pub fn open_file(&self, name: &std::ffi::OsStr) -> io::Result<File> {
+        use rustix::fs::{Mode, OFlags};
+        let fd = rustix::fs::openat(
+            &self.fd,
+            name,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(File::from(fd))
+    }
+
+    /// An unnamed file (`O_TMPFILE`) for writing in this folder.
+    pub fn create_unnamed(&self) -> io::Result<File> {
+        use rustix::fs::{Mode, OFlags};
+        let fd = rustix::fs::openat(
+            &self.fd,
+            ".",
+            OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )?;
+        Ok(File::from(fd))
+    }
+
+    /// Gives an unnamed file the name `name` in this folder; fails with `AlreadyExists`
+    /// rather than replace one. By the open file itself where the kernel allows it, else
+    /// through `/proc/self/fd`, which needs no privilege.
+    pub fn link(&self, f: &File, name: &std::ffi::OsStr) -> io::Result<()> {
+        if !EMPTY_PATH_REFUSED.load(Relaxed) {
+            match rustix::fs::linkat(f, "", &self.fd, name, rustix::fs::AtFlags::EMPTY_PATH) {
+                Ok(()) => return Ok(()),
+                // Refused for lack of privilege (ENOENT is what the kernel says then).
+                Err(rustix::io::Errno::NOENT | rustix::io::Errno::PERM) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.link_by_proc(f, name)?;
+        // The same link worked by path, so it was the empty path that was refused.
+        EMPTY_PATH_REFUSED.store(true, Relaxed);
+        Ok(())
+    }
+
+    /// [`Folder::link`] through `/proc/self/fd/N`.
+    fn link_by_proc(&self, f: &File, name: &std::ffi::OsStr) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let proc_path = format!("/proc/self/fd/{}", f.as_raw_fd());
+        rustix::fs::linkat(
+            rustix::fs::CWD,
+            proc_path.as_str(),
+            &self.fd,
+            name,
+            rustix::fs::AtFlags::SYMLINK_FOLLOW,
+        )?;
+        Ok(())
+    }
+}
+
+/// The folders one worker keeps open between files: the destination folder of the last file
+/// (files come folder by folder, so consecutive files mostly share it) and the object
+/// store's shard folders.
+#[derive(Default)]
+pub struct WorkerFolders {
+    dest: Option<Folder>,
+    objects: std::collections::HashMap<PathBuf, Folder>,
+}
+
+impl WorkerFolders {
+    /// At most this many object folders stay open (a sharded store has one per first
+    /// character of the contentIDs, a flat one has one).
+    const MAX_OBJECT_FOLDERS: usize = 256;
+
+    /// The open destination folder `dir`.
+    fn dest(&mut self, dir: &Path) -> io::Result<&Folder> {
+        if self.dest.as_ref().is_none_or(|f| f.path != dir) {
+            self.dest = Some(Folder::open(dir)?);
+        }
+        Ok(self.dest.as_ref().expect("just opened"))
+    }
+
+    /// Opens an object for reading through its open folder; a missing folder is `NotFound`,
+    /// as a missing object is.
+    fn open_object(&mut self, path: &Path) -> io::Result<File> {
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return File::open(path);
+        };
+        if !self.objects.contains_key(dir) {
+            if self.objects.len() >= Self::MAX_OBJECT_FOLDERS {
+                self.objects.clear();
+            }
+            self.objects.insert(dir.to_path_buf(), Folder::open(dir)?);
+        }
+        self.objects[dir].open_file(name)
+    }
 }
 
 /// Copies the data, flushes it when durability asks for each file, and sets the dates.
@@ -843,26 +973,74 @@ mod tests {
     #[test]
     fn an_unnamed_file_is_linked_into_place_but_never_over_a_taken_name() {
         let t = tempfile::tempdir().unwrap();
-        let mut f = match open_unnamed(t.path()) {
-            Ok(f) => f,
-            Err(e) => {
-                eprintln!("skipped: this filesystem has no unnamed files ({e})");
-                return;
-            }
-        };
-        std::io::Write::write_all(&mut f, b"complete").unwrap();
-        assert_eq!(
-            std::fs::read_dir(t.path()).unwrap().count(),
-            0,
-            "no name yet"
-        );
+        let folder = Folder::open(t.path()).unwrap();
         let taken = t.path().join("taken");
         std::fs::write(&taken, b"keep me").unwrap();
-        let e = link_unnamed(&f, &taken).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
-        assert_eq!(std::fs::read(&taken).unwrap(), b"keep me");
-        link_unnamed(&f, &t.path().join("free")).unwrap();
-        assert_eq!(std::fs::read(t.path().join("free")).unwrap(), b"complete");
+        // Both ways of naming the file: by the open file itself, and through /proc.
+        for (i, by_proc) in [false, true].into_iter().enumerate() {
+            let mut f = match folder.create_unnamed() {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("skipped: this filesystem has no unnamed files ({e})");
+                    return;
+                }
+            };
+            std::io::Write::write_all(&mut f, b"complete").unwrap();
+            assert_eq!(
+                std::fs::read_dir(t.path()).unwrap().count(),
+                1 + i,
+                "no name yet"
+            );
+            let link = |name: &str| {
+                let name = std::ffi::OsStr::new(name);
+                if by_proc {
+                    folder.link_by_proc(&f, name)
+                } else {
+                    folder.link(&f, name)
+                }
+            };
+            let e = link("taken").unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "by_proc {by_proc}");
+            assert_eq!(std::fs::read(&taken).unwrap(), b"keep me");
+            link(&format!("free{i}")).unwrap();
+            let named = t.path().join(format!("free{i}"));
+            assert_eq!(std::fs::read(named).unwrap(), b"complete");
+        }
+        // The path-based forms used by the probes.
+        let f = open_unnamed(t.path()).unwrap();
+        assert!(link_unnamed(&f, &taken).is_err());
+        link_unnamed(&f, &t.path().join("by-path")).unwrap();
+        assert!(t.path().join("by-path").is_file());
+    }
+
+    /// A worker reopens its destination folder only when the folder changes, and opens
+    /// objects through their folder; a missing folder or object is `NotFound`.
+    #[test]
+    fn worker_folders_follow_the_files() {
+        let t = tempfile::tempdir().unwrap();
+        for d in ["a", "b", "store/x"] {
+            std::fs::create_dir_all(t.path().join(d)).unwrap();
+        }
+        std::fs::write(t.path().join("store/x/xobj"), b"object").unwrap();
+        let mut w = WorkerFolders::default();
+        assert_eq!(
+            w.dest(&t.path().join("a")).unwrap().path(),
+            t.path().join("a")
+        );
+        assert_eq!(
+            w.dest(&t.path().join("b")).unwrap().path(),
+            t.path().join("b")
+        );
+        assert!(w.dest(&t.path().join("none")).is_err());
+        let mut data = String::new();
+        let mut f = w.open_object(&t.path().join("store/x/xobj")).unwrap();
+        std::io::Read::read_to_string(&mut f, &mut data).unwrap();
+        assert_eq!(data, "object");
+        for missing in ["store/x/gone", "store/y/yobj"] {
+            let e = w.open_object(&t.path().join(missing)).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::NotFound, "{missing}");
+        }
+        assert_eq!(w.objects.len(), 1, "the missing folder is not kept");
     }
 
     #[test]

@@ -296,13 +296,14 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             let stopping_ref = &stopping;
             let stop_local = &stop_local;
             spawn_named(s, &format!("mcr-copy-{worker}"), move || {
+                let mut folders = copy::WorkerFolders::default();
                 for chunk in rx {
                     let mut results = Vec::with_capacity(chunk.len());
                     for (file, replace) in chunk {
                         if stopping_ref() {
                             continue; // drain: not attempted, counted as not processed
                         }
-                        let r = copy::restore_file(ctx, &file, replace);
+                        let r = copy::restore_file(ctx, &mut folders, &file, replace);
                         let mut d = Done {
                             file,
                             outcome: Outcome::Copied,
