@@ -308,6 +308,9 @@ pub fn restore_file(
     loop {
         match restore_once(ctx, folders, job, replace) {
             Err(Attempt::Transient(_)) if attempt < BACKOFF_MS.len() => {
+                // A folder kept open may be what went stale (a disk unplugged and mounted
+                // again, an NFS handle): the retry opens them again by path.
+                folders.forget();
                 std::thread::sleep(Duration::from_millis(BACKOFF_MS[attempt]));
                 attempt += 1;
             }
@@ -637,6 +640,12 @@ impl WorkerFolders {
     /// At most this many object folders stay open (a sharded store has one per first
     /// character of the contentIDs, a flat one has one).
     const MAX_OBJECT_FOLDERS: usize = 256;
+
+    /// Closes every folder kept open.
+    fn forget(&mut self) {
+        self.dest = None;
+        self.objects.clear();
+    }
 
     /// The open destination folder `dir`.
     fn dest(&mut self, dir: &Path) -> io::Result<&Folder> {
@@ -1041,6 +1050,8 @@ mod tests {
             assert_eq!(e.kind(), io::ErrorKind::NotFound, "{missing}");
         }
         assert_eq!(w.objects.len(), 1, "the missing folder is not kept");
+        w.forget();
+        assert!(w.dest.is_none() && w.objects.is_empty());
     }
 
     #[test]
