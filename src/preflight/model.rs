@@ -33,10 +33,12 @@ use crate::fsinfo::FsInfo;
 use crate::plan::names::NamePolicy;
 use crate::report::{human_bytes, human_duration};
 
-/// A worker holds at most this many descriptors at once (the object and the temporary file).
-pub const FDS_PER_WORKER: u64 = 2;
-/// Descriptors the process needs besides the workers (SQLite, stdio, the checkpoint...).
-pub const FDS_RESERVED: u64 = 64;
+/// A worker holds at most this many descriptors at once (the object, the file being
+/// written, and its destination folder, kept open: `restore::copy::WorkerFolders`).
+pub const FDS_PER_WORKER: u64 = 3;
+/// Descriptors the process needs besides the workers (SQLite, stdio, the checkpoint...,
+/// and the object store's folders, opened once: `restore::copy::ObjectFolders`).
+pub const FDS_RESERVED: u64 = 64 + 1 + crate::restore::copy::ObjectFolders::MAX_SHARDS as u64;
 /// The soft limit `restore` raises itself to, at most (see `restore::raise_fd_limit`).
 pub const FD_RAISE_CAP: u64 = 65536;
 /// Free space kept in reserve on top of the bytes to restore: 5% plus 1 GB.
@@ -1203,7 +1205,8 @@ pub(crate) mod tests {
     #[test]
     fn low_fd_limit_caps_threads_and_warns() {
         let mut m = slow_nas();
-        m.machine.fd_hard = Some(128);
+        // Room for 32 workers and no more.
+        m.machine.fd_hard = Some(FDS_RESERVED + 32 * FDS_PER_WORKER);
         let a = advise(&m, &work(100_000, 1_000_000_000), &CommandBase::default());
         assert_eq!(a.threads, 32);
         assert!(

@@ -193,7 +193,8 @@ fn quick_tune_uses_few_levels_and_caps_by_files_and_descriptors() {
     assert!(t.measured);
     assert!(t.line().contains("64: 1400"), "{}", t.line());
     let mut p = FakeProbe::new(&[(4, 150.0), (16, 520.0), (64, 1400.0)]);
-    let t = quick_tune(&mut p, 1_000_000, 100).unwrap();
+    let fds = FDS_RESERVED + 18 * FDS_PER_WORKER;
+    let t = quick_tune(&mut p, 1_000_000, fds).unwrap();
     assert_eq!(t.threads, 18);
     assert!(t.reason.contains("open-file limit"), "{}", t.reason);
     let mut p = FakeProbe::new(&[(4, 9000.0), (16, 9500.0), (64, 9400.0)]);

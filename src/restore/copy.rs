@@ -9,9 +9,10 @@
 //! at most a `.mcr-*.part` file, which the next run removes. Data moves inside the kernel
 //! ([`Copier`]: `copy_file_range`, or `sendfile` across filesystems).
 //!
-//! Each worker keeps the folders it works in open ([`WorkerFolders`]): objects are opened and
-//! unnamed files created and linked relative to an open folder, so the kernel does not walk
-//! the whole path from `/` several times per file.
+//! Files are opened, created and linked relative to open folders, so the kernel does not walk
+//! the whole path from `/` several times per file: the object store's folders are opened
+//! once for all workers ([`ObjectFolders`]), and each worker keeps the destination folder of
+//! its current file open ([`WorkerFolders`]).
 
 use std::fs::{File, FileTimes, OpenOptions};
 use std::io;
@@ -118,6 +119,7 @@ pub struct CopyContext<'a> {
     pub faults: &'a Faults,
     pub renames: &'a std::sync::atomic::AtomicU64,
     pub dirs: &'a DirCache,
+    pub objects: &'a ObjectFolders,
     pub copier: &'a Copier,
     /// The destination keeps names exactly as given (no folding of case or Unicode form), so
     /// a folder this run created cannot already hold a file's final name.
@@ -277,8 +279,10 @@ fn open_object(
                 .insert(content_id.to_string())
         {
             injected(libc::ETIMEDOUT)
+        } else if folders.by_path {
+            File::open(&p)
         } else {
-            folders.open_object(&p)
+            ctx.objects.open_object(&p)
         };
         match opened {
             Ok(f) => return Ok((f, p)),
@@ -305,11 +309,12 @@ pub fn restore_file(
         std::thread::sleep(Duration::from_millis(ctx.faults.delay_ms));
     }
     let mut attempt = 0;
+    folders.by_path = false;
     loop {
         match restore_once(ctx, folders, job, replace) {
             Err(Attempt::Transient(_)) if attempt < BACKOFF_MS.len() => {
                 // A folder kept open may be what went stale (a disk unplugged and mounted
-                // again, an NFS handle): the retry opens them again by path.
+                // again, an NFS handle): the retries of this file go by path.
                 folders.forget();
                 std::thread::sleep(Duration::from_millis(BACKOFF_MS[attempt]));
                 attempt += 1;
@@ -627,24 +632,74 @@ impl Folder {
     }
 }
 
-/// The folders one worker keeps open between files: the destination folder of the last file
-/// (files come folder by folder, so consecutive files mostly share it) and the object
-/// store's shard folders.
+/// The object store's folders (`files/` and its shard folders `files/<c>/`), opened once
+/// and shared by every worker: an object is opened relative to its folder. At most 63
+/// descriptors whatever the number of workers (`preflight::model::FDS_RESERVED`).
+pub struct ObjectFolders {
+    /// `files/` itself (the flat layout), when it could be opened.
+    files: Option<Folder>,
+    /// The shard folders by their one-character name (a real device has `2`-`7` and `a`-`z`;
+    /// every ASCII letter and digit is tried). Other names are opened by path.
+    shards: Vec<Option<Folder>>,
+}
+
+impl ObjectFolders {
+    /// The shard folder names tried: ASCII letters and digits.
+    pub const MAX_SHARDS: usize = 62;
+
+    /// Opens `files` and its shard folders (one open per possible name: listing `files/`
+    /// would read every object's name in the flat layout).
+    pub fn open(files: &Path) -> ObjectFolders {
+        let shards = (0u8..128)
+            .map(|b| {
+                b.is_ascii_alphanumeric()
+                    .then(|| Folder::open(&files.join((b as char).to_string())).ok())
+                    .flatten()
+            })
+            .collect();
+        ObjectFolders {
+            files: Folder::open(files).ok(),
+            shards,
+        }
+    }
+
+    /// Opens the object at `path` (`files/<c>/<id>` or `files/<id>`) for reading, relative
+    /// to its open folder, or by path where its folder is not one of them.
+    pub fn open_object(&self, path: &Path) -> io::Result<File> {
+        let (Some(dir), Some(name), Some(files)) = (path.parent(), path.file_name(), &self.files)
+        else {
+            return File::open(path);
+        };
+        if dir == files.path() {
+            return files.open_file(name);
+        }
+        let shard = match (dir.parent(), dir.file_name().map(|n| n.as_encoded_bytes())) {
+            (Some(up), Some(&[b])) if up == files.path() => self.shards.get(b as usize),
+            _ => None,
+        };
+        match shard {
+            Some(Some(f)) => f.open_file(name),
+            // Not a folder when the run started (so the object is not there either, unless
+            // the folder appeared since: the path says which), or not a shard name.
+            _ => File::open(path),
+        }
+    }
+}
+
+/// What one worker keeps between files: the destination folder of its current file, open
+/// (files come folder by folder, so consecutive files mostly share it).
 #[derive(Default)]
 pub struct WorkerFolders {
     dest: Option<Folder>,
-    objects: std::collections::HashMap<PathBuf, Folder>,
+    /// Retrying a file after a transient error: open everything by path again.
+    by_path: bool,
 }
 
 impl WorkerFolders {
-    /// At most this many object folders stay open (a sharded store has one per first
-    /// character of the contentIDs, a flat one has one).
-    const MAX_OBJECT_FOLDERS: usize = 256;
-
-    /// Closes every folder kept open.
+    /// Closes the destination folder and opens by path until the next file.
     fn forget(&mut self) {
         self.dest = None;
-        self.objects.clear();
+        self.by_path = true;
     }
 
     /// The open destination folder `dir`.
@@ -653,21 +708,6 @@ impl WorkerFolders {
             self.dest = Some(Folder::open(dir)?);
         }
         Ok(self.dest.as_ref().expect("just opened"))
-    }
-
-    /// Opens an object for reading through its open folder; a missing folder is `NotFound`,
-    /// as a missing object is.
-    fn open_object(&mut self, path: &Path) -> io::Result<File> {
-        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-            return File::open(path);
-        };
-        if !self.objects.contains_key(dir) {
-            if self.objects.len() >= Self::MAX_OBJECT_FOLDERS {
-                self.objects.clear();
-            }
-            self.objects.insert(dir.to_path_buf(), Folder::open(dir)?);
-        }
-        self.objects[dir].open_file(name)
     }
 }
 
@@ -1022,15 +1062,18 @@ mod tests {
         assert!(t.path().join("by-path").is_file());
     }
 
-    /// A worker reopens its destination folder only when the folder changes, and opens
-    /// objects through their folder; a missing folder or object is `NotFound`.
+    /// A worker reopens its destination folder only when the folder changes; objects open
+    /// through the shared store folders (sharded and flat), and a missing folder or object
+    /// is `NotFound`, as by path.
     #[test]
-    fn worker_folders_follow_the_files() {
+    fn objects_and_destination_folders_open_relative_to_open_folders() {
         let t = tempfile::tempdir().unwrap();
-        for d in ["a", "b", "store/x"] {
+        for d in ["a", "b", "files/x", "files/long"] {
             std::fs::create_dir_all(t.path().join(d)).unwrap();
         }
-        std::fs::write(t.path().join("store/x/xobj"), b"object").unwrap();
+        std::fs::write(t.path().join("files/x/xobj"), b"sharded").unwrap();
+        std::fs::write(t.path().join("files/flat"), b"flat").unwrap();
+        std::fs::write(t.path().join("files/long/lobj"), b"other").unwrap();
         let mut w = WorkerFolders::default();
         assert_eq!(
             w.dest(&t.path().join("a")).unwrap().path(),
@@ -1041,17 +1084,35 @@ mod tests {
             t.path().join("b")
         );
         assert!(w.dest(&t.path().join("none")).is_err());
-        let mut data = String::new();
-        let mut f = w.open_object(&t.path().join("store/x/xobj")).unwrap();
-        std::io::Read::read_to_string(&mut f, &mut data).unwrap();
-        assert_eq!(data, "object");
-        for missing in ["store/x/gone", "store/y/yobj"] {
-            let e = w.open_object(&t.path().join(missing)).unwrap_err();
+        w.forget();
+        assert!(w.dest.is_none() && w.by_path);
+
+        let files = t.path().join("files");
+        let objects = ObjectFolders::open(&files);
+        assert_eq!(
+            objects.shards.iter().flatten().count(),
+            1,
+            "single-character folders only"
+        );
+        let read = |p: &str| {
+            let mut data = String::new();
+            let mut f = objects.open_object(&files.join(p))?;
+            std::io::Read::read_to_string(&mut f, &mut data)?;
+            Ok::<_, io::Error>(data)
+        };
+        assert_eq!(read("x/xobj").unwrap(), "sharded");
+        assert_eq!(read("flat").unwrap(), "flat");
+        assert_eq!(read("long/lobj").unwrap(), "other", "by path");
+        for missing in ["x/gone", "y/yobj", "gone"] {
+            let e = read(missing).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::NotFound, "{missing}");
         }
-        assert_eq!(w.objects.len(), 1, "the missing folder is not kept");
-        w.forget();
-        assert!(w.dest.is_none() && w.objects.is_empty());
+        let none = ObjectFolders::open(&t.path().join("no-such-store"));
+        assert!(none.files.is_none());
+        let mut data = String::new();
+        let mut f = none.open_object(&files.join("x/xobj")).unwrap();
+        std::io::Read::read_to_string(&mut f, &mut data).unwrap();
+        assert_eq!(data, "sharded", "no folder kept open: by path");
     }
 
     #[test]

@@ -198,6 +198,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let commits = AtomicU64::new(0);
     let dirs = DirCache::default();
     let copier = Copier::default();
+    let objects = copy::ObjectFolders::open(&cfg.source.files);
     let ctx = CopyContext {
         source: &cfg.source,
         dest: &cfg.dest,
@@ -207,6 +208,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         faults: &faults,
         renames: &renames,
         dirs: &dirs,
+        objects: &objects,
         copier: &copier,
         exact_names: dest_facts.exact_names,
         unnamed_temps: dest_facts.unnamed_temps,
