@@ -691,23 +691,26 @@ fn write_round(path: &Path, limits: &Limits, round: u64) -> Result<WriteRound, P
 }
 
 /// What the restore does per file, minus the data, the same way it will: an unnamed file
-/// linked into place where the destination supports it, else a temporary file renamed into
-/// place; write a little, set its dates, close.
+/// created in the open folder and linked into place where the destination supports it
+/// (`unnamed`, the worker's folder kept open), else a temporary file renamed into place;
+/// write a little, set its dates, close.
 fn one_file(
     tmp: &Path,
     fin: &Path,
     data: &[u8],
     t: SystemTime,
-    unnamed: bool,
+    unnamed: Option<&crate::restore::copy::Folder>,
 ) -> Result<(), ProbeError> {
-    if unnamed {
-        let dir = fin.parent().unwrap_or(fin);
-        let mut f =
-            crate::restore::copy::open_unnamed(dir).map_err(io_err("cannot create in", dir))?;
+    if let Some(folder) = unnamed {
+        let dir = folder.path();
+        let mut f = folder
+            .create_unnamed()
+            .map_err(io_err("cannot create in", dir))?;
         f.write_all(data).map_err(io_err("cannot write", fin))?;
         f.set_times(std::fs::FileTimes::new().set_modified(t).set_accessed(t))
             .map_err(io_err("cannot set dates on", fin))?;
-        return crate::restore::copy::link_unnamed(&f, fin).map_err(io_err("cannot link", fin));
+        let name = fin.file_name().unwrap_or_default();
+        return folder.link(&f, name).map_err(io_err("cannot link", fin));
     }
     let mut f = OpenOptions::new()
         .write(true)
@@ -755,6 +758,15 @@ fn per_file_level(dir: &Path, threads: usize, limits: &Limits) -> Result<Scaling
                 let (level, data, reserved) = (&level, &data, &reserved);
                 s.spawn(move || {
                     let (mut done, mut thirds) = (0u64, [0u64; 3]);
+                    // The worker's folder, kept open as a restore worker keeps its own.
+                    let d = level.join(format!("w{t}"));
+                    let folder = match unnamed
+                        .then(|| crate::restore::copy::Folder::open(&d))
+                        .transpose()
+                    {
+                        Ok(f) => f,
+                        Err(e) => return (0, thirds, Some(io_err("cannot open", &d)(e))),
+                    };
                     loop {
                         if start.elapsed() >= slice
                             || super::stopping()
@@ -764,7 +776,7 @@ fn per_file_level(dir: &Path, threads: usize, limits: &Limits) -> Result<Scaling
                         }
                         let tmp = level.join(format!("w{t}/.t{done}"));
                         let fin = level.join(format!("w{t}/f{done}"));
-                        if let Err(e) = one_file(&tmp, &fin, data, stamp, unnamed) {
+                        if let Err(e) = one_file(&tmp, &fin, data, stamp, folder.as_ref()) {
                             return (done, thirds, Some(e));
                         }
                         done += 1;
