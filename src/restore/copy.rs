@@ -263,11 +263,14 @@ fn open_object(
         ))));
     }
     let injected = |errno| Err(io::Error::from_raw_os_error(errno));
+    // (shard folder, path): `files/<c>/<id>` first, then the flat `files/<id>`.
     let candidates = [
-        ctx.source.sharded_object_path(content_id),
-        Some(ctx.source.files.join(content_id)),
+        ctx.source
+            .sharded_object_path(content_id)
+            .map(|p| (content_id.chars().next(), p)),
+        Some((None, ctx.source.files.join(content_id))),
     ];
-    for p in candidates.into_iter().flatten() {
+    for (shard, p) in candidates.into_iter().flatten() {
         let opened = if ctx.faults.unreadable.iter().any(|c| c == content_id) {
             injected(libc::EACCES)
         } else if ctx.faults.flaky.iter().any(|c| c == content_id)
@@ -282,7 +285,7 @@ fn open_object(
         } else if folders.by_path {
             File::open(&p)
         } else {
-            ctx.objects.open_object(&p)
+            ctx.objects.open_object(shard, content_id, &p)
         };
         match opened {
             Ok(f) => return Ok((f, p)),
@@ -633,55 +636,51 @@ impl Folder {
 }
 
 /// The object store's folders (`files/` and its shard folders `files/<c>/`), opened once
-/// and shared by every worker: an object is opened relative to its folder. At most 63
+/// and shared by every worker: an object is opened relative to its folder. At most 33
 /// descriptors whatever the number of workers (`preflight::model::FDS_RESERVED`).
 pub struct ObjectFolders {
     /// `files/` itself (the flat layout), when it could be opened.
     files: Option<Folder>,
-    /// The shard folders by their one-character name (a real device has `2`-`7` and `a`-`z`;
-    /// every ASCII letter and digit is tried). Other names are opened by path.
+    /// The shard folders, indexed by their one-character (ASCII) name.
     shards: Vec<Option<Folder>>,
 }
 
 impl ObjectFolders {
-    /// The shard folder names tried: ASCII letters and digits.
-    pub const MAX_SHARDS: usize = 62;
+    /// The shard folder names tried: the contentID alphabet a real device uses (base32:
+    /// `a`-`z`, `2`-`7`); any other shard is opened by path.
+    pub const SHARD_NAMES: &str = "abcdefghijklmnopqrstuvwxyz234567";
+    pub const MAX_SHARDS: usize = Self::SHARD_NAMES.len();
 
-    /// Opens `files` and its shard folders (one open per possible name: listing `files/`
+    /// Opens `files` and its shard folders (one open per expected name: listing `files/`
     /// would read every object's name in the flat layout).
     pub fn open(files: &Path) -> ObjectFolders {
-        let shards = (0u8..128)
-            .map(|b| {
-                b.is_ascii_alphanumeric()
-                    .then(|| Folder::open(&files.join((b as char).to_string())).ok())
-                    .flatten()
-            })
-            .collect();
+        let mut shards: Vec<Option<Folder>> = (0..128).map(|_| None).collect();
+        for c in Self::SHARD_NAMES.chars() {
+            shards[c as usize] = Folder::open(&files.join(c.to_string())).ok();
+        }
         ObjectFolders {
             files: Folder::open(files).ok(),
             shards,
         }
     }
 
-    /// Opens the object at `path` (`files/<c>/<id>` or `files/<id>`) for reading, relative
-    /// to its open folder, or by path where its folder is not one of them.
-    pub fn open_object(&self, path: &Path) -> io::Result<File> {
-        let (Some(dir), Some(name), Some(files)) = (path.parent(), path.file_name(), &self.files)
-        else {
-            return File::open(path);
+    /// Opens the object `content_id` for reading, relative to its open folder: the shard
+    /// folder `shard`, or `files/` itself for `None`. Where that folder is not open (not a
+    /// folder when the run started, or not a shard name), by its `path`.
+    pub fn open_object(
+        &self,
+        shard: Option<char>,
+        content_id: &str,
+        path: &Path,
+    ) -> io::Result<File> {
+        let folder = match shard {
+            Some(c) if c.is_ascii() => self.shards.get(c as usize).and_then(Option::as_ref),
+            Some(_) => None,
+            None => self.files.as_ref(),
         };
-        if dir == files.path() {
-            return files.open_file(name);
-        }
-        let shard = match (dir.parent(), dir.file_name().map(|n| n.as_encoded_bytes())) {
-            (Some(up), Some(&[b])) if up == files.path() => self.shards.get(b as usize),
-            _ => None,
-        };
-        match shard {
-            Some(Some(f)) => f.open_file(name),
-            // Not a folder when the run started (so the object is not there either, unless
-            // the folder appeared since: the path says which), or not a shard name.
-            _ => File::open(path),
+        match folder {
+            Some(f) => f.open_file(std::ffi::OsStr::new(content_id)),
+            None => File::open(path),
         }
     }
 }
@@ -1094,9 +1093,16 @@ mod tests {
             1,
             "single-character folders only"
         );
+        let open = |objects: &ObjectFolders, p: &str| {
+            let (shard, id) = match p.split_once('/') {
+                Some((dir, id)) => (dir.chars().next(), id),
+                None => (None, p),
+            };
+            objects.open_object(shard, id, &files.join(p))
+        };
         let read = |p: &str| {
             let mut data = String::new();
-            let mut f = objects.open_object(&files.join(p))?;
+            let mut f = open(&objects, p)?;
             std::io::Read::read_to_string(&mut f, &mut data)?;
             Ok::<_, io::Error>(data)
         };
@@ -1110,7 +1116,7 @@ mod tests {
         let none = ObjectFolders::open(&t.path().join("no-such-store"));
         assert!(none.files.is_none());
         let mut data = String::new();
-        let mut f = none.open_object(&files.join("x/xobj")).unwrap();
+        let mut f = open(&none, "x/xobj").unwrap();
         std::io::Read::read_to_string(&mut f, &mut data).unwrap();
         assert_eq!(data, "sharded", "no folder kept open: by path");
     }
