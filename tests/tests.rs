@@ -294,6 +294,51 @@ fn plain_periodic_progress_lines_when_not_a_terminal() {
     assert!(pct.windows(2).all(|w| w[0] <= w[1]), "{pct:?}");
 }
 
+/// The count of the files runs on its own thread beside the copy. When it ends after the
+/// last file (here it is held back 1.5 s on a small dump), the totals still reach the report
+/// and the start line, which comes once and before any progress line.
+#[test]
+fn a_count_that_ends_after_the_copy_still_gives_every_total() {
+    let dump = Dump::new(16, 120, 1);
+    let dest = dump.path("restored");
+    let (out, report) = restore(
+        &dump,
+        &dest,
+        &["--threads", "2", "--progress-interval", "1"],
+        &[("MYCLOUD_RECOVER_FAULTS", "count_delay_ms=1500")],
+    );
+    assert!(out.status.code().unwrap() <= 1, "{}", text(&out));
+    let totals = &report["totals"];
+    let outcomes = report["outcomes"].as_object().unwrap();
+    let settled: u64 = outcomes.values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(totals["files"].as_u64().unwrap(), settled, "{report}");
+    assert_eq!(
+        totals["files"].as_u64().unwrap(),
+        dump.manifest.files,
+        "{report}"
+    );
+    assert_eq!(report["not_processed"], 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let starts: Vec<usize> = err
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("restoring "))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(starts.len(), 1, "one start line: {err}");
+    assert!(
+        err.lines()
+            .take(starts[0])
+            .all(|l| !l.starts_with("progress: ")),
+        "no progress before the start line: {err}"
+    );
+    let selected = totals["selected_files"].as_u64().unwrap();
+    assert!(
+        err.contains(&format!("restoring {selected} files")),
+        "the start line has the counted total: {err}"
+    );
+}
+
 #[test]
 fn one_user_goes_to_the_top_and_trash_only_when_asked() {
     let dump = Dump::new(14, 200, 1);

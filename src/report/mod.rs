@@ -75,6 +75,13 @@ impl Snapshot {
         }
     }
 
+    /// The totals, once counted (outcomes recorded before are kept).
+    pub fn set_totals(&mut self, t: &PlanTotals) {
+        self.total_files = t.files;
+        self.selected_files = t.selected_files;
+        self.selected_bytes = t.selected_bytes;
+    }
+
     pub fn record(&mut self, o: Outcome, size: u64, copied: u64) {
         *self.counts.entry(o).or_default() += 1;
         if o != Outcome::Filtered {

@@ -59,6 +59,9 @@ pub struct Faults {
     pub flaky: Vec<String>,
     /// Use named temporary files even where unnamed ones work (tests both ways locally).
     pub named_temps: bool,
+    /// Hold back the count of the files this long (a slow count on a large index), so tests
+    /// see the copy run ahead of it.
+    pub count_delay_ms: u64,
     flaky_hit: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
@@ -76,6 +79,7 @@ impl Faults {
                     Some(("copy_log", v)) => f.copy_log = Some(PathBuf::from(v)),
                     Some(("flaky", v)) => f.flaky.push(v.to_string()),
                     Some(("named_temps", v)) => f.named_temps = v == "1",
+                    Some(("count_delay_ms", v)) => f.count_delay_ms = v.parse().unwrap_or(0),
                     _ => {}
                 }
             }

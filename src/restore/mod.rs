@@ -402,27 +402,43 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             },
         );
 
-        // The count, while the planner sorts and the first workers copy. On an error, stop:
-        // the channels close when this closure returns and the other threads end.
-        let counted = Index::open(&cfg.source.db, cfg.source.backup_db.as_deref())
-            .map_err(anyhow::Error::from)
-            .and_then(|i| plan.totals(&i).map_err(anyhow::Error::from));
-        let totals = match counted {
-            Ok(t) => t,
-            Err(e) => {
-                stop_local.store(true, Ordering::SeqCst);
-                return Err(e.context("cannot count the files to restore"));
-            }
-        };
-        report.set_totals(&totals);
-        snap = Snapshot::new(&totals);
-        ui.started(&report, fd_limit);
+        // The count of what there is to do is a full pass over the database. It runs on its
+        // own thread, beside the planner's sort and the first copies: were the bookkeeper
+        // to count first, the result queue would fill and stall every worker behind the
+        // count (on a resume, which streams without a sort, the whole run: count, then
+        // stream). Until it is known, results are counted but no progress is shown.
+        let count_delay = Duration::from_millis(faults.count_delay_ms);
+        let plan_ref = &plan;
+        let count = spawn_named(s, "mcr-count", move || -> anyhow::Result<PlanTotals> {
+            std::thread::sleep(count_delay);
+            let i = Index::open(&cfg.source.db, cfg.source.backup_db.as_deref())?;
+            Ok(plan_ref.totals(&i)?)
+        });
+        let mut count = Some(count);
 
         // Bookkeeping: this thread alone counts and reports, and hands batches to the
         // committer. It owns the result queue: if it stops on an error, the queue closes and
         // the workers stop instead of blocking on it.
         let res_rx = res_rx;
         let mut bookkeeping = || -> anyhow::Result<()> {
+            // Takes the count once it is done (or, with `wait`, waits for it), then shows
+            // the start line: every total is known before the first progress line.
+            let mut learn_totals =
+                |snap: &mut Snapshot, report: &mut Report, ui: &mut dyn Listener, wait: bool| {
+                    match count.take() {
+                        Some(c) if wait || c.is_finished() => {
+                            let totals = c
+                                .join()
+                                .map_err(|_| anyhow::anyhow!("the counting thread panicked"))?
+                                .context("cannot count the files to restore")?;
+                            report.set_totals(&totals);
+                            snap.set_totals(&totals);
+                            ui.started(report, fd_limit);
+                        }
+                        pending => count = pending,
+                    }
+                    anyhow::Ok(count.is_none())
+                };
             let mut batch: Vec<Record> = Vec::new();
             let mut next_commit = COMMIT_FILES;
             let mut last_commit = Instant::now();
@@ -509,6 +525,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                     next_commit = batch.len() + COMMIT_FILES;
                     last_commit = Instant::now();
                 }
+                if !learn_totals(&mut snap, &mut report, &mut *ui, false)? {
+                    continue;
+                }
                 snap.elapsed = copy_start.elapsed();
                 ui.progress(&snap);
                 if !cfg.dry_run && last_report.elapsed() >= Duration::from_secs(15) {
@@ -518,6 +537,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 }
             }
             commit(&mut batch, true);
+            learn_totals(&mut snap, &mut report, &mut *ui, true)?;
             Ok(())
         };
         let kept = bookkeeping();
