@@ -23,7 +23,7 @@ use crate::config::{Durability, RestoreConfig, Threads};
 use crate::plan::{Plan, PlanTotals, PlannedFile, PlannedFolder};
 use crate::report::{Listener, Problem, Report, Snapshot};
 use crate::source::index::Index;
-use crate::state::{done_key, Checkpoint, Outcome, Record};
+use crate::state::{done_key, Checkpoint, KeySet, Outcome, Record};
 use copy::{Copier, CopyContext, DirCache, Faults, NotRestored, Restored};
 
 /// Set by the signal handler: hand out no more work.
@@ -149,9 +149,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         Some(_) => probe_destination(&cfg.dest)?,
         None => DestFacts::default(),
     };
-    let (done_keys, redo_keys): (HashSet<u128>, HashSet<u128>) = match &ckpt {
+    let (done_keys, redo_keys): (KeySet, KeySet) = match &ckpt {
         Some(c) => c.keys()?,
-        None => (HashSet::new(), HashSet::new()),
+        None => (KeySet::default(), KeySet::default()),
     };
 
     // Files still to restore, as far as the checkpoint knows (at most: filtered files count).

