@@ -326,6 +326,13 @@ fn a_count_that_ends_after_the_copy_still_gives_every_total() {
         .map(|(i, _)| i)
         .collect();
     assert_eq!(starts.len(), 1, "one start line: {err}");
+    // Before it, what the engine is doing while it reads the index (seconds at 1.7M rows).
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines[0].starts_with("planning: reading "), "{err}");
+    assert!(
+        lines[..starts[0]].iter().any(|l| l.starts_with("planned ")),
+        "{err}"
+    );
     assert!(
         err.lines()
             .take(starts[0])

@@ -484,6 +484,8 @@ impl Report {
 
 /// Receives engine progress.
 pub trait Listener {
+    /// What the engine is doing before the first file (reading a large index takes seconds).
+    fn preparing(&mut self, what: &str);
     fn started(&mut self, report: &Report, fd_limit: u64);
     fn progress(&mut self, snap: &Snapshot);
     fn finished(&mut self, report: &Report);
@@ -530,6 +532,11 @@ fn started_line(r: &Report, fd_limit: u64) -> String {
 }
 
 impl<W: Write> Listener for PlainProgress<W> {
+    fn preparing(&mut self, what: &str) {
+        let _ = writeln!(self.out, "{what}");
+        let _ = self.out.flush();
+    }
+
     fn started(&mut self, r: &Report, fd_limit: u64) {
         let _ = writeln!(self.out, "{}", started_line(r, fd_limit));
         self.last = Some(Instant::now());
@@ -578,6 +585,10 @@ impl Default for BarProgress {
 }
 
 impl Listener for BarProgress {
+    fn preparing(&mut self, what: &str) {
+        self.bar.set_message(what.to_string());
+    }
+
     fn started(&mut self, r: &Report, fd_limit: u64) {
         self.bar.set_length(r.totals.files);
         self.bar.println(started_line(r, fd_limit));
@@ -600,6 +611,7 @@ impl Listener for BarProgress {
 pub struct Quiet;
 
 impl Listener for Quiet {
+    fn preparing(&mut self, _: &str) {}
     fn started(&mut self, _: &Report, _: u64) {}
     fn progress(&mut self, _: &Snapshot) {}
     fn finished(&mut self, _: &Report) {}

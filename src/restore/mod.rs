@@ -120,12 +120,22 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     STOP.store(false, Ordering::SeqCst);
     let started = Instant::now();
     let index = Index::open(&cfg.source.db, cfg.source.backup_db.as_deref())?;
+    let rows = index.row_count()?;
+    ui.preparing(&format!(
+        "planning: reading {rows} rows of {} (folders and names)",
+        cfg.source.db.display()
+    ));
     let plan = Plan::build(&index, cfg.plan.clone())?;
     let plan_time = started.elapsed();
     // Counting the files for the percentages is a full pass over the database, as long as
     // the sort that orders the copy, so the two run at the same time (below); until then the
     // row count bounds what there is to do.
-    let files_bound = index.row_count()?.saturating_sub(plan.folder_rows());
+    let files_bound = rows.saturating_sub(plan.folder_rows());
+    ui.preparing(&format!(
+        "planned {} folders in {:.1} s; counting and ordering up to {files_bound} files",
+        plan.folder_rows(),
+        plan_time.as_secs_f64()
+    ));
 
     let mut ckpt = if cfg.dry_run {
         None
