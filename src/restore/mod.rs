@@ -2,10 +2,12 @@
 //!
 //! One producer thread streams the plan, folder by folder in path order, into a bounded job
 //! channel in chunks of consecutive files; N workers restore them ([`copy::restore_file`])
-//! and send the results back per chunk; the calling thread owns all bookkeeping: outcome
-//! counts, the progress listener, the periodic JSON report, and the hand-over of group
-//! commits to a committer thread (which records them in the checkpoint after a `syncfs` of
-//! the destination when durability asks for it). Memory is bounded by the folder table, the
+//! and send the results back per chunk; a counting thread makes the totals for the
+//! percentages meanwhile (a full pass over the index, which nothing waits for but the first
+//! progress line); the calling thread owns all bookkeeping: outcome counts, the progress
+//! listener, the periodic JSON report, and the hand-over of group commits to a committer
+//! thread (which records them in the checkpoint after a `syncfs` of the destination when
+//! durability asks for it). Memory is bounded by the folder table, the
 //! queues, the pending group commit and the done-set of the checkpoint, whatever the file
 //! count. Shutdown is by dropping senders; a signal only stops new work from being handed out.
 
@@ -231,6 +233,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             cfg.state_dir.display()
         ));
     }
+    // Outcomes are recorded from the first result; the totals arrive with the count.
     let mut snap = Snapshot::new(&PlanTotals::default());
     let copy_start = Instant::now();
     let mut touched: HashSet<String> = HashSet::new();
