@@ -745,7 +745,9 @@ fn per_file_level(dir: &Path, threads: usize, limits: &Limits) -> Result<Scaling
         let _ = rustix::fs::syncfs(&d);
     }
     let data = test_data(SMALL_FILE_BYTES, threads as u64);
-    let unnamed = crate::restore::copy::open_unnamed(&level).is_ok();
+    let unnamed = crate::restore::copy::Folder::open(&level)
+        .and_then(|f| f.create_unnamed())
+        .is_ok();
     let stamp = SystemTime::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
     let slice = limits.time.max(Duration::from_millis(50));
     let reserved = AtomicU64::new(0);

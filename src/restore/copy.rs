@@ -271,7 +271,7 @@ fn open_object(
     let candidates = [
         ctx.source
             .sharded_object_path(content_id)
-            .map(|p| (content_id.chars().next(), p)),
+            .map(|p| (SourceLayout::shard_of(content_id), p)),
         Some((None, ctx.source.files.join(content_id))),
     ];
     for (shard, p) in candidates.into_iter().flatten() {
@@ -538,20 +538,6 @@ fn place_unnamed(
         return Err(e);
     }
     Ok(Placed::Copied(bytes))
-}
-
-/// Opens an unnamed file for writing in `dir`.
-pub fn open_unnamed(dir: &Path) -> io::Result<File> {
-    Folder::open(dir)?.create_unnamed()
-}
-
-/// Gives an unnamed file the name `target`; fails with `AlreadyExists` rather than replace one.
-pub fn link_unnamed(f: &File, target: &Path) -> io::Result<()> {
-    let dir = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    Folder::open(dir)?.link(f, target.file_name().unwrap_or_default())
 }
 
 /// An open folder (`O_PATH`): files in it are opened, created and named relative to it.
@@ -1058,11 +1044,6 @@ mod tests {
             let named = t.path().join(format!("free{i}"));
             assert_eq!(std::fs::read(named).unwrap(), b"complete");
         }
-        // The path-based forms used by the probes.
-        let f = open_unnamed(t.path()).unwrap();
-        assert!(link_unnamed(&f, &taken).is_err());
-        link_unnamed(&f, &t.path().join("by-path")).unwrap();
-        assert!(t.path().join("by-path").is_file());
     }
 
     /// A worker reopens its destination folder only when the folder changes; objects open

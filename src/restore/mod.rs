@@ -421,7 +421,6 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         // count (on a resume, which streams without a sort, the whole run: count, then
         // stream). Until it is known, results are counted but no progress is shown.
         let count_delay = Duration::from_millis(faults.count_delay_ms);
-        let plan_ref = &plan;
         let count = spawn_named(s, "mcr-count", move || -> anyhow::Result<PlanTotals> {
             std::thread::sleep(count_delay);
             let i = Index::open(&cfg.source.db, cfg.source.backup_db.as_deref())?;
@@ -783,10 +782,11 @@ fn probe_destination(dest: &Path) -> anyhow::Result<DestFacts> {
     }
     // Unnamed files: create one, write, link it, remove it. Any failure means named ones.
     let linked = dest.join(format!(".mcr-probe-{pid}-unnamed.part"));
-    let unnamed_temps = copy::open_unnamed(dest)
-        .and_then(|mut f| {
+    let unnamed_temps = copy::Folder::open(dest)
+        .and_then(|folder| {
+            let mut f = folder.create_unnamed()?;
             std::io::Write::write_all(&mut f, b"probe")?;
-            copy::link_unnamed(&f, &linked)
+            folder.link(&f, linked.file_name().unwrap_or_default())
         })
         .is_ok();
     if unnamed_temps {

@@ -103,10 +103,15 @@ impl SourceLayout {
         })
     }
 
-    /// The sharded location of an object: `files/<first char>/<contentID>`.
+    /// The shard folder of an object: the first character of its contentID.
+    pub fn shard_of(content_id: &str) -> Option<char> {
+        content_id.chars().next()
+    }
+
+    /// The sharded location of an object: `files/<shard>/<contentID>`.
     pub fn sharded_object_path(&self, content_id: &str) -> Option<PathBuf> {
-        let first = content_id.chars().next()?;
-        Some(self.files.join(first.to_string()).join(content_id))
+        let shard = Self::shard_of(content_id)?;
+        Some(self.files.join(shard.to_string()).join(content_id))
     }
 
     /// Finds an object: sharded layout first, then the flat layout `files/<contentID>`.
