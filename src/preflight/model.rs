@@ -49,6 +49,10 @@ pub const SPACE_MARGIN_BYTES: u64 = 1_000_000_000;
 pub const FOLDER_WEIGHT: f64 = 0.5;
 /// A level "reaches" the best rate when it is within this fraction of it.
 pub const GOOD_ENOUGH: f64 = 0.9;
+/// On a local disk the restore's default stands unless a level beats it by more than this:
+/// there the same level measured up to 10% apart across runs of one machine (round 6 of
+/// docs/PERFORMANCE.md), and the restore itself found 4 to 32 workers within a few percent.
+pub const LOCAL_GOOD_ENOUGH: f64 = 0.8;
 
 /// This computer.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -432,7 +436,9 @@ pub fn shell_quote(s: &str) -> String {
     }
 }
 
-/// Threads `restore` uses without measurements (mirrors `restore::default_threads`).
+/// Threads `restore` uses without measurements ([`crate::restore::default_threads`] asks
+/// here): network filesystems need many requests in flight to hide round trips; local disks
+/// gain little past a few.
 pub fn default_threads(network: bool, cores: usize) -> usize {
     if network {
         32
@@ -540,6 +546,35 @@ pub fn pick_threads(curve: &[ScalingPoint]) -> Option<(usize, String)> {
         }
     }
     Some((chosen.threads, reason))
+}
+
+/// On a local disk, the restore's own default (what `--threads auto` uses there) when its
+/// rate is within [`LOCAL_GOOD_ENOUGH`] of the best measured, and why. A local disk has no round
+/// trips for more workers to hide, so its curve is flat within the machine's noise from a
+/// few workers on, and [`pick_threads`]'s smallest level within reach flipped between 1, 16
+/// and 64 across runs on one machine (`bench/results/20261125-213525-full`), while the
+/// restore measured 1 worker 20% slower on small files. Only a level clearly better than the
+/// default (the default then out of reach) is advised instead.
+fn local_default_within_reach(curve: &[ScalingPoint], cores: usize) -> Option<(usize, String)> {
+    let default = default_threads(false, cores);
+    let best = curve
+        .iter()
+        .filter(|p| p.files_per_s > 0.0)
+        .max_by(|a, b| a.files_per_s.total_cmp(&b.files_per_s))?;
+    let (rate, _) = rate_at(curve, default)?;
+    (rate >= LOCAL_GOOD_ENOUGH * best.files_per_s).then(|| {
+        (
+            default,
+            format!(
+                "{}, the restore's default for a local disk, reach about {:.0} files/s, within {:.0}% of the best measured ({:.0} files/s at {}); a local disk has no round trips for more workers to hide, and its levels differ by little more than the noise",
+                workers(default),
+                rate,
+                (1.0 - LOCAL_GOOD_ENOUGH) * 100.0,
+                best.files_per_s,
+                best.threads
+            ),
+        )
+    })
 }
 
 /// Best and worst bandwidth: the slower of reading and writing.
@@ -692,7 +727,8 @@ pub fn advise(m: &Measurements, w: &Work, base: &CommandBase) -> Advice {
 
     // Threads: from the curve, then limited by the files, descriptors and the source disk.
     let (mut threads, mut reason) = match pick_threads(&m.scaling) {
-        Some(x) => x,
+        Some(x) if network => x,
+        Some(x) => local_default_within_reach(&m.scaling, m.machine.cores.max(1)).unwrap_or(x),
         None => {
             let n = default_threads(network, m.machine.cores.max(1));
             (
@@ -1079,22 +1115,57 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn fast_local_disk_picks_few_workers() {
+    fn fast_local_disk_gets_the_local_default_when_it_is_within_reach() {
         let m = fast_local();
         let w = work(200_000, 300_000_000_000);
         let a = advise(&m, &w, &CommandBase::default());
-        assert_eq!(a.threads, 4, "{}", a.threads_reason);
+        // 6 cores: the restore's local default is 12 (not measured: the rate at 4 stands for
+        // it, 21,000 files/s, within 10% of 16's 22,000).
+        assert_eq!(a.threads, default_threads(false, 6));
+        assert_eq!(a.threads, 12, "{}", a.threads_reason);
         assert!(
-            a.threads_reason.contains("barely help"),
+            a.threads_reason.contains("default for a local disk"),
             "{}",
             a.threads_reason
         );
         assert!(a.warnings.is_empty(), "{:?}", a.warnings);
-        let e = estimate(&m, &w, 4).unwrap();
+        let e = estimate(&m, &w, a.threads).unwrap();
         assert_eq!(e.bound, "bandwidth");
         // 300 GB at 1.5 GB/s: 200 s, plus 10 s of planning.
         assert!((205.0..215.0).contains(&e.best_s), "{}", e.best_s);
         assert!(e.worst_s < 2.0 * e.best_s, "{} vs {}", e.worst_s, e.best_s);
+    }
+
+    /// A flat local curve gave 1, 16 or 64 across runs of one machine (the smallest level
+    /// within reach of the best moved with the noise); now each of those noisy curves gives
+    /// the restore's default, and only a clearly better level moves the advice.
+    #[test]
+    fn a_flat_local_curve_gives_the_same_advice_whatever_the_noise() {
+        let mut m = fast_local();
+        m.machine.cores = 2;
+        let w = work(100_000, 3_000_000_000);
+        let mut smallest_within_reach = Vec::new();
+        for levels in [
+            [(1, 2000.0), (4, 1900.0), (16, 2050.0), (64, 1950.0)],
+            [(1, 1700.0), (4, 1950.0), (16, 2000.0), (64, 1850.0)],
+            [(1, 1700.0), (4, 1750.0), (16, 1780.0), (64, 2010.0)],
+        ] {
+            m.scaling = curve(&levels);
+            let a = advise(&m, &w, &CommandBase::default());
+            assert_eq!(a.threads, 4, "{levels:?}: {}", a.threads_reason);
+            smallest_within_reach.push(pick_threads(&m.scaling).unwrap().0);
+        }
+        // The rule alone, as before, moved with the noise.
+        assert_eq!(smallest_within_reach, [1, 4, 64]);
+        // 16 clearly ahead of the default's 4: measured beats the default.
+        m.scaling = curve(&[(1, 900.0), (4, 1500.0), (16, 2400.0), (64, 2450.0)]);
+        let a = advise(&m, &w, &CommandBase::default());
+        assert_eq!(a.threads, 16, "{}", a.threads_reason);
+        // On a network destination the rule is unchanged: the smallest level within reach.
+        m.dest = Some(disk("nfs4", "rw", 1 << 50, None));
+        m.scaling = curve(&[(1, 2000.0), (4, 1900.0), (16, 2050.0), (64, 1950.0)]);
+        let a = advise(&m, &w, &CommandBase::default());
+        assert_eq!(a.threads, 1, "{}", a.threads_reason);
     }
 
     #[test]

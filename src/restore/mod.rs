@@ -57,11 +57,7 @@ pub fn default_threads(cfg: &RestoreConfig) -> usize {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    if cfg.dest_fs.is_network() {
-        32
-    } else {
-        (cores * 2).clamp(4, 16)
-    }
+    crate::preflight::model::default_threads(cfg.dest_fs.is_network(), cores)
 }
 
 /// Raises the open-file soft limit to the hard limit (capped), so many workers on a network
