@@ -931,6 +931,8 @@ fn regen_reports_each_kind_of_difference_and_resume_restores_exactly_what_is_mis
     std::fs::create_dir_all(dest.join("elsewhere")).unwrap();
     std::fs::rename(dest.join(moved), dest.join(&moved_to)).unwrap();
     std::fs::write(dest.join("my own notes.txt"), b"user data").unwrap();
+    let leftover = "elsewhere/.mcr-00000000000000aa.part";
+    std::fs::write(dest.join(leftover), b"half a copy").unwrap();
 
     let before = tree(&dest);
     let state = dump.path("state2");
@@ -944,6 +946,10 @@ fn regen_reports_each_kind_of_difference_and_resume_restores_exactly_what_is_mis
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(tree(&dest), before, "regen never changes the destination");
+    assert!(
+        !state.join("regen-paths.tmp").exists(),
+        "regen removes its scratch file of paths"
+    );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let strs = |v: &serde_json::Value| -> Vec<String> {
         v.as_array()
@@ -969,6 +975,12 @@ fn regen_reports_each_kind_of_difference_and_resume_restores_exactly_what_is_mis
         unknown.contains(&"my own notes.txt".to_string()) && unknown.contains(&moved_to),
         "{unknown:?}"
     );
+    assert_eq!(strs(&r["temp_leftovers"]), [leftover]);
+    assert!(!unknown.iter().any(|u| u == leftover), "{unknown:?}");
+    let files_there = before.values().filter(|(dir, _, _)| !dir).count();
+    assert_eq!(r["found_on_dest"], files_there as u64);
+    // Reported, never deleted by regen; the user removes it.
+    std::fs::remove_file(dest.join(leftover)).unwrap();
     let moves: Vec<(String, String)> = r["likely_moved"]
         .as_array()
         .unwrap()

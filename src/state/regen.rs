@@ -6,14 +6,24 @@
 //! differs is marked to be replaced by the next restore, and the rest is reported: planned
 //! files that are absent, files the plan does not know, and likely moves (an absent file
 //! whose name and size appear elsewhere). Nothing is deleted or moved.
+//!
+//! Memory: what the walk finds is held as 40 bytes per file ([`OnDest`]); the paths go to a
+//! scratch file in the state folder and are read back only for the files the plan does not
+//! know. Held as strings, the paths of 1.35M files were most of regen's 515 MB peak.
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::config::RestoreConfig;
 use crate::plan::Plan;
 use crate::restore::copy::{is_temp_name, mtime_matches_ms};
 use crate::source::index::Index;
-use crate::state::{Checkpoint, Outcome, Record};
+use crate::state::{Checkpoint, KeyHashing, Outcome, Record};
+use crate::walk::Found;
 
 /// What regen found.
 #[derive(Debug, Default, serde::Serialize)]
@@ -40,6 +50,89 @@ fn base_name(p: &str) -> &str {
     p.rsplit('/').next().unwrap_or(p)
 }
 
+/// Name of the scratch file of paths, in the state folder while regen runs.
+const PATHS_FILE: &str = "regen-paths.tmp";
+
+/// A file the walk found: where its path sits in the scratch file, its size and date.
+#[derive(Clone, Copy)]
+struct Seen {
+    at: u64,
+    len: u32,
+    size: u64,
+    mtime_ms: i64,
+}
+
+/// What the walk found, keyed by an xxh3-128 hash of the path (the kind of key the
+/// checkpoint already trusts), with the paths themselves in a scratch file.
+struct OnDest {
+    files: HashMap<u128, Seen, KeyHashing>,
+    paths: BufWriter<File>,
+    written: u64,
+    temp_leftovers: Vec<String>,
+    write_error: Option<std::io::Error>,
+    /// Every file found, temporary leftovers included.
+    count: u64,
+}
+
+fn path_key(p: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(p.as_bytes())
+}
+
+impl OnDest {
+    fn add(&mut self, batch: &mut Vec<Found>) {
+        for f in batch.drain(..) {
+            self.count += 1;
+            if is_temp_name(base_name(&f.rel_path)) {
+                self.temp_leftovers.push(f.rel_path);
+                continue;
+            }
+            if self.write_error.is_some() {
+                continue;
+            }
+            if let Err(e) = self.paths.write_all(f.rel_path.as_bytes()) {
+                self.write_error = Some(e);
+                continue;
+            }
+            let seen = Seen {
+                at: self.written,
+                len: f.rel_path.len() as u32,
+                size: f.size,
+                mtime_ms: f.mtime_ms,
+            };
+            self.written += f.rel_path.len() as u64;
+            self.files.insert(path_key(&f.rel_path), seen);
+        }
+    }
+}
+
+/// Removes the scratch file however regen ends.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn scratch_error(path: &Path, e: std::io::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cannot write the scratch file {}: {e}; regen keeps the destination's paths there while it works (free some space there, or pass another --state-dir)",
+        path.display()
+    )
+}
+
+fn open_scratch(state_dir: &Path) -> anyhow::Result<(Scratch, File)> {
+    let path = state_dir.join(PATHS_FILE);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(|e| scratch_error(&path, e))?;
+    Ok((Scratch(path), file))
+}
+
 /// Walks the destination, rebuilds the checkpoint, and reports.
 pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport> {
     let start = std::time::Instant::now();
@@ -58,22 +151,35 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
         ..Default::default()
     };
 
+    let (scratch, paths_file) = open_scratch(&cfg.state_dir)?;
     let walk_start = std::time::Instant::now();
-    let (found, errors) = crate::walk::walk(&cfg.dest, threads);
+    // Sized for the files the plan expects, so the table is not rebuilt while growing (which
+    // holds the old and the new table at once); untouched room costs no memory.
+    let expected = index.row_count()?.saturating_sub(plan.folder_rows()) as usize;
+    let found = Mutex::new(OnDest {
+        files: HashMap::with_capacity_and_hasher(expected, KeyHashing::default()),
+        paths: BufWriter::with_capacity(1 << 20, paths_file.try_clone()?),
+        written: 0,
+        temp_leftovers: Vec::new(),
+        write_error: None,
+        count: 0,
+    });
+    let errors = crate::walk::walk(&cfg.dest, threads, |batch| {
+        found.lock().unwrap_or_else(|e| e.into_inner()).add(batch)
+    });
+    let mut found = found.into_inner().unwrap_or_else(|e| e.into_inner());
+    let flushed = found.paths.flush();
+    if let Some(e) = found.write_error.take().or(flushed.err()) {
+        return Err(scratch_error(&scratch.0, e));
+    }
     rep.walk_seconds = walk_start.elapsed().as_secs_f64();
     rep.unreadable_folders = errors
         .into_iter()
         .map(|(p, e)| format!("{}: {e}", p.display()))
         .collect();
-    rep.found_on_dest = found.len() as u64;
-    let mut on_dest: HashMap<String, (u64, i64)> = HashMap::with_capacity(found.len());
-    for f in found {
-        if is_temp_name(base_name(&f.rel_path)) {
-            rep.temp_leftovers.push(f.rel_path);
-        } else {
-            on_dest.insert(f.rel_path, (f.size, f.mtime_ms));
-        }
-    }
+    rep.temp_leftovers = std::mem::take(&mut found.temp_leftovers);
+    rep.found_on_dest = found.count;
+    let mut on_dest = found.files;
 
     ckpt.clear_files()?;
     let mut adopted: Vec<Record> = Vec::new();
@@ -93,11 +199,15 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
             outcome: Outcome::Adopted,
             error: None,
         };
-        match on_dest.remove(&rec.rel_path) {
-            Some((size, mtime)) if size == rec.size && mtime_matches_ms(mtime, rec.mtime_ms) => {
+        match on_dest.remove(&path_key(&rec.rel_path)) {
+            Some(Seen {
+                size, mtime_ms: mtime, ..
+            }) if size == rec.size && mtime_matches_ms(mtime, rec.mtime_ms) => {
                 adopted.push(rec);
             }
-            Some((size, mtime)) => {
+            Some(Seen {
+                size, mtime_ms: mtime, ..
+            }) => {
                 let why = format!(
                     "on the destination with {size} bytes and date {mtime} ms; the plan expects {} bytes and date {:?} ms",
                     rec.size, rec.mtime_ms
@@ -117,13 +227,30 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
     if let Some(e) = failure {
         return Err(e);
     }
+    // What is left is what the plan does not know, usually nothing: give the room back.
+    on_dest.shrink_to_fit();
     ckpt.record(&adopted)?;
     ckpt.record_redo(&redo)?;
     rep.adopted = ckpt.done_keys()?.len() as u64;
 
+    // The files the plan does not know, by path (read back from the scratch file).
+    let mut unknown: Vec<(String, u64)> = Vec::with_capacity(on_dest.len());
+    for seen in on_dest.into_values() {
+        let mut buf = vec![0u8; seen.len as usize];
+        paths_file.read_exact_at(&mut buf, seen.at).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read back the scratch file {}: {e}",
+                scratch.0.display()
+            )
+        })?;
+        unknown.push((String::from_utf8_lossy(&buf).into_owned(), seen.size));
+    }
+    drop(paths_file);
+    drop(scratch);
+
     // Likely moves: an absent planned file whose name and size sit elsewhere.
     let mut by_name_size: HashMap<(&str, u64), Vec<&str>> = HashMap::new();
-    for (path, (size, _)) in &on_dest {
+    for (path, size) in &unknown {
         by_name_size
             .entry((base_name(path), *size))
             .or_default()
@@ -137,7 +264,8 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
         }
     }
     rep.absent = absent.into_iter().map(|(p, _)| p).collect();
-    let mut unknown: Vec<String> = on_dest.into_keys().collect();
+    drop(by_name_size);
+    let mut unknown: Vec<String> = unknown.into_iter().map(|(p, _)| p).collect();
     unknown.sort();
     rep.unknown = unknown;
     rep.absent.sort();
