@@ -12,6 +12,7 @@
 pub mod dates;
 pub mod names;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::source::index::{ChildRow, Index, IndexError};
@@ -706,42 +707,44 @@ impl Plan {
         let mut selected = 0u64;
         let policy = self.opts.policy;
         index.for_each_file(order, |row| {
-            let (dir, origin, parent_folder) = match row.parent.as_deref() {
-                None => (String::new(), Origin::OtherRoot, None),
+            // Borrowed where it can be: the folder's path, the name as stored or as the
+            // policy left it; one allocation makes the restored path.
+            let (dir, origin, parent_folder): (Cow<str>, Origin, Option<usize>) = match row.parent {
+                None => (Cow::Borrowed(""), Origin::OtherRoot, None),
                 Some(p) => match self.folders.ids.get(p) {
                     Some(&i) => (
-                        self.folders.path[i as usize].to_string(),
+                        Cow::Borrowed(&*self.folders.path[i as usize]),
                         self.folders.origin[i as usize],
                         Some(i as usize),
                     ),
                     None => (
-                        format!("{UNLINKED_DIR}/{}", policy.sanitize(p)),
+                        Cow::Owned(format!("{UNLINKED_DIR}/{}", policy.sanitize(p))),
                         Origin::Unlinked,
                         None,
                     ),
                 },
             };
-            let name: String = match self.suffixed.get(row.id.as_str()) {
-                Some(n) => n.to_string(),
-                None => policy.sanitize(&row.name).into_owned(),
+            let name: Cow<str> = match self.suffixed.get(row.id) {
+                Some(n) => Cow::Borrowed(&**n),
+                None => policy.sanitize(&row.name),
             };
-            let rel_path = if dir.is_empty() {
-                name.clone()
-            } else {
-                format!("{dir}/{name}")
-            };
-            let renamed_from =
-                (name != row.name).then(|| match (parent_folder, row.parent.as_deref()) {
-                    (Some(i), _) => {
-                        format!(
-                            "{}/{}",
-                            self.original_path(i, &self.folders.name[i]),
-                            row.name
-                        )
-                    }
-                    (None, Some(p)) => format!("<missing {p}>/{}", row.name),
-                    (None, None) => row.name.clone(),
-                });
+            let mut rel_path = String::with_capacity(dir.len() + 1 + name.len());
+            if !dir.is_empty() {
+                rel_path.push_str(&dir);
+                rel_path.push('/');
+            }
+            rel_path.push_str(&name);
+            let renamed_from = (name != row.name).then(|| match (parent_folder, row.parent) {
+                (Some(i), _) => {
+                    format!(
+                        "{}/{}",
+                        self.original_path(i, &self.folders.name[i]),
+                        row.name
+                    )
+                }
+                (None, Some(p)) => format!("<missing {p}>/{}", row.name),
+                (None, None) => row.name.to_string(),
+            });
             let mut skip = self.skip_for(origin, &rel_path);
             if skip.is_none() {
                 if let Some(limit) = self.opts.limit {
@@ -754,8 +757,8 @@ impl Plan {
                 selected += 1;
             }
             f(PlannedFile {
-                id: row.id.clone(),
-                content_id: row.content_id,
+                id: row.id.to_string(),
+                content_id: row.content_id.map(str::to_string),
                 rel_path,
                 size: row.size.max(0) as u64,
                 mtime_ms: self.opts.dates.pick(&row.dates),
@@ -763,7 +766,7 @@ impl Plan {
                 renamed_from,
                 skip,
                 missing_parent: (parent_folder.is_none() && origin == Origin::Unlinked)
-                    .then(|| row.parent.clone().unwrap_or_default()),
+                    .then(|| row.parent.unwrap_or_default().to_string()),
             });
         })?;
         Ok(())

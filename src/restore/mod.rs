@@ -475,7 +475,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 match res_rx.recv_timeout(Duration::from_millis(200)) {
                     Ok(results) => {
                         for d in results {
-                            if d.outcome != Outcome::Filtered && d.outcome != Outcome::AlreadyDone {
+                            if d.outcome.is_logged() {
                                 if let Some((dir, _)) = d.file.rel_path.rsplit_once('/') {
                                     if !touched.contains(dir) {
                                         touched.insert(dir.to_string());
@@ -513,14 +513,18 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                             if let Some(p) = d.file.problem() {
                                 report.structure_problems.push(p);
                             }
-                            batch.push(Record {
-                                id: d.file.id,
-                                rel_path: d.file.rel_path,
-                                size: d.file.size,
-                                mtime_ms: d.file.mtime_ms,
-                                outcome: d.outcome,
-                                error: d.error,
-                            });
+                            // A resume's already-done files stay out of the batches: a
+                            // million of them would only be carried to the committer.
+                            if d.outcome.is_logged() {
+                                batch.push(Record {
+                                    id: d.file.id,
+                                    rel_path: d.file.rel_path,
+                                    size: d.file.size,
+                                    mtime_ms: d.file.mtime_ms,
+                                    outcome: d.outcome,
+                                    error: d.error,
+                                });
+                            }
                         }
                     }
                     Err(RecvTimeoutError::Timeout) => {}

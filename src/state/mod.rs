@@ -68,6 +68,12 @@ impl Outcome {
         Outcome::ALL.into_iter().find(|o| o.as_str() == s)
     }
 
+    /// This run learned something about the file that the checkpoint keeps: not for a file
+    /// an earlier run finished, nor for one outside the selection.
+    pub fn is_logged(self) -> bool {
+        !matches!(self, Outcome::AlreadyDone | Outcome::Filtered)
+    }
+
     /// The file is fully on the destination.
     pub fn is_done(self) -> bool {
         matches!(
@@ -397,10 +403,7 @@ impl Checkpoint {
                     path: self.dir.join("checkpoint.db"),
                     source: e,
                 })?;
-            for r in batch {
-                if matches!(r.outcome, Outcome::AlreadyDone | Outcome::Filtered) {
-                    continue;
-                }
+            for r in batch.iter().filter(|r| r.outcome.is_logged()) {
                 stmt.execute(params![
                     r.id,
                     r.rel_path,
