@@ -119,23 +119,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let started = Instant::now();
     let index = Index::open(&cfg.source.db, cfg.source.backup_db.as_deref())?;
     let rows = index.row_count()?;
-    ui.preparing(&format!(
-        "planning: reading {rows} rows of {} (folders and names)",
-        cfg.source.db.display()
-    ));
-    let plan = Plan::build(&index, cfg.plan.clone())?;
-    let plan_time = started.elapsed();
-    // Counting the files for the percentages is a full pass over the database, as long as
-    // the sort that orders the copy, so the two run at the same time (below); until then the
-    // row count bounds what there is to do.
-    let files_bound = rows.saturating_sub(plan.folder_rows());
-    ui.preparing(&format!(
-        "planned {} folders in {:.1} s; counting and ordering up to {files_bound} files",
-        plan.folder_rows(),
-        plan_time.as_secs_f64()
-    ));
-
-    let mut ckpt = if cfg.dry_run {
+    let ckpt = if cfg.dry_run {
         None
     } else {
         // The checkpoint is checked before anything is created on the destination.
@@ -149,17 +133,48 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         if cfg.durability == Durability::None {
             c.trust_the_os()?;
         }
-        std::fs::create_dir_all(&cfg.dest)
-            .with_context(|| format!("cannot create destination {}", cfg.dest.display()))?;
         Some(c)
     };
+    ui.preparing(&format!(
+        "planning: reading {rows} rows of {} (folders and names)",
+        cfg.source.db.display()
+    ));
+    // What the checkpoint knows is read on its own thread while the plan is built: both are
+    // serial work before a resume's first file (0.8 s and 2.9 s at 1.35M files).
+    let (plan, ckpt, keys) = std::thread::scope(|s| {
+        let reader = ckpt.map(|c| {
+            spawn_named(s, "mcr-keys", move || {
+                let keys = c.keys();
+                (c, keys)
+            })
+        });
+        let plan = Plan::build(&index, cfg.plan.clone());
+        match reader.map(|r| r.join()) {
+            Some(Ok((c, keys))) => Ok((plan, Some(c), Some(keys))),
+            Some(Err(_)) => Err(anyhow::anyhow!("the checkpoint reader panicked")),
+            None => Ok((plan, None, None)),
+        }
+    })?;
+    let plan = plan?;
+    let (done_keys, redo_keys): (KeySet, KeySet) = keys.transpose()?.unwrap_or_default();
+    let mut ckpt = ckpt;
+    let plan_time = started.elapsed();
+    // Counting the files for the percentages is a full pass over the database, as long as
+    // the sort that orders the copy, so the two run at the same time (below); until then the
+    // row count bounds what there is to do.
+    let files_bound = rows.saturating_sub(plan.folder_rows());
+    ui.preparing(&format!(
+        "planned {} folders in {:.1} s; counting and ordering up to {files_bound} files",
+        plan.folder_rows(),
+        plan_time.as_secs_f64()
+    ));
+    if ckpt.is_some() {
+        std::fs::create_dir_all(&cfg.dest)
+            .with_context(|| format!("cannot create destination {}", cfg.dest.display()))?;
+    }
     let dest_facts = match ckpt {
         Some(_) => probe_destination(&cfg.dest)?,
         None => DestFacts::default(),
-    };
-    let (done_keys, redo_keys): (KeySet, KeySet) = match &ckpt {
-        Some(c) => c.keys()?,
-        None => (KeySet::default(), KeySet::default()),
     };
 
     // Files still to restore, as far as the checkpoint knows (at most: filtered files count).
