@@ -127,6 +127,36 @@ fn restored_tree_matches_the_plan(faults: &str, temp_files: &str) {
     assert_eq!(SourceSnapshot::take(&dump), before, "source unchanged");
 }
 
+/// The checkpoint is opened for writing only once the plan is sound: a restore that fails at
+/// planning (an unknown --user, even with --fresh) forgets no progress, and the next run does
+/// not take it for a crash (which would walk the destination for temporary files).
+#[test]
+fn a_restore_that_fails_at_planning_changes_nothing_in_the_checkpoint() {
+    let dump = Dump::new(9, 120, 1);
+    let dest = dump.path("restored");
+    let (_, first) = restore(&dump, &dest, &[], &[]);
+    let copied = first["outcomes"]["copied"].as_u64().unwrap();
+    assert!(copied > 80);
+    bin()
+        .arg("restore")
+        .arg(&dump.root)
+        .arg(&dest)
+        .arg("--state-dir")
+        .arg(dump.path("state"))
+        .args(["--user", "nobody", "--fresh"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no user `nobody`"));
+    let (out, second) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(second["outcomes"]["copied"], 0, "{}", text(&out));
+    assert_eq!(second["outcomes"]["already_done"], copied);
+    assert!(
+        second["phases"].get("temp_cleanup").is_none(),
+        "{}",
+        second["phases"]
+    );
+}
+
 #[test]
 fn second_run_restores_nothing_and_reports_all_as_already_done() {
     let dump = Dump::new(8, 150, 1);

@@ -25,7 +25,7 @@ use crate::config::{Durability, RestoreConfig, Threads};
 use crate::plan::{Plan, PlanTotals, PlannedFile, PlannedFolder};
 use crate::report::{Listener, Problem, Report, Snapshot};
 use crate::source::index::Index;
-use crate::state::{done_key, Checkpoint, KeySet, Outcome, Record};
+use crate::state::{done_key, KeySet, Outcome, Record, StateLock};
 use copy::{Copier, CopyContext, DirCache, Faults, NotRestored, Restored};
 
 /// Set by the signal handler: hand out no more work.
@@ -119,45 +119,55 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let started = Instant::now();
     let index = Index::open(&cfg.source.db, cfg.source.backup_db.as_deref())?;
     let rows = index.row_count()?;
-    let ckpt = if cfg.dry_run {
+    // The state folder is locked first and what its checkpoint knows is read on its own
+    // thread while the plan is built: both are serial work before a resume's first file
+    // (0.8 s and 2.9 s at 1.35M files). The checkpoint is opened for writing only once the
+    // plan is sound.
+    let lock = if cfg.dry_run {
         None
     } else {
-        // The checkpoint is checked before anything is created on the destination.
-        let c = Checkpoint::open(&cfg.state_dir, cfg.fresh, &cfg.command_line)?;
-        let db = cfg
-            .source
-            .db
-            .canonicalize()
-            .unwrap_or_else(|_| cfg.source.db.clone());
-        c.bind(&db, &cfg.dest)?;
-        if cfg.durability == Durability::None {
-            c.trust_the_os()?;
-        }
-        Some(c)
+        Some(StateLock::take(&cfg.state_dir)?)
     };
     ui.preparing(&format!(
         "planning: reading {rows} rows of {} (folders and names)",
         cfg.source.db.display()
     ));
-    // What the checkpoint knows is read on its own thread while the plan is built: both are
-    // serial work before a resume's first file (0.8 s and 2.9 s at 1.35M files).
-    let (plan, ckpt, keys) = std::thread::scope(|s| {
-        let reader = ckpt.map(|c| {
-            spawn_named(s, "mcr-keys", move || {
-                let keys = c.keys();
-                (c, keys)
-            })
-        });
+    let (plan, known) = std::thread::scope(|s| {
+        let reader = lock
+            .as_ref()
+            .filter(|_| !cfg.fresh)
+            .map(|l| spawn_named(s, "mcr-keys", move || l.read_keys()));
         let plan = Plan::build(&index, cfg.plan.clone());
-        match reader.map(|r| r.join()) {
-            Some(Ok((c, keys))) => Ok((plan, Some(c), Some(keys))),
-            Some(Err(_)) => Err(anyhow::anyhow!("the checkpoint reader panicked")),
-            None => Ok((plan, None, None)),
-        }
-    })?;
+        let known = reader.map(|r| match r.join() {
+            Ok(keys) => keys.map_err(anyhow::Error::from),
+            Err(_) => Err(anyhow::anyhow!("the checkpoint reader panicked")),
+        });
+        (plan, known)
+    });
     let plan = plan?;
-    let (done_keys, redo_keys): (KeySet, KeySet) = keys.transpose()?.unwrap_or_default();
-    let mut ckpt = ckpt;
+    let mut ckpt = match lock {
+        None => None,
+        Some(lock) => {
+            // The checkpoint is checked before anything is created on the destination.
+            let c = lock.open(cfg.fresh, &cfg.command_line)?;
+            let db = cfg
+                .source
+                .db
+                .canonicalize()
+                .unwrap_or_else(|_| cfg.source.db.clone());
+            c.bind(&db, &cfg.dest)?;
+            if cfg.durability == Durability::None {
+                c.trust_the_os()?;
+            }
+            Some(c)
+        }
+    };
+    let (done_keys, redo_keys): (KeySet, KeySet) = match (&ckpt, known.transpose()?.flatten()) {
+        (Some(_), Some(keys)) => keys,
+        // A new checkpoint, one from before the log (converted on opening), or `--fresh`.
+        (Some(c), None) => c.keys()?,
+        (None, _) => Default::default(),
+    };
     let plan_time = started.elapsed();
     // Counting the files for the percentages is a full pass over the database, as long as
     // the sort that orders the copy, so the two run at the same time (below); until then the

@@ -221,6 +221,41 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// [`Checkpoint::keys`] on a connection to the checkpoint.
+fn read_keys(conn: &Connection) -> rusqlite::Result<(KeySet, KeySet)> {
+    use rusqlite::types::ValueRef;
+    let mut stmt = conn.prepare("SELECT id, path, size, mtime, outcome FROM log ORDER BY seq")?;
+    let mut rows = stmt.query([])?;
+    fn text(v: ValueRef<'_>) -> &str {
+        match v {
+            ValueRef::Text(t) => std::str::from_utf8(t).unwrap_or(""),
+            _ => "",
+        }
+    }
+    // Latest state per id, keyed by a 64-bit hash of the id to keep memory small.
+    let mut done: HashMap<u64, u128, KeyHashing> = HashMap::default();
+    let mut redo: HashMap<u64, u128, KeyHashing> = HashMap::default();
+    while let Some(r) = rows.next()? {
+        let id = text(r.get_ref(0)?);
+        let path = text(r.get_ref(1)?);
+        let size = r.get_ref(2)?.as_i64()?;
+        let mtime = r.get_ref(3)?.as_i64_or_null()?;
+        let outcome = text(r.get_ref(4)?);
+        let h = xxhash_rust::xxh3::xxh3_64(id.as_bytes());
+        if outcome == "redo" {
+            done.remove(&h);
+            redo.insert(h, redo_key(id, path));
+        } else if Outcome::parse(outcome).is_some_and(Outcome::is_done) {
+            redo.remove(&h);
+            done.insert(h, done_key(id, path, size as u64, mtime));
+        } else {
+            done.remove(&h);
+            redo.remove(&h);
+        }
+    }
+    Ok((done.into_values().collect(), redo.into_values().collect()))
+}
+
 /// The open checkpoint, held by the one thread that writes it.
 pub struct Checkpoint {
     conn: Connection,
@@ -231,10 +266,20 @@ pub struct Checkpoint {
     _lock: File,
 }
 
-impl Checkpoint {
-    /// Opens (creating if needed) the checkpoint in `dir` and takes its lock.
-    /// `fresh` forgets earlier progress.
-    pub fn open(dir: &Path, fresh: bool, command: &str) -> Result<Checkpoint, StateError> {
+/// The state folder's lock, taken: no other run can change its checkpoint while it is held.
+/// A restore takes it first, reads what the checkpoint knows ([`StateLock::read_keys`]) while
+/// it plans, and opens the checkpoint for writing ([`StateLock::open`]) only once the plan
+/// is sound, so a command that fails at planning changes nothing in the checkpoint.
+pub struct StateLock {
+    dir: PathBuf,
+    /// The kernel drops the advisory lock when the process dies, so a killed run never
+    /// leaves a stale lock.
+    lock: File,
+}
+
+impl StateLock {
+    /// Creates the folder if needed and takes its lock.
+    pub fn take(dir: &Path) -> Result<StateLock, StateError> {
         let io = |source| StateError::Io {
             path: dir.to_path_buf(),
             source,
@@ -248,6 +293,52 @@ impl Checkpoint {
             .map_err(io)?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .map_err(|_| StateError::Locked(dir.to_path_buf()))?;
+        Ok(StateLock {
+            dir: dir.to_path_buf(),
+            lock,
+        })
+    }
+
+    /// What [`Checkpoint::keys`] would return, read without writing anything: `None` when
+    /// there is no checkpoint yet, or one from before the log (opening converts it).
+    pub fn read_keys(&self) -> Result<Option<(KeySet, KeySet)>, StateError> {
+        let path = self.dir.join("checkpoint.db");
+        if !path.exists() {
+            return Ok(None);
+        }
+        let sq = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sq)?;
+        let has_log: bool = conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type='table' AND name='log'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sq)?;
+        let has_old: bool = conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type='table' AND name='files'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sq)?;
+        if !has_log || has_old {
+            return Ok(None);
+        }
+        read_keys(&conn).map(Some).map_err(sq)
+    }
+
+    /// Opens (creating if needed) the checkpoint and starts this run's record in it.
+    /// `fresh` forgets earlier progress.
+    pub fn open(self, fresh: bool, command: &str) -> Result<Checkpoint, StateError> {
+        let dir = self.dir;
         let path = dir.join("checkpoint.db");
         let sq = |source| StateError::Sqlite {
             path: path.clone(),
@@ -289,10 +380,18 @@ impl Checkpoint {
         let run = conn.last_insert_rowid();
         Ok(Checkpoint {
             conn,
-            dir: dir.to_path_buf(),
+            dir,
             run,
-            _lock: lock,
+            _lock: self.lock,
         })
+    }
+}
+
+impl Checkpoint {
+    /// Opens (creating if needed) the checkpoint in `dir` and takes its lock.
+    /// `fresh` forgets earlier progress.
+    pub fn open(dir: &Path, fresh: bool, command: &str) -> Result<Checkpoint, StateError> {
+        StateLock::take(dir)?.open(fresh, command)
     }
 
     fn sq(&self, source: rusqlite::Error) -> StateError {
@@ -330,41 +429,7 @@ impl Checkpoint {
     /// the text in place (no allocation per row): at 1.35M records this pass is serial work
     /// before a resume hands out its first file.
     pub fn keys(&self) -> Result<(KeySet, KeySet), StateError> {
-        use rusqlite::types::ValueRef;
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, path, size, mtime, outcome FROM log ORDER BY seq")
-            .map_err(|e| self.sq(e))?;
-        let mut rows = stmt.query([]).map_err(|e| self.sq(e))?;
-        fn text(v: ValueRef<'_>) -> &str {
-            match v {
-                ValueRef::Text(t) => std::str::from_utf8(t).unwrap_or(""),
-                _ => "",
-            }
-        }
-        // Latest state per id, keyed by a 64-bit hash of the id to keep memory small.
-        let mut done: HashMap<u64, u128, KeyHashing> = HashMap::default();
-        let mut redo: HashMap<u64, u128, KeyHashing> = HashMap::default();
-        while let Some(r) = rows.next().map_err(|e| self.sq(e))? {
-            let get = |i: usize| r.get_ref(i).map_err(|e| self.sq(e));
-            let id = text(get(0)?);
-            let path = text(get(1)?);
-            let size = get(2)?.as_i64().map_err(|e| self.sq(e.into()))?;
-            let mtime = get(3)?.as_i64_or_null().map_err(|e| self.sq(e.into()))?;
-            let outcome = text(get(4)?);
-            let h = xxhash_rust::xxh3::xxh3_64(id.as_bytes());
-            if outcome == "redo" {
-                done.remove(&h);
-                redo.insert(h, redo_key(id, path));
-            } else if Outcome::parse(outcome).is_some_and(Outcome::is_done) {
-                redo.remove(&h);
-                done.insert(h, done_key(id, path, size as u64, mtime));
-            } else {
-                done.remove(&h);
-                redo.remove(&h);
-            }
-        }
-        Ok((done.into_values().collect(), redo.into_values().collect()))
+        read_keys(&self.conn).map_err(|e| self.sq(e))
     }
 
     /// Keys of every file recorded as done (see [`Checkpoint::keys`]).
