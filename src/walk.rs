@@ -5,7 +5,7 @@
 //! share a queue of folders; each lists a folder, reports its files, and queues its
 //! subfolders. The walk ends when the queue is empty and no thread is busy. Files are handed
 //! to the caller in batches as they are found, so the caller decides what to keep of a
-//! million of them (regen keeps 40 bytes each, not the paths).
+//! million of them (regen keeps 48 bytes each, not the paths).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
