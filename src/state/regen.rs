@@ -7,7 +7,7 @@
 //! files that are absent, files the plan does not know, and likely moves (an absent file
 //! whose name and size appear elsewhere). Nothing is deleted or moved.
 //!
-//! Memory: what the walk finds is held as 48 bytes per file ([`OnDest`]); the paths go to a
+//! Memory: what the walk finds is held as 48 bytes per file (`OnDest`); the paths go to a
 //! scratch file in the state folder and are read back only for the files the plan does not
 //! know. Held as strings, the paths of 1.35M files were most of regen's 515 MB peak.
 
