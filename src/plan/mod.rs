@@ -15,7 +15,7 @@ pub mod names;
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use crate::source::index::{ChildRow, Index, IndexError};
+use crate::source::index::{ChildRow, FileRow, Index, IndexError};
 use dates::DatePolicy;
 use names::{assign_sibling_names, NamePolicy};
 
@@ -148,6 +148,16 @@ impl PlannedFile {
             restored_path: self.rel_path.clone(),
         })
     }
+}
+
+/// What [`Plan::resolve_files`] decides for one file row, borrowed.
+struct Resolved<'a> {
+    rel_path: &'a str,
+    origin: Origin,
+    /// The file's folder (an index into the plan's folders), when its parent is one.
+    parent_folder: Option<usize>,
+    renamed: bool,
+    skip: Option<SkipReason>,
 }
 
 /// One folder, resolved.
@@ -653,6 +663,11 @@ impl Plan {
         index: &Index,
         f: impl FnMut(PlannedFile),
     ) -> Result<(), PlanError> {
+        self.stream_files(index, Some(&self.folder_order()), f)
+    }
+
+    /// (folder id, rank) pairs: folders ranked by restored path.
+    fn folder_order(&self) -> Vec<(&str, u32)> {
         let mut by_path: Vec<u32> = (0..self.folders.path.len() as u32).collect();
         by_path.sort_unstable_by(|&a, &b| {
             self.folders.path[a as usize].cmp(&self.folders.path[b as usize])
@@ -662,13 +677,11 @@ impl Plan {
             rank[i as usize] = r as u32;
         }
         drop(by_path);
-        let order: Vec<(&str, u32)> = self
-            .folders
+        self.folders
             .ids
             .iter()
             .map(|(id, &i)| (&**id, rank[i as usize]))
-            .collect();
-        self.stream_files(index, Some(&order), f)
+            .collect()
     }
 
     /// [`Plan::for_each_file`] for callers that only count or match files: the database's
@@ -697,18 +710,53 @@ impl Plan {
         }
     }
 
-    /// Streams the files in the order `order` gives ([`Index::for_each_file`]).
+    /// Streams the files in the order `order` gives ([`Index::for_each_file`]), each one
+    /// made a [`PlannedFile`] from what [`Plan::resolve_files`] decided.
     fn stream_files(
         &self,
         index: &Index,
         order: Option<&[(&str, u32)]>,
         mut f: impl FnMut(PlannedFile),
     ) -> Result<(), PlanError> {
+        self.resolve_files(index, order, |row, r| {
+            f(PlannedFile {
+                id: row.id.to_string(),
+                content_id: row.content_id.map(str::to_string),
+                rel_path: r.rel_path.to_string(),
+                size: row.size.max(0) as u64,
+                mtime_ms: self.opts.dates.pick(&row.dates),
+                origin: r.origin,
+                renamed_from: r.renamed.then(|| match (r.parent_folder, row.parent) {
+                    (Some(i), _) => {
+                        format!(
+                            "{}/{}",
+                            self.original_path(i, &self.folders.name[i]),
+                            row.name
+                        )
+                    }
+                    (None, Some(p)) => format!("<missing {p}>/{}", row.name),
+                    (None, None) => row.name.to_string(),
+                }),
+                skip: r.skip,
+                missing_parent: (r.parent_folder.is_none() && r.origin == Origin::Unlinked)
+                    .then(|| row.parent.unwrap_or_default().to_string()),
+            })
+        })
+    }
+
+    /// The one place where a file row gets its restored path, origin, rename and skip
+    /// reason, handed over borrowed (the path is built in a buffer reused from row to row),
+    /// so a caller that only counts, like [`Plan::totals`], allocates nothing per file.
+    fn resolve_files(
+        &self,
+        index: &Index,
+        order: Option<&[(&str, u32)]>,
+        mut f: impl FnMut(&FileRow<'_>, &Resolved<'_>),
+    ) -> Result<(), PlanError> {
         let mut selected = 0u64;
         let policy = self.opts.policy;
+        let mut path = String::new();
         index.for_each_file(order, |row| {
-            // Borrowed where it can be: the folder's path, the name as stored or as the
-            // policy left it; one allocation makes the restored path.
             let (dir, origin, parent_folder): (Cow<str>, Origin, Option<usize>) = match row.parent {
                 None => (Cow::Borrowed(""), Origin::OtherRoot, None),
                 Some(p) => match self.folders.ids.get(p) {
@@ -728,24 +776,13 @@ impl Plan {
                 Some(n) => Cow::Borrowed(&**n),
                 None => policy.sanitize(&row.name),
             };
-            let mut rel_path = String::with_capacity(dir.len() + 1 + name.len());
+            path.clear();
             if !dir.is_empty() {
-                rel_path.push_str(&dir);
-                rel_path.push('/');
+                path.push_str(&dir);
+                path.push('/');
             }
-            rel_path.push_str(&name);
-            let renamed_from = (name != row.name).then(|| match (parent_folder, row.parent) {
-                (Some(i), _) => {
-                    format!(
-                        "{}/{}",
-                        self.original_path(i, &self.folders.name[i]),
-                        row.name
-                    )
-                }
-                (None, Some(p)) => format!("<missing {p}>/{}", row.name),
-                (None, None) => row.name.to_string(),
-            });
-            let mut skip = self.skip_for(origin, &rel_path);
+            path.push_str(&name);
+            let mut skip = self.skip_for(origin, &path);
             if skip.is_none() {
                 if let Some(limit) = self.opts.limit {
                     if selected >= limit {
@@ -756,18 +793,14 @@ impl Plan {
             if skip.is_none() {
                 selected += 1;
             }
-            f(PlannedFile {
-                id: row.id.to_string(),
-                content_id: row.content_id.map(str::to_string),
-                rel_path,
-                size: row.size.max(0) as u64,
-                mtime_ms: self.opts.dates.pick(&row.dates),
+            let resolved = Resolved {
+                rel_path: &path,
                 origin,
-                renamed_from,
+                parent_folder,
+                renamed: name != row.name,
                 skip,
-                missing_parent: (parent_folder.is_none() && origin == Origin::Unlinked)
-                    .then(|| row.parent.unwrap_or_default().to_string()),
-            });
+            };
+            f(&row, &resolved);
         })?;
         Ok(())
     }
@@ -783,20 +816,23 @@ impl Plan {
             folders: self.folders.name.len() as u64,
             ..Default::default()
         };
-        let count = |pf: PlannedFile| {
+        let count = |row: &FileRow<'_>, r: &Resolved<'_>| {
             t.files += 1;
-            if pf.renamed_from.is_some() {
+            if r.renamed {
                 t.renamed_files += 1;
             }
-            match pf.skip {
+            match r.skip {
                 None => {
                     t.selected_files += 1;
-                    t.selected_bytes += pf.size;
+                    t.selected_bytes += row.size.max(0) as u64;
                 }
                 Some(_) => t.filtered += 1,
             }
         };
-        self.for_each_file_any_order(index, count)?;
+        // In the database's order, as [`Plan::for_each_file_any_order`] does, unless `--limit`
+        // picks the first N files, which must be the same N the restore meets.
+        let order = self.opts.limit.map(|_| self.folder_order());
+        self.resolve_files(index, order.as_deref(), count)?;
         Ok(t)
     }
 }
