@@ -306,30 +306,34 @@ impl Plan {
                     return;
                 }
                 group.sort_by(|a, b| a.id.cmp(&b.id));
-                let naming: Vec<String> = group
+                let naming: Vec<Cow<str>> = group
                     .iter()
                     .map(|r| {
                         let is_user =
                             r.parent.is_none() && r.is_folder && r.name.starts_with(USER_PREFIX);
                         if is_user {
-                            user_label(&r.name)
+                            Cow::Owned(user_label(&r.name))
                         } else {
-                            r.name.clone()
+                            Cow::Borrowed(r.name.as_str())
                         }
                     })
                     .collect();
                 let reserved: &[&str] = if is_top { &[UNLINKED_DIR] } else { &[] };
                 let finals =
-                    assign_sibling_names(opts.policy, naming.iter().map(String::as_str), reserved);
+                    assign_sibling_names(opts.policy, naming.iter().map(|n| &**n), reserved);
                 for ((row, natural), fin) in group.iter().zip(&naming).zip(finals) {
                     if row.is_folder {
                         if let Some(&i) = f.ids.get(row.id.as_str()) {
-                            f.final_name[i as usize] = Some(fin.into_boxed_str());
+                            f.final_name[i as usize] = Some(fin.into_owned().into_boxed_str());
                         }
-                    } else if opts.policy.sanitize(natural) != fin.as_str() {
-                        suffixed.insert(row.id.clone().into_boxed_str(), fin.into_boxed_str());
+                    } else if opts.policy.sanitize(natural) != fin {
+                        suffixed.insert(
+                            row.id.clone().into_boxed_str(),
+                            fin.into_owned().into_boxed_str(),
+                        );
                     }
                 }
+                drop(naming);
                 group.clear();
             };
             let mut current: Option<Option<String>> = None;
