@@ -268,7 +268,34 @@ mod tests {
         assert!(s.len() <= 255 && s.ends_with(" (12).jpg"), "{s}");
     }
 
+    #[test]
+    fn windows_collision_keys_are_lowercase_and_borrowed_when_already_so() {
+        for name in [
+            "readme.md",
+            "straße",
+            "ǆ",
+            "Readme.md",
+            "ǅx",
+            "ΟΔΟΣ",
+            "İstanbul",
+        ] {
+            let k = Windows.collision_key(name);
+            assert_eq!(k, name.to_lowercase(), "{name}");
+            assert_eq!(
+                matches!(k, Cow::Borrowed(_)),
+                name == name.to_lowercase(),
+                "{name}"
+            );
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn collision_keys_are_what_lowercasing_gives(name in "\\PC{0,40}") {
+            proptest::prop_assert_eq!(Windows.collision_key(&name), name.to_lowercase());
+            proptest::prop_assert_eq!(Posix.collision_key(&name), name.as_str());
+        }
+
         #[test]
         fn sanitized_names_are_always_single_safe_components(name in "\\PC{0,300}", win in proptest::bool::ANY) {
             let p = if win { Windows } else { Posix };
