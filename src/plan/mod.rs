@@ -707,11 +707,14 @@ impl Plan {
         by_folder: bool,
         f: impl FnMut(PlannedFile),
     ) -> Result<(), PlanError> {
-        if by_folder || self.opts.limit.is_some() {
-            self.for_each_file(index, f)
-        } else {
-            self.stream_files(index, None, f)
-        }
+        self.stream_files(index, self.order_for(by_folder).as_deref(), f)
+    }
+
+    /// The folder ranks to stream by: folder by folder when `by_folder`, or when `--limit`
+    /// picks the first N files (which must be the same N the restore meets); else none, the
+    /// database's own order.
+    fn order_for(&self, by_folder: bool) -> Option<Vec<(&str, u32)>> {
+        (by_folder || self.opts.limit.is_some()).then(|| self.folder_order())
     }
 
     /// Streams the files in the order `order` gives ([`Index::for_each_file`]), each one
@@ -833,10 +836,7 @@ impl Plan {
                 Some(_) => t.filtered += 1,
             }
         };
-        // In the database's order, as [`Plan::for_each_file_any_order`] does, unless `--limit`
-        // picks the first N files, which must be the same N the restore meets.
-        let order = self.opts.limit.map(|_| self.folder_order());
-        self.resolve_files(index, order.as_deref(), count)?;
+        self.resolve_files(index, self.order_for(false).as_deref(), count)?;
         Ok(t)
     }
 }

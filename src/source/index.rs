@@ -306,18 +306,8 @@ impl Index {
         while let Some(r) = rows.next().map_err(|e| self.err(e))? {
             let content_id = borrowed(r, 2).map_err(|e| self.err(e))?;
             f(FileRow {
-                id: borrowed(r, 0)
-                    .and_then(|id| {
-                        id.ok_or(rusqlite::Error::InvalidColumnType(
-                            0,
-                            "id".into(),
-                            rusqlite::types::Type::Null,
-                        ))
-                    })
-                    .map_err(|e| self.err(e))?,
-                parent: borrowed(r, 1)
-                    .map_err(|e| self.err(e))?
-                    .filter(|p| !p.is_empty()),
+                id: required(r, 0).map_err(|e| self.err(e))?,
+                parent: parent_of(borrowed(r, 1).map_err(|e| self.err(e))?),
                 content_id: content_id.filter(|c| !c.is_empty()),
                 name: text_ref(r, 3).map_err(|e| self.err(e))?,
                 size: r
@@ -394,8 +384,9 @@ impl Index {
     }
 }
 
-fn parent_of(p: Option<String>) -> Option<String> {
-    p.filter(|s| !s.is_empty())
+/// A parent of NULL or '' marks a root.
+fn parent_of<T: AsRef<str>>(p: Option<T>) -> Option<T> {
+    p.filter(|s| !s.as_ref().is_empty())
 }
 
 /// Reads a name column leniently: a name stored as a BLOB or with invalid UTF-8 is decoded
@@ -415,16 +406,26 @@ fn text_ref<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Cow<'r, 
     })
 }
 
+/// [`borrowed`] for a column that must not be NULL (as `get::<String>` would have it).
+fn required<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
+    borrowed(r, i)?.ok_or_else(|| wrong_type(r, i))
+}
+
+/// The error `get` gives for a column of the wrong type (NULL included), naming the column.
+fn wrong_type(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Error {
+    rusqlite::Error::InvalidColumnType(
+        i,
+        r.as_ref().column_name(i).unwrap_or("?").to_string(),
+        r.get_ref(i)
+            .map_or(rusqlite::types::Type::Null, |v| v.data_type()),
+    )
+}
+
 /// A text column (or NULL) borrowed from the row; what `get::<Option<String>>` would refuse
 /// (a number, a BLOB, invalid UTF-8) is refused the same way.
 fn borrowed<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<&'r str>> {
     r.get_ref(i)?.as_str_or_null().map_err(|e| match e {
-        rusqlite::types::FromSqlError::InvalidType => rusqlite::Error::InvalidColumnType(
-            i,
-            r.as_ref().column_name(i).unwrap_or("?").to_string(),
-            r.get_ref(i)
-                .map_or(rusqlite::types::Type::Null, |v| v.data_type()),
-        ),
+        rusqlite::types::FromSqlError::InvalidType => wrong_type(r, i),
         other => rusqlite::Error::FromSqlConversionFailure(
             i,
             rusqlite::types::Type::Text,

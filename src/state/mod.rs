@@ -218,26 +218,36 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Whether the checkpoint has table `name`.
+fn has_table(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type='table' AND name=?1",
+        [name],
+        |r| r.get(0),
+    )
+}
+
+/// A text column of the log read in place (the log's texts are written from Rust strings).
+fn log_text(v: rusqlite::types::ValueRef<'_>) -> &str {
+    match v {
+        rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).unwrap_or(""),
+        _ => "",
+    }
+}
+
 /// [`Checkpoint::keys`] on a connection to the checkpoint.
 fn read_keys(conn: &Connection) -> rusqlite::Result<(KeySet, KeySet)> {
-    use rusqlite::types::ValueRef;
     let mut stmt = conn.prepare("SELECT id, path, size, mtime, outcome FROM log ORDER BY seq")?;
     let mut rows = stmt.query([])?;
-    fn text(v: ValueRef<'_>) -> &str {
-        match v {
-            ValueRef::Text(t) => std::str::from_utf8(t).unwrap_or(""),
-            _ => "",
-        }
-    }
     // Latest state per id, keyed by a 64-bit hash of the id to keep memory small.
     let mut done: HashMap<u64, u128, KeyHashing> = HashMap::default();
     let mut redo: HashMap<u64, u128, KeyHashing> = HashMap::default();
     while let Some(r) = rows.next()? {
-        let id = text(r.get_ref(0)?);
-        let path = text(r.get_ref(1)?);
+        let id = log_text(r.get_ref(0)?);
+        let path = log_text(r.get_ref(1)?);
         let size = r.get_ref(2)?.as_i64()?;
         let mtime = r.get_ref(3)?.as_i64_or_null()?;
-        let outcome = text(r.get_ref(4)?);
+        let outcome = log_text(r.get_ref(4)?);
         let h = xxhash_rust::xxh3::xxh3_64(id.as_bytes());
         if outcome == "redo" {
             done.remove(&h);
@@ -312,21 +322,7 @@ impl StateLock {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(sq)?;
-        let has_log: bool = conn
-            .query_row(
-                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type='table' AND name='log'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(sq)?;
-        let has_old: bool = conn
-            .query_row(
-                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type='table' AND name='files'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(sq)?;
-        if !has_log || has_old {
+        if !has_table(&conn, "log").map_err(sq)? || has_table(&conn, "files").map_err(sq)? {
             return Ok(None);
         }
         read_keys(&conn).map(Some).map_err(sq)
@@ -348,14 +344,7 @@ impl StateLock {
         .map_err(sq)?;
         conn.execute_batch(SCHEMA).map_err(sq)?;
         // Checkpoints from before the log kept one row per id in `files`: carry them over.
-        let old: i64 = conn
-            .query_row(
-                "SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='files'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(sq)?;
-        if old > 0 {
+        if has_table(&conn, "files").map_err(sq)? {
             conn.execute_batch(
                 "BEGIN;
                  INSERT INTO log(id, path, size, mtime, outcome, error, run, updated)
@@ -613,32 +602,26 @@ struct Latest {
 }
 
 fn latest_records(conn: &Connection) -> rusqlite::Result<LatestRecords> {
-    use rusqlite::types::ValueRef;
     let mut out = LatestRecords {
         files: HashMap::default(),
         outcomes: Vec::new(),
     };
     let mut stmt = conn.prepare("SELECT seq, id, size, outcome FROM log ORDER BY seq")?;
     let mut rows = stmt.query([])?;
-    fn bytes(v: ValueRef<'_>) -> &[u8] {
-        match v {
-            ValueRef::Text(t) | ValueRef::Blob(t) => t,
-            _ => b"",
-        }
-    }
     while let Some(r) = rows.next()? {
-        let outcome = bytes(r.get_ref(3)?);
-        let idx = match out.outcomes.iter().position(|o| o.as_bytes() == outcome) {
+        let outcome = log_text(r.get_ref(3)?);
+        let idx = match out.outcomes.iter().position(|o| o == outcome) {
             Some(i) => i,
             None => {
-                out.outcomes
-                    .push(String::from_utf8_lossy(outcome).into_owned());
+                out.outcomes.push(outcome.to_string());
                 out.outcomes.len() - 1
             }
         };
         let l = out
             .files
-            .entry(xxhash_rust::xxh3::xxh3_64(bytes(r.get_ref(1)?)))
+            .entry(xxhash_rust::xxh3::xxh3_64(
+                log_text(r.get_ref(1)?).as_bytes(),
+            ))
             .or_insert(Latest {
                 seq: 0,
                 size: 0,
