@@ -229,7 +229,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let faults = Faults::from_env();
     let renames = AtomicU64::new(0);
     let commits = AtomicU64::new(0);
-    let dirs = DirCache::default();
+    let dirs = DirCache::with_capacity(plan.folder_rows() as usize);
     let copier = Copier::default();
     let objects = copy::ObjectFolders::open(&cfg.source.files);
     let ctx = CopyContext {
