@@ -38,21 +38,87 @@ fn mtime_ms(p: &Path) -> i64 {
 
 #[test]
 fn restored_tree_matches_the_plan_exactly() {
-    restored_tree_matches_the_plan("", "unnamed");
+    restored_tree_matches_the_plan("", "unnamed", false);
 }
 
 /// The same with hidden named temporary files renamed into place: what NFS, SMB and FUSE
 /// destinations get (they do not support unnamed files).
 #[test]
 fn restored_tree_matches_the_plan_exactly_with_named_temporary_files() {
-    restored_tree_matches_the_plan("named_temps=1", "named");
+    restored_tree_matches_the_plan("named_temps=1", "named", false);
 }
 
-fn restored_tree_matches_the_plan(faults: &str, temp_files: &str) {
+/// The same with another filesystem mounted inside DEST that has no unnamed files (a FUSE
+/// mount, as a second disk through ntfs-3g or exFAT-fuse would be): its files go through
+/// named temporary files there, and the report says how many. Needs root and `bindfs`
+/// (`.ci/run` installs it and sets MCR_TEST_FUSE=require, so CI cannot skip it).
+#[test]
+fn restored_tree_matches_the_plan_exactly_with_a_fuse_mount_inside_dest() {
+    restored_tree_matches_the_plan("", "unnamed", true);
+}
+
+/// A `bindfs` mount of `backing` at `at`, unmounted when dropped; None (test skipped) where
+/// FUSE mounts cannot be made, unless MCR_TEST_FUSE=require.
+struct FuseMount(std::path::PathBuf);
+
+impl FuseMount {
+    fn new(backing: &Path, at: &Path) -> Option<FuseMount> {
+        let required = std::env::var("MCR_TEST_FUSE").as_deref() == Ok("require");
+        let made = std::process::Command::new("bindfs")
+            .arg(backing)
+            .arg(at)
+            .output();
+        match made {
+            Ok(o) if o.status.success() => Some(FuseMount(at.to_path_buf())),
+            other => {
+                assert!(!required, "bindfs {}: {other:?}", at.display());
+                eprintln!("skipped: cannot mount bindfs (needs root and bindfs): {other:?}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for FuseMount {
+    fn drop(&mut self) {
+        let unmounted = std::process::Command::new("umount")
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !unmounted {
+            let _ = std::process::Command::new("fusermount3")
+                .arg("-u")
+                .arg(&self.0)
+                .status();
+        }
+    }
+}
+
+fn restored_tree_matches_the_plan(faults: &str, temp_files: &str, fuse_inside: bool) {
     let dump = Dump::new(7, 400, 1);
     let dest = dump.path("restored");
     let before = SourceSnapshot::take(&dump);
     let plan = plan_json(&dump.root, &dest, &["--names", "posix"]);
+    // The top folder with the most files goes to the FUSE mount.
+    let mut fuse = None;
+    let mut fuse_top = String::new();
+    if fuse_inside {
+        let mut by_top: BTreeMap<String, u64> = BTreeMap::new();
+        for path in planned_files(&plan).keys() {
+            if let Some((top, _)) = path.split_once('/') {
+                *by_top.entry(top.to_string()).or_default() += 1;
+            }
+        }
+        let (top, _) = by_top.into_iter().max_by_key(|(_, n)| *n).unwrap();
+        let backing = dump.path("fuse-backing");
+        std::fs::create_dir_all(&backing).unwrap();
+        std::fs::create_dir_all(dest.join(&top)).unwrap();
+        fuse = FuseMount::new(&backing, &dest.join(&top));
+        if fuse.is_none() {
+            return;
+        }
+        fuse_top = top;
+    }
     let (out, report) = restore(
         &dump,
         &dest,
@@ -125,6 +191,27 @@ fn restored_tree_matches_the_plan(faults: &str, temp_files: &str) {
     assert_eq!(report["outcomes"]["missing"], want.len() as u64);
     assert_eq!(report["schema_version"], 1);
     assert_eq!(SourceSnapshot::take(&dump), before, "source unchanged");
+
+    let warnings = report["warnings"].to_string();
+    if fuse.is_some() {
+        let under = format!("{fuse_top}/");
+        let placed = present.iter().filter(|p| p.starts_with(&under)).count();
+        assert!(placed > 10, "{placed} files under {under}");
+        assert_eq!(
+            file_hashes(&dump.path("fuse-backing")).len(),
+            placed,
+            "written through the mount"
+        );
+        assert!(
+            warnings.contains(&format!(
+                "{placed} files went to folders on another filesystem"
+            )),
+            "{warnings}"
+        );
+    } else {
+        assert!(!warnings.contains("another filesystem"), "{warnings}");
+    }
+    drop(fuse);
 }
 
 /// The checkpoint is opened for writing only once the plan is sound: a restore that fails at

@@ -6,7 +6,9 @@
 //! behind, and the link refuses a taken name. Where unnamed files are not supported (NFS,
 //! SMB, FUSE) it goes to a hidden temporary name, is closed (checking close's result: NFS
 //! reports write-back errors there) and renamed into place (`place_named`); a kill leaves
-//! at most a `.mcr-*.part` file, which the next run removes. Data moves inside the kernel
+//! at most a `.mcr-*.part` file, which the next run removes. A folder on another
+//! filesystem mounted inside DEST is found out by its refusal of the unnamed file and gets
+//! the named way too (`restore_once`). Data moves inside the kernel
 //! ([`Copier`]: `copy_file_range`, or `sendfile` across filesystems).
 //!
 //! Files are opened, created and linked relative to open folders, so the kernel does not walk
@@ -132,6 +134,9 @@ pub struct CopyContext<'a> {
     pub exact_names: bool,
     /// The destination supports unnamed files linked into place (`place_unnamed`).
     pub unnamed_temps: bool,
+    /// Files placed with a named temporary file although the destination has unnamed ones
+    /// (their folder is on another filesystem, mounted inside it).
+    pub named_fallbacks: &'a std::sync::atomic::AtomicU64,
     /// The previous run ended without finishing (killed, power cut): a shorter file with the
     /// planned date at a final name is its cut-short copy (`Found::Replace`).
     pub after_crash: bool,
@@ -397,7 +402,8 @@ fn restore_once(
     let unnamed = ctx.unnamed_temps && !ctx.faults.named_temps;
     let mut replace = replace;
     let mut partial = None;
-    if !(new_dir && (ctx.exact_names || unnamed)) {
+    let checked = !(new_dir && (ctx.exact_names || unnamed));
+    if checked {
         match check_existing(ctx, job, &target, replace)? {
             Found::Nothing => {}
             Found::Identical => return Ok(Restored::Adopted),
@@ -429,7 +435,24 @@ fn restore_once(
         let folder = folders
             .dest(dir)
             .map_err(|e| io_fail("cannot open folder", dir, e))?;
-        place_unnamed(ctx, job, src, folder, &target, replace)?
+        match folder.create_unnamed() {
+            Ok(out) => place_unnamed(ctx, job, src, folder, out, &target, replace)?,
+            // A folder on another filesystem mounted inside DEST (a FUSE or exFAT disk, say)
+            // may have no unnamed files: a named temporary file there, as on NFS. That
+            // filesystem's naming rules were not probed, so the final name is checked first.
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::OPNOTSUPP.raw_os_error()) => {
+                ctx.named_fallbacks.fetch_add(1, Relaxed);
+                if !checked {
+                    match check_existing(ctx, job, &target, replace)? {
+                        Found::Nothing => {}
+                        Found::Identical => return Ok(Restored::Adopted),
+                        Found::Replace { partial: p } => partial = p,
+                    }
+                }
+                place_named(ctx, job, src, dir, &target)?
+            }
+            Err(e) => return Err(io_fail("cannot create a file in", dir, e)),
+        }
     } else {
         place_named(ctx, job, src, dir, &target)?
     };
@@ -512,14 +535,12 @@ fn place_unnamed(
     job: &PlannedFile,
     src: Option<(File, PathBuf)>,
     folder: &Folder,
+    out: File,
     target: &Path,
     replace: bool,
 ) -> Result<Placed, Attempt> {
     let dir = folder.path();
     let name = target.file_name().unwrap_or_default();
-    let out = folder
-        .create_unnamed()
-        .map_err(|e| io_fail("cannot create a file in", dir, e))?;
     let bytes = fill(ctx, job, src, &out, target)?;
     // Where the close would fail, the test fault fails before the file gets its name.
     injected_close_failure(ctx, job, target)?;

@@ -228,6 +228,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
 
     let faults = Faults::from_env();
     let renames = AtomicU64::new(0);
+    let named_fallbacks = AtomicU64::new(0);
     let commits = AtomicU64::new(0);
     let dirs = DirCache::with_capacity(plan.folder_rows() as usize);
     let copier = Copier::default();
@@ -245,6 +246,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         copier: &copier,
         exact_names: dest_facts.exact_names,
         unnamed_temps: dest_facts.unnamed_temps,
+        named_fallbacks: &named_fallbacks,
         after_crash,
     };
 
@@ -696,6 +698,15 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         } else {
             "named"
         });
+    }
+    let fallbacks = named_fallbacks.load(Ordering::Relaxed);
+    if fallbacks > 0 {
+        report.warnings.push(format!(
+            "{fallbacks} files went to folders on another filesystem mounted inside {}, which has no unnamed files: they were written under hidden temporary names (.mcr-*.part) and renamed into place. Names on that filesystem follow the rules chosen for {} ({:?}); files it refuses are listed as failed",
+            cfg.dest.display(),
+            cfg.dest.display(),
+            cfg.plan.policy
+        ));
     }
     if !cfg.dry_run {
         report.write(&cfg.report_path)?;
