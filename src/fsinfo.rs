@@ -92,33 +92,59 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Parses mountinfo text and returns the entry whose mount point is the longest prefix of `p`.
-fn from_mountinfo(text: &str, p: &Path) -> Option<FsInfo> {
-    let mut best: Option<FsInfo> = None;
-    for line in text.lines() {
+/// The entries of mountinfo text.
+fn mount_entries(text: &str) -> impl Iterator<Item = FsInfo> + '_ {
+    text.lines().filter_map(|line| {
         let (pre, post) = line.split_once(" - ")?;
         let f: Vec<&str> = pre.split(' ').collect();
         let g: Vec<&str> = post.split(' ').collect();
         if f.len() < 6 || g.len() < 3 {
-            continue;
+            return None;
         }
-        let mp = PathBuf::from(unescape(f[4]));
-        if !p.starts_with(&mp) {
+        Some(FsInfo {
+            fstype: g[0].to_string(),
+            mount_point: PathBuf::from(unescape(f[4])),
+            source: unescape(g[1]),
+            options: format!("{},{}", f[5], g[2]),
+        })
+    })
+}
+
+/// Parses mountinfo text and returns the entry whose mount point is the longest prefix of `p`.
+fn from_mountinfo(text: &str, p: &Path) -> Option<FsInfo> {
+    let mut best: Option<FsInfo> = None;
+    for m in mount_entries(text) {
+        if !p.starts_with(&m.mount_point) {
             continue;
         }
         let better = best
             .as_ref()
-            .is_none_or(|b| mp.as_os_str().len() >= b.mount_point.as_os_str().len());
+            .is_none_or(|b| m.mount_point.as_os_str().len() >= b.mount_point.as_os_str().len());
         if better {
-            best = Some(FsInfo {
-                fstype: g[0].to_string(),
-                mount_point: mp,
-                source: unescape(g[1]),
-                options: format!("{},{}", f[5], g[2]),
-            });
+            best = Some(m);
         }
     }
     best
+}
+
+/// Mount points strictly inside `p`, from mountinfo text.
+fn mounts_below(text: &str, p: &Path) -> Vec<PathBuf> {
+    let mut inside: Vec<PathBuf> = mount_entries(text)
+        .map(|m| m.mount_point)
+        .filter(|mp| mp != p && mp.starts_with(p))
+        .collect();
+    inside.sort();
+    inside.dedup();
+    inside
+}
+
+/// Filesystems mounted inside the folder `path` (a second disk mounted in a destination):
+/// flushing `path`'s own filesystem does not flush theirs.
+pub fn mounts_inside(path: &Path) -> Vec<PathBuf> {
+    let p = existing_ancestor(path);
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|text| mounts_below(&text, &p))
+        .unwrap_or_default()
 }
 
 /// Fallback names for statfs magic numbers.
@@ -188,6 +214,20 @@ mod tests {
         assert!(from_mountinfo(SAMPLE, Path::new("/media/usb"))
             .unwrap()
             .wants_windows_names());
+    }
+
+    #[test]
+    fn mounts_below_a_folder_are_found_and_not_the_folder_itself() {
+        assert_eq!(
+            mounts_below(SAMPLE, Path::new("/mnt")),
+            ["/mnt/my share", "/mnt/nas"].map(PathBuf::from)
+        );
+        assert!(mounts_below(SAMPLE, Path::new("/mnt/nas")).is_empty());
+        assert!(
+            mounts_below(SAMPLE, Path::new("/mn")).is_empty(),
+            "whole components, not string prefixes"
+        );
+        assert_eq!(mounts_below(SAMPLE, Path::new("/")).len(), 3);
     }
 
     #[test]

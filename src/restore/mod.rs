@@ -221,10 +221,18 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             .phases
             .insert("temp_cleanup".into(), t.elapsed().as_secs_f64());
     }
-    let dest_sync = match (&ckpt, cfg.durability) {
-        (Some(_), Durability::Batch) => Some(std::fs::File::open(&cfg.dest)?),
-        _ => None,
-    };
+    // What a batch's `syncfs` flushes: the destination's filesystem, and any filesystem
+    // mounted inside it (a second disk mounted in DEST is not flushed by the first's). One
+    // that cannot be opened cannot be written either: its files fail on their own.
+    let mut dest_sync: Vec<std::fs::File> = Vec::new();
+    if ckpt.is_some() && cfg.durability == Durability::Batch {
+        dest_sync.push(std::fs::File::open(&cfg.dest)?);
+        dest_sync.extend(
+            crate::fsinfo::mounts_inside(&cfg.dest)
+                .iter()
+                .filter_map(|m| std::fs::File::open(m).ok()),
+        );
+    }
 
     let faults = Faults::from_env();
     let renames = AtomicU64::new(0);
@@ -415,14 +423,14 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                     let Some(c) = ckpt_ref.as_mut() else {
                         continue;
                     };
-                    if let Some(fd) = dest_sync {
-                        if batch.iter().any(|r| r.outcome == Outcome::Copied) {
-                            let t = Instant::now();
+                    if !dest_sync.is_empty() && batch.iter().any(|r| r.outcome == Outcome::Copied) {
+                        let t = Instant::now();
+                        for fd in dest_sync {
                             rustix::fs::syncfs(fd).with_context(|| {
                                 format!("cannot flush the destination {}", cfg.dest.display())
                             })?;
-                            flush += t.elapsed();
                         }
+                        flush += t.elapsed();
                     }
                     let t = Instant::now();
                     c.record(&batch)?;
