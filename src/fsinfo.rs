@@ -139,9 +139,12 @@ fn mounts_below(text: &str, p: &Path) -> Vec<PathBuf> {
 }
 
 /// Filesystems mounted inside the folder `path` (a second disk mounted in a destination):
-/// flushing `path`'s own filesystem does not flush theirs.
+/// flushing `path`'s own filesystem does not flush theirs. A folder that does not exist has
+/// none.
 pub fn mounts_inside(path: &Path) -> Vec<PathBuf> {
-    let p = existing_ancestor(path);
+    let Ok(p) = path.canonicalize() else {
+        return Vec::new();
+    };
     std::fs::read_to_string("/proc/self/mountinfo")
         .map(|text| mounts_below(&text, &p))
         .unwrap_or_default()
