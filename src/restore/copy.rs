@@ -441,7 +441,6 @@ fn restore_once(
             // may have no unnamed files: a named temporary file there, as on NFS. That
             // filesystem's naming rules were not probed, so the final name is checked first.
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::OPNOTSUPP.raw_os_error()) => {
-                ctx.named_fallbacks.fetch_add(1, Relaxed);
                 if !checked {
                     match check_existing(ctx, job, &target, replace)? {
                         Found::Nothing => {}
@@ -449,6 +448,7 @@ fn restore_once(
                         Found::Replace { partial: p } => partial = p,
                     }
                 }
+                ctx.named_fallbacks.fetch_add(1, Relaxed);
                 place_named(ctx, job, src, dir, &target)?
             }
             Err(e) => return Err(io_fail("cannot create a file in", dir, e)),

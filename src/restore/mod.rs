@@ -224,13 +224,13 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // What a batch's `syncfs` flushes: the destination's filesystem, and any filesystem
     // mounted inside it (a second disk mounted in DEST is not flushed by the first's). One
     // that cannot be opened cannot be written either: its files fail on their own.
-    let mut dest_sync: Vec<std::fs::File> = Vec::new();
+    let mut dest_sync: Vec<(PathBuf, std::fs::File)> = Vec::new();
     if ckpt.is_some() && cfg.durability == Durability::Batch {
-        dest_sync.push(std::fs::File::open(&cfg.dest)?);
+        dest_sync.push((cfg.dest.clone(), std::fs::File::open(&cfg.dest)?));
         dest_sync.extend(
             crate::fsinfo::mounts_inside(&cfg.dest)
-                .iter()
-                .filter_map(|m| std::fs::File::open(m).ok()),
+                .into_iter()
+                .filter_map(|m| std::fs::File::open(&m).ok().map(|f| (m, f))),
         );
     }
 
@@ -425,9 +425,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                     };
                     if !dest_sync.is_empty() && batch.iter().any(|r| r.outcome == Outcome::Copied) {
                         let t = Instant::now();
-                        for fd in dest_sync {
+                        for (path, fd) in dest_sync {
                             rustix::fs::syncfs(fd).with_context(|| {
-                                format!("cannot flush the destination {}", cfg.dest.display())
+                                format!("cannot flush the destination {}", path.display())
                             })?;
                         }
                         flush += t.elapsed();
