@@ -9,9 +9,18 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
 use super::schema::{DATE_COLUMNS, FOLDER_MIME, REQUIRED_COLUMNS};
+use crate::state::KeyHashing;
+use std::collections::HashMap;
+
+/// The key a folder's rank is looked up by: a collision (one in billions of devices) would
+/// only put one folder's files beside another's.
+fn id_key(id: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(id)
+}
 
 /// Why the index could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -281,9 +290,10 @@ impl Index {
     /// Streams every file (non-folder) row. Without `folder_order`, in rowid order. With
     /// it ((folder id, rank) pairs), grouped by folder in rank order (files of folders not
     /// listed come first), rowid order within a folder: the restore writes folder by folder,
-    /// which on ext4 measured 15-20% faster than rowid order (docs/PERFORMANCE.md). The ranks
-    /// go into a TEMP table of this connection, which SQLite keeps in its own temp store,
-    /// never in the database file; the sort spills to temp files, so memory stays bounded.
+    /// which on ext4 measured 15-20% faster than rowid order (docs/PERFORMANCE.md). SQLite
+    /// sorts by a function of this connection that looks the rank up in memory
+    /// ([`Index::rank_function`]); the sort spills to SQLite's temp files, never to the
+    /// database file, so memory stays bounded.
     pub fn for_each_file(
         &self,
         folder_order: Option<&[(&str, u32)]>,
@@ -291,9 +301,8 @@ impl Index {
     ) -> Result<(), IndexError> {
         let order = match folder_order {
             Some(ranks) => {
-                self.load_folder_order(ranks)?;
-                "LEFT JOIN temp.mcr_folder_order o ON o.id = Files.parentID
-                 WHERE mimeType <> ?1 ORDER BY o.rank, Files.rowid"
+                self.rank_function(ranks)?;
+                "WHERE mimeType <> ?1 ORDER BY mcr_rank(parentID), rowid"
             }
             None => "WHERE mimeType <> ?1 ORDER BY rowid",
         };
@@ -320,29 +329,31 @@ impl Index {
         Ok(())
     }
 
-    /// Fills the TEMP table of folder ranks (replacing an earlier one).
-    fn load_folder_order(&self, ranks: &[(&str, u32)]) -> Result<(), IndexError> {
-        let e = |e| self.err(e);
+    /// Defines `mcr_rank(id)` on this connection: the rank of folder `id`, NULL for one not
+    /// listed (the first listing of an id wins). The ranks are kept by an xxh3 hash of the
+    /// id, in memory: where they were a TEMP table joined to every file row, filling it
+    /// and probing it per row were a quarter of the copy's stream at 1.35M files
+    /// (docs/PERFORMANCE.md, round 7). A function writes nothing.
+    fn rank_function(&self, ranks: &[(&str, u32)]) -> Result<(), IndexError> {
+        use rusqlite::functions::FunctionFlags;
+        let mut by_id: HashMap<u64, u32, KeyHashing> =
+            HashMap::with_capacity_and_hasher(ranks.len(), KeyHashing::default());
+        for (id, rank) in ranks {
+            by_id.entry(id_key(id.as_bytes())).or_insert(*rank);
+        }
         self.conn
-            .execute_batch(
-                "DROP TABLE IF EXISTS temp.mcr_folder_order;
-                 CREATE TEMP TABLE mcr_folder_order(id TEXT PRIMARY KEY, rank INTEGER) WITHOUT ROWID;
-                 BEGIN;",
+            .create_scalar_function(
+                "mcr_rank",
+                1,
+                FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+                move |ctx| {
+                    Ok(match ctx.get_raw(0) {
+                        ValueRef::Text(id) => by_id.get(&id_key(id)).copied(),
+                        _ => None,
+                    })
+                },
             )
-            .map_err(e)?;
-        let filled = (|| {
-            let mut ins = self
-                .conn
-                .prepare("INSERT OR IGNORE INTO temp.mcr_folder_order(id, rank) VALUES (?1, ?2)")?;
-            for (id, rank) in ranks {
-                ins.execute(rusqlite::params![id, rank])?;
-            }
-            Ok(())
-        })();
-        let end = if filled.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        let ended = self.conn.execute_batch(end);
-        filled.map_err(e)?;
-        ended.map_err(e)
+            .map_err(|e| self.err(e))
     }
 
     /// Up to `n` contentIDs of file rows, spread over the table, for sampling the object store.
@@ -539,7 +550,8 @@ mod tests {
     }
 
     /// Files come grouped by folder in the given rank order, rowid order within a folder,
-    /// files of unranked parents first; the database file is not touched by the TEMP table.
+    /// files of unranked parents first (the first rank given for an id wins); the database
+    /// file is not touched.
     #[test]
     fn files_stream_folder_by_folder_in_rank_order() {
         let t = tempfile::tempdir().unwrap();
@@ -575,6 +587,10 @@ mod tests {
         assert_eq!(order(&[("B", 0), ("A", 1)]), ["x1", "b1", "b2", "a1", "a2"]);
         // A second call replaces the ranks.
         assert_eq!(order(&[("A", 0), ("B", 1)]), ["x1", "a1", "a2", "b1", "b2"]);
+        assert_eq!(
+            order(&[("A", 2), ("B", 1), ("A", 0)]),
+            ["x1", "b1", "b2", "a1", "a2"]
+        );
         let mut plain = vec![];
         idx.for_each_file(None, |f| plain.push(f.id.to_string()))
             .unwrap();
