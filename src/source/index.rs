@@ -326,6 +326,12 @@ impl Index {
                 dates: dates_at(r, 5).map_err(|e| self.err(e))?,
             });
         }
+        drop(rows);
+        drop(stmt);
+        if folder_order.is_some() {
+            // The ranks' memory goes with the function.
+            let _ = self.conn.remove_function("mcr_rank", 1);
+        }
         Ok(())
     }
 
