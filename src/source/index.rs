@@ -292,7 +292,7 @@ impl Index {
     /// listed come first), rowid order within a folder: the restore writes folder by folder,
     /// which on ext4 measured 15-20% faster than rowid order (docs/PERFORMANCE.md). SQLite
     /// sorts by a function of this connection that looks the rank up in memory
-    /// ([`Index::rank_function`]); the sort spills to SQLite's temp files, never to the
+    /// (`Index::rank_function`); the sort spills to SQLite's temp files, never to the
     /// database file, so memory stays bounded.
     pub fn for_each_file(
         &self,
