@@ -667,15 +667,17 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         // Dating a folder does not change its parent's mtime, so the folders can be dated in
         // any order and in parallel: on a network destination each one is a round trip, and
         // done one by one they were a visible tail after the copy (docs/PERFORMANCE.md).
-        // In path order, so neighbours in the tree are dated together.
-        let mut dated: Vec<(PathBuf, i64)> = folders
-            .into_iter()
+        // In path order, so neighbours in the tree are dated together (sorted as strings:
+        // sorting full paths component by component took 0.3 s at 337K folders).
+        let mut dated: Vec<(&str, i64)> = folders
+            .iter()
             .filter(|f| touched.contains(&f.rel_path))
-            .filter_map(|f| f.mtime_ms.map(|ms| (cfg.dest.join(&f.rel_path), ms)))
+            .filter_map(|f| f.mtime_ms.map(|ms| (f.rel_path.as_str(), ms)))
             .collect();
         dated.sort_unstable();
-        let failed = in_parallel(&dated, threads, |(path, ms)| {
-            set_dir_mtime(path, *ms).is_err() && path.is_dir()
+        let failed = in_parallel(&dated, threads, |(rel, ms)| {
+            let path = cfg.dest.join(rel);
+            set_dir_mtime(&path, *ms).is_err() && path.is_dir()
         });
         report.folder_dates_failed = failed.into_iter().filter(|f| *f).count() as u64;
         report
