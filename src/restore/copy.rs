@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::plan::PlannedFile;
 use crate::source::SourceLayout;
-use crate::state::KeyHashing;
+use crate::state::{path_key, KeyHashing};
 use std::collections::HashMap;
 
 /// Prefix and suffix of temporary files; nothing else we write looks like this.
@@ -157,7 +157,7 @@ pub struct DirCache {
 }
 
 fn dir_key(dir: &Path) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(dir.as_os_str().as_encoded_bytes())
+    path_key(dir.as_os_str().as_encoded_bytes())
 }
 
 impl DirCache {

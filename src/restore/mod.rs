@@ -25,7 +25,7 @@ use crate::config::{Durability, RestoreConfig, Threads};
 use crate::plan::{Plan, PlanTotals, PlannedFile, PlannedFolder};
 use crate::report::{Listener, Problem, Report, Snapshot};
 use crate::source::index::Index;
-use crate::state::{done_key, KeyHashing, KeySet, Outcome, Record, StateLock};
+use crate::state::{done_key, path_key, KeyHashing, KeySet, Outcome, Record, StateLock};
 use copy::{Copier, CopyContext, DirCache, Faults, NotRestored, Restored};
 
 /// Set by the signal handler: hand out no more work.
@@ -737,7 +737,7 @@ struct Touched {
 
 impl Touched {
     fn insert(&mut self, rel: &str) {
-        let key = xxhash_rust::xxh3::xxh3_128(rel.as_bytes());
+        let key = path_key(rel.as_bytes());
         if self.last != Some(key) {
             self.set.insert(key);
             self.last = Some(key);
@@ -745,8 +745,7 @@ impl Touched {
     }
 
     fn contains(&self, rel: &str) -> bool {
-        self.set
-            .contains(&xxhash_rust::xxh3::xxh3_128(rel.as_bytes()))
+        self.set.contains(&path_key(rel.as_bytes()))
     }
 }
 

@@ -106,6 +106,13 @@ pub fn done_key(id: &str, rel_path: &str, size: u64, mtime_ms: Option<i64>) -> u
     h.digest128()
 }
 
+/// The key a path is known by in memory (regen's files found, the restore's folders): an
+/// xxh3-128 hash of its bytes, 16 bytes whatever the path's length, used as its own hash
+/// ([`KeyHashing`]).
+pub fn path_key(path: &[u8]) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(path)
+}
+
 /// A set of [`done_key`]s or [`redo_key`]s.
 pub type KeySet = HashSet<u128, KeyHashing>;
 

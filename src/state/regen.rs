@@ -22,7 +22,7 @@ use crate::config::RestoreConfig;
 use crate::plan::Plan;
 use crate::restore::copy::{is_temp_name, mtime_matches_ms};
 use crate::source::index::Index;
-use crate::state::{Checkpoint, KeyHashing, Outcome, Record};
+use crate::state::{path_key, Checkpoint, KeyHashing, Outcome, Record};
 use crate::walk::Found;
 
 /// What regen found.
@@ -74,10 +74,6 @@ struct OnDest {
     count: u64,
 }
 
-fn path_key(p: &str) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(p.as_bytes())
-}
-
 impl OnDest {
     fn add(&mut self, batch: &mut Vec<Found>) {
         for f in batch.drain(..) {
@@ -100,7 +96,7 @@ impl OnDest {
                 mtime_ms: f.mtime_ms,
             };
             self.written += f.rel_path.len() as u64;
-            self.files.insert(path_key(&f.rel_path), seen);
+            self.files.insert(path_key(f.rel_path.as_bytes()), seen);
         }
     }
 }
@@ -199,7 +195,7 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
             outcome: Outcome::Adopted,
             error: None,
         };
-        match on_dest.remove(&path_key(&rec.rel_path)) {
+        match on_dest.remove(&path_key(rec.rel_path.as_bytes())) {
             Some(Seen {
                 size, mtime_ms: mtime, ..
             }) if size == rec.size && mtime_matches_ms(mtime, rec.mtime_ms) => {
