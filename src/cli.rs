@@ -7,6 +7,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::exit::EXIT_CODES_HELP;
 
+/// The date fields a restore takes modification times from, by default; `regen` and `verify`
+/// must be given the restore's own list to agree with it.
+const MTIME_FROM: &str = "imageDate,videoDate,cTime,birthTime";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "mycloud-recover",
@@ -180,11 +184,7 @@ pub struct RunArgs {
     pub threads: String,
     /// Date fields to take each file's modification time from, first plausible wins.
     /// Fields: imageDate, videoDate, cTime, birthTime, mTime, uTime.
-    #[arg(
-        long,
-        default_value = "imageDate,videoDate,cTime,birthTime",
-        value_name = "LIST"
-    )]
+    #[arg(long, default_value = MTIME_FROM, value_name = "LIST")]
     pub mtime_from: String,
     /// Replace existing destination files that differ (default: keep them, report a conflict).
     #[arg(long)]
@@ -225,8 +225,10 @@ pub struct StatusArgs {
     /// SOURCE and DEST of the restore (or use --state-dir).
     #[arg(num_args = 0..=2, value_names = ["SOURCE", "DEST"])]
     pub paths: Vec<PathBuf>,
+    /// The restore's checkpoint folder, if it was given one with --state-dir.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -235,17 +237,18 @@ pub struct StatusArgs {
 pub struct RegenArgs {
     #[command(flatten)]
     pub source: SourceArgs,
+    /// The destination of the restore (only read: nothing there is changed).
     pub dest: PathBuf,
     #[command(flatten)]
     pub select: SelectArgs,
+    /// The checkpoint folder to rebuild (default: the restore's, keyed by SOURCE and DEST).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    #[arg(
-        long,
-        default_value = "imageDate,videoDate,cTime,birthTime",
-        value_name = "LIST"
-    )]
+    /// Date fields to take each file's modification time from, first plausible wins.
+    /// Fields: imageDate, videoDate, cTime, birthTime, mTime, uTime. Use the restore's value.
+    #[arg(long, default_value = MTIME_FROM, value_name = "LIST")]
     pub mtime_from: String,
+    /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -254,18 +257,18 @@ pub struct RegenArgs {
 pub struct VerifyArgs {
     #[command(flatten)]
     pub source: SourceArgs,
+    /// The destination to check (only read).
     pub dest: PathBuf,
     #[command(flatten)]
     pub select: SelectArgs,
     /// Also compare every file's bytes with its object (reads around the page cache).
     #[arg(long)]
     pub content: bool,
-    #[arg(
-        long,
-        default_value = "imageDate,videoDate,cTime,birthTime",
-        value_name = "LIST"
-    )]
+    /// Date fields to take each file's modification time from, first plausible wins.
+    /// Fields: imageDate, videoDate, cTime, birthTime, mTime, uTime. Use the restore's value.
+    #[arg(long, default_value = MTIME_FROM, value_name = "LIST")]
     pub mtime_from: String,
+    /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -274,12 +277,43 @@ pub struct VerifyArgs {
 pub struct PreflightArgs {
     #[command(flatten)]
     pub source: SourceArgs,
+    /// Where the restore would write (its benchmark files are removed afterwards).
     pub dest: PathBuf,
     #[command(flatten)]
     pub select: SelectArgs,
     /// Seconds to spend on benchmarks in all (roughly).
     #[arg(long, default_value_t = 40)]
     pub budget: u64,
+    /// Print the findings as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// `--help` is the manual most users read: every argument of every command says what it
+    /// is for (clap's own `--help` and `--version` aside).
+    #[test]
+    fn every_argument_of_every_command_has_help_text() {
+        let cli = Cli::command();
+        let mut bare = Vec::new();
+        for cmd in cli.get_subcommands() {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg
+                    .get_help()
+                    .is_none_or(|h| h.to_string().trim().is_empty())
+                {
+                    bare.push(format!("{} {id}", cmd.get_name()));
+                }
+            }
+        }
+        assert!(bare.is_empty(), "arguments without help text: {bare:?}");
+    }
 }
