@@ -17,6 +17,8 @@ pub enum ConfigError {
     DestInsideSource { dest: PathBuf, src: PathBuf },
     #[error("state folder {0} is inside the source; the source must never be written. Pass another --state-dir")]
     StateInsideSource(PathBuf),
+    #[error("report file {0} is inside the source; the source must never be written. Pass another --report")]
+    ReportInsideSource(PathBuf),
     #[error("destination {0} exists and is not a folder")]
     DestNotDir(PathBuf),
     #[error("cannot write to destination {path}: {source}")]
@@ -108,33 +110,18 @@ pub fn plan_options(
     })
 }
 
-/// Refuses a destination inside the source (comparing real paths, so symlinks and `..`
-/// cannot sneak around the check).
+/// Whether a write to `path` would land inside the source (its data folder or its object
+/// folder), comparing where the path really leads (`fsinfo::resolved_path`): symlinks and
+/// `..` cannot sneak around the check. Every path the tool writes to goes through it.
+pub fn inside_source(source: &SourceLayout, path: &Path) -> bool {
+    let real = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let full = fsinfo::resolved_path(path);
+    full.starts_with(real(&source.root)) || full.starts_with(real(&source.files))
+}
+
+/// Refuses a destination inside the source, or one that exists and is not a folder.
 pub fn check_dest(source: &SourceLayout, dest: &Path) -> Result<(), ConfigError> {
-    let src = source
-        .root
-        .canonicalize()
-        .unwrap_or_else(|_| source.root.clone());
-    let d = fsinfo::existing_ancestor(dest);
-    let rest = std::path::absolute(dest).ok().and_then(|a| {
-        a.strip_prefix(fsinfo::existing_ancestor(&a))
-            .ok()
-            .map(Path::to_path_buf)
-    });
-    let full = match rest {
-        Some(r) => d.join(r),
-        None => d.clone(),
-    };
-    let inside = |p: &Path| {
-        p.starts_with(&src)
-            || p.starts_with(
-                source
-                    .files
-                    .canonicalize()
-                    .unwrap_or_else(|_| source.files.clone()),
-            )
-    };
-    if inside(&full) {
+    if inside_source(source, dest) {
         return Err(ConfigError::DestInsideSource {
             dest: dest.to_path_buf(),
             src: source.root.clone(),
@@ -172,17 +159,16 @@ impl RestoreConfig {
             .state_dir
             .clone()
             .unwrap_or_else(|| crate::state::default_state_dir(&source.db, dest));
-        let src = source
-            .root
-            .canonicalize()
-            .unwrap_or_else(|_| source.root.clone());
-        if fsinfo::existing_ancestor(&state_dir).starts_with(&src) {
+        if inside_source(&source, &state_dir) {
             return Err(ConfigError::StateInsideSource(state_dir).into());
         }
         let report_path = run
             .report
             .clone()
             .unwrap_or_else(|| state_dir.join("report.json"));
+        if inside_source(&source, &report_path) {
+            return Err(ConfigError::ReportInsideSource(report_path).into());
+        }
         Ok(RestoreConfig {
             source,
             dest: std::path::absolute(dest).unwrap_or_else(|_| dest.to_path_buf()),
@@ -234,5 +220,18 @@ mod tests {
         assert!(matches!(e, ConfigError::DestInsideSource { .. }));
         let other = tempfile::tempdir().unwrap();
         check_dest(&s, &other.path().join("restored")).unwrap();
+        // A `..` after a folder that does not exist yet still leads into the source.
+        let sneaky = other
+            .path()
+            .join("new/../..")
+            .join(t.path().file_name().unwrap())
+            .join("restsdk/data/db/report.json");
+        assert_eq!(t.path().parent(), other.path().parent());
+        assert!(inside_source(&s, &sneaky), "{}", sneaky.display());
+        // And through a symlink.
+        std::os::unix::fs::symlink(t.path().join("restsdk/data"), other.path().join("link"))
+            .unwrap();
+        assert!(inside_source(&s, &other.path().join("link/db/index.db")));
+        assert!(!inside_source(&s, &other.path().join("report.json")));
     }
 }

@@ -72,6 +72,30 @@ pub fn existing_ancestor(path: &Path) -> PathBuf {
     }
 }
 
+/// Where `path` is, or would be once created: its components applied one by one from the
+/// root, each step made real (symlinks followed) while it exists and applied by name once it
+/// does not (`..` going up). Neither a symlink nor a `..` after a folder not yet created can
+/// hide where a write would land; `existing_ancestor` alone would stop at the first missing
+/// folder and miss a `..` after it.
+pub fn resolved_path(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut cur = PathBuf::from("/");
+    for c in abs.components() {
+        match c {
+            Component::Prefix(_) | Component::RootDir | Component::CurDir => continue,
+            Component::ParentDir => {
+                cur.pop();
+            }
+            Component::Normal(n) => cur.push(n),
+        }
+        if let Ok(real) = cur.canonicalize() {
+            cur = real;
+        }
+    }
+    cur
+}
+
 /// Unescapes the octal escapes (`\040` for space) used in /proc/self/mountinfo.
 fn unescape(s: &str) -> String {
     let b = s.as_bytes();

@@ -825,6 +825,21 @@ fn bad_input_gets_a_clear_message_and_exit_2() {
         .code(2)
         .stderr(predicate::str::contains("inside the source"));
     assert!(!inside.exists());
+    // A report file inside the source (here: over the index itself), refused the same way.
+    let before = SourceSnapshot::take(&dump);
+    bin()
+        .arg("restore")
+        .arg(&dump.root)
+        .arg(dump.path("out"))
+        .arg("--state-dir")
+        .arg(dump.path("s"))
+        .arg("--report")
+        .arg(dump.db())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("report file").and(predicate::str::contains("--report")));
+    assert_eq!(SourceSnapshot::take(&dump), before);
+    assert!(!dump.path("out").exists());
     bin()
         .args(["restore", "--threads", "lots"])
         .arg(&dump.root)
