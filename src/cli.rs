@@ -9,7 +9,7 @@ use crate::exit::EXIT_CODES_HELP;
 
 /// The date fields a restore takes modification times from, by default; `regen` and `verify`
 /// must be given the restore's own list to agree with it.
-const MTIME_FROM: &str = "imageDate,videoDate,cTime,birthTime";
+pub const MTIME_FROM: &str = "imageDate,videoDate,cTime,birthTime";
 
 #[derive(Debug, Parser)]
 #[command(

@@ -51,7 +51,7 @@ pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
     let opts = config::plan_options(
         &select,
         &fsinfo::probe(Path::new("/")),
-        "imageDate,videoDate,cTime,birthTime",
+        crate::cli::MTIME_FROM,
     )?;
     let policy = opts.policy;
     let plan = Plan::build(&index, opts)?;
@@ -73,7 +73,7 @@ pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
         .iter()
         .filter(|c| layout.find_object(c).is_some())
         .count() as u64;
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = index.wal_note().into_iter().collect();
     let user_storage = layout
         .files
         .parent()
@@ -195,8 +195,11 @@ pub fn plan(a: &PlanArgs) -> anyhow::Result<Exit> {
     let layout = config::source(&a.source)?;
     config::check_dest(&layout, &a.dest)?;
     let fs = fsinfo::probe(&a.dest);
-    let opts = config::plan_options(&a.select, &fs, "imageDate,videoDate,cTime,birthTime")?;
+    let opts = config::plan_options(&a.select, &fs, crate::cli::MTIME_FROM)?;
     let index = open_index(&layout)?;
+    if let Some(n) = index.wal_note() {
+        eprintln!("note: {n}");
+    }
     let plan = Plan::build(&index, opts)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut totals = crate::plan::PlanTotals {
@@ -446,6 +449,9 @@ pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
         );
     }
     let rep = crate::state::regen::regen(&cfg, reader_threads(&cfg))?;
+    for n in &rep.notes {
+        eprintln!("note: {n}");
+    }
     let mut out = std::io::stdout().lock();
     if a.json {
         serde_json::to_writer_pretty(&mut out, &rep)?;
@@ -513,6 +519,9 @@ pub fn verify(a: &crate::cli::VerifyArgs) -> anyhow::Result<Exit> {
     let run = read_only_run(None, &a.mtime_from);
     let cfg = RestoreConfig::new(&a.source, &a.dest, &a.select, &run)?;
     let rep = crate::verify::verify(&cfg, a.content, reader_threads(&cfg))?;
+    for n in &rep.notes {
+        eprintln!("note: {n}");
+    }
     let mut out = std::io::stdout().lock();
     if a.json {
         serde_json::to_writer_pretty(&mut out, &rep)?;

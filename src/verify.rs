@@ -33,6 +33,8 @@ pub struct VerifyReport {
     pub bytes_hashed: u64,
     pub mismatches: Vec<Mismatch>,
     pub seconds: f64,
+    /// What the user should know about how the index was read (its write-ahead log).
+    pub notes: Vec<String>,
 }
 
 /// Hash of a file's bytes, read after dropping its cached pages.
@@ -113,6 +115,7 @@ pub fn verify(cfg: &RestoreConfig, content: bool, threads: usize) -> anyhow::Res
     let index = Index::open(&cfg.source.db, cfg.source.backup_db.as_deref())?;
     let plan = Plan::build(&index, cfg.plan.clone())?;
     let mut rep = VerifyReport::default();
+    rep.notes.extend(index.wal_note());
     let (job_tx, job_rx) = bounded::<PlannedFile>(threads * 4);
     let (res_tx, res_rx) = bounded::<(PlannedFile, Check)>(threads * 16);
     std::thread::scope(|s| -> anyhow::Result<()> {

@@ -1677,3 +1677,79 @@ fn preflight_rejects_a_bad_source_with_exit_2() {
         text(&out)
     );
 }
+
+/// A device that died before folding its write-ahead log into `index.db` keeps its last
+/// changes in `index.db-wal`. They are read (from a private copy), the user is told, and
+/// neither file in the source is touched.
+#[test]
+fn changes_in_the_write_ahead_log_are_restored_and_the_source_is_untouched() {
+    let dump = Dump::new(44, 60, 1);
+    let object = dump
+        .root
+        .join("restsdk/data/files/w/wnewestobjectnotinthedbfile1");
+    std::fs::create_dir_all(object.parent().unwrap()).unwrap();
+    std::fs::write(&object, b"fresh").unwrap();
+    let conn = rusqlite::Connection::open(dump.db()).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;
+         CREATE TEMP TABLE t AS SELECT * FROM Files
+             WHERE mimeType <> 'application/x.wd.dir' AND contentID IS NOT NULL
+             ORDER BY autoID LIMIT 1;
+         UPDATE t SET id = 'newestrowinthewalonly0001', contentID = 'wnewestobjectnotinthedbfile1',
+             name = 'NEWEST_PHOTO.JPG', size = 5, autoID = NULL;
+         INSERT INTO Files SELECT * FROM t;
+         UPDATE Files SET name = 'renamed in the log.txt' WHERE autoID =
+             (SELECT max(autoID) FROM Files WHERE mimeType <> 'application/x.wd.dir'
+              AND name <> 'NEWEST_PHOTO.JPG');",
+    )
+    .unwrap();
+    // As the device left it: the connection never closed, the log never folded in.
+    std::mem::forget(conn);
+    let wal = dump.root.join("restsdk/data/db/index.db-wal");
+    assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+    let before = SourceSnapshot::take(&dump);
+    let wal_bytes = std::fs::read(&wal).unwrap();
+
+    let tmp = dump.path("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let dest = dump.path("out");
+    let tmp_env = tmp.to_str().unwrap();
+    let (out, report) = restore(&dump, &dest, &[], &[("TMPDIR", tmp_env)]);
+    let msg = text(&out);
+    assert!(msg.contains("write-ahead log"), "{msg}");
+    assert_eq!(report["totals"]["files"], dump.manifest.files + 1, "{msg}");
+    assert_eq!(outcome_sum(&report), dump.manifest.files + 1);
+    let t = tree(&dest);
+    let newest: Vec<_> = t
+        .keys()
+        .filter(|p| p.ends_with("/NEWEST_PHOTO.JPG"))
+        .collect();
+    assert_eq!(newest.len(), 1, "{msg}");
+    assert_eq!(std::fs::read(dest.join(newest[0])).unwrap(), b"fresh");
+    assert!(
+        t.keys().any(|p| p.ends_with("/renamed in the log.txt")),
+        "{msg}"
+    );
+
+    // Every other command reads the same index and says so.
+    for cmd in [&["inspect"][..], &["plan", "--summary"], &["verify"]] {
+        let mut c = bin();
+        c.args(&cmd[..1]).arg(&dump.root);
+        if cmd[0] != "inspect" {
+            c.arg(&dest);
+        }
+        let o = c.args(&cmd[1..]).env("TMPDIR", tmp_env).output().unwrap();
+        assert!(
+            text(&o).contains("write-ahead log"),
+            "{cmd:?}: {}",
+            text(&o)
+        );
+    }
+    assert_eq!(SourceSnapshot::take(&dump), before);
+    assert_eq!(std::fs::read(&wal).unwrap(), wal_bytes);
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the private copies are removed"
+    );
+}

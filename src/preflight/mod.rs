@@ -76,8 +76,6 @@ const WRITE_MAX_BYTES: u64 = 128 << 20;
 const MIN_WRITE_BYTES: u64 = 8 << 20;
 const LEVEL_MAX_FILES: u64 = 20_000;
 const QUICK_MAX_FILES: u64 = 5_000;
-/// Default `--mtime-from` (dates do not matter for pre-flight, the plan needs one).
-const DATE_FIELDS: &str = "imageDate,videoDate,cTime,birthTime";
 
 static STOP: AtomicBool = AtomicBool::new(false);
 static HANDLER: std::sync::Once = std::sync::Once::new();
@@ -160,7 +158,7 @@ pub fn run(a: &PreflightArgs) -> anyhow::Result<Exit> {
             ),
         }
     }
-    config::plan_options(&a.select, &unknown_fs(), DATE_FIELDS)?;
+    config::plan_options(&a.select, &unknown_fs(), crate::cli::MTIME_FROM)?;
     let index = Index::open(&layout.db, layout.backup_db.as_deref())?;
     let sample = index
         .sample_content_ids(SAMPLE_OBJECTS)
@@ -425,7 +423,7 @@ pub fn work(
     block: u64,
 ) -> anyhow::Result<Work> {
     let t = Instant::now();
-    let mut opts = config::plan_options(select, dest_fs, DATE_FIELDS)?;
+    let mut opts = config::plan_options(select, dest_fs, crate::cli::MTIME_FROM)?;
     opts.policy = policy;
     let plan = Plan::build(index, opts)?;
     let mut w = Work {

@@ -258,6 +258,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         after_crash,
     };
 
+    report.warnings.extend(index.wal_note());
     if !cfg.dry_run && crate::fsinfo::probe(&cfg.state_dir).is_network() {
         report.warnings.push(format!(
             "the checkpoint folder {} is on a network filesystem; if the connection drops, progress records may be lost. Prefer a local --state-dir",
@@ -276,6 +277,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let stop_local = AtomicBool::new(false);
     let stopping = || STOP.load(Ordering::SeqCst) || stop_local.load(Ordering::SeqCst);
 
+    // The count reads on its own connection (the planner's thread owns `index`).
+    let count_index = index.reopen()?;
     std::thread::scope(|s| -> anyhow::Result<()> {
         let producer_tx = res_tx.clone();
         let plan_ref = &plan;
@@ -454,8 +457,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         let count_delay = Duration::from_millis(faults.count_delay_ms);
         let count = spawn_named(s, "mcr-count", move || -> anyhow::Result<PlanTotals> {
             std::thread::sleep(count_delay);
-            let i = Index::open(&cfg.source.db, cfg.source.backup_db.as_deref())?;
-            Ok(plan_ref.totals(&i)?)
+            Ok(plan_ref.totals(&count_index)?)
         });
         let mut count = Some(count);
 

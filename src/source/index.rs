@@ -5,9 +5,16 @@
 //! read-only blob: no locks, no journal, no `-wal`/`-shm` files beside it, nothing written.
 //! Every query names its columns (never `SELECT *`), and the columns are checked once at open
 //! so a different firmware's schema fails early with the column's name.
+//!
+//! Immutable also means SQLite ignores an `index.db-wal` beside the file: the device's last
+//! committed changes (new uploads, renames) may sit there when it died before folding them
+//! into the database. So when a non-empty `-wal` is present, both files are copied into a
+//! private folder, SQLite folds the log into the copy there, and the copy is what is read
+//! (`MergedCopy`; removed when the last connection to it closes). The source is only read.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
@@ -37,6 +44,8 @@ pub enum IndexError {
     NoFilesTable { path: PathBuf },
     #[error("{path}: table `Files` lacks column `{column}`; this firmware's schema is not supported yet (please report it)")]
     MissingColumn { path: PathBuf, column: String },
+    #[error("{path} has a write-ahead log (its -wal file) holding the device's last changes; reading them needs a private copy of both files, which failed ({detail}). Set TMPDIR to a folder with room for a copy of the database")]
+    WalCopy { path: PathBuf, detail: String },
     #[error("cannot read {path}: {source}")]
     Sqlite {
         path: PathBuf,
@@ -99,9 +108,79 @@ pub struct IndexCounts {
 /// The opened, read-only index.
 pub struct Index {
     conn: Connection,
+    /// The database as the user named it (for messages), whatever file is read.
     path: PathBuf,
     /// Optional date columns present in this database, in [`DATE_COLUMNS`] order.
     has_date: [bool; 6],
+    /// The private copy read instead of `path` when a write-ahead log sits beside it.
+    merged: Option<Arc<MergedCopy>>,
+}
+
+/// A private copy of the database with its write-ahead log folded in; the folder is
+/// removed when the last connection reading it is dropped.
+#[derive(Debug)]
+struct MergedCopy {
+    dir: PathBuf,
+    db: PathBuf,
+    wal_bytes: u64,
+}
+
+impl Drop for MergedCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `index.db` -> `index.db-wal` (SQLite's naming).
+fn wal_path(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_os_string();
+    s.push("-wal");
+    PathBuf::from(s)
+}
+
+impl MergedCopy {
+    /// Copies `db` and its log into a new private folder under the system's temporary
+    /// folder (`TMPDIR`) and folds the log into the copy.
+    fn make(db: &Path, wal: &Path, wal_bytes: u64) -> Result<MergedCopy, IndexError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!(
+            "mycloud-recover-index-{}-{stamp}",
+            std::process::id()
+        ));
+        let fail = |what: &str, e: &dyn std::fmt::Display| IndexError::WalCopy {
+            path: db.to_path_buf(),
+            detail: format!("{what}: {e}"),
+        };
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| fail(&format!("cannot create {}", dir.display()), &e))?;
+        // From here on the folder is removed on every way out.
+        let copy = MergedCopy {
+            db: dir.join("index.db"),
+            dir,
+            wal_bytes,
+        };
+        std::fs::copy(db, &copy.db)
+            .map_err(|e| fail(&format!("cannot copy it to {}", copy.db.display()), &e))?;
+        std::fs::copy(wal, wal_path(&copy.db)).map_err(|e| {
+            fail(
+                &format!("cannot copy {} to {}", wal.display(), copy.dir.display()),
+                &e,
+            )
+        })?;
+        // SQLite replays the log's committed transactions on opening (a torn last one is
+        // ignored by its checksums); the checkpoint writes them into the copy.
+        let conn = Connection::open(&copy.db).map_err(|e| fail("SQLite", &e))?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .and_then(|_| conn.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(())))
+            .map_err(|e| fail("SQLite could not fold in the log", &e))?;
+        drop(conn);
+        Ok(copy)
+    }
 }
 
 /// `file:` URI for a path, percent-encoding what SQLite's URI parser would misread.
@@ -120,21 +199,58 @@ fn immutable_uri(path: &Path) -> String {
 }
 
 impl Index {
-    /// Opens `path` read-only and immutable and checks the `Files` columns.
+    /// Opens `path` read-only and immutable and checks the `Files` columns; with a non-empty
+    /// write-ahead log beside it, opens a private copy with the log folded in instead.
     /// `backup` (the `dbBackup` copy, if found) is suggested when the database is damaged.
     pub fn open(path: &Path, backup: Option<&Path>) -> Result<Index, IndexError> {
+        let wal = wal_path(path);
+        let merged = match std::fs::metadata(&wal) {
+            Ok(m) if m.is_file() && m.len() > 0 => {
+                Some(Arc::new(MergedCopy::make(path, &wal, m.len())?))
+            }
+            _ => None,
+        };
+        Index::connect(path, backup, merged)
+    }
+
+    /// A second connection to the same database (for another thread), sharing the private
+    /// copy if there is one.
+    pub fn reopen(&self) -> Result<Index, IndexError> {
+        Index::connect(&self.path, None, self.merged.clone())
+    }
+
+    fn connect(
+        path: &Path,
+        backup: Option<&Path>,
+        merged: Option<Arc<MergedCopy>>,
+    ) -> Result<Index, IndexError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
             | OpenFlags::SQLITE_OPEN_URI
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(immutable_uri(path), flags)
+        let read = merged.as_ref().map_or(path, |m| &m.db);
+        let conn = Connection::open_with_flags(immutable_uri(read), flags)
             .map_err(|e| classify(path, backup, e))?;
         let mut idx = Index {
             conn,
             path: path.to_path_buf(),
             has_date: [false; 6],
+            merged,
         };
         idx.check_columns(backup)?;
         Ok(idx)
+    }
+
+    /// Said once per command when the write-ahead log was read: the user should know the
+    /// database on the disk alone is not the whole index.
+    pub fn wal_note(&self) -> Option<String> {
+        self.merged.as_ref().map(|m| {
+            format!(
+                "{} has a write-ahead log ({} bytes in {}) with changes not yet in the database file; they were read from a private copy (the source was not changed)",
+                self.path.display(),
+                m.wal_bytes,
+                wal_path(&self.path).display()
+            )
+        })
     }
 
     pub fn path(&self) -> &Path {

@@ -44,6 +44,8 @@ pub struct RegenReport {
     pub unreadable_folders: Vec<String>,
     pub walk_seconds: f64,
     pub total_seconds: f64,
+    /// What the user should know about how the index was read (its write-ahead log).
+    pub notes: Vec<String>,
 }
 
 fn base_name(p: &str) -> &str {
@@ -144,6 +146,7 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
     )?;
     let mut rep = RegenReport {
         state_dir: cfg.state_dir.clone(),
+        notes: index.wal_note().into_iter().collect(),
         ..Default::default()
     };
 
