@@ -1753,3 +1753,69 @@ fn changes_in_the_write_ahead_log_are_restored_and_the_source_is_untouched() {
         "the private copies are removed"
     );
 }
+
+/// A checkpoint that says files are restored, on a destination without them (a NAS share
+/// not mounted after a reboot leaves an empty mount point): the resume must not report
+/// everything restored. It stops before writing anything; `--fresh` starts over. Some of
+/// them gone is only a warning.
+#[test]
+fn a_resume_onto_an_empty_or_missing_destination_stops_instead_of_reporting_success() {
+    let dump = Dump::new(45, 80, 1);
+    let dest = dump.path("nas/restore");
+    let (out, first) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out)); // the demo's missing objects
+    let copied = first["outcomes"]["copied"].as_u64().unwrap();
+    assert!(copied > 20);
+    let state = std::fs::read(dump.path("state/checkpoint.db")).unwrap();
+
+    for empty_mount_point in [false, true] {
+        if dest.exists() {
+            std::fs::remove_dir_all(&dest).unwrap();
+        }
+        if empty_mount_point {
+            std::fs::create_dir(&dest).unwrap();
+        }
+        let (out, _) = restore(&dump, &dest, &[], &[]);
+        let msg = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{msg}");
+        assert!(
+            msg.contains("mounted")
+                && msg.contains("--fresh")
+                && msg.contains("Nothing was changed"),
+            "{msg}"
+        );
+        assert_eq!(dest.exists(), empty_mount_point, "nothing created");
+        if empty_mount_point {
+            assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 0);
+        }
+        assert_eq!(
+            std::fs::read(dump.path("state/checkpoint.db")).unwrap(),
+            state,
+            "the checkpoint is not changed"
+        );
+    }
+
+    // --fresh starts over and restores everything again.
+    let (out, again) = restore(&dump, &dest, &["--fresh"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(again["outcomes"]["copied"].as_u64().unwrap(), copied);
+
+    // The last file recorded, removed by hand: the resume goes on, with a warning naming it.
+    let last: String = rusqlite::Connection::open(dump.path("state/checkpoint.db"))
+        .unwrap()
+        .query_row(
+            "SELECT path FROM log WHERE outcome = 'copied' ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    std::fs::remove_file(dest.join(&last)).unwrap();
+    let (out, after) = restore(&dump, &dest, &[], &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains("no longer on the destination") && msg.contains(&last),
+        "{msg}"
+    );
+    assert_eq!(after["outcomes"]["already_done"].as_u64().unwrap(), copied);
+}

@@ -113,6 +113,45 @@ pub struct RunEnd {
     pub problems: u64,
 }
 
+/// How many of the first and of the last files a checkpoint records as restored are looked
+/// for on DEST before a resume.
+const RESTORED_SAMPLE: usize = 8;
+
+/// Before a resume trusts its checkpoint: are the files it records as restored on DEST?
+/// None of them there means the wrong disk, or a NAS share not mounted (its mount point an
+/// empty folder): resuming would report every file restored and copy nothing, so it stops
+/// before anything is written. Some of them gone (removed or moved since) is a warning: files
+/// recorded as done are not copied again.
+fn check_restored_are_there(
+    lock: &StateLock,
+    cfg: &RestoreConfig,
+) -> anyhow::Result<Option<String>> {
+    let sample = lock.restored_sample(RESTORED_SAMPLE, &cfg.dest)?;
+    let gone: Vec<&String> = sample
+        .iter()
+        .filter(|p| cfg.dest.join(p).symlink_metadata().is_err())
+        .collect();
+    if gone.is_empty() {
+        return Ok(None);
+    }
+    if gone.len() == sample.len() {
+        anyhow::bail!(
+            "the checkpoint in {} records files as restored to {}, but none of the {} looked for is there (for example {}). Is the right disk or share mounted at {}? Nothing was changed. If the files were removed or moved on purpose, start over with --fresh (files already identical on the destination are adopted, not copied again)",
+            cfg.state_dir.display(),
+            cfg.dest.display(),
+            sample.len(),
+            cfg.dest.join(gone[0]).display(),
+            cfg.dest.display()
+        );
+    }
+    Ok(Some(format!(
+        "{} of {} files the checkpoint records as restored are no longer on the destination (for example {}); files recorded as done are not copied again: run `verify` to find any others, or --fresh to restore them",
+        gone.len(),
+        sample.len(),
+        cfg.dest.join(gone[0]).display()
+    )))
+}
+
 /// Runs a restore and returns the final report.
 pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Report> {
     STOP.store(false, Ordering::SeqCst);
@@ -145,6 +184,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         (plan, known)
     });
     let plan = plan?;
+    let dest_warning = match lock.as_ref().filter(|_| !cfg.fresh) {
+        Some(l) => check_restored_are_there(l, cfg)?,
+        None => None,
+    };
     let mut ckpt = match lock {
         None => None,
         Some(lock) => {
@@ -259,6 +302,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     };
 
     report.warnings.extend(index.wal_note());
+    report.warnings.extend(dest_warning);
     if !cfg.dry_run && crate::fsinfo::probe(&cfg.state_dir).is_network() {
         report.warnings.push(format!(
             "the checkpoint folder {} is on a network filesystem; if the connection drops, progress records may be lost. Prefer a local --state-dir",

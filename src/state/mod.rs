@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, OpenFlags};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 /// What happened to one planned file. Every planned file ends in exactly one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -333,6 +333,51 @@ impl StateLock {
             return Ok(None);
         }
         read_keys(&conn).map(Some).map_err(sq)
+    }
+
+    /// Paths (relative to `dest`) of files the checkpoint records as restored there: up to
+    /// `n` of the first recorded and `n` of the last. Read without writing anything; empty
+    /// when there is no log yet, or when the checkpoint is bound to another destination
+    /// (which [`Checkpoint::bind`] refuses with its own message).
+    pub fn restored_sample(&self, n: usize, dest: &Path) -> Result<Vec<String>, StateError> {
+        let path = self.dir.join("checkpoint.db");
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let sq = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sq)?;
+        if !has_table(&conn, "log").map_err(sq)? {
+            return Ok(Vec::new());
+        }
+        let bound: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'dest'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sq)?;
+        if bound.is_some_and(|b| b != dest.display().to_string()) {
+            return Ok(Vec::new());
+        }
+        let mut stmt = conn
+            .prepare(
+                "SELECT path FROM log WHERE seq IN
+                   (SELECT seq FROM log WHERE outcome IN ('copied', 'adopted') ORDER BY seq LIMIT ?1)
+                 OR seq IN
+                   (SELECT seq FROM log WHERE outcome IN ('copied', 'adopted') ORDER BY seq DESC LIMIT ?1)
+                 ORDER BY seq",
+            )
+            .map_err(sq)?;
+        let rows = stmt
+            .query_map([n as i64], |r| r.get::<_, String>(0))
+            .map_err(sq)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sq)
     }
 
     /// Opens (creating if needed) the checkpoint and starts this run's record in it.
