@@ -1819,3 +1819,58 @@ fn a_resume_onto_an_empty_or_missing_destination_stops_instead_of_reporting_succ
     );
     assert_eq!(after["outcomes"]["already_done"].as_u64().unwrap(), copied);
 }
+
+/// A file in the way of a folder (here: of a whole top folder) fails what belongs there,
+/// file by file and folder by folder, in the report; the run itself finishes (exit 1, not
+/// 2), and the next run tries those folders again.
+#[test]
+fn a_folder_that_cannot_be_created_is_reported_and_the_run_finishes() {
+    let dump = Dump::new(46, 60, 1);
+    let dest = dump.path("out");
+    let lines = plan_json(&dump.root, &dest, &[]);
+    let files: Vec<&str> = of_type(&lines, "file")
+        .iter()
+        .map(|l| l["path"].as_str().unwrap())
+        .collect();
+    // An empty folder: no file lies below it.
+    let empty = of_type(&lines, "folder")
+        .into_iter()
+        .map(|l| l["path"].as_str().unwrap())
+        .find(|f| !files.iter().any(|p| p.starts_with(&format!("{f}/"))))
+        .expect("the demo has empty folders");
+    let top = empty.split('/').next().unwrap();
+    std::fs::create_dir(&dest).unwrap();
+    std::fs::write(dest.join(top), b"in the way").unwrap();
+
+    let (out, report) = restore(&dump, &dest, &[], &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    let failed: Vec<&str> = report["folders_failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert!(failed.contains(&empty), "{failed:?}\n{msg}");
+    assert!(
+        msg.contains("Folders that could not be created") && msg.contains(empty),
+        "{msg}"
+    );
+    let blocked_files = files
+        .iter()
+        .filter(|p| p.starts_with(&format!("{top}/")))
+        .count();
+    assert!(report["outcomes"]["failed"].as_u64().unwrap() >= blocked_files as u64);
+    assert_eq!(outcome_sum(&report), dump.manifest.files);
+
+    // Out of the way: the next run makes the folders and the files.
+    std::fs::remove_file(dest.join(top)).unwrap();
+    let (out, report) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(
+        report["folders_failed"].as_array().unwrap().len(),
+        0,
+        "{}",
+        text(&out)
+    );
+    assert!(dest.join(empty).is_dir());
+}

@@ -197,6 +197,13 @@ pub struct Problem {
     pub reason: String,
 }
 
+/// A folder (restored path) that could not be created on the destination, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FolderFailure {
+    pub path: String,
+    pub error: String,
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RenameEntry {
     pub original: String,
@@ -236,6 +243,9 @@ pub struct Report {
     pub filtered_by_reason: BTreeMap<&'static str, u64>,
     pub stale_temps_removed: u64,
     pub folder_dates_failed: u64,
+    /// Folders (empty ones, as files make their own) that could not be created; the next
+    /// run tries again.
+    pub folders_failed: Vec<FolderFailure>,
     pub renamed: Vec<RenameEntry>,
     pub problems: Vec<Problem>,
     pub notes: Vec<Problem>,
@@ -291,6 +301,7 @@ impl Report {
             filtered_by_reason: BTreeMap::new(),
             stale_temps_removed: 0,
             folder_dates_failed: 0,
+            folders_failed: Vec::new(),
             renamed: Vec::new(),
             problems: Vec::new(),
             notes: Vec::new(),
@@ -363,7 +374,10 @@ impl Report {
 
     /// Whether every planned file is accounted for and none is missing or failed.
     pub fn all_good(&self) -> bool {
-        self.complete && self.outcome(Outcome::Missing) == 0 && self.outcome(Outcome::Failed) == 0
+        self.complete
+            && self.outcome(Outcome::Missing) == 0
+            && self.outcome(Outcome::Failed) == 0
+            && self.folders_failed.is_empty()
     }
 
     /// The human summary.
@@ -448,10 +462,31 @@ impl Report {
         if let Some(m) = &self.dest_full {
             s.push_str(&format!("  {m}\n"));
         }
+        if self.folder_dates_failed > 0 {
+            s.push_str(&format!(
+                "  {} folders kept today's date: setting their dates failed\n",
+                self.folder_dates_failed
+            ));
+        }
         for w in &self.warnings {
             s.push_str(&format!("WARNING: {w}\n"));
         }
         let shown = 20;
+        if !self.folders_failed.is_empty() {
+            s.push_str(&format!(
+                "Folders that could not be created ({}):\n",
+                self.folders_failed.len()
+            ));
+            for f in self.folders_failed.iter().take(shown) {
+                s.push_str(&format!("  {}: {}\n", f.path, f.error));
+            }
+            if self.folders_failed.len() > shown {
+                s.push_str(&format!(
+                    "  ... and {} more in the report\n",
+                    self.folders_failed.len() - shown
+                ));
+            }
+        }
         if !self.problems.is_empty() {
             s.push_str(&format!("Problem files ({}):\n", self.problems.len()));
             for p in self.problems.iter().take(shown) {

@@ -689,24 +689,33 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 .iter()
                 .filter(|f| !dirs.knows(&cfg.dest.join(&f.rel_path)))
                 .collect();
-            let made = in_parallel(&unknown, threads, |f| -> anyhow::Result<bool> {
+            // A folder that cannot be made (a file in the way, say) is listed in the report
+            // like a failed file; the others are still made and dated.
+            let made = in_parallel(&unknown, threads, |f| -> std::io::Result<bool> {
                 let path = cfg.dest.join(&f.rel_path);
                 if path.is_dir() {
                     return Ok(false);
                 }
-                dirs.ensure(&path)
-                    .with_context(|| format!("cannot create folder {}", path.display()))?;
+                dirs.ensure(&path)?;
                 Ok(true)
             });
             for (f, made) in unknown.iter().zip(made) {
-                if made? {
-                    touched.insert(&f.rel_path);
-                    if let Some((parent, _)) = f.rel_path.rsplit_once('/') {
-                        touched.insert(parent);
+                match made {
+                    Ok(true) => {
+                        touched.insert(&f.rel_path);
+                        if let Some((parent, _)) = f.rel_path.rsplit_once('/') {
+                            touched.insert(parent);
+                        }
                     }
+                    Ok(false) => {}
+                    Err(e) => report.folders_failed.push(crate::report::FolderFailure {
+                        path: f.rel_path.clone(),
+                        error: format!("cannot create the folder: {e}"),
+                    }),
                 }
             }
-            if let Some(c) = &ckpt {
+            // Remembered only once all exist, so the next run tries the failed ones again.
+            if let (Some(c), true) = (&ckpt, report.folders_failed.is_empty()) {
                 c.set_meta("folders_created", &signature)?;
             }
         }
