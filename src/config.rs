@@ -171,7 +171,9 @@ impl RestoreConfig {
         }
         Ok(RestoreConfig {
             source,
-            dest: std::path::absolute(dest).unwrap_or_else(|_| dest.to_path_buf()),
+            // The path DEST resolves to: the checkpoint is bound to it, so `out/` and `out`
+            // are one restore.
+            dest: fsinfo::resolved_path(dest),
             dest_fs,
             plan,
             threads,

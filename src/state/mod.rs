@@ -180,7 +180,8 @@ pub enum StateError {
 }
 
 /// The default state folder: `$XDG_STATE_HOME` (or `~/.local/state`)`/mycloud-recover/
-/// <dest name>-<hash of source db and dest>`.
+/// <dest name>-<hash of source db and dest>`. DEST is taken as the path it resolves to, so
+/// `out`, `out/` (as tab completion writes it) and `x/../out` find the same checkpoint.
 pub fn default_state_dir(source_db: &Path, dest: &Path) -> PathBuf {
     let base = std::env::var_os("XDG_STATE_HOME")
         .map(PathBuf::from)
@@ -190,7 +191,7 @@ pub fn default_state_dir(source_db: &Path, dest: &Path) -> PathBuf {
     let db = source_db
         .canonicalize()
         .unwrap_or_else(|_| source_db.to_path_buf());
-    let dest_abs = std::path::absolute(dest).unwrap_or_else(|_| dest.to_path_buf());
+    let dest_abs = crate::fsinfo::resolved_path(dest);
     let mut key = db.as_os_str().as_encoded_bytes().to_vec();
     key.push(0);
     key.extend_from_slice(dest_abs.as_os_str().as_encoded_bytes());
@@ -957,5 +958,14 @@ mod tests {
         let b = default_state_dir(Path::new("/x/index.db"), Path::new("/mnt/b"));
         assert_ne!(a, b);
         assert!(a.to_string_lossy().contains("mycloud-recover"));
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("out")).unwrap();
+        let db = Path::new("/x/index.db");
+        let plain = default_state_dir(db, &t.path().join("out"));
+        for same in ["out/", "out/.", "missing/../out", "./out//"] {
+            assert_eq!(default_state_dir(db, &t.path().join(same)), plain, "{same}");
+        }
+        std::os::unix::fs::symlink(t.path().join("out"), t.path().join("link")).unwrap();
+        assert_eq!(default_state_dir(db, &t.path().join("link")), plain);
     }
 }
