@@ -1874,3 +1874,47 @@ fn a_folder_that_cannot_be_created_is_reported_and_the_run_finishes() {
     );
     assert!(dest.join(empty).is_dir());
 }
+
+/// An `--only` typo must not restore nothing and report success: a path that no folder
+/// can match is refused before anything is written (with the likely folder named), and a
+/// file name that matches nothing ends in a warning.
+#[test]
+fn an_only_path_that_matches_nothing_is_refused_or_warned_about() {
+    let dump = Dump::new(47, 80, 1);
+    let dest = dump.path("out");
+    let lines = plan_json(&dump.root, &dest, &[]);
+    let top = of_type(&lines, "folder")
+        .into_iter()
+        .map(|l| l["path"].as_str().unwrap())
+        .find(|p| !p.contains('/') && p.chars().any(char::is_alphabetic))
+        .unwrap()
+        .to_string();
+    let typo: String = top
+        .chars()
+        .map(|c| {
+            if c.is_uppercase() {
+                c.to_ascii_lowercase()
+            } else {
+                c.to_ascii_uppercase()
+            }
+        })
+        .collect();
+    for (only, expect) in [
+        (typo.clone(), format!("did you mean `{top}`")),
+        (
+            "No such folder/x".to_string(),
+            "there is no folder `No such folder`".to_string(),
+        ),
+    ] {
+        let (out, _) = restore(&dump, &dest, &["--only", &only], &[]);
+        let msg = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{msg}");
+        assert!(msg.contains(&expect), "{msg}");
+        assert!(!dest.exists(), "nothing created");
+    }
+    let file = format!("{top}/no such file.jpg");
+    let (out, report) = restore(&dump, &dest, &["--only", &file], &[]);
+    let msg = text(&out);
+    assert!(msg.contains("selected no file"), "{msg}");
+    assert_eq!(report["totals"]["selected_files"], 0);
+}

@@ -395,7 +395,50 @@ impl Plan {
             folder_renames: Vec::new(),
         };
         plan.resolve_folders(&id_of, &user_idx, trash, single_user.is_some());
+        plan.check_only()?;
         Ok(plan)
+    }
+
+    /// Refuses an `--only` path that cannot select anything, before anything is written: a
+    /// typo (`photos` for `Photos`) would otherwise restore nothing and report success. A
+    /// path is accepted when a folder is at or below it, or when it could name a file in an
+    /// existing folder (files are not in memory here; a file name that matches nothing
+    /// ends in a warning after the run).
+    fn check_only(&self) -> Result<(), PlanError> {
+        let folders = || {
+            self.folders
+                .path
+                .iter()
+                .map(|p| &**p)
+                .filter(|p| !p.is_empty())
+        };
+        for only in &self.opts.only {
+            let want = only.trim_matches('/');
+            if want.is_empty() || folders().any(|f| under(f, want)) {
+                continue;
+            }
+            let fail = |hint: String| {
+                Err(PlanError::OnlyMatchesNothing {
+                    only: only.clone(),
+                    hint,
+                })
+            };
+            if let Some(f) = folders().find(|f| f.to_lowercase() == want.to_lowercase()) {
+                return fail(format!("did you mean `{f}`? (paths are case-sensitive)"));
+            }
+            let parent = want.rsplit_once('/').map_or("", |(d, _)| d);
+            if !parent.is_empty() && !folders().any(|f| f == parent) {
+                let mut top: Vec<&str> = folders().filter(|f| !f.contains('/')).collect();
+                top.sort_unstable();
+                let more = if top.len() > 12 { ", ..." } else { "" };
+                top.truncate(12);
+                return fail(format!(
+                    "there is no folder `{parent}`; the top folders are {}{more}",
+                    top.join(", ")
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Final name of folder `i` (sanitized original when pass 1 did not see it).
@@ -855,6 +898,10 @@ pub enum PlanError {
     Index(#[from] IndexError),
     #[error("no user `{user}` in this dump; users are: {known}")]
     UnknownUser { user: String, known: String },
+    #[error(
+        "--only `{only}` matches nothing in this dump: {hint} (`plan` lists every restored path)"
+    )]
+    OnlyMatchesNothing { only: String, hint: String },
 }
 
 #[cfg(test)]

@@ -764,6 +764,12 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             "named"
         });
     }
+    if !cfg.plan.only.is_empty() && report.totals.selected_files == 0 && !interrupted {
+        report.warnings.push(format!(
+            "--only {} selected no file (paths are case-sensitive and start at the top of DEST; `plan` lists them)",
+            cfg.plan.only.join(", ")
+        ));
+    }
     let fallbacks = named_fallbacks.load(Ordering::Relaxed);
     if fallbacks > 0 {
         report.warnings.push(format!(
