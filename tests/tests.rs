@@ -1918,3 +1918,78 @@ fn an_only_path_that_matches_nothing_is_refused_or_warned_about() {
     assert!(msg.contains("selected no file"), "{msg}");
     assert_eq!(report["totals"]["selected_files"], 0);
 }
+
+/// An object longer or shorter than the database says is restored as found, with a note.
+/// Found again on the destination (a crash before the checkpoint's commit, `--fresh`), our
+/// own copy is identical, not a conflict nor a "cut-short copy"; and the note stays in the
+/// report of every later run, which does not look at the file again.
+#[test]
+fn objects_of_another_length_than_the_database_says_are_adopted_again_with_their_note() {
+    let dump = Dump::new(48, 60, 1);
+    let picked: Vec<(String, i64)> = dump
+        .content_ids()
+        .into_iter()
+        .filter_map(|(id, (cid, size))| {
+            (size > 100 && cid.as_deref().and_then(|c| dump.object(c)).is_some())
+                .then_some((id, size))
+        })
+        .take(2)
+        .collect();
+    assert_eq!(picked.len(), 2);
+    let conn = rusqlite::Connection::open(dump.db()).unwrap();
+    // The database says 50 bytes more than the first object has, 50 less than the second.
+    conn.execute(
+        "UPDATE Files SET size = size + 50 WHERE id = ?1",
+        [&picked[0].0],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE Files SET size = size - 50 WHERE id = ?1",
+        [&picked[1].0],
+    )
+    .unwrap();
+    drop(conn);
+    let ids: Vec<&str> = picked.iter().map(|(id, _)| id.as_str()).collect();
+    let notes_for = |report: &serde_json::Value| -> Vec<(String, String)> {
+        report["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| ids.contains(&n["id"].as_str().unwrap()))
+            .map(|n| {
+                (
+                    n["outcome"].as_str().unwrap().to_string(),
+                    n["reason"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+
+    let dest = dump.path("out");
+    let (out, first) = restore(&dump, &dest, &[], &[]);
+    let notes = notes_for(&first);
+    assert_eq!(notes.len(), 2, "{}", text(&out));
+    assert!(notes
+        .iter()
+        .all(|(o, r)| o == "copied" && r.contains("the database says")));
+
+    // A resume: nothing to do for them, and their notes are still in the report.
+    let (out, resumed) = restore(&dump, &dest, &[], &[]);
+    let notes = notes_for(&resumed);
+    assert_eq!(notes.len(), 2, "{}", text(&out));
+    assert!(notes.iter().all(|(o, _)| o == "already_done"), "{notes:?}");
+
+    // Start over: the copies on the destination are found identical to their objects.
+    let (out, fresh) = restore(&dump, &dest, &["--fresh"], &[]);
+    let msg = text(&out);
+    assert_eq!(fresh["outcomes"]["failed"], 0, "{msg}");
+    let notes = notes_for(&fresh);
+    assert_eq!(notes.len(), 2, "{msg}");
+    assert!(
+        notes
+            .iter()
+            .all(|(o, r)| o == "adopted" && r.contains("kept as found")),
+        "{notes:?}"
+    );
+    assert!(!msg.contains("cut-short"), "{msg}");
+}

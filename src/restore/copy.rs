@@ -102,8 +102,9 @@ pub enum Restored {
         size_mismatch: bool,
         replaced_partial: Option<u64>,
     },
-    /// An identical file (same size, same date) was already at the final name.
-    Adopted,
+    /// An identical file (same size, same date) was already at the final name;
+    /// `object_bytes` when its size is the object's, which differs from the database's.
+    Adopted { object_bytes: Option<u64> },
 }
 
 /// Why a file was not restored.
@@ -403,10 +404,15 @@ fn restore_once(
     let mut replace = replace;
     let mut partial = None;
     let checked = !(new_dir && (ctx.exact_names || unnamed));
+    let mut stat_object = || {
+        let cid = job.content_id.as_deref()?;
+        let (f, _) = open_object(ctx, folders, cid).ok()?;
+        f.metadata().ok().map(|m| m.len())
+    };
     if checked {
-        match check_existing(ctx, job, &target, replace)? {
+        match check_existing(ctx, job, &target, replace, &mut stat_object)? {
             Found::Nothing => {}
-            Found::Identical => return Ok(Restored::Adopted),
+            Found::Identical(object_bytes) => return Ok(Restored::Adopted { object_bytes }),
             Found::Replace { partial: p } => {
                 replace = true;
                 partial = p;
@@ -442,9 +448,15 @@ fn restore_once(
             // filesystem's naming rules were not probed, so the final name is checked first.
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::OPNOTSUPP.raw_os_error()) => {
                 if !checked {
-                    match check_existing(ctx, job, &target, replace)? {
+                    let len = src
+                        .as_ref()
+                        .and_then(|(f, _)| f.metadata().ok())
+                        .map(|m| m.len());
+                    match check_existing(ctx, job, &target, replace, &mut || len)? {
                         Found::Nothing => {}
-                        Found::Identical => return Ok(Restored::Adopted),
+                        Found::Identical(object_bytes) => {
+                            return Ok(Restored::Adopted { object_bytes })
+                        }
                         Found::Replace { partial: p } => partial = p,
                     }
                 }
@@ -549,8 +561,10 @@ fn place_unnamed(
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             // Taken since the check (or never checked, in a folder this run made).
             let replace_it = replace
-                || match check_existing(ctx, job, target, false)? {
-                    Found::Identical => return Ok(Placed::Found(Restored::Adopted)),
+                || match check_existing(ctx, job, target, false, &mut || Some(bytes))? {
+                    Found::Identical(object_bytes) => {
+                        return Ok(Placed::Found(Restored::Adopted { object_bytes }))
+                    }
                     Found::Replace { .. } => true,
                     Found::Nothing => {
                         return Err(Attempt::Transient(format!(
@@ -823,8 +837,9 @@ fn injected_close_failure(
 #[derive(Debug, PartialEq, Eq)]
 enum Found {
     Nothing,
-    /// The same size and date: adopt it.
-    Identical,
+    /// The same size and date: adopt it. The size is the object's when that differs from
+    /// the database's (`Some`): a copy of an object the database has the wrong length for.
+    Identical(Option<u64>),
     /// Replace it: asked for (`--overwrite`, or `regen` marked it), or a shorter file with
     /// exactly the planned date after an interrupted run: our own copy, cut short by a power
     /// cut after its name reached the disk but before all its data did.
@@ -834,17 +849,25 @@ enum Found {
 }
 
 /// Looks at the final name; a differing file that may not be replaced is an error (kept and
-/// reported).
+/// reported). `object_len` gives the object's real length, asked only when a file with the
+/// planned date has another size than the database says: our own copy of an object whose
+/// length the database has wrong is identical, not a conflict.
 fn check_existing(
     ctx: &CopyContext<'_>,
     job: &PlannedFile,
     target: &Path,
     replace: bool,
+    object_len: &mut dyn FnMut() -> Option<u64>,
 ) -> Result<Found, Attempt> {
     match std::fs::symlink_metadata(target) {
         Ok(m) if m.is_file() => {
-            if m.len() == job.size && mtime_matches(&m, job.mtime_ms) {
-                return Ok(Found::Identical);
+            if mtime_matches(&m, job.mtime_ms) {
+                if m.len() == job.size {
+                    return Ok(Found::Identical(None));
+                }
+                if job.mtime_ms.is_some() && object_len() == Some(m.len()) {
+                    return Ok(Found::Identical(Some(m.len())));
+                }
             }
             if ctx.overwrite || replace {
                 return Ok(Found::Replace { partial: None });

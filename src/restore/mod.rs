@@ -425,7 +425,15 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                     ));
                                 }
                             }
-                            Ok(Restored::Adopted) => d.outcome = Outcome::Adopted,
+                            Ok(Restored::Adopted { object_bytes }) => {
+                                d.outcome = Outcome::Adopted;
+                                if let Some(n) = object_bytes {
+                                    d.note = Some(format!(
+                                        "object has {n} bytes, the database says {}; the file already on the destination has the object's length and date, kept as found",
+                                        d.file.size
+                                    ));
+                                }
+                            }
                             Err(NotRestored::Missing(m)) => {
                                 d.outcome = Outcome::Missing;
                                 d.error = Some(m);
@@ -593,7 +601,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                 report.structure_problems.push(p);
                             }
                             // A resume's already-done files stay out of the batches: a
-                            // million of them would only be carried to the committer.
+                            // million of them would only be carried to the committer. A done
+                            // file's note is kept in its record, for later runs' reports.
                             if d.outcome.is_logged() {
                                 batch.push(Record {
                                     id: d.file.id,
@@ -601,7 +610,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                     size: d.file.size,
                                     mtime_ms: d.file.mtime_ms,
                                     outcome: d.outcome,
-                                    error: d.error,
+                                    error: d.error.or(d.note),
                                 });
                             }
                         }
@@ -740,6 +749,19 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             .insert("folder_dates".into(), t.elapsed().as_secs_f64());
     }
     if let Some(c) = &ckpt {
+        let this_run: HashSet<&str> = report.notes.iter().map(|n| n.id.as_str()).collect();
+        let earlier: Vec<Problem> = c
+            .earlier_notes()?
+            .into_iter()
+            .filter(|(id, _, _)| !this_run.contains(id.as_str()))
+            .map(|(id, path, reason)| Problem {
+                id,
+                path,
+                outcome: Outcome::AlreadyDone,
+                reason,
+            })
+            .collect();
+        report.notes.extend(earlier);
         c.end_run(true)?;
     }
     report.interrupted = interrupted;

@@ -217,6 +217,10 @@ CREATE TABLE IF NOT EXISTS log(
     seq INTEGER PRIMARY KEY, id TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
     mtime INTEGER, outcome TEXT NOT NULL, error TEXT, run INTEGER NOT NULL,
     updated INTEGER NOT NULL);
+-- Done files that carry a note (an object of another length than the database says): few,
+-- so the index costs nothing for the others, and later runs find them without a scan.
+CREATE INDEX IF NOT EXISTS log_notes ON log(seq)
+    WHERE error IS NOT NULL AND outcome IN ('copied', 'adopted');
 ";
 
 fn now_ms() -> i64 {
@@ -609,6 +613,24 @@ impl Checkpoint {
             )
             .map_err(|e| self.sq(e))?;
         Ok(())
+    }
+
+    /// (id, path, note) of files done by earlier runs with a note kept in their record (an
+    /// object of another length than the database says). A resume does not look at those
+    /// files again, so its report takes their notes from here.
+    pub fn earlier_notes(&self) -> Result<Vec<(String, String, String)>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, path, error FROM log
+                 WHERE error IS NOT NULL AND outcome IN ('copied', 'adopted') AND run < ?1
+                 ORDER BY seq",
+            )
+            .map_err(|e| self.sq(e))?;
+        let rows = stmt
+            .query_map([self.run], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| self.sq(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sq(e))
     }
 
     /// Marks this run as finished (`clean`: it ended normally or by a handled signal, and
