@@ -214,6 +214,7 @@ pub fn plan(a: &PlanArgs) -> anyhow::Result<Exit> {
             None => {
                 totals.selected_files += 1;
                 totals.selected_bytes += f.size;
+                totals.undated_files += f.mtime_ms.is_none() as u64;
             }
             Some(_) => totals.filtered += 1,
         }
@@ -291,9 +292,9 @@ pub fn plan(a: &PlanArgs) -> anyhow::Result<Exit> {
         }
         writeln!(
             out,
-            "Plan: {} files ({} selected, {}; {} not selected), {} folders, {} renamed files, {} renamed folders, {} structure problems; names: {:?} ({} destination). Nothing was written.",
+            "Plan: {} files ({} selected, {}; {} not selected; {} without a plausible date), {} folders, {} renamed files, {} renamed folders, {} structure problems; names: {:?} ({} destination). Nothing was written.",
             totals.files, totals.selected_files, human_bytes(totals.selected_bytes), totals.filtered,
-            totals.folders, totals.renamed_files, plan.folder_renames().len(), plan.problems().len() + file_problems.len(),
+            totals.undated_files, totals.folders, totals.renamed_files, plan.folder_renames().len(), plan.problems().len() + file_problems.len(),
             plan.options().policy, fs.fstype
         )?;
     }

@@ -1993,3 +1993,52 @@ fn objects_of_another_length_than_the_database_says_are_adopted_again_with_their
     );
     assert!(!msg.contains("cut-short"), "{msg}");
 }
+
+/// A file with no plausible date in any `--mtime-from` field keeps the time of the restore:
+/// counted in the totals and said in the summary and the plan, not silently.
+#[test]
+fn files_without_a_plausible_date_are_counted_and_said() {
+    let dump = Dump::new(49, 40, 1);
+    let id = dump
+        .content_ids()
+        .into_iter()
+        .find(|(_, (cid, _))| cid.as_deref().and_then(|c| dump.object(c)).is_some())
+        .unwrap()
+        .0;
+    let conn = rusqlite::Connection::open(dump.db()).unwrap();
+    // Junk the device stores: 0, seconds instead of milliseconds, far future.
+    conn.execute(
+        "UPDATE Files SET imageDate = 0, videoDate = NULL, cTime = 1500000000,
+             birthTime = 99999999999999 WHERE id = ?1",
+        [&id],
+    )
+    .unwrap();
+    drop(conn);
+    let dest = dump.path("out");
+    let plan = bin()
+        .arg("plan")
+        .arg(&dump.root)
+        .arg(&dest)
+        .arg("--summary")
+        .output()
+        .unwrap();
+    assert!(
+        text(&plan).contains("1 without a plausible date"),
+        "{}",
+        text(&plan)
+    );
+    let before = std::time::SystemTime::now();
+    let (out, report) = restore(&dump, &dest, &[], &[]);
+    let msg = text(&out);
+    assert_eq!(report["totals"]["undated_files"], 1, "{msg}");
+    assert!(msg.contains("1 files have no plausible date"), "{msg}");
+    let lines = plan_json(&dump.root, &dest, &[]);
+    let file = of_type(&lines, "file")
+        .into_iter()
+        .find(|l| l["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert!(file["mtime_ms"].is_null());
+    let restored = std::fs::metadata(dest.join(file["path"].as_str().unwrap())).unwrap();
+    assert!(restored.modified().unwrap() >= before - std::time::Duration::from_secs(2));
+}

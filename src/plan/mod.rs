@@ -178,6 +178,9 @@ pub struct PlanTotals {
     pub filtered: u64,
     pub folders: u64,
     pub renamed_files: u64,
+    /// Selected files with no plausible date in any of the `--mtime-from` fields: they keep
+    /// the time they are restored at.
+    pub undated_files: u64,
 }
 
 struct Folders {
@@ -875,6 +878,7 @@ impl Plan {
                 None => {
                     t.selected_files += 1;
                     t.selected_bytes += row.size.max(0) as u64;
+                    t.undated_files += self.opts.dates.pick(&row.dates).is_none() as u64;
                 }
                 Some(_) => t.filtered += 1,
             }

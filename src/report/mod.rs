@@ -484,6 +484,12 @@ impl Report {
         if let Some(m) = &self.dest_full {
             s.push_str(&format!("  {m}\n"));
         }
+        if self.totals.undated_files > 0 {
+            s.push_str(&format!(
+                "  {} files have no plausible date in the --mtime-from fields: they keep the time of the restore (`plan --json` shows them with mtime_ms null)\n",
+                self.totals.undated_files
+            ));
+        }
         if self.folder_dates_failed > 0 {
             s.push_str(&format!(
                 "  {} folders kept today's date: setting their dates failed\n",
