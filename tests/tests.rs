@@ -2042,3 +2042,59 @@ fn files_without_a_plausible_date_are_counted_and_said() {
     let restored = std::fs::metadata(dest.join(file["path"].as_str().unwrap())).unwrap();
     assert!(restored.modified().unwrap() >= before - std::time::Duration::from_secs(2));
 }
+
+/// A name stored as bytes that are not UTF-8 is restored with U+FFFD in their place, and
+/// listed as renamed, showing the stored bytes escaped (`\xE9`).
+#[test]
+fn names_that_are_not_utf8_are_listed_as_renamed_with_their_bytes() {
+    let dump = Dump::new(50, 40, 1);
+    {
+        let conn = rusqlite::Connection::open(dump.db()).unwrap();
+        let file: String = conn
+            .query_row(
+                "SELECT id FROM Files WHERE mimeType <> 'application/x.wd.dir'
+                 AND contentID IS NOT NULL ORDER BY autoID LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        // A folder below the top (the user's own root is not restored under a name).
+        let folder: String = conn
+            .query_row(
+                "SELECT f.id FROM Files f JOIN Files p ON f.parentID = p.id
+                 WHERE f.mimeType = 'application/x.wd.dir' AND p.parentID IS NOT NULL
+                 ORDER BY f.autoID LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        conn.execute(
+            "UPDATE Files SET name = CAST(X'436166E92E6A7067' AS TEXT) WHERE id = ?1",
+            [&file],
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE Files SET name = CAST(X'4EE9' AS TEXT) WHERE id = ?1",
+            [&folder],
+        )
+        .unwrap();
+    }
+    let dest = dump.path("out");
+    let (out, report) = restore(&dump, &dest, &[], &[]);
+    let msg = text(&out);
+    let renamed = report["renamed"].as_array().unwrap();
+    let file = renamed
+        .iter()
+        .find(|r| r["original"].as_str().unwrap().ends_with("Caf\\xE9.jpg"))
+        .unwrap_or_else(|| panic!("{renamed:?}\n{msg}"));
+    let restored = file["restored"].as_str().unwrap();
+    assert!(restored.ends_with("Caf\u{FFFD}.jpg"), "{restored}");
+    assert!(dest.join(restored).is_file());
+    assert!(
+        renamed
+            .iter()
+            .any(|r| r["original"].as_str().unwrap().ends_with("N\\xE9")
+                && r["restored"].as_str().unwrap().ends_with("N\u{FFFD}")),
+        "{renamed:?}"
+    );
+}

@@ -191,6 +191,8 @@ struct Folders {
     final_name: Vec<Option<Box<str>>>,
     parent: Vec<ParentRef>,
     path: Vec<Box<str>>,
+    /// Stored names that are not valid UTF-8, escaped (few, so a map): for the report.
+    escaped: HashMap<u32, Box<str>>,
     origin: Vec<Origin>,
 }
 
@@ -231,9 +233,13 @@ impl Plan {
             parent: Vec::new(),
             path: Vec::new(),
             origin: Vec::new(),
+            escaped: HashMap::new(),
         };
         index.for_each_folder(|row| {
             let i = f.name.len() as u32;
+            if let Some(e) = row.name_escaped {
+                f.escaped.insert(i, e.into_boxed_str());
+            }
             if f.ids.insert(row.id.into_boxed_str(), i).is_some() {
                 // Duplicate id (the schema says unique): the later row would be unreachable
                 // by id anyway; keep the first mapping and carry on.
@@ -600,8 +606,9 @@ impl Plan {
             } else {
                 self.folders.name[i].to_string()
             };
-            if *self.folder_final(i) != *natural {
-                let original = self.original_path(i, &self.folders.name[i]);
+            let escaped = self.folders.escaped.get(&(i as u32));
+            if *self.folder_final(i) != *natural || escaped.is_some() {
+                let original = self.original_path(i, escaped.unwrap_or(&self.folders.name[i]));
                 self.folder_renames.push(Rename {
                     id: id.to_string(),
                     original,
@@ -625,7 +632,11 @@ impl Plan {
             if steps > self.folders.name.len() {
                 break;
             }
-            parts.push(self.folders.name[p as usize].to_string());
+            let name = match self.folders.escaped.get(&p) {
+                Some(e) => e,
+                None => &self.folders.name[p as usize],
+            };
+            parts.push(name.to_string());
             cur = self.folders.parent[p as usize];
         }
         parts.reverse();
@@ -779,16 +790,17 @@ impl Plan {
                 size: row.size.max(0) as u64,
                 mtime_ms: self.opts.dates.pick(&row.dates),
                 origin: r.origin,
-                renamed_from: r.renamed.then(|| match (r.parent_folder, row.parent) {
-                    (Some(i), _) => {
-                        format!(
-                            "{}/{}",
-                            self.original_path(i, &self.folders.name[i]),
-                            row.name
-                        )
+                renamed_from: r.renamed.then(|| {
+                    let name = row.name_escaped.as_deref().unwrap_or(&row.name);
+                    match (r.parent_folder, row.parent) {
+                        (Some(i), _) => {
+                            let folder = self.folders.escaped.get(&(i as u32));
+                            let folder = folder.unwrap_or(&self.folders.name[i]);
+                            format!("{}/{name}", self.original_path(i, folder))
+                        }
+                        (None, Some(p)) => format!("<missing {p}>/{name}"),
+                        (None, None) => name.to_string(),
                     }
-                    (None, Some(p)) => format!("<missing {p}>/{}", row.name),
-                    (None, None) => row.name.to_string(),
                 }),
                 skip: r.skip,
                 missing_parent: (r.parent_folder.is_none() && r.origin == Origin::Unlinked)
@@ -850,7 +862,7 @@ impl Plan {
                 rel_path: &path,
                 origin,
                 parent_folder,
-                renamed: name != row.name,
+                renamed: name != row.name || row.name_escaped.is_some(),
                 skip,
             };
             f(&row, &resolved);

@@ -71,6 +71,9 @@ pub struct FolderRow {
     pub id: String,
     pub parent: Option<String>,
     pub name: String,
+    /// The stored name with its invalid bytes escaped, when it is not valid UTF-8
+    /// ([`name_ref`]).
+    pub name_escaped: Option<String>,
     pub dates: RowDates,
 }
 
@@ -92,6 +95,9 @@ pub struct FileRow<'r> {
     pub parent: Option<&'r str>,
     pub content_id: Option<&'r str>,
     pub name: Cow<'r, str>,
+    /// The stored name with its invalid bytes escaped, when it is not valid UTF-8
+    /// ([`name_ref`]).
+    pub name_escaped: Option<String>,
     pub size: i64,
     pub dates: RowDates,
 }
@@ -360,10 +366,12 @@ impl Index {
         let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
         let mut rows = stmt.query([FOLDER_MIME]).map_err(|e| self.err(e))?;
         while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let (name, name_escaped) = name_ref(r, 2).map_err(|e| self.err(e))?;
             f(FolderRow {
                 id: r.get(0).map_err(|e| self.err(e))?,
                 parent: parent_of(r.get(1).map_err(|e| self.err(e))?),
-                name: text(r, 2).map_err(|e| self.err(e))?,
+                name: name.into_owned(),
+                name_escaped,
                 dates: dates_at(r, 3).map_err(|e| self.err(e))?,
             });
         }
@@ -430,11 +438,13 @@ impl Index {
         let mut rows = stmt.query([FOLDER_MIME]).map_err(|e| self.err(e))?;
         while let Some(r) = rows.next().map_err(|e| self.err(e))? {
             let content_id = borrowed(r, 2).map_err(|e| self.err(e))?;
+            let (name, name_escaped) = name_ref(r, 3).map_err(|e| self.err(e))?;
             f(FileRow {
                 id: required(r, 0).map_err(|e| self.err(e))?,
                 parent: parent_of(borrowed(r, 1).map_err(|e| self.err(e))?),
                 content_id: content_id.filter(|c| !c.is_empty()),
-                name: text_ref(r, 3).map_err(|e| self.err(e))?,
+                name,
+                name_escaped,
                 size: r
                     .get::<_, Option<i64>>(4)
                     .map_err(|e| self.err(e))?
@@ -526,6 +536,30 @@ fn parent_of<T: AsRef<str>>(p: Option<T>) -> Option<T> {
 /// lossily rather than failing the whole plan (the lossy name is then reported as changed).
 fn text(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<String> {
     text_ref(r, i).map(Cow::into_owned)
+}
+
+/// A name: its text (bytes that are not UTF-8 replaced by U+FFFD, as it is restored), and,
+/// only when there were such bytes, the stored name with each of them written `\xE9`: the
+/// name changed, and the report says so, showing what was stored.
+fn name_ref<'r>(
+    r: &'r rusqlite::Row<'_>,
+    i: usize,
+) -> rusqlite::Result<(Cow<'r, str>, Option<String>)> {
+    use rusqlite::types::ValueRef;
+    let escaped = match r.get_ref(i)? {
+        ValueRef::Text(t) | ValueRef::Blob(t) if std::str::from_utf8(t).is_err() => {
+            let mut out = String::new();
+            for chunk in t.utf8_chunks() {
+                out.push_str(chunk.valid());
+                for b in chunk.invalid() {
+                    out.push_str(&format!("\\x{b:02X}"));
+                }
+            }
+            Some(out)
+        }
+        _ => None,
+    };
+    Ok((text_ref(r, i)?, escaped))
 }
 
 /// [`text`], borrowed from the row where the name is valid UTF-8.
