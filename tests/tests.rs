@@ -872,6 +872,25 @@ fn malformed_database_suggests_the_backup_copy() {
     assert_eq!(out.status.code(), Some(2), "{msg}");
     assert!(msg.contains("damaged") && msg.contains("index.db"), "{msg}");
     assert!(msg.contains("dbBackup") || msg.contains("backup"), "{msg}");
+
+    // With the device's backup copy in its place, the damage found while reading (not at
+    // opening) names that copy.
+    let backup = dump.root.join("restsdk/data/dbBackup/index.db");
+    std::fs::create_dir_all(backup.parent().unwrap()).unwrap();
+    std::fs::copy(dump.db(), &backup).unwrap();
+    std::fs::copy(&db, dump.db()).unwrap();
+    let out = bin()
+        .arg("plan")
+        .arg(&dump.root)
+        .arg(dump.path("d"))
+        .output()
+        .unwrap();
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains("Try the backup copy: --db") && msg.contains("dbBackup/index.db"),
+        "{msg}"
+    );
 }
 
 #[test]

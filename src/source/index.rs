@@ -116,6 +116,8 @@ pub struct Index {
     conn: Connection,
     /// The database as the user named it (for messages), whatever file is read.
     path: PathBuf,
+    /// The `dbBackup` copy, suggested when damage shows up (at open or mid-stream).
+    backup: Option<PathBuf>,
     /// Optional date columns present in this database, in [`DATE_COLUMNS`] order.
     has_date: [bool; 6],
     /// The private copy read instead of `path` when a write-ahead log sits beside it.
@@ -222,7 +224,7 @@ impl Index {
     /// A second connection to the same database (for another thread), sharing the private
     /// copy if there is one.
     pub fn reopen(&self) -> Result<Index, IndexError> {
-        Index::connect(&self.path, None, self.merged.clone())
+        Index::connect(&self.path, self.backup.as_deref(), self.merged.clone())
     }
 
     fn connect(
@@ -239,10 +241,11 @@ impl Index {
         let mut idx = Index {
             conn,
             path: path.to_path_buf(),
+            backup: backup.map(Path::to_path_buf),
             has_date: [false; 6],
             merged,
         };
-        idx.check_columns(backup)?;
+        idx.check_columns()?;
         Ok(idx)
     }
 
@@ -264,10 +267,10 @@ impl Index {
     }
 
     fn err(&self, e: rusqlite::Error) -> IndexError {
-        classify(&self.path, None, e)
+        classify(&self.path, self.backup.as_deref(), e)
     }
 
-    fn check_columns(&mut self, backup: Option<&Path>) -> Result<(), IndexError> {
+    fn check_columns(&mut self) -> Result<(), IndexError> {
         let cols: Vec<String> = (|| {
             let mut stmt = self
                 .conn
@@ -275,7 +278,7 @@ impl Index {
             let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
             rows.collect::<Result<Vec<_>, _>>()
         })()
-        .map_err(|e| classify(&self.path, backup, e))?;
+        .map_err(|e| self.err(e))?;
         if cols.is_empty() {
             return Err(IndexError::NoFilesTable {
                 path: self.path.clone(),
