@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""A TCP forwarder that adds a fixed one-way delay to every chunk, in both directions.
+
+This sandbox's kernel has no `netem` qdisc (`tc qdisc add dev lo root netem delay 2ms`
+fails with "Specified qdisc kind is unknown", and there is no modprobe), so latency for
+the network-destination benchmark is injected here instead: sshfs -> this proxy -> sshd.
+Each chunk is forwarded `delay` seconds after it arrived, order preserved, so the added
+round-trip time is 2 x delay while throughput is not capped.
+
+Usage: delayproxy.py LISTEN_PORT TARGET_PORT DELAY_MS
+"""
+import asyncio
+import sys
+import time
+
+
+async def pump(reader, writer, delay):
+    queue = asyncio.Queue()
+
+    async def sender():
+        while True:
+            due, data = await queue.get()
+            if data is None:
+                break
+            wait = due - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            writer.write(data)
+            await writer.drain()
+        try:
+            writer.close()
+        except Exception:
+            pass
+
+    task = asyncio.create_task(sender())
+    try:
+        while True:
+            data = await reader.read(1 << 20)
+            if not data:
+                break
+            queue.put_nowait((time.monotonic() + delay, data))
+    except Exception:
+        pass
+    queue.put_nowait((0, None))
+    await task
+
+
+async def main():
+    listen, target, delay_ms = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+    delay = delay_ms / 1000.0
+
+    async def handle(cr, cw):
+        sr, sw = await asyncio.open_connection("127.0.0.1", target)
+        await asyncio.gather(pump(cr, sw, delay), pump(sr, cw, delay))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", listen)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
