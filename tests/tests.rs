@@ -1858,8 +1858,24 @@ fn a_folder_that_cannot_be_created_is_reported_and_the_run_finishes() {
         .find(|f| !files.iter().any(|p| p.starts_with(&format!("{f}/"))))
         .expect("the demo has empty folders");
     let top = empty.split('/').next().unwrap();
+    // And a file where a folder holding files should be, elsewhere.
+    let holder = files
+        .iter()
+        .filter_map(|p| p.rsplit_once('/').map(|(d, _)| d))
+        .find(|d| !d.starts_with(&format!("{top}/")) && *d != top && !d.contains('/'))
+        .expect("a top folder holding files directly");
     std::fs::create_dir(&dest).unwrap();
-    std::fs::write(dest.join(top), b"in the way").unwrap();
+    let in_the_way =
+        std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    for blocked in [top, holder] {
+        std::fs::write(dest.join(blocked), b"in the way").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(dest.join(blocked))
+            .unwrap()
+            .set_modified(in_the_way)
+            .unwrap();
+    }
 
     let (out, report) = restore(&dump, &dest, &[], &[]);
     let msg = text(&out);
@@ -1881,9 +1897,18 @@ fn a_folder_that_cannot_be_created_is_reported_and_the_run_finishes() {
         .count();
     assert!(report["outcomes"]["failed"].as_u64().unwrap() >= blocked_files as u64);
     assert_eq!(outcome_sum(&report), dump.manifest.files);
+    for blocked in [top, holder] {
+        let kept = std::fs::metadata(dest.join(blocked)).unwrap();
+        assert_eq!(
+            kept.modified().unwrap(),
+            in_the_way,
+            "{blocked} keeps its date"
+        );
+    }
 
     // Out of the way: the next run makes the folders and the files.
     std::fs::remove_file(dest.join(top)).unwrap();
+    std::fs::remove_file(dest.join(holder)).unwrap();
     let (out, report) = restore(&dump, &dest, &[], &[]);
     assert_eq!(
         report["folders_failed"].as_array().unwrap().len(),
