@@ -2036,6 +2036,24 @@ fn objects_of_another_length_than_the_database_says_are_adopted_again_with_their
         "{notes:?}"
     );
     assert!(!msg.contains("cut-short"), "{msg}");
+
+    // Once each, however many runs recorded them; and only for files this run looked at.
+    let (out, again) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(notes_for(&again).len(), 2, "{}", text(&out));
+    let noted: Vec<String> = again["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["path"].as_str().unwrap().to_string())
+        .collect();
+    let lines = plan_json(&dump.root, &dest, &[]);
+    let other = of_type(&lines, "folder")
+        .into_iter()
+        .map(|l| l["path"].as_str().unwrap().to_string())
+        .find(|f| !f.contains('/') && !noted.iter().any(|p| p.starts_with(&format!("{f}/"))))
+        .expect("a top folder without the noted files");
+    let (out, elsewhere) = restore(&dump, &dest, &["--only", &other], &[]);
+    assert_eq!(notes_for(&elsewhere).len(), 0, "{}", text(&out));
 }
 
 /// A file with no plausible date in any `--mtime-from` field keeps the time of the restore:

@@ -13,7 +13,7 @@
 
 pub mod copy;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -102,6 +102,9 @@ struct Done {
     bytes: u64,
     error: Option<String>,
     note: Option<String>,
+    /// The note is about the file itself (its object's length), not about this run: it
+    /// is kept in the checkpoint, and later runs report it again.
+    lasting_note: bool,
     dest_full: bool,
 }
 
@@ -313,6 +316,12 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let mut snap = Snapshot::new(&PlanTotals::default());
     let copy_start = Instant::now();
     let mut touched = Touched::default();
+    // Notes earlier runs kept for files they finished (newest per file): reported again
+    // for each file this run finds already done, as it does not look at them again.
+    let mut earlier_notes: HashMap<String, String> = match &ckpt {
+        Some(c) => c.earlier_notes()?.into_iter().collect(),
+        None => HashMap::new(),
+    };
     let mut dest_full: Option<String> = None;
 
     let chunk_files = (left / (threads as u64 * 8)).clamp(1, CHUNK_FILES) as usize;
@@ -358,6 +367,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                         bytes: 0,
                         error: None,
                         note: None,
+                        lasting_note: false,
                         dest_full: false,
                     });
                     if settled.len() >= SETTLED_CHUNK {
@@ -403,6 +413,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                             bytes: 0,
                             error: None,
                             note: None,
+                            lasting_note: false,
                             dest_full: false,
                         };
                         match r {
@@ -413,12 +424,14 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                             }) => {
                                 d.bytes = bytes;
                                 if size_mismatch {
+                                    d.lasting_note = true;
                                     d.note = Some(format!(
                                     "object has {bytes} bytes, the database says {}; restored as found",
                                     d.file.size
                                 ));
                                 }
                                 if let Some(had) = replaced_partial {
+                                    d.lasting_note = false;
                                     d.note = Some(format!(
                                         "replaced a cut-short copy ({had} of {} bytes) that the interrupted run left at this name",
                                         d.file.size
@@ -428,6 +441,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                             Ok(Restored::Adopted { object_bytes }) => {
                                 d.outcome = Outcome::Adopted;
                                 if let Some(n) = object_bytes {
+                                    d.lasting_note = true;
                                     d.note = Some(format!(
                                         "object has {n} bytes, the database says {}; the file already on the destination has the object's length and date, kept as found",
                                         d.file.size
@@ -563,7 +577,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             loop {
                 match res_rx.recv_timeout(Duration::from_millis(200)) {
                     Ok(results) => {
-                        for d in results {
+                        for mut d in results {
+                            if d.outcome == Outcome::AlreadyDone && !earlier_notes.is_empty() {
+                                d.note = earlier_notes.remove(&d.file.id);
+                            }
                             if d.outcome.is_logged() {
                                 if let Some((dir, _)) = d.file.rel_path.rsplit_once('/') {
                                     touched.insert(dir);
@@ -610,7 +627,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                     size: d.file.size,
                                     mtime_ms: d.file.mtime_ms,
                                     outcome: d.outcome,
-                                    error: d.error.or(d.note),
+                                    error: d.error.or(d.note.filter(|_| d.lasting_note)),
                                 });
                             }
                         }
@@ -749,19 +766,6 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             .insert("folder_dates".into(), t.elapsed().as_secs_f64());
     }
     if let Some(c) = &ckpt {
-        let this_run: HashSet<&str> = report.notes.iter().map(|n| n.id.as_str()).collect();
-        let earlier: Vec<Problem> = c
-            .earlier_notes()?
-            .into_iter()
-            .filter(|(id, _, _)| !this_run.contains(id.as_str()))
-            .map(|(id, path, reason)| Problem {
-                id,
-                path,
-                outcome: Outcome::AlreadyDone,
-                reason,
-            })
-            .collect();
-        report.notes.extend(earlier);
         c.end_run(true)?;
     }
     report.interrupted = interrupted;

@@ -615,20 +615,21 @@ impl Checkpoint {
         Ok(())
     }
 
-    /// (id, path, note) of files done by earlier runs with a note kept in their record (an
-    /// object of another length than the database says). A resume does not look at those
-    /// files again, so its report takes their notes from here.
-    pub fn earlier_notes(&self) -> Result<Vec<(String, String, String)>, StateError> {
+    /// (id, note) of files done by earlier runs with a note kept in their record (an
+    /// object of another length than the database says), oldest first: collected by id,
+    /// the newest note of each file wins. A resume does not look at those files again, so
+    /// its report takes their notes from here.
+    pub fn earlier_notes(&self) -> Result<Vec<(String, String)>, StateError> {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, path, error FROM log
+                "SELECT id, error FROM log
                  WHERE error IS NOT NULL AND outcome IN ('copied', 'adopted') AND run < ?1
                  ORDER BY seq",
             )
             .map_err(|e| self.sq(e))?;
         let rows = stmt
-            .query_map([self.run], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_map([self.run], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(|e| self.sq(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sq(e))
     }
