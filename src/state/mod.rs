@@ -188,24 +188,37 @@ pub fn default_state_dir(source_db: &Path, dest: &Path) -> PathBuf {
         .filter(|p| p.is_absolute())
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
         .unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    state_dir_in(&base, source_db, dest)
+}
+
+/// [`default_state_dir`] under `base`.
+fn state_dir_in(base: &Path, source_db: &Path, dest: &Path) -> PathBuf {
     let db = source_db
         .canonicalize()
         .unwrap_or_else(|_| source_db.to_path_buf());
-    let dest_abs = crate::fsinfo::resolved_path(dest);
-    let mut key = db.as_os_str().as_encoded_bytes().to_vec();
-    key.push(0);
-    key.extend_from_slice(dest_abs.as_os_str().as_encoded_bytes());
-    let hash = xxhash_rust::xxh3::xxh3_64(&key);
-    let name: String = dest_abs
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "root".into())
-        .chars()
-        .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        .take(40)
-        .collect();
-    base.join("mycloud-recover")
-        .join(format!("{name}-{hash:016x}"))
+    let folder = |dest: &Path| {
+        let mut key = db.as_os_str().as_encoded_bytes().to_vec();
+        key.push(0);
+        key.extend_from_slice(dest.as_os_str().as_encoded_bytes());
+        let hash = xxhash_rust::xxh3::xxh3_64(&key);
+        let name: String = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "root".into())
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .take(40)
+            .collect();
+        base.join("mycloud-recover")
+            .join(format!("{name}-{hash:016x}"))
+    };
+    let dir = folder(&crate::fsinfo::resolved_path(dest));
+    // Before round 8 the key was DEST as given; a restore begun then continues there.
+    let given = folder(&std::path::absolute(dest).unwrap_or_else(|_| dest.to_path_buf()));
+    if !dir.exists() && given.exists() {
+        return given;
+    }
+    dir
 }
 
 const SCHEMA: &str = "
@@ -537,6 +550,15 @@ impl Checkpoint {
         for (key, value) in [("source_db", source_db), ("dest", dest)] {
             let now = value.display().to_string();
             match self.meta(key)? {
+                // Before round 8 DEST was stored as given (a trailing `/`, a symlink): the
+                // same folder, said another way, is the same restore; stored anew.
+                Some(was)
+                    if key == "dest"
+                        && was != now
+                        && crate::fsinfo::resolved_path(Path::new(&was)) == dest =>
+                {
+                    self.set_meta(key, &now)?
+                }
                 Some(was) if was != now => {
                     return Err(StateError::Mismatch {
                         dir: self.dir.clone(),
@@ -990,5 +1012,36 @@ mod tests {
         }
         std::os::unix::fs::symlink(t.path().join("out"), t.path().join("link")).unwrap();
         assert_eq!(default_state_dir(db, &t.path().join("link")), plain);
+    }
+
+    /// A restore begun before DEST was resolved (round 8) continues in its checkpoint: the
+    /// folder keyed by DEST as given is still found, and its binding still matches.
+    #[test]
+    fn a_checkpoint_keyed_and_bound_by_dest_as_given_is_still_used() {
+        let home = tempfile::tempdir().unwrap();
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("out")).unwrap();
+        std::os::unix::fs::symlink(t.path().join("out"), t.path().join("link")).unwrap();
+        let db = Path::new("/x/index.db");
+        let given = t.path().join("link/");
+        let resolved = state_dir_in(home.path(), db, &given);
+        // The old key: DEST as given, made absolute, not resolved.
+        let mut key = b"/x/index.db".to_vec();
+        key.push(0);
+        key.extend_from_slice(given.as_os_str().as_encoded_bytes());
+        let legacy = home
+            .path()
+            .join("mycloud-recover")
+            .join(format!("link-{:016x}", xxhash_rust::xxh3::xxh3_64(&key)));
+        assert_ne!(resolved, legacy);
+        std::fs::create_dir_all(&legacy).unwrap();
+        assert_eq!(state_dir_in(home.path(), db, &given), legacy);
+
+        let c = Checkpoint::open(&legacy, false, "old").unwrap();
+        c.set_meta("dest", &given.display().to_string()).unwrap();
+        let now = crate::fsinfo::resolved_path(&given);
+        c.bind(db, &now).unwrap();
+        assert_eq!(c.meta("dest").unwrap(), Some(now.display().to_string()));
+        assert!(c.bind(db, &t.path().join("elsewhere")).is_err());
     }
 }
