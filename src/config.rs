@@ -110,13 +110,31 @@ pub fn plan_options(
     })
 }
 
-/// Whether a write to `path` would land inside the source (its data folder or its object
-/// folder), comparing where the path really leads (`fsinfo::resolved_path`): symlinks and
-/// `..` cannot sneak around the check. Every path the tool writes to goes through it.
+/// Whether a write to `path` would land inside the source: its data folder, its object
+/// folder, or the database read (`--db` may point elsewhere) or its backup, with the files
+/// SQLite keeps beside a database (`-wal`, `-shm`, `-journal`); comparing where the path
+/// really leads (`fsinfo::resolved_path`): symlinks and `..` cannot sneak around the
+/// check. Every path the tool writes to goes through it.
 pub fn inside_source(source: &SourceLayout, path: &Path) -> bool {
-    let real = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
     let full = fsinfo::resolved_path(path);
-    full.starts_with(real(&source.root)) || full.starts_with(real(&source.files))
+    let folders = [&source.root, &source.files];
+    if folders
+        .iter()
+        .any(|f| full.starts_with(fsinfo::resolved_path(f)))
+    {
+        return true;
+    }
+    [Some(&source.db), source.backup_db.as_ref()]
+        .into_iter()
+        .flatten()
+        .any(|db| {
+            let db = fsinfo::resolved_path(db);
+            ["", "-wal", "-shm", "-journal"].iter().any(|sidecar| {
+                let mut p = db.clone().into_os_string();
+                p.push(sidecar);
+                full == Path::new(&p)
+            })
+        })
 }
 
 /// Refuses a destination inside the source, or one that exists and is not a folder.
@@ -235,5 +253,15 @@ mod tests {
             .unwrap();
         assert!(inside_source(&s, &other.path().join("link/db/index.db")));
         assert!(!inside_source(&s, &other.path().join("report.json")));
+        // A database given with --db, outside the source folder: it and the files SQLite
+        // keeps beside it are protected, not the rest of its folder.
+        let ext = tempfile::tempdir().unwrap();
+        std::fs::write(ext.path().join("index.db"), b"").unwrap();
+        let with_db =
+            SourceLayout::discover(t.path(), Some(&ext.path().join("index.db")), None).unwrap();
+        assert!(inside_source(&with_db, &ext.path().join("index.db")));
+        assert!(inside_source(&with_db, &ext.path().join("index.db-wal")));
+        assert!(!inside_source(&with_db, &ext.path().join("restored")));
+        assert!(!inside_source(&with_db, &other.path().join("report.json")));
     }
 }

@@ -1731,6 +1731,10 @@ fn changes_in_the_write_ahead_log_are_restored_and_the_source_is_untouched() {
 
     let tmp = dump.path("tmp");
     std::fs::create_dir(&tmp).unwrap();
+    // A copy left by a run that was killed (its process is gone) is swept.
+    let leftover = tmp.join("mycloud-recover-index-4294967-1");
+    std::fs::create_dir(&leftover).unwrap();
+    std::fs::write(leftover.join("index.db"), b"old copy").unwrap();
     let dest = dump.path("out");
     let tmp_env = tmp.to_str().unwrap();
     let (out, report) = restore(&dump, &dest, &[], &[("TMPDIR", tmp_env)]);
@@ -1764,13 +1768,24 @@ fn changes_in_the_write_ahead_log_are_restored_and_the_source_is_untouched() {
             text(&o)
         );
     }
-    assert_eq!(SourceSnapshot::take(&dump), before);
-    assert_eq!(std::fs::read(&wal).unwrap(), wal_bytes);
     assert_eq!(
         std::fs::read_dir(&tmp).unwrap().count(),
         0,
-        "the private copies are removed"
+        "the private copies are removed, and the leftover"
     );
+    // Never a copy onto the source disk.
+    let on_source = dump.root.join("restsdk/tmp");
+    let o = bin()
+        .arg("inspect")
+        .arg(&dump.root)
+        .env("TMPDIR", &on_source)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("is on the source") && text(&o).contains("TMPDIR"));
+    assert!(!on_source.exists());
+    assert_eq!(SourceSnapshot::take(&dump), before);
+    assert_eq!(std::fs::read(&wal).unwrap(), wal_bytes);
 }
 
 /// A checkpoint that says files are restored, on a destination without them (a NAS share

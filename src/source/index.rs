@@ -139,6 +139,31 @@ impl Drop for MergedCopy {
     }
 }
 
+/// Private copies are folders named `<prefix><pid>-<nanoseconds>` in the temporary folder.
+const COPY_PREFIX: &str = "mycloud-recover-index-";
+
+/// Removes private copies whose process is gone: a copy is removed when its last
+/// connection closes, but a run killed (SIGKILL, out of memory, a second Ctrl-C) leaves it,
+/// a database-sized folder, maybe on a RAM-backed /tmp.
+fn sweep_leftovers(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(COPY_PREFIX)) else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or("");
+        let alive = pid
+            .parse::<u32>()
+            .is_ok_and(|p| Path::new(&format!("/proc/{p}")).exists());
+        if !alive && e.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// `index.db` -> `index.db-wal` (SQLite's naming).
 fn wal_path(db: &Path) -> PathBuf {
     let mut s = db.as_os_str().to_os_string();
@@ -151,17 +176,30 @@ impl MergedCopy {
     /// folder (`TMPDIR`) and folds the log into the copy.
     fn make(db: &Path, wal: &Path, wal_bytes: u64) -> Result<MergedCopy, IndexError> {
         use std::os::unix::fs::DirBuilderExt;
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "mycloud-recover-index-{}-{stamp}",
-            std::process::id()
-        ));
         let fail = |what: &str, e: &dyn std::fmt::Display| IndexError::WalCopy {
             path: db.to_path_buf(),
             detail: format!("{what}: {e}"),
         };
+        let tmp = std::env::temp_dir();
+        // Never a copy onto the source: not in the database's folder, nor anywhere on the
+        // partition that holds `restsdk`.
+        let real_tmp = crate::fsinfo::resolved_path(&tmp);
+        let db_dir = crate::fsinfo::resolved_path(db.parent().unwrap_or(Path::new("/")));
+        let partition = db_dir
+            .ancestors()
+            .find(|a| a.file_name().is_some_and(|n| n == "restsdk"))
+            .and_then(Path::parent);
+        if real_tmp.starts_with(&db_dir) || partition.is_some_and(|p| real_tmp.starts_with(p)) {
+            return Err(fail(
+                &format!("the temporary folder {} is on the source", tmp.display()),
+                &"set TMPDIR to a folder on another disk",
+            ));
+        }
+        sweep_leftovers(&tmp);
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir = tmp.join(format!("{COPY_PREFIX}{}-{stamp}", std::process::id()));
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&dir)
