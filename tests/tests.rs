@@ -1971,6 +1971,17 @@ fn an_only_path_that_matches_nothing_is_refused_or_warned_about() {
         assert!(msg.contains(&expect), "{msg}");
         assert!(!dest.exists(), "nothing created");
     }
+    // Files whose parent is missing are listed under _unlinked/<parent id>/, a folder the
+    // plan does not hold: such a path is accepted.
+    let unlinked = of_type(&lines, "file")
+        .into_iter()
+        .map(|l| l["path"].as_str().unwrap())
+        .find(|p| p.starts_with("_unlinked/") && !p.starts_with("_unlinked/cycle-"))
+        .expect("the demo has files with a missing parent");
+    let (parent, _) = unlinked.rsplit_once('/').unwrap();
+    let (out, report) = restore(&dump, &dest, &["--only", parent], &[]);
+    assert_ne!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(report["totals"]["selected_files"].as_u64().unwrap() >= 1);
     let file = format!("{top}/no such file.jpg");
     let (out, report) = restore(&dump, &dest, &["--only", &file], &[]);
     let msg = text(&out);

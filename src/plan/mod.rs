@@ -404,16 +404,18 @@ impl Plan {
             folder_renames: Vec::new(),
         };
         plan.resolve_folders(&id_of, &user_idx, trash, single_user.is_some());
-        plan.check_only()?;
+        plan.check_only(index)?;
         Ok(plan)
     }
 
     /// Refuses an `--only` path that cannot select anything, before anything is written: a
     /// typo (`photos` for `Photos`) would otherwise restore nothing and report success. A
-    /// path is accepted when a folder is at or below it, or when it could name a file in an
-    /// existing folder (files are not in memory here; a file name that matches nothing
-    /// ends in a warning after the run).
-    fn check_only(&self) -> Result<(), PlanError> {
+    /// path is accepted when a folder is at or below it, when it is under `_unlinked/` (whose
+    /// folders for missing parents are not in the plan), or when it could name a file in an
+    /// existing folder; a case typo of a folder is refused unless some file has exactly that
+    /// name (files are not in memory here: one query; a file name that selects nothing ends
+    /// in a warning after the run).
+    fn check_only(&self, index: &Index) -> Result<(), PlanError> {
         let folders = || {
             self.folders
                 .path
@@ -423,7 +425,7 @@ impl Plan {
         };
         for only in &self.opts.only {
             let want = only.trim_matches('/');
-            if want.is_empty() || folders().any(|f| under(f, want)) {
+            if want.is_empty() || under(want, UNLINKED_DIR) || folders().any(|f| under(f, want)) {
                 continue;
             }
             let fail = |hint: String| {
@@ -432,19 +434,24 @@ impl Plan {
                     hint,
                 })
             };
-            if let Some(f) = folders().find(|f| f.to_lowercase() == want.to_lowercase()) {
-                return fail(format!("did you mean `{f}`? (paths are case-sensitive)"));
-            }
-            let parent = want.rsplit_once('/').map_or("", |(d, _)| d);
-            if !parent.is_empty() && !folders().any(|f| f == parent) {
-                let mut top: Vec<&str> = folders().filter(|f| !f.contains('/')).collect();
-                top.sort_unstable();
-                let more = if top.len() > 12 { ", ..." } else { "" };
-                top.truncate(12);
-                return fail(format!(
-                    "there is no folder `{parent}`; the top folders are {}{more}",
-                    top.join(", ")
-                ));
+            let (parent, leaf) = want.rsplit_once('/').unwrap_or(("", want));
+            let case_typo = folders().find(|f| f.to_lowercase() == want.to_lowercase());
+            let parent_exists = parent.is_empty() || folders().any(|f| f == parent);
+            match case_typo {
+                Some(f) if !parent_exists || !index.has_file_named(leaf)? => {
+                    return fail(format!("did you mean `{f}`? (paths are case-sensitive)"));
+                }
+                _ if !parent_exists => {
+                    let mut top: Vec<&str> = folders().filter(|f| !f.contains('/')).collect();
+                    top.sort_unstable();
+                    let more = if top.len() > 12 { ", ..." } else { "" };
+                    top.truncate(12);
+                    return fail(format!(
+                        "there is no folder `{parent}`; the top folders are {}{more}",
+                        top.join(", ")
+                    ));
+                }
+                _ => {}
             }
         }
         Ok(())
