@@ -331,9 +331,12 @@ impl StateLock {
         })
     }
 
-    /// What [`Checkpoint::keys`] would return, read without writing anything: `None` when
-    /// there is no checkpoint yet, or one from before the log (opening converts it).
-    pub fn read_keys(&self) -> Result<Option<(KeySet, KeySet)>, StateError> {
+    /// Runs `read` on the checkpoint's log without writing anything: `None` when there is no
+    /// checkpoint yet, or one from before the log (opening converts it).
+    fn read_log<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, StateError> {
         let path = self.dir.join("checkpoint.db");
         if !path.exists() {
             return Ok(None);
@@ -350,7 +353,13 @@ impl StateLock {
         if !has_table(&conn, "log").map_err(sq)? || has_table(&conn, "files").map_err(sq)? {
             return Ok(None);
         }
-        read_keys(&conn).map(Some).map_err(sq)
+        read(&conn).map(Some).map_err(sq)
+    }
+
+    /// What [`Checkpoint::keys`] would return, read without writing anything (`None`: see
+    /// `read_log`).
+    pub fn read_keys(&self) -> Result<Option<(KeySet, KeySet)>, StateError> {
+        self.read_log(read_keys)
     }
 
     /// Paths (relative to `dest`) of files the checkpoint records as restored there: up to
@@ -358,44 +367,26 @@ impl StateLock {
     /// when there is no log yet, or when the checkpoint is bound to another destination
     /// (which [`Checkpoint::bind`] refuses with its own message).
     pub fn restored_sample(&self, n: usize, dest: &Path) -> Result<Vec<String>, StateError> {
-        let path = self.dir.join("checkpoint.db");
-        if !path.exists() {
-            return Ok(Vec::new());
-        }
-        let sq = |source| StateError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let conn = Connection::open_with_flags(
-            &path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sq)?;
-        if !has_table(&conn, "log").map_err(sq)? {
-            return Ok(Vec::new());
-        }
-        let bound: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'dest'", [], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(sq)?;
-        if bound.is_some_and(|b| b != dest.display().to_string()) {
-            return Ok(Vec::new());
-        }
-        let mut stmt = conn
-            .prepare(
+        let sample = self.read_log(|conn| {
+            let bound: Option<String> = conn
+                .query_row("SELECT value FROM meta WHERE key = 'dest'", [], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if bound.is_some_and(|b| crate::fsinfo::resolved_path(Path::new(&b)) != dest) {
+                return Ok(Vec::new());
+            }
+            let mut stmt = conn.prepare(
                 "SELECT path FROM log WHERE seq IN
                    (SELECT seq FROM log WHERE outcome IN ('copied', 'adopted') ORDER BY seq LIMIT ?1)
                  OR seq IN
                    (SELECT seq FROM log WHERE outcome IN ('copied', 'adopted') ORDER BY seq DESC LIMIT ?1)
                  ORDER BY seq",
-            )
-            .map_err(sq)?;
-        let rows = stmt
-            .query_map([n as i64], |r| r.get::<_, String>(0))
-            .map_err(sq)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(sq)
+            )?;
+            let rows = stmt.query_map([n as i64], |r| r.get::<_, String>(0))?;
+            rows.collect::<Result<Vec<_>, _>>()
+        })?;
+        Ok(sample.unwrap_or_default())
     }
 
     /// Opens (creating if needed) the checkpoint and starts this run's record in it.
