@@ -72,7 +72,7 @@ pub struct FolderRow {
     pub parent: Option<String>,
     pub name: String,
     /// The stored name with its invalid bytes escaped, when it is not valid UTF-8
-    /// ([`name_ref`]).
+    /// (see `name_ref`).
     pub name_escaped: Option<String>,
     pub dates: RowDates,
 }
@@ -96,7 +96,7 @@ pub struct FileRow<'r> {
     pub content_id: Option<&'r str>,
     pub name: Cow<'r, str>,
     /// The stored name with its invalid bytes escaped, when it is not valid UTF-8
-    /// ([`name_ref`]).
+    /// (see `name_ref`).
     pub name_escaped: Option<String>,
     pub size: i64,
     pub dates: RowDates,
