@@ -887,8 +887,9 @@ fn spawn_named<'scope, 'env, T: Send + 'scope>(
 /// open + set + close would be three.
 /// Dates a folder: only a real folder, never a file or a symlink that stands where the
 /// folder should be (a user's file in the way keeps its own date; a symlink's target, maybe
-/// outside DEST, is not touched). The `lstat` before warms the lookup the `utimensat` needs,
-/// so on a network destination it costs no extra round trip.
+/// outside DEST, is not touched). The `lstat` before makes the lookup the `utimensat` needs,
+/// so on a network destination it should cost no extra round trip (not measured; round 8's
+/// profile of this phase is in docs/PERFORMANCE.md).
 fn set_dir_mtime(path: &Path, ms: i64) -> std::io::Result<()> {
     use rustix::fs::{utimensat, AtFlags, Timespec, Timestamps, CWD};
     if !std::fs::symlink_metadata(path)?.is_dir() {
