@@ -448,11 +448,11 @@ fn restore_once(
             // filesystem's naming rules were not probed, so the final name is checked first.
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::OPNOTSUPP.raw_os_error()) => {
                 if !checked {
-                    let len = src
-                        .as_ref()
-                        .and_then(|(f, _)| f.metadata().ok())
-                        .map(|m| m.len());
-                    match check_existing(ctx, job, &target, replace, &mut || len)? {
+                    let mut len = || {
+                        let (f, _) = src.as_ref()?;
+                        f.metadata().ok().map(|m| m.len())
+                    };
+                    match check_existing(ctx, job, &target, replace, &mut len)? {
                         Found::Nothing => {}
                         Found::Identical(object_bytes) => {
                             return Ok(Restored::Adopted { object_bytes })

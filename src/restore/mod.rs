@@ -116,6 +116,12 @@ pub struct RunEnd {
     pub problems: u64,
 }
 
+/// The note for an object of another length than the database says (a likely damaged
+/// file): `how` it was restored.
+fn length_note(object_bytes: u64, db_size: u64, how: &str) -> String {
+    format!("object has {object_bytes} bytes, the database says {db_size}; {how} as found")
+}
+
 /// How many of the first and of the last files a checkpoint records as restored are looked
 /// for on DEST before a resume.
 const RESTORED_SAMPLE: usize = 8;
@@ -425,10 +431,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                 d.bytes = bytes;
                                 if size_mismatch {
                                     d.lasting_note = true;
-                                    d.note = Some(format!(
-                                    "object has {bytes} bytes, the database says {}; restored as found",
-                                    d.file.size
-                                ));
+                                    d.note = Some(length_note(bytes, d.file.size, "restored"));
                                 }
                                 if let Some(had) = replaced_partial {
                                     d.lasting_note = false;
@@ -442,9 +445,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                 d.outcome = Outcome::Adopted;
                                 if let Some(n) = object_bytes {
                                     d.lasting_note = true;
-                                    d.note = Some(format!(
-                                        "object has {n} bytes, the database says {}; the file already on the destination has the object's length and date, kept as found",
-                                        d.file.size
+                                    d.note = Some(length_note(
+                                        n,
+                                        d.file.size,
+                                        "already on the destination with the object's length and date, kept",
                                     ));
                                 }
                             }

@@ -598,8 +598,10 @@ fn name_ref<'r>(
     i: usize,
 ) -> rusqlite::Result<(Cow<'r, str>, Option<String>)> {
     use rusqlite::types::ValueRef;
-    let escaped = match r.get_ref(i)? {
-        ValueRef::Text(t) | ValueRef::Blob(t) if std::str::from_utf8(t).is_err() => {
+    let name = text_ref(r, i)?;
+    // Text or a blob comes back owned only when it was not UTF-8 (one validation per row).
+    let escaped = match (r.get_ref(i)?, &name) {
+        (ValueRef::Text(t) | ValueRef::Blob(t), Cow::Owned(_)) => {
             let mut out = String::new();
             for chunk in t.utf8_chunks() {
                 out.push_str(chunk.valid());
@@ -611,7 +613,7 @@ fn name_ref<'r>(
         }
         _ => None,
     };
-    Ok((text_ref(r, i)?, escaped))
+    Ok((name, escaped))
 }
 
 /// [`text`], borrowed from the row where the name is valid UTF-8.
