@@ -66,6 +66,9 @@ pub struct Faults {
     /// Hold back the count of the files this long (a slow count on a large index), so tests
     /// see the copy run ahead of it.
     pub count_delay_ms: u64,
+    /// Commit the checkpoint this often instead of every 2 s, so a short test run makes
+    /// many commits (the power-cut test cuts between them).
+    pub commit_ms: Option<u64>,
     flaky_hit: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
@@ -84,6 +87,7 @@ impl Faults {
                     Some(("flaky", v)) => f.flaky.push(v.to_string()),
                     Some(("named_temps", v)) => f.named_temps = v == "1",
                     Some(("count_delay_ms", v)) => f.count_delay_ms = v.parse().unwrap_or(0),
+                    Some(("commit_ms", v)) => f.commit_ms = v.parse().ok(),
                     _ => {}
                 }
             }

@@ -557,6 +557,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             let mut batch: Vec<Record> = Vec::new();
             let mut next_commit = COMMIT_FILES;
             let mut last_commit = Instant::now();
+            let commit_every = Duration::from_millis(faults.commit_ms.unwrap_or(2000));
             let mut last_report = Instant::now();
             // Hands the batch to the committer. While it is busy flushing the previous one,
             // the batch keeps growing instead (waiting here would fill the result queue and
@@ -639,7 +640,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
-                if batch.len() >= next_commit || last_commit.elapsed() >= Duration::from_secs(2) {
+                if batch.len() >= next_commit || last_commit.elapsed() >= commit_every {
                     if !commit(&mut batch, false) {
                         return Ok(());
                     }

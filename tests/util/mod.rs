@@ -295,3 +295,120 @@ impl Drop for SmallDisk {
             .status();
     }
 }
+
+/// A real ext4 disk for power-cut tests: a loop device whose backing file lies on an XFS
+/// with reflinks, so [`PowerCutDisk::cut`] can copy the whole disk as it is at one instant
+/// (`cp --reflink` clones the file under its lock, between two of the loop device's
+/// writes). Mounted, such a copy is what a power cut at that instant leaves on a disk that
+/// writes in order: ext4 replays its journal, and whatever was still in the page cache is
+/// gone. Nothing is mocked; it needs root, loop devices and `mkfs.xfs` (`.ci/run` installs
+/// xfsprogs and sets MCR_TEST_POWERCUT=require where loop devices work, so CI cannot skip).
+pub struct PowerCutDisk {
+    outer: PathBuf,
+    /// Where the disk (and later each cut) is mounted.
+    pub mnt: PathBuf,
+    cuts: u32,
+}
+
+impl PowerCutDisk {
+    pub fn mount(dump: &Dump) -> Option<PowerCutDisk> {
+        let required = std::env::var("MCR_TEST_POWERCUT").as_deref() == Ok("require");
+        let outer = dump.path("outer");
+        let mnt = dump.path("disk");
+        let disk = PowerCutDisk {
+            outer: outer.clone(),
+            mnt: mnt.clone(),
+            cuts: 0,
+        };
+        let image = dump.path("outer.img");
+        let steps: [(&str, Vec<std::ffi::OsString>); 5] = [
+            (
+                "truncate",
+                vec!["-s".into(), "2G".into(), image.clone().into()],
+            ),
+            (
+                "mkfs.xfs",
+                vec![
+                    "-q".into(),
+                    "-m".into(),
+                    "reflink=1".into(),
+                    image.clone().into(),
+                ],
+            ),
+            (
+                "mount",
+                vec![
+                    "-o".into(),
+                    "loop".into(),
+                    image.into(),
+                    outer.clone().into(),
+                ],
+            ),
+            (
+                "truncate",
+                vec!["-s".into(), "512M".into(), outer.join("disk.img").into()],
+            ),
+            (
+                "mkfs.ext4",
+                vec!["-q".into(), "-F".into(), outer.join("disk.img").into()],
+            ),
+        ];
+        std::fs::create_dir_all(&outer).unwrap();
+        std::fs::create_dir_all(&mnt).unwrap();
+        for (cmd, args) in steps {
+            let done = std::process::Command::new(cmd).args(&args).output();
+            if !done.as_ref().is_ok_and(|o| o.status.success()) {
+                assert!(!required, "{cmd} {args:?}: {done:?}");
+                eprintln!("SKIPPED: cannot make a loop-mounted disk (needs root, loop devices, xfsprogs): {cmd} {args:?}: {done:?}");
+                return None;
+            }
+        }
+        disk.attach(&outer.join("disk.img"));
+        Some(disk)
+    }
+
+    /// Mounts `image` (the disk, or a cut of it) at `mnt`.
+    pub fn attach(&self, image: &Path) {
+        let out = std::process::Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(image)
+            .arg(&self.mnt)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mount {}: {out:?}", image.display());
+    }
+
+    pub fn detach(&self) {
+        let out = std::process::Command::new("umount")
+            .arg(&self.mnt)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "umount {}: {out:?}",
+            self.mnt.display()
+        );
+    }
+
+    /// A copy of the disk as it is at this instant; returns its image.
+    pub fn cut(&mut self) -> PathBuf {
+        self.cuts += 1;
+        let copy = self.outer.join(format!("cut-{}.img", self.cuts));
+        let out = std::process::Command::new("cp")
+            .arg("--reflink=always")
+            .arg(self.outer.join("disk.img"))
+            .arg(&copy)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cp --reflink: {out:?}");
+        copy
+    }
+}
+
+impl Drop for PowerCutDisk {
+    fn drop(&mut self) {
+        for m in [&self.mnt, &self.outer] {
+            let _ = std::process::Command::new("umount").arg(m).output();
+        }
+    }
+}
