@@ -15,6 +15,7 @@ pub mod plan;
 pub mod preflight;
 pub mod report;
 pub mod restore;
+pub mod signals;
 pub mod source;
 pub mod state;
 pub mod verify;

@@ -1622,6 +1622,55 @@ fn sigterm_stops_cleanly_with_exit_130_and_the_next_run_finishes() {
     assert_restored_exactly(&dump, &dest);
 }
 
+/// SIGHUP (the terminal closed) stops a restore like Ctrl-C, unless the restore was started
+/// with SIGHUP ignored, as `nohup` does (the README's advice for long restores): then the
+/// run carries on to the end.
+#[test]
+fn sighup_stops_a_restore_but_not_one_started_under_nohup() {
+    let dump = Dump::new(38, 150, 1);
+    for nohup in [false, true] {
+        let dest = dump.path(&format!("restored-{nohup}"));
+        let state = dump.path(&format!("state-{nohup}"));
+        let bin = assert_cmd::cargo::cargo_bin("mycloud-recover");
+        let mut cmd = if nohup {
+            let mut c = std::process::Command::new("nohup");
+            c.arg(bin);
+            c
+        } else {
+            std::process::Command::new(bin)
+        };
+        let child = cmd
+            .arg("restore")
+            .arg(&dump.root)
+            .arg(&dest)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--threads", "2"])
+            .env("MYCLOUD_RECOVER_FAULTS", "delay_ms=20")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        let sent = std::process::Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let out = child.wait_with_output().unwrap();
+        let want = if nohup { 1 } else { 130 }; // 1: the dump's missing objects
+        assert_eq!(
+            out.status.code(),
+            Some(want),
+            "nohup {nohup}: {}",
+            text(&out)
+        );
+        if nohup {
+            assert_restored_exactly(&dump, &dest);
+        }
+    }
+}
+
 #[test]
 fn resume_with_nothing_to_do_never_opens_the_object_store() {
     let dump = Dump::new(36, 150, 1);

@@ -37,7 +37,7 @@ pub mod probe;
 mod render;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -77,23 +77,15 @@ const MIN_WRITE_BYTES: u64 = 8 << 20;
 const LEVEL_MAX_FILES: u64 = 20_000;
 const QUICK_MAX_FILES: u64 = 5_000;
 
-static STOP: AtomicBool = AtomicBool::new(false);
-static HANDLER: std::sync::Once = std::sync::Once::new();
-
 /// Whether Ctrl-C (or SIGTERM) asked to stop: benchmarks end early, cleanup still runs.
 pub(crate) fn stopping() -> bool {
-    STOP.load(Ordering::SeqCst) || crate::restore::interrupted()
+    crate::signals::stop_requested()
 }
 
 fn install_signal_handler() {
-    HANDLER.call_once(|| {
-        let _ = ctrlc::set_handler(|| {
-            if STOP.swap(true, Ordering::SeqCst) {
-                eprintln!("\nmycloud-recover: second interrupt, exiting now (the probe folder may remain in DEST)");
-                std::process::exit(130);
-            }
-            eprintln!("\nmycloud-recover: interrupted; stopping the benchmarks and removing the probe folder");
-        });
+    crate::signals::install(crate::signals::Messages {
+        first: "interrupted; stopping the benchmarks and removing the probe folder",
+        second: "second interrupt, exiting now (the probe folder may remain in DEST)",
     });
 }
 

@@ -28,26 +28,17 @@ use crate::source::index::Index;
 use crate::state::{done_key, path_key, KeyHashing, KeySet, Outcome, Record, StateLock};
 use copy::{Copier, CopyContext, DirCache, Faults, NotRestored, Restored};
 
-/// Set by the signal handler: hand out no more work.
-static STOP: AtomicBool = AtomicBool::new(false);
-static HANDLER: std::sync::Once = std::sync::Once::new();
-
-/// Installs the Ctrl-C / SIGTERM / SIGHUP handler once: the first signal stops new work, a
-/// second one exits at once.
+/// Listens for Ctrl-C, SIGTERM and SIGHUP (see [`crate::signals`]): the first stops new
+/// work, a second one exits at once.
 pub fn install_signal_handler() {
-    HANDLER.call_once(|| {
-        let _ = ctrlc::set_handler(|| {
-            if STOP.swap(true, Ordering::SeqCst) {
-                eprintln!("\nmycloud-recover: second interrupt, exiting now");
-                std::process::exit(130);
-            }
-            eprintln!("\nmycloud-recover: interrupted; finishing files in flight and saving progress (press Ctrl-C again to exit at once)");
-        });
+    crate::signals::install(crate::signals::Messages {
+        first: "interrupted; finishing files in flight and saving progress (press Ctrl-C again to exit at once)",
+        second: "second interrupt, exiting now",
     });
 }
 
 pub fn interrupted() -> bool {
-    STOP.load(Ordering::SeqCst)
+    crate::signals::stop_requested()
 }
 
 /// Threads to use when `--threads auto` and pre-flight has not measured anything: network
@@ -163,7 +154,7 @@ fn check_restored_are_there(
 
 /// Runs a restore and returns the final report.
 pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Report> {
-    STOP.store(false, Ordering::SeqCst);
+    crate::signals::clear();
     let started = Instant::now();
     let index = Index::open(&cfg.source.db, cfg.source.backup_db.as_deref())?;
     let rows = index.row_count()?;
@@ -334,7 +325,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let (job_tx, job_rx) = bounded::<Vec<(PlannedFile, bool)>>(threads * 2);
     let (res_tx, res_rx) = bounded::<Vec<Done>>(threads * 4);
     let stop_local = AtomicBool::new(false);
-    let stopping = || STOP.load(Ordering::SeqCst) || stop_local.load(Ordering::SeqCst);
+    let stopping = || interrupted() || stop_local.load(Ordering::SeqCst);
 
     // The count reads on its own connection (the planner's thread owns `index`).
     let count_index = index.reopen()?;
