@@ -1395,17 +1395,32 @@ fn crash_test(kills: u64, mode: &str) {
 /// not look at files recorded as done. `MCR_POWER_CUTS` sets how many (default 6).
 #[test]
 fn power_cut_at_random_moments_then_resume_restores_exactly() {
-    power_cut_test("");
+    power_cut_test("", false, "batch");
+}
+
+/// A run killed first (its last files written but not flushed, not recorded), then power
+/// cuts during the resume, which finds those files and adopts them: it must flush them
+/// before recording them as done.
+#[test]
+fn power_cut_while_a_resume_adopts_what_a_killed_run_left() {
+    power_cut_test("", true, "batch");
+}
+
+/// The same with `--durability file`, where nothing is flushed per batch: an adopted file
+/// is flushed on its own before it is recorded.
+#[test]
+fn power_cut_while_a_resume_adopts_what_a_killed_run_left_with_durability_file() {
+    power_cut_test("", true, "file");
 }
 
 /// The power-cut test with named temporary files (the NFS/SMB path): a cut may leave
 /// `.mcr-*.part` files, which the resume removes.
 #[test]
 fn power_cut_at_random_moments_then_resume_restores_exactly_with_named_temporary_files() {
-    power_cut_test("named_temps=1;");
+    power_cut_test("named_temps=1;", false, "batch");
 }
 
-fn power_cut_test(mode: &str) {
+fn power_cut_test(mode: &str, kill_first: bool, durability: &str) {
     let cuts: usize = std::env::var("MCR_POWER_CUTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -1420,7 +1435,27 @@ fn power_cut_test(mode: &str) {
     // Slow files and frequent commits: the run lasts about 0.3 s per cut, with a commit
     // every 0.1 s, and the cuts come every 0.25 s on average.
     let fault = format!("{mode}delay_ms={};commit_ms=100", 3 * cuts);
-    let mut child = spawn_restore(&dump, &dest, &state, &["--threads", "4"], &fault);
+    if kill_first {
+        // Few commits: most of what this run places is not recorded when it is killed.
+        let slow = format!("{mode}delay_ms={};commit_ms=10000", 3 * cuts);
+        let mut killed = spawn_restore(
+            &dump,
+            &dest,
+            &state,
+            &["--threads", "4", "--durability", durability],
+            &slow,
+        );
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        killed.kill().unwrap();
+        killed.wait().unwrap();
+    }
+    let mut child = spawn_restore(
+        &dump,
+        &dest,
+        &state,
+        &["--threads", "4", "--durability", durability],
+        &fault,
+    );
     let mut rng: u64 = 0x2545_f491_4f6c_dd1d;
     let mut images = Vec::new();
     while images.len() < cuts && child.try_wait().unwrap().is_none() {
@@ -1444,10 +1479,18 @@ fn power_cut_test(mode: &str) {
         let (out, rep) = restore(
             &dump,
             &dest,
-            &["--threads", "4", "--state-dir", state_arg],
+            &[
+                "--threads",
+                "4",
+                "--durability",
+                durability,
+                "--state-dir",
+                state_arg,
+            ],
             &[("MYCLOUD_RECOVER_FAULTS", mode)],
         );
         let msg = format!("after the cut {}: {}", image.display(), text(&out));
+        eprintln!("{}: {}", image.display(), rep["outcomes"]);
         assert_eq!(
             out.status.code(),
             Some(1),
@@ -1457,7 +1500,6 @@ fn power_cut_test(mode: &str) {
         assert_eq!(outcome_sum(&rep), dump.manifest.files, "{msg}");
         assert_restored_exactly(&dump, &dest);
         recorded += rep["outcomes"]["already_done"].as_u64().unwrap_or(0);
-        eprintln!("{}: {}", image.display(), rep["outcomes"]);
         disk.detach();
     }
     assert!(
@@ -1516,7 +1558,7 @@ fn existing_file_at_a_final_name_is_kept_and_reported_then_replaced_with_overwri
 /// date is somebody else's and is kept. A power cut cannot be produced in a test, so the
 /// leftover is written by hand after a real crash (abort) of the first run.
 #[test]
-fn after_a_crash_a_cut_short_copy_with_the_planned_date_is_redone_others_kept() {
+fn after_a_crash_a_cut_short_or_zeroed_copy_with_the_planned_date_is_redone_others_kept() {
     for mode in ["", "named_temps=1;"] {
         let dump = Dump::new(38, 150, 1);
         let dest = dump.path(&format!("restored{}", mode.len()));
@@ -1540,19 +1582,23 @@ fn after_a_crash_a_cut_short_copy_with_the_planned_date_is_redone_others_kept() 
                     && ms.is_some()
                     && !dump.manifest.missing_object_ids.contains(id)
             });
-        let write_cut_short = |path: &str, size: u64, ms: i64| {
+        // What a power cut leaves on ext4: the name and date, and part of the length or all
+        // of it without the data (zeros).
+        let write_cut_short = |path: &str, len: u64, ms: i64| {
             let p = dest.join(path);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             let f = std::fs::File::create(&p).unwrap();
-            f.set_len(size / 2).unwrap();
+            f.set_len(len).unwrap();
             let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
             f.set_times(std::fs::FileTimes::new().set_modified(t))
                 .unwrap();
         };
         let (ours, (ours_id, size, ms)) = left.next().expect("files left to restore");
-        write_cut_short(&ours, size, ms.unwrap());
+        write_cut_short(&ours, size / 2, ms.unwrap());
+        let (zeroed, (zeroed_id, size, ms)) = left.next().expect("files left to restore");
+        write_cut_short(&zeroed, size, ms.unwrap());
         let (theirs, (_, size, ms)) = left.next().expect("files left to restore");
-        write_cut_short(&theirs, size, ms.unwrap() - 86_400_000);
+        write_cut_short(&theirs, size / 2, ms.unwrap() - 86_400_000);
 
         let (out, rep) = restore(
             &dump,
@@ -1566,10 +1612,20 @@ fn after_a_crash_a_cut_short_copy_with_the_planned_date_is_redone_others_kept() 
             dump.expected_hash(&cids[&ours_id].0),
             "{mode}: the cut-short copy was redone"
         );
+        assert_eq!(
+            hash_file(&dest.join(&zeroed)),
+            dump.expected_hash(&cids[&zeroed_id].0),
+            "{mode}: the copy of the right size and date without its data was redone"
+        );
         let noted = rep["notes"].as_array().unwrap();
         assert!(
             noted.iter().any(|n| n["path"] == ours.as_str()
                 && n["reason"].as_str().unwrap().contains("cut-short copy")),
+            "reported: {noted:?}"
+        );
+        assert!(
+            noted.iter().any(|n| n["path"] == zeroed.as_str()
+                && n["reason"].as_str().unwrap().contains("other bytes")),
             "reported: {noted:?}"
         );
         let kept = rep["problems"]

@@ -100,15 +100,37 @@ impl Faults {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Restored {
     /// Copied; `size_mismatch` when the object had another length than the database says;
-    /// `replaced_partial` (its length) when it replaced our own cut-short copy of a crashed run.
+    /// `replaced_partial` when it replaced what an interrupted run left at the final name.
     Copied {
         bytes: u64,
         size_mismatch: bool,
-        replaced_partial: Option<u64>,
+        replaced_partial: Option<Leftover>,
     },
     /// An identical file (same size, same date) was already at the final name;
     /// `object_bytes` when its size is the object's, which differs from the database's.
     Adopted { object_bytes: Option<u64> },
+}
+
+/// What an interrupted run left at a final name, found by the next run and replaced: a power
+/// cut can keep a file's name (and on ext4 its size and date) without all of its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftover {
+    /// Shorter than planned, with the planned date: this many bytes.
+    CutShort(u64),
+    /// The planned size and date, other bytes (ext4 reads unwritten blocks as zeros).
+    OtherBytes,
+}
+
+impl Leftover {
+    /// The report's note for a file of `size` bytes that replaced this leftover.
+    pub fn note(self, size: u64) -> String {
+        match self {
+            Leftover::CutShort(had) => format!(
+                "replaced a cut-short copy ({had} of {size} bytes) that the interrupted run left at this name"
+            ),
+            Leftover::OtherBytes => "replaced a copy that the interrupted run left at this name with the right size and date but other bytes (its data had not reached the disk)".to_string(),
+        }
+    }
 }
 
 /// Why a file was not restored.
@@ -408,13 +430,12 @@ fn restore_once(
     let mut replace = replace;
     let mut partial = None;
     let checked = !(new_dir && (ctx.exact_names || unnamed));
-    let mut stat_object = || {
+    let mut object = || {
         let cid = job.content_id.as_deref()?;
-        let (f, _) = open_object(ctx, folders, cid).ok()?;
-        f.metadata().ok().map(|m| m.len())
+        open_object(ctx, folders, cid).ok().map(|(f, _)| f)
     };
     if checked {
-        match check_existing(ctx, job, &target, replace, &mut stat_object)? {
+        match check_existing(ctx, job, &target, replace, &mut object)? {
             Found::Nothing => {}
             Found::Identical(object_bytes) => return Ok(Restored::Adopted { object_bytes }),
             Found::Replace { partial: p } => {
@@ -452,11 +473,8 @@ fn restore_once(
             // filesystem's naming rules were not probed, so the final name is checked first.
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::OPNOTSUPP.raw_os_error()) => {
                 if !checked {
-                    let mut len = || {
-                        let (f, _) = src.as_ref()?;
-                        f.metadata().ok().map(|m| m.len())
-                    };
-                    match check_existing(ctx, job, &target, replace, &mut len)? {
+                    let mut object = || src.as_ref().and_then(|(f, _)| f.try_clone().ok());
+                    match check_existing(ctx, job, &target, replace, &mut object)? {
                         Found::Nothing => {}
                         Found::Identical(object_bytes) => {
                             return Ok(Restored::Adopted { object_bytes })
@@ -529,7 +547,7 @@ fn place_named(
             .truncate(true)
             .open(&tmp)
             .map_err(|e| io_fail("cannot create", &tmp, e))?;
-        let bytes = fill(ctx, job, src, &out, &tmp)?;
+        let bytes = fill(ctx, job, src.as_ref(), &out, &tmp)?;
         check_close(ctx, job, out, &tmp)?;
         std::fs::rename(&tmp, target).map_err(|e| io_fail("cannot rename into", target, e))?;
         Ok(Placed::Copied(bytes))
@@ -557,7 +575,7 @@ fn place_unnamed(
 ) -> Result<Placed, Attempt> {
     let dir = folder.path();
     let name = target.file_name().unwrap_or_default();
-    let bytes = fill(ctx, job, src, &out, target)?;
+    let bytes = fill(ctx, job, src.as_ref(), &out, target)?;
     // Where the close would fail, the test fault fails before the file gets its name.
     injected_close_failure(ctx, job, target)?;
     match folder.link(&out, name) {
@@ -565,7 +583,9 @@ fn place_unnamed(
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             // Taken since the check (or never checked, in a folder this run made).
             let replace_it = replace
-                || match check_existing(ctx, job, target, false, &mut || Some(bytes))? {
+                || match check_existing(ctx, job, target, false, &mut || {
+                    src.as_ref().and_then(|(f, _)| f.try_clone().ok())
+                })? {
                     Found::Identical(object_bytes) => {
                         return Ok(Placed::Found(Restored::Adopted { object_bytes }))
                     }
@@ -781,12 +801,12 @@ impl WorkerFolders {
 fn fill(
     ctx: &CopyContext<'_>,
     job: &PlannedFile,
-    src: Option<(File, PathBuf)>,
+    src: Option<&(File, PathBuf)>,
     out: &File,
     shown: &Path,
 ) -> Result<u64, Attempt> {
     let bytes = match src {
-        Some((f, path)) => ctx.copier.copy(&f, out).map_err(|e| {
+        Some((f, path)) => ctx.copier.copy(f, out).map_err(|e| {
             if is_full(&e) {
                 Attempt::Final(NotRestored::DestFull(format!(
                     "cannot write {}: {e}",
@@ -844,33 +864,64 @@ enum Found {
     /// The same size and date: adopt it. The size is the object's when that differs from
     /// the database's (`Some`): a copy of an object the database has the wrong length for.
     Identical(Option<u64>),
-    /// Replace it: asked for (`--overwrite`, or `regen` marked it), or a shorter file with
-    /// exactly the planned date after an interrupted run: our own copy, cut short by a power
-    /// cut after its name reached the disk but before all its data did.
+    /// Replace it: asked for (`--overwrite`, or `regen` marked it), or, after an interrupted
+    /// run, a file with exactly the planned date that is shorter or holds other bytes: our
+    /// own copy, whose name reached the disk before all its data did (a power cut).
     Replace {
-        partial: Option<u64>,
+        partial: Option<Leftover>,
     },
 }
 
 /// Looks at the final name; a differing file that may not be replaced is an error (kept and
-/// reported). `object_len` gives the object's real length, asked only when a file with the
-/// planned date has another size than the database says: our own copy of an object whose
-/// length the database has wrong is identical, not a conflict.
+/// reported). `object` opens the object, asked only when needed: when a file with the planned
+/// date has another size than the database says (our own copy of an object whose length the
+/// database has wrong is identical, not a conflict), and after an interrupted run, when the
+/// file's bytes are compared with the object's before it is adopted. A power cut can leave a
+/// name with the planned size and date and without the data (seen on ext4, whose unwritten
+/// blocks read as zeros), and a file adopted is never looked at again. Only files the
+/// checkpoint does not record reach here, so after a crash that is at most the files of
+/// the last commit's window.
 fn check_existing(
     ctx: &CopyContext<'_>,
     job: &PlannedFile,
     target: &Path,
     replace: bool,
-    object_len: &mut dyn FnMut() -> Option<u64>,
+    object: &mut dyn FnMut() -> Option<File>,
 ) -> Result<Found, Attempt> {
     match std::fs::symlink_metadata(target) {
         Ok(m) if m.is_file() => {
             if mtime_matches(&m, job.mtime_ms) {
-                if m.len() == job.size {
-                    return Ok(Found::Identical(None));
-                }
-                if job.mtime_ms.is_some() && object_len() == Some(m.len()) {
-                    return Ok(Found::Identical(Some(m.len())));
+                // Opened once, when first needed.
+                let mut opened: Option<Option<File>> = None;
+                let object_bytes = if m.len() == job.size {
+                    Some(None)
+                } else if job.mtime_ms.is_some()
+                    && opened
+                        .get_or_insert_with(&mut *object)
+                        .as_ref()
+                        .and_then(|f| f.metadata().ok())
+                        .map(|o| o.len())
+                        == Some(m.len())
+                {
+                    Some(Some(m.len()))
+                } else {
+                    None
+                };
+                if let Some(object_bytes) = object_bytes {
+                    let garbled = ctx.after_crash
+                        && match opened.get_or_insert_with(&mut *object) {
+                            Some(o) => !same_bytes(o, target, m.len()).map_err(|e| {
+                                io_fail("cannot compare with its object", target, e)
+                            })?,
+                            // Nothing to compare with: kept, as before the crash.
+                            None => false,
+                        };
+                    if !garbled {
+                        return Ok(Found::Identical(object_bytes));
+                    }
+                    return Ok(Found::Replace {
+                        partial: Some(Leftover::OtherBytes),
+                    });
                 }
             }
             if ctx.overwrite || replace {
@@ -882,7 +933,7 @@ fn check_existing(
                 && mtime_matches(&m, job.mtime_ms)
             {
                 return Ok(Found::Replace {
-                    partial: Some(m.len()),
+                    partial: Some(Leftover::CutShort(m.len())),
                 });
             }
             Err(Attempt::Final(NotRestored::Failed(format!(
@@ -899,6 +950,28 @@ fn check_existing(
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Found::Nothing),
         Err(e) => Err(io_fail("cannot check", target, e)),
     }
+}
+
+/// Whether the first `len` bytes of `object` and the file at `path` are the same (read at
+/// offsets: the object's position, which a copy may use next, does not move).
+fn same_bytes(object: &File, path: &Path, len: u64) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    if object.metadata()?.len() != len {
+        return Ok(false);
+    }
+    let file = File::open(path)?;
+    let (mut a, mut b) = (vec![0u8; 1 << 18], vec![0u8; 1 << 18]);
+    let mut at = 0u64;
+    while at < len {
+        let n = (len - at).min(a.len() as u64) as usize;
+        object.read_exact_at(&mut a[..n], at)?;
+        file.read_exact_at(&mut b[..n], at)?;
+        if a[..n] != b[..n] {
+            return Ok(false);
+        }
+        at += n as u64;
+    }
+    Ok(true)
 }
 
 /// Moves bytes from an object to a temporary file inside the kernel. `copy_file_range`

@@ -424,12 +424,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                     d.lasting_note = true;
                                     d.note = Some(length_note(bytes, d.file.size, "restored"));
                                 }
-                                if let Some(had) = replaced_partial {
+                                if let Some(left) = replaced_partial {
                                     d.lasting_note = false;
-                                    d.note = Some(format!(
-                                        "replaced a cut-short copy ({had} of {} bytes) that the interrupted run left at this name",
-                                        d.file.size
-                                    ));
+                                    d.note = Some(left.note(d.file.size));
                                 }
                             }
                             Ok(Restored::Adopted { object_bytes }) => {
@@ -487,7 +484,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                     let Some(c) = ckpt_ref.as_mut() else {
                         continue;
                     };
-                    if !dest_sync.is_empty() && batch.iter().any(|r| r.outcome == Outcome::Copied) {
+                    // Adopted files too: a killed run may have placed them without flushing.
+                    let placed =
+                        |r: &Record| matches!(r.outcome, Outcome::Copied | Outcome::Adopted);
+                    if !dest_sync.is_empty() && batch.iter().any(placed) {
                         let t = Instant::now();
                         for (path, fd) in dest_sync {
                             rustix::fs::syncfs(fd).with_context(|| {
