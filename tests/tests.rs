@@ -36,6 +36,20 @@ fn mtime_ms(p: &Path) -> i64 {
         .as_millis() as i64
 }
 
+/// Every restored folder has its planned date.
+fn assert_folder_dates(dump: &Dump, dest: &Path) {
+    let plan = plan_json(&dump.root, dest, &[]);
+    let mut checked = 0;
+    for f in of_type(&plan, "folder") {
+        let (Some(path), Some(ms)) = (f["path"].as_str(), f["mtime_ms"].as_i64()) else {
+            continue;
+        };
+        assert_eq!(mtime_ms(&dest.join(path)), ms, "{path} has its date");
+        checked += 1;
+    }
+    assert!(checked > 0);
+}
+
 #[test]
 fn restored_tree_matches_the_plan_exactly() {
     restored_tree_matches_the_plan("", "unnamed", false);
@@ -1384,6 +1398,7 @@ fn crash_test(kills: u64, mode: &str) {
         "no file was renamed into place twice"
     );
     assert_restored_exactly(&dump, &dest);
+    assert_folder_dates(&dump, &dest);
     assert_eq!(outcome_sum(&rep), dump.manifest.files);
 }
 
@@ -1505,6 +1520,107 @@ fn power_cut_test(mode: &str, kill_first: bool, durability: &str) {
     assert!(
         recorded > 0,
         "some cut came after a checkpoint commit (else this test checks nothing about records)"
+    );
+}
+
+/// DEST unmounted in the middle of a restore (a USB disk pulled): its path is then a bare
+/// mount point on the system disk. The restore must stop instead of writing there and
+/// recording those files as restored; mounted again, the next run restores everything.
+#[test]
+fn a_destination_unmounted_mid_run_stops_the_restore_and_nothing_after_is_recorded() {
+    let dump = Dump::new(44, 400, 1);
+    let Some(disk) = PowerCutDisk::mount(&dump) else {
+        return;
+    };
+    let dest = disk.mnt.clone();
+    let state = dump.path("state");
+    let child = spawn_restore(
+        &dump,
+        &dest,
+        &state,
+        &["--threads", "4"],
+        "delay_ms=15;commit_ms=100",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    disk.pull();
+    let out = child.wait_with_output().unwrap();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains("is no longer the folder this restore started writing to"),
+        "{msg}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
+    assert!(report["dest_lost"].is_string(), "{report}");
+    assert!(report["not_processed"].as_u64().unwrap() > 0);
+    // Whatever went to the bare mount point is not the restore: remove it, mount the disk.
+    for e in std::fs::read_dir(&dest).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).unwrap();
+        } else {
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
+    disk.attach(&disk.image());
+    let (out, rep) = restore(&dump, &dest, &["--state-dir", state.to_str().unwrap()], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "only missing objects: {}",
+        text(&out)
+    );
+    assert!(rep["outcomes"]["already_done"].as_u64().unwrap() > 0);
+    assert_restored_exactly(&dump, &dest);
+}
+
+/// A symbolic link where a restored folder goes (left by the user, or planted) is not
+/// followed: its files would land outside DEST and count as restored. They fail, each
+/// listed with the reason, and nothing is written through the link.
+#[test]
+fn a_symbolic_link_where_a_folder_goes_is_not_followed() {
+    let dump = Dump::new(45, 200, 1);
+    let dest = dump.path("restored");
+    let outside = dump.path("outside");
+    std::fs::create_dir_all(&dest).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    let plan = plan_json(&dump.root, &dest, &[]);
+    let planned = planned_files(&plan);
+    let top = planned
+        .keys()
+        .filter_map(|p| p.split_once('/').map(|(t, _)| t.to_string()))
+        .find(|t| !t.starts_with('_'))
+        .expect("a top folder");
+    std::os::unix::fs::symlink(&outside, dest.join(&top)).unwrap();
+    let (out, rep) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing written through the link"
+    );
+    let under_link = planned
+        .keys()
+        .filter(|p| p.starts_with(&format!("{top}/")))
+        .count();
+    let failed: Vec<&serde_json::Value> = rep["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["path"].as_str().unwrap().starts_with(&format!("{top}/")))
+        .collect();
+    assert!(under_link > 0);
+    assert_eq!(
+        failed.len(),
+        under_link,
+        "each file under the link is listed"
+    );
+    assert!(
+        failed
+            .iter()
+            .any(|p| p["reason"].as_str().unwrap().contains("symbolic link")),
+        "{failed:?}"
     );
 }
 
@@ -1646,7 +1762,7 @@ fn after_a_crash_a_cut_short_or_zeroed_copy_with_the_planned_date_is_redone_othe
 }
 
 #[test]
-fn sigterm_stops_cleanly_with_exit_130_and_the_next_run_finishes() {
+fn sigterm_stops_cleanly_with_exit_130_and_the_next_run_finishes_with_every_folder_dated() {
     let dump = Dump::new(35, 150, 1);
     let dest = dump.path("restored");
     let state = dump.path("state");
@@ -1676,6 +1792,8 @@ fn sigterm_stops_cleanly_with_exit_130_and_the_next_run_finishes() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(rep["outcomes"]["already_done"].as_u64().unwrap() > 0);
     assert_restored_exactly(&dump, &dest);
+    // Also the folders the interrupted run wrote in and this one did not.
+    assert_folder_dates(&dump, &dest);
 }
 
 /// SIGHUP (the terminal closed) stops a restore like Ctrl-C, unless the restore was started

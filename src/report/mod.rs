@@ -252,6 +252,8 @@ pub struct Report {
     pub complete: bool,
     pub interrupted: bool,
     pub dest_full: Option<String>,
+    /// Why the run stopped when DEST stopped being the folder it started writing to.
+    pub dest_lost: Option<String>,
     pub totals: PlanTotals,
     pub outcomes: BTreeMap<&'static str, u64>,
     /// Files that got no outcome because the run stopped early.
@@ -311,6 +313,7 @@ impl Report {
             complete: false,
             interrupted: false,
             dest_full: None,
+            dest_lost: None,
             totals: PlanTotals::default(),
             outcomes: Outcome::ALL.iter().map(|o| (o.as_str(), 0)).collect(),
             not_processed: 0,
@@ -410,6 +413,8 @@ impl Report {
             "was interrupted"
         } else if self.dest_full.is_some() {
             "stopped: the destination is full"
+        } else if self.dest_lost.is_some() {
+            "stopped: the destination changed"
         } else {
             "finished"
         };
@@ -481,7 +486,7 @@ impl Report {
                 self.stale_temps_removed
             ));
         }
-        if let Some(m) = &self.dest_full {
+        for m in self.dest_full.iter().chain(&self.dest_lost) {
             s.push_str(&format!("  {m}\n"));
         }
         if self.totals.undated_files > 0 {

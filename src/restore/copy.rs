@@ -175,8 +175,14 @@ pub struct CopyContext<'a> {
 /// file, a network round trip on NFS). Folders are known by an xxh3-128 hash of their path,
 /// used as its own hash: hashing a `Path` (SipHash over its components) under the lock,
 /// and growing the table, made this cache 8% of a small-file restore's user CPU.
+///
+/// Every folder between DEST and a file is checked to be a real folder when first met: a
+/// symbolic link there is refused, not followed, as it could send the restore outside DEST
+/// (its files counted as restored where `verify` and the next run would not find them).
 #[derive(Default)]
 pub struct DirCache {
+    /// DEST: folders below it are checked; it and those above it are the user's.
+    root: PathBuf,
     /// Folder key -> created by this run.
     known: std::sync::Mutex<HashMap<u128, bool, KeyHashing>>,
     /// The folders this run created, for their dates at the end.
@@ -188,9 +194,10 @@ fn dir_key(dir: &Path) -> u128 {
 }
 
 impl DirCache {
-    /// A cache with room for `folders` folders.
-    pub fn with_capacity(folders: usize) -> DirCache {
+    /// A cache for the folders below `root`, with room for `folders` folders.
+    pub fn new(root: &Path, folders: usize) -> DirCache {
         DirCache {
+            root: root.to_path_buf(),
             known: std::sync::Mutex::new(HashMap::with_capacity_and_hasher(
                 folders,
                 KeyHashing::default(),
@@ -209,38 +216,39 @@ impl DirCache {
         Ok(*lock(&self.known).entry(key).or_insert(new))
     }
 
-    /// One `mkdir` in the common case; parents only when the folder's parent is missing too.
+    /// One `mkdir` in the common case (the parent is known from an earlier file). A parent
+    /// is made or checked first, once, so that no folder is reached through a symbolic link.
     fn create(&self, dir: &Path, key: u128) -> io::Result<bool> {
-        let mut parent_done = false;
-        loop {
-            match std::fs::create_dir(dir) {
-                Ok(()) => {
-                    lock(&self.known).insert(key, true);
-                    lock(&self.created).push(dir.to_path_buf());
-                    return Ok(true);
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    if !dir.is_dir() {
-                        return Err(io::Error::new(
-                            io::ErrorKind::AlreadyExists,
-                            "a file of that name is in the way",
-                        ));
-                    }
-                    // Another worker may have just made it; if it has not recorded it yet, the
-                    // folder counts as pre-existing, which only costs a check per file.
-                    return Ok(lock(&self.known).get(&key) == Some(&true));
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound && !parent_done => {
-                    match dir.parent() {
-                        Some(p) if !p.as_os_str().is_empty() => {
-                            self.ensure(p)?;
-                        }
-                        _ => return Err(e),
-                    }
-                    parent_done = true;
-                }
-                Err(e) => return Err(e),
+        if let Some(parent) = dir.parent() {
+            if parent != self.root && parent.starts_with(&self.root) {
+                self.ensure(parent)?;
             }
+        }
+        match std::fs::create_dir(dir) {
+            Ok(()) => {
+                lock(&self.known).insert(key, true);
+                lock(&self.created).push(dir.to_path_buf());
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let m = std::fs::symlink_metadata(dir)?;
+                if m.is_symlink() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "a symbolic link is in the way (not followed: it could lead outside the destination)",
+                    ));
+                }
+                if !m.is_dir() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "a file of that name is in the way",
+                    ));
+                }
+                // Another worker may have just made it; if it has not recorded it yet, the
+                // folder counts as pre-existing, which only costs a check per file.
+                Ok(lock(&self.known).get(&key) == Some(&true))
+            }
+            Err(e) => Err(e),
         }
     }
 

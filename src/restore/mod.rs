@@ -82,6 +82,8 @@ const CHUNK_BYTES: u64 = 16 << 20;
 /// 5.8 s (medians of 3, docs/PERFORMANCE.md). A crash costs at most the files since the last
 /// commit, which the next run finds complete and adopts, or copies again.
 const COMMIT_FILES: usize = 65_536;
+/// Checkpoint key: "1" while a run's folder dates are not all set (see `restore`).
+const FOLDER_DATES_OWED: &str = "folder_dates_owed";
 const COMMIT_MAX_PENDING: usize = 262_144;
 /// Files settled without a worker (already done, not selected) are reported in chunks too.
 const SETTLED_CHUNK: usize = 1024;
@@ -278,10 +280,31 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     }
 
     let faults = Faults::from_env();
+    // What DEST is when the copy starts. A destination unmounted during the run (a USB disk
+    // pulled, a NAS share dropped) leaves its mount point, an ordinary folder of the system
+    // disk, under the same path: the files that follow would land there and be recorded as
+    // restored. Each commit first checks that DEST is still the same folder.
+    let dest_id = match &ckpt {
+        Some(_) => Some(folder_identity(&cfg.dest)?),
+        None => None,
+    };
+    let dest_lost: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    // Folder dates are owed from the start of a run until its folder phase ends: a run that
+    // stopped before it (interrupted, killed, the destination full) leaves folders it wrote
+    // in with the time of that run, which the next run does not know about (it dates only
+    // the folders it writes in). So the run after one that owed them dates every folder.
+    let dates_owed = match &ckpt {
+        Some(c) => {
+            let owed = c.meta(FOLDER_DATES_OWED)?.as_deref() == Some("1");
+            c.set_meta(FOLDER_DATES_OWED, "1")?;
+            owed
+        }
+        None => false,
+    };
     let renames = AtomicU64::new(0);
     let named_fallbacks = AtomicU64::new(0);
     let commits = AtomicU64::new(0);
-    let dirs = DirCache::with_capacity(plan.folder_rows() as usize);
+    let dirs = DirCache::new(&cfg.dest, plan.folder_rows() as usize);
     let copier = Copier::default();
     let objects = copy::ObjectFolders::open(&cfg.source.files);
     let ctx = CopyContext {
@@ -475,6 +498,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         let (batch_tx, batch_rx) = bounded::<Vec<Record>>(1);
         let ckpt_ref = &mut ckpt;
         let (dest_sync, faults, commits) = (&dest_sync, &faults, &commits);
+        let (dest_lost_ref, stop_ref) = (&dest_lost, &stop_local);
         let committer = spawn_named(
             s,
             "mcr-committer",
@@ -484,6 +508,25 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                     let Some(c) = ckpt_ref.as_mut() else {
                         continue;
                     };
+                    let mut lost = dest_lost_ref.lock().unwrap_or_else(|e| e.into_inner());
+                    if lost.is_none() && dest_id.is_some() {
+                        match folder_identity(&cfg.dest) {
+                            Ok(id) if Some(id) == dest_id => {}
+                            now => {
+                                *lost = Some(format!(
+                                    "{} is no longer the folder this restore started writing to (its disk unmounted or replaced{}): stopped, and the files placed since the last commit were not recorded. Mount the destination again and run the same command; files placed after the change may be in {} on the disk below the mount point, check and remove them",
+                                    cfg.dest.display(),
+                                    now.err().map(|e| format!(": {e}")).unwrap_or_default(),
+                                    cfg.dest.display()
+                                ));
+                                stop_ref.store(true, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                    if lost.is_some() {
+                        continue; // nothing more is recorded
+                    }
+                    drop(lost);
                     // Adopted files too: a killed run may have placed them without flushing.
                     let placed =
                         |r: &Record| matches!(r.outcome, Outcome::Copied | Outcome::Adopted);
@@ -683,9 +726,12 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         .insert("copy".into(), snap.elapsed.as_secs_f64());
 
     let interrupted = interrupted();
-    // Folder dates last, deepest first, and only where this run wrote something (creating a
-    // file changes its folder's mtime); a resume with nothing to do touches no folder.
-    if !cfg.dry_run && !interrupted {
+    let dest_lost = dest_lost.into_inner().unwrap_or_else(|e| e.into_inner());
+    // Folder dates last, and only where this run wrote something (creating a file changes
+    // its folder's mtime), or all of them when an earlier run stopped before its folder dates;
+    // a resume with nothing to do touches no folder. Not after a stop (full or lost
+    // destination): the next run owes them.
+    if !cfg.dry_run && !interrupted && dest_full.is_none() && dest_lost.is_none() {
         let t = Instant::now();
         for d in dirs.created() {
             if let Ok(rel) = d.strip_prefix(&cfg.dest) {
@@ -715,7 +761,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             // like a failed file; the others are still made and dated.
             let made = in_parallel(&unknown, threads, |f| -> std::io::Result<bool> {
                 let path = cfg.dest.join(&f.rel_path);
-                if path.is_dir() {
+                if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
                     return Ok(false);
                 }
                 dirs.ensure(&path)?;
@@ -748,7 +794,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         // sorting full paths component by component took 0.3 s at 337K folders).
         let mut dated: Vec<(&str, i64)> = folders
             .iter()
-            .filter(|f| touched.contains(&f.rel_path))
+            .filter(|f| dates_owed || touched.contains(&f.rel_path))
             .filter_map(|f| f.mtime_ms.map(|ms| (f.rel_path.as_str(), ms)))
             .collect();
         dated.sort_unstable();
@@ -757,6 +803,13 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             set_dir_mtime(&path, *ms).is_err() && path.is_dir()
         });
         report.folder_dates_failed = failed.into_iter().filter(|f| *f).count() as u64;
+        if let (Some(c), 0, true) = (
+            &ckpt,
+            report.folder_dates_failed,
+            report.folders_failed.is_empty(),
+        ) {
+            c.set_meta(FOLDER_DATES_OWED, "0")?;
+        }
         report
             .phases
             .insert("folder_dates".into(), t.elapsed().as_secs_f64());
@@ -765,6 +818,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         c.end_run(true)?;
     }
     report.interrupted = interrupted;
+    report.dest_lost = dest_lost;
     report.dest_full = dest_full.map(|m| {
         let free = rustix::fs::statvfs(&cfg.dest)
             .map(|s| s.f_bavail * s.f_frsize)
@@ -879,9 +933,15 @@ fn spawn_named<'scope, 'env, T: Send + 'scope>(
         .expect("cannot start a thread")
 }
 
+/// Which folder `path` is (device and inode), to notice it was replaced.
+fn folder_identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
+}
+
 /// Sets a folder's dates by path: one call (one round trip on a network filesystem), where
-/// open + set + close would be three.
-/// Dates a folder: only a real folder, never a file or a symlink that stands where the
+/// open + set + close would be three. Dates a folder: only a real folder, never a file or a symlink that stands where the
 /// folder should be (a user's file in the way keeps its own date; a symlink's target, maybe
 /// outside DEST, is not touched). The `lstat` before makes the lookup the `utimensat` needs,
 /// so on a network destination it should cost no extra round trip (not measured; round 8's

@@ -390,6 +390,26 @@ impl PowerCutDisk {
         );
     }
 
+    /// Unmounts the disk while files are open on it (`umount -l`), as when a USB disk is
+    /// pulled: its path is the bare mount point again at once.
+    pub fn pull(&self) {
+        let out = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.mnt)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "umount -l {}: {out:?}",
+            self.mnt.display()
+        );
+    }
+
+    /// The disk's own image (to mount it again after [`PowerCutDisk::pull`]).
+    pub fn image(&self) -> PathBuf {
+        self.outer.join("disk.img")
+    }
+
     /// A copy of the disk as it is at this instant; returns its image.
     pub fn cut(&mut self) -> PathBuf {
         self.cuts += 1;
