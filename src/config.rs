@@ -58,6 +58,9 @@ pub struct RestoreConfig {
     pub dest: PathBuf,
     pub dest_fs: FsInfo,
     pub plan: PlanOptions,
+    /// `--names auto`: the restore may switch to Windows rules on a destination it finds
+    /// folding case (its filesystem type did not say so: a FUSE or network mount).
+    pub names_auto: bool,
     pub threads: Threads,
     pub overwrite: bool,
     pub dry_run: bool,
@@ -194,6 +197,7 @@ impl RestoreConfig {
             dest: fsinfo::resolved_path(dest),
             dest_fs,
             plan,
+            names_auto: select.names == NamesArg::Auto,
             threads,
             overwrite: run.overwrite,
             dry_run: run.dry_run,

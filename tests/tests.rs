@@ -77,16 +77,21 @@ struct FuseMount(std::path::PathBuf);
 
 impl FuseMount {
     fn new(backing: &Path, at: &Path) -> Option<FuseMount> {
+        FuseMount::with("bindfs", &[backing.as_os_str()], at)
+    }
+
+    /// Mounts with `program ARGS... AT` (a FUSE filesystem).
+    fn with(program: &str, args: &[&std::ffi::OsStr], at: &Path) -> Option<FuseMount> {
         let required = std::env::var("MCR_TEST_FUSE").as_deref() == Ok("require");
-        let made = std::process::Command::new("bindfs")
-            .arg(backing)
+        let made = std::process::Command::new(program)
+            .args(args)
             .arg(at)
             .output();
         match made {
             Ok(o) if o.status.success() => Some(FuseMount(at.to_path_buf())),
             other => {
-                assert!(!required, "bindfs {}: {other:?}", at.display());
-                eprintln!("skipped: cannot mount bindfs (needs root and bindfs): {other:?}");
+                assert!(!required, "{program} {}: {other:?}", at.display());
+                eprintln!("skipped: cannot mount {program} (needs root and {program}): {other:?}");
                 None
             }
         }
@@ -1621,6 +1626,123 @@ fn a_symbolic_link_where_a_folder_goes_is_not_followed() {
             .iter()
             .any(|p| p["reason"].as_str().unwrap().contains("symbolic link")),
         "{failed:?}"
+    );
+}
+
+/// A destination that folds case although its filesystem type does not say so: NTFS through
+/// FUSE (`lowntfs-3g -o ignore_case`, which reports `fuse`). Under Posix rules the case
+/// twins of the demo dump would be one file there; `--names auto` notices and uses Windows
+/// rules, with a warning; `--names posix` is refused before anything is written.
+#[test]
+fn a_destination_that_folds_case_gets_windows_names_or_a_refusal() {
+    let dump = Dump::new(46, 300, 1);
+    let image = dump.path("ntfs.img");
+    let mnt = dump.path("ntfs");
+    std::fs::create_dir_all(&mnt).unwrap();
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    let made = std::process::Command::new("mkntfs")
+        .args(["-q", "-F", "-f"])
+        .arg(&image)
+        .output();
+    if !made.as_ref().is_ok_and(|o| o.status.success()) {
+        let required = std::env::var("MCR_TEST_FUSE").as_deref() == Ok("require");
+        assert!(!required, "mkntfs: {made:?}");
+        eprintln!("skipped: no mkntfs (ntfs-3g): {made:?}");
+        return;
+    }
+    let Some(_mount) = FuseMount::with(
+        "lowntfs-3g",
+        &["-o".as_ref(), "ignore_case".as_ref(), image.as_os_str()],
+        &mnt,
+    ) else {
+        return;
+    };
+    let windows_plan = plan_json(&dump.root, &mnt.join("x"), &["--names", "windows"]);
+    let posix_plan = plan_json(&dump.root, &mnt.join("x"), &["--names", "posix"]);
+    let lower = |plan: &[serde_json::Value]| {
+        planned_files(plan)
+            .keys()
+            .map(|p| p.to_lowercase())
+            .collect::<BTreeSet<_>>()
+            .len()
+    };
+    assert!(
+        lower(&posix_plan) < planned_files(&posix_plan).len(),
+        "the demo dump has names that differ only in case"
+    );
+    assert_eq!(lower(&windows_plan), planned_files(&windows_plan).len());
+
+    let dest = mnt.join("auto");
+    let (out, rep) = restore(&dump, &dest, &["--threads", "4"], &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "only missing objects: {msg}");
+    assert_eq!(rep["outcomes"]["failed"], 0, "{msg}");
+    assert_eq!(rep["outcomes"]["adopted"], 0, "{msg}");
+    assert!(msg.contains("does not tell names apart by case"), "{msg}");
+    // Every file with its own bytes. This mount lists names in lower case (its
+    // `ignore_case`), so they are compared so; the plan's names are unique that way.
+    let on_dest: BTreeMap<String, u128> = file_hashes(&dest)
+        .into_iter()
+        .map(|(p, h)| (p.to_lowercase(), h))
+        .collect();
+    let cids = dump.content_ids();
+    let planned = planned_files(&windows_plan);
+    for (path, (id, _, _)) in &planned {
+        if let Some(obj) = cids[id].0.as_ref().and_then(|c| dump.object(c)) {
+            assert_eq!(
+                on_dest.get(&path.to_lowercase()),
+                Some(&hash_file(&obj)),
+                "{path}"
+            );
+        }
+    }
+    let planned: BTreeSet<String> = planned.keys().map(|p| p.to_lowercase()).collect();
+    assert!(on_dest.keys().all(|p| planned.contains(p)), "nothing else");
+
+    let dest = mnt.join("posix");
+    let state = dump.path("state-posix");
+    let (out, _) = restore(
+        &dump,
+        &dest,
+        &["--names", "posix", "--state-dir", state.to_str().unwrap()],
+        &[],
+    );
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(msg.contains("use --names windows"), "{msg}");
+    assert_eq!(
+        std::fs::read_dir(&dest).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}
+
+/// A resume with other name rules than the restore so far would restore some files again
+/// under other names, or take another file's copy for theirs: refused, with what to do.
+#[test]
+fn a_resume_with_other_name_rules_is_refused() {
+    let dump = Dump::new(47, 150, 1);
+    let dest = dump.path("restored");
+    let (out, _) = restore(&dump, &dest, &["--names", "posix", "--limit", "50"], &[]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    let before = tree(&dest);
+    let (out, _) = restore(&dump, &dest, &["--names", "windows"], &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains("was restored with --names posix") && msg.contains("--fresh"),
+        "{msg}"
+    );
+    assert_eq!(tree(&dest), before, "nothing changed");
+    let (out, _) = restore(&dump, &dest, &["--names", "posix"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the same rules go on: {}",
+        text(&out)
     );
 }
 

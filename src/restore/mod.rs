@@ -22,7 +22,8 @@ use anyhow::Context;
 use crossbeam_channel::{bounded, RecvTimeoutError, TrySendError};
 
 use crate::config::{Durability, RestoreConfig, Threads};
-use crate::plan::{Plan, PlanTotals, PlannedFile, PlannedFolder};
+use crate::plan::names::NamePolicy;
+use crate::plan::{Plan, PlanOptions, PlanTotals, PlannedFile, PlannedFolder};
 use crate::report::{Listener, Problem, Report, Snapshot};
 use crate::source::index::Index;
 use crate::state::{done_key, path_key, KeyHashing, KeySet, Outcome, Record, StateLock};
@@ -82,6 +83,8 @@ const CHUNK_BYTES: u64 = 16 << 20;
 /// 5.8 s (medians of 3, docs/PERFORMANCE.md). A crash costs at most the files since the last
 /// commit, which the next run finds complete and adopts, or copies again.
 const COMMIT_FILES: usize = 65_536;
+/// Checkpoint key: the name rules of the runs so far (`posix` or `windows`).
+const NAMES_KEY: &str = "names";
 /// Checkpoint key: "1" while a run's folder dates are not all set (see `restore`).
 const FOLDER_DATES_OWED: &str = "folder_dates_owed";
 const COMMIT_MAX_PENDING: usize = 262_144;
@@ -231,6 +234,48 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         Some(_) => probe_destination(&cfg.dest)?,
         None => DestFacts::default(),
     };
+    // A destination that folds case although its filesystem type did not say so (a FUSE
+    // mount of NTFS, a network share): under Posix rules `Photo.jpg` and `photo.jpg` would
+    // be one file there, the second replacing or adopting the first. With `--names auto`
+    // the plan is made again with Windows rules; asked for Posix rules, the run stops.
+    let mut names_note = None;
+    let plan = if dest_facts.folds_case && plan.options().policy == NamePolicy::Posix {
+        if !cfg.names_auto {
+            anyhow::bail!(
+                "{} does not tell names apart by case (Photo.jpg and photo.jpg are one file there), so --names posix would let files replace each other: use --names windows (or auto)",
+                cfg.dest.display()
+            );
+        }
+        names_note = Some(format!(
+            "{} does not tell names apart by case although its filesystem ({}) usually does: Windows name rules are used (names that differ only in case get a suffix; `plan --names windows` shows them)",
+            cfg.dest.display(),
+            cfg.dest_fs.fstype
+        ));
+        Plan::build(
+            &index,
+            PlanOptions {
+                policy: NamePolicy::Windows,
+                ..cfg.plan.clone()
+            },
+        )?
+    } else {
+        plan
+    };
+    // Files are known to the checkpoint by their restored paths: other name rules than the
+    // first run's would restore some files a second time under other names, or take another
+    // file's copy for theirs.
+    if let Some(c) = &ckpt {
+        let names = format!("{:?}", plan.options().policy).to_lowercase();
+        match c.meta(NAMES_KEY)? {
+            Some(before) if before != names && !(done_keys.is_empty() && redo_keys.is_empty()) => {
+                anyhow::bail!(
+                    "{} was restored with --names {before} so far; this run would use {names} rules and name some files differently. Run it with --names {before}, or restore into an empty folder with --fresh",
+                    cfg.dest.display()
+                );
+            }
+            _ => c.set_meta(NAMES_KEY, &names)?,
+        }
+    }
 
     // Files still to restore, as far as the checkpoint knows (at most: filtered files count).
     let left = files_bound.saturating_sub(done_keys.len() as u64);
@@ -245,6 +290,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let fd_limit = raise_fd_limit();
 
     let mut report = Report::new(cfg, threads);
+    report.names = plan.options().policy;
+    report.warnings.extend(names_note);
     report.tuning = tuning;
     report.phases.insert("plan".into(), plan_time.as_secs_f64());
     for r in plan.folder_renames() {
@@ -971,6 +1018,8 @@ fn set_dir_mtime(path: &Path, ms: i64) -> std::io::Result<()> {
 struct DestFacts {
     /// Another spelling of a name (other case, other Unicode normalization) does not find it.
     exact_names: bool,
+    /// Another case of an ASCII name finds it.
+    folds_case: bool,
     /// Unnamed files can be created and linked into place (local Linux filesystems).
     unnamed_temps: bool,
 }
@@ -990,7 +1039,8 @@ fn probe_destination(dest: &Path) -> anyhow::Result<DestFacts> {
     let ascii = format!(".mcr-probe-{pid}-ab.part");
     let p = dest.join(&ascii);
     std::fs::write(&p, b"probe").map_err(unwritable)?;
-    let mut exact_names = absent(&ascii.to_uppercase());
+    let folds_case = !absent(&ascii.to_uppercase());
+    let mut exact_names = !folds_case;
     std::fs::remove_file(&p).map_err(unwritable)?;
     // A destination that refuses the non-ASCII name is treated as folding names.
     let composed = format!(".mcr-probe-{pid}-\u{e9}.part");
@@ -1016,6 +1066,7 @@ fn probe_destination(dest: &Path) -> anyhow::Result<DestFacts> {
     }
     Ok(DestFacts {
         exact_names,
+        folds_case,
         unnamed_temps,
     })
 }
