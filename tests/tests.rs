@@ -1746,6 +1746,51 @@ fn a_resume_with_other_name_rules_is_refused() {
     );
 }
 
+/// A FIFO where an object should be (a damaged or tampered store) must not hang the
+/// restore: it reads as empty, and the file is restored with a note on its length.
+#[test]
+fn a_fifo_in_the_object_store_does_not_hang_the_restore() {
+    let dump = Dump::new(48, 60, 1);
+    let dest = dump.path("restored");
+    let (id, obj) = dump
+        .content_ids()
+        .into_iter()
+        .find_map(|(id, (cid, size))| {
+            let obj = dump.object(cid.as_ref()?)?;
+            (size > 0).then_some((id, obj))
+        })
+        .expect("an object");
+    std::fs::remove_file(&obj).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&obj)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut child = spawn_restore(&dump, &dest, &dump.path("state"), &[], "");
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("the restore hung on a FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dump.path("state").join("report.json")).unwrap())
+            .unwrap();
+    assert!(
+        report["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["id"] == id.as_str()),
+        "the file is listed: {}",
+        report["notes"]
+    );
+}
+
 /// A file already at a final name (a folder that existed before the run) is adopted when
 /// it matches, kept and reported when it differs, and replaced only with `--overwrite`.
 #[test]

@@ -29,9 +29,41 @@ const WINDOWS_RESERVED: &[&str] = &[
     "COM8", "COM9", "LPT0", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
 ];
 
+/// Prefix and suffix of the restore's temporary files.
+const TEMP_PREFIX: &str = ".mcr-";
+const TEMP_SUFFIX: &str = ".part";
+
+/// The temporary name for a file id (fixed length, so it fits any folder).
+pub fn temp_name(id: &str) -> String {
+    format!(
+        "{TEMP_PREFIX}{:016x}{TEMP_SUFFIX}",
+        xxhash_rust::xxh3::xxh3_64(id.as_bytes())
+    )
+}
+
+/// Whether `name` is one of the restore's temporary files: [`temp_name`]'s exact form, or a
+/// destination probe's (`.mcr-probe-PID-...part`). The run after a crash deletes these
+/// wherever they are in DEST, so the form is narrow, and no restored file gets such a name
+/// ([`NamePolicy::sanitize`]).
+pub fn is_temp_name(name: &str) -> bool {
+    let Some(mid) = name
+        .strip_prefix(TEMP_PREFIX)
+        .and_then(|n| n.strip_suffix(TEMP_SUFFIX))
+    else {
+        return false;
+    };
+    let hex = mid.len() == 16 && mid.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let probe = mid
+        .strip_prefix("probe-")
+        .and_then(|p| p.split_once('-'))
+        .is_some_and(|(pid, _)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+    hex || probe
+}
+
 impl NamePolicy {
     /// The safe form of `name` under this policy (before sibling collisions are resolved).
-    /// Never empty, never `.` or `..`, never contains `/` or NUL, at most 255 bytes.
+    /// Never empty, never `.` or `..`, never contains `/` or NUL, at most 255 bytes, never
+    /// the form of a temporary file (which the run after a crash would delete).
     pub fn sanitize(self, name: &str) -> Cow<'_, str> {
         let mut out: Cow<'_, str> = Cow::Borrowed(name);
         let bad = |c: char| match self {
@@ -63,6 +95,9 @@ impl NamePolicy {
         }
         if out.len() > MAX_NAME_BYTES {
             out = Cow::Owned(shorten(&out, name));
+        }
+        if is_temp_name(&out) {
+            out = Cow::Owned(format!("_{out}"));
         }
         out
     }
@@ -165,6 +200,17 @@ pub fn assign_sibling_names<'a>(
 mod tests {
     use super::*;
     use NamePolicy::*;
+
+    #[test]
+    fn no_restored_name_has_the_form_of_a_temporary_file() {
+        let ours = temp_name("some id");
+        for policy in [Posix, Windows] {
+            let safe = policy.sanitize(&ours);
+            assert_ne!(safe, ours);
+            assert!(!is_temp_name(&safe), "{safe}");
+            assert_eq!(policy.sanitize(".mcr-notes.part"), ".mcr-notes.part");
+        }
+    }
 
     #[test]
     fn posix_replaces_only_slash_and_nul() {

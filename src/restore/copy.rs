@@ -28,21 +28,7 @@ use crate::source::SourceLayout;
 use crate::state::{path_key, KeyHashing};
 use std::collections::HashMap;
 
-/// Prefix and suffix of temporary files; nothing else we write looks like this.
-pub const TEMP_PREFIX: &str = ".mcr-";
-pub const TEMP_SUFFIX: &str = ".part";
-
-/// The temporary name for a file id (fixed length, so it fits any folder).
-pub fn temp_name(id: &str) -> String {
-    format!(
-        "{TEMP_PREFIX}{:016x}{TEMP_SUFFIX}",
-        xxhash_rust::xxh3::xxh3_64(id.as_bytes())
-    )
-}
-
-pub fn is_temp_name(name: &str) -> bool {
-    name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)
-}
+pub use crate::plan::names::{is_temp_name, temp_name};
 
 /// Fault injection for tests that cannot produce a failure for real (CI runs as root, so a
 /// chmod cannot make an object unreadable). Read once from `MYCLOUD_RECOVER_FAULTS`, e.g.
@@ -348,7 +334,7 @@ fn open_object(
         {
             injected(libc::ETIMEDOUT)
         } else if folders.by_path {
-            File::open(&p)
+            open_object_by_path(&p)
         } else {
             ctx.objects.open_object(shard, content_id, &p)
         };
@@ -656,13 +642,14 @@ impl Folder {
         &self.path
     }
 
-    /// Opens the file `name` in this folder for reading.
+    /// Opens the object `name` in this folder for reading, not blocking (see
+    /// [`open_object_by_path`]).
     pub fn open_file(&self, name: &std::ffi::OsStr) -> io::Result<File> {
         use rustix::fs::{Mode, OFlags};
         let fd = rustix::fs::openat(
             &self.fd,
             name,
-            OFlags::RDONLY | OFlags::CLOEXEC,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
             Mode::empty(),
         )?;
         Ok(File::from(fd))
@@ -713,6 +700,18 @@ impl Folder {
     }
 }
 
+/// Opens an object for reading without blocking: a FIFO in the object store (it has no
+/// writer) would otherwise hang its worker in `open` for good; opened so it reads as empty
+/// and the file is restored with a note on its length. On regular files the flag changes
+/// nothing.
+fn open_object_by_path(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+}
+
 /// The object store's folders (`files/` and its shard folders `files/<c>/`), opened once
 /// and shared by every worker: an object is opened relative to its folder. At most 33
 /// descriptors whatever the number of workers (`preflight::model::FDS_RESERVED`).
@@ -758,7 +757,7 @@ impl ObjectFolders {
         };
         match folder {
             Some(f) => f.open_file(std::ffi::OsStr::new(content_id)),
-            None => File::open(path),
+            None => open_object_by_path(path),
         }
     }
 }
@@ -1112,6 +1111,12 @@ mod tests {
         assert!(n.len() < 40 && n.starts_with('.'));
         assert!(is_temp_name(&n));
         assert!(!is_temp_name("photo.part"));
+        // A user's file that merely starts and ends like one is not ours (the run after a
+        // crash deletes ours).
+        assert!(!is_temp_name(".mcr-notes.part"));
+        assert!(!is_temp_name(".mcr-0123456789ABCDEF.part"));
+        assert!(is_temp_name(".mcr-probe-4242-ab.part"));
+        assert!(!is_temp_name(".mcr-probe--ab.part"));
     }
 
     #[test]
