@@ -643,7 +643,7 @@ impl Folder {
     }
 
     /// Opens the object `name` in this folder for reading, not blocking (see
-    /// [`open_object_by_path`]).
+    /// `open_object_by_path`).
     pub fn open_file(&self, name: &std::ffi::OsStr) -> io::Result<File> {
         use rustix::fs::{Mode, OFlags};
         let fd = rustix::fs::openat(
