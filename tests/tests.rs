@@ -1791,6 +1791,70 @@ fn a_fifo_in_the_object_store_does_not_hang_the_restore() {
     );
 }
 
+/// A damaged checkpoint (a disk error, a truncated copy) is named with what to do, and
+/// `--fresh` replaces it: it is forgotten anyway.
+#[test]
+fn a_damaged_checkpoint_says_what_to_do_and_fresh_replaces_it() {
+    let dump = Dump::new(49, 120, 1);
+    let dest = dump.path("restored");
+    let (out, _) = restore(&dump, &dest, &["--limit", "30"], &[]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    let db = dump.path("state").join("checkpoint.db");
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(dump.path("state").join(format!("checkpoint.db{suffix}")));
+    }
+    std::fs::write(&db, vec![0x5a; 8192]).unwrap();
+    let (out, _) = restore(&dump, &dest, &[], &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains("checkpoint.db") && msg.contains("damaged") && msg.contains("--fresh"),
+        "{msg}"
+    );
+    let (out, rep) = restore(&dump, &dest, &["--fresh"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "only missing objects: {}",
+        text(&out)
+    );
+    assert!(
+        rep["outcomes"]["adopted"].as_u64().unwrap() > 0,
+        "found again"
+    );
+    assert_restored_exactly(&dump, &dest);
+}
+
+/// `--fresh` onto a destination that cannot be written stops before it forgets anything.
+#[test]
+fn fresh_onto_an_unwritable_destination_keeps_the_progress() {
+    let dump = Dump::new(50, 120, 1);
+    let Some(small) = SmallDisk::mount(&dump, "64m") else {
+        return;
+    };
+    let dest = small.path.join("restored");
+    let (out, first) = restore(&dump, &dest, &["--limit", "30"], &[]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    let remount = |how: &str| {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{how}")])
+            .arg(&small.path)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    remount("ro");
+    let (out, _) = restore(&dump, &dest, &["--fresh"], &[]);
+    remount("rw");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let (out, rep) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        rep["outcomes"]["already_done"], first["outcomes"]["copied"],
+        "the checkpoint kept what the first run restored"
+    );
+}
+
 /// A file already at a final name (a folder that existed before the run) is adopted when
 /// it matches, kept and reported when it differs, and replaced only with `--overwrite`.
 #[test]

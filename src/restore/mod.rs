@@ -193,6 +193,12 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         Some(l) => check_restored_are_there(l, cfg)?,
         None => None,
     };
+    // `--fresh` forgets the checkpoint when it opens it: the destination is checked first, so
+    // a run that cannot write there (a read-only or missing disk) keeps the progress it had.
+    let early_probe = match &lock {
+        Some(_) if cfg.fresh => Some(create_and_probe(&cfg.dest)?),
+        _ => None,
+    };
     let mut ckpt = match lock {
         None => None,
         Some(lock) => {
@@ -226,13 +232,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         plan.folder_rows(),
         plan_time.as_secs_f64()
     ));
-    if ckpt.is_some() {
-        std::fs::create_dir_all(&cfg.dest)
-            .with_context(|| format!("cannot create destination {}", cfg.dest.display()))?;
-    }
-    let dest_facts = match ckpt {
-        Some(_) => probe_destination(&cfg.dest)?,
-        None => DestFacts::default(),
+    let dest_facts = match (&ckpt, early_probe) {
+        (_, Some(facts)) => facts,
+        (Some(_), None) => create_and_probe(&cfg.dest)?,
+        (None, _) => DestFacts::default(),
     };
     // A destination that folds case although its filesystem type did not say so (a FUSE
     // mount of NTFS, a network share): under Posix rules `Photo.jpg` and `photo.jpg` would
@@ -1022,6 +1025,13 @@ struct DestFacts {
     folds_case: bool,
     /// Unnamed files can be created and linked into place (local Linux filesystems).
     unnamed_temps: bool,
+}
+
+/// Creates DEST if needed, then [`probe_destination`].
+fn create_and_probe(dest: &Path) -> anyhow::Result<DestFacts> {
+    std::fs::create_dir_all(dest)
+        .with_context(|| format!("cannot create destination {}", dest.display()))?;
+    probe_destination(dest)
 }
 
 /// Creates and removes probe files, so an unwritable destination fails before any copying,

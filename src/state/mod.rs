@@ -162,7 +162,7 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
-    #[error("checkpoint {path}: {source}")]
+    #[error("checkpoint {path}: {source}{hint}", hint = sqlite_hint(source))]
     Sqlite {
         path: PathBuf,
         #[source]
@@ -177,6 +177,17 @@ pub enum StateError {
         was: String,
         now: String,
     },
+}
+
+/// What to do about a checkpoint error, where there is something to do.
+fn sqlite_hint(e: &rusqlite::Error) -> &'static str {
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code() {
+        Some(C::NotADatabase | C::DatabaseCorrupt) => ". The checkpoint is damaged: run the restore with --fresh to start a new one (files already on the destination are found and adopted, not copied again)",
+        Some(C::DiskFull) => ". The disk of the state folder is full: free space there, or pass --state-dir with a folder on another disk, then run the same command again",
+        Some(C::CannotOpen | C::PermissionDenied | C::ReadOnly) => ". Check that the state folder can be written (run with sudo?), or pass --state-dir with another folder",
+        _ => "",
+    }
 }
 
 /// The default state folder: `$XDG_STATE_HOME` (or `~/.local/state`)`/mycloud-recover/
@@ -398,6 +409,22 @@ impl StateLock {
             path: path.clone(),
             source,
         };
+        if fresh {
+            // Forgotten anyway: a damaged checkpoint must not stand in the way of a new one.
+            for suffix in ["", "-wal", "-shm"] {
+                let mut p = path.clone().into_os_string();
+                p.push(suffix);
+                match std::fs::remove_file(&p) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(StateError::Io {
+                            path: p.into(),
+                            source: e,
+                        })
+                    }
+                    _ => {}
+                }
+            }
+        }
         let conn = Connection::open(&path).map_err(sq)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
@@ -414,10 +441,6 @@ impl StateLock {
                  COMMIT;",
             )
             .map_err(sq)?;
-        }
-        if fresh {
-            conn.execute_batch("DELETE FROM log; DELETE FROM runs; DELETE FROM meta;")
-                .map_err(sq)?;
         }
         conn.execute(
             "INSERT INTO runs(started, command) VALUES (?1, ?2)",
