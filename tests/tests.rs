@@ -1855,6 +1855,41 @@ fn fresh_onto_an_unwritable_destination_keeps_the_progress() {
     );
 }
 
+/// `regen` on an empty DEST (a disk not mounted) would forget every record: refused while
+/// the checkpoint records restored files, with nothing changed.
+#[test]
+fn regen_onto_an_empty_destination_is_refused() {
+    let dump = Dump::new(51, 120, 1);
+    let dest = dump.path("restored");
+    let (out, first) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let moved = dump.path("moved");
+    std::fs::rename(&dest, &moved).unwrap();
+    std::fs::create_dir(&dest).unwrap();
+    let regen = |dest: &Path| {
+        bin()
+            .arg("regen")
+            .arg(&dump.root)
+            .arg(dest)
+            .arg("--state-dir")
+            .arg(dump.path("state"))
+            .output()
+            .unwrap()
+    };
+    let out = regen(&dest);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains("holds no files") && msg.contains("mounted"),
+        "{msg}"
+    );
+    std::fs::remove_dir(&dest).unwrap();
+    std::fs::rename(&moved, &dest).unwrap();
+    let (out, rep) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(rep["outcomes"]["already_done"], first["outcomes"]["copied"]);
+}
+
 /// A file already at a final name (a folder that existed before the run) is adopted when
 /// it matches, kept and reported when it differs, and replaced only with `--overwrite`.
 #[test]

@@ -180,6 +180,19 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
     rep.found_on_dest = found.count;
     let mut on_dest = found.files;
 
+    // An empty DEST with a checkpoint that records restored files is far more often a disk
+    // not mounted (or the wrong folder) than a destination really emptied: rebuilding would
+    // forget every record, and the next restore would copy everything into the empty folder.
+    if found.count == 0 {
+        let recorded = ckpt.done_keys()?.len();
+        if recorded > 0 {
+            anyhow::bail!(
+                "{} holds no files, but the checkpoint in {} records {recorded} restored there: is the destination mounted? Nothing was changed. If it really is empty now, start over with `restore --fresh`",
+                cfg.dest.display(),
+                cfg.state_dir.display()
+            );
+        }
+    }
     ckpt.clear_files()?;
     let mut adopted: Vec<Record> = Vec::new();
     let mut redo: Vec<(Record, String)> = Vec::new();
@@ -207,9 +220,13 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
             Some(Seen {
                 size, mtime_ms: mtime, ..
             }) => {
+                let planned = match rec.mtime_ms {
+                    Some(ms) => format!("date {ms} ms"),
+                    None => "no planned date".to_string(),
+                };
                 let why = format!(
-                    "on the destination with {size} bytes and date {mtime} ms; the plan expects {} bytes and date {:?} ms",
-                    rec.size, rec.mtime_ms
+                    "on the destination with {size} bytes and date {mtime} ms; the plan expects {} bytes and {planned}",
+                    rec.size
                 );
                 rep.differs.push((rec.rel_path.clone(), why.clone()));
                 redo.push((rec, why));
