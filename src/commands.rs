@@ -360,13 +360,25 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
         if st.running {
             "a restore is running now".to_string()
         } else {
-            match st.last_run_clean {
-                Some(true) => "last run ended normally".into(),
-                Some(false) => "last run ended early".into(),
-                None => "last run did not finish (killed or still starting)".into(),
+            match (st.last_run_clean, st.last_end.as_deref()) {
+                (Some(true), Some("finished")) => "last run finished".into(),
+                (Some(true), Some(how)) => {
+                    format!("last run {how}; run the same command again to continue")
+                }
+                (Some(true), None) => "last run ended normally".into(),
+                (Some(false), _) => "last run ended early".into(),
+                (None, _) => "last run did not finish (killed or still starting)".into(),
             }
         }
     )?;
+    if let Some(n) = st.selected_files.filter(|&n| n > 0) {
+        writeln!(
+            out,
+            "Restored or already there: {} of {n} selected files ({:.1}%)",
+            st.files_done,
+            100.0 * st.files_done.min(n) as f64 / n as f64
+        )?;
+    }
     for (k, v) in &st.counts {
         writeln!(out, "  {k:<14} {v:>9}")?;
     }

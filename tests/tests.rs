@@ -2054,6 +2054,20 @@ fn sigterm_stops_cleanly_with_exit_130_and_the_next_run_finishes_with_every_fold
         serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["interrupted"], true);
     assert!(report["not_processed"].as_u64().unwrap() > 0);
+    // `status` says the run was interrupted and how far it got.
+    let st = bin()
+        .arg("status")
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    let said = text(&st);
+    let selected = report["totals"]["selected_files"].as_u64().unwrap();
+    assert!(
+        said.contains("last run interrupted; run the same command again")
+            && said.contains(&format!("of {selected} selected files")),
+        "{said}"
+    );
     let (out, rep) = restore(&dump, &dest, &[], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(rep["outcomes"]["already_done"].as_u64().unwrap() > 0);

@@ -864,7 +864,24 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             .phases
             .insert("folder_dates".into(), t.elapsed().as_secs_f64());
     }
+    let how = if interrupted {
+        "interrupted"
+    } else if dest_full.is_some() {
+        "stopped: the destination is full"
+    } else if dest_lost.is_some() {
+        "stopped: the destination changed"
+    } else {
+        "finished"
+    };
     if let Some(c) = &ckpt {
+        // For `status`: how the run ended, and how many files there are to restore.
+        c.set_meta(crate::state::LAST_END_KEY, how)?;
+        if report.totals.files > 0 {
+            c.set_meta(
+                crate::state::SELECTED_KEY,
+                &report.totals.selected_files.to_string(),
+            )?;
+        }
         c.end_run(true)?;
     }
     report.interrupted = interrupted;
