@@ -1890,6 +1890,26 @@ fn regen_onto_an_empty_destination_is_refused() {
     assert_eq!(rep["outcomes"]["already_done"], first["outcomes"]["copied"]);
 }
 
+/// A `--report` path that cannot be written stops the restore before the first file, not
+/// after hours of copying.
+#[test]
+fn a_report_path_that_cannot_be_written_stops_before_copying() {
+    let dump = Dump::new(52, 60, 1);
+    let dest = dump.path("restored");
+    let (out, _) = restore(&dump, &dest, &["--report", "/proc/nope/report.json"], &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains("/proc/nope") && msg.contains("nothing was copied"),
+        "{msg}"
+    );
+    assert!(
+        tree(&dest).values().all(|(dir, _, _)| *dir),
+        "no file restored: {:?}",
+        tree(&dest)
+    );
+}
+
 /// A file already at a final name (a folder that existed before the run) is adopted when
 /// it matches, kept and reported when it differs, and replaced only with `--overwrite`.
 #[test]

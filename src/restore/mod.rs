@@ -384,6 +384,17 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     }
     // Outcomes are recorded from the first result; the totals arrive with the count.
     let mut snap = Snapshot::new(&PlanTotals::default());
+    // The report is written once before the first file, so a report path that cannot be
+    // written stops the run here (exit 2, nothing copied), not after hours of copying.
+    if !cfg.dry_run {
+        report.write(&cfg.report_path).with_context(|| {
+            format!(
+                "nothing was copied; pass --report with a file in a folder that can be written (default: {})",
+                cfg.state_dir.join("report.json").display()
+            )
+        })?;
+    }
+    let mut report_failed = false;
     let copy_start = Instant::now();
     let mut touched = Touched::default();
     // Notes earlier runs kept for files they finished (newest per file): reported again
@@ -738,7 +749,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 ui.progress(&snap);
                 if !cfg.dry_run && last_report.elapsed() >= Duration::from_secs(15) {
                     report.update(&snap, false);
-                    report.write(&cfg.report_path)?;
+                    // Not worth stopping the restore for: said once, at the end.
+                    report_failed |= report.write(&cfg.report_path).is_err();
                     last_report = Instant::now();
                 }
             }
@@ -923,7 +935,16 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         ));
     }
     if !cfg.dry_run {
-        report.write(&cfg.report_path)?;
+        if let Err(e) = report.write(&cfg.report_path) {
+            report
+                .warnings
+                .push(format!("{e:#}: this summary is the only report of the run"));
+        } else if report_failed {
+            report.warnings.push(format!(
+                "the report {} could not be updated during the run (it is complete now)",
+                cfg.report_path.display()
+            ));
+        }
     }
     ui.finished(&report);
     Ok(report)
