@@ -240,10 +240,11 @@ impl Plan {
             if let Some(e) = row.name_escaped {
                 f.escaped.insert(i, e.into_boxed_str());
             }
-            if f.ids.insert(row.id.into_boxed_str(), i).is_some() {
-                // Duplicate id (the schema says unique): the later row would be unreachable
-                // by id anyway; keep the first mapping and carry on.
-                f.ids.retain(|_, v| *v != i);
+            let id = row.id.into_boxed_str();
+            if let Some(first) = f.ids.insert(id.clone(), i) {
+                // Duplicate id (the schema says unique): the later row is unreachable by id
+                // anyway; the first keeps the id, so its children find it.
+                f.ids.insert(id, first);
             }
             f.raw_parent.push(row.parent.map(String::into_boxed_str));
             f.name.push(row.name.into_boxed_str());
