@@ -58,9 +58,7 @@ pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
     let (mut trash, mut unlinked, mut renamed) = (0u64, 0u64, 0u64);
     let mut structure_problems = plan.problems().to_vec();
     plan.for_each_file_any_order(&index, |f| {
-        if let Some(p) = f.problem() {
-            structure_problems.push(p);
-        }
+        structure_problems.extend(f.problems());
         match f.origin {
             Origin::Trash => trash += 1,
             Origin::Unlinked => unlinked += 1,
@@ -168,7 +166,7 @@ pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
         )?;
         writeln!(
             out,
-            "Rows with a missing parent or on a parent cycle: {}",
+            "Rows with a missing parent, on a parent cycle or with an unusable size: {}",
             ins.structure_problems.len()
         )?;
         for p in ins.structure_problems.iter().take(20) {
@@ -213,15 +211,13 @@ pub fn plan(a: &PlanArgs) -> anyhow::Result<Exit> {
         match f.skip {
             None => {
                 totals.selected_files += 1;
-                totals.selected_bytes += f.size;
+                totals.selected_bytes = totals.selected_bytes.saturating_add(f.size);
                 totals.undated_files += f.mtime_ms.is_none() as u64;
             }
             Some(_) => totals.filtered += 1,
         }
         totals.renamed_files += f.renamed_from.is_some() as u64;
-        if let Some(p) = f.problem() {
-            file_problems.push(p);
-        }
+        file_problems.extend(f.problems());
         if a.summary {
             return;
         }

@@ -2788,3 +2788,155 @@ fn names_that_are_not_utf8_are_listed_as_renamed_with_their_bytes() {
         "{renamed:?}"
     );
 }
+
+/// A `size` stored as text, a real, a negative or an impossible number stopped every
+/// command ("Invalid column type Text at index: 4, name: size", an "integer overflow" in
+/// inspect's SUM) or wrapped the plan's total. Now a real is rounded, what is not a byte
+/// count counts as 0 and is reported naming the row and the stored value, and the restore
+/// copies each object whole.
+#[test]
+fn odd_stored_sizes_are_reported_per_row_and_stop_nothing() {
+    let dump = Dump::new(51, 60, 1);
+    let picked: Vec<(String, String, i64)> = dump
+        .content_ids()
+        .into_iter()
+        .filter_map(|(id, (cid, size))| {
+            let cid = cid.filter(|c| dump.object(c).is_some())?;
+            Some((id, cid, size))
+        })
+        .take(8)
+        .collect();
+    assert_eq!(picked.len(), 8);
+    // (stored value as SQL, what the report shows; None: usable, rounded to 4)
+    let odd: [(&str, Option<&str>); 8] = [
+        ("''", Some("\"\"")),
+        ("'abc'", Some("\"abc\"")),
+        ("3.5", None),
+        ("9e19", Some("90000000000000000000")),
+        ("9223372036854775807", Some("9223372036854775807")),
+        ("9223372036854775807", Some("9223372036854775807")),
+        ("9223372036854775807", Some("9223372036854775807")),
+        ("-5", Some("-5")),
+    ];
+    let conn = rusqlite::Connection::open(dump.db()).unwrap();
+    for ((id, _, _), (sql, _)) in picked.iter().zip(&odd) {
+        conn.execute(
+            &format!("UPDATE Files SET size = {sql} WHERE id = ?1"),
+            [id],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let before = SourceSnapshot::take(&dump);
+    let expected_bytes = dump.manifest.bytes - picked.iter().map(|p| p.2 as u64).sum::<u64>() + 4;
+    let unusable: BTreeMap<String, String> = picked
+        .iter()
+        .zip(&odd)
+        .filter_map(|((id, _, _), (_, shown))| Some((id.clone(), (*shown)?.to_string())))
+        .collect();
+    let size_problems = |problems: Vec<&serde_json::Value>| -> BTreeMap<String, String> {
+        problems
+            .into_iter()
+            .filter(|p| p["kind"]["kind"] == "unusable_size")
+            .map(|p| {
+                (
+                    p["id"].as_str().unwrap().to_string(),
+                    p["kind"]["stored"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+
+    let out = bin()
+        .arg("inspect")
+        .arg(&dump.root)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["counts"]["bytes"], expected_bytes);
+    assert_eq!(v["counts"]["files"], dump.manifest.files);
+    let found = size_problems(v["structure_problems"].as_array().unwrap().iter().collect());
+    assert_eq!(found, unusable);
+    let human = bin().arg("inspect").arg(&dump.root).output().unwrap();
+    assert!(
+        text(&human).contains(&format!("{} \"", picked[0].0))
+            && text(&human).contains("(\"\") is not a byte count"),
+        "{}",
+        text(&human)
+    );
+
+    let dest = dump.path("out");
+    let lines = plan_json(&dump.root, &dest, &[]);
+    let problems: Vec<&serde_json::Value> = of_type(&lines, "problem")
+        .into_iter()
+        .map(|l| &l["problem"])
+        .collect();
+    assert_eq!(size_problems(problems), unusable);
+    let files = of_type(&lines, "file");
+    let selected: u64 = files
+        .iter()
+        .filter(|f| f["skip"].is_null())
+        .map(|f| f["size"].as_u64().unwrap())
+        .sum();
+    let summary = &of_type(&lines, "summary")[0]["totals"];
+    assert_eq!(summary["selected_bytes"], selected);
+    assert!(selected <= expected_bytes);
+
+    let (out, report) = restore(&dump, &dest, &[], &[]);
+    let msg = text(&out);
+    // The demo dump has objects missing on purpose: exit 1, not 2.
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert_eq!(report["outcomes"]["failed"], 0, "{msg}");
+    assert_eq!(
+        size_problems(
+            report["structure_problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .collect()
+        ),
+        unusable
+    );
+    assert!(msg.contains("not a byte count"), "{msg}");
+    let mut restored = 0;
+    for (id, cid, _) in &picked {
+        let f = files.iter().find(|f| f["id"] == id.as_str()).unwrap();
+        if !f["skip"].is_null() {
+            continue;
+        }
+        restored += 1;
+        let path = dest.join(f["path"].as_str().unwrap());
+        assert_eq!(
+            hash_file(&path),
+            hash_file(&dump.object(cid).unwrap()),
+            "{id}"
+        );
+        if unusable.contains_key(id) {
+            let note = report["notes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["id"] == id.as_str())
+                .unwrap_or_else(|| panic!("no note for {id}: {msg}"));
+            let reason = note["reason"].as_str().unwrap();
+            assert!(
+                reason.contains(&format!("({}) is not a byte count", unusable[id])),
+                "{reason}"
+            );
+        }
+    }
+    assert!(restored > 0);
+    let status = bin()
+        .arg("status")
+        .arg("--state-dir")
+        .arg(dump.path("state"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", text(&status));
+    let st: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(st["bytes_done"].as_u64().unwrap() <= expected_bytes, "{st}");
+    assert_eq!(SourceSnapshot::take(&dump), before);
+}

@@ -95,6 +95,9 @@ pub enum ProblemKind {
     MissingParent { parent_id: String },
     /// The folder is on a parent cycle.
     Cycle { cycle_root: String },
+    /// The file's stored size is not a byte count (`stored`, as stored): it counts as
+    /// unknown (0 bytes) in totals; the object is copied whole.
+    UnusableSize { stored: String },
 }
 
 impl std::fmt::Display for ProblemKind {
@@ -106,6 +109,10 @@ impl std::fmt::Display for ProblemKind {
             ProblemKind::Cycle { cycle_root } => {
                 write!(f, "on a parent cycle (broken at {cycle_root})")
             }
+            ProblemKind::UnusableSize { stored } => write!(
+                f,
+                "its size in the database ({stored}) is not a byte count; counted as unknown (0 bytes), the object is restored whole"
+            ),
         }
     }
 }
@@ -125,7 +132,10 @@ pub struct PlannedFile {
     pub content_id: Option<String>,
     /// Path under the destination, `/`-separated, every component sanitized.
     pub rel_path: String,
+    /// Bytes the database says (0 when its value is not usable: see `size_unusable`).
     pub size: u64,
+    /// The stored size, written out, when it is not a byte count (the size is unknown).
+    pub size_unusable: Option<String>,
     /// Modification time to set, in milliseconds (None: no plausible date).
     pub mtime_ms: Option<i64>,
     pub origin: Origin,
@@ -138,12 +148,19 @@ pub struct PlannedFile {
 }
 
 impl PlannedFile {
-    /// The structural problem of a file whose parent is missing, if any.
-    pub fn problem(&self) -> Option<Problem> {
-        let parent_id = self.missing_parent.clone()?;
-        Some(Problem {
+    /// The structural problems of the file's own row: a missing parent, an unusable size.
+    pub fn problems(&self) -> impl Iterator<Item = Problem> + '_ {
+        let parent = self
+            .missing_parent
+            .clone()
+            .map(|parent_id| ProblemKind::MissingParent { parent_id });
+        let size = self
+            .size_unusable
+            .clone()
+            .map(|stored| ProblemKind::UnusableSize { stored });
+        parent.into_iter().chain(size).map(|kind| Problem {
             id: self.id.clone(),
-            kind: ProblemKind::MissingParent { parent_id },
+            kind,
             name: self.rel_path.rsplit('/').next().unwrap_or("").to_string(),
             restored_path: self.rel_path.clone(),
         })
@@ -795,7 +812,8 @@ impl Plan {
                 id: row.id.to_string(),
                 content_id: row.content_id.map(str::to_string),
                 rel_path: r.rel_path.to_string(),
-                size: row.size.max(0) as u64,
+                size: row.size,
+                size_unusable: row.size_unusable.clone(),
                 mtime_ms: self.opts.dates.pick(&row.dates),
                 origin: r.origin,
                 renamed_from: r.renamed.then(|| {
@@ -897,7 +915,7 @@ impl Plan {
             match r.skip {
                 None => {
                     t.selected_files += 1;
-                    t.selected_bytes += row.size.max(0) as u64;
+                    t.selected_bytes = t.selected_bytes.saturating_add(row.size);
                     t.undated_files += self.opts.dates.pick(&row.dates).is_none() as u64;
                 }
                 Some(_) => t.filtered += 1,

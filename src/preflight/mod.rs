@@ -438,8 +438,10 @@ pub fn work(
             return;
         }
         w.files += 1;
-        w.bytes += f.size;
-        w.bytes_on_disk += f.size.div_ceil(block) * block;
+        w.bytes = w.bytes.saturating_add(f.size);
+        w.bytes_on_disk = w
+            .bytes_on_disk
+            .saturating_add(f.size.div_ceil(block).saturating_mul(block));
         w.renamed_files += f.renamed_from.is_some() as u64;
         model::add_to_histogram(&mut w.histogram, f.size);
     })?;

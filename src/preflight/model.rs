@@ -333,7 +333,7 @@ pub fn empty_histogram() -> Vec<Bucket> {
 pub fn add_to_histogram(h: &mut [Bucket], size: u64) {
     if let Some(b) = h.iter_mut().find(|b| b.below.is_none_or(|x| size < x)) {
         b.files += 1;
-        b.bytes += size;
+        b.bytes = b.bytes.saturating_add(size);
     }
 }
 

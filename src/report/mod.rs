@@ -90,14 +90,14 @@ impl Snapshot {
     pub fn record(&mut self, o: Outcome, size: u64, copied: u64) {
         *self.counts.entry(o).or_default() += 1;
         if o != Outcome::Filtered {
-            self.settled_bytes += size;
+            self.settled_bytes = self.settled_bytes.saturating_add(size);
         }
         if o.is_done() {
-            self.done_bytes += size;
+            self.done_bytes = self.done_bytes.saturating_add(size);
         }
         match o {
-            Outcome::Copied => self.copied_bytes += copied,
-            Outcome::AlreadyDone => self.prior_bytes += size,
+            Outcome::Copied => self.copied_bytes = self.copied_bytes.saturating_add(copied),
+            Outcome::AlreadyDone => self.prior_bytes = self.prior_bytes.saturating_add(size),
             _ => {}
         }
     }
@@ -474,10 +474,20 @@ impl Report {
                 self.names
             ));
         }
-        if !self.structure_problems.is_empty() {
+        let odd_sizes = self
+            .structure_problems
+            .iter()
+            .filter(|p| matches!(p.kind, crate::plan::ProblemKind::UnusableSize { .. }))
+            .count();
+        let unlinked = self.structure_problems.len() - odd_sizes;
+        if unlinked > 0 {
             s.push_str(&format!(
-                "  {} folders and files have a missing parent or sit on a parent cycle; they are restored under _unlinked/ and listed in the report\n",
-                self.structure_problems.len()
+                "  {unlinked} folders and files have a missing parent or sit on a parent cycle; they are restored under _unlinked/ and listed in the report\n",
+            ));
+        }
+        if odd_sizes > 0 {
+            s.push_str(&format!(
+                "  {odd_sizes} files have a size in the database that is not a byte count; their objects are restored whole, and each is listed in the report\n",
             ));
         }
         if self.stale_temps_removed > 0 {

@@ -509,7 +509,7 @@ fn restore_once(
     }
     Ok(Restored::Copied {
         bytes,
-        size_mismatch: bytes != job.size,
+        size_mismatch: bytes != job.size || job.size_unusable.is_some(),
         replaced_partial: partial,
     })
 }
@@ -900,7 +900,9 @@ fn check_existing(
             if mtime_matches(&m, job.mtime_ms) {
                 // Opened once, when first needed.
                 let mut opened: Option<Option<File>> = None;
-                let object_bytes = if m.len() == job.size {
+                // A size not stored as a byte count is unknown: only the object's length can
+                // say the file is whole.
+                let object_bytes = if m.len() == job.size && job.size_unusable.is_none() {
                     Some(None)
                 } else if job.mtime_ms.is_some()
                     && opened

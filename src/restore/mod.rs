@@ -113,9 +113,17 @@ pub struct RunEnd {
 }
 
 /// The note for an object of another length than the database says (a likely damaged
-/// file): `how` it was restored.
-fn length_note(object_bytes: u64, db_size: u64, how: &str) -> String {
-    format!("object has {object_bytes} bytes, the database says {db_size}; {how} as found")
+/// file), or for a file whose stored size is not a byte count: `how` it was restored.
+fn length_note(object_bytes: u64, file: &PlannedFile, how: &str) -> String {
+    match &file.size_unusable {
+        Some(stored) => format!(
+            "object has {object_bytes} bytes, the database's size ({stored}) is not a byte count; {how} as found"
+        ),
+        None => format!(
+            "object has {object_bytes} bytes, the database says {}; {how} as found",
+            file.size
+        ),
+    }
 }
 
 /// How many of the first and of the last files a checkpoint records as restored are looked
@@ -457,7 +465,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 } else if !stopping_ref() {
                     let replace = !redo_ref.is_empty()
                         && redo_ref.contains(&crate::state::redo_key(&file.id, &file.rel_path));
-                    chunk_bytes += file.size;
+                    chunk_bytes = chunk_bytes.saturating_add(file.size);
                     chunk.push((file, replace));
                     if chunk.len() >= chunk_files || chunk_bytes >= CHUNK_BYTES {
                         chunk_bytes = 0;
@@ -506,7 +514,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                 d.bytes = bytes;
                                 if size_mismatch {
                                     d.lasting_note = true;
-                                    d.note = Some(length_note(bytes, d.file.size, "restored"));
+                                    d.note = Some(length_note(bytes, &d.file, "restored"));
                                 }
                                 if let Some(left) = replaced_partial {
                                     d.lasting_note = false;
@@ -519,7 +527,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                     d.lasting_note = true;
                                     d.note = Some(length_note(
                                         n,
-                                        d.file.size,
+                                        &d.file,
                                         "already on the destination with the object's length and date, kept",
                                     ));
                                 }
@@ -714,9 +722,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                             if d.file.skip.is_some() {
                                 report.count_skip(d.file.skip);
                             }
-                            if let Some(p) = d.file.problem() {
-                                report.structure_problems.push(p);
-                            }
+                            report.structure_problems.extend(d.file.problems());
                             // A resume's already-done files stay out of the batches: a
                             // million of them would only be carried to the committer. A done
                             // file's note is kept in its record, for later runs' reports.

@@ -98,7 +98,13 @@ pub struct FileRow<'r> {
     /// The stored name with its invalid bytes escaped, when it is not valid UTF-8
     /// (see `name_ref`).
     pub name_escaped: Option<String>,
-    pub size: i64,
+    /// Bytes, as stored or read leniently (a real rounded, text holding a number parsed);
+    /// 0 when not usable.
+    pub size: u64,
+    /// The stored size, shown as stored, when it is not a usable byte count (text that is
+    /// not a number, a negative or impossibly large value, NULL, a BLOB): the size is then
+    /// unknown, counted as 0, and the row is reported.
+    pub size_unusable: Option<String>,
     pub dates: RowDates,
 }
 
@@ -366,27 +372,32 @@ impl Index {
         Ok(out.into_iter().filter(|l| l != "ok").collect())
     }
 
-    /// Counts files, folders and bytes.
+    /// Counts files, folders and bytes. The bytes are summed here, not by SQLite: a size
+    /// stored as text or a huge number made SQLite's `SUM` fail (a real result, or "integer
+    /// overflow") and stopped `inspect`; sizes are read as [`Index::for_each_file`] reads
+    /// them, and the sum saturates.
     pub fn counts(&self) -> Result<IndexCounts, IndexError> {
-        self.conn
-            .query_row(
-                "SELECT
-                   COALESCE(SUM(mimeType <> ?1), 0),
-                   COALESCE(SUM(mimeType = ?1), 0),
-                   COALESCE(SUM(CASE WHEN mimeType <> ?1 AND size > 0 THEN size ELSE 0 END), 0),
-                   COALESCE(SUM(mimeType <> ?1 AND (contentID IS NULL OR contentID = '')), 0)
-                 FROM Files",
-                [FOLDER_MIME],
-                |r| {
-                    Ok(IndexCounts {
-                        files: r.get::<_, i64>(0)? as u64,
-                        folders: r.get::<_, i64>(1)? as u64,
-                        bytes: r.get::<_, i64>(2)? as u64,
-                        files_without_content_id: r.get::<_, i64>(3)? as u64,
-                    })
-                },
+        let mut c = IndexCounts::default();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT mimeType = ?1, size, contentID IS NULL OR contentID = ''
+                 FROM Files WHERE mimeType IS NOT NULL",
             )
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([FOLDER_MIME]).map_err(|e| self.err(e))?;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            if r.get::<_, bool>(0).map_err(|e| self.err(e))? {
+                c.folders += 1;
+                continue;
+            }
+            c.files += 1;
+            c.bytes = c
+                .bytes
+                .saturating_add(size_at(r, 1).map_err(|e| self.err(e))?.0);
+            c.files_without_content_id += r.get::<_, bool>(2).map_err(|e| self.err(e))? as u64;
+        }
+        Ok(c)
     }
 
     /// Whether some file row is named exactly `name` (a full pass, for the rare question).
@@ -491,16 +502,15 @@ impl Index {
         while let Some(r) = rows.next().map_err(|e| self.err(e))? {
             let content_id = borrowed(r, 2).map_err(|e| self.err(e))?;
             let (name, name_escaped) = name_ref(r, 3).map_err(|e| self.err(e))?;
+            let (size, size_unusable) = size_at(r, 4).map_err(|e| self.err(e))?;
             f(FileRow {
                 id: required(r, 0).map_err(|e| self.err(e))?,
                 parent: parent_of(borrowed(r, 1).map_err(|e| self.err(e))?),
                 content_id: content_id.filter(|c| !c.is_empty()),
                 name,
                 name_escaped,
-                size: r
-                    .get::<_, Option<i64>>(4)
-                    .map_err(|e| self.err(e))?
-                    .unwrap_or(0),
+                size,
+                size_unusable,
                 dates: dates_at(r, 5).map_err(|e| self.err(e))?,
             });
         }
@@ -562,7 +572,8 @@ impl Index {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
-    /// Sizes of all file rows, streamed (for histograms and estimates).
+    /// Sizes of all file rows, streamed (for histograms and estimates), read as
+    /// [`Index::for_each_file`] reads them (0 where not usable).
     pub fn for_each_file_size(&self, mut f: impl FnMut(u64)) -> Result<(), IndexError> {
         let mut stmt = self
             .conn
@@ -570,10 +581,7 @@ impl Index {
             .map_err(|e| self.err(e))?;
         let mut rows = stmt.query([FOLDER_MIME]).map_err(|e| self.err(e))?;
         while let Some(r) = rows.next().map_err(|e| self.err(e))? {
-            f(r.get::<_, Option<i64>>(0)
-                .map_err(|e| self.err(e))?
-                .unwrap_or(0)
-                .max(0) as u64);
+            f(size_at(r, 0).map_err(|e| self.err(e))?.0);
         }
         Ok(())
     }
@@ -653,6 +661,48 @@ fn borrowed<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<&
             Box::new(other),
         ),
     })
+}
+
+/// The largest size taken as stored: no file above 1 PiB fits on the disks of a device
+/// that holds a few TB (a size near `i64::MAX` wrapped the plan's total). Sums of sizes
+/// still saturate.
+const MAX_SIZE: u64 = 1 << 50;
+
+/// Reads a size leniently, as dates are read ([`dates_at`]): an integer as it is, a real
+/// rounded, text holding a number parsed. What is not a byte count (a negative or
+/// impossibly large number, other text, NULL, a BLOB) is returned as 0 with the stored
+/// value written out for the report: one odd row must not stop every command, nor wrap a
+/// total. The copy writes the object's own bytes whatever the size says.
+fn size_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<(u64, Option<String>)> {
+    let v = r.get_ref(i)?;
+    let real = |x: f64| {
+        (x.is_finite() && x > -1.0 && x < (MAX_SIZE + 1) as f64).then(|| x.round().max(0.0) as u64)
+    };
+    let n = match v {
+        ValueRef::Integer(n) => u64::try_from(n).ok(),
+        ValueRef::Real(x) => real(x),
+        ValueRef::Text(t) => std::str::from_utf8(t).ok().map(str::trim).and_then(|t| {
+            t.parse::<u64>()
+                .ok()
+                .or_else(|| t.parse::<f64>().ok().and_then(real))
+        }),
+        ValueRef::Null | ValueRef::Blob(_) => None,
+    };
+    Ok(match n {
+        Some(n) if n <= MAX_SIZE => (n, None),
+        _ => (0, Some(stored_value(v))),
+    })
+}
+
+/// A stored value written out for a report: text quoted, a BLOB by its length.
+fn stored_value(v: ValueRef<'_>) -> String {
+    match v {
+        ValueRef::Null => "NULL".into(),
+        ValueRef::Integer(n) => n.to_string(),
+        ValueRef::Real(x) => x.to_string(),
+        ValueRef::Text(t) => format!("{:?}", String::from_utf8_lossy(t)),
+        ValueRef::Blob(b) => format!("a BLOB of {} bytes", b.len()),
+    }
 }
 
 fn dates_at(r: &rusqlite::Row<'_>, start: usize) -> rusqlite::Result<RowDates> {
@@ -816,6 +866,70 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["index.db"], "nothing written beside it");
+    }
+
+    /// Sizes are read as leniently as dates: a real rounded, a usable value whatever its
+    /// storage class; what is not a byte count is 0 with the stored value written out, and
+    /// the counts add in Rust (SQLite's SUM failed on text and overflowed on huge values).
+    #[test]
+    fn odd_sizes_are_read_leniently_and_named() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("index.db");
+        let c = Connection::open(&p).unwrap();
+        c.execute_batch(FILES_TABLE_SQL).unwrap();
+        let sizes = [
+            "7",
+            "'12'",
+            "' 13 '",
+            "3.5",
+            "''",
+            "'abc'",
+            "-5",
+            "9e19",
+            "9223372036854775807",
+            "9223372036854775807",
+            "9223372036854775807",
+            "X'0102'",
+        ];
+        for (i, size) in sizes.iter().enumerate() {
+            c.execute(
+                &format!(
+                    "INSERT INTO Files(id,parentID,contentID,version,name,birthTime,cTime,size,mimeType,storageID,hidden)
+                     VALUES ('f{i}','root','c{i}',1,'n{i}',1,1,{size},'image/jpeg','local',1)"
+                ),
+                [],
+            )
+            .unwrap();
+        }
+        drop(c);
+        let idx = Index::open(&p, None).unwrap();
+        let mut got = vec![];
+        idx.for_each_file(None, |f| got.push((f.size, f.size_unusable)))
+            .unwrap();
+        let none = |n: u64| (n, None);
+        let odd = |s: &str| (0, Some(s.to_string()));
+        assert_eq!(
+            got,
+            [
+                none(7),
+                none(12),
+                none(13),
+                none(4),
+                odd("\"\""),
+                odd("\"abc\""),
+                odd("-5"),
+                odd("90000000000000000000"),
+                odd("9223372036854775807"),
+                odd("9223372036854775807"),
+                odd("9223372036854775807"),
+                odd("a BLOB of 2 bytes"),
+            ]
+        );
+        let c = idx.counts().unwrap();
+        assert_eq!((c.files, c.bytes), (12, 7 + 12 + 13 + 4));
+        let mut sizes = vec![];
+        idx.for_each_file_size(|s| sizes.push(s)).unwrap();
+        assert_eq!(sizes.iter().sum::<u64>(), 36);
     }
 
     #[test]

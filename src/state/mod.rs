@@ -781,7 +781,7 @@ pub fn read_status(dir: &Path) -> Result<Status, StateError> {
     for l in latest.files.values() {
         let outcome = &latest.outcomes[l.outcome as usize];
         if Outcome::parse(outcome).is_some_and(Outcome::is_done) {
-            st.bytes_done += l.size.max(0) as u64;
+            st.bytes_done = st.bytes_done.saturating_add(l.size.max(0) as u64);
             st.files_done += 1;
         }
         if outcome == "failed" || outcome == "missing" {
