@@ -2940,3 +2940,45 @@ fn odd_stored_sizes_are_reported_per_row_and_stop_nothing() {
     assert!(st["bytes_done"].as_u64().unwrap() <= expected_bytes, "{st}");
     assert_eq!(SourceSnapshot::take(&dump), before);
 }
+
+/// A `-wal` file of random bytes was reported as holding changes "read from a private
+/// copy", though SQLite ignored it and folded in nothing. Now the plan says the log could
+/// not be used and its changes, if any, are not in the restore; the source is unchanged.
+#[test]
+fn a_write_ahead_log_sqlite_cannot_use_is_said_not_folded_in() {
+    let dump = Dump::new(52, 40, 1);
+    let wal = dump.root.join("restsdk/data/db/index.db-wal");
+    let garbage: Vec<u8> = (0..20_000u64)
+        .map(|i| xxhash_rust::xxh3::xxh3_64(&i.to_le_bytes()) as u8)
+        .collect();
+    std::fs::write(&wal, &garbage).unwrap();
+    let before = SourceSnapshot::take(&dump);
+    let tmp = dump.path("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let out = bin()
+        .arg("plan")
+        .arg(&dump.root)
+        .arg(dump.path("out"))
+        .arg("--summary")
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    assert!(
+        msg.contains("index.db-wal") && msg.contains("could not use"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("the log's changes, if it held any, are not in this plan or restore"),
+        "{msg}"
+    );
+    assert!(!msg.contains("they were read from a private copy"), "{msg}");
+    assert!(
+        msg.contains(&format!("Plan: {} files", dump.manifest.files)),
+        "{msg}"
+    );
+    assert_eq!(SourceSnapshot::take(&dump), before);
+    assert_eq!(std::fs::read(&wal).unwrap(), garbage);
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "copy removed");
+}

@@ -137,6 +137,10 @@ struct MergedCopy {
     dir: PathBuf,
     db: PathBuf,
     wal_bytes: u64,
+    /// Frames SQLite found in the log (valid and committed) and frames it folded into the
+    /// copy: none found in a non-empty log means SQLite could use nothing of it.
+    frames: u64,
+    folded: u64,
 }
 
 impl Drop for MergedCopy {
@@ -211,10 +215,12 @@ impl MergedCopy {
             .create(&dir)
             .map_err(|e| fail(&format!("cannot create {}", dir.display()), &e))?;
         // From here on the folder is removed on every way out.
-        let copy = MergedCopy {
+        let mut copy = MergedCopy {
             db: dir.join("index.db"),
             dir,
             wal_bytes,
+            frames: 0,
+            folded: 0,
         };
         std::fs::copy(db, &copy.db)
             .map_err(|e| fail(&format!("cannot copy it to {}", copy.db.display()), &e))?;
@@ -225,11 +231,25 @@ impl MergedCopy {
             )
         })?;
         // SQLite replays the log's committed transactions on opening (a torn last one is
-        // ignored by its checksums); the checkpoint writes them into the copy.
+        // ignored by its checksums); the checkpoint writes them into the copy. A log SQLite
+        // cannot read (no valid header, frames failing their checksums) is ignored without
+        // an error: only the checkpoint's count of frames tells. A passive checkpoint
+        // reports them (a truncating one reports the emptied log), and no one else has the
+        // copy open, so it folds every frame.
         let conn = Connection::open(&copy.db).map_err(|e| fail("SQLite", &e))?;
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .and_then(|_| conn.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(())))
+        let (frames, folded) = conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })
+            .and_then(|counts| {
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+                conn.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))?;
+                Ok(counts)
+            })
             .map_err(|e| fail("SQLite could not fold in the log", &e))?;
+        // -1 when the copy is not in WAL mode: nothing was read from the log.
+        copy.frames = frames.max(0) as u64;
+        copy.folded = folded.max(0) as u64;
         drop(conn);
         Ok(copy)
     }
@@ -293,16 +313,36 @@ impl Index {
         Ok(idx)
     }
 
-    /// Said once per command when the write-ahead log was read: the user should know the
-    /// database on the disk alone is not the whole index.
+    /// Said once per command when there is a write-ahead log: the user should know the
+    /// database on the disk alone is not the whole index, or that the log could not be
+    /// used and what it held (if anything) is not in what is read.
     pub fn wal_note(&self) -> Option<String> {
         self.merged.as_ref().map(|m| {
-            format!(
-                "{} has a write-ahead log ({} bytes in {}) with changes not yet in the database file; they were read from a private copy (the source was not changed)",
-                self.path.display(),
-                m.wal_bytes,
-                wal_path(&self.path).display()
-            )
+            let wal = wal_path(&self.path);
+            if m.frames == 0 {
+                format!(
+                    "{} has a write-ahead log ({} bytes in {}) that SQLite could not use (no valid committed change in it: not a write-ahead log, damaged, or empty); only the database file is read, so the log's changes, if it held any, are not in this plan or restore (the source was not changed)",
+                    self.path.display(),
+                    m.wal_bytes,
+                    wal.display()
+                )
+            } else if m.folded < m.frames {
+                format!(
+                    "{} has a write-ahead log ({} bytes in {}); only {} of its {} pages of changes could be folded into a private copy, which is what is read: some of the device's last changes may be missing (the source was not changed)",
+                    self.path.display(),
+                    m.wal_bytes,
+                    wal.display(),
+                    m.folded,
+                    m.frames
+                )
+            } else {
+                format!(
+                    "{} has a write-ahead log ({} bytes in {}) with changes not yet in the database file; they were read from a private copy (the source was not changed)",
+                    self.path.display(),
+                    m.wal_bytes,
+                    wal.display()
+                )
+            }
         })
     }
 
