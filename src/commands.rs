@@ -67,10 +67,10 @@ pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
         renamed += f.renamed_from.is_some() as u64;
     })?;
     let sample = index.sample_content_ids(a.sample)?;
-    let found = sample
-        .iter()
-        .filter(|c| layout.find_object(c).is_some())
-        .count() as u64;
+    let mut found = 0u64;
+    for c in &sample {
+        found += layout.find_object(c)?.is_some() as u64;
+    }
     let mut warnings: Vec<String> = index.wal_note().into_iter().collect();
     let user_storage = layout
         .files

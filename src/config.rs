@@ -73,12 +73,12 @@ pub struct RestoreConfig {
     pub command_line: String,
 }
 
+/// The source's layout, for a command that reads it: the object folder must be readable
+/// by this user ([`SourceLayout::check_readable`]).
 pub fn source(a: &SourceArgs) -> anyhow::Result<SourceLayout> {
-    Ok(SourceLayout::discover(
-        &a.source,
-        a.db.as_deref(),
-        a.files_dir.as_deref(),
-    )?)
+    let layout = SourceLayout::discover(&a.source, a.db.as_deref(), a.files_dir.as_deref())?;
+    layout.check_readable()?;
+    Ok(layout)
 }
 
 /// The name policy: explicit, or from the destination's filesystem type.

@@ -63,10 +63,11 @@ enum Check {
 }
 
 fn check(cfg: &RestoreConfig, f: &PlannedFile, content: bool) -> Check {
-    let object = f
-        .content_id
-        .as_deref()
-        .and_then(|c| cfg.source.find_object(c));
+    let object = match f.content_id.as_deref().map(|c| cfg.source.find_object(c)) {
+        Some(Err(e)) => return Check::Bad(e.to_string()),
+        Some(Ok(o)) => o,
+        None => None,
+    };
     let expected_size = match (&object, &f.content_id) {
         (Some(o), _) => match std::fs::metadata(o) {
             Ok(m) => m.len(),

@@ -2982,3 +2982,92 @@ fn a_write_ahead_log_sqlite_cannot_use_is_said_not_folded_in() {
     assert_eq!(std::fs::read(&wal).unwrap(), garbage);
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "copy removed");
 }
+
+/// A source this user may not read was misdiagnosed: an unreadable `index.db` gave SQLite's
+/// "unable to open database file ... Error code 14", and an unreadable object folder failed
+/// every file one by one ("Permission denied", exit 1) while `inspect` blamed the layout.
+/// Both now stop at the start with exit 2, naming the file or folder and suggesting sudo.
+/// Run as an unprivileged user (see `unprivileged`): root would read them anyway.
+#[test]
+fn an_unreadable_database_or_object_folder_stops_early_and_suggests_sudo() {
+    use std::os::unix::fs::PermissionsExt;
+    let dump = Dump::new(53, 30, 1);
+    let Some(run) = unprivileged(&dump) else {
+        return;
+    };
+    let chmod = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    let before = SourceSnapshot::take(&dump);
+    let dest = dump.path("out");
+    let inspect = || run().arg("inspect").arg(&dump.root).output().unwrap();
+    // All readable: the user can read the dump, so what follows fails for the permission.
+    let o = inspect();
+    assert!(o.status.success(), "{}", text(&o));
+
+    chmod(&dump.db(), 0o000);
+    for o in [
+        inspect(),
+        run()
+            .arg("plan")
+            .arg(&dump.root)
+            .arg(&dest)
+            .output()
+            .unwrap(),
+    ] {
+        let msg = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{msg}");
+        assert!(
+            msg.contains("permission denied")
+                && msg.contains(&dump.db().display().to_string())
+                && msg.contains("sudo"),
+            "{msg}"
+        );
+        assert!(!msg.contains("unable to open"), "{msg}");
+    }
+    chmod(&dump.db(), 0o644);
+
+    let files = dump.root.join("restsdk/data/files");
+    chmod(&files, 0o700);
+    let restore = run()
+        .arg("restore")
+        .arg(&dump.root)
+        .arg(&dest)
+        .arg("--state-dir")
+        .arg(dump.path("state"))
+        .output()
+        .unwrap();
+    for o in [inspect(), restore] {
+        let msg = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{msg}");
+        assert!(
+            msg.contains("permission denied")
+                && msg.contains("object folder")
+                && msg.contains(&files.display().to_string())
+                && msg.contains("sudo"),
+            "{msg}"
+        );
+        assert!(!msg.contains("layout may differ"), "{msg}");
+    }
+    assert!(!dest.exists());
+    chmod(&files, 0o755);
+
+    // One shard folder closed: inspect's sample names it rather than blaming the layout.
+    let shard = dump
+        .content_ids()
+        .values()
+        .filter_map(|(cid, _)| dump.object(cid.as_deref()?))
+        .filter_map(|o| o.parent().map(Path::to_path_buf))
+        .find(|p| *p != files)
+        .unwrap();
+    chmod(&shard, 0o700);
+    let o = inspect();
+    let msg = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains(&shard.display().to_string()) && msg.contains("sudo"),
+        "{msg}"
+    );
+    chmod(&shard, 0o755);
+    assert_eq!(SourceSnapshot::take(&dump), before);
+}

@@ -528,7 +528,7 @@ fn the_read_only_index_reader_agrees_with_the_manifest() {
                 r.get(0)
             })
             .unwrap();
-        assert!(layout.find_object(&cid).is_some());
+        assert!(layout.find_object(&cid).unwrap().is_some());
     }
 }
 

@@ -46,6 +46,8 @@ pub enum IndexError {
     MissingColumn { path: PathBuf, column: String },
     #[error("{path} has a write-ahead log (its -wal file) holding the device's last changes; reading them needs a private copy of both files, which failed ({detail}). Set TMPDIR to a folder with room for a copy of the database")]
     WalCopy { path: PathBuf, detail: String },
+    #[error("permission denied: this user cannot read {path}. {hint}", hint = super::SUDO_HINT)]
+    PermissionDenied { path: PathBuf },
     #[error("cannot read {path}: {source}")]
     Sqlite {
         path: PathBuf,
@@ -276,8 +278,10 @@ impl Index {
     /// `backup` (the `dbBackup` copy, if found) is suggested when the database is damaged.
     pub fn open(path: &Path, backup: Option<&Path>) -> Result<Index, IndexError> {
         let wal = wal_path(path);
+        check_readable(path)?;
         let merged = match std::fs::metadata(&wal) {
             Ok(m) if m.is_file() && m.len() > 0 => {
+                check_readable(&wal)?;
                 Some(Arc::new(MergedCopy::make(path, &wal, m.len())?))
             }
             _ => None,
@@ -764,10 +768,29 @@ fn dates_at(r: &rusqlite::Row<'_>, start: usize) -> rusqlite::Result<RowDates> {
     })
 }
 
+/// Refuses a file this user may not read, naming it: SQLite only says "unable to open
+/// database file" (and copying a write-ahead log would blame the temporary folder). Opening
+/// for reading writes nothing; any other error is left to SQLite to describe.
+fn check_readable(path: &Path) -> Result<(), IndexError> {
+    match std::fs::File::open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(IndexError::PermissionDenied {
+                path: path.to_path_buf(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 fn classify(path: &Path, backup: Option<&Path>, e: rusqlite::Error) -> IndexError {
     use rusqlite::ErrorCode;
     if let rusqlite::Error::SqliteFailure(f, ref msg) = e {
         match f.code {
+            ErrorCode::CannotOpen | ErrorCode::PermissionDenied => {
+                if let Err(denied) = check_readable(path) {
+                    return denied;
+                }
+            }
             ErrorCode::NotADatabase => {
                 return IndexError::NotSqlite {
                     path: path.to_path_buf(),

@@ -37,6 +37,48 @@ pub enum SourceError {
     DbOverrideMissing(PathBuf),
     #[error("{0} given with --files is not a folder")]
     FilesOverrideMissing(PathBuf),
+    #[error("permission denied: this user cannot {what} {path}. {SUDO_HINT}")]
+    PermissionDenied { path: PathBuf, what: &'static str },
+    #[error("cannot read {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What to do when the source cannot be read: the disk's files are the device's, not this
+/// user's.
+pub const SUDO_HINT: &str =
+    "The files on a My Cloud disk are often readable by root only: run this command with sudo";
+
+/// What is at `p` (following links): its type, or `None` when nothing is there. A
+/// permission error is not an absence: it names the folder that cannot be searched.
+fn kind_at(p: &Path) -> Result<Option<std::fs::FileType>, SourceError> {
+    match std::fs::metadata(p) {
+        Ok(m) => Ok(Some(m.file_type())),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(blocked(p)),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The error for a path whose lookup was refused: the deepest folder above it that can be
+/// reached is the one this user may not search.
+fn blocked(p: &Path) -> SourceError {
+    let folder = p
+        .ancestors()
+        .skip(1)
+        .find(|a| !a.as_os_str().is_empty() && std::fs::metadata(a).is_ok());
+    match folder {
+        Some(f) => SourceError::PermissionDenied {
+            path: f.to_path_buf(),
+            what: "open the folder",
+        },
+        None => SourceError::PermissionDenied {
+            path: p.to_path_buf(),
+            what: "reach",
+        },
+    }
 }
 
 /// The data folders (the one holding `db/` and `files/`) a user's path may lead to.
@@ -55,7 +97,7 @@ impl SourceLayout {
         db_override: Option<&Path>,
         files_override: Option<&Path>,
     ) -> Result<SourceLayout, SourceError> {
-        if !root.exists() {
+        if kind_at(root)?.is_none() {
             return Err(SourceError::Missing(root.to_path_buf()));
         }
         let candidates = candidate_data_dirs(root);
@@ -64,28 +106,27 @@ impl SourceLayout {
             .find(|d| d.join("db/index.db").is_file() || d.join("files").is_dir());
 
         let db = match db_override {
-            Some(p) if p.is_file() => p.to_path_buf(),
+            Some(p) if kind_at(p)?.is_some_and(|t| t.is_file()) => p.to_path_buf(),
             Some(p) => return Err(SourceError::DbOverrideMissing(p.to_path_buf())),
-            None => candidates
-                .iter()
-                .map(|d| d.join("db/index.db"))
-                .find(|p| p.is_file())
-                .ok_or_else(|| SourceError::NoDatabase {
+            None => {
+                let looked: Vec<PathBuf> =
+                    candidates.iter().map(|d| d.join("db/index.db")).collect();
+                find_first(&looked, |t| t.is_file())?.ok_or_else(|| SourceError::NoDatabase {
                     root: root.to_path_buf(),
-                    looked: list(candidates.iter().map(|d| d.join("db/index.db"))),
-                })?,
+                    looked: list(looked.iter().cloned()),
+                })?
+            }
         };
         let files = match files_override {
-            Some(p) if p.is_dir() => p.to_path_buf(),
+            Some(p) if kind_at(p)?.is_some_and(|t| t.is_dir()) => p.to_path_buf(),
             Some(p) => return Err(SourceError::FilesOverrideMissing(p.to_path_buf())),
-            None => candidates
-                .iter()
-                .map(|d| d.join("files"))
-                .find(|p| p.is_dir())
-                .ok_or_else(|| SourceError::NoFiles {
+            None => {
+                let looked: Vec<PathBuf> = candidates.iter().map(|d| d.join("files")).collect();
+                find_first(&looked, |t| t.is_dir())?.ok_or_else(|| SourceError::NoFiles {
                     root: root.to_path_buf(),
-                    looked: list(candidates.iter().map(|d| d.join("files"))),
-                })?,
+                    looked: list(looked.iter().cloned()),
+                })?
+            }
         };
         let backup_db = data_dir
             .map(|d| d.join("dbBackup/index.db"))
@@ -103,6 +144,24 @@ impl SourceLayout {
         })
     }
 
+    /// Refuses an object store this user may not search: every file would fail one by one
+    /// ("Permission denied"), and `inspect` would blame the layout. Checked once, before any
+    /// work. Objects are reached by name, so listing the folder is not needed, and it is
+    /// not walked (a flat store holds millions of objects).
+    pub fn check_readable(&self) -> Result<(), SourceError> {
+        // Looking up `.` inside the folder needs the right to search it, as reaching any
+        // object does.
+        match std::fs::metadata(self.files.join(".")) {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                Err(SourceError::PermissionDenied {
+                    path: self.files.clone(),
+                    what: "open files in the object folder",
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The shard folder of an object: the first character of its contentID.
     pub fn shard_of(content_id: &str) -> Option<char> {
         content_id.chars().next()
@@ -115,18 +174,53 @@ impl SourceLayout {
     }
 
     /// Finds an object: sharded layout first, then the flat layout `files/<contentID>`.
-    /// Returns `None` when neither exists (the object is missing) or the id is unusable.
-    pub fn find_object(&self, content_id: &str) -> Option<PathBuf> {
+    /// Returns `None` when neither exists (the object is missing) or the id is unusable; a
+    /// path that cannot be looked at (permission denied, an I/O error) is an error, not a
+    /// missing object.
+    pub fn find_object(&self, content_id: &str) -> Result<Option<PathBuf>, SourceError> {
         if !is_safe_content_id(content_id) {
-            return None;
+            return Ok(None);
         }
-        let sharded = self.sharded_object_path(content_id)?;
-        if sharded.is_file() {
-            return Some(sharded);
+        let candidates = [
+            self.sharded_object_path(content_id),
+            Some(self.files.join(content_id)),
+        ];
+        for p in candidates.into_iter().flatten() {
+            match std::fs::metadata(&p) {
+                Ok(m) if m.is_file() => return Ok(Some(p)),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    return Err(blocked(&p))
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                    ) => {}
+                Err(e) => return Err(SourceError::Unreadable { path: p, source: e }),
+            }
         }
-        let flat = self.files.join(content_id);
-        flat.is_file().then_some(flat)
+        Ok(None)
     }
+}
+
+/// The first of `paths` whose type passes `fits`; a path that cannot be looked at for lack
+/// of permission is an error, unless a later one fits.
+fn find_first(
+    paths: &[PathBuf],
+    fits: impl Fn(&std::fs::FileType) -> bool,
+) -> Result<Option<PathBuf>, SourceError> {
+    let mut denied = None;
+    for p in paths {
+        match kind_at(p) {
+            Ok(Some(t)) if fits(&t) => return Ok(Some(p.clone())),
+            Ok(_) => {}
+            Err(e) => {
+                denied.get_or_insert(e);
+            }
+        }
+    }
+    denied.map_or(Ok(None), Err)
 }
 
 /// A contentID is used as a file name inside the object store; one that could climb out of it
@@ -197,10 +291,11 @@ mod tests {
         std::fs::write(t.path().join("files/a/abc"), b"x").unwrap();
         std::fs::write(t.path().join("files/bcd"), b"x").unwrap();
         let l = SourceLayout::discover(t.path(), None, None).unwrap();
-        assert!(l.find_object("abc").unwrap().ends_with("files/a/abc"));
-        assert!(l.find_object("bcd").unwrap().ends_with("files/bcd"));
-        assert!(l.find_object("zzz").is_none());
-        assert!(l.find_object("../db").is_none());
-        assert!(l.find_object("").is_none());
+        let find = |c: &str| l.find_object(c).unwrap();
+        assert!(find("abc").unwrap().ends_with("files/a/abc"));
+        assert!(find("bcd").unwrap().ends_with("files/bcd"));
+        assert!(find("zzz").is_none());
+        assert!(find("../db").is_none());
+        assert!(find("").is_none());
     }
 }

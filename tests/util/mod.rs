@@ -432,3 +432,52 @@ impl Drop for PowerCutDisk {
         }
     }
 }
+
+/// The binary run as an unprivileged user, for permission tests: root reads everything, so
+/// when the tests run as root (as in CI) the binary is started through `setpriv` as uid and
+/// gid 65534, from a copy beside the dump (the build folder may not be reachable by that
+/// user). Everything under the dump's temporary folder is made readable by all first; the
+/// test then takes away what it means to. `None`, with the reason printed, where that
+/// user cannot run it (a temporary folder under a folder it cannot search).
+pub fn unprivileged(dump: &Dump) -> Option<impl Fn() -> std::process::Command> {
+    use std::os::unix::fs::PermissionsExt;
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false);
+    let mut stack = vec![dump.tmp.path().to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let dir = p.is_dir();
+        let mode = if dir { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        if dir {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    let exe = dump.path("mycloud-recover");
+    std::fs::copy(assert_cmd::cargo::cargo_bin("mycloud-recover"), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let command = move || {
+        let mut c = if root {
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(&exe);
+            c
+        } else {
+            std::process::Command::new(&exe)
+        };
+        c.env_remove("MYCLOUD_RECOVER_FAULTS");
+        c
+    };
+    match command().arg("--version").output() {
+        Ok(o) if o.status.success() => Some(command),
+        other => {
+            eprintln!(
+                "SKIPPED: cannot run the binary as uid 65534 from {} (setpriv missing, or a folder above it not searchable by that user): {other:?}",
+                dump.tmp.path().display()
+            );
+            None
+        }
+    }
+}
