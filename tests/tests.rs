@@ -3071,3 +3071,59 @@ fn an_unreadable_database_or_object_folder_stops_early_and_suggests_sudo() {
     chmod(&shard, 0o755);
     assert_eq!(SourceSnapshot::take(&dump), before);
 }
+
+/// A zero-byte `index.db` said "no `Files` table; this does not look like ..." without
+/// suggesting the device's backup copy (other damage does), and an `index.db` that is a
+/// folder was reported as not found. Now: "empty", with the backup copy named (or where to
+/// look for one), and "a folder, not a database file"; exit 2, the source unchanged.
+#[test]
+fn an_empty_index_suggests_the_backup_copy_and_a_folder_is_named_a_folder() {
+    let dump = Dump::new(54, 30, 1);
+    let data = dump.root.join("restsdk/data");
+    let backup = data.join("dbBackup/index.db");
+    std::fs::create_dir_all(backup.parent().unwrap()).unwrap();
+    std::fs::copy(dump.db(), &backup).unwrap();
+    std::fs::write(dump.db(), b"").unwrap();
+    let before = SourceSnapshot::take(&dump);
+    let run = |cmd: &str, extra: &[&Path]| {
+        let mut c = bin();
+        c.arg(cmd).arg(&dump.root);
+        if cmd == "plan" {
+            c.arg(dump.path("out"));
+        }
+        let o = c.args(extra).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        text(&o)
+    };
+    for cmd in ["inspect", "plan"] {
+        let msg = run(cmd, &[]);
+        assert!(
+            msg.contains("is empty (0 bytes)")
+                && msg.contains("Try the backup copy: --db")
+                && msg.contains(&backup.display().to_string()),
+            "{msg}"
+        );
+    }
+    assert_eq!(SourceSnapshot::take(&dump), before);
+    std::fs::remove_dir_all(backup.parent().unwrap()).unwrap();
+    let msg = run("inspect", &[]);
+    assert!(
+        msg.contains("is empty") && msg.contains("Look for restsdk/data/dbBackup/index.db"),
+        "{msg}"
+    );
+
+    // The database's name taken by a folder, found or given with --db.
+    std::fs::remove_file(dump.db()).unwrap();
+    std::fs::create_dir(dump.db()).unwrap();
+    let msg = run("inspect", &[]);
+    assert!(
+        msg.contains(&format!(
+            "{} is a folder, not a database file",
+            dump.db().display()
+        )),
+        "{msg}"
+    );
+    assert!(!msg.contains("no My Cloud index database found"), "{msg}");
+    let msg = run("plan", &[Path::new("--db"), &data.join("db")]);
+    assert!(msg.contains("is a folder, not a database file"), "{msg}");
+}

@@ -40,8 +40,12 @@ pub enum IndexError {
         detail: String,
         hint: String,
     },
-    #[error("{path} has no `Files` table; this does not look like a My Cloud Home index.db")]
-    NoFilesTable { path: PathBuf },
+    #[error(
+        "{path} has no `Files` table; this does not look like a My Cloud Home index.db.{hint}"
+    )]
+    NoFilesTable { path: PathBuf, hint: String },
+    #[error("{path} is empty (0 bytes): the database was lost or never written.{hint}")]
+    Empty { path: PathBuf, hint: String },
     #[error("{path}: table `Files` lacks column `{column}`; this firmware's schema is not supported yet (please report it)")]
     MissingColumn { path: PathBuf, column: String },
     #[error("{path} has a write-ahead log (its -wal file) holding the device's last changes; reading them needs a private copy of both files, which failed ({detail}). Set TMPDIR to a folder with room for a copy of the database")]
@@ -368,8 +372,11 @@ impl Index {
         })()
         .map_err(|e| self.err(e))?;
         if cols.is_empty() {
-            return Err(IndexError::NoFilesTable {
-                path: self.path.clone(),
+            let path = self.path.clone();
+            let hint = backup_hint(self.backup.as_deref());
+            return Err(match std::fs::metadata(&path) {
+                Ok(m) if m.len() == 0 => IndexError::Empty { path, hint },
+                _ => IndexError::NoFilesTable { path, hint },
             });
         }
         let has = |c: &str| cols.iter().any(|x| x.eq_ignore_ascii_case(c));
@@ -782,6 +789,17 @@ fn check_readable(path: &Path) -> Result<(), IndexError> {
     }
 }
 
+/// What to try when the database is damaged or empty: the device's backup copy.
+fn backup_hint(backup: Option<&Path>) -> String {
+    match backup {
+        Some(b) => format!(
+            " Try the backup copy: --db {} (it may be older but intact).",
+            b.display()
+        ),
+        None => " Look for restsdk/data/dbBackup/index.db and pass it with --db.".into(),
+    }
+}
+
 fn classify(path: &Path, backup: Option<&Path>, e: rusqlite::Error) -> IndexError {
     use rusqlite::ErrorCode;
     if let rusqlite::Error::SqliteFailure(f, ref msg) = e {
@@ -797,21 +815,12 @@ fn classify(path: &Path, backup: Option<&Path>, e: rusqlite::Error) -> IndexErro
                 }
             }
             ErrorCode::DatabaseCorrupt => {
-                let hint = match backup {
-                    Some(b) => format!(
-                        " Try the backup copy: --db {} (it may be older but intact).",
-                        b.display()
-                    ),
-                    None => {
-                        " Look for restsdk/data/dbBackup/index.db and pass it with --db.".into()
-                    }
-                };
                 return IndexError::Malformed {
                     path: path.to_path_buf(),
                     detail: msg
                         .clone()
                         .unwrap_or_else(|| "database disk image is malformed".into()),
-                    hint,
+                    hint: backup_hint(backup),
                 };
             }
             _ => {}

@@ -37,6 +37,8 @@ pub enum SourceError {
     DbOverrideMissing(PathBuf),
     #[error("{0} given with --files is not a folder")]
     FilesOverrideMissing(PathBuf),
+    #[error("{0} is a folder, not a database file: the index is the file restsdk/data/db/index.db (a copy may sit in restsdk/data/dbBackup/index.db); pass --db PATH to name the file")]
+    DbIsFolder(PathBuf),
     #[error("permission denied: this user cannot {what} {path}. {SUDO_HINT}")]
     PermissionDenied { path: PathBuf, what: &'static str },
     #[error("cannot read {path}: {source}")]
@@ -106,14 +108,23 @@ impl SourceLayout {
             .find(|d| d.join("db/index.db").is_file() || d.join("files").is_dir());
 
         let db = match db_override {
-            Some(p) if kind_at(p)?.is_some_and(|t| t.is_file()) => p.to_path_buf(),
-            Some(p) => return Err(SourceError::DbOverrideMissing(p.to_path_buf())),
+            Some(p) => match kind_at(p)? {
+                Some(t) if t.is_file() => p.to_path_buf(),
+                Some(t) if t.is_dir() => return Err(SourceError::DbIsFolder(p.to_path_buf())),
+                _ => return Err(SourceError::DbOverrideMissing(p.to_path_buf())),
+            },
             None => {
                 let looked: Vec<PathBuf> =
                     candidates.iter().map(|d| d.join("db/index.db")).collect();
-                find_first(&looked, |t| t.is_file())?.ok_or_else(|| SourceError::NoDatabase {
-                    root: root.to_path_buf(),
-                    looked: list(looked.iter().cloned()),
+                // A folder where the database should be is said as such, not as "not found".
+                find_first(&looked, |t| t.is_file())?.ok_or_else(|| {
+                    match looked.iter().find(|p| p.is_dir()) {
+                        Some(dir) => SourceError::DbIsFolder(dir.clone()),
+                        None => SourceError::NoDatabase {
+                            root: root.to_path_buf(),
+                            looked: list(looked.iter().cloned()),
+                        },
+                    }
                 })?
             }
         };
