@@ -995,6 +995,28 @@ mod tests {
     const TR: &str = "traaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
     #[test]
+    fn a_duplicated_folder_id_keeps_its_first_row_and_its_children() {
+        let t = tempfile::tempdir().unwrap();
+        // The real schema's unique index on id is damaged: two folder rows share `d1`.
+        let idx = db(
+            t.path(),
+            &[
+                (U1, None, "auth0|abc", true),
+                ("d1", Some(U1), "Photos", true),
+                ("d1", Some(U1), "Other", true),
+                ("f1", Some("d1"), "a.jpg", false),
+            ],
+        );
+        let (_, v) = paths(&idx, opts());
+        // In one of the two (whichever row the database lists first), not under `_unlinked`
+        // as if its parent were missing.
+        assert!(
+            matches!(v[0].1.as_str(), "Photos/a.jpg" | "Other/a.jpg"),
+            "{v:?}"
+        );
+    }
+
+    #[test]
     fn single_user_children_go_to_the_top_and_trash_is_filtered() {
         let t = tempfile::tempdir().unwrap();
         let idx = db(
