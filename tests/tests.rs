@@ -1910,6 +1910,35 @@ fn a_report_path_that_cannot_be_written_stops_before_copying() {
     );
 }
 
+/// Two restores into one DEST with different state folders would fail each other's files
+/// (the same temporary names on a network destination): the second is refused.
+#[test]
+fn a_second_restore_into_the_same_destination_is_refused() {
+    let dump = Dump::new(53, 150, 1);
+    let dest = dump.path("restored");
+    let first = spawn_restore(&dump, &dest, &dump.path("state-a"), &[], "delay_ms=20");
+    // Until the first holds DEST (its probe files are gone once it does).
+    let started = std::time::Instant::now();
+    while tree(&dest).keys().all(|p| p.contains(".mcr-"))
+        && started.elapsed() < std::time::Duration::from_secs(30)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let state_b = dump.path("state-b");
+    let (out, _) = restore(
+        &dump,
+        &dest,
+        &["--state-dir", state_b.to_str().unwrap()],
+        &[],
+    );
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(msg.contains("another restore is writing into"), "{msg}");
+    let out = first.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_restored_exactly(&dump, &dest);
+}
+
 /// A file already at a final name (a folder that existed before the run) is adopted when
 /// it matches, kept and reported when it differs, and replaced only with `--overwrite`.
 #[test]

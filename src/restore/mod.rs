@@ -245,6 +245,14 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         (Some(_), None) => create_and_probe(&cfg.dest)?,
         (None, _) => DestFacts::default(),
     };
+    // One restore at a time in a DEST, whatever its state folder: two would write the same
+    // temporary names on a network destination and fail each other's files. A lock on the
+    // folder itself, held until the end; where the filesystem has no such locks (some network
+    // filesystems), nothing is promised.
+    let _dest_lock = match &ckpt {
+        Some(_) => lock_dest(&cfg.dest)?,
+        None => None,
+    };
     // A destination that folds case although its filesystem type did not say so (a FUSE
     // mount of NTFS, a network share): under Posix rules `Photo.jpg` and `photo.jpg` would
     // be one file there, the second replacing or adopting the first. With `--names auto`
@@ -1069,6 +1077,21 @@ struct DestFacts {
     folds_case: bool,
     /// Unnamed files can be created and linked into place (local Linux filesystems).
     unnamed_temps: bool,
+}
+
+/// Takes the lock on DEST (see `restore`); `None` where the filesystem has no locks.
+fn lock_dest(dest: &Path) -> anyhow::Result<Option<std::fs::File>> {
+    use rustix::fs::{flock, FlockOperation};
+    let f = std::fs::File::open(dest)
+        .with_context(|| format!("cannot open destination {}", dest.display()))?;
+    match flock(&f, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(f)),
+        Err(rustix::io::Errno::WOULDBLOCK) => anyhow::bail!(
+            "another restore is writing into {} now (with another state folder); wait for it to finish or stop it, then run again",
+            dest.display()
+        ),
+        Err(_) => Ok(None),
+    }
 }
 
 /// Creates DEST if needed, then [`probe_destination`].

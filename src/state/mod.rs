@@ -776,6 +776,17 @@ pub fn read_status(dir: &Path) -> Result<Status, StateError> {
         state_dir: dir.to_path_buf(),
         ..Default::default()
     };
+    // Running if the lock is held by someone.
+    if let Ok(f) = File::open(dir.join("lock")) {
+        st.running =
+            rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared).is_err();
+    }
+    // A restore that is starting has created the file but not its tables yet.
+    for table in ["log", "runs", "meta"] {
+        if !has_table(&conn, table).map_err(sq)? {
+            return Ok(st);
+        }
+    }
     let latest = latest_records(&conn).map_err(sq)?;
     let mut failed: Vec<(i64, u32)> = Vec::new();
     for l in latest.files.values() {
@@ -840,11 +851,6 @@ pub fn read_status(dir: &Path) -> Result<Status, StateError> {
             }
         }
         st.failed_examples = first.into_sorted_vec();
-    }
-    // Running if the lock is held by someone.
-    if let Ok(f) = File::open(dir.join("lock")) {
-        st.running =
-            rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared).is_err();
     }
     Ok(st)
 }
