@@ -430,6 +430,35 @@ fn plain_periodic_progress_lines_when_not_a_terminal() {
     assert!(pct.windows(2).all(|w| w[0] <= w[1]), "{pct:?}");
 }
 
+/// On a resume the files an earlier run finished count as settled from the first progress
+/// line, not as the stream happens to pass them (it read 9% with 40% done).
+#[test]
+fn a_resume_counts_what_earlier_runs_finished_from_the_first_progress_line() {
+    let dump = Dump::new(14, 150, 1);
+    let dest = dump.path("restored");
+    let (out, first) = restore(&dump, &dest, &["--limit", "100"], &[]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    let before = first["outcomes"]["copied"].as_u64().unwrap();
+    let (out, _) = restore(
+        &dump,
+        &dest,
+        &["--threads", "1", "--progress-interval", "1"],
+        &[("MYCLOUD_RECOVER_FAULTS", "delay_ms=40")],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("progress: "))
+        .unwrap_or_else(|| panic!("a progress line: {err}"));
+    let settled: u64 = line
+        .split("files ")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(settled >= before, "{before} were done before: {line}");
+}
+
 /// The count of the files runs on its own thread beside the copy. When it ends after the
 /// last file (here it is held back 1.5 s on a small dump), the totals still reach the report
 /// and the start line, which comes once and before any progress line.

@@ -198,6 +198,12 @@ pub struct PlanTotals {
     /// Selected files with no plausible date in any of the `--mtime-from` fields: they keep
     /// the time they are restored at.
     pub undated_files: u64,
+    /// Selected files an earlier run finished (a resume's checkpoint says so), and their
+    /// bytes: zero where the count was not told.
+    #[serde(skip)]
+    pub done_before_files: u64,
+    #[serde(skip)]
+    pub done_before_bytes: u64,
 }
 
 struct Folders {
@@ -903,6 +909,17 @@ impl Plan {
 
     /// Counts what [`Plan::for_each_file`] would yield (one streaming pass).
     pub fn totals(&self, index: &Index) -> Result<PlanTotals, PlanError> {
+        self.totals_knowing(index, &|_, _, _, _| false)
+    }
+
+    /// [`Plan::totals`], with the selected files that `done_before(id, path, size, mtime)`
+    /// says an earlier run finished counted apart (a resume's progress counts them as settled
+    /// from the start, not as the stream passes them).
+    pub fn totals_knowing(
+        &self,
+        index: &Index,
+        done_before: &dyn Fn(&str, &str, u64, Option<i64>) -> bool,
+    ) -> Result<PlanTotals, PlanError> {
         let mut t = PlanTotals {
             folders: self.folders.name.len() as u64,
             ..Default::default()
@@ -916,7 +933,12 @@ impl Plan {
                 None => {
                     t.selected_files += 1;
                     t.selected_bytes = t.selected_bytes.saturating_add(row.size);
-                    t.undated_files += self.opts.dates.pick(&row.dates).is_none() as u64;
+                    let mtime = self.opts.dates.pick(&row.dates);
+                    t.undated_files += mtime.is_none() as u64;
+                    if done_before(row.id, r.rel_path, row.size, mtime) {
+                        t.done_before_files += 1;
+                        t.done_before_bytes = t.done_before_bytes.saturating_add(row.size);
+                    }
                 }
                 Some(_) => t.filtered += 1,
             }

@@ -53,6 +53,10 @@ pub struct Snapshot {
     pub filtered_files: u64,
     pub selected_files: u64,
     pub selected_bytes: u64,
+    /// Selected files an earlier run finished, as counted (a resume): settled from the
+    /// start like the filtered ones, whenever the stream passes them.
+    pub done_before_files: u64,
+    pub done_before_bytes: u64,
     pub counts: BTreeMap<Outcome, u64>,
     /// Database sizes of selected files that reached any outcome.
     pub settled_bytes: u64,
@@ -70,6 +74,8 @@ impl Snapshot {
             filtered_files: t.filtered,
             selected_files: t.selected_files,
             selected_bytes: t.selected_bytes,
+            done_before_files: t.done_before_files,
+            done_before_bytes: t.done_before_bytes,
             counts: Outcome::ALL.iter().map(|o| (*o, 0)).collect(),
             settled_bytes: 0,
             done_bytes: 0,
@@ -85,6 +91,8 @@ impl Snapshot {
         self.filtered_files = t.filtered;
         self.selected_files = t.selected_files;
         self.selected_bytes = t.selected_bytes;
+        self.done_before_files = t.done_before_files;
+        self.done_before_bytes = t.done_before_bytes;
     }
 
     pub fn record(&mut self, o: Outcome, size: u64, copied: u64) {
@@ -133,7 +141,21 @@ impl Snapshot {
     /// of the selection done, then jumped).
     pub fn progress_files(&self) -> u64 {
         let filtered = self.filtered_files.max(self.count(Outcome::Filtered));
-        (self.settled_selected() + filtered).min(self.total_files)
+        (self.progress_selected() + filtered).min(self.total_files)
+    }
+
+    /// Selected files that count as settled for the progress: those an earlier run finished
+    /// from the start (a resume read 9% with 40% done, then jumped to 70% as its stream
+    /// passed them).
+    pub fn progress_selected(&self) -> u64 {
+        let prior = self.count(Outcome::AlreadyDone);
+        (self.settled_selected() - prior + prior.max(self.done_before_files))
+            .min(self.selected_files.max(self.settled_selected()))
+    }
+
+    /// Bytes of selected files settled for the progress (see `progress_selected`).
+    pub fn progress_bytes(&self) -> u64 {
+        self.settled_bytes - self.prior_bytes + self.prior_bytes.max(self.done_before_bytes)
     }
 
     pub fn percent(&self) -> f64 {
@@ -155,8 +177,8 @@ impl Snapshot {
     /// Remaining time from this run's own rates: the per-file cost and the byte cost are
     /// each measured on the same mix, so the larger of the two projections is the estimate.
     pub fn eta(&self) -> Option<Duration> {
-        let rem_files = self.selected_files.saturating_sub(self.settled_selected()) as f64;
-        let rem_bytes = self.selected_bytes.saturating_sub(self.settled_bytes) as f64;
+        let rem_files = self.selected_files.saturating_sub(self.progress_selected()) as f64;
+        let rem_bytes = self.selected_bytes.saturating_sub(self.progress_bytes()) as f64;
         if rem_files == 0.0 {
             return Some(Duration::ZERO);
         }
@@ -178,9 +200,9 @@ impl Snapshot {
         let mut s = format!(
             "{:.1}% | files {}/{} | {} of {} | {:.1} files/s, {}/s | ETA {}",
             self.percent(),
-            self.settled_selected(),
+            self.progress_selected(),
             self.selected_files,
-            human_bytes(self.settled_bytes),
+            human_bytes(self.progress_bytes()),
             human_bytes(self.selected_bytes),
             self.files_per_sec(),
             human_bytes(self.bytes_per_sec() as u64),
@@ -748,6 +770,38 @@ mod tests {
         s.elapsed = Duration::from_secs(6);
         // 0.5 files/s: 5 left -> 10 s; 400 B/6 s: 500 B left -> 7.5 s.
         assert_eq!(s.eta().unwrap().as_secs(), 10);
+    }
+
+    #[test]
+    fn files_an_earlier_run_finished_count_from_the_start() {
+        let t = PlanTotals {
+            files: 100,
+            selected_files: 100,
+            selected_bytes: 10_000,
+            done_before_files: 40,
+            done_before_bytes: 4_000,
+            ..Default::default()
+        };
+        let mut s = Snapshot::new(&PlanTotals::default());
+        s.record(Outcome::Copied, 100, 100);
+        s.set_totals(&t); // the count arrives after the first result
+        assert_eq!(s.percent(), 41.0);
+        let mut last = s.percent();
+        // The stream passing the files done before moves nothing; copies move it.
+        for i in 0..99 {
+            let o = if i % 2 == 0 && s.count(Outcome::AlreadyDone) < 40 {
+                Outcome::AlreadyDone
+            } else {
+                Outcome::Copied
+            };
+            s.record(o, 100, 100);
+            assert!(s.percent() >= last);
+            assert_eq!(s.progress_bytes(), 100 * s.progress_selected());
+            last = s.percent();
+        }
+        assert_eq!(s.percent(), 100.0);
+        s.elapsed = Duration::from_secs(10);
+        assert_eq!(s.eta(), Some(Duration::ZERO));
     }
 
     #[test]

@@ -636,9 +636,13 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         // count (on a resume, which streams without a sort, the whole run: count, then
         // stream). Until it is known, results are counted but no progress is shown.
         let count_delay = Duration::from_millis(faults.count_delay_ms);
+        let count_done = &done_keys;
         let count = spawn_named(s, "mcr-count", move || -> anyhow::Result<PlanTotals> {
             std::thread::sleep(count_delay);
-            Ok(plan_ref.totals(&count_index)?)
+            let done_before = |id: &str, path: &str, size: u64, mtime: Option<i64>| {
+                !count_done.is_empty() && count_done.contains(&done_key(id, path, size, mtime))
+            };
+            Ok(plan_ref.totals_knowing(&count_index, &done_before)?)
         });
         let mut count = Some(count);
 
