@@ -186,6 +186,9 @@ pub struct PlannedFolder {
     pub depth: usize,
 }
 
+/// Whether an earlier run finished a file: (id, restored path, size, date) -> done.
+pub type DoneBefore<'a> = &'a dyn Fn(&str, &str, u64, Option<i64>) -> bool;
+
 /// Counts of what the plan holds (files include filtered ones).
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct PlanTotals {
@@ -918,7 +921,7 @@ impl Plan {
     pub fn totals_knowing(
         &self,
         index: &Index,
-        done_before: &dyn Fn(&str, &str, u64, Option<i64>) -> bool,
+        done_before: DoneBefore<'_>,
     ) -> Result<PlanTotals, PlanError> {
         let mut t = PlanTotals {
             folders: self.folders.name.len() as u64,
