@@ -391,7 +391,14 @@ enum Attempt {
 }
 
 fn io_fail(what: &str, path: &Path, e: io::Error) -> Attempt {
-    let msg = format!("{what} {}: {e}", path.display());
+    let mut msg = format!("{what} {}: {e}", path.display());
+    if e.raw_os_error() == Some(libc::ENAMETOOLONG) {
+        // Each name is at most 255 bytes (the plan sees to it); the whole path is too long.
+        msg.push_str(&format!(
+            " (the whole path is {} bytes; Linux allows 4,096: restore this folder with --only into a destination with a shorter path, or copy it by hand)",
+            path.as_os_str().len()
+        ));
+    }
     if is_full(&e) {
         Attempt::Final(NotRestored::DestFull(msg))
     } else if is_transient(&e) {
@@ -1153,6 +1160,25 @@ mod tests {
                 assert_eq!(copier.method(), name);
             }
         }
+    }
+
+    #[test]
+    fn a_path_too_long_for_linux_says_so() {
+        // A real one: 20 folders of 243 bytes each pass 4,096 bytes.
+        let t = tempfile::tempdir().unwrap();
+        let deep = (0..20).fold(t.path().to_path_buf(), |p, i| {
+            p.join(format!("{i:02}{}", "x".repeat(241)))
+        });
+        let e = DirCache::new(t.path(), 32).ensure(&deep).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENAMETOOLONG));
+        let Attempt::Final(NotRestored::Failed(msg)) = io_fail("cannot create folder", &deep, e)
+        else {
+            panic!("a final failure");
+        };
+        assert!(
+            msg.contains("the whole path is") && msg.contains("--only"),
+            "{msg}"
+        );
     }
 
     #[test]
