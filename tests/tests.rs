@@ -1968,6 +1968,58 @@ fn a_second_restore_into_the_same_destination_is_refused() {
     assert_restored_exactly(&dump, &dest);
 }
 
+/// Symbolic links in the object store: one to a file of this computer (an absolute link on
+/// the device's disk) is not followed, the file is listed as failed; one that stays inside
+/// the store is followed.
+#[test]
+fn object_links_are_followed_only_inside_the_object_store() {
+    let dump = Dump::new(54, 60, 1);
+    let dest = dump.path("restored");
+    let mut objects = dump
+        .content_ids()
+        .into_iter()
+        .filter_map(|(id, (cid, size))| {
+            let obj = dump.object(cid.as_ref()?)?;
+            (size > 0).then_some((id, obj))
+        });
+    let (out_id, out_obj) = objects.next().expect("an object");
+    let (in_id, in_obj) = objects.next().expect("another object");
+    let outside = dump.path("outside.txt");
+    std::fs::write(&outside, b"this computer's own file").unwrap();
+    std::fs::remove_file(&out_obj).unwrap();
+    std::os::unix::fs::symlink(&outside, &out_obj).unwrap();
+    let moved = in_obj.with_file_name("moved-object");
+    std::fs::rename(&in_obj, &moved).unwrap();
+    std::os::unix::fs::symlink("moved-object", &in_obj).unwrap();
+    let (out, rep) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let problems = rep["problems"].as_array().unwrap();
+    let failed = problems
+        .iter()
+        .find(|p| p["id"] == out_id.as_str())
+        .unwrap_or_else(|| panic!("listed: {problems:?}"));
+    assert_eq!(failed["outcome"], "failed");
+    assert!(failed["reason"]
+        .as_str()
+        .unwrap()
+        .contains("outside the object store"));
+    let on_dest = file_hashes(&dest);
+    assert!(
+        !on_dest.values().any(|h| *h == hash_file(&outside)),
+        "the outside file's bytes were not restored"
+    );
+    let plan = plan_json(&dump.root, &dest, &[]);
+    let (path, _) = planned_files(&plan)
+        .into_iter()
+        .find(|(_, (id, _, _))| *id == in_id)
+        .unwrap();
+    assert_eq!(
+        on_dest.get(&path),
+        Some(&hash_file(&moved)),
+        "followed inside"
+    );
+}
+
 /// A file already at a final name (a folder that existed before the run) is adopted when
 /// it matches, kept and reported when it differs, and replaced only with `--overwrite`.
 #[test]

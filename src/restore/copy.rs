@@ -341,6 +341,7 @@ fn open_object(
         match opened {
             Ok(f) => return Ok((f, p)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return open_linked_object(ctx, p),
             Err(e) => return Err(io_fail("cannot read object", &p, e)),
         }
     }
@@ -656,7 +657,7 @@ impl Folder {
         let fd = rustix::fs::openat(
             &self.fd,
             name,
-            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOFOLLOW,
             Mode::empty(),
         )?;
         Ok(File::from(fd))
@@ -710,13 +711,39 @@ impl Folder {
 /// Opens an object for reading without blocking: a FIFO in the object store (it has no
 /// writer) would otherwise hang its worker in `open` for good; opened so it reads as empty
 /// and the file is restored with a note on its length. On regular files the flag changes
-/// nothing.
+/// nothing. A symbolic link is not followed here (`ELOOP`): see `open_linked_object`.
 fn open_object_by_path(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
         .open(path)
+}
+
+/// An object that is a symbolic link: followed only when it leads to a file inside the
+/// object store. On the device's disk mounted here, an absolute link names a file of this
+/// computer, whose bytes would be restored as the user's file.
+fn open_linked_object(ctx: &CopyContext<'_>, link: PathBuf) -> Result<(File, PathBuf), Attempt> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let target = std::fs::canonicalize(&link);
+    let store = std::fs::canonicalize(&ctx.source.files);
+    match (target, store) {
+        (Ok(t), Ok(store)) if t.starts_with(&store) => OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&t)
+            .map(|f| (f, link.clone()))
+            .map_err(|e| io_fail("cannot read object", &link, e)),
+        (Ok(t), _) => Err(Attempt::Final(NotRestored::Failed(format!(
+            "object {} is a symbolic link to {}, outside the object store: not followed (on the device's disk mounted here it would read this computer's file)",
+            link.display(),
+            t.display()
+        )))),
+        (Err(e), _) => Err(Attempt::Final(NotRestored::Missing(format!(
+            "object {} is a symbolic link that leads nowhere: {e}",
+            link.display()
+        )))),
+    }
 }
 
 /// The object store's folders (`files/` and its shard folders `files/<c>/`), opened once
