@@ -2020,6 +2020,58 @@ fn object_links_are_followed_only_inside_the_object_store() {
     );
 }
 
+/// `regen` after a run that did not end cleanly compares the files the checkpoint does not
+/// record with their objects: a power cut can leave a file's name, size and date with zeros
+/// for data (ext4), which matching by size and date alone would adopt for good.
+#[test]
+fn regen_after_a_crash_does_not_adopt_a_file_without_its_data() {
+    let dump = Dump::new(55, 120, 1);
+    let dest = dump.path("restored");
+    let (out, _) = restore(
+        &dump,
+        &dest,
+        &["--threads", "2"],
+        &[(
+            "MYCLOUD_RECOVER_FAULTS",
+            "abort_after_renames=30;commit_ms=60000",
+        )],
+    );
+    assert!(out.status.code().is_none(), "aborted: {}", text(&out));
+    let plan = plan_json(&dump.root, &dest, &[]);
+    let (zeroed, _) = planned_files(&plan)
+        .into_iter()
+        .find(|(p, (_, size, ms))| *size > 0 && ms.is_some() && dest.join(p).is_file())
+        .expect("a file the killed run placed");
+    let p = dest.join(&zeroed);
+    let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
+    let len = std::fs::metadata(&p).unwrap().len();
+    let f = std::fs::File::create(&p).unwrap();
+    f.set_len(len).unwrap();
+    f.set_times(std::fs::FileTimes::new().set_modified(mtime))
+        .unwrap();
+    drop(f);
+    let out = bin()
+        .arg("regen")
+        .arg(&dump.root)
+        .arg(&dest)
+        .arg("--state-dir")
+        .arg(dump.path("state"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    let differs: serde_json::Value = serde_json::from_str(&said).unwrap();
+    assert_eq!(
+        differs["differs"][0][0],
+        zeroed.as_str(),
+        "the zeroed file is to be copied again: {said}"
+    );
+    let (out, _) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_restored_exactly(&dump, &dest);
+}
+
 /// A file already at a final name (a folder that existed before the run) is adopted when
 /// it matches, kept and reported when it differs, and replaced only with `--overwrite`.
 #[test]

@@ -930,6 +930,9 @@ fn check_existing(
     object: &mut dyn FnMut() -> Option<File>,
 ) -> Result<Found, Attempt> {
     match std::fs::symlink_metadata(target) {
+        // Marked to be copied again by `regen`, which found it wrong (its size, its date, or
+        // after a crash its bytes): replaced whatever its size and date say.
+        Ok(m) if m.is_file() && replace => Ok(Found::Replace { partial: None }),
         Ok(m) if m.is_file() => {
             if mtime_matches(&m, job.mtime_ms) {
                 // Opened once, when first needed.
@@ -967,7 +970,7 @@ fn check_existing(
                     });
                 }
             }
-            if ctx.overwrite || replace {
+            if ctx.overwrite {
                 return Ok(Found::Replace { partial: None });
             }
             if ctx.after_crash
@@ -997,7 +1000,7 @@ fn check_existing(
 
 /// Whether the first `len` bytes of `object` and the file at `path` are the same (read at
 /// offsets: the object's position, which a copy may use next, does not move).
-fn same_bytes(object: &File, path: &Path, len: u64) -> io::Result<bool> {
+pub(crate) fn same_bytes(object: &File, path: &Path, len: u64) -> io::Result<bool> {
     use std::os::unix::fs::FileExt;
     if object.metadata()?.len() != len {
         return Ok(false);

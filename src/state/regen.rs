@@ -22,8 +22,21 @@ use crate::config::RestoreConfig;
 use crate::plan::Plan;
 use crate::restore::copy::{is_temp_name, mtime_matches_ms};
 use crate::source::index::Index;
-use crate::state::{path_key, Checkpoint, KeyHashing, Outcome, Record};
+use crate::state::{done_key, path_key, Checkpoint, KeyHashing, Outcome, Record};
 use crate::walk::Found;
+
+/// Whether the file at `rel` in DEST holds the object's bytes; `true` when the object
+/// cannot be read (nothing to compare with: kept, as the restore keeps it).
+fn holds_object(cfg: &RestoreConfig, content_id: &str, rel: &str, len: u64) -> bool {
+    let object = match cfg.source.find_object(content_id) {
+        Ok(Some(p)) => File::open(p),
+        _ => return true,
+    };
+    match object {
+        Ok(o) => crate::restore::copy::same_bytes(&o, &cfg.dest.join(rel), len).unwrap_or(false),
+        Err(_) => true,
+    }
+}
 
 /// What regen found.
 #[derive(Debug, Default, serde::Serialize)]
@@ -183,8 +196,14 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
     // An empty DEST with a checkpoint that records restored files is far more often a disk
     // not mounted (or the wrong folder) than a destination really emptied: rebuilding would
     // forget every record, and the next restore would copy everything into the empty folder.
+    // What the checkpoint records was flushed to DEST before it was recorded. After a run
+    // that did not end cleanly (killed, a power cut), other files found with the planned size
+    // and date are compared with their objects: ext4 keeps the name, size and date of a file
+    // whose data a power cut lost (zeros), which matching by size and date would adopt.
+    let recorded = ckpt.done_keys()?;
+    let unclean = ckpt.previous_run_unclean()?;
     if found.count == 0 {
-        let recorded = ckpt.done_keys()?.len();
+        let recorded = recorded.len();
         if recorded > 0 {
             anyhow::bail!(
                 "{} holds no files, but the checkpoint in {} records {recorded} restored there: is the destination mounted? Nothing was changed. If it really is empty now, start over with `restore --fresh`",
@@ -215,7 +234,16 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
             Some(Seen {
                 size, mtime_ms: mtime, ..
             }) if size == rec.size && mtime_matches_ms(mtime, rec.mtime_ms) => {
-                adopted.push(rec);
+                let unsure = unclean
+                    && !recorded.contains(&done_key(&rec.id, &rec.rel_path, rec.size, rec.mtime_ms));
+                match f.content_id.as_deref() {
+                    Some(cid) if unsure && !holds_object(cfg, cid, &rec.rel_path, size) => {
+                        let why = "on the destination with the planned size and date but not the object's bytes (its data lost in a crash or power cut?)".to_string();
+                        rep.differs.push((rec.rel_path.clone(), why.clone()));
+                        redo.push((rec, why));
+                    }
+                    _ => adopted.push(rec),
+                }
             }
             Some(Seen {
                 size, mtime_ms: mtime, ..
