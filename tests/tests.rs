@@ -2072,6 +2072,38 @@ fn regen_after_a_crash_does_not_adopt_a_file_without_its_data() {
     assert_restored_exactly(&dump, &dest);
 }
 
+/// A run refused before it writes anything (here: a report path that cannot be written)
+/// neither passes for a crash (the next run would walk DEST for leftovers and compare every
+/// file it finds) nor hides the crash of the run before it.
+#[test]
+fn a_refused_run_neither_passes_for_a_crash_nor_hides_one() {
+    let dump = Dump::new(56, 80, 1);
+    let dest = dump.path("restored");
+    let refused = || {
+        let (out, _) = restore(&dump, &dest, &["--report", "/proc/nope/r.json"], &[]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    };
+    let (out, _) = restore(
+        &dump,
+        &dest,
+        &[],
+        &[("MYCLOUD_RECOVER_FAULTS", "abort_after_renames=20")],
+    );
+    assert!(out.status.code().is_none(), "aborted: {}", text(&out));
+    refused();
+    let (_, rep) = restore(&dump, &dest, &[], &[]);
+    assert!(
+        rep["phases"]["temp_cleanup"].is_number(),
+        "the crash is still seen"
+    );
+    refused();
+    let (_, rep) = restore(&dump, &dest, &[], &[]);
+    assert!(
+        rep["phases"]["temp_cleanup"].is_null(),
+        "no crash after the refusal"
+    );
+}
+
 /// A file already at a final name (a folder that existed before the run) is adopted when
 /// it matches, kept and reported when it differs, and replaced only with `--overwrite`.
 #[test]

@@ -194,22 +194,39 @@ impl DirCache {
 
     /// Makes sure `dir` exists (creating missing parents) and says whether this run created it.
     pub fn ensure(&self, dir: &Path) -> io::Result<bool> {
-        let key = dir_key(dir);
-        if let Some(&new) = lock(&self.known).get(&key) {
+        if let Some(&new) = lock(&self.known).get(&dir_key(dir)) {
             return Ok(new);
         }
-        let new = self.create(dir, key)?;
-        Ok(*lock(&self.known).entry(key).or_insert(new))
+        // Longer than Linux takes: said before thousands of parents are made for nothing.
+        if dir.as_os_str().len() >= 4096 {
+            return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+        }
+        // The folders between the nearest known one (or DEST) and `dir`, made or checked top
+        // down, so that none is reached through a symbolic link; a loop, not recursion: a
+        // chain of thousands of folders must not overflow a worker's stack.
+        let mut chain = vec![dir];
+        let mut at = dir;
+        while let Some(parent) = at.parent() {
+            if parent == self.root
+                || !parent.starts_with(&self.root)
+                || lock(&self.known).contains_key(&dir_key(parent))
+            {
+                break;
+            }
+            chain.push(parent);
+            at = parent;
+        }
+        let mut new = false;
+        for d in chain.into_iter().rev() {
+            let key = dir_key(d);
+            let made = self.create(d, key)?;
+            new = *lock(&self.known).entry(key).or_insert(made);
+        }
+        Ok(new)
     }
 
-    /// One `mkdir` in the common case (the parent is known from an earlier file). A parent
-    /// is made or checked first, once, so that no folder is reached through a symbolic link.
+    /// One `mkdir` (its parent exists); a folder already there is checked to be a folder.
     fn create(&self, dir: &Path, key: u128) -> io::Result<bool> {
-        if let Some(parent) = dir.parent() {
-            if parent != self.root && parent.starts_with(&self.root) {
-                self.ensure(parent)?;
-            }
-        }
         match std::fs::create_dir(dir) {
             Ok(()) => {
                 lock(&self.known).insert(key, true);
@@ -1190,6 +1207,32 @@ mod tests {
                 assert_eq!(copier.method(), name);
             }
         }
+    }
+
+    #[test]
+    fn a_deep_chain_of_folders_is_made_without_recursion() {
+        // 3,000 levels: each made in turn, on a thread with a small stack (recursion per
+        // level overflowed a worker's 2 MiB at about 5,000).
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().to_path_buf();
+        let made = std::thread::Builder::new()
+            .stack_size(64 << 10)
+            .spawn(move || {
+                let cache = DirCache::new(&root, 16);
+                let mut deep = root.clone();
+                let mut levels = 0;
+                while deep.as_os_str().len() < 4000 {
+                    deep.push("d");
+                    levels += 1;
+                }
+                (cache.ensure(&deep).map(|_| levels), deep)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let (levels, deep) = made;
+        assert!(levels.unwrap() > 1_900);
+        assert!(deep.is_dir());
     }
 
     #[test]

@@ -410,6 +410,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             )
         })?;
     }
+    if let Some(c) = &ckpt {
+        c.begin_copy()?;
+    }
     let mut report_failed = false;
     let copy_start = Instant::now();
     let mut touched = Touched::default();

@@ -442,8 +442,13 @@ impl StateLock {
             )
             .map_err(sq)?;
         }
+        // Recorded as a run that ended having done nothing, as clean as the run before it,
+        // until it starts writing (`begin_copy`): a run refused before that (a bad --report,
+        // another restore in DEST) must neither make the next one take it for a crash nor
+        // hide a crash before it.
         conn.execute(
-            "INSERT INTO runs(started, command) VALUES (?1, ?2)",
+            "INSERT INTO runs(started, ended, clean, command)
+             SELECT ?1, ?1, COALESCE((SELECT clean FROM runs ORDER BY run DESC LIMIT 1), 1), ?2",
             params![now_ms(), command],
         )
         .map_err(sq)?;
@@ -668,6 +673,18 @@ impl Checkpoint {
             .query_map([self.run], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(|e| self.sq(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sq(e))
+    }
+
+    /// Marks this run as writing to the destination or the checkpoint: from here on, ending
+    /// without `end_run` (killed, a power cut) makes the next run check for leftovers.
+    pub fn begin_copy(&self) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET ended=NULL, clean=0 WHERE run=?1",
+                [self.run],
+            )
+            .map_err(|e| self.sq(e))?;
+        Ok(())
     }
 
     /// Marks this run as finished (`clean`: it ended normally or by a handled signal, and

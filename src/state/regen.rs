@@ -212,6 +212,7 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
             );
         }
     }
+    ckpt.begin_copy()?;
     ckpt.clear_files()?;
     let mut adopted: Vec<Record> = Vec::new();
     let mut redo: Vec<(Record, String)> = Vec::new();
