@@ -174,12 +174,22 @@ impl RestoreConfig {
         let source = source(source_args)?;
         check_dest(&source, dest)?;
         let dest_fs = fsinfo::probe(dest);
-        let plan = plan_options(select, &dest_fs, &run.mtime_from)?;
+        let mut plan = plan_options(select, &dest_fs, &run.mtime_from)?;
         let threads = parse_threads(&run.threads)?;
         let state_dir = run
             .state_dir
             .clone()
             .unwrap_or_else(|| crate::state::default_state_dir(&source.db, dest));
+        // With `--names auto`, the rules the restore into this DEST has used so far (it may
+        // have switched to Windows rules on a destination it found folding case), so that
+        // `verify`, `regen` and a resume name files as it did.
+        if select.names == NamesArg::Auto {
+            match crate::state::recorded_meta(&state_dir, crate::state::NAMES_KEY).as_deref() {
+                Some("windows") => plan.policy = NamePolicy::Windows,
+                Some("posix") => plan.policy = NamePolicy::Posix,
+                _ => {}
+            }
+        }
         if inside_source(&source, &state_dir) {
             return Err(ConfigError::StateInsideSource(state_dir).into());
         }

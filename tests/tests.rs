@@ -36,6 +36,23 @@ fn mtime_ms(p: &Path) -> i64 {
         .as_millis() as i64
 }
 
+/// Every file below `root`.
+fn walk_files(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
 /// Every restored folder has its planned date.
 fn assert_folder_dates(dump: &Dump, dest: &Path) {
     let plan = plan_json(&dump.root, dest, &[]);
@@ -1731,6 +1748,38 @@ fn a_destination_that_folds_case_gets_windows_names_or_a_refusal() {
     let planned: BTreeSet<String> = planned.keys().map(|p| p.to_lowercase()).collect();
     assert!(on_dest.keys().all(|p| planned.contains(p)), "nothing else");
 
+    // `verify` names files as the restore did (the rules are kept in the checkpoint, found
+    // by the default state folder).
+    let dest2 = mnt.join("verified");
+    let xdg = dump.path("xdg");
+    let run = |cmd: &str| {
+        bin()
+            .arg(cmd)
+            .arg(&dump.root)
+            .arg(&dest2)
+            .env("XDG_STATE_HOME", &xdg)
+            .output()
+            .unwrap()
+    };
+    let out = run("restore");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = run("verify");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // A checkpoint from before the rules were kept (this one with its record removed): the
+    // earlier runs used Posix rules on a destination that folds case; a resume says so.
+    let ckpt = walk_files(&xdg)
+        .into_iter()
+        .find(|p| p.ends_with("checkpoint.db"))
+        .unwrap();
+    rusqlite::Connection::open(&ckpt)
+        .unwrap()
+        .execute("DELETE FROM meta WHERE key = 'names'", [])
+        .unwrap();
+    let out = run("restore");
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(msg.contains("--fresh --names windows"), "{msg}");
+
     let dest = mnt.join("posix");
     let state = dump.path("state-posix");
     let (out, _) = restore(
@@ -2282,6 +2331,14 @@ fn sigterm_stops_cleanly_with_exit_130_and_the_next_run_finishes_with_every_fold
             && said.contains(&format!("of {selected} selected files")),
         "{said}"
     );
+    // A run over part of the selection dates only its part: the rest stays owed.
+    let plan = plan_json(&dump.root, &dest, &[]);
+    let top = planned_files(&plan)
+        .keys()
+        .find_map(|p| p.split_once('/').map(|(t, _)| t.to_string()))
+        .unwrap();
+    let (out, _) = restore(&dump, &dest, &["--only", &top], &[]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
     let (out, rep) = restore(&dump, &dest, &[], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(rep["outcomes"]["already_done"].as_u64().unwrap() > 0);

@@ -26,7 +26,7 @@ use crate::plan::names::NamePolicy;
 use crate::plan::{Plan, PlanOptions, PlanTotals, PlannedFile, PlannedFolder};
 use crate::report::{Listener, Problem, Report, Snapshot};
 use crate::source::index::Index;
-use crate::state::{done_key, path_key, KeyHashing, KeySet, Outcome, Record, StateLock};
+use crate::state::{done_key, path_key, KeyHashing, KeySet, Outcome, Record, StateLock, NAMES_KEY};
 use copy::{Copier, CopyContext, DirCache, Faults, NotRestored, Restored};
 
 /// Listens for Ctrl-C, SIGTERM and SIGHUP (see [`crate::signals`]): the first stops new
@@ -83,8 +83,7 @@ const CHUNK_BYTES: u64 = 16 << 20;
 /// 5.8 s (medians of 3, docs/PERFORMANCE.md). A crash costs at most the files since the last
 /// commit, which the next run finds complete and adopts, or copies again.
 const COMMIT_FILES: usize = 65_536;
-/// Checkpoint key: the name rules of the runs so far (`posix` or `windows`).
-const NAMES_KEY: &str = "names";
+
 /// Checkpoint key: "1" while a run's folder dates are not all set (see `restore`).
 const FOLDER_DATES_OWED: &str = "folder_dates_owed";
 const COMMIT_MAX_PENDING: usize = 262_144;
@@ -285,8 +284,20 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // file's copy for theirs.
     if let Some(c) = &ckpt {
         let names = format!("{:?}", plan.options().policy).to_lowercase();
-        match c.meta(NAMES_KEY)? {
-            Some(before) if before != names && !(done_keys.is_empty() && redo_keys.is_empty()) => {
+        let restored = !(done_keys.is_empty() && redo_keys.is_empty());
+        // A checkpoint from before the rules were kept: the earlier runs used the rules the
+        // filesystem's type gave (this version's first choice).
+        let before = c
+            .meta(NAMES_KEY)?
+            .or_else(|| restored.then(|| format!("{:?}", cfg.plan.policy).to_lowercase()));
+        match before {
+            Some(before) if before == "posix" && dest_facts.folds_case && restored => {
+                anyhow::bail!(
+                    "{} was restored with Posix names so far, but it does not tell names apart by case: files whose names differ only in case may have replaced each other there. Restore again with --fresh --names windows (files already there with the right size and date are kept, not copied again), then run verify --content",
+                    cfg.dest.display()
+                );
+            }
+            Some(before) if before != names && restored => {
                 anyhow::bail!(
                     "{} was restored with --names {before} so far; this run would use {names} rules and name some files differently. Run it with --names {before}, or restore into an empty folder with --fresh",
                     cfg.dest.display()
@@ -886,10 +897,13 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             set_dir_mtime(&path, *ms).is_err() && path.is_dir()
         });
         report.folder_dates_failed = failed.into_iter().filter(|f| *f).count() as u64;
-        if let (Some(c), 0, true) = (
+        // Paid only by a run over every folder: one with --only, --user or --limit dated its
+        // selection's. Folders whose date could not be set are in the report; they do not
+        // keep every later run dating all folders again.
+        let o = plan.options();
+        if let (Some(c), true) = (
             &ckpt,
-            report.folder_dates_failed,
-            report.folders_failed.is_empty(),
+            o.only.is_empty() && o.users.is_empty() && o.limit.is_none(),
         ) {
             c.set_meta(FOLDER_DATES_OWED, "0")?;
         }

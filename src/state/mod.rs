@@ -719,6 +719,24 @@ pub struct Status {
     pub failed_examples: Vec<(String, String)>,
 }
 
+/// Checkpoint key: the name rules of the runs so far (`posix` or `windows`).
+pub const NAMES_KEY: &str = "names";
+
+/// A value the checkpoint in `dir` keeps, read without the lock and without writing (none
+/// when there is no checkpoint, or it cannot be read).
+pub fn recorded_meta(dir: &Path, key: &str) -> Option<String> {
+    let path = dir.join("checkpoint.db");
+    if !path.is_file() {
+        return None;
+    }
+    let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    if !has_table(&conn, "meta").ok()? {
+        return None;
+    }
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .ok()
+}
+
 /// Checkpoint keys `status` reads: how the last run ended, and the files it had selected.
 pub const LAST_END_KEY: &str = "last_end";
 pub const SELECTED_KEY: &str = "selected_files";
