@@ -1071,7 +1071,22 @@ fn status_works_from_another_terminal_while_a_restore_runs() {
 fn status_reads_the_checkpoint() {
     let dump = Dump::new(27, 80, 1);
     let dest = dump.path("restored");
-    restore(&dump, &dest, &[], &[]);
+    let (_, whole) = restore(&dump, &dest, &[], &[]);
+    // A later run over a part does not make the total its part's.
+    let (_, _) = restore(&dump, &dest, &["--limit", "3"], &[]);
+    let said = text(
+        &bin()
+            .arg("status")
+            .arg("--state-dir")
+            .arg(dump.path("state"))
+            .output()
+            .unwrap(),
+    );
+    let selected = whole["totals"]["selected_files"].as_u64().unwrap();
+    assert!(
+        said.contains(&format!("of {selected} selected files")),
+        "{said}"
+    );
     let out = bin()
         .arg("status")
         .arg("--state-dir")

@@ -601,7 +601,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                     };
                     let mut lost = dest_lost_ref.lock().unwrap_or_else(|e| e.into_inner());
                     if lost.is_none() && dest_id.is_some() {
-                        match folder_identity(&cfg.dest) {
+                        match folder_identity_settled(&cfg.dest) {
                             Ok(id) if Some(id) == dest_id => {}
                             now => {
                                 *lost = Some(format!(
@@ -923,13 +923,19 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     if let Some(c) = &ckpt {
         // For `status`: how the run ended, and how many files there are to restore.
         c.set_meta(crate::state::LAST_END_KEY, how)?;
-        if report.totals.files > 0 {
+        // The whole restore's count only: the checkpoint's records cover every run, so a
+        // selection's count would set "193 of 4".
+        let o = plan.options();
+        let whole = o.only.is_empty() && o.users.is_empty() && o.limit.is_none();
+        if report.totals.files > 0 && whole {
             c.set_meta(
                 crate::state::SELECTED_KEY,
                 &report.totals.selected_files.to_string(),
             )?;
         }
-        c.end_run(true)?;
+        // After a lost destination the files placed since the last commit were neither
+        // flushed nor recorded: the next run looks at them as after a crash.
+        c.end_run(dest_lost.is_none())?;
     }
     report.interrupted = interrupted;
     report.dest_lost = dest_lost;
@@ -1061,6 +1067,27 @@ fn folder_identity(path: &Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path)?;
     Ok((m.dev(), m.ino()))
+}
+
+/// [`folder_identity`], asked again for 5 s on an error that does not say DEST is gone (a
+/// soft network mount's timeout), so that one hiccup does not stop a long restore.
+fn folder_identity_settled(path: &Path) -> std::io::Result<(u64, u64)> {
+    let mut tries = 0;
+    loop {
+        match folder_identity(path) {
+            Err(e)
+                if tries < 5
+                    && !matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENOENT | libc::ESTALE | libc::ENOTCONN | libc::ENOTDIR)
+                    ) =>
+            {
+                tries += 1;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            r => return r,
+        }
+    }
 }
 
 /// Sets a folder's dates by path: one call (one round trip on a network filesystem), where
