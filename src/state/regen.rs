@@ -22,7 +22,7 @@ use crate::config::RestoreConfig;
 use crate::plan::Plan;
 use crate::restore::copy::{is_temp_name, mtime_matches_ms};
 use crate::source::index::Index;
-use crate::state::{done_key, path_key, Checkpoint, KeyHashing, Outcome, Record};
+use crate::state::{done_key, path_key, KeyHashing, Outcome, Record, StateLock};
 use crate::walk::Found;
 
 /// Whether the file at `rel` in DEST holds the object's bytes; `true` when the object
@@ -149,7 +149,26 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
     let start = std::time::Instant::now();
     let index = Index::open(&cfg.source.db, cfg.source.backup_db.as_deref())?;
     let plan = Plan::build(&index, cfg.plan.clone())?;
-    let mut ckpt = Checkpoint::open(&cfg.state_dir, false, &cfg.command_line)?;
+    // A DEST without any of the files the checkpoint records (16 looked for) is far more
+    // often a disk not mounted, or the wrong folder, than a destination really emptied:
+    // rebuilding would forget every record, and the next restore would copy everything
+    // again, into the empty folder.
+    let lock = StateLock::take(&cfg.state_dir)?;
+    let sample = lock.restored_sample(16, &cfg.dest)?;
+    if !sample.is_empty()
+        && sample
+            .iter()
+            .all(|p| cfg.dest.join(p).symlink_metadata().is_err())
+    {
+        anyhow::bail!(
+            "{} holds none of the {} files the checkpoint in {} records as restored there (for example {}): is the destination mounted? Nothing was changed. If they really are gone, start over with `restore --fresh`",
+            cfg.dest.display(),
+            sample.len(),
+            cfg.state_dir.display(),
+            cfg.dest.join(&sample[0]).display()
+        );
+    }
+    let mut ckpt = lock.open(false, &cfg.command_line)?;
     ckpt.bind(
         &cfg.source
             .db
@@ -193,25 +212,12 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
     rep.found_on_dest = found.count;
     let mut on_dest = found.files;
 
-    // An empty DEST with a checkpoint that records restored files is far more often a disk
-    // not mounted (or the wrong folder) than a destination really emptied: rebuilding would
-    // forget every record, and the next restore would copy everything into the empty folder.
     // What the checkpoint records was flushed to DEST before it was recorded. After a run
     // that did not end cleanly (killed, a power cut), other files found with the planned size
     // and date are compared with their objects: ext4 keeps the name, size and date of a file
     // whose data a power cut lost (zeros), which matching by size and date would adopt.
     let recorded = ckpt.done_keys()?;
     let unclean = ckpt.previous_run_unclean()?;
-    if found.count == 0 {
-        let recorded = recorded.len();
-        if recorded > 0 {
-            anyhow::bail!(
-                "{} holds no files, but the checkpoint in {} records {recorded} restored there: is the destination mounted? Nothing was changed. If it really is empty now, start over with `restore --fresh`",
-                cfg.dest.display(),
-                cfg.state_dir.display()
-            );
-        }
-    }
     ckpt.begin_copy()?;
     ckpt.clear_files()?;
     let mut adopted: Vec<Record> = Vec::new();
