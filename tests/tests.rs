@@ -2035,8 +2035,8 @@ fn a_second_restore_into_the_same_destination_is_refused() {
 }
 
 /// Symbolic links in the object store: one to a file of this computer (an absolute link on
-/// the device's disk) is not followed, the file is listed as failed; one that stays inside
-/// the store is followed.
+/// the device's disk), or a shard folder linked to one of its folders, is not followed and
+/// the file is listed as failed; one that stays inside the store is followed.
 #[test]
 fn object_links_are_followed_only_inside_the_object_store() {
     let dump = Dump::new(54, 60, 1);
@@ -2057,6 +2057,17 @@ fn object_links_are_followed_only_inside_the_object_store() {
     let moved = in_obj.with_file_name("moved-object");
     std::fs::rename(&in_obj, &moved).unwrap();
     std::os::unix::fs::symlink("moved-object", &in_obj).unwrap();
+    // A whole shard folder linked to a folder of this computer (with other bytes).
+    let (shard_id, shard_obj) = objects
+        .find(|(_, o)| o.parent() != out_obj.parent() && o.parent() != in_obj.parent())
+        .expect("an object in a third shard folder");
+    let shard = shard_obj.parent().unwrap().to_path_buf();
+    let host = dump.path("host-folder");
+    std::fs::rename(&shard, &host).unwrap();
+    for e in std::fs::read_dir(&host).unwrap() {
+        std::fs::write(e.unwrap().path(), b"this computer's bytes").unwrap();
+    }
+    std::os::unix::fs::symlink(&host, &shard).unwrap();
     let (out, rep) = restore(&dump, &dest, &[], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let problems = rep["problems"].as_array().unwrap();
@@ -2069,6 +2080,17 @@ fn object_links_are_followed_only_inside_the_object_store() {
         .as_str()
         .unwrap()
         .contains("outside the object store"));
+    let via_shard = problems
+        .iter()
+        .find(|p| p["id"] == shard_id.as_str())
+        .unwrap_or_else(|| panic!("listed: {problems:?}"));
+    assert!(
+        via_shard["reason"]
+            .as_str()
+            .unwrap()
+            .contains("object folder"),
+        "{via_shard}"
+    );
     let on_dest = file_hashes(&dest);
     assert!(
         !on_dest.values().any(|h| *h == hash_file(&outside)),

@@ -339,6 +339,13 @@ fn open_object(
         Some((None, ctx.source.files.join(content_id))),
     ];
     for (shard, p) in candidates.into_iter().flatten() {
+        if let Some(t) = ctx.objects.outside(shard) {
+            return Err(Attempt::Final(NotRestored::Failed(format!(
+                "the object folder {} is a symbolic link to {}, outside the object store: not followed (on the device's disk mounted here it would read this computer's files)",
+                p.parent().unwrap_or(&p).display(),
+                t.display()
+            ))));
+        }
         let opened = if ctx.faults.unreadable.iter().any(|c| c == content_id) {
             injected(libc::EACCES)
         } else if ctx.faults.flaky.iter().any(|c| c == content_id)
@@ -771,6 +778,9 @@ pub struct ObjectFolders {
     files: Option<Folder>,
     /// The shard folders, indexed by their one-character (ASCII) name.
     shards: Vec<Option<Folder>>,
+    /// Shard folders that are symbolic links leading outside the object store, with where
+    /// they lead: not followed (see `open_linked_object`).
+    outside: Vec<Option<PathBuf>>,
 }
 
 impl ObjectFolders {
@@ -783,13 +793,33 @@ impl ObjectFolders {
     /// would read every object's name in the flat layout).
     pub fn open(files: &Path) -> ObjectFolders {
         let mut shards: Vec<Option<Folder>> = (0..128).map(|_| None).collect();
+        let mut outside: Vec<Option<PathBuf>> = (0..128).map(|_| None).collect();
+        let store = std::fs::canonicalize(files).ok();
         for c in Self::SHARD_NAMES.chars() {
-            shards[c as usize] = Folder::open(&files.join(c.to_string())).ok();
+            let shard = files.join(c.to_string());
+            if std::fs::symlink_metadata(&shard).is_ok_and(|m| m.is_symlink()) {
+                match (std::fs::canonicalize(&shard), &store) {
+                    (Ok(t), Some(store)) if t.starts_with(store) => {}
+                    (Ok(t), _) => {
+                        outside[c as usize] = Some(t);
+                        continue;
+                    }
+                    (Err(_), _) => continue,
+                }
+            }
+            shards[c as usize] = Folder::open(&shard).ok();
         }
         ObjectFolders {
             files: Folder::open(files).ok(),
             shards,
+            outside,
         }
+    }
+
+    /// Where the shard folder `shard` leads when it is a symbolic link out of the store.
+    pub fn outside(&self, shard: Option<char>) -> Option<&Path> {
+        let c = shard.filter(char::is_ascii)?;
+        self.outside.get(c as usize)?.as_deref()
     }
 
     /// Opens the object `content_id` for reading, relative to its open folder: the shard
