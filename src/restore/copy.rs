@@ -967,8 +967,9 @@ enum Found {
 /// file's bytes are compared with the object's before it is adopted. A power cut can leave a
 /// name with the planned size and date and without the data (seen on ext4, whose unwritten
 /// blocks read as zeros), and a file adopted is never looked at again. Only files the
-/// checkpoint does not record reach here, so after a crash that is at most the files of
-/// the last commit's window.
+/// checkpoint does not record reach here: after a crash, the last commit's window, but all
+/// of a DEST filled before the restore (by the tool it replaces, say), each read twice:
+/// slower, never wrong.
 fn check_existing(
     ctx: &CopyContext<'_>,
     job: &PlannedFile,
