@@ -91,6 +91,20 @@ pub fn name_policy(arg: NamesArg, dest_fs: &FsInfo) -> NamePolicy {
     }
 }
 
+/// With `--names auto`, the rules the restore into this DEST has used so far (it may have
+/// switched to Windows rules on a destination it found folding case), as its checkpoint in
+/// `state_dir` records them: `plan`, `verify`, `regen` and a resume name files as it did.
+pub fn follow_recorded_names(plan: &mut PlanOptions, names: NamesArg, state_dir: &Path) {
+    if names != NamesArg::Auto {
+        return;
+    }
+    match crate::state::recorded_meta(state_dir, crate::state::NAMES_KEY).as_deref() {
+        Some("windows") => plan.policy = NamePolicy::Windows,
+        Some("posix") => plan.policy = NamePolicy::Posix,
+        _ => {}
+    }
+}
+
 pub fn plan_options(
     select: &SelectArgs,
     dest_fs: &FsInfo,
@@ -180,16 +194,7 @@ impl RestoreConfig {
             .state_dir
             .clone()
             .unwrap_or_else(|| crate::state::default_state_dir(&source.db, dest));
-        // With `--names auto`, the rules the restore into this DEST has used so far (it may
-        // have switched to Windows rules on a destination it found folding case), so that
-        // `verify`, `regen` and a resume name files as it did.
-        if select.names == NamesArg::Auto {
-            match crate::state::recorded_meta(&state_dir, crate::state::NAMES_KEY).as_deref() {
-                Some("windows") => plan.policy = NamePolicy::Windows,
-                Some("posix") => plan.policy = NamePolicy::Posix,
-                _ => {}
-            }
-        }
+        follow_recorded_names(&mut plan, select.names, &state_dir);
         if inside_source(&source, &state_dir) {
             return Err(ConfigError::StateInsideSource(state_dir).into());
         }

@@ -1780,6 +1780,24 @@ fn a_destination_that_folds_case_gets_windows_names_or_a_refusal() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let out = run("verify");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // `plan` shows the names the restore used.
+    let out = bin()
+        .arg("plan")
+        .arg(&dump.root)
+        .arg(&dest2)
+        .arg("--json")
+        .env("XDG_STATE_HOME", &xdg)
+        .output()
+        .unwrap();
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        planned_files(&lines).keys().collect::<Vec<_>>(),
+        planned_files(&windows_plan).keys().collect::<Vec<_>>()
+    );
     // A checkpoint from before the rules were kept (this one with its record removed): the
     // earlier runs used Posix rules on a destination that folds case; a resume says so.
     let ckpt = walk_files(&xdg)
