@@ -494,6 +494,13 @@ pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
         "  absent (will be copied)       {:>9}",
         rep.absent.len()
     )?;
+    if !rep.in_the_way.is_empty() {
+        writeln!(
+            out,
+            "  something else in the way     {:>9}",
+            rep.in_the_way.len()
+        )?;
+    }
     writeln!(
         out,
         "  not in the plan (left alone)  {:>9}",
@@ -506,6 +513,12 @@ pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
         .collect();
     list_some(&mut out, "Differ", &differs)?;
     list_some(&mut out, "Absent", &rep.absent)?;
+    let in_the_way: Vec<String> = rep
+        .in_the_way
+        .iter()
+        .map(|(p, w)| format!("{p}: {w}"))
+        .collect();
+    list_some(&mut out, "In the way", &in_the_way)?;
     list_some(&mut out, "Not in the plan", &rep.unknown)?;
     let moved: Vec<String> = rep
         .likely_moved

@@ -2210,6 +2210,50 @@ fn a_refused_run_neither_passes_for_a_crash_nor_hides_one() {
     );
 }
 
+/// `regen` names what stands where a file goes (a folder, a link): the restore leaves it
+/// alone and fails the file, so "absent (will be copied)" would be a promise it breaks.
+#[test]
+fn regen_names_a_folder_or_link_in_the_way_of_a_file() {
+    let dump = Dump::new(57, 60, 1);
+    let dest = dump.path("restored");
+    let (out, _) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let plan = plan_json(&dump.root, &dest, &[]);
+    let mut files = planned_files(&plan)
+        .into_keys()
+        .filter(|p| dest.join(p).is_file());
+    let (folder, link) = (files.next().unwrap(), files.next().unwrap());
+    std::fs::remove_file(dest.join(&folder)).unwrap();
+    std::fs::create_dir(dest.join(&folder)).unwrap();
+    std::fs::remove_file(dest.join(&link)).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", dest.join(&link)).unwrap();
+    let out = bin()
+        .arg("regen")
+        .arg(&dump.root)
+        .arg(&dest)
+        .arg("--state-dir")
+        .arg(dump.path("state"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let in_the_way: Vec<&str> = rep["in_the_way"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_str().unwrap())
+        .collect();
+    assert!(
+        in_the_way.contains(&folder.as_str()) && in_the_way.contains(&link.as_str()),
+        "{rep}"
+    );
+    let absent = rep["absent"].as_array().unwrap();
+    assert!(!absent
+        .iter()
+        .any(|p| p == folder.as_str() || p == link.as_str()));
+}
+
 /// A file already at a final name (a folder that existed before the run) is adopted when
 /// it matches, kept and reported when it differs, and replaced only with `--overwrite`.
 #[test]

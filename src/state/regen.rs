@@ -49,6 +49,9 @@ pub struct RegenReport {
     pub differs: Vec<(String, String)>,
     /// Planned files not on the destination (the next restore copies them).
     pub absent: Vec<String>,
+    /// Planned files whose place holds something that is not a file (a folder, a link): the
+    /// restore leaves it alone and fails the file, so the user must move it: (path, what).
+    pub in_the_way: Vec<(String, String)>,
     /// Files on the destination that the plan does not know.
     pub unknown: Vec<String>,
     /// (planned path, path where a file with the same name and size was found).
@@ -314,7 +317,25 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
             }
         }
     }
-    rep.absent = absent.into_iter().map(|(p, _)| p).collect();
+    // Absent as files; something else may stand there (one `lstat` per absent file).
+    for (path, _) in absent {
+        match std::fs::symlink_metadata(cfg.dest.join(&path)) {
+            Ok(m) => {
+                let what = if m.is_dir() {
+                    "a folder"
+                } else if m.is_symlink() {
+                    "a symbolic link"
+                } else {
+                    "something that is not a regular file"
+                };
+                rep.in_the_way.push((
+                    path,
+                    format!("{what} stands where this file goes: the restore leaves it alone and fails the file; move it away first"),
+                ));
+            }
+            Err(_) => rep.absent.push(path),
+        }
+    }
     drop(by_name_size);
     let mut unknown: Vec<String> = unknown.into_iter().map(|(p, _)| p).collect();
     unknown.sort();
