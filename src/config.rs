@@ -98,10 +98,9 @@ pub fn follow_recorded_names(plan: &mut PlanOptions, names: NamesArg, state_dir:
     if names != NamesArg::Auto {
         return;
     }
-    match crate::state::recorded_meta(state_dir, crate::state::NAMES_KEY).as_deref() {
-        Some("windows") => plan.policy = NamePolicy::Windows,
-        Some("posix") => plan.policy = NamePolicy::Posix,
-        _ => {}
+    let recorded = crate::state::recorded_meta(state_dir, crate::state::NAMES_KEY);
+    if let Some(policy) = recorded.as_deref().and_then(NamePolicy::named) {
+        plan.policy = policy;
     }
 }
 

@@ -1979,17 +1979,7 @@ fn regen_onto_an_empty_destination_is_refused() {
     std::fs::create_dir(&dest).unwrap();
     // A bare mount point may hold strays (what a run wrote while the disk was away).
     std::fs::write(dest.join("stray.txt"), b"not restored").unwrap();
-    let regen = |dest: &Path| {
-        bin()
-            .arg("regen")
-            .arg(&dump.root)
-            .arg(dest)
-            .arg("--state-dir")
-            .arg(dump.path("state"))
-            .output()
-            .unwrap()
-    };
-    let out = regen(&dest);
+    let out = regen(&dump, &dest, &[]);
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(2), "{msg}");
     assert!(
@@ -2156,15 +2146,7 @@ fn regen_after_a_crash_does_not_adopt_a_file_without_its_data() {
     f.set_times(std::fs::FileTimes::new().set_modified(mtime))
         .unwrap();
     drop(f);
-    let out = bin()
-        .arg("regen")
-        .arg(&dump.root)
-        .arg(&dest)
-        .arg("--state-dir")
-        .arg(dump.path("state"))
-        .arg("--json")
-        .output()
-        .unwrap();
+    let out = regen(&dump, &dest, &["--json"]);
     assert!(out.status.success(), "{}", text(&out));
     let said = String::from_utf8_lossy(&out.stdout);
     let differs: serde_json::Value = serde_json::from_str(&said).unwrap();
@@ -2227,15 +2209,7 @@ fn regen_names_a_folder_or_link_in_the_way_of_a_file() {
     std::fs::create_dir(dest.join(&folder)).unwrap();
     std::fs::remove_file(dest.join(&link)).unwrap();
     std::os::unix::fs::symlink("/etc/hostname", dest.join(&link)).unwrap();
-    let out = bin()
-        .arg("regen")
-        .arg(&dump.root)
-        .arg(&dest)
-        .arg("--state-dir")
-        .arg(dump.path("state"))
-        .arg("--json")
-        .output()
-        .unwrap();
+    let out = regen(&dump, &dest, &["--json"]);
     assert!(out.status.success(), "{}", text(&out));
     let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let in_the_way: Vec<&str> = rep["in_the_way"]

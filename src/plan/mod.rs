@@ -38,6 +38,14 @@ pub struct PlanOptions {
     pub dates: DatePolicy,
 }
 
+impl PlanOptions {
+    /// Whether `--only`, `--user` or `--limit` narrow the selection (a run over part of it
+    /// cannot speak for all: folder dates it owes, the whole restore's count).
+    pub fn narrowed(&self) -> bool {
+        !self.only.is_empty() || !self.users.is_empty() || self.limit.is_some()
+    }
+}
+
 /// Where a folder's chain ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

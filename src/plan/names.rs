@@ -61,6 +61,21 @@ pub fn is_temp_name(name: &str) -> bool {
 }
 
 impl NamePolicy {
+    /// The rules' name as `--names` takes it (and the checkpoint keeps it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NamePolicy::Posix => "posix",
+            NamePolicy::Windows => "windows",
+        }
+    }
+
+    /// The rules named `name` ([`NamePolicy::as_str`]).
+    pub fn named(name: &str) -> Option<NamePolicy> {
+        [NamePolicy::Posix, NamePolicy::Windows]
+            .into_iter()
+            .find(|p| p.as_str() == name)
+    }
+
     /// The safe form of `name` under this policy (before sibling collisions are resolved).
     /// Never empty, never `.` or `..`, never contains `/` or NUL, at most 255 bytes, never
     /// the form of a temporary file (which the run after a crash would delete).

@@ -876,7 +876,7 @@ pub fn advise(m: &Measurements, w: &Work, base: &CommandBase) -> Advice {
     cmd.push(threads.to_string());
     if base.auto_policy != Some(w.policy) {
         cmd.push("--names".into());
-        cmd.push(format!("{:?}", w.policy).to_lowercase());
+        cmd.push(w.policy.as_str().into());
     }
     Advice {
         threads,

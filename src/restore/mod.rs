@@ -83,10 +83,9 @@ const CHUNK_BYTES: u64 = 16 << 20;
 /// 5.8 s (medians of 3, docs/PERFORMANCE.md). A crash costs at most the files since the last
 /// commit, which the next run finds complete and adopts, or copies again.
 const COMMIT_FILES: usize = 65_536;
-
+const COMMIT_MAX_PENDING: usize = 262_144;
 /// Checkpoint key: "1" while a run's folder dates are not all set (see `restore`).
 const FOLDER_DATES_OWED: &str = "folder_dates_owed";
-const COMMIT_MAX_PENDING: usize = 262_144;
 /// Files settled without a worker (already done, not selected) are reported in chunks too.
 const SETTLED_CHUNK: usize = 1024;
 
@@ -283,13 +282,13 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // first run's would restore some files a second time under other names, or take another
     // file's copy for theirs.
     if let Some(c) = &ckpt {
-        let names = format!("{:?}", plan.options().policy).to_lowercase();
+        let names = plan.options().policy.as_str();
         let restored = !(done_keys.is_empty() && redo_keys.is_empty());
         // A checkpoint from before the rules were kept: the earlier runs used the rules the
         // filesystem's type gave (this version's first choice).
         let before = c
             .meta(NAMES_KEY)?
-            .or_else(|| restored.then(|| format!("{:?}", cfg.plan.policy).to_lowercase()));
+            .or_else(|| restored.then(|| cfg.plan.policy.as_str().to_string()));
         match before {
             Some(before) if before == "posix" && dest_facts.folds_case && restored => {
                 anyhow::bail!(
@@ -303,7 +302,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                     cfg.dest.display()
                 );
             }
-            _ => c.set_meta(NAMES_KEY, &names)?,
+            _ => c.set_meta(NAMES_KEY, names)?,
         }
     }
 
@@ -900,11 +899,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         // Paid only by a run over every folder: one with --only, --user or --limit dated its
         // selection's. Folders whose date could not be set are in the report; they do not
         // keep every later run dating all folders again.
-        let o = plan.options();
-        if let (Some(c), true) = (
-            &ckpt,
-            o.only.is_empty() && o.users.is_empty() && o.limit.is_none(),
-        ) {
+        if let (Some(c), false) = (&ckpt, plan.options().narrowed()) {
             c.set_meta(FOLDER_DATES_OWED, "0")?;
         }
         report
@@ -925,9 +920,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         c.set_meta(crate::state::LAST_END_KEY, how)?;
         // The whole restore's count only: the checkpoint's records cover every run, so a
         // selection's count would set "193 of 4".
-        let o = plan.options();
-        let whole = o.only.is_empty() && o.users.is_empty() && o.limit.is_none();
-        if report.totals.files > 0 && whole {
+        if report.totals.files > 0 && !plan.options().narrowed() {
             c.set_meta(
                 crate::state::SELECTED_KEY,
                 &report.totals.selected_files.to_string(),

@@ -379,11 +379,7 @@ impl StateLock {
     /// (which [`Checkpoint::bind`] refuses with its own message).
     pub fn restored_sample(&self, n: usize, dest: &Path) -> Result<Vec<String>, StateError> {
         let sample = self.read_log(|conn| {
-            let bound: Option<String> = conn
-                .query_row("SELECT value FROM meta WHERE key = 'dest'", [], |r| {
-                    r.get(0)
-                })
-                .optional()?;
+            let bound = meta_value(conn, "dest")?;
             if bound.is_some_and(|b| crate::fsinfo::resolved_path(Path::new(&b)) != dest) {
                 return Ok(Vec::new());
             }
@@ -636,14 +632,7 @@ impl Checkpoint {
 
     /// A value from the checkpoint's key-value table.
     pub fn meta(&self, key: &str) -> Result<Option<String>, StateError> {
-        self.conn
-            .query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0))
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(e),
-            })
-            .map_err(|e| self.sq(e))
+        meta_value(&self.conn, key).map_err(|e| self.sq(e))
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StateError> {
@@ -733,8 +722,13 @@ pub fn recorded_meta(dir: &Path, key: &str) -> Option<String> {
     if !has_table(&conn, "meta").ok()? {
         return None;
     }
+    meta_value(&conn, key).ok().flatten()
+}
+
+/// A value of the checkpoint's key-value table, on any connection to it.
+fn meta_value(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
     conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-        .ok()
+        .optional()
 }
 
 /// Checkpoint keys `status` reads: how the last run ended, and the files it had selected.
@@ -850,14 +844,10 @@ pub fn read_status(dir: &Path) -> Result<Status, StateError> {
     st.runs = conn
         .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get::<_, i64>(0))
         .map_err(sq)? as u64;
-    let meta = |key: &str| {
-        conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| {
-            r.get::<_, String>(0)
-        })
-        .optional()
-    };
-    st.last_end = meta(LAST_END_KEY).map_err(sq)?;
-    st.selected_files = meta(SELECTED_KEY).map_err(sq)?.and_then(|v| v.parse().ok());
+    st.last_end = meta_value(&conn, LAST_END_KEY).map_err(sq)?;
+    st.selected_files = meta_value(&conn, SELECTED_KEY)
+        .map_err(sq)?
+        .and_then(|v| v.parse().ok());
     st.last_run_clean = conn
         .query_row(
             "SELECT clean, ended FROM runs ORDER BY run DESC LIMIT 1",

@@ -215,6 +215,19 @@ pub fn restore(
     (out, report)
 }
 
+/// Runs `regen` with the state folder beside the dump (as [`restore`] uses).
+pub fn regen(dump: &Dump, dest: &Path, extra: &[&str]) -> Output {
+    bin()
+        .arg("regen")
+        .arg(&dump.root)
+        .arg(dest)
+        .arg("--state-dir")
+        .arg(dump.path("state"))
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 pub fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -296,6 +309,15 @@ impl Drop for SmallDisk {
     }
 }
 
+/// Runs `program ARGS...`, which must succeed.
+fn must(program: &str, args: &[&std::ffi::OsStr]) {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{program} {args:?}: {out:?}");
+}
+
 /// A real ext4 disk for power-cut tests: a loop device whose backing file lies on an XFS
 /// with reflinks, so [`PowerCutDisk::cut`] can copy the whole disk as it is at one instant
 /// (`cp --reflink` clones the file under its lock, between two of the loop device's
@@ -363,46 +385,31 @@ impl PowerCutDisk {
                 return None;
             }
         }
-        disk.attach(&outer.join("disk.img"));
+        disk.attach(&disk.image());
         Some(disk)
     }
 
     /// Mounts `image` (the disk, or a cut of it) at `mnt`.
     pub fn attach(&self, image: &Path) {
-        let out = std::process::Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(image)
-            .arg(&self.mnt)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "mount {}: {out:?}", image.display());
+        must(
+            "mount",
+            &[
+                "-o".as_ref(),
+                "loop".as_ref(),
+                image.as_os_str(),
+                self.mnt.as_os_str(),
+            ],
+        );
     }
 
     pub fn detach(&self) {
-        let out = std::process::Command::new("umount")
-            .arg(&self.mnt)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "umount {}: {out:?}",
-            self.mnt.display()
-        );
+        must("umount", &[self.mnt.as_os_str()]);
     }
 
     /// Unmounts the disk while files are open on it (`umount -l`), as when a USB disk is
     /// pulled: its path is the bare mount point again at once.
     pub fn pull(&self) {
-        let out = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.mnt)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "umount -l {}: {out:?}",
-            self.mnt.display()
-        );
+        must("umount", &["-l".as_ref(), self.mnt.as_os_str()]);
     }
 
     /// The disk's own image (to mount it again after [`PowerCutDisk::pull`]).
@@ -414,13 +421,15 @@ impl PowerCutDisk {
     pub fn cut(&mut self) -> PathBuf {
         self.cuts += 1;
         let copy = self.outer.join(format!("cut-{}.img", self.cuts));
-        let out = std::process::Command::new("cp")
-            .arg("--reflink=always")
-            .arg(self.outer.join("disk.img"))
-            .arg(&copy)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "cp --reflink: {out:?}");
+        let disk = self.image();
+        must(
+            "cp",
+            &[
+                "--reflink=always".as_ref(),
+                disk.as_os_str(),
+                copy.as_os_str(),
+            ],
+        );
         copy
     }
 }
