@@ -222,7 +222,8 @@ make_tree() { # name
         rm -rf "$dir/tree-state"
     fi
     TREE_FILES=$(find "$dir/tree" -type f | wc -l)
-    TREE_BYTES=$(du -sb --apparent-size "$dir/tree" | cut -f1)
+    # File bytes only (folders' own sizes left out); %.0f because mawk's %d stops at 2^31-1.
+    TREE_BYTES=$(find "$dir/tree" -type f -printf '%s\n' | awk '{s += $1} END {printf "%.0f\n", s}')
 }
 
 OUT=$DATA/out   # destinations, one at a time
@@ -361,14 +362,23 @@ if want create; then
     "$MCR" plan "$DATA/small/dump" "$OUT/plan-dest" --json >"$DATA/small/plan.jsonl"
     python3 "$HERE/pairs.py" "$DATA/small/dump" "$DATA/small/plan.jsonl" "$DATA/small/pairs" 2>&1 | tee -a "$NOTES" >&2
     n=$(wc -l <"$DATA/small/pairs/restore.txt")
-    b=$(cut -f1 "$DATA/small/pairs/restore.txt" | xargs -d '\n' du -cb --apparent-size | awk '/total$/ {s += $1} END {printf "%d\n", s}')
+    b=$(cut -f1 "$DATA/small/pairs/restore.txt" | xargs -d '\n' du -cb --apparent-size | awk '/total$/ {s += $1} END {printf "%.0f\n", s}')
+    # The floor: each strategy's system calls alone, from a C program with nothing else to
+    # do, beside `xcp` and our whole restore in the same repetition (all unflushed), so the
+    # ratios say how much of a gap to `xcp` the crash-safe placement itself explains.
+    [ -n "$XCP" ] || note "create: xcp not installed; the floor comparison has no xcp row"
+    make_tree small
     for rep in $(seq 1 "$REPS"); do
         for order in restore rowid shuffled; do
-            for m in plain rename tmpfile; do
+            for m in plain rename tmpfile tmpfileat; do
                 measure create small "createtest $m $order-order" 4 warm "$rep" "$n" "$b" "$OUT/dst" -- \
                     sh -c 'mkdir -p "$2" && CREATETEST_MKDIR=1 "$1" "$3" 4 "$2" < "$4"' _ "$DATA/bin/createtest" "$OUT/dst" "$m" "$DATA/small/pairs/$order.txt"
             done
         done
+        if [ -n "$XCP" ]; then
+            measure create small "xcp" 4 warm "$rep" "$TREE_FILES" "$TREE_BYTES" "$OUT/dst" -- "$XCP" -r --no-progress "$DATA/small/tree" "$OUT/dst"
+        fi
+        ours create small 4 warm "$rep" "$TREE_FILES" "$TREE_BYTES" --durability none
     done
 fi
 
@@ -527,7 +537,7 @@ if want readorder; then
         "$MCR" plan "$DATA/small/dump" "$OUT/plan-dest" --json >"$DATA/small/plan.jsonl"
         python3 "$HERE/orders.py" "$DATA/small/dump" "$DATA/small/orders" --restore-order "$DATA/small/plan.jsonl" 2>&1 | tee -a "$NOTES" >&2
         n=$(wc -l <"$DATA/small/orders/db.txt")
-        b=$(xargs -d '\n' -a "$DATA/small/orders/db.txt" du -cb --apparent-size | awk '/total$/ {s += $1} END {printf "%d\n", s}')
+        b=$(xargs -d '\n' -a "$DATA/small/orders/db.txt" du -cb --apparent-size | awk '/total$/ {s += $1} END {printf "%.0f\n", s}')
         for rep in $(seq 1 "$REPS"); do
             for order in db cid restore phys; do
                 for th in 1 4 16; do

@@ -138,7 +138,7 @@ def main():
                     verdict = f"outside, {near * 100:.0f}% from the nearer bound"
                 print(f"| {r['shape']} | {r['rep']} | {r['threads']} | {r['cache']} | {fmt(lo)} | {fmt(hi)} | {fmt(w)} | {verdict} |")
             continue
-        base_tool = {"copymethod": "cfr", "procs": "mcr 1 proc x 4 threads"}.get(sec, "cp -a")
+        base_tool = {"copymethod": "cfr", "procs": "mcr 1 proc x 4 threads", "create": "xcp"}.get(sec, "cp -a")
         base_name = "vs db order" if sec == "readorder" else f"vs {base_tool}"
         print(f"| shape | tool | threads | cache | delay ms | files/s | MB/s | wall s | min-max | CPU s | peak RSS MB | {base_name} | runs | load | phases plan/copy/dirs s |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -149,7 +149,7 @@ def main():
                 bt = "cfr+sync"
             if sec == "readorder":
                 bt = "read db order"
-            bth = k[3] if sec in ("readorder", "procs") else "1"
+            bth = k[3] if sec in ("readorder", "procs", "create") else "1"
             b = st.get((sec, k[1], bt, bth, k[4], k[5]))
             ratio = fmt(b["wall"] / s["wall"]) if b else "-"
             fps = s["files"] / s["wall"] if s["wall"] > 0 else float("nan")
