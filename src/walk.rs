@@ -18,6 +18,8 @@ pub struct Found {
     pub rel_path: String,
     pub size: u64,
     pub mtime_ms: i64,
+    /// When its inode last changed (`crate::restore::copy::ctime_ms`).
+    pub ctime_ms: i64,
 }
 
 /// Files a walking thread gathers before handing them over.
@@ -72,6 +74,7 @@ pub fn walk(
                                         rel_path: rel,
                                         size: m.len(),
                                         mtime_ms: mtime_ms(&m),
+                                        ctime_ms: crate::restore::copy::ctime_ms(&m),
                                     });
                                     if local.len() >= BATCH {
                                         sink(&mut local);

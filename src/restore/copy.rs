@@ -55,6 +55,9 @@ pub struct Faults {
     /// Commit the checkpoint this often instead of every 2 s, so a short test run makes
     /// many commits (the power-cut test cuts between them).
     pub commit_ms: Option<u64>,
+    /// How far back of a crashed run's start a file's change time still counts as that
+    /// run's (`changed_since`): tests set 0, having no ten minutes to wait.
+    pub clock_slack_ms: Option<i64>,
     flaky_hit: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
@@ -74,6 +77,7 @@ impl Faults {
                     Some(("named_temps", v)) => f.named_temps = v == "1",
                     Some(("count_delay_ms", v)) => f.count_delay_ms = v.parse().unwrap_or(0),
                     Some(("commit_ms", v)) => f.commit_ms = v.parse().ok(),
+                    Some(("clock_slack_ms", v)) => f.clock_slack_ms = v.parse().ok(),
                     _ => {}
                 }
             }
@@ -150,9 +154,40 @@ pub struct CopyContext<'a> {
     /// Files placed with a named temporary file although the destination has unnamed ones
     /// (their folder is on another filesystem, mounted inside it).
     pub named_fallbacks: &'a std::sync::atomic::AtomicU64,
-    /// The previous run ended without finishing (killed, power cut): a shorter file with the
-    /// planned date at a final name is its cut-short copy (`Found::Replace`).
-    pub after_crash: bool,
+    /// Since when (DEST's clock, ms) a file at its final name that the checkpoint does not
+    /// record may be a crashed run's copy (`Checkpoint::unsure_since`): compared with its
+    /// object, and if shorter with the planned date, taken for a cut-short copy. `None`: no
+    /// crash left any doubt.
+    pub unsure_since: Option<i64>,
+}
+
+/// How far DEST's clock may have stepped back during a run (or how coarse its times are)
+/// without a crashed run's copy passing for an older file. Tests that cannot wait ten
+/// minutes between filling DEST and a crash set it with the fault `clock_slack_ms=N`.
+fn clock_slack_ms() -> i64 {
+    static SLACK: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *SLACK.get_or_init(|| Faults::from_env().clock_slack_ms.unwrap_or(10 * 60 * 1000))
+}
+
+impl CopyContext<'_> {
+    /// Whether the file `m` describes may be a crashed run's copy (see `unsure_since`).
+    fn unsure(&self, m: &std::fs::Metadata) -> bool {
+        changed_since(ctime_ms(m), self.unsure_since)
+    }
+}
+
+/// Whether a file that last changed at `ctime_ms` may be a crashed run's copy: the doubt
+/// began (`since`, see `CopyContext::unsure_since`) and the file changed after it.
+pub fn changed_since(ctime_ms: i64, since: Option<i64>) -> bool {
+    since.is_some_and(|since| ctime_ms >= since.saturating_sub(clock_slack_ms()))
+}
+
+/// When the file last changed (its inode: name, length, dates), in ms on its filesystem's
+/// clock. A copy placed by a run has a change time after the run began, whatever date the
+/// run gave it.
+pub fn ctime_ms(m: &std::fs::Metadata) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    m.ctime().saturating_mul(1000) + m.ctime_nsec() / 1_000_000
 }
 
 /// Folders known to exist on the destination, so each is created (and checked) once, and
@@ -967,9 +1002,10 @@ enum Found {
 /// file's bytes are compared with the object's before it is adopted. A power cut can leave a
 /// name with the planned size and date and without the data (seen on ext4, whose unwritten
 /// blocks read as zeros), and a file adopted is never looked at again. Only files the
-/// checkpoint does not record reach here: after a crash, the last commit's window, but all
-/// of a DEST filled before the restore (by the tool it replaces, say), each read twice:
-/// slower, never wrong.
+/// checkpoint does not record reach here, and only those changed since the crashed run began
+/// are compared (`CopyContext::unsure`): the last commit's window, not the files of a DEST
+/// filled before the restore (by the tool it replaces, say), which are adopted by size and
+/// date as on a first run.
 fn check_existing(
     ctx: &CopyContext<'_>,
     job: &PlannedFile,
@@ -1002,7 +1038,7 @@ fn check_existing(
                     None
                 };
                 if let Some(object_bytes) = object_bytes {
-                    let garbled = ctx.after_crash
+                    let garbled = ctx.unsure(&m)
                         && match opened.get_or_insert_with(&mut *object) {
                             Some(o) => !same_bytes(o, target, m.len()).map_err(|e| {
                                 io_fail("cannot compare with its object", target, e)
@@ -1021,7 +1057,7 @@ fn check_existing(
             if ctx.overwrite {
                 return Ok(Found::Replace { partial: None });
             }
-            if ctx.after_crash
+            if ctx.unsure(&m)
                 && m.len() < job.size
                 && job.mtime_ms.is_some()
                 && mtime_matches(&m, job.mtime_ms)

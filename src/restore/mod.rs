@@ -333,6 +333,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         Some(c) => c.previous_run_unclean()?,
         None => false,
     };
+    let unsure_since = match &ckpt {
+        Some(c) => unsure_since(c, &cfg.dest)?,
+        None => None,
+    };
     if after_crash {
         let t = Instant::now();
         let n = copy::remove_stale_temps(&cfg.dest)
@@ -397,7 +401,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         exact_names: dest_facts.exact_names,
         unnamed_temps: dest_facts.unnamed_temps,
         named_fallbacks: &named_fallbacks,
-        after_crash,
+        unsure_since,
     };
 
     report.warnings.extend(index.wal_note());
@@ -421,7 +425,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         })?;
     }
     if let Some(c) = &ckpt {
-        c.begin_copy()?;
+        c.begin_placing(dest_facts.clock_ms, plan.options().include_trash)?;
     }
     let mut report_failed = false;
     let copy_start = Instant::now();
@@ -926,6 +930,11 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 &report.totals.selected_files.to_string(),
             )?;
         }
+        // Every file looked at, none failed (a failed comparison leaves its file as unsure
+        // as it was): nothing a crash left is unsure any more.
+        if how == "finished" && !plan.options().narrowed() && snap.count(Outcome::Failed) == 0 {
+            c.settle_unsure(plan.options().include_trash)?;
+        }
         // After a lost destination the files placed since the last commit were neither
         // flushed nor recorded: the next run looks at them as after a crash.
         c.end_run(dest_lost.is_none())?;
@@ -1118,6 +1127,24 @@ struct DestFacts {
     folds_case: bool,
     /// Unnamed files can be created and linked into place (local Linux filesystems).
     unnamed_temps: bool,
+    /// DEST's clock when the probe ran (the change time of its probe file, ms).
+    clock_ms: Option<i64>,
+}
+
+/// Since when files on `dest` the checkpoint does not record may be a crashed run's copies
+/// (`Checkpoint::unsure_since`). A filesystem mounted inside DEST has a clock of its own
+/// (another NAS, say), which DEST's time says nothing about: then every such file is unsure.
+pub(crate) fn unsure_since(
+    c: &crate::state::Checkpoint,
+    dest: &Path,
+) -> anyhow::Result<Option<i64>> {
+    Ok(c.unsure_since()?.map(|since| {
+        if crate::fsinfo::mounts_inside(dest).is_empty() {
+            since
+        } else {
+            i64::MIN
+        }
+    }))
 }
 
 /// Takes the lock on DEST (see `restore`); `None` where the filesystem has no locks.
@@ -1157,6 +1184,9 @@ fn probe_destination(dest: &Path) -> anyhow::Result<DestFacts> {
     let ascii = format!(".mcr-probe-{pid}-ab.part");
     let p = dest.join(&ascii);
     std::fs::write(&p, b"probe").map_err(unwritable)?;
+    let clock_ms = std::fs::symlink_metadata(&p)
+        .ok()
+        .map(|m| copy::ctime_ms(&m));
     let folds_case = !absent(&ascii.to_uppercase());
     let mut exact_names = !folds_case;
     std::fs::remove_file(&p).map_err(unwritable)?;
@@ -1186,6 +1216,7 @@ fn probe_destination(dest: &Path) -> anyhow::Result<DestFacts> {
         exact_names,
         folds_case,
         unnamed_temps,
+        clock_ms,
     })
 }
 

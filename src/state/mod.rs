@@ -405,6 +405,9 @@ impl StateLock {
             path: path.clone(),
             source,
         };
+        // What a crash left unsure on DEST outlives the checkpoint that knew of it: the
+        // new one starts from the same doubt (see `Checkpoint::unsure_since`).
+        let carried = if fresh { unsure_in(&path) } else { None };
         if fresh {
             // Forgotten anyway: a damaged checkpoint must not stand in the way of a new one.
             for suffix in ["", "-wal", "-shm"] {
@@ -449,13 +452,79 @@ impl StateLock {
         )
         .map_err(sq)?;
         let run = conn.last_insert_rowid();
-        Ok(Checkpoint {
+        let c = Checkpoint {
             conn,
             dir,
             run,
             _lock: self.lock,
-        })
+        };
+        if let Some((since, trash)) = carried {
+            c.set_meta(UNSURE_KEY, &since.to_string())?;
+            if trash {
+                c.set_meta(TRASH_KEY, "1")?;
+            }
+        }
+        // The run before did not end cleanly: the files it placed are unsure from when it
+        // began (a checkpoint from before that was kept does not know: from the beginning).
+        if c.previous_run_unclean()? {
+            let began = c.meta_ms(COPY_BEGAN_KEY)?.unwrap_or(i64::MIN);
+            let since = c.meta_ms(UNSURE_KEY)?.unwrap_or(i64::MAX).min(began);
+            c.set_meta(UNSURE_KEY, &since.to_string())?;
+        }
+        Ok(c)
     }
+}
+
+/// A run that placed files and then died (kill -9, a power cut) can leave copies at their
+/// final names that the checkpoint does not record, and a power cut can leave such a copy
+/// with its name, size and date but without its data (ext4 reads it as zeros). Those must
+/// be compared with their objects, not adopted by size and date; files on DEST the
+/// checkpoint does not record and that were not changed since that run began (a DEST filled
+/// by an earlier tool, say) need not be: they are adopted as on a first run, one `stat`
+/// each instead of reading both copies.
+///
+/// The doubt is kept in the checkpoint (`UNSURE_KEY`, the time the first crashed run began
+/// placing files, on DEST's own clock) until a run has looked at every file: one that ran
+/// over a selection, or was stopped, leaves some unsure files unlooked at. Times are DEST's
+/// (the change time of a file the run creates there first), so a network destination's
+/// clock is compared with itself.
+pub const UNSURE_KEY: &str = "unsure_since";
+/// When the latest run that placed files began (DEST's clock, ms; `i64::MIN` when unknown).
+const COPY_BEGAN_KEY: &str = "copy_began";
+/// Some run restored Trash (`--include-trash`): a run without it does not look at those
+/// files, so it cannot settle the doubt for them.
+const TRASH_KEY: &str = "trash_included";
+
+/// The doubt `path` (an old checkpoint about to be forgotten) holds, as (since, Trash
+/// included): `None` when it has none or does not exist; from the beginning of time when it
+/// cannot be read (a damaged checkpoint may well be a power cut's).
+fn unsure_in(path: &Path) -> Option<(i64, bool)> {
+    if !path.exists() {
+        return None;
+    }
+    let read = || -> rusqlite::Result<Option<(i64, bool)>> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let unclean: Option<i64> = conn
+            .query_row(
+                "SELECT clean FROM runs ORDER BY run DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let ms = |key| -> rusqlite::Result<Option<i64>> {
+            Ok(meta_value(&conn, key)?.map(|v| v.parse().unwrap_or(i64::MIN)))
+        };
+        let since = match (ms(UNSURE_KEY)?, unclean == Some(0)) {
+            (kept, true) => Some(
+                kept.unwrap_or(i64::MAX)
+                    .min(ms(COPY_BEGAN_KEY)?.unwrap_or(i64::MIN)),
+            ),
+            (kept, false) => kept,
+        };
+        let trash = meta_value(&conn, TRASH_KEY)?.as_deref() == Some("1");
+        Ok(since.map(|s| (s, trash)))
+    };
+    read().unwrap_or(Some((i64::MIN, true)))
 }
 
 impl Checkpoint {
@@ -674,6 +743,45 @@ impl Checkpoint {
             )
             .map_err(|e| self.sq(e))?;
         Ok(())
+    }
+
+    /// [`Checkpoint::begin_copy`] for a run about to place files: also records when it began
+    /// on DEST's clock (`dest_clock_ms`, `None` when unknown: then a crash of this run makes
+    /// every file the checkpoint does not record unsure) and whether it restores Trash.
+    pub fn begin_placing(
+        &self,
+        dest_clock_ms: Option<i64>,
+        include_trash: bool,
+    ) -> Result<(), StateError> {
+        self.begin_copy()?;
+        let began = dest_clock_ms.unwrap_or(i64::MIN);
+        self.set_meta(COPY_BEGAN_KEY, &began.to_string())?;
+        if include_trash {
+            self.set_meta(TRASH_KEY, "1")?;
+        }
+        Ok(())
+    }
+
+    /// Since when (DEST's clock, ms) files the checkpoint does not record may be a crashed
+    /// run's copies (see [`UNSURE_KEY`]; opening the checkpoint took in the run before);
+    /// `None` when no run left any doubt.
+    pub fn unsure_since(&self) -> Result<Option<i64>, StateError> {
+        self.meta_ms(UNSURE_KEY)
+    }
+
+    /// A run that looked at every file (finished, over the whole selection, Trash included if
+    /// any run restored it) settles the doubt.
+    pub fn settle_unsure(&self, include_trash: bool) -> Result<(), StateError> {
+        if include_trash || self.meta(TRASH_KEY)?.as_deref() != Some("1") {
+            self.conn
+                .execute("DELETE FROM meta WHERE key = ?1", [UNSURE_KEY])
+                .map_err(|e| self.sq(e))?;
+        }
+        Ok(())
+    }
+
+    fn meta_ms(&self, key: &str) -> Result<Option<i64>, StateError> {
+        Ok(self.meta(key)?.map(|v| v.parse().unwrap_or(i64::MIN)))
     }
 
     /// Marks this run as finished (`clean`: it ended normally or by a handled signal, and
@@ -942,6 +1050,94 @@ mod tests {
         drop(c);
         let c = Checkpoint::open(t.path(), true, "test").unwrap();
         assert!(c.done_keys().unwrap().is_empty(), "--fresh forgets");
+    }
+
+    #[test]
+    fn a_crash_leaves_files_unsure_until_a_run_looks_at_every_one() {
+        let t = tempfile::tempdir().unwrap();
+        let open = |fresh| Checkpoint::open(t.path(), fresh, "test").unwrap();
+        // A run that placed files and died (no end_run).
+        let c = open(false);
+        assert_eq!(c.unsure_since().unwrap(), None, "nothing happened yet");
+        c.begin_placing(Some(1_000), false).unwrap();
+        drop(c);
+        let c = open(false);
+        assert_eq!(
+            c.unsure_since().unwrap(),
+            Some(1_000),
+            "since the crashed run began"
+        );
+        // This one places files too, and is stopped cleanly (or ran over a selection): it
+        // did not look at every file, so the doubt stays, from the first crash.
+        c.begin_placing(Some(2_000), false).unwrap();
+        c.end_run(true).unwrap();
+        drop(c);
+        let c = open(false);
+        assert_eq!(c.unsure_since().unwrap(), Some(1_000));
+        // It crashes as well: still the first crash's time, the earlier one.
+        c.begin_placing(Some(3_000), false).unwrap();
+        drop(c);
+        let c = open(false);
+        assert_eq!(c.unsure_since().unwrap(), Some(1_000));
+        // A run that looked at every file settles it.
+        c.begin_placing(Some(4_000), false).unwrap();
+        c.settle_unsure(false).unwrap();
+        c.end_run(true).unwrap();
+        drop(c);
+        let c = open(false);
+        assert_eq!(c.unsure_since().unwrap(), None);
+
+        // A crashed run that restored Trash: only a run with Trash settles the doubt.
+        c.begin_placing(Some(5_000), true).unwrap();
+        drop(c);
+        let c = open(false);
+        assert_eq!(c.unsure_since().unwrap(), Some(5_000));
+        c.settle_unsure(false).unwrap();
+        assert_eq!(
+            c.unsure_since().unwrap(),
+            Some(5_000),
+            "Trash not looked at"
+        );
+        c.begin_placing(None, true).unwrap();
+        drop(c);
+        // A crash of a run that did not know DEST's clock: every file is unsure.
+        let c = open(false);
+        assert_eq!(c.unsure_since().unwrap(), Some(i64::MIN));
+        c.settle_unsure(true).unwrap();
+        assert_eq!(c.unsure_since().unwrap(), None);
+
+        // --fresh forgets the records, not the doubt.
+        c.begin_placing(Some(6_000), false).unwrap();
+        drop(c);
+        let c = open(true);
+        assert!(c.done_keys().unwrap().is_empty());
+        assert_eq!(c.unsure_since().unwrap(), Some(6_000));
+        c.settle_unsure(false).unwrap();
+        assert_eq!(
+            c.unsure_since().unwrap(),
+            Some(6_000),
+            "an earlier run restored Trash: that is carried too"
+        );
+        c.settle_unsure(true).unwrap();
+        c.end_run(true).unwrap();
+        drop(c);
+        let c = open(true);
+        assert_eq!(c.unsure_since().unwrap(), None, "no doubt, nothing carried");
+        drop(c);
+        // A checkpoint too damaged to read may be a power cut's: everything is unsure.
+        std::fs::write(t.path().join("checkpoint.db"), b"not a database at all").unwrap();
+        let _ = std::fs::remove_file(t.path().join("checkpoint.db-wal"));
+        let c = open(true);
+        assert_eq!(c.unsure_since().unwrap(), Some(i64::MIN));
+        drop(c);
+
+        // A checkpoint from before the start time was kept: its crash makes every file unsure.
+        let old = tempfile::tempdir().unwrap();
+        let c = Checkpoint::open(old.path(), false, "test").unwrap();
+        c.begin_copy().unwrap();
+        drop(c);
+        let c = Checkpoint::open(old.path(), false, "test").unwrap();
+        assert_eq!(c.unsure_since().unwrap(), Some(i64::MIN));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::sync::Mutex;
 
 use crate::config::RestoreConfig;
 use crate::plan::Plan;
-use crate::restore::copy::{is_temp_name, mtime_matches_ms};
+use crate::restore::copy::{changed_since, is_temp_name, mtime_matches_ms};
 use crate::source::index::Index;
 use crate::state::{done_key, path_key, KeyHashing, Outcome, Record, StateLock};
 use crate::walk::Found;
@@ -78,6 +78,8 @@ struct Seen {
     len: u32,
     size: u64,
     mtime_ms: i64,
+    /// Changed since a crash's doubt began (`changed_since`): compared before adopted.
+    unsure: bool,
 }
 
 /// What the walk found, keyed by an xxh3-128 hash of the path (the kind of key the
@@ -90,6 +92,8 @@ struct OnDest {
     write_error: Option<std::io::Error>,
     /// Every file found, temporary leftovers included.
     count: u64,
+    /// Since when files may be a crashed run's copies (`Checkpoint::unsure_since`).
+    unsure_since: Option<i64>,
 }
 
 impl OnDest {
@@ -112,6 +116,7 @@ impl OnDest {
                 len: f.rel_path.len() as u32,
                 size: f.size,
                 mtime_ms: f.mtime_ms,
+                unsure: changed_since(f.ctime_ms, self.unsure_since),
             };
             self.written += f.rel_path.len() as u64;
             self.files.insert(path_key(f.rel_path.as_bytes()), seen);
@@ -179,6 +184,9 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
             .unwrap_or_else(|_| cfg.source.db.clone()),
         &cfg.dest,
     )?;
+    // Files found that the checkpoint does not record and that changed since a crashed run
+    // began are compared with their objects (below); taken before the walk, which marks them.
+    let unsure_since = crate::restore::unsure_since(&ckpt, &cfg.dest)?;
     let mut rep = RegenReport {
         state_dir: cfg.state_dir.clone(),
         notes: index.wal_note().into_iter().collect(),
@@ -197,6 +205,7 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
         temp_leftovers: Vec::new(),
         write_error: None,
         count: 0,
+        unsure_since,
     });
     let errors = crate::walk::walk(&cfg.dest, threads, |batch| {
         found.lock().unwrap_or_else(|e| e.into_inner()).add(batch)
@@ -217,10 +226,10 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
 
     // What the checkpoint records was flushed to DEST before it was recorded. After a run
     // that did not end cleanly (killed, a power cut), other files found with the planned size
-    // and date are compared with their objects: ext4 keeps the name, size and date of a file
-    // whose data a power cut lost (zeros), which matching by size and date would adopt.
+    // and date that changed since it began are compared with their objects: ext4 keeps the
+    // name, size and date of a file whose data a power cut lost (zeros), which matching by
+    // size and date would adopt.
     let recorded = ckpt.done_keys()?;
-    let unclean = ckpt.previous_run_unclean()?;
     ckpt.begin_copy()?;
     ckpt.clear_files()?;
     let mut adopted: Vec<Record> = Vec::new();
@@ -242,9 +251,12 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
         };
         match on_dest.remove(&path_key(rec.rel_path.as_bytes())) {
             Some(Seen {
-                size, mtime_ms: mtime, ..
+                size,
+                mtime_ms: mtime,
+                unsure,
+                ..
             }) if size == rec.size && mtime_matches_ms(mtime, rec.mtime_ms) => {
-                let unsure = unclean
+                let unsure = unsure
                     && !recorded.contains(&done_key(&rec.id, &rec.rel_path, rec.size, rec.mtime_ms));
                 match f.content_id.as_deref() {
                     Some(cid) if unsure && !holds_object(cfg, cid, &rec.rel_path, size) => {
@@ -342,6 +354,10 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
     rep.unknown = unknown;
     rep.absent.sort();
     rep.likely_moved.sort();
+    // Every file of the selection looked at, the unsure ones compared.
+    if !plan.options().narrowed() && rep.unreadable_folders.is_empty() {
+        ckpt.settle_unsure(plan.options().include_trash)?;
+    }
     ckpt.end_run(true)?;
     rep.total_seconds = start.elapsed().as_secs_f64();
     Ok(rep)
