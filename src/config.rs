@@ -15,6 +15,8 @@ use crate::source::SourceLayout;
 pub enum ConfigError {
     #[error("destination {} is inside the source {}; restore to another disk or folder", dest.display(), src.display())]
     DestInsideSource { dest: PathBuf, src: PathBuf },
+    #[error("destination {} contains the source {}: a restored folder with the source's name would be written into it. Restore into a folder that does not hold the source, for example a new empty folder on another disk", dest.display(), src.display())]
+    DestContainsSource { dest: PathBuf, src: PathBuf },
     #[error("state folder {0} is inside the source; the source must never be written. Pass another --state-dir")]
     StateInsideSource(PathBuf),
     #[error("report file {0} is inside the source; the source must never be written. Pass another --report")]
@@ -133,7 +135,8 @@ pub fn plan_options(
 /// check. Every path the tool writes to goes through it.
 pub fn inside_source(source: &SourceLayout, path: &Path) -> bool {
     let full = fsinfo::resolved_path(path);
-    let folders = [&source.root, &source.files];
+    let disk = disk_root(&source.root);
+    let folders = [&disk, &source.root, &source.files];
     if folders
         .iter()
         .any(|f| full.starts_with(fsinfo::resolved_path(f)))
@@ -153,12 +156,39 @@ pub fn inside_source(source: &SourceLayout, path: &Path) -> bool {
         })
 }
 
-/// Refuses a destination inside the source, or one that exists and is not a folder.
+/// The device's disk as mounted: the folder holding `restsdk` when the source was named
+/// as `.../restsdk` or `.../restsdk/data` (nothing on that disk is written, not only the
+/// level the user typed), else the folder named.
+fn disk_root(root: &Path) -> PathBuf {
+    let root = fsinfo::resolved_path(root);
+    let name = |p: &Path| p.file_name().map(|n| n.to_os_string());
+    let mut disk = root.as_path();
+    if name(disk).as_deref() == Some("data".as_ref())
+        && disk.parent().and_then(name).as_deref() == Some("restsdk".as_ref())
+    {
+        disk = disk.parent().unwrap_or(disk);
+    }
+    if name(disk).as_deref() == Some("restsdk".as_ref()) {
+        disk = disk.parent().unwrap_or(disk);
+    }
+    disk.to_path_buf()
+}
+
+/// Refuses a destination inside the source or containing it (a restored folder named like
+/// the source's folder would be written into it), or one that exists and is not a folder.
 pub fn check_dest(source: &SourceLayout, dest: &Path) -> Result<(), ConfigError> {
     if inside_source(source, dest) {
         return Err(ConfigError::DestInsideSource {
             dest: dest.to_path_buf(),
-            src: source.root.clone(),
+            src: disk_root(&source.root),
+        });
+    }
+    let full = fsinfo::resolved_path(dest);
+    let within = |p: &Path| fsinfo::resolved_path(p).starts_with(&full);
+    if within(&disk_root(&source.root)) || within(&source.files) || within(&source.db) {
+        return Err(ConfigError::DestContainsSource {
+            dest: dest.to_path_buf(),
+            src: disk_root(&source.root),
         });
     }
     if dest.exists() && !dest.is_dir() {
@@ -281,5 +311,48 @@ mod tests {
         assert!(inside_source(&with_db, &ext.path().join("index.db-wal")));
         assert!(!inside_source(&with_db, &ext.path().join("restored")));
         assert!(!inside_source(&with_db, &other.path().join("report.json")));
+    }
+
+    /// Named at `restsdk/data`, the source is still the whole disk: nothing beside `data`
+    /// (`restsdk/out`) is written, nor a folder holding it, where a restored folder named
+    /// `data` or `restsdk` would land in the source.
+    #[test]
+    fn the_device_s_disk_is_the_source_whatever_level_was_named() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("disk/restsdk/data/db")).unwrap();
+        std::fs::create_dir_all(t.path().join("disk/restsdk/data/files")).unwrap();
+        std::fs::write(t.path().join("disk/restsdk/data/db/index.db"), b"").unwrap();
+        for named in ["disk", "disk/restsdk", "disk/restsdk/data"] {
+            let s = SourceLayout::discover(&t.path().join(named), None, None).unwrap();
+            for inside in ["disk/restsdk/out", "disk/out", "disk/restsdk"] {
+                let e = check_dest(&s, &t.path().join(inside)).unwrap_err();
+                assert!(
+                    matches!(e, ConfigError::DestInsideSource { .. }),
+                    "{named}: {inside}: {e}"
+                );
+            }
+            for holding in ["", "."] {
+                let e = check_dest(&s, &t.path().join(holding)).unwrap_err();
+                assert!(
+                    matches!(e, ConfigError::DestContainsSource { .. }),
+                    "{named}: {holding}: {e}"
+                );
+                assert!(e.to_string().contains("contains the source"));
+            }
+            check_dest(&s, &t.path().join("restored")).unwrap();
+        }
+        // --db elsewhere: a DEST holding that database is refused too.
+        let ext = tempfile::tempdir().unwrap();
+        std::fs::write(ext.path().join("index.db"), b"").unwrap();
+        let s = SourceLayout::discover(
+            &t.path().join("disk"),
+            Some(&ext.path().join("index.db")),
+            None,
+        )
+        .unwrap();
+        assert!(matches!(
+            check_dest(&s, ext.path()).unwrap_err(),
+            ConfigError::DestContainsSource { .. }
+        ));
     }
 }

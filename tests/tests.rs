@@ -890,8 +890,28 @@ fn bad_input_gets_a_clear_message_and_exit_2() {
         .code(2)
         .stderr(predicate::str::contains("inside the source"));
     assert!(!inside.exists());
-    // A report file inside the source (here: over the index itself), refused the same way.
+    // Named at restsdk/data, the source is still the whole disk; and a DEST holding the
+    // source is refused (a restored folder named `dump` would be written into it).
     let before = SourceSnapshot::take(&dump);
+    let data = dump.root.join("restsdk/data");
+    for (dest, says) in [
+        (dump.root.join("restsdk"), "inside the source"),
+        (dump.root.join("restsdk/out"), "inside the source"),
+        (dump.path(""), "contains the source"),
+    ] {
+        bin()
+            .arg("restore")
+            .arg(&data)
+            .arg(&dest)
+            .arg("--state-dir")
+            .arg(dump.path("s"))
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(says));
+    }
+    assert!(!dump.root.join("restsdk/out").exists());
+    assert_eq!(SourceSnapshot::take(&dump), before);
+    // A report file inside the source (here: over the index itself), refused the same way.
     bin()
         .arg("restore")
         .arg(&dump.root)
