@@ -1783,6 +1783,32 @@ fn a_destination_that_folds_case_gets_windows_names_or_a_refusal() {
     let planned: BTreeSet<String> = planned.keys().map(|p| p.to_lowercase()).collect();
     assert!(on_dest.keys().all(|p| planned.contains(p)), "nothing else");
 
+    // `regen` finds the files there by the plan's names, though the walk lists them in
+    // lower case: a file cut short is to be copied again, the rest adopted, nothing "in
+    // the way" or unknown.
+    let (short, _) = planned_files(&windows_plan)
+        .into_iter()
+        .find(|(p, (_, size, _))| *size > 10 && p != &p.to_lowercase() && dest.join(p).is_file())
+        .expect("a restored file whose name has capitals");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(dest.join(&short))
+        .unwrap()
+        .set_len(3)
+        .unwrap();
+    let out = regen(&dump, &dest, &["--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(said["in_the_way"].as_array().unwrap().len(), 0, "{said}");
+    assert_eq!(said["unknown"].as_array().unwrap().len(), 0, "{said}");
+    assert_eq!(said["differs"][0][0], short.as_str(), "{said}");
+    assert_eq!(said["differs"].as_array().unwrap().len(), 1, "{said}");
+    assert_eq!(
+        said["adopted"].as_u64().unwrap() + 1,
+        rep["outcomes"]["copied"].as_u64().unwrap(),
+        "{said}"
+    );
+
     // `verify` names files as the restore did (the rules are kept in the checkpoint, found
     // by the default state folder).
     let dest2 = mnt.join("verified");

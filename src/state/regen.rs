@@ -236,6 +236,9 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
     let mut redo: Vec<(Record, String)> = Vec::new();
     let mut absent: Vec<(String, u64)> = Vec::new();
     let mut failure: Option<anyhow::Error> = None;
+    // Files found at their planned path though the walk listed them under another spelling
+    // (device, inode): not "unknown" below.
+    let mut spelled_otherwise: std::collections::HashSet<(u64, u64)> = Default::default();
     plan.for_each_file_any_order(&index, |f| {
         if f.skip.is_some() || failure.is_some() {
             return;
@@ -249,13 +252,25 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
             outcome: Outcome::Adopted,
             error: None,
         };
-        match on_dest.remove(&path_key(rec.rel_path.as_bytes())) {
-            Some(Seen {
-                size,
-                mtime_ms: mtime,
-                unsure,
-                ..
-            }) if size == rec.size && mtime_matches_ms(mtime, rec.mtime_ms) => {
+        let seen = on_dest
+            .remove(&path_key(rec.rel_path.as_bytes()))
+            .map(|s| (s.size, s.mtime_ms, s.unsure))
+            .or_else(|| {
+                // Listed under another spelling: a destination that folds case (NTFS or a
+                // share) lists names as it stores them, and finds the file by the plan's.
+                let m = std::fs::symlink_metadata(cfg.dest.join(&rec.rel_path)).ok()?;
+                if !m.is_file() {
+                    return None;
+                }
+                use std::os::unix::fs::MetadataExt;
+                spelled_otherwise.insert((m.dev(), m.ino()));
+                let unsure = changed_since(crate::restore::copy::ctime_ms(&m), unsure_since);
+                Some((m.len(), crate::walk::mtime_ms(&m), unsure))
+            });
+        match seen {
+            Some((size, mtime, unsure))
+                if size == rec.size && mtime_matches_ms(mtime, rec.mtime_ms) =>
+            {
                 let unsure = unsure
                     && !recorded.contains(&done_key(&rec.id, &rec.rel_path, rec.size, rec.mtime_ms));
                 match f.content_id.as_deref() {
@@ -267,9 +282,7 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
                     _ => adopted.push(rec),
                 }
             }
-            Some(Seen {
-                size, mtime_ms: mtime, ..
-            }) => {
+            Some((size, mtime, _)) => {
                 let planned = match rec.mtime_ms {
                     Some(ms) => format!("date {ms} ms"),
                     None => "no planned date".to_string(),
@@ -309,7 +322,16 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
                 scratch.0.display()
             )
         })?;
-        unknown.push((String::from_utf8_lossy(&buf).into_owned(), seen.size));
+        let path = String::from_utf8_lossy(&buf).into_owned();
+        if !spelled_otherwise.is_empty() {
+            use std::os::unix::fs::MetadataExt;
+            if let Ok(m) = std::fs::symlink_metadata(cfg.dest.join(&path)) {
+                if spelled_otherwise.contains(&(m.dev(), m.ino())) {
+                    continue;
+                }
+            }
+        }
+        unknown.push((path, seen.size));
     }
     drop(paths_file);
     drop(scratch);
