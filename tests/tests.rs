@@ -2584,6 +2584,29 @@ fn regen_after_a_crash_compares_only_files_changed_since_it_began() {
     );
 }
 
+/// More workers asked for than open files allow would each fail files with "too many open
+/// files": as many as fit are used, with a warning naming the limit.
+#[test]
+fn explicit_threads_beyond_the_open_file_limit_are_lowered_with_a_warning() {
+    let dump = Dump::new(42, 3000, 1);
+    let dest = dump.path("restored");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 200 && exec \"$0\" restore \"$1\" \"$2\" --threads 300 --state-dir \"$3\"")
+        .arg(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+        .arg(&dump.root)
+        .arg(&dest)
+        .arg(dump.path("state"))
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "only missing objects: {said}");
+    assert!(said.contains("--threads 300 lowered to"), "{said}");
+    assert!(said.contains("open-file limit (200)"), "{said}");
+    assert!(!said.contains("Too many open files"), "{said}");
+    assert_restored_exactly(&dump, &dest);
+}
+
 /// `--fresh` forgets what the checkpoint recorded, not that a crash may have left copies
 /// without their data: they are compared, not adopted.
 #[test]

@@ -309,16 +309,25 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // Files still to restore, as far as the checkpoint knows (at most: filtered files count).
     let left = files_bound.saturating_sub(done_keys.len() as u64);
     // Tune after the checkpoint is known: a resume with little left is not worth measuring.
+    let fd_limit = raise_fd_limit();
+    let mut threads_note = None;
     let (threads, tuning) = match cfg.threads {
-        Threads::Fixed(n) => (n, None),
+        // Asked for more workers than open files allow: each would fail files with "too many
+        // open files"; as many as fit, and a warning.
+        Threads::Fixed(n) => {
+            let (fit, _, warning) =
+                crate::preflight::model::cap_threads(n, String::new(), 0, fd_limit);
+            threads_note = warning.map(|w| format!("--threads {n} lowered to {fit}: {w}"));
+            (fit, None)
+        }
         Threads::Auto => {
             let t = crate::preflight::auto_threads(cfg, left);
             (t.threads, Some(t))
         }
     };
-    let fd_limit = raise_fd_limit();
 
     let mut report = Report::new(cfg, threads);
+    report.warnings.extend(threads_note);
     report.names = plan.options().policy;
     report.warnings.extend(names_note);
     report.tuning = tuning;
