@@ -162,6 +162,10 @@ pub struct PlanArgs {
     /// Print only the summary and problems, not every entry.
     #[arg(long)]
     pub summary: bool,
+    /// Date fields to take each file's modification time from, first plausible wins.
+    /// Fields: imageDate, videoDate, cTime, birthTime, mTime, uTime.
+    #[arg(long, default_value = MTIME_FROM, value_name = "LIST")]
+    pub mtime_from: String,
 }
 
 #[derive(Debug, Args)]

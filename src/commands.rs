@@ -193,7 +193,7 @@ pub fn plan(a: &PlanArgs) -> anyhow::Result<Exit> {
     let layout = config::source(&a.source)?;
     config::check_dest(&layout, &a.dest)?;
     let fs = fsinfo::probe(&a.dest);
-    let mut opts = config::plan_options(&a.select, &fs, crate::cli::MTIME_FROM)?;
+    let mut opts = config::plan_options(&a.select, &fs, &a.mtime_from)?;
     // The names a restore into DEST has used so far (its default checkpoint says).
     let state_dir = crate::state::default_state_dir(&layout.db, &a.dest);
     config::follow_recorded_names(&mut opts, a.select.names, &state_dir);

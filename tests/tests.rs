@@ -2607,6 +2607,56 @@ fn explicit_threads_beyond_the_open_file_limit_are_lowered_with_a_warning() {
     assert_restored_exactly(&dump, &dest);
 }
 
+/// Another `--mtime-from` on a resume is refused with what to do (each re-dated file failed
+/// as "already exists and differs"); `--fresh` with the new fields gives every file found
+/// with the object's bytes its new date without copying it, and says so per file.
+#[test]
+fn other_date_fields_are_refused_on_a_resume_and_fresh_redates_without_copying() {
+    let dump = Dump::new(43, 200, 1);
+    let dest = dump.path("restored");
+    let (out, first) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "only missing objects: {}",
+        text(&out)
+    );
+    let other = ["--mtime-from", "cTime,birthTime"];
+    let (out, _) = restore(&dump, &dest, &other, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("restored with --mtime-from imageDate,videoDate,cTime,birthTime so far")
+            && said.contains("--fresh --mtime-from cTime,birthTime"),
+        "{said}"
+    );
+    let before = file_hashes(&dest);
+    let (out, rep) = restore(&dump, &dest, &["--fresh", other[0], other[1]], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(rep["outcomes"]["copied"], 0, "{}", text(&out));
+    assert_eq!(rep["outcomes"]["failed"], 0, "{}", text(&out));
+    assert_eq!(rep["outcomes"]["adopted"], first["outcomes"]["copied"]);
+    assert_eq!(file_hashes(&dest), before, "no file rewritten");
+    let plan = plan_json(&dump.root, &dest, &other);
+    let mut redated = 0;
+    for (path, (_, _, ms)) in planned_files(&plan) {
+        let p = dest.join(&path);
+        if let (Some(ms), true) = (ms, p.is_file()) {
+            assert_eq!(mtime_ms(&p), ms, "{path}");
+        }
+    }
+    for n in rep["notes"].as_array().unwrap() {
+        if n["reason"]
+            .as_str()
+            .unwrap()
+            .contains("given the planned date, not copied")
+        {
+            redated += 1;
+        }
+    }
+    assert!(redated > 0, "{}", rep["notes"]);
+}
+
 /// `--fresh` forgets what the checkpoint recorded, not that a crash may have left copies
 /// without their data: they are compared, not adopted.
 #[test]

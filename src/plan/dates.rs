@@ -20,6 +20,18 @@ pub enum DateField {
 }
 
 impl DateField {
+    /// The column's name, as `--mtime-from` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DateField::ImageDate => "imageDate",
+            DateField::VideoDate => "videoDate",
+            DateField::CTime => "cTime",
+            DateField::BirthTime => "birthTime",
+            DateField::MTime => "mTime",
+            DateField::UTime => "uTime",
+        }
+    }
+
     fn get(self, d: &RowDates) -> Option<i64> {
         match self {
             DateField::ImageDate => d.image,
@@ -77,6 +89,12 @@ impl DatePolicy {
             fields,
             max_ms: now_ms + YEAR_MS,
         }
+    }
+
+    /// The fields in order, as `--mtime-from` takes them (`imageDate,videoDate,...`).
+    pub fn describe(&self) -> String {
+        let names: Vec<&str> = self.fields.iter().map(|f| f.name()).collect();
+        names.join(",")
     }
 
     pub fn now(fields: Vec<DateField>) -> Self {

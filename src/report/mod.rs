@@ -33,6 +33,28 @@ pub fn human_bytes(b: u64) -> String {
     }
 }
 
+/// A time in ms since the epoch as `YYYY-MM-DD HH:MM:SS UTC` (Howard Hinnant's
+/// civil_from_days), for notes a person reads beside the raw number.
+pub fn human_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 pub fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
     if s >= 3600 {
@@ -853,6 +875,14 @@ mod tests {
             2
         );
         assert!(!text.contains('\r'));
+    }
+
+    #[test]
+    fn human_dates() {
+        assert_eq!(human_ms(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(human_ms(1_547_030_258_606), "2019-01-09 10:37:38 UTC");
+        assert_eq!(human_ms(951_782_400_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(human_ms(-1), "1969-12-31 23:59:59 UTC");
     }
 
     #[test]

@@ -99,6 +99,9 @@ pub enum Restored {
     /// An identical file (same size, same date) was already at the final name;
     /// `object_bytes` when its size is the object's, which differs from the database's.
     Adopted { object_bytes: Option<u64> },
+    /// The object's bytes were already at the final name under another date (`was_ms`):
+    /// given the planned date, not copied.
+    Redated { was_ms: i64 },
 }
 
 /// What an interrupted run left at a final name, found by the next run and replaced: a power
@@ -499,6 +502,7 @@ fn restore_once(
         match check_existing(ctx, job, &target, replace, &mut object)? {
             Found::Nothing => {}
             Found::Identical(object_bytes) => return Ok(Restored::Adopted { object_bytes }),
+            Found::Redated(was_ms) => return Ok(Restored::Redated { was_ms }),
             Found::Replace { partial: p } => {
                 replace = true;
                 partial = p;
@@ -540,6 +544,7 @@ fn restore_once(
                         Found::Identical(object_bytes) => {
                             return Ok(Restored::Adopted { object_bytes })
                         }
+                        Found::Redated(was_ms) => return Ok(Restored::Redated { was_ms }),
                         Found::Replace { partial: p } => partial = p,
                     }
                 }
@@ -649,6 +654,9 @@ fn place_unnamed(
                 })? {
                     Found::Identical(object_bytes) => {
                         return Ok(Placed::Found(Restored::Adopted { object_bytes }))
+                    }
+                    Found::Redated(was_ms) => {
+                        return Ok(Placed::Found(Restored::Redated { was_ms }))
                     }
                     Found::Replace { .. } => true,
                     Found::Nothing => {
@@ -987,6 +995,9 @@ enum Found {
     /// The same size and date: adopt it. The size is the object's when that differs from
     /// the database's (`Some`): a copy of an object the database has the wrong length for.
     Identical(Option<u64>),
+    /// The planned size and the object's bytes under another date (`was_ms`, e.g. from
+    /// another `--mtime-from`): now dated as planned.
+    Redated(i64),
     /// Replace it: asked for (`--overwrite`, or `regen` marked it), or, after an interrupted
     /// run, a file with exactly the planned date that is shorter or holds other bytes: our
     /// own copy, whose name reached the disk before all its data did (a power cut).
@@ -1052,6 +1063,28 @@ fn check_existing(
                     return Ok(Found::Replace {
                         partial: Some(Leftover::OtherBytes),
                     });
+                }
+            }
+            // The planned size under another date (restored before with another
+            // `--mtime-from`, or copied by a tool that did not keep dates): with the
+            // object's bytes it only needs the planned date, not a copy.
+            if let Some(ms) = job
+                .mtime_ms
+                .filter(|_| m.len() == job.size && job.size_unusable.is_none() && !ctx.overwrite)
+            {
+                if let Some(o) = object() {
+                    let same = same_bytes(&o, target, m.len())
+                        .map_err(|e| io_fail("cannot compare with its object", target, e))?;
+                    if same {
+                        if !ctx.dry_run {
+                            File::open(target)
+                                .and_then(|f| {
+                                    f.set_times(FileTimes::new().set_modified(system_time(ms)))
+                                })
+                                .map_err(|e| io_fail("cannot set the date of", target, e))?;
+                        }
+                        return Ok(Found::Redated(crate::walk::mtime_ms(&m)));
+                    }
                 }
             }
             if ctx.overwrite {

@@ -304,6 +304,18 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             }
             _ => c.set_meta(NAMES_KEY, names)?,
         }
+        // Files are known by their dates too: another `--mtime-from` would leave the files
+        // already restored with the old dates, and find the others with "another date".
+        let dates = plan.options().dates.describe();
+        match c.meta(crate::state::DATES_KEY)? {
+            Some(before) if before != dates && restored => {
+                anyhow::bail!(
+                    "{} was restored with --mtime-from {before} so far; this run would take dates from {dates}, and the files restored so far would keep their old dates. Run it with --mtime-from {before}; or, to give every file the new dates, run with --fresh --mtime-from {dates}: files already there with the object's bytes get the new date, none is copied again",
+                    cfg.dest.display()
+                );
+            }
+            _ => c.set_meta(crate::state::DATES_KEY, &dates)?,
+        }
     }
 
     // Files still to restore, as far as the checkpoint knows (at most: filtered files count).
@@ -565,6 +577,13 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                         "already on the destination with the object's length and date, kept",
                                     ));
                                 }
+                            }
+                            Ok(Restored::Redated { was_ms }) => {
+                                d.outcome = Outcome::Adopted;
+                                d.note = Some(format!(
+                                    "already on the destination with the object's bytes but dated {} ({was_ms} ms): given the planned date, not copied",
+                                    crate::report::human_ms(was_ms)
+                                ));
                             }
                             Err(NotRestored::Missing(m)) => {
                                 d.outcome = Outcome::Missing;

@@ -818,6 +818,9 @@ pub struct Status {
 
 /// Checkpoint key: the name rules of the runs so far (`posix` or `windows`).
 pub const NAMES_KEY: &str = "names";
+/// The date fields the restore took dates from (`--mtime-from`, as given by
+/// `DatePolicy::describe`).
+pub const DATES_KEY: &str = "dates";
 
 /// A value the checkpoint in `dir` keeps, read without the lock and without writing (none
 /// when there is no checkpoint, or it cannot be read).
