@@ -2657,6 +2657,57 @@ fn other_date_fields_are_refused_on_a_resume_and_fresh_redates_without_copying()
     assert!(redated > 0, "{}", rep["notes"]);
 }
 
+/// A checkpoint too damaged to read is what `regen` is for: rebuilt from DEST, every file
+/// compared with its object (a damaged checkpoint may be a power cut's). A checkpoint of
+/// another restore is refused with an option `regen` has.
+#[test]
+fn regen_rebuilds_a_damaged_checkpoint_comparing_every_file() {
+    let dump = Dump::new(44, 150, 1);
+    let dest = dump.path("restored");
+    let (out, first) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let (zeroed, _) = planned_files(&plan_json(&dump.root, &dest, &[]))
+        .into_iter()
+        .find(|(p, (_, size, ms))| *size > 10 && ms.is_some() && dest.join(p).is_file())
+        .unwrap();
+    let p = dest.join(&zeroed);
+    let m = std::fs::metadata(&p).unwrap();
+    write_without_data(&p, m.len(), mtime_ms(&p), 0);
+    let state = dump.path("state");
+    std::fs::write(state.join("checkpoint.db"), vec![b'x'; 8192]).unwrap();
+    for side in ["checkpoint.db-wal", "checkpoint.db-shm"] {
+        let _ = std::fs::remove_file(state.join(side));
+    }
+    let out = regen(&dump, &dest, &["--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(said["notes"].to_string().contains("damaged"), "{said}");
+    assert_eq!(said["differs"][0][0], zeroed.as_str(), "{said}");
+    assert_eq!(
+        said["adopted"].as_u64().unwrap() + 1,
+        first["outcomes"]["copied"].as_u64().unwrap(),
+        "{said}"
+    );
+    let (out, _) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_restored_exactly(&dump, &dest);
+
+    let other = Dump::new(45, 20, 1);
+    std::fs::create_dir_all(other.path("out")).unwrap();
+    let out = bin()
+        .arg("regen")
+        .arg(&other.root)
+        .arg(other.path("out"))
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("belongs to another restore"), "{said}");
+    assert!(!said.contains("--fresh"), "regen has no --fresh: {said}");
+}
+
 /// `--fresh` forgets what the checkpoint recorded, not that a crash may have left copies
 /// without their data: they are compared, not adopted.
 #[test]

@@ -183,7 +183,7 @@ pub enum StateError {
 fn sqlite_hint(e: &rusqlite::Error) -> &'static str {
     use rusqlite::ErrorCode as C;
     match e.sqlite_error_code() {
-        Some(C::NotADatabase | C::DatabaseCorrupt) => ". The checkpoint is damaged: run the restore with --fresh to start a new one (files already on the destination are found and adopted, not copied again)",
+        Some(C::NotADatabase | C::DatabaseCorrupt) => ". The checkpoint is damaged: rebuild it with `regen` (same SOURCE and DEST), or run the restore with --fresh; either way the files already on the destination are compared with their objects and kept, not copied again",
         Some(C::DiskFull) => ". The disk of the state folder is full: free space there, or pass --state-dir with a folder on another disk, then run the same command again",
         Some(C::CannotOpen | C::PermissionDenied | C::ReadOnly) => ". Check that the state folder can be written (run with sudo?), or pass --state-dir with another folder",
         _ => "",

@@ -22,7 +22,7 @@ use crate::config::RestoreConfig;
 use crate::plan::Plan;
 use crate::restore::copy::{changed_since, is_temp_name, mtime_matches_ms};
 use crate::source::index::Index;
-use crate::state::{done_key, path_key, KeyHashing, Outcome, Record, StateLock};
+use crate::state::{done_key, path_key, KeyHashing, Outcome, Record, StateError, StateLock};
 use crate::walk::Found;
 
 /// Whether the file at `rel` in DEST holds the object's bytes; `true` when the object
@@ -36,6 +36,14 @@ fn holds_object(cfg: &RestoreConfig, content_id: &str, rel: &str, len: u64) -> b
         Ok(o) => crate::restore::copy::same_bytes(&o, &cfg.dest.join(rel), len).unwrap_or(false),
         Err(_) => true,
     }
+}
+
+/// Whether the checkpoint itself is damaged (not a database, or corrupt), as opposed to
+/// unreadable for a reason regen cannot fix (permissions, a full disk).
+fn is_damaged(e: &StateError) -> bool {
+    use rusqlite::ErrorCode as C;
+    matches!(e, StateError::Sqlite { source, .. }
+        if matches!(source.sqlite_error_code(), Some(C::NotADatabase | C::DatabaseCorrupt)))
 }
 
 /// What regen found.
@@ -162,7 +170,13 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
     // rebuilding would forget every record, and the next restore would copy everything
     // again, into the empty folder.
     let lock = StateLock::take(&cfg.state_dir)?;
-    let sample = lock.restored_sample(16, &cfg.dest)?;
+    // A checkpoint too damaged to read is what regen is for: rebuilt from DEST, as after a
+    // crash (a damaged checkpoint may be a power cut's), every file compared with its object.
+    let (sample, damaged) = match lock.restored_sample(16, &cfg.dest) {
+        Ok(sample) => (sample, false),
+        Err(e) if is_damaged(&e) => (Vec::new(), true),
+        Err(e) => return Err(e.into()),
+    };
     if !sample.is_empty()
         && sample
             .iter()
@@ -176,14 +190,27 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
             cfg.dest.join(&sample[0]).display()
         );
     }
-    let mut ckpt = lock.open(false, &cfg.command_line)?;
-    ckpt.bind(
+    let (mut ckpt, damaged) = match lock.open(damaged, &cfg.command_line) {
+        Ok(c) => (c, damaged),
+        Err(e) if is_damaged(&e) => (
+            StateLock::take(&cfg.state_dir)?.open(true, &cfg.command_line)?,
+            true,
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    match ckpt.bind(
         &cfg.source
             .db
             .canonicalize()
             .unwrap_or_else(|_| cfg.source.db.clone()),
         &cfg.dest,
-    )?;
+    ) {
+        Err(StateError::Mismatch { dir, key, was, .. }) => anyhow::bail!(
+            "the checkpoint in {} belongs to another restore ({key} was {was}); nothing was changed. regen builds a checkpoint for this SOURCE and DEST: pass --state-dir with an empty folder (and the same --state-dir to the restores that follow)",
+            dir.display()
+        ),
+        r => r?,
+    }
     // Files found that the checkpoint does not record and that changed since a crashed run
     // began are compared with their objects (below); taken before the walk, which marks them.
     let unsure_since = crate::restore::unsure_since(&ckpt, &cfg.dest)?;
@@ -192,6 +219,12 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
         notes: index.wal_note().into_iter().collect(),
         ..Default::default()
     };
+    if damaged {
+        rep.notes.push(format!(
+            "the checkpoint in {} could not be read (damaged): it was rebuilt from the destination, and every file found there was compared with its object",
+            cfg.state_dir.display()
+        ));
+    }
 
     let (scratch, paths_file) = open_scratch(&cfg.state_dir)?;
     let walk_start = std::time::Instant::now();
