@@ -116,7 +116,9 @@ pub struct DemoArgs {
     /// Only generate the dump; do not restore it.
     #[arg(long)]
     pub no_restore: bool,
-    /// Replace an existing demo folder.
+    /// Replace a demo folder made with other settings. Only a folder `demo` made (holding
+    /// just `dump/` with its manifest, `restored/` and `state/`) is replaced; any other
+    /// non-empty folder is refused, with or without --force.
     #[arg(long)]
     pub force: bool,
 }

@@ -399,10 +399,110 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// Creates `dir` if needed and refuses a non-empty folder that is not ours.
+/// What `demo` finds in the folder it is asked to use.
+#[derive(Debug, PartialEq, Eq)]
+enum DemoDir {
+    /// Not there, or an empty folder: free to use.
+    Free,
+    /// A folder `demo` made (see [`demo_dir`]).
+    Ours,
+    /// Anything else; the text says why, naming what was found.
+    NotOurs(String),
+}
+
+/// The entries `demo` writes into its folder: the dump, the restore and its checkpoint.
+const DEMO_ENTRIES: [&str; 3] = ["dump", "restored", "state"];
+
+/// Whether `dir` is a folder `demo` made, judged by its exact layout: `dump/` holding the
+/// demo's manifest (and nothing but it and `restsdk/`), beside it nothing but `restored/`
+/// and `state/`, all real folders, and no `restsdk` (a device's disk, or a copy of one)
+/// outside `dump/`. `--force` deletes the whole folder, so anything a person may have put
+/// there makes it not ours: the people running this tool have just lost their NAS, and the
+/// folder they point the demo at by mistake may hold the only copy of their files.
+fn demo_dir(dir: &Path) -> anyhow::Result<DemoDir> {
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(DemoDir::Free),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    if !meta.is_dir() {
+        return Ok(DemoDir::NotOurs("it is not a folder".into()));
+    }
+    let names = |d: &Path| -> anyhow::Result<Vec<std::ffi::OsString>> {
+        let mut v = Vec::new();
+        for e in std::fs::read_dir(d).with_context(|| format!("cannot read {}", d.display()))? {
+            v.push(
+                e.with_context(|| format!("cannot read {}", d.display()))?
+                    .file_name(),
+            );
+        }
+        v.sort();
+        Ok(v)
+    };
+    let top = names(dir)?;
+    if top.is_empty() {
+        return Ok(DemoDir::Free);
+    }
+    let is_real_dir = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
+    for name in &top {
+        let known = DEMO_ENTRIES.iter().any(|d| name == *d);
+        if !known || !is_real_dir(&dir.join(name)) {
+            return Ok(DemoDir::NotOurs(format!(
+                "it holds `{}`, which `demo` does not write",
+                name.to_string_lossy()
+            )));
+        }
+    }
+    for d in ["restored", "state"] {
+        if dir.join(d).join("restsdk").exists() {
+            return Ok(DemoDir::NotOurs(format!(
+                "`{d}/restsdk` looks like a My Cloud disk or a copy of one"
+            )));
+        }
+    }
+    let dump = dir.join("dump");
+    if !top.iter().any(|n| n == "dump")
+        || !std::fs::symlink_metadata(dump.join(crate::demo::MANIFEST_FILE))
+            .is_ok_and(|m| m.is_file())
+    {
+        return Ok(DemoDir::NotOurs(format!(
+            "it has no dump/{}, the mark of a demo",
+            crate::demo::MANIFEST_FILE
+        )));
+    }
+    for name in names(&dump)? {
+        if name != "restsdk" && name != crate::demo::MANIFEST_FILE {
+            return Ok(DemoDir::NotOurs(format!(
+                "it holds `dump/{}`, which `demo` does not write",
+                name.to_string_lossy()
+            )));
+        }
+    }
+    Ok(DemoDir::Ours)
+}
+
+/// Creates `dir` if needed. A folder `demo` made is replaced with `force` (and refused
+/// without it); a non-empty folder that is not ours is refused either way, since replacing
+/// it would delete whatever it holds.
 pub fn prepare_demo_dir(dir: &Path, force: bool) -> anyhow::Result<()> {
-    if force && dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    match demo_dir(dir)? {
+        DemoDir::Free => {}
+        DemoDir::Ours if force => std::fs::remove_dir_all(dir)
+            .with_context(|| format!("cannot remove the old demo in {}", dir.display()))?,
+        DemoDir::Ours => anyhow::bail!(
+            "{} holds a demo made with other settings; pass --force to replace it, or choose another folder",
+            dir.display()
+        ),
+        DemoDir::NotOurs(why) => anyhow::bail!(
+            "{} is not empty and is not a folder `demo` made ({why}), so the demo will not write there{}: nothing was changed. Choose another folder, for example `mycloud-recover demo {}`",
+            dir.display(),
+            if force { ", even with --force (it would delete what the folder holds)" } else { "" },
+            dir.with_file_name(format!(
+                "{}-demo",
+                dir.file_name().map_or("mycloud".into(), |n| n.to_string_lossy())
+            ))
+            .display()
+        ),
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
 }

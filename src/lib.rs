@@ -65,18 +65,8 @@ fn demo(a: &DemoArgs) -> anyhow::Result<Exit> {
     let dump = a.dir.join("dump");
     let existing = demo::read_manifest(&dump).ok();
     let same = existing.as_ref().is_some_and(|m| m.spec == spec);
+    // A folder is replaced only when `demo` made it (commands::prepare_demo_dir).
     if a.force || (!same && a.dir.exists()) {
-        if !a.force
-            && a.dir
-                .read_dir()
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(false)
-        {
-            anyhow::bail!(
-                "{} already holds something other than a demo with these settings; pass --force to replace it, or choose another folder",
-                a.dir.display()
-            );
-        }
         commands::prepare_demo_dir(&a.dir, a.force)?;
     }
     if same && !a.force {

@@ -1042,6 +1042,72 @@ fn demo_command_runs_and_a_second_run_resumes() {
         .stderr(predicate::str::contains("--force"));
 }
 
+/// Review A1 (data loss): `demo DIR --force` deleted any folder, a copy of a device's
+/// `restsdk` and the user's photo included. Only a folder `demo` made is replaced; any other
+/// non-empty folder is refused with exit 2, with or without --force, and the refusal does
+/// not suggest --force.
+#[test]
+fn demo_force_replaces_only_a_folder_demo_made() {
+    let t = tempfile::tempdir().unwrap();
+    let disk = t.path().join("disk");
+    std::fs::create_dir_all(disk.join("restsdk/data/db")).unwrap();
+    std::fs::write(disk.join("restsdk/data/db/index.db"), b"the only copy").unwrap();
+    std::fs::write(disk.join("IMPORTANT.jpg"), b"photo").unwrap();
+    let demo = |dir: &std::path::Path, extra: &[&str]| {
+        bin()
+            .arg("demo")
+            .arg(dir)
+            .args(["--files", "20", "--no-restore"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = demo(&disk, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        !text(&out).contains("--force"),
+        "does not invite --force for a folder that is not ours: {}",
+        text(&out)
+    );
+    let out = demo(&disk, &["--force"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let s = text(&out);
+    assert!(
+        s.contains("not a folder `demo` made") && s.contains("another folder"),
+        "{s}"
+    );
+    assert_eq!(std::fs::read(disk.join("IMPORTANT.jpg")).unwrap(), b"photo");
+    assert_eq!(
+        std::fs::read(disk.join("restsdk/data/db/index.db")).unwrap(),
+        b"the only copy"
+    );
+
+    // A folder demo made is replaced with --force, and only with it.
+    let ours = t.path().join("ours");
+    assert_eq!(demo(&ours, &[]).status.code(), Some(0));
+    std::fs::create_dir_all(ours.join("restored/Photos")).unwrap();
+    std::fs::create_dir_all(ours.join("state")).unwrap();
+    let out = demo(&ours, &["--seed", "2"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--force"), "{}", text(&out));
+    let out = demo(&ours, &["--seed", "2", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("Demo dump written"), "{}", text(&out));
+    assert!(!ours.join("restored").exists(), "replaced whole");
+
+    // Something a person put there makes it theirs: a file beside the demo, or a device's
+    // disk outside dump/.
+    for extra in ["notes.txt", "restored/restsdk"] {
+        let p = ours.join(extra);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, b"mine").unwrap();
+        let out = demo(&ours, &["--seed", "3", "--force"]);
+        assert_eq!(out.status.code(), Some(2), "{extra}: {}", text(&out));
+        assert_eq!(std::fs::read(&p).unwrap(), b"mine", "{extra} kept");
+        std::fs::remove_file(&p).unwrap();
+    }
+}
+
 #[test]
 fn a_checkpoint_is_refused_for_another_destination() {
     let dump = Dump::new(28, 40, 1);
