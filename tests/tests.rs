@@ -3354,6 +3354,52 @@ fn an_only_path_that_matches_nothing_is_refused_or_warned_about() {
     assert_eq!(report["totals"]["selected_files"], 0);
 }
 
+/// Review A5: `restore --only Trash` without --include-trash selected 0 files, exited 0,
+/// warned about case-sensitive paths and made an empty `Trash/` on DEST; `plan` gave no
+/// hint, and the refusal of another --only listed `Trash` among the top folders. Now both
+/// refuse it before writing (exit 2) and say Trash needs --include-trash; with it, the
+/// Trash is restored.
+#[test]
+fn only_trash_without_include_trash_is_refused_and_makes_no_trash_folder() {
+    let dump = Dump::new(47, 80, 1);
+    let dest = dump.path("out");
+    let trash = plan_json(&dump.root, &dest, &["--include-trash"])
+        .into_iter()
+        .filter(|l| l["type"] == "file" && l["skip"].is_null())
+        .filter_map(|l| l["path"].as_str().map(str::to_string))
+        .find(|p| p.starts_with("Trash/"))
+        .expect("the demo has files in its Trash");
+    let (parent, _) = trash.rsplit_once('/').unwrap();
+    for only in ["Trash", "Trash/", parent, trash.as_str()] {
+        let (out, _) = restore(&dump, &dest, &["--only", only], &[]);
+        let msg = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{only}: {msg}");
+        assert!(msg.contains("restored only with --include-trash"), "{msg}");
+        assert!(!dest.exists(), "nothing created: {only}");
+        let out = bin()
+            .arg("plan")
+            .arg(&dump.root)
+            .arg(&dest)
+            .args(["--only", only, "--summary"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "plan {only}: {}", text(&out));
+        assert!(
+            text(&out).contains("restored only with --include-trash"),
+            "{}",
+            text(&out)
+        );
+    }
+    let (out, _) = restore(&dump, &dest, &["--only", "No such folder/x"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(!text(&out).contains("Trash"), "{}", text(&out));
+
+    let (out, report) = restore(&dump, &dest, &["--only", "Trash", "--include-trash"], &[]);
+    assert_ne!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(report["totals"]["selected_files"].as_u64().unwrap() >= 1);
+    assert!(dest.join("Trash").is_dir(), "{}", text(&out));
+}
+
 /// An object longer or shorter than the database says is restored as found, with a note.
 /// Found again on the destination (a crash before the checkpoint's commit, `--fresh`), our
 /// own copy is identical, not a conflict nor a "cut-short copy"; and the note stays in the

@@ -445,11 +445,13 @@ impl Plan {
 
     /// Refuses an `--only` path that cannot select anything, before anything is written: a
     /// typo (`photos` for `Photos`) would otherwise restore nothing and report success. A
-    /// path is accepted when a folder is at or below it, when it is under `_unlinked/` (whose
-    /// folders for missing parents are not in the plan), or when it could name a file in an
-    /// existing folder; a case typo of a folder is refused unless some file has exactly that
-    /// name (files are not in memory here: one query; a file name that selects nothing ends
-    /// in a warning after the run).
+    /// path at or under the device's Trash is refused without `--include-trash` (it would
+    /// select nothing, and the user plainly wants the Trash). A path is accepted when a
+    /// folder is at or below it, when it is under `_unlinked/` (whose folders for missing
+    /// parents are not in the plan), or when it could name a file in an existing folder; a
+    /// case typo of a folder is refused unless some file has exactly that name (files are
+    /// not in memory here: one query; a file name that selects nothing ends in a warning
+    /// after the run).
     fn check_only(&self, index: &Index) -> Result<(), PlanError> {
         let folders = || {
             self.folders
@@ -458,8 +460,23 @@ impl Plan {
                 .map(|p| &**p)
                 .filter(|p| !p.is_empty())
         };
+        // The device's Trash: the parentless `Trash` row, at the top of DEST under its final
+        // name (`Trash`, unless a user's own top folder took that name first).
+        let trash = (0..self.folders.path.len())
+            .find(|&i| {
+                self.folders.origin[i] == Origin::Trash
+                    && matches!(self.folders.parent[i], ParentRef::Root)
+            })
+            .map(|i| &*self.folders.path[i])
+            .filter(|_| !self.opts.include_trash);
         for only in &self.opts.only {
             let want = only.trim_matches('/');
+            if let Some(trash) = trash.filter(|t| !want.is_empty() && under(want, t)) {
+                return Err(PlanError::OnlyInTrash {
+                    only: only.clone(),
+                    trash: trash.to_string(),
+                });
+            }
             if want.is_empty() || under(want, UNLINKED_DIR) || folders().any(|f| under(f, want)) {
                 continue;
             }
@@ -477,7 +494,9 @@ impl Plan {
                     return fail(format!("did you mean `{f}`? (paths are case-sensitive)"));
                 }
                 _ if !parent_exists => {
-                    let mut top: Vec<&str> = folders().filter(|f| !f.contains('/')).collect();
+                    let mut top: Vec<&str> = folders()
+                        .filter(|f| !f.contains('/') && Some(*f) != trash)
+                        .collect();
                     top.sort_unstable();
                     let more = if top.len() > 12 { ", ..." } else { "" };
                     top.truncate(12);
@@ -746,9 +765,15 @@ impl Plan {
                 origin: self.folders.origin[i],
                 depth: self.folders.path[i].matches('/').count(),
             })
-            .filter(|f| {
-                self.skip_for(f.origin, &f.rel_path).is_none()
-                    || self.opts.only.iter().any(|p| under(p, &f.rel_path))
+            .filter(|f| match self.skip_for(f.origin, &f.rel_path) {
+                None => true,
+                // The folders above an --only path hold it; but not in a part of the tree the
+                // selection leaves out whatever --only says (Trash without --include-trash,
+                // another user's folders), where it would be an empty folder of nothing.
+                Some(SkipReason::NotUnderOnly) => {
+                    self.opts.only.iter().any(|p| under(p, &f.rel_path))
+                }
+                Some(_) => false,
             })
             .collect();
         out.sort_by(|a, b| {
@@ -977,6 +1002,10 @@ pub enum PlanError {
         "--only `{only}` matches nothing in this dump: {hint} (`plan` lists every restored path)"
     )]
     OnlyMatchesNothing { only: String, hint: String },
+    #[error(
+        "--only `{only}` is in the device's Trash, and `{trash}` is restored only with --include-trash: add --include-trash to restore it"
+    )]
+    OnlyInTrash { only: String, trash: String },
 }
 
 #[cfg(test)]
@@ -1084,6 +1113,85 @@ mod tests {
             },
         );
         assert_eq!(v[2].2, None);
+    }
+
+    /// Review A5: `--only Trash` without --include-trash selected nothing, exited 0 with a
+    /// warning about case, and made an empty `Trash/` on DEST (the folders above an --only
+    /// path were made whatever their origin). Now refused while planning, and no folder of
+    /// a part the selection leaves out is made.
+    #[test]
+    fn only_in_trash_needs_include_trash_and_makes_no_folder_of_a_filtered_part() {
+        let t = tempfile::tempdir().unwrap();
+        let idx = db(
+            t.path(),
+            &[
+                (U1, None, "auth0|abc", true),
+                (TR, None, "Trash", true),
+                ("d1", Some(U1), "Photos", true),
+                ("d2", Some(TR), "Old", true),
+                ("f1", Some("d1"), "a.jpg", false),
+                ("f2", Some("d2"), "gone.jpg", false),
+            ],
+        );
+        let only = |only: &str, include_trash: bool| {
+            Plan::build(
+                &idx,
+                PlanOptions {
+                    only: vec![only.into()],
+                    include_trash,
+                    ..opts()
+                },
+            )
+        };
+        for o in [
+            "Trash",
+            "Trash/",
+            "Trash/Old",
+            "Trash/Old/gone.jpg",
+            "Trash/nope",
+        ] {
+            let e = only(o, false).err().expect(o).to_string();
+            assert!(e.contains("restored only with --include-trash"), "{o}: {e}");
+        }
+        let plan = only("Trash/Old", true).unwrap();
+        let folders: Vec<String> = plan
+            .folders_deepest_first()
+            .into_iter()
+            .map(|f| f.rel_path)
+            .collect();
+        assert_eq!(folders, ["Trash/Old", "Trash"]);
+        // A refusal's list of top folders leaves out the Trash it would not restore.
+        let e = only("Nope/x", false).err().unwrap().to_string();
+        assert!(e.contains("Photos") && !e.contains("Trash"), "{e}");
+
+        // Another user's folders above an --only path are not made for a --user selection.
+        let idx = db(
+            &{
+                let d = t.path().join("two");
+                std::fs::create_dir(&d).unwrap();
+                d
+            },
+            &[
+                (U1, None, "auth0|abc", true),
+                (U2, None, "auth0|def", true),
+                ("d1", Some(U2), "Docs", true),
+                ("f1", Some("d1"), "a.txt", false),
+            ],
+        );
+        let plan = Plan::build(
+            &idx,
+            PlanOptions {
+                users: vec!["auth0_abc".into()],
+                only: vec!["auth0_def/Docs".into()],
+                ..opts()
+            },
+        )
+        .unwrap();
+        assert!(
+            plan.folders_deepest_first().is_empty(),
+            "{:?}",
+            plan.folders_deepest_first()
+        );
     }
 
     #[test]
