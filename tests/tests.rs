@@ -3045,6 +3045,41 @@ fn preflight_says_when_the_restore_cannot_fit() {
     );
 }
 
+/// Review A7: a flat 1 GB reserve was counted as needed, so a small disk with room for the
+/// files was "DOES NOT FIT" (exit 1) while the restore succeeded there. Now pre-flight
+/// passes with a warning that it will be tight, and the restore indeed fits.
+#[test]
+fn preflight_lets_a_tight_but_sufficient_disk_pass_with_a_warning() {
+    let dump = Dump::new(39, 300, 1);
+    let Some(small) = SmallDisk::mount(&dump, "64m") else {
+        return;
+    };
+    let dest = small.path.join("restored");
+    let out = bin()
+        .arg("preflight")
+        .arg(&dump.root)
+        .arg(&dest)
+        .args(["--budget", "5"])
+        .output()
+        .unwrap();
+    let s = text(&out);
+    assert_eq!(out.status.code(), Some(0), "the files fit: {s}");
+    assert!(
+        s.contains("fits, but tight") && s.contains("nearly full"),
+        "{s}"
+    );
+    assert!(!s.contains("DOES NOT FIT"), "{s}");
+    let (out, report) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the demo's missing objects only: {}",
+        text(&out)
+    );
+    assert!(report["dest_full"].is_null(), "{}", text(&out));
+    assert_eq!(report["outcomes"]["failed"], 0, "{}", text(&out));
+}
+
 #[test]
 fn preflight_rejects_a_bad_source_with_exit_2() {
     let t = tempfile::tempdir().unwrap();

@@ -20,7 +20,7 @@
 //! is tested on made-up machines. Pre-flight never writes to the source, writes to DEST only
 //! inside one probe folder that it removes, and gives up on a disk that stops answering.
 //!
-//! Exit codes: 0 all fine (warnings allowed), 1 a blocking problem (not enough space, a
+//! Exit codes: 0 all fine (warnings allowed), 1 a blocking problem (the files do not fit, a
 //! destination that stopped answering), 2 bad input (unusable source, DEST inside SOURCE),
 //! 130 interrupted (the probe folder is still removed).
 //!
@@ -405,7 +405,8 @@ fn benchmarks(p: &mut dyn Probe, m: &mut Measurements, deadline: Instant) {
 }
 
 /// Reads the work from the database: one pass of the plan (the restore does the same),
-/// counting selected files, bytes (also rounded up to `block`) and sizes.
+/// counting selected files, bytes (also rounded up to `block`, plus a block per folder: what
+/// the restore takes on DEST) and sizes.
 pub fn work(
     index: &Index,
     select: &SelectArgs,
@@ -446,6 +447,10 @@ pub fn work(
         model::add_to_histogram(&mut w.histogram, f.size);
     })?;
     w.folders = plan.folders_deepest_first().len() as u64;
+    // Each folder takes at least a block too (ext4, XFS and most NAS filesystems).
+    w.bytes_on_disk = w
+        .bytes_on_disk
+        .saturating_add(w.folders.saturating_mul(block));
     w.plan_secs = t.elapsed().as_secs_f64();
     Ok(w)
 }

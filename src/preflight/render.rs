@@ -92,11 +92,17 @@ pub fn human(r: &PreflightReport) -> String {
     if let Some(sp) = &a.space {
         let _ = writeln!(
             s,
-            "  Space        {} free; about {} needed ({} + block rounding + 5% + 1 GB): {}",
+            "  Space        {} free; about {} needed ({} + block rounding and folders): {}",
             human_bytes(sp.free),
             human_bytes(sp.needed),
             human_bytes(w.bytes),
-            if sp.fits { "fits" } else { "DOES NOT FIT" }
+            if !sp.fits {
+                "DOES NOT FIT"
+            } else if sp.tight {
+                "fits, but tight (less than 5% + 1 GB to spare)"
+            } else {
+                "fits"
+            }
         );
     }
     if let Some(n) = &m.names {

@@ -280,7 +280,7 @@ Source       /mnt/usb
 Destination  /mnt/nas/restore
   Filesystem   nfs from dev at /mnt, network filesystem
   Options      rw,vers=3,rsize=131072,wsize=131072,hard
-  Space        8.0 TB free; about 1.9 TB needed (1.8 TB + block rounding + 5% + 1 GB): fits
+  Space        8.0 TB free; about 1.8 TB needed (1.8 TB + block rounding and folders): fits
   Names        case-sensitive; accepts every tested name (| trailing dot)
 
 The work (from the database)
