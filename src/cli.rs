@@ -42,6 +42,9 @@ pub enum Command {
     /// Rebuild the checkpoint from what is actually on DEST (never deletes or moves anything).
     Regen(RegenArgs),
     /// Check DEST against the plan: present, size, date; --content compares bytes.
+    ///
+    /// Exits 1 when a file is absent or differs on DEST, or has no object in the source to
+    /// check it against (listed); 2 when DEST does not exist or is not a folder.
     Verify(VerifyArgs),
     /// Inspect and benchmark this machine and both disks; recommend settings; estimate time.
     Preflight(PreflightArgs),

@@ -675,8 +675,20 @@ pub fn verify(a: &crate::cli::VerifyArgs) -> anyhow::Result<Exit> {
             .map(|m| format!("{}: {}", m.path, m.problem))
             .collect();
         list_some(&mut out, "Mismatches", &items)?;
+        let items: Vec<String> = rep
+            .missing_objects
+            .iter()
+            .map(|m| format!("{}: {}", m.path, m.problem))
+            .collect();
+        list_some(
+            &mut out,
+            "No object in the source, so neither restored nor checked",
+            &items,
+        )?;
     }
-    Ok(if rep.mismatches.is_empty() {
+    // Like the restore's: files that differ, or that have no object to restore or check
+    // them from, are not "all good".
+    Ok(if rep.mismatches.is_empty() && rep.object_missing == 0 {
         Exit::Ok
     } else {
         Exit::Incomplete

@@ -5,7 +5,8 @@
 pub enum Exit {
     /// Everything planned was restored (or verified).
     Ok = 0,
-    /// Finished, but some files are missing, failed, or differ.
+    /// Finished, but some files are missing, failed, or differ (for `verify`: absent or
+    /// different on DEST, or with no object in the source to check them against).
     Incomplete = 1,
     /// Could not run: bad usage, unusable source or destination.
     CannotRun = 2,
@@ -22,6 +23,7 @@ impl Exit {
 /// Text for `--help` and the README.
 pub const EXIT_CODES_HELP: &str = "Exit codes:
   0    all planned files restored (or verified)
-  1    finished, but some files are missing, failed or differ (see the report)
+  1    finished, but some files are missing, failed or differ (see the report);
+       verify: some files are absent or differ on DEST, or have no object in the source
   2    could not run: usage, source or destination problem (nothing was changed)
   130  interrupted (Ctrl-C, SIGTERM, SIGHUP); progress is saved, rerun to continue";

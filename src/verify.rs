@@ -4,11 +4,18 @@
 //! `--content`, both the object and the restored file are hashed, after asking the kernel to
 //! drop their cached pages (`POSIX_FADV_DONTNEED`) so the bytes come from the disks rather
 //! than from memory that a copy just filled. Reads only; writes nothing anywhere.
+//!
+//! A DEST that is not there (a disk not mounted, a typo) is refused before anything is
+//! checked: it would otherwise report every file as differing. Files whose object is
+//! missing from the source cannot be checked; they are listed, and, like the restore that
+//! could not restore them, make the exit code 1: a verify must not look all good while
+//! some files have no copy anywhere.
 
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
+use anyhow::Context;
 use crossbeam_channel::bounded;
 
 use crate::config::RestoreConfig;
@@ -28,8 +35,10 @@ pub struct Mismatch {
 pub struct VerifyReport {
     pub checked: u64,
     pub ok: u64,
-    /// Files whose object is missing from the source (nothing to compare; not a mismatch).
+    /// Files whose object is missing from the source (nothing to compare; not a mismatch,
+    /// but not restorable either): their count and each one with why.
     pub object_missing: u64,
+    pub missing_objects: Vec<Mismatch>,
     pub bytes_hashed: u64,
     pub mismatches: Vec<Mismatch>,
     pub seconds: f64,
@@ -58,8 +67,16 @@ fn hash_uncached(path: &Path) -> std::io::Result<(u128, u64)> {
 
 enum Check {
     Ok(u64),
-    ObjectMissing,
+    ObjectMissing(String),
     Bad(String),
+}
+
+/// What a verify says about a file whose date is not the planned one.
+fn date_problem(have_ms: i64, planned_ms: Option<i64>) -> String {
+    match planned_ms {
+        Some(ms) => format!("date differs from the planned {ms} ms (the file has {have_ms} ms)"),
+        None => format!("date differs (the file has {have_ms} ms; no date was planned)"),
+    }
 }
 
 fn check(cfg: &RestoreConfig, f: &PlannedFile, content: bool) -> Check {
@@ -74,7 +91,17 @@ fn check(cfg: &RestoreConfig, f: &PlannedFile, content: bool) -> Check {
             Err(e) => return Check::Bad(format!("cannot read object {}: {e}", o.display())),
         },
         (None, None) if f.size == 0 => 0,
-        (None, _) => return Check::ObjectMissing,
+        (None, None) => {
+            return Check::ObjectMissing(
+                "the database row has no contentID (no object was ever stored)".into(),
+            )
+        }
+        (None, Some(c)) => {
+            return Check::ObjectMissing(format!(
+                "object {c} not found in {}",
+                cfg.source.files.display()
+            ))
+        }
     };
     let dest = cfg.dest.join(&f.rel_path);
     let meta = match std::fs::metadata(&dest) {
@@ -91,7 +118,7 @@ fn check(cfg: &RestoreConfig, f: &PlannedFile, content: bool) -> Check {
         ));
     }
     if !mtime_matches(&meta, f.mtime_ms) {
-        return Check::Bad(format!("date differs from the planned {:?} ms", f.mtime_ms));
+        return Check::Bad(date_problem(crate::walk::mtime_ms(&meta), f.mtime_ms));
     }
     if content {
         if let Some(o) = object {
@@ -110,9 +137,24 @@ fn check(cfg: &RestoreConfig, f: &PlannedFile, content: bool) -> Check {
     Check::Ok(0)
 }
 
-/// Verifies every selected file with `threads` readers.
+/// Verifies every selected file with `threads` readers. A DEST that does not exist or is
+/// not a folder is an error (nothing to verify there), not a list of every file missing.
 pub fn verify(cfg: &RestoreConfig, content: bool, threads: usize) -> anyhow::Result<VerifyReport> {
     let start = std::time::Instant::now();
+    match std::fs::metadata(&cfg.dest) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => anyhow::bail!(
+            "{} is not a folder: give the folder the files were restored into",
+            cfg.dest.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "the destination {} does not exist: nothing to verify. Check the path, and that the disk or share is mounted",
+            cfg.dest.display()
+        ),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read the destination {}", cfg.dest.display()))
+        }
+    }
     let index = Index::open(&cfg.source.db, cfg.source.backup_db.as_deref())?;
     let plan = Plan::build(&index, cfg.plan.clone())?;
     let mut rep = VerifyReport::default();
@@ -148,7 +190,14 @@ pub fn verify(cfg: &RestoreConfig, content: bool, threads: usize) -> anyhow::Res
                     rep.ok += 1;
                     rep.bytes_hashed += n;
                 }
-                Check::ObjectMissing => rep.object_missing += 1,
+                Check::ObjectMissing(problem) => {
+                    rep.object_missing += 1;
+                    rep.missing_objects.push(Mismatch {
+                        path: f.rel_path,
+                        id: f.id,
+                        problem,
+                    });
+                }
                 Check::Bad(problem) => rep.mismatches.push(Mismatch {
                     path: f.rel_path,
                     id: f.id,
@@ -162,6 +211,27 @@ pub fn verify(cfg: &RestoreConfig, content: bool, threads: usize) -> anyhow::Res
         Ok(())
     })?;
     rep.mismatches.sort_by(|a, b| a.path.cmp(&b.path));
+    rep.missing_objects.sort_by(|a, b| a.path.cmp(&b.path));
     rep.seconds = start.elapsed().as_secs_f64();
     Ok(rep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review A10 (a): the message printed `Some(1547030258606)`.
+    #[test]
+    fn a_date_problem_prints_numbers_not_options() {
+        let m = date_problem(1_700_000_000_000, Some(1_547_030_258_606));
+        assert_eq!(
+            m,
+            "date differs from the planned 1547030258606 ms (the file has 1700000000000 ms)"
+        );
+        let m = date_problem(1_700_000_000_000, None);
+        assert!(
+            m.contains("no date was planned") && !m.contains("None"),
+            "{m}"
+        );
+    }
 }
