@@ -253,6 +253,11 @@ pub struct RegenArgs {
     /// The checkpoint folder to rebuild (default: the restore's, keyed by SOURCE and DEST).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Also compare every file found with the planned size and date byte for byte with its
+    /// object (reads both); those that differ are copied again by the next restore. What to
+    /// run after `verify --content` found files that differ.
+    #[arg(long)]
+    pub content: bool,
     /// Date fields to take each file's modification time from, first plausible wins.
     /// Fields: imageDate, videoDate, cTime, birthTime, mTime, uTime. Use the restore's value.
     #[arg(long, default_value = MTIME_FROM, value_name = "LIST")]

@@ -560,7 +560,7 @@ pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
             cfg.dest.display()
         );
     }
-    let rep = crate::state::regen::regen(&cfg, reader_threads(&cfg))?;
+    let rep = crate::state::regen::regen(&cfg, reader_threads(&cfg), a.content)?;
     for n in &rep.notes {
         eprintln!("note: {n}");
     }
@@ -685,6 +685,20 @@ pub fn verify(a: &crate::cli::VerifyArgs) -> anyhow::Result<Exit> {
             "No object in the source, so neither restored nor checked",
             &items,
         )?;
+        if !rep.mismatches.is_empty() {
+            // A restore does not look again at files its checkpoint records as done: regen
+            // marks the differing ones (their bytes too with --content) to be copied again.
+            let shell_word = |p: &Path| crate::preflight::model::shell_quote(&p.to_string_lossy());
+            writeln!(
+                out,
+                "To restore the files that differ again: mycloud-recover regen {} {}{} then mycloud-recover restore {} {} (with the same options as before)",
+                shell_word(&a.source.source),
+                shell_word(&a.dest),
+                if a.content { " --content," } else { "," },
+                shell_word(&a.source.source),
+                shell_word(&a.dest),
+            )?;
+        }
     }
     // Like the restore's: files that differ, or that have no object to restore or check
     // them from, are not "all good".

@@ -2862,6 +2862,62 @@ fn regen_rebuilds_a_damaged_checkpoint_comparing_every_file() {
     assert!(!said.contains("--fresh"), "regen has no --fresh: {said}");
 }
 
+/// A file `verify --content` finds with other bytes (the planned size and date) has a way
+/// back: `regen --content` marks it, and the restore copies it again; verify says so.
+#[test]
+fn a_file_verify_finds_with_other_bytes_is_restored_again_after_regen_content() {
+    let dump = Dump::new(47, 150, 1);
+    let dest = dump.path("restored");
+    let (out, _) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let (bad, _) = planned_files(&plan_json(&dump.root, &dest, &[]))
+        .into_iter()
+        .find(|(p, (_, size, ms))| *size > 200 && ms.is_some() && dest.join(p).is_file())
+        .unwrap();
+    let p = dest.join(&bad);
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[100] ^= 0xff;
+    let ms = mtime_ms(&p);
+    std::fs::write(&p, &bytes).unwrap();
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
+    std::fs::File::options()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(t))
+        .unwrap();
+    let verify = || {
+        bin()
+            .args(["verify", "--content"])
+            .arg(&dump.root)
+            .arg(&dest)
+            .output()
+            .unwrap()
+    };
+    let out = verify();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains(&bad) && said.contains(" 1 differ,"), "{said}");
+    assert!(
+        said.contains("regen") && said.contains("--content"),
+        "{said}"
+    );
+    // A restore alone does not look at it again (it is recorded as done).
+    let (out, _) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(verify().stdout.windows(9).any(|w| w == b" 1 differ"));
+    let out = regen(&dump, &dest, &["--content", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(said["differs"][0][0], bad.as_str(), "{said}");
+    assert_eq!(said["differs"].as_array().unwrap().len(), 1, "{said}");
+    let (out, _) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_restored_exactly(&dump, &dest);
+    let said = text(&verify());
+    assert!(said.contains(" 0 differ,"), "{said}");
+}
+
 /// `--fresh` forgets what the checkpoint recorded, not that a crash may have left copies
 /// without their data: they are compared, not adopted.
 #[test]

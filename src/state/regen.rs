@@ -160,8 +160,9 @@ fn open_scratch(state_dir: &Path) -> anyhow::Result<(Scratch, File)> {
     Ok((Scratch(path), file))
 }
 
-/// Walks the destination, rebuilds the checkpoint, and reports.
-pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport> {
+/// Walks the destination, rebuilds the checkpoint, and reports. With `content`, every file
+/// found with the planned size and date is compared with its object, recorded or not.
+pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Result<RegenReport> {
     let start = std::time::Instant::now();
     let index = Index::open(&cfg.source.db, cfg.source.backup_db.as_deref())?;
     let plan = Plan::build(&index, cfg.plan.clone())?;
@@ -304,11 +305,22 @@ pub fn regen(cfg: &RestoreConfig, threads: usize) -> anyhow::Result<RegenReport>
             Some((size, mtime, unsure))
                 if size == rec.size && mtime_matches_ms(mtime, rec.mtime_ms) =>
             {
-                let unsure = unsure
-                    && !recorded.contains(&done_key(&rec.id, &rec.rel_path, rec.size, rec.mtime_ms));
+                let unsure = content
+                    || unsure
+                        && !recorded.contains(&done_key(
+                            &rec.id,
+                            &rec.rel_path,
+                            rec.size,
+                            rec.mtime_ms,
+                        ));
                 match f.content_id.as_deref() {
                     Some(cid) if unsure && !holds_object(cfg, cid, &rec.rel_path, size) => {
-                        let why = "on the destination with the planned size and date but not the object's bytes (its data lost in a crash or power cut?)".to_string();
+                        let why = if content {
+                            "on the destination with the planned size and date but other bytes than its object"
+                        } else {
+                            "on the destination with the planned size and date but not the object's bytes (its data lost in a crash or power cut?)"
+                        }
+                        .to_string();
                         rep.differs.push((rec.rel_path.clone(), why.clone()));
                         redo.push((rec, why));
                     }
