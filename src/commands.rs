@@ -67,24 +67,14 @@ pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
         renamed += f.renamed_from.is_some() as u64;
     })?;
     let sample = index.sample_content_ids(a.sample)?;
-    let mut found = 0u64;
-    for c in &sample {
-        found += layout.find_object(c)?.is_some() as u64;
-    }
+    let (found, few) = layout.sample_objects(&sample)?;
     let mut warnings: Vec<String> = index.wal_note().into_iter().collect();
+    warnings.extend(few);
     let user_storage = layout
         .files
         .parent()
         .map(|d| d.join("userStorage"))
         .filter(|p| p.is_dir());
-    if !sample.is_empty() && found * 10 < sample.len() as u64 {
-        warnings.push(format!(
-            "only {found} of {} sampled contentIDs have an object under {}: the object store layout may differ from what this tool knows{}",
-            sample.len(),
-            layout.files.display(),
-            if user_storage.is_some() { " (a userStorage folder exists: this firmware may keep files in clear there)" } else { "" }
-        ));
-    }
     if !integrity.is_empty() {
         warnings.push(format!(
             "SQLite integrity check reported problems in {}; consider --db with the backup copy{}",

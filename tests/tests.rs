@@ -911,6 +911,25 @@ fn bad_input_gets_a_clear_message_and_exit_2() {
     }
     assert!(!dump.root.join("restsdk/out").exists());
     assert_eq!(SourceSnapshot::take(&dump), before);
+    // An object store that holds none of the sampled objects (here: emptied, in a copy)
+    // would give empty folders only: refused, nothing written.
+    let copy = dump.path("emptied");
+    std::fs::create_dir_all(copy.join("restsdk/data/files")).unwrap();
+    std::fs::create_dir_all(copy.join("restsdk/data/db")).unwrap();
+    std::fs::copy(dump.db(), copy.join("restsdk/data/db/index.db")).unwrap();
+    bin()
+        .arg("restore")
+        .arg(&copy)
+        .arg(dump.path("from-emptied"))
+        .arg("--state-dir")
+        .arg(dump.path("s2"))
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("has its object under")
+                .and(predicate::str::contains("inspect")),
+        );
+    assert!(!dump.path("from-emptied").exists());
     // A report file inside the source (here: over the index itself), refused the same way.
     bin()
         .arg("restore")

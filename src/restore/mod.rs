@@ -195,6 +195,28 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         (plan, known)
     });
     let plan = plan?;
+    // An object store holding none of the sampled objects (the wrong folder, a layout this
+    // tool does not know) would give nothing but empty folders and a list of every file as
+    // missing: refused before anything is made. Few found: said at once, and in the report.
+    // Only where no run has restored anything yet: a resume, whose earlier runs found
+    // objects there, never touches the object store for files already done.
+    let resuming = matches!(&known, Some(Ok(Some((done, _)))) if !done.is_empty());
+    let sample = match resuming {
+        true => Vec::new(),
+        false => index.sample_content_ids(64)?,
+    };
+    let (found, few_objects) = cfg.source.sample_objects(&sample)?;
+    if sample.len() >= 16 && found == 0 {
+        anyhow::bail!(
+            "none of {} files sampled from {} has its object under {}: a restore would make only empty folders. Check that SOURCE is the My Cloud data partition (or pass --files with the folder of objects); `mycloud-recover inspect` tells more. Nothing was written",
+            sample.len(),
+            cfg.source.db.display(),
+            cfg.source.files.display()
+        );
+    }
+    if let Some(w) = &few_objects {
+        ui.preparing(&format!("warning: {w}"));
+    }
     let dest_warning = match lock.as_ref().filter(|_| !cfg.fresh) {
         Some(l) => check_restored_are_there(l, cfg)?,
         None => None,
@@ -340,6 +362,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
 
     let mut report = Report::new(cfg, threads);
     report.warnings.extend(threads_note);
+    report.warnings.extend(few_objects);
     report.names = plan.options().policy;
     report.warnings.extend(names_note);
     report.tuning = tuning;

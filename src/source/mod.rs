@@ -184,6 +184,30 @@ impl SourceLayout {
         Some(self.files.join(shard.to_string()).join(content_id))
     }
 
+    /// How many of `sample` (contentIDs) have an object in the store, and, when almost none
+    /// do (under one in ten), why that matters: the object store may not be where the tool
+    /// looks, or laid out as it does not know (DOMAIN: "say so early").
+    pub fn sample_objects(&self, sample: &[String]) -> Result<(u64, Option<String>), SourceError> {
+        let mut found = 0u64;
+        for c in sample {
+            found += self.find_object(c)?.is_some() as u64;
+        }
+        let warning = (!sample.is_empty() && found * 10 < sample.len() as u64).then(|| {
+            let user_storage = self
+                .files
+                .parent()
+                .map(|d| d.join("userStorage"))
+                .filter(|p| p.is_dir());
+            format!(
+                "only {found} of {} sampled contentIDs have an object under {}: the object store layout may differ from what this tool knows{}",
+                sample.len(),
+                self.files.display(),
+                if user_storage.is_some() { " (a userStorage folder exists: this firmware may keep files in clear there)" } else { "" }
+            )
+        });
+        Ok((found, warning))
+    }
+
     /// Finds an object: sharded layout first, then the flat layout `files/<contentID>`.
     /// Returns `None` when neither exists (the object is missing) or the id is unusable; a
     /// path that cannot be looked at (permission denied, an I/O error) is an error, not a
