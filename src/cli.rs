@@ -207,7 +207,7 @@ pub struct RunArgs {
     /// No progress output; only the final summary and errors.
     #[arg(long)]
     pub quiet: bool,
-    /// Where the checkpoint lives (default: a per-user state folder keyed by SOURCE and DEST).
+    /// Where the checkpoint lives (default: a per-user state folder for DEST).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Start a new checkpoint (files already identical on DEST are still adopted, not copied).
@@ -250,7 +250,7 @@ pub struct RegenArgs {
     pub dest: PathBuf,
     #[command(flatten)]
     pub select: SelectArgs,
-    /// The checkpoint folder to rebuild (default: the restore's, keyed by SOURCE and DEST).
+    /// The checkpoint folder to rebuild (default: the restore's, found by DEST).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Also compare every file found with the planned size and date byte for byte with its

@@ -2937,6 +2937,61 @@ fn a_file_verify_finds_with_other_bytes_is_restored_again_after_regen_content() 
     assert!(said.contains(" 0 differ,"), "{said}");
 }
 
+/// The device's disk mounted at another path the next day is the same restore: the
+/// checkpoint (found by DEST) follows its database there, with the name rules it used, so
+/// nothing is copied twice under other names; another device into the same folder is
+/// refused rather than mixed in.
+#[test]
+fn the_same_dump_at_another_path_resumes_and_another_dump_is_refused() {
+    let dump = Dump::new(48, 300, 1);
+    let dest = dump.path("restored");
+    let xdg = dump.path("xdg");
+    let run = |root: &Path, extra: &[&str]| {
+        let out = bin()
+            .arg("restore")
+            .arg(root)
+            .arg(&dest)
+            .args(extra)
+            .env("XDG_STATE_HOME", &xdg)
+            .output()
+            .unwrap();
+        let report = walk_files(&xdg)
+            .into_iter()
+            .find(|p| p.ends_with("report.json"))
+            .map(|p| {
+                serde_json::from_slice::<serde_json::Value>(&std::fs::read(p).unwrap()).unwrap()
+            });
+        (out, report.unwrap_or_default())
+    };
+    let (out, first) = run(&dump.root, &["--names", "windows"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let before = tree(&dest);
+    let moved = dump.path("mounted-elsewhere");
+    let ok = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&dump.root)
+        .arg(&moved)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let (out, second) = run(&moved, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(second["outcomes"]["copied"], 0, "{}", text(&out));
+    assert_eq!(
+        second["outcomes"]["already_done"],
+        first["outcomes"]["copied"],
+        "{}",
+        text(&out)
+    );
+    assert_eq!(tree(&dest).len(), before.len(), "nothing restored twice");
+
+    let other = Dump::new(49, 50, 1);
+    let (out, _) = run(&other.root, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("another database"), "{}", text(&out));
+    assert_eq!(tree(&dest), before, "nothing of the other device written");
+}
+
 /// `--fresh` forgets what the checkpoint recorded, not that a crash may have left copies
 /// without their data: they are compared, not adopted.
 #[test]

@@ -170,7 +170,10 @@ pub enum StateError {
     },
     #[error("no checkpoint in {0}; has a restore been started with these paths?")]
     NoCheckpoint(PathBuf),
-    #[error("the checkpoint in {dir} belongs to another restore ({key} was {was}, now {now}); pass --fresh to start it anew, or another --state-dir")]
+    #[error(
+        "the checkpoint in {dir} belongs to another restore ({key} was {was}, now {now}): {}",
+        mismatch_hint(key)
+    )]
     Mismatch {
         dir: PathBuf,
         key: &'static str,
@@ -190,9 +193,22 @@ fn sqlite_hint(e: &rusqlite::Error) -> &'static str {
     }
 }
 
+/// What to do about a checkpoint bound to another database or destination.
+fn mismatch_hint(key: &str) -> &'static str {
+    if key == "source_db" {
+        "this destination was restored from another database, and two devices' files in one folder could be taken for each other. Restore into another folder; or, if it is the same device's database (copied, or the backup copy), pass --fresh to start over here (files already there with the right size and date are kept, not copied again)"
+    } else {
+        "pass --fresh to start it anew, or another --state-dir"
+    }
+}
+
 /// The default state folder: `$XDG_STATE_HOME` (or `~/.local/state`)`/mycloud-recover/
-/// <dest name>-<hash of source db and dest>`. DEST is taken as the path it resolves to, so
-/// `out`, `out/` (as tab completion writes it) and `x/../out` find the same checkpoint.
+/// <dest name>-<hash of dest>`. DEST is taken as the path it resolves to, so `out`, `out/`
+/// (as tab completion writes it) and `x/../out` find the same checkpoint. Keyed by DEST
+/// alone: the device's disk mounted at another path the next day is the same restore (its
+/// database is recognised by content, [`Checkpoint::bind`]), and another device restored
+/// into the same folder is refused rather than mixed in. Checkpoints begun before round 10
+/// were keyed by the database's path too, and are still found.
 pub fn default_state_dir(source_db: &Path, dest: &Path) -> PathBuf {
     let base = std::env::var_os("XDG_STATE_HOME")
         .map(PathBuf::from)
@@ -207,8 +223,11 @@ fn state_dir_in(base: &Path, source_db: &Path, dest: &Path) -> PathBuf {
     let db = source_db
         .canonicalize()
         .unwrap_or_else(|_| source_db.to_path_buf());
-    let folder = |dest: &Path| {
-        let mut key = db.as_os_str().as_encoded_bytes().to_vec();
+    let folder = |db: Option<&Path>, dest: &Path| {
+        let mut key = match db {
+            Some(db) => db.as_os_str().as_encoded_bytes().to_vec(),
+            None => b"dest".to_vec(),
+        };
         key.push(0);
         key.extend_from_slice(dest.as_os_str().as_encoded_bytes());
         let hash = xxhash_rust::xxh3::xxh3_64(&key);
@@ -223,13 +242,33 @@ fn state_dir_in(base: &Path, source_db: &Path, dest: &Path) -> PathBuf {
         base.join("mycloud-recover")
             .join(format!("{name}-{hash:016x}"))
     };
-    let dir = folder(&crate::fsinfo::resolved_path(dest));
-    // Before round 8 the key was DEST as given; a restore begun then continues there.
-    let given = folder(&std::path::absolute(dest).unwrap_or_else(|_| dest.to_path_buf()));
-    if !dir.exists() && given.exists() {
-        return given;
+    let resolved = crate::fsinfo::resolved_path(dest);
+    let dir = folder(None, &resolved);
+    if dir.exists() {
+        return dir;
     }
-    dir
+    // Before round 10 the key held the database's path too; before round 8 it held DEST as
+    // given. A restore begun then continues there.
+    let given = std::path::absolute(dest).unwrap_or_else(|_| dest.to_path_buf());
+    [folder(Some(&db), &resolved), folder(Some(&db), &given)]
+        .into_iter()
+        .find(|old| old.exists())
+        .unwrap_or(dir)
+}
+
+/// What tells one database from another whatever path it is mounted at: its size and a
+/// hash of its first and last MiB (the device is dead, so its database does not change).
+pub fn fingerprint(db: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::FileExt;
+    let f = File::open(db)?;
+    let len = f.metadata()?.len();
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    for at in [0, len.saturating_sub(1 << 20)] {
+        let n = f.read_at(&mut buf, at)?;
+        h.update(&buf[..n]);
+    }
+    Ok(format!("{len}:{:032x}", h.digest128()))
 }
 
 const SCHEMA: &str = "
@@ -631,9 +670,20 @@ impl Checkpoint {
     /// Ties the checkpoint to one source database and destination: a record of "done" is
     /// only true for the destination it was made for.
     pub fn bind(&self, source_db: &Path, dest: &Path) -> Result<(), StateError> {
+        let print = fingerprint(source_db).ok();
         for (key, value) in [("source_db", source_db), ("dest", dest)] {
             let now = value.display().to_string();
             match self.meta(key)? {
+                // The same database at another path (the disk mounted elsewhere, a copy):
+                // the same restore, followed there.
+                Some(was)
+                    if key == "source_db"
+                        && was != now
+                        && print.is_some()
+                        && self.meta(FINGERPRINT_KEY)? == print =>
+                {
+                    self.set_meta(key, &now)?
+                }
                 // Before round 8 DEST was stored as given (a trailing `/`, a symlink): the
                 // same folder, said another way, is the same restore; stored anew.
                 Some(was)
@@ -654,6 +704,9 @@ impl Checkpoint {
                 Some(_) => {}
                 None => self.set_meta(key, &now)?,
             }
+        }
+        if let (Some(print), None) = (&print, self.meta(FINGERPRINT_KEY)?) {
+            self.set_meta(FINGERPRINT_KEY, print)?;
         }
         Ok(())
     }
@@ -818,6 +871,8 @@ pub struct Status {
 
 /// Checkpoint key: the name rules of the runs so far (`posix` or `windows`).
 pub const NAMES_KEY: &str = "names";
+/// The source database's [`fingerprint`], which finds it again at another path.
+const FINGERPRINT_KEY: &str = "source_fingerprint";
 /// The date fields the restore took dates from (`--mtime-from`, as given by
 /// `DatePolicy::describe`).
 pub const DATES_KEY: &str = "dates";
@@ -1275,6 +1330,65 @@ mod tests {
         }
         std::os::unix::fs::symlink(t.path().join("out"), t.path().join("link")).unwrap();
         assert_eq!(default_state_dir(db, &t.path().join("link")), plain);
+    }
+
+    /// The checkpoint is found by DEST alone, and follows the same database to another path
+    /// (the disk mounted elsewhere); another database is refused. A folder keyed by the
+    /// database's path too (before round 10) is still used.
+    #[test]
+    fn the_checkpoint_follows_its_database_to_another_path_and_refuses_another() {
+        let home = tempfile::tempdir().unwrap();
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        for d in ["a", "b", "c"] {
+            std::fs::create_dir(t.path().join(d)).unwrap();
+        }
+        let db_a = t.path().join("a/index.db");
+        let db_b = t.path().join("b/index.db");
+        let other = t.path().join("c/index.db");
+        std::fs::write(&db_a, vec![7u8; 3 << 20]).unwrap();
+        std::fs::copy(&db_a, &db_b).unwrap();
+        let mut differs = vec![7u8; 3 << 20];
+        differs[5 << 10] = 8;
+        std::fs::write(&other, &differs).unwrap();
+        let dir = state_dir_in(home.path(), &db_a, &out);
+        assert_eq!(
+            state_dir_in(home.path(), &db_b, &out),
+            dir,
+            "keyed by DEST alone"
+        );
+        let c = Checkpoint::open(&dir, false, "test").unwrap();
+        c.bind(&db_a, &out).unwrap();
+        c.bind(&db_b, &out).unwrap();
+        assert_eq!(
+            c.meta("source_db").unwrap(),
+            Some(db_b.display().to_string())
+        );
+        let e = c.bind(&other, &out).unwrap_err();
+        assert!(e.to_string().contains("another database"), "{e}");
+        drop(c);
+
+        // Begun before round 10: keyed by the database's path and DEST.
+        let old_home = tempfile::tempdir().unwrap();
+        let mut key = db_a
+            .canonicalize()
+            .unwrap()
+            .as_os_str()
+            .as_encoded_bytes()
+            .to_vec();
+        key.push(0);
+        key.extend_from_slice(
+            crate::fsinfo::resolved_path(&out)
+                .as_os_str()
+                .as_encoded_bytes(),
+        );
+        let legacy = old_home
+            .path()
+            .join("mycloud-recover")
+            .join(format!("out-{:016x}", xxhash_rust::xxh3::xxh3_64(&key)));
+        std::fs::create_dir_all(&legacy).unwrap();
+        assert_eq!(state_dir_in(old_home.path(), &db_a, &out), legacy);
     }
 
     /// A restore begun before DEST was resolved (round 8) continues in its checkpoint: the
