@@ -354,8 +354,15 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
                 (Some(true), Some(how)) => {
                     format!("last run {how}; run the same command again to continue")
                 }
+                // Runs refused before copying (a bad option, a full or read-only DEST)
+                // record no end of their own.
+                (Some(true), None) if st.files_done == 0 => {
+                    "no file restored yet (no run got as far as copying)".into()
+                }
                 (Some(true), None) => "last run ended normally".into(),
-                (Some(false), _) => "last run ended early".into(),
+                (Some(false), _) => {
+                    "last run did not end cleanly (killed, or a power cut); run the same command again: it checks what that run may have left unfinished".into()
+                }
                 (None, _) => "last run did not finish (killed or still starting)".into(),
             }
         }

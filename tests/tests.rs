@@ -2390,6 +2390,18 @@ fn a_refused_run_neither_passes_for_a_crash_nor_hides_one() {
         let (out, _) = restore(&dump, &dest, &["--report", "/proc/nope/r.json"], &[]);
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     };
+    let status = || {
+        let out = bin()
+            .arg("status")
+            .arg("--state-dir")
+            .arg(dump.path("state"))
+            .output()
+            .unwrap();
+        text(&out)
+    };
+    // Refused before any run: `status` does not say a run "ended normally".
+    refused();
+    assert!(status().contains("no file restored yet"), "{}", status());
     let (out, _) = restore(
         &dump,
         &dest,
@@ -2398,6 +2410,7 @@ fn a_refused_run_neither_passes_for_a_crash_nor_hides_one() {
     );
     assert!(out.status.code().is_none(), "aborted: {}", text(&out));
     refused();
+    assert!(status().contains("did not end cleanly"), "{}", status());
     let (_, rep) = restore(&dump, &dest, &[], &[]);
     assert!(
         rep["phases"]["temp_cleanup"].is_number(),
