@@ -3052,6 +3052,16 @@ fn sigterm_stops_cleanly_with_exit_130_and_the_next_run_finishes_with_every_fold
         s.contains("was interrupted") && s.contains("not processed yet"),
         "{s}"
     );
+    // Counts made as files pass say they cover only the files handled.
+    for line in s
+        .lines()
+        .filter(|l| l.contains("names were changed") || l.contains("have a missing parent"))
+    {
+        assert!(
+            line.contains("among the files handled before the stop"),
+            "{s}"
+        );
+    }
     assert!(
         tree(&dest).keys().all(|p| !p.contains(".mcr-")),
         "in-flight files finished, no temp left"

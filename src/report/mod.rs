@@ -511,11 +511,17 @@ impl Report {
         if let Some(t) = &self.tuning {
             s.push_str(&format!("  threads: {}\n", t.line()));
         }
+        // Counted as files pass: a run stopped early saw only some of them.
+        let so_far = if self.not_processed > 0 {
+            " among the files handled before the stop"
+        } else {
+            ""
+        };
         if !self.renamed.is_empty() {
             s.push_str(&format!(
-                "  {} names were changed to suit the destination ({:?} rules); each is listed in the report\n",
+                "  {} names were changed to suit the destination ({} rules){so_far}; each is listed in the report\n",
                 self.renamed.len(),
-                self.names
+                self.names.as_str()
             ));
         }
         let odd_sizes = self
@@ -526,7 +532,7 @@ impl Report {
         let unlinked = self.structure_problems.len() - odd_sizes;
         if unlinked > 0 {
             s.push_str(&format!(
-                "  {unlinked} folders and files have a missing parent or sit on a parent cycle; they are restored under _unlinked/ and listed in the report\n",
+                "  {unlinked} folders and files have a missing parent or sit on a parent cycle{so_far}; they are restored under _unlinked/ and listed in the report\n",
             ));
         }
         if odd_sizes > 0 {
