@@ -112,3 +112,38 @@ fn demo(a: &DemoArgs) -> anyhow::Result<Exit> {
     );
     Ok(code)
 }
+
+/// An error and its causes on one line, each cause said once: most messages already name
+/// their cause (`cannot write to destination X: Read-only file system`), which anyhow's
+/// `{:#}` would repeat.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let said = cause.to_string();
+        if text.is_empty() {
+            text = said;
+        } else if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod error_text_tests {
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = std::io::Error::from_raw_os_error(30);
+        let e = anyhow::Error::new(crate::config::ConfigError::DestUnwritable {
+            path: "/mnt/x".into(),
+            source: io,
+        });
+        let text = super::error_text(&e);
+        assert_eq!(text.matches("os error 30").count(), 1, "{text}");
+        let e = anyhow::Error::new(std::io::Error::from_raw_os_error(2)).context("cannot open /a");
+        assert_eq!(
+            super::error_text(&e),
+            format!("cannot open /a: {}", std::io::Error::from_raw_os_error(2))
+        );
+    }
+}

@@ -9,7 +9,10 @@ fn main() {
         // `plan --json | head`: the reader left; nothing is wrong and nothing to say.
         Err(e) if is_broken_pipe(&e) => 0,
         Err(e) => {
-            eprintln!("mycloud-recover: error: {e:#}");
+            eprintln!(
+                "mycloud-recover: error: {}",
+                mycloud_recover::error_text(&e)
+            );
             mycloud_recover::Exit::CannotRun.code()
         }
     };
