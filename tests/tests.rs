@@ -3005,6 +3005,70 @@ fn the_same_dump_at_another_path_resumes_and_another_dump_is_refused() {
     assert_eq!(tree(&dest), before, "nothing of the other device written");
 }
 
+/// A file restored from an object shorter than the database says (a failing disk's
+/// partial read) is copied again once the object is whole (a later `ddrescue` pass), not
+/// left as done with a note that is no longer true.
+#[test]
+fn a_file_restored_from_a_short_object_is_copied_again_once_the_object_is_whole() {
+    let dump = Dump::new(50, 60, 1);
+    let (id, (cid, size)) = dump
+        .content_ids()
+        .into_iter()
+        .find(|(_, (cid, size))| {
+            *size > 2000 && cid.as_deref().and_then(|c| dump.object(c)).is_some()
+        })
+        .unwrap();
+    let object = dump.object(cid.as_deref().unwrap()).unwrap();
+    let whole = std::fs::read(&object).unwrap();
+    std::fs::write(&object, &whole[..1000]).unwrap();
+    let dest = dump.path("out");
+    let (out, first) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let path = first["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == id.as_str())
+        .map(|n| n["path"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("noted: {}", first["notes"]));
+    assert_eq!(std::fs::metadata(dest.join(&path)).unwrap().len(), 1000);
+
+    // Still short: done, the note repeated.
+    let (_, again) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(again["outcomes"]["copied"], 0);
+
+    std::fs::write(&object, &whole).unwrap();
+    let (out, third) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(third["outcomes"]["copied"], 1, "{}", text(&out));
+    assert_eq!(
+        std::fs::metadata(dest.join(&path)).unwrap().len(),
+        size as u64
+    );
+    let note = third["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{}", third["notes"]));
+    assert!(
+        note["reason"].as_str().unwrap().contains("copied again"),
+        "{note}"
+    );
+    assert_restored_exactly(&dump, &dest);
+    // Once, not again; what is said of it afterwards is true.
+    let (_, fourth) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(fourth["outcomes"]["copied"], 0);
+    for n in fourth["notes"].as_array().unwrap() {
+        if n["id"] == id.as_str() {
+            assert!(
+                n["reason"].as_str().unwrap().contains("copied again"),
+                "{n}"
+            );
+        }
+    }
+}
+
 /// `--fresh` forgets what the checkpoint recorded, not that a crash may have left copies
 /// without their data: they are compared, not adopted.
 #[test]

@@ -481,6 +481,22 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         None => HashMap::new(),
     };
     let mut dest_full: Option<String> = None;
+    // Files an earlier run restored from an object of another length than the database
+    // says (each recorded with that note): one whose object has the database's length now
+    // (a later `ddrescue` pass over a failing disk, say) is copied again, not left as done.
+    let noted: HashSet<String> = earlier_notes.keys().cloned().collect();
+    let whole_now = |file: &PlannedFile| {
+        file.size_unusable.is_none()
+            && file
+                .content_id
+                .as_deref()
+                .and_then(|c| cfg.source.find_object(c).ok().flatten())
+                .and_then(|p| std::fs::metadata(p).ok())
+                .is_some_and(|m| m.len() == file.size)
+            // Not once more when the copy on DEST has that length already.
+            && std::fs::symlink_metadata(cfg.dest.join(&file.rel_path))
+                .map_or(true, |m| m.len() != file.size)
+    };
 
     let chunk_files = (left / (threads as u64 * 8)).clamp(1, CHUNK_FILES) as usize;
     let (job_tx, job_rx) = bounded::<Vec<(PlannedFile, bool)>>(threads * 2);
@@ -495,6 +511,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         let plan_ref = &plan;
         let done_ref = &done_keys;
         let redo_ref = &redo_keys;
+        let noted_ref = &noted;
+        let whole_now_ref = &whole_now;
         let stopping_ref = &stopping;
         let producer = spawn_named(s, "mcr-planner", move || -> anyhow::Result<()> {
             let mut chunk: Vec<(PlannedFile, bool)> = Vec::new();
@@ -506,6 +524,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             // in it) reads in the database's order instead.
             let by_folder = left > 0 && left * 2 >= files_bound;
             plan_ref.for_each_file_by(&index, by_folder, |file| {
+                let mut recopy = false;
                 let quick = if file.skip.is_some() {
                     Some(Outcome::Filtered)
                 } else if done_ref.contains(&done_key(
@@ -514,7 +533,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                     file.size,
                     file.mtime_ms,
                 )) {
-                    Some(Outcome::AlreadyDone)
+                    recopy = noted_ref.contains(&file.id) && whole_now_ref(&file);
+                    (!recopy).then_some(Outcome::AlreadyDone)
                 } else {
                     None
                 };
@@ -532,8 +552,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                         let _ = producer_tx.send(std::mem::take(&mut settled));
                     }
                 } else if !stopping_ref() {
-                    let replace = !redo_ref.is_empty()
-                        && redo_ref.contains(&crate::state::redo_key(&file.id, &file.rel_path));
+                    let replace = recopy
+                        || !redo_ref.is_empty()
+                            && redo_ref.contains(&crate::state::redo_key(&file.id, &file.rel_path));
                     chunk_bytes = chunk_bytes.saturating_add(file.size);
                     chunk.push((file, replace));
                     if chunk.len() >= chunk_files || chunk_bytes >= CHUNK_BYTES {
@@ -768,6 +789,17 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                         for mut d in results {
                             if d.outcome == Outcome::AlreadyDone && !earlier_notes.is_empty() {
                                 d.note = earlier_notes.remove(&d.file.id);
+                            }
+                            // Kept in the record, so it replaces the earlier run's note.
+                            if d.outcome == Outcome::Copied
+                                && d.note.is_none()
+                                && earlier_notes.remove(&d.file.id).is_some()
+                            {
+                                d.lasting_note = true;
+                                d.note = Some(format!(
+                                    "copied again: its object now has the {} bytes the database says (an earlier run had restored it from an object of another length)",
+                                    d.file.size
+                                ));
                             }
                             if d.outcome.is_logged() {
                                 if let Some((dir, _)) = d.file.rel_path.rsplit_once('/') {
