@@ -156,22 +156,22 @@ pub fn inside_source(source: &SourceLayout, path: &Path) -> bool {
         })
 }
 
-/// The device's disk as mounted: the folder holding `restsdk` when the source was named
-/// as `.../restsdk` or `.../restsdk/data` (nothing on that disk is written, not only the
-/// level the user typed), else the folder named.
+/// The device's `restsdk` folder when the source was named as `.../restsdk/data`: nothing
+/// in it is written, not only below the level the user typed. Not the folder above it,
+/// which may be the device's disk or a folder `restsdk` was copied into (`$HOME`), where
+/// writing beside the copy is fine.
 fn disk_root(root: &Path) -> PathBuf {
     let root = fsinfo::resolved_path(root);
     let name = |p: &Path| p.file_name().map(|n| n.to_os_string());
-    let mut disk = root.as_path();
-    if name(disk).as_deref() == Some("data".as_ref())
-        && disk.parent().and_then(name).as_deref() == Some("restsdk".as_ref())
-    {
-        disk = disk.parent().unwrap_or(disk);
+    match root.parent() {
+        Some(parent)
+            if name(&root).as_deref() == Some("data".as_ref())
+                && name(parent).as_deref() == Some("restsdk".as_ref()) =>
+        {
+            parent.to_path_buf()
+        }
+        _ => root,
     }
-    if name(disk).as_deref() == Some("restsdk".as_ref()) {
-        disk = disk.parent().unwrap_or(disk);
-    }
-    disk.to_path_buf()
 }
 
 /// Refuses a destination inside the source or containing it (a restored folder named like
@@ -313,9 +313,11 @@ mod tests {
         assert!(!inside_source(&with_db, &other.path().join("report.json")));
     }
 
-    /// Named at `restsdk/data`, the source is still the whole disk: nothing beside `data`
-    /// (`restsdk/out`) is written, nor a folder holding it, where a restored folder named
-    /// `data` or `restsdk` would land in the source.
+    /// Named at `restsdk/data`, the source is still all of `restsdk`: nothing beside
+    /// `data` (`restsdk/out`) is written, nor a folder holding it, where a restored folder
+    /// named `data` or `restsdk` would land in the source. Beside `restsdk` is fine unless
+    /// the folder above it was named (a `restsdk` copied into `$HOME` leaves `$HOME/out`
+    /// usable).
     #[test]
     fn the_device_s_disk_is_the_source_whatever_level_was_named() {
         let t = tempfile::tempdir().unwrap();
@@ -324,7 +326,9 @@ mod tests {
         std::fs::write(t.path().join("disk/restsdk/data/db/index.db"), b"").unwrap();
         for named in ["disk", "disk/restsdk", "disk/restsdk/data"] {
             let s = SourceLayout::discover(&t.path().join(named), None, None).unwrap();
-            for inside in ["disk/restsdk/out", "disk/out", "disk/restsdk"] {
+            let beside = check_dest(&s, &t.path().join("disk/out"));
+            assert_eq!(beside.is_err(), named == "disk", "{named}: {beside:?}");
+            for inside in ["disk/restsdk/out", "disk/restsdk"] {
                 let e = check_dest(&s, &t.path().join(inside)).unwrap_err();
                 assert!(
                     matches!(e, ConfigError::DestInsideSource { .. }),

@@ -34,7 +34,20 @@ const NETWORK: &[&str] = &[
     "davfs",
 ];
 
+/// Filesystems whose change time (`ctime`) is set by the filesystem when a file changes,
+/// on the clock of the machine that stores it. FAT and exFAT have no change time (Linux
+/// reports the modification time, which the restore sets to a date years back), a FUSE
+/// filesystem reports whatever it likes, and an SMB client may set it from its own clock.
+const TRUE_CTIME: &[&str] = &[
+    "ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "tmpfs", "nfs", "nfs4",
+];
+
 impl FsInfo {
+    /// A file's change time here is a real one: when it last changed, on one clock.
+    pub fn keeps_change_times(&self) -> bool {
+        TRUE_CTIME.contains(&self.fstype.as_str())
+    }
+
     /// Names on this filesystem follow Windows rules.
     pub fn wants_windows_names(&self) -> bool {
         WINDOWS_LIKE.contains(&self.fstype.as_str())

@@ -2604,7 +2604,8 @@ fn write_without_data(path: &Path, len: u64, ms: i64, fill: u8) {
     std::fs::write(path, vec![fill; len as usize]).unwrap();
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
     let f = std::fs::File::options().write(true).open(path).unwrap();
-    f.set_times(std::fs::FileTimes::new().set_modified(t))
+    // Both times: exfat-fuse ignores a new modification time given alone.
+    f.set_times(std::fs::FileTimes::new().set_accessed(t).set_modified(t))
         .unwrap();
 }
 
@@ -3067,6 +3068,86 @@ fn a_file_restored_from_a_short_object_is_copied_again_once_the_object_is_whole(
             );
         }
     }
+}
+
+/// exFAT has no change time (Linux and exfat-fuse report the modification time, which the
+/// restore sets years back), so after a crash a copy without its data there would pass for
+/// a file older than the crash and be adopted: on such a destination every file the
+/// checkpoint does not record is compared with its object.
+#[test]
+fn after_a_crash_on_exfat_every_unrecorded_file_is_compared() {
+    let required = std::env::var("MCR_TEST_FUSE").as_deref() == Ok("require");
+    let dump = Dump::new(51, 200, 1);
+    let image = dump.path("exfat.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(128 << 20)
+        .unwrap();
+    let made = std::process::Command::new("mkfs.exfat")
+        .arg(&image)
+        .output();
+    let loopdev = std::process::Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(&image)
+        .output();
+    let (Ok(made), Ok(loopdev)) = (made, loopdev) else {
+        assert!(!required, "mkfs.exfat or losetup missing");
+        eprintln!("skipped: no mkfs.exfat or losetup");
+        return;
+    };
+    if !made.status.success() || !loopdev.status.success() {
+        assert!(!required, "{made:?} {loopdev:?}");
+        eprintln!("skipped: {made:?} {loopdev:?}");
+        return;
+    }
+    struct Detach(String);
+    impl Drop for Detach {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("losetup")
+                .args(["-d", &self.0])
+                .status();
+        }
+    }
+    let dev = Detach(String::from_utf8_lossy(&loopdev.stdout).trim().to_string());
+    let mnt = dump.path("exfat");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let Some(mount) = FuseMount::with("mount.exfat-fuse", &[dev.0.as_ref()], &mnt) else {
+        return;
+    };
+    let dest = mnt.join("restored");
+    let by_top = files_by_top_folder(&dump, &dest);
+    let tops: Vec<&String> = by_top.keys().collect();
+    assert!(tops.len() >= 2, "{tops:?}");
+    let (out, _) = restore(
+        &dump,
+        &dest,
+        &["--only", tops[1]],
+        &[("MYCLOUD_RECOVER_FAULTS", "abort_after_renames=1")],
+    );
+    assert!(out.status.code().is_none(), "aborted: {}", text(&out));
+    let (zeroed, zeroed_id, size, ms) = &by_top[tops[0]][0];
+    write_without_data(&dest.join(zeroed), *size, *ms, 0);
+    // A power cut means mounting again: then exFAT reports the date set as the change time.
+    drop(mount);
+    let Some(mount) = FuseMount::with("mount.exfat-fuse", &[dev.0.as_ref()], &mnt) else {
+        return;
+    };
+    let ctime =
+        std::os::unix::fs::MetadataExt::ctime(&std::fs::metadata(dest.join(zeroed)).unwrap());
+    assert!(
+        ctime * 1000 < ms + 1000,
+        "exFAT reports the date set as the change time (the case this guards against): {ctime} s, {ms} ms"
+    );
+    let (out, _) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        hash_file(&dest.join(zeroed)),
+        dump.expected_hash(&dump.content_ids()[zeroed_id].0),
+        "the copy without its data was compared and redone: {}",
+        text(&out)
+    );
+    drop(mount);
+    drop(dev);
 }
 
 /// `--fresh` forgets what the checkpoint recorded, not that a crash may have left copies

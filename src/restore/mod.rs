@@ -1215,14 +1215,18 @@ struct DestFacts {
 }
 
 /// Since when files on `dest` the checkpoint does not record may be a crashed run's copies
-/// (`Checkpoint::unsure_since`). A filesystem mounted inside DEST has a clock of its own
-/// (another NAS, say), which DEST's time says nothing about: then every such file is unsure.
+/// (`Checkpoint::unsure_since`). Every such file is unsure where change times cannot be
+/// trusted to say so: a filesystem without real ones (FAT, exFAT, FUSE, SMB; see
+/// `FsInfo::keeps_change_times`), or one mounted inside DEST (another disk or NAS, whose
+/// clock DEST's time says nothing about).
 pub(crate) fn unsure_since(
     c: &crate::state::Checkpoint,
     dest: &Path,
 ) -> anyhow::Result<Option<i64>> {
     Ok(c.unsure_since()?.map(|since| {
-        if crate::fsinfo::mounts_inside(dest).is_empty() {
+        let trusted = crate::fsinfo::probe(dest).keeps_change_times()
+            && crate::fsinfo::mounts_inside(dest).is_empty();
+        if trusted {
             since
         } else {
             i64::MIN
