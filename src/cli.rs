@@ -168,9 +168,11 @@ pub struct PlanArgs {
     #[arg(long)]
     pub summary: bool,
     /// Date fields to take each file's modification time from, first plausible wins.
-    /// Fields: imageDate, videoDate, cTime, birthTime, mTime, uTime.
-    #[arg(long, default_value = MTIME_FROM, value_name = "LIST")]
-    pub mtime_from: String,
+    /// Fields: imageDate, videoDate, cTime, birthTime, mTime, uTime. Default: the fields
+    /// the restore into DEST used so far (its checkpoint says), else
+    /// imageDate,videoDate,cTime,birthTime.
+    #[arg(long, value_name = "LIST")]
+    pub mtime_from: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -192,9 +194,11 @@ pub struct RunArgs {
     #[arg(long, default_value = "auto", value_name = "N|auto")]
     pub threads: String,
     /// Date fields to take each file's modification time from, first plausible wins.
-    /// Fields: imageDate, videoDate, cTime, birthTime, mTime, uTime.
-    #[arg(long, default_value = MTIME_FROM, value_name = "LIST")]
-    pub mtime_from: String,
+    /// Fields: imageDate, videoDate, cTime, birthTime, mTime, uTime. Default: the fields
+    /// the restore into DEST used so far (its checkpoint says), else
+    /// imageDate,videoDate,cTime,birthTime.
+    #[arg(long, value_name = "LIST")]
+    pub mtime_from: Option<String>,
     /// Replace existing destination files that differ (default: keep them, report a conflict).
     #[arg(long)]
     pub overwrite: bool,
@@ -259,9 +263,10 @@ pub struct RegenArgs {
     #[arg(long)]
     pub content: bool,
     /// Date fields to take each file's modification time from, first plausible wins.
-    /// Fields: imageDate, videoDate, cTime, birthTime, mTime, uTime. Use the restore's value.
-    #[arg(long, default_value = MTIME_FROM, value_name = "LIST")]
-    pub mtime_from: String,
+    /// Fields: imageDate, videoDate, cTime, birthTime, mTime, uTime. Default: the fields
+    /// the restore into DEST used (its checkpoint says), else imageDate,videoDate,cTime,birthTime.
+    #[arg(long, value_name = "LIST")]
+    pub mtime_from: Option<String>,
     /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -279,9 +284,10 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub content: bool,
     /// Date fields to take each file's modification time from, first plausible wins.
-    /// Fields: imageDate, videoDate, cTime, birthTime, mTime, uTime. Use the restore's value.
-    #[arg(long, default_value = MTIME_FROM, value_name = "LIST")]
-    pub mtime_from: String,
+    /// Fields: imageDate, videoDate, cTime, birthTime, mTime, uTime. Default: the fields
+    /// the restore into DEST used (its checkpoint says), else imageDate,videoDate,cTime,birthTime.
+    #[arg(long, value_name = "LIST")]
+    pub mtime_from: Option<String>,
     /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,

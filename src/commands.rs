@@ -183,10 +183,15 @@ pub fn plan(a: &PlanArgs) -> anyhow::Result<Exit> {
     let layout = config::source(&a.source)?;
     config::check_dest(&layout, &a.dest)?;
     let fs = fsinfo::probe(&a.dest);
-    let mut opts = config::plan_options(&a.select, &fs, &a.mtime_from)?;
+    let mut opts = config::plan_options(
+        &a.select,
+        &fs,
+        a.mtime_from.as_deref().unwrap_or(crate::cli::MTIME_FROM),
+    )?;
     // The names a restore into DEST has used so far (its default checkpoint says).
     let state_dir = crate::state::default_state_dir(&layout.db, &a.dest);
     config::follow_recorded_names(&mut opts, a.select.names, &state_dir);
+    opts.dates = config::dates_from(a.mtime_from.as_deref(), &state_dir)?;
     let index = open_index(&layout)?;
     if let Some(n) = index.wal_note() {
         eprintln!("note: {n}");
@@ -505,10 +510,13 @@ pub fn prepare_demo_dir(dir: &Path, force: bool) -> anyhow::Result<()> {
 }
 
 /// Run settings for commands that read a restore's destination (regen, verify).
-fn read_only_run(state_dir: Option<std::path::PathBuf>, mtime_from: &str) -> crate::cli::RunArgs {
+fn read_only_run(
+    state_dir: Option<std::path::PathBuf>,
+    mtime_from: Option<&str>,
+) -> crate::cli::RunArgs {
     crate::cli::RunArgs {
         threads: "auto".into(),
-        mtime_from: mtime_from.into(),
+        mtime_from: mtime_from.map(str::to_string),
         overwrite: false,
         dry_run: false,
         progress_interval: 30,
@@ -549,7 +557,7 @@ fn list_some(out: &mut impl Write, title: &str, items: &[String]) -> std::io::Re
 }
 
 pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
-    let run = read_only_run(a.state_dir.clone(), &a.mtime_from);
+    let run = read_only_run(a.state_dir.clone(), a.mtime_from.as_deref());
     let cfg = RestoreConfig::new(&a.source, &a.dest, &a.select, &run)?;
     if !cfg.dest.is_dir() {
         anyhow::bail!(
@@ -638,7 +646,7 @@ pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
 }
 
 pub fn verify(a: &crate::cli::VerifyArgs) -> anyhow::Result<Exit> {
-    let run = read_only_run(None, &a.mtime_from);
+    let run = read_only_run(None, a.mtime_from.as_deref());
     let cfg = RestoreConfig::new(&a.source, &a.dest, &a.select, &run)?;
     let rep = crate::verify::verify(&cfg, a.content, reader_threads(&cfg))?;
     for n in &rep.notes {
@@ -688,7 +696,7 @@ pub fn verify(a: &crate::cli::VerifyArgs) -> anyhow::Result<Exit> {
             let shell_word = |p: &Path| crate::preflight::model::shell_quote(&p.to_string_lossy());
             writeln!(
                 out,
-                "To restore the files that differ again: mycloud-recover regen {} {}{} then mycloud-recover restore {} {} (with the same options as before)",
+                "To restore the files that differ again: mycloud-recover regen {} {}{} then mycloud-recover restore {} {} (add to both the --state-dir, --db, --files and selection options the restore was given, if any)",
                 shell_word(&a.source.source),
                 shell_word(&a.dest),
                 if a.content { " --content," } else { "," },

@@ -96,6 +96,20 @@ pub fn name_policy(arg: NamesArg, dest_fs: &FsInfo) -> NamePolicy {
 /// With `--names auto`, the rules the restore into this DEST has used so far (it may have
 /// switched to Windows rules on a destination it found folding case), as its checkpoint in
 /// `state_dir` records them: `plan`, `verify`, `regen` and a resume name files as it did.
+/// Without `--mtime-from`, the date fields the restore into DEST used so far (kept in its
+/// checkpoint), so a resume, `verify` or `regen` that leaves the option out dates files as
+/// the earlier runs did; with none recorded, the default list.
+pub fn dates_from(given: Option<&str>, state_dir: &Path) -> Result<DatePolicy, ConfigError> {
+    let recorded = || crate::state::recorded_meta(state_dir, crate::state::DATES_KEY);
+    let list = match given {
+        Some(list) => list.to_string(),
+        None => recorded().unwrap_or_else(|| crate::cli::MTIME_FROM.to_string()),
+    };
+    Ok(DatePolicy::now(
+        parse_fields(&list).map_err(ConfigError::MtimeFrom)?,
+    ))
+}
+
 pub fn follow_recorded_names(plan: &mut PlanOptions, names: NamesArg, state_dir: &Path) {
     if names != NamesArg::Auto {
         return;
@@ -217,13 +231,18 @@ impl RestoreConfig {
         let source = source(source_args)?;
         check_dest(&source, dest)?;
         let dest_fs = fsinfo::probe(dest);
-        let mut plan = plan_options(select, &dest_fs, &run.mtime_from)?;
+        let mut plan = plan_options(
+            select,
+            &dest_fs,
+            run.mtime_from.as_deref().unwrap_or(crate::cli::MTIME_FROM),
+        )?;
         let threads = parse_threads(&run.threads)?;
         let state_dir = run
             .state_dir
             .clone()
             .unwrap_or_else(|| crate::state::default_state_dir(&source.db, dest));
         follow_recorded_names(&mut plan, select.names, &state_dir);
+        plan.dates = dates_from(run.mtime_from.as_deref(), &state_dir)?;
         if inside_source(&source, &state_dir) {
             return Err(ConfigError::StateInsideSource(state_dir).into());
         }

@@ -2794,11 +2794,11 @@ fn explicit_threads_beyond_the_open_file_limit_are_lowered_with_a_warning() {
     assert_restored_exactly(&dump, &dest);
 }
 
-/// Another `--mtime-from` on a resume is refused with what to do (each re-dated file failed
-/// as "already exists and differs"); `--fresh` with the new fields gives every file found
-/// with the object's bytes its new date without copying it, and says so per file.
+/// Other date fields on a resume re-date the files whose date changes, after comparing
+/// their bytes, without copying them (each failed as "already exists and differs"), and
+/// say so; runs and `verify` without `--mtime-from` then follow the fields recorded.
 #[test]
-fn other_date_fields_are_refused_on_a_resume_and_fresh_redates_without_copying() {
+fn other_date_fields_on_a_resume_redate_without_copying_and_are_followed_after() {
     let dump = Dump::new(43, 200, 1);
     let dest = dump.path("restored");
     let (out, first) = restore(&dump, &dest, &[], &[]);
@@ -2808,45 +2808,63 @@ fn other_date_fields_are_refused_on_a_resume_and_fresh_redates_without_copying()
         "only missing objects: {}",
         text(&out)
     );
-    let other = ["--mtime-from", "cTime,birthTime"];
-    let (out, _) = restore(&dump, &dest, &other, &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let said = text(&out);
-    assert!(
-        said.contains("restored with --mtime-from imageDate,videoDate,cTime,birthTime so far")
-            && said.contains("--fresh --mtime-from cTime,birthTime"),
-        "{said}"
-    );
     let before = file_hashes(&dest);
-    let (out, rep) = restore(&dump, &dest, &["--fresh", other[0], other[1]], &[]);
+    let other = ["--mtime-from", "cTime,birthTime"];
+    let (out, rep) = restore(&dump, &dest, &other, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("dates are now taken from cTime,birthTime"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(rep["outcomes"]["copied"], 0, "{}", text(&out));
     assert_eq!(rep["outcomes"]["failed"], 0, "{}", text(&out));
-    assert_eq!(rep["outcomes"]["adopted"], first["outcomes"]["copied"]);
     assert_eq!(file_hashes(&dest), before, "no file rewritten");
     let plan = plan_json(&dump.root, &dest, &other);
-    let mut redated = 0;
     for (path, (_, _, ms)) in planned_files(&plan) {
         let p = dest.join(&path);
         if let (Some(ms), true) = (ms, p.is_file()) {
             assert_eq!(mtime_ms(&p), ms, "{path}");
         }
     }
-    for n in rep["notes"].as_array().unwrap() {
-        if n["reason"]
-            .as_str()
-            .unwrap()
-            .contains("given the planned date, not copied")
-        {
-            redated += 1;
-        }
-    }
+    let redated = rep["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| {
+            n["reason"]
+                .as_str()
+                .unwrap()
+                .contains("given the planned date, not copied")
+        })
+        .count();
     assert!(redated > 0, "{}", rep["notes"]);
+    assert_eq!(
+        rep["outcomes"]["adopted"].as_u64().unwrap()
+            + rep["outcomes"]["already_done"].as_u64().unwrap(),
+        first["outcomes"]["copied"].as_u64().unwrap()
+    );
+    // Without the option: the recorded fields, nothing to do; regen agrees.
+    let (out, third) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        third["outcomes"]["already_done"],
+        first["outcomes"]["copied"]
+    );
+    let out = regen(&dump, &dest, &["--json"]);
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(said["differs"].as_array().unwrap().len(), 0, "{said}");
+    let out = bin()
+        .arg("verify")
+        .arg(&dump.root)
+        .arg(&dest)
+        .env("XDG_STATE_HOME", dump.path("no-state-here"))
+        .args(["--mtime-from", "cTime,birthTime"])
+        .output()
+        .unwrap();
+    assert!(text(&out).contains(" 0 differ,"), "{}", text(&out));
 }
 
-/// A checkpoint too damaged to read is what `regen` is for: rebuilt from DEST, every file
-/// compared with its object (a damaged checkpoint may be a power cut's). A checkpoint of
-/// another restore is refused with an option `regen` has.
 #[test]
 fn regen_rebuilds_a_damaged_checkpoint_comparing_every_file() {
     let dump = Dump::new(44, 150, 1);

@@ -278,6 +278,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // be one file there, the second replacing or adopting the first. With `--names auto`
     // the plan is made again with Windows rules; asked for Posix rules, the run stops.
     let mut names_note = None;
+    let mut dates_note = None;
     let plan = if dest_facts.folds_case && plan.options().policy == NamePolicy::Posix {
         if !cfg.names_auto {
             anyhow::bail!(
@@ -326,18 +327,19 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             }
             _ => c.set_meta(NAMES_KEY, names)?,
         }
-        // Files are known by their dates too: another `--mtime-from` would leave the files
-        // already restored with the old dates, and find the others with "another date".
+        // The date fields, kept so that a run without `--mtime-from` dates files as the
+        // earlier ones did (`config::dates_from`). Other fields given: each file whose date
+        // changes is not "done" under its new date, is found with the object's bytes and
+        // only re-dated (`Found::Redated`), and said so.
         let dates = plan.options().dates.describe();
-        match c.meta(crate::state::DATES_KEY)? {
-            Some(before) if before != dates && restored => {
-                anyhow::bail!(
-                    "{} was restored with --mtime-from {before} so far; this run would take dates from {dates}, and the files restored so far would keep their old dates. Run it with --mtime-from {before}; or, to give every file the new dates, run with --fresh --mtime-from {dates}: files already there with the object's bytes get the new date, none is copied again",
-                    cfg.dest.display()
-                );
+        if let Some(before) = c.meta(crate::state::DATES_KEY)? {
+            if before != dates && restored {
+                dates_note = Some(format!(
+                    "dates are now taken from {dates} (the runs before used {before}): files whose date changes are compared with their objects and given the new date, not copied again"
+                ));
             }
-            _ => c.set_meta(crate::state::DATES_KEY, &dates)?,
         }
+        c.set_meta(crate::state::DATES_KEY, &dates)?;
     }
 
     // Files still to restore, as far as the checkpoint knows (at most: filtered files count).
@@ -365,6 +367,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     report.warnings.extend(few_objects);
     report.names = plan.options().policy;
     report.warnings.extend(names_note);
+    report.warnings.extend(dates_note);
     report.tuning = tuning;
     report.phases.insert("plan".into(), plan_time.as_secs_f64());
     for r in plan.folder_renames() {
@@ -625,8 +628,13 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                             Ok(Restored::Redated { was_ms }) => {
                                 d.outcome = Outcome::Adopted;
                                 d.note = Some(format!(
-                                    "already on the destination with the object's bytes but dated {} ({was_ms} ms): given the planned date, not copied",
-                                    crate::report::human_ms(was_ms)
+                                    "already on the destination with the object's bytes but dated {} ({was_ms} ms): {}",
+                                    crate::report::human_ms(was_ms),
+                                    if ctx.dry_run {
+                                        "would be given the planned date (dry run: not changed)"
+                                    } else {
+                                        "given the planned date, not copied"
+                                    }
                                 ));
                             }
                             Err(NotRestored::Missing(m)) => {
