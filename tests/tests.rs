@@ -2810,6 +2810,22 @@ fn other_date_fields_on_a_resume_redate_without_copying_and_are_followed_after()
     );
     let before = file_hashes(&dest);
     let other = ["--mtime-from", "cTime,birthTime"];
+    // A dry run says what it would do, and changes no date.
+    let dates = tree(&dest);
+    let out = bin()
+        .arg("restore")
+        .arg(&dump.root)
+        .arg(&dest)
+        .args(["--dry-run", other[0], other[1], "--state-dir"])
+        .arg(dump.path("state"))
+        .output()
+        .unwrap();
+    assert!(
+        text(&out).contains("would be given the planned date"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(tree(&dest), dates, "a dry run changes nothing");
     let (out, rep) = restore(&dump, &dest, &other, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
