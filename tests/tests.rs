@@ -3149,25 +3149,17 @@ fn after_a_crash_on_exfat_every_unrecorded_file_is_compared() {
         return;
     };
     let dest = mnt.join("restored");
-    let by_top = files_by_top_folder(&dump, &dest);
-    let tops: Vec<&String> = by_top.keys().collect();
-    assert!(tops.len() >= 2, "{tops:?}");
-    let (out, _) = restore(
-        &dump,
-        &dest,
-        &["--only", tops[1]],
-        &[("MYCLOUD_RECOVER_FAULTS", "abort_after_renames=1")],
-    );
-    assert!(out.status.code().is_none(), "aborted: {}", text(&out));
-    let (zeroed, zeroed_id, size, ms) = &by_top[tops[0]][0];
-    write_without_data(&dest.join(zeroed), *size, *ms, 0);
+    let (zeroed, zeroed_id) = crash_and_leave_a_copy_without_data(&dump, &dest);
+    let ms = planned_files(&plan_json(&dump.root, &dest, &[]))[&zeroed]
+        .2
+        .unwrap();
     // A power cut means mounting again: then exFAT reports the date set as the change time.
     drop(mount);
     let Some(mount) = FuseMount::with("mount.exfat-fuse", &[dev.0.as_ref()], &mnt) else {
         return;
     };
     let ctime =
-        std::os::unix::fs::MetadataExt::ctime(&std::fs::metadata(dest.join(zeroed)).unwrap());
+        std::os::unix::fs::MetadataExt::ctime(&std::fs::metadata(dest.join(&zeroed)).unwrap());
     assert!(
         ctime * 1000 < ms + 1000,
         "exFAT reports the date set as the change time (the case this guards against): {ctime} s, {ms} ms"
@@ -3175,13 +3167,32 @@ fn after_a_crash_on_exfat_every_unrecorded_file_is_compared() {
     let (out, _) = restore(&dump, &dest, &[], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_eq!(
-        hash_file(&dest.join(zeroed)),
-        dump.expected_hash(&dump.content_ids()[zeroed_id].0),
+        hash_file(&dest.join(&zeroed)),
+        dump.expected_hash(&dump.content_ids()[&zeroed_id].0),
         "the copy without its data was compared and redone: {}",
         text(&out)
     );
     drop(mount);
     drop(dev);
+}
+
+/// A restore of the second top folder killed right after placing its first file, then a
+/// copy without its data (what a power cut leaves: name, size, date, zeros) at a file of
+/// the first: its path and id.
+fn crash_and_leave_a_copy_without_data(dump: &Dump, dest: &Path) -> (String, String) {
+    let by_top = files_by_top_folder(dump, dest);
+    let tops: Vec<&String> = by_top.keys().collect();
+    assert!(tops.len() >= 2, "two top folders with files: {tops:?}");
+    let (out, _) = restore(
+        dump,
+        dest,
+        &["--only", tops[1]],
+        &[("MYCLOUD_RECOVER_FAULTS", "abort_after_renames=1")],
+    );
+    assert!(out.status.code().is_none(), "aborted: {}", text(&out));
+    let (zeroed, zeroed_id, size, ms) = &by_top[tops[0]][0];
+    write_without_data(&dest.join(zeroed), *size, *ms, 0);
+    (zeroed.clone(), zeroed_id.clone())
 }
 
 /// `--fresh` forgets what the checkpoint recorded, not that a crash may have left copies
@@ -3190,23 +3201,12 @@ fn after_a_crash_on_exfat_every_unrecorded_file_is_compared() {
 fn fresh_after_a_crash_still_compares_what_the_crash_may_have_left() {
     let dump = Dump::new(40, 150, 1);
     let dest = dump.path("restored");
-    let by_top = files_by_top_folder(&dump, &dest);
-    let tops: Vec<&String> = by_top.keys().collect();
-    assert!(tops.len() >= 2, "two top folders with files: {tops:?}");
-    let (out, _) = restore(
-        &dump,
-        &dest,
-        &["--only", tops[1]],
-        &[("MYCLOUD_RECOVER_FAULTS", "abort_after_renames=1")],
-    );
-    assert!(out.status.code().is_none(), "aborted: {}", text(&out));
-    let (zeroed, zeroed_id, size, ms) = &by_top[tops[0]][0];
-    write_without_data(&dest.join(zeroed), *size, *ms, 0);
+    let (zeroed, zeroed_id) = crash_and_leave_a_copy_without_data(&dump, &dest);
     let (out, _) = restore(&dump, &dest, &["--fresh"], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_eq!(
-        hash_file(&dest.join(zeroed)),
-        dump.expected_hash(&dump.content_ids()[zeroed_id].0),
+        hash_file(&dest.join(&zeroed)),
+        dump.expected_hash(&dump.content_ids()[&zeroed_id].0),
         "the copy without its data was redone"
     );
     assert_restored_exactly(&dump, &dest);
