@@ -120,6 +120,16 @@ pub fn follow_recorded_names(plan: &mut PlanOptions, names: NamesArg, state_dir:
     }
 }
 
+/// An `--only` path as the plan names folders: `./Photos/`, `Photos//2021` and
+/// `Photos/./2021` as `Photos`, `Photos/2021` (empty and `.` components dropped; a shell's
+/// tab completion writes them).
+fn only_path(p: &str) -> String {
+    p.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 pub fn plan_options(
     select: &SelectArgs,
     dest_fs: &FsInfo,
@@ -131,11 +141,7 @@ pub fn plan_options(
     Ok(PlanOptions {
         policy: name_policy(select.names, dest_fs),
         include_trash: select.include_trash,
-        only: select
-            .only
-            .iter()
-            .map(|p| p.trim_matches('/').to_string())
-            .collect(),
+        only: select.only.iter().map(|p| only_path(p)).collect(),
         users: select.user.clone(),
         limit: select.limit,
         dates: DatePolicy::now(parse_fields(mtime_from).map_err(ConfigError::MtimeFrom)?),
@@ -282,6 +288,20 @@ impl RestoreConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_paths_lose_empty_and_dot_components() {
+        for (given, used) in [
+            ("./Photos", "Photos"),
+            ("Photos/", "Photos"),
+            ("/Photos//2021/", "Photos/2021"),
+            ("./Photos/./2021", "Photos/2021"),
+            ("Odd names/a.b", "Odd names/a.b"),
+            ("..", ".."),
+        ] {
+            assert_eq!(only_path(given), used, "{given}");
+        }
+    }
 
     #[test]
     fn threads_parse() {

@@ -159,6 +159,14 @@ pub fn verify(cfg: &RestoreConfig, content: bool, threads: usize) -> anyhow::Res
     let plan = Plan::build(&index, cfg.plan.clone())?;
     let mut rep = VerifyReport::default();
     rep.notes.extend(index.wal_note());
+    // Size and date cannot tell a copy a power cut left without its data: while a crash's
+    // doubt is open (no run has looked at every file since), say that only bytes can.
+    if !content && crate::state::crash_doubt_open(&cfg.state_dir) {
+        rep.notes.push(format!(
+            "a restore into {} did not end cleanly (killed, or a power cut) and no run has looked at every file since: a file may have its name, size and date without its data. Finish the restore (run it again), or run verify --content to compare the bytes",
+            cfg.dest.display()
+        ));
+    }
     let (job_tx, job_rx) = bounded::<PlannedFile>(threads * 4);
     let (res_tx, res_rx) = bounded::<(PlannedFile, Check)>(threads * 16);
     std::thread::scope(|s| -> anyhow::Result<()> {

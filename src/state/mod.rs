@@ -891,6 +891,29 @@ pub fn recorded_meta(dir: &Path, key: &str) -> Option<String> {
     meta_value(&conn, key).ok().flatten()
 }
 
+/// Whether a crash's doubt is open in the checkpoint in `dir` (see [`UNSURE_KEY`]): kept
+/// there, or the last run died (killed, a power cut) and no run has opened it since. Not
+/// while a restore holds it (a running one has not ended either).
+pub fn crash_doubt_open(dir: &Path) -> bool {
+    if recorded_meta(dir, UNSURE_KEY).is_some() {
+        return true;
+    }
+    let running = File::open(dir.join("lock")).is_ok_and(|f| {
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared).is_err()
+    });
+    let path = dir.join("checkpoint.db");
+    let died = || -> Option<bool> {
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+        conn.query_row(
+            "SELECT clean, ended FROM runs ORDER BY run DESC LIMIT 1",
+            [],
+            |r| Ok(r.get::<_, i64>(0)? == 0 && r.get::<_, Option<i64>>(1)?.is_none()),
+        )
+        .ok()
+    };
+    !running && path.is_file() && died().unwrap_or(false)
+}
+
 /// A value of the checkpoint's key-value table, on any connection to it.
 fn meta_value(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
     conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
