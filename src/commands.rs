@@ -51,7 +51,7 @@ pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
     let opts = config::plan_options(
         &select,
         &fsinfo::probe(Path::new("/")),
-        crate::cli::MTIME_FROM,
+        config::default_dates(),
     )?;
     let policy = opts.policy;
     let plan = Plan::build(&index, opts)?;
@@ -70,11 +70,7 @@ pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
     let (found, few) = layout.sample_objects(&sample)?;
     let mut warnings: Vec<String> = index.wal_note().into_iter().collect();
     warnings.extend(few);
-    let user_storage = layout
-        .files
-        .parent()
-        .map(|d| d.join("userStorage"))
-        .filter(|p| p.is_dir());
+    let user_storage = layout.user_storage();
     if !integrity.is_empty() {
         warnings.push(format!(
             "SQLite integrity check reported problems in {}; consider --db with the backup copy{}",
@@ -183,15 +179,12 @@ pub fn plan(a: &PlanArgs) -> anyhow::Result<Exit> {
     let layout = config::source(&a.source)?;
     config::check_dest(&layout, &a.dest)?;
     let fs = fsinfo::probe(&a.dest);
-    let mut opts = config::plan_options(
-        &a.select,
-        &fs,
-        a.mtime_from.as_deref().unwrap_or(crate::cli::MTIME_FROM),
-    )?;
-    // The names a restore into DEST has used so far (its default checkpoint says).
+    // The names and date fields a restore into DEST has used so far (its default
+    // checkpoint says).
     let state_dir = crate::state::default_state_dir(&layout.db, &a.dest);
+    let dates = config::dates_from(a.mtime_from.as_deref(), &state_dir)?;
+    let mut opts = config::plan_options(&a.select, &fs, dates)?;
     config::follow_recorded_names(&mut opts, a.select.names, &state_dir);
-    opts.dates = config::dates_from(a.mtime_from.as_deref(), &state_dir)?;
     let index = open_index(&layout)?;
     if let Some(n) = index.wal_note() {
         eprintln!("note: {n}");
@@ -611,19 +604,12 @@ pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
         "  not in the plan (left alone)  {:>9}",
         rep.unknown.len()
     )?;
-    let differs: Vec<String> = rep
-        .differs
-        .iter()
-        .map(|(p, w)| format!("{p}: {w}"))
-        .collect();
-    list_some(&mut out, "Differ", &differs)?;
+    let with_why = |pairs: &[(String, String)]| -> Vec<String> {
+        pairs.iter().map(|(p, w)| format!("{p}: {w}")).collect()
+    };
+    list_some(&mut out, "Differ", &with_why(&rep.differs))?;
     list_some(&mut out, "Absent", &rep.absent)?;
-    let in_the_way: Vec<String> = rep
-        .in_the_way
-        .iter()
-        .map(|(p, w)| format!("{p}: {w}"))
-        .collect();
-    list_some(&mut out, "In the way", &in_the_way)?;
+    list_some(&mut out, "In the way", &with_why(&rep.in_the_way))?;
     list_some(&mut out, "Not in the plan", &rep.unknown)?;
     let moved: Vec<String> = rep
         .likely_moved

@@ -110,6 +110,11 @@ pub fn dates_from(given: Option<&str>, state_dir: &Path) -> Result<DatePolicy, C
     ))
 }
 
+/// The default date fields (`crate::cli::MTIME_FROM`), where no restore's choice applies.
+pub fn default_dates() -> DatePolicy {
+    DatePolicy::now(parse_fields(crate::cli::MTIME_FROM).expect("the default fields parse"))
+}
+
 pub fn follow_recorded_names(plan: &mut PlanOptions, names: NamesArg, state_dir: &Path) {
     if names != NamesArg::Auto {
         return;
@@ -133,7 +138,7 @@ fn only_path(p: &str) -> String {
 pub fn plan_options(
     select: &SelectArgs,
     dest_fs: &FsInfo,
-    mtime_from: &str,
+    dates: DatePolicy,
 ) -> Result<PlanOptions, ConfigError> {
     if select.limit == Some(0) {
         return Err(ConfigError::LimitZero);
@@ -144,7 +149,7 @@ pub fn plan_options(
         only: select.only.iter().map(|p| only_path(p)).collect(),
         users: select.user.clone(),
         limit: select.limit,
-        dates: DatePolicy::now(parse_fields(mtime_from).map_err(ConfigError::MtimeFrom)?),
+        dates,
     })
 }
 
@@ -197,18 +202,19 @@ fn disk_root(root: &Path) -> PathBuf {
 /// Refuses a destination inside the source or containing it (a restored folder named like
 /// the source's folder would be written into it), or one that exists and is not a folder.
 pub fn check_dest(source: &SourceLayout, dest: &Path) -> Result<(), ConfigError> {
+    let src = disk_root(&source.root);
     if inside_source(source, dest) {
         return Err(ConfigError::DestInsideSource {
             dest: dest.to_path_buf(),
-            src: disk_root(&source.root),
+            src,
         });
     }
     let full = fsinfo::resolved_path(dest);
     let within = |p: &Path| fsinfo::resolved_path(p).starts_with(&full);
-    if within(&disk_root(&source.root)) || within(&source.files) || within(&source.db) {
+    if within(&src) || within(&source.files) || within(&source.db) {
         return Err(ConfigError::DestContainsSource {
             dest: dest.to_path_buf(),
-            src: disk_root(&source.root),
+            src,
         });
     }
     if dest.exists() && !dest.is_dir() {
@@ -237,18 +243,14 @@ impl RestoreConfig {
         let source = source(source_args)?;
         check_dest(&source, dest)?;
         let dest_fs = fsinfo::probe(dest);
-        let mut plan = plan_options(
-            select,
-            &dest_fs,
-            run.mtime_from.as_deref().unwrap_or(crate::cli::MTIME_FROM),
-        )?;
-        let threads = parse_threads(&run.threads)?;
         let state_dir = run
             .state_dir
             .clone()
             .unwrap_or_else(|| crate::state::default_state_dir(&source.db, dest));
+        let dates = dates_from(run.mtime_from.as_deref(), &state_dir)?;
+        let mut plan = plan_options(select, &dest_fs, dates)?;
+        let threads = parse_threads(&run.threads)?;
         follow_recorded_names(&mut plan, select.names, &state_dir);
-        plan.dates = dates_from(run.mtime_from.as_deref(), &state_dir)?;
         if inside_source(&source, &state_dir) {
             return Err(ConfigError::StateInsideSource(state_dir).into());
         }
@@ -314,12 +316,17 @@ mod tests {
             .contains("many"));
     }
 
+    /// The folders and (empty) index of a device's `restsdk` under `root`.
+    fn fake_restsdk(root: &Path) {
+        std::fs::create_dir_all(root.join("restsdk/data/db")).unwrap();
+        std::fs::create_dir_all(root.join("restsdk/data/files")).unwrap();
+        std::fs::write(root.join("restsdk/data/db/index.db"), b"").unwrap();
+    }
+
     #[test]
     fn dest_inside_source_is_refused_even_if_not_yet_created() {
         let t = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(t.path().join("restsdk/data/db")).unwrap();
-        std::fs::create_dir_all(t.path().join("restsdk/data/files")).unwrap();
-        std::fs::write(t.path().join("restsdk/data/db/index.db"), b"").unwrap();
+        fake_restsdk(t.path());
         let s = SourceLayout::discover(t.path(), None, None).unwrap();
         let e = check_dest(&s, &t.path().join("restsdk/out/new")).unwrap_err();
         assert!(matches!(e, ConfigError::DestInsideSource { .. }));
@@ -360,9 +367,7 @@ mod tests {
     #[test]
     fn the_device_s_disk_is_the_source_whatever_level_was_named() {
         let t = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(t.path().join("disk/restsdk/data/db")).unwrap();
-        std::fs::create_dir_all(t.path().join("disk/restsdk/data/files")).unwrap();
-        std::fs::write(t.path().join("disk/restsdk/data/db/index.db"), b"").unwrap();
+        fake_restsdk(&t.path().join("disk"));
         for named in ["disk", "disk/restsdk", "disk/restsdk/data"] {
             let s = SourceLayout::discover(&t.path().join(named), None, None).unwrap();
             let beside = check_dest(&s, &t.path().join("disk/out"));

@@ -150,7 +150,7 @@ pub fn run(a: &PreflightArgs) -> anyhow::Result<Exit> {
             ),
         }
     }
-    config::plan_options(&a.select, &unknown_fs(), crate::cli::MTIME_FROM)?;
+    config::plan_options(&a.select, &unknown_fs(), config::default_dates())?;
     let index = Index::open(&layout.db, layout.backup_db.as_deref())?;
     let sample = index
         .sample_content_ids(SAMPLE_OBJECTS)
@@ -416,7 +416,7 @@ pub fn work(
     block: u64,
 ) -> anyhow::Result<Work> {
     let t = Instant::now();
-    let mut opts = config::plan_options(select, dest_fs, crate::cli::MTIME_FROM)?;
+    let mut opts = config::plan_options(select, dest_fs, config::default_dates())?;
     opts.policy = policy;
     let plan = Plan::build(index, opts)?;
     let mut w = Work {

@@ -381,7 +381,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         None => false,
     };
     let unsure_since = match &ckpt {
-        Some(c) => unsure_since(c, &cfg.dest)?,
+        Some(c) => unsure_since(c, cfg)?,
         None => None,
     };
     if after_crash {
@@ -1229,11 +1229,11 @@ struct DestFacts {
 /// clock DEST's time says nothing about).
 pub(crate) fn unsure_since(
     c: &crate::state::Checkpoint,
-    dest: &Path,
+    cfg: &RestoreConfig,
 ) -> anyhow::Result<Option<i64>> {
     Ok(c.unsure_since()?.map(|since| {
-        let trusted = crate::fsinfo::probe(dest).keeps_change_times()
-            && crate::fsinfo::mounts_inside(dest).is_empty();
+        let trusted =
+            cfg.dest_fs.keeps_change_times() && crate::fsinfo::mounts_inside(&cfg.dest).is_empty();
         if trusted {
             since
         } else {

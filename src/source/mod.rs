@@ -184,6 +184,14 @@ impl SourceLayout {
         Some(self.files.join(shard.to_string()).join(content_id))
     }
 
+    /// `restsdk/data/userStorage`, where newer firmware may keep files in clear, if present.
+    pub fn user_storage(&self) -> Option<PathBuf> {
+        self.files
+            .parent()
+            .map(|d| d.join("userStorage"))
+            .filter(|p| p.is_dir())
+    }
+
     /// How many of `sample` (contentIDs) have an object in the store, and, when almost none
     /// do (under one in ten), why that matters: the object store may not be where the tool
     /// looks, or laid out as it does not know (DOMAIN: "say so early").
@@ -193,11 +201,7 @@ impl SourceLayout {
             found += self.find_object(c)?.is_some() as u64;
         }
         let warning = (!sample.is_empty() && found * 10 < sample.len() as u64).then(|| {
-            let user_storage = self
-                .files
-                .parent()
-                .map(|d| d.join("userStorage"))
-                .filter(|p| p.is_dir());
+            let user_storage = self.user_storage();
             format!(
                 "only {found} of {} sampled contentIDs have an object under {}: the object store layout may differ from what this tool knows{}",
                 sample.len(),

@@ -186,7 +186,7 @@ pub enum StateError {
 fn sqlite_hint(e: &rusqlite::Error) -> &'static str {
     use rusqlite::ErrorCode as C;
     match e.sqlite_error_code() {
-        Some(C::NotADatabase | C::DatabaseCorrupt) => ". The checkpoint is damaged: rebuild it with `regen` (same SOURCE and DEST), or run the restore with --fresh; either way the files already on the destination are compared with their objects and kept, not copied again",
+        _ if damage(e) => ". The checkpoint is damaged: rebuild it with `regen` (same SOURCE and DEST), or run the restore with --fresh; either way the files already on the destination are compared with their objects and kept, not copied again",
         Some(C::DiskFull) => ". The disk of the state folder is full: free space there, or pass --state-dir with a folder on another disk, then run the same command again",
         Some(C::CannotOpen | C::PermissionDenied | C::ReadOnly) => ". Check that the state folder can be written (run with sudo?), or pass --state-dir with another folder",
         _ => "",
@@ -199,6 +199,24 @@ fn mismatch_hint(key: &str) -> &'static str {
         "this destination was restored from another database, and two devices' files in one folder could be taken for each other. Restore into another folder; or, if it is the same device's database (copied, or the backup copy), pass --fresh to start over here (files already there with the right size and date are kept, not copied again)"
     } else {
         "pass --fresh to start it anew, or another --state-dir"
+    }
+}
+
+/// The checkpoint file itself is damaged (not a database, or corrupt), as opposed to
+/// unusable for a reason outside it (permissions, a full disk).
+fn damage(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode as C;
+    matches!(
+        e.sqlite_error_code(),
+        Some(C::NotADatabase | C::DatabaseCorrupt)
+    )
+}
+
+impl StateError {
+    /// The checkpoint file is damaged (not a database, or corrupt): `regen` rebuilds it,
+    /// `--fresh` replaces it.
+    pub fn is_damaged(&self) -> bool {
+        matches!(self, StateError::Sqlite { source, .. } if damage(source))
     }
 }
 
@@ -480,6 +498,12 @@ impl StateLock {
             )
             .map_err(sq)?;
         }
+        // What a crash left unsure: carried over by `--fresh`, else taken in from the run
+        // before this one (read before this run's row is added).
+        let doubt = match fresh {
+            true => carried,
+            false => doubt_of(&conn).map_err(sq)?.map(|since| (since, false)),
+        };
         // Recorded as a run that ended having done nothing, as clean as the run before it,
         // until it starts writing (`begin_copy`): a run refused before that (a bad --report,
         // another restore in DEST) must neither make the next one take it for a crash nor
@@ -497,18 +521,11 @@ impl StateLock {
             run,
             _lock: self.lock,
         };
-        if let Some((since, trash)) = carried {
+        if let Some((since, trash)) = doubt {
             c.set_meta(UNSURE_KEY, &since.to_string())?;
             if trash {
                 c.set_meta(TRASH_KEY, "1")?;
             }
-        }
-        // The run before did not end cleanly: the files it placed are unsure from when it
-        // began (a checkpoint from before that was kept does not know: from the beginning).
-        if c.previous_run_unclean()? {
-            let began = c.meta_ms(COPY_BEGAN_KEY)?.unwrap_or(i64::MIN);
-            let since = c.meta_ms(UNSURE_KEY)?.unwrap_or(i64::MAX).min(began);
-            c.set_meta(UNSURE_KEY, &since.to_string())?;
         }
         Ok(c)
     }
@@ -543,27 +560,42 @@ fn unsure_in(path: &Path) -> Option<(i64, bool)> {
     }
     let read = || -> rusqlite::Result<Option<(i64, bool)>> {
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        let unclean: Option<i64> = conn
-            .query_row(
-                "SELECT clean FROM runs ORDER BY run DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let ms = |key| -> rusqlite::Result<Option<i64>> {
-            Ok(meta_value(&conn, key)?.map(|v| v.parse().unwrap_or(i64::MIN)))
-        };
-        let since = match (ms(UNSURE_KEY)?, unclean == Some(0)) {
-            (kept, true) => Some(
-                kept.unwrap_or(i64::MAX)
-                    .min(ms(COPY_BEGAN_KEY)?.unwrap_or(i64::MIN)),
-            ),
-            (kept, false) => kept,
-        };
         let trash = meta_value(&conn, TRASH_KEY)?.as_deref() == Some("1");
-        Ok(since.map(|s| (s, trash)))
+        Ok(doubt_of(&conn)?.map(|since| (since, trash)))
     };
     read().unwrap_or(Some((i64::MIN, true)))
+}
+
+/// The doubt a checkpoint holds ([`UNSURE_KEY`]), with its last run taken in if that run did
+/// not end cleanly: the files it placed are unsure from when it began (a checkpoint from
+/// before that was kept does not know when: from the beginning).
+fn doubt_of(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    let ms = |key| -> rusqlite::Result<Option<i64>> {
+        Ok(meta_value(conn, key)?.map(|v| v.parse().unwrap_or(i64::MIN)))
+    };
+    let kept = ms(UNSURE_KEY)?;
+    let died = conn
+        .query_row(
+            "SELECT clean FROM runs ORDER BY run DESC LIMIT 1",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()?
+        == Some(0);
+    Ok(match died {
+        true => Some(
+            kept.unwrap_or(i64::MAX)
+                .min(ms(COPY_BEGAN_KEY)?.unwrap_or(i64::MIN)),
+        ),
+        false => kept,
+    })
+}
+
+/// Whether a restore (or `regen`) holds the lock of the state folder `dir` now.
+fn lock_held(dir: &Path) -> bool {
+    File::open(dir.join("lock")).is_ok_and(|f| {
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared).is_err()
+    })
 }
 
 impl Checkpoint {
@@ -895,23 +927,12 @@ pub fn recorded_meta(dir: &Path, key: &str) -> Option<String> {
 /// there, or the last run died (killed, a power cut) and no run has opened it since. Not
 /// while a restore holds it (a running one has not ended either).
 pub fn crash_doubt_open(dir: &Path) -> bool {
-    if recorded_meta(dir, UNSURE_KEY).is_some() {
-        return true;
-    }
-    let running = File::open(dir.join("lock")).is_ok_and(|f| {
-        rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared).is_err()
-    });
     let path = dir.join("checkpoint.db");
-    let died = || -> Option<bool> {
+    let doubt = || -> Option<i64> {
         let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
-        conn.query_row(
-            "SELECT clean, ended FROM runs ORDER BY run DESC LIMIT 1",
-            [],
-            |r| Ok(r.get::<_, i64>(0)? == 0 && r.get::<_, Option<i64>>(1)?.is_none()),
-        )
-        .ok()
+        doubt_of(&conn).ok().flatten()
     };
-    !running && path.is_file() && died().unwrap_or(false)
+    path.is_file() && !lock_held(dir) && doubt().is_some()
 }
 
 /// A value of the checkpoint's key-value table, on any connection to it.
@@ -994,11 +1015,7 @@ pub fn read_status(dir: &Path) -> Result<Status, StateError> {
         state_dir: dir.to_path_buf(),
         ..Default::default()
     };
-    // Running if the lock is held by someone.
-    if let Ok(f) = File::open(dir.join("lock")) {
-        st.running =
-            rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared).is_err();
-    }
+    st.running = lock_held(dir);
     // A restore that is starting has created the file but not its tables yet.
     for table in ["log", "runs", "meta"] {
         if !has_table(&conn, table).map_err(sq)? {

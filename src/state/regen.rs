@@ -38,14 +38,6 @@ fn holds_object(cfg: &RestoreConfig, content_id: &str, rel: &str, len: u64) -> b
     }
 }
 
-/// Whether the checkpoint itself is damaged (not a database, or corrupt), as opposed to
-/// unreadable for a reason regen cannot fix (permissions, a full disk).
-fn is_damaged(e: &StateError) -> bool {
-    use rusqlite::ErrorCode as C;
-    matches!(e, StateError::Sqlite { source, .. }
-        if matches!(source.sqlite_error_code(), Some(C::NotADatabase | C::DatabaseCorrupt)))
-}
-
 /// What regen found.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct RegenReport {
@@ -175,7 +167,7 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
     // crash (a damaged checkpoint may be a power cut's), every file compared with its object.
     let (sample, damaged) = match lock.restored_sample(16, &cfg.dest) {
         Ok(sample) => (sample, false),
-        Err(e) if is_damaged(&e) => (Vec::new(), true),
+        Err(e) if e.is_damaged() => (Vec::new(), true),
         Err(e) => return Err(e.into()),
     };
     if !sample.is_empty()
@@ -193,7 +185,7 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
     }
     let (mut ckpt, damaged) = match lock.open(damaged, &cfg.command_line) {
         Ok(c) => (c, damaged),
-        Err(e) if is_damaged(&e) => (
+        Err(e) if e.is_damaged() => (
             StateLock::take(&cfg.state_dir)?.open(true, &cfg.command_line)?,
             true,
         ),
@@ -214,7 +206,7 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
     }
     // Files found that the checkpoint does not record and that changed since a crashed run
     // began are compared with their objects (below); taken before the walk, which marks them.
-    let unsure_since = crate::restore::unsure_since(&ckpt, &cfg.dest)?;
+    let unsure_since = crate::restore::unsure_since(&ckpt, cfg)?;
     let mut rep = RegenReport {
         state_dir: cfg.state_dir.clone(),
         notes: index.wal_note().into_iter().collect(),
