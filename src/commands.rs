@@ -584,7 +584,7 @@ pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
     writeln!(out, "  adopted (size and date match) {:>9}", rep.adopted)?;
     writeln!(
         out,
-        "  differ (will be replaced)     {:>9}",
+        "  differ (replaced or re-dated) {:>9}",
         rep.differs.len()
     )?;
     writeln!(

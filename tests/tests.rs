@@ -2798,6 +2798,86 @@ fn explicit_threads_beyond_the_open_file_limit_are_lowered_with_a_warning() {
 /// their bytes, without copying them (each failed as "already exists and differs"), and
 /// say so; runs and `verify` without `--mtime-from` then follow the fields recorded.
 #[test]
+fn regen_of_a_file_with_only_another_date_redates_it_instead_of_copying_it_again() {
+    // regen marked every file with the planned size under another date to be replaced: after
+    // a restore with other `--mtime-from` (or a DEST filled by a tool that did not keep
+    // dates), `regen` made the next restore copy the whole NAS again, where a restore alone
+    // only re-dates such files. A file with other bytes is still replaced.
+    let dump = Dump::new(44, 120, 1);
+    let dest = dump.path("restored");
+    restore(&dump, &dest, &[], &[]);
+    let plan = planned_files(&plan_json(&dump.root, &dest, &[]));
+    let present: Vec<(&String, i64)> = plan
+        .iter()
+        .filter(|(p, (_, size, ms))| *size > 0 && ms.is_some() && dest.join(p).is_file())
+        .map(|(p, (_, _, ms))| (p, ms.unwrap()))
+        .collect();
+    let ((redate, redate_ms), (other, _)) = (present[2], present[7]);
+    let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    let set_date = |p: &str| {
+        std::fs::File::options()
+            .write(true)
+            .open(dest.join(p))
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap()
+    };
+    set_date(redate);
+    let size = plan[other].1 as usize;
+    std::fs::write(dest.join(other), vec![b'x'; size]).unwrap();
+    set_date(other);
+    let before = file_hashes(&dest);
+
+    std::fs::remove_dir_all(dump.path("state")).unwrap();
+    let out = regen(&dump, &dest, &["--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let differs: BTreeSet<&str> = r["differs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d[0].as_str().unwrap())
+        .collect();
+    assert_eq!(differs, BTreeSet::from([redate.as_str(), other.as_str()]));
+
+    let log = dump.path("copies.log");
+    let fault = format!("copy_log={}", log.display());
+    let (out, rep) = restore(&dump, &dest, &[], &[("MYCLOUD_RECOVER_FAULTS", &fault)]);
+    let copied: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(copied, [plan[other].0.clone()], "{}", text(&out));
+    assert_eq!(rep["outcomes"]["failed"], 0, "{}", text(&out));
+    assert_eq!(
+        mtime_ms(&dest.join(redate)),
+        redate_ms,
+        "given its planned date"
+    );
+    let mut after = file_hashes(&dest);
+    assert_ne!(
+        after.remove(other.as_str()),
+        before.get(other.as_str()).copied()
+    );
+    let mut before = before;
+    before.remove(other.as_str());
+    assert_eq!(after, before, "no other file rewritten");
+    assert!(
+        rep["notes"].as_array().unwrap().iter().any(|n| n["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with(redate.as_str()))
+            && n["reason"]
+                .as_str()
+                .unwrap()
+                .contains("given the planned date, not copied")),
+        "{}",
+        rep["notes"]
+    );
+    assert_restored_exactly(&dump, &dest);
+}
+
+#[test]
 fn other_date_fields_on_a_resume_redate_without_copying_and_are_followed_after() {
     let dump = Dump::new(43, 200, 1);
     let dest = dump.path("restored");

@@ -1026,8 +1026,13 @@ fn check_existing(
 ) -> Result<Found, Attempt> {
     match std::fs::symlink_metadata(target) {
         // Marked to be copied again by `regen`, which found it wrong (its size, its date, or
-        // after a crash its bytes): replaced whatever its size and date say.
-        Ok(m) if m.is_file() && replace => Ok(Found::Replace { partial: None }),
+        // after a crash its bytes): replaced, unless it has the planned size and the object's
+        // bytes (only its date was wrong: a DEST restored with other `--mtime-from`, or by a
+        // tool that did not keep dates), then only re-dated, as without `regen`.
+        Ok(m) if m.is_file() && replace => match redate_if_same(ctx, job, target, &m, object)? {
+            Some(found) => Ok(found),
+            None => Ok(Found::Replace { partial: None }),
+        },
         Ok(m) if m.is_file() => {
             if mtime_matches(&m, job.mtime_ms) {
                 // Opened once, when first needed.
@@ -1068,23 +1073,9 @@ fn check_existing(
             // The planned size under another date (restored before with another
             // `--mtime-from`, or copied by a tool that did not keep dates): with the
             // object's bytes it only needs the planned date, not a copy.
-            if let Some(ms) = job
-                .mtime_ms
-                .filter(|_| m.len() == job.size && job.size_unusable.is_none() && !ctx.overwrite)
-            {
-                if let Some(o) = object() {
-                    let same = same_bytes(&o, target, m.len())
-                        .map_err(|e| io_fail("cannot compare with its object", target, e))?;
-                    if same {
-                        if !ctx.dry_run {
-                            File::open(target)
-                                .and_then(|f| {
-                                    f.set_times(FileTimes::new().set_modified(system_time(ms)))
-                                })
-                                .map_err(|e| io_fail("cannot set the date of", target, e))?;
-                        }
-                        return Ok(Found::Redated(crate::walk::mtime_ms(&m)));
-                    }
+            if !ctx.overwrite {
+                if let Some(found) = redate_if_same(ctx, job, target, &m, object)? {
+                    return Ok(found);
                 }
             }
             if ctx.overwrite {
@@ -1113,6 +1104,41 @@ fn check_existing(
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Found::Nothing),
         Err(e) => Err(io_fail("cannot check", target, e)),
     }
+}
+
+/// A file at `target` with the planned size and the object's bytes needs only the planned
+/// date: set (not in a dry run) and `Found::Redated`, or `Found::Identical` when it already
+/// has it. `None` when its size or bytes differ, or there is no date or object to go by.
+fn redate_if_same(
+    ctx: &CopyContext<'_>,
+    job: &PlannedFile,
+    target: &Path,
+    m: &std::fs::Metadata,
+    object: &mut dyn FnMut() -> Option<File>,
+) -> Result<Option<Found>, Attempt> {
+    let Some(ms) = job
+        .mtime_ms
+        .filter(|_| m.len() == job.size && job.size_unusable.is_none())
+    else {
+        return Ok(None);
+    };
+    let Some(o) = object() else {
+        return Ok(None);
+    };
+    let same = same_bytes(&o, target, m.len())
+        .map_err(|e| io_fail("cannot compare with its object", target, e))?;
+    if !same {
+        return Ok(None);
+    }
+    if mtime_matches(m, job.mtime_ms) {
+        return Ok(Some(Found::Identical(None)));
+    }
+    if !ctx.dry_run {
+        File::open(target)
+            .and_then(|f| f.set_times(FileTimes::new().set_modified(system_time(ms))))
+            .map_err(|e| io_fail("cannot set the date of", target, e))?;
+    }
+    Ok(Some(Found::Redated(crate::walk::mtime_ms(m))))
 }
 
 /// Whether the first `len` bytes of `object` and the file at `path` are the same (read at

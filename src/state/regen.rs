@@ -3,7 +3,9 @@
 //! For when the checkpoint is lost, or the destination was written by another tool (the
 //! Python predecessor uses the same layout). The destination is walked in parallel; every
 //! planned file found with the expected size and date is adopted as done, every one that
-//! differs is marked to be replaced by the next restore, and the rest is reported: planned
+//! differs is marked to be replaced by the next restore (one with the planned size is
+//! compared first, and only re-dated if it holds the object's bytes), and the rest is
+//! reported: planned
 //! files that are absent, files the plan does not know, and likely moves (an absent file
 //! whose name and size appear elsewhere). Nothing is deleted or moved.
 //!
@@ -324,10 +326,16 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
                     Some(ms) => format!("date {ms} ms"),
                     None => "no planned date".to_string(),
                 };
-                let why = format!(
-                    "on the destination with {size} bytes and date {mtime} ms; the plan expects {} bytes and {planned}",
-                    rec.size
-                );
+                let why = if size == rec.size {
+                    format!(
+                        "on the destination with the planned size and date {mtime} ms; the plan expects {planned}: the restore gives it the planned date if it holds the object's bytes, else replaces it"
+                    )
+                } else {
+                    format!(
+                        "on the destination with {size} bytes and date {mtime} ms; the plan expects {} bytes and {planned}",
+                        rec.size
+                    )
+                };
                 rep.differs.push((rec.rel_path.clone(), why.clone()));
                 redo.push((rec, why));
             }
