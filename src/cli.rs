@@ -167,6 +167,10 @@ pub struct PlanArgs {
     /// Print only the summary and problems, not every entry.
     #[arg(long)]
     pub summary: bool,
+    /// The restore's checkpoint folder, if it was given one with --state-dir: the name rules
+    /// and date fields it recorded are followed.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Date fields to take each file's modification time from, first plausible wins.
     /// Fields: imageDate, videoDate, cTime, birthTime, mTime, uTime. Default: the fields
     /// the restore into DEST used so far (its checkpoint says), else
@@ -283,6 +287,10 @@ pub struct VerifyArgs {
     /// Also compare every file's bytes with its object (reads around the page cache).
     #[arg(long)]
     pub content: bool,
+    /// The restore's checkpoint folder, if it was given one with --state-dir: the name rules
+    /// and date fields it recorded are followed.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Date fields to take each file's modification time from, first plausible wins.
     /// Fields: imageDate, videoDate, cTime, birthTime, mTime, uTime. Default: the fields
     /// the restore into DEST used (its checkpoint says), else imageDate,videoDate,cTime,birthTime.

@@ -179,9 +179,12 @@ pub fn plan(a: &PlanArgs) -> anyhow::Result<Exit> {
     let layout = config::source(&a.source)?;
     config::check_dest(&layout, &a.dest)?;
     let fs = fsinfo::probe(&a.dest);
-    // The names and date fields a restore into DEST has used so far (its default
-    // checkpoint says).
-    let state_dir = crate::state::default_state_dir(&layout.db, &a.dest);
+    // The names and date fields a restore into DEST has used so far (its checkpoint says).
+    config::given_state_dir(a.state_dir.as_deref())?;
+    let state_dir = a
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| crate::state::default_state_dir(&layout.db, &a.dest));
     let dates = config::dates_from(a.mtime_from.as_deref(), &state_dir)?;
     let mut opts = config::plan_options(&a.select, &fs, dates)?;
     config::follow_recorded_names(&mut opts, a.select.names, &state_dir);
@@ -326,6 +329,20 @@ pub fn restore(a: &RestoreArgs) -> anyhow::Result<Exit> {
 
 pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
     let dir = match (&a.state_dir, a.paths.as_slice()) {
+        // Both: the checkpoint must be the one for that DEST (a wrong folder's numbers
+        // would pass for this restore's).
+        (Some(d), [_, dest]) => {
+            let bound = crate::state::recorded_meta(d, "dest");
+            let dest = crate::fsinfo::resolved_path(dest);
+            match bound {
+                Some(b) if crate::fsinfo::resolved_path(Path::new(&b)) != dest => anyhow::bail!(
+                    "the checkpoint in {} is the restore into {b}, not into {}: leave out --state-dir to find this DEST's, or give the folder that restore used",
+                    d.display(),
+                    dest.display()
+                ),
+                _ => d.clone(),
+            }
+        }
         (Some(d), _) => d.clone(),
         (None, [src, dest]) => {
             let layout = crate::source::SourceLayout::discover(src, None, None)?;
@@ -632,7 +649,8 @@ pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
 }
 
 pub fn verify(a: &crate::cli::VerifyArgs) -> anyhow::Result<Exit> {
-    let run = read_only_run(None, a.mtime_from.as_deref());
+    config::given_state_dir(a.state_dir.as_deref())?;
+    let run = read_only_run(a.state_dir.clone(), a.mtime_from.as_deref());
     let cfg = RestoreConfig::new(&a.source, &a.dest, &a.select, &run)?;
     let rep = crate::verify::verify(&cfg, a.content, reader_threads(&cfg))?;
     for n in &rep.notes {

@@ -93,6 +93,18 @@ pub fn name_policy(arg: NamesArg, dest_fs: &FsInfo) -> NamePolicy {
     }
 }
 
+/// A checkpoint folder given to a command that only reads it (`plan`, `verify`): one that
+/// holds no checkpoint is a mistyped path, said so, rather than a silent fallback to the
+/// default name rules and date fields.
+pub fn given_state_dir(dir: Option<&Path>) -> Result<(), crate::state::StateError> {
+    match dir {
+        Some(d) if !d.join("checkpoint.db").is_file() => {
+            Err(crate::state::StateError::NoCheckpoint(d.to_path_buf()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// With `--names auto`, the rules the restore into this DEST has used so far (it may have
 /// switched to Windows rules on a destination it found folding case), as its checkpoint in
 /// `state_dir` records them: `plan`, `verify`, `regen` and a resume name files as it did.

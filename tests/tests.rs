@@ -1170,6 +1170,11 @@ fn status_works_from_another_terminal_while_a_restore_runs() {
     assert!(still_running, "the restore outlived the status call");
     assert_eq!(v["running"], true);
     assert!(v["counts"]["copied"].as_u64().unwrap_or(0) > 0, "{v}");
+    // "N of M" while it runs: the count is kept from the first commit after it is known
+    // (it was written only when the run ended).
+    let rep: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
+    assert_eq!(v["selected_files"], rep["totals"]["selected_files"], "{v}");
 }
 
 #[test]
@@ -1365,6 +1370,79 @@ fn regen_reports_each_kind_of_difference_and_resume_restores_exactly_what_is_mis
         .assert()
         .code(1)
         .stdout(predicate::str::contains(" 0 differ,"));
+}
+
+#[test]
+fn plan_and_verify_follow_a_given_state_dir_and_status_checks_it() {
+    // `plan` and `verify` had no --state-dir: after a restore with its own checkpoint folder
+    // they judged DEST by the default date fields and name rules, not the ones it recorded.
+    let dump = Dump::new(45, 80, 1);
+    let dest = dump.path("restored");
+    let state = dump.path("own-state");
+    let s = state.to_str().unwrap();
+    restore(
+        &dump,
+        &dest,
+        &["--mtime-from", "cTime,birthTime", "--state-dir", s],
+        &[],
+    );
+    let verify = |extra: &[&str]| {
+        let out = bin()
+            .arg("verify")
+            .arg(&dump.root)
+            .arg(&dest)
+            .arg("--json")
+            .args(extra)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        (out, v["mismatches"].as_array().map(Vec::len))
+    };
+    let (out, without) = verify(&[]);
+    assert!(
+        without.unwrap_or(0) > 0,
+        "default dates differ: {}",
+        text(&out)
+    );
+    let (out, with) = verify(&["--state-dir", s]);
+    assert_eq!(with, Some(0), "{}", text(&out));
+    assert_eq!(
+        plan_json(&dump.root, &dest, &["--state-dir", s]),
+        plan_json(&dump.root, &dest, &["--mtime-from", "cTime,birthTime"])
+    );
+    // A folder without a checkpoint is a mistake, said so, not a silent default.
+    let typo = dump.path("own-stat");
+    let typo = typo.to_str().unwrap();
+    let (out, _) = verify(&["--state-dir", typo]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("no checkpoint in"), "{}", text(&out));
+    bin()
+        .arg("plan")
+        .arg(&dump.root)
+        .arg(&dest)
+        .args(["--summary", "--state-dir", typo])
+        .assert()
+        .code(2);
+    // status with SOURCE, DEST and another DEST's checkpoint folder says so.
+    let other = dump.path("other");
+    std::fs::create_dir(&other).unwrap();
+    let out = bin()
+        .arg("status")
+        .arg(&dump.root)
+        .arg(&other)
+        .args(["--state-dir", s])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("not into"), "{}", text(&out));
+    bin()
+        .arg("status")
+        .arg(&dump.root)
+        .arg(&dest)
+        .args(["--state-dir", s])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("of "));
 }
 
 #[test]

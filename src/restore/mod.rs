@@ -430,6 +430,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     };
     let renames = AtomicU64::new(0);
     let named_fallbacks = AtomicU64::new(0);
+    // The whole restore's count of files, for `status` from another terminal ("N of M")
+    // while the run goes on: written with the first commit after the count is known.
+    let selected_count = std::sync::OnceLock::<u64>::new();
     let commits = AtomicU64::new(0);
     let dirs = DirCache::new(&cfg.dest, plan.folder_rows() as usize);
     let copier = Copier::default();
@@ -670,6 +673,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         // committer only after its files were renamed, and is recorded only after a
         // `syncfs` that started later, so a record is still never ahead of the disk.
         let (batch_tx, batch_rx) = bounded::<Vec<Record>>(1);
+        let selected_count_ref = &selected_count;
         let ckpt_ref = &mut ckpt;
         let (dest_sync, faults, commits) = (&dest_sync, &faults, &commits);
         let (dest_lost_ref, stop_ref) = (&dest_lost, &stop_local);
@@ -678,6 +682,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             "mcr-committer",
             move || -> anyhow::Result<(Duration, Duration)> {
                 let (mut flush, mut write) = (Duration::ZERO, Duration::ZERO);
+                let mut count_written = false;
                 for batch in batch_rx {
                     let Some(c) = ckpt_ref.as_mut() else {
                         continue;
@@ -715,6 +720,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                     }
                     let t = Instant::now();
                     c.record(&batch)?;
+                    if let (Some(n), false) = (selected_count_ref.get(), count_written) {
+                        c.set_meta(crate::state::SELECTED_KEY, &n.to_string())?;
+                        count_written = true;
+                    }
                     write += t.elapsed();
                     if let Some(n) = faults.abort_after_commits {
                         if commits.fetch_add(1, Ordering::SeqCst) + 1 >= n {
@@ -760,6 +769,11 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                 .context("cannot count the files to restore")?;
                             report.set_totals(&totals);
                             snap.set_totals(&totals);
+                            // A selection's count would set "193 of 4" (the records
+                            // cover every run): the whole restore's only.
+                            if !plan.options().narrowed() {
+                                let _ = selected_count.set(totals.selected_files);
+                            }
                             ui.started(report, fd_limit);
                         }
                         pending => count = pending,
