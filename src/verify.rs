@@ -6,7 +6,8 @@
 //! than from memory that a copy just filled. Reads only; writes nothing anywhere.
 //!
 //! A DEST that is not there (a disk not mounted, a typo) is refused before anything is
-//! checked: it would otherwise report every file as differing. Files whose object is
+//! checked: it would otherwise report every file as differing; an existing DEST that holds
+//! none of the files (an empty mount point) gets a note asking whether it is mounted. Files whose object is
 //! missing from the source cannot be checked; they are listed, and, like the restore that
 //! could not restore them, make the exit code 1: a verify must not look all good while
 //! some files have no copy anywhere.
@@ -68,6 +69,8 @@ fn hash_uncached(path: &Path) -> std::io::Result<(u128, u64)> {
 enum Check {
     Ok(u64),
     ObjectMissing(String),
+    /// Not on the destination at all.
+    Absent,
     Bad(String),
 }
 
@@ -106,9 +109,7 @@ fn check(cfg: &RestoreConfig, f: &PlannedFile, content: bool) -> Check {
     let dest = cfg.dest.join(&f.rel_path);
     let meta = match std::fs::metadata(&dest) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Check::Bad("not on the destination".into())
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Check::Absent,
         Err(e) => return Check::Bad(format!("cannot read {}: {e}", dest.display())),
     };
     if meta.len() != expected_size {
@@ -167,6 +168,7 @@ pub fn verify(cfg: &RestoreConfig, content: bool, threads: usize) -> anyhow::Res
             cfg.dest.display()
         ));
     }
+    let mut absent = 0u64;
     let (job_tx, job_rx) = bounded::<PlannedFile>(threads * 4);
     let (res_tx, res_rx) = bounded::<(PlannedFile, Check)>(threads * 16);
     std::thread::scope(|s| -> anyhow::Result<()> {
@@ -206,6 +208,14 @@ pub fn verify(cfg: &RestoreConfig, content: bool, threads: usize) -> anyhow::Res
                         problem,
                     });
                 }
+                Check::Absent => {
+                    absent += 1;
+                    rep.mismatches.push(Mismatch {
+                        path: f.rel_path,
+                        id: f.id,
+                        problem: "not on the destination".into(),
+                    })
+                }
                 Check::Bad(problem) => rep.mismatches.push(Mismatch {
                     path: f.rel_path,
                     id: f.id,
@@ -218,6 +228,14 @@ pub fn verify(cfg: &RestoreConfig, content: bool, threads: usize) -> anyhow::Res
             .map_err(|_| anyhow::anyhow!("the planner thread panicked"))??;
         Ok(())
     })?;
+    // Not one file there: most often a disk or share not mounted (its empty mount point
+    // is a folder), rarely a restore that never ran.
+    if absent > 0 && absent == rep.checked - rep.object_missing {
+        rep.notes.push(format!(
+            "none of the {absent} files that have an object is in {}: if the restore went to a disk or a share, check that it is mounted there (an empty mount point looks like this), and that DEST is the folder given to the restore",
+            cfg.dest.display()
+        ));
+    }
     rep.mismatches.sort_by(|a, b| a.path.cmp(&b.path));
     rep.missing_objects.sort_by(|a, b| a.path.cmp(&b.path));
     rep.seconds = start.elapsed().as_secs_f64();

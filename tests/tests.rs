@@ -598,6 +598,30 @@ fn several_users_get_one_folder_each_and_user_selects_one() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("auth0_"));
+    // --only in another user's folders selected nothing and ended with a hint about case.
+    let other = tops.iter().nth(1).unwrap();
+    let other_folder = of_type(&plan, "file")
+        .iter()
+        .filter_map(|f| f["path"].as_str())
+        .filter(|p| p.starts_with(other.as_str()) && p.matches('/').count() >= 2)
+        .map(|p| p.rsplit_once('/').unwrap().0.to_string())
+        .next()
+        .unwrap();
+    bin()
+        .args(["plan", "--summary"])
+        .arg(&dump.root)
+        .arg(dump.path("d"))
+        .args(["--user", &label, "--only", &other_folder])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!("add --user {other}")));
+    bin()
+        .args(["plan", "--summary"])
+        .arg(&dump.root)
+        .arg(dump.path("d"))
+        .args(["--user", other, "--only", &other_folder])
+        .assert()
+        .success();
 }
 
 #[test]
@@ -1590,6 +1614,21 @@ fn verify_lists_missing_objects_refuses_a_missing_dest_and_prints_dates() {
     let out = verify(&file, &[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("is not a folder"), "{}", text(&out));
+    // An empty folder (a disk not mounted on its mount point): asked, not only listed.
+    let empty = dump.path("mount-point");
+    std::fs::create_dir(&empty).unwrap();
+    let out = verify(&empty, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("check that it is mounted"),
+        "{}",
+        text(&out)
+    );
+    // One file there is not that case.
+    assert!(
+        !text(&verify(&dest, &[])).contains("check that it is mounted"),
+        "{s}"
+    );
 }
 
 #[test]

@@ -477,6 +477,31 @@ impl Plan {
                     trash: trash.to_string(),
                 });
             }
+            // A path in the folders of a user `--user` leaves out selects nothing: said, with
+            // the user to add (it was accepted, and the run ended with a hint about case).
+            let (parent, leaf) = want.rsplit_once('/').unwrap_or(("", want));
+            let other_user = |i: &usize| {
+                self.skip_for(self.folders.origin[*i], &self.folders.path[*i])
+                    == Some(SkipReason::OtherUser)
+            };
+            let mut hits = (0..self.folders.path.len()).filter(|&i| {
+                let p = &*self.folders.path[i];
+                !want.is_empty() && !p.is_empty() && (under(p, want) || p == parent)
+            });
+            if let Some(first) = hits.next() {
+                if let (Origin::User(u), true) = (self.folders.origin[first], other_user(&first)) {
+                    if hits.all(|i| other_user(&i)) {
+                        return Err(PlanError::OnlyMatchesNothing {
+                            only: only.clone(),
+                            hint: format!(
+                                "it is in the folders of user `{}`, which --user {} leaves out: add --user {0}, or leave --user out",
+                                user_label(&self.users[u as usize].name),
+                                self.opts.users.join(" --user ")
+                            ),
+                        });
+                    }
+                }
+            }
             if want.is_empty() || under(want, UNLINKED_DIR) || folders().any(|f| under(f, want)) {
                 continue;
             }
@@ -486,7 +511,6 @@ impl Plan {
                     hint,
                 })
             };
-            let (parent, leaf) = want.rsplit_once('/').unwrap_or(("", want));
             let case_typo = folders().find(|f| f.to_lowercase() == want.to_lowercase());
             let parent_exists = parent.is_empty() || folders().any(|f| f == parent);
             match case_typo {
