@@ -1187,6 +1187,9 @@ fn status_works_from_another_terminal_while_a_restore_runs() {
         .arg("--json")
         .output()
         .unwrap();
+    // The report has the totals as soon as they are known (it held zeros for 15 s).
+    let early: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
     let still_running = child.try_wait().unwrap().is_none();
     child.wait().unwrap();
     assert!(out.status.success(), "{}", text(&out));
@@ -1199,6 +1202,10 @@ fn status_works_from_another_terminal_while_a_restore_runs() {
     let rep: serde_json::Value =
         serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
     assert_eq!(v["selected_files"], rep["totals"]["selected_files"], "{v}");
+    assert_eq!(
+        early["totals"]["selected_files"], rep["totals"]["selected_files"],
+        "{early}"
+    );
 }
 
 #[test]

@@ -784,7 +784,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             let mut next_commit = COMMIT_FILES;
             let mut last_commit = Instant::now();
             let commit_every = Duration::from_millis(faults.commit_ms.unwrap_or(2000));
-            let mut last_report = Instant::now();
+            // Written as soon as the totals are known, then every 15 s: a run killed in its
+            // first seconds leaves the totals, not the zeros of the report written before
+            // the first file.
+            let mut last_report: Option<Instant> = None;
             // Hands the batch to the committer. While it is busy flushing the previous one,
             // the batch keeps growing instead (waiting here would fill the result queue and
             // stall every worker behind the flush), up to a bound, or when `wait`ing at the
@@ -887,11 +890,13 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 }
                 snap.elapsed = copy_start.elapsed();
                 ui.progress(&snap);
-                if !cfg.dry_run && last_report.elapsed() >= Duration::from_secs(15) {
+                if !cfg.dry_run
+                    && last_report.is_none_or(|t| t.elapsed() >= Duration::from_secs(15))
+                {
                     report.update(&snap, false);
                     // Not worth stopping the restore for: said once, at the end.
                     report_failed |= report.write(&cfg.report_path).is_err();
-                    last_report = Instant::now();
+                    last_report = Some(Instant::now());
                 }
             }
             commit(&mut batch, true);
