@@ -68,7 +68,7 @@ pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
     })?;
     let sample = index.sample_content_ids(a.sample)?;
     let (found, few) = layout.sample_objects(&sample)?;
-    let mut warnings: Vec<String> = index.wal_note().into_iter().collect();
+    let mut warnings: Vec<String> = plan.index_notes(&index);
     warnings.extend(few);
     let user_storage = layout.user_storage();
     if !integrity.is_empty() {
@@ -189,10 +189,10 @@ pub fn plan(a: &PlanArgs) -> anyhow::Result<Exit> {
     let mut opts = config::plan_options(&a.select, &fs, dates)?;
     config::follow_recorded_names(&mut opts, a.select.names, &state_dir);
     let index = open_index(&layout)?;
-    if let Some(n) = index.wal_note() {
+    let plan = Plan::build(&index, opts)?;
+    for n in plan.index_notes(&index) {
         eprintln!("note: {n}");
     }
-    let plan = Plan::build(&index, opts)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut totals = crate::plan::PlanTotals {
         folders: 0,

@@ -159,7 +159,7 @@ pub fn verify(cfg: &RestoreConfig, content: bool, threads: usize) -> anyhow::Res
     let index = Index::open(&cfg.source.db, cfg.source.backup_db.as_deref())?;
     let plan = Plan::build(&index, cfg.plan.clone())?;
     let mut rep = VerifyReport::default();
-    rep.notes.extend(index.wal_note());
+    rep.notes.extend(plan.index_notes(&index));
     // Size and date cannot tell a copy a power cut left without its data: while a crash's
     // doubt is open (no run has looked at every file since), say that only bytes can.
     if !content && crate::state::crash_doubt_open(&cfg.state_dir) {

@@ -3752,6 +3752,40 @@ fn preflight_rejects_a_bad_source_with_exit_2() {
     );
 }
 
+/// A database without a date column the restore takes dates from (older firmware, a
+/// partial export) was read silently: each file's date came from the next field, capture
+/// dates lost without a word. Every command says so now.
+#[test]
+fn a_database_without_a_date_column_is_said_so_by_every_command() {
+    let dump = Dump::new(46, 40, 1);
+    rusqlite::Connection::open(dump.db())
+        .unwrap()
+        .execute_batch("ALTER TABLE Files DROP COLUMN imageDate")
+        .unwrap();
+    let dest = dump.path("out");
+    let said = "has no imageDate column";
+    let (out, report) = restore(&dump, &dest, &[], &[]);
+    assert!(text(&out).contains(said), "{}", text(&out));
+    assert!(report["warnings"].to_string().contains(said), "{report}");
+    for cmd in ["plan", "verify", "inspect"] {
+        let mut c = bin();
+        c.arg(cmd).arg(&dump.root);
+        if cmd != "inspect" {
+            c.arg(&dest);
+        }
+        let out = c.output().unwrap();
+        assert!(text(&out).contains(said), "{cmd}: {}", text(&out));
+    }
+    // Not when the fields taken leave it out.
+    let out = bin()
+        .args(["plan", "--summary", "--mtime-from", "cTime"])
+        .arg(&dump.root)
+        .arg(&dest)
+        .output()
+        .unwrap();
+    assert!(!text(&out).contains(said), "{}", text(&out));
+}
+
 /// A device that died before folding its write-ahead log into `index.db` keeps its last
 /// changes in `index.db-wal`. They are read (from a private copy), the user is told, and
 /// neither file in the source is touched.

@@ -744,6 +744,26 @@ impl Plan {
         &self.opts
     }
 
+    /// What the user should know about how `index` is read for this plan, said once per
+    /// command: its write-ahead log ([`Index::wal_note`]), and date fields the plan takes
+    /// dates from that the database has no column for (each file's date then silently came
+    /// from the next field: capture dates lost without a word).
+    pub fn index_notes(&self, index: &Index) -> Vec<String> {
+        let mut notes: Vec<String> = index.wal_note().into_iter().collect();
+        let absent: Vec<&str> = (self.opts.dates.fields.iter())
+            .map(|f| f.name())
+            .filter(|n| !index.has_date_column(n))
+            .collect();
+        if !absent.is_empty() {
+            notes.push(format!(
+                "the database's Files table has no {} column: dates come from the other fields of {} that it has",
+                absent.join(" or "),
+                self.opts.dates.describe()
+            ));
+        }
+        notes
+    }
+
     /// What decides which folders exist and where: equal signatures give equal folder sets.
     pub fn signature(&self) -> (names::NamePolicy, bool, &[String], &[String], usize) {
         (

@@ -454,7 +454,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         unsure_since,
     };
 
-    report.warnings.extend(index.wal_note());
+    report.warnings.extend(plan.index_notes(&index));
     report.warnings.extend(dest_warning);
     if !cfg.dry_run && crate::fsinfo::probe(&cfg.state_dir).is_network() {
         report.warnings.push(format!(

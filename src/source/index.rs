@@ -321,6 +321,15 @@ impl Index {
         Ok(idx)
     }
 
+    /// Whether the `Files` table has the optional date column `name` (one of
+    /// [`DATE_COLUMNS`]).
+    pub fn has_date_column(&self, name: &str) -> bool {
+        DATE_COLUMNS
+            .iter()
+            .zip(self.has_date)
+            .any(|(c, has)| has && c.eq_ignore_ascii_case(name))
+    }
+
     /// Said once per command when there is a write-ahead log: the user should know the
     /// database on the disk alone is not the whole index, or that the log could not be
     /// used and what it held (if anything) is not in what is read.

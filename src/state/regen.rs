@@ -211,7 +211,7 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
     let unsure_since = crate::restore::unsure_since(&ckpt, cfg)?;
     let mut rep = RegenReport {
         state_dir: cfg.state_dir.clone(),
-        notes: index.wal_note().into_iter().collect(),
+        notes: plan.index_notes(&index),
         ..Default::default()
     };
     if damaged {
