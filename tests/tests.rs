@@ -1149,6 +1149,34 @@ fn demo_force_replaces_only_a_folder_demo_made() {
         assert_eq!(std::fs::read(&p).unwrap(), b"mine", "{extra} kept");
         std::fs::remove_file(&p).unwrap();
     }
+
+    // A demo killed while it writes its dump is still ours: --force replaces it (it was
+    // refused for good, to be deleted by hand).
+    let killed = t.path().join("killed");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mycloud-recover"))
+        .arg("demo")
+        .arg(&killed)
+        .args(["--files", "400000", "--no-restore"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let db = killed.join("dump/restsdk/data/db/index.db");
+    let t0 = std::time::Instant::now();
+    while !db.exists() && t0.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    assert!(
+        child.wait().unwrap().code().is_none(),
+        "killed while writing its dump"
+    );
+    assert!(db.exists());
+    let out = demo(&killed, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--force"), "{}", text(&out));
+    let out = demo(&killed, &["--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
 #[test]

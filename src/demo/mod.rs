@@ -174,6 +174,11 @@ pub fn generate(dump_root: &Path, spec: &DemoSpec) -> anyhow::Result<DemoManifes
     }
     let restsdk = dump_root.join("restsdk");
     ensure_empty(&restsdk)?;
+    // The demo's mark comes first (the manifest is written over it at the end): a demo
+    // stopped while it writes its dump is still known as one, and `demo --force` replaces it.
+    std::fs::create_dir_all(dump_root)
+        .and_then(|_| std::fs::write(dump_root.join(MANIFEST_FILE), "unfinished demo dump\n"))
+        .with_context(|| format!("cannot write into {}", dump_root.display()))?;
     let data = restsdk.join("data");
     let db_dir = data.join("db");
     let files_dir = data.join("files");
