@@ -1208,7 +1208,8 @@ mod tests {
         let e = only("Nope/x", false).err().unwrap().to_string();
         assert!(e.contains("Photos") && !e.contains("Trash"), "{e}");
 
-        // Another user's folders above an --only path are not made for a --user selection.
+        // An --only path in another user's folders than --user selects is refused, naming
+        // the user (round 10 made no folder for it; it selected nothing, exit 0).
         let idx = db(
             &{
                 let d = t.path().join("two");
@@ -1222,7 +1223,7 @@ mod tests {
                 ("f1", Some("d1"), "a.txt", false),
             ],
         );
-        let plan = Plan::build(
+        let e = Plan::build(
             &idx,
             PlanOptions {
                 users: vec!["auth0_abc".into()],
@@ -1230,12 +1231,10 @@ mod tests {
                 ..opts()
             },
         )
-        .unwrap();
-        assert!(
-            plan.folders_deepest_first().is_empty(),
-            "{:?}",
-            plan.folders_deepest_first()
-        );
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("add --user auth0_def"), "{e}");
     }
 
     #[test]
