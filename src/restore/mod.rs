@@ -214,7 +214,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             cfg.source.files.display()
         );
     }
-    if let Some(w) = &few_objects {
+    for w in &few_objects {
         ui.preparing(&format!("warning: {w}"));
     }
     let dest_warning = match lock.as_ref().filter(|_| !cfg.fresh) {

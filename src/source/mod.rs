@@ -192,24 +192,49 @@ impl SourceLayout {
             .filter(|p| p.is_dir())
     }
 
-    /// How many of `sample` (contentIDs) have an object in the store, and, when almost none
-    /// do (under one in ten), why that matters: the object store may not be where the tool
-    /// looks, or laid out as it does not know (DOMAIN: "say so early").
-    pub fn sample_objects(&self, sample: &[String]) -> Result<(u64, Option<String>), SourceError> {
+    /// How many of `sample` (contentIDs) have an object in the store, and what the user
+    /// should know about them (DOMAIN: "say so early"): almost none found (under one in ten),
+    /// so the object store may not be where the tool looks, or laid out as it does not know;
+    /// or found but some not readable by this user (objects kept for root, in folders anyone
+    /// may enter: each would fail one by one). None readable at all is an error, with the
+    /// sudo hint, before anything is written.
+    pub fn sample_objects(&self, sample: &[String]) -> Result<(u64, Vec<String>), SourceError> {
         let mut found = 0u64;
+        let mut closed: Vec<PathBuf> = Vec::new();
         for c in sample {
-            found += self.find_object(c)?.is_some() as u64;
+            if let Some(p) = self.find_object(c)? {
+                found += 1;
+                if let Err(e) = std::fs::File::open(&p) {
+                    if e.kind() == std::io::ErrorKind::PermissionDenied {
+                        closed.push(p);
+                    }
+                }
+            }
         }
-        let warning = (!sample.is_empty() && found * 10 < sample.len() as u64).then(|| {
+        if found > 0 && closed.len() as u64 == found {
+            return Err(SourceError::PermissionDenied {
+                path: closed.swap_remove(0),
+                what: "read objects such as",
+            });
+        }
+        let mut warnings = Vec::new();
+        if !sample.is_empty() && found * 10 < sample.len() as u64 {
             let user_storage = self.user_storage();
-            format!(
+            warnings.push(format!(
                 "only {found} of {} sampled contentIDs have an object under {}: the object store layout may differ from what this tool knows{}",
                 sample.len(),
                 self.files.display(),
                 if user_storage.is_some() { " (a userStorage folder exists: this firmware may keep files in clear there)" } else { "" }
-            )
-        });
-        Ok((found, warning))
+            ));
+        }
+        if let Some(p) = closed.first() {
+            warnings.push(format!(
+                "{} of {found} sampled objects cannot be read by this user (permission denied, for example {}): files whose object is like them will fail. {SUDO_HINT}",
+                closed.len(),
+                p.display()
+            ));
+        }
+        Ok((found, warnings))
     }
 
     /// Finds an object: sharded layout first, then the flat layout `files/<contentID>`.
