@@ -7,10 +7,10 @@
 //!
 //! A DEST that is not there (a disk not mounted, a typo) is refused before anything is
 //! checked: it would otherwise report every file as differing; an existing DEST that holds
-//! none of the files (an empty mount point) gets a note asking whether it is mounted. Files whose object is
-//! missing from the source cannot be checked; they are listed, and, like the restore that
-//! could not restore them, make the exit code 1: a verify must not look all good while
-//! some files have no copy anywhere.
+//! none of the files (an empty mount point) gets a note asking whether it is mounted. Files
+//! whose object is missing from the source cannot be checked; they are listed, and, like
+//! the restore that could not restore them, make the exit code 1: a verify must not look
+//! all good while some files have no copy anywhere.
 
 use std::fs::File;
 use std::io::Read;

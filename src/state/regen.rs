@@ -3,11 +3,10 @@
 //! For when the checkpoint is lost, or the destination was written by another tool (the
 //! Python predecessor uses the same layout). The destination is walked in parallel; every
 //! planned file found with the expected size and date is adopted as done, every one that
-//! differs is marked to be replaced by the next restore (one with the planned size is
-//! compared first, and only re-dated if it holds the object's bytes), and the rest is
-//! reported: planned
-//! files that are absent, files the plan does not know, and likely moves (an absent file
-//! whose name and size appear elsewhere). Nothing is deleted or moved.
+//! differs is marked to be replaced by the next restore (which compares one with the
+//! planned size first, and only re-dates it if it holds the object's bytes), and the rest
+//! is reported: planned files that are absent, files the plan does not know, and likely
+//! moves (an absent file whose name and size appear elsewhere). Nothing is deleted or moved.
 //!
 //! Memory: what the walk finds is held as 48 bytes per file (`OnDest`); the paths go to a
 //! scratch file in the state folder and are read back only for the files the plan does not
