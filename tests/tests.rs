@@ -3780,6 +3780,67 @@ fn preflight_rejects_a_bad_source_with_exit_2() {
     );
 }
 
+/// A damaged unique index can let two rows share an `id`. Their names were assigned by id,
+/// so both took the second one's suffix: one failed as "already exists and differs", and its
+/// advice (`--overwrite`) would have replaced the other file. Each row now gets its own name.
+#[test]
+fn two_rows_sharing_an_id_get_one_name_each() {
+    let dump = Dump::new(47, 40, 1);
+    let conn = rusqlite::Connection::open(dump.db()).unwrap();
+    let (id, cid): (String, String) = conn
+        .query_row(
+            "SELECT id, contentID FROM Files WHERE mimeType <> 'application/x.wd.dir'
+             AND contentID IS NOT NULL AND size > 0 ORDER BY autoID LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(dump.object(&cid).is_some());
+    let twin = format!("{}z", &cid[..cid.len() - 1]);
+    conn.execute_batch(&format!(
+        "DROP INDEX Files_id;
+         CREATE TEMP TABLE t AS SELECT * FROM Files WHERE id = '{id}';
+         UPDATE t SET autoID = NULL, contentID = '{twin}', size = 5;
+         INSERT INTO Files SELECT * FROM t;"
+    ))
+    .unwrap();
+    drop(conn);
+    let twin_object = dump
+        .root
+        .join("restsdk/data/files")
+        .join(&twin[..1])
+        .join(&twin);
+    std::fs::create_dir_all(twin_object.parent().unwrap()).unwrap();
+    std::fs::write(&twin_object, b"hello").unwrap();
+
+    let dest = dump.path("out");
+    let (out, rep) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(rep["outcomes"]["failed"], 0, "{}", text(&out));
+    let plan = of_type(&plan_json(&dump.root, &dest, &[]), "file")
+        .into_iter()
+        .filter(|f| f["id"] == id.as_str())
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect::<BTreeSet<_>>();
+    assert_eq!(plan.len(), 2, "two names: {plan:?}");
+    let sizes: BTreeSet<u64> = plan
+        .iter()
+        .map(|p| std::fs::metadata(dest.join(p)).unwrap().len())
+        .collect();
+    assert!(
+        sizes.contains(&5) && sizes.len() == 2,
+        "both restored: {sizes:?}"
+    );
+    let renamed = rep["renamed"].to_string();
+    assert!(
+        plan.iter().any(|p| renamed.contains(p.as_str())),
+        "{renamed}"
+    );
+    // A second run finds both done.
+    let (_, again) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(again["outcomes"]["copied"], 0);
+    assert_eq!(again["outcomes"]["failed"], 0);
+}
+
 /// A database without a date column the restore takes dates from (older firmware, a
 /// partial export) was read silently: each file's date came from the next field, capture
 /// dates lost without a word. Every command says so now.

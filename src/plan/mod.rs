@@ -234,8 +234,11 @@ struct Folders {
 pub struct Plan {
     opts: PlanOptions,
     folders: Folders,
-    /// File ids whose final name is not simply their sanitized name (sibling suffixes).
-    suffixed: HashMap<Box<str>, Box<str>>,
+    /// Files (by rowid) whose final name is not simply their sanitized name (sibling
+    /// suffixes). By rowid, not id: where a damaged index let two rows share an id, both
+    /// took the second one's suffix (one file failed as "already exists", and the advice to
+    /// use --overwrite would have replaced the other).
+    suffixed: HashMap<i64, Box<str>>,
     users: Vec<UserRoot>,
     problems: Vec<Problem>,
     folder_renames: Vec<Rename>,
@@ -340,7 +343,7 @@ impl Plan {
         let single_user = (users.len() == 1).then(|| users[0].id.clone());
 
         // Pass 1: names, one parent group at a time.
-        let mut suffixed: HashMap<Box<str>, Box<str>> = HashMap::new();
+        let mut suffixed: HashMap<i64, Box<str>> = HashMap::new();
         let mut group: Vec<ChildRow> = Vec::new();
         let mut top: Vec<ChildRow> = Vec::new();
         let mut top_done = false;
@@ -349,7 +352,7 @@ impl Plan {
                 if group.is_empty() && !is_top {
                     return;
                 }
-                group.sort_by(|a, b| a.id.cmp(&b.id));
+                group.sort_by(|a, b| a.id.cmp(&b.id).then(a.rowid.cmp(&b.rowid)));
                 let naming: Vec<Cow<str>> = group
                     .iter()
                     .map(|r| {
@@ -371,10 +374,7 @@ impl Plan {
                             f.final_name[i as usize] = Some(fin.into_owned().into_boxed_str());
                         }
                     } else if opts.policy.sanitize(natural) != fin {
-                        suffixed.insert(
-                            row.id.clone().into_boxed_str(),
-                            fin.into_owned().into_boxed_str(),
-                        );
+                        suffixed.insert(row.rowid, fin.into_owned().into_boxed_str());
                     }
                 }
                 drop(naming);
@@ -949,7 +949,7 @@ impl Plan {
                     ),
                 },
             };
-            let name: Cow<str> = match self.suffixed.get(row.id) {
+            let name: Cow<str> = match self.suffixed.get(&row.rowid) {
                 Some(n) => Cow::Borrowed(&**n),
                 None => policy.sanitize(&row.name),
             };

@@ -86,6 +86,9 @@ pub struct FolderRow {
 /// A row's identity and name, streamed grouped by parent for name assignment.
 #[derive(Debug, Clone)]
 pub struct ChildRow {
+    /// SQLite's rowid (the `autoID` column): unique even where a damaged index let two
+    /// rows share an `id`.
+    pub rowid: i64,
     pub id: String,
     pub parent: Option<String>,
     pub name: String,
@@ -97,6 +100,8 @@ pub struct ChildRow {
 /// stream of 1.35M rows spent about a quarter of its time in malloc and free.
 #[derive(Debug, Clone)]
 pub struct FileRow<'r> {
+    /// SQLite's rowid, as in [`ChildRow::rowid`].
+    pub rowid: i64,
     pub id: &'r str,
     pub parent: Option<&'r str>,
     pub content_id: Option<&'r str>,
@@ -516,12 +521,13 @@ impl Index {
             .execute_batch(&format!("PRAGMA threads = {helpers}"));
         let streamed = (|| {
             let mut stmt = self.conn.prepare(
-                "SELECT id, COALESCE(parentID, ''), name, mimeType = ?1 FROM Files
+                "SELECT id, COALESCE(parentID, ''), name, mimeType = ?1, rowid FROM Files
                  ORDER BY COALESCE(parentID, ''), id",
             )?;
             let mut rows = stmt.query([FOLDER_MIME])?;
             while let Some(r) = rows.next()? {
                 f(ChildRow {
+                    rowid: r.get(4)?,
                     id: r.get(0)?,
                     parent: parent_of(r.get(1)?),
                     name: text(r, 2)?,
@@ -554,7 +560,7 @@ impl Index {
             None => "WHERE mimeType <> ?1 ORDER BY rowid",
         };
         let sql = format!(
-            "SELECT Files.id, parentID, contentID, name, size, {} FROM Files {order}",
+            "SELECT Files.id, parentID, contentID, name, size, {}, rowid FROM Files {order}",
             self.date_select()
         );
         let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
@@ -564,6 +570,7 @@ impl Index {
             let (name, name_escaped) = name_ref(r, 3).map_err(|e| self.err(e))?;
             let (size, size_unusable) = size_at(r, 4).map_err(|e| self.err(e))?;
             f(FileRow {
+                rowid: r.get(5 + DATE_COLUMNS.len()).map_err(|e| self.err(e))?,
                 id: required(r, 0).map_err(|e| self.err(e))?,
                 parent: parent_of(borrowed(r, 1).map_err(|e| self.err(e))?),
                 content_id: content_id.filter(|c| !c.is_empty()),
