@@ -20,8 +20,11 @@ fn open_index(layout: &crate::source::SourceLayout) -> anyhow::Result<Index> {
 /// What `inspect` reports.
 #[derive(Debug, serde::Serialize)]
 pub struct Inspection {
+    #[serde(serialize_with = "crate::report::lossy::path")]
     pub database: std::path::PathBuf,
+    #[serde(serialize_with = "crate::report::lossy::path")]
     pub files_dir: std::path::PathBuf,
+    #[serde(serialize_with = "crate::report::lossy::opt_path")]
     pub backup_database: Option<std::path::PathBuf>,
     pub integrity: Vec<String>,
     pub counts: crate::source::index::IndexCounts,
@@ -34,6 +37,7 @@ pub struct Inspection {
     pub renamed_folders: u64,
     pub objects_sampled: u64,
     pub objects_found: u64,
+    #[serde(serialize_with = "crate::report::lossy::opt_path")]
     pub user_storage_dir: Option<std::path::PathBuf>,
     pub warnings: Vec<String>,
 }

@@ -294,7 +294,12 @@ impl RestoreConfig {
                 DurabilityArg::File => Durability::File,
             },
             report_path,
-            command_line: std::env::args().collect::<Vec<_>>().join(" "),
+            // Arguments need not be UTF-8 (a DEST named with Latin-1 bytes): kept lossily,
+            // as this line is only shown to the user.
+            command_line: std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" "),
         })
     }
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 pub struct FsInfo {
     /// Type as the mount table names it (`ext4`, `nfs4`, `cifs`, `fuseblk`, ...).
     pub fstype: String,
+    #[serde(serialize_with = "crate::report::lossy::path")]
     pub mount_point: PathBuf,
     pub source: String,
     pub options: String,

@@ -4802,3 +4802,47 @@ fn an_empty_index_suggests_the_backup_copy_and_a_folder_is_named_a_folder() {
     let msg = run("plan", &[Path::new("--db"), &data.join("db")]);
     assert!(msg.contains("is a folder, not a database file"), "{msg}");
 }
+
+/// Round 11: a DEST whose name is not UTF-8 (a folder named in Latin-1 on an old NAS), with
+/// a newline and spaces, made every command that records its command line panic (exit
+/// 101), and once past that the report could not be written ("path contains invalid UTF-8
+/// characters", exit 2, nothing copied). Now it is restored like any other folder, and its
+/// report and `status --json` give the path with the odd bytes replaced.
+#[test]
+fn a_destination_named_with_bytes_that_are_not_utf8_is_restored() {
+    use std::os::unix::ffi::OsStrExt;
+    let dump = Dump::new(111, 80, 1);
+    let dest = dump
+        .path("restored")
+        .with_file_name(std::ffi::OsStr::from_bytes(b"caf\xe9 backup\nnew"));
+    let (out, report) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the demo's missing objects only: {}",
+        text(&out)
+    );
+    assert_eq!(report["outcomes"]["failed"], 0, "{}", text(&out));
+    assert!(
+        report["dest"]
+            .as_str()
+            .unwrap()
+            .ends_with("caf\u{fffd} backup\nnew"),
+        "{}",
+        report["dest"]
+    );
+    assert_restored_exactly(&dump, &dest);
+    let out = bin()
+        .arg("status")
+        .arg(&dump.root)
+        .arg(&dest)
+        .arg("--state-dir")
+        .arg(dump.path("state"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let (out, report) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(report["outcomes"]["copied"], 0, "a resume: {}", text(&out));
+}

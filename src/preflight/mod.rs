@@ -94,7 +94,9 @@ fn install_signal_handler() {
 pub struct PreflightReport {
     pub schema_version: u32,
     pub tool_version: &'static str,
+    #[serde(serialize_with = "crate::report::lossy::path")]
     pub source: PathBuf,
+    #[serde(serialize_with = "crate::report::lossy::path")]
     pub dest: PathBuf,
     pub budget_s: u64,
     pub duration_s: f64,

@@ -86,6 +86,7 @@ impl Machine {
 /// The filesystem under SOURCE or DEST.
 #[derive(Debug, Clone, Serialize)]
 pub struct Disk {
+    #[serde(serialize_with = "crate::report::lossy::path")]
     pub path: PathBuf,
     pub fs: FsInfo,
     pub network: bool,

@@ -10,6 +10,27 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// Paths in JSON output, which need not be UTF-8 (a DEST named with Latin-1 bytes): written
+/// with the bytes that are not replaced by U+FFFD, as serde's own `Path` impl refuses them
+/// and the run stopped before its first file.
+pub mod lossy {
+    use std::path::Path;
+
+    pub fn path<S: serde::Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&p.to_string_lossy())
+    }
+
+    pub fn opt_path<S: serde::Serializer, P: AsRef<Path>>(
+        p: &Option<P>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match p {
+            Some(p) => path(p.as_ref(), s),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 use crate::config::RestoreConfig;
 use crate::plan::{PlanTotals, SkipReason};
 use crate::state::Outcome;
@@ -281,11 +302,16 @@ pub struct RenameEntry {
 pub struct Report {
     pub schema_version: u32,
     pub tool_version: &'static str,
+    #[serde(serialize_with = "crate::report::lossy::path")]
     pub source: PathBuf,
+    #[serde(serialize_with = "crate::report::lossy::path")]
     pub database: PathBuf,
+    #[serde(serialize_with = "crate::report::lossy::path")]
     pub dest: PathBuf,
     pub dest_fstype: String,
+    #[serde(serialize_with = "crate::report::lossy::opt_path")]
     pub state_dir: Option<PathBuf>,
+    #[serde(serialize_with = "crate::report::lossy::opt_path")]
     pub report_path: Option<PathBuf>,
     pub names: crate::plan::names::NamePolicy,
     pub threads: usize,

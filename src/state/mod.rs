@@ -885,6 +885,7 @@ impl Checkpoint {
 /// A snapshot of a checkpoint for `status`, read without taking the lock.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Status {
+    #[serde(serialize_with = "crate::report::lossy::path")]
     pub state_dir: PathBuf,
     /// How the last run that ended ended (`finished`, `interrupted`, `stopped: ...`).
     pub last_end: Option<String>,

@@ -42,6 +42,7 @@ fn holds_object(cfg: &RestoreConfig, content_id: &str, rel: &str, len: u64) -> b
 /// What regen found.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct RegenReport {
+    #[serde(serialize_with = "crate::report::lossy::path")]
     pub state_dir: std::path::PathBuf,
     pub planned_files: u64,
     pub found_on_dest: u64,
