@@ -4846,3 +4846,34 @@ fn a_destination_named_with_bytes_that_are_not_utf8_is_restored() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_eq!(report["outcomes"]["copied"], 0, "a resume: {}", text(&out));
 }
+
+/// Round 11: a destination out of inodes (room for files) with bytes to spare, as a small
+/// ext4 made with few or a tmpfs with `nr_inodes` is, stopped with "free at least 0 B
+/// more": nothing to free by that account. The message now says it is out of room for
+/// files, and a resume after more room is made finishes the restore.
+#[test]
+fn a_destination_out_of_inodes_says_so_instead_of_asking_for_0_bytes() {
+    let dump = Dump::new(112, 400, 1);
+    let Some(small) = SmallDisk::mount_with(&dump, "size=256m,nr_inodes=150") else {
+        return;
+    };
+    let dest = small.path.join("restored");
+    let (out, report) = restore(&dump, &dest, &[], &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    let full = report["dest_full"].as_str().unwrap_or_default();
+    assert!(
+        full.contains("room for only") && full.contains("inodes") && !full.contains("0 B more"),
+        "{msg}"
+    );
+    assert!(small.remount("nr_inodes=5000"));
+    let (out, report) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the demo's missing objects: {}",
+        text(&out)
+    );
+    assert!(report["dest_full"].is_null(), "{}", text(&out));
+    assert_restored_exactly(&dump, &dest);
+}

@@ -1052,16 +1052,28 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     report.interrupted = interrupted;
     report.dest_lost = dest_lost;
     report.dest_full = dest_full.map(|m| {
-        let free = rustix::fs::statvfs(&cfg.dest)
-            .map(|s| s.f_bavail * s.f_frsize)
-            .unwrap_or(0);
+        let fs = rustix::fs::statvfs(&cfg.dest).ok();
+        let free = fs.as_ref().map_or(0, |s| s.f_bavail * s.f_frsize);
         let remaining = report.totals.selected_bytes.saturating_sub(snap.done_bytes());
-        format!(
-            "{m}. The destination has {} free and about {} is still to restore: free at least {} more, then run the same command again",
+        let bytes = format!(
+            "The destination has {} free and about {} is still to restore: free at least {} more",
             crate::report::human_bytes(free),
             crate::report::human_bytes(remaining),
             crate::report::human_bytes(remaining.saturating_sub(free))
-        )
+        );
+        // A filesystem can run out of inodes (room for files) with bytes to spare: a small
+        // ext4 made with few, a tmpfs with nr_inodes. Then bytes are not what to free.
+        let files_left =
+            snap.total_files.saturating_sub(snap.settled_files()) + snap.count(Outcome::Failed);
+        match fs {
+            Some(s) if s.f_files > 0 && s.f_favail < files_left => format!(
+                "{m}. The destination has room for only {} more files or folders (its filesystem has {} inodes in all) and about {files_left} files are still to restore: remove files there, or restore onto a filesystem made with more inodes (mkfs.ext4 -N or -i){}, then run the same command again",
+                s.f_favail,
+                s.f_files,
+                if remaining > free { format!(". {bytes}") } else { String::new() }
+            ),
+            _ => format!("{m}. {bytes}, then run the same command again"),
+        }
     });
     report.update(&snap, true);
     if !cfg.dry_run && report.bytes_copied > 0 {

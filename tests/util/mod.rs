@@ -278,6 +278,11 @@ impl SmallDisk {
     /// Mounts a tmpfs of `size` (e.g. "3m"); `None`, with the reason printed, where the
     /// machine does not allow it (not root, or no mount permission), so the test skips.
     pub fn mount(dump: &Dump, size: &str) -> Option<SmallDisk> {
+        SmallDisk::mount_with(dump, &format!("size={size}"))
+    }
+
+    /// [`SmallDisk::mount`] with tmpfs options (`size=64m,nr_inodes=300`).
+    pub fn mount_with(dump: &Dump, options: &str) -> Option<SmallDisk> {
         let root = std::process::Command::new("id")
             .arg("-u")
             .output()
@@ -290,7 +295,7 @@ impl SmallDisk {
         let path = dump.path("small");
         std::fs::create_dir_all(&path).unwrap();
         let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(&path)
             .status();
         if !ok.map(|s| s.success()).unwrap_or(false) {
@@ -298,6 +303,17 @@ impl SmallDisk {
             return None;
         }
         Some(SmallDisk { path })
+    }
+}
+
+impl SmallDisk {
+    /// `mount -o remount,OPTIONS` (`ro`, `rw`, `nr_inodes=5000`); false if refused (busy).
+    pub fn remount(&self, options: &str) -> bool {
+        std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(&self.path)
+            .output()
+            .is_ok_and(|o| o.status.success())
     }
 }
 
