@@ -4877,3 +4877,55 @@ fn a_destination_out_of_inodes_says_so_instead_of_asking_for_0_bytes() {
     assert!(report["dest_full"].is_null(), "{}", text(&out));
     assert_restored_exactly(&dump, &dest);
 }
+
+/// Round 11: a destination remounted read-only during the run (Linux does so after a disk
+/// error) failed every file left, one by one, each listed (a million lines overnight), and
+/// the run "finished". It now stops at the first such file like a destination unmounted,
+/// says what happened and what to do, and the next run, with the disk writable again,
+/// finishes the restore.
+#[test]
+fn a_destination_turning_read_only_mid_run_stops_the_run() {
+    let dump = Dump::new(113, 1500, 1);
+    let Some(small) = SmallDisk::mount(&dump, "256m") else {
+        return;
+    };
+    let dest = small.path.join("restored");
+    let state = dump.path("state");
+    let child = spawn_restore(&dump, &dest, &state, &["--threads", "2"], "delay_ms=10");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Refused while a file is open for writing: tried until it lands between two files.
+    let started = std::time::Instant::now();
+    while !small.remount("ro") {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "could not remount read-only"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(small.remount("rw"));
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
+    assert!(
+        report["dest_lost"]
+            .as_str()
+            .is_some_and(|m| m.contains("became read-only") && m.contains("read-write again")),
+        "{msg}"
+    );
+    assert!(
+        report["outcomes"]["failed"].as_u64().unwrap() <= 2,
+        "one file per worker at most: {msg}"
+    );
+    assert!(report["not_processed"].as_u64().unwrap() > 0, "{msg}");
+    let (out, report) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the demo's missing objects: {}",
+        text(&out)
+    );
+    assert_eq!(report["outcomes"]["failed"], 0, "{}", text(&out));
+    assert_restored_exactly(&dump, &dest);
+}

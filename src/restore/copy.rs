@@ -133,6 +133,9 @@ pub enum NotRestored {
     Missing(String),
     /// The destination is full: stop the run.
     DestFull(String),
+    /// The destination's filesystem turned read-only during the run (remounted so after a
+    /// disk error): every file after this one would fail too, so the run stops.
+    DestReadOnly(String),
     /// Anything else, with the path and the cause.
     Failed(String),
 }
@@ -464,6 +467,8 @@ fn io_fail(what: &str, path: &Path, e: io::Error) -> Attempt {
     }
     if is_full(&e) {
         Attempt::Final(NotRestored::DestFull(msg))
+    } else if e.raw_os_error() == Some(libc::EROFS) {
+        Attempt::Final(NotRestored::DestReadOnly(msg))
     } else if is_transient(&e) {
         Attempt::Transient(msg)
     } else {

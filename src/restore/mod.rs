@@ -583,6 +583,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             let ctx = &ctx;
             let stopping_ref = &stopping;
             let stop_local = &stop_local;
+            let dest_lost = &dest_lost;
             spawn_named(s, &format!("mcr-copy-{worker}"), move || {
                 let mut folders = copy::WorkerFolders::default();
                 for chunk in rx {
@@ -653,6 +654,18 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                 d.outcome = Outcome::Failed;
                                 d.error = Some(m);
                                 d.dest_full = true;
+                            }
+                            // Like a destination unmounted: the files since the last commit
+                            // may not have reached the disk (an error made it read-only), so
+                            // nothing more is recorded and the next run checks them.
+                            Err(NotRestored::DestReadOnly(m)) => {
+                                let mut lost = dest_lost.lock().unwrap_or_else(|e| e.into_inner());
+                                lost.get_or_insert_with(|| format!(
+                                    "{m}: the destination became read-only during the run (Linux remounts a disk read-only after an error; a NAS share can turn read-only): stopped, and the files placed since the last commit were not recorded. See why (`dmesg`, the NAS's log), mount it read-write again and run the same command: the next run checks the files placed since the last commit"
+                                ));
+                                stop_local.store(true, Ordering::SeqCst);
+                                d.outcome = Outcome::Failed;
+                                d.error = Some(m);
                             }
                         }
                         results.push(d);
