@@ -4929,3 +4929,94 @@ fn a_destination_turning_read_only_mid_run_stops_the_run() {
     assert_eq!(report["outcomes"]["failed"], 0, "{}", text(&out));
     assert_restored_exactly(&dump, &dest);
 }
+
+/// Round 11: the source disk going away mid-run (a USB disk unplugged, its FUSE driver
+/// dead) failed every file left, each listed: at once when the error says the disk is gone
+/// ("Transport endpoint is not connected"), after 5 s of retries each when it is an I/O
+/// error (1.7 files/s: days for a real disk's files). The run now stops once files failing
+/// that way outnumber those restored by 16, says to attach the disk again, and the next run
+/// restores the rest. The source here is a FUSE mount (`bindfs`) whose daemon is killed.
+#[test]
+fn a_source_disk_that_stops_answering_mid_run_stops_the_run() {
+    let dump = Dump::new(114, 1500, 1);
+    let src = dump.path("source");
+    std::fs::create_dir_all(&src).unwrap();
+    let required = std::env::var("MCR_TEST_FUSE").as_deref() == Ok("require");
+    let skip = |why: String| {
+        assert!(!required, "{why}");
+        eprintln!("skipped: {why}");
+    };
+    // In the foreground, so that this test owns the daemon and can kill it.
+    let daemon = std::process::Command::new("bindfs")
+        .arg("-f")
+        .arg(&dump.root)
+        .arg(&src)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let Ok(mut daemon) = daemon else {
+        return skip(format!(
+            "cannot run bindfs (needs root and bindfs): {daemon:?}"
+        ));
+    };
+    let started = std::time::Instant::now();
+    while !src.join("restsdk").exists() {
+        if started.elapsed().as_secs() > 10 || daemon.try_wait().unwrap().is_some() {
+            let _ = daemon.kill();
+            return skip("bindfs did not mount (needs root and /dev/fuse)".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let dest = dump.path("restored");
+    let state = dump.path("state");
+    let run = || {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"));
+        c.arg("restore")
+            .arg(&src)
+            .arg(&dest)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--threads", "2"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c
+    };
+    let child = run()
+        .env("MYCLOUD_RECOVER_FAULTS", "delay_ms=10")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let _ = std::process::Command::new("umount")
+        .arg("-l")
+        .arg(&src)
+        .status();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
+    assert!(
+        report["stalled"]
+            .as_str()
+            .is_some_and(|m| m.contains("does not answer") && m.contains("run the same command")),
+        "{msg}"
+    );
+    assert!(msg.contains("stopped: a disk stopped answering"), "{msg}");
+    let failed = report["outcomes"]["failed"].as_u64().unwrap();
+    assert!(failed < 100, "{failed} files failed: {msg}");
+    assert!(report["not_processed"].as_u64().unwrap() > 500, "{msg}");
+    // The disk back: the next run restores the rest.
+    let Some(_mount) = FuseMount::new(&dump.root, &src) else {
+        return;
+    };
+    let out = run().output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the demo's missing objects: {}",
+        text(&out)
+    );
+    assert_restored_exactly(&dump, &dest);
+}

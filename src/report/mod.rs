@@ -324,6 +324,8 @@ pub struct Report {
     pub dest_full: Option<String>,
     /// Why the run stopped when DEST stopped being the folder it started writing to.
     pub dest_lost: Option<String>,
+    /// Why the run stopped when file after file failed after every retry (a disk gone).
+    pub stalled: Option<String>,
     pub totals: PlanTotals,
     pub outcomes: BTreeMap<&'static str, u64>,
     /// Files that got no outcome because the run stopped early.
@@ -384,6 +386,7 @@ impl Report {
             interrupted: false,
             dest_full: None,
             dest_lost: None,
+            stalled: None,
             totals: PlanTotals::default(),
             outcomes: Outcome::ALL.iter().map(|o| (o.as_str(), 0)).collect(),
             not_processed: 0,
@@ -485,6 +488,8 @@ impl Report {
             "stopped: the destination is full"
         } else if self.dest_lost.is_some() {
             "stopped: the destination changed"
+        } else if self.stalled.is_some() {
+            "stopped: a disk stopped answering"
         } else {
             "finished"
         };
@@ -572,7 +577,12 @@ impl Report {
                 self.stale_temps_removed
             ));
         }
-        for m in self.dest_full.iter().chain(&self.dest_lost) {
+        for m in self
+            .dest_full
+            .iter()
+            .chain(&self.dest_lost)
+            .chain(&self.stalled)
+        {
             s.push_str(&format!("  {m}\n"));
         }
         if self.totals.undated_files > 0 {

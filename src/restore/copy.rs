@@ -136,6 +136,10 @@ pub enum NotRestored {
     /// The destination's filesystem turned read-only during the run (remounted so after a
     /// disk error): every file after this one would fail too, so the run stops.
     DestReadOnly(String),
+    /// A disk or share did not answer: an error that says so (its FUSE daemon or its
+    /// connection gone), or one worth retrying that lasted through every retry. File after
+    /// file of these means the disk is gone (see `restore`).
+    NoAnswer(String),
     /// Anything else, with the path and the cause.
     Failed(String),
 }
@@ -440,7 +444,7 @@ pub fn restore_file(
                 attempt += 1;
             }
             Err(Attempt::Transient(msg)) => {
-                return Err(NotRestored::Failed(format!(
+                return Err(NotRestored::NoAnswer(format!(
                     "{msg} (after {} tries)",
                     attempt + 1
                 )))
@@ -471,6 +475,11 @@ fn io_fail(what: &str, path: &Path, e: io::Error) -> Attempt {
         Attempt::Final(NotRestored::DestReadOnly(msg))
     } else if is_transient(&e) {
         Attempt::Transient(msg)
+    } else if matches!(
+        e.raw_os_error(),
+        Some(libc::ENOTCONN | libc::ECONNABORTED | libc::ENXIO | libc::ENODEV | libc::EHOSTDOWN)
+    ) {
+        Attempt::Final(NotRestored::NoAnswer(msg))
     } else {
         Attempt::Final(NotRestored::Failed(msg))
     }

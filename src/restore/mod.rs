@@ -86,6 +86,13 @@ const COMMIT_FILES: usize = 65_536;
 const COMMIT_MAX_PENDING: usize = 262_144;
 /// Checkpoint key: "1" while a run's folder dates are not all set (see `restore`).
 const FOLDER_DATES_OWED: &str = "folder_dates_owed";
+/// Files that failed because a disk did not answer stop the run once they outnumber the files
+/// restored meanwhile by this many: the source disk was disconnected or the NAS is gone,
+/// and every file left would fail the same way (a USB disk unplugged mid-run: 5 s of
+/// retries per file, 1.7 files/s, each listed as failed, nine days for a million files
+/// left). Not "so many in a row": what the page cache still holds of the lost disk is read
+/// between the failures.
+const NO_ANSWER_LEAD: u32 = 16;
 /// Files settled without a worker (already done, not selected) are reported in chunks too.
 const SETTLED_CHUNK: usize = 1024;
 
@@ -100,6 +107,8 @@ struct Done {
     /// is kept in the checkpoint, and later runs report it again.
     lasting_note: bool,
     dest_full: bool,
+    /// Failed because a disk did not answer (`NotRestored::NoAnswer`).
+    no_answer: bool,
 }
 
 /// How a run ended, for the exit code.
@@ -487,6 +496,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         None => HashMap::new(),
     };
     let mut dest_full: Option<String> = None;
+    let mut stalled: Option<String> = None;
+    let mut no_answer_lead = 0u32;
     // Files an earlier run restored from an object of another length than the database
     // says (each recorded with that note): one whose object has the database's length now
     // (a later `ddrescue` pass over a failing disk, say) is copied again, not left as done.
@@ -553,6 +564,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                         note: None,
                         lasting_note: false,
                         dest_full: false,
+                        no_answer: false,
                     });
                     if settled.len() >= SETTLED_CHUNK {
                         let _ = producer_tx.send(std::mem::take(&mut settled));
@@ -601,6 +613,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                             note: None,
                             lasting_note: false,
                             dest_full: false,
+                            no_answer: false,
                         };
                         match r {
                             Ok(Restored::Copied {
@@ -648,6 +661,11 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                             Err(NotRestored::Failed(m)) => {
                                 d.outcome = Outcome::Failed;
                                 d.error = Some(m);
+                            }
+                            Err(NotRestored::NoAnswer(m)) => {
+                                d.outcome = Outcome::Failed;
+                                d.error = Some(m);
+                                d.no_answer = true;
                             }
                             Err(NotRestored::DestFull(m)) => {
                                 stop_local.store(true, Ordering::SeqCst);
@@ -847,6 +865,19 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                             if d.dest_full && dest_full.is_none() {
                                 dest_full = d.error.clone();
                             }
+                            if d.no_answer {
+                                no_answer_lead += 1;
+                            } else if matches!(d.outcome, Outcome::Copied | Outcome::Adopted) {
+                                no_answer_lead = no_answer_lead.saturating_sub(1);
+                            }
+                            if no_answer_lead >= NO_ANSWER_LEAD && stalled.is_none() {
+                                stalled = Some(format!(
+                                    "files keep failing because a disk does not answer ({} failed so far, the last: {}): a disk stopped answering (the source disk disconnected or failing, the destination's NAS gone): stopped. Check the disks (`dmesg`), attach the one that went away again and run the same command: the failed files are tried again. A source disk that is failing is best copied first (ddrescue), then restored from the copy",
+                                    snap.count(Outcome::Failed) + 1,
+                                    d.error.as_deref().unwrap_or_default()
+                                ));
+                                stop_local.store(true, Ordering::SeqCst);
+                            }
                             if d.file.skip.is_none() {
                                 if let Some(orig) = &d.file.renamed_from {
                                     report.add_rename(orig, &d.file.rel_path);
@@ -951,7 +982,12 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // its folder's mtime), or all of them when an earlier run stopped before its folder dates;
     // a resume with nothing to do touches no folder. Not after a stop (full or lost
     // destination): the next run owes them.
-    if !cfg.dry_run && !interrupted && dest_full.is_none() && dest_lost.is_none() {
+    if !cfg.dry_run
+        && !interrupted
+        && dest_full.is_none()
+        && dest_lost.is_none()
+        && stalled.is_none()
+    {
         let t = Instant::now();
         for d in dirs.created() {
             if let Ok(rel) = d.strip_prefix(&cfg.dest) {
@@ -1039,6 +1075,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         "stopped: the destination is full"
     } else if dest_lost.is_some() {
         "stopped: the destination changed"
+    } else if stalled.is_some() {
+        "stopped: a disk stopped answering"
     } else {
         "finished"
     };
@@ -1064,6 +1102,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     }
     report.interrupted = interrupted;
     report.dest_lost = dest_lost;
+    report.stalled = stalled;
     report.dest_full = dest_full.map(|m| {
         let fs = rustix::fs::statvfs(&cfg.dest).ok();
         let free = fs.as_ref().map_or(0, |s| s.f_bavail * s.f_frsize);
