@@ -928,8 +928,21 @@ pub fn advise(m: &Measurements, w: &Work, base: &CommandBase) -> Advice {
 
 /// "12m30s to 1h05m" style band.
 pub fn band(e: &Estimate) -> String {
-    let d = |s: f64| human_duration(std::time::Duration::from_secs_f64(s.max(0.0)));
-    format!("{} (best) to {} (worst)", d(e.best_s), d(e.worst_s))
+    format!(
+        "{} (best) to {} (worst)",
+        human_secs(e.best_s),
+        human_secs(e.worst_s)
+    )
+}
+
+/// Seconds for people. A benchmark whose slowest stretch finished no file (a NAS that
+/// stalled, a machine busy elsewhere) makes the worst case infinite: said so, where
+/// `Duration::from_secs_f64` panicked and took pre-flight down with it.
+pub fn human_secs(s: f64) -> String {
+    match std::time::Duration::try_from_secs_f64(s.max(0.0)) {
+        Ok(d) if d.as_secs() < 100 * 365 * 86_400 => human_duration(d),
+        _ => "unbounded (a benchmark stalled: measure again with pre-flight)".into(),
+    }
 }
 
 #[cfg(test)]
@@ -1091,6 +1104,25 @@ pub(crate) mod tests {
             scaling: curve(&[(1, 30.0), (4, 118.0), (16, 450.0), (64, 1500.0)]),
             ..Default::default()
         }
+    }
+
+    /// Round 11: a level whose slowest stretch finished no file (the machine busy, seen in
+    /// this suite on a loaded host) gave an infinite worst case, and printing it panicked.
+    #[test]
+    fn a_benchmark_that_stalled_gives_an_unbounded_worst_case_not_a_panic() {
+        let mut m = slow_nas();
+        for p in &mut m.scaling {
+            p.low_files_per_s = 0.0;
+        }
+        let w = work(1_310_000, 1_760_000_000_000);
+        let e = estimate(&m, &w, 64).unwrap();
+        assert!(!e.worst_s.is_finite());
+        let b = band(&e);
+        assert!(b.contains("unbounded") && b.contains("(best)"), "{b}");
+        assert_eq!(
+            human_secs(90.0),
+            human_duration(std::time::Duration::from_secs(90))
+        );
     }
 
     #[test]

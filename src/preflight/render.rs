@@ -1,18 +1,17 @@
 //! The human pre-flight report.
 
 use std::fmt::Write;
-use std::time::Duration;
 
 use super::model::{band, Disk, NameOutcome, MODEL_TEXT};
 use super::PreflightReport;
-use crate::report::{human_bytes, human_duration};
+use crate::report::human_bytes;
 
 fn opt_bytes(b: Option<u64>) -> String {
     b.map(human_bytes).unwrap_or_else(|| "unknown".into())
 }
 
 fn secs(s: f64) -> String {
-    human_duration(Duration::from_secs_f64(s.max(0.0)))
+    super::model::human_secs(s)
 }
 
 fn rate(bytes_per_s: f64) -> String {
