@@ -4936,6 +4936,39 @@ fn a_destination_turning_read_only_mid_run_stops_the_run() {
 /// error (1.7 files/s: days for a real disk's files). The run now stops once files failing
 /// that way outnumber those restored by 16, says to attach the disk again, and the next run
 /// restores the rest. The source here is a FUSE mount (`bindfs`) whose daemon is killed.
+/// Many files of a failing disk that fail with I/O errors while the disk still answers
+/// (bad sectors) are reported one by one and the run goes on: the stop for a disk that
+/// stopped answering asks the disks first. Stopping there would stop every later run at
+/// the same files, and the good files after them would never be restored.
+#[test]
+fn bad_sectors_on_a_disk_that_still_answers_do_not_stop_the_run() {
+    let dump = Dump::new(115, 60, 1);
+    let bad: Vec<String> = dump
+        .content_ids()
+        .values()
+        .filter_map(|(cid, _)| cid.clone().filter(|c| dump.object(c).is_some()))
+        .take(40)
+        .collect();
+    assert_eq!(bad.len(), 40);
+    let mut faults = String::from("backoff_ms=0");
+    for c in &bad {
+        faults.push_str(&format!(";bad_sector={c}"));
+    }
+    let (out, rep) = restore(
+        &dump,
+        &dump.path("out"),
+        &["--threads", "2"],
+        &[("MYCLOUD_RECOVER_FAULTS", &faults)],
+    );
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(rep["stalled"].is_null(), "{msg}");
+    // Those of them selected (some are in the Trash).
+    assert!(rep["outcomes"]["failed"].as_u64().unwrap() >= 30, "{msg}");
+    assert_eq!(rep["not_processed"], 0, "{msg}");
+    assert!(!msg.contains("stopped answering"), "{msg}");
+}
+
 #[test]
 fn a_source_disk_that_stops_answering_mid_run_stops_the_run() {
     let dump = Dump::new(114, 1500, 1);

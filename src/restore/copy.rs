@@ -47,6 +47,11 @@ pub struct Faults {
     pub copy_log: Option<PathBuf>,
     /// Objects whose first read attempt times out (a stalled NAS), to exercise retries.
     pub flaky: Vec<String>,
+    /// Objects that fail with EIO on every attempt while the disk answers otherwise (bad
+    /// sectors of a failing disk).
+    pub bad_sector: Vec<String>,
+    /// Wait this long between retries instead of the real backoff (tests of many failures).
+    pub backoff_ms: Option<u64>,
     /// Use named temporary files even where unnamed ones work (tests both ways locally).
     pub named_temps: bool,
     /// Hold back the count of the files this long (a slow count on a large index), so tests
@@ -74,6 +79,8 @@ impl Faults {
                     Some(("abort_after_commits", v)) => f.abort_after_commits = v.parse().ok(),
                     Some(("copy_log", v)) => f.copy_log = Some(PathBuf::from(v)),
                     Some(("flaky", v)) => f.flaky.push(v.to_string()),
+                    Some(("bad_sector", v)) => f.bad_sector.push(v.to_string()),
+                    Some(("backoff_ms", v)) => f.backoff_ms = v.parse().ok(),
                     Some(("named_temps", v)) => f.named_temps = v == "1",
                     Some(("count_delay_ms", v)) => f.count_delay_ms = v.parse().unwrap_or(0),
                     Some(("commit_ms", v)) => f.commit_ms = v.parse().ok(),
@@ -393,6 +400,8 @@ fn open_object(
         }
         let opened = if ctx.faults.unreadable.iter().any(|c| c == content_id) {
             injected(libc::EACCES)
+        } else if ctx.faults.bad_sector.iter().any(|c| c == content_id) {
+            injected(libc::EIO)
         } else if ctx.faults.flaky.iter().any(|c| c == content_id)
             && ctx
                 .faults
@@ -440,7 +449,8 @@ pub fn restore_file(
                 // A folder kept open may be what went stale (a disk unplugged and mounted
                 // again, an NFS handle): the retries of this file go by path.
                 folders.forget();
-                std::thread::sleep(Duration::from_millis(BACKOFF_MS[attempt]));
+                let wait = ctx.faults.backoff_ms.unwrap_or(BACKOFF_MS[attempt]);
+                std::thread::sleep(Duration::from_millis(wait));
                 attempt += 1;
             }
             Err(Attempt::Transient(msg)) => {

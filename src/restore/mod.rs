@@ -87,12 +87,33 @@ const COMMIT_MAX_PENDING: usize = 262_144;
 /// Checkpoint key: "1" while a run's folder dates are not all set (see `restore`).
 const FOLDER_DATES_OWED: &str = "folder_dates_owed";
 /// Files that failed because a disk did not answer stop the run once they outnumber the files
-/// restored meanwhile by this many: the source disk was disconnected or the NAS is gone,
+/// restored meanwhile by this many and the disks do not answer (`disks_answer`): the source
+/// disk was disconnected or the NAS is gone,
 /// and every file left would fail the same way (a USB disk unplugged mid-run: 5 s of
 /// retries per file, 1.7 files/s, each listed as failed, nine days for a million files
 /// left). Not "so many in a row": what the page cache still holds of the lost disk is read
 /// between the failures.
 const NO_ANSWER_LEAD: u32 = 16;
+/// Whether the source disk and DEST still answer, asked when files keep failing because a
+/// disk did not: the first page of the database read from the disk (its cached pages
+/// dropped first) and DEST listed, within 10 s (a dead NAS can hang a call for good; the
+/// thread asking is then left behind).
+fn disks_answer(cfg: &RestoreConfig) -> bool {
+    let (db, dest) = (cfg.source.db.clone(), cfg.dest.clone());
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let asked = std::thread::Builder::new()
+        .name("mcr-disk-probe".into())
+        .spawn(move || {
+            use std::os::unix::fs::FileExt;
+            let source = std::fs::File::open(&db).and_then(|f| {
+                let _ = rustix::fs::fadvise(&f, 0, 0, rustix::fs::Advice::DontNeed);
+                f.read_at(&mut [0u8; 4096], 0)
+            });
+            let _ = tx.send(source.is_ok() && std::fs::read_dir(&dest).is_ok());
+        });
+    asked.is_ok() && rx.recv_timeout(Duration::from_secs(10)).unwrap_or(false)
+}
+
 /// Files settled without a worker (already done, not selected) are reported in chunks too.
 const SETTLED_CHUNK: usize = 1024;
 
@@ -869,6 +890,15 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                 no_answer_lead += 1;
                             } else if matches!(d.outcome, Outcome::Copied | Outcome::Adopted) {
                                 no_answer_lead = no_answer_lead.saturating_sub(1);
+                            }
+                            // Unless the disks still answer: then the failures are the
+                            // files' own (bad sectors of a failing disk), reported one by one
+                            // as before; stopping would stop every later run at them too.
+                            if no_answer_lead >= NO_ANSWER_LEAD
+                                && stalled.is_none()
+                                && disks_answer(cfg)
+                            {
+                                no_answer_lead = 0;
                             }
                             if no_answer_lead >= NO_ANSWER_LEAD && stalled.is_none() {
                                 stalled = Some(format!(
