@@ -1984,6 +1984,72 @@ fn a_destination_unmounted_mid_run_stops_the_restore_and_nothing_after_is_record
     assert_restored_exactly(&dump, &dest);
 }
 
+/// Round 11: a destination that changed after the last file was placed (a share dropped
+/// and its mount point an empty folder again, in the last seconds of a run, or during a
+/// small one) stopped the run at its only commit: nothing was recorded and the files are
+/// not at DEST, yet every file counted, so the report said `complete` and the exit code
+/// was 0 under a summary saying "stopped: the destination changed". Here DEST is swapped
+/// for an empty folder after the first file of one folder: the worker's open folder takes
+/// the others, so no file fails and nothing is left unprocessed.
+#[test]
+fn a_destination_lost_after_the_last_file_is_not_reported_complete() {
+    let dump = Dump::new(46, 300, 1);
+    let dest = dump.path("restored");
+    std::fs::create_dir_all(&dest).unwrap();
+    let plan = plan_json(&dump.root, &dest, &[]);
+    let files = planned_files(&plan);
+    let ids = dump.content_ids();
+    let restorable = |id: &str| {
+        ids[id]
+            .0
+            .as_deref()
+            .is_some_and(|c| dump.object(c).is_some())
+    };
+    // A folder without subfolders, holding at least three files that all have objects.
+    let mut by_folder: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (path, (id, _, _)) in &files {
+        if let Some((dir, _)) = path.rsplit_once('/') {
+            by_folder.entry(dir).or_default().push(id);
+        }
+    }
+    let leaf = by_folder
+        .iter()
+        .find(|(dir, ids)| {
+            ids.len() >= 3
+                && ids.iter().all(|id| restorable(id))
+                && !files
+                    .keys()
+                    .any(|p| p.starts_with(&format!("{dir}/")) && p[dir.len() + 1..].contains('/'))
+        })
+        .map(|(dir, _)| dir.to_string())
+        .expect("a leaf folder with three restorable files");
+    let state = dump.path("state");
+    let child = spawn_restore(
+        &dump,
+        &dest,
+        &state,
+        &["--threads", "1", "--only", &leaf],
+        "delay_ms=400;commit_ms=600000",
+    );
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while tree(&dest).values().all(|(dir, _, _)| *dir) {
+        assert!(std::time::Instant::now() < until, "no file was placed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::fs::rename(&dest, dump.path("moved")).unwrap();
+    std::fs::create_dir(&dest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let msg = text(&out);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
+    assert!(report["dest_lost"].is_string(), "{msg}");
+    assert_eq!(report["outcomes"]["failed"], 0, "{msg}");
+    assert_eq!(report["not_processed"], 0, "{msg}");
+    assert!(tree(&dest).is_empty(), "the files are not at DEST");
+    assert_eq!(report["complete"], false, "{msg}");
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+}
+
 /// A symbolic link where a restored folder goes (left by the user, or planted) is not
 /// followed: its files would land outside DEST and count as restored. They fail, each
 /// listed with the reason, and nothing is written through the link.

@@ -319,6 +319,8 @@ pub struct Report {
     pub dry_run: bool,
     pub started_unix_ms: i64,
     pub finished_unix_ms: Option<i64>,
+    /// Every file got an outcome and the run was not stopped (interrupted, or by a full or
+    /// changed destination).
     pub complete: bool,
     pub interrupted: bool,
     pub dest_full: Option<String>,
@@ -452,7 +454,13 @@ impl Report {
         self.bytes_per_s = s.bytes_per_sec();
         if finished {
             self.finished_unix_ms = Some(now_ms());
-            self.complete = self.not_processed == 0 && !self.interrupted;
+            // A run stopped by a full or changed destination is not complete even when
+            // every file got an outcome: what was placed since the last commit is not
+            // recorded (a destination lost after the last file: nothing of the run is).
+            self.complete = self.not_processed == 0
+                && !self.interrupted
+                && self.dest_full.is_none()
+                && self.dest_lost.is_none();
         }
     }
 
