@@ -3338,6 +3338,39 @@ fn the_same_dump_at_another_path_resumes_and_another_dump_is_refused() {
     assert_eq!(tree(&dest), before, "nothing of the other device written");
 }
 
+/// Round 11: the summary printed the first 20 notes (files restored from objects of
+/// another length, re-dated, replacing a cut-short copy) and nothing else: 364 files
+/// restored from short objects looked like 20. Notes are now counted, and the summary
+/// says how many more are in the report, as it does for problem files.
+#[test]
+fn more_than_twenty_notes_are_counted_in_the_summary_not_cut_silently() {
+    let dump = Dump::new(51, 200, 1);
+    let short: Vec<std::path::PathBuf> = dump
+        .content_ids()
+        .into_values()
+        .filter(|(_, size)| *size > 2000)
+        .filter_map(|(cid, _)| cid.as_deref().and_then(|c| dump.object(c)))
+        .take(25)
+        .collect();
+    assert_eq!(short.len(), 25, "25 objects to cut short");
+    for object in &short {
+        let bytes = std::fs::read(object).unwrap();
+        std::fs::write(object, &bytes[..1000]).unwrap();
+    }
+    let (out, report) = restore(&dump, &dump.path("out"), &[], &[]);
+    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    let notes = report["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 25, "{summary}");
+    let (_, noted) = summary
+        .split_once("Files with a note (25):\n")
+        .unwrap_or_else(|| panic!("the summary counts the notes: {summary}"));
+    assert_eq!(noted.matches("  note: ").count(), 20, "{summary}");
+    assert!(
+        noted.contains("  ... and 5 more in the report\n"),
+        "{summary}"
+    );
+}
+
 /// A file restored from an object shorter than the database says (a failing disk's
 /// partial read) is copied again once the object is whole (a later `ddrescue` pass), not
 /// left as done with a note that is no longer true.
