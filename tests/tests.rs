@@ -4266,6 +4266,50 @@ fn an_only_path_that_matches_nothing_is_refused_or_warned_about() {
     assert_eq!(report["totals"]["selected_files"], 0);
 }
 
+/// Round 11: `restore --only Documents` said "7 folders and files have a missing parent or
+/// sit on a parent cycle; they are restored under _unlinked/" and listed them in the
+/// report, while nothing under `_unlinked/` was selected or made (the plan's structure
+/// problems and renamed folders were reported whatever the selection, and those of
+/// files left out as the stream passed them). Only what the run restores is reported.
+#[test]
+fn an_only_run_reports_no_unlinked_rows_it_did_not_restore() {
+    let dump = Dump::new(52, 300, 1);
+    let dest = dump.path("out");
+    let plan = plan_json(&dump.root, &dest, &[]);
+    let files = planned_files(&plan);
+    assert!(
+        files.keys().any(|p| p.starts_with("_unlinked/")),
+        "the demo has rows with a missing parent"
+    );
+    let top = files
+        .keys()
+        .filter_map(|p| p.split_once('/').map(|(t, _)| t))
+        .find(|t| !t.starts_with('_'))
+        .expect("a top folder")
+        .to_string();
+    let (out, report) = restore(&dump, &dest, &["--only", &top], &[]);
+    let summary = text(&out);
+    assert!(!dest.join("_unlinked").exists(), "{summary}");
+    assert!(!summary.contains("_unlinked"), "{summary}");
+    let listed = report["structure_problems"].as_array().unwrap();
+    assert!(
+        listed.iter().all(|p| p["restored_path"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{top}/"))),
+        "{listed:?}"
+    );
+    // Without --only they are restored and reported.
+    let (out, report) = restore(&dump, &dest, &[], &[]);
+    assert!(
+        text(&out).contains("restored under _unlinked/"),
+        "{}",
+        text(&out)
+    );
+    assert!(!report["structure_problems"].as_array().unwrap().is_empty());
+    assert!(dest.join("_unlinked").is_dir());
+}
+
 /// Review A5: `restore --only Trash` without --include-trash selected 0 files, exited 0,
 /// warned about case-sensitive paths and made an empty `Trash/` on DEST; `plan` gave no
 /// hint, and the refusal of another --only listed `Trash` among the top folders. Now both

@@ -798,6 +798,39 @@ impl Plan {
         None
     }
 
+    /// Whether a folder is restored: in the selection, or above an `--only` path. The
+    /// folders above an --only path hold it; but not in a part of the tree the selection
+    /// leaves out whatever --only says (Trash without --include-trash, another user's
+    /// folders), where it would be an empty folder of nothing.
+    fn folder_kept(&self, origin: Origin, rel_path: &str) -> bool {
+        match self.skip_for(origin, rel_path) {
+            None => true,
+            Some(SkipReason::NotUnderOnly) => self.opts.only.iter().any(|p| under(p, rel_path)),
+            Some(_) => false,
+        }
+    }
+
+    /// Whether the folder with this id is restored ([`Plan::folder_kept`]).
+    fn folder_id_kept(&self, id: &str) -> bool {
+        self.folders.ids.get(id).is_some_and(|&i| {
+            let i = i as usize;
+            self.folder_kept(self.folders.origin[i], &self.folders.path[i])
+        })
+    }
+
+    /// The folders' structure problems ([`Plan::problems`]) among the folders restored: a
+    /// restore with `--only Photos` does not restore `_unlinked/`, nor a user left out.
+    pub fn kept_problems(&self) -> impl Iterator<Item = &Problem> {
+        self.problems.iter().filter(|p| self.folder_id_kept(&p.id))
+    }
+
+    /// The renamed folders ([`Plan::folder_renames`]) among the folders restored.
+    pub fn kept_folder_renames(&self) -> impl Iterator<Item = &Rename> {
+        self.folder_renames
+            .iter()
+            .filter(|r| self.folder_id_kept(&r.id))
+    }
+
     /// Every folder that holds restored content (folders of filtered origins excluded),
     /// deepest first: the order in which folder dates must be set.
     pub fn folders_deepest_first(&self) -> Vec<PlannedFolder> {
@@ -809,16 +842,7 @@ impl Plan {
                 origin: self.folders.origin[i],
                 depth: self.folders.path[i].matches('/').count(),
             })
-            .filter(|f| match self.skip_for(f.origin, &f.rel_path) {
-                None => true,
-                // The folders above an --only path hold it; but not in a part of the tree the
-                // selection leaves out whatever --only says (Trash without --include-trash,
-                // another user's folders), where it would be an empty folder of nothing.
-                Some(SkipReason::NotUnderOnly) => {
-                    self.opts.only.iter().any(|p| under(p, &f.rel_path))
-                }
-                Some(_) => false,
-            })
+            .filter(|f| self.folder_kept(f.origin, &f.rel_path))
             .collect();
         out.sort_by(|a, b| {
             b.depth

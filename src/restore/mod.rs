@@ -400,12 +400,14 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     report.warnings.extend(dates_note);
     report.tuning = tuning;
     report.phases.insert("plan".into(), plan_time.as_secs_f64());
-    for r in plan.folder_renames() {
+    // Those of the folders restored only: the others are not on DEST to be renamed or
+    // under `_unlinked/` (an `--only` run's summary said 7 were "restored under _unlinked/").
+    for r in plan.kept_folder_renames() {
         report.add_rename(&r.original, &r.restored);
     }
-    for p in plan.problems() {
-        report.structure_problems.push(p.clone());
-    }
+    report
+        .structure_problems
+        .extend(plan.kept_problems().cloned());
     let after_crash = match &ckpt {
         Some(c) => c.previous_run_unclean()?,
         None => false,
@@ -933,7 +935,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                             if d.file.skip.is_some() {
                                 report.count_skip(d.file.skip);
                             }
-                            report.structure_problems.extend(d.file.problems());
+                            if d.file.skip.is_none() {
+                                report.structure_problems.extend(d.file.problems());
+                            }
                             // A resume's already-done files stay out of the batches: a
                             // million of them would only be carried to the committer. A done
                             // file's note is kept in its record, for later runs' reports.
