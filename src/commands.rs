@@ -375,7 +375,7 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
                 }
                 // Runs refused before copying (a bad option, a full or read-only DEST)
                 // record no end of their own.
-                (Some(true), None) if st.files_done == 0 => {
+                (Some(true), None) if st.files_done + st.files_done_left_out == 0 => {
                     "no file restored yet (no run got as far as copying)".into()
                 }
                 (Some(true), None) => "last run ended normally".into(),
@@ -393,6 +393,13 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
             st.files_done,
             100.0 * st.files_done.min(n) as f64 / n as f64
         )?;
+        if st.files_done_left_out > 0 {
+            writeln!(
+                out,
+                "  and {} files of the Trash, restored by a run with --include-trash",
+                st.files_done_left_out
+            )?;
+        }
     }
     for (k, v) in &st.counts {
         writeln!(out, "  {k:<14} {v:>9}")?;

@@ -460,15 +460,7 @@ impl Plan {
                 .map(|p| &**p)
                 .filter(|p| !p.is_empty())
         };
-        // The device's Trash: the parentless `Trash` row, at the top of DEST under its final
-        // name (`Trash`, unless a user's own top folder took that name first).
-        let trash = (0..self.folders.path.len())
-            .find(|&i| {
-                self.folders.origin[i] == Origin::Trash
-                    && matches!(self.folders.parent[i], ParentRef::Root)
-            })
-            .map(|i| &*self.folders.path[i])
-            .filter(|_| !self.opts.include_trash);
+        let trash = self.trash_path().filter(|_| !self.opts.include_trash);
         for only in &self.opts.only {
             let want = only.trim_matches('/');
             if let Some(trash) = trash.filter(|t| !want.is_empty() && under(want, t)) {
@@ -533,6 +525,17 @@ impl Plan {
             }
         }
         Ok(())
+    }
+
+    /// The device's Trash: the parentless `Trash` row, at the top of DEST under its final
+    /// name (`Trash`, unless a user's own top folder took that name first).
+    pub fn trash_path(&self) -> Option<&str> {
+        (0..self.folders.path.len())
+            .find(|&i| {
+                self.folders.origin[i] == Origin::Trash
+                    && matches!(self.folders.parent[i], ParentRef::Root)
+            })
+            .map(|i| &*self.folders.path[i])
     }
 
     /// Final name of folder `i` (sanitized original when pass 1 did not see it).

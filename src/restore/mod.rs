@@ -1124,6 +1124,12 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 crate::state::SELECTED_KEY,
                 &report.totals.selected_files.to_string(),
             )?;
+            // The Trash an earlier run restored with --include-trash is not among them.
+            let left_out = match plan.trash_path() {
+                Some(t) if !plan.options().include_trash => format!("{t}/"),
+                _ => String::new(),
+            };
+            c.set_meta(crate::state::LEFT_OUT_KEY, &left_out)?;
         }
         // Every file looked at, none failed (a failed comparison leaves its file as unsure
         // as it was): nothing a crash left is unsure any more.
