@@ -620,6 +620,13 @@ pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
         "  absent (will be copied)       {:>9}",
         rep.absent.len()
     )?;
+    if !rep.absent_no_object.is_empty() {
+        writeln!(
+            out,
+            "  absent, no object to copy     {:>9}",
+            rep.absent_no_object.len()
+        )?;
+    }
     if !rep.in_the_way.is_empty() {
         writeln!(
             out,
@@ -637,6 +644,11 @@ pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
     };
     list_some(&mut out, "Differ", &with_why(&rep.differs))?;
     list_some(&mut out, "Absent", &rep.absent)?;
+    list_some(
+        &mut out,
+        "Absent, with no object in the source to copy them from (a restore lists them as missing)",
+        &rep.absent_no_object,
+    )?;
     list_some(&mut out, "In the way", &with_why(&rep.in_the_way))?;
     list_some(&mut out, "Not in the plan", &rep.unknown)?;
     let moved: Vec<String> = rep

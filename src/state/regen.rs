@@ -51,6 +51,9 @@ pub struct RegenReport {
     pub differs: Vec<(String, String)>,
     /// Planned files not on the destination (the next restore copies them).
     pub absent: Vec<String>,
+    /// Planned files not on the destination whose object is not in the source either (or
+    /// that have none): no restore can copy them; it lists them as missing.
+    pub absent_no_object: Vec<String>,
     /// Planned files whose place holds something that is not a file (a folder, a link): the
     /// restore leaves it alone and fails the file, so the user must move it: (path, what).
     pub in_the_way: Vec<(String, String)>,
@@ -262,7 +265,8 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
     ckpt.clear_files()?;
     let mut adopted: Vec<Record> = Vec::new();
     let mut redo: Vec<(Record, String)> = Vec::new();
-    let mut absent: Vec<(String, u64)> = Vec::new();
+    // (path, size, whether the source has its object).
+    let mut absent: Vec<(String, u64, bool)> = Vec::new();
     let mut failure: Option<anyhow::Error> = None;
     // Files found at their planned path though the walk listed them under another spelling
     // (device, inode): not "unknown" below.
@@ -339,7 +343,15 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
                 rep.differs.push((rec.rel_path.clone(), why.clone()));
                 redo.push((rec, why));
             }
-            None => absent.push((rec.rel_path, rec.size)),
+            // Said apart when there is nothing to copy it from: the restore lists it as
+            // missing, not copied.
+            None => {
+                let has_object = match f.content_id.as_deref() {
+                    Some(c) => !matches!(cfg.source.find_object(c), Ok(None)),
+                    None => rec.size == 0,
+                };
+                absent.push((rec.rel_path, rec.size, has_object))
+            }
         }
         if adopted.len() >= 4096 {
             if let Err(e) = ckpt.record(&adopted) {
@@ -389,7 +401,7 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
             .or_default()
             .push(path);
     }
-    for (path, size) in &absent {
+    for (path, size, _) in &absent {
         if let Some(cands) = by_name_size.get(&(base_name(path), *size)) {
             for c in cands {
                 rep.likely_moved.push((path.clone(), c.to_string()));
@@ -397,7 +409,7 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
         }
     }
     // Absent as files; something else may stand there (one `lstat` per absent file).
-    for (path, _) in absent {
+    for (path, _, has_object) in absent {
         match std::fs::symlink_metadata(cfg.dest.join(&path)) {
             Ok(m) => {
                 let what = if m.is_dir() {
@@ -412,7 +424,8 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
                     format!("{what} stands where this file goes: the restore leaves it alone and fails the file; move it away first"),
                 ));
             }
-            Err(_) => rep.absent.push(path),
+            Err(_) if has_object => rep.absent.push(path),
+            Err(_) => rep.absent_no_object.push(path),
         }
     }
     drop(by_name_size);
@@ -420,6 +433,7 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
     unknown.sort();
     rep.unknown = unknown;
     rep.absent.sort();
+    rep.absent_no_object.sort();
     rep.likely_moved.sort();
     // Every file of the selection looked at, the unsure ones compared.
     if !plan.options().narrowed() && rep.unreadable_folders.is_empty() {
