@@ -686,7 +686,7 @@ pub fn verify(a: &crate::cli::VerifyArgs) -> anyhow::Result<Exit> {
     } else {
         writeln!(
             out,
-            "Verified {} files in {:.1}s: {} match{}, {} differ, {} have no object in the source.",
+            "Verified {} files in {:.1}s: {} match{}{}, {} differ, {} have no object in the source.",
             rep.checked,
             rep.seconds,
             rep.ok,
@@ -697,6 +697,10 @@ pub fn verify(a: &crate::cli::VerifyArgs) -> anyhow::Result<Exit> {
                 )
             } else {
                 String::new()
+            },
+            match rep.other_length.len() {
+                0 => String::new(),
+                n => format!(" ({n} of them an object of another length than the database says, listed below)"),
             },
             rep.mismatches.len(),
             rep.object_missing
@@ -715,6 +719,16 @@ pub fn verify(a: &crate::cli::VerifyArgs) -> anyhow::Result<Exit> {
         list_some(
             &mut out,
             "No object in the source, so neither restored nor checked",
+            &items,
+        )?;
+        let items: Vec<String> = rep
+            .other_length
+            .iter()
+            .map(|m| format!("{}: {}", m.path, m.problem))
+            .collect();
+        list_some(
+            &mut out,
+            "Matching an object of another length than the database says (counted as matching)",
             &items,
         )?;
         if !rep.mismatches.is_empty() {

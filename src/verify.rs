@@ -42,6 +42,10 @@ pub struct VerifyReport {
     pub missing_objects: Vec<Mismatch>,
     pub bytes_hashed: u64,
     pub mismatches: Vec<Mismatch>,
+    /// Files that match their object, whose length is not the one the database says (a
+    /// damaged object, most likely; the restore noted each): counted among `ok`, listed
+    /// here so that a match does not hide them.
+    pub other_length: Vec<Mismatch>,
     pub seconds: f64,
     /// What the user should know about how the index was read (its write-ahead log).
     pub notes: Vec<String>,
@@ -67,7 +71,9 @@ fn hash_uncached(path: &Path) -> std::io::Result<(u128, u64)> {
 }
 
 enum Check {
-    Ok(u64),
+    /// Matches: the bytes compared, and a note when the object's length is not the
+    /// database's.
+    Ok(u64, Option<String>),
     ObjectMissing(String),
     /// Not on the destination at all.
     Absent,
@@ -121,12 +127,18 @@ fn check(cfg: &RestoreConfig, f: &PlannedFile, content: bool) -> Check {
     if !mtime_matches(&meta, f.mtime_ms) {
         return Check::Bad(date_problem(crate::walk::mtime_ms(&meta), f.mtime_ms));
     }
+    let other_length = (f.size_unusable.is_none() && expected_size != f.size).then(|| {
+        format!(
+            "matches its object, which has {expected_size} bytes where the database says {} (damaged on the device's disk?)",
+            f.size
+        )
+    });
     if content {
         if let Some(o) = object {
             let a = hash_uncached(&o);
             let b = hash_uncached(&dest);
             match (a, b) {
-                (Ok((ha, n)), Ok((hb, _))) if ha == hb => return Check::Ok(n),
+                (Ok((ha, n)), Ok((hb, _))) if ha == hb => return Check::Ok(n, other_length),
                 (Ok(_), Ok(_)) => return Check::Bad("content differs from the object".into()),
                 (Err(e), _) => {
                     return Check::Bad(format!("cannot read object {}: {e}", o.display()))
@@ -135,7 +147,7 @@ fn check(cfg: &RestoreConfig, f: &PlannedFile, content: bool) -> Check {
             }
         }
     }
-    Check::Ok(0)
+    Check::Ok(0, other_length)
 }
 
 /// Verifies every selected file with `threads` readers. A DEST that does not exist or is
@@ -196,9 +208,16 @@ pub fn verify(cfg: &RestoreConfig, content: bool, threads: usize) -> anyhow::Res
         for (f, c) in res_rx {
             rep.checked += 1;
             match c {
-                Check::Ok(n) => {
+                Check::Ok(n, other_length) => {
                     rep.ok += 1;
                     rep.bytes_hashed += n;
+                    if let Some(problem) = other_length {
+                        rep.other_length.push(Mismatch {
+                            path: f.rel_path,
+                            id: f.id,
+                            problem,
+                        });
+                    }
                 }
                 Check::ObjectMissing(problem) => {
                     rep.object_missing += 1;
@@ -238,6 +257,7 @@ pub fn verify(cfg: &RestoreConfig, content: bool, threads: usize) -> anyhow::Res
     }
     rep.mismatches.sort_by(|a, b| a.path.cmp(&b.path));
     rep.missing_objects.sort_by(|a, b| a.path.cmp(&b.path));
+    rep.other_length.sort_by(|a, b| a.path.cmp(&b.path));
     rep.seconds = start.elapsed().as_secs_f64();
     Ok(rep)
 }
