@@ -379,7 +379,12 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
                     "no file restored yet (no run got as far as copying)".into()
                 }
                 (Some(true), None) => "last run ended normally".into(),
-                (Some(false), _) => {
+                // The destination changed under the run (unmounted, say): it ended, but what
+                // it placed since its last commit is unrecorded, as after a crash.
+                (Some(false), Some(how)) => {
+                    format!("last run {how}: the files it placed since its last commit were not recorded. Mount the destination again and run the same command: it checks them")
+                }
+                (Some(false), None) => {
                     "last run did not end cleanly (killed, or a power cut); run the same command again: it checks what that run may have left unfinished".into()
                 }
                 (None, _) => "last run did not finish (killed or still starting)".into(),

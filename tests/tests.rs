@@ -2101,9 +2101,30 @@ fn a_destination_unmounted_mid_run_stops_the_restore_and_nothing_after_is_record
 #[test]
 fn a_destination_lost_after_the_last_file_is_not_reported_complete() {
     let dump = Dump::new(46, 300, 1);
-    let dest = dump.path("restored");
-    std::fs::create_dir_all(&dest).unwrap();
-    let plan = plan_json(&dump.root, &dest, &[]);
+    let (dest, state) = (dump.path("restored"), dump.path("state"));
+    let out = lose_the_destination_after_its_first_file(&dump, &dest, &state);
+    let msg = text(&out);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
+    assert!(report["dest_lost"].is_string(), "{msg}");
+    assert_eq!(report["outcomes"]["failed"], 0, "{msg}");
+    assert_eq!(report["not_processed"], 0, "{msg}");
+    assert!(tree(&dest).is_empty(), "the files are not at DEST");
+    assert_eq!(report["complete"], false, "{msg}");
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+}
+
+/// Restores one folder of at least three files (all with objects, no subfolders) into
+/// `dest`, one file at a time, and swaps `dest` for an empty folder once the first file
+/// is there: the worker's open folder takes the others, so no file fails and nothing is
+/// left unprocessed, and the run's only commit finds the destination changed.
+fn lose_the_destination_after_its_first_file(
+    dump: &Dump,
+    dest: &Path,
+    state: &Path,
+) -> std::process::Output {
+    std::fs::create_dir_all(dest).unwrap();
+    let plan = plan_json(&dump.root, dest, &[]);
     let files = planned_files(&plan);
     let ids = dump.content_ids();
     let restorable = |id: &str| {
@@ -2112,7 +2133,6 @@ fn a_destination_lost_after_the_last_file_is_not_reported_complete() {
             .as_deref()
             .is_some_and(|c| dump.object(c).is_some())
     };
-    // A folder without subfolders, holding at least three files that all have objects.
     let mut by_folder: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (path, (id, _, _)) in &files {
         if let Some((dir, _)) = path.rsplit_once('/') {
@@ -2130,31 +2150,86 @@ fn a_destination_lost_after_the_last_file_is_not_reported_complete() {
         })
         .map(|(dir, _)| dir.to_string())
         .expect("a leaf folder with three restorable files");
-    let state = dump.path("state");
     let child = spawn_restore(
-        &dump,
-        &dest,
-        &state,
+        dump,
+        dest,
+        state,
         &["--threads", "1", "--only", &leaf],
         "delay_ms=400;commit_ms=600000",
     );
     let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while tree(&dest).values().all(|(dir, _, _)| *dir) {
+    while tree(dest).values().all(|(dir, _, _)| *dir) {
         assert!(std::time::Instant::now() < until, "no file was placed");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    std::fs::rename(&dest, dump.path("moved")).unwrap();
-    std::fs::create_dir(&dest).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let msg = text(&out);
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
-    assert!(report["dest_lost"].is_string(), "{msg}");
-    assert_eq!(report["outcomes"]["failed"], 0, "{msg}");
-    assert_eq!(report["not_processed"], 0, "{msg}");
-    assert!(tree(&dest).is_empty(), "the files are not at DEST");
-    assert_eq!(report["complete"], false, "{msg}");
-    assert_eq!(out.status.code(), Some(1), "{msg}");
+    std::fs::rename(dest, dump.path("moved")).unwrap();
+    std::fs::create_dir(dest).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Round 11: after a run stopped by a changed destination, `status` said "last run did
+/// not end cleanly (killed, or a power cut)"; it now says how that run ended. And a run
+/// killed after it is not taken for it: the end of an earlier run is forgotten once a
+/// run starts placing files (a run refused after the kill then said "stopped: the
+/// destination changed").
+#[test]
+fn status_tells_a_changed_destination_from_a_kill() {
+    let dump = Dump::new(47, 300, 1);
+    let (dest, state) = (dump.path("restored"), dump.path("state"));
+    lose_the_destination_after_its_first_file(&dump, &dest, &state);
+    let status = || {
+        let out = bin()
+            .arg("status")
+            .arg("--state-dir")
+            .arg(&state)
+            .output()
+            .unwrap();
+        text(&out)
+    };
+    let said = status();
+    assert!(
+        said.contains("last run stopped: the destination changed") && !said.contains("killed"),
+        "{said}"
+    );
+    // A run killed once it places files, then one refused before it does.
+    let mut child = spawn_restore(&dump, &dest, &state, &[], "delay_ms=5000");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // Placing files: the run's end is unknown (`last_run_clean` null) while it runs.
+    let placing = || {
+        let out = bin()
+            .arg("status")
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--json")
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["running"] == true && v["last_run_clean"].is_null()
+    };
+    while !placing() {
+        assert!(std::time::Instant::now() < until, "{}", status());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (out, _) = restore(
+        &dump,
+        &dest,
+        &[
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--report",
+            "/proc/no/report.json",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = status();
+    assert!(
+        said.contains("did not end cleanly (killed, or a power cut)"),
+        "{said}"
+    );
 }
 
 /// A symbolic link where a restored folder goes (left by the user, or planted) is not

@@ -1073,7 +1073,9 @@ pub fn read_status(dir: &Path) -> Result<Status, StateError> {
     st.runs = conn
         .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get::<_, i64>(0))
         .map_err(sq)? as u64;
-    st.last_end = meta_value(&conn, LAST_END_KEY).map_err(sq)?;
+    st.last_end = meta_value(&conn, LAST_END_KEY)
+        .map_err(sq)?
+        .filter(|how| !how.is_empty());
     st.selected_files = meta_value(&conn, SELECTED_KEY)
         .map_err(sq)?
         .and_then(|v| v.parse().ok());
