@@ -339,11 +339,18 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
             let bound = crate::state::recorded_meta(d, "dest");
             let dest = crate::fsinfo::resolved_path(dest);
             match bound {
-                Some(b) if crate::fsinfo::resolved_path(Path::new(&b)) != dest => anyhow::bail!(
+                // Stored as the checkpoint binds it (a path that is not UTF-8 lossily), or,
+                // before round 8, as given.
+                Some(b)
+                    if b != dest.display().to_string()
+                        && crate::fsinfo::resolved_path(Path::new(&b)) != dest =>
+                {
+                    anyhow::bail!(
                     "the checkpoint in {} is the restore into {b}, not into {}: leave out --state-dir to find this DEST's, or give the folder that restore used",
-                    d.display(),
-                    dest.display()
-                ),
+                        d.display(),
+                        dest.display()
+                    )
+                }
                 _ => d.clone(),
             }
         }
