@@ -3902,13 +3902,13 @@ fn sighup_stops_a_restore_but_not_one_started_under_nohup() {
         let dest = dump.path(&format!("restored-{nohup}"));
         let state = dump.path(&format!("state-{nohup}"));
         let bin = assert_cmd::cargo::cargo_bin("mycloud-recover");
-        let mut cmd = if nohup {
-            let mut c = std::process::Command::new("nohup");
-            c.arg(bin);
-            c
-        } else {
-            std::process::Command::new(bin)
-        };
+        // Without nohup, SIGHUP as a terminal leaves it (the default), even when the tests
+        // themselves run with it ignored (under nohup: the child would inherit that).
+        let mut cmd = std::process::Command::new(if nohup { "nohup" } else { "env" });
+        if !nohup {
+            cmd.arg("--default-signal=HUP");
+        }
+        cmd.arg(bin);
         let child = cmd
             .arg("restore")
             .arg(&dump.root)
