@@ -3201,11 +3201,42 @@ fn explicit_threads_beyond_the_open_file_limit_are_lowered_with_a_warning() {
     assert!(said.contains("open-file limit (200)"), "{said}");
     assert!(!said.contains("Too many open files"), "{said}");
     assert_restored_exactly(&dump, &dest);
+
+    // A hard limit too low for even one worker (the object store's 32 folders stay open):
+    // it said to pass --report elsewhere. Now it names the limit to raise, copies nothing,
+    // and the run after it, with the limit raised, is a plain resume.
+    let dest = dump.path("restored-2");
+    let state = dump.path("state-2");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 40 && exec \"$0\" restore \"$1\" \"$2\" --state-dir \"$3\"")
+        .arg(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+        .arg(&dump.root)
+        .arg(&dest)
+        .arg(&state)
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("the open-file limit (40) is too low") && !said.contains("--report"),
+        "{said}"
+    );
+    let (out, _) = restore(&dump, &dest, &["--state-dir", state.to_str().unwrap()], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "only missing objects: {}",
+        text(&out)
+    );
+    assert!(
+        !text(&out).contains("did not end cleanly"),
+        "{}",
+        text(&out)
+    );
+    assert_restored_exactly(&dump, &dest);
 }
 
-/// Other date fields on a resume re-date the files whose date changes, after comparing
-/// their bytes, without copying them (each failed as "already exists and differs"), and
-/// say so; runs and `verify` without `--mtime-from` then follow the fields recorded.
 #[test]
 fn regen_of_a_file_with_only_another_date_redates_it_instead_of_copying_it_again() {
     // regen marked every file with the planned size under another date to be replaced: after
@@ -3286,6 +3317,9 @@ fn regen_of_a_file_with_only_another_date_redates_it_instead_of_copying_it_again
     assert_restored_exactly(&dump, &dest);
 }
 
+/// Other date fields on a resume re-date the files whose date changes, after comparing
+/// their bytes, without copying them (each failed as "already exists and differs"), and
+/// say so; runs and `verify` without `--mtime-from` then follow the fields recorded.
 #[test]
 fn other_date_fields_on_a_resume_redate_without_copying_and_are_followed_after() {
     let dump = Dump::new(43, 200, 1);
@@ -5324,12 +5358,6 @@ fn a_destination_turning_read_only_mid_run_stops_the_run() {
     assert_restored_exactly(&dump, &dest);
 }
 
-/// Round 11: the source disk going away mid-run (a USB disk unplugged, its FUSE driver
-/// dead) failed every file left, each listed: at once when the error says the disk is gone
-/// ("Transport endpoint is not connected"), after 5 s of retries each when it is an I/O
-/// error (1.7 files/s: days for a real disk's files). The run now stops once files failing
-/// that way outnumber those restored by 16, says to attach the disk again, and the next run
-/// restores the rest. The source here is a FUSE mount (`bindfs`) whose daemon is killed.
 /// Many files of a failing disk that fail with I/O errors while the disk still answers
 /// (bad sectors) are reported one by one and the run goes on: the stop for a disk that
 /// stopped answering asks the disks first. Stopping there would stop every later run at
@@ -5363,6 +5391,12 @@ fn bad_sectors_on_a_disk_that_still_answers_do_not_stop_the_run() {
     assert!(!msg.contains("stopped answering"), "{msg}");
 }
 
+/// Round 11: the source disk going away mid-run (a USB disk unplugged, its FUSE driver
+/// dead) failed every file left, each listed: at once when the error says the disk is gone
+/// ("Transport endpoint is not connected"), after 5 s of retries each when it is an I/O
+/// error (1.7 files/s: days for a real disk's files). The run now stops once files failing
+/// that way outnumber those restored by 16, says to attach the disk again, and the next run
+/// restores the rest. The source here is a FUSE mount (`bindfs`) whose daemon is killed.
 #[test]
 fn a_source_disk_that_stops_answering_mid_run_stops_the_run() {
     let dump = Dump::new(114, 1500, 1);

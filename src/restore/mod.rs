@@ -499,12 +499,25 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // The report is written once before the first file, so a report path that cannot be
     // written stops the run here (exit 2, nothing copied), not after hours of copying.
     if !cfg.dry_run {
-        report.write(&cfg.report_path).with_context(|| {
-            format!(
-                "nothing was copied; pass --report with a file in a folder that can be written (default: {})",
-                cfg.state_dir.join("report.json").display()
-            )
-        })?;
+        if let Err(e) = report.write(&cfg.report_path) {
+            // The first file this run opens after its setup: out of descriptors here, the
+            // open-file limit is what to change, not the report's path (the object store's
+            // folders held open take 32 of them).
+            let emfile = e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.raw_os_error() == Some(libc::EMFILE))
+            });
+            return Err(e.context(if emfile {
+                format!(
+                    "nothing was copied: the open-file limit ({fd_limit}) is too low for a restore; raise it (ulimit -n 1024, or LimitNOFILE= for a service) and run the same command"
+                )
+            } else {
+                format!(
+                    "nothing was copied; pass --report with a file in a folder that can be written (default: {})",
+                    cfg.state_dir.join("report.json").display()
+                )
+            }));
+        }
     }
     if let Some(c) = &ckpt {
         c.begin_placing(dest_facts.clock_ms, plan.options().include_trash)?;
