@@ -717,31 +717,21 @@ pub fn verify(a: &crate::cli::VerifyArgs) -> anyhow::Result<Exit> {
             rep.mismatches.len(),
             rep.object_missing
         )?;
-        let items: Vec<String> = rep
-            .mismatches
-            .iter()
-            .map(|m| format!("{}: {}", m.path, m.problem))
-            .collect();
-        list_some(&mut out, "Mismatches", &items)?;
-        let items: Vec<String> = rep
-            .missing_objects
-            .iter()
-            .map(|m| format!("{}: {}", m.path, m.problem))
-            .collect();
+        let lines = |ms: &[crate::verify::Mismatch]| -> Vec<String> {
+            ms.iter()
+                .map(|m| format!("{}: {}", m.path, m.problem))
+                .collect()
+        };
+        list_some(&mut out, "Mismatches", &lines(&rep.mismatches))?;
         list_some(
             &mut out,
             "No object in the source, so neither restored nor checked",
-            &items,
+            &lines(&rep.missing_objects),
         )?;
-        let items: Vec<String> = rep
-            .other_length
-            .iter()
-            .map(|m| format!("{}: {}", m.path, m.problem))
-            .collect();
         list_some(
             &mut out,
             "Matching an object of another length than the database says (counted as matching)",
-            &items,
+            &lines(&rep.other_length),
         )?;
         if !rep.mismatches.is_empty() {
             // A restore does not look again at files its checkpoint records as done: regen

@@ -608,53 +608,41 @@ impl Report {
         for w in &self.warnings {
             s.push_str(&format!("WARNING: {w}\n"));
         }
-        let shown = 20;
-        if !self.folders_failed.is_empty() {
-            s.push_str(&format!(
-                "Folders that could not be created ({}):\n",
-                self.folders_failed.len()
-            ));
-            for f in self.folders_failed.iter().take(shown) {
-                s.push_str(&format!("  {}: {}\n", f.path, f.error));
+        // Each list counted, its first 20 shown, the rest said to be in the report (the
+        // notes were cut at 20 with nothing saying there were more).
+        let mut list = |title: &str, lines: Vec<String>| {
+            if lines.is_empty() {
+                return;
             }
-            if self.folders_failed.len() > shown {
+            s.push_str(&format!("{title} ({}):\n", lines.len()));
+            for l in lines.iter().take(20) {
+                s.push_str(&format!("  {l}\n"));
+            }
+            if lines.len() > 20 {
                 s.push_str(&format!(
                     "  ... and {} more in the report\n",
-                    self.folders_failed.len() - shown
+                    lines.len() - 20
                 ));
             }
-        }
-        if !self.problems.is_empty() {
-            s.push_str(&format!("Problem files ({}):\n", self.problems.len()));
-            for p in self.problems.iter().take(shown) {
-                s.push_str(&format!(
-                    "  {:<8} {}: {}\n",
-                    p.outcome.as_str(),
-                    p.path,
-                    p.reason
-                ));
-            }
-            if self.problems.len() > shown {
-                s.push_str(&format!(
-                    "  ... and {} more in the report\n",
-                    self.problems.len() - shown
-                ));
-            }
-        }
-        // Counted and cut like the problems: 364 files restored from short objects showed
-        // as 20 notes, with nothing saying there were more.
-        if !self.notes.is_empty() {
-            s.push_str(&format!("Files with a note ({}):\n", self.notes.len()));
-            for n in self.notes.iter().take(shown) {
-                s.push_str(&format!("  note: {}: {}\n", n.path, n.reason));
-            }
-            if self.notes.len() > shown {
-                s.push_str(&format!(
-                    "  ... and {} more in the report\n",
-                    self.notes.len() - shown
-                ));
-            }
-        }
+        };
+        list(
+            "Folders that could not be created",
+            (self.folders_failed.iter())
+                .map(|f| format!("{}: {}", f.path, f.error))
+                .collect(),
+        );
+        list(
+            "Problem files",
+            (self.problems.iter())
+                .map(|p| format!("{:<8} {}: {}", p.outcome.as_str(), p.path, p.reason))
+                .collect(),
+        );
+        list(
+            "Files with a note",
+            (self.notes.iter())
+                .map(|n| format!("note: {}: {}", n.path, n.reason))
+                .collect(),
+        );
         if let Some(d) = &self.state_dir {
             s.push_str(&format!("Checkpoint: {}\n", d.display()));
         }
