@@ -206,7 +206,8 @@ pub struct RunArgs {
     /// Replace existing destination files that differ (default: keep them, report a conflict).
     #[arg(long)]
     pub overwrite: bool,
-    /// Show what would happen; write nothing anywhere.
+    /// Show what the same command would do now (files the checkpoint records count as
+    /// done); write nothing anywhere.
     #[arg(long)]
     pub dry_run: bool,
     /// Seconds between progress lines when output is not a terminal.

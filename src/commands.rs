@@ -532,11 +532,10 @@ pub fn prepare_demo_dir(dir: &Path, force: bool) -> anyhow::Result<()> {
             "{} is not empty and is not a folder `demo` made ({why}), so the demo will not write there{}: nothing was changed. Choose another folder, for example `mycloud-recover demo {}`",
             dir.display(),
             if force { ", even with --force (it would delete what the folder holds)" } else { "" },
-            dir.with_file_name(format!(
+            crate::preflight::model::shell_path(&dir.with_file_name(format!(
                 "{}-demo",
                 dir.file_name().map_or("mycloud".into(), |n| n.to_string_lossy())
-            ))
-            .display()
+            )))
         ),
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
@@ -736,7 +735,7 @@ pub fn verify(a: &crate::cli::VerifyArgs) -> anyhow::Result<Exit> {
         if !rep.mismatches.is_empty() {
             // A restore does not look again at files its checkpoint records as done: regen
             // marks the differing ones (their bytes too with --content) to be copied again.
-            let shell_word = |p: &Path| crate::preflight::model::shell_quote(&p.to_string_lossy());
+            let shell_word = crate::preflight::model::shell_path;
             writeln!(
                 out,
                 "To restore the files that differ again: mycloud-recover regen {} {}{} then mycloud-recover restore {} {} (add to both the --state-dir, --db, --files and selection options the restore was given, if any)",

@@ -319,6 +319,94 @@ fn dry_run_writes_nothing_anywhere() {
     assert_eq!(SourceSnapshot::take(&dump), before);
 }
 
+/// A dry run after a partial restore says what the next real run would do, from the
+/// checkpoint as it is: files recorded as done count as done (not "already on
+/// destination"), a file `regen --content` marked wrong is to be copied again (not kept),
+/// and other name rules are refused as the real run refuses them. The state folder and DEST
+/// are left exactly as they were (by `status` too).
+#[test]
+fn a_dry_run_reads_the_checkpoint_without_writing_it() {
+    let dump = Dump::new(31, 120, 1);
+    let dest = dump.path("restored");
+    let state = dump.path("state");
+    let (_, first) = restore(&dump, &dest, &["--limit", "60", "--names", "posix"], &[]);
+    let copied = first["outcomes"]["copied"].as_u64().unwrap();
+    assert!(copied > 10, "{first}");
+    // One restored file gets other bytes under its size and date; `regen --content` marks it.
+    let plan = planned_files(&plan_json(&dump.root, &dest, &["--names", "posix"]));
+    let wrong = plan
+        .keys()
+        .find(|p| plan[*p].1 > 0 && dest.join(p).is_file())
+        .unwrap();
+    let path = dest.join(wrong);
+    let date = path.metadata().unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(date)
+        .unwrap();
+    let out = regen(&dump, &dest, &["--names", "posix", "--content"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let (state_before, dest_before) = (tree(&state), tree(&dest));
+    let checkpoint_before = hash_file(&state.join("checkpoint.db"));
+    let (out, _) = restore(&dump, &dest, &["--dry-run", "--names", "posix"], &[]);
+    let said = text(&out);
+    let count = |label: &str| -> u64 {
+        said.lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .and_then(|l| l.split_whitespace().find_map(|w| w.parse().ok()))
+            .unwrap_or_else(|| panic!("no {label:?} line in {said}"))
+    };
+    assert_eq!(count("already done"), copied - 1, "{said}");
+    assert_eq!(count("already on destination"), 0, "{said}");
+    let would = count("would copy");
+    assert_eq!(
+        would + count("missing object") + count("not selected") + copied - 1,
+        dump.manifest.files,
+        "{said}"
+    );
+
+    let (out, _) = restore(&dump, &dest, &["--dry-run", "--names", "windows"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("was restored with --names posix so far"),
+        "{}",
+        text(&out)
+    );
+    // Nor does `status`, which reads the same checkpoint.
+    let out = bin()
+        .arg("status")
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        tree(&state),
+        state_before,
+        "a dry run or status writes no state"
+    );
+    assert_eq!(hash_file(&state.join("checkpoint.db")), checkpoint_before);
+    assert_eq!(
+        tree(&dest),
+        dest_before,
+        "a dry run changes nothing on DEST"
+    );
+
+    // The real run does what the dry run said: the marked file copied again with the rest.
+    let (_, real) = restore(&dump, &dest, &["--names", "posix"], &[]);
+    assert_eq!(real["outcomes"]["copied"].as_u64(), Some(would), "{real}");
+    assert_eq!(std::fs::read(&path).unwrap(), {
+        bytes[0] ^= 0xff;
+        bytes
+    });
+}
+
 #[test]
 fn limit_restores_exactly_that_many_files() {
     let dump = Dump::new(10, 120, 1);
@@ -5273,6 +5361,42 @@ fn a_destination_named_with_bytes_that_are_not_utf8_is_restored() {
     let (out, report) = restore(&dump, &dest, &[], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_eq!(report["outcomes"]["copied"], 0, "a resume: {}", text(&out));
+    // Round 12: the commands `verify` prints name this DEST exactly when pasted into a
+    // shell (they showed it with a replacement character: another folder).
+    let plan = planned_files(&plan_json(&dump.root, &dest, &[]));
+    let changed = plan
+        .keys()
+        .find(|p| plan[*p].1 > 0 && dest.join(p).is_file())
+        .unwrap();
+    std::fs::write(dest.join(changed), b"other").unwrap();
+    let out = bin()
+        .arg("verify")
+        .arg(&dump.root)
+        .arg(&dest)
+        .arg("--state-dir")
+        .arg(dump.path("state"))
+        .output()
+        .unwrap();
+    let said = text(&out);
+    let words = said
+        .split_once("mycloud-recover regen ")
+        .and_then(|(_, rest)| rest.split_once(", then"))
+        .unwrap_or_else(|| panic!("no regen command in {said}"))
+        .0;
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("printf '%s\\0' {words}"))
+        .output()
+        .unwrap();
+    let args: Vec<&[u8]> = out.stdout.split(|b| *b == 0).collect();
+    assert_eq!(
+        args[..2],
+        [
+            dump.root.as_os_str().as_bytes(),
+            dest.as_os_str().as_bytes()
+        ],
+        "{words}"
+    );
 }
 
 /// Round 11: a destination out of inodes (room for files) with bytes to spare, as a small

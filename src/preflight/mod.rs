@@ -211,7 +211,7 @@ pub fn command_args(
     files: Option<&std::path::Path>,
     select: &SelectArgs,
 ) -> Vec<String> {
-    let q = |p: &std::path::Path| model::shell_quote(&p.to_string_lossy());
+    let q = model::shell_path;
     let mut v = vec![q(source), q(dest)];
     if let Some(d) = db {
         v.extend(["--db".into(), q(d)]);

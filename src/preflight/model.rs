@@ -467,6 +467,31 @@ pub fn shell_quote(s: &str) -> String {
     }
 }
 
+/// A path as one shell word naming exactly it: [`shell_quote`] when it is UTF-8. Otherwise
+/// `$'...'`, each byte that is not printable ASCII written `\xNN` (bash, zsh, ksh and the
+/// 2024 POSIX shell read it): a name shown with replacement characters, pasted back, names
+/// another folder.
+pub fn shell_path(p: &std::path::Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = p.as_os_str().as_bytes();
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        return shell_quote(s);
+    }
+    let mut w = String::from("$'");
+    for &b in bytes {
+        match b {
+            b'\\' | b'\'' => {
+                w.push('\\');
+                w.push(b as char);
+            }
+            0x20..=0x7e => w.push(b as char),
+            _ => w.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    w.push('\'');
+    w
+}
+
 /// Threads `restore` uses without measurements ([`crate::restore::default_threads`] asks
 /// here): network filesystems need many requests in flight to hide round trips; local disks
 /// gain little past a few.
@@ -1487,5 +1512,16 @@ pub(crate) mod tests {
         assert_eq!(shell_quote("/mnt/usb/restsdk"), "/mnt/usb/restsdk");
         assert_eq!(shell_quote("/mnt/my share"), "'/mnt/my share'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        // Names that are not UTF-8, read back by a real shell, are the same bytes.
+        use std::os::unix::ffi::OsStrExt;
+        for name in [&b"/mnt/caf\xe9 it's \\ \x01\xff1"[..], b"/mnt/plain"] {
+            let word = shell_path(std::path::Path::new(std::ffi::OsStr::from_bytes(name)));
+            let out = std::process::Command::new("bash")
+                .arg("-c")
+                .arg(format!("printf %s {word}"))
+                .output()
+                .unwrap();
+            assert_eq!(out.stdout, name, "{word}");
+        }
     }
 }

@@ -164,10 +164,9 @@ const RESTORED_SAMPLE: usize = 8;
 /// before anything is written. Some of them gone (removed or moved since) is a warning: files
 /// recorded as done are not copied again.
 fn check_restored_are_there(
-    lock: &StateLock,
+    sample: Vec<String>,
     cfg: &RestoreConfig,
 ) -> anyhow::Result<Option<String>> {
-    let sample = lock.restored_sample(RESTORED_SAMPLE, &cfg.dest)?;
     let gone: Vec<&String> = sample
         .iter()
         .filter(|p| cfg.dest.join(p).symlink_metadata().is_err())
@@ -208,6 +207,21 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     } else {
         Some(StateLock::take(&cfg.state_dir)?)
     };
+    // A dry run takes no lock and writes nothing, but says what the real run would: it reads
+    // the checkpoint as it is (files done, files `regen` marked) and refuses what that run
+    // would refuse.
+    let earlier = match cfg.dry_run && !cfg.fresh {
+        true => crate::state::Earlier::open(&cfg.state_dir)?,
+        false => None,
+    };
+    let source_db = cfg
+        .source
+        .db
+        .canonicalize()
+        .unwrap_or_else(|_| cfg.source.db.clone());
+    if let Some(e) = &earlier {
+        e.check_binding(&source_db, &cfg.dest)?;
+    }
     ui.preparing(&format!(
         "planning: reading {rows} rows of {} (folders and names)",
         cfg.source.db.display()
@@ -247,10 +261,12 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     for w in &few_objects {
         ui.preparing(&format!("warning: {w}"));
     }
-    let dest_warning = match lock.as_ref().filter(|_| !cfg.fresh) {
-        Some(l) => check_restored_are_there(l, cfg)?,
-        None => None,
+    let restored_sample = match (lock.as_ref().filter(|_| !cfg.fresh), &earlier) {
+        (Some(l), _) => l.restored_sample(RESTORED_SAMPLE, &cfg.dest)?,
+        (None, Some(e)) => e.restored_sample(RESTORED_SAMPLE, &cfg.dest)?,
+        (None, None) => Vec::new(),
     };
+    let dest_warning = check_restored_are_there(restored_sample, cfg)?;
     // `--fresh` forgets the checkpoint when it opens it: the destination is checked first, so
     // a run that cannot write there (a read-only or missing disk) keeps the progress it had.
     let early_probe = match &lock {
@@ -262,12 +278,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         Some(lock) => {
             // The checkpoint is checked before anything is created on the destination.
             let c = lock.open(cfg.fresh, &cfg.command_line)?;
-            let db = cfg
-                .source
-                .db
-                .canonicalize()
-                .unwrap_or_else(|_| cfg.source.db.clone());
-            c.bind(&db, &cfg.dest)?;
+            c.bind(&source_db, &cfg.dest)?;
             if cfg.durability == Durability::None {
                 c.trust_the_os()?;
             }
@@ -278,7 +289,18 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         (Some(_), Some(keys)) => keys,
         // A new checkpoint, one from before the log (converted on opening), or `--fresh`.
         (Some(c), None) => c.keys()?,
-        (None, _) => Default::default(),
+        (None, _) => match &earlier {
+            Some(e) => e.keys()?,
+            None => Default::default(),
+        },
+    };
+    // The checkpoint's key-value table: the open one, or for a dry run the one read.
+    let recorded = |key: &str| -> anyhow::Result<Option<String>> {
+        Ok(match (&ckpt, &earlier) {
+            (Some(c), _) => c.meta(key)?,
+            (None, Some(e)) => e.meta(key)?,
+            (None, None) => None,
+        })
     };
     let plan_time = started.elapsed();
     // Counting the files for the percentages is a full pass over the database, as long as
@@ -334,14 +356,13 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // Files are known to the checkpoint by their restored paths: other name rules than the
     // first run's would restore some files a second time under other names, or take another
     // file's copy for theirs.
-    if let Some(c) = &ckpt {
+    if ckpt.is_some() || earlier.is_some() {
         let names = plan.options().policy.as_str();
         let restored = !(done_keys.is_empty() && redo_keys.is_empty());
         // A checkpoint from before the rules were kept: the earlier runs used the rules the
         // filesystem's type gave (this version's first choice).
-        let before = c
-            .meta(NAMES_KEY)?
-            .or_else(|| restored.then(|| cfg.plan.policy.as_str().to_string()));
+        let before =
+            recorded(NAMES_KEY)?.or_else(|| restored.then(|| cfg.plan.policy.as_str().to_string()));
         match before {
             Some(before) if before == "posix" && dest_facts.folds_case && restored => {
                 anyhow::bail!(
@@ -355,21 +376,24 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                     cfg.dest.display()
                 );
             }
-            _ => c.set_meta(NAMES_KEY, names)?,
+            _ => {}
         }
         // The date fields, kept so that a run without `--mtime-from` dates files as the
         // earlier ones did (`config::dates_from`). Other fields given: each file whose date
         // changes is not "done" under its new date, is found with the object's bytes and
         // only re-dated (`Found::Redated`), and said so.
         let dates = plan.options().dates.describe();
-        if let Some(before) = c.meta(crate::state::DATES_KEY)? {
+        if let Some(before) = recorded(crate::state::DATES_KEY)? {
             if before != dates && restored {
                 dates_note = Some(format!(
                     "dates are now taken from {dates} (the runs before used {before}): files whose date changes are compared with their objects and given the new date, not copied again"
                 ));
             }
         }
-        c.set_meta(crate::state::DATES_KEY, &dates)?;
+        if let Some(c) = &ckpt {
+            c.set_meta(NAMES_KEY, names)?;
+            c.set_meta(crate::state::DATES_KEY, &dates)?;
+        }
     }
 
     // Files still to restore, as far as the checkpoint knows (at most: filtered files count).
@@ -412,9 +436,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         Some(c) => c.previous_run_unclean()?,
         None => false,
     };
-    let unsure_since = match &ckpt {
-        Some(c) => unsure_since(c, cfg)?,
-        None => None,
+    let unsure_since = match (&ckpt, &earlier) {
+        (Some(c), _) => unsure_since(c.unsure_since()?, cfg),
+        (None, Some(e)) => unsure_since(e.unsure_since()?, cfg),
+        (None, None) => None,
     };
     if after_crash {
         let t = Instant::now();
@@ -1367,11 +1392,8 @@ struct DestFacts {
 /// trusted to say so: a filesystem without real ones (FAT, exFAT, FUSE, SMB; see
 /// `FsInfo::keeps_change_times`), or one mounted inside DEST (another disk or NAS, whose
 /// clock DEST's time says nothing about).
-pub(crate) fn unsure_since(
-    c: &crate::state::Checkpoint,
-    cfg: &RestoreConfig,
-) -> anyhow::Result<Option<i64>> {
-    Ok(c.unsure_since()?.map(|since| {
+pub(crate) fn unsure_since(recorded: Option<i64>, cfg: &RestoreConfig) -> Option<i64> {
+    recorded.map(|since| {
         let trusted =
             cfg.dest_fs.keeps_change_times() && crate::fsinfo::mounts_inside(&cfg.dest).is_empty();
         if trusted {
@@ -1379,7 +1401,7 @@ pub(crate) fn unsure_since(
         } else {
             i64::MIN
         }
-    }))
+    })
 }
 
 /// Takes the lock on DEST (see `restore`); `None` where the filesystem has no locks.

@@ -356,6 +356,184 @@ fn read_keys(conn: &Connection) -> rusqlite::Result<(KeySet, KeySet)> {
     Ok((done.into_values().collect(), redo.into_values().collect()))
 }
 
+/// Opens the checkpoint at `path` to read it, writing nothing into its folder (`status`, a
+/// dry run, the notes of a finished run). SQLite's read-only mode still creates the WAL's
+/// `-wal` and `-shm` files where they are missing, and leaves them. With no `-wal` file
+/// (the last run ended and folded its log in) the main file is all there is: it is opened
+/// immutable, without locks or side files (a run starting meanwhile writes to a new `-wal`;
+/// a read overlapping its first fold into the main file may fail, and says which file). With
+/// a `-wal` (a run is writing, or one was killed) it is read through the files already there.
+fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    if Path::new(&wal).exists() {
+        return Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY);
+    }
+    // An URI names the file: every byte but the unreserved ones and `/` percent-encoded.
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_encoded_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                uri.push(b as char)
+            }
+            _ => uri.push_str(&format!("%{b:02X}")),
+        }
+    }
+    uri.push_str("?immutable=1");
+    Connection::open_with_flags(
+        uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+    )
+}
+
+/// [`Earlier::restored_sample`] on a connection to the checkpoint.
+fn restored_sample(conn: &Connection, n: usize, dest: &Path) -> rusqlite::Result<Vec<String>> {
+    let bound = meta_value(conn, "dest")?;
+    if bound.is_some_and(|b| crate::fsinfo::resolved_path(Path::new(&b)) != dest) {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare(
+        "SELECT path FROM log WHERE seq IN
+           (SELECT seq FROM log WHERE outcome IN ('copied', 'adopted') ORDER BY seq LIMIT ?1)
+         OR seq IN
+           (SELECT seq FROM log WHERE outcome IN ('copied', 'adopted') ORDER BY seq DESC LIMIT ?1)
+         ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([n as i64], |r| r.get::<_, String>(0))?;
+    rows.collect()
+}
+
+/// What the earlier runs left in a state folder, read without its lock and without writing
+/// anything (SQLite read-only): what a dry run knows. A dry run that ignored the checkpoint
+/// called files "already on destination" that a real run counts as done, and files `regen`
+/// marked wrong would have looked adopted; it also refuses what a real run refuses (another
+/// DEST, other name rules). It may read while a run writes: WAL readers see the last commit.
+pub struct Earlier {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Earlier {
+    /// `None` when `dir` holds no checkpoint with a log (none yet, or one from before the log,
+    /// which only a real run converts).
+    pub fn open(dir: &Path) -> Result<Option<Earlier>, StateError> {
+        Earlier::open_with(dir, None)
+    }
+
+    /// With `flags`, a plain open; without, [`open_read_only`].
+    fn open_with(dir: &Path, flags: Option<OpenFlags>) -> Result<Option<Earlier>, StateError> {
+        let path = dir.join("checkpoint.db");
+        if !path.exists() {
+            return Ok(None);
+        }
+        let sq = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = match flags {
+            Some(flags) => Connection::open_with_flags(&path, flags),
+            None => open_read_only(&path),
+        }
+        .map_err(sq)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sq)?;
+        if !has_table(&conn, "log").map_err(sq)? || has_table(&conn, "files").map_err(sq)? {
+            return Ok(None);
+        }
+        Ok(Some(Earlier { conn, path }))
+    }
+
+    fn sq(&self, source: rusqlite::Error) -> StateError {
+        StateError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// What [`Checkpoint::keys`] returns.
+    pub fn keys(&self) -> Result<(KeySet, KeySet), StateError> {
+        read_keys(&self.conn).map_err(|e| self.sq(e))
+    }
+
+    /// Paths (relative to `dest`) of files the checkpoint records as restored there: up to
+    /// `n` of the first recorded and `n` of the last. Empty when the checkpoint is bound to
+    /// another destination (which [`Checkpoint::bind`] refuses with its own message).
+    pub fn restored_sample(&self, n: usize, dest: &Path) -> Result<Vec<String>, StateError> {
+        restored_sample(&self.conn, n, dest).map_err(|e| self.sq(e))
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StateError> {
+        meta_value(&self.conn, key).map_err(|e| self.sq(e))
+    }
+
+    /// What [`Checkpoint::unsure_since`] returns.
+    pub fn unsure_since(&self) -> Result<Option<i64>, StateError> {
+        Ok(self.meta(UNSURE_KEY)?.map(|v| ms_value(&v)))
+    }
+
+    /// Refuses what [`Checkpoint::bind`] would refuse, storing nothing.
+    pub fn check_binding(&self, source_db: &Path, dest: &Path) -> Result<(), StateError> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        binding(&self.conn, dir, source_db, dest).map(drop)
+    }
+}
+
+/// What [`Checkpoint::bind`] stores (key and value), or why the checkpoint in `dir` is not
+/// for this restore.
+fn binding(
+    conn: &Connection,
+    dir: &Path,
+    source_db: &Path,
+    dest: &Path,
+) -> Result<Vec<(&'static str, String)>, StateError> {
+    let meta = |key| {
+        meta_value(conn, key).map_err(|source| StateError::Sqlite {
+            path: dir.join("checkpoint.db"),
+            source,
+        })
+    };
+    let print = fingerprint(source_db).ok();
+    let mut store = Vec::new();
+    for (key, value) in [("source_db", source_db), ("dest", dest)] {
+        let now = value.display().to_string();
+        match meta(key)? {
+            // The same database at another path (the disk mounted elsewhere, a copy): the
+            // same restore, followed there.
+            Some(was)
+                if key == "source_db"
+                    && was != now
+                    && print.is_some()
+                    && meta(FINGERPRINT_KEY)? == print =>
+            {
+                store.push((key, now))
+            }
+            // Before round 8 DEST was stored as given (a trailing `/`, a symlink): the same
+            // folder, said another way, is the same restore; stored anew.
+            Some(was)
+                if key == "dest"
+                    && was != now
+                    && crate::fsinfo::resolved_path(Path::new(&was)) == dest =>
+            {
+                store.push((key, now))
+            }
+            Some(was) if was != now => {
+                return Err(StateError::Mismatch {
+                    dir: dir.to_path_buf(),
+                    key,
+                    was,
+                    now,
+                })
+            }
+            Some(_) => {}
+            None => store.push((key, now)),
+        }
+    }
+    if let (Some(print), None) = (print, meta(FINGERPRINT_KEY)?) {
+        store.push((FINGERPRINT_KEY, print));
+    }
+    Ok(store)
+}
+
 /// The open checkpoint, held by the one thread that writes it.
 pub struct Checkpoint {
     conn: Connection,
@@ -399,58 +577,26 @@ impl StateLock {
         })
     }
 
-    /// Runs `read` on the checkpoint's log without writing anything: `None` when there is no
-    /// checkpoint yet, or one from before the log (opening converts it).
-    fn read_log<T>(
-        &self,
-        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Result<Option<T>, StateError> {
-        let path = self.dir.join("checkpoint.db");
-        if !path.exists() {
-            return Ok(None);
-        }
-        let sq = |source| StateError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let conn = Connection::open_with_flags(
-            &path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sq)?;
-        if !has_table(&conn, "log").map_err(sq)? || has_table(&conn, "files").map_err(sq)? {
-            return Ok(None);
-        }
-        read(&conn).map(Some).map_err(sq)
-    }
-
-    /// What [`Checkpoint::keys`] would return, read without writing anything (`None`: see
-    /// `read_log`).
+    /// What [`Checkpoint::keys`] would return, read without writing anything: `None` when
+    /// there is no checkpoint yet, or one from before the log (opening converts it).
     pub fn read_keys(&self) -> Result<Option<(KeySet, KeySet)>, StateError> {
-        self.read_log(read_keys)
+        self.earlier()?.map(|e| e.keys()).transpose()
     }
 
-    /// Paths (relative to `dest`) of files the checkpoint records as restored there: up to
-    /// `n` of the first recorded and `n` of the last. Read without writing anything; empty
-    /// when there is no log yet, or when the checkpoint is bound to another destination
-    /// (which [`Checkpoint::bind`] refuses with its own message).
+    /// Paths (relative to `dest`) of files the checkpoint records as restored there (see
+    /// [`Earlier::restored_sample`]), read without writing anything; empty when there is no
+    /// log yet.
     pub fn restored_sample(&self, n: usize, dest: &Path) -> Result<Vec<String>, StateError> {
-        let sample = self.read_log(|conn| {
-            let bound = meta_value(conn, "dest")?;
-            if bound.is_some_and(|b| crate::fsinfo::resolved_path(Path::new(&b)) != dest) {
-                return Ok(Vec::new());
-            }
-            let mut stmt = conn.prepare(
-                "SELECT path FROM log WHERE seq IN
-                   (SELECT seq FROM log WHERE outcome IN ('copied', 'adopted') ORDER BY seq LIMIT ?1)
-                 OR seq IN
-                   (SELECT seq FROM log WHERE outcome IN ('copied', 'adopted') ORDER BY seq DESC LIMIT ?1)
-                 ORDER BY seq",
-            )?;
-            let rows = stmt.query_map([n as i64], |r| r.get::<_, String>(0))?;
-            rows.collect::<Result<Vec<_>, _>>()
-        })?;
-        Ok(sample.unwrap_or_default())
+        Ok(match self.earlier()? {
+            Some(e) => e.restored_sample(n, dest)?,
+            None => Vec::new(),
+        })
+    }
+
+    /// The checkpoint's log, read by the lock's holder (read-write: SQLite may need to
+    /// recover a killed run's WAL; nothing is written).
+    fn earlier(&self) -> Result<Option<Earlier>, StateError> {
+        Earlier::open_with(&self.dir, Some(OpenFlags::SQLITE_OPEN_READ_WRITE))
     }
 
     /// Opens (creating if needed) the checkpoint and starts this run's record in it.
@@ -559,7 +705,7 @@ fn unsure_in(path: &Path) -> Option<(i64, bool)> {
         return None;
     }
     let read = || -> rusqlite::Result<Option<(i64, bool)>> {
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let conn = open_read_only(path)?;
         let trash = meta_value(&conn, TRASH_KEY)?.as_deref() == Some("1");
         Ok(doubt_of(&conn)?.map(|since| (since, trash)))
     };
@@ -702,43 +848,8 @@ impl Checkpoint {
     /// Ties the checkpoint to one source database and destination: a record of "done" is
     /// only true for the destination it was made for.
     pub fn bind(&self, source_db: &Path, dest: &Path) -> Result<(), StateError> {
-        let print = fingerprint(source_db).ok();
-        for (key, value) in [("source_db", source_db), ("dest", dest)] {
-            let now = value.display().to_string();
-            match self.meta(key)? {
-                // The same database at another path (the disk mounted elsewhere, a copy):
-                // the same restore, followed there.
-                Some(was)
-                    if key == "source_db"
-                        && was != now
-                        && print.is_some()
-                        && self.meta(FINGERPRINT_KEY)? == print =>
-                {
-                    self.set_meta(key, &now)?
-                }
-                // Before round 8 DEST was stored as given (a trailing `/`, a symlink): the
-                // same folder, said another way, is the same restore; stored anew.
-                Some(was)
-                    if key == "dest"
-                        && was != now
-                        && crate::fsinfo::resolved_path(Path::new(&was)) == dest =>
-                {
-                    self.set_meta(key, &now)?
-                }
-                Some(was) if was != now => {
-                    return Err(StateError::Mismatch {
-                        dir: self.dir.clone(),
-                        key,
-                        was,
-                        now,
-                    })
-                }
-                Some(_) => {}
-                None => self.set_meta(key, &now)?,
-            }
-        }
-        if let (Some(print), None) = (&print, self.meta(FINGERPRINT_KEY)?) {
-            self.set_meta(FINGERPRINT_KEY, print)?;
+        for (key, value) in binding(&self.conn, &self.dir, source_db, dest)? {
+            self.set_meta(key, &value)?;
         }
         Ok(())
     }
@@ -866,7 +977,7 @@ impl Checkpoint {
     }
 
     fn meta_ms(&self, key: &str) -> Result<Option<i64>, StateError> {
-        Ok(self.meta(key)?.map(|v| v.parse().unwrap_or(i64::MIN)))
+        Ok(self.meta(key)?.map(|v| ms_value(&v)))
     }
 
     /// Marks this run as finished (`clean`: it ended normally or by a handled signal, and
@@ -921,7 +1032,7 @@ pub fn recorded_meta(dir: &Path, key: &str) -> Option<String> {
     if !path.is_file() {
         return None;
     }
-    let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    let conn = open_read_only(&path).ok()?;
     if !has_table(&conn, "meta").ok()? {
         return None;
     }
@@ -934,13 +1045,18 @@ pub fn recorded_meta(dir: &Path, key: &str) -> Option<String> {
 pub fn crash_doubt_open(dir: &Path) -> bool {
     let path = dir.join("checkpoint.db");
     let doubt = || -> Option<i64> {
-        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+        let conn = open_read_only(&path).ok()?;
         doubt_of(&conn).ok().flatten()
     };
     path.is_file() && !lock_held(dir) && doubt().is_some()
 }
 
 /// A value of the checkpoint's key-value table, on any connection to it.
+/// A time kept in the key-value table (ms); one that does not parse is as old as can be.
+fn ms_value(v: &str) -> i64 {
+    v.parse().unwrap_or(i64::MIN)
+}
+
 fn meta_value(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
     conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
         .optional()
@@ -1023,7 +1139,7 @@ pub fn read_status(dir: &Path) -> Result<Status, StateError> {
         path: path.clone(),
         source,
     };
-    let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sq)?;
+    let conn = open_read_only(&path).map_err(sq)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(sq)?;
     let mut st = Status {
@@ -1173,6 +1289,50 @@ mod tests {
         drop(c);
         let c = Checkpoint::open(t.path(), true, "test").unwrap();
         assert!(c.done_keys().unwrap().is_empty(), "--fresh forgets");
+    }
+
+    /// The readers that write nothing (`status`, a dry run) find a checkpoint in a folder
+    /// whose name an URI would misread (`%`, `?`, `#`, bytes that are not UTF-8), and leave
+    /// no `-wal` or `-shm` beside it; with a run's `-wal` there they read through it.
+    #[test]
+    fn read_only_readers_leave_no_side_files_whatever_the_folder_is_called() {
+        use std::os::unix::ffi::OsStrExt;
+        let t = tempfile::tempdir().unwrap();
+        let dir = t
+            .path()
+            .join(std::ffi::OsStr::from_bytes(b"a %20?x=1#b \xff state"));
+        let mut c = Checkpoint::open(&dir, false, "test").unwrap();
+        c.record(&[rec("a", Outcome::Copied)]).unwrap();
+        c.end_run(true).unwrap();
+        drop(c);
+        let files = || {
+            let mut names: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            names.sort();
+            names
+        };
+        let before = files();
+        assert_eq!(read_status(&dir).unwrap().counts.get("copied"), Some(&1));
+        let e = Earlier::open(&dir).unwrap().unwrap();
+        assert_eq!(e.keys().unwrap().0.len(), 1);
+        drop(e);
+        assert_eq!(files(), before);
+        // A run writing now: its records are read through its `-wal`.
+        let mut c = Checkpoint::open(&dir, false, "test").unwrap();
+        c.record(&[rec("b", Outcome::Copied)]).unwrap();
+        assert_eq!(read_status(&dir).unwrap().counts.get("copied"), Some(&2));
+        assert_eq!(
+            Earlier::open(&dir)
+                .unwrap()
+                .unwrap()
+                .keys()
+                .unwrap()
+                .0
+                .len(),
+            2
+        );
     }
 
     #[test]

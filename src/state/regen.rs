@@ -211,7 +211,7 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
     }
     // Files found that the checkpoint does not record and that changed since a crashed run
     // began are compared with their objects (below); taken before the walk, which marks them.
-    let unsure_since = crate::restore::unsure_since(&ckpt, cfg)?;
+    let unsure_since = crate::restore::unsure_since(ckpt.unsure_since()?, cfg);
     let mut rep = RegenReport {
         state_dir: cfg.state_dir.clone(),
         notes: plan.index_notes(&index),
