@@ -246,6 +246,12 @@ pub struct StatusArgs {
     /// The restore's checkpoint folder, if it was given one with --state-dir.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// The index database the restore was given with --db, if any.
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// The object folder the restore was given with --files, if any.
+    #[arg(long = "files", value_name = "PATH")]
+    pub files_dir: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,

@@ -356,7 +356,11 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
         }
         (Some(d), _) => d.clone(),
         (None, [src, dest]) => {
-            let layout = crate::source::SourceLayout::discover(src, None, None)?;
+            let layout = crate::source::SourceLayout::discover(
+                src,
+                a.db.as_deref(),
+                a.files_dir.as_deref(),
+            )?;
             crate::state::default_state_dir(&layout.db, dest)
         }
         _ => anyhow::bail!("status needs SOURCE and DEST (as given to restore) or --state-dir DIR"),

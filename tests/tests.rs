@@ -1364,6 +1364,55 @@ fn status_reads_the_checkpoint() {
         .stderr(predicate::str::contains("no checkpoint"));
 }
 
+/// Round 12: a restore given `--db` (the database copied elsewhere, SOURCE holding only the
+/// objects): `status SOURCE DEST` said "Pass --db PATH if it is elsewhere", and refused
+/// `--db` ("unexpected argument"). It takes the restore's `--db` and `--files` now.
+#[test]
+fn status_takes_the_database_the_restore_was_given() {
+    let dump = Dump::new(28, 60, 1);
+    let source = dump.path("objects-only");
+    let objects = source.join("restsdk/data/files");
+    std::fs::create_dir_all(objects.parent().unwrap()).unwrap();
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(dump.root.join("restsdk/data/files"))
+        .arg(&objects)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let db = dump.path("index-copy.db");
+    std::fs::copy(dump.db(), &db).unwrap();
+    let dest = dump.path("restored");
+    let xdg = dump.path("xdg");
+    let run = |cmd: &str, extra: &[&std::ffi::OsStr]| {
+        bin()
+            .arg(cmd)
+            .arg(&source)
+            .arg(&dest)
+            .args(extra)
+            .env("XDG_STATE_HOME", &xdg)
+            .output()
+            .unwrap()
+    };
+    let out = run("restore", &["--db".as_ref(), db.as_os_str()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "missing objects only: {}",
+        text(&out)
+    );
+    let out = run("status", &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--db"), "{}", text(&out));
+    let out = run(
+        "status",
+        &["--db".as_ref(), db.as_os_str(), "--json".as_ref()],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["counts"]["copied"].as_u64().unwrap() > 40, "{v}");
+}
+
 /// Round 11: after a run with --include-trash, a run without it made `status` say
 /// "Restored or already there: 1996 of 1997 selected files (99.9%)" while that run had
 /// found 1993 of the 1997 done and 4 missing: the Trash's records were counted among a
