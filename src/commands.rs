@@ -686,6 +686,41 @@ pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
+/// The `regen` and `restore` commands that copy again the files `verify` found differing,
+/// ready to paste: SOURCE, DEST and every option of this verify that names the restore's
+/// files (`--db`, `--files`, the selection, `--names`, `--state-dir`, `--mtime-from`), so
+/// they act on the checkpoint and the paths this verify checked.
+fn again_commands(a: &crate::cli::VerifyArgs) -> (String, String) {
+    use clap::ValueEnum;
+    let mut args = crate::preflight::command_args(
+        &a.source.source,
+        &a.dest,
+        a.source.db.as_deref(),
+        a.source.files_dir.as_deref(),
+        &a.select,
+    );
+    if a.select.names != crate::cli::NamesArg::Auto {
+        if let Some(v) = a.select.names.to_possible_value() {
+            args.extend(["--names".into(), v.get_name().to_string()]);
+        }
+    }
+    if let Some(d) = &a.state_dir {
+        args.extend(["--state-dir".into(), crate::preflight::model::shell_path(d)]);
+    }
+    if let Some(m) = &a.mtime_from {
+        args.extend([
+            "--mtime-from".into(),
+            crate::preflight::model::shell_quote(m),
+        ]);
+    }
+    let args = args.join(" ");
+    let content = if a.content { " --content" } else { "" };
+    (
+        format!("mycloud-recover regen {args}{content}"),
+        format!("mycloud-recover restore {args}"),
+    )
+}
+
 pub fn verify(a: &crate::cli::VerifyArgs) -> anyhow::Result<Exit> {
     config::given_state_dir(a.state_dir.as_deref())?;
     let run = read_only_run(a.state_dir.clone(), a.mtime_from.as_deref());
@@ -739,15 +774,10 @@ pub fn verify(a: &crate::cli::VerifyArgs) -> anyhow::Result<Exit> {
         if !rep.mismatches.is_empty() {
             // A restore does not look again at files its checkpoint records as done: regen
             // marks the differing ones (their bytes too with --content) to be copied again.
-            let shell_word = crate::preflight::model::shell_path;
+            let (regen, restore) = again_commands(a);
             writeln!(
                 out,
-                "To restore the files that differ again: mycloud-recover regen {} {}{} then mycloud-recover restore {} {} (add to both the --state-dir, --db, --files and selection options the restore was given, if any)",
-                shell_word(&a.source.source),
-                shell_word(&a.dest),
-                if a.content { " --content," } else { "," },
-                shell_word(&a.source.source),
-                shell_word(&a.dest),
+                "To restore the files that differ again, run these two commands (with the options this verify was given; add any other the restore was given):\n  {regen}\n  {restore}"
             )?;
         }
     }
