@@ -3,8 +3,9 @@
 //! The object's own mtime on the device is the upload time, not the date the photo was
 //! taken (a real restore was off by up to seven years). Users sort photos by date, so the
 //! default takes the EXIF capture date first, then the video date, then the data creation
-//! time, then the upload time. Values of 0 or far outside 1990..now+1 year are treated as
-//! absent, because the device stores such junk for some files.
+//! time, then the upload time. Values outside 1990..now+1 year (0, seconds instead of
+//! milliseconds, a camera clock never set) are treated as absent, because the device stores
+//! such junk for some files.
 
 use crate::source::index::RowDates;
 

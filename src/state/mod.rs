@@ -1,10 +1,14 @@
 //! The checkpoint: what has been restored, kept outside the source and the destination.
 //!
 //! A separate SQLite database (WAL, batched transactions, one writer thread) in a per-user
-//! state folder keyed by source and destination. A file is recorded only after it was
-//! renamed into place (and synced, per the durability policy), so a record is never ahead of
-//! the disk: after kill -9 or a power cut the worst case is a file on the destination that
-//! the checkpoint does not know yet, which the next run adopts by size and date.
+//! state folder keyed by the destination ([`default_state_dir`]; the source's database is
+//! recognised by its content, so the disk mounted elsewhere is the same restore). A file is
+//! recorded only after it was placed under its final name (and synced, per the durability
+//! policy), so a record is never ahead of the disk: after kill -9 or a power cut the worst
+//! case is a file on the destination that the checkpoint does not know yet. Until a run has
+//! looked at every file again, the runs after such a crash compare those of them that changed
+//! since it began byte for byte with their objects before adopting them (a power cut can leave
+//! the right size and date without the data); other files are adopted by size and date.
 //!
 //! Resume does not walk the destination: the "done" set is loaded as 128-bit hashes of
 //! (id, restored path, size, mtime), so memory stays small and a changed plan (another
@@ -168,7 +172,7 @@ pub enum StateError {
         #[source]
         source: rusqlite::Error,
     },
-    #[error("no checkpoint in {0}; has a restore been started with these paths?")]
+    #[error("no checkpoint in {0}; has a restore been started with these paths? (a restore given --state-dir needs the same --state-dir here)")]
     NoCheckpoint(PathBuf),
     #[error(
         "the checkpoint in {dir} belongs to another restore ({key} was {was}, now {now}): {}",
