@@ -20,10 +20,11 @@ impl Exit {
     }
 }
 
-/// Text for `--help` and the README.
+/// Text for `--help` (the README's table says the same).
 pub const EXIT_CODES_HELP: &str = "Exit codes:
-  0    all planned files restored (or verified)
+  0    all planned files restored (or verified); preflight: nothing blocks the restore
   1    finished, but some files are missing, failed or differ (see the report);
-       verify: some files are absent or differ on DEST, or have no object in the source
+       verify: some files are absent or differ on DEST, or have no object in the source;
+       preflight: the restore cannot succeed as things stand (for example the files do not fit)
   2    could not run: usage, source or destination problem (nothing was changed)
   130  interrupted (Ctrl-C, SIGTERM, SIGHUP); progress is saved, rerun to continue";
