@@ -382,7 +382,7 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
             match (st.last_run_clean, st.last_end.as_deref()) {
                 (Some(true), Some("finished")) => "last run finished".into(),
                 (Some(true), Some(how)) => {
-                    format!("last run {how}; run the same command again to continue")
+                    format!("last run {how}; run the same restore command again to continue")
                 }
                 // Runs refused before copying (a bad option, a full or read-only DEST)
                 // record no end of their own.
@@ -393,10 +393,10 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
                 // The destination changed under the run (unmounted, say): it ended, but what
                 // it placed since its last commit is unrecorded, as after a crash.
                 (Some(false), Some(how)) => {
-                    format!("last run {how}: the files it placed since its last commit were not recorded. Mount the destination again and run the same command: it checks them")
+                    format!("last run {how}: the files it placed since its last commit were not recorded. Mount the destination again and run the same restore command: it checks them")
                 }
                 (Some(false), None) => {
-                    "last run did not end cleanly (killed, or a power cut); run the same command again: it checks what that run may have left unfinished".into()
+                    "last run did not end cleanly (killed, or a power cut); run the same restore command again: it checks what that run may have left unfinished".into()
                 }
                 (None, _) => "last run did not finish (killed or still starting)".into(),
             }

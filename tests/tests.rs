@@ -4113,7 +4113,7 @@ fn sigterm_stops_cleanly_with_exit_130_and_the_next_run_finishes_with_every_fold
     let said = text(&st);
     let selected = report["totals"]["selected_files"].as_u64().unwrap();
     assert!(
-        said.contains("last run interrupted; run the same command again")
+        said.contains("last run interrupted; run the same restore command again")
             && said.contains(&format!("of {selected} selected files")),
         "{said}"
     );
