@@ -59,8 +59,9 @@ else
 fi
 SECTIONS=${SECTIONS:-$DEFAULT_SECTIONS}
 # Narrower runs: BENCH_SHAPES="small demo20k" and BENCH_THREADS="4 auto" override the lists.
-# The shape `sustained` (large files, more than the kernel lets wait in memory; about 12 GB
-# in full mode, so about 40 GB free on the data disk) is opt-in: BENCH_SHAPES="large sustained".
+# The shape `sustained` (large files, more than the kernel lets wait in memory; 8.4 GB of
+# objects in full mode, held three times over as dump, tree and destination: about 40 GB
+# free on the data disk) is opt-in: BENCH_SHAPES="large sustained".
 SHAPES=${BENCH_SHAPES:-small real large demo20k}
 THREADS=${BENCH_THREADS:-$THREADS}
 want() { [[ ",$SECTIONS," == *",$1,"* ]]; }
@@ -103,7 +104,10 @@ if [ "$BUILD" = 1 ]; then
 fi
 # Freeze the binary for the whole run: others rebuild target/ while we measure.
 mkdir -p "$DATA/bin"
-cp "$REPO/target/release/mycloud-recover" "$DATA/bin/mcr"
+# Where cargo put it: CARGO_TARGET_DIR if set (relative to the repository, as cargo reads it).
+TARGET=${CARGO_TARGET_DIR:-target}
+case "$TARGET" in /*) ;; *) TARGET=$REPO/$TARGET ;; esac
+cp "$TARGET/release/mycloud-recover" "$DATA/bin/mcr"
 MCR=$DATA/bin/mcr
 cc -O2 -o "$DATA/bin/copytest" "$HERE/copytest.c"
 cc -O2 -pthread -o "$DATA/bin/readorder" "$HERE/readorder.c"

@@ -562,6 +562,11 @@ fn a_resume_counts_what_earlier_runs_finished_from_the_first_progress_line() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{line}"));
     assert!(settled >= before, "{before} were done before: {line}");
+    // The start line says so too (it said "restoring 147 files" as if none were done).
+    assert!(
+        err.contains(&format!(", {before} of them (")) && err.contains("done by earlier runs"),
+        "{err}"
+    );
 }
 
 /// The count of the files runs on its own thread beside the copy. When it ends after the

@@ -685,8 +685,16 @@ fn started_line(r: &Report, fd_limit: u64) -> String {
         .iter()
         .map(|w| format!("\nWARNING: {w}"))
         .collect();
+    // On a resume "restoring 997 files" with all 997 done would promise work there is not.
+    let done_before = match r.totals.done_before_files {
+        0 => String::new(),
+        n => format!(
+            ", {n} of them ({}) done by earlier runs",
+            human_bytes(r.totals.done_before_bytes)
+        ),
+    };
     format!(
-        "restoring {} files ({}) from {} to {} [{}; names: {:?}; {} threads; open-file limit {}]{}",
+        "restoring {} files ({}){done_before} from {} to {} [{}; names: {:?}; {} threads; open-file limit {}]{}",
         r.totals.selected_files,
         human_bytes(r.totals.selected_bytes),
         r.source.display(),
