@@ -322,7 +322,12 @@ pub fn run_restore(cfg: &RestoreConfig) -> anyhow::Result<Exit> {
     crate::restore::install_signal_handler();
     let mut ui = listener(cfg);
     let report = crate::restore::restore(cfg, ui.as_mut())?;
-    print!("{}", report.summary());
+    // The summary is in the report too: an output that is gone (`| tee log` ended by the
+    // same Ctrl-C, `| head`) does not change how the run ended (`print!` panicked: 101).
+    let mut out = std::io::stdout().lock();
+    let _ = out
+        .write_all(report.summary().as_bytes())
+        .and_then(|()| out.flush());
     Ok(restore_exit(&report))
 }
 

@@ -36,12 +36,19 @@ pub fn install(messages: Messages) {
         let _ = std::thread::Builder::new()
             .name("mcr-signals".into())
             .spawn(move || {
+                // Not `eprintln!`, which panics when stderr is gone: `restore ... | tee log`
+                // loses its reader to the same Ctrl-C, and this thread died with the first
+                // message, so a second Ctrl-C did nothing.
+                let say = |m: &str| {
+                    use std::io::Write;
+                    let _ = writeln!(std::io::stderr(), "\nmycloud-recover: {m}");
+                };
                 for _ in signals.forever() {
                     if STOP.swap(true, Ordering::SeqCst) {
-                        eprintln!("\nmycloud-recover: {}", messages.second);
+                        say(messages.second);
                         std::process::exit(130);
                     }
-                    eprintln!("\nmycloud-recover: {}", messages.first);
+                    say(messages.first);
                 }
             });
     });

@@ -4187,6 +4187,56 @@ fn sighup_stops_a_restore_but_not_one_started_under_nohup() {
     }
 }
 
+/// Waits for `child` at most `secs` seconds (killing it after that); its exit code.
+fn wait_at_most(child: &mut std::process::Child, secs: f64) -> Option<i32> {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if std::time::Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Round 12: an output that is gone (`restore ... 2>&1 | tee log`, whose `tee` the same
+/// Ctrl-C ends; `| head`) panicked the signal thread at its first message, so a second
+/// Ctrl-C did nothing, and `print!` of the summary panicked: exit 101 for a run interrupted
+/// (130) or finished (1 here). The run's end no longer depends on its output.
+#[test]
+fn a_closed_output_changes_neither_the_exit_code_nor_the_second_ctrl_c() {
+    let dump = Dump::new(81, 150, 1);
+    let dest = dump.path("restored");
+    let state = dump.path("state");
+    let mut child = spawn_restore(&dump, &dest, &state, &["--threads", "2"], "delay_ms=8000");
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    // Planning takes well under a second here: the workers are in their first files.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let signal = |child: &std::process::Child| {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    signal(&child);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    signal(&child);
+    // The files in flight take 8 s: only the second signal ends the run before that.
+    assert_eq!(wait_at_most(&mut child, 2.5), Some(130));
+    // Run to the end with its output gone: its own exit code (the dump's missing objects).
+    let mut child = spawn_restore(&dump, &dest, &state, &["--threads", "2"], "");
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    assert_eq!(wait_at_most(&mut child, 60.0), Some(1));
+    assert_restored_exactly(&dump, &dest);
+}
+
 #[test]
 fn resume_with_nothing_to_do_never_opens_the_object_store() {
     let dump = Dump::new(36, 150, 1);
