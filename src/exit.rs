@@ -12,7 +12,13 @@ pub enum Exit {
     CannotRun = 2,
     /// Interrupted by Ctrl-C / SIGTERM / SIGHUP; state was flushed, rerun to continue.
     Interrupted = 130,
+    /// Stopped by an internal error (a panic: a bug). What the checkpoint recorded holds;
+    /// rerun to continue (the run after it checks what this one left unfinished).
+    InternalError = 101,
 }
+
+/// What `main` says after a panic (the panic's own message is printed above it).
+pub const INTERNAL_ERROR_TEXT: &str = "internal error: stopped on a bug in mycloud-recover (the message above says where; please report it). A restore keeps what its checkpoint recorded: run the same command again to continue, and it checks what this run left unfinished";
 
 impl Exit {
     pub fn code(self) -> i32 {
@@ -26,5 +32,8 @@ pub const EXIT_CODES_HELP: &str = "Exit codes:
   1    finished, but some files are missing, failed or differ (see the report);
        verify: some files are absent or differ on DEST, or have no object in the source;
        preflight: the restore cannot succeed as things stand (for example the files do not fit)
-  2    could not run: usage, source or destination problem (nothing was changed)
+  2    could not run: usage, source or destination problem (nothing was changed);
+       or a restore stopped by an error after it began (the message says what to do)
+  101  stopped by an internal error (a bug, please report it); progress is saved up to
+       the last checkpoint commit, rerun to continue
   130  interrupted (Ctrl-C, SIGTERM, SIGHUP); progress is saved, rerun to continue";

@@ -1,22 +1,34 @@
 //! Thin entry point: parse, run, map the outcome to an exit code.
 
 use clap::Parser;
+use std::io::Write;
 
 fn main() {
     let cli = mycloud_recover::cli::Cli::parse();
-    let code = match mycloud_recover::run(cli) {
-        Ok(exit) => exit.code(),
+    // A panic is a bug. Without this the process ended with Rust's exit code 101 and only
+    // "a scoped thread panicked" (or, for a panic on the checkpoint writer's or planner's
+    // thread, exit 2, which says nothing was changed); now with 101, documented, and what
+    // to do. Panics on other threads are raised again on this one (`restore`).
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| mycloud_recover::run(cli)));
+    let code = match ran {
+        Ok(Ok(exit)) => exit.code(),
         // `plan --json | head`: the reader left; nothing is wrong and nothing to say.
-        Err(e) if is_broken_pipe(&e) => 0,
-        Err(e) => {
-            eprintln!(
-                "mycloud-recover: error: {}",
-                mycloud_recover::error_text(&e)
-            );
+        Ok(Err(e)) if is_broken_pipe(&e) => 0,
+        Ok(Err(e)) => {
+            say(&format!("error: {}", mycloud_recover::error_text(&e)));
             mycloud_recover::Exit::CannotRun.code()
+        }
+        Err(_) => {
+            say(mycloud_recover::exit::INTERNAL_ERROR_TEXT);
+            mycloud_recover::Exit::InternalError.code()
         }
     };
     std::process::exit(code);
+}
+
+/// One line on stderr; a closed stderr is not worth a panic.
+fn say(what: &str) {
+    let _ = writeln!(std::io::stderr(), "mycloud-recover: {what}");
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

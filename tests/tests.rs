@@ -4237,6 +4237,94 @@ fn a_closed_output_changes_neither_the_exit_code_nor_the_second_ctrl_c() {
     assert_restored_exactly(&dump, &dest);
 }
 
+/// Round 12: a panic (a bug) met on one file killed its worker's thread; the files of its
+/// chunk went unreported and the run ended with exit 101 after copying the rest, leaving
+/// the file's temporary name on a network destination. The file now fails, listed with
+/// the panic's message, the run goes on, and the next run restores it.
+#[test]
+fn a_panic_on_one_file_fails_that_file_and_the_run_goes_on() {
+    let dump = Dump::new(82, 150, 1);
+    let dest = dump.path("restored");
+    let cids = dump.content_ids();
+    let cid = cids
+        .iter()
+        .filter(|(id, _)| !dump.manifest.missing_object_ids.contains(id))
+        .find_map(|(_, (c, size))| c.clone().filter(|_| *size > 0))
+        .unwrap();
+    let fault = format!("panic={cid};named_temps=1");
+    let (out, report) = restore(
+        &dump,
+        &dest,
+        &[],
+        &[("MYCLOUD_RECOVER_FAULTS", &fault), ("RUST_BACKTRACE", "0")],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(report["outcomes"]["failed"], 1, "{}", text(&out));
+    assert_eq!(
+        outcome_sum(&report),
+        report["totals"]["files"].as_u64().unwrap()
+    );
+    let failed = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["outcome"] == "failed")
+        .unwrap();
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("internal error"),
+        "{failed}"
+    );
+    assert!(
+        tree(&dest).keys().all(|p| !p.contains(".mcr-")),
+        "the temporary file of the file that panicked is removed"
+    );
+    let (out, report) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(report["outcomes"]["copied"], 1, "{}", text(&out));
+    assert_restored_exactly(&dump, &dest);
+}
+
+/// Round 12: a panic on one of the pipeline's own threads ended the run with exit 2 ("the
+/// checkpoint writer panicked": exit 2 says nothing was changed) or 101 with only "a
+/// scoped thread panicked", depending on the thread. Each now ends it with exit 101, a
+/// message that says what it is and what to do, and a checkpoint the next run finishes
+/// from (folder dates included).
+#[test]
+fn a_panic_in_a_pipeline_thread_exits_101_and_the_next_run_finishes() {
+    let dump = Dump::new(83, 150, 1);
+    for thread in ["committer", "planner", "count", "bookkeeper", "folders"] {
+        let dest = dump.path(&format!("restored-{thread}"));
+        let state = dump.path(&format!("state-{thread}"));
+        let state_arg = state.to_str().unwrap();
+        let fault = format!("panic_in={thread}");
+        let (out, _) = restore(
+            &dump,
+            &dest,
+            &["--state-dir", state_arg],
+            &[("MYCLOUD_RECOVER_FAULTS", &fault), ("RUST_BACKTRACE", "0")],
+        );
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(101), "{thread}: {said}");
+        assert!(
+            said.contains("internal error") && said.contains("run the same command again"),
+            "{thread}: {said}"
+        );
+        let (out, report) = restore(&dump, &dest, &["--state-dir", state_arg], &[]);
+        assert_eq!(out.status.code(), Some(1), "{thread}: {}", text(&out));
+        assert_eq!(report["outcomes"]["failed"], 0, "{thread}: {}", text(&out));
+        assert_restored_exactly(&dump, &dest);
+        let plan = plan_json(&dump.root, &dest, &["--state-dir", state_arg]);
+        for f in of_type(&plan, "folder") {
+            if let (Some(path), Some(ms)) = (f["path"].as_str(), f["mtime_ms"].as_i64()) {
+                assert_eq!(mtime_ms(&dest.join(path)), ms, "{thread}: {path}");
+            }
+        }
+    }
+}
+
 #[test]
 fn resume_with_nothing_to_do_never_opens_the_object_store() {
     let dump = Dump::new(36, 150, 1);

@@ -63,6 +63,15 @@ pub struct Faults {
     /// How far back of a crashed run's start a file's change time still counts as that
     /// run's (`changed_since`): tests set 0, having no ten minutes to wait.
     pub clock_slack_ms: Option<i64>,
+    /// Objects whose copy panics once the file being written exists (a bug met on one
+    /// file): the worker reports the file as failed and goes on.
+    pub panic: Vec<String>,
+    /// A thread of the pipeline that panics (`committer`, `planner`, `count`,
+    /// `bookkeeper`, `folders`): the run stops with exit 101 and a resumable checkpoint.
+    pub panic_in: Option<String>,
+    /// Sleep this long before setting each folder's date (a slow network destination), so
+    /// tests can interrupt the folder phase.
+    pub folder_delay_ms: u64,
     flaky_hit: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
@@ -85,11 +94,21 @@ impl Faults {
                     Some(("count_delay_ms", v)) => f.count_delay_ms = v.parse().unwrap_or(0),
                     Some(("commit_ms", v)) => f.commit_ms = v.parse().ok(),
                     Some(("clock_slack_ms", v)) => f.clock_slack_ms = v.parse().ok(),
+                    Some(("panic", v)) => f.panic.push(v.to_string()),
+                    Some(("panic_in", v)) => f.panic_in = Some(v.to_string()),
+                    Some(("folder_delay_ms", v)) => f.folder_delay_ms = v.parse().unwrap_or(0),
                     _ => {}
                 }
             }
         }
         f
+    }
+
+    /// Panics when the test asked for a panic in the thread `thread` (see `panic_in`).
+    pub fn maybe_panic_in(&self, thread: &str) {
+        if self.panic_in.as_deref() == Some(thread) {
+            panic!("injected panic in the {thread} thread (MYCLOUD_RECOVER_FAULTS)");
+        }
     }
 }
 
@@ -463,6 +482,42 @@ pub fn restore_file(
             Ok(r) => return Ok(r),
         }
     }
+}
+
+/// [`restore_file`], with a panic (a bug met on this one file) made a failure of the file:
+/// the worker goes on with the next one, the file is listed with the panic's message, and
+/// the next run tries it again. Without this, the worker's thread ended, the files of its
+/// chunk went unreported and the run ended with exit 101 after copying everything else.
+/// The file's temporary name (network destinations) is removed, and the worker's open
+/// folders closed: either may have been left half-done.
+pub fn restore_file_caught(
+    ctx: &CopyContext<'_>,
+    folders: &mut WorkerFolders,
+    job: &PlannedFile,
+    replace: bool,
+) -> Result<Restored, NotRestored> {
+    let run = std::panic::AssertUnwindSafe(|| restore_file(ctx, folders, job, replace));
+    std::panic::catch_unwind(run).unwrap_or_else(|payload| {
+        folders.forget();
+        if !ctx.dry_run {
+            let target = ctx.dest.join(&job.rel_path);
+            let dir = target.parent().unwrap_or(ctx.dest);
+            let _ = std::fs::remove_file(dir.join(temp_name(&job.id)));
+        }
+        Err(NotRestored::Failed(format!(
+            "internal error (a bug in mycloud-recover; please report it): {}. Not restored; the next run tries it again",
+            panic_text(payload.as_ref())
+        )))
+    })
+}
+
+/// The message a panic was raised with.
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
 }
 
 enum Attempt {
@@ -960,6 +1015,11 @@ fn fill(
     out: &File,
     shown: &Path,
 ) -> Result<u64, Attempt> {
+    if let Some(cid) = job.content_id.as_deref() {
+        if ctx.faults.panic.iter().any(|c| c == cid) {
+            panic!("injected panic while copying {cid} (MYCLOUD_RECOVER_FAULTS)");
+        }
+    }
     let bytes = match src {
         Some((f, path)) => ctx.copier.copy(f, out).map_err(|e| {
             if is_full(&e) {

@@ -232,9 +232,11 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             .filter(|_| !cfg.fresh)
             .map(|l| spawn_named(s, "mcr-keys", move || l.read_keys()));
         let plan = Plan::build(&index, cfg.plan.clone());
-        let known = reader.map(|r| match r.join() {
-            Ok(keys) => keys.map_err(anyhow::Error::from),
-            Err(_) => Err(anyhow::anyhow!("the checkpoint reader panicked")),
+        // A panic there is a bug: raised again here, it ends the run with exit 101 (main).
+        let known = reader.map(|r| {
+            r.join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+                .map_err(anyhow::Error::from)
         });
         (plan, known)
     });
@@ -596,6 +598,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         let noted_ref = &noted;
         let whole_now_ref = &whole_now;
         let stopping_ref = &stopping;
+        let faults_ref = &faults;
         let producer = spawn_named(s, "mcr-planner", move || -> anyhow::Result<()> {
             let mut chunk: Vec<(PlannedFile, bool)> = Vec::new();
             let mut chunk_bytes = 0u64;
@@ -606,6 +609,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             // in it) reads in the database's order instead.
             let by_folder = left > 0 && left * 2 >= files_bound;
             plan_ref.for_each_file_by(&index, by_folder, |file| {
+                faults_ref.maybe_panic_in("planner");
                 let mut recopy = false;
                 let quick = if file.skip.is_some() {
                     Some(Outcome::Filtered)
@@ -669,7 +673,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                         if stopping_ref() {
                             continue; // drain: not attempted, counted as not processed
                         }
-                        let r = copy::restore_file(ctx, &mut folders, &file, replace);
+                        let r = copy::restore_file_caught(ctx, &mut folders, &file, replace);
                         let mut d = Done {
                             file,
                             outcome: Outcome::Copied,
@@ -780,6 +784,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 let (mut flush, mut write) = (Duration::ZERO, Duration::ZERO);
                 let mut count_written = false;
                 for batch in batch_rx {
+                    faults.maybe_panic_in("committer");
                     let Some(c) = ckpt_ref.as_mut() else {
                         continue;
                     };
@@ -841,6 +846,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         let count_done = &done_keys;
         let count = spawn_named(s, "mcr-count", move || -> anyhow::Result<PlanTotals> {
             std::thread::sleep(count_delay);
+            faults.maybe_panic_in("count");
             let done_before = |id: &str, path: &str, size: u64, mtime: Option<i64>| {
                 !count_done.is_empty() && count_done.contains(&done_key(id, path, size, mtime))
             };
@@ -861,7 +867,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                         Some(c) if wait || c.is_finished() => {
                             let totals = c
                                 .join()
-                                .map_err(|_| anyhow::anyhow!("the counting thread panicked"))?
+                                .unwrap_or_else(|p| std::panic::resume_unwind(p))
                                 .context("cannot count the files to restore")?;
                             report.set_totals(&totals);
                             snap.set_totals(&totals);
@@ -907,6 +913,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             loop {
                 match res_rx.recv_timeout(Duration::from_millis(200)) {
                     Ok(results) => {
+                        faults.maybe_panic_in("bookkeeper");
                         for mut d in results {
                             if d.outcome == Outcome::AlreadyDone && !earlier_notes.is_empty() {
                                 d.note = earlier_notes.remove(&d.file.id);
@@ -1000,6 +1007,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 }
                 if batch.len() >= next_commit || last_commit.elapsed() >= commit_every {
                     if !commit(&mut batch, false) {
+                        // The committer stopped (its join says why): nothing more can be
+                        // recorded, so nothing more is handed out.
+                        stop_local.store(true, Ordering::SeqCst);
                         return Ok(());
                     }
                     next_commit = batch.len() + COMMIT_FILES;
@@ -1031,9 +1041,11 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             stop_local.store(true, Ordering::SeqCst);
         }
         drop(res_rx);
+        // A thread's panic is a bug: raised again here, it ends the run with exit 101 and
+        // the advice to run again (main); the checkpoint holds what was committed.
         let committed = committer
             .join()
-            .map_err(|_| anyhow::anyhow!("the checkpoint writer panicked"))?;
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
         kept?;
         let (flush_time, record_time) = committed?;
         report
@@ -1044,7 +1056,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             .insert("checkpoint_write".into(), record_time.as_secs_f64());
         producer
             .join()
-            .map_err(|_| anyhow::anyhow!("the planner thread panicked"))??;
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
         Ok(())
     })?;
     snap.elapsed = copy_start.elapsed();
@@ -1131,6 +1143,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             .collect();
         dated.sort_unstable();
         let failed = in_parallel(&dated, threads, |(rel, ms)| {
+            faults.maybe_panic_in("folders");
             let path = cfg.dest.join(rel);
             set_dir_mtime(&path, *ms).is_err() && path.is_dir()
         });
@@ -1299,7 +1312,7 @@ fn in_parallel<T: Sync, R: Send>(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().expect("a folder thread panicked"))
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
     let mut all: Vec<(usize, R)> = parts.drain(..).flatten().collect();
