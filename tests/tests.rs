@@ -4325,6 +4325,72 @@ fn a_panic_in_a_pipeline_thread_exits_101_and_the_next_run_finishes() {
     }
 }
 
+/// Round 12: the folder phase after the last file (on a network destination one round
+/// trip per folder: minutes for a real device's folders) went on to the end after Ctrl-C,
+/// which then reported "finished" (exit 0 or 1). It now stops, says so, exits 130, and the
+/// next run sets the dates still owed.
+#[test]
+fn a_signal_while_folders_are_dated_stops_them_and_the_next_run_sets_them() {
+    let dump = Dump::new(84, 150, 1);
+    let dest = dump.path("restored");
+    let state = dump.path("state");
+    let plan = plan_json(&dump.root, &dest, &[]);
+    let folders: Vec<(String, i64)> = of_type(&plan, "folder")
+        .into_iter()
+        .filter_map(|f| Some((f["path"].as_str()?.to_string(), f["mtime_ms"].as_i64()?)))
+        .collect();
+    assert!(folders.len() >= 20, "{}", folders.len());
+    let dated = || {
+        folders
+            .iter()
+            .filter(|(p, ms)| {
+                std::fs::metadata(dest.join(p))
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .is_some_and(|d| d.as_millis() as i64 == *ms)
+            })
+            .count()
+    };
+    let mut child = spawn_restore(
+        &dump,
+        &dest,
+        &state,
+        &["--threads", "2"],
+        "folder_delay_ms=200",
+    );
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while dated() == 0 {
+        assert!(std::time::Instant::now() < until, "no folder dated");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    // The whole phase takes folders x 200 ms / 2 threads: a stop takes one folder's time.
+    assert_eq!(wait_at_most(&mut child, 2.0), Some(130));
+    let out = child.wait_with_output().unwrap();
+    let said = text(&out);
+    assert!(said.contains("setting the folders' dates"), "{said}");
+    assert!(dated() < folders.len(), "the phase was cut short");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["interrupted"], true);
+    let st = bin()
+        .arg("status")
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(text(&st).contains("last run interrupted"), "{}", text(&st));
+    let (out, report) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(report["outcomes"]["copied"], 0, "{}", text(&out));
+    assert_eq!(dated(), folders.len(), "the next run dated every folder");
+}
+
 #[test]
 fn resume_with_nothing_to_do_never_opens_the_object_store() {
     let dump = Dump::new(36, 150, 1);

@@ -1069,7 +1069,17 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // Folder dates last, and only where this run wrote something (creating a file changes
     // its folder's mtime), or all of them when an earlier run stopped before its folder dates;
     // a resume with nothing to do touches no folder. Not after a stop (full or lost
-    // destination): the next run owes them.
+    // destination): the next run owes them. A signal during this phase stops it too (on a
+    // network destination it is one round trip per folder: minutes for a real device's
+    // 344K folders); the dates stay owed to the next run.
+    let cut = AtomicBool::new(false);
+    let cut_short = || {
+        let stop = crate::signals::stop_requested();
+        if stop {
+            cut.store(true, Ordering::SeqCst);
+        }
+        stop
+    };
     if !cfg.dry_run
         && !interrupted
         && dest_full.is_none()
@@ -1104,6 +1114,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             // A folder that cannot be made (a file in the way, say) is listed in the report
             // like a failed file; the others are still made and dated.
             let made = in_parallel(&unknown, threads, |f| -> std::io::Result<bool> {
+                if cut_short() {
+                    return Ok(false);
+                }
                 let path = cfg.dest.join(&f.rel_path);
                 if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
                     return Ok(false);
@@ -1127,7 +1140,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 }
             }
             // Remembered only once all exist, so the next run tries the failed ones again.
-            if let (Some(c), true) = (&ckpt, report.folders_failed.is_empty()) {
+            let all_made = report.folders_failed.is_empty() && !cut.load(Ordering::SeqCst);
+            if let (Some(c), true) = (&ckpt, all_made) {
                 c.set_meta("folders_created", &signature)?;
             }
         }
@@ -1144,6 +1158,12 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         dated.sort_unstable();
         let failed = in_parallel(&dated, threads, |(rel, ms)| {
             faults.maybe_panic_in("folders");
+            if cut_short() {
+                return false;
+            }
+            if faults.folder_delay_ms > 0 {
+                std::thread::sleep(Duration::from_millis(faults.folder_delay_ms));
+            }
             let path = cfg.dest.join(rel);
             set_dir_mtime(&path, *ms).is_err() && path.is_dir()
         });
@@ -1151,13 +1171,19 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         // Paid only by a run over every folder: one with --only, --user or --limit dated its
         // selection's. Folders whose date could not be set are in the report; they do not
         // keep every later run dating all folders again.
-        if let (Some(c), false) = (&ckpt, plan.options().narrowed()) {
+        if cut.load(Ordering::SeqCst) {
+            report.warnings.push(
+                "stopped while setting the folders' dates (the files are all handled): some folders keep the time of the restore for now; run the same command again to set them".into(),
+            );
+        } else if let (Some(c), false) = (&ckpt, plan.options().narrowed()) {
             c.set_meta(FOLDER_DATES_OWED, "0")?;
         }
         report
             .phases
             .insert("folder_dates".into(), t.elapsed().as_secs_f64());
     }
+    // A signal after the last folder was dated stops nothing: that run finished.
+    let interrupted = interrupted || cut.load(Ordering::SeqCst);
     let how = if interrupted {
         "interrupted"
     } else if dest_full.is_some() {
