@@ -321,7 +321,13 @@ pub fn listener(cfg: &RestoreConfig) -> Box<dyn Listener> {
 pub fn run_restore(cfg: &RestoreConfig) -> anyhow::Result<Exit> {
     crate::restore::install_signal_handler();
     let mut ui = listener(cfg);
-    let report = crate::restore::restore(cfg, ui.as_mut())?;
+    let report = match crate::restore::restore(cfg, ui.as_mut()) {
+        Err(e) if e.is::<crate::restore::StoppedWhilePlanning>() => {
+            let _ = writeln!(std::io::stderr(), "mycloud-recover: {e}");
+            return Ok(Exit::Interrupted);
+        }
+        r => r?,
+    };
     // The summary is in the report too: an output that is gone (`| tee log` ended by the
     // same Ctrl-C, `| head`) does not change how the run ended (`print!` panicked: 101).
     let mut out = std::io::stdout().lock();

@@ -4325,6 +4325,45 @@ fn a_panic_in_a_pipeline_thread_exits_101_and_the_next_run_finishes() {
     }
 }
 
+/// Round 12: Ctrl-C while a restore planned (seconds on a real device's 1.7M rows) was
+/// acted on only after the plan: the run went on to open its checkpoint, make DEST, count
+/// and stream every row before it stopped. It now stops right after the plan, with exit
+/// 130, having made neither, and the same command then restores.
+#[test]
+fn a_signal_while_planning_stops_before_anything_is_made() {
+    let dump = Dump::new(85, 120, 1);
+    let dest = dump.path("restored");
+    let state = dump.path("state");
+    let mut child = spawn_restore(&dump, &dest, &state, &[], "plan_delay_ms=1500");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !state.join("lock").exists() {
+        assert!(
+            std::time::Instant::now() < until,
+            "the restore did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    assert_eq!(wait_at_most(&mut child, 10.0), Some(130));
+    let said = text(&child.wait_with_output().unwrap());
+    assert!(said.contains("interrupted while planning"), "{said}");
+    assert!(!dest.exists(), "DEST was made: {said}");
+    assert!(!state.join("checkpoint.db").exists(), "{said}");
+    let (out, _) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "missing objects only: {}",
+        text(&out)
+    );
+    assert_restored_exactly(&dump, &dest);
+}
+
 /// Round 12: the folder phase after the last file (on a network destination one round
 /// trip per folder: minutes for a real device's folders) went on to the end after Ctrl-C,
 /// which then reported "finished" (exit 0 or 1). It now stops, says so, exits 130, and the

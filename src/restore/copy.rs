@@ -57,6 +57,9 @@ pub struct Faults {
     /// Hold back the count of the files this long (a slow count on a large index), so tests
     /// see the copy run ahead of it.
     pub count_delay_ms: u64,
+    /// Sleep this long after the plan is built (a large database), so tests can interrupt
+    /// a restore while it plans.
+    pub plan_delay_ms: u64,
     /// Commit the checkpoint this often instead of every 2 s, so a short test run makes
     /// many commits (the power-cut test cuts between them).
     pub commit_ms: Option<u64>,
@@ -92,6 +95,7 @@ impl Faults {
                     Some(("backoff_ms", v)) => f.backoff_ms = v.parse().ok(),
                     Some(("named_temps", v)) => f.named_temps = v == "1",
                     Some(("count_delay_ms", v)) => f.count_delay_ms = v.parse().unwrap_or(0),
+                    Some(("plan_delay_ms", v)) => f.plan_delay_ms = v.parse().unwrap_or(0),
                     Some(("commit_ms", v)) => f.commit_ms = v.parse().ok(),
                     Some(("clock_slack_ms", v)) => f.clock_slack_ms = v.parse().ok(),
                     Some(("panic", v)) => f.panic.push(v.to_string()),
