@@ -366,6 +366,20 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Writes `body` to `path` whole or not at all: written beside it, then renamed over it. A
+/// write that fails (the state disk full midway) removes its partial copy, which would
+/// otherwise hold the disk's last free space.
+fn replace_file(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, body)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+}
+
 impl Report {
     /// A report before the count: [`Report::set_totals`] fills the totals in.
     pub fn new(cfg: &RestoreConfig, threads: usize) -> Report {
@@ -471,10 +485,8 @@ impl Report {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the report folder {}", dir.display()))?;
         }
-        let tmp = path.with_extension("json.tmp");
         let body = serde_json::to_vec_pretty(self)?;
-        std::fs::write(&tmp, body)
-            .and_then(|_| std::fs::rename(&tmp, path))
+        replace_file(path, &body)
             .with_context(|| format!("cannot write the report {}", path.display()))
     }
 
@@ -932,6 +944,24 @@ mod tests {
             2
         );
         assert!(!text.contains('\r'));
+    }
+
+    /// A report that cannot be written whole leaves nothing beside it: here the rename fails
+    /// (a folder is in the way); on a full disk the write does, with the same clean-up.
+    #[test]
+    fn a_report_that_cannot_be_written_leaves_no_partial_copy() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("report.json");
+        std::fs::create_dir_all(path.join("in the way")).unwrap();
+        assert!(replace_file(&path, b"{}").is_err());
+        let names: Vec<_> = std::fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["report.json"]);
+        std::fs::remove_dir_all(&path).unwrap();
+        replace_file(&path, b"{}").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"{}");
     }
 
     #[test]
