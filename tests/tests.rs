@@ -4078,11 +4078,7 @@ fn sigterm_stops_cleanly_with_exit_130_and_the_next_run_finishes_with_every_fold
     let state = dump.path("state");
     let child = spawn_restore(&dump, &dest, &state, &["--threads", "2"], "delay_ms=30");
     std::thread::sleep(std::time::Duration::from_millis(800));
-    let ok = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    send_signal(&child, "TERM");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", text(&out));
     let s = text(&out);
@@ -4168,11 +4164,7 @@ fn sighup_stops_a_restore_but_not_one_started_under_nohup() {
             .spawn()
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(800));
-        let sent = std::process::Command::new("kill")
-            .args(["-HUP", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
+        send_signal(&child, "HUP");
         let out = child.wait_with_output().unwrap();
         let want = if nohup { 1 } else { 130 }; // 1: the dump's missing objects
         assert_eq!(
@@ -4185,6 +4177,15 @@ fn sighup_stops_a_restore_but_not_one_started_under_nohup() {
             assert_restored_exactly(&dump, &dest);
         }
     }
+}
+
+/// Sends `signal` (`TERM`, `INT`, `HUP`) to `child`, as a user's `kill` or Ctrl-C would.
+fn send_signal(child: &std::process::Child, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([format!("-{signal}"), child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal}");
 }
 
 /// Waits for `child` at most `secs` seconds (killing it after that); its exit code.
@@ -4217,16 +4218,9 @@ fn a_closed_output_changes_neither_the_exit_code_nor_the_second_ctrl_c() {
     drop(child.stderr.take());
     // Planning takes well under a second here: the workers are in their first files.
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let signal = |child: &std::process::Child| {
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-    };
-    signal(&child);
+    send_signal(&child, "TERM");
     std::thread::sleep(std::time::Duration::from_millis(300));
-    signal(&child);
+    send_signal(&child, "TERM");
     // The files in flight take 8 s: only the second signal ends the run before that.
     assert_eq!(wait_at_most(&mut child, 2.5), Some(130));
     // Run to the end with its output gone: its own exit code (the dump's missing objects).
@@ -4344,11 +4338,7 @@ fn a_signal_while_planning_stops_before_anything_is_made() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let sent = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    send_signal(&child, "INT");
     assert_eq!(wait_at_most(&mut child, 10.0), Some(130));
     let said = text(&child.wait_with_output().unwrap());
     assert!(said.contains("interrupted while planning"), "{said}");
@@ -4403,11 +4393,7 @@ fn a_signal_while_folders_are_dated_stops_them_and_the_next_run_sets_them() {
         assert!(std::time::Instant::now() < until, "no folder dated");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    send_signal(&child, "TERM");
     // The whole phase takes folders x 200 ms / 2 threads: a stop takes one folder's time.
     assert_eq!(wait_at_most(&mut child, 2.0), Some(130));
     let out = child.wait_with_output().unwrap();
