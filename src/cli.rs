@@ -64,19 +64,20 @@ pub struct SourceArgs {
     pub files_dir: Option<PathBuf>,
 }
 
-/// Which files to restore and how to name them.
+/// Which files to restore and how to name them; `plan`, `verify`, `regen` and `preflight`
+/// take the same options to look at the same files.
 #[derive(Debug, Args, Clone, Default)]
 pub struct SelectArgs {
-    /// Restore only paths under this restored-path prefix (repeatable), e.g. `Photos/2019`.
+    /// Only the paths under this restored-path prefix (repeatable), e.g. `Photos/2019`.
     #[arg(long, value_name = "PATH")]
     pub only: Vec<String>,
-    /// With several user accounts, restore only this one (its label or its auth0 id).
+    /// With several user accounts, only this one (its label or its auth0 id).
     #[arg(long, value_name = "USER")]
     pub user: Vec<String>,
-    /// Also restore the contents of the device's Trash (under `Trash/`).
+    /// Also the contents of the device's Trash (restored under `Trash/`).
     #[arg(long)]
     pub include_trash: bool,
-    /// Restore at most N files (after the other filters), in plan order.
+    /// At most N files (after the other filters), in plan order.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
     /// How to make names safe for the destination; `auto` picks `windows` for NTFS, FAT,
