@@ -4319,6 +4319,46 @@ fn a_panic_in_a_pipeline_thread_exits_101_and_the_next_run_finishes() {
     }
 }
 
+/// Round 12: under an address-space limit (`ulimit -v`, as some NAS shells set) a restore
+/// needing about 15 MB of memory aborted ("memory allocation of 1 bytes failed", exit 134)
+/// when its threads took arenas of their own: glibc's reserve 64 MB of address space each.
+/// With 16 workers under 80 MB round 12's code before the fix aborted in 4 runs of 4 here;
+/// arenas are made under contention, so the test restores twice.
+#[test]
+fn a_restore_under_an_address_space_limit_runs() {
+    // Enough files for the workers to allocate beside each other.
+    let dump = Dump::with(
+        86,
+        4000,
+        1,
+        mycloud_recover::demo::SizeMix::Small,
+        mycloud_recover::demo::Content::Full,
+    );
+    for run in ["a", "b"] {
+        let dest = dump.path(&format!("restored-{run}"));
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(r#"ulimit -v 80000 && exec "$@""#)
+            .arg("bash")
+            .arg(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+            .arg("restore")
+            .arg(&dump.root)
+            .arg(&dest)
+            .arg("--state-dir")
+            .arg(dump.path(&format!("state-{run}")))
+            .args(["--threads", "16"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "missing objects only: {}",
+            text(&out)
+        );
+        assert_restored_exactly(&dump, &dest);
+    }
+}
+
 /// Round 12: Ctrl-C while a restore planned (seconds on a real device's 1.7M rows) was
 /// acted on only after the plan: the run went on to open its checkpoint, make DEST, count
 /// and stream every row before it stopped. It now stops right after the plan, with exit
