@@ -470,9 +470,11 @@ impl Earlier {
         meta_value(&self.conn, key).map_err(|e| self.sq(e))
     }
 
-    /// What [`Checkpoint::unsure_since`] returns.
+    /// What [`Checkpoint::unsure_since`] returns once the real run has opened the
+    /// checkpoint: the doubt kept, with a last run that died taken in (opening takes it in;
+    /// the meta value alone missed a crash no run has opened the checkpoint since).
     pub fn unsure_since(&self) -> Result<Option<i64>, StateError> {
-        Ok(self.meta(UNSURE_KEY)?.map(|v| ms_value(&v)))
+        doubt_of(&self.conn).map_err(|e| self.sq(e))
     }
 
     /// Refuses what [`Checkpoint::bind`] would refuse, storing nothing.
@@ -720,9 +722,8 @@ fn unsure_in(path: &Path) -> Option<(i64, bool)> {
 /// not end cleanly: the files it placed are unsure from when it began (a checkpoint from
 /// before that was kept does not know when: from the beginning).
 fn doubt_of(conn: &Connection) -> rusqlite::Result<Option<i64>> {
-    let ms = |key| -> rusqlite::Result<Option<i64>> {
-        Ok(meta_value(conn, key)?.map(|v| v.parse().unwrap_or(i64::MIN)))
-    };
+    let ms =
+        |key| -> rusqlite::Result<Option<i64>> { Ok(meta_value(conn, key)?.map(|v| ms_value(&v))) };
     let kept = ms(UNSURE_KEY)?;
     let died = conn
         .query_row(
@@ -1055,12 +1056,12 @@ pub fn crash_doubt_open(dir: &Path) -> bool {
     path.is_file() && !lock_held(dir) && doubt().is_some()
 }
 
-/// A value of the checkpoint's key-value table, on any connection to it.
 /// A time kept in the key-value table (ms); one that does not parse is as old as can be.
 fn ms_value(v: &str) -> i64 {
     v.parse().unwrap_or(i64::MIN)
 }
 
+/// A value of the checkpoint's key-value table, on any connection to it.
 fn meta_value(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
     conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
         .optional()
