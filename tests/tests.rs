@@ -3949,6 +3949,14 @@ fn a_file_restored_from_a_short_object_is_copied_again_once_the_object_is_whole(
     assert_eq!(again["outcomes"]["copied"], 0);
 
     std::fs::write(&object, &whole).unwrap();
+    // Round 12 review: a dry run says so too (it said the file was already done).
+    let (out, _) = restore(&dump, &dest, &["--dry-run"], &[]);
+    let said = text(&out);
+    let would = said
+        .lines()
+        .find(|l| l.trim_start().starts_with("would copy"))
+        .and_then(|l| l.split_whitespace().find_map(|w| w.parse::<u64>().ok()));
+    assert_eq!(would, Some(1), "{said}");
     let (out, third) = restore(&dump, &dest, &[], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_eq!(third["outcomes"]["copied"], 1, "{}", text(&out));

@@ -578,9 +578,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let mut touched = Touched::default();
     // Notes earlier runs kept for files they finished (newest per file): reported again
     // for each file this run finds already done, as it does not look at them again.
-    let mut earlier_notes: HashMap<String, String> = match &ckpt {
-        Some(c) => c.earlier_notes()?.into_iter().collect(),
-        None => HashMap::new(),
+    let mut earlier_notes: HashMap<String, String> = match (&ckpt, &earlier) {
+        (Some(c), _) => c.earlier_notes()?.into_iter().collect(),
+        (None, Some(e)) => e.earlier_notes()?.into_iter().collect(),
+        (None, None) => HashMap::new(),
     };
     let mut dest_full: Option<String> = None;
     let mut stalled: Option<String> = None;

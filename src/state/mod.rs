@@ -407,6 +407,18 @@ fn restored_sample(conn: &Connection, n: usize, dest: &Path) -> rusqlite::Result
     rows.collect()
 }
 
+/// The notes runs before `run` kept for files they finished (see
+/// [`Checkpoint::earlier_notes`]), oldest first.
+fn notes_before(conn: &Connection, run: i64) -> rusqlite::Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, error FROM log
+         WHERE error IS NOT NULL AND outcome IN ('copied', 'adopted') AND run < ?1
+         ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([run], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
 /// What the earlier runs left in a state folder, read without its lock and without writing
 /// anything (SQLite read-only): what a dry run knows. A dry run that ignored the checkpoint
 /// called files "already on destination" that a real run counts as done, and files `regen`
@@ -468,6 +480,13 @@ impl Earlier {
 
     pub fn meta(&self, key: &str) -> Result<Option<String>, StateError> {
         meta_value(&self.conn, key).map_err(|e| self.sq(e))
+    }
+
+    /// What [`Checkpoint::earlier_notes`] returns: the notes of every run so far (a file
+    /// restored from an object of another length, which the real run copies again once its
+    /// object has the database's length).
+    pub fn earlier_notes(&self) -> Result<Vec<(String, String)>, StateError> {
+        notes_before(&self.conn, i64::MAX).map_err(|e| self.sq(e))
     }
 
     /// What [`Checkpoint::unsure_since`] returns once the real run has opened the
@@ -920,18 +939,7 @@ impl Checkpoint {
     /// the newest note of each file wins. A resume does not look at those files again, so
     /// its report takes their notes from here.
     pub fn earlier_notes(&self) -> Result<Vec<(String, String)>, StateError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT id, error FROM log
-                 WHERE error IS NOT NULL AND outcome IN ('copied', 'adopted') AND run < ?1
-                 ORDER BY seq",
-            )
-            .map_err(|e| self.sq(e))?;
-        let rows = stmt
-            .query_map([self.run], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(|e| self.sq(e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sq(e))
+        notes_before(&self.conn, self.run).map_err(|e| self.sq(e))
     }
 
     /// Marks this run as writing to the destination or the checkpoint: from here on, ending
