@@ -374,7 +374,13 @@ fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
         return Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY);
     }
     // An URI names the file: every byte but the unreserved ones and `/` percent-encoded.
+    // An absolute path follows an empty authority (`file:///x`): after `file:` alone, one
+    // given as `//x/...` (POSIX allows it; `$BASE/state` with BASE=/ makes it) read as the
+    // host `x`, refused ("invalid uri authority").
     let mut uri = String::from("file:");
+    if path.is_absolute() {
+        uri.push_str("//");
+    }
     for &b in path.as_os_str().as_encoded_bytes() {
         match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
@@ -1346,6 +1352,28 @@ mod tests {
                 .len(),
             2
         );
+    }
+
+    /// Round 12 review: a state folder given as `//tmp/...` (POSIX allows the leading
+    /// double slash) made `status` and a dry run fail with "invalid uri authority: tmp": the
+    /// read-only open's URI took `tmp` for a host.
+    #[test]
+    fn read_only_readers_take_any_spelling_of_the_folder() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("state");
+        let mut c = Checkpoint::open(&dir, false, "test").unwrap();
+        c.record(&[rec("a", Outcome::Copied)]).unwrap();
+        c.end_run(true).unwrap();
+        drop(c);
+        let mut doubled = std::ffi::OsString::from("/");
+        doubled.push(dir.as_os_str());
+        let doubled = PathBuf::from(doubled);
+        assert!(doubled.as_os_str().as_encoded_bytes().starts_with(b"//"));
+        assert_eq!(
+            read_status(&doubled).unwrap().counts.get("copied"),
+            Some(&1)
+        );
+        assert!(Earlier::open(&doubled).unwrap().is_some());
     }
 
     #[test]
