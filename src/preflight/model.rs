@@ -468,9 +468,10 @@ pub fn shell_quote(s: &str) -> String {
 }
 
 /// A path as one shell word naming exactly it: [`shell_quote`] when it is UTF-8. Otherwise
-/// `$'...'`, each byte that is not printable ASCII written `\xNN` (bash, zsh, ksh and the
-/// 2024 POSIX shell read it): a name shown with replacement characters, pasted back, names
-/// another folder.
+/// `$'...'`, each byte that is not printable ASCII written as three octal digits `\NNN`
+/// (bash, zsh, ksh and the 2024 POSIX shell read it; `\xNN` followed by a hex digit, as in
+/// `D\xe9cembre`, is read differently by some): a name shown with replacement characters,
+/// pasted back, names another folder.
 pub fn shell_path(p: &std::path::Path) -> String {
     use std::os::unix::ffi::OsStrExt;
     let bytes = p.as_os_str().as_bytes();
@@ -485,7 +486,7 @@ pub fn shell_path(p: &std::path::Path) -> String {
                 w.push(b as char);
             }
             0x20..=0x7e => w.push(b as char),
-            _ => w.push_str(&format!("\\x{b:02x}")),
+            _ => w.push_str(&format!("\\{b:03o}")),
         }
     }
     w.push('\'');
@@ -1514,7 +1515,10 @@ pub(crate) mod tests {
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         // Names that are not UTF-8, read back by a real shell, are the same bytes.
         use std::os::unix::ffi::OsStrExt;
-        for name in [&b"/mnt/caf\xe9 it's \\ \x01\xff1"[..], b"/mnt/plain"] {
+        for name in [
+            &b"/mnt/caf\xe9 it's \\ \x01\xff1 D\xe9cembre 7"[..],
+            b"/mnt/plain",
+        ] {
             let word = shell_path(std::path::Path::new(std::ffi::OsStr::from_bytes(name)));
             let out = std::process::Command::new("bash")
                 .arg("-c")

@@ -199,7 +199,9 @@ pub struct StoppedWhilePlanning;
 
 impl std::fmt::Display for StoppedWhilePlanning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("interrupted while planning, before anything was restored; run the same command again to restore")
+        f.write_str(
+            "interrupted while planning, before anything was restored; run the same command again",
+        )
     }
 }
 
