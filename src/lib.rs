@@ -106,10 +106,15 @@ fn demo(a: &DemoArgs) -> anyhow::Result<Exit> {
     };
     println!("Restoring it into {}", restored.display());
     let code = commands::restore(r)?;
-    println!(
-        "Try: run the same command again (it resumes: nothing left to copy), or look at {}",
-        restored.display()
-    );
+    match code {
+        Exit::Interrupted => {
+            println!("Run the same command again: the restore continues where it stopped")
+        }
+        _ => println!(
+            "Try: run the same command again (it resumes: nothing left to copy), or look at {}",
+            restored.display()
+        ),
+    }
     Ok(code)
 }
 

@@ -1226,6 +1226,42 @@ fn demo_command_runs_and_a_second_run_resumes() {
         .stderr(predicate::str::contains("--force"));
 }
 
+/// Round 12: a demo stopped by Ctrl-C while its restore planned ended "Try: run the same
+/// command again (it resumes: nothing left to copy)"; it says the restore continues.
+#[test]
+fn an_interrupted_demo_says_the_restore_continues() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("demo");
+    let demo = || {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"));
+        c.arg("demo").arg(&dir).args(["--files", "150"]);
+        c
+    };
+    assert!(demo().arg("--no-restore").status().unwrap().success());
+    let child = demo()
+        .env("MYCLOUD_RECOVER_FAULTS", "plan_delay_ms=1500")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !dir.join("state/lock").exists() {
+        assert!(
+            std::time::Instant::now() < until,
+            "the restore did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    send_signal(&child, "INT");
+    let out = child.wait_with_output().unwrap();
+    let s = text(&out);
+    assert_eq!(out.status.code(), Some(130), "{s}");
+    assert!(
+        s.contains("continues where it stopped") && !s.contains("nothing left to copy"),
+        "{s}"
+    );
+}
+
 /// Review A1 (data loss): `demo DIR --force` deleted any folder, a copy of a device's
 /// `restsdk` and the user's photo included. Only a folder `demo` made is replaced; any other
 /// non-empty folder is refused with exit 2, with or without --force, and the refusal does
