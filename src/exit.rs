@@ -20,6 +20,9 @@ pub enum Exit {
 /// What `main` says after a panic (the panic's own message is printed above it).
 pub const INTERNAL_ERROR_TEXT: &str = "internal error: stopped on a bug in mycloud-recover (the message above says where; please report it). A restore keeps what its checkpoint recorded: run the same command again to continue, and it checks what this run left unfinished";
 
+/// What `main` says when the system would not start another thread (exit 2).
+pub const THREAD_LIMIT_TEXT: &str = "error: the system would not start another thread (its limit on processes, `ulimit -u`, or on address space, `ulimit -v`): raise that limit, or ask for fewer --threads. A restore keeps what its checkpoint recorded: run the same command again to continue";
+
 impl Exit {
     pub fn code(self) -> i32 {
         self as i32

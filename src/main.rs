@@ -19,6 +19,15 @@ fn main() {
             say(&format!("error: {}", mycloud_recover::error_text(&e)));
             mycloud_recover::Exit::CannotRun.code()
         }
+        // A thread the system would not start (std's scoped spawns and ours panic so) is
+        // the machine's limit, not a bug.
+        Err(p)
+            if mycloud_recover::restore::copy::panic_text(p.as_ref())
+                .starts_with("failed to spawn thread") =>
+        {
+            say(mycloud_recover::exit::THREAD_LIMIT_TEXT);
+            mycloud_recover::Exit::CannotRun.code()
+        }
         Err(_) => {
             say(mycloud_recover::exit::INTERNAL_ERROR_TEXT);
             mycloud_recover::Exit::InternalError.code()

@@ -4451,6 +4451,41 @@ fn a_restore_under_an_address_space_limit_runs() {
     }
 }
 
+/// Round 12: a limit leaving no room for the threads asked for (`--threads 64` under
+/// `ulimit -v` of 100 MB: 2 MB of stack each) panicked at the thread's start and was
+/// reported as a bug in mycloud-recover (exit 101). It names the limit now (exit 2).
+#[test]
+fn a_thread_the_system_will_not_start_is_reported_as_its_limit() {
+    // Enough files to keep every worker busy (on a few the first ones end before the last
+    // start).
+    let dump = Dump::with(
+        87,
+        4000,
+        1,
+        mycloud_recover::demo::SizeMix::Small,
+        mycloud_recover::demo::Content::Full,
+    );
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(r#"ulimit -v 100000 && exec "$@""#)
+        .arg("bash")
+        .arg(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+        .arg("restore")
+        .arg(&dump.root)
+        .arg(dump.path("restored"))
+        .arg("--state-dir")
+        .arg(dump.path("state"))
+        .args(["--threads", "64"])
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("ulimit -v") && !said.contains("bug in mycloud-recover"),
+        "{said}"
+    );
+}
+
 /// Round 12: Ctrl-C while a restore planned (seconds on a real device's 1.7M rows) was
 /// acted on only after the plan: the run went on to open its checkpoint, make DEST, count
 /// and stream every row before it stopped. It now stops right after the plan, with exit

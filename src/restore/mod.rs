@@ -1379,7 +1379,8 @@ fn spawn_named<'scope, 'env, T: Send + 'scope>(
     std::thread::Builder::new()
         .name(name.to_string())
         .spawn_scoped(s, f)
-        .expect("cannot start a thread")
+        // The message std's own scoped spawns give: `main` tells the user which limit.
+        .expect("failed to spawn thread")
 }
 
 /// Which folder `path` is (device and inode), to notice it was replaced.
