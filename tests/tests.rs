@@ -319,6 +319,43 @@ fn dry_run_writes_nothing_anywhere() {
     assert_eq!(SourceSnapshot::take(&dump), before);
 }
 
+/// The count on the summary line that starts with `label` ("would copy", "already done"):
+/// 0 when no such line.
+fn summary_count(said: &str, label: &str) -> u64 {
+    said.lines()
+        .find(|l| l.trim_start().starts_with(label))
+        .and_then(|l| l.split_whitespace().find_map(|w| w.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// A restore killed after placing 30 files and before recording them, then one placed file
+/// given zeros for data under its size and date (what a power cut can leave on ext4). Its
+/// path relative to `dest`.
+fn crash_leaving_a_zeroed_file(dump: &Dump, dest: &Path) -> String {
+    let (out, _) = restore(
+        dump,
+        dest,
+        &["--threads", "2"],
+        &[(
+            "MYCLOUD_RECOVER_FAULTS",
+            "abort_after_renames=30;commit_ms=60000",
+        )],
+    );
+    assert!(out.status.code().is_none(), "aborted: {}", text(&out));
+    let plan = plan_json(&dump.root, dest, &[]);
+    let (zeroed, _) = planned_files(&plan)
+        .into_iter()
+        .find(|(p, (_, size, ms))| *size > 0 && ms.is_some() && dest.join(p).is_file())
+        .expect("a file the killed run placed");
+    let p = dest.join(&zeroed);
+    let m = std::fs::metadata(&p).unwrap();
+    let f = std::fs::File::create(&p).unwrap();
+    f.set_len(m.len()).unwrap();
+    f.set_times(std::fs::FileTimes::new().set_modified(m.modified().unwrap()))
+        .unwrap();
+    zeroed
+}
+
 /// A dry run after a partial restore says what the next real run would do, from the
 /// checkpoint as it is: files recorded as done count as done (not "already on
 /// destination"), a file `regen --content` marked wrong is to be copied again (not kept),
@@ -356,12 +393,7 @@ fn a_dry_run_reads_the_checkpoint_without_writing_it() {
     let checkpoint_before = hash_file(&state.join("checkpoint.db"));
     let (out, _) = restore(&dump, &dest, &["--dry-run", "--names", "posix"], &[]);
     let said = text(&out);
-    let count = |label: &str| -> u64 {
-        said.lines()
-            .find(|l| l.trim_start().starts_with(label))
-            .and_then(|l| l.split_whitespace().find_map(|w| w.parse().ok()))
-            .unwrap_or_else(|| panic!("no {label:?} line in {said}"))
-    };
+    let count = |label: &str| summary_count(&said, label);
     assert_eq!(count("already done"), copied - 1, "{said}");
     assert_eq!(count("already on destination"), 0, "{said}");
     let would = count("would copy");
@@ -416,37 +448,10 @@ fn a_dry_run_reads_the_checkpoint_without_writing_it() {
 fn a_dry_run_after_a_crash_compares_the_files_the_real_run_compares() {
     let dump = Dump::new(131, 120, 1);
     let dest = dump.path("restored");
-    let (out, _) = restore(
-        &dump,
-        &dest,
-        &["--threads", "2"],
-        &[(
-            "MYCLOUD_RECOVER_FAULTS",
-            "abort_after_renames=30;commit_ms=60000",
-        )],
-    );
-    assert!(out.status.code().is_none(), "aborted: {}", text(&out));
-    let plan = plan_json(&dump.root, &dest, &[]);
-    let (zeroed, _) = planned_files(&plan)
-        .into_iter()
-        .find(|(p, (_, size, ms))| *size > 0 && ms.is_some() && dest.join(p).is_file())
-        .expect("a file the killed run placed");
-    let p = dest.join(&zeroed);
-    let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
-    let len = std::fs::metadata(&p).unwrap().len();
-    let f = std::fs::File::create(&p).unwrap();
-    f.set_len(len).unwrap();
-    f.set_times(std::fs::FileTimes::new().set_modified(mtime))
-        .unwrap();
-    drop(f);
+    crash_leaving_a_zeroed_file(&dump, &dest);
     let (out, _) = restore(&dump, &dest, &["--dry-run"], &[]);
     let said = text(&out);
-    let count = |label: &str| -> u64 {
-        said.lines()
-            .find(|l| l.trim_start().starts_with(label))
-            .and_then(|l| l.split_whitespace().find_map(|w| w.parse().ok()))
-            .unwrap_or(0)
-    };
+    let count = |label: &str| summary_count(&said, label);
     let (would, kept) = (count("would copy"), count("already on destination"));
     let (out, real) = restore(&dump, &dest, &[], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -3047,29 +3052,7 @@ fn object_links_are_followed_only_inside_the_object_store() {
 fn regen_after_a_crash_does_not_adopt_a_file_without_its_data() {
     let dump = Dump::new(55, 120, 1);
     let dest = dump.path("restored");
-    let (out, _) = restore(
-        &dump,
-        &dest,
-        &["--threads", "2"],
-        &[(
-            "MYCLOUD_RECOVER_FAULTS",
-            "abort_after_renames=30;commit_ms=60000",
-        )],
-    );
-    assert!(out.status.code().is_none(), "aborted: {}", text(&out));
-    let plan = plan_json(&dump.root, &dest, &[]);
-    let (zeroed, _) = planned_files(&plan)
-        .into_iter()
-        .find(|(p, (_, size, ms))| *size > 0 && ms.is_some() && dest.join(p).is_file())
-        .expect("a file the killed run placed");
-    let p = dest.join(&zeroed);
-    let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
-    let len = std::fs::metadata(&p).unwrap().len();
-    let f = std::fs::File::create(&p).unwrap();
-    f.set_len(len).unwrap();
-    f.set_times(std::fs::FileTimes::new().set_modified(mtime))
-        .unwrap();
-    drop(f);
+    let zeroed = crash_leaving_a_zeroed_file(&dump, &dest);
     let out = regen(&dump, &dest, &["--json"]);
     assert!(out.status.success(), "{}", text(&out));
     let said = String::from_utf8_lossy(&out.stdout);
@@ -3988,11 +3971,7 @@ fn a_file_restored_from_a_short_object_is_copied_again_once_the_object_is_whole(
     // Round 12 review: a dry run says so too (it said the file was already done).
     let (out, _) = restore(&dump, &dest, &["--dry-run"], &[]);
     let said = text(&out);
-    let would = said
-        .lines()
-        .find(|l| l.trim_start().starts_with("would copy"))
-        .and_then(|l| l.split_whitespace().find_map(|w| w.parse::<u64>().ok()));
-    assert_eq!(would, Some(1), "{said}");
+    assert_eq!(summary_count(&said, "would copy"), 1, "{said}");
     let (out, third) = restore(&dump, &dest, &[], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_eq!(third["outcomes"]["copied"], 1, "{}", text(&out));
