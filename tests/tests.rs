@@ -4465,6 +4465,73 @@ fn a_thread_the_system_will_not_start_is_reported_as_its_limit() {
     );
 }
 
+/// Round 12: a run ended by an error after copying began (here the state folder's disk
+/// fills up) left the report as its last periodic one, with no reason for the stop, and
+/// `status` said "did not finish (killed or still starting)". The report (kept elsewhere
+/// with `--report`) and `status` now say why; with room made, the same command finishes.
+#[test]
+fn a_run_ended_by_an_error_says_why_in_its_report() {
+    let dump = Dump::with(
+        88,
+        3000,
+        1,
+        mycloud_recover::demo::SizeMix::Small,
+        mycloud_recover::demo::Content::Tiny,
+    );
+    let Some(small) = SmallDisk::mount_with(&dump, "size=300k") else {
+        return;
+    };
+    let dest = dump.path("restored");
+    let report_path = dump.path("report.json");
+    let state = small.path.join("state");
+    let args = [
+        "--state-dir".as_ref(),
+        state.as_os_str(),
+        "--report".as_ref(),
+        report_path.as_os_str(),
+    ];
+    let run = || {
+        bin()
+            .arg("restore")
+            .arg(&dump.root)
+            .arg(&dest)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    assert_eq!(report["complete"], false, "{report}");
+    assert!(
+        report["error"].as_str().is_some_and(|e| e.contains("full")),
+        "{report}"
+    );
+    let st = bin()
+        .arg("status")
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    // The failed commit rolled back, so the state disk takes the note of how the run ended.
+    assert!(
+        text(&st).contains("last run stopped by an error")
+            && text(&st).contains("Deal with that error"),
+        "{}",
+        text(&st)
+    );
+    assert!(small.remount("size=64m"));
+    let out = run();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "missing objects only: {}",
+        text(&out)
+    );
+    assert_restored_exactly(&dump, &dest);
+}
+
 /// Round 12: Ctrl-C while a restore planned (seconds on a real device's 1.7M rows) was
 /// acted on only after the plan: the run went on to open its checkpoint, make DEST, count
 /// and stream every row before it stopped. It now stops right after the plan, with exit

@@ -328,6 +328,9 @@ pub struct Report {
     pub dest_lost: Option<String>,
     /// Why the run stopped when file after file failed after every retry (a disk gone).
     pub stalled: Option<String>,
+    /// Why the run stopped when an error ended it after copying began (the checkpoint's
+    /// disk full, say): the message it printed, exit 2.
+    pub error: Option<String>,
     pub totals: PlanTotals,
     pub outcomes: BTreeMap<&'static str, u64>,
     /// Files that got no outcome because the run stopped early.
@@ -403,6 +406,7 @@ impl Report {
             dest_full: None,
             dest_lost: None,
             stalled: None,
+            error: None,
             totals: PlanTotals::default(),
             outcomes: Outcome::ALL.iter().map(|o| (o.as_str(), 0)).collect(),
             not_processed: 0,
@@ -474,7 +478,8 @@ impl Report {
             self.complete = self.not_processed == 0
                 && !self.interrupted
                 && self.dest_full.is_none()
-                && self.dest_lost.is_none();
+                && self.dest_lost.is_none()
+                && self.error.is_none();
         }
     }
 
@@ -510,6 +515,8 @@ impl Report {
             "stopped: the destination changed"
         } else if self.stalled.is_some() {
             "stopped: a disk stopped answering"
+        } else if self.error.is_some() {
+            "stopped by an error"
         } else {
             "finished"
         };

@@ -613,7 +613,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
 
     // The count reads on its own connection (the planner's thread owns `index`).
     let count_index = index.reopen()?;
-    std::thread::scope(|s| -> anyhow::Result<()> {
+    let copied = std::thread::scope(|s| -> anyhow::Result<()> {
         let producer_tx = res_tx.clone();
         let plan_ref = &plan;
         let done_ref = &done_keys;
@@ -1081,8 +1081,29 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
         Ok(())
-    })?;
+    });
     snap.elapsed = copy_start.elapsed();
+    // An error that ends the run after copying began (the checkpoint's disk full, the index
+    // unreadable midway): the report and `status` said only "not complete" (the last
+    // periodic report) and "killed or still starting". Both say why, as far as the state
+    // folder still takes writes; what was placed since the last commit is checked by the
+    // next run, as after a crash.
+    if let Err(e) = &copied {
+        let why = crate::error_text(e);
+        report.error = Some(why.clone());
+        report.update(&snap, true);
+        if !cfg.dry_run {
+            let _ = report.write(&cfg.report_path);
+        }
+        if let Some(c) = &ckpt {
+            let _ = c.set_meta(
+                crate::state::LAST_END_KEY,
+                &format!("stopped by an error ({why})"),
+            );
+            let _ = c.end_run(false);
+        }
+    }
+    copied?;
     report
         .phases
         .insert("copy".into(), snap.elapsed.as_secs_f64());
