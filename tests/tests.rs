@@ -1249,14 +1249,7 @@ fn an_interrupted_demo_says_the_restore_continues() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !dir.join("state/lock").exists() {
-        assert!(
-            std::time::Instant::now() < until,
-            "the restore did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_for_lock(&dir.join("state/lock"));
     send_signal(&child, "INT");
     let out = child.wait_with_output().unwrap();
     let s = text(&out);
@@ -4250,6 +4243,43 @@ fn sighup_stops_a_restore_but_not_one_started_under_nohup() {
     }
 }
 
+/// Waits (at most 30 s) until `lock`, a state folder's lock file, exists: the restore
+/// started has begun planning.
+fn wait_for_lock(lock: &Path) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !lock.exists() {
+        assert!(
+            std::time::Instant::now() < until,
+            "the restore did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// `restore` of `dump` into `dest` with `threads` workers, run under an address-space limit
+/// of `kb` KiB (`ulimit -v`, as some NAS shells set).
+fn restore_under_address_limit(
+    kb: u64,
+    dump: &Dump,
+    dest: &Path,
+    state: &Path,
+    threads: usize,
+) -> std::process::Output {
+    std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(r#"ulimit -v {kb} && exec "$@""#))
+        .arg("bash")
+        .arg(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+        .arg("restore")
+        .arg(&dump.root)
+        .arg(dest)
+        .arg("--state-dir")
+        .arg(state)
+        .args(["--threads", &threads.to_string()])
+        .output()
+        .unwrap()
+}
+
 /// Sends `signal` (`TERM`, `INT`, `HUP`) to `child`, as a user's `kill` or Ctrl-C would.
 fn send_signal(child: &std::process::Child, signal: &str) {
     let sent = std::process::Command::new("kill")
@@ -4407,19 +4437,8 @@ fn a_restore_under_an_address_space_limit_runs() {
     );
     for run in ["a", "b"] {
         let dest = dump.path(&format!("restored-{run}"));
-        let out = std::process::Command::new("bash")
-            .arg("-c")
-            .arg(r#"ulimit -v 80000 && exec "$@""#)
-            .arg("bash")
-            .arg(assert_cmd::cargo::cargo_bin("mycloud-recover"))
-            .arg("restore")
-            .arg(&dump.root)
-            .arg(&dest)
-            .arg("--state-dir")
-            .arg(dump.path(&format!("state-{run}")))
-            .args(["--threads", "16"])
-            .output()
-            .unwrap();
+        let state = dump.path(&format!("state-{run}"));
+        let out = restore_under_address_limit(80_000, &dump, &dest, &state, 16);
         assert_eq!(
             out.status.code(),
             Some(1),
@@ -4444,19 +4463,8 @@ fn a_thread_the_system_will_not_start_is_reported_as_its_limit() {
         mycloud_recover::demo::SizeMix::Small,
         mycloud_recover::demo::Content::Full,
     );
-    let out = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(r#"ulimit -v 100000 && exec "$@""#)
-        .arg("bash")
-        .arg(assert_cmd::cargo::cargo_bin("mycloud-recover"))
-        .arg("restore")
-        .arg(&dump.root)
-        .arg(dump.path("restored"))
-        .arg("--state-dir")
-        .arg(dump.path("state"))
-        .args(["--threads", "64"])
-        .output()
-        .unwrap();
+    let (dest, state) = (dump.path("restored"), dump.path("state"));
+    let out = restore_under_address_limit(100_000, &dump, &dest, &state, 64);
     let said = text(&out);
     assert_eq!(out.status.code(), Some(2), "{said}");
     assert!(
@@ -4542,14 +4550,7 @@ fn a_signal_while_planning_stops_before_anything_is_made() {
     let dest = dump.path("restored");
     let state = dump.path("state");
     let mut child = spawn_restore(&dump, &dest, &state, &[], "plan_delay_ms=1500");
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !state.join("lock").exists() {
-        assert!(
-            std::time::Instant::now() < until,
-            "the restore did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_for_lock(&state.join("lock"));
     std::thread::sleep(std::time::Duration::from_millis(300));
     send_signal(&child, "INT");
     assert_eq!(wait_at_most(&mut child, 10.0), Some(130));
