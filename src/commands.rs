@@ -404,11 +404,14 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
                 // The destination changed under the run (unmounted, say): it ended, but what
                 // it placed since its last commit is unrecorded, as after a crash.
                 (Some(false), Some(how)) => {
-                    let fix = match how.starts_with("stopped by an error") {
-                        true => "Deal with that error",
-                        false => "Mount the destination again",
+                    let fix = if how.starts_with("stopped by an error") {
+                        "Deal with that error and run"
+                    } else if how.starts_with("stopped by an internal error") {
+                        "Please report that bug, and run"
+                    } else {
+                        "Mount the destination again and run"
                     };
-                    format!("last run {how}: the files it placed since its last commit were not recorded. {fix} and run the same restore command: it checks them")
+                    format!("last run {how}: the files it placed since its last commit were not recorded. {fix} the same restore command: it checks them")
                 }
                 (Some(false), None) => {
                     "last run did not end cleanly (killed, or a power cut); run the same restore command again: it checks what that run may have left unfinished".into()

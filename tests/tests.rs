@@ -4395,7 +4395,7 @@ fn a_panic_in_a_pipeline_thread_exits_101_and_the_next_run_finishes() {
         let state = dump.path(&format!("state-{thread}"));
         let state_arg = state.to_str().unwrap();
         let fault = format!("panic_in={thread}");
-        let (out, _) = restore(
+        let (out, report) = restore(
             &dump,
             &dest,
             &["--state-dir", state_arg],
@@ -4406,6 +4406,24 @@ fn a_panic_in_a_pipeline_thread_exits_101_and_the_next_run_finishes() {
         assert!(
             said.contains("internal error") && said.contains("run the same command again"),
             "{thread}: {said}"
+        );
+        // Round 13: the report and `status` say so (they kept the last periodic report and
+        // "did not finish (killed or still starting)").
+        assert_eq!(report["complete"], false, "{thread}");
+        let error = report["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("a bug") && error.contains(thread),
+            "{thread}: {report}"
+        );
+        let status = bin()
+            .args(["status", "--state-dir", state_arg])
+            .output()
+            .unwrap();
+        let state_said = text(&status);
+        assert!(
+            state_said.contains("stopped by an internal error")
+                && state_said.contains("report that bug"),
+            "{thread}: {state_said}"
         );
         let (out, report) = restore(&dump, &dest, &["--state-dir", state_arg], &[]);
         assert_eq!(out.status.code(), Some(1), "{thread}: {}", text(&out));

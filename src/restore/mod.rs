@@ -613,130 +613,134 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
 
     // The count reads on its own connection (the planner's thread owns `index`).
     let count_index = index.reopen()?;
-    let copied = std::thread::scope(|s| -> anyhow::Result<()> {
-        let producer_tx = res_tx.clone();
-        let plan_ref = &plan;
-        let done_ref = &done_keys;
-        let redo_ref = &redo_keys;
-        let noted_ref = &noted;
-        let whole_now_ref = &whole_now;
-        let stopping_ref = &stopping;
-        let faults_ref = &faults;
-        let producer = spawn_named(s, "mcr-planner", move || -> anyhow::Result<()> {
-            let mut chunk: Vec<(PlannedFile, bool)> = Vec::new();
-            let mut chunk_bytes = 0u64;
-            let mut settled: Vec<Done> = Vec::new();
-            // Folder by folder when there is real copying to do. The sort costs about 3 s at
-            // 1.35M files and the order saves 7-20% of the copy, so a resume with less than
-            // half left (the count of what is left is only a bound here: filtered files are
-            // in it) reads in the database's order instead.
-            let by_folder = left > 0 && left * 2 >= files_bound;
-            plan_ref.for_each_file_by(&index, by_folder, |file| {
-                faults_ref.maybe_panic_in("planner");
-                let mut recopy = false;
-                let quick = if file.skip.is_some() {
-                    Some(Outcome::Filtered)
-                } else if done_ref.contains(&done_key(
-                    &file.id,
-                    &file.rel_path,
-                    file.size,
-                    file.mtime_ms,
-                )) {
-                    recopy = noted_ref.contains(&file.id) && whole_now_ref(&file);
-                    (!recopy).then_some(Outcome::AlreadyDone)
-                } else {
-                    None
-                };
-                if let Some(outcome) = quick {
-                    settled.push(Done {
-                        file,
-                        outcome,
-                        bytes: 0,
-                        error: None,
-                        note: None,
-                        lasting_note: false,
-                        dest_full: false,
-                        no_answer: false,
-                    });
-                    if settled.len() >= SETTLED_CHUNK {
-                        let _ = producer_tx.send(std::mem::take(&mut settled));
-                    }
-                } else if !stopping_ref() {
-                    let replace = recopy
-                        || !redo_ref.is_empty()
-                            && redo_ref.contains(&crate::state::redo_key(&file.id, &file.rel_path));
-                    chunk_bytes = chunk_bytes.saturating_add(file.size);
-                    chunk.push((file, replace));
-                    if chunk.len() >= chunk_files || chunk_bytes >= CHUNK_BYTES {
-                        chunk_bytes = 0;
-                        let _ = job_tx.send(std::mem::take(&mut chunk));
-                    }
-                }
-            })?;
-            if !chunk.is_empty() && !stopping_ref() {
-                let _ = job_tx.send(chunk);
-            }
-            if !settled.is_empty() {
-                let _ = producer_tx.send(settled);
-            }
-            Ok(())
-        });
-        for worker in 0..threads {
-            let rx = job_rx.clone();
-            let tx = res_tx.clone();
-            let ctx = &ctx;
+    // A panic (a bug) on one of the pipeline's threads is caught here only to be recorded
+    // like an error below, then raised again: main ends the run with exit 101.
+    let copied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        std::thread::scope(|s| -> anyhow::Result<()> {
+            let producer_tx = res_tx.clone();
+            let plan_ref = &plan;
+            let done_ref = &done_keys;
+            let redo_ref = &redo_keys;
+            let noted_ref = &noted;
+            let whole_now_ref = &whole_now;
             let stopping_ref = &stopping;
-            let stop_local = &stop_local;
-            let dest_lost = &dest_lost;
-            spawn_named(s, &format!("mcr-copy-{worker}"), move || {
-                let mut folders = copy::WorkerFolders::default();
-                for chunk in rx {
-                    let mut results = Vec::with_capacity(chunk.len());
-                    for (file, replace) in chunk {
-                        if stopping_ref() {
-                            continue; // drain: not attempted, counted as not processed
-                        }
-                        let r = copy::restore_file_caught(ctx, &mut folders, &file, replace);
-                        let mut d = Done {
+            let faults_ref = &faults;
+            let producer = spawn_named(s, "mcr-planner", move || -> anyhow::Result<()> {
+                let mut chunk: Vec<(PlannedFile, bool)> = Vec::new();
+                let mut chunk_bytes = 0u64;
+                let mut settled: Vec<Done> = Vec::new();
+                // Folder by folder when there is real copying to do. The sort costs about 3 s at
+                // 1.35M files and the order saves 7-20% of the copy, so a resume with less than
+                // half left (the count of what is left is only a bound here: filtered files are
+                // in it) reads in the database's order instead.
+                let by_folder = left > 0 && left * 2 >= files_bound;
+                plan_ref.for_each_file_by(&index, by_folder, |file| {
+                    faults_ref.maybe_panic_in("planner");
+                    let mut recopy = false;
+                    let quick = if file.skip.is_some() {
+                        Some(Outcome::Filtered)
+                    } else if done_ref.contains(&done_key(
+                        &file.id,
+                        &file.rel_path,
+                        file.size,
+                        file.mtime_ms,
+                    )) {
+                        recopy = noted_ref.contains(&file.id) && whole_now_ref(&file);
+                        (!recopy).then_some(Outcome::AlreadyDone)
+                    } else {
+                        None
+                    };
+                    if let Some(outcome) = quick {
+                        settled.push(Done {
                             file,
-                            outcome: Outcome::Copied,
+                            outcome,
                             bytes: 0,
                             error: None,
                             note: None,
                             lasting_note: false,
                             dest_full: false,
                             no_answer: false,
-                        };
-                        match r {
-                            Ok(Restored::Copied {
-                                bytes,
-                                size_mismatch,
-                                replaced_partial,
-                            }) => {
-                                d.bytes = bytes;
-                                if size_mismatch {
-                                    d.lasting_note = true;
-                                    d.note = Some(length_note(bytes, &d.file, "restored"));
-                                }
-                                if let Some(left) = replaced_partial {
-                                    d.lasting_note = false;
-                                    d.note = Some(left.note(d.file.size));
-                                }
+                        });
+                        if settled.len() >= SETTLED_CHUNK {
+                            let _ = producer_tx.send(std::mem::take(&mut settled));
+                        }
+                    } else if !stopping_ref() {
+                        let replace = recopy
+                            || !redo_ref.is_empty()
+                                && redo_ref
+                                    .contains(&crate::state::redo_key(&file.id, &file.rel_path));
+                        chunk_bytes = chunk_bytes.saturating_add(file.size);
+                        chunk.push((file, replace));
+                        if chunk.len() >= chunk_files || chunk_bytes >= CHUNK_BYTES {
+                            chunk_bytes = 0;
+                            let _ = job_tx.send(std::mem::take(&mut chunk));
+                        }
+                    }
+                })?;
+                if !chunk.is_empty() && !stopping_ref() {
+                    let _ = job_tx.send(chunk);
+                }
+                if !settled.is_empty() {
+                    let _ = producer_tx.send(settled);
+                }
+                Ok(())
+            });
+            for worker in 0..threads {
+                let rx = job_rx.clone();
+                let tx = res_tx.clone();
+                let ctx = &ctx;
+                let stopping_ref = &stopping;
+                let stop_local = &stop_local;
+                let dest_lost = &dest_lost;
+                spawn_named(s, &format!("mcr-copy-{worker}"), move || {
+                    let mut folders = copy::WorkerFolders::default();
+                    for chunk in rx {
+                        let mut results = Vec::with_capacity(chunk.len());
+                        for (file, replace) in chunk {
+                            if stopping_ref() {
+                                continue; // drain: not attempted, counted as not processed
                             }
-                            Ok(Restored::Adopted { object_bytes }) => {
-                                d.outcome = Outcome::Adopted;
-                                if let Some(n) = object_bytes {
-                                    d.lasting_note = true;
-                                    d.note = Some(length_note(
+                            let r = copy::restore_file_caught(ctx, &mut folders, &file, replace);
+                            let mut d = Done {
+                                file,
+                                outcome: Outcome::Copied,
+                                bytes: 0,
+                                error: None,
+                                note: None,
+                                lasting_note: false,
+                                dest_full: false,
+                                no_answer: false,
+                            };
+                            match r {
+                                Ok(Restored::Copied {
+                                    bytes,
+                                    size_mismatch,
+                                    replaced_partial,
+                                }) => {
+                                    d.bytes = bytes;
+                                    if size_mismatch {
+                                        d.lasting_note = true;
+                                        d.note = Some(length_note(bytes, &d.file, "restored"));
+                                    }
+                                    if let Some(left) = replaced_partial {
+                                        d.lasting_note = false;
+                                        d.note = Some(left.note(d.file.size));
+                                    }
+                                }
+                                Ok(Restored::Adopted { object_bytes }) => {
+                                    d.outcome = Outcome::Adopted;
+                                    if let Some(n) = object_bytes {
+                                        d.lasting_note = true;
+                                        d.note = Some(length_note(
                                         n,
                                         &d.file,
                                         "already on the destination with the object's length and date, kept",
                                     ));
+                                    }
                                 }
-                            }
-                            Ok(Restored::Redated { was_ms }) => {
-                                d.outcome = Outcome::Adopted;
-                                d.note = Some(format!(
+                                Ok(Restored::Redated { was_ms }) => {
+                                    d.outcome = Outcome::Adopted;
+                                    d.note = Some(format!(
                                     "already on the destination with the object's bytes but dated {} ({was_ms} ms): {}",
                                     crate::report::human_ms(was_ms),
                                     if ctx.dry_run {
@@ -745,147 +749,150 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                         "given the planned date, not copied"
                                     }
                                 ));
-                            }
-                            Err(NotRestored::Missing(m)) => {
-                                d.outcome = Outcome::Missing;
-                                d.error = Some(m);
-                            }
-                            Err(NotRestored::Failed(m)) => {
-                                d.outcome = Outcome::Failed;
-                                d.error = Some(m);
-                            }
-                            Err(NotRestored::NoAnswer(m)) => {
-                                d.outcome = Outcome::Failed;
-                                d.error = Some(m);
-                                d.no_answer = true;
-                            }
-                            Err(NotRestored::DestFull(m)) => {
-                                stop_local.store(true, Ordering::SeqCst);
-                                d.outcome = Outcome::Failed;
-                                d.error = Some(m);
-                                d.dest_full = true;
-                            }
-                            // Like a destination unmounted: the files since the last commit
-                            // may not have reached the disk (an error made it read-only), so
-                            // nothing more is recorded and the next run checks them.
-                            Err(NotRestored::DestReadOnly(m)) => {
-                                let mut lost = dest_lost.lock().unwrap_or_else(|e| e.into_inner());
-                                lost.get_or_insert_with(|| format!(
+                                }
+                                Err(NotRestored::Missing(m)) => {
+                                    d.outcome = Outcome::Missing;
+                                    d.error = Some(m);
+                                }
+                                Err(NotRestored::Failed(m)) => {
+                                    d.outcome = Outcome::Failed;
+                                    d.error = Some(m);
+                                }
+                                Err(NotRestored::NoAnswer(m)) => {
+                                    d.outcome = Outcome::Failed;
+                                    d.error = Some(m);
+                                    d.no_answer = true;
+                                }
+                                Err(NotRestored::DestFull(m)) => {
+                                    stop_local.store(true, Ordering::SeqCst);
+                                    d.outcome = Outcome::Failed;
+                                    d.error = Some(m);
+                                    d.dest_full = true;
+                                }
+                                // Like a destination unmounted: the files since the last commit
+                                // may not have reached the disk (an error made it read-only), so
+                                // nothing more is recorded and the next run checks them.
+                                Err(NotRestored::DestReadOnly(m)) => {
+                                    let mut lost =
+                                        dest_lost.lock().unwrap_or_else(|e| e.into_inner());
+                                    lost.get_or_insert_with(|| format!(
                                     "{m}: the destination became read-only during the run (Linux remounts a disk read-only after an error; a NAS share can turn read-only): stopped, and the files placed since the last commit were not recorded. See why (`dmesg`, the NAS's log), mount it read-write again and run the same command: the next run checks the files placed since the last commit"
                                 ));
-                                stop_local.store(true, Ordering::SeqCst);
-                                d.outcome = Outcome::Failed;
-                                d.error = Some(m);
+                                    stop_local.store(true, Ordering::SeqCst);
+                                    d.outcome = Outcome::Failed;
+                                    d.error = Some(m);
+                                }
                             }
+                            results.push(d);
                         }
-                        results.push(d);
+                        if tx.send(results).is_err() {
+                            break;
+                        }
                     }
-                    if tx.send(results).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(res_tx);
-        drop(job_rx);
+                });
+            }
+            drop(res_tx);
+            drop(job_rx);
 
-        // Group commits run on their own thread: a `syncfs` can take seconds, and if the
-        // bookkeeper waited for it, the result queue would fill and every worker would stall
-        // behind the flush (measured: 2.2 s of a 3.6 s restore on a fresh disk). One batch
-        // may wait while another is flushed, so memory stays bounded. A batch reaches the
-        // committer only after its files were renamed, and is recorded only after a
-        // `syncfs` that started later, so a record is still never ahead of the disk.
-        let (batch_tx, batch_rx) = bounded::<Vec<Record>>(1);
-        let selected_count_ref = &selected_count;
-        let ckpt_ref = &mut ckpt;
-        let (dest_sync, faults, commits) = (&dest_sync, &faults, &commits);
-        let (dest_lost_ref, stop_ref) = (&dest_lost, &stop_local);
-        let committer = spawn_named(
-            s,
-            "mcr-committer",
-            move || -> anyhow::Result<(Duration, Duration)> {
-                let (mut flush, mut write) = (Duration::ZERO, Duration::ZERO);
-                let mut count_written = false;
-                for batch in batch_rx {
-                    faults.maybe_panic_in("committer");
-                    let Some(c) = ckpt_ref.as_mut() else {
-                        continue;
-                    };
-                    let mut lost = dest_lost_ref.lock().unwrap_or_else(|e| e.into_inner());
-                    if lost.is_none() && dest_id.is_some() {
-                        match folder_identity_settled(&cfg.dest) {
-                            Ok(id) if Some(id) == dest_id => {}
-                            now => {
-                                *lost = Some(format!(
+            // Group commits run on their own thread: a `syncfs` can take seconds, and if the
+            // bookkeeper waited for it, the result queue would fill and every worker would stall
+            // behind the flush (measured: 2.2 s of a 3.6 s restore on a fresh disk). One batch
+            // may wait while another is flushed, so memory stays bounded. A batch reaches the
+            // committer only after its files were renamed, and is recorded only after a
+            // `syncfs` that started later, so a record is still never ahead of the disk.
+            let (batch_tx, batch_rx) = bounded::<Vec<Record>>(1);
+            let selected_count_ref = &selected_count;
+            let ckpt_ref = &mut ckpt;
+            let (dest_sync, faults, commits) = (&dest_sync, &faults, &commits);
+            let (dest_lost_ref, stop_ref) = (&dest_lost, &stop_local);
+            let committer = spawn_named(
+                s,
+                "mcr-committer",
+                move || -> anyhow::Result<(Duration, Duration)> {
+                    let (mut flush, mut write) = (Duration::ZERO, Duration::ZERO);
+                    let mut count_written = false;
+                    for batch in batch_rx {
+                        faults.maybe_panic_in("committer");
+                        let Some(c) = ckpt_ref.as_mut() else {
+                            continue;
+                        };
+                        let mut lost = dest_lost_ref.lock().unwrap_or_else(|e| e.into_inner());
+                        if lost.is_none() && dest_id.is_some() {
+                            match folder_identity_settled(&cfg.dest) {
+                                Ok(id) if Some(id) == dest_id => {}
+                                now => {
+                                    *lost = Some(format!(
                                     "{} is no longer the folder this restore started writing to (its disk unmounted or replaced{}): stopped, and the files placed since the last commit were not recorded. Mount the destination again and run the same command; files placed after the change may be in {} on the disk below the mount point, check and remove them",
                                     cfg.dest.display(),
                                     now.err().map(|e| format!(": {e}")).unwrap_or_default(),
                                     cfg.dest.display()
                                 ));
-                                stop_ref.store(true, Ordering::SeqCst);
+                                    stop_ref.store(true, Ordering::SeqCst);
+                                }
+                            }
+                        }
+                        if lost.is_some() {
+                            continue; // nothing more is recorded
+                        }
+                        drop(lost);
+                        // Adopted files too: a killed run may have placed them without flushing.
+                        let placed =
+                            |r: &Record| matches!(r.outcome, Outcome::Copied | Outcome::Adopted);
+                        if !dest_sync.is_empty() && batch.iter().any(placed) {
+                            let t = Instant::now();
+                            for (path, fd) in dest_sync {
+                                rustix::fs::syncfs(fd).with_context(|| {
+                                    format!("cannot flush the destination {}", path.display())
+                                })?;
+                            }
+                            flush += t.elapsed();
+                        }
+                        let t = Instant::now();
+                        c.record(&batch)?;
+                        if let (Some(n), false) = (selected_count_ref.get(), count_written) {
+                            c.set_meta(crate::state::SELECTED_KEY, &n.to_string())?;
+                            count_written = true;
+                        }
+                        write += t.elapsed();
+                        if let Some(n) = faults.abort_after_commits {
+                            if commits.fetch_add(1, Ordering::SeqCst) + 1 >= n {
+                                // Simulates a crash right after a checkpoint commit.
+                                std::process::abort();
                             }
                         }
                     }
-                    if lost.is_some() {
-                        continue; // nothing more is recorded
-                    }
-                    drop(lost);
-                    // Adopted files too: a killed run may have placed them without flushing.
-                    let placed =
-                        |r: &Record| matches!(r.outcome, Outcome::Copied | Outcome::Adopted);
-                    if !dest_sync.is_empty() && batch.iter().any(placed) {
-                        let t = Instant::now();
-                        for (path, fd) in dest_sync {
-                            rustix::fs::syncfs(fd).with_context(|| {
-                                format!("cannot flush the destination {}", path.display())
-                            })?;
-                        }
-                        flush += t.elapsed();
-                    }
-                    let t = Instant::now();
-                    c.record(&batch)?;
-                    if let (Some(n), false) = (selected_count_ref.get(), count_written) {
-                        c.set_meta(crate::state::SELECTED_KEY, &n.to_string())?;
-                        count_written = true;
-                    }
-                    write += t.elapsed();
-                    if let Some(n) = faults.abort_after_commits {
-                        if commits.fetch_add(1, Ordering::SeqCst) + 1 >= n {
-                            // Simulates a crash right after a checkpoint commit.
-                            std::process::abort();
-                        }
-                    }
-                }
-                Ok((flush, write))
-            },
-        );
+                    Ok((flush, write))
+                },
+            );
 
-        // The count of what there is to do is a full pass over the database. It runs on its
-        // own thread, beside the planner's sort and the first copies: were the bookkeeper
-        // to count first, the result queue would fill and stall every worker behind the
-        // count (on a resume, which streams without a sort, the whole run: count, then
-        // stream). Until it is known, results are counted but no progress is shown.
-        let count_delay = Duration::from_millis(faults.count_delay_ms);
-        let count_done = &done_keys;
-        let count = spawn_named(s, "mcr-count", move || -> anyhow::Result<PlanTotals> {
-            std::thread::sleep(count_delay);
-            faults.maybe_panic_in("count");
-            let done_before = |id: &str, path: &str, size: u64, mtime: Option<i64>| {
-                !count_done.is_empty() && count_done.contains(&done_key(id, path, size, mtime))
-            };
-            Ok(plan_ref.totals_knowing(&count_index, &done_before)?)
-        });
-        let mut count = Some(count);
+            // The count of what there is to do is a full pass over the database. It runs on its
+            // own thread, beside the planner's sort and the first copies: were the bookkeeper
+            // to count first, the result queue would fill and stall every worker behind the
+            // count (on a resume, which streams without a sort, the whole run: count, then
+            // stream). Until it is known, results are counted but no progress is shown.
+            let count_delay = Duration::from_millis(faults.count_delay_ms);
+            let count_done = &done_keys;
+            let count = spawn_named(s, "mcr-count", move || -> anyhow::Result<PlanTotals> {
+                std::thread::sleep(count_delay);
+                faults.maybe_panic_in("count");
+                let done_before = |id: &str, path: &str, size: u64, mtime: Option<i64>| {
+                    !count_done.is_empty() && count_done.contains(&done_key(id, path, size, mtime))
+                };
+                Ok(plan_ref.totals_knowing(&count_index, &done_before)?)
+            });
+            let mut count = Some(count);
 
-        // Bookkeeping: this thread alone counts and reports, and hands batches to the
-        // committer. It owns the result queue: if it stops on an error, the queue closes and
-        // the workers stop instead of blocking on it.
-        let res_rx = res_rx;
-        let mut bookkeeping = || -> anyhow::Result<()> {
-            // Takes the count once it is done (or, with `wait`, waits for it), then shows
-            // the start line: every total is known before the first progress line.
-            let mut learn_totals =
-                |snap: &mut Snapshot, report: &mut Report, ui: &mut dyn Listener, wait: bool| {
+            // Bookkeeping: this thread alone counts and reports, and hands batches to the
+            // committer. It owns the result queue: if it stops on an error, the queue closes and
+            // the workers stop instead of blocking on it.
+            let res_rx = res_rx;
+            let mut bookkeeping = || -> anyhow::Result<()> {
+                // Takes the count once it is done (or, with `wait`, waits for it), then shows
+                // the start line: every total is known before the first progress line.
+                let mut learn_totals = |snap: &mut Snapshot,
+                                        report: &mut Report,
+                                        ui: &mut dyn Listener,
+                                        wait: bool| {
                     match count.take() {
                         Some(c) if wait || c.is_finished() => {
                             let totals = c
@@ -905,204 +912,202 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                     }
                     anyhow::Ok(count.is_none())
                 };
-            let mut batch: Vec<Record> = Vec::new();
-            let mut next_commit = COMMIT_FILES;
-            let mut last_commit = Instant::now();
-            let commit_every = Duration::from_millis(faults.commit_ms.unwrap_or(2000));
-            // Written as soon as the totals are known, then every 15 s: a run killed in its
-            // first seconds leaves the totals, not the zeros of the report written before
-            // the first file.
-            let mut last_report: Option<Instant> = None;
-            // Hands the batch to the committer. While it is busy flushing the previous one,
-            // the batch keeps growing instead (waiting here would fill the result queue and
-            // stall every worker behind the flush), up to a bound, or when `wait`ing at the
-            // end. False once the committer has stopped (on an error, which its join reports).
-            let commit = |batch: &mut Vec<Record>, wait: bool| -> bool {
-                if batch.is_empty() {
-                    return true;
-                }
-                if wait || batch.len() >= COMMIT_MAX_PENDING {
-                    return batch_tx.send(std::mem::take(batch)).is_ok();
-                }
-                match batch_tx.try_send(std::mem::take(batch)) {
-                    Ok(()) => true,
-                    Err(TrySendError::Full(b)) => {
-                        *batch = b;
-                        true
+                let mut batch: Vec<Record> = Vec::new();
+                let mut next_commit = COMMIT_FILES;
+                let mut last_commit = Instant::now();
+                let commit_every = Duration::from_millis(faults.commit_ms.unwrap_or(2000));
+                // Written as soon as the totals are known, then every 15 s: a run killed in its
+                // first seconds leaves the totals, not the zeros of the report written before
+                // the first file.
+                let mut last_report: Option<Instant> = None;
+                // Hands the batch to the committer. While it is busy flushing the previous one,
+                // the batch keeps growing instead (waiting here would fill the result queue and
+                // stall every worker behind the flush), up to a bound, or when `wait`ing at the
+                // end. False once the committer has stopped (on an error, which its join reports).
+                let commit = |batch: &mut Vec<Record>, wait: bool| -> bool {
+                    if batch.is_empty() {
+                        return true;
                     }
-                    Err(TrySendError::Disconnected(_)) => false,
-                }
-            };
-            loop {
-                match res_rx.recv_timeout(Duration::from_millis(200)) {
-                    Ok(results) => {
-                        faults.maybe_panic_in("bookkeeper");
-                        for mut d in results {
-                            if d.outcome == Outcome::AlreadyDone && !earlier_notes.is_empty() {
-                                d.note = earlier_notes.remove(&d.file.id);
-                            }
-                            // Kept in the record, so it replaces the earlier run's note.
-                            if d.outcome == Outcome::Copied
-                                && d.note.is_none()
-                                && earlier_notes.remove(&d.file.id).is_some()
-                            {
-                                d.lasting_note = true;
-                                d.note = Some(format!(
+                    if wait || batch.len() >= COMMIT_MAX_PENDING {
+                        return batch_tx.send(std::mem::take(batch)).is_ok();
+                    }
+                    match batch_tx.try_send(std::mem::take(batch)) {
+                        Ok(()) => true,
+                        Err(TrySendError::Full(b)) => {
+                            *batch = b;
+                            true
+                        }
+                        Err(TrySendError::Disconnected(_)) => false,
+                    }
+                };
+                loop {
+                    match res_rx.recv_timeout(Duration::from_millis(200)) {
+                        Ok(results) => {
+                            faults.maybe_panic_in("bookkeeper");
+                            for mut d in results {
+                                if d.outcome == Outcome::AlreadyDone && !earlier_notes.is_empty() {
+                                    d.note = earlier_notes.remove(&d.file.id);
+                                }
+                                // Kept in the record, so it replaces the earlier run's note.
+                                if d.outcome == Outcome::Copied
+                                    && d.note.is_none()
+                                    && earlier_notes.remove(&d.file.id).is_some()
+                                {
+                                    d.lasting_note = true;
+                                    d.note = Some(format!(
                                     "copied again: its object now has the {} bytes the database says (an earlier run had restored it from an object of another length)",
                                     d.file.size
                                 ));
-                            }
-                            if d.outcome.is_logged() {
-                                if let Some((dir, _)) = d.file.rel_path.rsplit_once('/') {
-                                    touched.insert(dir);
                                 }
-                            }
-                            if d.dest_full && dest_full.is_none() {
-                                dest_full = d.error.clone();
-                            }
-                            if d.no_answer {
-                                no_answer_lead += 1;
-                            } else if matches!(d.outcome, Outcome::Copied | Outcome::Adopted) {
-                                no_answer_lead = no_answer_lead.saturating_sub(1);
-                            }
-                            // Unless the disks still answer: then the failures are the
-                            // files' own (bad sectors of a failing disk), reported one by one
-                            // as before; stopping would stop every later run at them too.
-                            if no_answer_lead >= NO_ANSWER_LEAD
-                                && stalled.is_none()
-                                && disks_answer(cfg)
-                            {
-                                no_answer_lead = 0;
-                            }
-                            if no_answer_lead >= NO_ANSWER_LEAD && stalled.is_none() {
-                                stalled = Some(format!(
+                                if d.outcome.is_logged() {
+                                    if let Some((dir, _)) = d.file.rel_path.rsplit_once('/') {
+                                        touched.insert(dir);
+                                    }
+                                }
+                                if d.dest_full && dest_full.is_none() {
+                                    dest_full = d.error.clone();
+                                }
+                                if d.no_answer {
+                                    no_answer_lead += 1;
+                                } else if matches!(d.outcome, Outcome::Copied | Outcome::Adopted) {
+                                    no_answer_lead = no_answer_lead.saturating_sub(1);
+                                }
+                                // Unless the disks still answer: then the failures are the
+                                // files' own (bad sectors of a failing disk), reported one by one
+                                // as before; stopping would stop every later run at them too.
+                                if no_answer_lead >= NO_ANSWER_LEAD
+                                    && stalled.is_none()
+                                    && disks_answer(cfg)
+                                {
+                                    no_answer_lead = 0;
+                                }
+                                if no_answer_lead >= NO_ANSWER_LEAD && stalled.is_none() {
+                                    stalled = Some(format!(
                                     "files keep failing because a disk does not answer ({} failed so far, the last: {}): a disk stopped answering (the source disk disconnected or failing, the destination's NAS gone): stopped. Check the disks (`dmesg`), attach the one that went away again and run the same command: the failed files are tried again. A source disk that is failing is best copied first (ddrescue), then restored from the copy",
                                     snap.count(Outcome::Failed) + 1,
                                     d.error.as_deref().unwrap_or_default()
                                 ));
-                                stop_local.store(true, Ordering::SeqCst);
-                            }
-                            if d.file.skip.is_none() {
-                                if let Some(orig) = &d.file.renamed_from {
-                                    report.add_rename(orig, &d.file.rel_path);
+                                    stop_local.store(true, Ordering::SeqCst);
+                                }
+                                if d.file.skip.is_none() {
+                                    if let Some(orig) = &d.file.renamed_from {
+                                        report.add_rename(orig, &d.file.rel_path);
+                                    }
+                                }
+                                snap.record(d.outcome, d.file.size, d.bytes);
+                                if let Some(e) = &d.error {
+                                    report.problems.push(Problem {
+                                        id: d.file.id.clone(),
+                                        path: d.file.rel_path.clone(),
+                                        outcome: d.outcome,
+                                        reason: e.clone(),
+                                    });
+                                }
+                                if let Some(n) = &d.note {
+                                    report.notes.push(Problem {
+                                        id: d.file.id.clone(),
+                                        path: d.file.rel_path.clone(),
+                                        outcome: d.outcome,
+                                        reason: n.clone(),
+                                    });
+                                }
+                                if d.file.skip.is_some() {
+                                    report.count_skip(d.file.skip);
+                                }
+                                if d.file.skip.is_none() {
+                                    report.structure_problems.extend(d.file.problems());
+                                }
+                                // A resume's already-done files stay out of the batches: a
+                                // million of them would only be carried to the committer. A done
+                                // file's note is kept in its record, for later runs' reports.
+                                if d.outcome.is_logged() {
+                                    batch.push(Record {
+                                        id: d.file.id,
+                                        rel_path: d.file.rel_path,
+                                        size: d.file.size,
+                                        mtime_ms: d.file.mtime_ms,
+                                        outcome: d.outcome,
+                                        error: d.error.or(d.note.filter(|_| d.lasting_note)),
+                                    });
                                 }
                             }
-                            snap.record(d.outcome, d.file.size, d.bytes);
-                            if let Some(e) = &d.error {
-                                report.problems.push(Problem {
-                                    id: d.file.id.clone(),
-                                    path: d.file.rel_path.clone(),
-                                    outcome: d.outcome,
-                                    reason: e.clone(),
-                                });
-                            }
-                            if let Some(n) = &d.note {
-                                report.notes.push(Problem {
-                                    id: d.file.id.clone(),
-                                    path: d.file.rel_path.clone(),
-                                    outcome: d.outcome,
-                                    reason: n.clone(),
-                                });
-                            }
-                            if d.file.skip.is_some() {
-                                report.count_skip(d.file.skip);
-                            }
-                            if d.file.skip.is_none() {
-                                report.structure_problems.extend(d.file.problems());
-                            }
-                            // A resume's already-done files stay out of the batches: a
-                            // million of them would only be carried to the committer. A done
-                            // file's note is kept in its record, for later runs' reports.
-                            if d.outcome.is_logged() {
-                                batch.push(Record {
-                                    id: d.file.id,
-                                    rel_path: d.file.rel_path,
-                                    size: d.file.size,
-                                    mtime_ms: d.file.mtime_ms,
-                                    outcome: d.outcome,
-                                    error: d.error.or(d.note.filter(|_| d.lasting_note)),
-                                });
-                            }
                         }
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => break,
                     }
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => break,
-                }
-                if batch.len() >= next_commit || last_commit.elapsed() >= commit_every {
-                    if !commit(&mut batch, false) {
-                        // The committer stopped (its join says why): nothing more can be
-                        // recorded, so nothing more is handed out.
-                        stop_local.store(true, Ordering::SeqCst);
-                        return Ok(());
+                    if batch.len() >= next_commit || last_commit.elapsed() >= commit_every {
+                        if !commit(&mut batch, false) {
+                            // The committer stopped (its join says why): nothing more can be
+                            // recorded, so nothing more is handed out.
+                            stop_local.store(true, Ordering::SeqCst);
+                            return Ok(());
+                        }
+                        next_commit = batch.len() + COMMIT_FILES;
+                        last_commit = Instant::now();
                     }
-                    next_commit = batch.len() + COMMIT_FILES;
-                    last_commit = Instant::now();
+                    if !learn_totals(&mut snap, &mut report, &mut *ui, false)? {
+                        continue;
+                    }
+                    snap.elapsed = copy_start.elapsed();
+                    ui.progress(&snap);
+                    if !cfg.dry_run
+                        && last_report.is_none_or(|t| t.elapsed() >= Duration::from_secs(15))
+                    {
+                        report.update(&snap, false);
+                        // Not worth stopping the restore for: said once, at the end.
+                        report_failed |= report.write(&cfg.report_path).is_err();
+                        last_report = Some(Instant::now());
+                    }
                 }
-                if !learn_totals(&mut snap, &mut report, &mut *ui, false)? {
-                    continue;
-                }
-                snap.elapsed = copy_start.elapsed();
-                ui.progress(&snap);
-                if !cfg.dry_run
-                    && last_report.is_none_or(|t| t.elapsed() >= Duration::from_secs(15))
-                {
-                    report.update(&snap, false);
-                    // Not worth stopping the restore for: said once, at the end.
-                    report_failed |= report.write(&cfg.report_path).is_err();
-                    last_report = Some(Instant::now());
-                }
+                commit(&mut batch, true);
+                learn_totals(&mut snap, &mut report, &mut *ui, true)?;
+                Ok(())
+            };
+            let kept = bookkeeping();
+            // Whatever happened, nobody sends batches any more, and a stopped bookkeeper
+            // releases the workers.
+            drop(batch_tx);
+            if kept.is_err() {
+                stop_local.store(true, Ordering::SeqCst);
             }
-            commit(&mut batch, true);
-            learn_totals(&mut snap, &mut report, &mut *ui, true)?;
+            drop(res_rx);
+            // A thread's panic is a bug: raised again here, it ends the run with exit 101 and
+            // the advice to run again (main); the checkpoint holds what was committed.
+            let committed = committer
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            kept?;
+            let (flush_time, record_time) = committed?;
+            report
+                .phases
+                .insert("checkpoint_flush".into(), flush_time.as_secs_f64());
+            report
+                .phases
+                .insert("checkpoint_write".into(), record_time.as_secs_f64());
+            producer
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
             Ok(())
-        };
-        let kept = bookkeeping();
-        // Whatever happened, nobody sends batches any more, and a stopped bookkeeper
-        // releases the workers.
-        drop(batch_tx);
-        if kept.is_err() {
-            stop_local.store(true, Ordering::SeqCst);
-        }
-        drop(res_rx);
-        // A thread's panic is a bug: raised again here, it ends the run with exit 101 and
-        // the advice to run again (main); the checkpoint holds what was committed.
-        let committed = committer
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        kept?;
-        let (flush_time, record_time) = committed?;
-        report
-            .phases
-            .insert("checkpoint_flush".into(), flush_time.as_secs_f64());
-        report
-            .phases
-            .insert("checkpoint_write".into(), record_time.as_secs_f64());
-        producer
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
-        Ok(())
-    });
+        })
+    }));
     snap.elapsed = copy_start.elapsed();
-    // An error that ends the run after copying began (the checkpoint's disk full, the index
-    // unreadable midway): the report and `status` said only "not complete" (the last
-    // periodic report) and "killed or still starting". Both say why, as far as the state
-    // folder still takes writes; what was placed since the last commit is checked by the
-    // next run, as after a crash.
-    if let Err(e) = &copied {
-        let why = crate::error_text(e);
-        report.error = Some(why.clone());
-        report.update(&snap, true);
-        if !cfg.dry_run {
-            let _ = report.write(&cfg.report_path);
+    let copied = match copied {
+        Ok(Err(e)) => {
+            record_stop(&mut report, &snap, cfg, ckpt.as_ref(), Stop::Error(&e));
+            Err(e)
         }
-        if let Some(c) = &ckpt {
-            let _ = c.set_meta(
-                crate::state::LAST_END_KEY,
-                &format!("stopped by an error ({why})"),
+        Err(p) => {
+            record_stop(
+                &mut report,
+                &snap,
+                cfg,
+                ckpt.as_ref(),
+                Stop::Panic(p.as_ref()),
             );
-            let _ = c.end_run(false);
+            std::panic::resume_unwind(p)
         }
-    }
+        Ok(Ok(())) => Ok(()),
+    };
     copied?;
     report
         .phases
@@ -1200,16 +1205,28 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             .filter_map(|f| f.mtime_ms.map(|ms| (f.rel_path.as_str(), ms)))
             .collect();
         dated.sort_unstable();
-        let failed = in_parallel(&dated, threads, |(rel, ms)| {
-            faults.maybe_panic_in("folders");
-            if cut_short() {
-                return false;
-            }
-            if faults.folder_delay_ms > 0 {
-                std::thread::sleep(Duration::from_millis(faults.folder_delay_ms));
-            }
-            let path = cfg.dest.join(rel);
-            set_dir_mtime(&path, *ms).is_err() && path.is_dir()
+        let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            in_parallel(&dated, threads, |(rel, ms)| {
+                faults.maybe_panic_in("folders");
+                if cut_short() {
+                    return false;
+                }
+                if faults.folder_delay_ms > 0 {
+                    std::thread::sleep(Duration::from_millis(faults.folder_delay_ms));
+                }
+                let path = cfg.dest.join(rel);
+                set_dir_mtime(&path, *ms).is_err() && path.is_dir()
+            })
+        }))
+        .unwrap_or_else(|p| {
+            record_stop(
+                &mut report,
+                &snap,
+                cfg,
+                ckpt.as_ref(),
+                Stop::Panic(p.as_ref()),
+            );
+            std::panic::resume_unwind(p)
         });
         report.folder_dates_failed = failed.into_iter().filter(|f| *f).count() as u64;
         // Paid only by a run over every folder: one with --only, --user or --limit dated its
@@ -1353,6 +1370,43 @@ impl Touched {
 
     fn contains(&self, rel: &str) -> bool {
         self.set.contains(&path_key(rel.as_bytes()))
+    }
+}
+
+/// Why a run stopped after copying began, short of its end.
+enum Stop<'a> {
+    Error(&'a anyhow::Error),
+    /// A panic's payload: a bug.
+    Panic(&'a (dyn std::any::Any + Send)),
+}
+
+/// Records a run stopped by an error or a panic after copying began (the checkpoint's disk
+/// full, the index unreadable midway, a bug): without it the report stayed the last periodic
+/// one ("not complete", no reason) and `status` said "killed or still starting". Both now say
+/// why, as far as the state folder still takes writes; what was placed since the last commit
+/// is checked by the next run, as after a crash.
+fn record_stop(
+    report: &mut Report,
+    snap: &Snapshot,
+    cfg: &RestoreConfig,
+    ckpt: Option<&crate::state::Checkpoint>,
+    stop: Stop,
+) {
+    let (why, how) = match stop {
+        Stop::Error(e) => (crate::error_text(e), "stopped by an error"),
+        Stop::Panic(p) => (
+            format!("a bug in mycloud-recover: {}", copy::panic_text(p)),
+            "stopped by an internal error",
+        ),
+    };
+    report.error = Some(why.clone());
+    report.update(snap, true);
+    if !cfg.dry_run {
+        let _ = report.write(&cfg.report_path);
+    }
+    if let Some(c) = ckpt {
+        let _ = c.set_meta(crate::state::LAST_END_KEY, &format!("{how} ({why})"));
+        let _ = c.end_run(false);
     }
 }
 
