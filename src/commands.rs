@@ -211,10 +211,10 @@ pub fn plan(a: &PlanArgs) -> anyhow::Result<Exit> {
                 totals.selected_files += 1;
                 totals.selected_bytes = totals.selected_bytes.saturating_add(f.size);
                 totals.undated_files += f.mtime_ms.is_none() as u64;
+                totals.renamed_files += f.renamed_from.is_some() as u64;
             }
             Some(_) => totals.filtered += 1,
         }
-        totals.renamed_files += f.renamed_from.is_some() as u64;
         file_problems.extend(f.problems());
         if a.summary {
             return;

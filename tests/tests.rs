@@ -1556,6 +1556,43 @@ fn status_counts_the_selection_s_files_not_the_trash_an_earlier_run_restored() {
     assert_eq!(v["selected_files"], all, "{v}");
 }
 
+/// Round 13: `totals.renamed_files` (the report, `plan --summary`) counted every renamed
+/// row, the ones a selection leaves out too: with `--limit 50`, "23 renamed files" of which
+/// the run restored one. It counts the selected files, as pre-flight's figure did.
+#[test]
+fn renamed_files_counts_only_the_files_the_run_restores() {
+    let dump = Dump::new(53, 300, 1);
+    let dest = dump.path("restored");
+    let args = ["--names", "windows", "--limit", "50"];
+    let files = of_type(&plan_json(&dump.root, &dest, &args), "file")
+        .into_iter()
+        .filter(|f| !f["renamed_from"].is_null())
+        .map(|f| f["skip"].is_null())
+        .collect::<Vec<bool>>();
+    let renamed = files.iter().filter(|selected| **selected).count();
+    assert!(
+        renamed > 0 && renamed < files.len(),
+        "renamed files both in and out of the selection: {files:?}"
+    );
+    let summary = bin()
+        .arg("plan")
+        .arg(&dump.root)
+        .arg(&dest)
+        .args(args)
+        .arg("--summary")
+        .output()
+        .unwrap();
+    assert!(
+        text(&summary).contains(&format!(" {renamed} renamed files")),
+        "{}",
+        text(&summary)
+    );
+    let (out, report) = restore(&dump, &dest, &args, &[]);
+    assert_eq!(report["totals"]["renamed_files"], renamed, "{}", text(&out));
+    let listed = report["renamed"].as_array().unwrap();
+    assert_eq!(listed.len(), renamed, "{}", report["renamed"]);
+}
+
 /// Every planned file that has an object is on `dest`, byte-identical; nothing else is.
 fn assert_restored_exactly(dump: &Dump, dest: &Path) {
     let plan = plan_json(&dump.root, dest, &[]);

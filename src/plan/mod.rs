@@ -205,6 +205,7 @@ pub struct PlanTotals {
     pub selected_bytes: u64,
     pub filtered: u64,
     pub folders: u64,
+    /// Selected files restored under another name than the database's.
     pub renamed_files: u64,
     /// Selected files with no plausible date in any of the `--mtime-from` fields: they keep
     /// the time they are restored at.
@@ -1033,12 +1034,11 @@ impl Plan {
         };
         let count = |row: &FileRow<'_>, r: &Resolved<'_>| {
             t.files += 1;
-            if r.renamed {
-                t.renamed_files += 1;
-            }
             match r.skip {
                 None => {
                     t.selected_files += 1;
+                    // Of the files restored: a renamed file left out is not restored renamed.
+                    t.renamed_files += r.renamed as u64;
                     t.selected_bytes = t.selected_bytes.saturating_add(row.size);
                     let mtime = self.opts.dates.pick(&row.dates);
                     t.undated_files += mtime.is_none() as u64;
