@@ -1096,16 +1096,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             record_stop(&mut report, &snap, cfg, ckpt.as_ref(), Stop::Error(&e));
             Err(e)
         }
-        Err(p) => {
-            record_stop(
-                &mut report,
-                &snap,
-                cfg,
-                ckpt.as_ref(),
-                Stop::Panic(p.as_ref()),
-            );
-            std::panic::resume_unwind(p)
-        }
+        Err(p) => panic_recorded(&mut report, &snap, cfg, ckpt.as_ref(), p),
         Ok(Ok(())) => Ok(()),
     };
     copied?;
@@ -1218,16 +1209,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 set_dir_mtime(&path, *ms).is_err() && path.is_dir()
             })
         }))
-        .unwrap_or_else(|p| {
-            record_stop(
-                &mut report,
-                &snap,
-                cfg,
-                ckpt.as_ref(),
-                Stop::Panic(p.as_ref()),
-            );
-            std::panic::resume_unwind(p)
-        });
+        .unwrap_or_else(|p| panic_recorded(&mut report, &snap, cfg, ckpt.as_ref(), p));
         report.folder_dates_failed = failed.into_iter().filter(|f| *f).count() as u64;
         // Paid only by a run over every folder: one with --only, --user or --limit dated its
         // selection's. Folders whose date could not be set are in the report; they do not
@@ -1408,6 +1390,19 @@ fn record_stop(
         let _ = c.set_meta(crate::state::LAST_END_KEY, &format!("{how} ({why})"));
         let _ = c.end_run(false);
     }
+}
+
+/// A panic (a bug) caught after copying began, recorded ([`record_stop`]) and raised again:
+/// `main` ends the run with exit 101.
+fn panic_recorded(
+    report: &mut Report,
+    snap: &Snapshot,
+    cfg: &RestoreConfig,
+    ckpt: Option<&crate::state::Checkpoint>,
+    panic: Box<dyn std::any::Any + Send>,
+) -> ! {
+    record_stop(report, snap, cfg, ckpt, Stop::Panic(panic.as_ref()));
+    std::panic::resume_unwind(panic)
 }
 
 /// Runs `f` on every item with up to `threads` threads and returns the results in item order:
