@@ -2422,6 +2422,77 @@ fn a_destination_unmounted_mid_run_stops_the_restore_and_nothing_after_is_record
     assert_restored_exactly(&dump, &dest);
 }
 
+/// Round 13: DEST renamed or deleted mid-run. Every file after the change fails at once
+/// (its folder cannot be made), and the run saw the change only at its next commit: the
+/// files of that window were listed as failed (2,433 in a round-11 trial; every file left,
+/// 15,745 of 20,000, when nothing slowed the copy), flooding the report. A failed file now
+/// makes the run look at DEST first: changed, the run stops and the file is not processed.
+/// Given its name back, DEST gets the rest from the next run.
+#[test]
+fn a_destination_renamed_mid_run_stops_with_no_file_failed() {
+    destination_changed_mid_run(false);
+}
+
+/// The same with DEST deleted (moved aside and removed: a plain `rm -rf` of it races with
+/// the folders the run makes in it). Nothing was committed before: the next run restores
+/// everything into a new DEST.
+#[test]
+fn a_destination_deleted_mid_run_stops_with_no_file_failed() {
+    destination_changed_mid_run(true);
+}
+
+fn destination_changed_mid_run(delete: bool) {
+    let dump = Dump::new(117, 1500, 1);
+    let (dest, state, moved) = (
+        dump.path("restored"),
+        dump.path("state"),
+        dump.path("moved"),
+    );
+    let commit_ms = if delete { "600000" } else { "100" };
+    let child = spawn_restore(
+        &dump,
+        &dest,
+        &state,
+        &["--threads", "4"],
+        &format!("delay_ms=5;commit_ms={commit_ms}"),
+    );
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while tree(&dest).values().filter(|(dir, _, _)| !dir).count() < 50 {
+        assert!(std::time::Instant::now() < until, "no files were restored");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::fs::rename(&dest, &moved).unwrap();
+    // Removed while the run goes on: files its workers place meanwhile through their open
+    // folders make a pass fail ("not empty"), so until a pass gets it all.
+    while delete && std::fs::remove_dir_all(&moved).is_err() {
+        assert!(std::time::Instant::now() < until, "cannot remove {moved:?}");
+    }
+    let out = child.wait_with_output().unwrap();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
+    assert!(
+        report["dest_lost"]
+            .as_str()
+            .is_some_and(|m| m.contains("is no longer the folder this restore started writing to")),
+        "{msg}"
+    );
+    assert_eq!(report["outcomes"]["failed"], 0, "{msg}");
+    assert!(report["not_processed"].as_u64().unwrap() > 500, "{msg}");
+    if !delete {
+        std::fs::rename(&moved, &dest).unwrap();
+    }
+    let (out, _) = restore(&dump, &dest, &["--state-dir", state.to_str().unwrap()], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the demo's missing objects: {}",
+        text(&out)
+    );
+    assert_restored_exactly(&dump, &dest);
+}
+
 /// Round 11: a destination that changed after the last file was placed (a share dropped
 /// and its mount point an empty folder again, in the last seconds of a run, or during a
 /// small one) stopped the run at its only commit: nothing was recorded and the files are
@@ -6089,10 +6160,9 @@ fn a_destination_turning_read_only_mid_run_stops_the_run() {
             .is_some_and(|m| m.contains("became read-only") && m.contains("read-write again")),
         "{msg}"
     );
-    assert!(
-        report["outcomes"]["failed"].as_u64().unwrap() <= 2,
-        "one file per worker at most: {msg}"
-    );
+    // Round 13: the files the read-only DEST refused are not processed, not failed (one
+    // per worker at most failed before).
+    assert_eq!(report["outcomes"]["failed"], 0, "{msg}");
     assert!(report["not_processed"].as_u64().unwrap() > 0, "{msg}");
     let (out, report) = restore(&dump, &dest, &[], &[]);
     assert_eq!(
@@ -6136,6 +6206,99 @@ fn bad_sectors_on_a_disk_that_still_answers_do_not_stop_the_run() {
     assert!(rep["outcomes"]["failed"].as_u64().unwrap() >= 30, "{msg}");
     assert_eq!(rep["not_processed"], 0, "{msg}");
     assert!(!msg.contains("stopped answering"), "{msg}");
+}
+
+/// Round 13: a source disk dying with I/O errors (every read EIO, the filesystem still
+/// mounted: an old USB disk failing), not "not connected". Each file's read was retried
+/// for 5 s, and the failures reached the bookkeeping per chunk of up to 32 files, so a
+/// loop-disk trial stopped 105-115 s after the disk died with 79-88 files listed as
+/// failed. Files meeting such errors now make the run probe the disk (an uncached read of
+/// the database): gone, the run stops within seconds, and the files met meanwhile are not
+/// processed (the next run restores them), not failed. The disk is a real ext4 on a loop
+/// device that starts failing every read (`DyingDisk`).
+#[test]
+fn a_source_disk_failing_with_io_errors_stops_soon_and_fails_no_file() {
+    source_disk_failing_with_io_errors(false);
+}
+
+/// The same with the database copied elsewhere (`--db`): the probe reads an object the run
+/// read before from the disk, not only the database (which still answers).
+#[test]
+fn a_source_disk_failing_with_io_errors_is_found_with_its_database_elsewhere() {
+    source_disk_failing_with_io_errors(true);
+}
+
+fn source_disk_failing_with_io_errors(db_elsewhere: bool) {
+    let dump = Dump::new(116, 1500, 1);
+    let Some(mut disk) = DyingDisk::with_copy_of(&dump) else {
+        return;
+    };
+    let dest = dump.path("restored");
+    let state = dump.path("state");
+    let source = disk.mnt.clone();
+    let db = dump.db();
+    let run = |faults: &str| {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"));
+        c.arg("restore")
+            .arg(&source)
+            .arg(&dest)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--threads", "2"]);
+        if db_elsewhere {
+            c.arg("--db").arg(&db);
+        }
+        c.env("MYCLOUD_RECOVER_FAULTS", faults)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let child = run("delay_ms=10");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while tree(&dest).values().filter(|(dir, _, _)| !dir).count() < 50 {
+        assert!(std::time::Instant::now() < until, "no files were restored");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    disk.fail();
+    let failed_at = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let took = failed_at.elapsed();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
+    // What was read: the object store's disk, the database's or not.
+    let read = if db_elsewhere {
+        "/restsdk/data/files/"
+    } else {
+        "/restsdk/data/db/index.db"
+    };
+    assert!(
+        report["stalled"].as_str().is_some_and(|m| m
+            .contains("the source disk does not answer: reading")
+            && m.contains(read)
+            && m.contains("Input/output error")
+            && m.contains("run the same command")),
+        "{msg}"
+    );
+    assert!(msg.contains("stopped: a disk stopped answering"), "{msg}");
+    assert_eq!(report["outcomes"]["failed"], 0, "{msg}");
+    assert!(report["not_processed"].as_u64().unwrap() > 500, "{msg}");
+    assert!(
+        took.as_secs() < 30,
+        "stopped {took:?} after the disk died: {msg}"
+    );
+    // The disk attached again: the next run restores the rest.
+    disk.revive();
+    let out = run("").wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the demo's missing objects: {}",
+        text(&out)
+    );
+    assert_restored_exactly(&dump, &dest);
 }
 
 /// Round 11: the source disk going away mid-run (a USB disk unplugged, its FUSE driver

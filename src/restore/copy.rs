@@ -167,11 +167,32 @@ pub enum NotRestored {
     /// disk error): every file after this one would fail too, so the run stops.
     DestReadOnly(String),
     /// A disk or share did not answer: an error that says so (its FUSE daemon or its
-    /// connection gone), or one worth retrying that lasted through every retry. File after
-    /// file of these means the disk is gone (see `restore`).
+    /// connection gone), or one worth retrying that lasted through every retry, while a
+    /// probe made since found both disks answering ([`Watch::confirm`]): a failure of this
+    /// file's own (a bad sector).
     NoAnswer(String),
     /// Anything else, with the path and the cause.
     Failed(String),
+    /// Not tried to the end: the run stopped while this file was retried (a signal, or a
+    /// disk found gone, which explains the file's errors). Nothing of it was placed; it
+    /// counts as not processed, and the next run restores it.
+    Abandoned,
+}
+
+/// What the copy of one file asks the run while the file keeps meeting errors that may
+/// mean a disk went away (EIO, a timeout, "not connected"). A disk that died makes every
+/// file fail that way, and each one's retries take seconds: the run, not each file,
+/// finds out whether the disks still answer, and stops if not.
+pub trait Watch: Sync {
+    /// A file met such an error (said once per file); returns a ticket for
+    /// [`Watch::confirm`]. Enough files meeting one make the run probe the disks.
+    fn trouble(&self) -> u64;
+    /// The file failed that way through every retry: whether its failure is its own (a
+    /// probe made after its `trouble` found both disks answering; one is made now if
+    /// none was). False: a disk is gone, the run stops, and the file is abandoned.
+    fn confirm(&self, ticket: u64) -> bool;
+    /// Whether the run is stopping: retries end and the file is abandoned.
+    fn stopping(&self) -> bool;
 }
 
 /// What a worker needs to restore files.
@@ -199,6 +220,8 @@ pub struct CopyContext<'a> {
     /// object, and if shorter with the planned date, taken for a cut-short copy. `None`: no
     /// crash left any doubt.
     pub unsure_since: Option<i64>,
+    /// Asked while a file keeps meeting errors that may mean a disk went away.
+    pub watch: &'a dyn Watch,
 }
 
 /// How far DEST's clock may have stepped back during a run (or how coarse its times are)
@@ -466,22 +489,43 @@ pub fn restore_file(
     }
     let mut attempt = 0;
     folders.by_path = false;
+    // Set at this file's first error that may mean a disk went away.
+    let mut ticket = None;
+    // A failure that may be the disk's: the file's own only if the disks still answer.
+    let no_answer = |ticket: Option<u64>, msg: String| {
+        let ticket = ticket.unwrap_or_else(|| ctx.watch.trouble());
+        Err(if ctx.watch.confirm(ticket) {
+            NotRestored::NoAnswer(msg)
+        } else {
+            NotRestored::Abandoned
+        })
+    };
     loop {
         match restore_once(ctx, folders, job, replace) {
             Err(Attempt::Transient(_)) if attempt < BACKOFF_MS.len() => {
+                ticket.get_or_insert_with(|| ctx.watch.trouble());
                 // A folder kept open may be what went stale (a disk unplugged and mounted
                 // again, an NFS handle): the retries of this file go by path.
                 folders.forget();
                 let wait = ctx.faults.backoff_ms.unwrap_or(BACKOFF_MS[attempt]);
-                std::thread::sleep(Duration::from_millis(wait));
+                let until = std::time::Instant::now() + Duration::from_millis(wait);
+                loop {
+                    // A run stopping (a disk found gone, a signal) does not wait for retries.
+                    if ctx.watch.stopping() {
+                        return Err(NotRestored::Abandoned);
+                    }
+                    let left = until.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    std::thread::sleep(left.min(Duration::from_millis(50)));
+                }
                 attempt += 1;
             }
             Err(Attempt::Transient(msg)) => {
-                return Err(NotRestored::NoAnswer(format!(
-                    "{msg} (after {} tries)",
-                    attempt + 1
-                )))
+                return no_answer(ticket, format!("{msg} (after {} tries)", attempt + 1))
             }
+            Err(Attempt::Final(NotRestored::NoAnswer(msg))) => return no_answer(ticket, msg),
             Err(Attempt::Final(n)) => return Err(n),
             Ok(r) => return Ok(r),
         }

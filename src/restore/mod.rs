@@ -86,32 +86,198 @@ const COMMIT_FILES: usize = 65_536;
 const COMMIT_MAX_PENDING: usize = 262_144;
 /// Checkpoint key: "1" while a run's folder dates are not all set (see `restore`).
 const FOLDER_DATES_OWED: &str = "folder_dates_owed";
-/// Files that failed because a disk did not answer stop the run once they outnumber the files
-/// restored meanwhile by this many and the disks do not answer (`disks_answer`): the source
-/// disk was disconnected or the NAS is gone,
-/// and every file left would fail the same way (a USB disk unplugged mid-run: 5 s of
-/// retries per file, 1.7 files/s, each listed as failed, nine days for a million files
-/// left). Not "so many in a row": what the page cache still holds of the lost disk is read
-/// between the failures.
-const NO_ANSWER_LEAD: u32 = 16;
-/// Whether the source disk and DEST still answer, asked when files keep failing because a
-/// disk did not: the first page of the database read from the disk (its cached pages
-/// dropped first) and DEST listed, within 10 s (a dead NAS can hang a call for good; the
-/// thread asking is then left behind).
-fn disks_answer(cfg: &RestoreConfig) -> bool {
+/// Files meeting errors that may mean a disk went away (I/O errors, timeouts, "not
+/// connected") since the disks last answered a probe, at which the run probes them. A dead
+/// source disk fails every read, and each file's retries take 5 s: round 11's loop-disk
+/// trial counted such failures as results came back (per chunk of up to 32 files, each
+/// 5 s) and stopped 90-115 s after the disk died, with 79-88 files listed as failed. Two:
+/// a probe is one uncached page of the database and of one object and a listing of DEST,
+/// nothing beside a file's 5 s of retries, so bad sectors of a disk that still answers
+/// cost little.
+const TROUBLED_FILES: u32 = 2;
+
+/// Finds out, for the workers, whether the disks still answer when files keep failing in
+/// a way that may mean they do not ([`copy::Watch`]). Not "so many in a row": what the page
+/// cache still holds of a lost disk is read between the failures. The probe decides:
+/// bad sectors of a disk that still answers fail their files one by one, listed (stopping
+/// there would stop every later run at the same files); a disk gone stops the run, and
+/// the files met meanwhile are not processed rather than failed.
+struct DiskWatch<'a> {
+    cfg: &'a RestoreConfig,
+    stop: &'a AtomicBool,
+    /// Files that met such an error since the last probe that found the disks answering.
+    troubled: std::sync::atomic::AtomicU32,
+    /// Probes that found the disks answering (a file's ticket is the count when it met
+    /// its first error).
+    answered: AtomicU64,
+    /// One probe at a time; the others wait for its verdict.
+    probing: std::sync::Mutex<()>,
+    /// An object this run read: the probe reads it again, so that a source whose database
+    /// is elsewhere (`--db`) is probed too.
+    good_object: std::sync::OnceLock<String>,
+    /// Why the run stopped: which disk does not answer.
+    lost: std::sync::OnceLock<String>,
+}
+
+impl<'a> DiskWatch<'a> {
+    fn new(cfg: &'a RestoreConfig, stop: &'a AtomicBool) -> Self {
+        DiskWatch {
+            cfg,
+            stop,
+            troubled: Default::default(),
+            answered: AtomicU64::new(0),
+            probing: Default::default(),
+            good_object: Default::default(),
+            lost: Default::default(),
+        }
+    }
+
+    /// A worker read this object (to be probed later).
+    fn read_fine(&self, content_id: &str) {
+        if self.good_object.get().is_none() {
+            let _ = self.good_object.set(content_id.to_string());
+        }
+    }
+
+    /// Probes the disks unless a probe since `ticket` found them answering; true if
+    /// they answer.
+    fn probe(&self, ticket: u64) -> bool {
+        let _one = self.probing.lock().unwrap_or_else(|e| e.into_inner());
+        if self.lost.get().is_some() {
+            return false;
+        }
+        if self.answered.load(Ordering::SeqCst) > ticket {
+            return true;
+        }
+        // Not found now (an error, or gone from where it was read): read where it was, so
+        // that the probe says why.
+        let object = self.good_object.get().and_then(|c| {
+            let source = &self.cfg.source;
+            source
+                .find_object(c)
+                .ok()
+                .flatten()
+                .or_else(|| source.sharded_object_path(c))
+        });
+        match disks_answer(self.cfg, object) {
+            Ok(()) => {
+                self.troubled.store(0, Ordering::SeqCst);
+                self.answered.fetch_add(1, Ordering::SeqCst);
+                true
+            }
+            Err(why) => {
+                let _ = self.lost.set(why);
+                self.stop.store(true, Ordering::SeqCst);
+                false
+            }
+        }
+    }
+}
+
+impl copy::Watch for DiskWatch<'_> {
+    fn trouble(&self) -> u64 {
+        let ticket = self.answered.load(Ordering::SeqCst);
+        if self.troubled.fetch_add(1, Ordering::SeqCst) + 1 >= TROUBLED_FILES {
+            self.probe(ticket);
+        }
+        ticket
+    }
+
+    fn confirm(&self, ticket: u64) -> bool {
+        self.lost.get().is_none() && self.probe(ticket)
+    }
+
+    fn stopping(&self) -> bool {
+        interrupted() || self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// Whether the source disk and DEST still answer: the first page of the database and of
+/// an object this run read (if any), read from the disk (their cached pages dropped
+/// first), and DEST listed. An error worth retrying (EIO, a timeout) is asked again for
+/// about 5 s, as a file's copy is, so that a disk's brief stall does not stop a long
+/// restore; all of it within 15 s (a dead NAS can hang a call for good; the thread asking
+/// is then left behind). Err says which disk does not answer, and how.
+fn disks_answer(cfg: &RestoreConfig, object: Option<PathBuf>) -> Result<(), String> {
     let (db, dest) = (cfg.source.db.clone(), cfg.dest.clone());
+    // A dry run's DEST may not exist yet.
+    let list_dest = !cfg.dry_run;
     let (tx, rx) = crossbeam_channel::bounded(1);
     let asked = std::thread::Builder::new()
         .name("mcr-disk-probe".into())
         .spawn(move || {
-            use std::os::unix::fs::FileExt;
-            let source = std::fs::File::open(&db).and_then(|f| {
-                let _ = rustix::fs::fadvise(&f, 0, 0, rustix::fs::Advice::DontNeed);
-                f.read_at(&mut [0u8; 4096], 0)
-            });
-            let _ = tx.send(source.is_ok() && std::fs::read_dir(&dest).is_ok());
+            let read_uncached = |path: &Path| {
+                use std::os::unix::fs::FileExt;
+                std::fs::File::open(path).and_then(|f| {
+                    let _ = rustix::fs::fadvise(&f, 0, 0, rustix::fs::Advice::DontNeed);
+                    f.read_at(&mut [0u8; 4096], 0).map(drop)
+                })
+            };
+            let source = [Some(db), object].into_iter().flatten();
+            let ask = || -> Result<(), (String, std::io::Error)> {
+                for path in source.clone() {
+                    read_uncached(&path).map_err(|e| {
+                        (
+                            format!(
+                                "the source disk does not answer: reading {} fails",
+                                path.display()
+                            ),
+                            e,
+                        )
+                    })?;
+                }
+                if !list_dest {
+                    return Ok(());
+                }
+                std::fs::read_dir(&dest).map(drop).map_err(|e| {
+                    (
+                        format!(
+                            "the destination does not answer: listing {} fails",
+                            dest.display()
+                        ),
+                        e,
+                    )
+                })
+            };
+            let mut verdict = ask();
+            for wait in [1000, 4000] {
+                match &verdict {
+                    Err((_, e)) if copy::is_transient(e) => {
+                        std::thread::sleep(Duration::from_millis(wait));
+                        verdict = ask();
+                    }
+                    _ => break,
+                }
+            }
+            let _ = tx.send(verdict.map_err(|(what, e)| format!("{what} ({e})")));
         });
-    asked.is_ok() && rx.recv_timeout(Duration::from_secs(10)).unwrap_or(false)
+    if let Err(e) = asked {
+        return Err(format!("the disks could not be probed ({e})"));
+    }
+    rx.recv_timeout(Duration::from_secs(15)).unwrap_or_else(|_| {
+        Err(format!(
+            "the source disk or the destination does not answer: reading {} and listing {} took more than 15 s",
+            cfg.source.db.display(),
+            cfg.dest.display()
+        ))
+    })
+}
+
+/// What a run stopped by a disk that does not answer says: `why` (from [`disks_answer`]).
+fn stalled_text(why: &str) -> String {
+    format!(
+        "{why}, after files met I/O errors, timeouts or lost connections: stopped. The files not restored are left for the next run (not processed, not failed). Check the disks (`dmesg`), attach the one that went away again and run the same command. A source disk that is failing is best copied first (ddrescue), then restored from the copy"
+    )
+}
+
+/// What a run whose DEST is no longer the folder it started writing to says.
+fn dest_changed_text(cfg: &RestoreConfig, now: Option<std::io::Error>) -> String {
+    format!(
+        "{} is no longer the folder this restore started writing to (its disk unmounted or replaced{}, or the folder renamed or deleted): stopped, and the files placed since the last commit were not recorded. Mount the destination again (or give the folder its name back) and run the same command; files placed after the change may be in {} on the disk below the mount point, check and remove them",
+        cfg.dest.display(),
+        now.map(|e| format!(": {e}")).unwrap_or_default(),
+        cfg.dest.display()
+    )
 }
 
 /// Files settled without a worker (already done, not selected) are reported in chunks too.
@@ -128,8 +294,6 @@ struct Done {
     /// is kept in the checkpoint, and later runs report it again.
     lasting_note: bool,
     dest_full: bool,
-    /// Failed because a disk did not answer (`NotRestored::NoAnswer`).
-    no_answer: bool,
 }
 
 /// How a run ended, for the exit code.
@@ -497,6 +661,21 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         None => None,
     };
     let dest_lost: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    // Whether DEST is lost: known already, or found now. Asked when a file fails: DEST
+    // renamed or deleted makes every file fail at once, before the next commit's check.
+    let dest_gone = || {
+        let Some(id) = dest_id else {
+            return false;
+        };
+        let mut lost = dest_lost.lock().unwrap_or_else(|e| e.into_inner());
+        if lost.is_none() {
+            match folder_identity_settled(&cfg.dest) {
+                Ok(now) if now == id => {}
+                now => *lost = Some(dest_changed_text(cfg, now.err())),
+            }
+        }
+        lost.is_some()
+    };
     // Folder dates are owed from the start of a run until its folder phase ends: a run that
     // stopped before it (interrupted, killed, the destination full) leaves folders it wrote
     // in with the time of that run, which the next run does not know about (it dates only
@@ -518,6 +697,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let dirs = DirCache::new(&cfg.dest, plan.folder_rows() as usize);
     let copier = Copier::default();
     let objects = copy::ObjectFolders::open(&cfg.source.files);
+    let stop_local = AtomicBool::new(false);
+    let watch = DiskWatch::new(cfg, &stop_local);
     let ctx = CopyContext {
         source: &cfg.source,
         dest: &cfg.dest,
@@ -533,6 +714,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         unnamed_temps: dest_facts.unnamed_temps,
         named_fallbacks: &named_fallbacks,
         unsure_since,
+        watch: &watch,
     };
 
     report.warnings.extend(plan.index_notes(&index));
@@ -586,8 +768,6 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         (None, None) => HashMap::new(),
     };
     let mut dest_full: Option<String> = None;
-    let mut stalled: Option<String> = None;
-    let mut no_answer_lead = 0u32;
     // Files an earlier run restored from an object of another length than the database
     // says (each recorded with that note): one whose object has the database's length now
     // (a later `ddrescue` pass over a failing disk, say) is copied again, not left as done.
@@ -608,7 +788,6 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let chunk_files = (left / (threads as u64 * 8)).clamp(1, CHUNK_FILES) as usize;
     let (job_tx, job_rx) = bounded::<Vec<(PlannedFile, bool)>>(threads * 2);
     let (res_tx, res_rx) = bounded::<Vec<Done>>(threads * 4);
-    let stop_local = AtomicBool::new(false);
     let stopping = || interrupted() || stop_local.load(Ordering::SeqCst);
 
     // The count reads on its own connection (the planner's thread owns `index`).
@@ -659,7 +838,6 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                             note: None,
                             lasting_note: false,
                             dest_full: false,
-                            no_answer: false,
                         });
                         if settled.len() >= SETTLED_CHUNK {
                             let _ = producer_tx.send(std::mem::take(&mut settled));
@@ -692,6 +870,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 let stopping_ref = &stopping;
                 let stop_local = &stop_local;
                 let dest_lost = &dest_lost;
+                let dest_gone = &dest_gone;
+                let watch = &watch;
                 spawn_named(s, &format!("mcr-copy-{worker}"), move || {
                     let mut folders = copy::WorkerFolders::default();
                     for chunk in rx {
@@ -709,7 +889,6 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                 note: None,
                                 lasting_note: false,
                                 dest_full: false,
-                                no_answer: false,
                             };
                             match r {
                                 Ok(Restored::Copied {
@@ -717,6 +896,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                     size_mismatch,
                                     replaced_partial,
                                 }) => {
+                                    if let (Some(c), true) = (&d.file.content_id, bytes > 0) {
+                                        watch.read_fine(c);
+                                    }
                                     d.bytes = bytes;
                                     if size_mismatch {
                                         d.lasting_note = true;
@@ -754,14 +936,21 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                     d.outcome = Outcome::Missing;
                                     d.error = Some(m);
                                 }
-                                Err(NotRestored::Failed(m)) => {
+                                // Not processed: the run stopped while the file was retried.
+                                Err(NotRestored::Abandoned) => continue,
+                                // A failure that DEST lost explains (renamed, deleted, unmounted
+                                // since the run began) is not the file's: not processed, left to
+                                // the next run (nothing after the loss is recorded). Round 11
+                                // listed every file of the window before the next commit's
+                                // check as failed (2,433 in a trial; 15,745 when DEST was
+                                // renamed and each file failed at once).
+                                Err(NotRestored::Failed(m) | NotRestored::NoAnswer(m)) => {
+                                    if dest_gone() {
+                                        stop_local.store(true, Ordering::SeqCst);
+                                        continue;
+                                    }
                                     d.outcome = Outcome::Failed;
                                     d.error = Some(m);
-                                }
-                                Err(NotRestored::NoAnswer(m)) => {
-                                    d.outcome = Outcome::Failed;
-                                    d.error = Some(m);
-                                    d.no_answer = true;
                                 }
                                 Err(NotRestored::DestFull(m)) => {
                                     stop_local.store(true, Ordering::SeqCst);
@@ -772,6 +961,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                 // Like a destination unmounted: the files since the last commit
                                 // may not have reached the disk (an error made it read-only), so
                                 // nothing more is recorded and the next run checks them.
+                                // Its file is not processed either: the next run restores it.
                                 Err(NotRestored::DestReadOnly(m)) => {
                                     let mut lost =
                                         dest_lost.lock().unwrap_or_else(|e| e.into_inner());
@@ -779,8 +969,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                     "{m}: the destination became read-only during the run (Linux remounts a disk read-only after an error; a NAS share can turn read-only): stopped, and the files placed since the last commit were not recorded. See why (`dmesg`, the NAS's log), mount it read-write again and run the same command: the next run checks the files placed since the last commit"
                                 ));
                                     stop_local.store(true, Ordering::SeqCst);
-                                    d.outcome = Outcome::Failed;
-                                    d.error = Some(m);
+                                    continue;
                                 }
                             }
                             results.push(d);
@@ -821,12 +1010,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                             match folder_identity_settled(&cfg.dest) {
                                 Ok(id) if Some(id) == dest_id => {}
                                 now => {
-                                    *lost = Some(format!(
-                                    "{} is no longer the folder this restore started writing to (its disk unmounted or replaced{}): stopped, and the files placed since the last commit were not recorded. Mount the destination again and run the same command; files placed after the change may be in {} on the disk below the mount point, check and remove them",
-                                    cfg.dest.display(),
-                                    now.err().map(|e| format!(": {e}")).unwrap_or_default(),
-                                    cfg.dest.display()
-                                ));
+                                    *lost = Some(dest_changed_text(cfg, now.err()));
                                     stop_ref.store(true, Ordering::SeqCst);
                                 }
                             }
@@ -967,28 +1151,6 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                 if d.dest_full && dest_full.is_none() {
                                     dest_full = d.error.clone();
                                 }
-                                if d.no_answer {
-                                    no_answer_lead += 1;
-                                } else if matches!(d.outcome, Outcome::Copied | Outcome::Adopted) {
-                                    no_answer_lead = no_answer_lead.saturating_sub(1);
-                                }
-                                // Unless the disks still answer: then the failures are the
-                                // files' own (bad sectors of a failing disk), reported one by one
-                                // as before; stopping would stop every later run at them too.
-                                if no_answer_lead >= NO_ANSWER_LEAD
-                                    && stalled.is_none()
-                                    && disks_answer(cfg)
-                                {
-                                    no_answer_lead = 0;
-                                }
-                                if no_answer_lead >= NO_ANSWER_LEAD && stalled.is_none() {
-                                    stalled = Some(format!(
-                                    "files keep failing because a disk does not answer ({} failed so far, the last: {}): a disk stopped answering (the source disk disconnected or failing, the destination's NAS gone): stopped. Check the disks (`dmesg`), attach the one that went away again and run the same command: the failed files are tried again. A source disk that is failing is best copied first (ddrescue), then restored from the copy",
-                                    snap.count(Outcome::Failed) + 1,
-                                    d.error.as_deref().unwrap_or_default()
-                                ));
-                                    stop_local.store(true, Ordering::SeqCst);
-                                }
                                 if d.file.skip.is_none() {
                                     if let Some(orig) = &d.file.renamed_from {
                                         report.add_rename(orig, &d.file.rel_path);
@@ -1106,6 +1268,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
 
     let interrupted = interrupted();
     let dest_lost = dest_lost.into_inner().unwrap_or_else(|e| e.into_inner());
+    let stalled = watch.lost.get().map(|why| stalled_text(why));
     // Folder dates last, and only where this run wrote something (creating a file changes
     // its folder's mtime), or all of them when an earlier run stopped before its folder dates;
     // a resume with nothing to do touches no folder. Not after a stop (full or lost

@@ -458,6 +458,174 @@ impl Drop for PowerCutDisk {
     }
 }
 
+/// A source disk that can die: an ext4 on a loop device whose backing file lies on a FUSE
+/// mount (`bindfs`) this helper owns. [`DyingDisk::fail`] kills the FUSE daemon: from then
+/// on every read the loop device sends on fails, and ext4 returns EIO for each read of
+/// the disk that its cache does not hold, as a dying USB disk does (not "not connected":
+/// the filesystem and its open files stay). The loop device reads with direct I/O, so no
+/// cache of the backing file hides the failure. Device-mapper's `error` target would do
+/// the same, but this machine's kernel has no device-mapper (`/dev/mapper/control`: no
+/// such device). Needs root, loop devices, `bindfs` and `/dev/fuse`: `.ci/run` installs
+/// bindfs and sets MCR_TEST_POWERCUT=require and MCR_TEST_FUSE=require where they work,
+/// so CI cannot skip it.
+pub struct DyingDisk {
+    back: PathBuf,
+    fuse: PathBuf,
+    /// Where the disk is mounted, read-only.
+    pub mnt: PathBuf,
+    daemon: Option<std::process::Child>,
+    loopdev: Option<String>,
+}
+
+impl DyingDisk {
+    /// The disk with a copy of `dump`'s files on it, mounted read-only at `mnt`; None (the
+    /// reason printed) where it cannot be made, unless both MCR_TEST_POWERCUT and
+    /// MCR_TEST_FUSE say `require`.
+    pub fn with_copy_of(dump: &Dump) -> Option<DyingDisk> {
+        let required = std::env::var("MCR_TEST_POWERCUT").as_deref() == Ok("require")
+            && std::env::var("MCR_TEST_FUSE").as_deref() == Ok("require");
+        let mut disk = DyingDisk {
+            back: dump.path("dying-back"),
+            fuse: dump.path("dying-fuse"),
+            mnt: dump.path("dying-disk"),
+            daemon: None,
+            loopdev: None,
+        };
+        for d in [&disk.back, &disk.fuse, &disk.mnt] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let image = disk.back.join("disk.img");
+        let made = (|| -> Result<(), String> {
+            let run = |program: &str, args: &[&std::ffi::OsStr]| {
+                let out = std::process::Command::new(program).args(args).output();
+                match out {
+                    Ok(o) if o.status.success() => {
+                        Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+                    }
+                    other => Err(format!("{program} {args:?}: {other:?}")),
+                }
+            };
+            run(
+                "truncate",
+                &["-s".as_ref(), "256M".as_ref(), image.as_os_str()],
+            )?;
+            run(
+                "mkfs.ext4",
+                &["-q".as_ref(), "-F".as_ref(), image.as_os_str()],
+            )?;
+            disk.attach()?;
+            let dev = disk.loopdev.clone().unwrap_or_default();
+            run("mount", &[dev.as_ref(), disk.mnt.as_os_str()])?;
+            run(
+                "cp",
+                &[
+                    "-a".as_ref(),
+                    dump.root.join(".").as_os_str(),
+                    disk.mnt.as_os_str(),
+                ],
+            )?;
+            run("umount", &[disk.mnt.as_os_str()])?;
+            // Mounted again: nothing of the copy stays in ext4's cache.
+            run(
+                "mount",
+                &[
+                    "-o".as_ref(),
+                    "ro".as_ref(),
+                    dev.as_ref(),
+                    disk.mnt.as_os_str(),
+                ],
+            )?;
+            Ok(())
+        })();
+        match made {
+            Ok(()) => Some(disk),
+            Err(why) => {
+                assert!(!required, "{why}");
+                eprintln!("SKIPPED: cannot make a loop disk over FUSE (needs root, loop devices, bindfs, /dev/fuse): {why}");
+                None
+            }
+        }
+    }
+
+    /// Starts the FUSE daemon and the loop device over its copy of the image.
+    fn attach(&mut self) -> Result<(), String> {
+        let daemon = std::process::Command::new("bindfs")
+            .arg("-f")
+            .arg(&self.back)
+            .arg(&self.fuse)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("bindfs: {e}"))?;
+        self.daemon = Some(daemon);
+        let image = self.fuse.join("disk.img");
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !image.exists() {
+            if std::time::Instant::now() > until {
+                return Err("bindfs did not mount".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = std::process::Command::new("losetup")
+            .args(["--direct-io=on", "-f", "--show"])
+            .arg(&image)
+            .output()
+            .map_err(|e| format!("losetup: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("losetup: {out:?}"));
+        }
+        self.loopdev = Some(String::from_utf8_lossy(&out.stdout).trim().to_string());
+        Ok(())
+    }
+
+    /// The disk dies: every read it does not have cached fails with EIO from now on.
+    pub fn fail(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            d.kill().unwrap();
+            d.wait().unwrap();
+        }
+    }
+
+    /// The disk attached again (as after plugging it back in): mounted read-only at `mnt`.
+    pub fn revive(&mut self) {
+        self.detach();
+        self.attach().unwrap();
+        let dev = self.loopdev.clone().unwrap();
+        must(
+            "mount",
+            &[
+                "-o".as_ref(),
+                "ro".as_ref(),
+                dev.as_ref(),
+                self.mnt.as_os_str(),
+            ],
+        );
+    }
+
+    fn detach(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.mnt)
+            .output();
+        if let Some(dev) = self.loopdev.take() {
+            let _ = std::process::Command::new("losetup")
+                .args(["-d", &dev])
+                .output();
+        }
+        self.fail();
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.fuse)
+            .output();
+    }
+}
+
+impl Drop for DyingDisk {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
 /// The binary run as an unprivileged user, for permission tests: root reads everything, so
 /// when the tests run as root (as in CI) the binary is started through `setpriv` as uid and
 /// gid 65534, from a copy beside the dump (the build folder may not be reachable by that
