@@ -1,5 +1,6 @@
 //! CLI behaviour, end to end, on seeded demo dumps and the real binary.
 
+mod messy;
 mod util;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -49,6 +49,19 @@ impl Dump {
         }
     }
 
+    /// A dump with the device's layout and full `Files` schema (87 columns, its indexes) but
+    /// no rows: a demo dump of no files, its rows deleted, for tests that write their own
+    /// rows with SQL (the property test of messy databases). The demo's stray objects stay,
+    /// as leftovers stay on a real disk.
+    pub fn empty(seed: u64) -> Dump {
+        let dump = Dump::with(seed, 0, 1, SizeMix::Small, Content::Tiny);
+        rusqlite::Connection::open(dump.db())
+            .unwrap()
+            .execute_batch("DELETE FROM Files")
+            .unwrap();
+        dump
+    }
+
     /// A fresh path (not created) next to the dump.
     pub fn path(&self, name: &str) -> PathBuf {
         self.tmp.path().join(name)
