@@ -243,6 +243,65 @@ pub struct Plan {
     users: Vec<UserRoot>,
     problems: Vec<Problem>,
     folder_renames: Vec<Rename>,
+    unlinked: UnlinkedNames,
+}
+
+/// The folders directly in `_unlinked/`: one per missing parent id, one per parent cycle.
+/// Named like siblings anywhere else (made safe, then `name (n)` where two collide), not
+/// each on its own: two missing parents whose ids are one name once made safe (`a/b` and
+/// `a_b`, or `AB` and `ab` where case is ignored) shared one folder, and a file there was
+/// taken for an earlier copy of another row's file of the same name, size and date.
+#[derive(Default)]
+struct UnlinkedNames {
+    policy: Option<NamePolicy>,
+    /// Missing parent id -> its folder's name.
+    by_parent: HashMap<Box<str>, Box<str>>,
+    /// Collision keys of the names given so far.
+    taken: std::collections::HashSet<String>,
+}
+
+impl UnlinkedNames {
+    /// Names the folders of the missing parent ids `parents` (in ascending id order, as
+    /// siblings are).
+    fn new(policy: NamePolicy, mut parents: Vec<String>) -> UnlinkedNames {
+        parents.sort_unstable();
+        parents.dedup();
+        let names = assign_sibling_names(policy, parents.iter().map(|p| p.as_str()), &[]);
+        let mut u = UnlinkedNames {
+            policy: Some(policy),
+            ..UnlinkedNames::default()
+        };
+        for (p, n) in parents.iter().zip(names) {
+            u.taken.insert(policy.collision_key(&n).into_owned());
+            u.by_parent
+                .insert(p.as_str().into(), n.into_owned().into_boxed_str());
+        }
+        u
+    }
+
+    /// The folder of missing parent `id` (made safe alone if pass 1 did not see it).
+    fn parent_dir<'a>(&'a self, id: &'a str) -> Cow<'a, str> {
+        match self.by_parent.get(id) {
+            Some(n) => Cow::Borrowed(&**n),
+            None => self.policy.unwrap_or(NamePolicy::Posix).sanitize(id),
+        }
+    }
+
+    /// A new folder for the cycle broken at folder `id`: `cycle-<id>`, or `cycle-<id> (n)`
+    /// where that name is taken.
+    fn cycle_dir(&mut self, id: &str) -> String {
+        let policy = self.policy.unwrap_or(NamePolicy::Posix);
+        let natural = policy
+            .sanitize(&format!("cycle-{}", policy.sanitize(id)))
+            .into_owned();
+        let mut name = natural.clone();
+        let mut n = 2;
+        while !self.taken.insert(policy.collision_key(&name).into_owned()) {
+            name = names::with_suffix(&natural, n);
+            n += 1;
+        }
+        name
+    }
 }
 
 /// A user account root.
@@ -345,6 +404,7 @@ impl Plan {
 
         // Pass 1: names, one parent group at a time.
         let mut suffixed: HashMap<i64, Box<str>> = HashMap::new();
+        let mut missing_parents: Vec<String> = Vec::new();
         let mut group: Vec<ChildRow> = Vec::new();
         let mut top: Vec<ChildRow> = Vec::new();
         let mut top_done = false;
@@ -352,6 +412,11 @@ impl Plan {
             let mut finish = |group: &mut Vec<ChildRow>, is_top: bool| {
                 if group.is_empty() && !is_top {
                     return;
+                }
+                if let Some(p) = group.first().and_then(|r| r.parent.as_deref()) {
+                    if !f.ids.contains_key(p) {
+                        missing_parents.push(p.to_string());
+                    }
                 }
                 group.sort_by(|a, b| a.id.cmp(&b.id).then(a.rowid.cmp(&b.rowid)));
                 let naming: Vec<Cow<str>> = group
@@ -431,6 +496,7 @@ impl Plan {
             }
         }
 
+        let opts_policy = opts.policy;
         let mut plan = Plan {
             opts,
             folders: f,
@@ -438,6 +504,7 @@ impl Plan {
             users,
             problems: Vec::new(),
             folder_renames: Vec::new(),
+            unlinked: UnlinkedNames::new(opts_policy, missing_parents),
         };
         plan.resolve_folders(&id_of, &user_idx, trash, single_user.is_some());
         plan.check_only(index)?;
@@ -579,10 +646,8 @@ impl Plan {
                                 .min_by(|a, b| id_of[**a].cmp(&id_of[**b]))
                                 .unwrap_or(&cur);
                             let name = self.folder_final(breaker);
-                            let path = format!(
-                                "{UNLINKED_DIR}/cycle-{}/{name}",
-                                self.opts.policy.sanitize(&id_of[breaker])
-                            );
+                            let dir = self.unlinked.cycle_dir(&id_of[breaker]);
+                            let path = format!("{UNLINKED_DIR}/{dir}/{name}");
                             self.folders.path[breaker] = path.into_boxed_str();
                             self.folders.origin[breaker] = Origin::Unlinked;
                             self.folders.parent[breaker] = ParentRef::Missing;
@@ -630,7 +695,7 @@ impl Plan {
                             let pid = self.folders.raw_parent[cur].as_deref().unwrap_or("");
                             let path = format!(
                                 "{UNLINKED_DIR}/{}/{}",
-                                self.opts.policy.sanitize(pid),
+                                self.unlinked.parent_dir(pid),
                                 self.folder_final(cur)
                             );
                             // Cycle breakers were marked Missing above and already have a
@@ -971,7 +1036,7 @@ impl Plan {
                         Some(i as usize),
                     ),
                     None => (
-                        Cow::Owned(format!("{UNLINKED_DIR}/{}", policy.sanitize(p))),
+                        Cow::Owned(format!("{UNLINKED_DIR}/{}", self.unlinked.parent_dir(p))),
                         Origin::Unlinked,
                         None,
                     ),
@@ -1352,6 +1417,49 @@ mod tests {
         )));
         let b = plan.folders_deepest_first();
         assert!(b.iter().any(|f| f.rel_path == "_unlinked/cycle-da/A/B"));
+    }
+
+    /// The folders in `_unlinked/` are named as siblings are: missing parents whose ids are
+    /// one name once made safe, and a missing parent named like a cycle's folder, each get
+    /// their own folder (they shared one, and a file there was taken for another's copy).
+    #[test]
+    fn missing_parents_and_cycles_that_sanitize_alike_get_their_own_unlinked_folders() {
+        let t = tempfile::tempdir().unwrap();
+        let idx = db(
+            t.path(),
+            &[
+                (U1, None, "auth0|abc", true),
+                ("f1", Some("a/b"), "x.txt", false),
+                ("f2", Some("a_b"), "x.txt", false),
+                ("f3", Some("AB"), "x.txt", false),
+                ("f4", Some("ab"), "x.txt", false),
+                ("f5", Some("cycle-da"), "x.txt", false),
+                ("da", Some("da"), "Self", true),
+                ("f6", Some("da"), "x.txt", false),
+            ],
+        );
+        let (_, posix) = paths(&idx, opts());
+        let (_, windows) = paths(
+            &idx,
+            PlanOptions {
+                policy: NamePolicy::Windows,
+                ..opts()
+            },
+        );
+        let get = |v: &[(String, String, Option<SkipReason>)], id: &str| {
+            v.iter().find(|x| x.0 == id).unwrap().1.clone()
+        };
+        assert_eq!(get(&posix, "f1"), "_unlinked/a_b/x.txt");
+        assert_eq!(get(&posix, "f2"), "_unlinked/a_b (2)/x.txt");
+        assert_eq!(get(&posix, "f3"), "_unlinked/AB/x.txt");
+        assert_eq!(get(&posix, "f4"), "_unlinked/ab/x.txt");
+        assert_eq!(get(&posix, "f5"), "_unlinked/cycle-da/x.txt");
+        assert_eq!(get(&posix, "f6"), "_unlinked/cycle-da (2)/Self/x.txt");
+        assert_eq!(get(&windows, "f3"), "_unlinked/AB/x.txt");
+        assert_eq!(get(&windows, "f4"), "_unlinked/ab (2)/x.txt");
+        let distinct: std::collections::BTreeSet<String> =
+            windows.iter().map(|x| x.1.to_lowercase()).collect();
+        assert_eq!(distinct.len(), windows.len(), "{windows:?}");
     }
 
     #[test]
