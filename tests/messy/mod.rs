@@ -175,6 +175,8 @@ enum FolderParent {
     Missing(Index),
     Null,
     Empty,
+    /// A file row (not a folder).
+    File(Index),
 }
 
 /// Where a file row's parentID points.
@@ -272,6 +274,7 @@ fn case() -> impl Strategy<Value = Case> {
             1 => any::<Index>().prop_map(FolderParent::Missing),
             1 => Just(FolderParent::Null),
             1 => Just(FolderParent::Empty),
+            1 => any::<Index>().prop_map(FolderParent::File),
         ],
         name(),
         proptest::bool::weighted(0.8),
@@ -351,7 +354,7 @@ impl Row {
     }
 }
 
-/// Bytes unique to a contentID, `len` long (at least the tag's length).
+/// Bytes unique to a contentID: its tag, then filler up to `len` bytes.
 fn object_bytes(cid: &str, len: usize) -> Vec<u8> {
     let mut b = format!("object {cid}\n").into_bytes();
     let mut x = xxhash_rust::xxh3::xxh3_64(cid.as_bytes());
@@ -433,6 +436,7 @@ fn rows(case: &Case) -> Vec<Row> {
             FolderParent::Missing(ix) => Some(missing(ix)),
             FolderParent::Null => None,
             FolderParent::Empty => Some(String::new()),
+            FolderParent::File(ix) => Some(file_id(ix.index(case.files.len()))),
         };
         let mut row = base(folder_id(i), parent, f.name.clone(), f.dates.clone());
         if f.has_object {
@@ -463,22 +467,13 @@ fn rows(case: &Case) -> Vec<Row> {
             o => o,
         };
         empty_cid_taken |= obj == Obj::EmptyCid;
-        let len = 20 + f.len as usize;
         let cid = next_cid(f.key);
+        let bytes = object_bytes(&cid, f.len as usize);
+        let len = bytes.len();
         let (content_id, object, size) = match obj {
-            Obj::Exact | Obj::Flat | Obj::Unreadable => {
-                (Some(cid.clone()), Some(object_bytes(&cid, len)), len as i64)
-            }
-            Obj::Short => (
-                Some(cid.clone()),
-                Some(object_bytes(&cid, len)),
-                len as i64 + 7,
-            ),
-            Obj::Long => (
-                Some(cid.clone()),
-                Some(object_bytes(&cid, len)),
-                len as i64 - 7,
-            ),
+            Obj::Exact | Obj::Flat | Obj::Unreadable => (Some(cid), Some(bytes), len as i64),
+            Obj::Short => (Some(cid), Some(bytes), len as i64 + 7),
+            Obj::Long => (Some(cid), Some(bytes), len as i64 - 7),
             Obj::Missing => (Some(cid), None, len as i64),
             Obj::NullCid => (None, None, 0),
             Obj::EmptyCid => (Some(String::new()), None, 0),
