@@ -251,9 +251,8 @@ pub struct Plan {
 /// each on its own: two missing parents whose ids are one name once made safe (`a/b` and
 /// `a_b`, or `AB` and `ab` where case is ignored) shared one folder, and a file there was
 /// taken for an earlier copy of another row's file of the same name, size and date.
-#[derive(Default)]
 struct UnlinkedNames {
-    policy: Option<NamePolicy>,
+    policy: NamePolicy,
     /// Missing parent id -> its folder's name.
     by_parent: HashMap<Box<str>, Box<str>>,
     /// Collision keys of the names given so far.
@@ -268,8 +267,9 @@ impl UnlinkedNames {
         parents.dedup();
         let names = assign_sibling_names(policy, parents.iter().map(|p| p.as_str()), &[]);
         let mut u = UnlinkedNames {
-            policy: Some(policy),
-            ..UnlinkedNames::default()
+            policy,
+            by_parent: HashMap::with_capacity(parents.len()),
+            taken: std::collections::HashSet::with_capacity(parents.len()),
         };
         for (p, n) in parents.iter().zip(names) {
             u.taken.insert(policy.collision_key(&n).into_owned());
@@ -283,14 +283,14 @@ impl UnlinkedNames {
     fn parent_dir<'a>(&'a self, id: &'a str) -> Cow<'a, str> {
         match self.by_parent.get(id) {
             Some(n) => Cow::Borrowed(&**n),
-            None => self.policy.unwrap_or(NamePolicy::Posix).sanitize(id),
+            None => self.policy.sanitize(id),
         }
     }
 
     /// A new folder for the cycle broken at folder `id`: `cycle-<id>`, or `cycle-<id> (n)`
     /// where that name is taken.
     fn cycle_dir(&mut self, id: &str) -> String {
-        let policy = self.policy.unwrap_or(NamePolicy::Posix);
+        let policy = self.policy;
         let natural = policy
             .sanitize(&format!("cycle-{}", policy.sanitize(id)))
             .into_owned();
