@@ -547,8 +547,9 @@ fn write(dump: &Dump, rows: &[Row]) {
 enum Fate {
     /// Below a root: the folder ids from the top down (roots included).
     Rooted(Vec<usize>),
-    /// Below a missing parent, a file, or a loop: the row ids met on the way up.
-    Unlinked(Vec<String>),
+    /// Below a missing parent, a file, or a loop: the row ids met on the way up, and
+    /// (not for a loop) the folders below the break from the top down.
+    Unlinked(Vec<String>, Option<Vec<usize>>),
 }
 
 struct Model<'a> {
@@ -599,7 +600,11 @@ impl<'a> Model<'a> {
                     met.push(self.rows[j].id.clone());
                     cur = j;
                 }
-                _ => return Fate::Unlinked(met),
+                Some(&j) if self.rows[j].folder => return Fate::Unlinked(met, None),
+                _ => {
+                    chain.reverse();
+                    return Fate::Unlinked(met, Some(chain));
+                }
             }
         }
     }
@@ -920,12 +925,28 @@ fn check(dump: &Dump, rows: &[Row], case: &Case, names: &str) -> Result<(), Test
             ),
         }
         match model.fate(i) {
-            Fate::Unlinked(met) => {
+            Fate::Unlinked(met, below) => {
                 prop_assert_eq!(parts[0], "_unlinked", "{} has a broken chain", path);
                 prop_assert!(
                     met.iter().any(|id| structure.contains(id)),
                     "{path}: broken chain {met:?} not in structure_problems"
                 );
+                // Below a missing parent: `_unlinked/<its folder>/` then the folders down.
+                if let Some(chain) = below {
+                    let dirs = chain.iter().map(|&j| (j, rows[j].name.clone()));
+                    let dirs: Vec<(usize, String)> = dirs.collect();
+                    prop_assert_eq!(parts.len(), dirs.len() + 3, "{} under {:?}", path, dirs);
+                    for (k, (j, natural)) in dirs.iter().enumerate() {
+                        if parts[k + 2] != natural {
+                            let prefix = parts[..k + 3].join("/");
+                            prop_assert!(
+                                renamed.contains_key(&prefix),
+                                "folder {} ({natural:?}) restored as {prefix} without a report entry",
+                                rows[*j].id
+                            );
+                        }
+                    }
+                }
             }
             Fate::Rooted(chain) => {
                 let dirs = model.natural_dirs(&chain);
