@@ -20,7 +20,7 @@
 //! - a second run copies nothing and finds every restored file done;
 //! - the source (database and objects) is unchanged, with no `-wal`/`-shm` beside it.
 //!
-//! `MCR_PROP_CASES` sets the number of cases (default 10, about 30 s in a debug build) and
+//! `MCR_PROP_CASES` sets the number of cases (default 10, about 10 s in a debug build) and
 //! `MCR_PROP_SEED` the seed (default fixed, so CI runs the same cases every time; a failure
 //! prints the shrunk case to rerun).
 
@@ -1057,12 +1057,17 @@ fn file_row(id: &str, parent: &str, cid: &str, name: &str, len: usize) -> Row {
         folder: false,
         object: Some(object_bytes(cid, len)),
         obj: Obj::Exact,
-        dates: Dates {
-            birth: 1_600_000_000_000,
-            c: 1_600_000_000_000,
-            image: None,
-            video: None,
-        },
+        dates: plain_dates(),
+    }
+}
+
+/// Plausible upload dates (2020), no capture date.
+fn plain_dates() -> Dates {
+    Dates {
+        birth: 1_600_000_000_000,
+        c: 1_600_000_000_000,
+        image: None,
+        video: None,
     }
 }
 
@@ -1085,7 +1090,7 @@ fn rows_under_missing_parents_whose_ids_sanitize_alike_are_all_restored() {
             folder: true,
             object: None,
             obj: Obj::Exact,
-            dates: file_row("", "", "x", "", 0).dates,
+            dates: plain_dates(),
         }];
         rows.push(file_row(
             "af0000000000000000000001",
