@@ -6392,3 +6392,91 @@ fn a_source_disk_that_stops_answering_mid_run_stops_the_run() {
     );
     assert_restored_exactly(&dump, &dest);
 }
+
+/// A chain of folders nested deeper than a Linux path (2,100 x `d`: 4,200 bytes below DEST)
+/// made every folder past about 2,040 fail ("File name too long"), each listed with its
+/// whole path (12 MB of report at 4,000 deep, quadratic in the depth), and the files below
+/// them failed. The plan now goes on under `_unlinked/deep-<id>/` from the first folder that
+/// cannot fit, reported as a structure problem, and the files are restored.
+#[test]
+fn a_folder_chain_deeper_than_a_linux_path_is_restored_under_unlinked_regression_round_13() {
+    let dump = Dump::new(52, 30, 1);
+    let (file, name) = {
+        let conn = rusqlite::Connection::open(dump.db()).unwrap();
+        let (file, parent, name): (String, String, String) = conn
+            .query_row(
+                "SELECT f.id, f.parentID, f.name FROM Files f JOIN Files p ON f.parentID = p.id
+                 WHERE f.mimeType <> 'application/x.wd.dir' AND f.contentID IS NOT NULL
+                 AND p.parentID IS NOT NULL ORDER BY f.autoID LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TEMP TABLE t AS SELECT * FROM Files WHERE id = '{parent}';
+             UPDATE t SET contentID = NULL, name = 'd';"
+        ))
+        .unwrap();
+        let mut above = parent;
+        for i in 0..2100 {
+            let id = format!("deep{i:020}");
+            conn.execute(
+                "UPDATE t SET id = ?1, parentID = ?2, autoID = NULL",
+                [&id, &above],
+            )
+            .unwrap();
+            conn.execute("INSERT INTO Files SELECT * FROM t", [])
+                .unwrap();
+            above = id;
+        }
+        conn.execute(
+            "UPDATE Files SET parentID = ?1 WHERE id = ?2",
+            [&above, &file],
+        )
+        .unwrap();
+        (file, name)
+    };
+    let dest = dump.path("out");
+    let (out, report) = restore(&dump, &dest, &[], &[]);
+    let msg = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the demo's missing objects: {msg}"
+    );
+    // Only the few folders that fit below `/` but not below this DEST's own path fail (one
+    // per two bytes of it), each said so; the files below them are restored.
+    let failed = report["folders_failed"].as_array().unwrap();
+    assert!(failed.len() <= dest.as_os_str().len() / 2 + 2, "{msg}");
+    assert!(
+        failed
+            .iter()
+            .all(|f| f["error"].as_str().unwrap().contains("File name too long")),
+        "{msg}"
+    );
+    let problems = report["problems"].as_array().unwrap();
+    assert!(problems.iter().all(|p| p["id"] != file), "{problems:?}");
+    let deep: Vec<&serde_json::Value> = report["structure_problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["kind"]["kind"] == "too_deep")
+        .collect();
+    assert_eq!(deep.len(), 1, "{deep:?}");
+    let top = deep[0]["restored_path"].as_str().unwrap();
+    assert!(top.starts_with("_unlinked/deep-deep0"), "{top}");
+    assert!(msg.contains("sit too deep for a Linux path"), "{msg}");
+    let plan = plan_json(&dump.root, &dest, &[]);
+    let path = of_type(&plan, "file")
+        .into_iter()
+        .find(|f| f["id"] == file.as_str())
+        .unwrap()["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        path.starts_with(top) && path.ends_with(&format!("/d/{name}")),
+        "{path}"
+    );
+    assert!(dest.join(&path).is_file(), "{path}");
+}

@@ -21,6 +21,15 @@ use names::{assign_sibling_names, NamePolicy};
 
 /// Top folder for rows whose parent chain is broken (missing parent or a cycle).
 pub const UNLINKED_DIR: &str = "_unlinked";
+
+/// Longest path Linux takes (`PATH_MAX`, the final NUL included). A folder whose restored
+/// path, with the shortest DEST (`/`) before it, would not fit cannot be made on any
+/// destination; the plan places it under `_unlinked/deep-<id>/` instead. This also bounds
+/// every folder path the plan keeps: a chain of 50,000 nested folders (or a parent cycle of
+/// 100,000 rows, broken open into one) made paths of every length up to the chain's,
+/// gigabytes in all (round 13), and listed each folder of the chain that could not be made
+/// in the report.
+pub const MAX_PATH_BYTES: usize = 4096;
 /// Top folder for the device's Trash when `--include-trash` is given.
 pub const TRASH_NAME: &str = "Trash";
 const USER_PREFIX: &str = "auth0|";
@@ -106,6 +115,10 @@ pub enum ProblemKind {
     /// The file's stored size is not a byte count (`stored`, as stored): it counts as
     /// unknown (0 bytes) in totals; the object is copied whole.
     UnusableSize { stored: String },
+    /// The folder's restored path would be longer than any Linux path (a chain of folders
+    /// thousands deep, or a long parent cycle broken open): it is restored with its
+    /// contents under `_unlinked/deep-<id>/` instead. `parent_id` is where it belongs.
+    TooDeep { parent_id: String },
 }
 
 impl std::fmt::Display for ProblemKind {
@@ -120,6 +133,10 @@ impl std::fmt::Display for ProblemKind {
             ProblemKind::UnusableSize { stored } => write!(
                 f,
                 "its size in the database ({stored}) is not a byte count; counted as unknown (0 bytes), the object is restored whole"
+            ),
+            ProblemKind::TooDeep { parent_id } => write!(
+                f,
+                "its path below its parent {parent_id} would be longer than Linux allows ({MAX_PATH_BYTES} bytes); restored with its contents under {UNLINKED_DIR}/deep-<id>/"
             ),
         }
     }
@@ -728,11 +745,26 @@ impl Plan {
                     let p = p as usize;
                     let name = self.folder_final(c);
                     let parent_path = &self.folders.path[p];
-                    let path = if parent_path.is_empty() {
+                    let mut path = if parent_path.is_empty() {
                         name.to_string()
                     } else {
                         format!("{parent_path}/{name}")
                     };
+                    // `/` (the shortest DEST), the path and the final NUL.
+                    if path.len() + 2 > MAX_PATH_BYTES {
+                        path = format!(
+                            "{UNLINKED_DIR}/deep-{}/{name}",
+                            self.opts.policy.sanitize(&id_of[c])
+                        );
+                        self.problems.push(Problem {
+                            id: id_of[c].to_string(),
+                            kind: ProblemKind::TooDeep {
+                                parent_id: id_of[p].to_string(),
+                            },
+                            name: self.folders.name[c].to_string(),
+                            restored_path: path.clone(),
+                        });
+                    }
                     self.folders.path[c] = path.into_boxed_str();
                     self.folders.origin[c] = self.folders.origin[p];
                     state[c] = DONE;
@@ -776,9 +808,12 @@ impl Plan {
     }
 
     /// The path made of the database's own names, from the root down to `leaf` under folder
-    /// `i`'s parent chain. Bounded by the folder count, so a cycle cannot make it loop.
+    /// `i`'s parent chain. Bounded by the folder count, so a cycle cannot make it loop, and
+    /// by [`MAX_PATH_BYTES`]: past that it starts with `.../` (each renamed folder of a
+    /// chain thousands deep had its whole path, gigabytes in all).
     fn original_path(&self, i: usize, leaf: &str) -> String {
         let mut parts = vec![leaf.to_string()];
+        let mut len = leaf.len();
         let mut cur = self.folders.parent[i];
         let mut steps = 0;
         while let ParentRef::Folder(p) = cur {
@@ -786,10 +821,15 @@ impl Plan {
             if steps > self.folders.name.len() {
                 break;
             }
+            if len > MAX_PATH_BYTES {
+                parts.push("...".to_string());
+                break;
+            }
             let name = match self.folders.escaped.get(&p) {
                 Some(e) => e,
                 None => &self.folders.name[p as usize],
             };
+            len += name.len() + 1;
             parts.push(name.to_string());
             cur = self.folders.parent[p as usize];
         }
@@ -1191,6 +1231,107 @@ mod tests {
     const U1: &str = "u1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const U2: &str = "u2aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const TR: &str = "traaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    #[test]
+    fn folders_too_deep_for_a_linux_path_continue_under_unlinked_regression_round_13() {
+        // A chain of 2,500 nested folders named `d` (5,000 bytes of path at the bottom) and
+        // a parent cycle of 600 folders with 10-byte names, broken open into a chain of the
+        // same length. Every folder path used to be kept whole: paths no destination can
+        // make (each of those folders failed, listed), gigabytes at 50,000 deep.
+        let t = tempfile::tempdir().unwrap();
+        let chain: Vec<String> = (0..2500).map(|i| format!("c{i:05}")).collect();
+        let ring: Vec<String> = (0..600).map(|i| format!("r{i:05}")).collect();
+        let mut rows: Vec<(&str, Option<&str>, &str, bool)> = vec![(U1, None, "auth0|abc", true)];
+        for (i, id) in chain.iter().enumerate() {
+            let parent = if i == 0 { U1 } else { chain[i - 1].as_str() };
+            rows.push((id, Some(parent), "d", true));
+        }
+        rows.push(("fdeep", Some(chain[2499].as_str()), "bottom.jpg", false));
+        for (i, id) in ring.iter().enumerate() {
+            rows.push((id, Some(ring[(i + 1) % 600].as_str()), "ring:12345", true));
+        }
+        rows.push(("fring", Some(ring[1].as_str()), "in ring.jpg", false));
+        let idx = db(t.path(), &rows);
+        let (plan, v) = paths(&idx, opts());
+        let folders = plan.folders_deepest_first();
+        assert_eq!(folders.len(), 3100);
+        for f in &folders {
+            assert!(
+                f.rel_path.len() + 2 <= MAX_PATH_BYTES,
+                "{}",
+                f.rel_path.len()
+            );
+        }
+        let get = |id: &str| v.iter().find(|x| x.0 == id).unwrap().1.clone();
+        // The chain goes on under the first folder whose path would not fit.
+        let deep: Vec<&Problem> = plan
+            .problems()
+            .iter()
+            .filter(|p| matches!(p.kind, ProblemKind::TooDeep { .. }))
+            .collect();
+        let first = deep.iter().find(|p| p.id.starts_with('c')).unwrap();
+        let at = chain.iter().position(|c| *c == first.id).unwrap();
+        // `d` and 2,047 x `/d` is 4,095 bytes: with `/` before it and the NUL, 4,097.
+        assert_eq!(at, 2047);
+        assert_eq!(
+            first.kind,
+            ProblemKind::TooDeep {
+                parent_id: chain[at - 1].clone()
+            }
+        );
+        assert_eq!(
+            first.restored_path,
+            format!("_unlinked/deep-{}/d", first.id)
+        );
+        let bottom = get("fdeep");
+        assert!(bottom.starts_with(&format!("_unlinked/deep-{}/d/", first.id)));
+        assert!(bottom.ends_with("/d/bottom.jpg"), "{bottom}");
+        assert_eq!(bottom.split('/').filter(|c| *c == "d").count(), 2500 - at);
+        // The ring: broken at its smallest id, then split where its path would not fit.
+        let fring = get("fring");
+        assert!(fring.starts_with("_unlinked/deep-r"), "{fring}");
+        assert!(deep.iter().filter(|p| p.id.starts_with('r')).count() >= 1);
+        // Renamed folders (`:` is kept under posix, so none here) and cycle members keep
+        // bounded restored paths.
+        for p in plan.problems() {
+            assert!(p.restored_path.len() + 2 <= MAX_PATH_BYTES);
+        }
+    }
+
+    #[test]
+    fn original_paths_of_renamed_folders_stay_bounded() {
+        let t = tempfile::tempdir().unwrap();
+        let chain: Vec<String> = (0..1100).map(|i| format!("c{i:05}")).collect();
+        let mut rows: Vec<(&str, Option<&str>, &str, bool)> = vec![(U1, None, "auth0|abc", true)];
+        for (i, id) in chain.iter().enumerate() {
+            let parent = if i == 0 { U1 } else { chain[i - 1].as_str() };
+            rows.push((id, Some(parent), "a:b", true));
+        }
+        let idx = db(t.path(), &rows);
+        let mut o = opts();
+        o.policy = NamePolicy::Windows;
+        let (plan, _) = paths(&idx, o);
+        assert_eq!(plan.folder_renames().len(), 1100);
+        for r in plan.folder_renames() {
+            assert!(
+                r.original.len() < MAX_PATH_BYTES + 16,
+                "{}",
+                r.original.len()
+            );
+            assert!(r.original.ends_with("a:b"));
+        }
+        let deepest = plan
+            .folder_renames()
+            .iter()
+            .map(|r| r.original.len())
+            .max()
+            .unwrap();
+        assert!(deepest > MAX_PATH_BYTES - 8, "{deepest}");
+        assert!(plan
+            .folder_renames()
+            .iter()
+            .any(|r| r.original.starts_with(".../")));
+    }
 
     #[test]
     fn a_duplicated_folder_id_keeps_its_first_row_and_its_children() {

@@ -587,7 +587,17 @@ impl Report {
             .iter()
             .filter(|p| matches!(p.kind, crate::plan::ProblemKind::UnusableSize { .. }))
             .count();
-        let unlinked = self.structure_problems.len() - odd_sizes;
+        let too_deep = self
+            .structure_problems
+            .iter()
+            .filter(|p| matches!(p.kind, crate::plan::ProblemKind::TooDeep { .. }))
+            .count();
+        let unlinked = self.structure_problems.len() - odd_sizes - too_deep;
+        if too_deep > 0 {
+            s.push_str(&format!(
+                "  {too_deep} folders sit too deep for a Linux path (a chain of folders thousands deep, or a long parent cycle){so_far}; each is restored with its contents under _unlinked/deep-<id>/ and listed in the report\n",
+            ));
+        }
         if unlinked > 0 {
             s.push_str(&format!(
                 "  {unlinked} folders and files have a missing parent or sit on a parent cycle{so_far}; they are restored under _unlinked/ and listed in the report\n",
