@@ -307,9 +307,20 @@ impl UnlinkedNames {
     /// A new folder for the cycle broken at folder `id`: `cycle-<id>`, or `cycle-<id> (n)`
     /// where that name is taken.
     fn cycle_dir(&mut self, id: &str) -> String {
+        self.fresh_dir("cycle", id)
+    }
+
+    /// A new folder for folder `id`, whose path would be too long where it belongs:
+    /// `deep-<id>`, or `deep-<id> (n)` where that name is taken.
+    fn deep_dir(&mut self, id: &str) -> String {
+        self.fresh_dir("deep", id)
+    }
+
+    /// `<kind>-<id>` made safe, suffixed until no folder in `_unlinked/` has its name.
+    fn fresh_dir(&mut self, kind: &str, id: &str) -> String {
         let policy = self.policy;
         let natural = policy
-            .sanitize(&format!("cycle-{}", policy.sanitize(id)))
+            .sanitize(&format!("{kind}-{}", policy.sanitize(id)))
             .into_owned();
         let mut name = natural.clone();
         let mut n = 2;
@@ -752,10 +763,8 @@ impl Plan {
                     };
                     // `/` (the shortest DEST), the path and the final NUL.
                     if path.len() + 2 > MAX_PATH_BYTES {
-                        path = format!(
-                            "{UNLINKED_DIR}/deep-{}/{name}",
-                            self.opts.policy.sanitize(&id_of[c])
-                        );
+                        let dir = self.unlinked.deep_dir(&id_of[c]);
+                        path = format!("{UNLINKED_DIR}/{dir}/{name}");
                         self.problems.push(Problem {
                             id: id_of[c].to_string(),
                             kind: ProblemKind::TooDeep {
@@ -1558,6 +1567,42 @@ mod tests {
         )));
         let b = plan.folders_deepest_first();
         assert!(b.iter().any(|f| f.rel_path == "_unlinked/cycle-da/A/B"));
+    }
+
+    /// Folders moved to `_unlinked/` for being too deep are named there like the others:
+    /// two whose ids are one name once made safe, or one whose `deep-<id>` is a missing
+    /// parent's id, shared a folder (and a file there could be taken for another's copy).
+    #[test]
+    fn folders_too_deep_get_their_own_unlinked_folders() {
+        let t = tempfile::tempdir().unwrap();
+        // Two chains of 2,100 `d` folders; each has its 2,048th folder (the first whose
+        // path would not fit) with an id that is `k_1` once made safe.
+        let chain = |tag: &str, deep: &str| -> Vec<String> {
+            (0..2100)
+                .map(|i| match i {
+                    2047 => deep.to_string(),
+                    _ => format!("{tag}{i:05}"),
+                })
+                .collect()
+        };
+        let (a, b) = (chain("a", "k/1"), chain("b", "k_1"));
+        let mut rows: Vec<(&str, Option<&str>, &str, bool)> = vec![(U1, None, "auth0|abc", true)];
+        for (c, top) in [(&a, "d"), (&b, "e")] {
+            for (i, id) in c.iter().enumerate() {
+                let parent = if i == 0 { U1 } else { c[i - 1].as_str() };
+                rows.push((id, Some(parent), if i == 0 { top } else { "d" }, true));
+            }
+        }
+        rows.push(("fa", Some(a[2099].as_str()), "x.txt", false));
+        rows.push(("fb", Some(b[2099].as_str()), "x.txt", false));
+        rows.push(("fm", Some("deep-k_1"), "x.txt", false));
+        let idx = db(t.path(), &rows);
+        let (_, v) = paths(&idx, opts());
+        let get = |id: &str| v.iter().find(|x| x.0 == id).unwrap().1.clone();
+        assert_eq!(get("fm"), "_unlinked/deep-k_1/x.txt");
+        let under = |id: &str| get(id).split('/').take(2).collect::<Vec<_>>().join("/");
+        assert_eq!(under("fa"), "_unlinked/deep-k_1 (2)");
+        assert_eq!(under("fb"), "_unlinked/deep-k_1 (3)");
     }
 
     /// The folders in `_unlinked/` are named as siblings are: missing parents whose ids are
