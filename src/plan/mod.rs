@@ -23,13 +23,20 @@ use names::{assign_sibling_names, NamePolicy};
 pub const UNLINKED_DIR: &str = "_unlinked";
 
 /// Longest path Linux takes (`PATH_MAX`, the final NUL included). A folder whose restored
-/// path, with the shortest DEST (`/`) before it, would not fit cannot be made on any
-/// destination; the plan places it under `_unlinked/deep-<id>/` instead. This also bounds
+/// path, with the shortest DEST (`/`) before it, would leave no room for a name below it
+/// ([`MAX_FOLDER_PATH_BYTES`]) cannot hold files on any destination; the plan places it
+/// under `_unlinked/deep-<id>/` instead. This also bounds
 /// every folder path the plan keeps: a chain of 50,000 nested folders (or a parent cycle of
 /// 100,000 rows, broken open into one) made paths of every length up to the chain's,
 /// gigabytes in all (round 13), and listed each folder of the chain that could not be made
 /// in the report.
 pub const MAX_PATH_BYTES: usize = 4096;
+/// Longest folder path the plan keeps (3,838 bytes): one that leaves room below the
+/// shortest DEST (`/`) for a `/` and a name of [`names::MAX_NAME_BYTES`] in it, and the
+/// final NUL. A folder path that fit with nothing below it held files Linux could not
+/// name: the copy made them relative to their open folder, and every later look by path
+/// (`verify`, the resume's look at DEST, `regen`) failed with "File name too long".
+pub const MAX_FOLDER_PATH_BYTES: usize = MAX_PATH_BYTES - 1 - 1 - names::MAX_NAME_BYTES - 1;
 /// Top folder for the device's Trash when `--include-trash` is given.
 pub const TRASH_NAME: &str = "Trash";
 const USER_PREFIX: &str = "auth0|";
@@ -136,7 +143,7 @@ impl std::fmt::Display for ProblemKind {
             ),
             ProblemKind::TooDeep { parent_id } => write!(
                 f,
-                "its path below its parent {parent_id} would be longer than Linux allows ({MAX_PATH_BYTES} bytes); restored with its contents under {UNLINKED_DIR}/deep-<id>/"
+                "its path below its parent {parent_id} would leave no room for the names below it within the longest path Linux allows ({MAX_PATH_BYTES} bytes); restored with its contents under {UNLINKED_DIR}/deep-<id>/"
             ),
         }
     }
@@ -761,8 +768,7 @@ impl Plan {
                     } else {
                         format!("{parent_path}/{name}")
                     };
-                    // `/` (the shortest DEST), the path and the final NUL.
-                    if path.len() + 2 > MAX_PATH_BYTES {
+                    if path.len() > MAX_FOLDER_PATH_BYTES {
                         let dir = self.unlinked.deep_dir(&id_of[c]);
                         path = format!("{UNLINKED_DIR}/{dir}/{name}");
                         self.problems.push(Problem {
@@ -1266,7 +1272,7 @@ mod tests {
         assert_eq!(folders.len(), 3100);
         for f in &folders {
             assert!(
-                f.rel_path.len() + 2 <= MAX_PATH_BYTES,
+                f.rel_path.len() <= MAX_FOLDER_PATH_BYTES,
                 "{}",
                 f.rel_path.len()
             );
@@ -1280,8 +1286,9 @@ mod tests {
             .collect();
         let first = deep.iter().find(|p| p.id.starts_with('c')).unwrap();
         let at = chain.iter().position(|c| *c == first.id).unwrap();
-        // `d` and 2,047 x `/d` is 4,095 bytes: with `/` before it and the NUL, 4,097.
-        assert_eq!(at, 2047);
+        // `d` and 1,919 x `/d` is 3,839 bytes: with `/` before it, a `/` and a 255-byte
+        // name below it and the NUL, 4,097.
+        assert_eq!(at, 1919);
         assert_eq!(
             first.kind,
             ProblemKind::TooDeep {
@@ -1575,12 +1582,12 @@ mod tests {
     #[test]
     fn folders_too_deep_get_their_own_unlinked_folders() {
         let t = tempfile::tempdir().unwrap();
-        // Two chains of 2,100 `d` folders; each has its 2,048th folder (the first whose
+        // Two chains of 2,100 `d` folders; each has its 1,920th folder (the first whose
         // path would not fit) with an id that is `k_1` once made safe.
         let chain = |tag: &str, deep: &str| -> Vec<String> {
             (0..2100)
                 .map(|i| match i {
-                    2047 => deep.to_string(),
+                    1919 => deep.to_string(),
                     _ => format!("{tag}{i:05}"),
                 })
                 .collect()

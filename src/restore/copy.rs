@@ -606,6 +606,14 @@ fn restore_once(
 ) -> Result<Restored, Attempt> {
     let target = ctx.dest.join(&job.rel_path);
     let dir = target.parent().unwrap_or(ctx.dest);
+    // Longer than Linux takes: the file could be made relative to its open folder, but
+    // nothing would find it by its path afterwards (`verify`, the resume's look at DEST,
+    // `regen`, this check after a crash). It fails, said so, as its folder would
+    // (`DirCache::ensure`).
+    if target.as_os_str().len() >= crate::plan::MAX_PATH_BYTES {
+        let too_long = io::Error::from_raw_os_error(libc::ENAMETOOLONG);
+        return Err(io_fail("cannot create", &target, too_long));
+    }
 
     let new_dir = if ctx.dry_run {
         false
