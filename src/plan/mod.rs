@@ -268,6 +268,12 @@ pub struct Plan {
     problems: Vec<Problem>,
     folder_renames: Vec<Rename>,
     unlinked: UnlinkedNames,
+    /// Folders placed under `_unlinked/deep-<id>/` for being too deep: (folder, the parent
+    /// it belongs under).
+    relocated: Vec<(u32, u32)>,
+    /// The restored paths of the relocated folders that `--only` selects with the folder
+    /// they belong under ([`Plan::select_relocated`]).
+    only_relocated: Vec<String>,
 }
 
 /// The folders directly in `_unlinked/`: one per missing parent id, one per parent cycle.
@@ -540,8 +546,11 @@ impl Plan {
             problems: Vec::new(),
             folder_renames: Vec::new(),
             unlinked: UnlinkedNames::new(opts_policy, missing_parents),
+            relocated: Vec::new(),
+            only_relocated: Vec::new(),
         };
         plan.resolve_folders(&id_of, &user_idx, trash, single_user.is_some());
+        plan.select_relocated();
         plan.check_only(index)?;
         Ok(plan)
     }
@@ -779,6 +788,7 @@ impl Plan {
                             name: self.folders.name[c].to_string(),
                             restored_path: path.clone(),
                         });
+                        self.relocated.push((c as u32, p as u32));
                     }
                     self.folders.path[c] = path.into_boxed_str();
                     self.folders.origin[c] = self.folders.origin[p];
@@ -899,6 +909,44 @@ impl Plan {
         )
     }
 
+    /// Selects with `--only` the folders moved under `_unlinked/deep-<id>/` out of a
+    /// selected folder's tree (and, in turn, those moved out of theirs): `--only` matches
+    /// restored paths, and `--only Photos` left the part of `Photos` too deep for a Linux
+    /// path "not selected", without a word (round 14).
+    fn select_relocated(&mut self) {
+        if self.opts.only.is_empty() {
+            return;
+        }
+        let mut picked = vec![false; self.relocated.len()];
+        let mut extra: Vec<String> = Vec::new();
+        loop {
+            let before = extra.len();
+            for (k, &(c, p)) in self.relocated.iter().enumerate() {
+                let parent = &*self.folders.path[p as usize];
+                if !picked[k]
+                    && self
+                        .opts
+                        .only
+                        .iter()
+                        .chain(&extra)
+                        .any(|o| under(parent, o))
+                {
+                    picked[k] = true;
+                    extra.push(self.folders.path[c as usize].to_string());
+                }
+            }
+            if extra.len() == before {
+                break;
+            }
+        }
+        self.only_relocated = extra;
+    }
+
+    /// The `--only` paths, and the relocated folders they select ([`Plan::select_relocated`]).
+    fn only_paths(&self) -> impl Iterator<Item = &String> {
+        self.opts.only.iter().chain(&self.only_relocated)
+    }
+
     /// Whether `rel_path` is selected by the origin and `--only`/`--user` filters.
     fn skip_for(&self, origin: Origin, rel_path: &str) -> Option<SkipReason> {
         match origin {
@@ -916,7 +964,7 @@ impl Plan {
             }
             _ => {}
         }
-        if !self.opts.only.is_empty() && !self.opts.only.iter().any(|p| under(rel_path, p)) {
+        if !self.opts.only.is_empty() && !self.only_paths().any(|p| under(rel_path, p)) {
             return Some(SkipReason::NotUnderOnly);
         }
         None
@@ -929,7 +977,7 @@ impl Plan {
     fn folder_kept(&self, origin: Origin, rel_path: &str) -> bool {
         match self.skip_for(origin, rel_path) {
             None => true,
-            Some(SkipReason::NotUnderOnly) => self.opts.only.iter().any(|p| under(p, rel_path)),
+            Some(SkipReason::NotUnderOnly) => self.only_paths().any(|p| under(p, rel_path)),
             Some(_) => false,
         }
     }
