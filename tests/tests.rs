@@ -2389,7 +2389,9 @@ fn a_destination_unmounted_mid_run_stops_the_restore_and_nothing_after_is_record
         &["--threads", "4"],
         "delay_ms=15;commit_ms=100",
     );
-    std::thread::sleep(std::time::Duration::from_millis(600));
+    // After a commit (a fixed 600 ms came before any commit on a loaded machine, and the
+    // resume then had nothing done before to count).
+    wait_for_commit(&state);
     disk.pull();
     let out = child.wait_with_output().unwrap();
     let msg = text(&out);
@@ -3504,6 +3506,30 @@ fn a_crash_s_doubt_outlives_partial_runs_and_spares_files_older_than_the_crash()
     );
     // That run looked at every file: the doubt is over.
     assert_eq!(unsure_since(&dump), None);
+}
+
+/// Waits (at most 60 s) until the running restore has recorded a copied file in its
+/// checkpoint under `state`, read without writing to it.
+fn wait_for_commit(state: &Path) {
+    let db = state.join("checkpoint.db");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let copied: i64 =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .and_then(|c| {
+                    c.query_row(
+                        "SELECT count(*) FROM log WHERE outcome = 'copied'",
+                        [],
+                        |r| r.get(0),
+                    )
+                })
+                .unwrap_or(0);
+        if copied > 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < until, "nothing was committed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// The checkpoint's doubt after a crash (`unsure_since`), if any.
