@@ -10,7 +10,8 @@
 # Shapes: flat, samename, case (run with --names windows), longname, long255, chain, loop,
 # orphans, emptydirs (bench/degenerate.py describes each). Phases (default all): plan,
 # restore, resume, status, verify, regen. Each phase runs --reps times (default 2) under
-# /usr/bin/time; rows go to bench/results/<stamp>-degenerate.csv and the medians are printed.
+# /usr/bin/time (wall, user and system CPU, peak RSS); rows go to
+# bench/results/<stamp>-degenerate.csv and the medians are printed.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -26,7 +27,7 @@ while [ $# -gt 0 ]; do
         --data) DATA=$2; shift ;;
         --reps) REPS=$2; shift ;;
         --phases) PHASES=${2//,/ }; shift ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *:*) SPECS+=("$1") ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -40,7 +41,7 @@ mkdir -p "$DATA" "$HERE/results"
 cp "$BIN" "$DATA/mcr"
 MCR=$DATA/mcr
 CSV=$HERE/results/$(date +%Y%m%d-%H%M%S)-degenerate.csv
-echo "shape,n,phase,rep,wall_s,maxrss_kb,rc" >"$CSV"
+echo "shape,n,phase,rep,wall_s,maxrss_kb,rc,user_s,sys_s" >"$CSV"
 
 BASE=$DATA/base
 [ -d "$BASE/dump" ] || "$MCR" demo "$BASE" --no-restore --seed 1 --files 20 --users 1 --tiny >/dev/null
@@ -49,9 +50,9 @@ measure() { # shape n phase rep -- command...
     local shape=$1 n=$2 phase=$3 rep=$4 out rc=0
     shift 5
     out=$DATA/time.txt
-    /usr/bin/time -f '%e %M' -o "$out" "$@" >"$DATA/last.out" 2>&1 || rc=$?
-    read -r wall rss < <(tail -1 "$out")
-    echo "$shape,$n,$phase,$rep,$wall,$rss,$rc" | tee -a "$CSV" >&2
+    /usr/bin/time -f '%e %M %U %S' -o "$out" "$@" >"$DATA/last.out" 2>&1 || rc=$?
+    read -r wall rss user sys < <(tail -1 "$out")
+    echo "$shape,$n,$phase,$rep,$wall,$rss,$rc,$user,$sys" | tee -a "$CSV" >&2
 }
 
 for spec in "${SPECS[@]}"; do
@@ -89,10 +90,12 @@ rows = list(csv.DictReader(open(sys.argv[1])))
 groups = {}
 for r in rows:
     groups.setdefault((r["shape"], int(r["n"]), r["phase"]), []).append(r)
-print(f"{'shape':10} {'n':>8} {'phase':8} {'wall s':>8} {'RSS MB':>8} rc")
+print(f"{'shape':10} {'n':>8} {'phase':8} {'wall s':>8} {'CPU s':>8} {'RSS MB':>8} rc")
 for (shape, n, phase), rs in groups.items():
     wall = statistics.median(float(r["wall_s"]) for r in rs)
     rss = statistics.median(int(r["maxrss_kb"]) for r in rs) / 1024
-    print(f"{shape:10} {n:>8} {phase:8} {wall:8.2f} {rss:8.1f} {','.join(sorted({r['rc'] for r in rs}))}")
+    # user + system: less disturbed than wall time by other load on a shared machine.
+    cpu = statistics.median(float(r.get("user_s") or "nan") + float(r.get("sys_s") or "nan") for r in rs)
+    print(f"{shape:10} {n:>8} {phase:8} {wall:8.2f} {cpu:8.2f} {rss:8.1f} {','.join(sorted({r['rc'] for r in rs}))}")
 print(f"rows: {sys.argv[1]}")
 EOF
