@@ -89,16 +89,18 @@ fn date_problem(have_ms: i64, planned_ms: Option<i64>) -> String {
 }
 
 fn check(cfg: &RestoreConfig, f: &PlannedFile, content: bool) -> Check {
-    let object = match f.content_id.as_deref().map(|c| cfg.source.find_object(c)) {
+    // The object's length comes from the lookup's own `stat`.
+    let object = match f
+        .content_id
+        .as_deref()
+        .map(|c| cfg.source.find_object_len(c))
+    {
         Some(Err(e)) => return Check::Bad(e.to_string()),
         Some(Ok(o)) => o,
         None => None,
     };
     let expected_size = match (&object, &f.content_id) {
-        (Some(o), _) => match std::fs::metadata(o) {
-            Ok(m) => m.len(),
-            Err(e) => return Check::Bad(format!("cannot read object {}: {e}", o.display())),
-        },
+        (Some((_, len)), _) => *len,
         (None, None) if f.size == 0 => 0,
         (None, None) => {
             return Check::ObjectMissing(
@@ -134,7 +136,7 @@ fn check(cfg: &RestoreConfig, f: &PlannedFile, content: bool) -> Check {
         )
     });
     if content {
-        if let Some(o) = object {
+        if let Some((o, _)) = object {
             let a = hash_uncached(&o);
             let b = hash_uncached(&dest);
             match (a, b) {

@@ -2105,6 +2105,51 @@ fn verify_lists_missing_objects_refuses_a_missing_dest_and_prints_dates() {
     );
 }
 
+/// `verify` looks at each object once: the `stat` that finds it gives its length. It asked
+/// for the length again with a second `stat` per file, a third of its system calls
+/// (docs/PERFORMANCE.md, round 14). Counted with `strace`; skipped where it cannot run.
+#[test]
+fn verify_stats_each_object_once_regression_round_14() {
+    let dump = Dump::new(34, 600, 1);
+    let dest = dump.path("restored");
+    restore(&dump, &dest, &[], &[]);
+    let log = dump.path("verify.strace");
+    let traced = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=%%stat", "-o"])
+        .arg(&log)
+        .arg(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+        .arg("verify")
+        .arg(&dump.root)
+        .arg(&dest)
+        .arg("--state-dir")
+        .arg(dump.path("state"))
+        .arg("--json")
+        .output();
+    let out = match traced {
+        Ok(out) if std::fs::metadata(&log).is_ok_and(|m| m.len() > 0) => out,
+        other => {
+            eprintln!("skipped: strace cannot trace here: {other:?}");
+            return;
+        }
+    };
+    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).expect("verify --json");
+    let checked = rep["checked"].as_u64().unwrap();
+    assert!(checked >= 500, "{rep}");
+    // One line per call (every stat variant); a call another thread interrupted takes a
+    // second, `resumed`, line.
+    let stats = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("resumed>") && !l.contains("+++") && !l.contains("---"))
+        .count() as u64;
+    // Per file: its object, and the file on DEST. The rest (the index, the checkpoint, the
+    // binary's start) was 50 calls; with a second `stat` of each object, 3 per file.
+    assert!(
+        stats <= 2 * checked + 200,
+        "{stats} stat calls for {checked} files"
+    );
+}
+
 #[test]
 fn crash_between_rename_and_record_is_adopted_not_copied_again() {
     let dump = Dump::new(32, 120, 1);

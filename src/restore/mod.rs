@@ -777,9 +777,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             && file
                 .content_id
                 .as_deref()
-                .and_then(|c| cfg.source.find_object(c).ok().flatten())
-                .and_then(|p| std::fs::metadata(p).ok())
-                .is_some_and(|m| m.len() == file.size)
+                .and_then(|c| cfg.source.find_object_len(c).ok().flatten())
+                .is_some_and(|(_, len)| len == file.size)
             // Not once more when the copy on DEST has that length already.
             && std::fs::symlink_metadata(cfg.dest.join(&file.rel_path))
                 .map_or(true, |m| m.len() != file.size)
