@@ -2107,7 +2107,8 @@ fn verify_lists_missing_objects_refuses_a_missing_dest_and_prints_dates() {
 
 /// `verify` looks at each object once: the `stat` that finds it gives its length. It asked
 /// for the length again with a second `stat` per file, a third of its system calls
-/// (docs/PERFORMANCE.md, round 14). Counted with `strace`; skipped where it cannot run.
+/// (docs/PERFORMANCE.md, round 14). Counted with `strace`; skipped where it cannot run
+/// unless MCR_TEST_STRACE=require (set by .ci/run where it can).
 #[test]
 fn verify_stats_each_object_once_regression_round_14() {
     let dump = Dump::new(34, 600, 1);
@@ -2128,6 +2129,11 @@ fn verify_stats_each_object_once_regression_round_14() {
     let out = match traced {
         Ok(out) if std::fs::metadata(&log).is_ok_and(|m| m.len() > 0) => out,
         other => {
+            // CI installs strace and requires it where it can trace (.ci/run).
+            assert!(
+                std::env::var("MCR_TEST_STRACE").as_deref() != Ok("require"),
+                "MCR_TEST_STRACE=require but strace cannot trace here: {other:?}"
+            );
             eprintln!("skipped: strace cannot trace here: {other:?}");
             return;
         }
