@@ -4576,7 +4576,16 @@ fn a_panic_on_one_file_fails_that_file_and_the_run_goes_on() {
 #[test]
 fn a_panic_in_a_pipeline_thread_exits_101_and_the_next_run_finishes() {
     let dump = Dump::new(83, 150, 1);
-    for thread in ["committer", "planner", "count", "bookkeeper", "folders"] {
+    // A copy worker's own loop too (a panic copying one file fails that file only): the
+    // scope's "a scoped thread panicked" was recorded, not its message (round 14).
+    for thread in [
+        "committer",
+        "planner",
+        "count",
+        "bookkeeper",
+        "folders",
+        "worker",
+    ] {
         let dest = dump.path(&format!("restored-{thread}"));
         let state = dump.path(&format!("state-{thread}"));
         let state_arg = state.to_str().unwrap();

@@ -862,6 +862,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 }
                 Ok(())
             });
+            let mut workers = Vec::with_capacity(threads);
             for worker in 0..threads {
                 let rx = job_rx.clone();
                 let tx = res_tx.clone();
@@ -871,9 +872,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 let dest_lost = &dest_lost;
                 let dest_gone = &dest_gone;
                 let watch = &watch;
-                spawn_named(s, &format!("mcr-copy-{worker}"), move || {
+                workers.push(spawn_named(s, &format!("mcr-copy-{worker}"), move || {
                     let mut folders = copy::WorkerFolders::default();
                     for chunk in rx {
+                        faults_ref.maybe_panic_in("worker");
                         let mut results = Vec::with_capacity(chunk.len());
                         for (file, replace) in chunk {
                             if stopping_ref() {
@@ -977,7 +979,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                             break;
                         }
                     }
-                });
+                }));
             }
             drop(res_tx);
             drop(job_rx);
@@ -1233,7 +1235,12 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             }
             drop(res_rx);
             // A thread's panic is a bug: raised again here, it ends the run with exit 101 and
-            // the advice to run again (main); the checkpoint holds what was committed.
+            // the advice to run again (main); the checkpoint holds what was committed. Joined
+            // one by one so its own message is recorded, not the scope's "a scoped thread
+            // panicked" (the workers are done: their results' queue is closed).
+            for w in workers {
+                w.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            }
             let committed = committer
                 .join()
                 .unwrap_or_else(|p| std::panic::resume_unwind(p));
