@@ -118,6 +118,14 @@ fn check(cfg: &RestoreConfig, f: &PlannedFile, content: bool) -> Check {
     let meta = match std::fs::metadata(&dest) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Check::Absent,
+        // No file can be there: the restore refuses such paths and lists the file as
+        // failed ("cannot read ...: File name too long" read like a damaged file).
+        Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => {
+            return Check::Bad(format!(
+                "not on the destination: its path on DEST is longer than Linux allows ({} bytes); the restore lists it as failed",
+                dest.as_os_str().len()
+            ))
+        }
         Err(e) => return Check::Bad(format!("cannot read {}: {e}", dest.display())),
     };
     if meta.len() != expected_size {

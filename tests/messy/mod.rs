@@ -1268,6 +1268,12 @@ fn every_restored_file_is_reachable_by_its_path_regression_round_14() {
     let v = verify(&dump, &dest);
     assert_eq!(v.status.code(), Some(1), "{}", said(&v));
     assert!(text(&v).contains("4 match, 1 differ"), "{}", said(&v));
+    // Said as what it is (round 14: "cannot read ...: File name too long").
+    assert!(
+        text(&v).contains("not on the destination: its path on DEST is longer than Linux allows"),
+        "{}",
+        said(&v)
+    );
     let (again, report) = restore(&dump, &dest, &[], &[]);
     assert_eq!(again.status.code(), Some(1), "{}", said(&again));
     assert!(!text(&again).contains("no longer on the destination"));
