@@ -1046,6 +1046,24 @@ fn messy_databases_restore_every_file_once_under_a_reported_name() {
         panic!("MCR_PROP_SEED={seed}: {e}");
     }
 }
+/// The user root of the hand-written dumps below.
+const USER: &str = "2u00000000000000000000000000000000000000";
+
+/// A folder row named `name` under `parent` (`None`: a user root).
+fn folder_row(id: &str, parent: Option<&str>, name: &str) -> Row {
+    Row {
+        id: id.into(),
+        parent: parent.map(Into::into),
+        content_id: None,
+        name: name.into(),
+        size: 0,
+        folder: true,
+        object: None,
+        obj: Obj::Exact,
+        dates: plain_dates(),
+    }
+}
+
 /// A file row of `len` bytes under `parent`, its object in the sharded layout.
 fn file_row(id: &str, parent: &str, cid: &str, name: &str, len: usize) -> Row {
     Row {
@@ -1080,18 +1098,7 @@ fn plain_dates() -> Dates {
 fn rows_under_missing_parents_whose_ids_sanitize_alike_are_all_restored() {
     for (names, a, b) in [("posix", "a/b", "a_b"), ("windows", "AB", "ab")] {
         let dump = Dump::empty(1);
-        let user = "2u00000000000000000000000000000000000000";
-        let mut rows = vec![Row {
-            id: user.into(),
-            parent: None,
-            content_id: None,
-            name: "auth0|abc".into(),
-            size: 0,
-            folder: true,
-            object: None,
-            obj: Obj::Exact,
-            dates: plain_dates(),
-        }];
+        let mut rows = vec![folder_row(USER, None, "auth0|abc")];
         rows.push(file_row(
             "af0000000000000000000001",
             a,
@@ -1136,36 +1143,15 @@ fn rows_under_missing_parents_whose_ids_sanitize_alike_are_all_restored() {
 /// A chain of `depth` folders named `d` below a user root, with a file of a 200-byte name
 /// in each folder of `files_at` (depths from 0); the file ids are `f<depth>`.
 fn deep_chain(depth: usize, files_at: &[usize]) -> Vec<Row> {
-    let user = "2u00000000000000000000000000000000000000";
     let folder = |i: usize| format!("2d{i:022}");
-    let mut rows = vec![Row {
-        id: user.into(),
-        parent: None,
-        content_id: None,
-        name: "auth0|abc".into(),
-        size: 0,
-        folder: true,
-        object: None,
-        obj: Obj::Exact,
-        dates: plain_dates(),
-    }];
+    let mut rows = vec![folder_row(USER, None, "auth0|abc")];
     for i in 0..depth {
         let parent = if i == 0 {
-            user.to_string()
+            USER.to_string()
         } else {
             folder(i - 1)
         };
-        rows.push(Row {
-            id: folder(i),
-            parent: Some(parent),
-            content_id: None,
-            name: "d".into(),
-            size: 0,
-            folder: true,
-            object: None,
-            obj: Obj::Exact,
-            dates: plain_dates(),
-        });
+        rows.push(folder_row(&folder(i), Some(&parent), "d"));
     }
     let long = format!("{}.jpg", "p".repeat(196));
     for &i in files_at {
