@@ -38,6 +38,9 @@ pub enum Command {
     /// Restore every file to DEST (resumes automatically when run again).
     Restore(RestoreArgs),
     /// Show the progress of a restore from its checkpoint (safe while a restore runs).
+    // Said by hand: clap writes the two optional paths as `[SOURCE] [DEST]...`, which reads
+    // as if several DESTs were taken.
+    #[command(override_usage = "mycloud-recover status [OPTIONS] [SOURCE DEST]")]
     Status(StatusArgs),
     /// Rebuild the checkpoint from what is actually on DEST (never deletes or moves anything).
     Regen(RegenArgs),
@@ -214,7 +217,7 @@ pub struct RunArgs {
     /// done); write nothing anywhere.
     #[arg(long)]
     pub dry_run: bool,
-    /// Seconds between progress lines when output is not a terminal.
+    /// Seconds between progress lines when output is not a terminal (at least 1).
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub progress_interval: u64,
     /// No progress output; only the final summary and errors.

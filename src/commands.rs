@@ -10,7 +10,7 @@ use crate::config::{self, RestoreConfig};
 use crate::exit::Exit;
 use crate::fsinfo;
 use crate::plan::{Origin, Plan};
-use crate::report::{human_bytes, BarProgress, Listener, PlainProgress, Quiet, Report};
+use crate::report::{human_bytes, plural, BarProgress, Listener, PlainProgress, Quiet, Report};
 use crate::source::index::Index;
 
 fn open_index(layout: &crate::source::SourceLayout) -> anyhow::Result<Index> {
@@ -164,8 +164,10 @@ pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
         }
         writeln!(
             out,
-            "Names changed under {:?} rules: {} files, {} folders",
-            ins.names_policy, ins.renamed_files, ins.renamed_folders
+            "Names changed under {:?} rules: {}, {}",
+            ins.names_policy,
+            crate::report::plural(ins.renamed_files as u64, "file", "files"),
+            crate::report::plural(ins.renamed_folders as u64, "folder", "folders")
         )?;
         writeln!(
             out,
@@ -286,9 +288,12 @@ pub fn plan(a: &PlanArgs) -> anyhow::Result<Exit> {
         }
         writeln!(
             out,
-            "Plan: {} files ({} selected, {}; {} not selected; {} without a plausible date), {} folders, {} renamed files, {} renamed folders, {} structure problems; names: {:?} ({} destination). Nothing was written.",
-            totals.files, totals.selected_files, human_bytes(totals.selected_bytes), totals.filtered,
-            totals.undated_files, totals.folders, totals.renamed_files, plan.folder_renames().len(), plan.problems().len() + file_problems.len(),
+            "Plan: {} ({} selected, {}; {} not selected; {} without a plausible date), {}, {}, {}, {}; names: {:?} ({} destination). Nothing was written.",
+            plural(totals.files, "file", "files"), totals.selected_files, human_bytes(totals.selected_bytes), totals.filtered,
+            totals.undated_files, plural(totals.folders, "folder", "folders"),
+            plural(totals.renamed_files, "renamed file", "renamed files"),
+            plural(plan.folder_renames().len() as u64, "renamed folder", "renamed folders"),
+            plural((plan.problems().len() + file_problems.len()) as u64, "structure problem", "structure problems"),
             plan.options().policy, fs.fstype
         )?;
     }

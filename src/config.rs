@@ -23,7 +23,7 @@ pub enum ConfigError {
     ReportInsideSource(PathBuf),
     #[error("destination {0} exists and is not a folder")]
     DestNotDir(PathBuf),
-    #[error("cannot write to destination {path}: {source}")]
+    #[error("cannot write to destination {path}: {source}{}", dest_advice(source))]
     DestUnwritable {
         path: PathBuf,
         #[source]
@@ -35,6 +35,16 @@ pub enum ConfigError {
     MtimeFrom(String),
     #[error("--limit 0 restores nothing; leave it out to restore everything")]
     LimitZero,
+}
+
+/// What to do when DEST cannot be written or made, after the system's own words.
+pub fn dest_advice(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EROFS) => ". The disk or share is mounted read-only: mount it read-write (or choose a folder on another disk), then run the same command again",
+        Some(libc::EACCES | libc::EPERM) => ". This user may not write there: choose a folder this user owns, or run the command with sudo",
+        Some(libc::ENOSPC | libc::EDQUOT) => ". The disk is full: free some space or choose another disk",
+        _ => ". Check that the disk or share is mounted and writable, then run the same command again",
+    }
 }
 
 /// How many copy threads.

@@ -1937,6 +1937,99 @@ fn verify_detects_content_date_and_absence() {
         .stdout(predicate::str::contains("date differs"));
 }
 
+/// `verify` looks at what stands on DEST without following symbolic links, as the restore
+/// places nothing through one: a folder moved to another disk and linked back, a file
+/// replaced by a link to an identical copy elsewhere, and a folder where a file goes all
+/// differ (round 15's review: the first two passed, `--content` too, and the folder was
+/// "size 4096 but the object has N bytes").
+#[test]
+fn verify_does_not_follow_symbolic_links_regression_round_15() {
+    let dump = Dump::new(32, 150, 1);
+    let dest = dump.path("restored");
+    restore(&dump, &dest, &[], &[]);
+    let plan = planned_files(&plan_json(&dump.root, &dest, &[]));
+    let restored: Vec<&String> = plan.keys().filter(|p| dest.join(p).is_file()).collect();
+    // A folder holding restored files directly, and two files outside it.
+    let folder = restored
+        .iter()
+        .filter_map(|p| p.rsplit_once('/').map(|(d, _)| d))
+        .find(|d| d.contains('/'))
+        .unwrap()
+        .to_string();
+    let below: BTreeSet<String> = restored
+        .iter()
+        .filter(|p| p.starts_with(&format!("{folder}/")))
+        .map(|p| p.to_string())
+        .collect();
+    let mut others = restored
+        .iter()
+        .filter(|p| !p.starts_with(&format!("{folder}/")));
+    let (linked_file, folder_file) = (others.next().unwrap(), others.next().unwrap());
+
+    let away = dump.path("other-disk");
+    std::fs::create_dir(&away).unwrap();
+    std::fs::rename(dest.join(&folder), away.join("folder")).unwrap();
+    std::os::unix::fs::symlink(away.join("folder"), dest.join(&folder)).unwrap();
+    // A byte-for-byte copy with the file's date, linked back in its place.
+    let copy = away.join("file");
+    std::fs::copy(dest.join(linked_file), &copy).unwrap();
+    let when = std::fs::metadata(dest.join(linked_file))
+        .unwrap()
+        .modified()
+        .unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&copy)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+    std::fs::remove_file(dest.join(linked_file)).unwrap();
+    std::os::unix::fs::symlink(&copy, dest.join(linked_file)).unwrap();
+    std::fs::remove_file(dest.join(folder_file)).unwrap();
+    std::fs::create_dir(dest.join(folder_file)).unwrap();
+
+    for content in [false, true] {
+        let mut c = bin();
+        c.arg("verify").arg(&dump.root).arg(&dest).arg("--json");
+        if content {
+            c.arg("--content");
+        }
+        let out = c.output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let differ: BTreeMap<String, String> = v["mismatches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let path = m["path"].as_str().unwrap().to_string();
+                (path, m["problem"].as_str().unwrap().to_string())
+            })
+            .collect();
+        let mut expected = below.clone();
+        expected.insert(linked_file.to_string());
+        expected.insert(folder_file.to_string());
+        assert_eq!(
+            differ.keys().cloned().collect::<BTreeSet<_>>(),
+            expected,
+            "--content {content}: {v}"
+        );
+        for p in &below {
+            assert!(
+                differ[p].contains(&format!(
+                    "{} is a symbolic link, not a folder",
+                    dest.join(&folder).display()
+                )),
+                "{}",
+                differ[p]
+            );
+        }
+        assert!(differ[linked_file.as_str()]
+            .contains("a symbolic link (not followed) stands where this file goes"));
+        assert!(differ[folder_file.as_str()].contains("a folder stands where this file goes"));
+    }
+}
+
 /// Round 12 (docs review): after finding files that differ, `verify` printed the regen and
 /// restore commands on one line ("... --content, then mycloud-recover restore ...") without
 /// the options it was given itself, so pasted as printed they rebuilt and resumed another
@@ -3040,8 +3133,23 @@ fn fresh_onto_an_unwritable_destination_keeps_the_progress() {
     };
     remount("ro");
     let (out, _) = restore(&dump, &dest, &["--fresh"], &[]);
+    let other_state = dump.path("other-state");
+    let (new_dest, _) = restore(
+        &dump,
+        &small.path.join("new"),
+        &["--state-dir", other_state.to_str().unwrap()],
+        &[],
+    );
     remount("rw");
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // Each refusal says what to do (round 15: the system's words alone).
+    for out in [&out, &new_dest] {
+        let msg = text(out);
+        assert_eq!(out.status.code(), Some(2), "{msg}");
+        assert!(
+            msg.contains("mounted read-only: mount it read-write"),
+            "{msg}"
+        );
+    }
     let (out, rep) = restore(&dump, &dest, &[], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_eq!(
@@ -5342,6 +5450,37 @@ fn a_folder_that_cannot_be_created_is_reported_and_the_run_finishes() {
         .count();
     assert!(report["outcomes"]["failed"].as_u64().unwrap() >= blocked_files as u64);
     assert_eq!(outcome_sum(&report), dump.manifest.files);
+    // Each failure names the file in the way, not the folder below it that it blocks
+    // (round 15: "Music/Adele: a file of that name is in the way" where no file was named
+    // Adele, the blocker `Music` only among "... and 20 more").
+    let blocker = dest.join(top).display().to_string();
+    let empty_why = report["folders_failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == empty)
+        .map(|f| f["error"].as_str().unwrap().to_string())
+        .unwrap();
+    assert!(
+        empty_why.contains(&format!("{blocker} is a file, not a folder")),
+        "{empty_why}"
+    );
+    let file_whys: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["outcome"] == "failed" && p["path"].as_str().unwrap().starts_with(&format!("{top}/"))
+        })
+        .map(|p| p["reason"].as_str().unwrap())
+        .collect();
+    assert!(!file_whys.is_empty(), "{msg}");
+    for why in file_whys {
+        assert!(
+            why.contains(&format!("{blocker} is a file, not a folder")),
+            "{why}"
+        );
+    }
     for blocked in [top, holder] {
         let kept = std::fs::metadata(dest.join(blocked)).unwrap();
         assert_eq!(

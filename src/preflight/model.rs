@@ -517,6 +517,15 @@ pub fn rate_at(curve: &[ScalingPoint], threads: usize) -> Option<(f64, f64)> {
     Some((p.files_per_s * k, p.low_files_per_s.min(p.files_per_s) * k))
 }
 
+/// "1 worker reaches", "4 workers reach".
+fn workers_reach(n: usize) -> String {
+    format!(
+        "{} {}",
+        workers(n),
+        if n == 1 { "reaches" } else { "reach" }
+    )
+}
+
 fn workers(n: usize) -> String {
     if n == 1 {
         "1 worker".into()
@@ -580,8 +589,8 @@ pub fn pick_threads(curve: &[ScalingPoint]) -> Option<(usize, String)> {
         )
     } else {
         format!(
-            "{} reach {:.0} files/s, within {:.0}% of the best measured ({:.0} files/s at {}); more workers barely help",
-            workers(chosen.threads),
+            "{} {:.0} files/s, within {:.0}% of the best measured ({:.0} files/s at {}); more workers barely help",
+            workers_reach(chosen.threads),
             chosen.files_per_s,
             (1.0 - GOOD_ENOUGH) * 100.0,
             best.files_per_s,
@@ -625,8 +634,9 @@ fn local_default_within_reach(curve: &[ScalingPoint], cores: usize) -> Option<(u
         (
             default,
             format!(
-                "{}, the restore's default for a local disk, reach about {:.0} files/s, within {:.0}% of the best measured ({:.0} files/s at {}); a local disk has no round trips for more workers to hide, and its levels differ by little more than the noise",
+                "{}, the restore's default for a local disk, {} about {:.0} files/s, within {:.0}% of the best measured ({:.0} files/s at {}); a local disk has no round trips for more workers to hide, and its levels differ by little more than the noise",
                 workers(default),
+                if default == 1 { "reaches" } else { "reach" },
                 rate,
                 (1.0 - LOCAL_GOOD_ENOUGH) * 100.0,
                 best.files_per_s,

@@ -163,8 +163,11 @@ pub fn human(r: &PreflightReport) -> String {
     );
     let _ = writeln!(
         s,
-        "  Names        {:?} rules ({}): {} files and {} folders get another name",
-        w.policy, w.policy_reason, w.renamed_files, w.renamed_folders
+        "  Names        {:?} rules ({}): {} and {} get another name",
+        w.policy,
+        w.policy_reason,
+        crate::report::plural(w.renamed_files, "file", "files"),
+        crate::report::plural(w.renamed_folders, "folder", "folders")
     );
     let _ = writeln!(s, "  Sizes");
     for b in &w.histogram {
@@ -269,9 +272,9 @@ pub fn human(r: &PreflightReport) -> String {
         Some(e) => {
             let _ = writeln!(
                 s,
-                "\nEstimated duration: {} with {} threads",
+                "\nEstimated duration: {} with {}",
                 band(e),
-                e.threads
+                crate::report::plural(e.threads as u64, "thread", "threads")
             );
             let _ = writeln!(
                 s,

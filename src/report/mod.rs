@@ -38,6 +38,12 @@ use crate::state::Outcome;
 /// Report format version; bump when a field changes meaning.
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
 
+/// `n` and the noun that goes with it: "1 folder", "2 folders".
+pub fn plural(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Human-readable bytes (powers of 1000, as disks are sold).
 pub fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
@@ -544,7 +550,14 @@ impl Report {
                     "  ({})",
                     self.filtered_by_reason
                         .iter()
-                        .map(|(k, v)| format!("{k}: {v}"))
+                        // The JSON's keys, said in words.
+                        .map(|(k, v)| match *k {
+                            "trash" => format!("{v} in the Trash"),
+                            "other_user" => format!("{v} of other users"),
+                            "not_under_only" => format!("{v} outside --only"),
+                            "beyond_limit" => format!("{v} beyond --limit"),
+                            k => format!("{k}: {v}"),
+                        })
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
@@ -559,16 +572,25 @@ impl Report {
             ));
         }
         if self.duration_s > 0.0 && !self.dry_run {
+            // Bytes only when some were copied: "0 B/s" read like a stalled disk.
+            let bytes = match self.bytes_copied {
+                0 => String::new(),
+                _ => format!(", {}/s", human_bytes(self.bytes_per_s as u64)),
+            };
             s.push_str(&format!(
-                "  rate: {:.1} files/s, {}/s with {} threads\n",
+                "  rate: {:.1} files/s{bytes} with {}\n",
                 self.files_per_s,
-                human_bytes(self.bytes_per_s as u64),
-                self.threads
+                plural(self.threads as u64, "thread", "threads")
             ));
         }
         if let Some(t) = &self.tuning {
             s.push_str(&format!("  threads: {}\n", t.line()));
         }
+        // A dry run writes no report: `plan` lists what its report would.
+        let listed = match self.dry_run {
+            true => "listed by `mycloud-recover plan`",
+            false => "listed in the report",
+        };
         // Counted as files pass: a run stopped early saw only some of them.
         let so_far = if self.not_processed > 0 {
             " among the files handled before the stop"
@@ -577,7 +599,7 @@ impl Report {
         };
         if !self.renamed.is_empty() {
             s.push_str(&format!(
-                "  {} names were changed to suit the destination ({} rules){so_far}; each is listed in the report\n",
+                "  {} names were changed to suit the destination ({} rules){so_far}; each is {listed}\n",
                 self.renamed.len(),
                 self.names.as_str()
             ));
@@ -595,17 +617,17 @@ impl Report {
         let unlinked = self.structure_problems.len() - odd_sizes - too_deep;
         if too_deep > 0 {
             s.push_str(&format!(
-                "  {too_deep} folders sit too deep for a Linux path (a chain of folders thousands deep, or a long parent cycle){so_far}; each is restored with its contents under _unlinked/deep-<id>/ and listed in the report\n",
+                "  {too_deep} folders sit too deep for a Linux path (a chain of folders thousands deep, or a long parent cycle){so_far}; each is restored with its contents under _unlinked/deep-<id>/ and {listed}\n",
             ));
         }
         if unlinked > 0 {
             s.push_str(&format!(
-                "  {unlinked} folders and files have a missing parent or sit on a parent cycle{so_far}; they are restored under _unlinked/ and listed in the report\n",
+                "  {unlinked} folders and files have a missing parent or sit on a parent cycle{so_far}; they are restored under _unlinked/ and {listed}\n",
             ));
         }
         if odd_sizes > 0 {
             s.push_str(&format!(
-                "  {odd_sizes} files have a size in the database that is not a byte count; their objects are restored whole, and each is listed in the report\n",
+                "  {odd_sizes} files have a size in the database that is not a byte count; their objects are restored whole, and each is {listed}\n",
             ));
         }
         if self.stale_temps_removed > 0 {
@@ -639,6 +661,10 @@ impl Report {
         }
         // Each list counted, its first 20 shown, the rest said to be in the report (the
         // notes were cut at 20 with nothing saying there were more).
+        let more = match self.dry_run {
+            true => "more (a run without --dry-run lists them all in its report)",
+            false => "more in the report",
+        };
         let mut list = |title: &str, lines: Vec<String>| {
             if lines.is_empty() {
                 return;
@@ -648,10 +674,7 @@ impl Report {
                 s.push_str(&format!("  {l}\n"));
             }
             if lines.len() > 20 {
-                s.push_str(&format!(
-                    "  ... and {} more in the report\n",
-                    lines.len() - 20
-                ));
+                s.push_str(&format!("  ... and {} {more}\n", lines.len() - 20));
             }
         };
         list(
@@ -723,14 +746,14 @@ fn started_line(r: &Report, fd_limit: u64) -> String {
         ),
     };
     format!(
-        "restoring {} files ({}){done_before} from {} to {} [{}; names: {:?}; {} threads; open-file limit {}]{}",
+        "restoring {} files ({}){done_before} from {} to {} [{}; names: {:?}; {}; open-file limit {}]{}",
         r.totals.selected_files,
         human_bytes(r.totals.selected_bytes),
         r.source.display(),
         r.dest.display(),
         r.dest_fstype,
         r.names,
-        r.threads,
+        plural(r.threads as u64, "thread", "threads"),
         fd_limit,
         match &r.state_dir {
             Some(d) => format!("\ncheckpoint: {}", d.display()),

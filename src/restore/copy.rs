@@ -332,17 +332,25 @@ impl DirCache {
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // Named in the error: it may be a parent of the folder the caller asked for,
+                // and every folder and file below it fails with the same cause.
                 let m = std::fs::symlink_metadata(dir)?;
                 if m.is_symlink() {
                     return Err(io::Error::new(
                         io::ErrorKind::AlreadyExists,
-                        "a symbolic link is in the way (not followed: it could lead outside the destination)",
+                        format!(
+                            "{} is a symbolic link, not a folder (not followed: it could lead outside the destination); move it away, then run the same command again",
+                            dir.display()
+                        ),
                     ));
                 }
                 if !m.is_dir() {
                     return Err(io::Error::new(
                         io::ErrorKind::AlreadyExists,
-                        "a file of that name is in the way",
+                        format!(
+                            "{} is a file, not a folder, and is in the way; move it away, then run the same command again",
+                            dir.display()
+                        ),
                     ));
                 }
                 // Another worker may have just made it; if it has not recorded it yet, the

@@ -1723,8 +1723,13 @@ fn lock_dest(dest: &Path) -> anyhow::Result<Option<std::fs::File>> {
 
 /// Creates DEST if needed, then [`probe_destination`].
 fn create_and_probe(dest: &Path) -> anyhow::Result<DestFacts> {
-    std::fs::create_dir_all(dest)
-        .with_context(|| format!("cannot create destination {}", dest.display()))?;
+    std::fs::create_dir_all(dest).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create destination {}: {e}{}",
+            dest.display(),
+            crate::config::dest_advice(&e)
+        )
+    })?;
     probe_destination(dest)
 }
 

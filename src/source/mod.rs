@@ -29,8 +29,12 @@ pub struct SourceLayout {
 pub enum SourceError {
     #[error("source {0} does not exist; give the mounted My Cloud data partition, its restsdk folder, or restsdk/data")]
     Missing(PathBuf),
-    #[error("no My Cloud index database found under {root}; looked for: {looked}. Pass --db PATH if it is elsewhere")]
-    NoDatabase { root: PathBuf, looked: String },
+    #[error("no My Cloud index database found under {root}; looked for: {looked}.{hint}")]
+    NoDatabase {
+        root: PathBuf,
+        looked: String,
+        hint: String,
+    },
     #[error("no object folder `files` found under {root}; looked for: {looked}. Pass --files PATH if it is elsewhere")]
     NoFiles { root: PathBuf, looked: String },
     #[error("{0} given with --db does not exist")]
@@ -123,6 +127,7 @@ impl SourceLayout {
                         None => SourceError::NoDatabase {
                             root: root.to_path_buf(),
                             looked: list(looked.iter().cloned()),
+                            hint: source_hint(root),
                         },
                     }
                 })?
@@ -300,6 +305,54 @@ pub fn is_safe_content_id(id: &str) -> bool {
     !id.is_empty() && id != "." && id != ".." && !id.contains(['/', '\\', '\0'])
 }
 
+/// What to give instead of a SOURCE one level off: the database file itself, the `db`
+/// folder, or a folder holding the dump one level down (a demo folder, a mount point's
+/// parent). A fixed sentence when nothing nearby looks like a dump.
+fn source_hint(root: &Path) -> String {
+    let otherwise = " Give the mounted My Cloud data partition, its restsdk folder or restsdk/data as SOURCE, or pass --db PATH if the database is elsewhere".to_string();
+    let as_source = |dir: &Path| format!(" Did you mean {} as SOURCE?", dir.display());
+    if root.is_file() {
+        let data = root
+            .parent()
+            .and_then(Path::parent)
+            .filter(|d| d.join("files").is_dir());
+        return match data {
+            Some(d) => format!(
+                " {} is a file: SOURCE is the folder that holds the dump.{}",
+                root.display(),
+                as_source(d)
+            ),
+            None => otherwise,
+        };
+    }
+    if root.join("index.db").is_file() {
+        if let Some(data) = root.parent().filter(|d| d.join("files").is_dir()) {
+            return as_source(data);
+        }
+        return format!(
+            " {} holds an index.db: pass it with --db {} and the object folder with --files",
+            root.display(),
+            root.join("index.db").display()
+        );
+    }
+    // One level down, in a bounded look (a disk's root may hold thousands of entries).
+    let below = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .take(1000);
+    for entry in below {
+        let dir = entry.path();
+        let found = candidate_data_dirs(&dir)
+            .iter()
+            .any(|d| d.join("db/index.db").is_file());
+        if found {
+            return as_source(&dir);
+        }
+    }
+    otherwise
+}
+
 fn list(paths: impl Iterator<Item = PathBuf>) -> String {
     paths
         .map(|p| p.display().to_string())
@@ -316,6 +369,35 @@ mod tests {
         std::fs::create_dir_all(d.join("db")).unwrap();
         std::fs::create_dir_all(d.join("files/a")).unwrap();
         std::fs::write(d.join("db/index.db"), b"").unwrap();
+    }
+
+    /// Round 15's review: a SOURCE one level off (the database file, its `db` folder, the
+    /// folder above the dump) got only the list of places looked at.
+    #[test]
+    fn a_source_one_level_off_gets_the_right_one_suggested() {
+        let t = tempfile::tempdir().unwrap();
+        let dump = t.path().join("dump");
+        make(&dump, "restsdk/data");
+        let data = dump.join("restsdk/data");
+        for (given, suggested) in [
+            (data.join("db/index.db"), &data),
+            (data.join("db"), &data),
+            (t.path().to_path_buf(), &dump),
+        ] {
+            let e = SourceLayout::discover(&given, None, None).unwrap_err();
+            let said = e.to_string();
+            assert!(
+                said.contains(&format!("Did you mean {} as SOURCE?", suggested.display())),
+                "{}: {said}",
+                given.display()
+            );
+        }
+        let empty = t.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let said = SourceLayout::discover(&empty, None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(said.contains("pass --db PATH"), "{said}");
     }
 
     #[test]

@@ -1234,7 +1234,8 @@ pub fn read_status(dir: &Path) -> Result<Status, StateError> {
                 .map_err(sq)?;
             let error = match records {
                 1 => error,
-                n => format!("{error} (recorded {n} times)"),
+                // Once per run that met it: "recorded 5 times" read like five failures.
+                n => format!("{error} (in each of {n} runs)"),
             };
             first.push((path, error));
             if first.len() > 20 {
@@ -1545,7 +1546,7 @@ mod tests {
             .map(|i| format!("p/f{i:02}"))
             .collect();
         assert_eq!(paths, want);
-        assert_eq!(s.failed_examples[0].1, "gone (recorded 2 times)");
+        assert_eq!(s.failed_examples[0].1, "gone (in each of 2 runs)");
         assert_eq!(s.failed_examples[1].1, "gone");
     }
 
