@@ -413,6 +413,8 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
                         "Deal with that error and run"
                     } else if how.starts_with("stopped by an internal error") {
                         "Please report that bug, and run"
+                    } else if how.contains("read-only") {
+                        "Mount the destination read-write again and run"
                     } else {
                         "Mount the destination again and run"
                     };

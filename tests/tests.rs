@@ -6390,6 +6390,25 @@ fn a_destination_turning_read_only_mid_run_stops_the_run() {
     // per worker at most failed before).
     assert_eq!(report["outcomes"]["failed"], 0, "{msg}");
     assert!(report["not_processed"].as_u64().unwrap() > 0, "{msg}");
+    // Said as what happened, in the headline and by `status` (round 15: "the destination
+    // changed ... Mount the destination again").
+    assert!(
+        msg.contains("Restore stopped: the destination became read-only"),
+        "{msg}"
+    );
+    let said = text(
+        &bin()
+            .arg("status")
+            .arg("--state-dir")
+            .arg(&state)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        said.contains("stopped: the destination became read-only")
+            && said.contains("Mount the destination read-write again"),
+        "{said}"
+    );
     let (out, report) = restore(&dump, &dest, &[], &[]);
     assert_eq!(
         out.status.code(),

@@ -330,8 +330,11 @@ pub struct Report {
     pub complete: bool,
     pub interrupted: bool,
     pub dest_full: Option<String>,
-    /// Why the run stopped when DEST stopped being the folder it started writing to.
+    /// Why the run stopped when DEST stopped being the folder it started writing to, or
+    /// turned read-only.
     pub dest_lost: Option<String>,
+    /// The stop in `dest_lost` was DEST turning read-only (not unmounted, renamed or deleted).
+    pub dest_read_only: bool,
     /// Why the run stopped when file after file failed after every retry (a disk gone).
     pub stalled: Option<String>,
     /// Why the run stopped when an error ended it after copying began (the checkpoint's
@@ -411,6 +414,7 @@ impl Report {
             interrupted: false,
             dest_full: None,
             dest_lost: None,
+            dest_read_only: false,
             stalled: None,
             error: None,
             totals: PlanTotals::default(),
@@ -518,7 +522,7 @@ impl Report {
         } else if self.dest_full.is_some() {
             "stopped: the destination is full"
         } else if self.dest_lost.is_some() {
-            "stopped: the destination changed"
+            dest_lost_how(self.dest_read_only)
         } else if self.stalled.is_some() {
             "stopped: a disk stopped answering"
         } else if self.error.is_some() {
@@ -702,6 +706,14 @@ impl Report {
             s.push_str(&format!("Report: {}\n", r.display()));
         }
         s
+    }
+}
+
+/// How a run stopped by its destination ended, in the summary and for `status`.
+pub fn dest_lost_how(read_only: bool) -> &'static str {
+    match read_only {
+        true => "stopped: the destination became read-only",
+        false => "stopped: the destination changed",
     }
 }
 

@@ -661,6 +661,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         None => None,
     };
     let dest_lost: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    // Said apart in the headline and by `status`: read-only is not "changed".
+    let dest_read_only = AtomicBool::new(false);
     // Whether DEST is lost: known already, or found now. Asked when a file fails: DEST
     // renamed or deleted makes every file fail at once, before the next commit's check.
     let dest_gone = || {
@@ -870,6 +872,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 let stopping_ref = &stopping;
                 let stop_local = &stop_local;
                 let dest_lost = &dest_lost;
+                let dest_read_only = &dest_read_only;
                 let dest_gone = &dest_gone;
                 let watch = &watch;
                 workers.push(spawn_named(s, &format!("mcr-copy-{worker}"), move || {
@@ -964,6 +967,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                 // nothing more is recorded and the next run checks them.
                                 // Its file is not processed either: the next run restores it.
                                 Err(NotRestored::DestReadOnly(m)) => {
+                                    dest_read_only.store(true, Ordering::SeqCst);
                                     let mut lost =
                                         dest_lost.lock().unwrap_or_else(|e| e.into_inner());
                                     lost.get_or_insert_with(|| format!(
@@ -1401,7 +1405,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     } else if dest_full.is_some() {
         "stopped: the destination is full"
     } else if dest_lost.is_some() {
-        "stopped: the destination changed"
+        crate::report::dest_lost_how(dest_read_only.load(Ordering::SeqCst))
     } else if stalled.is_some() {
         "stopped: a disk stopped answering"
     } else {
@@ -1435,6 +1439,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     }
     report.interrupted = interrupted;
     report.dest_lost = dest_lost;
+    report.dest_read_only = dest_read_only.load(Ordering::SeqCst);
     report.stalled = stalled;
     report.dest_full = dest_full.map(|m| {
         let fs = rustix::fs::statvfs(&cfg.dest).ok();
