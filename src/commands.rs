@@ -348,6 +348,8 @@ pub fn restore(a: &RestoreArgs) -> anyhow::Result<Exit> {
 }
 
 pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
+    // The database SOURCE names, when given (the checkpoint must be a restore of it).
+    let mut source_db = None;
     let dir = match (&a.state_dir, a.paths.as_slice()) {
         // Both: the checkpoint must be the one for that DEST (a wrong folder's numbers
         // would pass for this restore's).
@@ -367,7 +369,15 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
                         dest.display()
                     )
                 }
-                _ => d.clone(),
+                _ => {
+                    let layout = crate::source::SourceLayout::discover(
+                        &a.paths[0],
+                        a.db.as_deref(),
+                        a.files_dir.as_deref(),
+                    )?;
+                    source_db = Some(layout.db);
+                    d.clone()
+                }
             }
         }
         (Some(d), _) => d.clone(),
@@ -377,11 +387,16 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
                 a.db.as_deref(),
                 a.files_dir.as_deref(),
             )?;
-            crate::state::default_state_dir(&layout.db, dest)
+            let dir = crate::state::default_state_dir(&layout.db, dest);
+            source_db = Some(layout.db);
+            dir
         }
         _ => anyhow::bail!("status needs SOURCE and DEST (as given to restore) or --state-dir DIR"),
     };
-    let st = crate::state::read_status(&dir)?;
+    let mut st = crate::state::read_status(&dir)?;
+    if let (Some(db), [_, dest]) = (&source_db, a.paths.as_slice()) {
+        st.dest_check = check_status_against(&dir, db, dest)?;
+    }
     let mut out = std::io::stdout().lock();
     if a.json {
         serde_json::to_writer_pretty(&mut out, &st)?;
@@ -460,7 +475,82 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
     for (p, e) in &st.failed_examples {
         writeln!(out, "  problem: {p}: {e}")?;
     }
+    if let (Some(found), [src, dest]) = (&st.dest_check, a.paths.as_slice()) {
+        if found.some_gone() {
+            let quote = crate::preflight::model::shell_path;
+            let mut verify = format!("mycloud-recover verify {} {}", quote(src), quote(dest));
+            for (flag, value) in [
+                ("--state-dir", &a.state_dir),
+                ("--db", &a.db),
+                ("--files", &a.files_dir),
+            ] {
+                if let Some(v) = value {
+                    verify.push_str(&format!(" {flag} {}", quote(v)));
+                }
+            }
+            writeln!(
+                out,
+                "WARNING: {} of {} files the checkpoint records as restored are not on {} (for example {}): removed or moved since? `{verify}` lists every file that is not there; the next restore looks for every file the checkpoint records as done and restores those it finds missing",
+                found.gone.len(),
+                found.looked_for,
+                dest.display(),
+                dest.join(&found.gone[0]).display()
+            )?;
+        }
+    }
     Ok(Exit::Ok)
+}
+
+/// Refuses, for `status SOURCE DEST`, what a restore of SOURCE into DEST would refuse: a
+/// checkpoint made from another database (its counts are not this SOURCE's), or a DEST that
+/// holds none of a sample of the files the checkpoint records as restored there (a disk or
+/// share not mounted: the checkpoint's percentage would pass for what DEST holds). Returns
+/// what the look at DEST found, for a warning when some of them are gone. Reads only: the
+/// checkpoint read-only, the first and last MiB of the database, an lstat per sampled file.
+fn check_status_against(
+    dir: &Path,
+    source_db: &Path,
+    dest: &Path,
+) -> anyhow::Result<Option<crate::state::RestoredCheck>> {
+    let Some(earlier) = crate::state::Earlier::open(dir)? else {
+        return Ok(None);
+    };
+    let db = source_db
+        .canonicalize()
+        .unwrap_or_else(|_| source_db.to_path_buf());
+    let dest = crate::fsinfo::resolved_path(dest);
+    match earlier.check_binding(&db, &dest) {
+        Err(crate::state::StateError::Mismatch {
+            key: "source_db",
+            was,
+            ..
+        }) => {
+            anyhow::bail!(
+                "the checkpoint in {} is a restore of another database ({was}) than {} into {}: its counts say nothing about this SOURCE. Give the SOURCE (or --db) that restore was given; a restore of this SOURCE into {} would be refused",
+                dir.display(),
+                db.display(),
+                dest.display(),
+                dest.display()
+            )
+        }
+        r => r?,
+    }
+    let found = crate::state::look_for_restored(
+        earlier.restored_sample(crate::state::RESTORED_SAMPLE, &dest)?,
+        &dest,
+    );
+    if found.none_there() {
+        anyhow::bail!(
+            "the checkpoint in {} records files as restored to {}, but none of the {} looked for is there (for example {}). Is the right disk or share mounted at {}? `status --state-dir {}` alone shows what the checkpoint records",
+            dir.display(),
+            dest.display(),
+            found.looked_for,
+            dest.join(&found.gone[0]).display(),
+            dest.display(),
+            crate::preflight::model::shell_path(dir)
+        );
+    }
+    Ok(Some(found))
 }
 
 /// What `demo` finds in the folder it is asked to use.

@@ -5389,7 +5389,199 @@ fn a_resume_onto_an_empty_or_missing_destination_stops_instead_of_reporting_succ
         msg.contains("no longer on the destination") && msg.contains(&last),
         "{msg}"
     );
-    assert_eq!(after["outcomes"]["already_done"].as_u64().unwrap(), copied);
+    // Restored again (round 15: counted as already done, and left missing).
+    assert_eq!(
+        after["outcomes"]["already_done"].as_u64().unwrap(),
+        copied - 1
+    );
+    assert_eq!(after["outcomes"]["copied"].as_u64().unwrap(), 1);
+    assert!(dest.join(&last).is_file());
+}
+
+/// Paths of the files the checkpoint in `state` records as copied, in the order recorded.
+fn recorded_copies(state: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(state.join("checkpoint.db")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT path FROM log WHERE outcome = 'copied' ORDER BY seq")
+        .unwrap();
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+/// Found reviewing round 14: a resume whose look at 16 recorded files found 3 of them gone
+/// warned ("files recorded as done are not copied again ... or --fresh to restore them"),
+/// then counted every recorded file as already done, the 3 included, and `status` went on
+/// saying they were restored. A resume that finds some of its sample gone now looks for
+/// every file recorded as done (on the workers) and restores those that are gone, each
+/// listed, the counts adding up; a resume after it, with nothing gone, looks at none.
+#[test]
+fn a_resume_restores_recorded_files_it_finds_gone_regression_round_15() {
+    let dump = Dump::new(61, 300, 1);
+    let dest = dump.path("restored");
+    let (out, first) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out)); // the demo's missing objects
+    let copied = first["outcomes"]["copied"].as_u64().unwrap();
+    let recorded = recorded_copies(&dump.path("state"));
+    assert_eq!(recorded.len() as u64, copied);
+    // Three the sample looks for (the first recorded), and five it does not (the middle).
+    let mid = recorded.len() / 2;
+    let gone: Vec<&String> = recorded[..3]
+        .iter()
+        .chain(&recorded[mid..mid + 5])
+        .collect();
+    for p in &gone {
+        std::fs::remove_file(dest.join(p)).unwrap();
+    }
+
+    let (out, again) = restore(&dump, &dest, &[], &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains(
+            "3 of 16 files the checkpoint records as restored are no longer on the destination"
+        ) && msg.contains("restores those it finds missing")
+            && !msg.contains("--fresh"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("recorded as done by earlier runs (each looked for"),
+        "{msg}"
+    );
+    assert_eq!(again["outcomes"]["copied"].as_u64().unwrap(), 8, "{msg}");
+    assert_eq!(
+        again["outcomes"]["already_done"].as_u64().unwrap(),
+        copied - 8
+    );
+    assert_eq!(again["restored_again"], 8);
+    assert_eq!(again["not_processed"], 0);
+    assert_eq!(
+        outcome_sum(&again),
+        again["totals"]["files"].as_u64().unwrap()
+    );
+    for p in &gone {
+        assert!(dest.join(p).is_file(), "{p} restored again");
+        assert!(
+            again["notes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["path"] == p.as_str()
+                    && n["reason"].as_str().unwrap().contains("restored again")),
+            "{p} listed"
+        );
+    }
+
+    // Nothing gone now: no look at every file, and all of them done.
+    let (out, last) = restore(&dump, &dest, &[], &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(!msg.contains("no longer on the destination"), "{msg}");
+    assert!(!msg.contains("looked for"), "{msg}");
+    assert_eq!(last["outcomes"]["already_done"].as_u64().unwrap(), copied);
+    assert_eq!(last["outcomes"]["copied"], 0);
+    assert_eq!(last["looks_for_done"], false);
+}
+
+/// Found reviewing round 14: `status SOURCE DEST` showed the checkpoint found by DEST
+/// whatever SOURCE was (exit 0, "1993 of 1997 selected files (99.8%)" for a dump of 500
+/// files of another database) and whatever DEST held (99.8% of an empty mount point), where
+/// a restore refuses both. It now refuses a checkpoint of another database and a DEST that
+/// holds none of the sampled files (exit 2, with what to do), warns when some are gone,
+/// and writes nothing.
+#[test]
+fn status_checks_source_and_looks_at_dest_regression_round_15() {
+    let dump = Dump::new(62, 200, 1);
+    let other = Dump::new(63, 50, 1);
+    let dest = dump.path("restored");
+    let xdg = dump.path("xdg");
+    let out = bin()
+        .arg("restore")
+        .arg(&dump.root)
+        .arg(&dest)
+        .arg("--quiet")
+        .env("XDG_STATE_HOME", &xdg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let state = std::fs::read_dir(xdg.join("mycloud-recover"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let status = |source: &Path, extra: &[&std::ffi::OsStr]| {
+        bin()
+            .arg("status")
+            .arg(source)
+            .arg(&dest)
+            .args(extra)
+            .env("XDG_STATE_HOME", &xdg)
+            .output()
+            .unwrap()
+    };
+    // Read before the snapshot: a read-write connection may leave side files.
+    let first = recorded_copies(&state);
+    let (state_before, dest_before) = (tree(&state), file_hashes(&dest));
+
+    let out = status(&dump.root, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!text(&out).contains("WARNING"), "{}", text(&out));
+
+    // Another database: refused, with or without --state-dir.
+    for extra in [vec![], vec!["--state-dir".as_ref(), state.as_os_str()]] {
+        let out = status(&other.root, &extra);
+        let msg = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{msg}");
+        assert!(
+            msg.contains("another database") && !msg.contains("99."),
+            "{msg}"
+        );
+    }
+
+    // DEST an empty mount point: refused, and what to do.
+    let moved = dump.path("restored.moved");
+    std::fs::rename(&dest, &moved).unwrap();
+    std::fs::create_dir(&dest).unwrap();
+    let out = status(&dump.root, &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains("none of the 16 looked for is there") && msg.contains("mounted"),
+        "{msg}"
+    );
+    assert!(!msg.contains("99."), "{msg}");
+    // The checkpoint alone still shows what it records.
+    let out = bin()
+        .arg("status")
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    std::fs::remove_dir(&dest).unwrap();
+    std::fs::rename(&moved, &dest).unwrap();
+
+    // Some of them gone: said, with the verify command to find the others.
+    std::fs::remove_file(dest.join(&first[0])).unwrap();
+    let out = status(&dump.root, &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{msg}");
+    assert!(
+        msg.contains("WARNING: 1 of 16 files the checkpoint records as restored are not on")
+            && msg.contains(&first[0])
+            && msg.contains("mycloud-recover verify"),
+        "{msg}"
+    );
+    let out = status(&dump.root, &["--json".as_ref()]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["dest_check"]["looked_for"], 16, "{v}");
+    assert_eq!(v["dest_check"]["gone"][0], first[0].as_str(), "{v}");
+
+    // Nothing written: not in the state folder, not on DEST (but the file removed here).
+    let mut dest_expected = dest_before;
+    dest_expected.remove(&first[0]);
+    assert_eq!(tree(&state), state_before);
+    assert_eq!(file_hashes(&dest), dest_expected);
 }
 
 /// A file in the way of a folder (here: of a whole top folder) fails what belongs there,

@@ -113,6 +113,10 @@ pub struct Snapshot {
     done_bytes: u64,
     pub copied_bytes: u64,
     pub prior_bytes: u64,
+    /// Files counted in `done_before_files` (and their bytes) that this run found gone from
+    /// DEST and settled otherwise (restored again): counted once, not as done before too.
+    was_done_files: u64,
+    was_done_bytes: u64,
     pub elapsed: Duration,
 }
 
@@ -130,6 +134,8 @@ impl Snapshot {
             done_bytes: 0,
             copied_bytes: 0,
             prior_bytes: 0,
+            was_done_files: 0,
+            was_done_bytes: 0,
             elapsed: Duration::ZERO,
         }
     }
@@ -157,6 +163,13 @@ impl Snapshot {
             Outcome::AlreadyDone => self.prior_bytes = self.prior_bytes.saturating_add(size),
             _ => {}
         }
+    }
+
+    /// The file just recorded was one an earlier run finished (counted in the totals as
+    /// done before), found gone from DEST by this run.
+    pub fn record_was_done(&mut self, size: u64) {
+        self.was_done_files += 1;
+        self.was_done_bytes = self.was_done_bytes.saturating_add(size);
     }
 
     pub fn count(&self, o: Outcome) -> u64 {
@@ -197,14 +210,15 @@ impl Snapshot {
     /// from the start (a resume read 9% with 40% done, then jumped to 70% as its stream
     /// passed them).
     pub fn progress_selected(&self) -> u64 {
-        let prior = self.count(Outcome::AlreadyDone);
+        let prior = self.count(Outcome::AlreadyDone) + self.was_done_files;
         (self.settled_selected() - prior + prior.max(self.done_before_files))
             .min(self.selected_files.max(self.settled_selected()))
     }
 
     /// Bytes of selected files settled for the progress (see `progress_selected`).
     pub fn progress_bytes(&self) -> u64 {
-        self.settled_bytes - self.prior_bytes + self.prior_bytes.max(self.done_before_bytes)
+        let prior = self.prior_bytes + self.was_done_bytes;
+        self.settled_bytes - prior + prior.max(self.done_before_bytes)
     }
 
     pub fn percent(&self) -> f64 {
@@ -352,6 +366,12 @@ pub struct Report {
     pub phases: BTreeMap<String, f64>,
     pub filtered_by_reason: BTreeMap<&'static str, u64>,
     pub stale_temps_removed: u64,
+    /// This run looked on DEST for every file the checkpoint records as done before counting
+    /// it done: its look at a sample of them found some gone.
+    pub looks_for_done: bool,
+    /// Files an earlier run restored that this run found gone from DEST and restored again
+    /// (each in `notes`).
+    pub restored_again: u64,
     pub folder_dates_failed: u64,
     /// Folders (empty ones, as files make their own) that could not be created; the next
     /// run tries again.
@@ -428,6 +448,8 @@ impl Report {
             phases: BTreeMap::new(),
             filtered_by_reason: BTreeMap::new(),
             stale_temps_removed: 0,
+            looks_for_done: false,
+            restored_again: 0,
             folder_dates_failed: 0,
             folders_failed: Vec::new(),
             renamed: Vec::new(),
@@ -634,6 +656,13 @@ impl Report {
                 "  {odd_sizes} files have a size in the database that is not a byte count; their objects are restored whole, and each is {listed}\n",
             ));
         }
+        if self.restored_again > 0 {
+            s.push_str(&format!(
+                "  {} files an earlier run restored were not on the destination{so_far}: they {} like files not done (each is listed in the report)\n",
+                self.restored_again,
+                if self.dry_run { "would be restored again" } else { "were restored again" }
+            ));
+        }
         if self.stale_temps_removed > 0 {
             s.push_str(&format!(
                 "  removed {} temporary files left by an interrupted run\n",
@@ -750,10 +779,15 @@ fn started_line(r: &Report, fd_limit: u64) -> String {
         .map(|w| format!("\nWARNING: {w}"))
         .collect();
     // On a resume "restoring 997 files" with all 997 done would promise work there is not.
-    let done_before = match r.totals.done_before_files {
-        0 => String::new(),
-        n => format!(
+    // Some recorded files found gone: the others are looked for before they count.
+    let done_before = match (r.totals.done_before_files, r.looks_for_done) {
+        (0, _) => String::new(),
+        (n, false) => format!(
             ", {n} of them ({}) done by earlier runs",
+            human_bytes(r.totals.done_before_bytes)
+        ),
+        (n, true) => format!(
+            ", {n} of them ({}) recorded as done by earlier runs (each looked for on the destination before it counts as done)",
             human_bytes(r.totals.done_before_bytes)
         ),
     };

@@ -26,7 +26,9 @@ use crate::plan::names::NamePolicy;
 use crate::plan::{Plan, PlanOptions, PlanTotals, PlannedFile, PlannedFolder};
 use crate::report::{Listener, Problem, Report, Snapshot};
 use crate::source::index::Index;
-use crate::state::{done_key, path_key, KeyHashing, KeySet, Outcome, Record, StateLock, NAMES_KEY};
+use crate::state::{
+    done_key, path_key, KeyHashing, KeySet, Outcome, Record, StateLock, NAMES_KEY, RESTORED_SAMPLE,
+};
 use copy::{Copier, CopyContext, DirCache, Faults, NotRestored, Restored};
 
 /// Listens for Ctrl-C, SIGTERM and SIGHUP (see [`crate::signals`]): the first stops new
@@ -86,6 +88,9 @@ const COMMIT_FILES: usize = 65_536;
 const COMMIT_MAX_PENDING: usize = 262_144;
 /// Checkpoint key: "1" while a run's folder dates are not all set (see `restore`).
 const FOLDER_DATES_OWED: &str = "folder_dates_owed";
+/// Checkpoint key: "1" from a run that found files recorded as done gone from DEST until a
+/// run has looked for every such file ([`Job::CheckFirst`]).
+const LOOK_FOR_DONE: &str = "look_for_done";
 /// Files meeting errors that may mean a disk went away (I/O errors, timeouts, "not
 /// connected") since the disks last answered a probe, at which the run probes them. A dead
 /// source disk fails every read, and each file's retries take 5 s: round 11's loop-disk
@@ -294,6 +299,21 @@ struct Done {
     /// is kept in the checkpoint, and later runs report it again.
     lasting_note: bool,
     dest_full: bool,
+    /// Recorded as done by an earlier run, but not on DEST when this run looked
+    /// ([`Job::CheckFirst`]): restored again.
+    was_gone: bool,
+}
+
+/// A file the planner hands to the workers.
+enum Job {
+    /// To restore; `replace` a differing file found at its path (`regen` marked it, or its
+    /// object now has the database's length).
+    Restore { file: PlannedFile, replace: bool },
+    /// Recorded as done, in a run that found some recorded files gone from DEST
+    /// ([`check_restored_are_there`]): the worker looks at its path first (on a NAS a round
+    /// trip per file, so not on the planner's one thread). There, or not to be looked at:
+    /// already done. Absent: restored again, like any file not done.
+    CheckFirst(PlannedFile),
 }
 
 /// How a run ended, for the exit code.
@@ -318,41 +338,36 @@ fn length_note(object_bytes: u64, file: &PlannedFile, how: &str) -> String {
     }
 }
 
-/// How many of the first and of the last files a checkpoint records as restored are looked
-/// for on DEST before a resume.
-const RESTORED_SAMPLE: usize = 8;
-
-/// Before a resume trusts its checkpoint: are the files it records as restored on DEST?
-/// None of them there means the wrong disk, or a NAS share not mounted (its mount point an
-/// empty folder): resuming would report every file restored and copy nothing, so it stops
-/// before anything is written. Some of them gone (removed or moved since) is a warning: files
-/// recorded as done are not copied again.
+/// Before a resume trusts its checkpoint: are the files it records as restored on DEST
+/// ([`crate::state::look_for_restored`])? None of them there means the wrong disk, or a NAS
+/// share not mounted (its mount point an empty folder): resuming would report every file
+/// restored and copy nothing, so it stops before anything is written. Some of them gone
+/// (removed or moved since) means others may be too: this run looks for every file the
+/// checkpoint records as done before counting it done (`Job::CheckFirst`), and restores those
+/// it finds missing; true is returned, with the warning. Without a sampled file gone, files
+/// recorded as done are not looked at (a resume with nothing to do stays fast).
 fn check_restored_are_there(
-    sample: Vec<String>,
+    found: crate::state::RestoredCheck,
     cfg: &RestoreConfig,
 ) -> anyhow::Result<Option<String>> {
-    let gone: Vec<&String> = sample
-        .iter()
-        .filter(|p| cfg.dest.join(p).symlink_metadata().is_err())
-        .collect();
-    if gone.is_empty() {
-        return Ok(None);
-    }
-    if gone.len() == sample.len() {
+    if found.none_there() {
         anyhow::bail!(
             "the checkpoint in {} records files as restored to {}, but none of the {} looked for is there (for example {}). Is the right disk or share mounted at {}? Nothing was changed. If the files were removed or moved on purpose, start over with --fresh (files already identical on the destination are adopted, not copied again)",
             cfg.state_dir.display(),
             cfg.dest.display(),
-            sample.len(),
-            cfg.dest.join(gone[0]).display(),
+            found.looked_for,
+            cfg.dest.join(&found.gone[0]).display(),
             cfg.dest.display()
         );
     }
+    if !found.some_gone() {
+        return Ok(None);
+    }
     Ok(Some(format!(
-        "{} of {} files the checkpoint records as restored are no longer on the destination (for example {}); files recorded as done are not copied again: run `verify` to find any others, or --fresh to restore them",
-        gone.len(),
-        sample.len(),
-        cfg.dest.join(gone[0]).display()
+        "{} of {} files the checkpoint records as restored are no longer on the destination (for example {}): this run looks for every file the checkpoint records as done and restores those it finds missing (listed in the report); run `verify` afterwards to find any that were changed rather than removed",
+        found.gone.len(),
+        found.looked_for,
+        cfg.dest.join(&found.gone[0]).display()
     )))
 }
 
@@ -455,7 +470,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         (None, Some(e)) => e.restored_sample(RESTORED_SAMPLE, &cfg.dest)?,
         (None, None) => Vec::new(),
     };
-    let dest_warning = check_restored_are_there(restored_sample, cfg)?;
+    let mut dest_warning = check_restored_are_there(
+        crate::state::look_for_restored(restored_sample, &cfg.dest),
+        cfg,
+    )?;
     // `--fresh` forgets the checkpoint when it opens it: the destination is checked first, so
     // a run that cannot write there (a read-only or missing disk) keeps the progress it had.
     let early_probe = match &lock {
@@ -491,6 +509,17 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             (None, None) => None,
         })
     };
+    // Some recorded files gone: every file recorded as done is looked for before it counts,
+    // by this run and the next ones until one has looked at all of them (the sample may not
+    // find the others gone once this run restored the sampled ones).
+    let mut check_done = dest_warning.is_some();
+    if !check_done && !cfg.fresh && recorded(LOOK_FOR_DONE)?.as_deref() == Some("1") {
+        check_done = true;
+        dest_warning = Some("an earlier run found files the checkpoint records as restored gone from the destination, and stopped before it had looked for every such file: this run looks for them and restores those it finds missing (listed in the report)".into());
+    }
+    if let (Some(c), true) = (&ckpt, check_done) {
+        c.set_meta(LOOK_FOR_DONE, "1")?;
+    }
     let plan_time = started.elapsed();
     // Counting the files for the percentages is a full pass over the database, as long as
     // the sort that orders the copy, so the two run at the same time (below); until then the
@@ -612,6 +641,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     report.warnings.extend(names_note);
     report.warnings.extend(dates_note);
     report.tuning = tuning;
+    report.looks_for_done = check_done;
     report.phases.insert("plan".into(), plan_time.as_secs_f64());
     // Those of the folders restored only: the others are not on DEST to be renamed or
     // under `_unlinked/` (an `--only` run's summary said 7 were "restored under _unlinked/").
@@ -786,8 +816,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 .map_or(true, |m| m.len() != file.size)
     };
 
-    let chunk_files = (left / (threads as u64 * 8)).clamp(1, CHUNK_FILES) as usize;
-    let (job_tx, job_rx) = bounded::<Vec<(PlannedFile, bool)>>(threads * 2);
+    // Files the workers get: those left, and those to look at first.
+    let to_hand_out = if check_done { files_bound } else { left };
+    let chunk_files = (to_hand_out / (threads as u64 * 8)).clamp(1, CHUNK_FILES) as usize;
+    let (job_tx, job_rx) = bounded::<Vec<Job>>(threads * 2);
     let (res_tx, res_rx) = bounded::<Vec<Done>>(threads * 4);
     let stopping = || interrupted() || stop_local.load(Ordering::SeqCst);
 
@@ -806,7 +838,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             let stopping_ref = &stopping;
             let faults_ref = &faults;
             let producer = spawn_named(s, "mcr-planner", move || -> anyhow::Result<()> {
-                let mut chunk: Vec<(PlannedFile, bool)> = Vec::new();
+                let mut chunk: Vec<Job> = Vec::new();
                 let mut chunk_bytes = 0u64;
                 let mut settled: Vec<Done> = Vec::new();
                 // Folder by folder when there is real copying to do. The sort costs about 3 s at
@@ -817,6 +849,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 plan_ref.for_each_file_by(&index, by_folder, |file| {
                     faults_ref.maybe_panic_in("planner");
                     let mut recopy = false;
+                    let mut look_first = false;
                     let quick = if file.skip.is_some() {
                         Some(Outcome::Filtered)
                     } else if done_ref.contains(&done_key(
@@ -826,11 +859,20 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                         file.mtime_ms,
                     )) {
                         recopy = noted_ref.contains(&file.id) && whole_now_ref(&file);
-                        (!recopy).then_some(Outcome::AlreadyDone)
+                        // Once stopping, not looked at: done as recorded, as without the look.
+                        look_first = !recopy && check_done && !stopping_ref();
+                        (!recopy && !look_first).then_some(Outcome::AlreadyDone)
                     } else {
                         None
                     };
-                    if let Some(outcome) = quick {
+                    if look_first {
+                        // Most of them are there: their sizes would only make chunks small.
+                        chunk.push(Job::CheckFirst(file));
+                        if chunk.len() >= chunk_files {
+                            chunk_bytes = 0;
+                            let _ = job_tx.send(std::mem::take(&mut chunk));
+                        }
+                    } else if let Some(outcome) = quick {
                         settled.push(Done {
                             file,
                             outcome,
@@ -839,6 +881,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                             note: None,
                             lasting_note: false,
                             dest_full: false,
+                            was_gone: false,
                         });
                         if settled.len() >= SETTLED_CHUNK {
                             let _ = producer_tx.send(std::mem::take(&mut settled));
@@ -849,7 +892,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                 && redo_ref
                                     .contains(&crate::state::redo_key(&file.id, &file.rel_path));
                         chunk_bytes = chunk_bytes.saturating_add(file.size);
-                        chunk.push((file, replace));
+                        chunk.push(Job::Restore { file, replace });
                         if chunk.len() >= chunk_files || chunk_bytes >= CHUNK_BYTES {
                             chunk_bytes = 0;
                             let _ = job_tx.send(std::mem::take(&mut chunk));
@@ -880,7 +923,33 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                     for chunk in rx {
                         faults_ref.maybe_panic_in("worker");
                         let mut results = Vec::with_capacity(chunk.len());
-                        for (file, replace) in chunk {
+                        for job in chunk {
+                            let (file, replace, was_gone) = match job {
+                                Job::Restore { file, replace } => (file, replace, false),
+                                Job::CheckFirst(file) => {
+                                    // Any answer but "not there" (a permission, an I/O
+                                    // error) leaves it done: a copy would only fail it.
+                                    let gone = !stopping_ref()
+                                        && std::fs::symlink_metadata(ctx.dest.join(&file.rel_path))
+                                            .is_err_and(|e| {
+                                                e.kind() == std::io::ErrorKind::NotFound
+                                            });
+                                    if !gone {
+                                        results.push(Done {
+                                            file,
+                                            outcome: Outcome::AlreadyDone,
+                                            bytes: 0,
+                                            error: None,
+                                            note: None,
+                                            lasting_note: false,
+                                            dest_full: false,
+                                            was_gone: false,
+                                        });
+                                        continue;
+                                    }
+                                    (file, false, true)
+                                }
+                            };
                             if stopping_ref() {
                                 continue; // drain: not attempted, counted as not processed
                             }
@@ -893,6 +962,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                 note: None,
                                 lasting_note: false,
                                 dest_full: false,
+                                was_gone,
                             };
                             match r {
                                 Ok(Restored::Copied {
@@ -1147,6 +1217,24 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                     "copied again: its object now has the {} bytes the database says (an earlier run had restored it from an object of another length)",
                                     d.file.size
                                 ));
+                                }
+                                if d.was_gone {
+                                    report.restored_again += 1;
+                                    snap.record_was_done(d.file.size);
+                                    if d.note.is_none() {
+                                        let again = match d.outcome {
+                                            Outcome::Copied | Outcome::Adopted if cfg.dry_run => {
+                                                ": would be restored again (dry run)"
+                                            }
+                                            Outcome::Copied | Outcome::Adopted => {
+                                                ": restored again"
+                                            }
+                                            _ => "",
+                                        };
+                                        d.note = Some(format!(
+                                            "recorded as restored by an earlier run, but not on the destination{again}"
+                                        ));
+                                    }
                                 }
                                 if d.outcome.is_logged() {
                                     if let Some((dir, _)) = d.file.rel_path.rsplit_once('/') {
@@ -1432,6 +1520,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         // as it was): nothing a crash left is unsure any more.
         if how == "finished" && !plan.options().narrowed() && snap.count(Outcome::Failed) == 0 {
             c.settle_unsure(plan.options().include_trash)?;
+        }
+        // Every file recorded as done was looked for: none is gone unnoticed any more.
+        if how == "finished" && !plan.options().narrowed() {
+            c.set_meta(LOOK_FOR_DONE, "0")?;
         }
         // After a lost destination the files placed since the last commit were neither
         // flushed nor recorded: the next run looks at them as after a crash.

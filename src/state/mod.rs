@@ -413,6 +413,44 @@ fn restored_sample(conn: &Connection, n: usize, dest: &Path) -> rusqlite::Result
     rows.collect()
 }
 
+/// How many of the first and of the last files a checkpoint records as restored are looked
+/// for on DEST ([`look_for_restored`]) before a resume, and by `status`.
+pub const RESTORED_SAMPLE: usize = 8;
+
+/// What a look on DEST for a checkpoint's sample of restored files found.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RestoredCheck {
+    pub looked_for: usize,
+    /// The sampled paths (relative to DEST) not there.
+    pub gone: Vec<String>,
+}
+
+impl RestoredCheck {
+    /// None of the files looked for is there: the wrong disk, or a NAS share not mounted
+    /// (its mount point an empty folder).
+    pub fn none_there(&self) -> bool {
+        !self.gone.is_empty() && self.gone.len() == self.looked_for
+    }
+
+    /// Some of them, not all, are gone: removed or moved since they were recorded.
+    pub fn some_gone(&self) -> bool {
+        !self.gone.is_empty() && self.gone.len() < self.looked_for
+    }
+}
+
+/// Looks on `dest` for a sample of files a checkpoint records as restored there
+/// ([`Earlier::restored_sample`]): the one check a resume and `status` make before trusting
+/// the checkpoint's counts. Only an lstat each: nothing is read or written.
+pub fn look_for_restored(sample: Vec<String>, dest: &Path) -> RestoredCheck {
+    RestoredCheck {
+        looked_for: sample.len(),
+        gone: sample
+            .into_iter()
+            .filter(|p| dest.join(p).symlink_metadata().is_err())
+            .collect(),
+    }
+}
+
 /// The notes runs before `run` kept for files they finished (see
 /// [`Checkpoint::earlier_notes`]), oldest first.
 fn notes_before(conn: &Connection, run: i64) -> rusqlite::Result<Vec<(String, String)>> {
@@ -1034,6 +1072,9 @@ pub struct Status {
     pub running: bool,
     pub last_run_clean: Option<bool>,
     pub failed_examples: Vec<(String, String)>,
+    /// Given SOURCE and DEST: what a look on DEST for a sample of the files the checkpoint
+    /// records as restored there found ([`look_for_restored`]).
+    pub dest_check: Option<RestoredCheck>,
 }
 
 /// Checkpoint key: the name rules of the runs so far (`posix` or `windows`).
