@@ -764,6 +764,13 @@ pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
             rep.in_the_way.len()
         )?;
     }
+    if !rep.not_looked_at.is_empty() {
+        writeln!(
+            out,
+            "  could not be looked at        {:>9}",
+            rep.not_looked_at.len()
+        )?;
+    }
     writeln!(
         out,
         "  not in the plan (left alone)  {:>9}",
@@ -780,6 +787,11 @@ pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
         &rep.absent_no_object,
     )?;
     list_some(&mut out, "In the way", &with_why(&rep.in_the_way))?;
+    list_some(
+        &mut out,
+        "Could not be looked at (neither adopted nor copied)",
+        &with_why(&rep.not_looked_at),
+    )?;
     list_some(&mut out, "Not in the plan", &rep.unknown)?;
     let moved: Vec<String> = rep
         .likely_moved

@@ -6916,3 +6916,241 @@ fn a_folder_chain_deeper_than_a_linux_path_is_restored_under_unlinked_regression
     );
     assert!(dest.join(&path).is_file(), "{path}");
 }
+
+/// `status --json` of the state folder `state`.
+fn status_json(state: &Path) -> serde_json::Value {
+    let out = bin()
+        .arg("status")
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `regen` given another device's dump (or the wrong DEST) finds more files at planned paths
+/// that differ from the plan than match it: it refuses, changing nothing, instead of marking
+/// the user's files to be replaced by the next restore (which replaces marked files even
+/// without --overwrite). The restore that follows keeps them, as it keeps any file it did not
+/// write, and does not take the refused regen for a crash.
+#[test]
+fn regen_of_another_source_is_refused_rather_than_marking_files_to_replace_regression_round_15() {
+    let dump = Dump::new(1, 2000, 1);
+    let other = Dump::new(3, 2000, 1);
+    let dest = dump.path("restored");
+    let (out, _) = restore(&dump, &dest, &["--quiet"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let before = file_hashes(&dest);
+    let state = dump.path("state-other");
+    let out = bin()
+        .arg("regen")
+        .arg(&other.root)
+        .arg(&dest)
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("does not look like a restore of")
+            && said.contains("Nothing was changed")
+            && said.contains("--overwrite"),
+        "{said}"
+    );
+    let st = status_json(&state);
+    assert_eq!(st["files_done"], 0, "{st}");
+    assert!(st["counts"].as_object().unwrap().is_empty(), "{st}");
+    let (out, rep) = restore(
+        &other,
+        &dest,
+        &["--quiet", "--state-dir", state.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(rep["phases"]["temp_cleanup"].is_null(), "no crash: {rep}");
+    let after = file_hashes(&dest);
+    for (path, hash) in &before {
+        assert_eq!(after.get(path), Some(hash), "{path} was kept");
+    }
+}
+
+/// regen rebuilds the checkpoint in one transaction: while it runs, `status` reads the
+/// records as they were (it read 0% and "a restore is running"), and a regen killed on the
+/// way leaves them all (it left the checkpoint emptied, and the next restore copied
+/// everything again).
+#[test]
+fn a_killed_regen_leaves_the_checkpoint_as_it_was_regression_round_15() {
+    let dump = Dump::new(58, 200, 1);
+    let dest = dump.path("restored");
+    let (out, first) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let state = dump.path("state");
+    let done = status_json(&state)["files_done"].clone();
+    assert_eq!(done, first["outcomes"]["copied"]);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+        .arg("regen")
+        .arg(&dump.root)
+        .arg(&dest)
+        .arg("--state-dir")
+        .arg(&state)
+        .env("MYCLOUD_RECOVER_FAULTS", "regen_delay_ms=40")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let during = status_json(&state);
+    assert!(child.try_wait().unwrap().is_none(), "regen still runs");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(during["files_done"], done, "while regen runs: {during}");
+    let after = status_json(&state);
+    assert_eq!(after["files_done"], done, "after regen was killed: {after}");
+    let (out, rep) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(rep["outcomes"]["copied"], 0, "{rep}");
+    assert_eq!(rep["outcomes"]["already_done"], done, "{rep}");
+}
+
+/// A regen over part of the selection (`--only`, or without the `--include-trash` the
+/// restore had) replaces only the records of the files it looks at: the others' stay (it
+/// erased them, and `status` fell from 99.8% to 6.8%).
+#[test]
+fn a_narrowed_regen_keeps_the_records_of_the_files_it_leaves_out_regression_round_15() {
+    let dump = Dump::new(1, 2000, 1);
+    let dest = dump.path("restored");
+    let (out, first) = restore(&dump, &dest, &["--include-trash", "--quiet"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let state = dump.path("state");
+    let done = |st: &serde_json::Value| {
+        st["files_done"].as_u64().unwrap() + st["files_done_left_out"].as_u64().unwrap()
+    };
+    let all = done(&status_json(&state));
+    assert_eq!(all, first["outcomes"]["copied"].as_u64().unwrap());
+    let out = regen(&dump, &dest, &["--only", "Documents", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["adopted"].as_u64().unwrap() > 0, "{r}");
+    assert!(
+        r["unknown"].as_array().unwrap().is_empty(),
+        "files outside the selection are not 'not in the plan': {r}"
+    );
+    assert_eq!(done(&status_json(&state)), all, "after regen --only");
+    let out = regen(&dump, &dest, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let st = status_json(&state);
+    assert_eq!(done(&st), all, "after regen without --include-trash: {st}");
+    assert!(st["files_done_left_out"].as_u64().unwrap() > 0, "{st}");
+    let (out, rep) = restore(&dump, &dest, &["--include-trash", "--quiet"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(rep["outcomes"]["copied"], 0, "{rep}");
+}
+
+/// A file `regen --content` found with other bytes stays marked through a plain regen,
+/// which compares it with its object (it adopted it again by size and date).
+#[test]
+fn a_plain_regen_keeps_a_file_regen_content_found_with_other_bytes_regression_round_15() {
+    let dump = Dump::new(59, 150, 1);
+    let dest = dump.path("restored");
+    let (out, _) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let (bad, _) = planned_files(&plan_json(&dump.root, &dest, &[]))
+        .into_iter()
+        .find(|(p, (_, size, ms))| *size > 200 && ms.is_some() && dest.join(p).is_file())
+        .unwrap();
+    let p = dest.join(&bad);
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[100] ^= 0xff;
+    let ms = mtime_ms(&p);
+    std::fs::write(&p, &bytes).unwrap();
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
+    std::fs::File::options()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(t))
+        .unwrap();
+    for extra in [&["--content", "--json"][..], &["--json"][..]] {
+        let out = regen(&dump, &dest, extra);
+        assert!(out.status.success(), "{}", text(&out));
+        let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            said["differs"][0][0],
+            bad.as_str(),
+            "regen {extra:?}: {said}"
+        );
+    }
+    let (out, rep) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(rep["outcomes"]["copied"], 1, "{rep}");
+    assert_restored_exactly(&dump, &dest);
+}
+
+/// A file where a folder of planned files goes makes regen list those files as in the way,
+/// naming the file, not as absent "will be copied" (the restore fails them).
+#[test]
+fn regen_names_a_file_in_the_way_of_a_folder_regression_round_15() {
+    let dump = Dump::new(1, 2000, 1);
+    let dest = dump.path("restored");
+    let (out, _) = restore(&dump, &dest, &["--quiet"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let below: Vec<String> = planned_files(&plan_json(&dump.root, &dest, &[]))
+        .into_keys()
+        .filter(|p| p.starts_with("Documents/Recipes/"))
+        .collect();
+    assert!(!below.is_empty());
+    std::fs::remove_dir_all(dest.join("Documents/Recipes")).unwrap();
+    std::fs::write(dest.join("Documents/Recipes"), b"hi\n").unwrap();
+    let out = regen(&dump, &dest, &["--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let in_the_way: BTreeMap<&str, &str> = r["in_the_way"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_str().unwrap(), p[1].as_str().unwrap()))
+        .collect();
+    for p in &below {
+        let why = in_the_way
+            .get(p.as_str())
+            .unwrap_or_else(|| panic!("{p}: {r}"));
+        assert!(why.contains("a file stands at Documents/Recipes"), "{why}");
+    }
+    assert!(
+        !r["absent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str().unwrap().starts_with("Documents/Recipes/")),
+        "{r}"
+    );
+}
+
+/// After a regen that built a checkpoint from scratch, `status` says how many of the
+/// selected files are done ("N of M"), as after a restore (it printed no total).
+#[test]
+fn status_after_a_regen_from_scratch_counts_the_selected_files_regression_round_15() {
+    let dump = Dump::new(60, 120, 1);
+    let dest = dump.path("restored");
+    let (out, first) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let state = dump.path("state-new");
+    let out = bin()
+        .arg("regen")
+        .arg(&dump.root)
+        .arg(&dest)
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let st = status_json(&state);
+    assert_eq!(
+        st["selected_files"], first["totals"]["selected_files"],
+        "{st}"
+    );
+    assert_eq!(st["files_done"], first["outcomes"]["copied"], "{st}");
+}

@@ -75,6 +75,9 @@ pub struct Faults {
     /// Sleep this long before setting each folder's date (a slow network destination), so
     /// tests can interrupt the folder phase.
     pub folder_delay_ms: u64,
+    /// Sleep this long after each file `regen` looks at (a large destination), so tests can
+    /// read the checkpoint and kill regen while it rebuilds.
+    pub regen_delay_ms: u64,
     flaky_hit: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
@@ -101,6 +104,7 @@ impl Faults {
                     Some(("panic", v)) => f.panic.push(v.to_string()),
                     Some(("panic_in", v)) => f.panic_in = Some(v.to_string()),
                     Some(("folder_delay_ms", v)) => f.folder_delay_ms = v.parse().unwrap_or(0),
+                    Some(("regen_delay_ms", v)) => f.regen_delay_ms = v.parse().unwrap_or(0),
                     _ => {}
                 }
             }

@@ -879,7 +879,8 @@ impl Checkpoint {
     pub fn record(&mut self, batch: &[Record]) -> Result<(), StateError> {
         let run = self.run;
         let now = now_ms();
-        let tx = self.conn.transaction().map_err(|e| StateError::Sqlite {
+        // A savepoint, so that a batch nests in `regen`'s one transaction.
+        let tx = self.conn.savepoint().map_err(|e| StateError::Sqlite {
             path: self.dir.join("checkpoint.db"),
             source: e,
         })?;
@@ -922,11 +923,54 @@ impl Checkpoint {
         Ok(())
     }
 
-    /// Forgets every file record (regen rebuilds them from the destination).
-    pub fn clear_files(&self) -> Result<(), StateError> {
+    /// Begins `regen`'s rebuild of the file records: one transaction from here to
+    /// [`Checkpoint::finish_rebuild`], so that readers (`status`) see the old records until
+    /// the new ones are all written, and a regen killed or refused on the way changes no
+    /// record (nor this run's row: it stays a run that ended having done nothing). Returns
+    /// the last record's number before the rebuild.
+    pub fn begin_rebuild(&self) -> Result<i64, StateError> {
         self.conn
-            .execute_batch("DELETE FROM log; DELETE FROM meta WHERE key='folders_created';")
+            .execute_batch(
+                "BEGIN IMMEDIATE;
+                 CREATE TEMP TABLE IF NOT EXISTS keep(id TEXT PRIMARY KEY) WITHOUT ROWID;
+                 DELETE FROM temp.keep;",
+            )
+            .map_err(|e| self.sq(e))?;
+        self.conn
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM log", [], |r| r.get(0))
             .map_err(|e| self.sq(e))
+    }
+
+    /// Keeps the records of file `id` through the rebuild: a file outside the selection
+    /// regen looked at (another `--only`, the Trash), whose state regen did not learn.
+    pub fn keep_records_of(&self, id: &str) -> Result<(), StateError> {
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO temp.keep(id) VALUES (?1)")
+            .and_then(|mut s| s.execute([id]))
+            .map_err(|e| self.sq(e))?;
+        Ok(())
+    }
+
+    /// Ends the rebuild begun at `before` ([`Checkpoint::begin_rebuild`]): forgets the records
+    /// made before it, but those of the files kept ([`Checkpoint::keep_records_of`]), and
+    /// commits. A file no longer in the plan loses its records too.
+    pub fn finish_rebuild(&self, before: i64) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "DELETE FROM log WHERE seq <= ?1 AND id NOT IN (SELECT id FROM temp.keep)",
+                [before],
+            )
+            .map_err(|e| self.sq(e))?;
+        self.conn
+            .execute_batch(
+                "DELETE FROM meta WHERE key='folders_created'; DELETE FROM temp.keep; COMMIT;",
+            )
+            .map_err(|e| self.sq(e))
+    }
+
+    /// Gives up the rebuild: the checkpoint is as it was before it began.
+    pub fn abandon_rebuild(&self) -> Result<(), StateError> {
+        self.conn.execute_batch("ROLLBACK").map_err(|e| self.sq(e))
     }
 
     /// Records files found on the destination that differ from the plan: the next restore
@@ -939,7 +983,7 @@ impl Checkpoint {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(sq)?;
+        let tx = self.conn.savepoint().map_err(sq)?;
         {
             let mut stmt = tx
                 .prepare_cached(

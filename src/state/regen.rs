@@ -8,6 +8,13 @@
 //! is reported: planned files that are absent, files the plan does not know, and likely
 //! moves (an absent file whose name and size appear elsewhere). Nothing is deleted or moved.
 //!
+//! The rebuild is one transaction: `status` reads the old records until it commits, and a
+//! regen killed on the way leaves them as they were. Only the records of the files its
+//! selection looks at are replaced (a regen with `--only`, or without `--include-trash`,
+//! keeps the others'). A DEST where more files at planned paths differ from the plan than
+//! match it is refused, not marked: marked "redo", the next restore would replace them all,
+//! and they are far more likely another device's or another naming's files than damage.
+//!
 //! Memory: what the walk finds is held as 48 bytes per file (`OnDest`); the paths go to a
 //! scratch file in the state folder and are read back only for the files the plan does not
 //! know. Held as strings, the paths of 1.35M files were most of regen's 515 MB peak.
@@ -23,7 +30,9 @@ use crate::config::RestoreConfig;
 use crate::plan::Plan;
 use crate::restore::copy::{changed_since, is_temp_name, mtime_matches_ms};
 use crate::source::index::Index;
-use crate::state::{done_key, path_key, KeyHashing, Outcome, Record, StateError, StateLock};
+use crate::state::{
+    done_key, path_key, redo_key, Checkpoint, KeyHashing, Outcome, Record, StateError, StateLock,
+};
 use crate::walk::Found;
 
 /// Whether the file at `rel` in DEST holds the object's bytes; `true` when the object
@@ -62,6 +71,9 @@ pub struct RegenReport {
     /// (planned path, path where a file with the same name and size was found).
     pub likely_moved: Vec<(String, String)>,
     pub temp_leftovers: Vec<String>,
+    /// Planned files regen could not look at (below a folder it could not read, or `lstat`
+    /// failed): neither adopted nor promised to be copied: (path, why).
+    pub not_looked_at: Vec<(String, String)>,
     pub unreadable_folders: Vec<String>,
     pub walk_seconds: f64,
     pub total_seconds: f64,
@@ -159,14 +171,18 @@ fn open_scratch(state_dir: &Path) -> anyhow::Result<(Scratch, File)> {
 
 /// Walks the destination, rebuilds the checkpoint, and reports. With `content`, every file
 /// found with the planned size and date is compared with its object, recorded or not.
+///
+/// The rebuild is one transaction of the checkpoint ([`Checkpoint::begin_rebuild`]): until it
+/// commits, `status` and a killed regen see the records as they were, and a refused regen
+/// leaves them so.
 pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Result<RegenReport> {
     let start = std::time::Instant::now();
     let index = Index::open(&cfg.source.db, cfg.source.backup_db.as_deref())?;
     let plan = Plan::build(&index, cfg.plan.clone())?;
-    // A DEST without any of the files the checkpoint records (16 looked for) is far more
-    // often a disk not mounted, or the wrong folder, than a destination really emptied:
-    // rebuilding would forget every record, and the next restore would copy everything
-    // again, into the empty folder.
+    // A DEST without any of the files the checkpoint records (up to 32 looked for: the 16
+    // first recorded and the 16 last) is far more often a disk not mounted, or the wrong
+    // folder, than a destination really emptied: rebuilding would forget every record, and
+    // the next restore would copy everything again, into the empty folder.
     let lock = StateLock::take(&cfg.state_dir)?;
     // A checkpoint too damaged to read is what regen is for: rebuilt from DEST, as after a
     // crash (a damaged checkpoint may be a power cut's), every file compared with its object.
@@ -196,6 +212,33 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
         ),
         Err(e) => return Err(e.into()),
     };
+    let before = ckpt.begin_rebuild()?;
+    match rebuild(cfg, &index, &plan, &mut ckpt, threads, content, damaged) {
+        Ok(mut rep) => {
+            ckpt.finish_rebuild(before)?;
+            rep.total_seconds = start.elapsed().as_secs_f64();
+            Ok(rep)
+        }
+        Err(e) => {
+            // What says why matters more than a failed rollback (which SQLite does anyway
+            // when the connection closes).
+            let _ = ckpt.abandon_rebuild();
+            Err(e)
+        }
+    }
+}
+
+/// The part of [`regen`] inside its transaction: walks DEST, writes the new records, and
+/// reports; an error leaves the transaction to be rolled back.
+fn rebuild(
+    cfg: &RestoreConfig,
+    index: &Index,
+    plan: &Plan,
+    ckpt: &mut Checkpoint,
+    threads: usize,
+    content: bool,
+    damaged: bool,
+) -> anyhow::Result<RegenReport> {
     match ckpt.bind(
         &cfg.source
             .db
@@ -214,7 +257,7 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
     let unsure_since = crate::restore::unsure_since(ckpt.unsure_since()?, cfg);
     let mut rep = RegenReport {
         state_dir: cfg.state_dir.clone(),
-        notes: plan.index_notes(&index),
+        notes: plan.index_notes(index),
         ..Default::default()
     };
     if damaged {
@@ -247,6 +290,18 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
         return Err(scratch_error(&scratch.0, e));
     }
     rep.walk_seconds = walk_start.elapsed().as_secs_f64();
+    // Relative to DEST, with their `/`: files below them were not seen by the walk.
+    let unread: Vec<String> = errors
+        .iter()
+        .filter_map(|(p, _)| {
+            let rel = p.strip_prefix(&cfg.dest).ok()?.to_string_lossy();
+            Some(if rel.is_empty() {
+                String::new()
+            } else {
+                format!("{rel}/")
+            })
+        })
+        .collect();
     rep.unreadable_folders = errors
         .into_iter()
         .map(|(p, e)| format!("{}: {e}", p.display()))
@@ -259,10 +314,11 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
     // that did not end cleanly (killed, a power cut), other files found with the planned size
     // and date that changed since it began are compared with their objects: ext4 keeps the
     // name, size and date of a file whose data a power cut lost (zeros), which matching by
-    // size and date would adopt.
-    let recorded = ckpt.done_keys()?;
+    // size and date would adopt. A file an earlier regen (or `regen --content`) marked to be
+    // copied again is compared too: its size and date may well be right, its bytes were not.
+    let (recorded, marked) = ckpt.keys()?;
     ckpt.begin_copy()?;
-    ckpt.clear_files()?;
+    let delay = crate::restore::copy::Faults::from_env().regen_delay_ms;
     let mut adopted: Vec<Record> = Vec::new();
     let mut redo: Vec<(Record, String)> = Vec::new();
     // (path, size, whether the source has its object).
@@ -271,9 +327,21 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
     // Files found at their planned path though the walk listed them under another spelling
     // (device, inode): not "unknown" below.
     let mut spelled_otherwise: std::collections::HashSet<(u64, u64)> = Default::default();
-    plan.for_each_file_any_order(&index, |f| {
-        if f.skip.is_some() || failure.is_some() {
+    plan.for_each_file_any_order(index, |f| {
+        if failure.is_some() {
             return;
+        }
+        // Outside the selection: regen learns nothing about it, so its records stay (and
+        // it is no file "the plan does not know").
+        if f.skip.is_some() {
+            on_dest.remove(&path_key(f.rel_path.as_bytes()));
+            if let Err(e) = ckpt.keep_records_of(&f.id) {
+                failure = Some(e.into());
+            }
+            return;
+        }
+        if delay > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(delay));
         }
         rep.planned_files += 1;
         let rec = Record {
@@ -303,7 +371,9 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
             Some((size, mtime, unsure))
                 if size == rec.size && mtime_matches_ms(mtime, rec.mtime_ms) =>
             {
-                let unsure = content
+                let other_bytes_seen =
+                    content || marked.contains(&redo_key(&rec.id, &rec.rel_path));
+                let unsure = other_bytes_seen
                     || unsure
                         && !recorded.contains(&done_key(
                             &rec.id,
@@ -313,7 +383,7 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
                         ));
                 match f.content_id.as_deref() {
                     Some(cid) if unsure && !holds_object(cfg, cid, &rec.rel_path, size) => {
-                        let why = if content {
+                        let why = if other_bytes_seen {
                             "on the destination with the planned size and date but other bytes than its object"
                         } else {
                             "on the destination with the planned size and date but not the object's bytes (its data lost in a crash or power cut?)"
@@ -322,7 +392,10 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
                         rep.differs.push((rec.rel_path.clone(), why.clone()));
                         redo.push((rec, why));
                     }
-                    _ => adopted.push(rec),
+                    _ => {
+                        rep.adopted += 1;
+                        adopted.push(rec)
+                    }
                 }
             }
             Some((size, mtime, _)) => {
@@ -363,11 +436,24 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
     if let Some(e) = failure {
         return Err(e);
     }
+    // More files at their planned paths that differ from the plan than match it: another
+    // device's files, or a restore named or dated otherwise. Marked "redo", the restore
+    // would replace every one of them (a user's own files among them).
+    if redo.len() as u64 > rep.adopted {
+        anyhow::bail!(
+            "{} does not look like a restore of the database {}: of the files found at their planned paths, {} differ from the plan and only {} match it. The wrong SOURCE or DEST, or other --names or --mtime-from than the restore used? Nothing was changed. regen marks the files that differ to be replaced by the next restore, while `restore` itself never replaces a file it did not write unless given --overwrite: check the paths and options, and run regen with those the restore used",
+            cfg.dest.display(),
+            cfg.source.db.display(),
+            redo.len(),
+            rep.adopted
+        );
+    }
     // What is left is what the plan does not know, usually nothing: give the room back.
     on_dest.shrink_to_fit();
     ckpt.record(&adopted)?;
     ckpt.record_redo(&redo)?;
-    rep.adopted = ckpt.done_keys()?.len() as u64;
+    drop(adopted);
+    drop(redo);
 
     // The files the plan does not know, by path (read back from the scratch file).
     let mut unknown: Vec<(String, u64)> = Vec::with_capacity(on_dest.len());
@@ -408,22 +494,36 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
             }
         }
     }
-    // Absent as files; something else may stand there (one `lstat` per absent file).
+    // Absent as files; something else may stand there, or above (one `lstat` per absent
+    // file): the restore can copy only what is truly absent.
     for (path, _, has_object) in absent {
+        let below_unread = unread.iter().find(|u| path.starts_with(u.as_str()));
         match std::fs::symlink_metadata(cfg.dest.join(&path)) {
-            Ok(m) => {
-                let what = if m.is_dir() {
-                    "a folder"
-                } else if m.is_symlink() {
-                    "a symbolic link"
-                } else {
-                    "something that is not a regular file"
+            Ok(m) => rep.in_the_way.push((
+                path,
+                format!("{} stands where this file goes: the restore leaves it alone and fails the file; move it away first", not_a_file(&m)),
+            )),
+            // A folder of the path is not a folder: the file cannot be created below it.
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+                let why = match blocking_ancestor(&cfg.dest, &path) {
+                    Some((at, what)) => format!(
+                        "{what} stands at {at}, where a folder of this file's path goes: the restore leaves it alone and fails the file; move it away first"
+                    ),
+                    None => "something that is not a folder stands where a folder of this file's path goes: the restore fails the file; move it away first".to_string(),
                 };
-                rep.in_the_way.push((
-                    path,
-                    format!("{what} stands where this file goes: the restore leaves it alone and fails the file; move it away first"),
-                ));
+                rep.in_the_way.push((path, why));
             }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => rep.not_looked_at.push((
+                path,
+                format!("cannot be looked at on the destination ({e}): neither adopted nor copied until it can be (check the permissions of its folder)"),
+            )),
+            Err(_) if below_unread.is_some() => rep.not_looked_at.push((
+                path.clone(),
+                format!(
+                    "below the folder {} that could not be read: it may be there; neither adopted nor copied until that folder can be read",
+                    below_unread.map(|u| u.trim_end_matches('/')).unwrap_or_default()
+                ),
+            )),
             Err(_) if has_object => rep.absent.push(path),
             Err(_) => rep.absent_no_object.push(path),
         }
@@ -434,12 +534,60 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
     rep.unknown = unknown;
     rep.absent.sort();
     rep.absent_no_object.sort();
+    rep.in_the_way.sort();
+    rep.not_looked_at.sort();
     rep.likely_moved.sort();
-    // Every file of the selection looked at, the unsure ones compared.
-    if !plan.options().narrowed() && rep.unreadable_folders.is_empty() {
-        ckpt.settle_unsure(plan.options().include_trash)?;
+    if !plan.options().narrowed() {
+        // For `status`, as a restore over everything sets them: how many files there are to
+        // restore, and the part of DEST this selection leaves out (the Trash an earlier run
+        // restored with --include-trash, whose records stay).
+        ckpt.set_meta(crate::state::SELECTED_KEY, &rep.planned_files.to_string())?;
+        let left_out = match plan.trash_path() {
+            Some(t) if !plan.options().include_trash => format!("{t}/"),
+            _ => String::new(),
+        };
+        ckpt.set_meta(crate::state::LEFT_OUT_KEY, &left_out)?;
+        // Every file of the selection looked at, the unsure ones compared.
+        if rep.unreadable_folders.is_empty() {
+            ckpt.settle_unsure(plan.options().include_trash)?;
+        }
     }
     ckpt.end_run(true)?;
-    rep.total_seconds = start.elapsed().as_secs_f64();
     Ok(rep)
+}
+
+/// What a non-file found where a file goes is, in words.
+fn not_a_file(m: &std::fs::Metadata) -> &'static str {
+    if m.is_dir() {
+        "a folder"
+    } else if m.is_symlink() {
+        "a symbolic link"
+    } else {
+        "something that is not a regular file"
+    }
+}
+
+/// The first folder of `rel`'s path (relative to `dest`) that is something else on DEST, and
+/// what it is: what makes `lstat` of `rel` fail with "Not a directory".
+fn blocking_ancestor(dest: &Path, rel: &str) -> Option<(String, &'static str)> {
+    let mut at = String::new();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        if !at.is_empty() {
+            at.push('/');
+        }
+        at.push_str(part);
+        let m = std::fs::symlink_metadata(dest.join(&at)).ok()?;
+        if !m.is_dir() {
+            let what = if m.is_file() {
+                "a file"
+            } else if m.is_symlink() {
+                "a symbolic link"
+            } else {
+                "something that is not a folder"
+            };
+            return Some((at, what));
+        }
+    }
+    None
 }
