@@ -7154,3 +7154,70 @@ fn status_after_a_regen_from_scratch_counts_the_selected_files_regression_round_
     );
     assert_eq!(st["files_done"], first["outcomes"]["copied"], "{st}");
 }
+
+/// A planned file below a folder regen cannot read (not listed, or not even searchable) is
+/// not promised as "will be copied": regen could not see whether it is there, and the
+/// restore would meet the same folder. Run as an unprivileged user (root reads anything).
+#[test]
+fn regen_does_not_promise_files_below_a_folder_it_cannot_read_regression_round_15() {
+    use std::os::unix::fs::PermissionsExt;
+    let dump = Dump::new(1, 2000, 1);
+    let dest = dump.path("restored");
+    let (out, _) = restore(&dump, &dest, &["--quiet"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let planned = planned_files(&plan_json(&dump.root, &dest, &[]));
+    let below = |folder: &str| -> Vec<String> {
+        planned
+            .keys()
+            .filter(|p| p.starts_with(&format!("{folder}/")) && dest.join(p).is_file())
+            .cloned()
+            .collect()
+    };
+    // Listed but not searchable; searchable but not listed, one of its files deleted.
+    let (closed, unlisted) = ("Documents/Recipes", "Documents/House");
+    let closed_files = below(closed);
+    let deleted = below(unlisted).pop().expect("a file to delete");
+    assert!(!closed_files.is_empty());
+    std::fs::remove_file(dest.join(&deleted)).unwrap();
+    let Some(run) = unprivileged(&dump) else {
+        return;
+    };
+    let chmod = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    chmod(&dest.join(closed), 0o700);
+    chmod(&dest.join(unlisted), 0o711);
+    let state = dump.path("state-unprivileged");
+    std::fs::create_dir(&state).unwrap();
+    chmod(&state, 0o777);
+    let out = run()
+        .arg("regen")
+        .arg(&dump.root)
+        .arg(&dest)
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--json")
+        .output()
+        .unwrap();
+    chmod(&dest.join(closed), 0o755);
+    chmod(&dest.join(unlisted), 0o755);
+    assert!(out.status.success(), "{}", text(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let not_looked_at: BTreeSet<&str> = r["not_looked_at"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{r}"))
+        .iter()
+        .map(|p| p[0].as_str().unwrap())
+        .collect();
+    for p in closed_files.iter().chain([&deleted]) {
+        assert!(not_looked_at.contains(p.as_str()), "{p}: {r}");
+    }
+    assert!(
+        !r["absent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str().unwrap().starts_with("Documents/")),
+        "{r}"
+    );
+}
