@@ -88,7 +88,12 @@ fn date_problem(have_ms: i64, planned_ms: Option<i64>) -> String {
     }
 }
 
-fn check(cfg: &RestoreConfig, folders: &Folders, f: &PlannedFile, content: bool) -> Check {
+fn check(
+    cfg: &RestoreConfig,
+    folders: &crate::walk::DestFolders,
+    f: &PlannedFile,
+    content: bool,
+) -> Check {
     // The object's length comes from the lookup's own `stat`.
     let object = match f
         .content_id
@@ -117,12 +122,15 @@ fn check(cfg: &RestoreConfig, folders: &Folders, f: &PlannedFile, content: bool)
     let dest = cfg.dest.join(&f.rel_path);
     // Through a symbolic link the bytes may sit anywhere, outside DEST too: the restore never
     // follows one, and neither does this check (it passed such files, `--content` too).
-    if let Some(problem) = f
-        .rel_path
-        .rsplit_once('/')
-        .and_then(|(dir, _)| folders.problem(&cfg.dest, dir))
-    {
-        return Check::Bad(problem);
+    if let Some(b) = folders.blocker_of_file(&cfg.dest, &f.rel_path) {
+        let why = match b.what {
+            "a symbolic link" => "a symbolic link, not a folder (the restore does not follow links: they could lead outside the destination)".to_string(),
+            what => format!("{what}, not a folder, and is in the way"),
+        };
+        return Check::Bad(format!(
+            "not on the destination: {} is {why}",
+            cfg.dest.join(&b.rel_path).display()
+        ));
     }
     let meta = match std::fs::symlink_metadata(&dest) {
         Ok(m) if m.is_file() => m,
@@ -179,53 +187,6 @@ fn check(cfg: &RestoreConfig, folders: &Folders, f: &PlannedFile, content: bool)
     Check::Ok(0, other_length)
 }
 
-/// The folders of DEST looked at so far (one `lstat` each, shared by the readers): for each
-/// folder path, why no file can be restored below it (a symbolic link or a file stands in
-/// its place or in one of its parents' places), or `None` when nothing stands in the way.
-#[derive(Default)]
-struct Folders(std::sync::Mutex<std::collections::HashMap<String, Option<String>>>);
-
-impl Folders {
-    /// Why no file below `rel_dir` (a path relative to `dest`) is on the destination, if
-    /// something other than a folder stands at it or at one of its parents. A folder that
-    /// is absent or cannot be read is no problem here: its files' own checks say so.
-    fn problem(&self, dest: &Path, rel_dir: &str) -> Option<String> {
-        let mut end = 0;
-        while end < rel_dir.len() {
-            end = rel_dir[end..].find('/').map_or(rel_dir.len(), |i| end + i);
-            let prefix = &rel_dir[..end];
-            end += 1;
-            if let Some(known) = self.lock().get(prefix) {
-                match known {
-                    Some(p) => return Some(p.clone()),
-                    None => continue,
-                }
-            }
-            let path = dest.join(prefix);
-            let found = match std::fs::symlink_metadata(&path) {
-                Ok(m) if m.is_symlink() => Some(format!(
-                    "not on the destination: {} is a symbolic link, not a folder (the restore does not follow links: they could lead outside the destination)",
-                    path.display()
-                )),
-                Ok(m) if !m.is_dir() => Some(format!(
-                    "not on the destination: {} is a file, not a folder, and is in the way",
-                    path.display()
-                )),
-                _ => None,
-            };
-            self.lock().insert(prefix.to_string(), found.clone());
-            if found.is_some() {
-                return found;
-            }
-        }
-        None
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Option<String>>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// Verifies every selected file with `threads` readers. A DEST that does not exist or is
 /// not a folder is an error (nothing to verify there), not a list of every file missing.
 pub fn verify(cfg: &RestoreConfig, content: bool, threads: usize) -> anyhow::Result<VerifyReport> {
@@ -259,7 +220,7 @@ pub fn verify(cfg: &RestoreConfig, content: bool, threads: usize) -> anyhow::Res
     let mut absent = 0u64;
     let (job_tx, job_rx) = bounded::<PlannedFile>(threads * 4);
     let (res_tx, res_rx) = bounded::<(PlannedFile, Check)>(threads * 16);
-    let folders = Folders::default();
+    let folders = crate::walk::DestFolders::default();
     std::thread::scope(|s| -> anyhow::Result<()> {
         let plan = &plan;
         let folders = &folders;

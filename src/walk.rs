@@ -11,6 +11,74 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+/// What stands on DEST where a folder of a restored path goes, when it is not a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocker {
+    /// Relative to DEST, `/`-separated.
+    pub rel_path: String,
+    /// "a symbolic link", "a file", or "something that is not a folder".
+    pub what: &'static str,
+}
+
+/// The folders of DEST looked at so far, without following links (one `lstat` each, shared
+/// between threads): the restore neither follows a symbolic link on DEST (it could lead
+/// outside) nor makes a folder where a file stands, so `verify` and `regen` must not find a
+/// file through either. Remembered per folder path, so a million files in a few thousand
+/// folders cost a few thousand `lstat`s.
+#[derive(Default)]
+pub struct DestFolders(Mutex<std::collections::HashMap<String, FolderLook>>);
+
+/// One folder's look, made once: threads asking for a folder another thread is looking at
+/// wait for its answer instead of asking the disk again (files come folder by folder, so
+/// every reader meets a new folder at about the same time).
+type FolderLook = std::sync::Arc<std::sync::OnceLock<Option<Blocker>>>;
+
+impl DestFolders {
+    /// What stands at `rel_dir` (a folder path relative to `dest`) or at one of its
+    /// parents, if something other than a folder does. A folder that is absent or cannot
+    /// be read is no blocker: the files below it say so themselves.
+    pub fn blocker(&self, dest: &Path, rel_dir: &str) -> Option<Blocker> {
+        let mut end = 0;
+        while end < rel_dir.len() {
+            end = rel_dir[end..].find('/').map_or(rel_dir.len(), |i| end + i);
+            let prefix = &rel_dir[..end];
+            end += 1;
+            let look = {
+                let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+                match seen.get(prefix) {
+                    Some(look) => look.clone(),
+                    None => seen.entry(prefix.to_string()).or_default().clone(),
+                }
+            };
+            let found = look.get_or_init(|| {
+                std::fs::symlink_metadata(dest.join(prefix))
+                    .ok()
+                    .filter(|m| !m.is_dir())
+                    .map(|m| Blocker {
+                        rel_path: prefix.to_string(),
+                        what: if m.is_symlink() {
+                            "a symbolic link"
+                        } else if m.is_file() {
+                            "a file"
+                        } else {
+                            "something that is not a folder"
+                        },
+                    })
+            });
+            if found.is_some() {
+                return found.clone();
+            }
+        }
+        None
+    }
+
+    /// [`DestFolders::blocker`] of the folder holding `rel_file`.
+    pub fn blocker_of_file(&self, dest: &Path, rel_file: &str) -> Option<Blocker> {
+        let (dir, _) = rel_file.rsplit_once('/')?;
+        self.blocker(dest, dir)
+    }
+}
+
 /// A regular file found by the walk.
 #[derive(Debug, Clone)]
 pub struct Found {

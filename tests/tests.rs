@@ -1937,13 +1937,13 @@ fn verify_detects_content_date_and_absence() {
         .stdout(predicate::str::contains("date differs"));
 }
 
-/// `verify` looks at what stands on DEST without following symbolic links, as the restore
+/// `verify` and `regen` look at what stands on DEST without following symbolic links, as the restore
 /// places nothing through one: a folder moved to another disk and linked back, a file
 /// replaced by a link to an identical copy elsewhere, and a folder where a file goes all
 /// differ (round 15's review: the first two passed, `--content` too, and the folder was
 /// "size 4096 but the object has N bytes").
 #[test]
-fn verify_does_not_follow_symbolic_links_regression_round_15() {
+fn verify_and_regen_do_not_follow_symbolic_links_regression_round_15() {
     let dump = Dump::new(32, 150, 1);
     let dest = dump.path("restored");
     restore(&dump, &dest, &[], &[]);
@@ -2028,6 +2028,41 @@ fn verify_does_not_follow_symbolic_links_regression_round_15() {
             .contains("a symbolic link (not followed) stands where this file goes"));
         assert!(differ[folder_file.as_str()].contains("a folder stands where this file goes"));
     }
+    // regen neither: the files below the linked folder were adopted (found by their path
+    // through the link, as a case-folding DEST's are), and so recorded as restored.
+    let out = bin()
+        .arg("regen")
+        .arg(&dump.root)
+        .arg(&dest)
+        .arg("--state-dir")
+        .arg(dump.path("state"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let in_the_way: BTreeMap<String, String> = rep["in_the_way"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let (path, why) = (p[0].as_str().unwrap(), p[1].as_str().unwrap());
+            (path.to_string(), why.to_string())
+        })
+        .collect();
+    for p in &below {
+        assert!(
+            in_the_way
+                .get(p)
+                .is_some_and(|why| why.contains(&format!("a symbolic link stands at {folder}"))),
+            "{p}: {rep}"
+        );
+    }
+    assert_eq!(
+        rep["adopted"].as_u64().unwrap() as usize,
+        restored.len() - below.len() - 2,
+        "{rep}"
+    );
 }
 
 /// Round 12 (docs review): after finding files that differ, `verify` printed the regen and
@@ -2241,11 +2276,14 @@ fn verify_stats_each_object_once_regression_round_14() {
         .lines()
         .filter(|l| !l.contains("resumed>") && !l.contains("+++") && !l.contains("---"))
         .count() as u64;
-    // Per file: its object, and the file on DEST. The rest (the index, the checkpoint, the
-    // binary's start) was 50 calls; with a second `stat` of each object, 3 per file.
+    // Per file: its object, and the file on DEST; per folder of DEST, one `lstat` (no
+    // file is found through a symbolic link, round 15). The rest (the index, the
+    // checkpoint, the binary's start) was 50 calls; with a second `stat` of each object,
+    // 3 per file.
+    let folders = of_type(&plan_json(&dump.root, &dest, &[]), "folder").len() as u64;
     assert!(
-        stats <= 2 * checked + 200,
-        "{stats} stat calls for {checked} files"
+        stats <= 2 * checked + folders + 200,
+        "{stats} stat calls for {checked} files in {folders} folders"
     );
 }
 
@@ -6975,6 +7013,64 @@ fn regen_of_another_source_is_refused_rather_than_marking_files_to_replace_regre
     for (path, hash) in &before {
         assert_eq!(after.get(path), Some(hash), "{path} was kept");
     }
+}
+
+/// The refusal above is not for a copy that kept no dates (`cp -r` of a restore, say): files
+/// with the planned size under another date are compared with their objects by the restore
+/// before anything is replaced, so they count with the matching ones, and regen marks them
+/// to be dated (round 15: the first rule refused it, every file "differing").
+#[test]
+fn regen_over_a_copy_that_kept_no_dates_marks_them_to_be_dated() {
+    let dump = Dump::new(4, 150, 1);
+    let dest = dump.path("restored");
+    let (out, _) = restore(&dump, &dest, &["--quiet"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let files: Vec<String> = tree(&dest)
+        .into_iter()
+        .filter(|(_, (is_dir, _, _))| !is_dir)
+        .map(|(p, _)| p)
+        .collect();
+    let now = std::time::SystemTime::now();
+    for f in &files {
+        std::fs::File::options()
+            .write(true)
+            .open(dest.join(f))
+            .unwrap()
+            .set_modified(now)
+            .unwrap();
+    }
+    let state = dump.path("state-new");
+    let out = bin()
+        .arg("regen")
+        .arg(&dump.root)
+        .arg(&dest)
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rep["adopted"], 0, "{rep}");
+    let differs = rep["differs"].as_array().unwrap().len();
+    assert!(differs > 100, "{rep}");
+    let (out, rep) = restore(
+        &dump,
+        &dest,
+        &["--quiet", "--state-dir", state.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(rep["bytes_copied"], 0, "dated, not copied: {rep}");
+    bin()
+        .arg("verify")
+        .arg(&dump.root)
+        .arg(&dest)
+        .arg("--state-dir")
+        .arg(&state)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(" 0 differ,"));
 }
 
 /// regen rebuilds the checkpoint in one transaction: while it runs, `status` reads the

@@ -321,12 +321,16 @@ fn rebuild(
     let delay = crate::restore::copy::Faults::from_env().regen_delay_ms;
     let mut adopted: Vec<Record> = Vec::new();
     let mut redo: Vec<(Record, String)> = Vec::new();
+    // Of `redo`, the files found with the planned size under another date.
+    let mut only_date_differs = 0u64;
     // (path, size, whether the source has its object).
     let mut absent: Vec<(String, u64, bool)> = Vec::new();
     let mut failure: Option<anyhow::Error> = None;
     // Files found at their planned path though the walk listed them under another spelling
     // (device, inode): not "unknown" below.
     let mut spelled_otherwise: std::collections::HashSet<(u64, u64)> = Default::default();
+    // DEST's folders, looked at without following links (for the two lookups by path below).
+    let folders = crate::walk::DestFolders::default();
     plan.for_each_file_any_order(index, |f| {
         if failure.is_some() {
             return;
@@ -358,6 +362,11 @@ fn rebuild(
             .or_else(|| {
                 // Listed under another spelling: a destination that folds case (NTFS or a
                 // share) lists names as it stores them, and finds the file by the plan's.
+                // Not through a symbolic link standing for one of its folders (the walk
+                // does not follow one, nor does the restore): that file is elsewhere.
+                if folders.blocker_of_file(&cfg.dest, &rec.rel_path).is_some() {
+                    return None;
+                }
                 let m = std::fs::symlink_metadata(cfg.dest.join(&rec.rel_path)).ok()?;
                 if !m.is_file() {
                     return None;
@@ -403,6 +412,10 @@ fn rebuild(
                     Some(ms) => format!("date {ms} ms"),
                     None => "no planned date".to_string(),
                 };
+                // Only its date differs: the bytes are compared before anything is replaced.
+                if size == rec.size {
+                    only_date_differs += 1;
+                }
                 let why = if size == rec.size {
                     format!(
                         "on the destination with the planned size and date {mtime} ms; the plan expects {planned}: the restore gives it the planned date if it holds the object's bytes, else replaces it"
@@ -436,16 +449,20 @@ fn rebuild(
     if let Some(e) = failure {
         return Err(e);
     }
-    // More files at their planned paths that differ from the plan than match it: another
-    // device's files, or a restore named or dated otherwise. Marked "redo", the restore
-    // would replace every one of them (a user's own files among them).
-    if redo.len() as u64 > rep.adopted {
+    // More files at their planned paths that the next restore would replace (another size,
+    // or bytes seen to differ) than files that match the plan: another device's files, or a
+    // restore named otherwise. Marked "redo", every one of them would be replaced (a user's
+    // own files among them). Files whose date alone differs count with the matching ones: a
+    // copy that did not keep dates (`cp -r`) looks so, and the restore compares their bytes
+    // before it replaces any.
+    let replaced = redo.len() as u64 - only_date_differs;
+    if replaced > rep.adopted + only_date_differs {
         anyhow::bail!(
-            "{} does not look like a restore of the database {}: of the files found at their planned paths, {} differ from the plan and only {} match it. The wrong SOURCE or DEST, or other --names or --mtime-from than the restore used? Nothing was changed. regen marks the files that differ to be replaced by the next restore, while `restore` itself never replaces a file it did not write unless given --overwrite: check the paths and options, and run regen with those the restore used",
+            "{} does not look like a restore of the database {}: of the files found at their planned paths, {} would be replaced (another size, or other bytes) and only {} match the plan. The wrong SOURCE or DEST, or other --names than the restore used? Nothing was changed. regen marks the files that differ to be replaced by the next restore, while `restore` itself never replaces a file it did not write unless given --overwrite: check the paths and options, and run regen with those the restore used",
             cfg.dest.display(),
             cfg.source.db.display(),
-            redo.len(),
-            rep.adopted
+            replaced,
+            rep.adopted + only_date_differs
         );
     }
     // What is left is what the plan does not know, usually nothing: give the room back.
@@ -498,21 +515,20 @@ fn rebuild(
     // file): the restore can copy only what is truly absent.
     for (path, _, has_object) in absent {
         let below_unread = unread.iter().find(|u| path.starts_with(u.as_str()));
+        // A folder of its path that is a file or a symbolic link: the restore fails the file.
+        if let Some(b) = folders.blocker_of_file(&cfg.dest, &path) {
+            let why = format!(
+                "{} stands at {}, where a folder of this file's path goes: the restore leaves it alone (it follows no link) and fails the file; move it away first",
+                b.what, b.rel_path
+            );
+            rep.in_the_way.push((path, why));
+            continue;
+        }
         match std::fs::symlink_metadata(cfg.dest.join(&path)) {
             Ok(m) => rep.in_the_way.push((
                 path,
                 format!("{} stands where this file goes: the restore leaves it alone and fails the file; move it away first", not_a_file(&m)),
             )),
-            // A folder of the path is not a folder: the file cannot be created below it.
-            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
-                let why = match blocking_ancestor(&cfg.dest, &path) {
-                    Some((at, what)) => format!(
-                        "{what} stands at {at}, where a folder of this file's path goes: the restore leaves it alone and fails the file; move it away first"
-                    ),
-                    None => "something that is not a folder stands where a folder of this file's path goes: the restore fails the file; move it away first".to_string(),
-                };
-                rep.in_the_way.push((path, why));
-            }
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => rep.not_looked_at.push((
                 path,
                 format!("cannot be looked at on the destination ({e}): neither adopted nor copied until it can be (check the permissions of its folder)"),
@@ -565,29 +581,4 @@ fn not_a_file(m: &std::fs::Metadata) -> &'static str {
     } else {
         "something that is not a regular file"
     }
-}
-
-/// The first folder of `rel`'s path (relative to `dest`) that is something else on DEST, and
-/// what it is: what makes `lstat` of `rel` fail with "Not a directory".
-fn blocking_ancestor(dest: &Path, rel: &str) -> Option<(String, &'static str)> {
-    let mut at = String::new();
-    let parts: Vec<&str> = rel.split('/').collect();
-    for part in &parts[..parts.len().saturating_sub(1)] {
-        if !at.is_empty() {
-            at.push('/');
-        }
-        at.push_str(part);
-        let m = std::fs::symlink_metadata(dest.join(&at)).ok()?;
-        if !m.is_dir() {
-            let what = if m.is_file() {
-                "a file"
-            } else if m.is_symlink() {
-                "a symbolic link"
-            } else {
-                "something that is not a folder"
-            };
-            return Some((at, what));
-        }
-    }
-    None
 }
