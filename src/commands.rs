@@ -199,6 +199,18 @@ pub fn plan(a: &PlanArgs) -> anyhow::Result<Exit> {
     for n in plan.index_notes(&index) {
         eprintln!("note: {n}");
     }
+    // What the restore's look at the object store would say, or stop on.
+    match crate::restore::look_for_objects(&layout, &index) {
+        Ok(look) => {
+            for w in &look.warnings {
+                eprintln!("warning: {w}");
+            }
+            if let Some(why) = look.blocking {
+                eprintln!("warning: {why}. A restore from here stops before it writes anything");
+            }
+        }
+        Err(e) => eprintln!("warning: {e:#}. A restore from here stops before it writes anything"),
+    }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut totals = crate::plan::PlanTotals {
         folders: 0,

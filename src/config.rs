@@ -13,14 +13,22 @@ use crate::source::SourceLayout;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("destination {} is inside the source {}; restore to another disk or folder", dest.display(), src.display())]
-    DestInsideSource { dest: PathBuf, src: PathBuf },
-    #[error("destination {} contains the source {}: a restored folder with the source's name would be written into it. Restore into a folder that does not hold the source, for example a new empty folder on another disk", dest.display(), src.display())]
-    DestContainsSource { dest: PathBuf, src: PathBuf },
-    #[error("state folder {0} is inside the source; the source must never be written. Pass another --state-dir")]
-    StateInsideSource(PathBuf),
-    #[error("report file {0} is inside the source; the source must never be written. Pass another --report")]
-    ReportInsideSource(PathBuf),
+    #[error("destination {} is inside the source {}{how}; restore to another disk or folder", dest.display(), src.display())]
+    DestInsideSource {
+        dest: PathBuf,
+        src: PathBuf,
+        how: Inside,
+    },
+    #[error("destination {} contains the source {}{how}: a restored folder with the source's name would be written into it. Restore into a folder that does not hold the source, for example a new empty folder on another disk", dest.display(), src.display())]
+    DestContainsSource {
+        dest: PathBuf,
+        src: PathBuf,
+        how: Inside,
+    },
+    #[error("state folder {0} is inside the source{1}; the source must never be written. Pass another --state-dir")]
+    StateInsideSource(PathBuf, Inside),
+    #[error("report file {0} is inside the source{1}; the source must never be written. Pass another --report")]
+    ReportInsideSource(PathBuf, Inside),
     #[error("destination {0} exists and is not a folder")]
     DestNotDir(PathBuf),
     #[error("cannot write to destination {path}: {source}{}", dest_advice(source))]
@@ -175,13 +183,66 @@ pub fn plan_options(
     })
 }
 
+/// How a path leads into the source ([`inside_source`]), shown in a refusal after its two
+/// paths: nothing more when the path itself leads there, the two folders that are one when
+/// another path does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inside {
+    /// Its path, symlinks and `..` resolved, is below one of the source's folders.
+    ByPath,
+    /// The folder `here` on its way is the source's folder `there`, reached by another
+    /// path: a bind mount, or the same disk mounted twice.
+    SameFolder { here: PathBuf, there: PathBuf },
+}
+
+impl std::fmt::Display for Inside {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Inside::ByPath => Ok(()),
+            Inside::SameFolder { here, there } => write!(
+                f,
+                " ({} and {} are the same folder reached by two paths: a bind mount, or the disk mounted twice)",
+                here.display(),
+                there.display()
+            ),
+        }
+    }
+}
+
 /// Whether a write to `path` would land inside the source: its data folder, its object
 /// folder, or the database read (`--db` may point elsewhere) or its backup, with the files
-/// SQLite keeps beside a database (`-wal`, `-shm`, `-journal`); comparing where the path
-/// really leads (`fsinfo::resolved_path`): symlinks and `..` cannot sneak around the
-/// check. Every path the tool writes to goes through it.
-pub fn inside_source(source: &SourceLayout, path: &Path) -> bool {
+/// SQLite keeps beside a database (`-wal`, `-shm`, `-journal`). Every path the tool writes
+/// to goes through it.
+///
+/// Paths are compared where they really lead (`fsinfo::resolved_path`), so symlinks and
+/// `..` cannot sneak around the check. A bind mount or a disk mounted twice can: another
+/// path with no symlink in it reaches the same folders. So each existing folder on the way
+/// is also compared by what it is (`fsinfo::identity`: device and inode) with the source's
+/// folders, and where one is the same folder, the rest of the path is checked from there.
+pub fn inside_source(source: &SourceLayout, path: &Path) -> Option<Inside> {
     let full = fsinfo::resolved_path(path);
+    if inside_by_path(source, &full) {
+        return Some(Inside::ByPath);
+    }
+    let folders: Vec<(PathBuf, (u64, u64))> = source_folders(source)
+        .into_iter()
+        .filter_map(|f| fsinfo::identity(&f).ok().map(|id| (f, id)))
+        .collect();
+    full.ancestors().find_map(|here| {
+        let id = fsinfo::identity(here).ok()?;
+        let rest = full.strip_prefix(here).ok()?;
+        folders
+            .iter()
+            .find(|(there, f)| *f == id && inside_by_path(source, &there.join(rest)))
+            .map(|(there, _)| Inside::SameFolder {
+                here: here.to_path_buf(),
+                there: there.clone(),
+            })
+    })
+}
+
+/// [`inside_source`] by the path alone, `full` already resolved.
+fn inside_by_path(source: &SourceLayout, full: &Path) -> bool {
     let disk = disk_root(&source.root);
     let folders = [&disk, &source.root, &source.files];
     if folders
@@ -201,6 +262,25 @@ pub fn inside_source(source: &SourceLayout, path: &Path) -> bool {
                 full == Path::new(&p)
             })
         })
+}
+
+/// The folders [`inside_by_path`] protects, or holds a protected file of (the databases'
+/// folders), resolved.
+fn source_folders(source: &SourceLayout) -> Vec<PathBuf> {
+    let dbs = [Some(&source.db), source.backup_db.as_ref()];
+    [
+        disk_root(&source.root),
+        source.root.clone(),
+        source.files.clone(),
+    ]
+    .into_iter()
+    .chain(
+        dbs.into_iter()
+            .flatten()
+            .filter_map(|d| d.parent().map(Path::to_path_buf)),
+    )
+    .map(|f| fsinfo::resolved_path(&f))
+    .collect()
 }
 
 /// The device's `restsdk` folder when the source was named as `.../restsdk/data`: nothing
@@ -223,20 +303,36 @@ fn disk_root(root: &Path) -> PathBuf {
 
 /// Refuses a destination inside the source or containing it (a restored folder named like
 /// the source's folder would be written into it), or one that exists and is not a folder.
+/// Containing is checked by path, and by identity for a DEST that exists (a bind mount of a
+/// folder above the source holds it too).
 pub fn check_dest(source: &SourceLayout, dest: &Path) -> Result<(), ConfigError> {
     let src = disk_root(&source.root);
-    if inside_source(source, dest) {
+    if let Some(how) = inside_source(source, dest) {
         return Err(ConfigError::DestInsideSource {
             dest: dest.to_path_buf(),
             src,
+            how,
         });
     }
     let full = fsinfo::resolved_path(dest);
-    let within = |p: &Path| fsinfo::resolved_path(p).starts_with(&full);
-    if within(&src) || within(&source.files) || within(&source.db) {
+    let held = [&src, &source.files, &source.db].map(|p| fsinfo::resolved_path(p));
+    let how = match fsinfo::identity(&full) {
+        _ if held.iter().any(|p| p.starts_with(&full)) => Some(Inside::ByPath),
+        Ok(id) => held.iter().find_map(|p| {
+            p.ancestors()
+                .find(|a| fsinfo::identity(a).is_ok_and(|a| a == id))
+                .map(|there| Inside::SameFolder {
+                    here: full.clone(),
+                    there: there.to_path_buf(),
+                })
+        }),
+        Err(_) => None,
+    };
+    if let Some(how) = how {
         return Err(ConfigError::DestContainsSource {
             dest: dest.to_path_buf(),
             src,
+            how,
         });
     }
     if dest.exists() && !dest.is_dir() {
@@ -273,15 +369,15 @@ impl RestoreConfig {
         let mut plan = plan_options(select, &dest_fs, dates)?;
         let threads = parse_threads(&run.threads)?;
         follow_recorded_names(&mut plan, select.names, &state_dir);
-        if inside_source(&source, &state_dir) {
-            return Err(ConfigError::StateInsideSource(state_dir).into());
+        if let Some(how) = inside_source(&source, &state_dir) {
+            return Err(ConfigError::StateInsideSource(state_dir, how).into());
         }
         let report_path = run
             .report
             .clone()
             .unwrap_or_else(|| state_dir.join("report.json"));
-        if inside_source(&source, &report_path) {
-            return Err(ConfigError::ReportInsideSource(report_path).into());
+        if let Some(how) = inside_source(&source, &report_path) {
+            return Err(ConfigError::ReportInsideSource(report_path, how).into());
         }
         Ok(RestoreConfig {
             source,
@@ -368,22 +464,22 @@ mod tests {
             .join(t.path().file_name().unwrap())
             .join("restsdk/data/db/report.json");
         assert_eq!(t.path().parent(), other.path().parent());
-        assert!(inside_source(&s, &sneaky), "{}", sneaky.display());
+        assert!(inside_source(&s, &sneaky).is_some(), "{}", sneaky.display());
         // And through a symlink.
         std::os::unix::fs::symlink(t.path().join("restsdk/data"), other.path().join("link"))
             .unwrap();
-        assert!(inside_source(&s, &other.path().join("link/db/index.db")));
-        assert!(!inside_source(&s, &other.path().join("report.json")));
+        assert!(inside_source(&s, &other.path().join("link/db/index.db")).is_some());
+        assert!(inside_source(&s, &other.path().join("report.json")).is_none());
         // A database given with --db, outside the source folder: it and the files SQLite
         // keeps beside it are protected, not the rest of its folder.
         let ext = tempfile::tempdir().unwrap();
         std::fs::write(ext.path().join("index.db"), b"").unwrap();
         let with_db =
             SourceLayout::discover(t.path(), Some(&ext.path().join("index.db")), None).unwrap();
-        assert!(inside_source(&with_db, &ext.path().join("index.db")));
-        assert!(inside_source(&with_db, &ext.path().join("index.db-wal")));
-        assert!(!inside_source(&with_db, &ext.path().join("restored")));
-        assert!(!inside_source(&with_db, &other.path().join("report.json")));
+        assert!(inside_source(&with_db, &ext.path().join("index.db")).is_some());
+        assert!(inside_source(&with_db, &ext.path().join("index.db-wal")).is_some());
+        assert!(inside_source(&with_db, &ext.path().join("restored")).is_none());
+        assert!(inside_source(&with_db, &other.path().join("report.json")).is_none());
     }
 
     /// Named at `restsdk/data`, the source is still all of `restsdk`: nothing beside

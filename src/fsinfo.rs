@@ -86,6 +86,14 @@ pub fn existing_ancestor(path: &Path) -> PathBuf {
     }
 }
 
+/// What a folder (or file) is, whatever path reaches it: its device and inode. Two paths
+/// with one identity are one folder, reached through a bind mount or a disk mounted twice.
+pub fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
+}
+
 /// Where `path` is, or would be once created: its components applied one by one from the
 /// root, each step made real (symlinks followed) while it exists and applied by name once it
 /// does not (`..` going up). Neither a symlink nor a `..` after a folder not yet created can

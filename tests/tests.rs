@@ -1124,6 +1124,127 @@ fn bad_input_gets_a_clear_message_and_exit_2() {
         .stderr(predicate::str::contains("--threads"));
 }
 
+/// Round 15 review: the guard that keeps every write out of the source compared paths as
+/// text, so a DEST reaching the dump through a bind mount (or the disk mounted twice)
+/// passed, and the restore wrote into the dump's `restsdk/data`. Folders on the way are now
+/// compared by device and inode too: DEST, the state folder and the report inside the
+/// source, and a DEST holding it, are refused (exit 2) with both paths named, and nothing
+/// is written. Needs root (`mount --bind`); `.ci/run` makes it required.
+#[test]
+fn the_source_reached_by_another_path_is_refused_regression_round_15() {
+    let dump = Dump::new(15, 40, 1);
+    let before = SourceSnapshot::take(&dump);
+    let Some(bind) = BindMount::new(&dump.root, &dump.path("second-path")) else {
+        return;
+    };
+    let via = bind.path.clone();
+    let above = tempfile::tempdir().unwrap();
+    let Some(bind_above) = BindMount::new(dump.tmp.path(), &above.path().join("disk")) else {
+        return;
+    };
+    let out = dump.path("out");
+    let state = dump.path("s");
+    let via_data = via.join("restsdk/data");
+    let in_db = via_data.join("db");
+    // DEST, state folder, report, what the refusal says.
+    let cases = [
+        (via_data.join("out"), state.clone(), None, "destination"),
+        (out.clone(), via.join("restsdk/state"), None, "state folder"),
+        (
+            out.clone(),
+            state.clone(),
+            Some(in_db.join("index.db-wal")),
+            "report file",
+        ),
+        // The folder above the dump, through a bind mount: a restored folder named `dump`
+        // would land in the source.
+        (
+            bind_above.path.clone(),
+            state.clone(),
+            None,
+            "contains the source",
+        ),
+    ];
+    for (dest, state, report, says) in cases {
+        let mut c = bin();
+        c.arg("restore")
+            .arg(&dump.root)
+            .arg(dest)
+            .arg("--state-dir")
+            .arg(state);
+        if let Some(r) = report {
+            c.arg("--report").arg(r);
+        }
+        let o = c.output().unwrap();
+        let e = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{says}: {e}");
+        assert!(
+            e.contains(says) && e.contains("the same folder reached by two paths"),
+            "{says}: {e}"
+        );
+    }
+    // Both paths named.
+    let o = bin()
+        .arg("restore")
+        .arg(&dump.root)
+        .arg(via_data.join("out"))
+        .output()
+        .unwrap();
+    let e = text(&o);
+    assert!(
+        e.contains(&*via.to_string_lossy()) && e.contains(&*dump.root.to_string_lossy()),
+        "{e}"
+    );
+    // Pre-flight and plan check DEST the same way.
+    for cmd in ["preflight", "plan"] {
+        let o = bin()
+            .arg(cmd)
+            .arg(&dump.root)
+            .arg(via_data.join("out"))
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {}", text(&o));
+    }
+    assert!(!out.exists() && !state.exists());
+    assert_eq!(SourceSnapshot::take(&dump), before, "source unchanged");
+}
+
+/// Round 15 review: a DEST beside the dump on the disk it was read from (allowed: only the
+/// source's folders are refused, as a dump copied onto the new disk is restored there)
+/// wrote every file onto the disk being recovered from without a word, though `preflight`
+/// says "Same filesystem as the source". The restore says so at its start and in the
+/// report; on another filesystem it does not.
+#[test]
+fn a_restore_onto_the_source_s_own_filesystem_warns_regression_round_15() {
+    let dump = Dump::new(15, 40, 1);
+    let said = "on the same filesystem as the source's objects";
+    let (out, report) = restore(&dump, &dump.path("out"), &["--limit", "5"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let start = err.find("restoring ").expect("a start line");
+    assert!(
+        err[start..].lines().take(4).any(|l| l.contains(said)),
+        "at its start: {err}"
+    );
+    assert!(report["warnings"].to_string().contains(said), "{report}");
+    assert!(
+        text(&out).contains("prefer a destination on another disk"),
+        "{}",
+        text(&out)
+    );
+    let Some(small) = SmallDisk::mount(&dump, "64m") else {
+        return;
+    };
+    let state = dump.path("state2");
+    let (out, report) = restore(
+        &dump,
+        &small.path.join("out"),
+        &["--limit", "5", "--state-dir", state.to_str().unwrap()],
+        &[],
+    );
+    assert!(!text(&out).contains(said), "{}", text(&out));
+    assert!(!report["warnings"].to_string().contains(said), "{report}");
+}
+
 #[test]
 fn malformed_database_suggests_the_backup_copy() {
     let dump = Dump::new(25, 200, 1);
@@ -5176,6 +5297,70 @@ fn preflight_rejects_a_bad_source_with_exit_2() {
         "names the path: {}",
         text(&out)
     );
+}
+
+/// Round 15 review: with an object store holding none of the database's objects,
+/// `preflight` said "ready to restore" (exit 0, a note among the benchmarks) and `plan`
+/// said nothing, while `restore` refuses to start. Both now make the restore's own look
+/// (one function), so they cannot drift: pre-flight lists it among the problems that stop
+/// the restore (exit 1), plan warns.
+#[test]
+fn preflight_and_plan_say_when_the_restore_would_find_no_objects_regression_round_15() {
+    let dump = Dump::new(15, 100, 1);
+    let copy = dump.path("emptied");
+    std::fs::create_dir_all(copy.join("restsdk/data/files")).unwrap();
+    std::fs::create_dir_all(copy.join("restsdk/data/db")).unwrap();
+    std::fs::copy(dump.db(), copy.join("restsdk/data/db/index.db")).unwrap();
+    let dest = dump.path("restored");
+    let restore = bin()
+        .arg("restore")
+        .arg(&copy)
+        .arg(&dest)
+        .arg("--state-dir")
+        .arg(dump.path("s"))
+        .output()
+        .unwrap();
+    assert_eq!(restore.status.code(), Some(2), "{}", text(&restore));
+    let refusal = text(&restore);
+    let why = refusal
+        .lines()
+        .find_map(|l| {
+            l.split_once("error: ")?
+                .1
+                .strip_suffix(". Nothing was written")
+        })
+        .unwrap_or_else(|| panic!("{refusal}"));
+    let out = bin()
+        .arg("preflight")
+        .arg(&copy)
+        .arg(&dest)
+        .args(["--budget", "5"])
+        .output()
+        .unwrap();
+    let s = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{s}");
+    let problems = s
+        .split("Problems that stop the restore:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{s}"));
+    assert!(
+        problems.lines().nth(1).is_some_and(|l| l.contains(why)),
+        "{s}"
+    );
+    assert!(!s.contains("ready to restore"), "{s}");
+    let out = bin()
+        .args(["plan", "--summary"])
+        .arg(&copy)
+        .arg(&dest)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("warning: {why}")),
+        "{}",
+        text(&out)
+    );
+    assert!(!dest.exists());
 }
 
 /// A damaged unique index can let two rows share an `id`. Their names were assigned by id,

@@ -21,7 +21,8 @@
 //! inside one probe folder that it removes, and gives up on a disk that stops answering.
 //!
 //! Exit codes: 0 all fine (warnings allowed), 1 a blocking problem (the files do not fit, a
-//! destination that stopped answering), 2 bad input (unusable source, DEST inside SOURCE),
+//! destination that stopped answering, an object store where the restore's own look finds
+//! none of the files sampled), 2 bad input (unusable source, DEST inside SOURCE),
 //! 130 interrupted (the probe folder is still removed).
 //!
 //! `restore --threads auto` calls [`auto_threads`]: on a network destination, the per-file
@@ -154,6 +155,8 @@ pub fn run(a: &PreflightArgs) -> anyhow::Result<Exit> {
     }
     config::plan_options(&a.select, &unknown_fs(), config::default_dates())?;
     let index = Index::open(&layout.db, layout.backup_db.as_deref())?;
+    // The restore's own look at the object store: what stops it blocks here too.
+    let objects = crate::restore::look_for_objects(&layout, &index)?;
     let sample = index
         .sample_content_ids(SAMPLE_OBJECTS)
         .with_context(|| format!("cannot sample contentIDs from {}", layout.db.display()))?;
@@ -182,6 +185,7 @@ pub fn run(a: &PreflightArgs) -> anyhow::Result<Exit> {
             format!("pre-flight could not clean up after itself: {e}"),
         ),
     }
+    report.advice.blocking.extend(objects.blocking);
     report.duration_s = started.elapsed().as_secs_f64();
     let mut out = std::io::stdout().lock();
     use std::io::Write;

@@ -26,6 +26,7 @@ use crate::plan::names::NamePolicy;
 use crate::plan::{Plan, PlanOptions, PlanTotals, PlannedFile, PlannedFolder};
 use crate::report::{Listener, Problem, Report, Snapshot};
 use crate::source::index::Index;
+use crate::source::SourceLayout;
 use crate::state::{
     done_key, path_key, KeyHashing, KeySet, Outcome, Record, StateLock, NAMES_KEY, RESTORED_SAMPLE,
 };
@@ -371,6 +372,63 @@ fn check_restored_are_there(
     )))
 }
 
+/// How many files spread over the database a first restore looks for in the object store.
+pub const OBJECT_SAMPLE: usize = 64;
+/// From this many files sampled, none found stops a restore (fewer say too little).
+const OBJECT_SAMPLE_MIN: usize = 16;
+
+/// What [`look_for_objects`] found.
+#[derive(Debug, Default)]
+pub struct ObjectLook {
+    /// Few found, or some unreadable: said, the restore goes on.
+    pub warnings: Vec<String>,
+    /// None of the files sampled has its object: a restore would make only empty folders,
+    /// and stops before it writes anything.
+    pub blocking: Option<String>,
+}
+
+/// The look at the object store a first restore makes before it writes anything:
+/// [`OBJECT_SAMPLE`] files spread over the database, looked for under the object folder.
+/// `preflight` and `plan` make the same look, so that neither calls ready a restore that
+/// would stop. An error is what a restore stops on too (every object found unreadable).
+pub fn look_for_objects(source: &SourceLayout, index: &Index) -> anyhow::Result<ObjectLook> {
+    let sample = index.sample_content_ids(OBJECT_SAMPLE)?;
+    let (found, warnings) = source.sample_objects(&sample)?;
+    let blocking = (sample.len() >= OBJECT_SAMPLE_MIN && found == 0).then(|| {
+        format!(
+            "none of {} files sampled from {} has its object under {}: a restore would make only empty folders. Check that SOURCE is the My Cloud data partition (or pass --files with the folder of objects); `mycloud-recover inspect` tells more",
+            sample.len(),
+            source.db.display(),
+            source.files.display()
+        )
+    });
+    Ok(ObjectLook {
+        // "Few found" says less than what stops the restore.
+        warnings: if blocking.is_some() {
+            Vec::new()
+        } else {
+            warnings
+        },
+        blocking,
+    })
+}
+
+/// DEST on the filesystem the objects are read from. Allowed (a dump copied onto the new
+/// disk is restored there, beside it), but on the device's own disk every file restored
+/// is written onto the disk being recovered from, which may be failing: said at the start
+/// and in the report, as `preflight` says it.
+fn same_filesystem_note(cfg: &RestoreConfig) -> Option<String> {
+    let device = |p: &Path| crate::fsinfo::identity(p).ok().map(|(dev, _)| dev);
+    let dest = device(&crate::fsinfo::existing_ancestor(&cfg.dest))?;
+    (device(&cfg.source.files)? == dest).then(|| {
+        format!(
+            "the destination {} is on the same filesystem as the source's objects ({}): the restore writes onto the disk it recovers from. If that is the My Cloud's own disk, prefer a destination on another disk; if the dump was copied onto the new disk, this is expected",
+            cfg.dest.display(),
+            cfg.source.files.display()
+        )
+    })
+}
+
 /// A restore stopped by a signal before it opened its checkpoint or made DEST
 /// ([`restore`]'s error; exit 130).
 #[derive(Debug)]
@@ -449,19 +507,14 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // Only where no run has restored anything yet: a resume, whose earlier runs found
     // objects there, never touches the object store for files already done.
     let resuming = matches!(&known, Some(Ok(Some((done, _)))) if !done.is_empty());
-    let sample = match resuming {
-        true => Vec::new(),
-        false => index.sample_content_ids(64)?,
+    let look = match resuming {
+        true => ObjectLook::default(),
+        false => look_for_objects(&cfg.source, &index)?,
     };
-    let (found, few_objects) = cfg.source.sample_objects(&sample)?;
-    if sample.len() >= 16 && found == 0 {
-        anyhow::bail!(
-            "none of {} files sampled from {} has its object under {}: a restore would make only empty folders. Check that SOURCE is the My Cloud data partition (or pass --files with the folder of objects); `mycloud-recover inspect` tells more. Nothing was written",
-            sample.len(),
-            cfg.source.db.display(),
-            cfg.source.files.display()
-        );
+    if let Some(why) = look.blocking {
+        anyhow::bail!("{why}. Nothing was written");
     }
+    let few_objects = look.warnings;
     for w in &few_objects {
         ui.preparing(&format!("warning: {w}"));
     }
@@ -687,7 +740,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // disk, under the same path: the files that follow would land there and be recorded as
     // restored. Each commit first checks that DEST is still the same folder.
     let dest_id = match &ckpt {
-        Some(_) => Some(folder_identity(&cfg.dest)?),
+        Some(_) => Some(crate::fsinfo::identity(&cfg.dest)?),
         None => None,
     };
     let dest_lost: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
@@ -751,6 +804,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
 
     report.warnings.extend(plan.index_notes(&index));
     report.warnings.extend(dest_warning);
+    report.warnings.extend(same_filesystem_note(cfg));
     if !cfg.dry_run && crate::fsinfo::probe(&cfg.state_dir).is_network() {
         report.warnings.push(format!(
             "the checkpoint folder {} is on a network filesystem; if the connection drops, progress records may be lost. Prefer a local --state-dir",
@@ -1719,19 +1773,13 @@ fn spawn_named<'scope, 'env, T: Send + 'scope>(
         .expect("failed to spawn thread")
 }
 
-/// Which folder `path` is (device and inode), to notice it was replaced.
-fn folder_identity(path: &Path) -> std::io::Result<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path)?;
-    Ok((m.dev(), m.ino()))
-}
-
-/// [`folder_identity`], asked again for 5 s on an error that does not say DEST is gone (a
-/// soft network mount's timeout), so that one hiccup does not stop a long restore.
+/// Which folder `path` is ([`crate::fsinfo::identity`]), to notice it was replaced; asked
+/// again for 5 s on an error that does not say DEST is gone (a soft network mount's
+/// timeout), so that one hiccup does not stop a long restore.
 fn folder_identity_settled(path: &Path) -> std::io::Result<(u64, u64)> {
     let mut tries = 0;
     loop {
-        match folder_identity(path) {
+        match crate::fsinfo::identity(path) {
             Err(e)
                 if tries < 5
                     && !matches!(

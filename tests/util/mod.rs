@@ -344,6 +344,44 @@ impl Drop for SmallDisk {
     }
 }
 
+/// A bind mount of `folder` at `at` (`mount --bind`): the same folders under a second path,
+/// with the same device and inode numbers, as a disk mounted twice gives too; unmounted on
+/// drop. `None`, with the reason printed, where mounting is not allowed (not root), unless
+/// MCR_TEST_BIND=require (`.ci/run` sets it where a bind mount works, so CI cannot skip).
+pub struct BindMount {
+    pub path: PathBuf,
+}
+
+impl BindMount {
+    pub fn new(folder: &Path, at: &Path) -> Option<BindMount> {
+        let required = std::env::var("MCR_TEST_BIND").as_deref() == Ok("require");
+        std::fs::create_dir_all(at).unwrap();
+        let made = std::process::Command::new("mount")
+            .arg("--bind")
+            .arg(folder)
+            .arg(at)
+            .output();
+        match made {
+            Ok(o) if o.status.success() => Some(BindMount {
+                path: at.to_path_buf(),
+            }),
+            other => {
+                assert!(!required, "mount --bind {}: {other:?}", at.display());
+                eprintln!("SKIPPED: cannot bind-mount a folder (needs root): {other:?}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(&self.path)
+            .status();
+    }
+}
+
 /// Runs `program ARGS...`, which must succeed.
 fn must(program: &str, args: &[&std::ffi::OsStr]) {
     let out = std::process::Command::new(program)
