@@ -1705,7 +1705,8 @@ fn renamed_files_counts_only_the_files_the_run_restores() {
         .output()
         .unwrap();
     assert!(
-        text(&summary).contains(&format!(" {renamed} renamed files")),
+        // "1 renamed file", "2 renamed files".
+        text(&summary).contains(&format!(" {renamed} renamed file")),
         "{}",
         text(&summary)
     );

@@ -1564,7 +1564,7 @@ mod tests {
         assert!(redo.is_empty());
         let s = read_status(t.path()).unwrap();
         assert_eq!(s.counts.get("failed"), Some(&1), "one file, two records");
-        assert!(s.failed_examples[0].1.contains("recorded 2 times"));
+        assert!(s.failed_examples[0].1.contains("in each of 2 runs"));
         // a is copied at last; b is found differing by regen.
         c.record(&[rec("a", Outcome::Copied)]).unwrap();
         c.record_redo(&[(rec("b", Outcome::Adopted), "differs".into())])
