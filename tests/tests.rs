@@ -4178,6 +4178,22 @@ fn regen_rebuilds_a_damaged_checkpoint_comparing_every_file() {
     assert!(!said.contains("--fresh"), "regen has no --fresh: {said}");
 }
 
+/// Changes byte 100 of the file at `p` and puts its modification time back: only a
+/// comparison of bytes can tell.
+fn flip_a_byte_keeping_the_date(p: &Path) {
+    let mut bytes = std::fs::read(p).unwrap();
+    bytes[100] ^= 0xff;
+    let ms = mtime_ms(p);
+    std::fs::write(p, &bytes).unwrap();
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
+    std::fs::File::options()
+        .write(true)
+        .open(p)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(t))
+        .unwrap();
+}
+
 /// A file `verify --content` finds with other bytes (the planned size and date) has a way
 /// back: `regen --content` marks it, and the restore copies it again; verify says so.
 #[test]
@@ -4190,18 +4206,7 @@ fn a_file_verify_finds_with_other_bytes_is_restored_again_after_regen_content() 
         .into_iter()
         .find(|(p, (_, size, ms))| *size > 200 && ms.is_some() && dest.join(p).is_file())
         .unwrap();
-    let p = dest.join(&bad);
-    let mut bytes = std::fs::read(&p).unwrap();
-    bytes[100] ^= 0xff;
-    let ms = mtime_ms(&p);
-    std::fs::write(&p, &bytes).unwrap();
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
-    std::fs::File::options()
-        .write(true)
-        .open(&p)
-        .unwrap()
-        .set_times(std::fs::FileTimes::new().set_modified(t))
-        .unwrap();
+    flip_a_byte_keeping_the_date(&dest.join(&bad));
     let verify = || {
         bin()
             .args(["verify", "--content"])
@@ -7343,18 +7348,7 @@ fn a_plain_regen_keeps_a_file_regen_content_found_with_other_bytes_regression_ro
         .into_iter()
         .find(|(p, (_, size, ms))| *size > 200 && ms.is_some() && dest.join(p).is_file())
         .unwrap();
-    let p = dest.join(&bad);
-    let mut bytes = std::fs::read(&p).unwrap();
-    bytes[100] ^= 0xff;
-    let ms = mtime_ms(&p);
-    std::fs::write(&p, &bytes).unwrap();
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
-    std::fs::File::options()
-        .write(true)
-        .open(&p)
-        .unwrap()
-        .set_times(std::fs::FileTimes::new().set_modified(t))
-        .unwrap();
+    flip_a_byte_keeping_the_date(&dest.join(&bad));
     for extra in [&["--content", "--json"][..], &["--json"][..]] {
         let out = regen(&dump, &dest, extra);
         assert!(out.status.success(), "{}", text(&out));

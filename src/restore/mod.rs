@@ -305,6 +305,22 @@ struct Done {
     was_gone: bool,
 }
 
+impl Done {
+    /// `file` with `outcome` and nothing else to say yet.
+    fn of(file: PlannedFile, outcome: Outcome) -> Done {
+        Done {
+            file,
+            outcome,
+            bytes: 0,
+            error: None,
+            note: None,
+            lasting_note: false,
+            dest_full: false,
+            was_gone: false,
+        }
+    }
+}
+
 /// A file the planner hands to the workers.
 enum Job {
     /// To restore; `replace` a differing file found at its path (`regen` marked it, or its
@@ -927,16 +943,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                             let _ = job_tx.send(std::mem::take(&mut chunk));
                         }
                     } else if let Some(outcome) = quick {
-                        settled.push(Done {
-                            file,
-                            outcome,
-                            bytes: 0,
-                            error: None,
-                            note: None,
-                            lasting_note: false,
-                            dest_full: false,
-                            was_gone: false,
-                        });
+                        settled.push(Done::of(file, outcome));
                         if settled.len() >= SETTLED_CHUNK {
                             let _ = producer_tx.send(std::mem::take(&mut settled));
                         }
@@ -989,16 +996,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                                 e.kind() == std::io::ErrorKind::NotFound
                                             });
                                     if !gone {
-                                        results.push(Done {
-                                            file,
-                                            outcome: Outcome::AlreadyDone,
-                                            bytes: 0,
-                                            error: None,
-                                            note: None,
-                                            lasting_note: false,
-                                            dest_full: false,
-                                            was_gone: false,
-                                        });
+                                        results.push(Done::of(file, Outcome::AlreadyDone));
                                         continue;
                                     }
                                     (file, false, true)
@@ -1009,14 +1007,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                             }
                             let r = copy::restore_file_caught(ctx, &mut folders, &file, replace);
                             let mut d = Done {
-                                file,
-                                outcome: Outcome::Copied,
-                                bytes: 0,
-                                error: None,
-                                note: None,
-                                lasting_note: false,
-                                dest_full: false,
                                 was_gone,
+                                ..Done::of(file, Outcome::Copied)
                             };
                             match r {
                                 Ok(Restored::Copied {
