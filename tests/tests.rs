@@ -1218,6 +1218,18 @@ fn the_source_reached_by_another_path_is_refused_regression_round_15() {
 fn a_restore_onto_the_source_s_own_filesystem_warns_regression_round_15() {
     let dump = Dump::new(15, 40, 1);
     let said = "on the same filesystem as the source's objects";
+    // Not for a dump `demo` wrote, which is no device's disk: the quick start's first
+    // command warned.
+    let demo = bin()
+        .arg("demo")
+        .arg(dump.path("demo"))
+        .args(["--files", "40"])
+        .output()
+        .unwrap();
+    assert_eq!(demo.status.code(), Some(1), "{}", text(&demo));
+    assert!(!text(&demo).contains(said), "{}", text(&demo));
+    // The same dump without the manifest that says `demo` wrote it.
+    std::fs::remove_file(dump.root.join("demo-manifest.json")).unwrap();
     let (out, report) = restore(&dump, &dump.path("out"), &["--limit", "5"], &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     let start = err.find("restoring ").expect("a start line");

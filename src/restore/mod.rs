@@ -434,6 +434,13 @@ pub fn look_for_objects(source: &SourceLayout, index: &Index) -> anyhow::Result<
 /// is written onto the disk being recovered from, which may be failing: said at the start
 /// and in the report, as `preflight` says it.
 fn same_filesystem_note(cfg: &RestoreConfig) -> Option<String> {
+    // A dump `demo` wrote (its manifest beside `restsdk`) is no device's disk: the first
+    // thing a new user runs warned about the disk it recovers from.
+    let is_demo = (cfg.source.files.ancestors().take(4))
+        .any(|d| d.join(crate::demo::MANIFEST_FILE).is_file());
+    if is_demo {
+        return None;
+    }
     let device = |p: &Path| crate::fsinfo::identity(p).ok().map(|(dev, _)| dev);
     let dest = device(&crate::fsinfo::existing_ancestor(&cfg.dest))?;
     (device(&cfg.source.files)? == dest).then(|| {
