@@ -547,10 +547,14 @@ fn check_status_against(
         }
         r => r?,
     }
-    let found = crate::state::look_for_restored(
-        earlier.restored_sample(crate::state::RESTORED_SAMPLE, &dest)?,
-        &dest,
-    );
+    // Not the part the last full run left out (the Trash an earlier run restored): the
+    // restore does not look for those either.
+    let left_out = earlier
+        .meta(crate::state::LEFT_OUT_KEY)?
+        .filter(|p| !p.is_empty());
+    let mut sample = earlier.restored_sample(crate::state::RESTORED_SAMPLE, &dest)?;
+    sample.retain(|p| left_out.as_ref().is_none_or(|l| !p.starts_with(l.as_str())));
+    let found = crate::state::look_for_restored(sample, &dest);
     if found.none_there() {
         anyhow::bail!(
             "the checkpoint in {} records files as restored to {}, but none of the {} looked for is there (for example {}). Is the right disk or share mounted at {}? `status --state-dir {}` alone shows what the checkpoint records",

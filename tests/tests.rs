@@ -5649,6 +5649,39 @@ fn recorded_copies(state: &Path) -> Vec<String> {
     rows.map(Result::unwrap).collect()
 }
 
+/// The look for recorded files leaves out what the run leaves out: the Trash an earlier
+/// run restored with --include-trash, removed from DEST since, made every plain resume warn
+/// that it "restores those it finds missing", look at every file, restore none, and the
+/// next one again; `status` warned the same way each time (round 15's review of the diff).
+#[test]
+fn the_look_for_recorded_files_leaves_out_the_trash_a_run_leaves_out() {
+    let dump = Dump::new(62, 200, 1);
+    let dest = dump.path("restored");
+    // The Trash first: its files are among the first records, which the look samples.
+    let (out, _) = restore(&dump, &dest, &["--include-trash", "--only", "Trash"], &[]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    let (out, _) = restore(&dump, &dest, &["--include-trash"], &[]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    std::fs::remove_dir_all(dest.join("Trash")).unwrap();
+    for _ in 0..2 {
+        let (out, rep) = restore(&dump, &dest, &[], &[]);
+        let said = text(&out);
+        assert!(!said.contains("no longer on the destination"), "{said}");
+        assert_eq!(rep["outcomes"]["copied"], 0, "{said}");
+        let st = text(
+            &bin()
+                .arg("status")
+                .arg(&dump.root)
+                .arg(&dest)
+                .arg("--state-dir")
+                .arg(dump.path("state"))
+                .output()
+                .unwrap(),
+        );
+        assert!(!st.contains("WARNING"), "{st}");
+    }
+}
+
 /// Found reviewing round 14: a resume whose look at 16 recorded files found 3 of them gone
 /// warned ("files recorded as done are not copied again ... or --fresh to restore them"),
 /// then counted every recorded file as already done, the 3 included, and `status` went on

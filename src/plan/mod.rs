@@ -942,6 +942,15 @@ impl Plan {
         self.only_relocated = extra;
     }
 
+    /// Whether the restored path `rel_path` is outside this selection for certain: in the
+    /// Trash without --include-trash, or outside the --only paths (--user and --limit are
+    /// not told by a path). A file an earlier run restored there is no concern of this run.
+    pub fn leaves_out(&self, rel_path: &str) -> bool {
+        let trash =
+            !self.opts.include_trash && self.trash_path().is_some_and(|t| under(rel_path, t));
+        trash || !self.opts.only.is_empty() && !self.only_paths().any(|p| under(rel_path, p))
+    }
+
     /// The `--only` paths, and the relocated folders they select ([`Plan::select_relocated`]).
     fn only_paths(&self) -> impl Iterator<Item = &String> {
         self.opts.only.iter().chain(&self.only_relocated)

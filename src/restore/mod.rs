@@ -541,11 +541,14 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     for w in &few_objects {
         ui.preparing(&format!("warning: {w}"));
     }
-    let restored_sample = match (lock.as_ref().filter(|_| !cfg.fresh), &earlier) {
+    let mut restored_sample = match (lock.as_ref().filter(|_| !cfg.fresh), &earlier) {
         (Some(l), _) => l.restored_sample(RESTORED_SAMPLE, &cfg.dest)?,
         (None, Some(e)) => e.restored_sample(RESTORED_SAMPLE, &cfg.dest)?,
         (None, None) => Vec::new(),
     };
+    // Files this run leaves out (the Trash an earlier run restored, say) are not looked
+    // for: gone, they would start a look this run cannot finish, and every later run again.
+    restored_sample.retain(|p| !plan.leaves_out(p));
     let mut dest_warning = check_restored_are_there(
         crate::state::look_for_restored(restored_sample, &cfg.dest),
         cfg,
@@ -769,6 +772,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let dest_lost: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
     // Said apart in the headline and by `status`: read-only is not "changed".
     let dest_read_only = AtomicBool::new(false);
+    // DEST's folders as `Job::CheckFirst` looks at them (without following links).
+    let dest_folders = crate::walk::DestFolders::default();
     // Whether DEST is lost: known already, or found now. Asked when a file fails: DEST
     // renamed or deleted makes every file fail at once, before the next commit's check.
     let dest_gone = || {
@@ -984,6 +989,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 let stop_local = &stop_local;
                 let dest_lost = &dest_lost;
                 let dest_read_only = &dest_read_only;
+                let dest_folders = &dest_folders;
                 let dest_gone = &dest_gone;
                 let watch = &watch;
                 workers.push(spawn_named(s, &format!("mcr-copy-{worker}"), move || {
@@ -996,12 +1002,20 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                 Job::Restore { file, replace } => (file, replace, false),
                                 Job::CheckFirst(file) => {
                                     // Any answer but "not there" (a permission, an I/O
-                                    // error) leaves it done: a copy would only fail it.
+                                    // error) leaves it done: a copy would only fail it. A
+                                    // file reached through a symbolic link standing for one
+                                    // of its folders is not there either, as `verify` and
+                                    // `regen` say (the copy then fails it, listed).
                                     let gone = !stopping_ref()
-                                        && std::fs::symlink_metadata(ctx.dest.join(&file.rel_path))
+                                        && (dest_folders
+                                            .blocker_of_file(ctx.dest, &file.rel_path)
+                                            .is_some()
+                                            || std::fs::symlink_metadata(
+                                                ctx.dest.join(&file.rel_path),
+                                            )
                                             .is_err_and(|e| {
                                                 e.kind() == std::io::ErrorKind::NotFound
-                                            });
+                                            }));
                                     if !gone {
                                         results.push(Done::of(file, Outcome::AlreadyDone));
                                         continue;
