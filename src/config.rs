@@ -219,6 +219,10 @@ impl std::fmt::Display for Inside {
 /// path with no symlink in it reaches the same folders. So each existing folder on the way
 /// is also compared by what it is (`fsinfo::identity`: device and inode) with the source's
 /// folders, and where one is the same folder, the rest of the path is checked from there.
+/// A bind mount of a folder between them (`restsdk/data` when the partition was named, a
+/// shard of the object folder) is none of those folders: so the path's place within its
+/// filesystem (`fsinfo::place_in_filesystem`, from the mount table) is also compared with
+/// theirs.
 pub fn inside_source(source: &SourceLayout, path: &Path) -> Option<Inside> {
     let full = fsinfo::resolved_path(path);
     if inside_by_path(source, &full) {
@@ -228,7 +232,7 @@ pub fn inside_source(source: &SourceLayout, path: &Path) -> Option<Inside> {
         .into_iter()
         .filter_map(|f| fsinfo::identity(&f).ok().map(|id| (f, id)))
         .collect();
-    full.ancestors().find_map(|here| {
+    let by_identity = full.ancestors().find_map(|here| {
         let id = fsinfo::identity(here).ok()?;
         let rest = full.strip_prefix(here).ok()?;
         folders
@@ -238,6 +242,21 @@ pub fn inside_source(source: &SourceLayout, path: &Path) -> Option<Inside> {
                 here: here.to_path_buf(),
                 there: there.clone(),
             })
+    });
+    by_identity.or_else(|| {
+        let (device, inner) = fsinfo::place_in_filesystem(&full)?;
+        folders.iter().find_map(|(there, _)| {
+            let (d, their) = fsinfo::place_in_filesystem(there)?;
+            let rest = inner.strip_prefix(&their).ok().filter(|_| d == device)?;
+            inside_by_path(source, &there.join(rest)).then(|| Inside::SameFolder {
+                here: full
+                    .ancestors()
+                    .nth(rest.components().count())
+                    .unwrap_or(&full)
+                    .to_path_buf(),
+                there: there.clone(),
+            })
+        })
     })
 }
 

@@ -118,6 +118,42 @@ pub fn resolved_path(path: &Path) -> PathBuf {
     cur
 }
 
+/// Where `path` (absolute, resolved) lies within its filesystem, whatever mount reaches it:
+/// the filesystem (mountinfo's `major:minor`) and the path from that filesystem's own root
+/// (the mount's root, which a bind mount of a folder sets to that folder, then the rest of
+/// the path below the mount point). Two paths with one place are one file or folder, also
+/// below a bind mount of a folder in between or a disk mounted twice. `None` without a
+/// readable mount table.
+pub fn place_in_filesystem(path: &Path) -> Option<(String, PathBuf)> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    place_in(&text, path)
+}
+
+/// [`place_in_filesystem`] from mountinfo text: the entry whose mount point is the longest
+/// prefix of `p` (the last such line: a mount on top of another is listed after it).
+fn place_in(text: &str, p: &Path) -> Option<(String, PathBuf)> {
+    let mut best: Option<(usize, String, PathBuf)> = None;
+    for line in text.lines() {
+        let Some((pre, _)) = line.split_once(" - ") else {
+            continue;
+        };
+        let f: Vec<&str> = pre.split(' ').collect();
+        if f.len() < 5 {
+            continue;
+        }
+        let mount_point = PathBuf::from(unescape(f[4]));
+        let Ok(rest) = p.strip_prefix(&mount_point) else {
+            continue;
+        };
+        let len = mount_point.as_os_str().len();
+        if best.as_ref().is_none_or(|b| len >= b.0) {
+            let inner = PathBuf::from(unescape(f[3])).join(rest);
+            best = Some((len, f[2].to_string(), inner));
+        }
+    }
+    best.map(|(_, device, inner)| (device, inner))
+}
+
 /// Unescapes the octal escapes (`\040` for space) used in /proc/self/mountinfo.
 fn unescape(s: &str) -> String {
     let b = s.as_bytes();
@@ -245,6 +281,25 @@ mod tests {
 40 22 0:50 / /mnt/nas rw,relatime shared:2 - nfs 192.0.2.1:/vol rw,vers=3,rsize=131072,wsize=131072,hard
 41 22 0:51 / /mnt/my\\040share rw - cifs //nas/share rw,vers=3.0
 42 22 8:17 / /media/usb rw - fuseblk /dev/sdb1 rw,user_id=0";
+
+    /// A bind mount's root is the folder it shows: a path below it has the place of the
+    /// same path below that folder, on the same filesystem.
+    #[test]
+    fn a_path_below_a_bind_mount_has_the_place_of_the_folder_it_shows() {
+        let text = format!("{SAMPLE}\n50 22 8:1 /srv/dump/restsdk /mnt/b rw - ext4 /dev/sda1 rw");
+        assert_eq!(
+            place_in(&text, Path::new("/mnt/b/data/out")),
+            Some(("8:1".into(), PathBuf::from("/srv/dump/restsdk/data/out")))
+        );
+        assert_eq!(
+            place_in(&text, Path::new("/srv/dump/restsdk/data")),
+            Some(("8:1".into(), PathBuf::from("/srv/dump/restsdk/data")))
+        );
+        assert_eq!(
+            place_in(&text, Path::new("/mnt/nas/x")),
+            Some(("0:50".into(), PathBuf::from("/x")))
+        );
+    }
 
     #[test]
     fn longest_mount_prefix_wins_and_options_parse() {

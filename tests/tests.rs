@@ -1142,12 +1142,38 @@ fn the_source_reached_by_another_path_is_refused_regression_round_15() {
     let Some(bind_above) = BindMount::new(dump.tmp.path(), &above.path().join("disk")) else {
         return;
     };
+    // Folders between the one named and the objects: a bind mount of one of them is none
+    // of the source's own folders (the review of round 15's diff: both passed).
+    let Some(bind_data) = BindMount::new(&dump.root.join("restsdk/data"), &dump.path("mid")) else {
+        return;
+    };
+    let Some(bind_restsdk) = BindMount::new(&dump.root.join("restsdk"), &dump.path("mid2")) else {
+        return;
+    };
     let out = dump.path("out");
     let state = dump.path("s");
     let via_data = via.join("restsdk/data");
     let in_db = via_data.join("db");
     // DEST, state folder, report, what the refusal says.
     let cases = [
+        (
+            bind_data.path.join("out"),
+            state.clone(),
+            None,
+            "destination",
+        ),
+        (
+            out.clone(),
+            bind_restsdk.path.join("st"),
+            None,
+            "state folder",
+        ),
+        (
+            bind_data.path.join("files/a/out"),
+            state.clone(),
+            None,
+            "destination",
+        ),
         (via_data.join("out"), state.clone(), None, "destination"),
         (out.clone(), via.join("restsdk/state"), None, "state folder"),
         (
