@@ -7263,6 +7263,26 @@ fn regen_of_another_source_is_refused_rather_than_marking_files_to_replace_regre
     let st = status_json(&state);
     assert_eq!(st["files_done"], 0, "{st}");
     assert!(st["counts"].as_object().unwrap().is_empty(), "{st}");
+    // Over a damaged checkpoint, which regen replaces before it looks (it cannot be read),
+    // the refusal does not claim that nothing changed (the review of round 15's diff).
+    let damaged = dump.path("state-damaged");
+    std::fs::create_dir(&damaged).unwrap();
+    std::fs::write(damaged.join("checkpoint.db"), vec![b'x'; 8192]).unwrap();
+    let out = bin()
+        .arg("regen")
+        .arg(&other.root)
+        .arg(&dest)
+        .arg("--state-dir")
+        .arg(&damaged)
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("the damaged checkpoint, which could not be read, was already replaced")
+            && !said.contains("Nothing was changed"),
+        "{said}"
+    );
     let (out, rep) = restore(
         &other,
         &dest,

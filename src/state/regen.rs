@@ -458,11 +458,17 @@ fn rebuild(
     let replaced = redo.len() as u64 - only_date_differs;
     if replaced > rep.adopted + only_date_differs {
         anyhow::bail!(
-            "{} does not look like a restore of the database {}: of the files found at their planned paths, {} would be replaced (another size, or other bytes) and only {} match the plan. The wrong SOURCE or DEST, or other --names than the restore used? Nothing was changed. regen marks the files that differ to be replaced by the next restore, while `restore` itself never replaces a file it did not write unless given --overwrite: check the paths and options, and run regen with those the restore used",
+            "{} does not look like a restore of the database {}: of the files found at their planned paths, {} would be replaced (another size, or other bytes) and only {} match the plan. The wrong SOURCE or DEST, or other --names than the restore used? {}. regen marks the files that differ to be replaced by the next restore, while `restore` itself never replaces a file it did not write unless given --overwrite: check the paths and options, and run regen with those the restore used",
             cfg.dest.display(),
             cfg.source.db.display(),
             replaced,
-            rep.adopted + only_date_differs
+            rep.adopted + only_date_differs,
+            // A damaged checkpoint was set aside before the rebuild began (it could not be
+            // read); nothing on DEST was touched either way.
+            match damaged {
+                true => "Nothing on DEST was changed; the damaged checkpoint, which could not be read, was already replaced by an empty one",
+                false => "Nothing was changed",
+            }
         );
     }
     // What is left is what the plan does not know, usually nothing: give the room back.
