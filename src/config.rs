@@ -244,9 +244,10 @@ pub fn inside_source(source: &SourceLayout, path: &Path) -> Option<Inside> {
             })
     });
     by_identity.or_else(|| {
-        let (device, inner) = fsinfo::place_in_filesystem(&full)?;
+        let table = fsinfo::mount_table()?;
+        let (device, inner) = fsinfo::place_in_filesystem(&table, &full)?;
         folders.iter().find_map(|(there, _)| {
-            let (d, their) = fsinfo::place_in_filesystem(there)?;
+            let (d, their) = fsinfo::place_in_filesystem(&table, there)?;
             let rest = inner.strip_prefix(&their).ok().filter(|_| d == device)?;
             inside_by_path(source, &there.join(rest)).then(|| Inside::SameFolder {
                 here: full

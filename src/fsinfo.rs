@@ -122,18 +122,13 @@ pub fn resolved_path(path: &Path) -> PathBuf {
 /// the filesystem (mountinfo's `major:minor`) and the path from that filesystem's own root
 /// (the mount's root, which a bind mount of a folder sets to that folder, then the rest of
 /// the path below the mount point). Two paths with one place are one file or folder, also
-/// below a bind mount of a folder in between or a disk mounted twice. `None` without a
-/// readable mount table.
-pub fn place_in_filesystem(path: &Path) -> Option<(String, PathBuf)> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    place_in(&text, path)
-}
-
-/// [`place_in_filesystem`] from mountinfo text: the entry whose mount point is the longest
-/// prefix of `p` (the last such line: a mount on top of another is listed after it).
-fn place_in(text: &str, p: &Path) -> Option<(String, PathBuf)> {
+/// below a bind mount of a folder in between or a disk mounted twice. `table` is the text of
+/// `/proc/self/mountinfo` ([`mount_table`]), read once for several paths. The entry used is
+/// the one whose mount point is the longest prefix of `p` (the last such line: a mount on
+/// top of another is listed after it).
+pub fn place_in_filesystem(table: &str, p: &Path) -> Option<(String, PathBuf)> {
     let mut best: Option<(usize, String, PathBuf)> = None;
-    for line in text.lines() {
+    for line in table.lines() {
         let Some((pre, _)) = line.split_once(" - ") else {
             continue;
         };
@@ -152,6 +147,11 @@ fn place_in(text: &str, p: &Path) -> Option<(String, PathBuf)> {
         }
     }
     best.map(|(_, device, inner)| (device, inner))
+}
+
+/// The mount table (`/proc/self/mountinfo`), `None` where it cannot be read.
+pub fn mount_table() -> Option<String> {
+    std::fs::read_to_string("/proc/self/mountinfo").ok()
 }
 
 /// Unescapes the octal escapes (`\040` for space) used in /proc/self/mountinfo.
@@ -288,15 +288,15 @@ mod tests {
     fn a_path_below_a_bind_mount_has_the_place_of_the_folder_it_shows() {
         let text = format!("{SAMPLE}\n50 22 8:1 /srv/dump/restsdk /mnt/b rw - ext4 /dev/sda1 rw");
         assert_eq!(
-            place_in(&text, Path::new("/mnt/b/data/out")),
+            place_in_filesystem(&text, Path::new("/mnt/b/data/out")),
             Some(("8:1".into(), PathBuf::from("/srv/dump/restsdk/data/out")))
         );
         assert_eq!(
-            place_in(&text, Path::new("/srv/dump/restsdk/data")),
+            place_in_filesystem(&text, Path::new("/srv/dump/restsdk/data")),
             Some(("8:1".into(), PathBuf::from("/srv/dump/restsdk/data")))
         );
         assert_eq!(
-            place_in(&text, Path::new("/mnt/nas/x")),
+            place_in_filesystem(&text, Path::new("/mnt/nas/x")),
             Some(("0:50".into(), PathBuf::from("/x")))
         );
     }
