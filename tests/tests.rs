@@ -4,6 +4,7 @@ mod messy;
 mod util;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::path::Path;
 
 use predicates::prelude::*;
@@ -2403,28 +2404,19 @@ fn verify_stats_each_object_once_regression_round_14() {
     let dest = dump.path("restored");
     restore(&dump, &dest, &[], &[]);
     let log = dump.path("verify.strace");
-    let traced = std::process::Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=%%stat", "-o"])
-        .arg(&log)
-        .arg(assert_cmd::cargo::cargo_bin("mycloud-recover"))
-        .arg("verify")
-        .arg(&dump.root)
-        .arg(&dest)
-        .arg("--state-dir")
-        .arg(dump.path("state"))
-        .arg("--json")
-        .output();
-    let out = match traced {
-        Ok(out) if std::fs::metadata(&log).is_ok_and(|m| m.len() > 0) => out,
-        other => {
-            // CI installs strace and requires it where it can trace (.ci/run).
-            assert!(
-                std::env::var("MCR_TEST_STRACE").as_deref() != Ok("require"),
-                "MCR_TEST_STRACE=require but strace cannot trace here: {other:?}"
-            );
-            eprintln!("skipped: strace cannot trace here: {other:?}");
-            return;
-        }
+    let state = dump.path("state");
+    let args = [
+        OsStr::new("verify"),
+        dump.root.as_os_str(),
+        dest.as_os_str(),
+    ];
+    let more = [
+        OsStr::new("--state-dir"),
+        state.as_os_str(),
+        OsStr::new("--json"),
+    ];
+    let Some(out) = traced("trace=%%stat", &log, &[&args[..], &more[..]].concat()) else {
+        return;
     };
     let rep: serde_json::Value = serde_json::from_slice(&out.stdout).expect("verify --json");
     let checked = rep["checked"].as_u64().unwrap();
@@ -2445,6 +2437,84 @@ fn verify_stats_each_object_once_regression_round_14() {
         stats <= 2 * checked + folders + 200,
         "{stats} stat calls for {checked} files in {folders} folders"
     );
+}
+
+/// Runs the binary with `args` under `strace -f -e TRACE`, writing the calls to `log`;
+/// `None` (the test skips) where strace cannot trace, unless MCR_TEST_STRACE=require (set
+/// by .ci/run where it can).
+fn traced(trace: &str, log: &Path, args: &[&OsStr]) -> Option<std::process::Output> {
+    let out = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e", trace, "-o"])
+        .arg(log)
+        .arg(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+        .args(args)
+        .output();
+    match out {
+        Ok(out) if std::fs::metadata(log).is_ok_and(|m| m.len() > 0) => Some(out),
+        other => {
+            assert!(
+                std::env::var("MCR_TEST_STRACE").as_deref() != Ok("require"),
+                "MCR_TEST_STRACE=require but strace cannot trace here: {other:?}"
+            );
+            eprintln!("skipped: strace cannot trace here: {other:?}");
+            None
+        }
+    }
+}
+
+/// `--durability none` promises that nothing is flushed. SQLite's log was folded into the
+/// checkpoint's main file at every 1,000 pages and at the end, with two `fsync`s each: when
+/// DEST shared the state folder's disk, one of them held a 100,000-file restore's end for
+/// 2 s, waiting for DEST's write-back (docs/PERFORMANCE.md, round 16). Only the run's
+/// start is flushed now (so a crash is known to the next run), before the first file is
+/// placed; the log left unfolded is read by the next run.
+#[test]
+fn durability_none_flushes_nothing_once_files_are_placed_regression_round_16() {
+    let dump = Dump::new(35, 400, 1);
+    let dest = dump.path("restored");
+    let log = dump.path("restore.strace");
+    let state = dump.path("state");
+    let args = [
+        OsStr::new("restore"),
+        dump.root.as_os_str(),
+        dest.as_os_str(),
+    ];
+    let more = ["--state-dir", "--durability", "none", "--quiet"].map(OsStr::new);
+    let args = [&args[..], &more[..1], &[state.as_os_str()], &more[1..]].concat();
+    let calls =
+        "trace=fsync,fdatasync,syncfs,sync,sync_file_range,msync,linkat,rename,renameat,renameat2";
+    let Some(out) = traced(calls, &log, &args) else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let trace = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = trace.lines().collect();
+    // The first restored file: not the probe of DEST, not the report.
+    let placed = lines
+        .iter()
+        .position(|l| {
+            (l.contains("link") || l.contains("rename"))
+                && !l.contains(".mcr-probe")
+                && !l.contains("report.json")
+        })
+        .expect("files were placed");
+    let flushes: Vec<&&str> = lines[placed..]
+        .iter()
+        .filter(|l| l.contains("sync") && !l.contains("resumed>"))
+        .collect();
+    assert!(
+        flushes.is_empty(),
+        "flushed after the first file was placed: {flushes:?}"
+    );
+    assert!(
+        lines[..placed].iter().any(|l| l.contains("fsync")),
+        "the run's start is flushed"
+    );
+    // The log left as it is is read: the next run finds every file done.
+    let (out, rep) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(rep["outcomes"]["copied"], 0, "{}", rep["outcomes"]);
+    assert_restored_exactly(&dump, &dest);
 }
 
 #[test]

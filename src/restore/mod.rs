@@ -565,9 +565,6 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             // The checkpoint is checked before anything is created on the destination.
             let c = lock.open(cfg.fresh, &cfg.command_line)?;
             c.bind(&source_db, &cfg.dest)?;
-            if cfg.durability == Durability::None {
-                c.trust_the_os()?;
-            }
             Some(c)
         }
     };
@@ -872,6 +869,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         // for it (a run killed after one that lost its destination is not "stopped: the
         // destination changed" for `status`).
         c.set_meta(crate::state::LAST_END_KEY, "")?;
+        // Only now: that this run began placing files is on disk whatever the durability.
+        if cfg.durability == Durability::None {
+            c.trust_the_os()?;
+        }
     }
     let mut report_failed = false;
     let copy_start = Instant::now();

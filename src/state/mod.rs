@@ -27,6 +27,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 /// What happened to one planned file. Every planned file ends in exactly one of these.
@@ -412,6 +413,10 @@ fn restored_sample(conn: &Connection, n: usize, dest: &Path) -> rusqlite::Result
     let rows = stmt.query_map([n as i64], |r| r.get::<_, String>(0))?;
     rows.collect()
 }
+
+/// Under `--durability none`, the checkpoint's log is folded into its main file (a flush)
+/// only past this many pages: 64 MiB (see [`Checkpoint::trust_the_os`]).
+pub const TRUSTED_LOG_PAGES: u32 = 16_384;
 
 /// How many of the first and of the last files a checkpoint records as restored are looked
 /// for on DEST ([`look_for_restored`]) before a resume, and by `status`.
@@ -865,13 +870,31 @@ impl Checkpoint {
     /// `--durability none`: the checkpoint's own commits are not flushed either, as the name
     /// promises. SQLite's WAL stays consistent; a power cut may lose the last commits, and
     /// those files are then copied or adopted again.
+    ///
+    /// In WAL mode with `synchronous=NORMAL` a commit makes no flush, but folding the log
+    /// into the main file does (before and after): SQLite folds it in at every 1,000 pages
+    /// (about 5,000 files here) and when the connection closes. When DEST shares a disk
+    /// with the state folder, each of those flushes waits for DEST's own write-back: one
+    /// such flush held a 100,000-file restore's end for 2 s (docs/PERFORMANCE.md, round
+    /// 16). So the log is folded in only once it passes [`TRUSTED_LOG_PAGES`] (that fold
+    /// must be flushed, or a power cut could leave the main file half old and half new),
+    /// and it is left as it is at the end; the next opening reads it, and the next run
+    /// folds it in. Called after the run's start is recorded ([`Checkpoint::begin_placing`],
+    /// still flushed), so that a crash is always known to the next run.
     pub fn trust_the_os(&self) -> Result<(), StateError> {
+        let sq = |e| StateError::Sqlite {
+            path: self.dir.join("checkpoint.db"),
+            source: e,
+        };
         self.conn
-            .execute_batch("PRAGMA synchronous=NORMAL;")
-            .map_err(|e| StateError::Sqlite {
-                path: self.dir.join("checkpoint.db"),
-                source: e,
-            })
+            .execute_batch(&format!(
+                "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint={TRUSTED_LOG_PAGES};"
+            ))
+            .map_err(sq)?;
+        self.conn
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            .map_err(sq)?;
+        Ok(())
     }
 
     /// Records a batch in one transaction. Files already recorded done and reported again as
@@ -1361,9 +1384,14 @@ mod tests {
         assert_eq!(sync(&c), 1, "NORMAL: WAL commits without fsync");
         c.record(&[rec("a", Outcome::Copied)]).unwrap();
         drop(c);
+        // Not folded in at the end (that flushes): the record is in the log left beside it.
+        let wal = t.path().join("checkpoint.db-wal");
+        assert!(std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0));
         let c = Checkpoint::open(t.path(), false, "test").unwrap();
         assert_eq!(sync(&c), 2, "each run chooses again");
         assert_eq!(c.keys().unwrap().0.len(), 1);
+        drop(c);
+        assert!(!wal.exists(), "a flushed run folds the log in at its end");
     }
 
     #[test]
