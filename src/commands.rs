@@ -406,8 +406,20 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
         _ => anyhow::bail!("status needs SOURCE and DEST (as given to restore) or --state-dir DIR"),
     };
     let mut st = crate::state::read_status(&dir)?;
-    if let (Some(db), [_, dest]) = (&source_db, a.paths.as_slice()) {
-        st.dest_check = check_status_against(&dir, db, dest)?;
+    // The DEST to look at: the one given (a SOURCE of another database is refused first),
+    // or, given the checkpoint alone, the one it records.
+    let (dest, given) = match (&source_db, a.paths.as_slice()) {
+        (Some(db), [_, dest]) => {
+            check_status_source(&dir, db, dest)?;
+            (Some(crate::fsinfo::resolved_path(dest)), true)
+        }
+        _ => (
+            crate::state::recorded_meta(&dir, "dest").map(std::path::PathBuf::from),
+            false,
+        ),
+    };
+    if let Some(dest) = &dest {
+        look_at_status_dest(a, &dir, dest, given, &mut st)?;
     }
     let mut out = std::io::stdout().lock();
     if a.json {
@@ -487,45 +499,18 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
     for (p, e) in &st.failed_examples {
         writeln!(out, "  problem: {p}: {e}")?;
     }
-    if let (Some(found), [src, dest]) = (&st.dest_check, a.paths.as_slice()) {
-        if found.some_gone() {
-            let quote = crate::preflight::model::shell_path;
-            let mut verify = format!("mycloud-recover verify {} {}", quote(src), quote(dest));
-            for (flag, value) in [
-                ("--state-dir", &a.state_dir),
-                ("--db", &a.db),
-                ("--files", &a.files_dir),
-            ] {
-                if let Some(v) = value {
-                    verify.push_str(&format!(" {flag} {}", quote(v)));
-                }
-            }
-            writeln!(
-                out,
-                "WARNING: {} of {} files the checkpoint records as restored are not on {} (for example {}): removed or moved since? `{verify}` lists every file that is not there; the next restore looks for every file the checkpoint records as done and restores those it finds missing",
-                found.gone.len(),
-                found.looked_for,
-                dest.display(),
-                dest.join(&found.gone[0]).display()
-            )?;
-        }
+    for w in &st.warnings {
+        writeln!(out, "WARNING: {w}")?;
     }
     Ok(Exit::Ok)
 }
 
-/// Refuses, for `status SOURCE DEST`, what a restore of SOURCE into DEST would refuse: a
-/// checkpoint made from another database (its counts are not this SOURCE's), or a DEST that
-/// holds none of a sample of the files the checkpoint records as restored there (a disk or
-/// share not mounted: the checkpoint's percentage would pass for what DEST holds). Returns
-/// what the look at DEST found, for a warning when some of them are gone. Reads only: the
-/// checkpoint read-only, the first and last MiB of the database, an lstat per sampled file.
-fn check_status_against(
-    dir: &Path,
-    source_db: &Path,
-    dest: &Path,
-) -> anyhow::Result<Option<crate::state::RestoredCheck>> {
+/// Refuses, for `status SOURCE DEST`, a checkpoint made from another database than
+/// SOURCE's (its counts are not this SOURCE's), as a restore of SOURCE into DEST would.
+/// Reads only: the checkpoint read-only, the first and last MiB of the database.
+fn check_status_source(dir: &Path, source_db: &Path, dest: &Path) -> anyhow::Result<()> {
     let Some(earlier) = crate::state::Earlier::open(dir)? else {
-        return Ok(None);
+        return Ok(());
     };
     let db = source_db
         .canonicalize()
@@ -547,26 +532,113 @@ fn check_status_against(
         }
         r => r?,
     }
+    Ok(())
+}
+
+/// The look at DEST both forms of `status` make, at the DEST given (`given`) or, with the
+/// checkpoint alone, at the one it records: a sample of the files the checkpoint records as
+/// restored there ([`crate::state::look_for_restored`], as a resume looks). None of them
+/// there is a disk or share not mounted: the checkpoint's percentage would pass for what
+/// DEST holds, so a given DEST is refused as a resume refuses it; with the checkpoint alone
+/// (the way to see what it records while DEST is away) it is a warning, as is a recorded
+/// DEST that cannot be found at all. Some of them gone is a warning with the `verify`
+/// command that finds the others. Reads only: the checkpoint read-only, an lstat per file.
+fn look_at_status_dest(
+    a: &StatusArgs,
+    dir: &Path,
+    dest: &Path,
+    given: bool,
+    st: &mut crate::state::Status,
+) -> anyhow::Result<()> {
+    let as_recorded =
+        "The counts here are what the checkpoint records, not what is on the destination";
+    if let Err(e) = std::fs::metadata(dest) {
+        st.warnings.push(format!(
+            "the checkpoint in {} records files as restored to {}, which cannot be found ({e}). Is the right disk or share mounted? {as_recorded}",
+            dir.display(),
+            dest.display()
+        ));
+        return Ok(());
+    }
+    let Some(earlier) = crate::state::Earlier::open(dir)? else {
+        return Ok(());
+    };
     // Not the part the last full run left out (the Trash an earlier run restored): the
     // restore does not look for those either.
     let left_out = earlier
         .meta(crate::state::LEFT_OUT_KEY)?
         .filter(|p| !p.is_empty());
-    let mut sample = earlier.restored_sample(crate::state::RESTORED_SAMPLE, &dest)?;
+    let mut sample = earlier.restored_sample(crate::state::RESTORED_SAMPLE, dest)?;
     sample.retain(|p| left_out.as_ref().is_none_or(|l| !p.starts_with(l.as_str())));
-    let found = crate::state::look_for_restored(sample, &dest);
+    let found = crate::state::look_for_restored(sample, dest);
     if found.none_there() {
-        anyhow::bail!(
-            "the checkpoint in {} records files as restored to {}, but none of the {} looked for is there (for example {}). Is the right disk or share mounted at {}? `status --state-dir {}` alone shows what the checkpoint records",
+        let what = format!(
+            "the checkpoint in {} records files as restored to {}, but none of the {} looked for is there (for example {}). Is the right disk or share mounted at {}?",
             dir.display(),
             dest.display(),
             found.looked_for,
             dest.join(&found.gone[0]).display(),
             dest.display(),
-            crate::preflight::model::shell_path(dir)
         );
+        if given {
+            anyhow::bail!(
+                "{what} `status --state-dir {}` alone shows what the checkpoint records",
+                crate::preflight::model::shell_path(dir)
+            );
+        }
+        st.warnings.push(format!("{what} {as_recorded}"));
+    } else if found.some_gone() {
+        st.warnings.push(format!(
+            "{} of {} files the checkpoint records as restored are not on {} (for example {}): removed or moved since? `{}` lists every file that is not there; the next restore looks for every file the checkpoint records as done and restores those it finds missing",
+            found.gone.len(),
+            found.looked_for,
+            dest.display(),
+            dest.join(&found.gone[0]).display(),
+            verify_command(a, dir, dest)
+        ));
     }
-    Ok(Some(found))
+    st.dest_check = Some(found);
+    Ok(())
+}
+
+/// The `verify` command that checks the restore `status` looked at, ready to paste: SOURCE
+/// and DEST as given, else the database and DEST the checkpoint records (SOURCE is the
+/// folder holding the database's `db/`; `--db` when the database is not `db/index.db`
+/// there).
+fn verify_command(a: &StatusArgs, dir: &Path, dest: &Path) -> String {
+    let quote = crate::preflight::model::shell_path;
+    let mut verify = String::from("mycloud-recover verify");
+    let (mut db, files) = (a.db.clone(), a.files_dir.clone());
+    match a.paths.as_slice() {
+        [src, dest] => verify.push_str(&format!(" {} {}", quote(src), quote(dest))),
+        _ => {
+            let recorded =
+                crate::state::recorded_meta(dir, "source_db").map(std::path::PathBuf::from);
+            let source = recorded
+                .as_deref()
+                .and_then(|db| db.parent()?.parent())
+                .map(Path::to_path_buf);
+            match (&recorded, &source) {
+                (Some(r), Some(s)) => {
+                    if db.is_none() && s.join("db/index.db") != *r {
+                        db = Some(r.clone());
+                    }
+                    verify.push_str(&format!(" {} {}", quote(s), quote(dest)));
+                }
+                _ => verify.push_str(&format!(" SOURCE {}", quote(dest))),
+            }
+        }
+    }
+    for (flag, value) in [
+        ("--state-dir", &a.state_dir),
+        ("--db", &db),
+        ("--files", &files),
+    ] {
+        if let Some(v) = value {
+            verify.push_str(&format!(" {flag} {}", quote(v)));
+        }
+    }
+    verify
 }
 
 /// What `demo` finds in the folder it is asked to use.

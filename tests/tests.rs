@@ -5957,6 +5957,101 @@ fn status_checks_source_and_looks_at_dest_regression_round_15() {
     assert_eq!(file_hashes(&dest), dest_expected);
 }
 
+/// Round 16: `status --state-dir DIR` alone did not look at DEST at all, where `status
+/// SOURCE DEST` looks for a sample of the recorded files: with some removed, or DEST an
+/// empty mount point, or DEST gone, it showed the checkpoint's counts without a word. It
+/// now looks at the DEST the checkpoint records, with the same wording, and says plainly
+/// when that DEST cannot be found; the checkpoint's counts are still shown (exit 0).
+#[test]
+fn status_with_the_state_dir_alone_looks_at_the_recorded_dest_regression_round_16() {
+    let dump = Dump::new(64, 200, 1);
+    let dest = dump.path("restored");
+    let state = dump.path("state");
+    let (out, _) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out)); // the demo's missing objects
+    let status = |json: bool| {
+        let mut c = bin();
+        c.arg("status").arg("--state-dir").arg(&state);
+        if json {
+            c.arg("--json");
+        }
+        c.output().unwrap()
+    };
+    let first = recorded_copies(&state);
+    let state_before = tree(&state);
+    let out = status(false);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!text(&out).contains("WARNING"), "{}", text(&out));
+
+    // Some of them gone: the warning of `status SOURCE DEST`, with a verify command that
+    // works as printed.
+    std::fs::remove_file(dest.join(&first[0])).unwrap();
+    let out = status(false);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{msg}");
+    assert!(
+        msg.contains("WARNING: 1 of 16 files the checkpoint records as restored are not on")
+            && msg.contains(&first[0]),
+        "{msg}"
+    );
+    let verify = msg
+        .split('`')
+        .find(|c| c.starts_with("mycloud-recover verify "))
+        .unwrap_or_else(|| panic!("no verify command: {msg}"));
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "exec \"$0\" {}",
+            verify.strip_prefix("mycloud-recover ").unwrap()
+        ))
+        .arg(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{verify}: {said}");
+    assert!(
+        said.contains(" 1 differ,") && said.contains(&first[0]),
+        "{verify}: {said}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&status(true).stdout).unwrap();
+    assert_eq!(v["dest_check"]["gone"][0], first[0].as_str(), "{v}");
+
+    // DEST an empty mount point: said, and the counts still shown.
+    let moved = dump.path("restored.moved");
+    std::fs::rename(&dest, &moved).unwrap();
+    std::fs::create_dir(&dest).unwrap();
+    let out = status(false);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{msg}");
+    assert!(
+        msg.contains("WARNING: the checkpoint in")
+            && msg.contains("none of the 16 looked for is there")
+            && msg.contains("mounted")
+            && msg.contains("Restored or already there"),
+        "{msg}"
+    );
+
+    // DEST not there at all: said plainly.
+    std::fs::remove_dir(&dest).unwrap();
+    let out = status(false);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{msg}");
+    assert!(
+        msg.contains("which cannot be found") && msg.contains("mounted"),
+        "{msg}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&status(true).stdout).unwrap();
+    assert!(
+        v["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("cannot be found"),
+        "{v}"
+    );
+    std::fs::rename(&moved, &dest).unwrap();
+    assert_eq!(tree(&state), state_before);
+}
+
 /// A file in the way of a folder (here: of a whole top folder) fails what belongs there,
 /// file by file and folder by folder, in the report; the run itself finishes (exit 1, not
 /// 2), and the next run tries those folders again.

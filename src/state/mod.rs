@@ -1139,9 +1139,12 @@ pub struct Status {
     pub running: bool,
     pub last_run_clean: Option<bool>,
     pub failed_examples: Vec<(String, String)>,
-    /// Given SOURCE and DEST: what a look on DEST for a sample of the files the checkpoint
-    /// records as restored there found ([`look_for_restored`]).
+    /// What a look on DEST (the one given, else the one the checkpoint records) for a
+    /// sample of the files the checkpoint records as restored there found
+    /// ([`look_for_restored`]).
     pub dest_check: Option<RestoredCheck>,
+    /// What the look at DEST found that the counts do not say (`status` fills it in).
+    pub warnings: Vec<String>,
 }
 
 /// Checkpoint key: the name rules of the runs so far (`posix` or `windows`).
