@@ -604,7 +604,8 @@ fn look_at_status_dest(
 /// The `verify` command that checks the restore `status` looked at, ready to paste: SOURCE
 /// and DEST as given, else the database and DEST the checkpoint records (SOURCE is the
 /// folder holding the database's `db/`; `--db` when the database is not `db/index.db`
-/// there).
+/// there), and the selection of the checkpoint's runs ([`crate::state::Selection`]), so
+/// that the files they left out are not listed as missing.
 fn verify_command(a: &StatusArgs, dir: &Path, dest: &Path) -> String {
     let quote = crate::preflight::model::shell_path;
     let mut verify = String::from("mycloud-recover verify");
@@ -637,6 +638,18 @@ fn verify_command(a: &StatusArgs, dir: &Path, dest: &Path) -> String {
         if let Some(v) = value {
             verify.push_str(&format!(" {flag} {}", quote(v)));
         }
+    }
+    let selection = crate::state::recorded_selection(dir).unwrap_or_default();
+    for (flag, values) in [("--only", &selection.only), ("--user", &selection.users)] {
+        for v in values {
+            verify.push_str(&format!(
+                " {flag} {}",
+                crate::preflight::model::shell_quote(v)
+            ));
+        }
+    }
+    if selection.include_trash {
+        verify.push_str(" --include-trash");
     }
     verify
 }

@@ -6052,6 +6052,64 @@ fn status_with_the_state_dir_alone_looks_at_the_recorded_dest_regression_round_1
     assert_eq!(tree(&state), state_before);
 }
 
+/// Round 16: the `verify` command `status` suggests when sampled files are gone carried
+/// `--state-dir`, `--db` and `--files` but not the selection of the runs: after restores
+/// with `--only`, it listed every file they left out as not on DEST. It now carries the
+/// selection the checkpoint records for its runs (here two `--only` runs: both paths).
+#[test]
+fn the_verify_status_suggests_checks_the_files_the_runs_selected_regression_round_16() {
+    let dump = Dump::new(65, 300, 1);
+    let dest = dump.path("restored");
+    let mut per_top: BTreeMap<String, usize> = BTreeMap::new();
+    for f in of_type(&plan_json(&dump.root, &dest, &[]), "file") {
+        if let Some((top, _)) = f["path"].as_str().unwrap().split_once('/') {
+            if top != "Trash" && top != "_unlinked" {
+                *per_top.entry(top.to_string()).or_default() += 1;
+            }
+        }
+    }
+    let mut tops: Vec<(usize, String)> = per_top.into_iter().map(|(t, n)| (n, t)).collect();
+    tops.sort();
+    assert!(tops.len() >= 3, "{tops:?}");
+    let (a, b) = (&tops[tops.len() - 1].1, &tops[tops.len() - 2].1);
+    for only in [a, b] {
+        let (out, _) = restore(&dump, &dest, &["--only", only], &[]);
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    }
+    let first = recorded_copies(&dump.path("state"));
+    std::fs::remove_file(dest.join(&first[0])).unwrap();
+    let out = bin()
+        .arg("status")
+        .arg(&dump.root)
+        .arg(&dest)
+        .arg("--state-dir")
+        .arg(dump.path("state"))
+        .output()
+        .unwrap();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{msg}");
+    let verify = msg
+        .split('`')
+        .find(|c| c.starts_with("mycloud-recover verify "))
+        .unwrap_or_else(|| panic!("no verify command: {msg}"));
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "exec \"$0\" {}",
+            verify.strip_prefix("mycloud-recover ").unwrap()
+        ))
+        .arg(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{verify}: {said}");
+    // The one file removed differs; the files the runs left out are not listed.
+    assert!(
+        said.contains(" 1 differ,") && said.contains(&first[0]),
+        "{verify}: {said}"
+    );
+}
+
 /// A file in the way of a folder (here: of a whole top folder) fails what belongs there,
 /// file by file and folder by folder, in the report; the run itself finishes (exit 1, not
 /// 2), and the next run tries those folders again.

@@ -865,6 +865,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     }
     if let Some(c) = &ckpt {
         c.begin_placing(dest_facts.clock_ms, plan.options().include_trash)?;
+        c.add_selection(plan.options())?;
         // How this run ends is written at its end; until then no earlier run's end stands
         // for it (a run killed after one that lost its destination is not "stopped: the
         // destination changed" for `status`).

@@ -1065,6 +1065,35 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// Adds the selection of this run (`opts`) to the one the checkpoint records
+    /// ([`Selection`]). A checkpoint from before the selection was kept that already records
+    /// files counts as one over everything.
+    pub fn add_selection(&self, opts: &crate::plan::PlanOptions) -> Result<(), StateError> {
+        let run = Selection {
+            only: opts.only.clone(),
+            users: opts.users.clone(),
+            include_trash: opts.include_trash,
+        };
+        let was = match self.meta(SELECTION_KEY)? {
+            Some(v) => serde_json::from_str(&v).ok(),
+            None => self
+                .conn
+                .query_row("SELECT EXISTS(SELECT 1 FROM log)", [], |r| {
+                    r.get::<_, bool>(0)
+                })
+                .map_err(|e| self.sq(e))?
+                .then(Selection::default),
+        };
+        let now = match was {
+            Some(was) if opts.narrowed() => was.widened_by(&run),
+            _ => run,
+        };
+        let json = serde_json::json!({
+            "only": now.only, "users": now.users, "include_trash": now.include_trash,
+        });
+        self.set_meta(SELECTION_KEY, &json.to_string())
+    }
+
     /// [`Checkpoint::begin_copy`] for a run about to place files: also records when it began
     /// on DEST's clock (`dest_clock_ms`, `None` when unknown: then a crash of this run makes
     /// every file the checkpoint does not record unsure) and whether it restores Trash.
@@ -1190,6 +1219,51 @@ fn ms_value(v: &str) -> i64 {
 fn meta_value(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
     conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
         .optional()
+}
+
+/// Checkpoint key: the files the runs so far selected ([`Selection`], as JSON).
+pub const SELECTION_KEY: &str = "selection";
+
+/// The files the runs so far selected: for the `verify` command `status` suggests, which
+/// must check the files the runs restored, not report the ones they left out as missing.
+/// Each run that places files adds its own ([`Checkpoint::add_selection`]): a run over
+/// everything replaces it (the Trash an earlier run restored is then left out, as
+/// [`LEFT_OUT_KEY`] says), a narrowed one widens it with its `--only` paths and `--user`s
+/// (empty: all). Runs narrowed both ways make a selection that may hold more than their
+/// files (one run's paths with another's users); `--limit` is not kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Selection {
+    pub only: Vec<String>,
+    pub users: Vec<String>,
+    pub include_trash: bool,
+}
+
+impl Selection {
+    /// What this selection and a narrowed run's `run` select together.
+    fn widened_by(self, run: &Selection) -> Selection {
+        let union = |mut was: Vec<String>, more: &[String]| {
+            if was.is_empty() || more.is_empty() {
+                return Vec::new();
+            }
+            for m in more {
+                if !was.contains(m) {
+                    was.push(m.clone());
+                }
+            }
+            was
+        };
+        Selection {
+            only: union(self.only, &run.only),
+            users: union(self.users, &run.users),
+            include_trash: self.include_trash || run.include_trash,
+        }
+    }
+}
+
+/// The [`Selection`] the checkpoint in `dir` records, read without the lock and without
+/// writing (none when there is none, or it cannot be read).
+pub fn recorded_selection(dir: &Path) -> Option<Selection> {
+    serde_json::from_str(&recorded_meta(dir, SELECTION_KEY)?).ok()
 }
 
 /// Checkpoint keys `status` reads: how the last run ended, and the files it had selected.

@@ -318,6 +318,7 @@ fn rebuild(
     // copied again is compared too: its size and date may well be right, its bytes were not.
     let (recorded, marked) = ckpt.keys()?;
     ckpt.begin_copy()?;
+    ckpt.add_selection(plan.options())?;
     let delay = crate::restore::copy::Faults::from_env().regen_delay_ms;
     let mut adopted: Vec<Record> = Vec::new();
     let mut redo: Vec<(Record, String)> = Vec::new();
