@@ -3428,6 +3428,8 @@ fn fresh_onto_an_unwritable_destination_keeps_the_progress() {
 
 /// `regen` on a DEST without the files the checkpoint records (a disk not mounted, its bare
 /// mount point maybe holding strays) would forget every record: refused, nothing changed.
+/// Round 16: by the look a resume and `status` make (`state::look_for_restored`, 16 files),
+/// not a second one of its own (32).
 #[test]
 fn regen_onto_an_empty_destination_is_refused() {
     let dump = Dump::new(51, 120, 1);
@@ -3446,6 +3448,8 @@ fn regen_onto_an_empty_destination_is_refused() {
         msg.contains("holds none of the") && msg.contains("mounted"),
         "{msg}"
     );
+    // The look a resume and `status` make (round 16: regen looked for 32 with its own).
+    assert!(msg.contains("none of the 16 files"), "{msg}");
     std::fs::remove_dir_all(&dest).unwrap();
     std::fs::rename(&moved, &dest).unwrap();
     let (out, rep) = restore(&dump, &dest, &[], &[]);

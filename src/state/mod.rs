@@ -419,7 +419,7 @@ fn restored_sample(conn: &Connection, n: usize, dest: &Path) -> rusqlite::Result
 pub const TRUSTED_LOG_PAGES: u32 = 16_384;
 
 /// How many of the first and of the last files a checkpoint records as restored are looked
-/// for on DEST ([`look_for_restored`]) before a resume, and by `status`.
+/// for on DEST ([`look_for_restored`]) before a resume, and by `status` and `regen`.
 pub const RESTORED_SAMPLE: usize = 8;
 
 /// What a look on DEST for a checkpoint's sample of restored files found.

@@ -31,7 +31,8 @@ use crate::plan::Plan;
 use crate::restore::copy::{changed_since, is_temp_name, mtime_matches_ms};
 use crate::source::index::Index;
 use crate::state::{
-    done_key, path_key, redo_key, Checkpoint, KeyHashing, Outcome, Record, StateError, StateLock,
+    done_key, look_for_restored, path_key, redo_key, Checkpoint, KeyHashing, Outcome, Record,
+    StateError, StateLock, RESTORED_SAMPLE,
 };
 use crate::walk::Found;
 
@@ -179,29 +180,26 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
     let start = std::time::Instant::now();
     let index = Index::open(&cfg.source.db, cfg.source.backup_db.as_deref())?;
     let plan = Plan::build(&index, cfg.plan.clone())?;
-    // A DEST without any of the files the checkpoint records (up to 32 looked for: the 16
-    // first recorded and the 16 last) is far more often a disk not mounted, or the wrong
-    // folder, than a destination really emptied: rebuilding would forget every record, and
-    // the next restore would copy everything again, into the empty folder.
+    // A DEST without any of the files the checkpoint records is far more often a disk not
+    // mounted, or the wrong folder, than a destination really emptied: rebuilding would
+    // forget every record, and the next restore would copy everything again, into the
+    // empty folder. The look is the one a resume and `status` make (`look_for_restored`).
     let lock = StateLock::take(&cfg.state_dir)?;
     // A checkpoint too damaged to read is what regen is for: rebuilt from DEST, as after a
     // crash (a damaged checkpoint may be a power cut's), every file compared with its object.
-    let (sample, damaged) = match lock.restored_sample(16, &cfg.dest) {
+    let (sample, damaged) = match lock.restored_sample(RESTORED_SAMPLE, &cfg.dest) {
         Ok(sample) => (sample, false),
         Err(e) if e.is_damaged() => (Vec::new(), true),
         Err(e) => return Err(e.into()),
     };
-    if !sample.is_empty()
-        && sample
-            .iter()
-            .all(|p| cfg.dest.join(p).symlink_metadata().is_err())
-    {
+    let found = look_for_restored(sample, &cfg.dest);
+    if found.none_there() {
         anyhow::bail!(
             "{} holds none of the {} files the checkpoint in {} records as restored there (for example {}): is the destination mounted? Nothing was changed. If they really are gone, start over with `restore --fresh`",
             cfg.dest.display(),
-            sample.len(),
+            found.looked_for,
             cfg.state_dir.display(),
-            cfg.dest.join(&sample[0]).display()
+            cfg.dest.join(&found.gone[0]).display()
         );
     }
     let (mut ckpt, damaged) = match lock.open(damaged, &cfg.command_line) {
