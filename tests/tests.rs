@@ -7623,6 +7623,47 @@ fn a_killed_regen_leaves_the_checkpoint_as_it_was_regression_round_15() {
     assert_eq!(rep["outcomes"]["already_done"], done, "{rep}");
 }
 
+/// Round 16: a regen killed with kill -9 left its scratch file `regen-paths.tmp` in the
+/// state folder (removed only on the way out). The scratch file now has no name, so
+/// nothing is left; one an older regen left is removed by the next.
+#[test]
+fn a_killed_regen_leaves_no_scratch_file_regression_round_16() {
+    let dump = Dump::new(66, 200, 1);
+    let dest = dump.path("restored");
+    let (out, _) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let state = dump.path("state");
+    let names = || -> BTreeSet<String> {
+        std::fs::read_dir(&state)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with("checkpoint.db"))
+            .collect()
+    };
+    let before = names();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+        .arg("regen")
+        .arg(&dump.root)
+        .arg(&dest)
+        .arg("--state-dir")
+        .arg(&state)
+        .env("MYCLOUD_RECOVER_FAULTS", "regen_delay_ms=40")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(child.try_wait().unwrap().is_none(), "regen still runs");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(names(), before, "the state folder after a killed regen");
+    // A scratch file an older regen left behind is removed by the next one.
+    std::fs::write(state.join("regen-paths.tmp"), b"Photos/a.jpg").unwrap();
+    let out = regen(&dump, &dest, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(names(), before, "the state folder after a regen");
+}
+
 /// A regen over part of the selection (`--only`, or without the `--include-trash` the
 /// restore had) replaces only the records of the files it looks at: the others' stay (it
 /// erased them, and `status` fell from 99.8% to 6.8%).

@@ -15,9 +15,9 @@
 //! match it is refused, not marked: marked "redo", the next restore would replace them all,
 //! and they are far more likely another device's or another naming's files than damage.
 //!
-//! Memory: what the walk finds is held as 48 bytes per file (`OnDest`); the paths go to a
-//! scratch file in the state folder and are read back only for the files the plan does not
-//! know. Held as strings, the paths of 1.35M files were most of regen's 515 MB peak.
+//! Memory: what the walk finds is held as 48 bytes per file (`OnDest`); the paths go to an
+//! unnamed scratch file in the state folder (nothing is left after a kill) and are read back
+//! only for the files the plan does not know. Held as strings, the paths of 1.35M files were most of regen's 515 MB peak.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -86,7 +86,8 @@ fn base_name(p: &str) -> &str {
     p.rsplit('/').next().unwrap_or(p)
 }
 
-/// Name of the scratch file of paths, in the state folder while regen runs.
+/// The name the scratch file of paths has in the state folder where it cannot be made
+/// unnamed (see [`open_scratch`]), for as long as it takes to remove it.
 const PATHS_FILE: &str = "regen-paths.tmp";
 
 /// A file the walk found: where its path sits in the scratch file, its size and date.
@@ -142,15 +143,6 @@ impl OnDest {
     }
 }
 
-/// Removes the scratch file however regen ends.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 fn scratch_error(path: &Path, e: std::io::Error) -> anyhow::Error {
     anyhow::anyhow!(
         "cannot write the scratch file {}: {e}; regen keeps the destination's paths there while it works (free some space there, or pass another --state-dir)",
@@ -158,16 +150,35 @@ fn scratch_error(path: &Path, e: std::io::Error) -> anyhow::Error {
     )
 }
 
-fn open_scratch(state_dir: &Path) -> anyhow::Result<(Scratch, File)> {
+/// The scratch file of paths, without a name, so that nothing is left however regen ends:
+/// the kernel frees it with its last descriptor, after kill -9 too (a named one, removed on
+/// the way out, stayed behind a killed regen). Made with `O_TMPFILE` in the state folder;
+/// where its filesystem refuses that (NFS, older kernels), made under [`PATHS_FILE`] and
+/// removed at once. A file of that name is removed first: left by a regen before round 16,
+/// or killed in that instant (regen holds the state lock: no other is using it). Returns
+/// the path said in messages, and the file.
+fn open_scratch(state_dir: &Path) -> anyhow::Result<(PathBuf, File)> {
+    use std::os::unix::fs::OpenOptionsExt;
     let path = state_dir.join(PATHS_FILE);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(scratch_error(&path, e)),
+        _ => {}
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).mode(0o600);
+    if let Ok(file) = options
+        .clone()
+        .custom_flags(libc::O_TMPFILE)
+        .open(state_dir)
+    {
+        return Ok((path, file));
+    }
+    let file = options
+        .create_new(true)
         .open(&path)
         .map_err(|e| scratch_error(&path, e))?;
-    Ok((Scratch(path), file))
+    std::fs::remove_file(&path).map_err(|e| scratch_error(&path, e))?;
+    Ok((path, file))
 }
 
 /// Walks the destination, rebuilds the checkpoint, and reports. With `content`, every file
@@ -285,7 +296,7 @@ fn rebuild(
     let mut found = found.into_inner().unwrap_or_else(|e| e.into_inner());
     let flushed = found.paths.flush();
     if let Some(e) = found.write_error.take().or(flushed.err()) {
-        return Err(scratch_error(&scratch.0, e));
+        return Err(scratch_error(&scratch, e));
     }
     rep.walk_seconds = walk_start.elapsed().as_secs_f64();
     // Relative to DEST, with their `/`: files below them were not seen by the walk.
@@ -484,7 +495,7 @@ fn rebuild(
         paths_file.read_exact_at(&mut buf, seen.at).map_err(|e| {
             anyhow::anyhow!(
                 "cannot read back the scratch file {}: {e}",
-                scratch.0.display()
+                scratch.display()
             )
         })?;
         let path = String::from_utf8_lossy(&buf).into_owned();
@@ -499,7 +510,6 @@ fn rebuild(
         unknown.push((path, seen.size));
     }
     drop(paths_file);
-    drop(scratch);
 
     // Likely moves: an absent planned file whose name and size sit elsewhere.
     let mut by_name_size: HashMap<(&str, u64), Vec<&str>> = HashMap::new();
