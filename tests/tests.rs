@@ -876,6 +876,64 @@ fn windows_names_are_valid_and_unique_ignoring_case() {
     }
 }
 
+/// A renamed name's original path is the path the device showed, so it can be matched with
+/// its restored path: with one user, the user's `auth0|...` folder (which the restore leaves
+/// out) is not in it; with several, each user's folder is (restored as `auth0_...`). Every
+/// original path began with `auth0|...` (round 16).
+#[test]
+fn renamed_paths_leave_out_the_only_users_folder_regression_round_16() {
+    for users in [1, 2] {
+        let dump = Dump::new(18, 400, users);
+        let dest = dump.path("restored");
+        let (out, report) = restore(&dump, &dest, &["--names", "windows"], &[]);
+        assert!(out.status.code().unwrap() <= 1, "{}", text(&out));
+        let renamed: BTreeMap<&str, &str> = report["renamed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["restored"].as_str().unwrap(),
+                    r["original"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        let plan = plan_json(&dump.root, &dest, &["--names", "windows"]);
+        let from_plan = of_type(&plan, "file")
+            .into_iter()
+            .filter(|f| f["skip"].is_null() && !f["renamed_from"].is_null())
+            .map(|f| {
+                (
+                    f["path"].as_str().unwrap(),
+                    f["renamed_from"].as_str().unwrap(),
+                )
+            });
+        let mut checked = 0;
+        for (restored, original) in renamed.iter().map(|(r, o)| (*r, *o)).chain(from_plan) {
+            assert_eq!(
+                original.starts_with("auth0|"),
+                users > 1,
+                "{original} -> {restored}"
+            );
+            // Where no folder above it was renamed, the original is in the restored folder.
+            let Some((dir, _)) = restored.rsplit_once('/') else {
+                continue;
+            };
+            let above = dir.match_indices('/').map(|(i, _)| &dir[..i]);
+            if above.chain([dir]).any(|d| renamed.contains_key(d)) || dir.starts_with("_unlinked") {
+                continue;
+            }
+            let dir = dir.replacen("auth0_", "auth0|", 1);
+            assert!(
+                original.starts_with(&format!("{dir}/")),
+                "{original} -> {restored}"
+            );
+            checked += 1;
+        }
+        assert!(checked > 5, "{users} users: {checked} renames checked");
+    }
+}
+
 #[test]
 fn posix_names_keep_what_linux_allows_and_handle_the_rest() {
     let dump = Dump::new(19, 400, 1);

@@ -819,7 +819,8 @@ impl Plan {
             };
             let escaped = self.folders.escaped.get(&(i as u32));
             if *self.folder_final(i) != *natural || escaped.is_some() {
-                let original = self.original_path(i, escaped.unwrap_or(&self.folders.name[i]));
+                let leaf = escaped.unwrap_or(&self.folders.name[i]);
+                let original = self.original_path(self.folders.parent[i], leaf);
                 self.folder_renames.push(Rename {
                     id: id.to_string(),
                     original,
@@ -832,18 +833,23 @@ impl Plan {
         self.problems.sort_by(|a, b| a.id.cmp(&b.id));
     }
 
-    /// The path made of the database's own names, from the root down to `leaf` under folder
-    /// `i`'s parent chain. Bounded by the folder count, so a cycle cannot make it loop, and
-    /// by [`MAX_PATH_BYTES`]: past that it starts with `.../` (each renamed folder of a
-    /// chain thousands deep had its whole path, gigabytes in all).
-    fn original_path(&self, i: usize, leaf: &str) -> String {
+    /// The original path of `leaf` in folder `parent`, as the device showed it: the
+    /// database's own names from the top down. The only user's root folder (`auth0|...`) is
+    /// left out, as the restore leaves it out (its folders are at the top of DEST, where the
+    /// device's apps showed them), so a renamed file's original and restored paths can be
+    /// matched; with several users each one's folder stays, as each is restored in its own.
+    /// Every original path a user reads comes from here. Bounded by the folder count, so a
+    /// cycle cannot make it loop, and by [`MAX_PATH_BYTES`]: past that it starts with
+    /// `.../` (each renamed folder of a chain thousands deep had its whole path, gigabytes
+    /// in all).
+    fn original_path(&self, parent: ParentRef, leaf: &str) -> String {
         let mut parts = vec![leaf.to_string()];
         let mut len = leaf.len();
-        let mut cur = self.folders.parent[i];
+        let mut cur = parent;
         let mut steps = 0;
         while let ParentRef::Folder(p) = cur {
             steps += 1;
-            if steps > self.folders.name.len() {
+            if steps > self.folders.name.len() || self.is_dest_top(p as usize) {
                 break;
             }
             if len > MAX_PATH_BYTES {
@@ -860,6 +866,11 @@ impl Plan {
         }
         parts.reverse();
         parts.join("/")
+    }
+
+    /// Whether folder `i` is restored as DEST itself (the only user's root).
+    fn is_dest_top(&self, i: usize) -> bool {
+        matches!(self.folders.origin[i], Origin::User(_)) && self.folders.path[i].is_empty()
     }
 
     pub fn users(&self) -> &[UserRoot] {
@@ -1110,11 +1121,7 @@ impl Plan {
                 renamed_from: r.renamed.then(|| {
                     let name = row.name_escaped.as_deref().unwrap_or(&row.name);
                     match (r.parent_folder, row.parent) {
-                        (Some(i), _) => {
-                            let folder = self.folders.escaped.get(&(i as u32));
-                            let folder = folder.unwrap_or(&self.folders.name[i]);
-                            format!("{}/{name}", self.original_path(i, folder))
-                        }
+                        (Some(i), _) => self.original_path(ParentRef::Folder(i as u32), name),
                         (None, Some(p)) => format!("<missing {p}>/{name}"),
                         (None, None) => name.to_string(),
                     }
@@ -1733,7 +1740,63 @@ mod tests {
         assert_eq!(get("d4"), "x (3).jpg/inner");
         assert_eq!(get("e5"), "_unlinked (2)");
         assert_eq!(plan.folder_renames().len(), 1);
-        assert_eq!(plan.folder_renames()[0].original, "auth0|abc/x.jpg");
+        assert_eq!(plan.folder_renames()[0].original, "x.jpg");
+    }
+
+    /// Original paths as the device showed them: the only user's folder, which the restore
+    /// leaves out, is left out of them too; with several users each one's folder stays.
+    /// (They began with `auth0|abc/` while the restored paths did not: round 16.)
+    #[test]
+    fn original_paths_leave_out_the_only_users_folder_regression_round_16() {
+        let renames = |dir: &str, rows: &[(&str, Option<&str>, &str, bool)]| {
+            let d = tempfile::tempdir().unwrap();
+            let d = d.path().join(dir);
+            std::fs::create_dir_all(&d).unwrap();
+            let idx = db(&d, rows);
+            let plan = Plan::build(
+                &idx,
+                PlanOptions {
+                    policy: NamePolicy::Windows,
+                    ..opts()
+                },
+            )
+            .unwrap();
+            let mut v: Vec<(String, String)> = (plan.folder_renames().iter())
+                .map(|r| (r.original.clone(), r.restored.clone()))
+                .collect();
+            plan.for_each_file(&idx, |f| {
+                if let Some(o) = f.renamed_from {
+                    v.push((o, f.rel_path));
+                }
+            })
+            .unwrap();
+            v.sort();
+            v
+        };
+        let one = [
+            (U1, None, "auth0|abc", true),
+            ("d1", Some(U1), "a:b", true),
+            ("f1", Some("d1"), "x?.jpg", false),
+            ("f2", Some(U1), "y?.jpg", false),
+        ];
+        assert_eq!(
+            renames("one", &one),
+            [
+                ("a:b".into(), "a_b".into()),
+                ("a:b/x?.jpg".into(), "a_b/x_.jpg".into()),
+                ("y?.jpg".into(), "y_.jpg".into()),
+            ]
+        );
+        let mut two = one.to_vec();
+        two.push((U2, None, "auth0|def", true));
+        assert_eq!(
+            renames("two", &two),
+            [
+                ("auth0|abc/a:b".into(), "auth0_abc/a_b".into()),
+                ("auth0|abc/a:b/x?.jpg".into(), "auth0_abc/a_b/x_.jpg".into()),
+                ("auth0|abc/y?.jpg".into(), "auth0_abc/y_.jpg".into()),
+            ]
+        );
     }
 
     #[test]
