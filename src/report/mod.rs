@@ -239,6 +239,10 @@ impl Snapshot {
 
     /// Remaining time from this run's own rates: the per-file cost and the byte cost are
     /// each measured on the same mix, so the larger of the two projections is the estimate.
+    /// The rates are averages over the whole copy, so the estimate settles rather than
+    /// jumps; it is given once they rest on something: 200 files worked on after 0.5 s, or
+    /// any work after 2 s (few, large files). It waited 2 s whatever the work: a
+    /// 2,000-file restore's whole run said "ETA unknown".
     pub fn eta(&self) -> Option<Duration> {
         let rem_files = self.selected_files.saturating_sub(self.progress_selected()) as f64;
         let rem_bytes = self.selected_bytes.saturating_sub(self.progress_bytes()) as f64;
@@ -246,7 +250,9 @@ impl Snapshot {
             return Some(Duration::ZERO);
         }
         let (fr, br) = (self.files_per_sec(), self.bytes_per_sec());
-        if fr <= 0.0 || self.elapsed < Duration::from_secs(2) {
+        let measured = self.elapsed >= ETA_FULL_TIME
+            || (self.elapsed >= ETA_MIN_TIME && self.worked_files() >= ETA_MIN_FILES);
+        if fr <= 0.0 || !measured {
             return None;
         }
         let by_files = rem_files / fr;
@@ -285,6 +291,15 @@ impl Snapshot {
         s
     }
 }
+
+/// Files this run must have worked on, after [`ETA_MIN_TIME`], before its rate makes an
+/// estimate: with a handful of files in flight on each worker, a few hundred done put the
+/// rate within a few percent.
+const ETA_MIN_FILES: u64 = 200;
+/// Copying time before any estimate (the workers' first files all finish at about once).
+const ETA_MIN_TIME: Duration = Duration::from_millis(500);
+/// Copying time after which any progress makes an estimate (a few large files).
+const ETA_FULL_TIME: Duration = Duration::from_secs(2);
 
 fn rate(n: f64, d: Duration) -> f64 {
     let s = d.as_secs_f64();
@@ -947,6 +962,40 @@ mod tests {
         s.elapsed = Duration::from_secs(6);
         // 0.5 files/s: 5 left -> 10 s; 400 B/6 s: 500 B left -> 7.5 s.
         assert_eq!(s.eta().unwrap().as_secs(), 10);
+    }
+
+    /// An estimate as soon as the rates rest on a few hundred files, not after 2 s whatever
+    /// the work (a 2,000-file restore said "ETA unknown" all through: round 16); never from
+    /// a handful of files or a blink of time.
+    #[test]
+    fn eta_is_given_once_a_few_hundred_files_are_done_regression_round_16() {
+        let t = PlanTotals {
+            files: 2_000,
+            selected_files: 2_000,
+            selected_bytes: 2_000_000,
+            ..Default::default()
+        };
+        let mut s = Snapshot::new(&t);
+        for _ in 0..3 {
+            s.record(Outcome::Copied, 1_000, 1_000);
+        }
+        s.elapsed = Duration::from_millis(600);
+        assert_eq!(s.eta(), None, "3 files are no base");
+        assert!(s.line().contains("ETA unknown"));
+        for _ in 3..300 {
+            s.record(Outcome::Copied, 1_000, 1_000);
+        }
+        s.elapsed = Duration::from_millis(300);
+        assert_eq!(s.eta(), None, "too soon");
+        s.elapsed = Duration::from_millis(600);
+        // 500 files/s, 1,700 left: 3.4 s.
+        assert!((s.eta().unwrap().as_secs_f64() - 3.4).abs() < 0.01);
+        assert!(s.line().contains("ETA 3.4s"), "{}", s.line());
+        // Few files after 2 s: an estimate from them.
+        let mut s = Snapshot::new(&t);
+        s.record(Outcome::Copied, 1_000, 1_000);
+        s.elapsed = Duration::from_secs(2);
+        assert!(s.eta().is_some());
     }
 
     #[test]
