@@ -20,6 +20,12 @@
 //! and at 1.35M files the checkpoint cost about 25 us per file (most of a `regen`). Appends
 //! touch only the last pages. The price is paid by the rare readers that need the latest
 //! state per id (`status`), which group by id.
+//!
+//! A file that every run finds missing or failing would add a record per run (a thousand
+//! missing objects, a thousand records a run, for ever). Such a record replaces the file's
+//! earlier records of the same outcome instead (found through a small index of those
+//! outcomes only) and counts the runs that found it so (`times`); a checkpoint from before
+//! the count has one record per run, each counted once.
 
 pub mod regen;
 
@@ -302,12 +308,28 @@ CREATE TABLE IF NOT EXISTS runs(
 CREATE TABLE IF NOT EXISTS log(
     seq INTEGER PRIMARY KEY, id TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
     mtime INTEGER, outcome TEXT NOT NULL, error TEXT, run INTEGER NOT NULL,
-    updated INTEGER NOT NULL);
+    updated INTEGER NOT NULL, times INTEGER NOT NULL DEFAULT 1);
 -- Done files that carry a note (an object of another length than the database says): few,
 -- so the index costs nothing for the others, and later runs find them without a scan.
 CREATE INDEX IF NOT EXISTS log_notes ON log(seq)
     WHERE error IS NOT NULL AND outcome IN ('copied', 'adopted');
 ";
+
+/// Outcomes that runs keep finding the same way ([`Checkpoint::record`] keeps one record of
+/// them per file, counting the runs), and their index, made after the log has `times`.
+const REPEATED: &str = "('missing', 'failed')";
+const REPEATED_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS log_repeated ON log(id) WHERE outcome IN ('missing', 'failed');";
+
+/// How many runs a log record stands for: `times`, or 1 in a checkpoint from before it.
+fn times_column(conn: &Connection) -> rusqlite::Result<&'static str> {
+    let n: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('log') WHERE name = 'times'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(if n > 0 { "times" } else { "1" })
+}
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -707,6 +729,11 @@ impl StateLock {
         )
         .map_err(sq)?;
         conn.execute_batch(SCHEMA).map_err(sq)?;
+        if times_column(&conn).map_err(sq)? == "1" {
+            conn.execute_batch("ALTER TABLE log ADD COLUMN times INTEGER NOT NULL DEFAULT 1;")
+                .map_err(sq)?;
+        }
+        conn.execute_batch(REPEATED_INDEX).map_err(sq)?;
         // Checkpoints from before the log kept one row per id in `files`: carry them over.
         if has_table(&conn, "files").map_err(sq)? {
             conn.execute_batch(
@@ -898,43 +925,64 @@ impl Checkpoint {
     }
 
     /// Records a batch in one transaction. Files already recorded done and reported again as
-    /// already done are left as they are (no write per file on a no-op resume).
+    /// already done are left as they are (no write per file on a no-op resume). A file found
+    /// missing or failing again replaces its earlier records of that outcome, counting them
+    /// (see the module docs), so the log does not grow by them with every run.
     pub fn record(&mut self, batch: &[Record]) -> Result<(), StateError> {
         let run = self.run;
         let now = now_ms();
+        let path = self.dir.join("checkpoint.db");
+        let sq = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
         // A savepoint, so that a batch nests in `regen`'s one transaction.
-        let tx = self.conn.savepoint().map_err(|e| StateError::Sqlite {
-            path: self.dir.join("checkpoint.db"),
-            source: e,
-        })?;
+        let tx = self.conn.savepoint().map_err(sq)?;
         {
-            let mut stmt = tx
+            let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO log(id, path, size, mtime, outcome, error, run, updated)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO log(id, path, size, mtime, outcome, error, run, updated, times)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )
-                .map_err(|e| StateError::Sqlite {
-                    path: self.dir.join("checkpoint.db"),
-                    source: e,
-                })?;
+                .map_err(sq)?;
+            let mut earlier = tx
+                .prepare_cached(&format!(
+                    "SELECT seq, times FROM log WHERE id = ?1 AND outcome = ?2 AND outcome IN {REPEATED}"
+                ))
+                .map_err(sq)?;
+            let mut forget = tx
+                .prepare_cached("DELETE FROM log WHERE seq = ?1")
+                .map_err(sq)?;
             for r in batch.iter().filter(|r| r.outcome.is_logged()) {
-                stmt.execute(params![
-                    r.id,
-                    r.rel_path,
-                    r.size as i64,
-                    r.mtime_ms,
-                    r.outcome.as_str(),
-                    r.error,
-                    run,
-                    now
-                ])
-                .map_err(|e| StateError::Sqlite {
-                    path: self.dir.join("checkpoint.db"),
-                    source: e,
-                })?;
+                let mut times = 1i64;
+                if matches!(r.outcome, Outcome::Missing | Outcome::Failed) {
+                    let found: Vec<(i64, i64)> = earlier
+                        .query_map(params![r.id, r.outcome.as_str()], |row| {
+                            Ok((row.get(0)?, row.get(1)?))
+                        })
+                        .and_then(|rows| rows.collect())
+                        .map_err(sq)?;
+                    for (seq, t) in found {
+                        forget.execute([seq]).map_err(sq)?;
+                        times += t;
+                    }
+                }
+                insert
+                    .execute(params![
+                        r.id,
+                        r.rel_path,
+                        r.size as i64,
+                        r.mtime_ms,
+                        r.outcome.as_str(),
+                        r.error,
+                        run,
+                        now,
+                        times
+                    ])
+                    .map_err(sq)?;
             }
         }
-        tx.commit().map_err(|e| self.sq(e))
+        tx.commit().map_err(sq)
     }
 
     /// Ties the checkpoint to one source database and destination: a record of "done" is
@@ -1287,6 +1335,7 @@ struct LatestRecords {
 struct Latest {
     seq: i64,
     size: i64,
+    /// Runs that recorded the file (a record stands for `times` of them).
     records: u32,
     outcome: u16,
     /// Under the part of DEST the counted selection leaves out ([`LEFT_OUT_KEY`]).
@@ -1298,9 +1347,10 @@ fn latest_records(conn: &Connection, left_out: &str) -> rusqlite::Result<LatestR
         files: HashMap::default(),
         outcomes: Vec::new(),
     };
-    let mut stmt = conn.prepare(
-        "SELECT seq, id, size, outcome, ?1 <> '' AND substr(path, 1, length(?1)) = ?1 FROM log ORDER BY seq",
-    )?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT seq, id, size, outcome, ?1 <> '' AND substr(path, 1, length(?1)) = ?1, {} FROM log ORDER BY seq",
+        times_column(conn)?
+    ))?;
     let mut rows = stmt.query([left_out])?;
     while let Some(r) = rows.next()? {
         let outcome = log_text(r.get_ref(3)?);
@@ -1325,7 +1375,7 @@ fn latest_records(conn: &Connection, left_out: &str) -> rusqlite::Result<LatestR
             });
         l.seq = r.get_ref(0)?.as_i64()?;
         l.size = r.get_ref(2)?.as_i64_or_null()?.unwrap_or(0);
-        l.records += 1;
+        l.records = (l.records).saturating_add(r.get_ref(5)?.as_i64()?.clamp(1, 1 << 20) as u32);
         l.outcome = idx as u16;
         l.left_out = r.get_ref(4)?.as_i64()? != 0;
     }
@@ -1738,6 +1788,71 @@ mod tests {
         assert_eq!(paths, want);
         assert_eq!(s.failed_examples[0].1, "gone (in each of 2 runs)");
         assert_eq!(s.failed_examples[1].1, "gone");
+    }
+
+    /// A file every run finds missing keeps one record, which counts the runs; a checkpoint
+    /// from before the count (a record per run, no `times`) is read and then folded the
+    /// same way. The log grew by every missing file with every run (round 16).
+    #[test]
+    fn a_file_found_missing_again_keeps_one_record_regression_round_16() {
+        let t = tempfile::tempdir().unwrap();
+        let records = |id: &str| -> i64 {
+            let conn = Connection::open(t.path().join("checkpoint.db")).unwrap();
+            conn.query_row("SELECT COUNT(*) FROM log WHERE id = ?1", [id], |r| r.get(0))
+                .unwrap()
+        };
+        let missing = |id: &str| {
+            let mut r = rec(id, Outcome::Missing);
+            r.error = Some("object not found".into());
+            r
+        };
+        // An older checkpoint: the log without `times`, "a" recorded missing by two runs.
+        {
+            let conn = Connection::open(t.path().join("checkpoint.db")).unwrap();
+            conn.execute_batch(&SCHEMA.replace(", times INTEGER NOT NULL DEFAULT 1", ""))
+                .unwrap();
+            for run in [1, 2] {
+                conn.execute(
+                    "INSERT INTO log(id, path, size, mtime, outcome, error, run, updated)
+                     VALUES ('a', 'p/a', 3, 5, 'missing', 'object not found', ?1, 1)",
+                    [run],
+                )
+                .unwrap();
+            }
+        }
+        let s = read_status(t.path()).unwrap();
+        assert_eq!(
+            s.failed_examples[0].1,
+            "object not found (in each of 2 runs)"
+        );
+        for run in 3..=5 {
+            let mut c = Checkpoint::open(t.path(), false, "test").unwrap();
+            c.record(&[missing("a"), missing("b"), rec("c", Outcome::Copied)])
+                .unwrap();
+            assert_eq!(records("a"), 1, "run {run}");
+            assert_eq!(records("b"), 1, "run {run}");
+        }
+        let s = read_status(t.path()).unwrap();
+        assert_eq!(s.counts.get("missing"), Some(&2));
+        assert_eq!(
+            s.failed_examples,
+            [
+                (
+                    "p/a".to_string(),
+                    "object not found (in each of 5 runs)".to_string()
+                ),
+                (
+                    "p/b".to_string(),
+                    "object not found (in each of 3 runs)".to_string()
+                ),
+            ]
+        );
+        // Its object back, the file is copied: the latest record wins, as before.
+        let mut c = Checkpoint::open(t.path(), false, "test").unwrap();
+        c.record(&[rec("a", Outcome::Copied)]).unwrap();
+        let s = read_status(t.path()).unwrap();
+        assert_eq!(s.counts.get("missing"), Some(&1));
+        assert_eq!(s.files_done, 2);
     }
 
     #[test]
