@@ -87,6 +87,7 @@ fn install_signal_handler() {
     crate::signals::install(crate::signals::Messages {
         first: "interrupted; stopping the benchmarks and removing the probe folder",
         second: "second interrupt, exiting now (the probe folder may remain in DEST)",
+        settled: "interrupted after the measurements were done; finishing",
     });
 }
 

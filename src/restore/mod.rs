@@ -38,6 +38,7 @@ pub fn install_signal_handler() {
     crate::signals::install(crate::signals::Messages {
         first: "interrupted; finishing files in flight and saving progress (press Ctrl-C again to exit at once)",
         second: "second interrupt, exiting now",
+        settled: "interrupted after every file and folder was done; writing the report (the restore is complete)",
     });
 }
 
@@ -1557,8 +1558,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             .phases
             .insert("folder_dates".into(), t.elapsed().as_secs_f64());
     }
-    // A signal after the last folder was dated stops nothing: that run finished.
-    let interrupted = interrupted || cut.load(Ordering::SeqCst);
+    // A signal from here on stops nothing: the run finished (and the signal is told so).
+    let interrupted = crate::signals::settle() || cut.load(Ordering::SeqCst);
     let how = if interrupted {
         "interrupted"
     } else if dest_full.is_some() {
