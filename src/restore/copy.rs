@@ -513,7 +513,11 @@ pub fn restore_file(
         })
     };
     loop {
-        match restore_once(ctx, folders, job, replace) {
+        let result = restore_once(ctx, folders, job, replace).map_err(|a| match a {
+            Attempt::Written(msg, e) => weigh_write_error(ctx, job, msg, e),
+            a => a,
+        });
+        match result {
             Err(Attempt::Transient(_)) if attempt < BACKOFF_MS.len() => {
                 ticket.get_or_insert_with(|| ctx.watch.trouble());
                 // A folder kept open may be what went stale (a disk unplugged and mounted
@@ -539,6 +543,7 @@ pub fn restore_file(
             }
             Err(Attempt::Final(NotRestored::NoAnswer(msg))) => return no_answer(ticket, msg),
             Err(Attempt::Final(n)) => return Err(n),
+            Err(Attempt::Written(..)) => unreachable!("weighed above"),
             Ok(r) => return Ok(r),
         }
     }
@@ -583,9 +588,94 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
 enum Attempt {
     Transient(String),
     Final(NotRestored),
+    /// Writing to DEST failed (`write_fail`): weighed against DEST's free space by
+    /// [`restore_file`] once the attempt is over, then classified like any error.
+    Written(String, io::Error),
 }
 
 fn io_fail(what: &str, path: &Path, e: io::Error) -> Attempt {
+    let msg = fail_text(what, path, &e);
+    classify(msg, e)
+}
+
+/// A failed write to DEST (a folder made, a file created, filled, closed, named): may
+/// stand for a full disk that said "Input/output error" ([`weigh_write_error`]).
+fn write_fail(what: &str, path: &Path, e: io::Error) -> Attempt {
+    Attempt::Written(fail_text(what, path, &e), e)
+}
+
+/// Below this much free space, a write error on DEST is taken for a full disk whatever the
+/// file's size: another worker's file in flight may hold the last blocks for a moment, and
+/// a file needs blocks beyond its length (its folder's entry, metadata).
+const ALMOST_NO_BYTES: u64 = 1 << 20;
+/// The same for free inodes (room for files and folders).
+const ALMOST_NO_INODES: u64 = 16;
+
+/// Why a file of `needed` bytes does not fit on a filesystem with `free_bytes` and
+/// `free_inodes` (`None`: it does not count them) left, or `None` if it fits.
+fn no_room(free_bytes: u64, free_inodes: Option<u64>, needed: u64) -> Option<String> {
+    use crate::report::human_bytes;
+    if let Some(n) = free_inodes.filter(|n| *n < ALMOST_NO_INODES) {
+        return Some(format!(
+            "the destination has room for only {n} more files or folders"
+        ));
+    }
+    (free_bytes < needed.max(ALMOST_NO_BYTES)).then(|| {
+        format!(
+            "the destination has {} free for a file of {}",
+            human_bytes(free_bytes),
+            human_bytes(needed)
+        )
+    })
+}
+
+/// A write error on DEST that does not say "full" (ENOSPC) is weighed against DEST's free
+/// space: a share over SSH (sshfs) turns a full disk into "Input/output error", as SFTP has
+/// no status for it, and some NAS do alike. With no room left for the file (or almost none
+/// at all), it is a full destination: the run stops, as for ENOSPC, rather than retry and
+/// fail every file left as a disk fault. With room, it is the error it says. Weighed once
+/// the attempt is over, when its partial file is gone and no longer counts against the
+/// file. The space is the file's own filesystem's (`statvfs` of its nearest folder that
+/// exists: DEST may hold another filesystem mounted inside it); network filesystems
+/// (NFS, SMB, sshfs) report their server's. A read error of the source met while copying
+/// (not told apart from a write error there) counts as full too when the file has no room
+/// on DEST: it could not be restored there either.
+fn weigh_write_error(
+    ctx: &CopyContext<'_>,
+    job: &PlannedFile,
+    msg: String,
+    e: io::Error,
+) -> Attempt {
+    // About the name, not the space: a name taken (a file in the way), a path too long.
+    let about_the_name =
+        e.kind() == io::ErrorKind::AlreadyExists || e.raw_os_error() == Some(libc::ENAMETOOLONG);
+    let attempt = classify(msg, e);
+    if about_the_name {
+        return attempt;
+    }
+    let msg = match &attempt {
+        Attempt::Transient(m)
+        | Attempt::Final(NotRestored::Failed(m) | NotRestored::NoAnswer(m)) => m,
+        _ => return attempt,
+    };
+    let target = ctx.dest.join(&job.rel_path);
+    let fs = target
+        .ancestors()
+        .skip(1)
+        .take_while(|p| p.starts_with(ctx.dest))
+        .find_map(|p| rustix::fs::statvfs(p).ok());
+    let Some(fs) = fs else { return attempt };
+    let free_inodes = (fs.f_files > 0).then_some(fs.f_favail);
+    match no_room(fs.f_bavail.saturating_mul(fs.f_frsize), free_inodes, job.size) {
+        Some(room) => Attempt::Final(NotRestored::DestFull(format!(
+            "{msg}, and {room}: taken for a full destination (a share over the network, such as sshfs or some NAS, reports a full disk as an I/O error)"
+        ))),
+        None => attempt,
+    }
+}
+
+/// The message for `what` failing on `path` with `e`.
+fn fail_text(what: &str, path: &Path, e: &io::Error) -> String {
     let mut msg = format!("{what} {}: {e}", path.display());
     if e.raw_os_error() == Some(libc::ENAMETOOLONG) {
         // Each name is at most 255 bytes (the plan sees to it); the whole path is too long.
@@ -594,6 +684,12 @@ fn io_fail(what: &str, path: &Path, e: io::Error) -> Attempt {
             path.as_os_str().len()
         ));
     }
+    msg
+}
+
+/// What an I/O error means for the file: a full or read-only destination stops the run,
+/// a stall or a handle gone stale is retried, a disk or share gone is asked about.
+fn classify(msg: String, e: io::Error) -> Attempt {
     if is_full(&e) {
         Attempt::Final(NotRestored::DestFull(msg))
     } else if e.raw_os_error() == Some(libc::EROFS) {
@@ -632,7 +728,7 @@ fn restore_once(
     } else {
         folders
             .ensure(ctx.dirs, dir)
-            .map_err(|e| io_fail("cannot create folder", dir, e))?
+            .map_err(|e| write_fail("cannot create folder", dir, e))?
     };
     // In a folder this run created, nothing can be at the final name yet (the planner gives
     // every file its own name) if the destination keeps names exactly; linking an unnamed
@@ -698,7 +794,7 @@ fn restore_once(
                 ctx.named_fallbacks.fetch_add(1, Relaxed);
                 place_named(ctx, job, src, dir, &target)?
             }
-            Err(e) => return Err(io_fail("cannot create a file in", dir, e)),
+            Err(e) => return Err(write_fail("cannot create a file in", dir, e)),
         }
     } else {
         place_named(ctx, job, src, dir, &target)?
@@ -759,10 +855,10 @@ fn place_named(
             .create(true)
             .truncate(true)
             .open(&tmp)
-            .map_err(|e| io_fail("cannot create", &tmp, e))?;
+            .map_err(|e| write_fail("cannot create", &tmp, e))?;
         let bytes = fill(ctx, job, src.as_ref(), &out, &tmp)?;
         check_close(ctx, job, out, &tmp)?;
-        std::fs::rename(&tmp, target).map_err(|e| io_fail("cannot rename into", target, e))?;
+        std::fs::rename(&tmp, target).map_err(|e| write_fail("cannot rename into", target, e))?;
         Ok(Placed::Copied(bytes))
     })();
     if result.is_err() {
@@ -819,14 +915,14 @@ fn place_unnamed(
                 let _ = std::fs::remove_file(&tmp);
                 folder
                     .link(&out, tmp.file_name().unwrap_or_default())
-                    .map_err(|e| io_fail("cannot link", &tmp, e))?;
+                    .map_err(|e| write_fail("cannot link", &tmp, e))?;
                 if let Err(e) = std::fs::rename(&tmp, target) {
                     let _ = std::fs::remove_file(&tmp);
-                    return Err(io_fail("cannot rename into", target, e));
+                    return Err(write_fail("cannot rename into", target, e));
                 }
             }
         }
-        Err(e) => return Err(io_fail("cannot link into", target, e)),
+        Err(e) => return Err(write_fail("cannot link into", target, e)),
     }
     if let Err(e) = check_close(ctx, job, out, target) {
         // Local filesystems report nothing at close, but if one ever does, the name goes.
@@ -1096,19 +1192,19 @@ fn fill(
                     shown.display()
                 )))
             } else {
-                io_fail(&format!("cannot copy {} to", path.display()), shown, e)
+                write_fail(&format!("cannot copy {} to", path.display()), shown, e)
             }
         })?,
         None => 0,
     };
     if ctx.fsync_each {
         out.sync_all()
-            .map_err(|e| io_fail("cannot sync", shown, e))?;
+            .map_err(|e| write_fail("cannot sync", shown, e))?;
     }
     if let Some(ms) = job.mtime_ms {
         let t = system_time(ms);
         out.set_times(FileTimes::new().set_modified(t).set_accessed(t))
-            .map_err(|e| io_fail("cannot set dates on", shown, e))?;
+            .map_err(|e| write_fail("cannot set dates on", shown, e))?;
     }
     Ok(bytes)
 }
@@ -1121,7 +1217,7 @@ fn check_close(
     shown: &Path,
 ) -> Result<(), Attempt> {
     injected_close_failure(ctx, job, shown)?;
-    close_checked(out).map_err(|e| io_fail("cannot close", shown, e))
+    close_checked(out).map_err(|e| write_fail("cannot close", shown, e))
 }
 
 /// The `fail_close` test fault: close's failure, which cannot be produced for real here.
@@ -1131,7 +1227,7 @@ fn injected_close_failure(
     shown: &Path,
 ) -> Result<(), Attempt> {
     match &job.content_id {
-        Some(c) if ctx.faults.fail_close.contains(c) => Err(io_fail(
+        Some(c) if ctx.faults.fail_close.contains(c) => Err(write_fail(
             "cannot close",
             shown,
             io::Error::from_raw_os_error(libc::EBADF),
@@ -1459,6 +1555,27 @@ mod tests {
         assert!(is_transient(&io::Error::from_raw_os_error(libc::EIO)));
         assert!(!is_transient(&io::Error::from_raw_os_error(libc::ENOENT)));
         assert!(is_full(&io::Error::from_raw_os_error(libc::ENOSPC)));
+    }
+
+    /// A write error on DEST that does not say "full" is taken for a full disk only when the
+    /// file has no room there (or DEST almost none at all, or almost no inodes left): an I/O
+    /// error with space to spare stays the error it is.
+    #[test]
+    fn a_write_error_counts_as_full_only_without_room() {
+        let gb = 1u64 << 30;
+        assert_eq!(no_room(gb, Some(100_000), 5 << 20), None);
+        assert_eq!(no_room(gb, None, 0), None);
+        let short = no_room(4 << 20, Some(100_000), 5 << 20).expect("no room for the file");
+        assert!(
+            short.contains("4.2 MB free for a file of 5.2 MB"),
+            "{short}"
+        );
+        assert!(
+            no_room(512 << 10, None, 10).is_some(),
+            "almost no room at all"
+        );
+        let inodes = no_room(gb, Some(3), 10).expect("almost no inodes");
+        assert!(inodes.contains("only 3 more files or folders"), "{inodes}");
     }
 
     /// Every way of moving data gives the same bytes, whatever the size.
