@@ -563,6 +563,25 @@ fn look_at_status_dest(
     let Some(earlier) = crate::state::Earlier::open(dir)? else {
         return Ok(());
     };
+    // DEST on another mount than the last run placed files on: the checkpoint's counts
+    // are not what DEST holds now (a share not mounted again), and a restore would refuse.
+    let now = crate::state::DestOn::of(&crate::fsinfo::probe(dest));
+    if let Some(was) = now.changed_from(earlier.meta(crate::state::DEST_ON_KEY)?.as_deref()) {
+        let what = format!(
+            "{} was on {was} when the last run placed files there, but it is now on {now}: is the disk or share mounted? Mount it again at {}; a restore into {} would be refused until then.",
+            dest.display(),
+            was.mount_point,
+            dest.display(),
+        );
+        if given {
+            anyhow::bail!(
+                "{what} `status --state-dir {}` alone shows what the checkpoint records",
+                crate::preflight::model::shell_path(dir)
+            );
+        }
+        st.warnings.push(format!("{what} {as_recorded}"));
+        return Ok(());
+    }
     // Not the part the last full run left out (the Trash an earlier run restored): the
     // restore does not look for those either.
     let left_out = earlier

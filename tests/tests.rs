@@ -3567,6 +3567,91 @@ fn fresh_onto_an_unwritable_destination_keeps_the_progress() {
     );
 }
 
+/// A NAS share dropped mid-run and not mounted again leaves its mount point an ordinary
+/// folder of the system disk. With nothing recorded yet (the run was stopped before its
+/// first commit), the look for restored files had nothing to look for, and the next run
+/// wrote the whole restore onto the system disk (round 16's review: 7.5 GB under `/`).
+/// The checkpoint keeps what DEST lay on when a run began placing files: DEST on another
+/// mount refuses the restore and `status` (exit 2), nothing made in the bare folder, the
+/// checkpoint unchanged; the same kind of filesystem mounted at the same place again
+/// (another device number) is the same destination.
+#[test]
+fn a_destination_whose_mount_is_gone_is_refused_even_with_nothing_recorded_regression_round_16() {
+    let dump = Dump::new(52, 120, 1);
+    let Some(small) = SmallDisk::mount(&dump, "64m") else {
+        return;
+    };
+    let dest = small.path.join("restored");
+    let state = dump.path("state");
+    let (out, _) = restore(
+        &dump,
+        &dest,
+        &[],
+        &[("MYCLOUD_RECOVER_FAULTS", "abort_after_renames=5")],
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        std::fs::read_dir(&dest).unwrap().count() > 0,
+        "files were placed"
+    );
+    let must_umount = |p: &Path| {
+        let ok = std::process::Command::new("umount")
+            .arg(p)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    must_umount(&small.path);
+    let runs = || {
+        let out = bin()
+            .arg("status")
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--json")
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["runs"].clone()
+    };
+    let runs_before = runs();
+    let (out, _) = restore(&dump, &dest, &[], &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains("was on tmpfs mounted at")
+            && msg.contains("is now on")
+            && msg.contains("Mount it again at")
+            && msg.contains("--fresh"),
+        "{msg}"
+    );
+    let (dry, _) = restore(&dump, &dest, &["--dry-run"], &[]);
+    assert_eq!(dry.status.code(), Some(2), "{}", text(&dry));
+    let status = bin()
+        .arg("status")
+        .arg(&dump.root)
+        .arg(&dest)
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(2), "{}", text(&status));
+    assert!(
+        text(&status).contains("Mount it again at"),
+        "{}",
+        text(&status)
+    );
+    assert!(!dest.exists(), "nothing was made in the bare mount point");
+    assert_eq!(runs(), runs_before, "no run was added to the checkpoint");
+    // The share mounted again: the same kind of filesystem at the same place.
+    let Some(_again) = SmallDisk::mount(&dump, "64m") else {
+        panic!("mounted once, so it mounts again");
+    };
+    let (out, rep) = restore(&dump, &dest, &[], &[]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    assert!(rep["outcomes"]["copied"].as_u64().unwrap() > 0);
+    assert_restored_exactly(&dump, &dest);
+}
+
 /// `regen` on a DEST without the files the checkpoint records (a disk not mounted, its bare
 /// mount point maybe holding strays) would forget every record: refused, nothing changed.
 /// Round 16: by the look a resume and `status` make (`state::look_for_restored`, 16 files),

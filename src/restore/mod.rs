@@ -389,6 +389,24 @@ fn check_restored_are_there(
     )))
 }
 
+/// Before a run writes: is DEST on the filesystem and mount point it was on when a run last
+/// placed files there ([`crate::state::DestOn`])? A share whose remount failed leaves DEST
+/// on the system disk: stopped, nothing made or written. `--fresh` accepts the change (a
+/// restore moved to another disk on purpose): the checkpoint's records describe the other
+/// filesystem, and starting over adopts the files found there by size and date.
+fn check_dest_on_same_mount(recorded: Option<&str>, cfg: &RestoreConfig) -> anyhow::Result<()> {
+    let now = crate::state::DestOn::of(&cfg.dest_fs);
+    let Some(was) = now.changed_from(recorded) else {
+        return Ok(());
+    };
+    anyhow::bail!(
+        "{} was on {was} when the last run placed files there, but it is now on {now}: is the disk or share mounted? Nothing was changed. Mount it again at {} and run the same command (the checkpoint is in {}). If the restore moved to another disk on purpose, run it with --fresh (files already there with the right size and date are kept, not copied again)",
+        cfg.dest.display(),
+        was.mount_point,
+        cfg.state_dir.display()
+    );
+}
+
 /// How many files spread over the database a first restore looks for in the object store.
 pub const OBJECT_SAMPLE: usize = 64;
 /// From this many files sampled, none found stops a restore (fewer say too little).
@@ -554,6 +572,16 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         crate::state::look_for_restored(restored_sample, &cfg.dest),
         cfg,
     )?;
+    // DEST on another mount than when the last run placed files (a NAS share not mounted
+    // again): refused before DEST is made, whether or not anything was recorded yet.
+    if !cfg.fresh {
+        let recorded = match (&lock, &earlier) {
+            (Some(l), _) => l.meta(crate::state::DEST_ON_KEY)?,
+            (None, Some(e)) => e.meta(crate::state::DEST_ON_KEY)?,
+            (None, None) => None,
+        };
+        check_dest_on_same_mount(recorded.as_deref(), cfg)?;
+    }
     // `--fresh` forgets the checkpoint when it opens it: the destination is checked first, so
     // a run that cannot write there (a read-only or missing disk) keeps the progress it had.
     let early_probe = match &lock {
@@ -867,6 +895,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     if let Some(c) = &ckpt {
         c.begin_placing(dest_facts.clock_ms, plan.options().include_trash)?;
         c.add_selection(plan.options())?;
+        // What DEST lies on now that it exists, for the next run to find it there again.
+        let on = crate::state::DestOn::of(&crate::fsinfo::probe(&cfg.dest));
+        c.set_meta(crate::state::DEST_ON_KEY, &on.value())?;
         // How this run ends is written at its end; until then no earlier run's end stands
         // for it (a run killed after one that lost its destination is not "stopped: the
         // destination changed" for `status`).

@@ -478,6 +478,59 @@ pub fn look_for_restored(sample: Vec<String>, dest: &Path) -> RestoredCheck {
     }
 }
 
+/// Checkpoint key: what DEST lay on when the latest run began placing files there, as
+/// `"<filesystem type> <mount point>"` ([`DestOn`]).
+pub const DEST_ON_KEY: &str = "dest_on";
+
+/// What DEST lies on: the type of its filesystem and the mount point it lies below. A NAS
+/// share that is not mounted (a remount that failed after the connection dropped) leaves its
+/// mount point an ordinary folder of the system disk, under the same path: a restore run
+/// then would write the whole device's files onto the system disk, and with nothing
+/// recorded yet ([`look_for_restored`] has no sample to look for) nothing else notices. The
+/// checkpoint keeps what DEST lay on when a run began placing files, and a run finding DEST
+/// on something else stops before it writes. The device number is left out: the same
+/// share mounted again gets a new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestOn {
+    pub fstype: String,
+    pub mount_point: String,
+}
+
+impl DestOn {
+    pub fn of(fs: &crate::fsinfo::FsInfo) -> DestOn {
+        DestOn {
+            fstype: fs.fstype.clone(),
+            mount_point: fs.mount_point.display().to_string(),
+        }
+    }
+
+    /// The value kept under [`DEST_ON_KEY`] (a type holds no space: mountinfo separates its
+    /// fields with spaces).
+    pub fn value(&self) -> String {
+        format!("{} {}", self.fstype, self.mount_point)
+    }
+
+    /// A value kept under [`DEST_ON_KEY`]; `None` for one that is not such a value.
+    pub fn parse(value: &str) -> Option<DestOn> {
+        let (fstype, mount_point) = value.split_once(' ')?;
+        Some(DestOn {
+            fstype: fstype.to_string(),
+            mount_point: mount_point.to_string(),
+        })
+    }
+
+    /// What DEST was on before (`recorded`, the kept value) when it differs from `self`.
+    pub fn changed_from(&self, recorded: Option<&str>) -> Option<DestOn> {
+        recorded.and_then(DestOn::parse).filter(|was| was != self)
+    }
+}
+
+impl std::fmt::Display for DestOn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} mounted at {}", self.fstype, self.mount_point)
+    }
+}
+
 /// The notes runs before `run` kept for files they finished (see
 /// [`Checkpoint::earlier_notes`]), oldest first.
 fn notes_before(conn: &Connection, run: i64) -> rusqlite::Result<Vec<(String, String)>> {
@@ -686,6 +739,15 @@ impl StateLock {
         Ok(match self.earlier()? {
             Some(e) => e.restored_sample(n, dest)?,
             None => Vec::new(),
+        })
+    }
+
+    /// A value from the checkpoint's key-value table, read without writing anything; `None`
+    /// when there is no checkpoint yet.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StateError> {
+        Ok(match self.earlier()? {
+            Some(e) => e.meta(key)?,
+            None => None,
         })
     }
 
