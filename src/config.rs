@@ -45,10 +45,27 @@ pub enum ConfigError {
     LimitZero,
 }
 
+/// What to do about a destination that refuses writes whatever this process may do (it runs
+/// as root, or the share answered in its own way): sudo would not help; the share decides.
+macro_rules! share_refuses_writes {
+    () => {
+        "a read-only share, or permissions on the server (an NFS export's root squash, the share's user rights). Make the share writable for this machine (or choose a folder on another disk), then run the same command again"
+    };
+}
+
+/// The same advice, for messages made elsewhere.
+pub const SHARE_REFUSES_WRITES: &str = share_refuses_writes!();
+
 /// What to do when DEST cannot be written or made, after the system's own words.
 pub fn dest_advice(e: &std::io::Error) -> &'static str {
     match e.raw_os_error() {
         Some(libc::EROFS) => ". The disk or share is mounted read-only: mount it read-write (or choose a folder on another disk), then run the same command again",
+        Some(libc::EACCES | libc::EPERM) if rustix::process::geteuid().is_root() => {
+            concat!(
+                ". The destination refuses writes although this runs as root: ",
+                share_refuses_writes!()
+            )
+        }
         Some(libc::EACCES | libc::EPERM) => ". This user may not write there: choose a folder this user owns, or run the command with sudo",
         Some(libc::ENOSPC | libc::EDQUOT) => ". The disk is full: free some space or choose another disk",
         _ => ". Check that the disk or share is mounted and writable, then run the same command again",

@@ -3652,6 +3652,87 @@ fn a_destination_whose_mount_is_gone_is_refused_even_with_nothing_recorded_regre
     assert_restored_exactly(&dump, &dest);
 }
 
+/// An sshfs share of a folder the server cannot write (here: `sftp-server` run locally over
+/// a read-only bind mount, no ssh needed) answers every `mkdir` with "File exists", though
+/// nothing is there, and file creation with "Operation not permitted". Pre-flight tried
+/// 1,000 probe folder names (one round trip each) and then said "ready to restore" (exit
+/// 0), and that whatever the destination refused; the restore refused (exit 2) but told
+/// root to run it with sudo (round 16's review). Now pre-flight calls DEST unwritable
+/// (blocking, exit 1) and the restore says the share refuses writes. Needs root, bindfs's
+/// FUSE and `sshfs` with `sftp-server` (`.ci/run` installs them: MCR_TEST_FUSE=require).
+#[test]
+fn a_read_only_share_answering_file_exists_is_not_ready_and_sudo_is_not_advised_regression_round_16(
+) {
+    let dump = Dump::new(53, 60, 1);
+    let export = dump.path("export");
+    std::fs::create_dir_all(export.join("restore-here")).unwrap();
+    let Some(ro) = util::BindMount::new(&export, &dump.path("export-ro")) else {
+        return;
+    };
+    let made_ro = std::process::Command::new("mount")
+        .args(["-o", "remount,bind,ro"])
+        .arg(&ro.path)
+        .status()
+        .unwrap();
+    assert!(made_ro.success());
+    let Some(server) = [
+        "/usr/lib/openssh/sftp-server",
+        "/usr/lib/sftp-server",
+        "/usr/libexec/sftp-server",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists()) else {
+        assert_ne!(
+            std::env::var("MCR_TEST_FUSE").as_deref(),
+            Ok("require"),
+            "no sftp-server (package openssh-sftp-server)"
+        );
+        eprintln!("skipped: no sftp-server");
+        return;
+    };
+    let ssh = dump.path("sftp.sh");
+    std::fs::write(&ssh, format!("#!/bin/sh\nexec {server}\n")).unwrap();
+    std::fs::set_permissions(&ssh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let nas = dump.path("nas");
+    std::fs::create_dir_all(&nas).unwrap();
+    let option = format!("ssh_command={}", ssh.display());
+    let remote = format!("localhost:{}", ro.path.display());
+    let Some(_share) = FuseMount::with(
+        "sshfs",
+        &["-o".as_ref(), option.as_ref(), remote.as_ref()],
+        &nas,
+    ) else {
+        return;
+    };
+    // What the share answers (what this test is about).
+    let e = std::fs::create_dir(nas.join("probe")).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
+    assert!(!nas.join("probe").exists());
+    for dest in [nas.join("restore-here"), nas.join("not-there-yet")] {
+        let out = bin()
+            .arg("preflight")
+            .arg(&dump.root)
+            .arg(&dest)
+            .args(["--budget", "5"])
+            .output()
+            .unwrap();
+        let msg = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{msg}");
+        assert!(
+            msg.contains("the destination cannot be written") && msg.contains("NOT ready"),
+            "{msg}"
+        );
+        assert!(msg.contains("refuses writes: a read-only share"), "{msg}");
+    }
+    let (out, _) = restore(&dump, &nas.join("restore-here"), &[], &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains("refuses writes although this runs as root") && !msg.contains("sudo"),
+        "{msg}"
+    );
+}
+
 /// `regen` on a DEST without the files the checkpoint records (a disk not mounted, its bare
 /// mount point maybe holding strays) would forget every record: refused, nothing changed.
 /// Round 16: by the look a resume and `status` make (`state::look_for_restored`, 16 files),

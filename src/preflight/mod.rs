@@ -328,6 +328,8 @@ pub fn preflight(
 fn note_dest_error(m: &mut Measurements, what: &str, e: ProbeError) {
     match e {
         ProbeError::TimedOut { .. } => m.dest_unresponsive = Some(e.to_string()),
+        // Said once, as what blocks the restore, not once per probe.
+        ProbeError::Unwritable(why) => m.dest_unwritable = Some(why),
         ProbeError::Interrupted => {}
         e => m.notes.push(format!("{what}: {e}")),
     }
@@ -350,7 +352,7 @@ fn benchmarks(p: &mut dyn Probe, m: &mut Measurements, deadline: Instant) {
         Err(ProbeError::Interrupted) => return,
         Err(e) => m.notes.push(format!("source read benchmark: {e}")),
     }
-    if m.dest_unresponsive.is_some() || stopping() {
+    if m.dest_unresponsive.is_some() || m.dest_unwritable.is_some() || stopping() {
         return;
     }
     // Never take more than a quarter of DEST's free space.

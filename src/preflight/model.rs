@@ -298,6 +298,8 @@ pub struct Measurements {
     pub notes: Vec<String>,
     /// Set when DEST stopped answering: nothing else about it can be trusted.
     pub dest_unresponsive: Option<String>,
+    /// Set when DEST cannot be written (the probe folder could not be made): why.
+    pub dest_unwritable: Option<String>,
 }
 
 /// Files per size class.
@@ -863,6 +865,9 @@ pub fn advise(m: &Measurements, w: &Work, base: &CommandBase) -> Advice {
         None => {}
     }
     if let Some(why) = &m.dest_unresponsive {
+        blocking.push(why.clone());
+    }
+    if let Some(why) = &m.dest_unwritable {
         blocking.push(why.clone());
     }
 

@@ -67,6 +67,9 @@ pub enum ProbeError {
         what: String,
         secs: u64,
     },
+    /// DEST cannot be written: nothing a restore does there could succeed.
+    #[error("{0}")]
+    Unwritable(String),
     #[error("interrupted")]
     Interrupted,
     #[error("{0}")]
@@ -120,6 +123,9 @@ pub struct RealProbe {
     grace: Duration,
     workspace: Option<Workspace>,
     dest_dead: Option<String>,
+    /// Why the probe folder could not be made: DEST cannot be written, and later probes
+    /// are not tried again.
+    dest_unwritable: Option<String>,
     notes: Vec<String>,
 }
 
@@ -132,6 +138,7 @@ impl RealProbe {
             grace: Duration::from_secs(20),
             workspace: None,
             dest_dead: None,
+            dest_unwritable: None,
             notes: Vec::new(),
         }
     }
@@ -186,13 +193,20 @@ impl RealProbe {
         if let Some(w) = &self.workspace {
             return Ok(w.dir.clone());
         }
+        if let Some(why) = &self.dest_unwritable {
+            return Err(ProbeError::Unwritable(why.clone()));
+        }
         let dest = self.dest.clone();
-        let (ws, notes) = self.guarded(
+        let made = self.guarded(
             Role::Dest,
             "creating the probe folder",
             Duration::ZERO,
             move || create_workspace(&dest),
-        )?;
+        );
+        if let Err(ProbeError::Unwritable(why)) = &made {
+            self.dest_unwritable = Some(why.clone());
+        }
+        let (ws, notes) = made?;
         self.notes.extend(notes);
         let dir = ws.dir.clone();
         self.workspace = Some(ws);
@@ -235,7 +249,7 @@ fn create_workspace(dest: &Path) -> Result<(Workspace, Vec<String>), ProbeError>
         cur = d.parent();
     }
     missing.reverse();
-    std::fs::create_dir_all(dest).map_err(io_err("cannot create the destination", dest))?;
+    std::fs::create_dir_all(dest).map_err(|e| unwritable(dest, e))?;
     // Leftovers of a pre-flight that was killed before it could clean up.
     if let Ok(rd) = std::fs::read_dir(dest) {
         for entry in rd.flatten() {
@@ -260,7 +274,7 @@ fn create_workspace(dest: &Path) -> Result<(Workspace, Vec<String>), ProbeError>
         }
     }
     let base = format!("{PROBE_DIR_PREFIX}{}", std::process::id());
-    for n in 0u32.. {
+    for n in 0..PROBE_DIR_TRIES {
         let name = if n == 0 {
             base.clone()
         } else {
@@ -277,11 +291,46 @@ fn create_workspace(dest: &Path) -> Result<(Workspace, Vec<String>), ProbeError>
                     notes,
                 ))
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 1000 => continue,
-            Err(e) => return Err(io_err("cannot write to the destination: creating", &dir)(e)),
+            Err(e)
+                if e.kind() == io::ErrorKind::AlreadyExists && dir.symlink_metadata().is_ok() =>
+            {
+                continue
+            }
+            Err(e) => return Err(unwritable(&dir, e)),
         }
     }
-    Err(ProbeError::Other("no free probe folder name".into()))
+    Err(ProbeError::Other(format!(
+        "no free probe folder name in {} ({PROBE_DIR_TRIES} tried, each there already)",
+        dest.display()
+    )))
+}
+
+/// How many names the probe folder tries. Each is a round trip on a NAS; a name is taken
+/// only by a pre-flight of this process id still running or a leftover not yet removed.
+const PROBE_DIR_TRIES: u32 = 8;
+
+/// Why DEST cannot be written, from the error creating `path` in it: the system's words and
+/// what to do ([`crate::config::dest_advice`]). A folder that exists for `mkdir` but not for
+/// `lstat` is a share refusing writes its own way: sshfs over an export the server cannot
+/// write answers every `mkdir` with "File exists" (round 16's review: 1,000 names tried,
+/// then "ready to restore").
+fn unwritable(path: &Path, e: io::Error) -> ProbeError {
+    let absent = || {
+        matches!(path.symlink_metadata(),
+            Err(m) if m.kind() == io::ErrorKind::NotFound)
+    };
+    if e.kind() == io::ErrorKind::AlreadyExists && absent() {
+        return ProbeError::Unwritable(format!(
+            "the destination cannot be written: creating {} answered \"{e}\", but nothing is there, so the destination refuses writes: {}",
+            path.display(),
+            crate::config::SHARE_REFUSES_WRITES
+        ));
+    }
+    ProbeError::Unwritable(format!(
+        "the destination cannot be written: cannot create {}: {e}{}",
+        path.display(),
+        crate::config::dest_advice(&e)
+    ))
 }
 
 fn remove_workspace(ws: &Workspace) -> Result<(), ProbeError> {
