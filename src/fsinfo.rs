@@ -187,9 +187,21 @@ fn mount_entries(text: &str) -> impl Iterator<Item = FsInfo> + '_ {
             fstype: g[0].to_string(),
             mount_point: PathBuf::from(unescape(f[4])),
             source: unescape(g[1]),
-            options: format!("{},{}", f[5], g[2]),
+            options: merged_options(f[5], g[2]),
         })
     })
+}
+
+/// The mount's own options, then the filesystem's that the mount's do not already say
+/// (both lists start with `rw` or `ro`: shown once, not as "rw,...,rw").
+fn merged_options(mount: &str, fs: &str) -> String {
+    let mut all: Vec<&str> = mount.split(',').collect();
+    for o in fs.split(',') {
+        if !all.contains(&o) {
+            all.push(o);
+        }
+    }
+    all.join(",")
 }
 
 /// Parses mountinfo text and returns the entry whose mount point is the longest prefix of `p`.
@@ -308,6 +320,11 @@ mod tests {
         assert!(i.is_network() && !i.wants_windows_names());
         assert_eq!(i.option("vers"), Some("3"));
         assert_eq!(i.option("hard"), Some(""));
+        // Each option once: `rw` is in both the mount's list and the filesystem's.
+        assert_eq!(
+            i.options,
+            "rw,relatime,vers=3,rsize=131072,wsize=131072,hard"
+        );
         let i = from_mountinfo(SAMPLE, Path::new("/mnt/my share/x")).unwrap();
         assert_eq!(i.fstype, "cifs");
         assert!(i.wants_windows_names());

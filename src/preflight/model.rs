@@ -938,10 +938,16 @@ pub fn advise(m: &Measurements, w: &Work, base: &CommandBase) -> Advice {
         warnings.push("less than 1 GB of memory is available; the plan for a few million rows needs a few hundred MB".into());
     }
 
-    let buffer = match m.dest.as_ref().filter(|d| d.network) {
-        Some(d) => format!(
+    // Only NFS and SMB mounts have a transfer size (`wsize`); sshfs and other FUSE shares
+    // have none to set.
+    let buffer = match m.dest.as_ref().filter(|d| d.network).map(|d| &d.fs) {
+        Some(fs) if fs.option("wsize").is_some() => format!(
             "none to set: restore lets the kernel copy (copy_file_range); the NFS/SMB transfer size comes from the mount (wsize={})",
-            d.fs.option("wsize").unwrap_or("default")
+            fs.option("wsize").unwrap_or_default()
+        ),
+        Some(fs) => format!(
+            "none to set: restore lets the kernel copy (copy_file_range); {} has no transfer size to set",
+            fs.fstype
         ),
         None => "none to set: restore lets the kernel copy (copy_file_range), which needs no user buffer".into(),
     };
@@ -1163,6 +1169,28 @@ pub(crate) mod tests {
         assert_eq!(
             human_secs(90.0),
             human_duration(std::time::Duration::from_secs(90))
+        );
+    }
+
+    /// An sshfs share has no `wsize`: pre-flight spoke of "the NFS/SMB transfer size
+    /// (wsize=default)" for it (round 16's NAS review).
+    #[test]
+    fn only_nfs_and_smb_are_told_of_a_transfer_size() {
+        let w = work(1_000, 1_000_000_000);
+        let a = advise(&slow_nas(), &w, &CommandBase::default());
+        assert!(a.buffer.contains("(wsize=131072)"), "{}", a.buffer);
+        let mut m = slow_nas();
+        m.dest = Some(disk(
+            "fuse.sshfs",
+            "rw,nosuid,nodev",
+            8_000_000_000_000,
+            None,
+        ));
+        let a = advise(&m, &w, &CommandBase::default());
+        assert!(
+            a.buffer.ends_with("fuse.sshfs has no transfer size to set"),
+            "{}",
+            a.buffer
         );
     }
 
