@@ -536,8 +536,11 @@ fn check_status_source(dir: &Path, source_db: &Path, dest: &Path) -> anyhow::Res
 }
 
 /// The look at DEST both forms of `status` make, at the DEST given (`given`) or, with the
-/// checkpoint alone, at the one it records: a sample of the files the checkpoint records as
-/// restored there ([`crate::state::look_for_restored`], as a resume looks). None of them
+/// checkpoint alone, at the one it records: first the mount DEST lies on, against the one
+/// the last run placed files on ([`crate::state::DestOn`], as a restore checks: a share
+/// not mounted again leaves a bare folder, even with nothing recorded yet); then a sample
+/// of the files the checkpoint records as restored there
+/// ([`crate::state::look_for_restored`], as a resume looks). A changed mount, or none of them
 /// there is a disk or share not mounted: the checkpoint's percentage would pass for what
 /// DEST holds, so a given DEST is refused as a resume refuses it; with the checkpoint alone
 /// (the way to see what it records while DEST is away) it is a warning, as is a recorded
@@ -552,14 +555,6 @@ fn look_at_status_dest(
 ) -> anyhow::Result<()> {
     let as_recorded =
         "The counts here are what the checkpoint records, not what is on the destination";
-    if let Err(e) = std::fs::metadata(dest) {
-        st.warnings.push(format!(
-            "the checkpoint in {} records files as restored to {}, which cannot be found ({e}). Is the right disk or share mounted? {as_recorded}",
-            dir.display(),
-            dest.display()
-        ));
-        return Ok(());
-    }
     let Some(earlier) = crate::state::Earlier::open(dir)? else {
         return Ok(());
     };
@@ -580,6 +575,15 @@ fn look_at_status_dest(
             );
         }
         st.warnings.push(format!("{what} {as_recorded}"));
+        return Ok(());
+    }
+    // A given DEST that is not there holds none of the recorded files: refused below.
+    if let (Err(e), false) = (std::fs::metadata(dest), given) {
+        st.warnings.push(format!(
+            "the checkpoint in {} records files as restored to {}, which cannot be found ({e}). Is the right disk or share mounted? {as_recorded}",
+            dir.display(),
+            dest.display()
+        ));
         return Ok(());
     }
     // Not the part the last full run left out (the Trash an earlier run restored): the
