@@ -558,6 +558,18 @@ fn look_at_status_dest(
     let Some(earlier) = crate::state::Earlier::open(dir)? else {
         return Ok(());
     };
+    // DEST looks like a disk or share not mounted: a given DEST is refused, as a restore
+    // would refuse it; with the checkpoint alone, said beside its counts.
+    let not_mounted = |st: &mut crate::state::Status, what: String| -> anyhow::Result<()> {
+        if given {
+            anyhow::bail!(
+                "{what} `status --state-dir {}` alone shows what the checkpoint records",
+                crate::preflight::model::shell_path(dir)
+            );
+        }
+        st.warnings.push(format!("{what} {as_recorded}"));
+        Ok(())
+    };
     // DEST on another mount than the last run placed files on: the checkpoint's counts
     // are not what DEST holds now (a share not mounted again), and a restore would refuse.
     let now = crate::state::DestOn::of(&crate::fsinfo::probe(dest));
@@ -568,14 +580,7 @@ fn look_at_status_dest(
             was.mount_point,
             dest.display(),
         );
-        if given {
-            anyhow::bail!(
-                "{what} `status --state-dir {}` alone shows what the checkpoint records",
-                crate::preflight::model::shell_path(dir)
-            );
-        }
-        st.warnings.push(format!("{what} {as_recorded}"));
-        return Ok(());
+        return not_mounted(st, what);
     }
     // A given DEST that is not there holds none of the recorded files: refused below.
     if let (Err(e), false) = (std::fs::metadata(dest), given) {
@@ -603,13 +608,7 @@ fn look_at_status_dest(
             dest.join(&found.gone[0]).display(),
             dest.display(),
         );
-        if given {
-            anyhow::bail!(
-                "{what} `status --state-dir {}` alone shows what the checkpoint records",
-                crate::preflight::model::shell_path(dir)
-            );
-        }
-        st.warnings.push(format!("{what} {as_recorded}"));
+        not_mounted(st, what)?;
     } else if found.some_gone() {
         st.warnings.push(format!(
             "{} of {} files the checkpoint records as restored are not on {} (for example {}): removed or moved since? `{}` lists every file that is not there; the next restore looks for every file the checkpoint records as done and restores those it finds missing",

@@ -6305,19 +6305,7 @@ fn status_with_the_state_dir_alone_looks_at_the_recorded_dest_regression_round_1
             && msg.contains(&first[0]),
         "{msg}"
     );
-    let verify = msg
-        .split('`')
-        .find(|c| c.starts_with("mycloud-recover verify "))
-        .unwrap_or_else(|| panic!("no verify command: {msg}"));
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "exec \"$0\" {}",
-            verify.strip_prefix("mycloud-recover ").unwrap()
-        ))
-        .arg(assert_cmd::cargo::cargo_bin("mycloud-recover"))
-        .output()
-        .unwrap();
+    let (verify, out) = run_the_verify_status_suggests(&msg);
     let said = text(&out);
     assert_eq!(out.status.code(), Some(1), "{verify}: {said}");
     assert!(
@@ -6399,6 +6387,19 @@ fn the_verify_status_suggests_checks_the_files_the_runs_selected_regression_roun
         .unwrap();
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(0), "{msg}");
+    let (verify, out) = run_the_verify_status_suggests(&msg);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{verify}: {said}");
+    // The one file removed differs; the files the runs left out are not listed.
+    assert!(
+        said.contains(" 1 differ,") && said.contains(&first[0]),
+        "{verify}: {said}"
+    );
+}
+
+/// Runs, as a shell would, the `verify` command `status` printed in `msg` (between
+/// backquotes), with this build's binary for `mycloud-recover`.
+fn run_the_verify_status_suggests(msg: &str) -> (String, std::process::Output) {
     let verify = msg
         .split('`')
         .find(|c| c.starts_with("mycloud-recover verify "))
@@ -6412,13 +6413,7 @@ fn the_verify_status_suggests_checks_the_files_the_runs_selected_regression_roun
         .arg(assert_cmd::cargo::cargo_bin("mycloud-recover"))
         .output()
         .unwrap();
-    let said = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{verify}: {said}");
-    // The one file removed differs; the files the runs left out are not listed.
-    assert!(
-        said.contains(" 1 differ,") && said.contains(&first[0]),
-        "{verify}: {said}"
-    );
+    (verify.to_string(), out)
 }
 
 /// A file in the way of a folder (here: of a whole top folder) fails what belongs there,
