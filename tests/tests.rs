@@ -6416,6 +6416,31 @@ fn run_the_verify_status_suggests(msg: &str) -> (String, std::process::Output) {
     (verify.to_string(), out)
 }
 
+/// The summary's "finished after" is the whole run: it was the copy's time alone, so a run
+/// whose folders' dates took 26 s over a slow share (round 16's NAS review) said it had
+/// finished 43 s before it did. The rate stays the copy's, and says so.
+#[test]
+fn the_time_a_restore_reports_includes_the_folders_dates_regression_round_16() {
+    let dump = Dump::new(36, 200, 1);
+    let dest = dump.path("restored");
+    let (out, rep) = restore(
+        &dump,
+        &dest,
+        &["--threads", "2"],
+        &[("MYCLOUD_RECOVER_FAULTS", "folder_delay_ms=20")],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let phase = |p: &str| rep["phases"][p].as_f64().unwrap();
+    assert!(phase("folder_dates") > 0.2, "{}", rep["phases"]);
+    let whole = rep["duration_s"].as_f64().unwrap();
+    assert!(
+        whole >= phase("copy") + phase("folder_dates"),
+        "{whole} s for the run, phases {}",
+        rep["phases"]
+    );
+    assert!(text(&out).contains("  copy rate: "), "{}", text(&out));
+}
+
 /// A file in the way of a folder (here: of a whole top folder) fails what belongs there,
 /// file by file and folder by folder, in the report; the run itself finishes (exit 1, not
 /// 2), and the next run tries those folders again.

@@ -375,6 +375,8 @@ pub struct Report {
     pub not_processed: u64,
     pub bytes_copied: u64,
     pub bytes_done_before: u64,
+    /// The whole run (from the plan to the folders' dates); `files_per_s` and `bytes_per_s`
+    /// are the copy's, over its own time (`phases.copy`).
     pub duration_s: f64,
     pub files_per_s: f64,
     pub bytes_per_s: f64,
@@ -619,7 +621,7 @@ impl Report {
                 _ => format!(", {}/s", human_bytes(self.bytes_per_s as u64)),
             };
             s.push_str(&format!(
-                "  rate: {:.1} files/s{bytes} with {}\n",
+                "  copy rate: {:.1} files/s{bytes} with {}\n",
                 self.files_per_s,
                 plural(self.threads as u64, "thread", "threads")
             ));

@@ -1661,6 +1661,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         }
     });
     report.update(&snap, true);
+    // The whole run, as the user waited for it: the plan, `--threads auto`'s measurement and
+    // the folders' dates too (the snapshot's time is the copy's, which the rate is of).
+    report.duration_s = started.elapsed().as_secs_f64();
     if !cfg.dry_run && report.bytes_copied > 0 {
         report.copy_method = Some(copier.method());
         report.temp_files = Some(if ctx.unnamed_temps && !faults.named_temps {
