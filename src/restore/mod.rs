@@ -895,8 +895,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     if let Some(c) = &ckpt {
         c.begin_placing(dest_facts.clock_ms, plan.options().include_trash)?;
         c.add_selection(plan.options())?;
-        // What DEST lies on now that it exists, for the next run to find it there again.
-        let on = crate::state::DestOn::of(&crate::fsinfo::probe(&cfg.dest));
+        // What DEST lies on, for the next run to find it there again: the mount this run
+        // checked (`check_dest_on_same_mount`); making DEST inside it does not change it.
+        let on = crate::state::DestOn::of(&cfg.dest_fs);
         c.set_meta(crate::state::DEST_ON_KEY, &on.value())?;
         // How this run ends is written at its end; until then no earlier run's end stands
         // for it (a run killed after one that lost its destination is not "stopped: the
