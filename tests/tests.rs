@@ -590,6 +590,51 @@ fn plain_periodic_progress_lines_when_not_a_terminal() {
     assert!(pct.windows(2).all(|w| w[0] <= w[1]), "{pct:?}");
 }
 
+/// The passes over the folders after the last file show their progress: over a network
+/// destination, dating a real device's 344K folders is one round trip each, half an hour
+/// at 5 ms, which the files' 100% said nothing about.
+#[test]
+fn the_folder_dates_pass_shows_its_progress_regression_round_17() {
+    let dump = Dump::new(13, 60, 1);
+    let dest = dump.path("restored");
+    let (out, report) = restore(
+        &dump,
+        &dest,
+        &["--threads", "1", "--progress-interval", "1"],
+        &[("MYCLOUD_RECOVER_FAULTS", "folder_delay_ms=300")],
+    );
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("progress: setting folder dates: "))
+        .collect();
+    // 11 folders at 300 ms each on one thread: two lines or more, a second apart.
+    assert!(lines.len() >= 2, "{err}");
+    let done: Vec<u64> = lines
+        .iter()
+        .map(|l| {
+            l.split(": ")
+                .nth(2)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(done.windows(2).all(|w| w[0] < w[1]), "{done:?}");
+    let took = report["phases"]["folder_dates"].as_f64().unwrap();
+    assert!(took >= 3.0, "{took}");
+    for l in &lines {
+        assert!(
+            l.contains(" folders (") && l.contains("folders/s, ETA "),
+            "{l}"
+        );
+    }
+}
+
 /// On a resume the files an earlier run finished count as settled from the first progress
 /// line, not as the stream happens to pass them (it read 9% with 40% done).
 #[test]

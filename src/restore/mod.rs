@@ -1518,17 +1518,23 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 .collect();
             // A folder that cannot be made (a file in the way, say) is listed in the report
             // like a failed file; the others are still made and dated.
-            let made = in_parallel(&unknown, threads, |f| -> std::io::Result<bool> {
-                if cut_short() {
-                    return Ok(false);
-                }
-                let path = cfg.dest.join(&f.rel_path);
-                if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-                    return Ok(false);
-                }
-                dirs.ensure(&path)?;
-                Ok(true)
-            });
+            let made = in_parallel(
+                &unknown,
+                threads,
+                "making folders",
+                &mut *ui,
+                |f| -> std::io::Result<bool> {
+                    if cut_short() {
+                        return Ok(false);
+                    }
+                    let path = cfg.dest.join(&f.rel_path);
+                    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                        return Ok(false);
+                    }
+                    dirs.ensure(&path)?;
+                    Ok(true)
+                },
+            );
             for (f, made) in unknown.iter().zip(made) {
                 match made {
                     Ok(true) => {
@@ -1562,17 +1568,23 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             .collect();
         dated.sort_unstable();
         let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            in_parallel(&dated, threads, |(rel, ms)| {
-                faults.maybe_panic_in("folders");
-                if cut_short() {
-                    return false;
-                }
-                if faults.folder_delay_ms > 0 {
-                    std::thread::sleep(Duration::from_millis(faults.folder_delay_ms));
-                }
-                let path = cfg.dest.join(rel);
-                set_dir_mtime(&path, *ms).is_err() && path.is_dir()
-            })
+            in_parallel(
+                &dated,
+                threads,
+                "setting folder dates",
+                &mut *ui,
+                |(rel, ms)| {
+                    faults.maybe_panic_in("folders");
+                    if cut_short() {
+                        return false;
+                    }
+                    if faults.folder_delay_ms > 0 {
+                        std::thread::sleep(Duration::from_millis(faults.folder_delay_ms));
+                    }
+                    let path = cfg.dest.join(rel);
+                    set_dir_mtime(&path, *ms).is_err() && path.is_dir()
+                },
+            )
         }))
         .unwrap_or_else(|p| panic_recorded(&mut report, &snap, cfg, ckpt.as_ref(), p));
         report.folder_dates_failed = failed.into_iter().filter(|f| *f).count() as u64;
@@ -1780,17 +1792,27 @@ fn panic_recorded(
 
 /// Runs `f` on every item with up to `threads` threads and returns the results in item order:
 /// for per-folder work after the copy, where each item is a round trip on a network
-/// destination.
+/// destination. Meanwhile the calling thread tells `ui` how far the pass is, a few times a
+/// second; it wakes when the last thread ends, so a short pass waits for no tick.
 fn in_parallel<T: Sync, R: Send>(
     items: &[T],
     threads: usize,
+    what: &'static str,
+    ui: &mut dyn Listener,
     f: impl Fn(&T) -> R + Sync,
 ) -> Vec<R> {
     let next = AtomicU64::new(0);
+    let finished = AtomicU64::new(0);
+    let start = Instant::now();
     let mut parts: Vec<Vec<(usize, R)>> = std::thread::scope(|s| {
+        let (ended_tx, ended_rx) = crossbeam_channel::unbounded::<()>();
         let handles: Vec<_> = (0..threads.clamp(1, items.len().max(1)))
             .map(|_| {
-                s.spawn(|| {
+                let ended = ended_tx.clone();
+                let (next, finished, f) = (&next, &finished, &f);
+                s.spawn(move || {
+                    // Dropped however the thread ends (a panic too), which wakes the caller.
+                    let _ended = ended;
                     let mut out = Vec::new();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed) as usize;
@@ -1798,10 +1820,21 @@ fn in_parallel<T: Sync, R: Send>(
                             return out;
                         };
                         out.push((i, f(item)));
+                        finished.fetch_add(1, Ordering::Relaxed);
                     }
                 })
             })
             .collect();
+        drop(ended_tx);
+        while let Err(RecvTimeoutError::Timeout) = ended_rx.recv_timeout(Duration::from_millis(200))
+        {
+            ui.folders(&crate::report::FolderPass {
+                what,
+                done: finished.load(Ordering::Relaxed),
+                total: items.len() as u64,
+                elapsed: start.elapsed(),
+            });
+        }
         handles
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
