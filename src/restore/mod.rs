@@ -1307,6 +1307,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                     match res_rx.recv_timeout(Duration::from_millis(200)) {
                         Ok(results) => {
                             faults.maybe_panic_in("bookkeeper");
+                            // The time the outcomes are recorded at (the rates start there).
+                            snap.elapsed = copy_start.elapsed();
                             for mut d in results {
                                 if d.outcome == Outcome::AlreadyDone && !earlier_notes.is_empty() {
                                     d.note = earlier_notes.remove(&d.file.id);
