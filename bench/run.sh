@@ -163,12 +163,34 @@ EXTRA=""
 # destination disk). The 12 GB image would get 64 MB, and then every tool creating small
 # files waits for journal space (`__jbd2_log_wait_for_space` in an off-CPU profile), which
 # a real disk does not do. BENCH_FRESH_JOURNAL_MB overrides it.
+# The image is read and written with direct I/O (`losetup --direct-io=on`), as a real disk
+# would be: through `mount -o loop` each byte a tool wrote was cached twice (the new
+# filesystem's page and the image file's), and the 7 GB a 100,000-file run then added to
+# the page cache pushed the sources out as it ran: "warm" runs read 1.5-1.8 GB of their
+# source from disk (round 17, `/usr/bin/time`'s inputs). BENCH_FRESH_DIO=0 goes back.
+unmount_out() {
+    if mountpoint -q "$OUT"; then
+        local dev; dev=$(findmnt -n -o SOURCE "$OUT")
+        umount "$OUT"
+        case $dev in /dev/loop*) losetup -d "$dev" 2>/dev/null || true ;; esac
+    fi
+}
 fresh_fs() {
-    mountpoint -q "$OUT" && umount "$OUT"
+    unmount_out
     rm -f "$DATA/fresh.img"
     truncate -s "${FRESH_SIZE:-${BENCH_FRESH_SIZE:-12G}}" "$DATA/fresh.img"
     mkfs.ext4 -q -F -J size="${BENCH_FRESH_JOURNAL_MB:-1024}" -E lazy_itable_init=0,lazy_journal_init=0 "$DATA/fresh.img"
-    mount -o loop "$DATA/fresh.img" "$OUT"
+    if [ "${BENCH_FRESH_DIO:-1}" = 1 ]; then
+        mount "$(losetup --direct-io=on --show -f "$DATA/fresh.img")" "$OUT"
+    else
+        mount -o loop "$DATA/fresh.img" "$OUT"
+    fi
+}
+# Reads every file under the folders given, so that a "warm" run finds its source in memory
+# whatever ran before it (set WARM before `measure`; the tools read different copies of the
+# same bytes: the dump's objects, the plain tree).
+prewarm() {
+    find "$@" -type f -print0 | xargs -0 -r cat >/dev/null
 }
 measure() {
     local section=$1 shape=$2 tool=$3 threads=$4 cache=$5 rep=$6 files=$7 bytes=$8 clean=$9
@@ -178,12 +200,17 @@ measure() {
     if [ "${BENCH_FRESH_FS:-0}" = 1 ] && [[ " $clean " == *" $OUT/dst "* ]]; then
         fresh_fs; EXTRA="${EXTRA:+$EXTRA;}fresh_fs=1"
     fi
-    if [ "$cache" = cold ]; then drop_caches; else sync; fi
+    if [ "$cache" = cold ]; then drop_caches; else
+        [ -n "${WARM:-}" ] && prewarm $WARM
+        sync
+    fi
     local tf; tf=$(mktemp)
     local rc=0
     local load1; load1=$(cut -d' ' -f1 /proc/loadavg)
-    /usr/bin/time -f "%e %U %S %M" -o "$tf" "$@" >>"$LOG" 2>&1 || rc=$?
+    /usr/bin/time -f "%e %U %S %M %I" -o "$tf" "$@" >>"$LOG" 2>&1 || rc=$?
     local t; t=$(tail -1 "$tf"); rm -f "$tf"
+    # What the run read from disk (512-byte blocks): near 0 when "warm" was warm.
+    local inputs=${t##* }; t=${t% *}
     local plan="" copy="" fd="" extra=$EXTRA
     if [ -n "$REPORT" ] && [ -f "$REPORT" ]; then
         read -r plan copy fd th ck < <(python3 - "$REPORT" <<'EOF'
@@ -197,11 +224,12 @@ EOF
         [ -n "${ck:-}" ] && extra="${extra:+$extra;}$ck"
         [ "$threads" = auto ] && extra="${extra:+$extra;}auto_threads=$th"
     fi
-    extra="${extra:+$extra;}load1=$load1"
+    extra="${extra:+$extra;}load1=$load1;read_mb=$(( ${inputs:-0} / 2048 ))"
     echo "$MODE,$section,$shape,$tool,$threads,$cache,$rep,${t// /,},$files,$bytes,$rc,$plan,$copy,$fd,$extra" >>"$CSV"
     log "$section $shape $tool t=$threads $cache rep$rep: ${t%% *} s (rc $rc)"
     REPORT=""
     EXTRA=""
+    WARM=""
 }
 
 # Generates DIR/dump (idempotent by seed/files/mix marker).
@@ -375,13 +403,16 @@ if want create; then
     for rep in $(seq 1 "$REPS"); do
         for order in restore rowid shuffled; do
             for m in plain rename tmpfile tmpfileat; do
+                WARM="$DATA/small/dump/restsdk/data/files"
                 measure create small "createtest $m $order-order" 4 warm "$rep" "$n" "$b" "$OUT/dst" -- \
                     sh -c 'mkdir -p "$2" && CREATETEST_MKDIR=1 "$1" "$3" 4 "$2" < "$4"' _ "$DATA/bin/createtest" "$OUT/dst" "$m" "$DATA/small/pairs/$order.txt"
             done
         done
         if [ -n "$XCP" ]; then
+            WARM="$DATA/small/tree"
             measure create small "xcp" 4 warm "$rep" "$TREE_FILES" "$TREE_BYTES" "$OUT/dst" -- "$XCP" -r --no-progress "$DATA/small/tree" "$OUT/dst"
         fi
+        WARM="$DATA/small/dump"
         ours create small 4 warm "$rep" "$TREE_FILES" "$TREE_BYTES" --durability none
     done
 fi
@@ -636,7 +667,7 @@ if want estimate; then
 fi
 
 # ---------------------------------------------------------------- summary and cleanup
-mountpoint -q "$OUT" && umount "$OUT"
+unmount_out
 rm -f "$DATA/fresh.img"
 rm -rf "$OUT"
 if [ "$KEEP" != 1 ]; then
