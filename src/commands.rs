@@ -572,15 +572,16 @@ fn look_at_status_dest(
     };
     // DEST on another mount than the last run placed files on: the checkpoint's counts
     // are not what DEST holds now (a share not mounted again), and a restore would refuse.
-    let now = crate::state::DestOn::of(&crate::fsinfo::probe(dest));
-    if let Some(was) = now.changed_from(earlier.meta(crate::state::DEST_ON_KEY)?.as_deref()) {
-        let what = format!(
-            "{} was on {was} when the last run placed files there, but it is now on {now}: is the disk or share mounted? Mount it again at {}; a restore into {} would be refused until then.",
-            dest.display(),
-            was.mount_point,
-            dest.display(),
-        );
-        return not_mounted(st, what);
+    if let Err(changed) = crate::state::check_dest_on_same_mount(
+        earlier.meta(crate::state::DEST_ON_KEY)?.as_deref(),
+        dest,
+        &crate::fsinfo::probe(dest),
+        &format!(
+            "; a restore into {} would be refused until then.",
+            dest.display()
+        ),
+    ) {
+        return not_mounted(st, changed.to_string());
     }
     // A given DEST that is not there holds none of the recorded files: refused below.
     if let (Err(e), false) = (std::fs::metadata(dest), given) {

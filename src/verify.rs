@@ -5,8 +5,10 @@
 //! drop their cached pages (`POSIX_FADV_DONTNEED`) so the bytes come from the disks rather
 //! than from memory that a copy just filled. Reads only; writes nothing anywhere.
 //!
-//! A DEST that is not there (a disk not mounted, a typo) is refused before anything is
-//! checked: it would otherwise report every file as differing; an existing DEST that holds
+//! A DEST that is not there (a disk not mounted, a typo), or on another mount than the one
+//! the checkpoint records the restore placed files on (a share not mounted again, its bare
+//! mount point left), is refused before anything is checked: it would otherwise report
+//! every file as differing; an existing DEST that holds
 //! none of the files (an empty mount point) gets a note asking whether it is mounted. Files
 //! whose object is missing from the source cannot be checked; they are listed, and, like
 //! the restore that could not restore them, make the exit code 1: a verify must not look
@@ -191,6 +193,15 @@ fn check(
 /// not a folder is an error (nothing to verify there), not a list of every file missing.
 pub fn verify(cfg: &RestoreConfig, content: bool, threads: usize) -> anyhow::Result<VerifyReport> {
     let start = std::time::Instant::now();
+    // DEST on another mount than the last run placed files on (a share not mounted again):
+    // every file would be reported missing from its bare mount point. Refused as a restore
+    // refuses it; checked first, as `status` does, since the bare folder may not hold DEST.
+    crate::state::check_dest_on_same_mount(
+        crate::state::recorded_meta(&cfg.state_dir, crate::state::DEST_ON_KEY).as_deref(),
+        &cfg.dest,
+        &cfg.dest_fs,
+        " and run the same command. Nothing was checked. If the restore moved to another disk on purpose, run the restore there with --fresh first (files already there with the right size and date are kept, not copied again)",
+    )?;
     match std::fs::metadata(&cfg.dest) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => anyhow::bail!(

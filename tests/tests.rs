@@ -3697,6 +3697,79 @@ fn a_destination_whose_mount_is_gone_is_refused_even_with_nothing_recorded_regre
     assert_restored_exactly(&dump, &dest);
 }
 
+/// `regen` and `verify` check the recorded mount as a restore does (one check,
+/// `state::check_dest_on_same_mount`). DEST is the mount point itself, as a NAS share is:
+/// unmounted, a bare empty folder stays under its path. Before, regen rebuilt the checkpoint
+/// from it (exit 0, every file absent: nothing was recorded yet for its look to miss) and
+/// verify reported every file missing (exit 1); now both refuse (exit 2) naming DEST and the
+/// mount, the checkpoint unchanged, and work again once the share is mounted again.
+#[test]
+fn regen_and_verify_refuse_a_destination_whose_mount_is_gone_regression_round_17() {
+    let dump = Dump::new(54, 120, 1);
+    let Some(small) = SmallDisk::mount(&dump, "64m") else {
+        return;
+    };
+    let dest = small.path.clone();
+    let state = dump.path("state");
+    let (out, _) = restore(
+        &dump,
+        &dest,
+        &[],
+        &[("MYCLOUD_RECOVER_FAULTS", "abort_after_renames=5")],
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    let ok = std::process::Command::new("umount")
+        .arg(&small.path)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    assert!(dest.is_dir(), "the bare mount point stays");
+    let runs = || {
+        let out = bin()
+            .arg("status")
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--json")
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["runs"].clone()
+    };
+    let runs_before = runs();
+    let run = |command: &str| {
+        bin()
+            .arg(command)
+            .arg(&dump.root)
+            .arg(&dest)
+            .arg("--state-dir")
+            .arg(&state)
+            .output()
+            .unwrap()
+    };
+    for command in ["regen", "verify"] {
+        let out = run(command);
+        let msg = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{command}: {msg}");
+        assert!(
+            msg.contains(&format!("{} was on tmpfs mounted at", dest.display()))
+                && msg.contains("is now on")
+                && msg.contains(&format!("Mount it again at {}", dest.display())),
+            "{command}: {msg}"
+        );
+        assert!(msg.contains("--fresh"), "{command}: {msg}");
+    }
+    assert_eq!(runs(), runs_before, "regen left the checkpoint as it was");
+    assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 0, "nothing made");
+    // Mounted again (a new, empty tmpfs at the same place): both run.
+    let Some(_again) = SmallDisk::mount(&dump, "64m") else {
+        panic!("mounted once, so it mounts again");
+    };
+    let out = run("verify");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = run("regen");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
 /// An sshfs share of a folder the server cannot write (here: `sftp-server` run locally over
 /// a read-only bind mount, no ssh needed) answers every `mkdir` with "File exists", though
 /// nothing is there, and file creation with "Operation not permitted". Pre-flight tried

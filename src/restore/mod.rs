@@ -390,21 +390,22 @@ fn check_restored_are_there(
 }
 
 /// Before a run writes: is DEST on the filesystem and mount point it was on when a run last
-/// placed files there ([`crate::state::DestOn`])? A share whose remount failed leaves DEST
-/// on the system disk: stopped, nothing made or written. `--fresh` accepts the change (a
-/// restore moved to another disk on purpose): the checkpoint's records describe the other
-/// filesystem, and starting over adopts the files found there by size and date.
+/// placed files there ([`crate::state::check_dest_on_same_mount`])? A share whose remount
+/// failed leaves DEST on the system disk: stopped, nothing made or written. `--fresh`
+/// accepts the change (a restore moved to another disk on purpose): the checkpoint's
+/// records describe the other filesystem, and starting over adopts the files found there
+/// by size and date.
 fn check_dest_on_same_mount(recorded: Option<&str>, cfg: &RestoreConfig) -> anyhow::Result<()> {
-    let now = crate::state::DestOn::of(&cfg.dest_fs);
-    let Some(was) = now.changed_from(recorded) else {
-        return Ok(());
-    };
-    anyhow::bail!(
-        "{} was on {was} when the last run placed files there, but it is now on {now}: is the disk or share mounted? Nothing was changed. Mount it again at {} and run the same command (the checkpoint is in {}). If the restore moved to another disk on purpose, run it with --fresh (files already there with the right size and date are kept, not copied again)",
-        cfg.dest.display(),
-        was.mount_point,
-        cfg.state_dir.display()
-    );
+    crate::state::check_dest_on_same_mount(
+        recorded,
+        &cfg.dest,
+        &cfg.dest_fs,
+        &format!(
+            " and run the same command (the checkpoint is in {}). Nothing was changed. If the restore moved to another disk on purpose, run it with --fresh (files already there with the right size and date are kept, not copied again)",
+            cfg.state_dir.display()
+        ),
+    )?;
+    Ok(())
 }
 
 /// How many files spread over the database a first restore looks for in the object store.

@@ -531,6 +531,58 @@ impl std::fmt::Display for DestOn {
     }
 }
 
+/// DEST found on another mount than the one the last run placed files on: what every
+/// command that reads DEST against the checkpoint (`restore`, a dry run, `status`, `regen`,
+/// `verify`) says before it refuses, from [`check_dest_on_same_mount`]. Its text names DEST,
+/// both mounts and where to mount it again, followed by what the command adds (`then`).
+#[derive(Debug)]
+pub struct MountChanged {
+    pub dest: PathBuf,
+    pub was: DestOn,
+    pub now: DestOn,
+    then: String,
+}
+
+impl std::fmt::Display for MountChanged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} was on {} when the last run placed files there, but it is now on {}: is the disk or share mounted? Mount it again at {}{}",
+            self.dest.display(),
+            self.was,
+            self.now,
+            self.was.mount_point,
+            self.then
+        )
+    }
+}
+
+impl std::error::Error for MountChanged {}
+
+/// Is `dest`, lying on `fs` now, on the mount recorded under [`DEST_ON_KEY`] (`recorded`)?
+/// The one check of [`DestOn`] for every command: a NAS share not mounted again leaves a
+/// bare folder under the same path, which a restore would fill, a regen would record as
+/// holding nothing, a verify would report as missing everything, and whose checkpoint
+/// counts `status` would pass for what DEST holds. `then` ends the message with what to
+/// do besides mounting it again (it follows "Mount it again at MOUNT POINT").
+pub fn check_dest_on_same_mount(
+    recorded: Option<&str>,
+    dest: &Path,
+    fs: &crate::fsinfo::FsInfo,
+    then: &str,
+) -> Result<(), Box<MountChanged>> {
+    let now = DestOn::of(fs);
+    match now.changed_from(recorded) {
+        None => Ok(()),
+        Some(was) => Err(Box::new(MountChanged {
+            dest: dest.to_path_buf(),
+            was,
+            now,
+            then: then.to_string(),
+        })),
+    }
+}
+
 /// The notes runs before `run` kept for files they finished (see
 /// [`Checkpoint::earlier_notes`]), oldest first.
 fn notes_before(conn: &Connection, run: i64) -> rusqlite::Result<Vec<(String, String)>> {

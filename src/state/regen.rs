@@ -14,6 +14,8 @@
 //! keeps the others'). A DEST where more files at planned paths differ from the plan than
 //! match it is refused, not marked: marked "redo", the next restore would replace them all,
 //! and they are far more likely another device's or another naming's files than damage.
+//! So is a DEST on another mount than the one the checkpoint records (a share not mounted
+//! again), as a restore refuses it (`state::check_dest_on_same_mount`).
 //!
 //! Memory: what the walk finds is held as 48 bytes per file (`OnDest`); the paths go to an
 //! unnamed scratch file in the state folder (nothing is left after a kill) and are read back
@@ -196,6 +198,28 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
     // forget every record, and the next restore would copy everything again, into the
     // empty folder. The look is the one a resume and `status` make (`look_for_restored`).
     let lock = StateLock::take(&cfg.state_dir)?;
+    // DEST on another mount than the last run placed files on (a share not mounted again,
+    // its bare mount point left): refused as a restore refuses it, even with no file
+    // recorded yet for the look below to miss. No option of regen accepts the change, as
+    // `--fresh` does for a restore: the records regen writes are what every later resume
+    // trusts without looking, and a bare mount point cannot be told from a disk chosen on
+    // purpose by what is on it. A restore moved on purpose starts over with
+    // `restore --fresh`, which adopts what it finds there by size and date, as regen does,
+    // and records the new mount. A checkpoint too damaged to read records no mount.
+    let recorded_on = match lock.meta(crate::state::DEST_ON_KEY) {
+        Ok(on) => on,
+        Err(e) if e.is_damaged() => None,
+        Err(e) => return Err(e.into()),
+    };
+    crate::state::check_dest_on_same_mount(
+        recorded_on.as_deref(),
+        &cfg.dest,
+        &cfg.dest_fs,
+        &format!(
+            " and run the same command (the checkpoint is in {}). Nothing was changed. If the restore moved to another disk on purpose, run `restore --fresh` with the same paths instead: it starts the checkpoint over there, keeping the files already there with the right size and date",
+            cfg.state_dir.display()
+        ),
+    )?;
     // A checkpoint too damaged to read is what regen is for: rebuilt from DEST, as after a
     // crash (a damaged checkpoint may be a power cut's), every file compared with its object.
     let (sample, damaged) = match lock.restored_sample(RESTORED_SAMPLE, &cfg.dest) {
