@@ -529,7 +529,9 @@ pub fn quick_tune(p: &mut dyn Probe, files: u64, fd_limit: u64) -> Result<Tuning
 
 /// `--threads auto`: a quick measurement of DEST, or the filesystem-type default (with the
 /// reason) when measuring is not possible or not worth it. Never writes in a dry run.
-/// `files_left` is what the restore still has to do (selected files not yet done).
+/// `files_left` bounds what the restore still has to do: the database's files not recorded
+/// as done. Files left out (the Trash) and files whose object is missing are among them
+/// until the count and the copy (which run after this) get to them.
 pub fn auto_threads(cfg: &RestoreConfig, files_left: u64) -> Tuning {
     let started = Instant::now();
     let default = crate::restore::default_threads(cfg);
@@ -563,7 +565,7 @@ pub fn auto_threads(cfg: &RestoreConfig, files_left: u64) -> Tuning {
     }
     if files_left < QUICK_MIN_FILES {
         return fallback(format!(
-            "{files_left} files left to restore, too few for a measurement to pay off on a {kind} destination"
+            "at most {files_left} files left to restore (files not selected or without an object are among them until the copy gets to them), too few for a measurement to pay off on a {kind} destination"
         ));
     }
     let fd_limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)

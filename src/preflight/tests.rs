@@ -531,3 +531,23 @@ fn numbers_are_redacted() {
         "# MB/s at # threads, v#"
     );
 }
+
+/// A resume with nothing left to copy but Trash rows or rows whose object is missing
+/// said "7 files left to restore": the number handed to `auto_threads` is only a bound
+/// (the database's files not recorded as done), and the reason now says so.
+#[test]
+fn the_files_left_for_auto_threads_are_called_a_bound_regression_round_17() {
+    let t = tempfile::tempdir().unwrap();
+    let dump = demo_dump(t.path(), 10, Content::Tiny);
+    let dest = t.path().join("restored");
+    let mut cfg = restore_config(&dump, &dest, &[]);
+    cfg.dest_fs.fstype = "nfs4".into();
+    let tuning = auto_threads(&cfg, 7);
+    assert!(!tuning.measured);
+    assert!(
+        tuning.reason.starts_with("at most 7 files left to restore"),
+        "{}",
+        tuning.reason
+    );
+    assert!(!dest.exists());
+}
