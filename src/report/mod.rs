@@ -392,6 +392,9 @@ pub struct Report {
     pub dest_lost: Option<String>,
     /// The stop in `dest_lost` was DEST turning read-only (not unmounted, renamed or deleted).
     pub dest_read_only: bool,
+    /// The stop in `dest_lost` was DEST no longer reachable: its share's connection lost or
+    /// its FUSE program ended ("Transport endpoint is not connected").
+    pub dest_unreachable: bool,
     /// Why the run stopped when file after file failed after every retry (a disk gone).
     pub stalled: Option<String>,
     /// Why the run stopped when an error ended it after copying began (the checkpoint's
@@ -480,6 +483,7 @@ impl Report {
             dest_full: None,
             dest_lost: None,
             dest_read_only: false,
+            dest_unreachable: false,
             stalled: None,
             error: None,
             totals: PlanTotals::default(),
@@ -589,7 +593,7 @@ impl Report {
         } else if self.dest_full.is_some() {
             "stopped: the destination is full"
         } else if self.dest_lost.is_some() {
-            dest_lost_how(self.dest_read_only)
+            self.dest_loss().how()
         } else if self.stalled.is_some() {
             "stopped: a disk stopped answering"
         } else if self.error.is_some() {
@@ -783,11 +787,39 @@ impl Report {
     }
 }
 
-/// How a run stopped by its destination ended, in the summary and for `status`.
-pub fn dest_lost_how(read_only: bool) -> &'static str {
-    match read_only {
-        true => "stopped: the destination became read-only",
-        false => "stopped: the destination changed",
+/// How DEST was lost when a run stopped because of it (`Report::dest_lost`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DestLoss {
+    /// No longer the folder the run started writing to: unmounted (its mount point an
+    /// ordinary folder again), replaced, renamed or deleted.
+    Changed,
+    /// Its filesystem turned read-only.
+    ReadOnly,
+    /// It does not answer: a share's connection lost, its FUSE program ended.
+    Unreachable,
+}
+
+impl DestLoss {
+    /// How a run stopped by its destination ended, in the summary and for `status`.
+    pub fn how(self) -> &'static str {
+        match self {
+            DestLoss::Changed => "stopped: the destination changed",
+            DestLoss::ReadOnly => "stopped: the destination became read-only",
+            DestLoss::Unreachable => "stopped: the destination became unreachable",
+        }
+    }
+}
+
+impl Report {
+    /// How `dest_lost` came about.
+    pub fn dest_loss(&self) -> DestLoss {
+        if self.dest_read_only {
+            DestLoss::ReadOnly
+        } else if self.dest_unreachable {
+            DestLoss::Unreachable
+        } else {
+            DestLoss::Changed
+        }
     }
 }
 

@@ -50,6 +50,9 @@ pub struct Faults {
     /// Objects that fail with EIO on every attempt while the disk answers otherwise (bad
     /// sectors of a failing disk).
     pub bad_sector: Vec<String>,
+    /// Objects that open but whose data fails with EIO when the copy reads it (a bad sector
+    /// inside the file; `bad_sector` fails the open). CI cannot make a disk fail a read.
+    pub read_error: Vec<String>,
     /// Wait this long between retries instead of the real backoff (tests of many failures).
     pub backoff_ms: Option<u64>,
     /// Use named temporary files even where unnamed ones work (tests both ways locally).
@@ -95,6 +98,7 @@ impl Faults {
                     Some(("copy_log", v)) => f.copy_log = Some(PathBuf::from(v)),
                     Some(("flaky", v)) => f.flaky.push(v.to_string()),
                     Some(("bad_sector", v)) => f.bad_sector.push(v.to_string()),
+                    Some(("read_error", v)) => f.read_error.push(v.to_string()),
                     Some(("backoff_ms", v)) => f.backoff_ms = v.parse().ok(),
                     Some(("named_temps", v)) => f.named_temps = v == "1",
                     Some(("count_delay_ms", v)) => f.count_delay_ms = v.parse().unwrap_or(0),
@@ -417,6 +421,15 @@ fn is_full(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
+/// Errors that say a disk or share is gone: its FUSE program ended, its connection lost,
+/// the device removed.
+pub fn says_gone(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOTCONN | libc::ECONNABORTED | libc::ENXIO | libc::ENODEV | libc::EHOSTDOWN)
+    )
+}
+
 /// Errors worth a retry: the NAS stalled or the handle went stale.
 pub fn is_transient(e: &io::Error) -> bool {
     matches!(
@@ -637,15 +650,49 @@ fn no_room(free_bytes: u64, free_inodes: Option<u64>, needed: u64) -> Option<Str
 /// the attempt is over, when its partial file is gone and no longer counts against the
 /// file. The space is the file's own filesystem's (`statvfs` of its nearest folder that
 /// exists: DEST may hold another filesystem mounted inside it); network filesystems
-/// (NFS, SMB, sshfs) report their server's. A read error of the source met while copying
-/// (not told apart from a write error there) counts as full too when the file has no room
-/// on DEST: it could not be restored there either.
+/// (NFS, SMB, sshfs) report their server's. Only DEST's errors come here: a read error of
+/// the source met while copying is told apart ([`Copier::copy`]) and is the source's.
 fn weigh_write_error(
     ctx: &CopyContext<'_>,
     job: &PlannedFile,
     msg: String,
     e: io::Error,
 ) -> Attempt {
+    weigh_dest_error(ctx.dest, &ctx.dest.join(&job.rel_path), job.size, msg, e)
+}
+
+/// A folder below `dest` that could not be made (`e`), weighed as a file's write is
+/// (`weigh_write_error`): a full destination (ENOSPC, or an I/O error with no room left)
+/// is `DestFull`, and stops the run as it does during the copy; anything else fails the
+/// folder. The empty folders are made in a pass of their own after the files, and a full
+/// disk there was listed folder by folder as "cannot create".
+pub fn weigh_folder_error(dest: &Path, folder: &Path, e: io::Error) -> FolderNotMade {
+    let msg = fail_text("cannot create the folder", folder, &e);
+    match weigh_dest_error(dest, folder, 0, msg.clone(), e) {
+        Attempt::Final(NotRestored::DestFull(m)) => FolderNotMade::DestFull(m),
+        Attempt::Final(
+            NotRestored::Failed(m)
+            | NotRestored::NoAnswer(m)
+            | NotRestored::DestReadOnly(m)
+            | NotRestored::Missing(m),
+        )
+        | Attempt::Transient(m)
+        | Attempt::Written(m, _) => FolderNotMade::Failed(m),
+        Attempt::Final(NotRestored::Abandoned) => FolderNotMade::Failed(msg),
+    }
+}
+
+/// Why a folder of the empty-folder pass was not made ([`weigh_folder_error`]).
+#[derive(Debug)]
+pub enum FolderNotMade {
+    /// The destination is full: the pass stops, as the copy does.
+    DestFull(String),
+    /// This folder's own failure (a file in the way, say), with the path and the cause.
+    Failed(String),
+}
+
+/// [`weigh_write_error`] for a write at `target` (below `dest`) that needed `needed` bytes.
+fn weigh_dest_error(dest: &Path, target: &Path, needed: u64, msg: String, e: io::Error) -> Attempt {
     // About the name, not the space: a name taken (a file in the way), a path too long.
     let about_the_name =
         e.kind() == io::ErrorKind::AlreadyExists || e.raw_os_error() == Some(libc::ENAMETOOLONG);
@@ -658,15 +705,14 @@ fn weigh_write_error(
         | Attempt::Final(NotRestored::Failed(m) | NotRestored::NoAnswer(m)) => m,
         _ => return attempt,
     };
-    let target = ctx.dest.join(&job.rel_path);
     let fs = target
         .ancestors()
         .skip(1)
-        .take_while(|p| p.starts_with(ctx.dest))
+        .take_while(|p| p.starts_with(dest))
         .find_map(|p| rustix::fs::statvfs(p).ok());
     let Some(fs) = fs else { return attempt };
     let free_inodes = (fs.f_files > 0).then_some(fs.f_favail);
-    match no_room(fs.f_bavail.saturating_mul(fs.f_frsize), free_inodes, job.size) {
+    match no_room(fs.f_bavail.saturating_mul(fs.f_frsize), free_inodes, needed) {
         Some(room) => Attempt::Final(NotRestored::DestFull(format!(
             "{msg}, and {room}: taken for a full destination (a share over the network, such as sshfs or some NAS, reports a full disk as an I/O error)"
         ))),
@@ -696,10 +742,7 @@ fn classify(msg: String, e: io::Error) -> Attempt {
         Attempt::Final(NotRestored::DestReadOnly(msg))
     } else if is_transient(&e) {
         Attempt::Transient(msg)
-    } else if matches!(
-        e.raw_os_error(),
-        Some(libc::ENOTCONN | libc::ECONNABORTED | libc::ENXIO | libc::ENODEV | libc::EHOSTDOWN)
-    ) {
+    } else if says_gone(&e) {
         Attempt::Final(NotRestored::NoAnswer(msg))
     } else {
         Attempt::Final(NotRestored::Failed(msg))
@@ -1185,16 +1228,28 @@ fn fill(
         }
     }
     let bytes = match src {
-        Some((f, path)) => ctx.copier.copy(f, out).map_err(|e| {
-            if is_full(&e) {
-                Attempt::Final(NotRestored::DestFull(format!(
-                    "cannot write {}: {e}",
-                    shown.display()
-                )))
-            } else {
-                write_fail(&format!("cannot copy {} to", path.display()), shown, e)
-            }
-        })?,
+        Some((f, path)) => {
+            let failing = job
+                .content_id
+                .as_ref()
+                .filter(|c| ctx.faults.read_error.contains(c));
+            let copied = match failing {
+                Some(_) => Err(CopyFailed::Read(io::Error::from_raw_os_error(libc::EIO))),
+                None => ctx.copier.copy(f, out),
+            };
+            copied.map_err(|failed| match failed {
+                // The source's error: retried, and asked about as a disk's ([`Watch`]),
+                // never weighed against DEST's free space (a bad sector of the object is
+                // no full destination, however little room DEST has).
+                CopyFailed::Read(e) => io_fail("cannot read object", path, e),
+                CopyFailed::Write(e) if is_full(&e) => Attempt::Final(NotRestored::DestFull(
+                    format!("cannot write {}: {e}", shown.display()),
+                )),
+                CopyFailed::Write(e) => {
+                    write_fail(&format!("cannot copy {} to", path.display()), shown, e)
+                }
+            })?
+        }
         None => 0,
     };
     if ctx.fsync_each {
@@ -1424,9 +1479,31 @@ pub struct Copier {
     no_sendfile: AtomicBool,
 }
 
+/// Which side of a copy failed ([`Copier::copy`]).
+#[derive(Debug)]
+pub enum CopyFailed {
+    /// Reading the object: the source's problem.
+    Read(io::Error),
+    /// Writing DEST.
+    Write(io::Error),
+}
+
+/// `copy_file_range` and `sendfile` do not say which file their error came from. The object
+/// is read where the copy stopped (one page, from the disk if it is not cached, as a bad
+/// sector is not): an error there is the source's; otherwise `e` was DEST's.
+fn blame(src: &File, e: io::Error) -> CopyFailed {
+    use std::os::unix::fs::FileExt;
+    let at = rustix::fs::seek(src, rustix::fs::SeekFrom::Current(0)).unwrap_or(0);
+    match src.read_at(&mut [0u8; 4096], at) {
+        Err(read) => CopyFailed::Read(read),
+        Ok(_) => CopyFailed::Write(e),
+    }
+}
+
 impl Copier {
-    /// Copies from the current position of `src` to the end; returns the bytes copied.
-    pub fn copy(&self, src: &File, dst: &File) -> io::Result<u64> {
+    /// Copies from the current position of `src` to the end; returns the bytes copied, or
+    /// which side failed.
+    pub fn copy(&self, src: &File, dst: &File) -> Result<u64, CopyFailed> {
         use rustix::io::Errno;
         const CHUNK: usize = 1 << 30;
         let unsupported = |e: Errno| {
@@ -1445,7 +1522,7 @@ impl Copier {
                         continue;
                     }
                     Err(Errno::INTR) => continue,
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(blame(src, e.into())),
                 }
             } else if !self.no_sendfile.load(Relaxed) {
                 match rustix::fs::sendfile(dst, src, None, CHUNK) {
@@ -1455,7 +1532,7 @@ impl Copier {
                         continue;
                     }
                     Err(Errno::INTR) => continue,
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(blame(src, e.into())),
                 }
             } else {
                 return Ok(total + read_write(src, dst)?);
@@ -1490,7 +1567,7 @@ impl Copier {
 
 /// The last resort: a 1 MiB buffer (64 KB-1 MB buffers were the fastest measured, see
 /// docs/PERFORMANCE.md).
-fn read_write(mut src: &File, mut dst: &File) -> io::Result<u64> {
+fn read_write(mut src: &File, mut dst: &File) -> Result<u64, CopyFailed> {
     use std::io::{Read, Write};
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
@@ -1499,9 +1576,9 @@ fn read_write(mut src: &File, mut dst: &File) -> io::Result<u64> {
             Ok(0) => return Ok(total),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(CopyFailed::Read(e)),
         };
-        dst.write_all(&buf[..n])?;
+        dst.write_all(&buf[..n]).map_err(CopyFailed::Write)?;
         total += n as u64;
     }
 }
@@ -1576,6 +1653,20 @@ mod tests {
         );
         let inodes = no_room(gb, Some(3), 10).expect("almost no inodes");
         assert!(inodes.contains("only 3 more files or folders"), "{inodes}");
+    }
+
+    /// A copy's error is the source's only when the object cannot be read where the copy
+    /// stopped: here `/proc/self/mem`, whose first page (never mapped) fails with EIO as a
+    /// bad sector does. Readable, the error was DEST's.
+    #[test]
+    fn a_copy_error_is_the_sources_only_when_the_object_cannot_be_read() {
+        let eio = || io::Error::from_raw_os_error(libc::EIO);
+        let unreadable = File::open("/proc/self/mem").unwrap();
+        assert!(matches!(blame(&unreadable, eio()), CopyFailed::Read(_)));
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("object"), b"bytes").unwrap();
+        let readable = File::open(t.path().join("object")).unwrap();
+        assert!(matches!(blame(&readable, eio()), CopyFailed::Write(_)));
     }
 
     /// Every way of moving data gives the same bytes, whatever the size.

@@ -24,13 +24,13 @@ use crossbeam_channel::{bounded, RecvTimeoutError, TrySendError};
 use crate::config::{Durability, RestoreConfig, Threads};
 use crate::plan::names::NamePolicy;
 use crate::plan::{Plan, PlanOptions, PlanTotals, PlannedFile, PlannedFolder};
-use crate::report::{Listener, Problem, Report, Snapshot};
+use crate::report::{DestLoss, Listener, Problem, Report, Snapshot};
 use crate::source::index::Index;
 use crate::source::SourceLayout;
 use crate::state::{
     done_key, path_key, KeyHashing, KeySet, Outcome, Record, StateLock, NAMES_KEY, RESTORED_SAMPLE,
 };
-use copy::{Copier, CopyContext, DirCache, Faults, NotRestored, Restored};
+use copy::{Copier, CopyContext, DirCache, Faults, FolderNotMade, NotRestored, Restored};
 
 /// Listens for Ctrl-C, SIGTERM and SIGHUP (see [`crate::signals`]): the first stops new
 /// work, a second one exits at once.
@@ -103,15 +103,23 @@ const LOOK_FOR_DONE: &str = "look_for_done";
 /// cost little.
 const TROUBLED_FILES: u32 = 2;
 
+/// Why a run stopped because of its destination ([`DestLoss`] and the message), found by
+/// whichever check met it first: a worker's failed file, a commit's look at DEST, or a
+/// probe of the disks. The first one found is the one said.
+type DestLost = std::sync::Mutex<Option<(DestLoss, String)>>;
+
 /// Finds out, for the workers, whether the disks still answer when files keep failing in
 /// a way that may mean they do not ([`copy::Watch`]). Not "so many in a row": what the page
 /// cache still holds of a lost disk is read between the failures. The probe decides:
 /// bad sectors of a disk that still answers fail their files one by one, listed (stopping
 /// there would stop every later run at the same files); a disk gone stops the run, and
-/// the files met meanwhile are not processed rather than failed.
+/// the files met meanwhile are not processed rather than failed. DEST found not answering
+/// is a lost destination (`dest_lost`), said as a commit's look at it would say it: one
+/// stop, one message, with no advice about a failing source disk.
 struct DiskWatch<'a> {
     cfg: &'a RestoreConfig,
     stop: &'a AtomicBool,
+    dest_lost: &'a DestLost,
     /// Files that met such an error since the last probe that found the disks answering.
     troubled: std::sync::atomic::AtomicU32,
     /// Probes that found the disks answering (a file's ticket is the count when it met
@@ -123,14 +131,15 @@ struct DiskWatch<'a> {
     /// is elsewhere (`--db`) is probed too.
     good_object: std::sync::OnceLock<String>,
     /// Why the run stopped: which disk does not answer.
-    lost: std::sync::OnceLock<String>,
+    lost: std::sync::OnceLock<Unanswered>,
 }
 
 impl<'a> DiskWatch<'a> {
-    fn new(cfg: &'a RestoreConfig, stop: &'a AtomicBool) -> Self {
+    fn new(cfg: &'a RestoreConfig, stop: &'a AtomicBool, dest_lost: &'a DestLost) -> Self {
         DiskWatch {
             cfg,
             stop,
+            dest_lost,
             troubled: Default::default(),
             answered: AtomicU64::new(0),
             probing: Default::default(),
@@ -173,6 +182,15 @@ impl<'a> DiskWatch<'a> {
                 true
             }
             Err(why) => {
+                if let Unanswered::Dest(cause) = &why {
+                    let mut lost = self.dest_lost.lock().unwrap_or_else(|e| e.into_inner());
+                    lost.get_or_insert_with(|| {
+                        (
+                            DestLoss::Unreachable,
+                            dest_unreachable_text(self.cfg, cause),
+                        )
+                    });
+                }
                 let _ = self.lost.set(why);
                 self.stop.store(true, Ordering::SeqCst);
                 false
@@ -199,13 +217,23 @@ impl copy::Watch for DiskWatch<'_> {
     }
 }
 
+/// Which disk a probe found not answering ([`disks_answer`]), and how.
+#[derive(Debug)]
+enum Unanswered {
+    /// The source disk (what was read, and the error), or either one when the probe
+    /// itself did not come back.
+    Source(String),
+    /// DEST: listing it failed with this error.
+    Dest(String),
+}
+
 /// Whether the source disk and DEST still answer: the first page of the database and of
 /// an object this run read (if any), read from the disk (their cached pages dropped
 /// first), and DEST listed. An error worth retrying (EIO, a timeout) is asked again for
 /// about 5 s, as a file's copy is, so that a disk's brief stall does not stop a long
 /// restore; all of it within 15 s (a dead NAS can hang a call for good; the thread asking
 /// is then left behind). Err says which disk does not answer, and how.
-fn disks_answer(cfg: &RestoreConfig, object: Option<PathBuf>) -> Result<(), String> {
+fn disks_answer(cfg: &RestoreConfig, object: Option<PathBuf>) -> Result<(), Unanswered> {
     let (db, dest) = (cfg.source.db.clone(), cfg.dest.clone());
     // A dry run's DEST may not exist yet.
     let list_dest = !cfg.dry_run;
@@ -221,14 +249,15 @@ fn disks_answer(cfg: &RestoreConfig, object: Option<PathBuf>) -> Result<(), Stri
                 })
             };
             let source = [Some(db), object].into_iter().flatten();
-            let ask = || -> Result<(), (String, std::io::Error)> {
+            // (the source's message, or None for DEST; the error)
+            let ask = || -> Result<(), (Option<String>, std::io::Error)> {
                 for path in source.clone() {
                     read_uncached(&path).map_err(|e| {
                         (
-                            format!(
+                            Some(format!(
                                 "the source disk does not answer: reading {} fails",
                                 path.display()
-                            ),
+                            )),
                             e,
                         )
                     })?;
@@ -236,15 +265,7 @@ fn disks_answer(cfg: &RestoreConfig, object: Option<PathBuf>) -> Result<(), Stri
                 if !list_dest {
                     return Ok(());
                 }
-                std::fs::read_dir(&dest).map(drop).map_err(|e| {
-                    (
-                        format!(
-                            "the destination does not answer: listing {} fails",
-                            dest.display()
-                        ),
-                        e,
-                    )
-                })
+                std::fs::read_dir(&dest).map(drop).map_err(|e| (None, e))
             };
             let mut verdict = ask();
             for wait in [1000, 4000] {
@@ -256,25 +277,62 @@ fn disks_answer(cfg: &RestoreConfig, object: Option<PathBuf>) -> Result<(), Stri
                     _ => break,
                 }
             }
-            let _ = tx.send(verdict.map_err(|(what, e)| format!("{what} ({e})")));
+            let _ = tx.send(verdict.map_err(|(what, e)| match what {
+                Some(what) => Unanswered::Source(format!("{what} ({e})")),
+                None => Unanswered::Dest(e.to_string()),
+            }));
         });
     if let Err(e) = asked {
-        return Err(format!("the disks could not be probed ({e})"));
+        return Err(Unanswered::Source(format!(
+            "the disks could not be probed ({e})"
+        )));
     }
     rx.recv_timeout(Duration::from_secs(15)).unwrap_or_else(|_| {
-        Err(format!(
+        Err(Unanswered::Source(format!(
             "the source disk or the destination does not answer: reading {} and listing {} took more than 15 s",
             cfg.source.db.display(),
             cfg.dest.display()
-        ))
+        )))
     })
 }
 
 /// What a run stopped by a disk that does not answer says: `why` (from [`disks_answer`]).
+/// DEST found not answering is said by [`dest_unreachable_text`] instead.
 fn stalled_text(why: &str) -> String {
     format!(
         "{why}, after files met I/O errors, timeouts or lost connections: stopped. The files not restored are left for the next run (not processed, not failed). Check the disks (`dmesg`), attach the one that went away again and run the same command. A source disk that is failing is best copied first (ddrescue), then restored from the copy"
     )
+}
+
+/// What a run whose DEST does not answer any more says (`cause`: the error met). Files
+/// reach their final names only complete (`copy`), so nothing is to be checked by hand, and
+/// no advice about a failing source disk is given: the source is fine.
+fn dest_unreachable_text(cfg: &RestoreConfig, cause: &str) -> String {
+    format!(
+        "the destination {} cannot be reached any more ({cause}): the connection to its share was lost, or the program serving it (sshfs, a FUSE driver) ended. Stopped; no file is partial under its final name (files are written under a temporary name and renamed once complete; the next run removes temporary ones left behind), and the files placed since the last commit were not recorded: the next run checks them. Mount the share again at {} (if it still says \"Transport endpoint is not connected\", unmount it first: umount -l {}) and run the same command to continue",
+        cfg.dest.display(),
+        cfg.dest.display(),
+        cfg.dest.display()
+    )
+}
+
+/// Why DEST is lost, when looking at it (`folder_identity_settled`) found another folder
+/// (`now` None) or failed with `now`: an error that says it does not answer (its connection
+/// lost, an I/O error that lasted through the retries) is an unreachable destination, not
+/// a changed one.
+fn dest_lost_as(cfg: &RestoreConfig, now: Option<std::io::Error>) -> (DestLoss, String) {
+    match now {
+        Some(e)
+            if copy::says_gone(&e)
+                || matches!(e.raw_os_error(), Some(libc::EIO | libc::ETIMEDOUT)) =>
+        {
+            (
+                DestLoss::Unreachable,
+                dest_unreachable_text(cfg, &e.to_string()),
+            )
+        }
+        now => (DestLoss::Changed, dest_changed_text(cfg, now)),
+    }
 }
 
 /// What a run whose DEST is no longer the folder it started writing to says.
@@ -804,9 +862,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         Some(_) => Some(crate::fsinfo::identity(&cfg.dest)?),
         None => None,
     };
-    let dest_lost: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
-    // Said apart in the headline and by `status`: read-only is not "changed".
-    let dest_read_only = AtomicBool::new(false);
+    // Said apart in the headline and by `status`: read-only or unreachable is not "changed".
+    let dest_lost: DestLost = std::sync::Mutex::new(None);
     // DEST's folders as `Job::CheckFirst` looks at them (without following links).
     let dest_folders = crate::walk::DestFolders::default();
     // Whether DEST is lost: known already, or found now. Asked when a file fails: DEST
@@ -819,7 +876,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         if lost.is_none() {
             match folder_identity_settled(&cfg.dest) {
                 Ok(now) if now == id => {}
-                now => *lost = Some(dest_changed_text(cfg, now.err())),
+                now => *lost = Some(dest_lost_as(cfg, now.err())),
             }
         }
         lost.is_some()
@@ -846,7 +903,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let copier = Copier::default();
     let objects = copy::ObjectFolders::open(&cfg.source.files);
     let stop_local = AtomicBool::new(false);
-    let watch = DiskWatch::new(cfg, &stop_local);
+    let watch = DiskWatch::new(cfg, &stop_local, &dest_lost);
     let ctx = CopyContext {
         source: &cfg.source,
         dest: &cfg.dest,
@@ -926,6 +983,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         (None, None) => HashMap::new(),
     };
     let mut dest_full: Option<String> = None;
+    // Folders the empty-folder pass did not make when the destination was full.
+    let mut folders_left = 0u64;
     // Files an earlier run restored from an object of another length than the database
     // says (each recorded with that note): one whose object has the database's length now
     // (a later `ddrescue` pass over a failing disk, say) is copied again, not left as done.
@@ -1041,7 +1100,6 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 let stopping_ref = &stopping;
                 let stop_local = &stop_local;
                 let dest_lost = &dest_lost;
-                let dest_read_only = &dest_read_only;
                 let dest_folders = &dest_folders;
                 let dest_gone = &dest_gone;
                 let watch = &watch;
@@ -1157,12 +1215,11 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                 // nothing more is recorded and the next run checks them.
                                 // Its file is not processed either: the next run restores it.
                                 Err(NotRestored::DestReadOnly(m)) => {
-                                    dest_read_only.store(true, Ordering::SeqCst);
                                     let mut lost =
                                         dest_lost.lock().unwrap_or_else(|e| e.into_inner());
-                                    lost.get_or_insert_with(|| format!(
+                                    lost.get_or_insert_with(|| (DestLoss::ReadOnly, format!(
                                     "{m}: the destination became read-only during the run (Linux remounts a disk read-only after an error; a NAS share can turn read-only): stopped, and the files placed since the last commit were not recorded. See why (`dmesg`, the NAS's log), mount it read-write again and run the same command: the next run checks the files placed since the last commit"
-                                ));
+                                )));
                                     stop_local.store(true, Ordering::SeqCst);
                                     continue;
                                 }
@@ -1205,7 +1262,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                             match folder_identity_settled(&cfg.dest) {
                                 Ok(id) if Some(id) == dest_id => {}
                                 now => {
-                                    *lost = Some(dest_changed_text(cfg, now.err()));
+                                    *lost = Some(dest_lost_as(cfg, now.err()));
                                     stop_ref.store(true, Ordering::SeqCst);
                                 }
                             }
@@ -1487,8 +1544,12 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         .insert("copy".into(), snap.elapsed.as_secs_f64());
 
     let interrupted = interrupted();
-    let dest_lost = dest_lost.into_inner().unwrap_or_else(|e| e.into_inner());
-    let stalled = watch.lost.get().map(|why| stalled_text(why));
+    let dest_lost = dest_lost.lock().unwrap_or_else(|e| e.into_inner()).take();
+    // One stop, one message: a lost destination explains the failures a probe met too.
+    let stalled = match watch.lost.get() {
+        Some(Unanswered::Source(why)) if dest_lost.is_none() => Some(stalled_text(why)),
+        _ => None,
+    };
     // Folder dates last, and only where this run wrote something (creating a file changes
     // its folder's mtime), or all of them when an earlier run stopped before its folder dates;
     // a resume with nothing to do touches no folder. Not after a stop (full or lost
@@ -1535,24 +1596,39 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 .filter(|f| !dirs.knows(&cfg.dest.join(&f.rel_path)))
                 .collect();
             // A folder that cannot be made (a file in the way, say) is listed in the report
-            // like a failed file; the others are still made and dated.
+            // like a failed file; the others are still made and dated. A full destination
+            // stops the pass as it stops the copy (`copy::weigh_folder_error`): the same
+            // stop, message and exit code, the folders not made left to the next run.
+            let full = AtomicBool::new(false);
             let made = in_parallel(
                 &unknown,
                 threads,
                 "making folders",
                 &mut *ui,
-                |f| -> std::io::Result<bool> {
-                    if cut_short() {
+                |f| -> Result<bool, FolderNotMade> {
+                    if cut_short() || full.load(Ordering::SeqCst) {
                         return Ok(false);
                     }
                     let path = cfg.dest.join(&f.rel_path);
                     if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
                         return Ok(false);
                     }
-                    dirs.ensure(&path)?;
+                    dirs.ensure(&path).map_err(|e| {
+                        let why = copy::weigh_folder_error(&cfg.dest, &path, e);
+                        if matches!(why, FolderNotMade::DestFull(_)) {
+                            full.store(true, Ordering::SeqCst);
+                        }
+                        why
+                    })?;
                     Ok(true)
                 },
             );
+            if full.load(Ordering::SeqCst) {
+                folders_left = unknown
+                    .iter()
+                    .filter(|f| !dirs.knows(&cfg.dest.join(&f.rel_path)))
+                    .count() as u64;
+            }
             for (f, made) in unknown.iter().zip(made) {
                 match made {
                     Ok(true) => {
@@ -1562,14 +1638,21 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                         }
                     }
                     Ok(false) => {}
-                    Err(e) => report.folders_failed.push(crate::report::FolderFailure {
-                        path: f.rel_path.clone(),
-                        error: format!("cannot create the folder: {e}"),
-                    }),
+                    Err(FolderNotMade::DestFull(m)) => {
+                        dest_full.get_or_insert(m);
+                    }
+                    Err(FolderNotMade::Failed(m)) => {
+                        report.folders_failed.push(crate::report::FolderFailure {
+                            path: f.rel_path.clone(),
+                            error: m,
+                        })
+                    }
                 }
             }
             // Remembered only once all exist, so the next run tries the failed ones again.
-            let all_made = report.folders_failed.is_empty() && !cut.load(Ordering::SeqCst);
+            let all_made = report.folders_failed.is_empty()
+                && dest_full.is_none()
+                && !cut.load(Ordering::SeqCst);
             if let (Some(c), true) = (&ckpt, all_made) {
                 c.set_meta("folders_created", &signature)?;
             }
@@ -1579,8 +1662,11 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         // done one by one they were a visible tail after the copy (docs/PERFORMANCE.md).
         // In path order, so neighbours in the tree are dated together (sorted as strings:
         // sorting full paths component by component took 0.3 s at 337K folders).
+        // A full destination stopped the folders: their dates are owed to the next run,
+        // which makes the rest.
         let mut dated: Vec<(&str, i64)> = folders
             .iter()
+            .filter(|_| dest_full.is_none())
             .filter(|f| dates_owed || touched.contains(&f.rel_path))
             .filter_map(|f| f.mtime_ms.map(|ms| (f.rel_path.as_str(), ms)))
             .collect();
@@ -1613,7 +1699,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             report.warnings.push(
                 "stopped while setting the folders' dates (the files are all handled): some folders keep the time of the restore for now; run the same command again to set them".into(),
             );
-        } else if let (Some(c), false) = (&ckpt, plan.options().narrowed()) {
+        } else if let (Some(c), false, None) = (&ckpt, plan.options().narrowed(), &dest_full) {
             c.set_meta(FOLDER_DATES_OWED, "0")?;
         }
         report
@@ -1626,8 +1712,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         "interrupted"
     } else if dest_full.is_some() {
         "stopped: the destination is full"
-    } else if dest_lost.is_some() {
-        crate::report::dest_lost_how(dest_read_only.load(Ordering::SeqCst))
+    } else if let Some((loss, _)) = &dest_lost {
+        loss.how()
     } else if stalled.is_some() {
         "stopped: a disk stopped answering"
     } else {
@@ -1664,8 +1750,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         c.end_run(dest_lost.is_none())?;
     }
     report.interrupted = interrupted;
-    report.dest_lost = dest_lost;
-    report.dest_read_only = dest_read_only.load(Ordering::SeqCst);
+    report.dest_read_only = matches!(dest_lost, Some((DestLoss::ReadOnly, _)));
+    report.dest_unreachable = matches!(dest_lost, Some((DestLoss::Unreachable, _)));
+    report.dest_lost = dest_lost.map(|(_, why)| why);
     report.stalled = stalled;
     report.dest_full = dest_full.map(|m| {
         let fs = rustix::fs::statvfs(&cfg.dest).ok();
@@ -1679,13 +1766,15 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         );
         // A filesystem can run out of inodes (room for files) with bytes to spare: a small
         // ext4 made with few, a tmpfs with nr_inodes. Then bytes are not what to free.
-        let files_left =
-            snap.total_files.saturating_sub(snap.settled_files()) + snap.count(Outcome::Failed);
+        let files_left = snap.total_files.saturating_sub(snap.settled_files())
+            + snap.count(Outcome::Failed)
+            + folders_left;
         match fs {
             Some(s) if s.f_files > 0 && s.f_favail < files_left => format!(
-                "{m}. The destination has room for only {} more files or folders (its filesystem has {} inodes in all) and about {files_left} files are still to restore: remove files there, or restore onto a filesystem made with more inodes (mkfs.ext4 -N or -i){}, then run the same command again",
+                "{m}. The destination has room for only {} more files or folders (its filesystem has {} inodes in all) and about {files_left} {} still to restore: remove files there, or restore onto a filesystem made with more inodes (mkfs.ext4 -N or -i){}, then run the same command again",
                 s.f_favail,
                 s.f_files,
+                if folders_left > 0 { "files and folders are" } else { "files are" },
                 if remaining > free { format!(". {bytes}") } else { String::new() }
             ),
             _ => format!("{m}. {bytes}, then run the same command again"),
