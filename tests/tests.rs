@@ -669,6 +669,47 @@ fn a_resume_counts_what_earlier_runs_finished_from_the_first_progress_line() {
     );
 }
 
+/// Files an earlier run finished are named as such ("already done before") once the stream
+/// passes them, not once the whole stream is handed out: between copies, the planner held
+/// up to 1,023 of them while it waited for the workers, and the label came in the last
+/// seconds of the run.
+#[test]
+fn files_done_before_are_told_as_the_stream_passes_them_regression_round_17() {
+    let dump = Dump::new(5, 1500, 1);
+    let dest = dump.path("restored");
+    let (out, first) = restore(&dump, &dest, &["--only", "Documents"], &[]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    let documents = first["outcomes"]["copied"].as_u64().unwrap();
+    assert!((50..1000).contains(&documents), "{documents}");
+    let (out, report) = restore(
+        &dump,
+        &dest,
+        &["--threads", "1", "--progress-interval", "1"],
+        &[("MYCLOUD_RECOVER_FAULTS", "delay_ms=5")],
+    );
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    assert_eq!(report["outcomes"]["already_done"], documents);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("progress: ") && l.contains("already done before"))
+        .unwrap_or_else(|| panic!("no progress line says what was done before: {err}"));
+    assert!(
+        line.contains(&format!("| {documents} already done before")),
+        "{line}"
+    );
+    // Documents is among the first folders of the stream: its files are told while most
+    // of the copying is ahead (held back, they came with the last few hundred files).
+    let percent: f64 = line[10..]
+        .split('%')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(percent < 50.0, "{line}");
+}
+
 /// The count of the files runs on its own thread beside the copy. When it ends after the
 /// last file (here it is held back 1.5 s on a small dump), the totals still reach the report
 /// and the start line, which comes once and before any progress line.
