@@ -7,8 +7,8 @@ pub enum Exit {
     Ok = 0,
     /// Finished, but some files are missing, failed, or differ (for `verify`: absent or
     /// different on DEST, or with no object in the source to check them against); or a
-    /// restore stopped early by a full, changed or read-only DEST or a disk that stopped
-    /// answering.
+    /// restore stopped early by a full, changed, unreachable or read-only DEST or a disk
+    /// that stopped answering.
     Incomplete = 1,
     /// Could not run: bad usage, unusable source or destination.
     CannotRun = 2,
@@ -35,8 +35,9 @@ impl Exit {
 pub const EXIT_CODES_HELP: &str = "Exit codes:
   0    all planned files restored (or verified); preflight: nothing blocks the restore
   1    finished, but some files are missing, failed or differ (see the report);
-       or a restore stopped early by a full, changed or read-only destination or a
-       disk that stopped answering (rerun to continue);
+       or a restore stopped early by a full, changed, unreachable (a share's
+       connection lost) or read-only destination or a disk that stopped answering
+       (rerun to continue);
        verify: some files are absent or differ on DEST, or have no object in the source;
        preflight: the restore cannot succeed as things stand (for example the files do not fit)
   2    could not run: usage, source or destination problem (nothing was changed);
