@@ -1529,6 +1529,63 @@ fn sftp_args(backing: &Path, at: &Path, scratch: &Path) -> Vec<String> {
     ]
 }
 
+/// Serves a FUSE filesystem from `daemon` (bindfs, sshfs) in the foreground, so that the
+/// test owns the program and can kill it, as a disk unplugged or a share's connection
+/// lost would; waits up to 10 s for `mounted`. None where FUSE cannot be used here
+/// (skipped, or failed under `MCR_TEST_FUSE=require`).
+fn serve_in_the_foreground(
+    mut daemon: std::process::Command,
+    mounted: impl Fn() -> bool,
+) -> Option<std::process::Child> {
+    let required = std::env::var("MCR_TEST_FUSE").as_deref() == Ok("require");
+    let skip = |why: String| {
+        assert!(!required, "{why}");
+        eprintln!("skipped: {why}");
+        None
+    };
+    let program = daemon.get_program().to_string_lossy().into_owned();
+    let spawned = daemon
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            return skip(format!(
+                "cannot run {program} (needs root and {program}): {e}"
+            ))
+        }
+    };
+    let started = std::time::Instant::now();
+    while !mounted() {
+        if started.elapsed().as_secs() > 10 || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            return skip(format!(
+                "{program} did not mount (needs root and /dev/fuse)"
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Some(child)
+}
+
+/// Kills the program serving `mount` mid-run, waits for the restore `run`, and takes the
+/// dead mount away (`umount -l`).
+fn kill_the_daemon(
+    daemon: &mut std::process::Child,
+    run: std::process::Child,
+    mount: &Path,
+) -> std::process::Output {
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let out = run.wait_with_output().unwrap();
+    let _ = std::process::Command::new("umount")
+        .arg("-l")
+        .arg(mount)
+        .status();
+    out
+}
+
 /// Round 17: a share over SSH (sshfs) whose program was killed mid-restore (the connection
 /// dropped) stopped with two stop messages that contradicted each other ("no longer the
 /// folder this restore started writing to ... files placed after the change may be on the
@@ -1542,38 +1599,18 @@ fn a_share_whose_connection_drops_mid_run_stops_with_one_message_regression_roun
     let dump = Dump::new(117, 1500, 1);
     let (backing, share) = (dump.path("served"), dump.path("share"));
     std::fs::create_dir_all(&backing).unwrap();
-    let required = std::env::var("MCR_TEST_FUSE").as_deref() == Ok("require");
-    let skip = |why: String| {
-        assert!(!required, "{why}");
-        eprintln!("skipped: {why}");
-    };
-    // In the foreground, so that this test owns the program serving the share and can
-    // kill it.
-    let daemon = std::process::Command::new("sshfs")
+    let mut sshfs = std::process::Command::new("sshfs");
+    sshfs
         .arg("-f")
         .args(sftp_args(&backing, &share, &dump.path("")))
-        .arg(&share)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
-    let Ok(mut daemon) = daemon else {
-        return skip(format!(
-            "cannot run sshfs (needs root and sshfs): {daemon:?}"
-        ));
-    };
-    let started = std::time::Instant::now();
-    let fuse = || {
+        .arg(&share);
+    let Some(mut daemon) = serve_in_the_foreground(sshfs, || {
         std::fs::read_to_string("/proc/self/mounts")
             .unwrap_or_default()
             .contains(&format!(" {} fuse.sshfs ", share.display()))
+    }) else {
+        return;
     };
-    while !fuse() {
-        if started.elapsed().as_secs() > 10 || daemon.try_wait().unwrap().is_some() {
-            let _ = daemon.kill();
-            return skip("sshfs did not mount (needs root and /dev/fuse)".into());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
     let dest = share.join("restored");
     let state = dump.path("state");
     let child = spawn_restore(&dump, &dest, &state, &["--threads", "4"], "delay_ms=10");
@@ -1582,13 +1619,7 @@ fn a_share_whose_connection_drops_mid_run_stops_with_one_message_regression_roun
         assert!(std::time::Instant::now() < until, "no files were restored");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    daemon.kill().unwrap();
-    daemon.wait().unwrap();
-    let out = child.wait_with_output().unwrap();
-    let _ = std::process::Command::new("umount")
-        .arg("-l")
-        .arg(&share)
-        .status();
+    let out = kill_the_daemon(&mut daemon, child, &share);
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(1), "{msg}");
     let report: serde_json::Value =
@@ -8012,32 +8043,11 @@ fn a_source_disk_that_stops_answering_mid_run_stops_the_run() {
     let dump = Dump::new(114, 1500, 1);
     let src = dump.path("source");
     std::fs::create_dir_all(&src).unwrap();
-    let required = std::env::var("MCR_TEST_FUSE").as_deref() == Ok("require");
-    let skip = |why: String| {
-        assert!(!required, "{why}");
-        eprintln!("skipped: {why}");
+    let mut bindfs = std::process::Command::new("bindfs");
+    bindfs.arg("-f").arg(&dump.root).arg(&src);
+    let Some(mut daemon) = serve_in_the_foreground(bindfs, || src.join("restsdk").exists()) else {
+        return;
     };
-    // In the foreground, so that this test owns the daemon and can kill it.
-    let daemon = std::process::Command::new("bindfs")
-        .arg("-f")
-        .arg(&dump.root)
-        .arg(&src)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
-    let Ok(mut daemon) = daemon else {
-        return skip(format!(
-            "cannot run bindfs (needs root and bindfs): {daemon:?}"
-        ));
-    };
-    let started = std::time::Instant::now();
-    while !src.join("restsdk").exists() {
-        if started.elapsed().as_secs() > 10 || daemon.try_wait().unwrap().is_some() {
-            let _ = daemon.kill();
-            return skip("bindfs did not mount (needs root and /dev/fuse)".into());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
     let dest = dump.path("restored");
     let state = dump.path("state");
     let run = || {
@@ -8057,13 +8067,7 @@ fn a_source_disk_that_stops_answering_mid_run_stops_the_run() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    daemon.kill().unwrap();
-    daemon.wait().unwrap();
-    let out = child.wait_with_output().unwrap();
-    let _ = std::process::Command::new("umount")
-        .arg("-l")
-        .arg(&src)
-        .status();
+    let out = kill_the_daemon(&mut daemon, child, &src);
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(1), "{msg}");
     let report: serde_json::Value =
