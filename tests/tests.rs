@@ -3931,6 +3931,42 @@ fn fresh_onto_an_unwritable_destination_keeps_the_progress() {
     );
 }
 
+/// A restore onto `dest` (on the disk mounted at `mount`, with the state folder beside the
+/// dump) stopped after its first five files, then the disk unmounted, as a share whose
+/// remount failed leaves it.
+fn restore_then_lose_the_mount(dump: &Dump, dest: &Path, mount: &Path) {
+    let (out, _) = restore(
+        dump,
+        dest,
+        &[],
+        &[("MYCLOUD_RECOVER_FAULTS", "abort_after_renames=5")],
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        std::fs::read_dir(dest).unwrap().count() > 0,
+        "files were placed"
+    );
+    let ok = std::process::Command::new("umount")
+        .arg(mount)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// The runs the checkpoint in `state` records (`status --json`), to show a refused command
+/// added none.
+fn recorded_runs(state: &Path) -> serde_json::Value {
+    let out = bin()
+        .arg("status")
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["runs"].clone()
+}
+
 /// A NAS share dropped mid-run and not mounted again leaves its mount point an ordinary
 /// folder of the system disk. With nothing recorded yet (the run was stopped before its
 /// first commit), the look for restored files had nothing to look for, and the next run
@@ -3947,36 +3983,8 @@ fn a_destination_whose_mount_is_gone_is_refused_even_with_nothing_recorded_regre
     };
     let dest = small.path.join("restored");
     let state = dump.path("state");
-    let (out, _) = restore(
-        &dump,
-        &dest,
-        &[],
-        &[("MYCLOUD_RECOVER_FAULTS", "abort_after_renames=5")],
-    );
-    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        std::fs::read_dir(&dest).unwrap().count() > 0,
-        "files were placed"
-    );
-    let must_umount = |p: &Path| {
-        let ok = std::process::Command::new("umount")
-            .arg(p)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    };
-    must_umount(&small.path);
-    let runs = || {
-        let out = bin()
-            .arg("status")
-            .arg("--state-dir")
-            .arg(&state)
-            .arg("--json")
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["runs"].clone()
-    };
+    restore_then_lose_the_mount(&dump, &dest, &small.path);
+    let runs = || recorded_runs(&state);
     let runs_before = runs();
     let (out, _) = restore(&dump, &dest, &[], &[]);
     let msg = text(&out);
@@ -4030,30 +4038,9 @@ fn regen_and_verify_refuse_a_destination_whose_mount_is_gone_regression_round_17
     };
     let dest = small.path.clone();
     let state = dump.path("state");
-    let (out, _) = restore(
-        &dump,
-        &dest,
-        &[],
-        &[("MYCLOUD_RECOVER_FAULTS", "abort_after_renames=5")],
-    );
-    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
-    let ok = std::process::Command::new("umount")
-        .arg(&small.path)
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    restore_then_lose_the_mount(&dump, &dest, &small.path);
     assert!(dest.is_dir(), "the bare mount point stays");
-    let runs = || {
-        let out = bin()
-            .arg("status")
-            .arg("--state-dir")
-            .arg(&state)
-            .arg("--json")
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["runs"].clone()
-    };
+    let runs = || recorded_runs(&state);
     let runs_before = runs();
     let run = |command: &str| {
         bin()
