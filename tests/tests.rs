@@ -556,21 +556,46 @@ fn failed_close_leaves_nothing(mode: &str) {
     );
 }
 
+/// A restore on one thread with a progress line every second (plain, as without a
+/// terminal), slowed by `faults` so that there are lines to read.
+fn restore_with_progress_lines(
+    dump: &Dump,
+    dest: &Path,
+    faults: &str,
+) -> (std::process::Output, serde_json::Value) {
+    restore(
+        dump,
+        dest,
+        &["--threads", "1", "--progress-interval", "1"],
+        &[("MYCLOUD_RECOVER_FAULTS", faults)],
+    )
+}
+
+/// The progress lines of `err` that start with `start` (after "progress: ").
+fn progress_lines<'a>(err: &'a str, start: &str) -> Vec<&'a str> {
+    err.lines()
+        .filter(|l| l.starts_with(&format!("progress: {start}")))
+        .collect()
+}
+
+/// The percentage a file progress line starts with.
+fn percent_of(line: &str) -> f64 {
+    line["progress: ".len()..]
+        .split('%')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 #[test]
 fn plain_periodic_progress_lines_when_not_a_terminal() {
     let dump = Dump::new(13, 60, 1);
     let dest = dump.path("restored");
-    let (out, _) = restore(
-        &dump,
-        &dest,
-        &["--threads", "1", "--progress-interval", "1"],
-        &[("MYCLOUD_RECOVER_FAULTS", "delay_ms=50")],
-    );
+    let (out, _) = restore_with_progress_lines(&dump, &dest, "delay_ms=50");
     let err = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<&str> = err
-        .lines()
-        .filter(|l| l.starts_with("progress: "))
-        .collect();
+    let lines = progress_lines(&err, "");
     assert!(lines.len() >= 2, "{err}");
     assert!(
         !err.contains('\r') && !err.contains('\u{1b}'),
@@ -583,10 +608,7 @@ fn plain_periodic_progress_lines_when_not_a_terminal() {
         );
     }
     // Percentages never go backwards.
-    let pct: Vec<f64> = lines
-        .iter()
-        .map(|l| l[10..].split('%').next().unwrap().trim().parse().unwrap())
-        .collect();
+    let pct: Vec<f64> = lines.iter().map(|l| percent_of(l)).collect();
     assert!(pct.windows(2).all(|w| w[0] <= w[1]), "{pct:?}");
 }
 
@@ -597,18 +619,10 @@ fn plain_periodic_progress_lines_when_not_a_terminal() {
 fn the_folder_dates_pass_shows_its_progress_regression_round_17() {
     let dump = Dump::new(13, 60, 1);
     let dest = dump.path("restored");
-    let (out, report) = restore(
-        &dump,
-        &dest,
-        &["--threads", "1", "--progress-interval", "1"],
-        &[("MYCLOUD_RECOVER_FAULTS", "folder_delay_ms=300")],
-    );
+    let (out, report) = restore_with_progress_lines(&dump, &dest, "folder_delay_ms=300");
     assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<&str> = err
-        .lines()
-        .filter(|l| l.starts_with("progress: setting folder dates: "))
-        .collect();
+    let lines = progress_lines(&err, "setting folder dates: ");
     // 11 folders at 300 ms each on one thread: two lines or more, a second apart.
     assert!(lines.len() >= 2, "{err}");
     let done: Vec<u64> = lines
@@ -681,18 +695,13 @@ fn files_done_before_are_told_as_the_stream_passes_them_regression_round_17() {
     assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
     let documents = first["outcomes"]["copied"].as_u64().unwrap();
     assert!((50..1000).contains(&documents), "{documents}");
-    let (out, report) = restore(
-        &dump,
-        &dest,
-        &["--threads", "1", "--progress-interval", "1"],
-        &[("MYCLOUD_RECOVER_FAULTS", "delay_ms=5")],
-    );
+    let (out, report) = restore_with_progress_lines(&dump, &dest, "delay_ms=5");
     assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
     assert_eq!(report["outcomes"]["already_done"], documents);
     let err = String::from_utf8_lossy(&out.stderr);
-    let line = err
-        .lines()
-        .find(|l| l.starts_with("progress: ") && l.contains("already done before"))
+    let line = *progress_lines(&err, "")
+        .iter()
+        .find(|l| l.contains("already done before"))
         .unwrap_or_else(|| panic!("no progress line says what was done before: {err}"));
     assert!(
         line.contains(&format!("| {documents} already done before")),
@@ -700,14 +709,7 @@ fn files_done_before_are_told_as_the_stream_passes_them_regression_round_17() {
     );
     // Documents is among the first folders of the stream: its files are told while most
     // of the copying is ahead (held back, they came with the last few hundred files).
-    let percent: f64 = line[10..]
-        .split('%')
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(percent < 50.0, "{line}");
+    assert!(percent_of(line) < 50.0, "{line}");
 }
 
 /// The count of the files runs on its own thread beside the copy. When it ends after the
