@@ -1,23 +1,28 @@
 //! The plan: where every row of the index will be restored.
 //!
 //! Memory grows with the number of folders, not files: folders (id, parent, name) are held
-//! in memory; files are streamed from SQLite twice. The first pass reads every row sorted by
-//! parent so each folder's children arrive together; it fixes final names (sanitized, then
-//! `name (n)` suffixes in ascending id order) and keeps only the names that got a suffix.
-//! Folder paths are then resolved iteratively (no recursion) with memoisation; broken
-//! chains and cycles are placed under `_unlinked/` and reported. The second pass
-//! ([`Plan::for_each_file`]) streams file rows and yields a [`PlannedFile`] for each one,
+//! in memory; files are streamed from SQLite (the one exception: the names pass below holds
+//! an 8-byte hash per row while it runs, a set of about 19 MB at 1.7M rows). Names are
+//! fixed first: siblings that collide (once made safe) get `name (n)` suffixes in
+//! ascending id order. One pass in the database's own order hashes every row's (parent,
+//! collision key) to find the folders where two names collide; only their rows, and the
+//! top of DEST, are then read sorted by parent and named together, and only the names that
+//! got a suffix are kept. Folder paths are then resolved iteratively (no recursion) with
+//! memoisation; broken chains and cycles are placed under `_unlinked/` and reported. The
+//! files' stream ([`Plan::for_each_file`]) yields a [`PlannedFile`] for each file row,
 //! filtered ones included, so every file gets exactly one outcome downstream.
 
 pub mod dates;
 pub mod names;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::source::index::{ChildRow, FileRow, Index, IndexError};
+use crate::state::KeyHashing;
 use dates::DatePolicy;
 use names::{assign_sibling_names, NamePolicy};
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 /// Top folder for rows whose parent chain is broken (missing parent or a cycle).
 pub const UNLINKED_DIR: &str = "_unlinked";
@@ -243,7 +248,9 @@ pub struct PlanTotals {
 }
 
 struct Folders {
-    ids: HashMap<Box<str>, u32>,
+    /// Hashed with xxh3 ([`KeyHashing`]), not SipHash: looked up once per row by the plan
+    /// and once per file by every stream of files.
+    ids: HashMap<Box<str>, u32, KeyHashing>,
     raw_parent: Vec<Option<Box<str>>>,
     name: Vec<Box<str>>,
     mtime: Vec<Option<i64>>,
@@ -362,8 +369,19 @@ fn user_label(name: &str) -> String {
 impl Plan {
     /// Reads the index and resolves every folder. Files are resolved by [`Plan::for_each_file`].
     pub fn build(index: &Index, opts: PlanOptions) -> Result<Plan, PlanError> {
+        Plan::build_naming(index, opts, false)
+    }
+
+    /// [`Plan::build`]; `every_folder` names the rows of every folder together, not only
+    /// those of folders where two names collide (what the plan did before round 18: the
+    /// tests hold the two to the same result).
+    fn build_naming(
+        index: &Index,
+        opts: PlanOptions,
+        every_folder: bool,
+    ) -> Result<Plan, PlanError> {
         let mut f = Folders {
-            ids: HashMap::new(),
+            ids: HashMap::default(),
             raw_parent: Vec::new(),
             name: Vec::new(),
             mtime: Vec::new(),
@@ -443,9 +461,42 @@ impl Plan {
         }
         let single_user = (users.len() == 1).then(|| users[0].id.clone());
 
-        // Pass 1: names, one parent group at a time.
+        // Pass 1: names. Siblings are named together (`name (n)` suffixes in ascending id
+        // order), but in most folders no two names collide, and there each keeps its own
+        // name, made safe: a pass in the database's own order finds the folders where two
+        // do, by a hash of (parent, collision key) per row, and only their rows and the top
+        // of DEST (where user folders are relabelled and `_unlinked` is reserved) are sorted
+        // into groups and named. Sorting every row by parent was the plan's largest cost
+        // and kept the copy waiting (docs/PERFORMANCE.md, round 18). A hash collision only
+        // sends a folder to be named that did not need it; a real collision is always found.
+        let policy = opts.policy;
+        let mut missing: HashSet<String> = HashSet::new();
+        let mut crowded: HashSet<String> = HashSet::new();
+        {
+            let mut seen: HashSet<u64, KeyHashing> = HashSet::with_capacity_and_hasher(
+                usize::try_from(index.row_count()?).unwrap_or(0),
+                KeyHashing::default(),
+            );
+            index.for_each_name(|row| {
+                let Some(p) = row.parent else { return };
+                if single_user.as_deref() == Some(p) {
+                    return;
+                }
+                if !f.ids.contains_key(p) && !missing.contains(p) {
+                    missing.insert(p.to_string());
+                }
+                let safe = policy.sanitize(&row.name);
+                let key = policy.collision_key(&safe);
+                let crowd = !seen.insert(xxh3_64_with_seed(key.as_bytes(), xxh3_64(p.as_bytes())));
+                if (crowd || every_folder) && !crowded.contains(p) {
+                    crowded.insert(p.to_string());
+                }
+            })?;
+        }
+        let missing_parents: Vec<String> = missing.into_iter().collect();
+        let mut named: Vec<&str> = crowded.iter().map(String::as_str).collect();
+        named.extend(single_user.as_deref());
         let mut suffixed: HashMap<i64, Box<str>> = HashMap::new();
-        let mut missing_parents: Vec<String> = Vec::new();
         let mut group: Vec<ChildRow> = Vec::new();
         let mut top: Vec<ChildRow> = Vec::new();
         let mut top_done = false;
@@ -453,11 +504,6 @@ impl Plan {
             let mut finish = |group: &mut Vec<ChildRow>, is_top: bool| {
                 if group.is_empty() && !is_top {
                     return;
-                }
-                if let Some(p) = group.first().and_then(|r| r.parent.as_deref()) {
-                    if !f.ids.contains_key(p) {
-                        missing_parents.push(p.to_string());
-                    }
                 }
                 group.sort_by(|a, b| a.id.cmp(&b.id).then(a.rowid.cmp(&b.rowid)));
                 let naming: Vec<Cow<str>> = group
@@ -488,7 +534,7 @@ impl Plan {
                 group.clear();
             };
             let mut current: Option<Option<String>> = None;
-            index.for_each_child_by_parent(|row| {
+            index.for_each_child_of(&named, |row| {
                 if current.as_ref() != Some(&row.parent) {
                     let prev = current.replace(row.parent.clone());
                     if let Some(prev) = prev {
@@ -1305,6 +1351,76 @@ mod tests {
             .unwrap();
         v.sort();
         (plan, v)
+    }
+
+    /// Every file's and folder's restored path, sorted.
+    fn all_paths(idx: &Index, o: PlanOptions, every_folder: bool) -> Vec<(String, String)> {
+        let plan = Plan::build_naming(idx, o, every_folder).unwrap();
+        let mut v = vec![];
+        plan.for_each_file_any_order(idx, |f| v.push((f.id, f.rel_path)))
+            .unwrap();
+        for (id, &i) in &plan.folders.ids {
+            v.push((id.to_string(), plan.folders.path[i as usize].to_string()));
+        }
+        v.sort();
+        v
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(96))]
+        /// The plan names together only the rows of folders where two names collide (and
+        /// the top of DEST): every row must get the path it gets when every folder is named
+        /// so. Names are drawn from a few that collide as they are, by case, by Unicode
+        /// form, once made safe, with a suffix the naming makes, or with `_unlinked`;
+        /// parents from the roots, folders made before, a missing id and the users.
+        #[test]
+        fn naming_only_crowded_folders_names_every_row_as_naming_all_would(
+            rows in proptest::collection::vec((0usize..8, 0usize..12, proptest::bool::ANY), 1..50),
+            users in 1usize..3,
+            windows in proptest::bool::ANY,
+            trash in proptest::bool::ANY,
+        ) {
+            const NAMES: [&str; 12] = [
+                "a", "A", "a:b", "a_b", "IMG.JPG", "img.jpg", "_unlinked", "Trash",
+                "x (2)", "x", "\u{e9}", "e\u{301}",
+            ];
+            let t = tempfile::tempdir().unwrap();
+            let mut owned: Vec<(String, Option<String>, String, bool)> = vec![];
+            let mut folders: Vec<String> = vec![];
+            for u in 0..users {
+                owned.push((format!("user{u}"), None, format!("auth0|{u}"), true));
+                folders.push(format!("user{u}"));
+            }
+            owned.push(("trash".into(), None, "Trash".into(), true));
+            for (i, (parent, name, folder)) in rows.iter().enumerate() {
+                let parent = match parent {
+                    0 => None,
+                    1 => Some("gone".to_string()),
+                    2 if trash => Some("trash".to_string()),
+                    n => Some(folders[n % folders.len()].clone()),
+                };
+                let id = format!("r{:02}", (i * 7) % 50);
+                let id = if owned.iter().any(|r| r.0 == id) { format!("s{i}") } else { id };
+                if *folder {
+                    folders.push(id.clone());
+                }
+                owned.push((id, parent, NAMES[*name].to_string(), *folder));
+            }
+            let rows: Vec<(&str, Option<&str>, &str, bool)> = owned
+                .iter()
+                .map(|(id, p, n, f)| (id.as_str(), p.as_deref(), n.as_str(), *f))
+                .collect();
+            let idx = db(t.path(), &rows);
+            let mut o = opts();
+            o.include_trash = true;
+            if windows {
+                o.policy = NamePolicy::Windows;
+            }
+            proptest::prop_assert_eq!(
+                all_paths(&idx, o.clone(), false),
+                all_paths(&idx, o, true)
+            );
+        }
     }
 
     const U1: &str = "u1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";

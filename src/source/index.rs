@@ -95,6 +95,13 @@ pub struct ChildRow {
     pub is_folder: bool,
 }
 
+/// A row's parent and name, borrowed from SQLite's row (valid during the callback).
+#[derive(Debug, Clone)]
+pub struct NameRow<'r> {
+    pub parent: Option<&'r str>,
+    pub name: Cow<'r, str>,
+}
+
 /// A file row, streamed, borrowed from SQLite's row (valid during the callback): a row costs
 /// no allocation until the planner takes what it keeps. With owned strings the planner's
 /// stream of 1.35M rows spent about a quarter of its time in malloc and free.
@@ -506,25 +513,52 @@ impl Index {
         Ok(())
     }
 
-    /// Streams every row's id, parent and name, sorted by parent then id, so that all
-    /// children of one folder arrive together in a deterministic order. SQLite sorts on disk
-    /// (its temp store), so memory does not grow with the row count. Nothing else runs while
-    /// the plan makes this pass, so SQLite's sorter may use helper threads (`PRAGMA threads`;
-    /// at 1.7M rows on two cores a resume with nothing to do took 7.46 s instead of 8.02 s,
-    /// medians of 3); the copy's own sort ([`Index::for_each_file`]) runs beside the workers
-    /// and keeps to one thread.
-    pub fn for_each_child_by_parent(&self, mut f: impl FnMut(ChildRow)) -> Result<(), IndexError> {
+    /// Streams every row's parent and name, borrowed, in the database's own order (no
+    /// sort): the plan's first look at names ([`crate::plan::Plan::build`]) only needs to
+    /// know which folders hold two names that collide.
+    pub fn for_each_name(&self, mut f: impl FnMut(NameRow<'_>)) -> Result<(), IndexError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT parentID, name FROM Files")
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            f(NameRow {
+                parent: parent_of(borrowed(r, 0).map_err(|e| self.err(e))?),
+                name: text_ref(r, 1).map_err(|e| self.err(e))?,
+            });
+        }
+        Ok(())
+    }
+
+    /// Streams the id, parent and name of every row at the top (no parent, or `''`) or in
+    /// one of the folders `parents`, sorted by parent then id, so that all children of one
+    /// folder arrive together in a deterministic order. SQLite finds them through the
+    /// device's index on `parentID` where there is one (else it reads every row) and sorts
+    /// them on disk (its temp store), so memory does not grow with the row count. Nothing
+    /// else runs while the plan makes this pass, so SQLite's sorter may use helper threads
+    /// (`PRAGMA threads`).
+    pub fn for_each_child_of(
+        &self,
+        parents: &[&str],
+        mut f: impl FnMut(ChildRow),
+    ) -> Result<(), IndexError> {
         let helpers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
         // Only a hint to SQLite: the pass works the same without it.
         let _ = self
             .conn
             .execute_batch(&format!("PRAGMA threads = {helpers}"));
         let streamed = (|| {
+            // The folders go in as one JSON array bound to the statement: nothing is written,
+            // not even to SQLite's temp store.
+            let list = serde_json::to_string(parents).unwrap_or_else(|_| "[]".to_string());
             let mut stmt = self.conn.prepare(
                 "SELECT id, COALESCE(parentID, ''), name, mimeType = ?1, rowid FROM Files
+                 WHERE parentID IS NULL OR parentID = ''
+                    OR parentID IN (SELECT value FROM json_each(?2))
                  ORDER BY COALESCE(parentID, ''), id",
             )?;
-            let mut rows = stmt.query([FOLDER_MIME])?;
+            let mut rows = stmt.query(rusqlite::params![FOLDER_MIME, list])?;
             while let Some(r) = rows.next()? {
                 f(ChildRow {
                     rowid: r.get(4)?,
