@@ -1668,6 +1668,183 @@ fn a_share_whose_connection_drops_mid_run_stops_with_one_message_regression_roun
     the_same_command_finishes(&dump, &dest, &["--state-dir", state.to_str().unwrap()], &[]);
 }
 
+/// The planned folders of `dest` with their planned dates (ms).
+fn planned_folder_dates(dump: &Dump, dest: &Path) -> Vec<(String, i64)> {
+    let plan = plan_json(&dump.root, dest, &[]);
+    of_type(&plan, "folder")
+        .into_iter()
+        .filter_map(|f| Some((f["path"].as_str()?.to_string(), f["mtime_ms"].as_i64()?)))
+        .collect()
+}
+
+/// How many of `folders` have their planned date, to the second, below `seen` (where DEST's
+/// folders are seen: a share's backing folder; SFTP sets whole seconds).
+fn folders_dated(folders: &[(String, i64)], seen: &Path) -> usize {
+    folders
+        .iter()
+        .filter(|(p, ms)| {
+            std::fs::metadata(seen.join(p))
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .is_some_and(|d| d.as_secs() as i64 == ms.div_euclid(1000))
+        })
+        .count()
+}
+
+/// Round 18: a share over SSH (sshfs) whose connection dropped while the folders' dates
+/// were set after the last file: each date failed, the failure was not even counted (the
+/// folder was no longer there to see), the run said "finished" and recorded the dates as
+/// set, so no later run set them. The pass now stops as the copy does when DEST is lost:
+/// "stopped: the destination became unreachable", exit 1, and the next run, with the share
+/// mounted again, sets every folder's date. Needs FUSE and `sshfs` with `sftp-server`
+/// (MCR_TEST_FUSE=require in `.ci/run`).
+#[test]
+fn a_share_lost_while_folders_are_dated_stops_and_the_next_run_dates_them_regression_round_18() {
+    let dump = Dump::new(84, 150, 1);
+    let (backing, share) = (dump.path("served"), dump.path("share"));
+    std::fs::create_dir_all(&backing).unwrap();
+    let mut sshfs = std::process::Command::new("sshfs");
+    sshfs
+        .arg("-f")
+        .args(sftp_args(&backing, &share, &dump.path("")))
+        .arg(&share);
+    let Some(mut daemon) = serve_in_the_foreground(sshfs, || {
+        std::fs::read_to_string("/proc/self/mounts")
+            .unwrap_or_default()
+            .contains(&format!(" {} fuse.sshfs ", share.display()))
+    }) else {
+        return;
+    };
+    let dest = share.join("restored");
+    let state = dump.path("state");
+    let folders = planned_folder_dates(&dump, &dest);
+    assert!(folders.len() >= 20, "{}", folders.len());
+    let seen = backing.join("restored");
+    let child = spawn_restore(
+        &dump,
+        &dest,
+        &state,
+        &["--threads", "2"],
+        "folder_delay_ms=200",
+    );
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while folders_dated(&folders, &seen) == 0 {
+        assert!(std::time::Instant::now() < until, "no folder dated");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = kill_the_daemon(&mut daemon, child, &share);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains("stopped: the destination became unreachable") && !msg.contains("finished"),
+        "{msg}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["dest_unreachable"], true, "{msg}");
+    assert!(
+        report["dest_lost"]
+            .as_str()
+            .is_some_and(|m| m.contains("cannot be reached") && m.contains("Mount the share again")),
+        "{msg}"
+    );
+    assert_eq!(report["folder_dates_failed"], 0, "{msg}");
+    assert!(
+        folders_dated(&folders, &seen) < folders.len(),
+        "the pass was cut short"
+    );
+    // The share mounted again: the same command dates every folder.
+    let Some(_mounted) = sftp_mount(&backing, &share, &dump.path("")) else {
+        return;
+    };
+    the_same_command_finishes(&dump, &dest, &["--state-dir", state.to_str().unwrap()], &[]);
+    assert_eq!(
+        folders_dated(&folders, &seen),
+        folders.len(),
+        "the next run dated every folder"
+    );
+}
+
+/// Round 18: a destination turned read-only while the folders that hold no file were made
+/// (a pass of its own after the files) listed every folder left as failed ("cannot create
+/// the folder: Read-only file system") and the run "finished". The pass now stops once as
+/// the copy does on a read-only DEST: "stopped: the destination became read-only", no
+/// folder listed, and the next run, with DEST writable again, makes and dates them all.
+#[test]
+fn a_destination_turning_read_only_while_empty_folders_are_made_stops_once_regression_round_18() {
+    let dump = Dump::new(118, 300, 1);
+    let Some(small) = SmallDisk::mount(&dump, "64m") else {
+        return;
+    };
+    let dest = small.path.join("restored");
+    let state = dump.path("state");
+    // The folders that hold no file, made by that pass.
+    let plan = plan_json(&dump.root, &dest, &[]);
+    let files: Vec<&str> = (of_type(&plan, "file").into_iter())
+        .filter_map(|f| f["path"].as_str())
+        .collect();
+    let empty: Vec<&str> = (of_type(&plan, "folder").into_iter())
+        .filter_map(|f| f["path"].as_str())
+        .filter(|d| !files.iter().any(|f| f.starts_with(&format!("{d}/"))))
+        .collect();
+    assert!(
+        empty.len() >= 4,
+        "the dump has {} folders without files",
+        empty.len()
+    );
+    let child = spawn_restore(
+        &dump,
+        &dest,
+        &state,
+        &["--threads", "1"],
+        "folder_delay_ms=500",
+    );
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !empty.iter().any(|d| dest.join(d).is_dir()) {
+        assert!(std::time::Instant::now() < until, "no empty folder made");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    while !small.remount("ro") {
+        assert!(
+            std::time::Instant::now() < until,
+            "could not remount read-only"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(small.remount("rw"));
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains("stopped: the destination became read-only") && !msg.contains("finished"),
+        "{msg}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["dest_read_only"], true, "{msg}");
+    assert!(
+        report["dest_lost"]
+            .as_str()
+            .is_some_and(|m| m.contains("cannot create the folder")
+                && m.contains("became read-only")
+                && m.contains("read-write again")),
+        "{msg}"
+    );
+    assert_eq!(
+        report["folders_failed"].as_array().unwrap().len(),
+        0,
+        "stopped once, no folder listed: {msg}"
+    );
+    assert!(
+        empty.iter().any(|d| !dest.join(d).exists()),
+        "the pass was cut short"
+    );
+    // Writable again: the same command makes the rest and dates every folder.
+    the_same_command_finishes(&dump, &dest, &[], &[]);
+    assert_folder_dates(&dump, &dest);
+}
+
 /// Round 16: a restore onto a share over SSH (sshfs) that filled up went on to the end and
 /// "finished": SFTP has no "disk full" status, so every file failed with "Input/output
 /// error (after 4 tries)" (5,552 in the review's trial, 4 tries and 5 s each), space was

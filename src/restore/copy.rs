@@ -75,8 +75,9 @@ pub struct Faults {
     /// A thread of the pipeline that panics (`committer`, `planner`, `count`,
     /// `bookkeeper`, `folders`): the run stops with exit 101 and a resumable checkpoint.
     pub panic_in: Option<String>,
-    /// Sleep this long before setting each folder's date (a slow network destination), so
-    /// tests can interrupt the folder phase.
+    /// Sleep this long before each folder of the passes after the files (making the empty
+    /// folders, setting the folders' dates: a slow network destination), so tests can
+    /// interrupt them or lose DEST during them.
     pub folder_delay_ms: u64,
     /// Sleep this long after each file `regen` looks at (a large destination), so tests can
     /// read the checkpoint and kill regen while it rebuilds.
@@ -663,18 +664,17 @@ fn weigh_write_error(
 
 /// A folder below `dest` that could not be made (`e`), weighed as a file's write is
 /// (`weigh_write_error`): a full destination (ENOSPC, or an I/O error with no room left)
-/// is `DestFull`, and stops the run as it does during the copy; anything else fails the
-/// folder. The empty folders are made in a pass of their own after the files, and a full
-/// disk there was listed folder by folder as "cannot create".
+/// is `DestFull` and a read-only one `DestReadOnly`, and either stops the run as it does
+/// during the copy; anything else fails the folder (unless the caller finds DEST gone).
+/// The empty folders are made in a pass of their own after the files, and a full or
+/// read-only disk there was listed folder by folder as "cannot create".
 pub fn weigh_folder_error(dest: &Path, folder: &Path, e: io::Error) -> FolderNotMade {
     let msg = fail_text("cannot create the folder", folder, &e);
     match weigh_dest_error(dest, folder, 0, msg.clone(), e) {
         Attempt::Final(NotRestored::DestFull(m)) => FolderNotMade::DestFull(m),
+        Attempt::Final(NotRestored::DestReadOnly(m)) => FolderNotMade::DestReadOnly(m),
         Attempt::Final(
-            NotRestored::Failed(m)
-            | NotRestored::NoAnswer(m)
-            | NotRestored::DestReadOnly(m)
-            | NotRestored::Missing(m),
+            NotRestored::Failed(m) | NotRestored::NoAnswer(m) | NotRestored::Missing(m),
         )
         | Attempt::Transient(m)
         | Attempt::Written(m, _) => FolderNotMade::Failed(m),
@@ -687,6 +687,8 @@ pub fn weigh_folder_error(dest: &Path, folder: &Path, e: io::Error) -> FolderNot
 pub enum FolderNotMade {
     /// The destination is full: the pass stops, as the copy does.
     DestFull(String),
+    /// The destination turned read-only: the pass stops, as the copy does.
+    DestReadOnly(String),
     /// This folder's own failure (a file in the way, say), with the path and the cause.
     Failed(String),
 }

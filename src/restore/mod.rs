@@ -316,6 +316,17 @@ fn dest_unreachable_text(cfg: &RestoreConfig, cause: &str) -> String {
     )
 }
 
+/// Why DEST is lost when writing there failed with "read-only file system" (`m`: what
+/// failed, and on which path).
+fn dest_read_only(m: &str) -> (DestLoss, String) {
+    (
+        DestLoss::ReadOnly,
+        format!(
+            "{m}: the destination became read-only during the run (Linux remounts a disk read-only after an error; a NAS share can turn read-only): stopped, and the files placed since the last commit were not recorded. See why (`dmesg`, the NAS's log), mount it read-write again and run the same command: the next run checks the files placed since the last commit"
+        ),
+    )
+}
+
 /// Why DEST is lost, when looking at it (`folder_identity_settled`) found another folder
 /// (`now` None) or failed with `now`: an error that says it does not answer (its connection
 /// lost, an I/O error that lasted through the retries) is an unreachable destination, not
@@ -1217,9 +1228,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                 Err(NotRestored::DestReadOnly(m)) => {
                                     let mut lost =
                                         dest_lost.lock().unwrap_or_else(|e| e.into_inner());
-                                    lost.get_or_insert_with(|| (DestLoss::ReadOnly, format!(
-                                    "{m}: the destination became read-only during the run (Linux remounts a disk read-only after an error; a NAS share can turn read-only): stopped, and the files placed since the last commit were not recorded. See why (`dmesg`, the NAS's log), mount it read-write again and run the same command: the next run checks the files placed since the last commit"
-                                )));
+                                    lost.get_or_insert_with(|| dest_read_only(&m));
                                     stop_local.store(true, Ordering::SeqCst);
                                     continue;
                                 }
@@ -1544,6 +1553,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         .insert("copy".into(), snap.elapsed.as_secs_f64());
 
     let interrupted = interrupted();
+    // The folder passes below may find DEST lost too: read again after them.
+    let lost_cell = &dest_lost;
     let dest_lost = dest_lost.lock().unwrap_or_else(|e| e.into_inner()).take();
     // One stop, one message: a lost destination explains the failures a probe met too.
     let stalled = match watch.lost.get() {
@@ -1555,7 +1566,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // a resume with nothing to do touches no folder. Not after a stop (full or lost
     // destination): the next run owes them. A signal during this phase stops it too (on a
     // network destination it is one round trip per folder: minutes for a real device's
-    // 344K folders); the dates stay owed to the next run.
+    // 344K folders); the dates stay owed to the next run. So does DEST lost during it.
     let cut = AtomicBool::new(false);
     let cut_short = || {
         let stop = crate::signals::stop_requested();
@@ -1564,6 +1575,24 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         }
         stop
     };
+    // A folder pass finds DEST lost as the copy does: a folder that failed with "read-only
+    // file system" (`read_only`: its message), or any other failure after which the look
+    // the copy takes at DEST after a failed file (`dest_gone`) finds it gone or not
+    // answering. The loss is recorded as the copy's (one stop, one message, the same
+    // report and exit code) and the pass stops: round 17's passes listed every folder as
+    // failed on a read-only DEST, and on a share whose connection dropped while folders
+    // were dated the run "finished" and the dates left were never set.
+    let lost_in_pass = |read_only: Option<&str>| -> bool {
+        match read_only {
+            Some(m) => {
+                let mut lost = lost_cell.lock().unwrap_or_else(|e| e.into_inner());
+                lost.get_or_insert_with(|| dest_read_only(m));
+                true
+            }
+            None => dest_gone(),
+        }
+    };
+    let mut lost_in_passes = None;
     if !cfg.dry_run
         && !interrupted
         && dest_full.is_none()
@@ -1596,31 +1625,44 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 .filter(|f| !dirs.knows(&cfg.dest.join(&f.rel_path)))
                 .collect();
             // A folder that cannot be made (a file in the way, say) is listed in the report
-            // like a failed file; the others are still made and dated. A full destination
-            // stops the pass as it stops the copy (`copy::weigh_folder_error`): the same
-            // stop, message and exit code, the folders not made left to the next run.
-            let full = AtomicBool::new(false);
+            // like a failed file; the others are still made and dated. A full or lost
+            // destination stops the pass as it stops the copy (`copy::weigh_folder_error`,
+            // `lost_in_pass`): the same stop, message and exit code, the folders not made
+            // left to the next run (a lost DEST's failures are not the folders').
+            let (full, lost) = (AtomicBool::new(false), AtomicBool::new(false));
             let made = in_parallel(
                 &unknown,
                 threads,
                 "making folders",
                 &mut *ui,
                 |f| -> Result<bool, FolderNotMade> {
-                    if cut_short() || full.load(Ordering::SeqCst) {
+                    if cut_short() || full.load(Ordering::SeqCst) || lost.load(Ordering::SeqCst) {
                         return Ok(false);
+                    }
+                    if faults.folder_delay_ms > 0 {
+                        std::thread::sleep(Duration::from_millis(faults.folder_delay_ms));
                     }
                     let path = cfg.dest.join(&f.rel_path);
                     if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
                         return Ok(false);
                     }
-                    dirs.ensure(&path).map_err(|e| {
-                        let why = copy::weigh_folder_error(&cfg.dest, &path, e);
-                        if matches!(why, FolderNotMade::DestFull(_)) {
+                    let Err(e) = dirs.ensure(&path) else {
+                        return Ok(true);
+                    };
+                    let why = copy::weigh_folder_error(&cfg.dest, &path, e);
+                    let dest_lost = match &why {
+                        FolderNotMade::DestFull(_) => {
                             full.store(true, Ordering::SeqCst);
+                            false
                         }
-                        why
-                    })?;
-                    Ok(true)
+                        FolderNotMade::DestReadOnly(m) => lost_in_pass(Some(m)),
+                        FolderNotMade::Failed(_) => lost_in_pass(None),
+                    };
+                    if dest_lost {
+                        lost.store(true, Ordering::SeqCst);
+                        return Ok(false);
+                    }
+                    Err(why)
                 },
             );
             if full.load(Ordering::SeqCst) {
@@ -1641,7 +1683,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                     Err(FolderNotMade::DestFull(m)) => {
                         dest_full.get_or_insert(m);
                     }
-                    Err(FolderNotMade::Failed(m)) => {
+                    Err(FolderNotMade::Failed(m) | FolderNotMade::DestReadOnly(m)) => {
                         report.folders_failed.push(crate::report::FolderFailure {
                             path: f.rel_path.clone(),
                             error: m,
@@ -1652,6 +1694,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             // Remembered only once all exist, so the next run tries the failed ones again.
             let all_made = report.folders_failed.is_empty()
                 && dest_full.is_none()
+                && !lost.load(Ordering::SeqCst)
                 && !cut.load(Ordering::SeqCst);
             if let (Some(c), true) = (&ckpt, all_made) {
                 c.set_meta("folders_created", &signature)?;
@@ -1662,11 +1705,17 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         // done one by one they were a visible tail after the copy (docs/PERFORMANCE.md).
         // In path order, so neighbours in the tree are dated together (sorted as strings:
         // sorting full paths component by component took 0.3 s at 337K folders).
-        // A full destination stopped the folders: their dates are owed to the next run,
-        // which makes the rest.
+        // A full or lost destination stopped the folders: their dates are owed to the next
+        // run, which makes the rest.
+        let lost = AtomicBool::new(
+            lost_cell
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some(),
+        );
         let mut dated: Vec<(&str, i64)> = folders
             .iter()
-            .filter(|_| dest_full.is_none())
+            .filter(|_| dest_full.is_none() && !lost.load(Ordering::SeqCst))
             .filter(|f| dates_owed || touched.contains(&f.rel_path))
             .filter_map(|f| f.mtime_ms.map(|ms| (f.rel_path.as_str(), ms)))
             .collect();
@@ -1679,14 +1728,25 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 &mut *ui,
                 |(rel, ms)| {
                     faults.maybe_panic_in("folders");
-                    if cut_short() {
+                    if cut_short() || lost.load(Ordering::SeqCst) {
                         return false;
                     }
                     if faults.folder_delay_ms > 0 {
                         std::thread::sleep(Duration::from_millis(faults.folder_delay_ms));
                     }
                     let path = cfg.dest.join(rel);
-                    set_dir_mtime(&path, *ms).is_err() && path.is_dir()
+                    let Err(e) = set_dir_mtime(&path, *ms) else {
+                        return false;
+                    };
+                    let read_only = (e.raw_os_error() == Some(libc::EROFS)).then(|| {
+                        format!("cannot set the date of the folder {}: {e}", path.display())
+                    });
+                    if lost_in_pass(read_only.as_deref()) {
+                        lost.store(true, Ordering::SeqCst);
+                        return false;
+                    }
+                    // A folder gone meanwhile (removed by hand) is not a failure.
+                    path.is_dir()
                 },
             )
         }))
@@ -1699,13 +1759,20 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             report.warnings.push(
                 "stopped while setting the folders' dates (the files are all handled): some folders keep the time of the restore for now; run the same command again to set them".into(),
             );
-        } else if let (Some(c), false, None) = (&ckpt, plan.options().narrowed(), &dest_full) {
+        } else if let (Some(c), false, None, false) = (
+            &ckpt,
+            plan.options().narrowed(),
+            &dest_full,
+            lost.load(Ordering::SeqCst),
+        ) {
             c.set_meta(FOLDER_DATES_OWED, "0")?;
         }
         report
             .phases
             .insert("folder_dates".into(), t.elapsed().as_secs_f64());
+        lost_in_passes = lost_cell.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
+    let dest_lost = dest_lost.or(lost_in_passes);
     // A signal from here on stops nothing: the run finished (and the signal is told so).
     let interrupted = crate::signals::settle() || cut.load(Ordering::SeqCst);
     let how = if interrupted {
