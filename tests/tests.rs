@@ -1993,6 +1993,70 @@ fn a_destination_that_fills_while_the_empty_folders_are_made_stops_as_full_regre
     }
 }
 
+/// Round 18: a destination that filled up while only folders were left to make (every
+/// file placed; the empty-folder pass after the last file) said "about 0 B is still to
+/// restore: free at least 0 B more", which tells nothing (here, with the demo's missing
+/// objects, it asked for their bytes, which no run restores). The message now counts the
+/// folders still to make and the space they take (a block each), and asks for that.
+/// Here on a real ext4 (on a tmpfs folders take no space): the files restored first
+/// (`--only` each file), the disk then filled to all but 1 block, the whole restore run.
+#[test]
+fn a_destination_full_with_only_folders_left_asks_for_their_space_regression_round_18() {
+    let dump = Dump::new(118, 300, 1);
+    let Some(disk) = Ext4Disk::mount(&dump, "32M") else {
+        return;
+    };
+    let dest = disk.path.join("restored");
+    let plan = plan_json(&dump.root, &dest, &[]);
+    let files: Vec<String> = planned_files(&plan).into_keys().collect();
+    let folders: Vec<String> = (of_type(&plan, "folder").into_iter())
+        .filter(|f| f["skip"].is_null())
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    let holds_files = |dir: &str| files.iter().any(|f| f.starts_with(&format!("{dir}/")));
+    let empty = folders.iter().filter(|d| !holds_files(d)).count();
+    assert!(empty >= 4, "the dump has {empty} folders without files");
+    let only: Vec<&str> = files.iter().flat_map(|f| ["--only", f.as_str()]).collect();
+    let (out, report) = restore(&dump, &dest, &only, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(report["dest_full"].is_null(), "{}", text(&out));
+
+    // Full but for 1 block: room for the run's probe files (one at a time), and for one
+    // folder at most.
+    let filler = disk.path.join("filler");
+    disk.fill_but(&filler, 1);
+    let (out, report) = restore(&dump, &dest, &[], &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("stopped: the destination is full"), "{msg}");
+    assert_eq!(
+        report["outcomes"]["copied"], 0,
+        "the files were all there: {msg}"
+    );
+    let full = report["dest_full"].as_str().unwrap_or_default();
+    assert!(
+        full.contains("cannot create the folder") && full.contains("No space left on device"),
+        "{msg}"
+    );
+    let left = (folders.iter()).filter(|d| !dest.join(d).is_dir()).count();
+    assert!(left >= 3, "{left} folders not made: {msg}");
+    assert!(
+        full.contains(&format!("0 B of files and {left} folders (about "))
+            && full.contains("free at least")
+            && !full.contains(" 0 B more"),
+        "{msg}"
+    );
+    assert!(msg.contains(&format!("{left} folders")), "{msg}");
+
+    // Room made: the same command makes the rest.
+    std::fs::remove_file(&filler).unwrap();
+    let report = the_same_command_finishes(&dump, &dest, &[], &[]);
+    assert!(report["dest_full"].is_null(), "{report}");
+    for d in &folders {
+        assert!(dest.join(d).is_dir(), "folder {d} not made");
+    }
+}
+
 /// Round 17: a read error of the source met while copying (a bad sector inside an object)
 /// on a destination with little room left was taken for a full destination ("stopped: the
 /// destination is full", free some space): the check that weighs a failed write against

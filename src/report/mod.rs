@@ -109,8 +109,8 @@ pub struct Snapshot {
     pub counts: BTreeMap<Outcome, u64>,
     /// Database sizes of selected files that reached any outcome.
     pub settled_bytes: u64,
-    /// Database sizes of selected files that are done (copied, adopted, already done).
-    done_bytes: u64,
+    /// Database sizes of the files that failed (the next run tries them again).
+    failed_bytes: u64,
     pub copied_bytes: u64,
     pub prior_bytes: u64,
     /// Files counted in `done_before_files` (and their bytes) that this run found gone from
@@ -136,7 +136,7 @@ impl Snapshot {
             done_before_bytes: t.done_before_bytes,
             counts: Outcome::ALL.iter().map(|o| (*o, 0)).collect(),
             settled_bytes: 0,
-            done_bytes: 0,
+            failed_bytes: 0,
             copied_bytes: 0,
             prior_bytes: 0,
             was_done_files: 0,
@@ -165,8 +165,8 @@ impl Snapshot {
         if o != Outcome::Filtered {
             self.settled_bytes = self.settled_bytes.saturating_add(size);
         }
-        if o.is_done() {
-            self.done_bytes = self.done_bytes.saturating_add(size);
+        if o == Outcome::Failed {
+            self.failed_bytes = self.failed_bytes.saturating_add(size);
         }
         match o {
             Outcome::Copied => self.copied_bytes = self.copied_bytes.saturating_add(copied),
@@ -190,8 +190,12 @@ impl Snapshot {
         self.counts.values().sum()
     }
 
-    pub fn done_bytes(&self) -> u64 {
-        self.done_bytes
+    /// Bytes of selected files still to restore: those not settled yet (the files an
+    /// earlier run finished count as settled, see `progress_bytes`) and those that failed,
+    /// which the next run tries again. Not those settled otherwise (a missing object): no
+    /// run restores them.
+    pub fn bytes_left(&self) -> u64 {
+        self.selected_bytes.saturating_sub(self.progress_bytes()) + self.failed_bytes
     }
 
     /// Files that got an outcome in this run's work (not from the checkpoint, not filtered).

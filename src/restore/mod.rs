@@ -1629,25 +1629,32 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             // destination stops the pass as it stops the copy (`copy::weigh_folder_error`,
             // `lost_in_pass`): the same stop, message and exit code, the folders not made
             // left to the next run (a lost DEST's failures are not the folders').
+            // After a full stop the folders are still looked at, not made: one missing is
+            // `None`, and with the one the destination refused, these are the folders still
+            // to make that the message counts (unless making another one made them as its
+            // parents). One found there already is `Some(false)`.
             let (full, lost) = (AtomicBool::new(false), AtomicBool::new(false));
             let made = in_parallel(
                 &unknown,
                 threads,
                 "making folders",
                 &mut *ui,
-                |f| -> Result<bool, FolderNotMade> {
-                    if cut_short() || full.load(Ordering::SeqCst) || lost.load(Ordering::SeqCst) {
-                        return Ok(false);
+                |f| -> Result<Option<bool>, FolderNotMade> {
+                    if cut_short() || lost.load(Ordering::SeqCst) {
+                        return Ok(None);
                     }
                     if faults.folder_delay_ms > 0 {
                         std::thread::sleep(Duration::from_millis(faults.folder_delay_ms));
                     }
                     let path = cfg.dest.join(&f.rel_path);
                     if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-                        return Ok(false);
+                        return Ok(Some(false));
+                    }
+                    if full.load(Ordering::SeqCst) {
+                        return Ok(None);
                     }
                     let Err(e) = dirs.ensure(&path) else {
-                        return Ok(true);
+                        return Ok(Some(true));
                     };
                     let why = copy::weigh_folder_error(&cfg.dest, &path, e);
                     let dest_lost = match &why {
@@ -1660,28 +1667,25 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                     };
                     if dest_lost {
                         lost.store(true, Ordering::SeqCst);
-                        return Ok(false);
+                        return Ok(None);
                     }
                     Err(why)
                 },
             );
-            if full.load(Ordering::SeqCst) {
-                folders_left = unknown
-                    .iter()
-                    .filter(|f| !dirs.knows(&cfg.dest.join(&f.rel_path)))
-                    .count() as u64;
-            }
             for (f, made) in unknown.iter().zip(made) {
+                let to_make = || !dirs.knows(&cfg.dest.join(&f.rel_path));
                 match made {
-                    Ok(true) => {
+                    Ok(Some(true)) => {
                         touched.insert(&f.rel_path);
                         if let Some((parent, _)) = f.rel_path.rsplit_once('/') {
                             touched.insert(parent);
                         }
                     }
-                    Ok(false) => {}
+                    Ok(Some(false)) => {}
+                    Ok(None) => folders_left += u64::from(to_make()),
                     Err(FolderNotMade::DestFull(m)) => {
                         dest_full.get_or_insert(m);
+                        folders_left += u64::from(to_make());
                     }
                     Err(FolderNotMade::Failed(m) | FolderNotMade::DestReadOnly(m)) => {
                         report.folders_failed.push(crate::report::FolderFailure {
@@ -1824,13 +1828,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     report.dest_full = dest_full.map(|m| {
         let fs = rustix::fs::statvfs(&cfg.dest).ok();
         let free = fs.as_ref().map_or(0, |s| s.f_bavail * s.f_frsize);
-        let remaining = report.totals.selected_bytes.saturating_sub(snap.done_bytes());
-        let bytes = format!(
-            "The destination has {} free and about {} is still to restore: free at least {} more",
-            crate::report::human_bytes(free),
-            crate::report::human_bytes(remaining),
-            crate::report::human_bytes(remaining.saturating_sub(free))
-        );
+        let block = fs.as_ref().map_or(0, |s| s.f_frsize);
+        let (bytes, short) = space_still_needed(free, snap.bytes_left(), folders_left, block);
         // A filesystem can run out of inodes (room for files) with bytes to spare: a small
         // ext4 made with few, a tmpfs with nr_inodes. Then bytes are not what to free.
         let files_left = snap.total_files.saturating_sub(snap.settled_files())
@@ -1842,7 +1841,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 s.f_favail,
                 s.f_files,
                 if folders_left > 0 { "files and folders are" } else { "files are" },
-                if remaining > free { format!(". {bytes}") } else { String::new() }
+                if short > 0 { format!(". {bytes}") } else { String::new() }
             ),
             _ => format!("{m}. {bytes}, then run the same command again"),
         }
@@ -1919,6 +1918,42 @@ enum Stop<'a> {
     Error(&'a anyhow::Error),
     /// A panic's payload: a bug.
     Panic(&'a (dyn std::any::Any + Send)),
+}
+
+/// The sentence on space for a run stopped by a full destination, and how many bytes it
+/// asks to free (0 when it gives no figure). What is still to restore is the files' bytes
+/// (`file_bytes`) and the folders not made yet, each of which takes at least one `block`
+/// of the destination's filesystem: a disk filling in the empty-folder pass, after the
+/// last file, said "about 0 B is still to restore: free at least 0 B more". When the
+/// figures fit in what the destination says is free, they cannot explain the stop, and
+/// the sentence asks to free some space without a figure: a filesystem keeps part of its
+/// free space for itself.
+fn space_still_needed(free: u64, file_bytes: u64, folders: u64, block: u64) -> (String, u64) {
+    use crate::report::{human_bytes, plural};
+    let folder_bytes = folders.saturating_mul(block);
+    let short = file_bytes.saturating_add(folder_bytes).saturating_sub(free);
+    let left = if folders == 0 {
+        format!("about {} is", human_bytes(file_bytes))
+    } else {
+        format!(
+            "about {} of files and {} (about {}) are",
+            human_bytes(file_bytes),
+            plural(folders, "folder", "folders"),
+            human_bytes(folder_bytes)
+        )
+    };
+    let ask = if short > 0 {
+        format!("free at least {} more", human_bytes(short))
+    } else {
+        "free some space there (by these figures it fits, but a filesystem keeps part of its free space for itself)".to_string()
+    };
+    (
+        format!(
+            "The destination has {} free and {left} still to restore: {ask}",
+            human_bytes(free)
+        ),
+        short,
+    )
 }
 
 /// Records a run stopped by an error or a panic after copying began (the checkpoint's disk
@@ -2230,3 +2265,38 @@ fn probe_destination(dest: &Path) -> anyhow::Result<DestFacts> {
 
 /// Counts per outcome, for summaries.
 pub type OutcomeCounts = BTreeMap<Outcome, u64>;
+
+#[cfg(test)]
+mod tests {
+    use super::space_still_needed;
+
+    #[test]
+    fn space_still_needed_counts_the_folders_and_never_asks_for_0_bytes() {
+        // Files only: as before.
+        let (s, short) = space_still_needed(1_000, 5_000, 0, 4096);
+        assert_eq!(short, 4_000);
+        assert_eq!(
+            s,
+            "The destination has 1.0 kB free and about 5.0 kB is still to restore: free at least 4.0 kB more"
+        );
+        // Only folders left: their blocks are what to free.
+        let (s, short) = space_still_needed(0, 0, 1_234, 4096);
+        assert_eq!(short, 1_234 * 4096);
+        assert_eq!(
+            s,
+            "The destination has 0 B free and about 0 B of files and 1234 folders (about 5.1 MB) are still to restore: free at least 5.1 MB more"
+        );
+        let (s, _) = space_still_needed(0, 0, 1, 4096);
+        assert!(s.contains("and 1 folder (about 4.1 kB) are"), "{s}");
+        // Figures that fit in the free space: no "0 B more", a reason instead.
+        for (free, files, folders) in [(8192, 0, 2), (10_000, 0, 0), (10_000, 5_000, 1)] {
+            let (s, short) = space_still_needed(free, files, folders, 4096);
+            assert_eq!(short, 0, "{s}");
+            assert!(!s.contains("at least"), "{s}");
+            assert!(
+                s.ends_with("keeps part of its free space for itself)"),
+                "{s}"
+            );
+        }
+    }
+}

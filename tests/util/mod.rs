@@ -344,6 +344,86 @@ impl Drop for SmallDisk {
     }
 }
 
+/// A small ext4 on a loop device (an image file beside the dump), unmounted on drop: for
+/// disk-full tests where folders must take space, as they do on a disk (on a tmpfs they
+/// take none). `None`, with the reason printed, where it cannot be made (needs root and
+/// loop devices), unless MCR_TEST_POWERCUT=require (`.ci/run` sets it where loop devices
+/// work, so CI cannot skip).
+pub struct Ext4Disk {
+    pub path: PathBuf,
+}
+
+impl Ext4Disk {
+    /// An ext4 of `size` (e.g. "32M"), made with mkfs.ext4's defaults.
+    pub fn mount(dump: &Dump, size: &str) -> Option<Ext4Disk> {
+        let required = std::env::var("MCR_TEST_POWERCUT").as_deref() == Ok("require");
+        let image = dump.path("ext4.img");
+        let path = dump.path("ext4");
+        std::fs::create_dir_all(&path).unwrap();
+        let steps: [(&str, Vec<&std::ffi::OsStr>); 3] = [
+            (
+                "truncate",
+                vec!["-s".as_ref(), size.as_ref(), image.as_ref()],
+            ),
+            (
+                "mkfs.ext4",
+                vec!["-q".as_ref(), "-F".as_ref(), image.as_ref()],
+            ),
+            (
+                "mount",
+                vec![
+                    "-o".as_ref(),
+                    "loop".as_ref(),
+                    image.as_ref(),
+                    path.as_ref(),
+                ],
+            ),
+        ];
+        for (cmd, args) in steps {
+            let done = std::process::Command::new(cmd).args(&args).output();
+            if !done.as_ref().is_ok_and(|o| o.status.success()) {
+                assert!(!required, "{cmd} {args:?}: {done:?}");
+                eprintln!("SKIPPED: cannot make a loop-mounted ext4 (needs root and loop devices): {cmd} {args:?}: {done:?}");
+                return None;
+            }
+        }
+        Some(Ext4Disk { path })
+    }
+
+    /// Fills the disk with `filler` up to its last block (reserved blocks included, as
+    /// the tests run as root), then frees `blocks` blocks of it again.
+    pub fn fill_but(&self, filler: &Path, blocks: u64) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(filler).unwrap();
+        let chunk = vec![0x5a_u8; 64 << 10];
+        let mut want = chunk.len();
+        loop {
+            match f.write(&chunk[..want]) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && want > 1 => want /= 2,
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(e) => panic!("filling {}: {e}", filler.display()),
+            }
+        }
+        f.sync_all().unwrap();
+        let block = rustix::fs::statvfs(&self.path).unwrap().f_frsize;
+        let len = f.metadata().unwrap().len();
+        f.set_len(len.saturating_sub(blocks * block)).unwrap();
+        f.sync_all().unwrap();
+        drop(f);
+        // The freed blocks can be used once the journal has committed.
+        must("sync", &["-f".as_ref(), self.path.as_os_str()]);
+    }
+}
+
+impl Drop for Ext4Disk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(&self.path)
+            .status();
+    }
+}
+
 /// A bind mount of `folder` at `at` (`mount --bind`): the same folders under a second path,
 /// with the same device and inode numbers, as a disk mounted twice gives too; unmounted on
 /// drop. `None`, with the reason printed, where mounting is not allowed (not root), unless
