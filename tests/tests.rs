@@ -1571,6 +1571,53 @@ fn serve_in_the_foreground(
     Some(child)
 }
 
+/// The selected folders of a plan (`plan --json` lines) that hold no selected file, at
+/// any depth: the ones the empty-folder pass after the last file makes. At least 4 (the
+/// tests that use them need some).
+fn folders_without_files(plan: &[serde_json::Value]) -> Vec<String> {
+    let files = planned_files(plan);
+    let holds_files = |dir: &str| {
+        let below = format!("{dir}/");
+        files
+            .range(below.clone()..)
+            .next()
+            .is_some_and(|(f, _)| f.starts_with(&below))
+    };
+    let empty: Vec<String> = of_type(plan, "folder")
+        .into_iter()
+        .filter(|f| f["skip"].is_null())
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .filter(|d| !holds_files(d))
+        .collect();
+    assert!(
+        empty.len() >= 4,
+        "the dump has {} folders without files",
+        empty.len()
+    );
+    empty
+}
+
+/// A share over SSH (sshfs, in the foreground so a test can kill it) of the dump's folder
+/// `served`, mounted at its folder `share`: the daemon, the served folder and the mount
+/// point. None where FUSE or sshfs are missing (see [`serve_in_the_foreground`]).
+fn sshfs_share_in_the_foreground(
+    dump: &Dump,
+) -> Option<(std::process::Child, std::path::PathBuf, std::path::PathBuf)> {
+    let (backing, share) = (dump.path("served"), dump.path("share"));
+    std::fs::create_dir_all(&backing).unwrap();
+    let mut sshfs = std::process::Command::new("sshfs");
+    sshfs
+        .arg("-f")
+        .args(sftp_args(&backing, &share, &dump.path("")))
+        .arg(&share);
+    let daemon = serve_in_the_foreground(sshfs, || {
+        std::fs::read_to_string("/proc/self/mounts")
+            .unwrap_or_default()
+            .contains(&format!(" {} fuse.sshfs ", share.display()))
+    })?;
+    Some((daemon, backing, share))
+}
+
 /// Kills the program serving `mount` mid-run, waits for the restore `run`, and takes the
 /// dead mount away (`umount -l`).
 fn kill_the_daemon(
@@ -1599,18 +1646,7 @@ fn kill_the_daemon(
 #[test]
 fn a_share_whose_connection_drops_mid_run_stops_with_one_message_regression_round_17() {
     let dump = Dump::new(117, 1500, 1);
-    let (backing, share) = (dump.path("served"), dump.path("share"));
-    std::fs::create_dir_all(&backing).unwrap();
-    let mut sshfs = std::process::Command::new("sshfs");
-    sshfs
-        .arg("-f")
-        .args(sftp_args(&backing, &share, &dump.path("")))
-        .arg(&share);
-    let Some(mut daemon) = serve_in_the_foreground(sshfs, || {
-        std::fs::read_to_string("/proc/self/mounts")
-            .unwrap_or_default()
-            .contains(&format!(" {} fuse.sshfs ", share.display()))
-    }) else {
+    let Some((mut daemon, backing, share)) = sshfs_share_in_the_foreground(&dump) else {
         return;
     };
     let dest = share.join("restored");
@@ -1702,18 +1738,7 @@ fn folders_dated(folders: &[(String, i64)], seen: &Path) -> usize {
 #[test]
 fn a_share_lost_while_folders_are_dated_stops_and_the_next_run_dates_them_regression_round_18() {
     let dump = Dump::new(84, 150, 1);
-    let (backing, share) = (dump.path("served"), dump.path("share"));
-    std::fs::create_dir_all(&backing).unwrap();
-    let mut sshfs = std::process::Command::new("sshfs");
-    sshfs
-        .arg("-f")
-        .args(sftp_args(&backing, &share, &dump.path("")))
-        .arg(&share);
-    let Some(mut daemon) = serve_in_the_foreground(sshfs, || {
-        std::fs::read_to_string("/proc/self/mounts")
-            .unwrap_or_default()
-            .contains(&format!(" {} fuse.sshfs ", share.display()))
-    }) else {
+    let Some((mut daemon, backing, share)) = sshfs_share_in_the_foreground(&dump) else {
         return;
     };
     let dest = share.join("restored");
@@ -1781,18 +1806,7 @@ fn a_destination_turning_read_only_while_empty_folders_are_made_stops_once_regre
     let state = dump.path("state");
     // The folders that hold no file, made by that pass.
     let plan = plan_json(&dump.root, &dest, &[]);
-    let files: Vec<&str> = (of_type(&plan, "file").into_iter())
-        .filter_map(|f| f["path"].as_str())
-        .collect();
-    let empty: Vec<&str> = (of_type(&plan, "folder").into_iter())
-        .filter_map(|f| f["path"].as_str())
-        .filter(|d| !files.iter().any(|f| f.starts_with(&format!("{d}/"))))
-        .collect();
-    assert!(
-        empty.len() >= 4,
-        "the dump has {} folders without files",
-        empty.len()
-    );
+    let empty = folders_without_files(&plan);
     let child = spawn_restore(
         &dump,
         &dest,
@@ -2013,9 +2027,7 @@ fn a_destination_full_with_only_folders_left_asks_for_their_space_regression_rou
         .filter(|f| f["skip"].is_null())
         .map(|f| f["path"].as_str().unwrap().to_string())
         .collect();
-    let holds_files = |dir: &str| files.iter().any(|f| f.starts_with(&format!("{dir}/")));
-    let empty = folders.iter().filter(|d| !holds_files(d)).count();
-    assert!(empty >= 4, "the dump has {empty} folders without files");
+    folders_without_files(&plan);
     let only: Vec<&str> = files.iter().flat_map(|f| ["--only", f.as_str()]).collect();
     let (out, report) = restore(&dump, &dest, &only, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));

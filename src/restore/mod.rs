@@ -1576,21 +1576,37 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         stop
     };
     // A folder pass finds DEST lost as the copy does: a folder that failed with "read-only
-    // file system" (`read_only`: its message), or any other failure after which the look
-    // the copy takes at DEST after a failed file (`dest_gone`) finds it gone or not
-    // answering. The loss is recorded as the copy's (one stop, one message, the same
-    // report and exit code) and the pass stops: round 17's passes listed every folder as
-    // failed on a read-only DEST, and on a share whose connection dropped while folders
-    // were dated the run "finished" and the dates left were never set.
-    let lost_in_pass = |read_only: Option<&str>| -> bool {
-        match read_only {
-            Some(m) => {
-                let mut lost = lost_cell.lock().unwrap_or_else(|e| e.into_inner());
+    // file system" (`read_only`: its message), or with an error that says DEST is gone
+    // (`gone`: "not connected" and the like, `copy::says_gone`), or any other failure after
+    // which the look the copy takes at DEST after a failed file (`dest_gone`) finds it gone
+    // or not answering. The error is believed first: on a share whose program died, that
+    // look can be answered from the kernel's cache of attributes and find DEST as it was.
+    // The loss is recorded as the copy's (one stop, one message, the same report and exit
+    // code) and the pass stops: round 17's passes listed every folder as failed on a
+    // read-only DEST, and on a share whose connection dropped while folders were dated the
+    // run "finished" and the dates left were never set.
+    let lost_in_pass = |read_only: Option<&str>, gone: Option<std::io::Error>| -> bool {
+        let mut lost = lost_cell.lock().unwrap_or_else(|e| e.into_inner());
+        match (read_only, gone) {
+            (Some(m), _) => {
                 lost.get_or_insert_with(|| dest_read_only(m));
                 true
             }
-            None => dest_gone(),
+            (None, Some(e)) => {
+                lost.get_or_insert_with(|| dest_lost_as(cfg, Some(e)));
+                true
+            }
+            (None, None) => {
+                drop(lost);
+                dest_gone()
+            }
         }
+    };
+    // The error of a folder that failed, kept when it says DEST is gone.
+    let gone_by = |e: &std::io::Error| {
+        copy::says_gone(e)
+            .then(|| e.raw_os_error().map(std::io::Error::from_raw_os_error))
+            .flatten()
     };
     let mut lost_in_passes = None;
     if !cfg.dry_run
@@ -1656,14 +1672,15 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                     let Err(e) = dirs.ensure(&path) else {
                         return Ok(Some(true));
                     };
+                    let gone = gone_by(&e);
                     let why = copy::weigh_folder_error(&cfg.dest, &path, e);
                     let dest_lost = match &why {
                         FolderNotMade::DestFull(_) => {
                             full.store(true, Ordering::SeqCst);
                             false
                         }
-                        FolderNotMade::DestReadOnly(m) => lost_in_pass(Some(m)),
-                        FolderNotMade::Failed(_) => lost_in_pass(None),
+                        FolderNotMade::DestReadOnly(m) => lost_in_pass(Some(m), None),
+                        FolderNotMade::Failed(_) => lost_in_pass(None, gone),
                     };
                     if dest_lost {
                         lost.store(true, Ordering::SeqCst);
@@ -1745,7 +1762,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                     let read_only = (e.raw_os_error() == Some(libc::EROFS)).then(|| {
                         format!("cannot set the date of the folder {}: {e}", path.display())
                     });
-                    if lost_in_pass(read_only.as_deref()) {
+                    if lost_in_pass(read_only.as_deref(), gone_by(&e)) {
                         lost.store(true, Ordering::SeqCst);
                         return false;
                     }
