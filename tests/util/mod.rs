@@ -344,6 +344,25 @@ impl Drop for SmallDisk {
     }
 }
 
+/// Runs the commands that make a loop-mounted disk, in order. At the first that fails:
+/// with MCR_TEST_POWERCUT=require (`.ci/run` sets it where loop devices work, so CI cannot
+/// skip) the test fails; otherwise it is skipped, saying why (`what` could not be made).
+fn set_up<A: AsRef<std::ffi::OsStr> + std::fmt::Debug>(
+    steps: &[(&str, Vec<A>)],
+    what: &str,
+) -> bool {
+    let required = std::env::var("MCR_TEST_POWERCUT").as_deref() == Ok("require");
+    for (cmd, args) in steps {
+        let done = std::process::Command::new(cmd).args(args).output();
+        if !done.as_ref().is_ok_and(|o| o.status.success()) {
+            assert!(!required, "{cmd} {args:?}: {done:?}");
+            eprintln!("SKIPPED: cannot make {what}: {cmd} {args:?}: {done:?}");
+            return false;
+        }
+    }
+    true
+}
+
 /// A small ext4 on a loop device (an image file beside the dump), unmounted on drop: for
 /// disk-full tests where folders must take space, as they do on a disk (on a tmpfs they
 /// take none). `None`, with the reason printed, where it cannot be made (needs root and
@@ -356,7 +375,6 @@ pub struct Ext4Disk {
 impl Ext4Disk {
     /// An ext4 of `size` (e.g. "32M"), made with mkfs.ext4's defaults.
     pub fn mount(dump: &Dump, size: &str) -> Option<Ext4Disk> {
-        let required = std::env::var("MCR_TEST_POWERCUT").as_deref() == Ok("require");
         let image = dump.path("ext4.img");
         let path = dump.path("ext4");
         std::fs::create_dir_all(&path).unwrap();
@@ -379,15 +397,8 @@ impl Ext4Disk {
                 ],
             ),
         ];
-        for (cmd, args) in steps {
-            let done = std::process::Command::new(cmd).args(&args).output();
-            if !done.as_ref().is_ok_and(|o| o.status.success()) {
-                assert!(!required, "{cmd} {args:?}: {done:?}");
-                eprintln!("SKIPPED: cannot make a loop-mounted ext4 (needs root and loop devices): {cmd} {args:?}: {done:?}");
-                return None;
-            }
-        }
-        Some(Ext4Disk { path })
+        set_up(&steps, "a loop-mounted ext4 (needs root and loop devices)")
+            .then_some(Ext4Disk { path })
     }
 
     /// Fills the disk with `filler` up to its last block (reserved blocks included, as
@@ -487,7 +498,6 @@ pub struct PowerCutDisk {
 
 impl PowerCutDisk {
     pub fn mount(dump: &Dump) -> Option<PowerCutDisk> {
-        let required = std::env::var("MCR_TEST_POWERCUT").as_deref() == Ok("require");
         let outer = dump.path("outer");
         let mnt = dump.path("disk");
         let disk = PowerCutDisk {
@@ -530,13 +540,11 @@ impl PowerCutDisk {
         ];
         std::fs::create_dir_all(&outer).unwrap();
         std::fs::create_dir_all(&mnt).unwrap();
-        for (cmd, args) in steps {
-            let done = std::process::Command::new(cmd).args(&args).output();
-            if !done.as_ref().is_ok_and(|o| o.status.success()) {
-                assert!(!required, "{cmd} {args:?}: {done:?}");
-                eprintln!("SKIPPED: cannot make a loop-mounted disk (needs root, loop devices, xfsprogs): {cmd} {args:?}: {done:?}");
-                return None;
-            }
+        if !set_up(
+            &steps,
+            "a loop-mounted disk (needs root, loop devices, xfsprogs)",
+        ) {
+            return None;
         }
         disk.attach(&disk.image());
         Some(disk)
