@@ -1660,8 +1660,7 @@ fn a_share_whose_connection_drops_mid_run_stops_with_one_message_regression_roun
     let out = kill_the_daemon(&mut daemon, child, &share);
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(1), "{msg}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
+    let report = report_in(&state);
     assert!(
         msg.contains("stopped: the destination became unreachable"),
         "{msg}"
@@ -1765,8 +1764,7 @@ fn a_share_lost_while_folders_are_dated_stops_and_the_next_run_dates_them_regres
         msg.contains("stopped: the destination became unreachable") && !msg.contains("finished"),
         "{msg}"
     );
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
+    let report = report_in(&state);
     assert_eq!(report["dest_unreachable"], true, "{msg}");
     assert!(
         report["dest_lost"]
@@ -1834,8 +1832,7 @@ fn a_destination_turning_read_only_while_empty_folders_are_made_stops_once_regre
         msg.contains("stopped: the destination became read-only") && !msg.contains("finished"),
         "{msg}"
     );
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
+    let report = report_in(&state);
     assert_eq!(report["dest_read_only"], true, "{msg}");
     assert!(
         report["dest_lost"]
@@ -2318,8 +2315,7 @@ fn status_works_from_another_terminal_while_a_restore_runs() {
         .output()
         .unwrap();
     // The report has the totals as soon as they are known (it held zeros for 15 s).
-    let early: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
+    let early = report_in(&state);
     let still_running = child.try_wait().unwrap().is_none();
     child.wait().unwrap();
     assert!(out.status.success(), "{}", text(&out));
@@ -2329,8 +2325,7 @@ fn status_works_from_another_terminal_while_a_restore_runs() {
     assert!(v["counts"]["copied"].as_u64().unwrap_or(0) > 0, "{v}");
     // "N of M" while it runs: the count is kept from the first commit after it is known
     // (it was written only when the run ended).
-    let rep: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
+    let rep = report_in(&state);
     assert_eq!(v["selected_files"], rep["totals"]["selected_files"], "{v}");
     assert_eq!(
         early["totals"]["selected_files"], rep["totals"]["selected_files"],
@@ -3578,8 +3573,7 @@ fn a_destination_unmounted_mid_run_stops_the_restore_and_nothing_after_is_record
         msg.contains("is no longer the folder this restore started writing to"),
         "{msg}"
     );
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
+    let report = report_in(&state);
     assert!(report["dest_lost"].is_string(), "{report}");
     assert!(report["not_processed"].as_u64().unwrap() > 0);
     // Whatever went to the bare mount point is not the restore: remove it, mount the disk.
@@ -3651,8 +3645,7 @@ fn destination_changed_mid_run(delete: bool) {
     let out = child.wait_with_output().unwrap();
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(1), "{msg}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
+    let report = report_in(&state);
     assert!(
         report["dest_lost"]
             .as_str()
@@ -4092,9 +4085,7 @@ fn a_fifo_in_the_object_store_does_not_hang_the_restore() {
     }
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dump.path("state").join("report.json")).unwrap())
-            .unwrap();
+    let report = report_in(&dump.path("state"));
     assert!(
         report["notes"]
             .as_array()
@@ -5720,8 +5711,7 @@ fn sigterm_stops_cleanly_with_exit_130_and_the_next_run_finishes_with_every_fold
         tree(&dest).keys().all(|p| !p.contains(".mcr-")),
         "in-flight files finished, no temp left"
     );
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
+    let report = report_in(&state);
     assert_eq!(report["interrupted"], true);
     assert!(report["not_processed"].as_u64().unwrap() > 0);
     // `status` says the run was interrupted and how far it got.
@@ -6193,8 +6183,7 @@ fn a_signal_while_folders_are_dated_stops_them_and_the_next_run_sets_them() {
     let said = text(&out);
     assert!(said.contains("setting the folders' dates"), "{said}");
     assert!(dated() < folders.len(), "the phase was cut short");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
+    let report = report_in(&state);
     assert_eq!(report["interrupted"], true);
     let st = bin()
         .arg("status")
@@ -8091,8 +8080,7 @@ fn a_destination_turning_read_only_mid_run_stops_the_run() {
     assert!(small.remount("rw"));
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(1), "{msg}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
+    let report = report_in(&state);
     assert!(
         report["dest_lost"]
             .as_str()
@@ -8224,8 +8212,7 @@ fn source_disk_failing_with_io_errors(db_elsewhere: bool) {
     let took = failed_at.elapsed();
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(1), "{msg}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
+    let report = report_in(&state);
     // What was read: the object store's disk, the database's or not.
     let read = if db_elsewhere {
         "/restsdk/data/files/"
@@ -8297,8 +8284,7 @@ fn a_source_disk_that_stops_answering_mid_run_stops_the_run() {
     let out = kill_the_daemon(&mut daemon, child, &src);
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(1), "{msg}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
+    let report = report_in(&state);
     assert!(
         report["stalled"]
             .as_str()

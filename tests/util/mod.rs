@@ -207,6 +207,11 @@ pub fn of_type<'a>(lines: &'a [serde_json::Value], t: &str) -> Vec<&'a serde_jso
     lines.iter().filter(|l| l["type"] == t).collect()
 }
 
+/// The report a restore left in the state folder `state` (`report.json`).
+pub fn report_in(state: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap()
+}
+
 /// Runs `restore` with a state folder beside the dump; returns the output and the report.
 pub fn restore(
     dump: &Dump,
