@@ -117,8 +117,20 @@ impl FuseMount {
     }
 }
 
+/// Whether `at` is a mount point now (`/proc/self/mounts`, spaces written `\040` there).
+fn is_mounted(at: &Path) -> bool {
+    let at = at.to_string_lossy().replace(' ', "\\040");
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some(at.as_str()))
+}
+
 impl Drop for FuseMount {
     fn drop(&mut self) {
+        if !is_mounted(&self.0) {
+            return;
+        }
         let unmounted = std::process::Command::new("umount")
             .arg(&self.0)
             .status()
@@ -1531,14 +1543,45 @@ fn sftp_args(backing: &Path, at: &Path, scratch: &Path) -> Vec<String> {
     ]
 }
 
-/// Serves a FUSE filesystem from `daemon` (bindfs, sshfs) in the foreground, so that the
-/// test owns the program and can kill it, as a disk unplugged or a share's connection
-/// lost would; waits up to 10 s for `mounted`. None where FUSE cannot be used here
-/// (skipped, or failed under `MCR_TEST_FUSE=require`).
+/// A FUSE daemon run by a test (see [`serve_in_the_foreground`]) and its mount. When the
+/// test ends, also by a failed assertion before it killed the daemon, the daemon is killed
+/// and the mount taken away before the dump's temporary folder is removed: no daemon is
+/// left running and that cleanup never deletes through the mount into what it serves.
+struct Served {
+    daemon: std::process::Child,
+    _mount: FuseMount,
+}
+
+impl std::ops::Deref for Served {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.daemon
+    }
+}
+
+impl std::ops::DerefMut for Served {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.daemon
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        // Already dead after `kill_the_daemon`: both calls then fail harmlessly.
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+/// Serves a FUSE filesystem from `daemon` (bindfs, sshfs) at `at` in the foreground, so
+/// that the test owns the program and can kill it, as a disk unplugged or a share's
+/// connection lost would; waits up to 10 s for `mounted`. None where FUSE cannot be used
+/// here (skipped, or failed under `MCR_TEST_FUSE=require`).
 fn serve_in_the_foreground(
     mut daemon: std::process::Command,
+    at: &Path,
     mounted: impl Fn() -> bool,
-) -> Option<std::process::Child> {
+) -> Option<Served> {
     let required = std::env::var("MCR_TEST_FUSE").as_deref() == Ok("require");
     let skip = |why: String| {
         assert!(!required, "{why}");
@@ -1568,7 +1611,10 @@ fn serve_in_the_foreground(
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    Some(child)
+    Some(Served {
+        daemon: child,
+        _mount: FuseMount(at.to_path_buf()),
+    })
 }
 
 /// The selected folders of a plan (`plan --json` lines) that hold no selected file, at
@@ -1602,7 +1648,7 @@ fn folders_without_files(plan: &[serde_json::Value]) -> Vec<String> {
 /// point. None where FUSE or sshfs are missing (see [`serve_in_the_foreground`]).
 fn sshfs_share_in_the_foreground(
     dump: &Dump,
-) -> Option<(std::process::Child, std::path::PathBuf, std::path::PathBuf)> {
+) -> Option<(Served, std::path::PathBuf, std::path::PathBuf)> {
     let (backing, share) = (dump.path("served"), dump.path("share"));
     std::fs::create_dir_all(&backing).unwrap();
     let mut sshfs = std::process::Command::new("sshfs");
@@ -1610,7 +1656,7 @@ fn sshfs_share_in_the_foreground(
         .arg("-f")
         .args(sftp_args(&backing, &share, &dump.path("")))
         .arg(&share);
-    let daemon = serve_in_the_foreground(sshfs, || {
+    let daemon = serve_in_the_foreground(sshfs, &share, || {
         std::fs::read_to_string("/proc/self/mounts")
             .unwrap_or_default()
             .contains(&format!(" {} fuse.sshfs ", share.display()))
@@ -8259,7 +8305,8 @@ fn a_source_disk_that_stops_answering_mid_run_stops_the_run() {
     std::fs::create_dir_all(&src).unwrap();
     let mut bindfs = std::process::Command::new("bindfs");
     bindfs.arg("-f").arg(&dump.root).arg(&src);
-    let Some(mut daemon) = serve_in_the_foreground(bindfs, || src.join("restsdk").exists()) else {
+    let Some(mut daemon) = serve_in_the_foreground(bindfs, &src, || src.join("restsdk").exists())
+    else {
         return;
     };
     let dest = dump.path("restored");
