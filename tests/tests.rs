@@ -2112,6 +2112,168 @@ fn a_destination_full_with_only_folders_left_asks_for_their_space_regression_rou
     }
 }
 
+/// Runs `preflight` of `dump` onto `dest` (5 s of budget); its output.
+fn preflight(dump: &Dump, dest: &Path) -> std::process::Output {
+    bin()
+        .arg("preflight")
+        .arg(&dump.root)
+        .arg(dest)
+        .args(["--budget", "5"])
+        .output()
+        .unwrap()
+}
+
+/// Round 19: a restore onto a destination full to its last block stopped at start-up with
+/// "cannot write to destination ...: No space left on device", and left the empty probe
+/// file it had made (`.mcr-probe-*.part`) in DEST; pre-flight called such a DEST "cannot be
+/// written". Both now say the destination is full, what is free and about what the
+/// restore needs (its files and folders), and that nothing was written; the restore exits
+/// 2 (could not run, as for a DEST that cannot be written) and pre-flight 1 (blocking).
+/// Same for a DEST that does not exist yet, whose folder cannot be made. Once room is
+/// made, the same command restores everything: the refused run left nothing in the way.
+#[test]
+fn a_destination_full_to_its_last_block_says_full_at_start_up_regression_round_19() {
+    let dump = Dump::new(190, 120, 1);
+    let Some(disk) = Ext4Disk::mount(&dump, "32M") else {
+        return;
+    };
+    let dest = disk.path.join("restored");
+    let plan = plan_json(&dump.root, &dest, &[]);
+    let bytes: u64 = planned_files(&plan).values().map(|(_, size, _)| size).sum();
+    let folders = (of_type(&plan, "folder").into_iter())
+        .filter(|f| f["skip"].is_null())
+        .count();
+    // What the user had there already stays as it was.
+    std::fs::create_dir_all(&dest).unwrap();
+    std::fs::write(dest.join("kept-from-before.txt"), b"mine").unwrap();
+    disk.fill_but(&disk.path.join("filler"), 0);
+    let source = SourceSnapshot::take(&dump);
+    // Everything on the disk, but DEST's own time: a probe's name comes and goes.
+    let listing = || {
+        let mut t = tree(&disk.path);
+        t.remove("restored");
+        t
+    };
+    let before = listing();
+    let free = rustix::fs::statvfs(&disk.path).unwrap().f_bavail;
+    assert_eq!(free, 0, "the disk is full");
+
+    let (out, report) = restore(&dump, &dest, &[], &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    let said = format!(
+        "the destination {} is full: cannot write the probe file",
+        dest.display()
+    );
+    assert!(msg.contains(&said), "{msg}");
+    assert!(
+        msg.contains("No space left on device") && msg.contains("Nothing was written there"),
+        "{msg}"
+    );
+    let needs = format!(
+        "The destination has 0 B free and about {} of files and {folders} folders (about ",
+        mycloud_recover::report::human_bytes(bytes)
+    );
+    assert!(msg.contains(&needs), "{msg}");
+    assert!(
+        msg.contains("free at least") && msg.contains("or choose another disk"),
+        "{msg}"
+    );
+    assert!(!msg.contains("cannot write to destination"), "{msg}");
+    assert!(report.is_null(), "no report before any file: {report}");
+
+    // A DEST not there yet: its folder cannot be made.
+    let new = disk.path.join("new");
+    let (out, _) = restore(
+        &dump,
+        &new,
+        &["--state-dir", dump.path("new-state").to_str().unwrap()],
+        &[],
+    );
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    let said = format!(
+        "the destination {} is full: cannot create the folder",
+        new.display()
+    );
+    assert!(
+        msg.contains(&said) && msg.contains("Nothing was written"),
+        "{msg}"
+    );
+
+    // Pre-flight: full, blocking, with the figures; not "cannot be written".
+    let out = preflight(&dump, &dest);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains(&format!("the destination {} is full (", dest.display()))
+            && msg.contains("0 B free, about"),
+        "{msg}"
+    );
+    assert!(!msg.contains("cannot be written"), "{msg}");
+
+    // Nothing written: no probe file, no new folder, what was there as it was.
+    assert_eq!(listing(), before, "the destination changed");
+    assert_eq!(SourceSnapshot::take(&dump), source, "source changed");
+
+    // Room made: the same command restores everything.
+    std::fs::remove_file(disk.path.join("filler")).unwrap();
+    the_same_command_finishes(&dump, &dest, &[], &[]);
+    assert_eq!(
+        std::fs::read(dest.join("kept-from-before.txt")).unwrap(),
+        b"mine"
+    );
+}
+
+/// Round 19: a destination out of inodes (ENOSPC when a file is made, with blocks free: an
+/// ext4 made with few) at start-up is said to be out of inodes, with the wording of a run
+/// stopped so while copying, by the restore (exit 2) and by pre-flight (blocking), and
+/// nothing is left in it.
+#[test]
+fn a_destination_out_of_inodes_says_so_at_start_up_regression_round_19() {
+    let dump = Dump::new(191, 120, 1);
+    let Some(disk) = Ext4Disk::mount_made_with(&dump, "32M", &["-N", "32"]) else {
+        return;
+    };
+    let dest = disk.path.join("restored");
+    std::fs::create_dir_all(&dest).unwrap();
+    assert!(disk.fill_inodes(&disk.path.join("filler")) > 0);
+    let fs = rustix::fs::statvfs(&disk.path).unwrap();
+    assert!(fs.f_favail == 0 && fs.f_bavail > 1000, "out of inodes only");
+    let before = tree(&dest);
+
+    let (out, _) = restore(&dump, &dest, &[], &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "the destination {} is out of inodes: cannot write the probe file",
+            dest.display()
+        )),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("has room for only 0 more files or folders (its filesystem has ")
+            && msg.contains("mkfs.ext4 -N")
+            && msg.contains("Nothing was written there"),
+        "{msg}"
+    );
+    assert!(!msg.contains("cannot write to destination"), "{msg}");
+
+    let out = preflight(&dump, &dest);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "the destination {} is out of inodes",
+            dest.display()
+        )) && msg.contains("room for only 0 more files or folders"),
+        "{msg}"
+    );
+    assert!(!msg.contains("cannot be written"), "{msg}");
+    assert_eq!(tree(&dest), before, "nothing left in the destination");
+}
+
 /// Round 17: a read error of the source met while copying (a bad sector inside an object)
 /// on a destination with little room left was taken for a full destination ("stopped: the
 /// destination is full", free some space): the check that weighs a failed write against

@@ -21,7 +21,8 @@
 //! inside one probe folder that it removes, and gives up on a disk that stops answering.
 //!
 //! Exit codes: 0 all fine (warnings allowed), 1 a blocking problem (the files do not fit, a
-//! destination that stopped answering, an object store where the restore's own look finds
+//! destination full or out of inodes (said so, with what to free, not "cannot be written")
+//! or one that stopped answering, an object store where the restore's own look finds
 //! none of the files sampled), 2 bad input (unusable source, DEST inside SOURCE),
 //! 130 interrupted (the probe folder is still removed).
 //!
@@ -330,6 +331,7 @@ fn note_dest_error(m: &mut Measurements, what: &str, e: ProbeError) {
         ProbeError::TimedOut { .. } => m.dest_unresponsive = Some(e.to_string()),
         // Said once, as what blocks the restore, not once per probe.
         ProbeError::Unwritable(why) => m.dest_unwritable = Some(why),
+        ProbeError::Full(why) => m.dest_full = Some(why),
         ProbeError::Interrupted => {}
         e => m.notes.push(format!("{what}: {e}")),
     }
@@ -352,7 +354,11 @@ fn benchmarks(p: &mut dyn Probe, m: &mut Measurements, deadline: Instant) {
         Err(ProbeError::Interrupted) => return,
         Err(e) => m.notes.push(format!("source read benchmark: {e}")),
     }
-    if m.dest_unresponsive.is_some() || m.dest_unwritable.is_some() || stopping() {
+    if m.dest_unresponsive.is_some()
+        || m.dest_unwritable.is_some()
+        || m.dest_full.is_some()
+        || stopping()
+    {
         return;
     }
     // Never take more than a quarter of DEST's free space.

@@ -94,6 +94,9 @@ pub struct Disk {
     pub total_bytes: Option<u64>,
     /// Allocation unit, for rounding small files up.
     pub block_size: Option<u64>,
+    /// Free and total inodes (room for files and folders); `None` where the filesystem does
+    /// not count them.
+    pub inodes: Option<(u64, u64)>,
     /// From `/sys/block/<dev>/queue/rotational`; `None` for network and virtual devices.
     pub rotational: Option<bool>,
     /// `st_dev`, to notice SOURCE and DEST sharing a filesystem.
@@ -300,6 +303,9 @@ pub struct Measurements {
     pub dest_unresponsive: Option<String>,
     /// Set when DEST cannot be written (the probe folder could not be made): why.
     pub dest_unwritable: Option<String>,
+    /// Set when DEST is full (the probe folder could not be made for want of room): what
+    /// was refused. Said apart from `dest_unwritable`, with what room the restore needs.
+    pub dest_full: Option<String>,
 }
 
 /// Files per size class.
@@ -843,9 +849,37 @@ pub fn advise(m: &Measurements, w: &Work, base: &CommandBase) -> Advice {
         .as_ref()
         .and_then(|d| d.free_bytes)
         .map(|free| Space::new(free, w.bytes_on_disk));
+    // DEST full: said so, not "cannot be written" (round 19). Where its free bytes are what
+    // is short, the space line says so with its figures; otherwise (no inode left, a quota
+    // used up, the blocks a filesystem keeps for itself) a line of its own says what to free.
+    let full = m.dest.as_ref().zip(m.dest_full.as_ref()).map(|(d, why)| {
+        let room = crate::restore::Room {
+            free_bytes: d.free_bytes.unwrap_or(0),
+            block: d.block_size.unwrap_or(0),
+            inodes: d.inodes,
+        };
+        (d, why, room)
+    });
+    let bytes_short = space.as_ref().is_some_and(|s| !s.fits);
+    let space_head = match &full {
+        Some((d, why, room)) if bytes_short && !room.out_of_inodes() => format!(
+            "the destination {} is full ({why}): not enough space",
+            d.path.display()
+        ),
+        Some((d, why, room)) => {
+            let advice = room.what_to_free(w.bytes, w.files, w.folders);
+            blocking.push(format!(
+                "the destination {} {}: {why}. {advice}, or choose another disk",
+                d.path.display(),
+                room.full_word()
+            ));
+            "not enough space on the destination".to_string()
+        }
+        None => "not enough space on the destination".to_string(),
+    };
     match &space {
         Some(s) if !s.fits => blocking.push(format!(
-            "not enough space on the destination: {} free, about {} needed ({} of files, each rounded up to the block size, and the folders). Free at least {} more (about {} to keep some to spare), choose a bigger destination, or restore part of it with --only or --user",
+            "{space_head}: {} free, about {} needed ({} of files, each rounded up to the block size, and the folders). Free at least {} more (about {} to keep some to spare), choose a bigger destination, or restore part of it with --only or --user",
             human_bytes(s.free),
             human_bytes(s.needed),
             human_bytes(w.bytes),
@@ -1010,6 +1044,7 @@ pub(crate) mod tests {
             free_bytes: Some(free),
             total_bytes: Some(free * 2),
             block_size: Some(4096),
+            inodes: None,
             rotational,
             device_id: None,
             physical_disk: None,
@@ -1428,6 +1463,46 @@ pub(crate) mod tests {
         m.dest.as_mut().unwrap().free_bytes = Some(2_000_000_000);
         let a = advice(&m);
         assert!(a.blocking.is_empty() && !tight(&a), "{:?}", a.warnings);
+    }
+
+    /// Round 19: a DEST that refused the probe folder as full was "cannot be written". Its
+    /// bytes short: one blocking line, the space line saying it is full. Bytes to spare (a
+    /// quota used up): a line of its own asking to free some. No inode left: said so.
+    #[test]
+    fn a_full_destination_is_full_not_unwritable() {
+        let mut m = fast_local();
+        let w = work(1000, 140_000_000);
+        m.dest_full = Some("cannot create /mnt/x/.mcr-preflight-1: Disk quota exceeded".into());
+        m.dest.as_mut().unwrap().free_bytes = Some(0);
+        let a = advise(&m, &w, &CommandBase::default());
+        assert_eq!(a.blocking.len(), 1, "{:?}", a.blocking);
+        assert!(
+            a.blocking[0].starts_with("the destination /mnt/x is full (cannot create")
+                && a.blocking[0].contains("not enough space: 0 B free, about"),
+            "{}",
+            a.blocking[0]
+        );
+
+        m.dest.as_mut().unwrap().free_bytes = Some(2_000_000_000);
+        let a = advise(&m, &w, &CommandBase::default());
+        assert_eq!(a.blocking.len(), 1, "{:?}", a.blocking);
+        assert!(
+            a.blocking[0].starts_with("the destination /mnt/x is full: cannot create")
+                && a.blocking[0].contains("free some space there"),
+            "{}",
+            a.blocking[0]
+        );
+
+        m.dest.as_mut().unwrap().inodes = Some((0, 5000));
+        let a = advise(&m, &w, &CommandBase::default());
+        assert_eq!(a.blocking.len(), 1, "{:?}", a.blocking);
+        assert!(
+            a.blocking[0].starts_with("the destination /mnt/x is out of inodes: cannot create")
+                && a.blocking[0].contains("room for only 0 more files or folders"),
+            "{}",
+            a.blocking[0]
+        );
+        assert!(a.blocking.iter().all(|b| !b.contains("cannot be written")));
     }
 
     #[test]

@@ -70,6 +70,9 @@ pub enum ProbeError {
     /// DEST cannot be written: nothing a restore does there could succeed.
     #[error("{0}")]
     Unwritable(String),
+    /// DEST is full (no space, no inode left, a quota used up): what was refused, and why.
+    #[error("{0}")]
+    Full(String),
     #[error("interrupted")]
     Interrupted,
     #[error("{0}")]
@@ -123,9 +126,9 @@ pub struct RealProbe {
     grace: Duration,
     workspace: Option<Workspace>,
     dest_dead: Option<String>,
-    /// Why the probe folder could not be made: DEST cannot be written, and later probes
-    /// are not tried again.
-    dest_unwritable: Option<String>,
+    /// Why the probe folder could not be made: DEST cannot be written (or is full), and
+    /// later probes are not tried again.
+    dest_refused: Option<ProbeError>,
     notes: Vec<String>,
 }
 
@@ -138,7 +141,7 @@ impl RealProbe {
             grace: Duration::from_secs(20),
             workspace: None,
             dest_dead: None,
-            dest_unwritable: None,
+            dest_refused: None,
             notes: Vec::new(),
         }
     }
@@ -193,8 +196,10 @@ impl RealProbe {
         if let Some(w) = &self.workspace {
             return Ok(w.dir.clone());
         }
-        if let Some(why) = &self.dest_unwritable {
-            return Err(ProbeError::Unwritable(why.clone()));
+        match &self.dest_refused {
+            Some(ProbeError::Full(why)) => return Err(ProbeError::Full(why.clone())),
+            Some(e) => return Err(ProbeError::Unwritable(e.to_string())),
+            None => {}
         }
         let dest = self.dest.clone();
         let made = self.guarded(
@@ -203,8 +208,12 @@ impl RealProbe {
             Duration::ZERO,
             move || create_workspace(&dest),
         );
-        if let Err(ProbeError::Unwritable(why)) = &made {
-            self.dest_unwritable = Some(why.clone());
+        match &made {
+            Err(ProbeError::Unwritable(why)) => {
+                self.dest_refused = Some(ProbeError::Unwritable(why.clone()))
+            }
+            Err(ProbeError::Full(why)) => self.dest_refused = Some(ProbeError::Full(why.clone())),
+            _ => {}
         }
         let (ws, notes) = made?;
         self.notes.extend(notes);
@@ -313,8 +322,12 @@ const PROBE_DIR_TRIES: u32 = 8;
 /// what to do ([`crate::config::dest_advice`]). A folder that exists for `mkdir` but not for
 /// `lstat` is a share refusing writes its own way: sshfs over an export the server cannot
 /// write answers every `mkdir` with "File exists" (round 16's review: 1,000 names tried,
-/// then "ready to restore").
+/// then "ready to restore"). A full one (ENOSPC, EDQUOT) is [`ProbeError::Full`]: it can be
+/// written once room is made, and the advice says what room (`model::advise`).
 fn unwritable(path: &Path, e: io::Error) -> ProbeError {
+    if crate::restore::copy::is_full(&e) {
+        return ProbeError::Full(format!("cannot create {}: {e}", path.display()));
+    }
     let absent = || {
         matches!(path.symlink_metadata(),
             Err(m) if m.kind() == io::ErrorKind::NotFound)
@@ -454,6 +467,10 @@ pub fn disk_of(path: &Path) -> Disk {
         free_bytes: vfs.as_ref().map(|s| s.f_bavail.saturating_mul(s.f_frsize)),
         total_bytes: vfs.as_ref().map(|s| s.f_blocks.saturating_mul(s.f_frsize)),
         block_size: vfs.as_ref().map(|s| s.f_frsize).filter(|b| *b > 0),
+        inodes: vfs
+            .as_ref()
+            .filter(|s| s.f_files > 0)
+            .map(|s| (s.f_favail, s.f_files)),
         rotational: if network {
             None
         } else {

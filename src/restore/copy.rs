@@ -418,7 +418,8 @@ fn close_checked(f: File) -> io::Result<()> {
     }
 }
 
-fn is_full(e: &io::Error) -> bool {
+/// A write refused for want of room: no space or inode left (ENOSPC), or a quota used up.
+pub fn is_full(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 

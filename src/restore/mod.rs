@@ -660,8 +660,16 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     }
     // `--fresh` forgets the checkpoint when it opens it: the destination is checked first, so
     // a run that cannot write there (a read-only or missing disk) keeps the progress it had.
+    // A destination full at start-up is said with what the restore needs there, which
+    // only the plan knows (`full_at_start`).
+    let probe = |done: &KeySet| {
+        create_and_probe(&cfg.dest).map_err(|e| match e.downcast::<FullAtStart>() {
+            Ok(full) => full_at_start(cfg, &plan, &index, done, full),
+            Err(e) => e,
+        })
+    };
     let early_probe = match &lock {
-        Some(_) if cfg.fresh => Some(create_and_probe(&cfg.dest)?),
+        Some(_) if cfg.fresh => Some(probe(&KeySet::default())?),
         _ => None,
     };
     let mut ckpt = match lock {
@@ -713,7 +721,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     ));
     let dest_facts = match (&ckpt, early_probe) {
         (_, Some(facts)) => facts,
-        (Some(_), None) => create_and_probe(&cfg.dest)?,
+        (Some(_), None) => probe(&done_keys)?,
         (None, _) => DestFacts::default(),
     };
     // One restore at a time in a DEST, whatever its state folder: two would write the same
@@ -1843,25 +1851,11 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     report.dest_lost = dest_lost.map(|(_, why)| why);
     report.stalled = stalled;
     report.dest_full = dest_full.map(|m| {
-        let fs = rustix::fs::statvfs(&cfg.dest).ok();
-        let free = fs.as_ref().map_or(0, |s| s.f_bavail * s.f_frsize);
-        let block = fs.as_ref().map_or(0, |s| s.f_frsize);
-        let (bytes, short) = space_still_needed(free, snap.bytes_left(), folders_left, block);
-        // A filesystem can run out of inodes (room for files) with bytes to spare: a small
-        // ext4 made with few, a tmpfs with nr_inodes. Then bytes are not what to free.
-        let files_left = snap.total_files.saturating_sub(snap.settled_files())
-            + snap.count(Outcome::Failed)
-            + folders_left;
-        match fs {
-            Some(s) if s.f_files > 0 && s.f_favail < files_left => format!(
-                "{m}. The destination has room for only {} more files or folders (its filesystem has {} inodes in all) and about {files_left} {} still to restore: remove files there, or restore onto a filesystem made with more inodes (mkfs.ext4 -N or -i){}, then run the same command again",
-                s.f_favail,
-                s.f_files,
-                if folders_left > 0 { "files and folders are" } else { "files are" },
-                if short > 0 { format!(". {bytes}") } else { String::new() }
-            ),
-            _ => format!("{m}. {bytes}, then run the same command again"),
-        }
+        let files_left =
+            snap.total_files.saturating_sub(snap.settled_files()) + snap.count(Outcome::Failed);
+        let room = Room::of(&cfg.dest);
+        let advice = room.what_to_free(snap.bytes_left(), files_left, folders_left);
+        format!("{m}. {advice}, then run the same command again")
     });
     report.update(&snap, true);
     // The whole run, as the user waited for it: the plan, `--threads auto`'s measurement and
@@ -1970,6 +1964,108 @@ fn space_still_needed(free: u64, file_bytes: u64, folders: u64, block: u64) -> (
             human_bytes(free)
         ),
         short,
+    )
+}
+
+/// What a destination has room for: free bytes, its block size, and its free and total
+/// inodes (`None` where its filesystem does not count them: some network filesystems).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Room {
+    pub free_bytes: u64,
+    pub block: u64,
+    pub inodes: Option<(u64, u64)>,
+}
+
+impl Room {
+    /// `statvfs` of `dest`, or of its nearest folder that exists (a DEST that could not be
+    /// made): all 0 where none can be read.
+    pub fn of(dest: &Path) -> Room {
+        let fs = dest.ancestors().find_map(|p| rustix::fs::statvfs(p).ok());
+        fs.map_or(Room::default(), |s| Room {
+            free_bytes: s.f_bavail.saturating_mul(s.f_frsize),
+            block: s.f_frsize,
+            inodes: (s.f_files > 0).then_some((s.f_favail, s.f_files)),
+        })
+    }
+
+    /// No inode left: a file or folder cannot be made whatever the free bytes.
+    pub fn out_of_inodes(&self) -> bool {
+        matches!(self.inodes, Some((0, _)))
+    }
+
+    /// What a full destination is, for messages: out of inodes, or full.
+    pub fn full_word(&self) -> &'static str {
+        match self.out_of_inodes() {
+            true => "is out of inodes",
+            false => "is full",
+        }
+    }
+
+    /// What to free for `file_bytes` in `files` files and `folders` folders still to
+    /// restore: the inodes where fewer are free than items left, else the bytes. A
+    /// filesystem can run out of inodes (room for files) with bytes to spare: a small ext4
+    /// made with few, a tmpfs with nr_inodes. Then bytes are not what to free. Said by a
+    /// run stopped by a full destination, by one that finds it full at start-up, and by
+    /// pre-flight.
+    pub fn what_to_free(&self, file_bytes: u64, files: u64, folders: u64) -> String {
+        let (bytes, short) = space_still_needed(self.free_bytes, file_bytes, folders, self.block);
+        let items = files.saturating_add(folders);
+        match self.inodes {
+            Some((free, total)) if free < items => format!(
+                "The destination has room for only {free} more files or folders (its filesystem has {total} inodes in all) and about {items} {} still to restore: remove files there, or restore onto a filesystem made with more inodes (mkfs.ext4 -N or -i){}",
+                if folders > 0 { "files and folders are" } else { "files are" },
+                if short > 0 { format!(". {bytes}") } else { String::new() }
+            ),
+            _ => bytes,
+        }
+    }
+}
+
+/// DEST refused the start-up probe's writes as full (ENOSPC, EDQUOT: no space, no inode
+/// left, or the user's quota used up): said with what the restore needs by [`full_at_start`].
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {}: {source}", path.display())]
+struct FullAtStart {
+    what: &'static str,
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
+/// The error for a destination found full at start-up: which one, what is free (bytes, or
+/// inodes where none is left), what the restore still needs there (the files the plan
+/// selects that no earlier run finished, `done`, and the planned folders not there yet), and
+/// that nothing was written. It was "cannot write to destination", and the probe's empty
+/// file was left in DEST. Counting the files is a pass over the index, made only here.
+fn full_at_start(
+    cfg: &RestoreConfig,
+    plan: &Plan,
+    index: &Index,
+    done: &KeySet,
+    full: FullAtStart,
+) -> anyhow::Error {
+    let done_before = |id: &str, path: &str, size: u64, mtime: Option<i64>| {
+        !done.is_empty() && done.contains(&done_key(id, path, size, mtime))
+    };
+    let (files, bytes) = match plan.totals_knowing(index, &done_before) {
+        Ok(t) => (
+            t.selected_files.saturating_sub(t.done_before_files),
+            t.selected_bytes.saturating_sub(t.done_before_bytes),
+        ),
+        Err(_) => (0, 0),
+    };
+    let folders = (plan.folders_deepest_first().iter())
+        .filter(|f| {
+            matches!(cfg.dest.join(&f.rel_path).symlink_metadata(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+        })
+        .count() as u64;
+    let room = Room::of(&cfg.dest);
+    let advice = room.what_to_free(bytes, files, folders);
+    anyhow::anyhow!(
+        "the destination {} {}: {full}. Nothing was written there. {advice}, or choose another disk, then run the same command again",
+        cfg.dest.display(),
+        room.full_word()
     )
 }
 
@@ -2219,7 +2315,15 @@ fn lock_dest(dest: &Path) -> anyhow::Result<Option<std::fs::File>> {
 
 /// Creates DEST if needed, then [`probe_destination`].
 fn create_and_probe(dest: &Path) -> anyhow::Result<DestFacts> {
-    std::fs::create_dir_all(dest).map_err(|e| {
+    std::fs::create_dir_all(dest).map_err(|e| -> anyhow::Error {
+        if copy::is_full(&e) {
+            return FullAtStart {
+                what: "cannot create the folder",
+                path: dest.to_path_buf(),
+                source: e,
+            }
+            .into();
+        }
         anyhow::anyhow!(
             "cannot create destination {}: {e}{}",
             dest.display(),
@@ -2229,12 +2333,32 @@ fn create_and_probe(dest: &Path) -> anyhow::Result<DestFacts> {
     probe_destination(dest)
 }
 
+/// Writes a probe file; where that fails, removes what was made of it (a full disk makes
+/// the file, then refuses its bytes: the empty file was left in DEST).
+fn write_probe(p: &Path) -> std::io::Result<()> {
+    std::fs::write(p, b"probe").inspect_err(|_| {
+        let _ = std::fs::remove_file(p);
+    })
+}
+
 /// Creates and removes probe files, so an unwritable destination fails before any copying,
-/// and learns [`DestFacts`].
+/// and learns [`DestFacts`]. A full one ([`FullAtStart`]) is told apart from one that
+/// refuses writes (read-only, permissions), and no probe file is left either way.
 fn probe_destination(dest: &Path) -> anyhow::Result<DestFacts> {
-    let unwritable = |e| crate::config::ConfigError::DestUnwritable {
-        path: dest.to_path_buf(),
-        source: e,
+    let refused = |p: &Path, e: std::io::Error| -> anyhow::Error {
+        if copy::is_full(&e) {
+            return FullAtStart {
+                what: "cannot write the probe file",
+                path: p.to_path_buf(),
+                source: e,
+            }
+            .into();
+        }
+        crate::config::ConfigError::DestUnwritable {
+            path: dest.to_path_buf(),
+            source: e,
+        }
+        .into()
     };
     let pid = std::process::id();
     let absent = |name: &str| {
@@ -2243,20 +2367,20 @@ fn probe_destination(dest: &Path) -> anyhow::Result<DestFacts> {
     };
     let ascii = format!(".mcr-probe-{pid}-ab.part");
     let p = dest.join(&ascii);
-    std::fs::write(&p, b"probe").map_err(unwritable)?;
+    write_probe(&p).map_err(|e| refused(&p, e))?;
     let clock_ms = std::fs::symlink_metadata(&p)
         .ok()
         .map(|m| copy::ctime_ms(&m));
     let folds_case = !absent(&ascii.to_uppercase());
     let mut exact_names = !folds_case;
-    std::fs::remove_file(&p).map_err(unwritable)?;
+    std::fs::remove_file(&p).map_err(|e| refused(&p, e))?;
     // A destination that refuses the non-ASCII name is treated as folding names.
     let composed = format!(".mcr-probe-{pid}-\u{e9}.part");
     let p = dest.join(&composed);
-    match std::fs::write(&p, b"probe") {
+    match write_probe(&p) {
         Ok(()) => {
             exact_names &= absent(&composed.replace('\u{e9}', "e\u{301}"));
-            std::fs::remove_file(&p).map_err(unwritable)?;
+            std::fs::remove_file(&p).map_err(|e| refused(&p, e))?;
         }
         Err(_) => exact_names = false,
     }
@@ -2270,7 +2394,7 @@ fn probe_destination(dest: &Path) -> anyhow::Result<DestFacts> {
         })
         .is_ok();
     if unnamed_temps {
-        std::fs::remove_file(&linked).map_err(unwritable)?;
+        std::fs::remove_file(&linked).map_err(|e| refused(&linked, e))?;
     }
     Ok(DestFacts {
         exact_names,

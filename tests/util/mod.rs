@@ -380,18 +380,23 @@ pub struct Ext4Disk {
 impl Ext4Disk {
     /// An ext4 of `size` (e.g. "32M"), made with mkfs.ext4's defaults.
     pub fn mount(dump: &Dump, size: &str) -> Option<Ext4Disk> {
+        Ext4Disk::mount_made_with(dump, size, &[])
+    }
+
+    /// [`Ext4Disk::mount`], made with these mkfs.ext4 options too (`-N 32`: few inodes).
+    pub fn mount_made_with(dump: &Dump, size: &str, mkfs: &[&str]) -> Option<Ext4Disk> {
         let image = dump.path("ext4.img");
         let path = dump.path("ext4");
         std::fs::create_dir_all(&path).unwrap();
+        let mut made: Vec<&std::ffi::OsStr> = vec!["-q".as_ref(), "-F".as_ref()];
+        made.extend(mkfs.iter().map(std::ffi::OsStr::new));
+        made.push(image.as_ref());
         let steps: [(&str, Vec<&std::ffi::OsStr>); 3] = [
             (
                 "truncate",
                 vec!["-s".as_ref(), size.as_ref(), image.as_ref()],
             ),
-            (
-                "mkfs.ext4",
-                vec!["-q".as_ref(), "-F".as_ref(), image.as_ref()],
-            ),
+            ("mkfs.ext4", made),
             (
                 "mount",
                 vec![
@@ -429,6 +434,21 @@ impl Ext4Disk {
         drop(f);
         // The freed blocks can be used once the journal has committed.
         must("sync", &["-f".as_ref(), self.path.as_os_str()]);
+    }
+
+    /// Uses up the disk's inodes with empty files in `folder` (made here), leaving its free
+    /// blocks: a file can no longer be made ("No space left on device") though bytes are
+    /// free. Returns how many files it made.
+    pub fn fill_inodes(&self, folder: &Path) -> u64 {
+        std::fs::create_dir_all(folder).unwrap();
+        let mut made = 0;
+        loop {
+            match std::fs::File::create(folder.join(made.to_string())) {
+                Ok(_) => made += 1,
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break made,
+                Err(e) => panic!("filling {}: {e}", folder.display()),
+            }
+        }
     }
 }
 
