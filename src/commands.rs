@@ -10,7 +10,9 @@ use crate::config::{self, RestoreConfig};
 use crate::exit::Exit;
 use crate::fsinfo;
 use crate::plan::{Origin, Plan};
-use crate::report::{human_bytes, plural, BarProgress, Listener, PlainProgress, Quiet, Report};
+use crate::report::{
+    count, human_bytes, plural, BarProgress, Listener, PlainProgress, Quiet, Report,
+};
 use crate::source::index::Index;
 
 fn open_index(layout: &crate::source::SourceLayout) -> anyhow::Result<Index> {
@@ -126,10 +128,10 @@ pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
         writeln!(
             out,
             "Files: {}  Folders: {}  Bytes: {}  (files without contentID: {})",
-            ins.counts.files,
-            ins.counts.folders,
+            count(ins.counts.files),
+            count(ins.counts.folders),
             human_bytes(ins.counts.bytes),
-            ins.counts.files_without_content_id
+            count(ins.counts.files_without_content_id)
         )?;
         writeln!(out, "Users: {}", ins.users.len())?;
         for u in &ins.users {
@@ -301,8 +303,8 @@ pub fn plan(a: &PlanArgs) -> anyhow::Result<Exit> {
         writeln!(
             out,
             "Plan: {} ({} selected, {}; {} not selected; {} without a plausible date), {}, {}, {}, {}; names: {:?} ({} destination). Nothing was written.",
-            plural(totals.files, "file", "files"), totals.selected_files, human_bytes(totals.selected_bytes), totals.filtered,
-            totals.undated_files, plural(totals.folders, "folder", "folders"),
+            plural(totals.files, "file", "files"), count(totals.selected_files), human_bytes(totals.selected_bytes), count(totals.filtered),
+            count(totals.undated_files), plural(totals.folders, "folder", "folders"),
             plural(totals.renamed_files, "renamed file", "renamed files"),
             plural(plan.folder_renames().len() as u64, "renamed folder", "renamed folders"),
             plural((plan.problems().len() + file_problems.len()) as u64, "structure problem", "structure problems"),

@@ -82,8 +82,8 @@ fn demo(a: &DemoArgs) -> anyhow::Result<Exit> {
             "Demo dump written to {} in {:.1}s: {} files, {} folders, {} (with missing objects, unlinked rows, a cycle, awkward names)",
             dump.display(),
             t.elapsed().as_secs_f64(),
-            m.files,
-            m.folders,
+            report::count(m.files),
+            report::count(m.folders),
             report::human_bytes(m.bytes)
         );
     }

@@ -1778,8 +1778,9 @@ fn folders_dated(folders: &[(String, i64)], seen: &Path) -> usize {
 /// folder was no longer there to see), the run said "finished" and recorded the dates as
 /// set, so no later run set them. The pass now stops as the copy does when DEST is lost:
 /// "stopped: the destination became unreachable", exit 1, and the next run, with the share
-/// mounted again, sets every folder's date. Needs FUSE and `sshfs` with `sftp-server`
-/// (MCR_TEST_FUSE=require in `.ci/run`).
+/// mounted again, sets every folder's date. Its message said "the files placed since the
+/// last commit were not recorded" (every file was): it now says the dates were left. Needs
+/// FUSE and `sshfs` with `sftp-server` (MCR_TEST_FUSE=require in `.ci/run`).
 #[test]
 fn a_share_lost_while_folders_are_dated_stops_and_the_next_run_dates_them_regression_round_18() {
     let dump = Dump::new(84, 150, 1);
@@ -1819,10 +1820,11 @@ fn a_share_lost_while_folders_are_dated_stops_and_the_next_run_dates_them_regres
         "{msg}"
     );
     assert_eq!(report["folder_dates_failed"], 0, "{msg}");
-    assert!(
-        folders_dated(&folders, &seen) < folders.len(),
-        "the pass was cut short"
-    );
+    let left = folders.len() - folders_dated(&folders, &seen);
+    assert!(left > 0, "the pass was cut short");
+    // Said as what happened: every file recorded, the folders' dates left to the next run
+    // (round 18's review: "the files placed since the last commit were not recorded").
+    assert_only_folders_left(&msg, &state, "it dates them");
     // The share mounted again: the same command dates every folder.
     let Some(_mounted) = sftp_mount(&backing, &share, &dump.path("")) else {
         return;
@@ -1835,11 +1837,39 @@ fn a_share_lost_while_folders_are_dated_stops_and_the_next_run_dates_them_regres
     );
 }
 
+/// A run stopped by DEST lost in the folder passes after the last file says that the files
+/// were all recorded and that the next run `next` ("it dates them"), in its summary and its
+/// report, never that files since the last commit were not recorded; `status` does not
+/// say so either.
+fn assert_only_folders_left(msg: &str, state: &Path, next: &str) {
+    let report = report_in(state);
+    let why = report["dest_lost"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("stopped after the last file")
+            && why.contains("the files were all handled and recorded before")
+            && why.contains(next)
+            && msg.contains(why),
+        "{msg}"
+    );
+    let status = bin()
+        .arg("status")
+        .arg("--state-dir")
+        .arg(state)
+        .output()
+        .unwrap();
+    let status = text(&status);
+    for said in [msg, &status] {
+        assert!(!said.contains("since the last commit"), "{said}");
+        assert!(!said.contains("since its last commit"), "{said}");
+    }
+}
+
 /// Round 18: a destination turned read-only while the folders that hold no file were made
 /// (a pass of its own after the files) listed every folder left as failed ("cannot create
 /// the folder: Read-only file system") and the run "finished". The pass now stops once as
 /// the copy does on a read-only DEST: "stopped: the destination became read-only", no
-/// folder listed, and the next run, with DEST writable again, makes and dates them all.
+/// folder listed, and the next run, with DEST writable again, makes and dates them all. The
+/// message says that the files were all recorded and how many folders were left.
 #[test]
 fn a_destination_turning_read_only_while_empty_folders_are_made_stops_once_regression_round_18() {
     let dump = Dump::new(118, 300, 1);
@@ -1896,6 +1926,12 @@ fn a_destination_turning_read_only_while_empty_folders_are_made_stops_once_regre
     assert!(
         empty.iter().any(|d| !dest.join(d).exists()),
         "the pass was cut short"
+    );
+    assert_only_folders_left(&msg, &state, "it makes and dates them");
+    let why = report["dest_lost"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("folders were not made") || why.contains("folder was not made"),
+        "{why}"
     );
     // Writable again: the same command makes the rest and dates every folder.
     the_same_command_finishes(&dump, &dest, &[], &[]);

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use super::model::{band, Disk, NameOutcome, MODEL_TEXT};
 use super::PreflightReport;
-use crate::report::human_bytes;
+use crate::report::{count, human_bytes};
 
 fn opt_bytes(b: Option<u64>) -> String {
     b.map(human_bytes).unwrap_or_else(|| "unknown".into())
@@ -152,11 +152,11 @@ pub fn human(r: &PreflightReport) -> String {
     let _ = writeln!(
         s,
         "  Files        {} ({}) in {} folders{}",
-        w.files,
+        count(w.files),
         human_bytes(w.bytes),
-        w.folders,
+        count(w.folders),
         if w.filtered_files > 0 {
-            format!("; {} more not selected", w.filtered_files)
+            format!("; {} more not selected", count(w.filtered_files))
         } else {
             String::new()
         }
@@ -175,7 +175,7 @@ pub fn human(r: &PreflightReport) -> String {
             s,
             "    {:<11} {:>10} files  {:>9}",
             b.label,
-            b.files,
+            count(b.files),
             human_bytes(b.bytes)
         );
     }
@@ -288,8 +288,8 @@ pub fn human(r: &PreflightReport) -> String {
             let _ = writeln!(
                 s,
                 "  Items        {} files + {} folders (half weight) at {:.0} to {:.0}/s: {} to {}",
-                w.files,
-                w.folders,
+                count(w.files),
+                count(w.folders),
                 e.items_per_s_best,
                 e.items_per_s_worst,
                 secs(e.items_best_s),

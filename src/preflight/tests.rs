@@ -284,14 +284,14 @@ Destination  /mnt/nas/restore
   Names        case-sensitive; accepts every tested name (| trailing dot)
 
 The work (from the database)
-  Files        1310000 (1.8 TB) in 344000 folders
+  Files        1,310,000 (1.8 TB) in 344,000 folders
   Names        Posix rules (the destination is case-sensitive and accepted every test name): 12 files and 3 folders get another name
   Sizes
-    < 4 kB          100000 files   120.0 MB
-    4-64 kB         200000 files     6.0 GB
-    64 kB-1 MB      500000 files   200.0 GB
-    1-16 MB         480000 files     1.3 TB
-    16-256 MB        29990 files   250.0 GB
+    < 4 kB         100,000 files   120.0 MB
+    4-64 kB        200,000 files     6.0 GB
+    64 kB-1 MB     500,000 files   200.0 GB
+    1-16 MB        480,000 files     1.3 TB
+    16-256 MB       29,990 files   250.0 GB
     >= 256 MB           10 files     3.9 GB
   Planning     42.0s (the restore plans the same way)
 
@@ -319,7 +319,7 @@ Recommendation
 
 Estimated duration: 5h09m (best) to 8h27m (worst) with 64 threads
   Bytes        1.8 TB at 95.0 MB/s to 76.0 MB/s: 5h08m to 6h25m
-  Items        1310000 files + 344000 folders (half weight) at 1000 to 204/s: 24m42s to 2h00m
+  Items        1,310,000 files + 344,000 folders (half weight) at 1000 to 204/s: 24m42s to 2h00m
   Planning     42.0s
   Bound by     bandwidth: more threads will not make it faster; a faster disk or link would
   Model: time = plan + max(bytes / bandwidth, items / items-per-second). Bandwidth is the

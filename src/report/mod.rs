@@ -38,10 +38,23 @@ use crate::state::Outcome;
 /// Report format version; bump when a field changes meaning.
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
 
-/// `n` and the noun that goes with it: "1 folder", "2 folders".
+/// A count as people read it, its thousands grouped: "344,012".
+pub fn count(n: impl Into<u64>) -> String {
+    let digits = n.into().to_string();
+    let mut s = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            s.push(',');
+        }
+        s.push(d);
+    }
+    s
+}
+
+/// `n` (grouped, [`count`]) and the noun that goes with it: "1 folder", "2,048 folders".
 pub fn plural(n: impl Into<u64>, one: &str, many: &str) -> String {
     let n = n.into();
-    format!("{n} {}", if n == 1 { one } else { many })
+    format!("{} {}", count(n), if n == 1 { one } else { many })
 }
 
 /// Human-readable bytes (powers of 1000, as disks are sold).
@@ -391,8 +404,9 @@ pub struct Report {
     pub complete: bool,
     pub interrupted: bool,
     pub dest_full: Option<String>,
-    /// Why the run stopped when DEST stopped being the folder it started writing to, or
-    /// turned read-only.
+    /// Why the run stopped when DEST stopped being the folder it started writing to, turned
+    /// read-only or became unreachable, and what that left: the files placed since the last
+    /// commit (lost in the copy), or folders to make and date (lost after the last file).
     pub dest_lost: Option<String>,
     /// The stop in `dest_lost` was DEST turning read-only (not unmounted, renamed or deleted).
     pub dest_read_only: bool,
@@ -559,7 +573,8 @@ impl Report {
             self.finished_unix_ms = Some(now_ms());
             // A run stopped by a full or changed destination is not complete even when
             // every file got an outcome: what was placed since the last commit is not
-            // recorded (a destination lost after the last file: nothing of the run is).
+            // recorded, or (DEST lost in the folder passes after the last file) folders are
+            // left to make or date.
             self.complete = self.not_processed == 0
                 && !self.interrupted
                 && self.dest_full.is_none()
@@ -696,12 +711,14 @@ impl Report {
         let unlinked = self.structure_problems.len() - odd_sizes - too_deep;
         if too_deep > 0 {
             s.push_str(&format!(
-                "  {too_deep} folders sit too deep for a Linux path (a chain of folders thousands deep, or a long parent cycle){so_far}; each is restored with its contents under _unlinked/deep-<id>/ and {listed}\n",
+                "  {} folders sit too deep for a Linux path (a chain of folders thousands deep, or a long parent cycle){so_far}; each is restored with its contents under _unlinked/deep-<id>/ and {listed}\n",
+                count(too_deep as u64)
             ));
         }
         if unlinked > 0 {
             s.push_str(&format!(
-                "  {unlinked} folders and files have a missing parent or sit on a parent cycle{so_far}; they are restored under _unlinked/ and {listed}\n",
+                "  {} folders and files have a missing parent or sit on a parent cycle{so_far}; they are restored under _unlinked/ and {listed}\n",
+                count(unlinked as u64)
             ));
         }
         if odd_sizes > 0 {
@@ -739,7 +756,7 @@ impl Report {
         if self.folder_dates_failed > 0 {
             s.push_str(&format!(
                 "  {} folders kept today's date: setting their dates failed\n",
-                self.folder_dates_failed
+                count(self.folder_dates_failed)
             ));
         }
         for w in &self.warnings {
@@ -755,12 +772,15 @@ impl Report {
             if lines.is_empty() {
                 return;
             }
-            s.push_str(&format!("{title} ({}):\n", lines.len()));
+            s.push_str(&format!("{title} ({}):\n", count(lines.len() as u64)));
             for l in lines.iter().take(20) {
                 s.push_str(&format!("  {l}\n"));
             }
             if lines.len() > 20 {
-                s.push_str(&format!("  ... and {} {more}\n", lines.len() - 20));
+                s.push_str(&format!(
+                    "  ... and {} {more}\n",
+                    count((lines.len() - 20) as u64)
+                ));
             }
         };
         list(
@@ -850,7 +870,7 @@ pub struct FolderPass {
 }
 
 impl FolderPass {
-    /// "setting folder dates: 1200 of 344000 folders (0.3%), 240.0 folders/s, ETA 23m 50s".
+    /// "setting folder dates: 1,200 of 344,000 folders (0.3%), 240.0 folders/s, ETA 23m48s".
     pub fn line(&self) -> String {
         let rate = rate(self.done as f64, self.elapsed);
         // As for files: no estimate from the first moments' rate.
@@ -863,8 +883,8 @@ impl FolderPass {
         format!(
             "{}: {} of {} folders ({:.1}%), {:.1} folders/s, ETA {eta}",
             self.what,
-            self.done,
-            self.total,
+            count(self.done),
+            count(self.total),
             100.0 * self.done as f64 / self.total.max(1) as f64,
             rate,
         )
@@ -1254,5 +1274,34 @@ mod tests {
         assert_eq!(human_bytes(999), "999 B");
         assert_eq!(human_bytes(1_500_000), "1.5 MB");
         assert_eq!(human_duration(Duration::from_secs(3725)), "1h02m");
+    }
+
+    /// Round 18's review: folder counts were printed ungrouped ("24997 folders"), in the
+    /// folder passes' progress as in the summary. Counts are grouped by thousands.
+    #[test]
+    fn folder_counts_are_grouped_by_thousands_regression_round_18() {
+        for (n, s) in [
+            (0, "0"),
+            (999, "999"),
+            (1_000, "1,000"),
+            (24_997, "24,997"),
+            (344_000, "344,000"),
+            (1_655_974, "1,655,974"),
+            (u64::MAX, "18,446,744,073,709,551,615"),
+        ] {
+            assert_eq!(count(n), s);
+        }
+        assert_eq!(plural(1u64, "folder", "folders"), "1 folder");
+        assert_eq!(plural(24_997u64, "folder", "folders"), "24,997 folders");
+        let pass = FolderPass {
+            what: "setting folder dates",
+            done: 1_200,
+            total: 344_000,
+            elapsed: Duration::from_secs(5),
+        };
+        assert_eq!(
+            pass.line(),
+            "setting folder dates: 1,200 of 344,000 folders (0.3%), 240.0 folders/s, ETA 23m48s"
+        );
     }
 }

@@ -24,7 +24,7 @@ use crossbeam_channel::{bounded, RecvTimeoutError, TrySendError};
 use crate::config::{Durability, RestoreConfig, Threads};
 use crate::plan::names::NamePolicy;
 use crate::plan::{Plan, PlanOptions, PlanTotals, PlannedFile, PlannedFolder};
-use crate::report::{DestLoss, Listener, Problem, Report, Snapshot};
+use crate::report::{count, DestLoss, Listener, Problem, Report, Snapshot};
 use crate::source::index::Index;
 use crate::source::SourceLayout;
 use crate::state::{
@@ -103,10 +103,30 @@ const LOOK_FOR_DONE: &str = "look_for_done";
 /// cost little.
 const TROUBLED_FILES: u32 = 2;
 
-/// Why a run stopped because of its destination ([`DestLoss`] and the message), found by
-/// whichever check met it first: a worker's failed file, a commit's look at DEST, or a
-/// probe of the disks. The first one found is the one said.
-type DestLost = std::sync::Mutex<Option<(DestLoss, String)>>;
+/// Why a run stopped because of its destination, found by whichever check met it first: a
+/// worker's failed file, a commit's look at DEST, a probe of the disks, or a folder pass.
+/// The first one found is the one said.
+type DestLost = std::sync::Mutex<Option<Lost>>;
+
+/// How DEST was lost and what the run met there. Said ([`Lost::text`]) once the run knows
+/// where it was ([`LostDuring`]): a loss in the copy leaves files unrecorded, one in the
+/// folder passes only folders.
+struct Lost {
+    loss: DestLoss,
+    /// What was met: the error of an unreachable DEST, the failure (and its path) of a
+    /// read-only one, ": the error" or nothing for a changed one.
+    met: String,
+}
+
+/// Where a run was when it found DEST lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LostDuring {
+    /// The copy: the files placed since the last commit were not recorded.
+    Files,
+    /// The passes over the folders after the last file (making empty folders, setting
+    /// folder dates): every file was recorded before; these folders were left.
+    Folders { not_made: u64, not_dated: u64 },
+}
 
 /// Finds out, for the workers, whether the disks still answer when files keep failing in
 /// a way that may mean they do not ([`copy::Watch`]). Not "so many in a row": what the page
@@ -184,12 +204,7 @@ impl<'a> DiskWatch<'a> {
             Err(why) => {
                 if let Unanswered::Dest(cause) = &why {
                     let mut lost = self.dest_lost.lock().unwrap_or_else(|e| e.into_inner());
-                    lost.get_or_insert_with(|| {
-                        (
-                            DestLoss::Unreachable,
-                            dest_unreachable_text(self.cfg, cause),
-                        )
-                    });
+                    lost.get_or_insert_with(|| dest_unreachable(cause));
                 }
                 let _ = self.lost.set(why);
                 self.stop.store(true, Ordering::SeqCst);
@@ -297,63 +312,135 @@ fn disks_answer(cfg: &RestoreConfig, object: Option<PathBuf>) -> Result<(), Unan
 }
 
 /// What a run stopped by a disk that does not answer says: `why` (from [`disks_answer`]).
-/// DEST found not answering is said by [`dest_unreachable_text`] instead.
+/// DEST found not answering is said by [`Lost::text`] instead.
 fn stalled_text(why: &str) -> String {
     format!(
         "{why}, after files met I/O errors, timeouts or lost connections: stopped. The files not restored are left for the next run (not processed, not failed). Check the disks (`dmesg`), attach the one that went away again and run the same command. A source disk that is failing is best copied first (ddrescue), then restored from the copy"
     )
 }
 
-/// What a run whose DEST does not answer any more says (`cause`: the error met). Files
-/// reach their final names only complete (`copy`), so nothing is to be checked by hand, and
-/// no advice about a failing source disk is given: the source is fine.
-fn dest_unreachable_text(cfg: &RestoreConfig, cause: &str) -> String {
-    format!(
-        "the destination {} cannot be reached any more ({cause}): the connection to its share was lost, or the program serving it (sshfs, a FUSE driver) ended. Stopped; no file is partial under its final name (files are written under a temporary name and renamed once complete; the next run removes temporary ones left behind), and the files placed since the last commit were not recorded: the next run checks them. Mount the share again at {} (if it still says \"Transport endpoint is not connected\", unmount it first: umount -l {}) and run the same command to continue",
-        cfg.dest.display(),
-        cfg.dest.display(),
-        cfg.dest.display()
-    )
+/// DEST does not answer any more (`cause`: the error met).
+fn dest_unreachable(cause: &str) -> Lost {
+    Lost {
+        loss: DestLoss::Unreachable,
+        met: cause.to_string(),
+    }
 }
 
-/// Why DEST is lost when writing there failed with "read-only file system" (`m`: what
-/// failed, and on which path).
-fn dest_read_only(m: &str) -> (DestLoss, String) {
-    (
-        DestLoss::ReadOnly,
-        format!(
-            "{m}: the destination became read-only during the run (Linux remounts a disk read-only after an error; a NAS share can turn read-only): stopped, and the files placed since the last commit were not recorded. See why (`dmesg`, the NAS's log), mount it read-write again and run the same command: the next run checks the files placed since the last commit"
-        ),
-    )
+/// DEST lost when writing there failed with "read-only file system" (`m`: what failed, and
+/// on which path).
+fn dest_read_only(m: &str) -> Lost {
+    Lost {
+        loss: DestLoss::ReadOnly,
+        met: m.to_string(),
+    }
 }
 
-/// Why DEST is lost, when looking at it (`folder_identity_settled`) found another folder
-/// (`now` None) or failed with `now`: an error that says it does not answer (its connection
-/// lost, an I/O error that lasted through the retries) is an unreachable destination, not
-/// a changed one.
-fn dest_lost_as(cfg: &RestoreConfig, now: Option<std::io::Error>) -> (DestLoss, String) {
+/// DEST lost, when looking at it (`folder_identity_settled`) found another folder (`now`
+/// None) or failed with `now`: an error that says it does not answer (its connection lost,
+/// an I/O error that lasted through the retries) is an unreachable destination, not a
+/// changed one.
+fn dest_lost_as(now: Option<std::io::Error>) -> Lost {
     match now {
         Some(e)
             if copy::says_gone(&e)
                 || matches!(e.raw_os_error(), Some(libc::EIO | libc::ETIMEDOUT)) =>
         {
-            (
-                DestLoss::Unreachable,
-                dest_unreachable_text(cfg, &e.to_string()),
-            )
+            dest_unreachable(&e.to_string())
         }
-        now => (DestLoss::Changed, dest_changed_text(cfg, now)),
+        now => Lost {
+            loss: DestLoss::Changed,
+            met: now.map(|e| format!(": {e}")).unwrap_or_default(),
+        },
     }
 }
 
-/// What a run whose DEST is no longer the folder it started writing to says.
-fn dest_changed_text(cfg: &RestoreConfig, now: Option<std::io::Error>) -> String {
-    format!(
-        "{} is no longer the folder this restore started writing to (its disk unmounted or replaced{}, or the folder renamed or deleted): stopped, and the files placed since the last commit were not recorded. Mount the destination again (or give the folder its name back) and run the same command; files placed after the change may be in {} on the disk below the mount point, check and remove them",
-        cfg.dest.display(),
-        now.map(|e| format!(": {e}")).unwrap_or_default(),
-        cfg.dest.display()
-    )
+impl Lost {
+    /// What a run stopped by a lost DEST says. In the copy, files reach their final names
+    /// only complete (`copy`), so nothing is to be checked by hand, but those placed since
+    /// the last commit were not recorded: the next run checks them. In the folder passes
+    /// every file was recorded before: only folders are left, which the next run makes and
+    /// dates. No advice about a failing source disk: the source is fine.
+    fn text(&self, dest: &Path, during: LostDuring) -> String {
+        let (dest, met) = (dest.display(), &self.met);
+        let (cause, remedy) = match self.loss {
+            DestLoss::Unreachable => (
+                format!("the destination {dest} cannot be reached any more ({met}): the connection to its share was lost, or the program serving it (sshfs, a FUSE driver) ended"),
+                format!("Mount the share again at {dest} (if it still says \"Transport endpoint is not connected\", unmount it first: umount -l {dest}) and run the same command"),
+            ),
+            DestLoss::ReadOnly => (
+                format!("{met}: the destination became read-only during the run (Linux remounts a disk read-only after an error; a NAS share can turn read-only)"),
+                "See why (`dmesg`, the NAS's log), mount it read-write again and run the same command".to_string(),
+            ),
+            DestLoss::Changed => (
+                format!("{dest} is no longer the folder this restore started writing to (its disk unmounted or replaced{met}, or the folder renamed or deleted)"),
+                "Mount the destination again (or give the folder its name back) and run the same command".to_string(),
+            ),
+        };
+        // What was written to a changed DEST went to the disk below its mount point.
+        let below = |what: &str| {
+            format!("{what} after the change may be in {dest} on the disk below the mount point, check and remove them")
+        };
+        match (during, self.loss) {
+            (LostDuring::Files, DestLoss::Unreachable) => format!(
+                "{cause}. Stopped; no file is partial under its final name (files are written under a temporary name and renamed once complete; the next run removes temporary ones left behind), and the files placed since the last commit were not recorded: the next run checks them. {remedy} to continue"
+            ),
+            (LostDuring::Files, DestLoss::ReadOnly) => format!(
+                "{cause}: stopped, and the files placed since the last commit were not recorded. {remedy}: the next run checks the files placed since the last commit"
+            ),
+            (LostDuring::Files, DestLoss::Changed) => format!(
+                "{cause}: stopped, and the files placed since the last commit were not recorded. {remedy}; {}",
+                below("files placed")
+            ),
+            (
+                LostDuring::Folders {
+                    not_made,
+                    not_dated,
+                },
+                loss,
+            ) => {
+                let (left, next) = folders_left_text(not_made, not_dated);
+                let also = match loss {
+                    DestLoss::Changed => format!("; {}", below("folders made")),
+                    _ => String::new(),
+                };
+                format!(
+                    "{cause}. It stopped after the last file, in the passes that make and date the folders: the files were all handled and recorded before, but {left}. {remedy}: it {next}{also}"
+                )
+            }
+        }
+    }
+}
+
+/// The folders a folder pass left when DEST was lost ("3 folders were not made and 40 were
+/// not dated"), and what the next run does with them ("makes and dates them").
+fn folders_left_text(not_made: u64, not_dated: u64) -> (String, &'static str) {
+    use crate::report::plural;
+    let were = |n: u64| if n == 1 { "was" } else { "were" };
+    match (not_made, not_dated) {
+        (0, 0) => (
+            "some folders may not be made or dated yet".into(),
+            "makes and dates them",
+        ),
+        (0, d) => (
+            format!("{} {} not dated", plural(d, "folder", "folders"), were(d)),
+            "dates them",
+        ),
+        (m, 0) => (
+            format!("{} {} not made", plural(m, "folder", "folders"), were(m)),
+            "makes them",
+        ),
+        (m, d) => (
+            format!(
+                "{} {} not made and {} {} not dated",
+                plural(m, "folder", "folders"),
+                were(m),
+                count(d),
+                were(d)
+            ),
+            "makes and dates them",
+        ),
+    }
 }
 
 /// Files settled without a worker (already done, not selected) are reported in chunks too:
@@ -594,7 +681,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         e.check_binding(&source_db, &cfg.dest)?;
     }
     ui.preparing(&format!(
-        "planning: reading {rows} rows of {} (folders and names)",
+        "planning: reading {} rows of {} (folders and names)",
+        count(rows),
         cfg.source.db.display()
     ));
     let (plan, known) = std::thread::scope(|s| {
@@ -715,9 +803,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // row count bounds what there is to do.
     let files_bound = rows.saturating_sub(plan.folder_rows());
     ui.preparing(&format!(
-        "planned {} folders in {:.1} s; counting and ordering up to {files_bound} files",
-        plan.folder_rows(),
-        plan_time.as_secs_f64()
+        "planned {} folders in {:.1} s; counting and ordering up to {} files",
+        count(plan.folder_rows()),
+        plan_time.as_secs_f64(),
+        count(files_bound)
     ));
     let dest_facts = match (&ckpt, early_probe) {
         (_, Some(facts)) => facts,
@@ -895,7 +984,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         if lost.is_none() {
             match folder_identity_settled(&cfg.dest) {
                 Ok(now) if now == id => {}
-                now => *lost = Some(dest_lost_as(cfg, now.err())),
+                now => *lost = Some(dest_lost_as(now.err())),
             }
         }
         lost.is_some()
@@ -1279,7 +1368,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                             match folder_identity_settled(&cfg.dest) {
                                 Ok(id) if Some(id) == dest_id => {}
                                 now => {
-                                    *lost = Some(dest_lost_as(cfg, now.err()));
+                                    *lost = Some(dest_lost_as(now.err()));
                                     stop_ref.store(true, Ordering::SeqCst);
                                 }
                             }
@@ -1601,7 +1690,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 true
             }
             (None, Some(e)) => {
-                lost.get_or_insert_with(|| dest_lost_as(cfg, Some(e)));
+                lost.get_or_insert_with(|| dest_lost_as(Some(e)));
                 true
             }
             (None, None) => {
@@ -1617,6 +1706,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             .flatten()
     };
     let mut lost_in_passes = None;
+    // The folders a lost DEST left to the next run, for its message.
+    let (mut not_made, mut not_dated) = (0u64, 0u64);
     if !cfg.dry_run
         && !interrupted
         && dest_full.is_none()
@@ -1707,7 +1798,11 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                         }
                     }
                     Ok(Some(false)) => {}
-                    Ok(None) => folders_left += u64::from(to_make()),
+                    Ok(None) => {
+                        let left = u64::from(to_make());
+                        folders_left += left;
+                        not_made += left;
+                    }
                     Err(FolderNotMade::DestFull(m)) => {
                         dest_full.get_or_insert(m);
                         folders_left += u64::from(to_make());
@@ -1744,10 +1839,14 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         );
         let mut dated: Vec<(&str, i64)> = folders
             .iter()
-            .filter(|_| dest_full.is_none() && !lost.load(Ordering::SeqCst))
+            .filter(|_| dest_full.is_none())
             .filter(|f| dates_owed || touched.contains(&f.rel_path))
             .filter_map(|f| f.mtime_ms.map(|ms| (f.rel_path.as_str(), ms)))
             .collect();
+        if lost.load(Ordering::SeqCst) {
+            not_dated = dated.len() as u64;
+            dated.clear();
+        }
         dated.sort_unstable();
         let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             in_parallel(
@@ -1755,32 +1854,36 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 threads,
                 "setting folder dates",
                 &mut *ui,
-                |(rel, ms)| {
+                // Some(failed), or None for a folder left to the next run (a signal, DEST lost).
+                |(rel, ms)| -> Option<bool> {
                     faults.maybe_panic_in("folders");
                     if cut_short() || lost.load(Ordering::SeqCst) {
-                        return false;
+                        return None;
                     }
                     if faults.folder_delay_ms > 0 {
                         std::thread::sleep(Duration::from_millis(faults.folder_delay_ms));
                     }
                     let path = cfg.dest.join(rel);
                     let Err(e) = set_dir_mtime(&path, *ms) else {
-                        return false;
+                        return Some(false);
                     };
                     let read_only = (e.raw_os_error() == Some(libc::EROFS)).then(|| {
                         format!("cannot set the date of the folder {}: {e}", path.display())
                     });
                     if lost_in_pass(read_only.as_deref(), gone_by(&e)) {
                         lost.store(true, Ordering::SeqCst);
-                        return false;
+                        return None;
                     }
                     // A folder gone meanwhile (removed by hand) is not a failure.
-                    path.is_dir()
+                    Some(path.is_dir())
                 },
             )
         }))
         .unwrap_or_else(|p| panic_recorded(&mut report, &snap, cfg, ckpt.as_ref(), p));
-        report.folder_dates_failed = failed.into_iter().filter(|f| *f).count() as u64;
+        report.folder_dates_failed = failed.iter().filter(|f| **f == Some(true)).count() as u64;
+        if lost.load(Ordering::SeqCst) {
+            not_dated += failed.iter().filter(|f| f.is_none()).count() as u64;
+        }
         // Paid only by a run over every folder: one with --only, --user or --limit dated its
         // selection's. Folders whose date could not be set are in the report; they do not
         // keep every later run dating all folders again.
@@ -1801,15 +1904,26 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             .insert("folder_dates".into(), t.elapsed().as_secs_f64());
         lost_in_passes = lost_cell.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
-    let dest_lost = dest_lost.or(lost_in_passes);
+    // Where the run was when DEST was lost: in the copy, or in the folder passes after it.
+    let dest_lost = match (dest_lost, lost_in_passes) {
+        (Some(lost), _) => Some((lost, LostDuring::Files)),
+        (None, Some(lost)) => Some((
+            lost,
+            LostDuring::Folders {
+                not_made,
+                not_dated,
+            },
+        )),
+        (None, None) => None,
+    };
     // A signal from here on stops nothing: the run finished (and the signal is told so).
     let interrupted = crate::signals::settle() || cut.load(Ordering::SeqCst);
     let how = if interrupted {
         "interrupted"
     } else if dest_full.is_some() {
         "stopped: the destination is full"
-    } else if let Some((loss, _)) = &dest_lost {
-        loss.how()
+    } else if let Some((lost, _)) = &dest_lost {
+        lost.loss.how()
     } else if stalled.is_some() {
         "stopped: a disk stopped answering"
     } else {
@@ -1841,14 +1955,22 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         if how == "finished" && !plan.options().narrowed() {
             c.set_meta(LOOK_FOR_DONE, "0")?;
         }
-        // After a lost destination the files placed since the last commit were neither
-        // flushed nor recorded: the next run looks at them as after a crash.
-        c.end_run(dest_lost.is_none())?;
+        // After a destination lost in the copy the files placed since the last commit were
+        // neither flushed nor recorded: the next run looks at them as after a crash. Lost in
+        // the folder passes, every file was flushed (`--durability batch` or `file`) and
+        // recorded: the run ended as cleanly as one interrupted there (with `none` nothing
+        // was flushed, and a DEST that failed may have lost what it held in memory).
+        let clean = match &dest_lost {
+            None => true,
+            Some((_, LostDuring::Files)) => false,
+            Some((_, LostDuring::Folders { .. })) => cfg.durability != Durability::None,
+        };
+        c.end_run(clean)?;
     }
     report.interrupted = interrupted;
-    report.dest_read_only = matches!(dest_lost, Some((DestLoss::ReadOnly, _)));
-    report.dest_unreachable = matches!(dest_lost, Some((DestLoss::Unreachable, _)));
-    report.dest_lost = dest_lost.map(|(_, why)| why);
+    report.dest_read_only = matches!(&dest_lost, Some((l, _)) if l.loss == DestLoss::ReadOnly);
+    report.dest_unreachable = matches!(&dest_lost, Some((l, _)) if l.loss == DestLoss::Unreachable);
+    report.dest_lost = dest_lost.map(|(lost, during)| lost.text(&cfg.dest, during));
     report.stalled = stalled;
     report.dest_full = dest_full.map(|m| {
         let files_left =
@@ -2012,7 +2134,10 @@ impl Room {
         let items = files.saturating_add(folders);
         match self.inodes {
             Some((free, total)) if free < items => format!(
-                "The destination has room for only {free} more files or folders (its filesystem has {total} inodes in all) and about {items} {} still to restore: remove files there, or restore onto a filesystem made with more inodes (mkfs.ext4 -N or -i){}",
+                "The destination has room for only {} more files or folders (its filesystem has {} inodes in all) and about {} {} still to restore: remove files there, or restore onto a filesystem made with more inodes (mkfs.ext4 -N or -i){}",
+                count(free),
+                count(total),
+                count(items),
                 if folders > 0 { "files and folders are" } else { "files are" },
                 if short > 0 { format!(". {bytes}") } else { String::new() }
             ),
@@ -2409,7 +2534,73 @@ pub type OutcomeCounts = BTreeMap<Outcome, u64>;
 
 #[cfg(test)]
 mod tests {
-    use super::space_still_needed;
+    use super::*;
+
+    /// Round 18's review: a DEST lost in the folder passes after the last file (read-only,
+    /// unreachable, unmounted) was said as in the copy: "the files placed since the last
+    /// commit were not recorded", when every file was. Said now: the files were all
+    /// recorded, which folders were left, and that the next run makes and dates them. In the
+    /// copy the message is as it was.
+    #[test]
+    fn a_destination_lost_after_the_last_file_says_only_folders_are_left_regression_round_18() {
+        let dest = Path::new("/mnt/nas/restored");
+        let losses = [
+            dest_read_only(
+                "cannot create the folder /mnt/nas/restored/a: Read-only file system (os error 30)",
+            ),
+            dest_unreachable("Transport endpoint is not connected (os error 107)"),
+            dest_lost_as(None),
+        ];
+        // In the copy, word for word as before.
+        let copy: Vec<String> = losses
+            .iter()
+            .map(|l| l.text(dest, LostDuring::Files))
+            .collect();
+        assert_eq!(copy, [
+            "cannot create the folder /mnt/nas/restored/a: Read-only file system (os error 30): the destination became read-only during the run (Linux remounts a disk read-only after an error; a NAS share can turn read-only): stopped, and the files placed since the last commit were not recorded. See why (`dmesg`, the NAS's log), mount it read-write again and run the same command: the next run checks the files placed since the last commit",
+            "the destination /mnt/nas/restored cannot be reached any more (Transport endpoint is not connected (os error 107)): the connection to its share was lost, or the program serving it (sshfs, a FUSE driver) ended. Stopped; no file is partial under its final name (files are written under a temporary name and renamed once complete; the next run removes temporary ones left behind), and the files placed since the last commit were not recorded: the next run checks them. Mount the share again at /mnt/nas/restored (if it still says \"Transport endpoint is not connected\", unmount it first: umount -l /mnt/nas/restored) and run the same command to continue",
+            "/mnt/nas/restored is no longer the folder this restore started writing to (its disk unmounted or replaced, or the folder renamed or deleted): stopped, and the files placed since the last commit were not recorded. Mount the destination again (or give the folder its name back) and run the same command; files placed after the change may be in /mnt/nas/restored on the disk below the mount point, check and remove them",
+        ]);
+        for lost in &losses {
+            let copy = lost.text(dest, LostDuring::Files);
+            assert!(
+                copy.contains("the files placed since the last commit were not recorded"),
+                "{copy}"
+            );
+            for (not_made, not_dated, left, next) in [
+                (
+                    0,
+                    24_997,
+                    "24,997 folders were not dated",
+                    "run the same command: it dates them",
+                ),
+                (
+                    1,
+                    1_200,
+                    "1 folder was not made and 1,200 were not dated",
+                    "it makes and dates them",
+                ),
+                (3, 0, "3 folders were not made", "it makes them"),
+            ] {
+                let said = lost.text(
+                    dest,
+                    LostDuring::Folders {
+                        not_made,
+                        not_dated,
+                    },
+                );
+                assert!(
+                    said.contains("stopped after the last file")
+                        && said.contains("the files were all handled and recorded before")
+                        && said.contains(left)
+                        && said.contains(next),
+                    "{said}"
+                );
+                assert!(!said.contains("since the last commit"), "{said}");
+                assert!(!said.contains("the next run checks"), "{said}");
+            }
+        }
+    }
 
     #[test]
     fn space_still_needed_counts_the_folders_and_never_asks_for_0_bytes() {
@@ -2425,7 +2616,7 @@ mod tests {
         assert_eq!(short, 1_234 * 4096);
         assert_eq!(
             s,
-            "The destination has 0 B free and about 0 B of files and 1234 folders (about 5.1 MB) are still to restore: free at least 5.1 MB more"
+            "The destination has 0 B free and about 0 B of files and 1,234 folders (about 5.1 MB) are still to restore: free at least 5.1 MB more"
         );
         let (s, _) = space_still_needed(0, 0, 1, 4096);
         assert!(s.contains("and 1 folder (about 4.1 kB) are"), "{s}");
