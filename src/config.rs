@@ -31,8 +31,21 @@ pub enum ConfigError {
     ReportInsideSource(PathBuf, Inside),
     #[error("destination {0} exists and is not a folder")]
     DestNotDir(PathBuf),
-    #[error("cannot write to destination {path}: {source}{}", dest_advice(source))]
+    #[error(
+        "cannot write to destination {path}: {source}{}",
+        dest_advice(path, source)
+    )]
     DestUnwritable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// DEST does not exist and could not be made: why, from [`why_not_made`].
+    #[error(
+        "cannot create destination {path} (nothing was changed): {}",
+        why_not_made(path, source)
+    )]
+    DestNotMade {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -56,20 +69,44 @@ macro_rules! share_refuses_writes {
 /// The same advice, for messages made elsewhere.
 pub const SHARE_REFUSES_WRITES: &str = share_refuses_writes!();
 
-/// What to do when DEST cannot be written or made, after the system's own words.
-pub fn dest_advice(e: &std::io::Error) -> &'static str {
+/// What to do when DEST (or `path` in it) cannot be written or made, after the system's own
+/// words. A read-only filesystem is named with its mount point (round 19: "Read-only file
+/// system" alone left the user to find which mount that was).
+pub fn dest_advice(path: &Path, e: &std::io::Error) -> String {
     match e.raw_os_error() {
-        Some(libc::EROFS) => ". The disk or share is mounted read-only: mount it read-write (or choose a folder on another disk), then run the same command again",
+        Some(libc::EROFS) => format!(
+            ". Its disk or share ({}) is mounted read-only: mount it read-write (or choose a folder on another disk), then run the same command again",
+            fsinfo::probe(path).described()
+        ),
         Some(libc::EACCES | libc::EPERM) if rustix::process::geteuid().is_root() => {
             concat!(
                 ". The destination refuses writes although this runs as root: ",
                 share_refuses_writes!()
             )
+            .into()
         }
-        Some(libc::EACCES | libc::EPERM) => ". This user may not write there: choose a folder this user owns, or run the command with sudo",
-        Some(libc::ENOSPC | libc::EDQUOT) => ". The disk is full: free some space or choose another disk",
-        _ => ". Check that the disk or share is mounted and writable, then run the same command again",
+        Some(libc::EACCES | libc::EPERM) => ". This user may not write there: choose a folder this user owns, or run the command with sudo".into(),
+        Some(libc::ENOSPC | libc::EDQUOT) => ". The disk is full: free some space or choose another disk".into(),
+        _ => ". Check that the disk or share is mounted and writable, then run the same command again".into(),
     }
+}
+
+/// Why the folder `path` (DEST, or pre-flight's probe folder in it) could not be made, from
+/// the error `e` making it: the system's words and [`dest_advice`]. One classification for
+/// `restore` and `preflight`. A folder that exists for `mkdir` but not for `lstat` is a share
+/// refusing writes its own way: sshfs over a folder the server cannot write answers every
+/// `mkdir` with "File exists" (round 16: pre-flight tried 1,000 names, then said "ready";
+/// round 19: a restore into a DEST not made yet there said only "File exists").
+pub fn why_not_made(path: &Path, e: &std::io::Error) -> String {
+    let absent = matches!(path.symlink_metadata(),
+        Err(m) if m.kind() == std::io::ErrorKind::NotFound);
+    if e.kind() == std::io::ErrorKind::AlreadyExists && absent {
+        return format!(
+            "{} answered \"{e}\" but nothing is there, so the destination refuses writes: {SHARE_REFUSES_WRITES}",
+            fsinfo::probe(path).described()
+        );
+    }
+    format!("{e}{}", dest_advice(path, e))
 }
 
 /// How many copy threads.

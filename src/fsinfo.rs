@@ -59,6 +59,21 @@ impl FsInfo {
         NETWORK.contains(&self.fstype.as_str())
     }
 
+    /// The filesystem in a message: `ext4 from /dev/sdb1 at /mnt/new` (`?` for an unknown
+    /// source), as pre-flight shows it.
+    pub fn described(&self) -> String {
+        format!(
+            "{} from {} at {}",
+            self.fstype,
+            if self.source.is_empty() {
+                "?"
+            } else {
+                &self.source
+            },
+            self.mount_point.display()
+        )
+    }
+
     /// A mount option's value (`vers`, `rsize`...), or `Some("")` for a bare flag.
     pub fn option(&self, key: &str) -> Option<&str> {
         self.options

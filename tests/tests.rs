@@ -4565,23 +4565,21 @@ fn regen_and_verify_refuse_a_destination_whose_mount_is_gone_regression_round_17
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
-/// An sshfs share of a folder the server cannot write (here: `sftp-server` run locally over
-/// a read-only bind mount, no ssh needed) answers every `mkdir` with "File exists", though
-/// nothing is there, and file creation with "Operation not permitted". Pre-flight tried
-/// 1,000 probe folder names (one round trip each) and then said "ready to restore" (exit
-/// 0), and that whatever the destination refused; the restore refused (exit 2) but told
-/// root to run it with sudo (round 16's review). Now pre-flight calls DEST unwritable
-/// (blocking, exit 1) and the restore says the share refuses writes. Needs root, bindfs's
-/// FUSE and `sshfs` with `sftp-server` (`.ci/run` installs them: MCR_TEST_FUSE=require).
-#[test]
-fn a_read_only_share_answering_file_exists_is_not_ready_and_sudo_is_not_advised_regression_round_16(
-) {
-    let dump = Dump::new(53, 60, 1);
+/// An sshfs share, mounted at `path`, of a folder the server cannot write (`sftp-server`
+/// run locally over a read-only bind mount, no ssh needed). It holds one folder,
+/// `restore-here`. Unmounted when dropped (the share first, then the bind mount).
+struct ReadOnlyShare {
+    path: std::path::PathBuf,
+    _share: FuseMount,
+    _export: util::BindMount,
+}
+
+/// A [`ReadOnlyShare`] beside the dump; None (test skipped) where bind mounts, FUSE or
+/// `sftp-server` are missing, unless MCR_TEST_FUSE=require.
+fn read_only_sshfs_share(dump: &Dump) -> Option<ReadOnlyShare> {
     let export = dump.path("export");
     std::fs::create_dir_all(export.join("restore-here")).unwrap();
-    let Some(ro) = util::BindMount::new(&export, &dump.path("export-ro")) else {
-        return;
-    };
+    let ro = util::BindMount::new(&export, &dump.path("export-ro"))?;
     let made_ro = std::process::Command::new("mount")
         .args(["-o", "remount,bind,ro"])
         .arg(&ro.path)
@@ -4601,7 +4599,7 @@ fn a_read_only_share_answering_file_exists_is_not_ready_and_sudo_is_not_advised_
             "no sftp-server (package openssh-sftp-server)"
         );
         eprintln!("skipped: no sftp-server");
-        return;
+        return None;
     };
     let ssh = dump.path("sftp.sh");
     std::fs::write(&ssh, format!("#!/bin/sh\nexec {server}\n")).unwrap();
@@ -4610,17 +4608,38 @@ fn a_read_only_share_answering_file_exists_is_not_ready_and_sudo_is_not_advised_
     std::fs::create_dir_all(&nas).unwrap();
     let option = format!("ssh_command={}", ssh.display());
     let remote = format!("localhost:{}", ro.path.display());
-    let Some(_share) = FuseMount::with(
+    let share = FuseMount::with(
         "sshfs",
         &["-o".as_ref(), option.as_ref(), remote.as_ref()],
         &nas,
-    ) else {
-        return;
-    };
-    // What the share answers (what this test is about).
+    )?;
+    // What the share answers (what the tests using it are about).
     let e = std::fs::create_dir(nas.join("probe")).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
     assert!(!nas.join("probe").exists());
+    Some(ReadOnlyShare {
+        path: nas,
+        _share: share,
+        _export: ro,
+    })
+}
+
+/// An sshfs share of a folder the server cannot write (a [`ReadOnlyShare`]) answers every
+/// `mkdir` with "File exists", though nothing is there, and file creation with "Operation
+/// not permitted". Pre-flight tried
+/// 1,000 probe folder names (one round trip each) and then said "ready to restore" (exit
+/// 0), and that whatever the destination refused; the restore refused (exit 2) but told
+/// root to run it with sudo (round 16's review). Now pre-flight calls DEST unwritable
+/// (blocking, exit 1) and the restore says the share refuses writes. Needs root, bindfs's
+/// FUSE and `sshfs` with `sftp-server` (`.ci/run` installs them: MCR_TEST_FUSE=require).
+#[test]
+fn a_read_only_share_answering_file_exists_is_not_ready_and_sudo_is_not_advised_regression_round_16(
+) {
+    let dump = Dump::new(53, 60, 1);
+    let Some(share) = read_only_sshfs_share(&dump) else {
+        return;
+    };
+    let nas = &share.path;
     for dest in [nas.join("restore-here"), nas.join("not-there-yet")] {
         let out = bin()
             .arg("preflight")
@@ -4643,6 +4662,103 @@ fn a_read_only_share_answering_file_exists_is_not_ready_and_sudo_is_not_advised_
     assert!(
         msg.contains("refuses writes although this runs as root") && !msg.contains("sudo"),
         "{msg}"
+    );
+}
+
+/// Round 19: a restore into a folder not made yet below a read-only mount (a small ext4
+/// mounted `ro`) stopped at its first `mkdir` with the system's "Read-only file system" and
+/// advice that named no mount, and left a state folder (lock and checkpoint) behind for a
+/// run that did nothing. Now `restore` (exit 2) and `preflight` (blocking, exit 1) say DEST
+/// cannot be created because the ext4 at its mount point is mounted read-only, and to mount
+/// it read-write; the restore says nothing was changed, and nothing was: no DEST, no state
+/// folder. Mounted read-write again, the same command restores.
+#[test]
+fn a_destination_not_yet_made_on_a_read_only_mount_says_read_only_regression_round_19() {
+    let dump = Dump::new(55, 60, 1);
+    let Some(disk) = Ext4Disk::mount(&dump, "32M") else {
+        return;
+    };
+    assert!(disk.remount("ro"), "could not remount read-only");
+    let state = dump.path("state");
+    let said_read_only = format!(
+        " at {}) is mounted read-only: mount it read-write",
+        disk.path.display()
+    );
+    for dest in [disk.path.join("new folder"), disk.path.join("new/deeper")] {
+        let (out, _) = restore(&dump, &dest, &[], &[]);
+        let msg = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{msg}");
+        assert!(
+            msg.contains(&format!(
+                "cannot create destination {} (nothing was changed): Read-only file system",
+                dest.display()
+            )) && msg.contains("(ext4 from /dev/loop")
+                && msg.contains(&said_read_only),
+            "{msg}"
+        );
+        assert!(!dest.exists() && !disk.path.join("new").exists());
+        assert!(
+            !state.exists(),
+            "the refused run left its state folder: {msg}"
+        );
+        let out = bin()
+            .arg("preflight")
+            .arg(&dump.root)
+            .arg(&dest)
+            .args(["--budget", "5"])
+            .output()
+            .unwrap();
+        let msg = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{msg}");
+        assert!(
+            msg.contains(&format!(
+                "the destination cannot be written: cannot create {}: Read-only file system",
+                dest.display()
+            )) && msg.contains(&said_read_only)
+                && msg.contains("NOT ready"),
+            "{msg}"
+        );
+    }
+    assert!(disk.remount("rw"), "could not remount read-write");
+    let dest = disk.path.join("new folder");
+    let (out, rep) = restore(&dump, &dest, &[], &[]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    assert!(rep["outcomes"]["copied"].as_u64().unwrap() > 0);
+    assert_restored_exactly(&dump, &dest);
+}
+
+/// Round 19, through a share: a restore into a folder not made yet on an sshfs share of a
+/// folder the server cannot write (a [`ReadOnlyShare`], which answers `mkdir` with "File
+/// exists" though nothing is there) said only "File exists" and to check that the share
+/// is mounted and writable, and left a state folder behind. Now it says, as pre-flight
+/// does, that the share refuses writes and what to do (exit 2, nothing changed, no state
+/// folder). Needs root, FUSE and `sshfs` with `sftp-server` (MCR_TEST_FUSE=require in
+/// `.ci/run`).
+#[test]
+fn a_destination_not_yet_made_on_a_read_only_share_says_it_refuses_writes_regression_round_19() {
+    let dump = Dump::new(56, 60, 1);
+    let Some(share) = read_only_sshfs_share(&dump) else {
+        return;
+    };
+    let dest = share.path.join("not-there-yet");
+    let state = dump.path("state");
+    let (out, _) = restore(&dump, &dest, &[], &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "cannot create destination {} (nothing was changed): fuse.sshfs from localhost:",
+            dest.display()
+        )) && msg.contains(&format!(" at {}", share.path.display()))
+            && msg.contains("so the destination refuses writes: a read-only share")
+            && msg.contains("Make the share writable for this machine")
+            && !msg.contains("sudo"),
+        "{msg}"
+    );
+    assert!(!dest.exists());
+    assert!(
+        !state.exists(),
+        "the refused run left its state folder: {msg}"
     );
 }
 

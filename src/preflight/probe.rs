@@ -318,31 +318,18 @@ fn create_workspace(dest: &Path) -> Result<(Workspace, Vec<String>), ProbeError>
 /// only by a pre-flight of this process id still running or a leftover not yet removed.
 const PROBE_DIR_TRIES: u32 = 8;
 
-/// Why DEST cannot be written, from the error creating `path` in it: the system's words and
-/// what to do ([`crate::config::dest_advice`]). A folder that exists for `mkdir` but not for
-/// `lstat` is a share refusing writes its own way: sshfs over an export the server cannot
-/// write answers every `mkdir` with "File exists" (round 16's review: 1,000 names tried,
-/// then "ready to restore"). A full one (ENOSPC, EDQUOT) is [`ProbeError::Full`]: it can be
-/// written once room is made, and the advice says what room (`model::advise`).
+/// Why DEST cannot be written, from the error creating `path` in it (DEST itself or the
+/// probe folder): [`crate::config::why_not_made`], as a restore says it. A full one
+/// (ENOSPC, EDQUOT) is [`ProbeError::Full`]: it can be written once room is made, and the
+/// advice says what room (`model::advise`).
 fn unwritable(path: &Path, e: io::Error) -> ProbeError {
     if crate::restore::copy::is_full(&e) {
         return ProbeError::Full(format!("cannot create {}: {e}", path.display()));
     }
-    let absent = || {
-        matches!(path.symlink_metadata(),
-            Err(m) if m.kind() == io::ErrorKind::NotFound)
-    };
-    if e.kind() == io::ErrorKind::AlreadyExists && absent() {
-        return ProbeError::Unwritable(format!(
-            "the destination cannot be written: creating {} answered \"{e}\", but nothing is there, so the destination refuses writes: {}",
-            path.display(),
-            crate::config::SHARE_REFUSES_WRITES
-        ));
-    }
     ProbeError::Unwritable(format!(
-        "the destination cannot be written: cannot create {}: {e}{}",
+        "the destination cannot be written: cannot create {}: {}",
         path.display(),
-        crate::config::dest_advice(&e)
+        crate::config::why_not_made(path, &e)
     ))
 }
 

@@ -25,17 +25,7 @@ fn disk_lines(s: &mut String, d: &Disk) {
         None if d.network => ", network filesystem",
         None => "",
     };
-    let _ = writeln!(
-        s,
-        "  Filesystem   {} from {} at {}{kind}",
-        d.fs.fstype,
-        if d.fs.source.is_empty() {
-            "?"
-        } else {
-            &d.fs.source
-        },
-        d.fs.mount_point.display()
-    );
+    let _ = writeln!(s, "  Filesystem   {}{kind}", d.fs.described());
     if d.network {
         let _ = writeln!(s, "  Options      {}", d.fs.options);
     }

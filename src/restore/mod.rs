@@ -756,9 +756,23 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             Err(e) => e,
         })
     };
-    let early_probe = match &lock {
-        Some(_) if cfg.fresh => Some(probe(&KeySet::default())?),
-        _ => None,
+    // The same where there is no checkpoint yet (nothing in it to check first): a first run
+    // that cannot make or write DEST (a folder below a read-only mount or share, a full
+    // disk) opens no checkpoint, and leaves no state folder where it made one (round 19).
+    let early = lock
+        .as_ref()
+        .is_some_and(|l| cfg.fresh || !l.has_checkpoint());
+    let early_probe = match early {
+        true => match probe(&KeySet::default()) {
+            Ok(facts) => Some(facts),
+            Err(e) => {
+                if let Some(l) = lock {
+                    l.discard();
+                }
+                return Err(e);
+            }
+        },
+        false => None,
     };
     let mut ckpt = match lock {
         None => None,
@@ -2438,7 +2452,10 @@ fn lock_dest(dest: &Path) -> anyhow::Result<Option<std::fs::File>> {
     }
 }
 
-/// Creates DEST if needed, then [`probe_destination`].
+/// Creates DEST if needed (one that cannot be made says why: [`ConfigError::DestNotMade`]),
+/// then [`probe_destination`].
+///
+/// [`ConfigError::DestNotMade`]: crate::config::ConfigError::DestNotMade
 fn create_and_probe(dest: &Path) -> anyhow::Result<DestFacts> {
     std::fs::create_dir_all(dest).map_err(|e| -> anyhow::Error {
         if copy::is_full(&e) {
@@ -2449,11 +2466,11 @@ fn create_and_probe(dest: &Path) -> anyhow::Result<DestFacts> {
             }
             .into();
         }
-        anyhow::anyhow!(
-            "cannot create destination {}: {e}{}",
-            dest.display(),
-            crate::config::dest_advice(&e)
-        )
+        crate::config::ConfigError::DestNotMade {
+            path: dest.to_path_buf(),
+            source: e,
+        }
+        .into()
     })?;
     probe_destination(dest)
 }

@@ -754,6 +754,9 @@ pub struct StateLock {
     /// The kernel drops the advisory lock when the process dies, so a killed run never
     /// leaves a stale lock.
     lock: File,
+    /// The folders [`StateLock::take`] made (the state folder and those above it that were
+    /// missing), outermost first: what [`StateLock::discard`] removes.
+    made: Vec<PathBuf>,
 }
 
 impl StateLock {
@@ -763,6 +766,12 @@ impl StateLock {
             path: dir.to_path_buf(),
             source,
         };
+        let mut made: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && d.symlink_metadata().is_err())
+            .map(Path::to_path_buf)
+            .collect();
+        made.reverse();
         std::fs::create_dir_all(dir).map_err(io)?;
         let lock = std::fs::OpenOptions::new()
             .create(true)
@@ -775,7 +784,29 @@ impl StateLock {
         Ok(StateLock {
             dir: dir.to_path_buf(),
             lock,
+            made,
         })
+    }
+
+    /// Whether the folder holds a checkpoint (an earlier run opened one).
+    pub fn has_checkpoint(&self) -> bool {
+        self.dir.join("checkpoint.db").exists()
+    }
+
+    /// Gives up the lock of a run refused before it opened the checkpoint, removing what
+    /// [`StateLock::take`] made: its lock file and the folders it created, each only if
+    /// nothing else is in it (another restore's state folder beside it stays). A refused
+    /// first run leaves no state folder behind. Best effort: what cannot be removed stays.
+    pub fn discard(self) {
+        if self.made.is_empty() || std::fs::remove_file(self.dir.join("lock")).is_err() {
+            return;
+        }
+        drop(self.lock);
+        for d in self.made.iter().rev() {
+            if std::fs::remove_dir(d).is_err() {
+                break;
+            }
+        }
     }
 
     /// What [`Checkpoint::keys`] would return, read without writing anything: `None` when
@@ -1999,6 +2030,25 @@ mod tests {
         let _a = Checkpoint::open(t.path(), false, "test").unwrap();
         let e = Checkpoint::open(t.path(), false, "test").err().unwrap();
         assert!(matches!(e, StateError::Locked(_)));
+    }
+
+    /// A refused first run removes the state folder and the folders above it that taking
+    /// the lock made, but not one that meanwhile holds something else (another restore's
+    /// state folder), nor a state folder that was there before.
+    #[test]
+    fn a_discarded_lock_removes_only_the_empty_folders_it_made() {
+        let t = tempfile::tempdir().unwrap();
+        let base = t.path().join("state-home/mycloud-recover");
+        let dir = base.join("restored-1");
+        StateLock::take(&dir).unwrap().discard();
+        assert!(!t.path().join("state-home").exists());
+        let lock = StateLock::take(&dir).unwrap();
+        std::fs::create_dir(base.join("other-2")).unwrap();
+        lock.discard();
+        assert!(!dir.exists() && base.join("other-2").is_dir());
+        std::fs::create_dir(&dir).unwrap();
+        StateLock::take(&dir).unwrap().discard();
+        assert!(dir.is_dir(), "a folder that was there stays");
     }
 
     #[test]

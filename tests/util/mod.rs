@@ -333,12 +333,17 @@ impl SmallDisk {
 impl SmallDisk {
     /// `mount -o remount,OPTIONS` (`ro`, `rw`, `nr_inodes=5000`); false if refused (busy).
     pub fn remount(&self, options: &str) -> bool {
-        std::process::Command::new("mount")
-            .args(["-o", &format!("remount,{options}")])
-            .arg(&self.path)
-            .output()
-            .is_ok_and(|o| o.status.success())
+        remount(&self.path, options)
     }
+}
+
+/// `mount -o remount,OPTIONS MOUNT_POINT`; false if refused (busy).
+fn remount(mount_point: &Path, options: &str) -> bool {
+    std::process::Command::new("mount")
+        .args(["-o", &format!("remount,{options}")])
+        .arg(mount_point)
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 impl Drop for SmallDisk {
@@ -409,6 +414,11 @@ impl Ext4Disk {
         ];
         set_up(&steps, "a loop-mounted ext4 (needs root and loop devices)")
             .then_some(Ext4Disk { path })
+    }
+
+    /// `mount -o remount,OPTIONS` (`ro`, `rw`); false if refused (busy).
+    pub fn remount(&self, options: &str) -> bool {
+        remount(&self.path, options)
     }
 
     /// Fills the disk with `filler` up to its last block (reserved blocks included, as
