@@ -2310,6 +2310,49 @@ fn a_destination_out_of_inodes_says_so_at_start_up_regression_round_19() {
     assert_eq!(tree(&dest), before, "nothing left in the destination");
 }
 
+/// Round 19's review: a DEST not there yet on a destination full to its last byte, where a
+/// folder takes no block (a tmpfs here; a btrfs or XFS keeps room for folders apart too):
+/// the run made DEST and the folders above it, its probe file was refused, and it stopped
+/// saying "Nothing was written there" with DEST and those folders left on the full disk.
+/// The folders the run made are removed again; one that was there before stays.
+#[test]
+fn a_destination_made_on_a_full_disk_is_not_left_there_regression_round_19() {
+    let dump = Dump::new(192, 60, 1);
+    let Some(small) = SmallDisk::mount(&dump, "1m") else {
+        return;
+    };
+    let filler = small.path.join("filler");
+    let filled = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&filler)
+        .unwrap();
+    let mut w = std::io::BufWriter::new(filled);
+    while std::io::Write::write_all(&mut w, &[0u8; 4096]).is_ok() {}
+    drop(w.into_inner().map_err(|e| e.into_error()));
+    assert_eq!(rustix::fs::statvfs(&small.path).unwrap().f_bavail, 0);
+    std::fs::create_dir(small.path.join("mine")).unwrap();
+    // Paths only: a folder's time changes as a name comes and goes in it.
+    let listing = || tree(&small.path).into_keys().collect::<Vec<_>>();
+    let before = listing();
+
+    for (dest, state) in [
+        (small.path.join("nas/backup/restored"), "state-new"),
+        (small.path.join("mine/restored"), "state-mine"),
+    ] {
+        let state = dump.path(state);
+        let (out, _) = restore(&dump, &dest, &["--state-dir", state.to_str().unwrap()], &[]);
+        let msg = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{msg}");
+        assert!(
+            msg.contains(&format!("the destination {} is full", dest.display()))
+                && msg.contains("Nothing was written there"),
+            "{msg}"
+        );
+        assert_eq!(listing(), before, "left on the full disk: {msg}");
+    }
+}
+
 /// Round 17: a read error of the source met while copying (a bad sector inside an object)
 /// on a destination with little room left was taken for a full destination ("stopped: the
 /// destination is full", free some space): the check that weighs a failed write against

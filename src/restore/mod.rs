@@ -2455,9 +2455,28 @@ fn lock_dest(dest: &Path) -> anyhow::Result<Option<std::fs::File>> {
 /// Creates DEST if needed (one that cannot be made says why: [`ConfigError::DestNotMade`]),
 /// then [`probe_destination`].
 ///
+/// Where DEST then refuses the run (full, read-only), the folders this run made (DEST and
+/// those above it that were not there) are removed again, so that the refused run leaves
+/// nothing: it left them on a full disk where a folder takes no block (a tmpfs, a btrfs),
+/// having said "Nothing was written there" (round 19's review).
+///
 /// [`ConfigError::DestNotMade`]: crate::config::ConfigError::DestNotMade
 fn create_and_probe(dest: &Path) -> anyhow::Result<DestFacts> {
+    let absent = |p: &Path| {
+        matches!(p.symlink_metadata(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+    };
+    // Deepest first, the order they are removed in.
+    let made: Vec<&Path> = (dest.ancestors())
+        .take_while(|p| !p.as_os_str().is_empty() && absent(p))
+        .collect();
+    let undo = || {
+        for p in &made {
+            let _ = std::fs::remove_dir(p);
+        }
+    };
     std::fs::create_dir_all(dest).map_err(|e| -> anyhow::Error {
+        undo();
         if copy::is_full(&e) {
             return FullAtStart {
                 what: "cannot create the folder",
@@ -2472,7 +2491,7 @@ fn create_and_probe(dest: &Path) -> anyhow::Result<DestFacts> {
         }
         .into()
     })?;
-    probe_destination(dest)
+    probe_destination(dest).inspect_err(|_| undo())
 }
 
 /// Writes a probe file; where that fails, removes what was made of it (a full disk makes
