@@ -2193,12 +2193,10 @@ fn full_at_start(
         ),
         Err(_) => (0, 0),
     };
-    let folders = (plan.folders_deepest_first().iter())
-        .filter(|f| {
-            matches!(cfg.dest.join(&f.rel_path).symlink_metadata(),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound)
-        })
-        .count() as u64;
+    let folders = folders_not_there(&plan.folders_deepest_first(), LOOK_BUDGET, |rel| {
+        matches!(cfg.dest.join(rel).symlink_metadata(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+    });
     let room = Room::of(&cfg.dest);
     let advice = room.what_to_free(bytes, files, folders);
     anyhow::anyhow!(
@@ -2206,6 +2204,48 @@ fn full_at_start(
         cfg.dest.display(),
         room.full_word()
     )
+}
+
+/// How long a restore refused by a full destination looks for the planned folders there.
+const LOOK_BUDGET: Duration = Duration::from_secs(5);
+
+/// About how many of `folders` (deepest first, as planned) are not at DEST yet, by
+/// `absent` (an `lstat`, a round trip on a network destination). Looked at shallowest
+/// first: a folder below one that is not there is not there either, without a look (an
+/// empty DEST costs a look per top folder). Past `budget` the look stops, and the folders
+/// not looked at count in the proportion of those seen: it walked every planned folder, one
+/// `lstat` after the other with nothing printed, before a refused run said why.
+fn folders_not_there(
+    folders: &[PlannedFolder],
+    budget: Duration,
+    mut absent: impl FnMut(&str) -> bool,
+) -> u64 {
+    let started = Instant::now();
+    let mut missing: std::collections::HashSet<&str> = Default::default();
+    let (mut looked, mut found_absent, mut unknown) = (0u64, 0u64, 0u64);
+    for f in folders.iter().rev() {
+        let rel = f.rel_path.as_str();
+        let below_missing = rel
+            .rsplit_once('/')
+            .is_some_and(|(parent, _)| missing.contains(parent));
+        if !below_missing {
+            if started.elapsed() >= budget {
+                unknown += 1;
+                continue;
+            }
+            looked += 1;
+            if !absent(rel) {
+                continue;
+            }
+            found_absent += 1;
+        }
+        missing.insert(rel);
+    }
+    let unknown_absent = match looked {
+        0 => unknown,
+        n => (u128::from(unknown) * u128::from(found_absent) / u128::from(n)) as u64,
+    };
+    missing.len() as u64 + unknown_absent
 }
 
 /// Records a run stopped by an error or a panic after copying began (the checkpoint's disk
@@ -2636,6 +2676,60 @@ mod tests {
                 assert!(!said.contains("the next run checks"), "{said}");
             }
         }
+    }
+
+    /// Round 19's review: a restore refused by a full destination looked for every planned
+    /// folder at DEST (one `lstat` each, one after the other, with nothing printed), to say
+    /// how many are still to make: 337K round trips to a NAS, minutes, for a run that
+    /// refuses to start. A folder below one that is not there is not there either, and the
+    /// look stops after its budget, the rest counted in the proportion seen.
+    #[test]
+    fn a_full_destination_looks_for_few_folders_regression_round_19() {
+        use crate::plan::{Origin, PlannedFolder};
+        use std::time::{Duration, Instant};
+        let dest = tempfile::tempdir().unwrap();
+        let folder = |rel: String| PlannedFolder {
+            depth: rel.matches('/').count(),
+            rel_path: rel,
+            mtime_ms: None,
+            origin: Origin::User(0),
+        };
+        let mut folders = vec![folder("there".into()), folder("new".into())];
+        for i in 0..200 {
+            std::fs::create_dir_all(dest.path().join(format!("there/{i}"))).unwrap();
+            folders.push(folder(format!("there/{i}")));
+            folders.push(folder(format!("new/{i}")));
+            folders.push(folder(format!("new/{i}/deeper")));
+        }
+        folders.sort_by(|a, b| b.depth.cmp(&a.depth).then(a.rel_path.cmp(&b.rel_path)));
+        let mut looks = 0;
+        let absent = |rel: &str, looks: &mut u64| {
+            *looks += 1;
+            matches!(dest.path().join(rel).symlink_metadata(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+        };
+        let n = super::folders_not_there(&folders, Duration::from_secs(60), |rel| {
+            absent(rel, &mut looks)
+        });
+        assert_eq!(n, 401, "new and the 400 folders below it");
+        assert_eq!(looks, 202, "there, its 200 folders, and new");
+
+        // A slow destination (every look a 2 ms round trip): the look stops at its budget,
+        // and the folders not looked at count as those seen did.
+        let started = Instant::now();
+        let mut looks = 0;
+        let n = super::folders_not_there(&folders, Duration::from_millis(100), |rel| {
+            std::thread::sleep(Duration::from_millis(2));
+            absent(rel, &mut looks)
+        });
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(looks < 100, "{looks} looks");
+        // `new`'s 400 need no look; of the 200 in `there` not looked at, few count.
+        assert!((401..=450).contains(&n), "{n}");
     }
 
     #[test]
