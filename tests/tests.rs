@@ -2340,6 +2340,30 @@ fn a_destination_made_on_a_full_disk_is_not_left_there_regression_round_19() {
     assert_eq!(listing(), before, "left on the full disk: {msg}");
 }
 
+/// Round 19's review: `--fresh` onto a destination filled by an earlier restore said every
+/// file's bytes were "still to restore" (free at least the whole restore's size), though
+/// `--fresh` keeps the files already there unchanged, which need no room: the figure now
+/// says it counts them.
+#[test]
+fn fresh_onto_a_full_destination_says_its_figure_counts_the_files_there_regression_round_19() {
+    let dump = Dump::new(193, 60, 1);
+    let Some(disk) = Ext4Disk::mount(&dump, "32M") else {
+        return;
+    };
+    let dest = disk.path.join("restored");
+    the_same_command_finishes(&dump, &dest, &[], &[]);
+    disk.fill_but(&disk.path.join("filler"), 0);
+
+    let (out, _) = restore(&dump, &dest, &["--fresh"], &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains("is full: cannot write the probe file")
+            && msg.contains("with --fresh, every file the plan selects is counted: those already there unchanged are kept and need no room"),
+        "{msg}"
+    );
+}
+
 /// Round 17: a read error of the source met while copying (a bad sector inside an object)
 /// on a destination with little room left was taken for a full destination ("stopped: the
 /// destination is full", free some space): the check that weighs a failed write against

@@ -2199,8 +2199,15 @@ fn full_at_start(
     });
     let room = Room::of(&cfg.dest);
     let advice = room.what_to_free(bytes, files, folders);
+    // `--fresh` forgets what the checkpoint knows (`done` is empty) but keeps the files
+    // already there unchanged: the figure counts them. Without saying so, it asked to free
+    // the whole restore's size on a DEST filled by an earlier restore (round 19's review).
+    let fresh = match cfg.fresh {
+        true => " (with --fresh, every file the plan selects is counted: those already there unchanged are kept and need no room)",
+        false => "",
+    };
     anyhow::anyhow!(
-        "the destination {} {}: {full}. Nothing was written there. {advice}, or choose another disk, then run the same command again",
+        "the destination {} {}: {full}. Nothing was written there. {advice}{fresh}, or choose another disk, then run the same command again",
         cfg.dest.display(),
         room.full_word()
     )
