@@ -2171,6 +2171,26 @@ struct FullAtStart {
     source: std::io::Error,
 }
 
+impl FullAtStart {
+    /// DEST's refusal `e` of `what` at `path`: full where it says so, else `other`'s error.
+    fn or(
+        what: &'static str,
+        path: &Path,
+        e: std::io::Error,
+        other: impl FnOnce(std::io::Error) -> crate::config::ConfigError,
+    ) -> anyhow::Error {
+        match copy::is_full(&e) {
+            true => FullAtStart {
+                what,
+                path: path.to_path_buf(),
+                source: e,
+            }
+            .into(),
+            false => other(e).into(),
+        }
+    }
+}
+
 /// The error for a destination found full at start-up: which one, what is free (bytes, or
 /// inodes where none is left), what the restore still needs there (the files the plan
 /// selects that no earlier run finished, `done`, and the planned folders not there yet), and
@@ -2522,21 +2542,14 @@ fn create_and_probe(dest: &Path) -> anyhow::Result<DestFacts> {
             let _ = std::fs::remove_dir(p);
         }
     };
-    std::fs::create_dir_all(dest).map_err(|e| -> anyhow::Error {
+    std::fs::create_dir_all(dest).map_err(|e| {
         undo();
-        if copy::is_full(&e) {
-            return FullAtStart {
-                what: "cannot create the folder",
+        FullAtStart::or("cannot create the folder", dest, e, |source| {
+            crate::config::ConfigError::DestNotMade {
                 path: dest.to_path_buf(),
-                source: e,
+                source,
             }
-            .into();
-        }
-        crate::config::ConfigError::DestNotMade {
-            path: dest.to_path_buf(),
-            source: e,
-        }
-        .into()
+        })
     })?;
     probe_destination(dest).inspect_err(|_| undo())
 }
@@ -2553,20 +2566,13 @@ fn write_probe(p: &Path) -> std::io::Result<()> {
 /// and learns [`DestFacts`]. A full one ([`FullAtStart`]) is told apart from one that
 /// refuses writes (read-only, permissions), and no probe file is left either way.
 fn probe_destination(dest: &Path) -> anyhow::Result<DestFacts> {
-    let refused = |p: &Path, e: std::io::Error| -> anyhow::Error {
-        if copy::is_full(&e) {
-            return FullAtStart {
-                what: "cannot write the probe file",
-                path: p.to_path_buf(),
-                source: e,
+    let refused = |p: &Path, e: std::io::Error| {
+        FullAtStart::or("cannot write the probe file", p, e, |source| {
+            crate::config::ConfigError::DestUnwritable {
+                path: dest.to_path_buf(),
+                source,
             }
-            .into();
-        }
-        crate::config::ConfigError::DestUnwritable {
-            path: dest.to_path_buf(),
-            source: e,
-        }
-        .into()
+        })
     };
     let pid = std::process::id();
     let absent = |name: &str| {
