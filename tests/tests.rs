@@ -4816,6 +4816,126 @@ fn a_destination_not_yet_made_on_a_read_only_share_says_it_refuses_writes_regres
     );
 }
 
+/// Round 19 (review): a first restore (no checkpoint yet) refused before it opened its
+/// checkpoint left a state folder holding only `lock` (`~/.local/state/mycloud-recover/...`,
+/// which `status` then finds) for every refusal but a DEST that cannot be made: `--only`
+/// matching nothing, an unknown `--user`, a source whose objects are not there, Ctrl-C
+/// while planning. Each now leaves no state folder, neither one given with `--state-dir`
+/// (nor the folders above it that the run made) nor the default one under
+/// `$XDG_STATE_HOME` (where another restore's state folder beside it stays), and no DEST.
+#[test]
+fn a_refused_first_restore_leaves_no_state_folder_regression_round_19() {
+    let dump = Dump::new(57, 60, 1);
+    let dest = dump.path("restored");
+    let no_objects = dump.path("no objects");
+    std::fs::create_dir(&no_objects).unwrap();
+    let files = no_objects.to_str().unwrap();
+    let refusals: [(&[&str], &str); 3] = [
+        (
+            &["--only", "No such/folder"],
+            "matches nothing in this dump",
+        ),
+        (&["--user", "nobody"], "no user `nobody` in this dump"),
+        (&["--files", files], "has its object under"),
+    ];
+    let states = dump.path("states");
+    let xdg = dump.path("xdg");
+    let restore_into = |extra: &[&str], state_dir: Option<&Path>| {
+        let mut c = bin();
+        c.arg("restore").arg(&dump.root).arg(&dest).args(extra);
+        if let Some(s) = state_dir {
+            c.arg("--state-dir").arg(s);
+        }
+        c.env("XDG_STATE_HOME", &xdg).output().unwrap()
+    };
+    // Every case is run before the verdict, so that one failing shows which others do.
+    let mut left = Vec::new();
+    let mut look = |case: String, msg: &str| {
+        for root in [&states, &xdg] {
+            if root.exists() {
+                left.push(format!("{case} left {:?}: {msg}", tree(root).into_keys()));
+                std::fs::remove_dir_all(root).unwrap();
+            }
+        }
+        assert!(!dest.exists(), "{case}: {msg}");
+    };
+    for (extra, said) in refusals {
+        for state_dir in [Some(states.join("first/state")), None] {
+            let out = restore_into(extra, state_dir.as_deref());
+            let msg = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{extra:?}: {msg}");
+            assert!(msg.contains(said), "{extra:?}: {msg}");
+            look(format!("{extra:?} (--state-dir {state_dir:?})"), &msg);
+        }
+    }
+    // Ctrl-C while planning: stopped (exit 130) before the checkpoint, nothing left.
+    let state = states.join("first/state");
+    let mut child = spawn_restore(&dump, &dest, &state, &[], "plan_delay_ms=1500");
+    wait_for_lock(&state.join("lock"));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    send_signal(&child, "INT");
+    assert_eq!(wait_at_most(&mut child, 10.0), Some(130));
+    let said = text(&child.wait_with_output().unwrap());
+    assert!(said.contains("interrupted while planning"), "{said}");
+    look("Ctrl-C while planning".into(), &said);
+    assert!(left.is_empty(), "{left:#?}");
+    // Another restore's state folder in the default place stays, and only it.
+    let other = xdg.join("mycloud-recover/other-restore");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("lock"), b"").unwrap();
+    let out = restore_into(&["--only", "No such/folder"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(
+        tree(&xdg).into_keys().collect::<Vec<_>>(),
+        [
+            "mycloud-recover",
+            "mycloud-recover/other-restore",
+            "mycloud-recover/other-restore/lock"
+        ]
+    );
+    // The same command without the refusal restores, its state folder where it was asked.
+    let (out, rep) = restore(&dump, &dest, &["--state-dir", state.to_str().unwrap()], &[]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    assert!(rep["outcomes"]["copied"].as_u64().unwrap() > 0);
+    assert!(state.join("checkpoint.db").is_file());
+}
+
+/// Round 19 (review), the other side: a refused run that finds a checkpoint (a resume with
+/// `--only` matching nothing, an unknown `--user`) or a state folder it did not make (one
+/// an older version left holding only `lock`) leaves that folder exactly as it was.
+#[test]
+fn a_refused_resume_keeps_its_state_folder_regression_round_19() {
+    let dump = Dump::new(58, 60, 1);
+    let dest = dump.path("restored");
+    let state = dump.path("state");
+    let (out, _) = restore(&dump, &dest, &["--limit", "10"], &[]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    let before = (tree(&state), file_hashes(&state));
+    assert!(before.0.contains_key("checkpoint.db"), "{:?}", before.0);
+    for (extra, said) in [
+        (["--only", "No such/folder"], "matches nothing in this dump"),
+        (["--user", "nobody"], "no user `nobody` in this dump"),
+    ] {
+        let (out, _) = restore(&dump, &dest, &extra, &[]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains(said), "{}", text(&out));
+        assert_eq!((tree(&state), file_hashes(&state)), before, "{extra:?}");
+    }
+    let stray = dump.path("stray");
+    std::fs::create_dir(&stray).unwrap();
+    std::fs::write(stray.join("lock"), b"").unwrap();
+    let before = tree(&stray);
+    let extra = [
+        "--state-dir",
+        stray.to_str().unwrap(),
+        "--only",
+        "No such/folder",
+    ];
+    let (out, _) = restore(&dump, &dump.path("elsewhere"), &extra, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(tree(&stray), before);
+}
+
 /// `regen` on a DEST without the files the checkpoint records (a disk not mounted, its bare
 /// mount point maybe holding strays) would forget every record: refused, nothing changed.
 /// Round 16: by the look a resume and `status` make (`state::look_for_restored`, 16 files),

@@ -660,6 +660,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // (0.8 s and 2.9 s at 1.35M files). The checkpoint is opened for writing only once the
     // plan is sound.
     let faults = Faults::from_env();
+    // Until it opens the checkpoint, a run that ends (refused at planning, stopped by Ctrl-C,
+    // a panic) drops the lock, which removes the state folder where taking it made one: a
+    // refused first run leaves nothing behind (`StateLock`'s drop).
     let lock = if cfg.dry_run {
         None
     } else {
@@ -758,20 +761,12 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     };
     // The same where there is no checkpoint yet (nothing in it to check first): a first run
     // that cannot make or write DEST (a folder below a read-only mount or share, a full
-    // disk) opens no checkpoint, and leaves no state folder where it made one (round 19).
+    // disk) opens no checkpoint, and so leaves no state folder (round 19).
     let early = lock
         .as_ref()
         .is_some_and(|l| cfg.fresh || !l.has_checkpoint());
     let early_probe = match early {
-        true => match probe(&KeySet::default()) {
-            Ok(facts) => Some(facts),
-            Err(e) => {
-                if let Some(l) = lock {
-                    l.discard();
-                }
-                return Err(e);
-            }
-        },
+        true => Some(probe(&KeySet::default())?),
         false => None,
     };
     let mut ckpt = match lock {

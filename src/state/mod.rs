@@ -741,21 +741,27 @@ pub struct Checkpoint {
     dir: PathBuf,
     run: i64,
     /// Holds the advisory lock for as long as the checkpoint is open; the kernel drops it
-    /// when the process dies, so a killed run never leaves a stale lock.
-    _lock: File,
+    /// when the process dies, so a killed run never leaves a stale lock. Kept
+    /// ([`StateLock::kept`]): dropping it removes nothing.
+    _lock: StateLock,
 }
 
 /// The state folder's lock, taken: no other run can change its checkpoint while it is held.
 /// A restore takes it first, reads what the checkpoint knows ([`StateLock::read_keys`]) while
 /// it plans, and opens the checkpoint for writing ([`StateLock::open`]) only once the plan
 /// is sound, so a command that fails at planning changes nothing in the checkpoint.
+///
+/// A lock dropped before it opened a checkpoint (the run refused at planning, stopped by
+/// Ctrl-C, or a panic unwinding) removes what [`StateLock::take`] made: a refused first run
+/// leaves no state folder behind (see its `Drop`).
 pub struct StateLock {
     dir: PathBuf,
     /// The kernel drops the advisory lock when the process dies, so a killed run never
-    /// leaves a stale lock.
-    lock: File,
+    /// leaves a stale lock. Dropped after [`StateLock`]'s `drop` has run.
+    _lock: File,
     /// The folders [`StateLock::take`] made (the state folder and those above it that were
-    /// missing), outermost first: what [`StateLock::discard`] removes.
+    /// missing), outermost first: what dropping the lock before [`StateLock::open`] removes.
+    /// Emptied once the checkpoint is open.
     made: Vec<PathBuf>,
 }
 
@@ -778,12 +784,15 @@ impl StateLock {
             .truncate(false)
             .write(true)
             .open(dir.join("lock"))
-            .map_err(io)?;
+            .map_err(|e| {
+                remove_empty(&made);
+                io(e)
+            })?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .map_err(|_| StateError::Locked(dir.to_path_buf()))?;
         Ok(StateLock {
             dir: dir.to_path_buf(),
-            lock,
+            _lock: lock,
             made,
         })
     }
@@ -793,20 +802,10 @@ impl StateLock {
         self.dir.join("checkpoint.db").exists()
     }
 
-    /// Gives up the lock of a run refused before it opened the checkpoint, removing what
-    /// [`StateLock::take`] made: its lock file and the folders it created, each only if
-    /// nothing else is in it (another restore's state folder beside it stays). A refused
-    /// first run leaves no state folder behind. Best effort: what cannot be removed stays.
-    pub fn discard(self) {
-        if self.made.is_empty() || std::fs::remove_file(self.dir.join("lock")).is_err() {
-            return;
-        }
-        drop(self.lock);
-        for d in self.made.iter().rev() {
-            if std::fs::remove_dir(d).is_err() {
-                break;
-            }
-        }
+    /// The lock of a run whose checkpoint is open: dropped, it leaves the folder as it is.
+    fn kept(mut self) -> StateLock {
+        self.made.clear();
+        self
     }
 
     /// What [`Checkpoint::keys`] would return, read without writing anything: `None` when
@@ -843,7 +842,7 @@ impl StateLock {
     /// Opens (creating if needed) the checkpoint and starts this run's record in it.
     /// `fresh` forgets earlier progress.
     pub fn open(self, fresh: bool, command: &str) -> Result<Checkpoint, StateError> {
-        let dir = self.dir;
+        let dir = self.dir.clone();
         let path = dir.join("checkpoint.db");
         let sq = |source| StateError::Sqlite {
             path: path.clone(),
@@ -911,7 +910,7 @@ impl StateLock {
             conn,
             dir,
             run,
-            _lock: self.lock,
+            _lock: self.kept(),
         };
         if let Some((since, trash)) = doubt {
             c.set_meta(UNSURE_KEY, &since.to_string())?;
@@ -920,6 +919,41 @@ impl StateLock {
             }
         }
         Ok(c)
+    }
+}
+
+/// A lock dropped before it opened a checkpoint, by a run that returned an error (a plan
+/// error, a source without its objects, a DEST that cannot be made), was stopped while it
+/// planned, or panicked: what [`StateLock::take`] made goes, the lock file and then each
+/// folder it created, innermost first, each only if nothing else is in it (another
+/// restore's state folder beside it stays). A state folder holding anything but the lock
+/// (a checkpoint, a report) or one that was there before is left as it is. Best effort, and
+/// nothing depends on it: what cannot be removed stays, as before. The lock file goes while
+/// the lock is still held (the field is dropped after this), so no other run can have taken
+/// it meanwhile.
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        let only_the_lock = |dir: &Path| {
+            std::fs::read_dir(dir)
+                .is_ok_and(|mut entries| entries.all(|e| e.is_ok_and(|e| e.file_name() == "lock")))
+        };
+        if self.made.is_empty()
+            || !only_the_lock(&self.dir)
+            || std::fs::remove_file(self.dir.join("lock")).is_err()
+        {
+            return;
+        }
+        remove_empty(&self.made);
+    }
+}
+
+/// Removes the folders `made` (outermost first), innermost first, stopping at the first one
+/// that is not empty or cannot be removed.
+fn remove_empty(made: &[PathBuf]) {
+    for d in made.iter().rev() {
+        if std::fs::remove_dir(d).is_err() {
+            break;
+        }
     }
 }
 
@@ -2032,23 +2066,40 @@ mod tests {
         assert!(matches!(e, StateError::Locked(_)));
     }
 
-    /// A refused first run removes the state folder and the folders above it that taking
-    /// the lock made, but not one that meanwhile holds something else (another restore's
-    /// state folder), nor a state folder that was there before.
+    /// A lock dropped before it opened a checkpoint (a refused first run) removes the state
+    /// folder and the folders above it that taking it made, but not one that meanwhile holds
+    /// something else (another restore's state folder, a file in the state folder), nor a
+    /// state folder that was there before, nor one whose checkpoint was opened.
     #[test]
-    fn a_discarded_lock_removes_only_the_empty_folders_it_made() {
+    fn a_dropped_lock_removes_only_the_empty_folders_it_made() {
         let t = tempfile::tempdir().unwrap();
         let base = t.path().join("state-home/mycloud-recover");
         let dir = base.join("restored-1");
-        StateLock::take(&dir).unwrap().discard();
+        drop(StateLock::take(&dir).unwrap());
         assert!(!t.path().join("state-home").exists());
         let lock = StateLock::take(&dir).unwrap();
         std::fs::create_dir(base.join("other-2")).unwrap();
-        lock.discard();
+        drop(lock);
         assert!(!dir.exists() && base.join("other-2").is_dir());
+        let lock = StateLock::take(&dir).unwrap();
+        assert!(matches!(StateLock::take(&dir), Err(StateError::Locked(_))));
+        assert!(
+            dir.join("lock").is_file(),
+            "a refused second taker removed nothing"
+        );
+        std::fs::write(dir.join("report.json"), b"{}").unwrap();
+        drop(lock);
+        assert!(dir.join("lock").is_file() && dir.join("report.json").is_file());
+        std::fs::remove_dir_all(&dir).unwrap();
+        drop(StateLock::take(&dir).unwrap().open(false, "test").unwrap());
+        assert!(dir.join("checkpoint.db").is_file() && dir.join("lock").is_file());
+        std::fs::remove_dir_all(&dir).unwrap();
         std::fs::create_dir(&dir).unwrap();
-        StateLock::take(&dir).unwrap().discard();
-        assert!(dir.is_dir(), "a folder that was there stays");
+        drop(StateLock::take(&dir).unwrap());
+        assert!(
+            dir.join("lock").is_file(),
+            "a folder that was there stays as it is"
+        );
     }
 
     #[test]
