@@ -133,7 +133,7 @@ pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
             human_bytes(ins.counts.bytes),
             count(ins.counts.files_without_content_id)
         )?;
-        writeln!(out, "Users: {}", ins.users.len())?;
+        writeln!(out, "Users: {}", count(ins.users.len() as u64))?;
         for u in &ins.users {
             writeln!(
                 out,
@@ -149,17 +149,17 @@ pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
         writeln!(
             out,
             "Files in Trash: {} (restored only with --include-trash)",
-            ins.trash_files
+            count(ins.trash_files)
         )?;
         writeln!(
             out,
             "Files with a broken parent chain: {} (restored under _unlinked/)",
-            ins.unlinked_files
+            count(ins.unlinked_files)
         )?;
         writeln!(
             out,
             "Rows with a missing parent, on a parent cycle or with an unusable size: {}",
-            ins.structure_problems.len()
+            count(ins.structure_problems.len() as u64)
         )?;
         for p in ins.structure_problems.iter().take(20) {
             writeln!(out, "  {} {:?}: {}", p.id, p.name, p.kind)?;
@@ -168,13 +168,14 @@ pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
             out,
             "Names changed under {:?} rules: {}, {}",
             ins.names_policy,
-            crate::report::plural(ins.renamed_files as u64, "file", "files"),
-            crate::report::plural(ins.renamed_folders as u64, "folder", "folders")
+            plural(ins.renamed_files, "file", "files"),
+            plural(ins.renamed_folders, "folder", "folders")
         )?;
         writeln!(
             out,
             "Object store sample: {} of {} contentIDs found",
-            ins.objects_found, ins.objects_sampled
+            count(ins.objects_found),
+            count(ins.objects_sampled)
         )?;
         for w in &ins.warnings {
             writeln!(out, "WARNING: {w}")?;
@@ -471,20 +472,21 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
     if let Some(n) = st.selected_files.filter(|&n| n > 0) {
         writeln!(
             out,
-            "Restored or already there: {} of {n} selected files ({:.1}%)",
-            st.files_done,
+            "Restored or already there: {} of {} selected files ({:.1}%)",
+            count(st.files_done),
+            count(n),
             100.0 * st.files_done.min(n) as f64 / n as f64
         )?;
         if st.files_done_left_out > 0 {
             writeln!(
                 out,
                 "  and {} files of the Trash, restored by a run with --include-trash",
-                st.files_done_left_out
+                count(st.files_done_left_out)
             )?;
         }
     }
     for (k, v) in &st.counts {
-        writeln!(out, "  {k:<14} {v:>9}")?;
+        writeln!(out, "  {k:<14} {:>9}", count(*v))?;
     }
     writeln!(out, "  bytes done     {}", human_bytes(st.bytes_done))?;
     if let Some(ms) = st.last_activity_ms {
@@ -607,7 +609,7 @@ fn look_at_status_dest(
             "the checkpoint in {} records files as restored to {}, but none of the {} looked for is there (for example {}). Is the right disk or share mounted at {}?",
             dir.display(),
             dest.display(),
-            found.looked_for,
+            count(found.looked_for as u64),
             dest.join(&found.gone[0]).display(),
             dest.display(),
         );
@@ -615,8 +617,8 @@ fn look_at_status_dest(
     } else if found.some_gone() {
         st.warnings.push(format!(
             "{} of {} files the checkpoint records as restored are not on {} (for example {}): removed or moved since? `{}` lists every file that is not there; the next restore looks for every file the checkpoint records as done and restores those it finds missing",
-            found.gone.len(),
-            found.looked_for,
+            count(found.gone.len() as u64),
+            count(found.looked_for as u64),
             dest.display(),
             dest.join(&found.gone[0]).display(),
             verify_command(a, dir, dest)
@@ -819,7 +821,7 @@ fn list_some(out: &mut impl Write, title: &str, items: &[String]) -> std::io::Re
     if items.is_empty() {
         return Ok(());
     }
-    writeln!(out, "{title} ({}):", items.len())?;
+    writeln!(out, "{title} ({}):", count(items.len() as u64))?;
     for i in items.iter().take(20) {
         writeln!(out, "  {i}")?;
     }
@@ -827,7 +829,7 @@ fn list_some(out: &mut impl Write, title: &str, items: &[String]) -> std::io::Re
         writeln!(
             out,
             "  ... and {} more (use --json for the full list)",
-            items.len() - 20
+            count((items.len() - 20) as u64)
         )?;
     }
     Ok(())
@@ -857,50 +859,54 @@ pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
         "Regenerated the checkpoint in {} from {} ({} files found, walked in {:.1}s).",
         rep.state_dir.display(),
         cfg.dest.display(),
-        rep.found_on_dest,
+        count(rep.found_on_dest),
         rep.walk_seconds
     )?;
     writeln!(
         out,
         "  planned files                 {:>9}",
-        rep.planned_files
+        count(rep.planned_files)
     )?;
-    writeln!(out, "  adopted (size and date match) {:>9}", rep.adopted)?;
+    writeln!(
+        out,
+        "  adopted (size and date match) {:>9}",
+        count(rep.adopted)
+    )?;
     writeln!(
         out,
         "  differ (replaced or re-dated) {:>9}",
-        rep.differs.len()
+        count(rep.differs.len() as u64)
     )?;
     writeln!(
         out,
         "  absent (will be copied)       {:>9}",
-        rep.absent.len()
+        count(rep.absent.len() as u64)
     )?;
     if !rep.absent_no_object.is_empty() {
         writeln!(
             out,
             "  absent, no object to copy     {:>9}",
-            rep.absent_no_object.len()
+            count(rep.absent_no_object.len() as u64)
         )?;
     }
     if !rep.in_the_way.is_empty() {
         writeln!(
             out,
             "  something else in the way     {:>9}",
-            rep.in_the_way.len()
+            count(rep.in_the_way.len() as u64)
         )?;
     }
     if !rep.not_looked_at.is_empty() {
         writeln!(
             out,
             "  could not be looked at        {:>9}",
-            rep.not_looked_at.len()
+            count(rep.not_looked_at.len() as u64)
         )?;
     }
     writeln!(
         out,
         "  not in the plan (left alone)  {:>9}",
-        rep.unknown.len()
+        count(rep.unknown.len() as u64)
     )?;
     let with_why = |pairs: &[(String, String)]| -> Vec<String> {
         pairs.iter().map(|(p, w)| format!("{p}: {w}")).collect()
@@ -990,9 +996,9 @@ pub fn verify(a: &crate::cli::VerifyArgs) -> anyhow::Result<Exit> {
         writeln!(
             out,
             "Verified {} files in {:.1}s: {} match{}{}, {} differ, {} have no object in the source.",
-            rep.checked,
+            count(rep.checked),
             rep.seconds,
-            rep.ok,
+            count(rep.ok),
             if a.content {
                 format!(
                     " ({} compared byte for byte)",
@@ -1003,10 +1009,10 @@ pub fn verify(a: &crate::cli::VerifyArgs) -> anyhow::Result<Exit> {
             },
             match rep.other_length.len() {
                 0 => String::new(),
-                n => format!(" ({n} of them an object of another length than the database says, listed below)"),
+                n => format!(" ({} of them an object of another length than the database says, listed below)", count(n as u64)),
             },
-            rep.mismatches.len(),
-            rep.object_missing
+            count(rep.mismatches.len() as u64),
+            count(rep.object_missing)
         )?;
         let lines = |ms: &[crate::verify::Mismatch]| -> Vec<String> {
             ms.iter()

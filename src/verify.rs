@@ -301,7 +301,8 @@ pub fn verify(cfg: &RestoreConfig, content: bool, threads: usize) -> anyhow::Res
     // is a folder), rarely a restore that never ran.
     if absent > 0 && absent == rep.checked - rep.object_missing {
         rep.notes.push(format!(
-            "none of the {absent} files that have an object is in {}: if the restore went to a disk or a share, check that it is mounted there (an empty mount point looks like this), and that DEST is the folder given to the restore",
+            "none of the {} files that have an object is in {}: if the restore went to a disk or a share, check that it is mounted there (an empty mount point looks like this), and that DEST is the folder given to the restore",
+            crate::report::count(absent),
             cfg.dest.display()
         ));
     }

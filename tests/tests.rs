@@ -333,12 +333,12 @@ fn dry_run_writes_nothing_anywhere() {
     assert_eq!(SourceSnapshot::take(&dump), before);
 }
 
-/// The count on the summary line that starts with `label` ("would copy", "already done"):
-/// 0 when no such line.
+/// The count on the summary line that starts with `label` ("would copy", "already done"),
+/// grouped ("1,024") or not: 0 when no such line.
 fn summary_count(said: &str, label: &str) -> u64 {
     said.lines()
         .find(|l| l.trim_start().starts_with(label))
-        .and_then(|l| l.split_whitespace().find_map(|w| w.parse().ok()))
+        .and_then(|l| l.split_whitespace().find_map(count_of))
         .unwrap_or(0)
 }
 
@@ -624,6 +624,56 @@ fn plain_periodic_progress_lines_when_not_a_terminal() {
     assert!(pct.windows(2).all(|w| w[0] <= w[1]), "{pct:?}");
 }
 
+/// Round 19's review: round 18 grouped the folder counts by thousands, but the file counts
+/// beside them stayed ungrouped ("copied 99993" over "24,997 folders kept today's date").
+/// A restore of over a thousand files groups them in the start line, the progress lines
+/// and the summary's table; the report's JSON keeps numbers.
+#[test]
+fn a_restore_of_over_a_thousand_files_groups_its_counts_regression_round_19() {
+    let dump = Dump::new(19, 1_200, 1);
+    let dest = dump.path("restored");
+    let (out, report) = restore_with_progress_lines(&dump, &dest, "delay_ms=2");
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    // Under a million: "1,0xx".
+    let grouped = |n: u64| format!("{},{:03}", n / 1000, n % 1000);
+    let copied = report["outcomes"]["copied"].as_u64().unwrap();
+    let (files, selected) = (
+        report["totals"]["files"].as_u64().unwrap(),
+        report["totals"]["selected_files"].as_u64().unwrap(),
+    );
+    assert!(copied >= 1_000 && selected >= copied, "{report}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!("\n  {:<27} {:>9}  ", "copied", grouped(copied))),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!(
+            "({} files planned, {} selected, ",
+            grouped(files),
+            grouped(selected)
+        )),
+        "{said}"
+    );
+    assert_eq!(summary_count(&said, "copied"), copied, "{said}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("restoring {} files (", grouped(selected))),
+        "{err}"
+    );
+    let lines = progress_lines(&err, "");
+    let line = lines
+        .iter()
+        .find(|l| l.contains("| files "))
+        .unwrap_or_else(|| panic!("a progress line of the files: {err}"));
+    assert!(
+        line.contains(&format!("/{} | ", grouped(selected))),
+        "{line}"
+    );
+    // The report's JSON (read above: `copied`, the totals) keeps plain numbers.
+    assert!(report["not_processed"].is_u64(), "{report}");
+}
+
 /// The passes over the folders after the last file show their progress: over a network
 /// destination, dating a real device's 344K folders is one round trip each, half an hour
 /// at 5 ms, which the files' 100% said nothing about.
@@ -645,8 +695,7 @@ fn the_folder_dates_pass_shows_its_progress_regression_round_17() {
                 .unwrap()
                 .split(' ')
                 .next()
-                .unwrap()
-                .parse()
+                .and_then(count_of)
                 .unwrap()
         })
         .collect();
@@ -685,7 +734,7 @@ fn a_resume_counts_what_earlier_runs_finished_from_the_first_progress_line() {
         .split("files ")
         .nth(1)
         .and_then(|r| r.split('/').next())
-        .and_then(|n| n.parse().ok())
+        .and_then(count_of)
         .unwrap_or_else(|| panic!("{line}"));
     assert!(settled >= before, "{before} were done before: {line}");
     // The start line says so too (it said "restoring 147 files" as if none were done).

@@ -490,9 +490,16 @@ impl Tuning {
         let curve = self
             .curve
             .iter()
-            .map(|p| format!("{}: {:.0}", p.threads, p.files_per_s))
+            .map(|p| {
+                format!(
+                    "{}: {}",
+                    p.threads,
+                    crate::report::count_decimal(p.files_per_s, 0)
+                )
+            })
             .collect::<Vec<_>>()
-            .join(", ");
+            // Not ", ": the rates are grouped ("1: 1,234; 4: 5,678").
+            .join("; ");
         format!(
             "{} threads, from a {:.1}s measurement of the destination (files/s by threads: {curve}): {}",
             self.threads, self.secs, self.reason
@@ -571,7 +578,8 @@ pub fn auto_threads(cfg: &RestoreConfig, files_left: u64) -> Tuning {
     }
     if files_left < QUICK_MIN_FILES {
         return fallback(format!(
-            "at most {files_left} files left to restore (files not selected or without an object are among them until the copy gets to them), too few for a measurement to pay off on a {kind} destination"
+            "at most {} files left to restore (files not selected or without an object are among them until the copy gets to them), too few for a measurement to pay off on a {kind} destination",
+            crate::report::count(files_left)
         ));
     }
     let fd_limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)

@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use crate::fsinfo::FsInfo;
 use crate::plan::names::NamePolicy;
-use crate::report::{human_bytes, human_duration};
+use crate::report::{count, count_decimal, human_bytes, human_duration};
 
 /// A worker holds at most this many descriptors at once (the object, the file being
 /// written, and its destination folder, kept open: `restore::copy::WorkerFolders`).
@@ -591,17 +591,17 @@ pub fn pick_threads(curve: &[ScalingPoint]) -> Option<(usize, String)> {
         .find(|p| p.files_per_s >= GOOD_ENOUGH * best.files_per_s)?;
     let mut reason = if chosen.threads == best.threads {
         format!(
-            "{} gave the best rate measured ({:.0} files/s)",
+            "{} gave the best rate measured ({} files/s)",
             workers(chosen.threads),
-            chosen.files_per_s
+            count_decimal(chosen.files_per_s, 0)
         )
     } else {
         format!(
-            "{} {:.0} files/s, within {:.0}% of the best measured ({:.0} files/s at {}); more workers barely help",
+            "{} {} files/s, within {:.0}% of the best measured ({} files/s at {}); more workers barely help",
             workers_reach(chosen.threads),
-            chosen.files_per_s,
+            count_decimal(chosen.files_per_s, 0),
             (1.0 - GOOD_ENOUGH) * 100.0,
-            best.files_per_s,
+            count_decimal(best.files_per_s, 0),
             best.threads
         )
     };
@@ -613,8 +613,9 @@ pub fn pick_threads(curve: &[ScalingPoint]) -> Option<(usize, String)> {
         let fewer = pts[idx - 1];
         if idx == pts.len() - 1 && chosen.files_per_s >= 1.1 * fewer.files_per_s {
             reason.push_str(&format!(
-                "; still rising at the highest level measured ({:.0} files/s at {}), so the destination may take more",
-                fewer.files_per_s, fewer.threads
+                "; still rising at the highest level measured ({} files/s at {}), so the destination may take more",
+                count_decimal(fewer.files_per_s, 0),
+                fewer.threads
             ));
         } else {
             reason.push_str(&format!(
@@ -642,12 +643,12 @@ fn local_default_within_reach(curve: &[ScalingPoint], cores: usize) -> Option<(u
         (
             default,
             format!(
-                "{}, the restore's default for a local disk, {} about {:.0} files/s, within {:.0}% of the best measured ({:.0} files/s at {}); a local disk has no round trips for more workers to hide, and its levels differ by little more than the noise",
+                "{}, the restore's default for a local disk, {} about {} files/s, within {:.0}% of the best measured ({} files/s at {}); a local disk has no round trips for more workers to hide, and its levels differ by little more than the noise",
                 workers(default),
                 if default == 1 { "reaches" } else { "reach" },
-                rate,
+                count_decimal(rate, 0),
                 (1.0 - LOCAL_GOOD_ENOUGH) * 100.0,
-                best.files_per_s,
+                count_decimal(best.files_per_s, 0),
                 best.threads
             ),
         )
@@ -963,8 +964,8 @@ pub fn advise(m: &Measurements, w: &Work, base: &CommandBase) -> Advice {
         if r.missing > 0 && r.missing * 2 > r.objects + r.missing {
             warnings.push(format!(
                 "{} of {} sampled contentIDs have no object: check that SOURCE (or --files) is the right object store",
-                r.missing,
-                r.objects + r.missing
+                count(r.missing),
+                count(r.objects + r.missing)
             ));
         }
     }

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use super::model::{band, Disk, NameOutcome, MODEL_TEXT};
 use super::PreflightReport;
-use crate::report::{count, human_bytes};
+use crate::report::{count, count_decimal, human_bytes};
 
 fn opt_bytes(b: Option<u64>) -> String {
     b.map(human_bytes).unwrap_or_else(|| "unknown".into())
@@ -185,7 +185,7 @@ pub fn human(r: &PreflightReport) -> String {
                     .map(rate)
                     .unwrap_or_else(|| "n/a (small objects)".into()),
                 rate(rb.bytes_per_s()),
-                rb.objects,
+                count(rb.objects),
                 human_bytes(rb.bytes),
                 if rb.cache_bypassed {
                     ", cached pages dropped first"
@@ -231,8 +231,11 @@ pub fn human(r: &PreflightReport) -> String {
         for p in &m.scaling {
             let _ = writeln!(
                 s,
-                "    {:>7} {:>10.0} {:>10.0} {:>8}",
-                p.threads, p.files_per_s, p.low_files_per_s, p.files
+                "    {:>7} {:>10} {:>10} {:>8}",
+                p.threads,
+                count_decimal(p.files_per_s, 0),
+                count_decimal(p.low_files_per_s, 0),
+                count(p.files)
             );
         }
     }
@@ -277,11 +280,11 @@ pub fn human(r: &PreflightReport) -> String {
             );
             let _ = writeln!(
                 s,
-                "  Items        {} files + {} folders (half weight) at {:.0} to {:.0}/s: {} to {}",
+                "  Items        {} files + {} folders (half weight) at {} to {}/s: {} to {}",
                 count(w.files),
                 count(w.folders),
-                e.items_per_s_best,
-                e.items_per_s_worst,
+                count_decimal(e.items_per_s_best, 0),
+                count_decimal(e.items_per_s_worst, 0),
                 secs(e.items_best_s),
                 secs(e.items_worst_s)
             );
@@ -323,9 +326,12 @@ pub fn redact_numbers(text: &str) -> String {
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         if c.is_ascii_digit() {
+            // A grouped count ("1,310,000") is one number; ", " after one is not part of it.
             while chars
                 .peek()
                 .is_some_and(|n| n.is_ascii_digit() || *n == '.')
+                || (chars.peek() == Some(&',')
+                    && chars.clone().nth(1).is_some_and(|n| n.is_ascii_digit()))
             {
                 chars.next();
             }

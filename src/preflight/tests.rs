@@ -191,7 +191,7 @@ fn quick_tune_uses_few_levels_and_caps_by_files_and_descriptors() {
     assert_eq!(p.per_file_calls, [4, 16, 64, 64, 16, 4]);
     assert_eq!(t.threads, 64);
     assert!(t.measured);
-    assert!(t.line().contains("64: 1400"), "{}", t.line());
+    assert!(t.line().contains("16: 520; 64: 1,400)"), "{}", t.line());
     let mut p = FakeProbe::new(&[(4, 150.0), (16, 520.0), (64, 1400.0)]);
     let fds = FDS_RESERVED + 18 * FDS_PER_WORKER;
     let t = quick_tune(&mut p, 1_000_000, fds).unwrap();
@@ -303,11 +303,11 @@ Benchmarks
     threads    files/s     lowest    files
           1         40         32       80
           4        150        120      300
-         16        520        416     1040
-         64       1400       1120     2800
+         16        520        416    1,040
+         64      1,400      1,120    2,800
 
 Recommendation
-  Threads      64: 64 workers gave the best rate measured (1400 files/s); still rising at the highest level measured (520 files/s at 16), so the destination may take more
+  Threads      64: 64 workers gave the best rate measured (1,400 files/s); still rising at the highest level measured (520 files/s at 16), so the destination may take more
   Names        Posix: the destination is case-sensitive and accepted every test name
   Buffer       none to set: restore lets the kernel copy (copy_file_range); the NFS/SMB transfer size comes from the mount (wsize=131072)
   Warnings:
@@ -319,7 +319,7 @@ Recommendation
 
 Estimated duration: 5h09m (best) to 8h27m (worst) with 64 threads
   Bytes        1.8 TB at 95.0 MB/s to 76.0 MB/s: 5h08m to 6h25m
-  Items        1,310,000 files + 344,000 folders (half weight) at 1000 to 204/s: 24m42s to 2h00m
+  Items        1,310,000 files + 344,000 folders (half weight) at 1,000 to 204/s: 24m42s to 2h00m
   Planning     42.0s
   Bound by     bandwidth: more threads will not make it faster; a faster disk or link would
   Model: time = plan + max(bytes / bandwidth, items / items-per-second). Bandwidth is the
@@ -529,6 +529,11 @@ fn numbers_are_redacted() {
     assert_eq!(
         redact_numbers("12.5 MB/s at 16 threads, v1"),
         "# MB/s at # threads, v#"
+    );
+    // A grouped count is one number; a comma that separates is kept.
+    assert_eq!(
+        redact_numbers("1,310,000 files, 2,800 at 1, 2"),
+        "# files, # at #, #"
     );
 }
 

@@ -3,7 +3,9 @@
 //! The engine calls a [`Listener`]; the terminal bar, the plain periodic lines for `nohup`
 //! and log files, and quiet mode are listeners. Percentages count every planned file,
 //! whatever its outcome, so they add up and never go backwards. Files done by earlier runs
-//! are shown as such and never counted as speed.
+//! are shown as such and never counted as speed. Every count people read is grouped by
+//! thousands ([`count`], rates by [`count_decimal`]: "copied 99,993", "11,379.2 files/s");
+//! the JSON report keeps plain numbers.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -49,6 +51,23 @@ pub fn count(n: impl Into<u64>) -> String {
         s.push(d);
     }
     s
+}
+
+/// A measure with a fraction (a rate) as people read it: `places` decimals, the whole part
+/// grouped like [`count`]: "11,379.2" files/s.
+pub fn count_decimal(x: f64, places: usize) -> String {
+    let s = format!("{x:.places$}");
+    let (whole, frac) = s
+        .split_once('.')
+        .map_or((s.as_str(), None), |(w, f)| (w, Some(f)));
+    match whole.parse::<u64>() {
+        Ok(w) => match frac {
+            Some(f) => format!("{}.{f}", count(w)),
+            None => count(w),
+        },
+        // Negative, not a number, or beyond u64: as formatted.
+        Err(_) => s,
+    }
 }
 
 /// `n` (grouped, [`count`]) and the noun that goes with it: "1 folder", "2,048 folders".
@@ -312,26 +331,26 @@ impl Snapshot {
             .map(human_duration)
             .unwrap_or_else(|| "unknown".into());
         let mut s = format!(
-            "{:.1}% | files {}/{} | {} of {} | {:.1} files/s, {}/s | ETA {}",
+            "{:.1}% | files {}/{} | {} of {} | {} files/s, {}/s | ETA {}",
             self.percent(),
-            self.progress_selected(),
-            self.selected_files,
+            count(self.progress_selected()),
+            count(self.selected_files),
             human_bytes(self.progress_bytes()),
             human_bytes(self.selected_bytes),
-            self.working_rates().0,
+            count_decimal(self.working_rates().0, 1),
             human_bytes(self.working_rates().1 as u64),
             eta
         );
         let prior = self.count(Outcome::AlreadyDone);
         if prior > 0 {
-            s.push_str(&format!(" | {prior} already done before"));
+            s.push_str(&format!(" | {} already done before", count(prior)));
         }
         let bad = self.count(Outcome::Missing) + self.count(Outcome::Failed);
         if bad > 0 {
-            s.push_str(&format!(" | {bad} problems"));
+            s.push_str(&format!(" | {} problems", count(bad)));
         }
         if self.filtered_files > 0 {
-            s.push_str(&format!(" | {} not selected", self.filtered_files));
+            s.push_str(&format!(" | {} not selected", count(self.filtered_files)));
         }
         s
     }
@@ -623,8 +642,8 @@ impl Report {
         s.push_str(&format!(
             "{verb} {how} after {} ({} files planned, {} selected, {}).\n",
             human_duration(Duration::from_secs_f64(self.duration_s)),
-            self.totals.files,
-            self.totals.selected_files,
+            count(self.totals.files),
+            count(self.totals.selected_files),
             human_bytes(self.totals.selected_bytes)
         ));
         let label = |o: Outcome| match o {
@@ -646,23 +665,24 @@ impl Report {
                         .iter()
                         // The JSON's keys, said in words.
                         .map(|(k, v)| match *k {
-                            "trash" => format!("{v} in the Trash"),
-                            "other_user" => format!("{v} of other users"),
-                            "not_under_only" => format!("{v} outside --only"),
-                            "beyond_limit" => format!("{v} beyond --limit"),
-                            k => format!("{k}: {v}"),
+                            "trash" => format!("{} in the Trash", count(*v)),
+                            "other_user" => format!("{} of other users", count(*v)),
+                            "not_under_only" => format!("{} outside --only", count(*v)),
+                            "beyond_limit" => format!("{} beyond --limit", count(*v)),
+                            k => format!("{k}: {}", count(*v)),
                         })
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
                 _ => String::new(),
             };
-            s.push_str(&format!("  {:<27} {:>9}{extra}\n", label(o), n));
+            s.push_str(&format!("  {:<27} {:>9}{extra}\n", label(o), count(n)));
         }
         if self.not_processed > 0 {
             s.push_str(&format!(
                 "  {:<27} {:>9}  (run the same command again to continue)\n",
-                "not processed yet", self.not_processed
+                "not processed yet",
+                count(self.not_processed)
             ));
         }
         if self.duration_s > 0.0 && !self.dry_run {
@@ -672,8 +692,8 @@ impl Report {
                 _ => format!(", {}/s", human_bytes(self.bytes_per_s as u64)),
             };
             s.push_str(&format!(
-                "  copy rate: {:.1} files/s{bytes} with {}\n",
-                self.files_per_s,
+                "  copy rate: {} files/s{bytes} with {}\n",
+                count_decimal(self.files_per_s, 1),
                 plural(self.threads as u64, "thread", "threads")
             ));
         }
@@ -694,7 +714,7 @@ impl Report {
         if !self.renamed.is_empty() {
             s.push_str(&format!(
                 "  {} names were changed to suit the destination ({} rules){so_far}; each is {listed}\n",
-                self.renamed.len(),
+                count(self.renamed.len() as u64),
                 self.names.as_str()
             ));
         }
@@ -723,20 +743,21 @@ impl Report {
         }
         if odd_sizes > 0 {
             s.push_str(&format!(
-                "  {odd_sizes} files have a size in the database that is not a byte count; their objects are restored whole, and each is {listed}\n",
+                "  {} files have a size in the database that is not a byte count; their objects are restored whole, and each is {listed}\n",
+                count(odd_sizes as u64)
             ));
         }
         if self.restored_again > 0 {
             s.push_str(&format!(
                 "  {} files an earlier run restored were not on the destination{so_far}: they {} like files not done (each is listed in the report)\n",
-                self.restored_again,
+                count(self.restored_again),
                 if self.dry_run { "would be restored again" } else { "were restored again" }
             ));
         }
         if self.stale_temps_removed > 0 {
             s.push_str(&format!(
                 "  removed {} temporary files left by an interrupted run\n",
-                self.stale_temps_removed
+                count(self.stale_temps_removed)
             ));
         }
         for m in self
@@ -750,7 +771,7 @@ impl Report {
         if self.totals.undated_files > 0 {
             s.push_str(&format!(
                 "  {} files have no plausible date in the --mtime-from fields: they keep the time of the restore (`plan --json` shows them with mtime_ms null)\n",
-                self.totals.undated_files
+                count(self.totals.undated_files)
             ));
         }
         if self.folder_dates_failed > 0 {
@@ -881,12 +902,12 @@ impl FolderPass {
             _ => "unknown".into(),
         };
         format!(
-            "{}: {} of {} folders ({:.1}%), {:.1} folders/s, ETA {eta}",
+            "{}: {} of {} folders ({:.1}%), {} folders/s, ETA {eta}",
             self.what,
             count(self.done),
             count(self.total),
             100.0 * self.done as f64 / self.total.max(1) as f64,
-            rate,
+            count_decimal(rate, 1),
         )
     }
 }
@@ -919,17 +940,19 @@ fn started_line(r: &Report, fd_limit: u64) -> String {
     let done_before = match (r.totals.done_before_files, r.looks_for_done) {
         (0, _) => String::new(),
         (n, false) => format!(
-            ", {n} of them ({}) done by earlier runs",
+            ", {} of them ({}) done by earlier runs",
+            count(n),
             human_bytes(r.totals.done_before_bytes)
         ),
         (n, true) => format!(
-            ", {n} of them ({}) recorded as done by earlier runs (each looked for on the destination before it counts as done)",
+            ", {} of them ({}) recorded as done by earlier runs (each looked for on the destination before it counts as done)",
+            count(n),
             human_bytes(r.totals.done_before_bytes)
         ),
     };
     format!(
         "restoring {} files ({}){done_before} from {} to {} [{}; names: {:?}; {}; open-file limit {}]{}",
-        r.totals.selected_files,
+        count(r.totals.selected_files),
         human_bytes(r.totals.selected_bytes),
         r.source.display(),
         r.dest.display(),
@@ -1155,7 +1178,7 @@ mod tests {
         // 500 files in the 0.5 s since the first: 1,000 files/s, 500 left.
         let eta = s.eta().unwrap().as_secs_f64();
         assert!((eta - 0.5).abs() < 0.01, "{eta}");
-        assert!(s.line().contains("1000.0 files/s"), "{}", s.line());
+        assert!(s.line().contains("1,000.0 files/s"), "{}", s.line());
         // The report's copy rate stays the whole copy's.
         assert!((s.files_per_sec() - 500.0 / 3.5).abs() < 0.01);
     }
@@ -1274,6 +1297,152 @@ mod tests {
         assert_eq!(human_bytes(999), "999 B");
         assert_eq!(human_bytes(1_500_000), "1.5 MB");
         assert_eq!(human_duration(Duration::from_secs(3725)), "1h02m");
+    }
+
+    /// A report of a restore from a small demo dump into `dir/restored` (its counts are set
+    /// by the test): the real config a restore makes.
+    fn report_in(dir: &Path) -> Report {
+        use clap::Parser;
+        let dump = dir.join("dump");
+        crate::demo::generate(
+            &dump,
+            &crate::demo::DemoSpec {
+                seed: 1,
+                files: 10,
+                users: 1,
+                size_mix: crate::demo::SizeMix::Demo,
+                content: crate::demo::Content::Tiny,
+            },
+        )
+        .unwrap();
+        let dest = dir.join("restored");
+        let cli = crate::cli::Cli::try_parse_from([
+            "mycloud-recover".as_ref(),
+            "restore".as_ref(),
+            dump.as_os_str(),
+            dest.as_os_str(),
+        ])
+        .unwrap();
+        let crate::cli::Command::Restore(a) = cli.command else {
+            unreachable!()
+        };
+        let cfg = RestoreConfig::new(&a.source, &a.dest, &a.select, &a.run).unwrap();
+        Report::new(&cfg, 32)
+    }
+
+    /// Round 19's review: after round 18 grouped the folder counts, the file counts beside
+    /// them were still ungrouped ("copied 99993" above "24,997 folders kept today's date").
+    /// Every count people read is grouped: the summary's table and lines, the start line and
+    /// the progress line, the copy rate's whole part; the JSON keeps numbers.
+    #[test]
+    fn file_counts_are_grouped_like_folder_counts_regression_round_19() {
+        let t = tempfile::tempdir().unwrap();
+        let mut r = report_in(t.path());
+        let totals = PlanTotals {
+            files: 1_310_000,
+            selected_files: 1_200_000,
+            selected_bytes: 1_760_000_000_000,
+            filtered: 110_000,
+            undated_files: 4_321,
+            done_before_files: 1_000_000,
+            done_before_bytes: 1_000_000_000_000,
+            ..Default::default()
+        };
+        r.set_totals(&totals);
+        for (o, n) in [
+            (Outcome::Copied, 99_993),
+            (Outcome::AlreadyDone, 1_000_000),
+            (Outcome::Adopted, 1_001),
+            (Outcome::Missing, 2_345),
+            (Outcome::Failed, 1_000),
+            (Outcome::Filtered, 110_000),
+        ] {
+            r.outcomes.insert(o.as_str(), n);
+        }
+        r.filtered_by_reason.insert("trash", 100_000);
+        r.filtered_by_reason.insert("other_user", 10_000);
+        r.not_processed = 95_661;
+        r.bytes_copied = 130_000_000_000;
+        r.duration_s = 3725.0;
+        r.files_per_s = 11_379.24;
+        r.bytes_per_s = 35_000_000.0;
+        r.restored_again = 1_500;
+        r.stale_temps_removed = 2_048;
+        r.folder_dates_failed = 24_997;
+        for i in 0..1_234 {
+            r.add_rename(&format!("a:{i}"), &format!("a_{i}"));
+            r.problems.push(Problem {
+                id: format!("id{i}"),
+                path: format!("p/{i}.jpg"),
+                outcome: Outcome::Missing,
+                reason: "object not found".into(),
+            });
+        }
+        let said = r.summary();
+        let row = |label: &str, n: &str| format!("\n  {label:<27} {n:>9}");
+        for (label, n) in [
+            ("copied", "99,993"),
+            ("already done (earlier run)", "1,000,000"),
+            ("already on destination", "1,001"),
+            ("missing object", "2,345"),
+            ("failed", "1,000"),
+            ("not selected", "110,000"),
+            ("not processed yet", "95,661"),
+        ] {
+            assert!(said.contains(&row(label, n)), "{label} {n}:\n{said}");
+        }
+        for line in [
+            "(1,310,000 files planned, 1,200,000 selected, 1.8 TB).",
+            "  (10,000 of other users, 100,000 in the Trash)",
+            "copy rate: 11,379.2 files/s, 35.0 MB/s with 32 threads",
+            "  1,234 names were changed",
+            "  1,500 files an earlier run restored",
+            "  removed 2,048 temporary files",
+            "  4,321 files have no plausible date",
+            "  24,997 folders kept today's date",
+            "Problem files (1,234):",
+            "  ... and 1,214 more in the report",
+        ] {
+            assert!(said.contains(line), "{line}:\n{said}");
+        }
+        // The JSON keeps numbers.
+        let json: serde_json::Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["outcomes"]["copied"], 99_993);
+        assert_eq!(json["totals"]["files"], 1_310_000);
+        assert_eq!(json["not_processed"], 95_661);
+
+        // The start line.
+        r.looks_for_done = false;
+        let start = started_line(&r, 65_536);
+        assert!(
+            start.starts_with("restoring 1,200,000 files (1.8 TB), 1,000,000 of them (1.0 TB) done by earlier runs from "),
+            "{start}"
+        );
+        // The progress line: 1,000,000 files done before, 1,234 copied in 0.1 s, 2,000
+        // problems, 110,000 not selected.
+        let mut snap = Snapshot::new(&totals);
+        for (o, n) in [
+            (Outcome::AlreadyDone, 1_500),
+            (Outcome::Copied, 1_234),
+            (Outcome::Missing, 2_000),
+        ] {
+            for _ in 0..n {
+                snap.record(o, 1_000, 1_000);
+            }
+        }
+        snap.elapsed = Duration::from_millis(100);
+        let line = snap.line();
+        for part in [
+            "| files 1,003,234/1,200,000 |",
+            "| 32,340.0 files/s,",
+            "| 1,500 already done before | 2,000 problems | 110,000 not selected",
+        ] {
+            assert!(line.contains(part), "{part}: {line}");
+        }
+        assert_eq!(count_decimal(11_379.24, 1), "11,379.2");
+        assert_eq!(count_decimal(999.96, 1), "1,000.0");
+        assert_eq!(count_decimal(1_399.6, 0), "1,400");
+        assert_eq!(count_decimal(0.0, 1), "0.0");
     }
 
     /// Round 18's review: folder counts were printed ungrouped ("24997 folders"), in the

@@ -2009,7 +2009,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let fallbacks = named_fallbacks.load(Ordering::Relaxed);
     if fallbacks > 0 {
         report.warnings.push(format!(
-            "{fallbacks} files went to folders on another filesystem mounted inside {}, which has no unnamed files: they were written under hidden temporary names (.mcr-*.part) and renamed into place. Names on that filesystem follow the rules chosen for {} ({:?}); files it refuses are listed as failed",
+            "{} files went to folders on another filesystem mounted inside {}, which has no unnamed files: they were written under hidden temporary names (.mcr-*.part) and renamed into place. Names on that filesystem follow the rules chosen for {} ({:?}); files it refuses are listed as failed",
+            count(fallbacks),
             cfg.dest.display(),
             cfg.dest.display(),
             cfg.plan.policy

@@ -226,16 +226,18 @@ impl SourceLayout {
         if !sample.is_empty() && found * 10 < sample.len() as u64 {
             let user_storage = self.user_storage();
             warnings.push(format!(
-                "only {found} of {} sampled contentIDs have an object under {}: the object store layout may differ from what this tool knows{}",
-                sample.len(),
+                "only {} of {} sampled contentIDs have an object under {}: the object store layout may differ from what this tool knows{}",
+                crate::report::count(found),
+                crate::report::count(sample.len() as u64),
                 self.files.display(),
                 if user_storage.is_some() { " (a userStorage folder exists: this firmware may keep files in clear there)" } else { "" }
             ));
         }
         if let Some(p) = closed.first() {
             warnings.push(format!(
-                "{} of {found} sampled objects cannot be read by this user (permission denied, for example {}): files whose object is like them will fail. {SUDO_HINT}",
-                closed.len(),
+                "{} of {} sampled objects cannot be read by this user (permission denied, for example {}): files whose object is like them will fail. {SUDO_HINT}",
+                crate::report::count(closed.len() as u64),
+                crate::report::count(found),
                 p.display()
             ));
         }

@@ -495,8 +495,8 @@ fn rebuild(
             "{} does not look like a restore of the database {}: of the files found at their planned paths, {} would be replaced (another size, or other bytes) and only {} match the plan. The wrong SOURCE or DEST, or other --names than the restore used? {}. regen marks the files that differ to be replaced by the next restore, while `restore` itself never replaces a file it did not write unless given --overwrite: check the paths and options, and run regen with those the restore used",
             cfg.dest.display(),
             cfg.source.db.display(),
-            replaced,
-            rep.adopted + only_date_differs,
+            crate::report::count(replaced),
+            crate::report::count(rep.adopted + only_date_differs),
             // A damaged checkpoint was set aside before the rebuild began (it could not be
             // read); nothing on DEST was touched either way.
             match damaged {

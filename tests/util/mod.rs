@@ -260,6 +260,15 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+/// A count as the tool prints it for people, its thousands grouped ("1,024", "24,997"), or
+/// plain ("7"); `None` for any other word.
+pub fn count_of(word: &str) -> Option<u64> {
+    let digits = word.replace(',', "");
+    (!word.starts_with(',') && !word.ends_with(',') && !word.contains(",,"))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
 /// Sum of all outcome counts in a report.
 pub fn outcome_sum(report: &serde_json::Value) -> u64 {
     report["outcomes"]
