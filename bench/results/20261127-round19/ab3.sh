@@ -1,5 +1,10 @@
 #!/bin/bash
 # A/B: tools named in TOOLS; each run on a fresh ext4 (direct-I/O loop), source pre-read.
+# Expects, under /work/benchdata: exp-small/dump (the 100,000-file demo dump), exp-tree (its
+# restore, the plain tree for xcp), exp-small/pairs/*.txt (bench/pairs.py), bin/createtest
+# (cc -O2 -pthread bench/createtest.c), bin/mcr-NAME for each tool NAME; xcp from
+# bench/run.sh's bench/.tools. FRESH names the script that makes the fresh filesystem
+# (default /tmp/exp/fresh-dio.sh: copy fresh-dio.sh there). Output lines go to $OUT.
 cd /work/benchdata
 XCP=/work/main/bench/.tools/bin/xcp
 out=${OUT:-/tmp/exp/ab3.txt}
