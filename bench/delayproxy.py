@@ -8,9 +8,18 @@ Each chunk is forwarded `delay` seconds after it arrived, order preserved, so th
 round-trip time is 2 x delay while throughput is not capped.
 
 Usage: delayproxy.py LISTEN_PORT TARGET_PORT DELAY_MS
+       delayproxy.py --exec DELAY_MS COMMAND [ARGS...]
+
+The second form needs no port and no sshd: it runs COMMAND (e.g. `sftp-server`) and
+forwards its standard input and output with the delay, so sshfs can use it as its
+`ssh_command` (the integration tests do: a share with round trips as slow as a NAS's).
 """
 import asyncio
+import os
+import queue
+import subprocess
 import sys
+import threading
 import time
 
 
@@ -58,5 +67,55 @@ async def main():
         await server.serve_forever()
 
 
+def exec_main(delay_ms, command):
+    """Runs `command`, forwarding stdin -> its stdin and its stdout -> stdout with the delay."""
+    delay = delay_ms / 1000.0
+    child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+
+    def forward(src, dst):
+        q = queue.Queue()
+
+        def send():
+            while True:
+                due, data = q.get()
+                if data is None:
+                    break
+                wait = due - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                try:
+                    while data:
+                        data = data[os.write(dst, data):]
+                except OSError:
+                    break
+            try:
+                os.close(dst)
+            except OSError:
+                pass
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        while True:
+            try:
+                data = os.read(src, 1 << 20)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            q.put((time.monotonic() + delay, data))
+        q.put((0, None))
+        sender.join()
+
+    up = threading.Thread(
+        target=forward, args=(sys.stdin.fileno(), child.stdin.fileno()), daemon=True
+    )
+    up.start()
+    forward(child.stdout.fileno(), sys.stdout.fileno())
+    child.wait()
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    if sys.argv[1:2] == ["--exec"]:
+        exec_main(float(sys.argv[2]), sys.argv[3:])
+    else:
+        asyncio.run(main())

@@ -1569,20 +1569,39 @@ fn full_destination_stops_cleanly_without_partial_files() {
 /// (test skipped) where FUSE mounts cannot be made, unless MCR_TEST_FUSE=require (`.ci/run`
 /// installs sshfs and openssh-sftp-server).
 fn sftp_mount(backing: &Path, at: &Path, scratch: &Path) -> Option<FuseMount> {
-    let args = sftp_args(backing, at, scratch);
+    slow_sftp_mount(backing, at, scratch, 0)
+}
+
+/// [`sftp_mount`] with `delay_ms` added each way to every exchange with the server (a round
+/// trip `2 x delay_ms` slower, as to a NAS across a network): `bench/delayproxy.py --exec`
+/// runs the server and forwards its input and output late (needs python3, as `.ci/run`'s
+/// image has).
+fn slow_sftp_mount(backing: &Path, at: &Path, scratch: &Path, delay_ms: u32) -> Option<FuseMount> {
+    let args = sftp_args_with_delay(backing, at, scratch, delay_ms);
     let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
     FuseMount::with("sshfs", &args, at)
 }
 
 /// The arguments of `sshfs` for [`sftp_mount`] (its mount point last).
 fn sftp_args(backing: &Path, at: &Path, scratch: &Path) -> Vec<String> {
+    sftp_args_with_delay(backing, at, scratch, 0)
+}
+
+/// [`sftp_args`], the server's exchanges `delay_ms` late each way (see [`slow_sftp_mount`]).
+fn sftp_args_with_delay(backing: &Path, at: &Path, scratch: &Path, delay_ms: u32) -> Vec<String> {
     use std::os::unix::fs::PermissionsExt;
     let server = ["/usr/lib/openssh/sftp-server", "/usr/lib/sftp-server"]
         .into_iter()
         .find(|p| Path::new(p).exists())
         .unwrap_or("/usr/lib/openssh/sftp-server");
     let command = scratch.join("sftp-here.sh");
-    std::fs::write(&command, format!("#!/bin/sh\nexec {server}\n")).unwrap();
+    let run = if delay_ms == 0 {
+        server.to_string()
+    } else {
+        let proxy = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/delayproxy.py");
+        format!("python3 {} --exec {delay_ms} {server}", proxy.display())
+    };
+    std::fs::write(&command, format!("#!/bin/sh\nexec {run}\n")).unwrap();
     std::fs::set_permissions(&command, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::create_dir_all(at).unwrap();
     vec![
@@ -6892,6 +6911,47 @@ fn preflight_reports_advises_and_leaves_no_trace() {
     assert!(!v["measurements"]["scaling"].as_array().unwrap().is_empty());
     assert!(!dest.exists());
     assert_eq!(SourceSnapshot::take(&dump), before, "source changed");
+}
+
+/// Round 16: pre-flight promises to finish within about `--budget` seconds, but over a
+/// share with slow round trips (sshfs, +10 ms) it took 53 s of a 40 s budget: each step of
+/// the per-file benchmark got its share of the budget for its timed part alone, while
+/// making its 64 worker folders (one after the other, each queued on their folder's lock)
+/// and removing its files afterwards took seconds more, at every step. Now each step
+/// counts its setup and cleanup, the worker folders are made in parallel groups, and a
+/// step that cannot fit in what is left is not started: `--budget 10` over sshfs with
+/// 10 ms each way (20 ms a round trip) ends within 25% of it, having measured the
+/// per-file cost, and leaves nothing on the share.
+#[test]
+fn preflight_keeps_its_budget_over_a_slow_share_regression_round_16() {
+    let dump = Dump::new(16, 300, 1);
+    let (backing, share) = (dump.path("served"), dump.path("share"));
+    std::fs::create_dir_all(&backing).unwrap();
+    let Some(_mounted) = slow_sftp_mount(&backing, &share, &dump.path(""), 10) else {
+        return;
+    };
+    let budget = 10.0;
+    let started = std::time::Instant::now();
+    let out = bin()
+        .arg("preflight")
+        .arg(&dump.root)
+        .arg(share.join("restored"))
+        .args(["--budget", "10", "--json"])
+        .output()
+        .unwrap();
+    let took = started.elapsed().as_secs_f64();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{msg}");
+    assert!(
+        took <= budget * 1.25,
+        "pre-flight took {took:.1} s with --budget 10 over a share with 20 ms round trips\n{msg}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let scaling = report["measurements"]["scaling"].as_array().unwrap();
+    assert!(!scaling.is_empty(), "no per-file measurement: {msg}");
+    assert_eq!(report["measurements"]["dest"]["network"], true, "{msg}");
+    let left: Vec<_> = std::fs::read_dir(&backing).unwrap().flatten().collect();
+    assert!(left.is_empty(), "left on the share: {left:?}");
 }
 
 #[test]

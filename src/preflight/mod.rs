@@ -12,7 +12,10 @@
 //! 4. benchmarks, each bounded in time and size: cold-cache reads of sampled objects, a
 //!    flushed sequential write to DEST, and the per-file cost on DEST at 1, 4, 16 and 64
 //!    workers, measured up and down again so a machine whose load drifts does not favour
-//!    one end (the scaling curve; on NFS/SMB it is the network round trip);
+//!    one end (the scaling curve; on NFS/SMB it is the network round trip). Each step
+//!    counts its setup and cleanup against the budget (over a slow share, making and
+//!    removing the test folders and files can take longer than the timed part), and one
+//!    that cannot fit in what is left is not started (a note says which);
 //! 5. advice and an estimate ([`model`]): threads from the scaling curve, warnings, a ready
 //!    `restore` command, and a best/worst duration band from the model described there.
 //!
@@ -77,6 +80,11 @@ const WRITE_MAX_BYTES: u64 = 128 << 20;
 /// Below this, a write benchmark says nothing (two rounds of a few chunks).
 const MIN_WRITE_BYTES: u64 = 8 << 20;
 const LEVEL_MAX_FILES: u64 = 20_000;
+/// Kept back at the end of the budget for removing the probe folder.
+const FINISH_RESERVE: Duration = Duration::from_secs(1);
+/// A per-file step given less than this is not started (its setup and cleanup would be
+/// most of it).
+const MIN_STEP: Duration = Duration::from_millis(150);
 const QUICK_MAX_FILES: u64 = 5_000;
 
 /// Whether Ctrl-C (or SIGTERM) asked to stop: benchmarks end early, cleanup still runs.
@@ -348,6 +356,7 @@ fn benchmarks(p: &mut dyn Probe, m: &mut Measurements, deadline: Instant) {
         time: left / 5,
         max_bytes: READ_MAX_BYTES,
         max_files: SAMPLE_OBJECTS as u64,
+        until: None,
     };
     match p.source_read(&read) {
         Ok(r) => m.read = Some(r),
@@ -371,6 +380,7 @@ fn benchmarks(p: &mut dyn Probe, m: &mut Measurements, deadline: Instant) {
         time: left / 5,
         max_bytes: WRITE_MAX_BYTES.min(room),
         max_files: 2,
+        until: None,
     };
     if write.max_bytes < MIN_WRITE_BYTES {
         m.notes.push(format!(
@@ -390,23 +400,32 @@ fn benchmarks(p: &mut dyn Probe, m: &mut Measurements, deadline: Instant) {
             .push("per-file benchmark: skipped, the destination has almost no free space".into());
         return;
     }
-    // What is left now, spread over the levels (slow earlier steps shrink them), measured
-    // up and down again; the spare step's worth of time covers syncs and cleanup.
+    // The levels, measured up and down again, each step in an even share of what is left
+    // then (a step that ran over shrinks the ones after it), its setup, flush and cleanup
+    // included: over a slow share they can take longer than the timed part (making 64
+    // folders and removing their files took 3-8 s at 20 ms a round trip). A step that
+    // cannot fit in what is left is not started: the budget holds.
     let order = model::abba(&LEVELS);
-    let per_step = deadline
-        .saturating_duration_since(Instant::now())
-        .saturating_sub(Duration::from_secs(1))
-        .max(Duration::from_secs(2))
-        / (order.len() as u32 + 2);
     let mut points = Vec::new();
-    for t in order {
+    let mut skipped = Vec::new();
+    for (i, &t) in order.iter().enumerate() {
         if m.dest_unresponsive.is_some() || stopping() {
             break;
         }
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(FINISH_RESERVE);
+        let need = least_step(&points, t);
+        if need > left {
+            skipped.push(t);
+            continue;
+        }
+        let step = (left / (order.len() - i) as u32).max(need);
         let limits = Limits {
-            time: per_step.max(Duration::from_millis(150)),
+            time: step,
             max_bytes: u64::MAX,
             max_files: step_files,
+            until: Some(Instant::now() + step),
         };
         match p.per_file(t, &limits) {
             Ok(pt) => points.push(pt),
@@ -416,7 +435,37 @@ fn benchmarks(p: &mut dyn Probe, m: &mut Measurements, deadline: Instant) {
             }
         }
     }
+    if !skipped.is_empty() {
+        m.notes.push(format!(
+            "per-file benchmark: {} of its {} steps left out so as to end within --budget (at {} workers): making and removing its test files on the destination took long; a larger --budget measures them all",
+            skipped.len(),
+            order.len(),
+            skipped
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     m.scaling = model::merge_points(&points);
+}
+
+/// The least a per-file step at `threads` workers takes, from the steps `measured` at that
+/// level: making its folders, [`MIN_STEP`] of work, and its flush and cleanup at the rate
+/// they took per second of work. A level not measured yet gets [`MIN_STEP`]: it is tried
+/// whatever it costs (the first pass up is what the advice needs most; its overrun shrinks
+/// or leaves out steps of the pass down).
+fn least_step(measured: &[ScalingPoint], threads: usize) -> Duration {
+    let min = MIN_STEP.as_secs_f64();
+    let secs = measured
+        .iter()
+        .filter(|p| p.threads == threads)
+        .map(|p| {
+            let work = (p.secs - p.sync_secs).max(0.01);
+            p.setup_secs + min * (1.0 + (p.sync_secs + p.cleanup_secs) / work)
+        })
+        .fold(min, f64::max);
+    Duration::from_secs_f64(secs)
 }
 
 /// Reads the work from the database: one pass of the plan (the restore does the same),
@@ -520,6 +569,7 @@ pub fn quick_tune(p: &mut dyn Probe, files: u64, fd_limit: u64) -> Result<Tuning
             time: slice,
             max_bytes: u64::MAX,
             max_files: QUICK_MAX_FILES / 2,
+            until: None,
         };
         points.push(p.per_file(t, &limits)?);
     }

@@ -281,6 +281,10 @@ pub struct ScalingPoint {
     pub files_per_s: f64,
     /// The slowest third of the time slice, at the same sync share.
     pub low_files_per_s: f64,
+    /// Untimed: making the step's folders before it (the longest of its runs).
+    pub setup_secs: f64,
+    /// Untimed: removing its files and folders after it (the longest of its runs).
+    pub cleanup_secs: f64,
 }
 
 /// Everything measured.
@@ -564,6 +568,8 @@ pub fn merge_points(points: &[ScalingPoint]) -> Vec<ScalingPoint> {
                     0.0
                 };
                 q.low_files_per_s = q.low_files_per_s.min(p.low_files_per_s).min(q.files_per_s);
+                q.setup_secs = q.setup_secs.max(p.setup_secs);
+                q.cleanup_secs = q.cleanup_secs.max(p.cleanup_secs);
             }
             None => out.push(p.clone()),
         }
@@ -1062,6 +1068,8 @@ pub(crate) mod tests {
                 sync_secs: 0.1,
                 files_per_s: fps,
                 low_files_per_s: fps * 0.8,
+                setup_secs: 0.0,
+                cleanup_secs: 0.0,
             })
             .collect()
     }

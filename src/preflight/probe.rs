@@ -90,6 +90,10 @@ pub struct Limits {
     pub time: Duration,
     pub max_bytes: u64,
     pub max_files: u64,
+    /// When the whole call should be over, its setup and cleanup included (pre-flight's
+    /// budget): over a slow share, creating and removing the test folders and files can
+    /// take longer than the timed part. `None`: only `time` bounds the timed part.
+    pub until: Option<Instant>,
 }
 
 /// Measures the machine and the disks. Benchmarks write only to DEST and must leave nothing
@@ -130,6 +134,9 @@ pub struct RealProbe {
     /// later probes are not tried again.
     dest_refused: Option<ProbeError>,
     notes: Vec<String>,
+    /// Per-file benchmark: the time its flush and cleanup took for each second of work,
+    /// by worker count, as last measured (what a step keeps back to end by its `until`).
+    tail_ratio: std::collections::BTreeMap<usize, f64>,
 }
 
 impl RealProbe {
@@ -143,6 +150,7 @@ impl RealProbe {
             dest_dead: None,
             dest_refused: None,
             notes: Vec::new(),
+            tail_ratio: Default::default(),
         }
     }
 
@@ -396,6 +404,7 @@ impl Probe for RealProbe {
                     time: limits.time / 2,
                     max_bytes: limits.max_bytes / 2,
                     max_files: 1,
+                    until: None,
                 };
                 rounds.push(write_round(
                     &dir.join(format!("sequential-{r}.bin")),
@@ -410,12 +419,22 @@ impl Probe for RealProbe {
     fn per_file(&mut self, threads: usize, limits: &Limits) -> Result<ScalingPoint, ProbeError> {
         let dir = self.workspace()?;
         let limits = *limits;
-        self.guarded(
+        // Not measured yet at this level: as much as at the worst level measured (more
+        // workers leave more files to remove), or a guess before the first.
+        let ratio = self
+            .tail_ratio
+            .get(&threads)
+            .copied()
+            .or_else(|| self.tail_ratio.values().copied().reduce(f64::max))
+            .unwrap_or(TAIL_RATIO_GUESS);
+        let (point, tail) = self.guarded(
             Role::Dest,
             &format!("creating small files with {threads} workers"),
             limits.time,
-            move || per_file_level(&dir, threads.max(1), &limits),
-        )
+            move || per_file_level(&dir, threads.max(1), &limits, ratio),
+        )?;
+        self.tail_ratio.insert(threads, tail);
+        Ok(point)
     }
 
     fn finish(&mut self) -> Result<Vec<String>, ProbeError> {
@@ -777,21 +796,63 @@ fn one_file(
     std::fs::rename(tmp, fin).map_err(io_err("cannot rename into", fin))
 }
 
+/// What a per-file step keeps back for its flush and cleanup, per second of work, before
+/// one has been measured. Measured: 0.02-0.1 on a local disk, 0.3-0.9 over sshfs with
+/// 10-20 ms round trips (more with more workers: more files to remove).
+const TAIL_RATIO_GUESS: f64 = 0.5;
+
 /// Per-file cost with `threads` workers, each in its own folder, for `limits.time`, then a
 /// `syncfs` (what restore's default batch durability does); the files are removed
-/// afterwards, untimed.
-fn per_file_level(dir: &Path, threads: usize, limits: &Limits) -> Result<ScalingPoint, ProbeError> {
+/// afterwards, untimed. With `limits.until`, the whole step (folders made, flush and
+/// cleanup included) aims to end by then: the timed part is shortened by what the setup
+/// took and by `tail_ratio` times itself, kept back for the flush and cleanup (the caller
+/// learns it from the ratio returned with the point: what they took per second of work).
+fn per_file_level(
+    dir: &Path,
+    threads: usize,
+    limits: &Limits,
+    tail_ratio: f64,
+) -> Result<(ScalingPoint, f64), ProbeError> {
     let level = dir.join(format!("files-{threads}"));
+    let begun = Instant::now();
     std::fs::create_dir(&level).map_err(io_err("cannot create", &level))?;
     // One folder per worker: a restore spreads files over many folders (about four files per
     // folder on real devices), and creates in one folder serialise on its lock, which on
-    // NFS/SMB would hide exactly the parallelism being measured.
-    for t in 0..threads {
-        let d = level.join(format!("w{t}"));
+    // NFS/SMB would hide exactly the parallelism being measured. Folders made in one folder
+    // queue on its lock too: 64 of them took 4 s over sshfs with 20 ms round trips, so they
+    // sit in groups (about the square root of the workers), each group filled in parallel.
+    let groups = worker_groups(threads);
+    for g in 0..groups {
+        let d = level.join(format!("g{g}"));
         if let Err(e) = std::fs::create_dir(&d) {
             let _ = std::fs::remove_dir_all(&level);
             return Err(io_err("cannot create", &d)(e));
         }
+    }
+    let made: Vec<Result<(), ProbeError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..groups)
+            .map(|g| {
+                let level = &level;
+                s.spawn(move || {
+                    for t in (g..threads).step_by(groups) {
+                        let d = worker_dir(level, t, groups);
+                        std::fs::create_dir(&d).map_err(io_err("cannot create", &d))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(ProbeError::Other("a setup thread panicked".into())))
+            })
+            .collect()
+    });
+    if let Some(e) = made.into_iter().find_map(Result::err) {
+        let _ = std::fs::remove_dir_all(&level);
+        return Err(e);
     }
     // Flush what earlier steps left dirty, so the timed sync below is this level's own.
     if let Ok(d) = File::open(&level) {
@@ -802,7 +863,13 @@ fn per_file_level(dir: &Path, threads: usize, limits: &Limits) -> Result<Scaling
         .and_then(|f| f.create_unnamed())
         .is_ok();
     let stamp = SystemTime::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
-    let slice = limits.time.max(Duration::from_millis(50));
+    let mut slice = limits.time;
+    if let Some(until) = limits.until {
+        let left = until.saturating_duration_since(Instant::now());
+        slice = slice.min(left.div_f64(1.0 + tail_ratio.max(0.0)));
+    }
+    let slice = slice.max(Duration::from_millis(50));
+    let setup_secs = begun.elapsed().as_secs_f64();
     let reserved = AtomicU64::new(0);
     let start = Instant::now();
     // Per worker: files done, files per third of the slice, first error.
@@ -814,7 +881,7 @@ fn per_file_level(dir: &Path, threads: usize, limits: &Limits) -> Result<Scaling
                 s.spawn(move || {
                     let (mut done, mut thirds) = (0u64, [0u64; 3]);
                     // The worker's folder, kept open as a restore worker keeps its own.
-                    let d = level.join(format!("w{t}"));
+                    let d = worker_dir(level, t, groups);
                     let folder = match unnamed
                         .then(|| crate::restore::copy::Folder::open(&d))
                         .transpose()
@@ -829,8 +896,8 @@ fn per_file_level(dir: &Path, threads: usize, limits: &Limits) -> Result<Scaling
                         {
                             return (done, thirds, None);
                         }
-                        let tmp = level.join(format!("w{t}/.t{done}"));
-                        let fin = level.join(format!("w{t}/f{done}"));
+                        let tmp = d.join(format!(".t{done}"));
+                        let fin = d.join(format!("f{done}"));
                         if let Err(e) = one_file(&tmp, &fin, data, stamp, folder.as_ref()) {
                             return (done, thirds, Some(e));
                         }
@@ -861,6 +928,7 @@ fn per_file_level(dir: &Path, threads: usize, limits: &Limits) -> Result<Scaling
         .and_then(|d| rustix::fs::syncfs(&d).map_err(io::Error::from))
         .map_err(io_err("cannot flush", &level));
     let sync_secs = ts.elapsed().as_secs_f64();
+    let tc = Instant::now();
     // Clean up in parallel (a NAS deletes faster with several requests in flight).
     let cleanup: Vec<Result<(), ProbeError>> = std::thread::scope(|s| {
         let handles: Vec<_> = results
@@ -869,7 +937,7 @@ fn per_file_level(dir: &Path, threads: usize, limits: &Limits) -> Result<Scaling
             .map(|(t, (done, _, _))| {
                 let level = &level;
                 s.spawn(move || -> Result<(), ProbeError> {
-                    let d = level.join(format!("w{t}"));
+                    let d = worker_dir(level, t, groups);
                     for i in 0..*done {
                         let p = d.join(format!("f{i}"));
                         std::fs::remove_file(&p).map_err(io_err("cannot remove", &p))?;
@@ -901,18 +969,36 @@ fn per_file_level(dir: &Path, threads: usize, limits: &Limits) -> Result<Scaling
     for c in cleanup {
         c?;
     }
+    for g in 0..groups {
+        let d = level.join(format!("g{g}"));
+        std::fs::remove_dir(&d).map_err(io_err("cannot remove", &d))?;
+    }
     std::fs::remove_dir(&level).map_err(io_err("cannot remove", &level))?;
     synced?;
     if super::stopping() {
         return Err(ProbeError::Interrupted);
     }
-    Ok(scaling_point(
-        threads, files, thirds, work_secs, sync_secs, slice,
-    ))
+    let cleanup_secs = tc.elapsed().as_secs_f64();
+    let tail = (sync_secs + cleanup_secs) / work_secs.max(0.01);
+    let mut point = scaling_point(threads, files, thirds, work_secs, sync_secs, slice);
+    point.setup_secs = setup_secs;
+    point.cleanup_secs = cleanup_secs;
+    Ok((point, tail))
+}
+
+/// How many folders the worker folders of a per-file step are spread over.
+fn worker_groups(threads: usize) -> usize {
+    (threads as f64).sqrt().ceil().max(1.0) as usize
+}
+
+/// Worker `t`'s own folder in a per-file step.
+fn worker_dir(level: &Path, t: usize, groups: usize) -> PathBuf {
+    level.join(format!("g{}", t % groups)).join(format!("w{t}"))
 }
 
 /// Rates from the counts: the sync is charged to every third alike; the low rate is the
-/// slowest third (only when the slice ran to its end, not when the file cap stopped it).
+/// slowest third (only when the slice ran to its end, not when the file cap stopped it,
+/// and was long enough for every worker to finish a file in each third).
 fn scaling_point(
     threads: usize,
     files: u64,
@@ -923,7 +1009,8 @@ fn scaling_point(
 ) -> ScalingPoint {
     let secs = work_secs + sync_secs;
     let files_per_s = if secs > 0.0 { files as f64 / secs } else { 0.0 };
-    let full = work_secs >= 0.95 * slice.as_secs_f64();
+    // A third too short for each worker to finish a file in it says nothing about stalls.
+    let full = work_secs >= 0.95 * slice.as_secs_f64() && files >= 3 * threads as u64;
     let low_files_per_s = match thirds.iter().min() {
         Some(&low) if full && secs > 0.0 => {
             let third = slice.as_secs_f64() / 3.0;
@@ -938,5 +1025,6 @@ fn scaling_point(
         sync_secs,
         files_per_s,
         low_files_per_s,
+        ..Default::default()
     }
 }

@@ -405,7 +405,14 @@ fn real_prober_leaves_nothing_on_dest_and_writes_nothing_to_the_source() {
 
     // Everything was measured on this machine.
     let m = &r.measurements;
-    assert!(m.notes.is_empty(), "{:?}", m.notes);
+    // On a busy machine the 5 s budget can leave out a step of the pass down (each level
+    // is still measured on the way up): the budget holds, and a note says so.
+    let notes: Vec<_> = m
+        .notes
+        .iter()
+        .filter(|n| !n.contains("steps left out so as to end within --budget"))
+        .collect();
+    assert!(notes.is_empty(), "{notes:?}");
     assert!(m
         .read
         .as_ref()
