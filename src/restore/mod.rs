@@ -2070,7 +2070,7 @@ enum Stop<'a> {
 /// last file, said "about 0 B is still to restore: free at least 0 B more". When the
 /// figures fit in what the destination says is free, they cannot explain the stop, and
 /// the sentence asks to free some space without a figure: a filesystem keeps part of its
-/// free space for itself.
+/// free space for itself, and a user's quota (EDQUOT, a NAS share) can be below it.
 fn space_still_needed(free: u64, file_bytes: u64, folders: u64, block: u64) -> (String, u64) {
     use crate::report::{human_bytes, plural};
     let folder_bytes = folders.saturating_mul(block);
@@ -2088,7 +2088,7 @@ fn space_still_needed(free: u64, file_bytes: u64, folders: u64, block: u64) -> (
     let ask = if short > 0 {
         format!("free at least {} more", human_bytes(short))
     } else {
-        "free some space there (by these figures it fits, but a filesystem keeps part of its free space for itself)".to_string()
+        "free some space there, or have your quota there raised (by these figures it fits, but a filesystem keeps part of its free space for itself, and a user's quota on a NAS can be smaller than what is free)".to_string()
     };
     (
         format!(
@@ -2765,7 +2765,8 @@ mod tests {
             assert_eq!(short, 0, "{s}");
             assert!(!s.contains("at least"), "{s}");
             assert!(
-                s.ends_with("keeps part of its free space for itself)"),
+                s.contains("keeps part of its free space for itself")
+                    && s.ends_with("quota on a NAS can be smaller than what is free)"),
                 "{s}"
             );
         }
