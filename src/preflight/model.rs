@@ -893,7 +893,8 @@ pub fn advise(m: &Measurements, w: &Work, base: &CommandBase) -> Advice {
             human_bytes(s.needed - s.free),
             human_bytes(s.comfortable - s.free)
         )),
-        Some(s) if s.tight => warnings.push(format!(
+        // Already blocking as full (no inode left, a quota): "should fit" would contradict it.
+        Some(s) if s.tight && full.is_none() => warnings.push(format!(
             "the destination will be nearly full: {} free, about {} needed, leaving {} (less than the {}% + {} worth keeping free). The restore should fit; if something else fills the disk meanwhile, it stops cleanly and the same command resumes once space is freed",
             human_bytes(s.free),
             human_bytes(s.needed),
@@ -1512,6 +1513,17 @@ pub(crate) mod tests {
             a.blocking[0]
         );
         assert!(a.blocking.iter().all(|b| !b.contains("cannot be written")));
+
+        // Bytes that fit but leave less than the reserve, no inode left: blocking as out of
+        // inodes, without "nearly full ... should fit" beside it (round 19).
+        m.dest.as_mut().unwrap().free_bytes = Some(600_000_000);
+        let a = advise(&m, &w, &CommandBase::default());
+        assert_eq!(a.blocking.len(), 1, "{:?}", a.blocking);
+        assert!(
+            a.warnings.iter().all(|x| !x.contains("nearly full")),
+            "{:?}",
+            a.warnings
+        );
     }
 
     #[test]
