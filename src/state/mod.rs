@@ -759,8 +759,9 @@ pub struct StateLock {
     /// The kernel drops the advisory lock when the process dies, so a killed run never
     /// leaves a stale lock. Dropped after [`StateLock`]'s `drop` has run.
     _lock: File,
-    /// The folders [`StateLock::take`] made (the state folder and those above it that were
-    /// missing), outermost first: what dropping the lock before [`StateLock::open`] removes.
+    /// The folders [`StateLock::take`] created (the state folder and those above it that were
+    /// missing), outermost first: what dropping the lock before [`StateLock::open`] removes,
+    /// when the state folder itself is among them.
     /// Emptied once the checkpoint is open.
     made: Vec<PathBuf>,
 }
@@ -772,12 +773,26 @@ impl StateLock {
             path: dir.to_path_buf(),
             source,
         };
-        let mut made: Vec<PathBuf> = dir
+        let mut missing: Vec<PathBuf> = dir
             .ancestors()
             .take_while(|d| !d.as_os_str().is_empty() && d.symlink_metadata().is_err())
             .map(Path::to_path_buf)
             .collect();
-        made.reverse();
+        missing.reverse();
+        // Made: only the folders created here, not those missing by their spelling. A path
+        // through `..` (`new/../existing`) reaches a folder that was there, and another run
+        // may make the same folder meanwhile: neither is this lock's to remove.
+        let mut made = Vec::new();
+        for d in missing {
+            match std::fs::create_dir(&d) {
+                Ok(()) => made.push(d),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
+                Err(e) => {
+                    remove_empty(&made);
+                    return Err(io(e));
+                }
+            }
+        }
         std::fs::create_dir_all(dir).map_err(io)?;
         let lock = std::fs::OpenOptions::new()
             .create(true)
@@ -937,7 +952,8 @@ impl Drop for StateLock {
             std::fs::read_dir(dir)
                 .is_ok_and(|mut entries| entries.all(|e| e.is_ok_and(|e| e.file_name() == "lock")))
         };
-        if self.made.is_empty()
+        // The state folder itself made here, or nothing is removed.
+        if self.made.last() != Some(&self.dir)
             || !only_the_lock(&self.dir)
             || std::fs::remove_file(self.dir.join("lock")).is_err()
         {
@@ -2070,6 +2086,30 @@ mod tests {
     /// folder and the folders above it that taking it made, but not one that meanwhile holds
     /// something else (another restore's state folder, a file in the state folder), nor a
     /// state folder that was there before, nor one whose checkpoint was opened.
+    /// Review of round 19: the folders a lock "made" were those missing before it was taken,
+    /// by their spelling: a --state-dir that reaches a folder that was there through a
+    /// missing one and `..` (`new/../existing`) counted `existing` as made, and a refused
+    /// first run removed the user's (empty) folder, leaving `new` behind. Only folders the
+    /// lock really created are removed, and a state folder that was there stays as it is.
+    #[test]
+    fn a_dropped_lock_keeps_a_folder_that_was_there_reached_through_dot_dot_regression_round_19() {
+        let t = tempfile::tempdir().unwrap();
+        let existing = t.path().join("existing");
+        std::fs::create_dir(&existing).unwrap();
+        drop(StateLock::take(&t.path().join("new/../existing")).unwrap());
+        assert!(existing.is_dir(), "the folder that was there stays");
+        assert!(
+            existing.join("lock").is_file(),
+            "a folder that was there stays as it is"
+        );
+        // Two takers of one new folder: only the one that made it counts it as made.
+        let dir = t.path().join("racing");
+        let first = StateLock::take(&dir).unwrap();
+        assert_eq!(first.made, std::slice::from_ref(&dir));
+        drop(first);
+        assert!(!dir.exists());
+    }
+
     #[test]
     fn a_dropped_lock_removes_only_the_empty_folders_it_made() {
         let t = tempfile::tempdir().unwrap();
