@@ -1905,6 +1905,55 @@ fn a_share_lost_while_folders_are_dated_stops_and_the_next_run_dates_them_regres
     );
 }
 
+/// Round 19 (review): with `--durability file` each file was flushed before it was linked
+/// into its folder, but its name was not, and the checkpoint recorded it without flushing
+/// the destination: when DEST's filesystem failed after the last file (ext4 with
+/// `errors=remount-ro`, its journal aborted: what a crash of the disk leaves), the last
+/// recorded files were not on the disk once it was mounted again. Now the destination is
+/// flushed before each commit under `file` too: every file the run recorded as copied is
+/// there. The failure is made with ext4's `trigger_fs_error` while the folders are dated.
+#[test]
+fn durability_file_records_a_file_only_once_its_name_is_on_the_disk_regression_round_19() {
+    let dump = Dump::new(119, 300, 1);
+    let Some(disk) = Ext4Disk::mount_made_with(&dump, "64M", &["-e", "remount-ro"]) else {
+        return;
+    };
+    let trigger = Path::new("/sys/fs/ext4")
+        .join(disk.device())
+        .join("trigger_fs_error");
+    if !trigger.exists() {
+        eprintln!("skipped: {} is not there", trigger.display());
+        return;
+    }
+    let dest = disk.path.join("restored");
+    let state = dump.path("state");
+    let folders = planned_folder_dates(&dump, &dest);
+    let child = spawn_restore(
+        &dump,
+        &dest,
+        &state,
+        &["--threads", "2", "--durability", "file"],
+        "folder_delay_ms=200",
+    );
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while folders_dated(&folders, &dest) == 0 {
+        assert!(std::time::Instant::now() < until, "no folder dated");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::fs::write(&trigger, "test").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    let copied = report_in(&state)["outcomes"]["copied"].as_u64().unwrap();
+    assert!(copied > 200, "{msg}");
+    disk.mount_again();
+    let on_disk = tree(&dest).values().filter(|(dir, _, _)| !dir).count() as u64;
+    assert_eq!(
+        on_disk, copied,
+        "files recorded as copied but not on the disk after it failed\n{msg}"
+    );
+}
+
 /// A run stopped by DEST lost in the folder passes after the last file says that the files
 /// were all recorded and that the next run `next` ("it dates them"), in its summary and its
 /// report, never that files since the last commit were not recorded; `status` does not

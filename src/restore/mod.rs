@@ -960,9 +960,12 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     }
     // What a batch's `syncfs` flushes: the destination's filesystem, and any filesystem
     // mounted inside it (a second disk mounted in DEST is not flushed by the first's). One
-    // that cannot be opened cannot be written either: its files fail on their own.
+    // that cannot be opened cannot be written either: its files fail on their own. Under
+    // `file` too: each file is flushed before it is linked into its folder, but its name is
+    // only on the disk once the folder is (round 19: a DEST whose filesystem failed lost
+    // the last recorded names).
     let mut dest_sync: Vec<(PathBuf, std::fs::File)> = Vec::new();
-    if ckpt.is_some() && cfg.durability == Durability::Batch {
+    if ckpt.is_some() && cfg.durability != Durability::None {
         dest_sync.push((cfg.dest.clone(), std::fs::File::open(&cfg.dest)?));
         dest_sync.extend(
             crate::fsinfo::mounts_inside(&cfg.dest)

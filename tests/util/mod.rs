@@ -430,6 +430,35 @@ impl Ext4Disk {
         remount(&self.path, options)
     }
 
+    /// The loop device's name (`loop3`), as under `/sys/fs/ext4/`.
+    pub fn device(&self) -> String {
+        let at = self.path.to_string_lossy().into_owned();
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        let source = mounts
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .find(|(_, rest)| rest.split(' ').next() == Some(at.as_str()))
+            .map(|(source, _)| source.to_string())
+            .unwrap_or_else(|| panic!("{at} is not mounted"));
+        source.trim_start_matches("/dev/").to_string()
+    }
+
+    /// Unmounts the disk and mounts its image again: what is on the disk after its journal
+    /// is replayed, as after a power cut or a crash of its filesystem.
+    pub fn mount_again(&self) {
+        must("umount", &[self.path.as_os_str()]);
+        let image = self.path.with_file_name("ext4.img");
+        must(
+            "mount",
+            &[
+                "-o".as_ref(),
+                "loop".as_ref(),
+                image.as_os_str(),
+                self.path.as_os_str(),
+            ],
+        );
+    }
+
     /// Fills the disk with `filler` up to its last block (reserved blocks included, as
     /// the tests run as root), then frees `blocks` blocks of it again.
     pub fn fill_but(&self, filler: &Path, blocks: u64) {
