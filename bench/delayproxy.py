@@ -114,8 +114,36 @@ def exec_main(delay_ms, command):
     child.wait()
 
 
+def usage(problem):
+    """Says what is wrong with the command line, and how to use it (exit 2)."""
+    usage_lines = __doc__[__doc__.index("Usage:") : __doc__.index("The second form")].rstrip()
+    print(f"delayproxy.py: {problem}\n{usage_lines}", file=sys.stderr)
+    sys.exit(2)
+
+
+def number(text, what):
+    try:
+        value = float(text)
+    except ValueError:
+        usage(f"{what} must be a number, not {text!r}")
+    if value < 0:
+        usage(f"{what} must not be negative, not {text!r}")
+    return value
+
+
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--exec"]:
-        exec_main(float(sys.argv[2]), sys.argv[3:])
-    else:
+    args = sys.argv[1:]
+    if args[:1] in (["-h"], ["--help"]):
+        print(__doc__)
+    elif args[:1] == ["--exec"]:
+        if len(args) < 3:
+            usage("--exec needs DELAY_MS and a COMMAND")
+        exec_main(number(args[1], "DELAY_MS"), args[2:])
+    elif len(args) == 3:
+        for port in args[:2]:
+            if not port.isdigit() or not 0 < int(port) < 65536:
+                usage(f"a port must be a number from 1 to 65535, not {port!r}")
+        number(args[2], "DELAY_MS")
         asyncio.run(main())
+    else:
+        usage("expected LISTEN_PORT TARGET_PORT DELAY_MS, or --exec DELAY_MS COMMAND")
