@@ -631,12 +631,12 @@ fn look_at_status_dest(
 /// The `verify` command that checks the restore `status` looked at, ready to paste: SOURCE
 /// and DEST as given, else the database and DEST the checkpoint records (SOURCE is the
 /// folder holding the database's `db/`; `--db` when the database is not `db/index.db`
-/// there), and the selection of the checkpoint's runs ([`crate::state::Selection`]), so
+/// there, `--files` when the objects were read from elsewhere than `files/` there), and the selection of the checkpoint's runs ([`crate::state::Selection`]), so
 /// that the files they left out are not listed as missing.
 fn verify_command(a: &StatusArgs, dir: &Path, dest: &Path) -> String {
     let quote = crate::preflight::model::shell_path;
     let mut verify = String::from("mycloud-recover verify");
-    let (mut db, files) = (a.db.clone(), a.files_dir.clone());
+    let (mut db, mut files) = (a.db.clone(), a.files_dir.clone());
     match a.paths.as_slice() {
         [src, dest] => verify.push_str(&format!(" {} {}", quote(src), quote(dest))),
         _ => {
@@ -650,6 +650,12 @@ fn verify_command(a: &StatusArgs, dir: &Path, dest: &Path) -> String {
                 (Some(r), Some(s)) => {
                     if db.is_none() && s.join("db/index.db") != *r {
                         db = Some(r.clone());
+                    }
+                    // Objects read from elsewhere than beside the database (`--files`).
+                    let objects = crate::state::recorded_meta(dir, crate::state::SOURCE_FILES_KEY)
+                        .map(std::path::PathBuf::from);
+                    if files.is_none() {
+                        files = objects.filter(|f| *f != s.join("files"));
                     }
                     verify.push_str(&format!(" {} {}", quote(s), quote(dest)));
                 }

@@ -7815,6 +7815,55 @@ fn the_verify_status_suggests_checks_the_files_the_runs_selected_regression_roun
     );
 }
 
+/// Round 20: a restore whose objects were given with `--files` (the database copied off
+/// the device, the objects read where they are) did not record that folder, so the `verify`
+/// command `status --state-dir` alone suggested had no `--files`: it looked for the objects
+/// beside the copied database and found none. The checkpoint now records the object folder
+/// and the suggestion carries it.
+#[test]
+fn the_verify_status_suggests_reads_the_objects_the_restore_read_regression_round_20() {
+    let dump = Dump::new(66, 200, 1);
+    let source = dump.path("copied");
+    std::fs::create_dir_all(source.join("db")).unwrap();
+    std::fs::copy(dump.db(), source.join("db/index.db")).unwrap();
+    let objects = dump.root.join("restsdk/data/files");
+    assert!(objects.is_dir(), "{}", objects.display());
+    let (dest, state) = (dump.path("restored"), dump.path("state"));
+    let out = bin()
+        .arg("restore")
+        .arg(&source)
+        .arg(&dest)
+        .arg("--files")
+        .arg(&objects)
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the demo's missing objects: {}",
+        text(&out)
+    );
+    let first = recorded_copies(&state);
+    std::fs::remove_file(dest.join(&first[0])).unwrap();
+    let out = bin()
+        .arg("status")
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{msg}");
+    let (verify, out) = run_the_verify_status_suggests(&msg);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{verify}: {said}");
+    assert!(
+        said.contains(" 1 differ,") && said.contains(&first[0]),
+        "{verify}: {said}"
+    );
+}
+
 /// Runs, as a shell would, the `verify` command `status` printed in `msg` (between
 /// backquotes), with this build's binary for `mycloud-recover`.
 fn run_the_verify_status_suggests(msg: &str) -> (String, std::process::Output) {

@@ -775,6 +775,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             // The checkpoint is checked before anything is created on the destination.
             let c = lock.open(cfg.fresh, &cfg.command_line)?;
             c.bind(&source_db, &cfg.dest)?;
+            c.record_objects(&cfg.source.files)?;
             Some(c)
         }
     };

@@ -1189,6 +1189,14 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// Records the object folder this run reads ([`SOURCE_FILES_KEY`]), for the commands
+    /// `status` suggests when it is given only the state folder. Not part of the binding:
+    /// the same objects may be reached by another path on the next run.
+    pub fn record_objects(&self, files: &Path) -> Result<(), StateError> {
+        let files = files.canonicalize().unwrap_or_else(|_| files.to_path_buf());
+        self.set_meta(SOURCE_FILES_KEY, &files.display().to_string())
+    }
+
     /// Begins `regen`'s rebuild of the file records: one transaction from here to
     /// [`Checkpoint::finish_rebuild`], so that readers (`status`) see the old records until
     /// the new ones are all written, and a regen killed or refused on the way changes no
@@ -1423,6 +1431,8 @@ pub struct Status {
 pub const NAMES_KEY: &str = "names";
 /// The source database's [`fingerprint`], which finds it again at another path.
 const FINGERPRINT_KEY: &str = "source_fingerprint";
+/// The object folder the last run read ([`Checkpoint::record_objects`]).
+pub const SOURCE_FILES_KEY: &str = "source_files";
 /// The date fields the restore took dates from (`--mtime-from`, as given by
 /// `DatePolicy::describe`).
 pub const DATES_KEY: &str = "dates";

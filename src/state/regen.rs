@@ -285,6 +285,7 @@ fn rebuild(
         ),
         r => r?,
     }
+    ckpt.record_objects(&cfg.source.files)?;
     // Files found that the checkpoint does not record and that changed since a crashed run
     // began are compared with their objects (below); taken before the walk, which marks them.
     let unsure_since = crate::restore::unsure_since(ckpt.unsure_since()?, cfg);
