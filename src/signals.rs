@@ -13,9 +13,15 @@
 //! to stop, since it ends as finished: it said "finishing files in flight" and then ended
 //! "finished", exit 0. One atomic holds both the request and that point, so the message and
 //! the end always agree, whichever comes first.
+//!
+//! A second signal ends the process with `process::exit` on the signal thread: no destructor
+//! of the command's own thread runs, so what a command cleans up when it ends (a first
+//! restore's state folder holding only its lock, [`crate::state::StateLock`]) would stay.
+//! Such work is registered with [`before_exit`] and done on the signal thread, a normal
+//! thread (not a signal handler), just before the exit.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 /// Where the command is: running, asked to stop, settled, settled and signalled since.
 static PHASE: AtomicU8 = AtomicU8::new(RUNNING);
@@ -24,6 +30,8 @@ const STOPPING: u8 = 1;
 const SETTLED: u8 = 2;
 const SETTLED_SIGNALLED: u8 = 3;
 static INSTALLED: OnceLock<()> = OnceLock::new();
+/// What a second signal does before it exits ([`before_exit`]).
+static BEFORE_EXIT: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
 
 /// What a command says on the first and on a second signal.
 pub struct Messages {
@@ -88,12 +96,29 @@ pub fn install(messages: Messages) {
                         Heard::Settled => say(messages.settled),
                         Heard::Second => {
                             say(messages.second);
+                            let hooks = BEFORE_EXIT
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .clone();
+                            for hook in hooks {
+                                hook();
+                            }
                             std::process::exit(130);
                         }
                     }
                 }
             });
     });
+}
+
+/// Registers `hook`, called on the signal thread when a second signal ends the process,
+/// before it exits (once per registration: register it once). It must return quickly and
+/// never wait for the command's own thread, which may be anywhere: the user asked to end now.
+pub fn before_exit(hook: fn()) {
+    BEFORE_EXIT
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(hook);
 }
 
 /// Whether a stop was asked for.

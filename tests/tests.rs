@@ -6853,6 +6853,52 @@ fn a_signal_while_planning_stops_before_anything_is_made() {
     the_same_command_finishes(&dump, &dest, &[], &[]);
 }
 
+/// Review of round 19: a second Ctrl-C exits at once, and a first restore stopped so while
+/// it planned left its state folder (and the folders above it that it made) holding only
+/// `lock`, which `status` then finds: the lock's drop, which removes them, did not run. The
+/// second signal now removes them before the exit. Once the checkpoint is open, a second
+/// Ctrl-C leaves the state folder as it is, and the same command finishes.
+#[test]
+fn a_second_ctrl_c_while_planning_leaves_no_state_folder_regression_round_19() {
+    let dump = Dump::new(86, 120, 1);
+    let dest = dump.path("restored");
+    let states = dump.path("states");
+    let state = states.join("first/state");
+    // The plan takes 5 s: only the second signal ends the run before that.
+    let mut child = spawn_restore(&dump, &dest, &state, &[], "plan_delay_ms=5000");
+    wait_for_lock(&state.join("lock"));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    send_signal(&child, "INT");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    send_signal(&child, "INT");
+    assert_eq!(wait_at_most(&mut child, 2.5), Some(130));
+    let said = text(&child.wait_with_output().unwrap());
+    assert!(
+        !states.exists(),
+        "left {:?}: {said}",
+        tree(&states).into_keys()
+    );
+    assert!(!dest.exists(), "{said}");
+    // After the checkpoint was opened: the state folder stays.
+    let mut child = spawn_restore(&dump, &dest, &state, &["--threads", "2"], "delay_ms=8000");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !state.join("checkpoint.db").exists() {
+        assert!(std::time::Instant::now() < until, "no checkpoint opened");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    send_signal(&child, "INT");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    send_signal(&child, "INT");
+    assert_eq!(wait_at_most(&mut child, 2.5), Some(130));
+    let said = text(&child.wait_with_output().unwrap());
+    assert!(
+        state.join("checkpoint.db").is_file() && state.join("lock").is_file(),
+        "{said}"
+    );
+    the_same_command_finishes(&dump, &dest, &["--state-dir", state.to_str().unwrap()], &[]);
+}
+
 /// Round 12: the folder phase after the last file (on a network destination one round
 /// trip per folder: minutes for a real device's folders) went on to the end after Ctrl-C,
 /// which then reported "finished" (exit 0 or 1). It now stops, says so, exits 130, and the

@@ -26,12 +26,24 @@
 //! earlier records of the same outcome instead (found through a small index of those
 //! outcomes only) and counts the runs that found it so (`times`); a checkpoint from before
 //! the count has one record per run, each counted once.
+//!
+//! One run at a time uses a state folder: it holds an advisory lock (`flock`) on the
+//! folder's `lock` file, which the kernel drops when the process dies ([`StateLock`]). A
+//! first run that ends before it opens its checkpoint (refused at planning, stopped) removes
+//! the state folder it made, `lock` included, so that it leaves nothing behind; it removes
+//! `lock` while holding it, so another run that opened `lock` just before could lock a file
+//! no longer there, and a third one a new `lock`. A run therefore holds the lock only once
+//! the path `lock` still names the file it locked (same device and inode), opening it again
+//! if not. A second Ctrl-C exits at once, without that cleanup: the signal thread does it
+//! before the exit (`signals::before_exit`).
 
 pub mod regen;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 
 use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -753,7 +765,15 @@ pub struct Checkpoint {
 ///
 /// A lock dropped before it opened a checkpoint (the run refused at planning, stopped by
 /// Ctrl-C, or a panic unwinding) removes what [`StateLock::take`] made: a refused first run
-/// leaves no state folder behind (see its `Drop`).
+/// leaves no state folder behind (see its `Drop`). A second Ctrl-C ends the process without
+/// dropping anything; it removes the same (`remove_unopened`).
+///
+/// Removing `lock` while it is held means the lock is not the file alone but the file that
+/// the path `lock` names: a run that opened `lock` just before its holder removed it would
+/// otherwise lock the removed file once the holder exits, and a third run would lock a new
+/// `lock`, two runs on one checkpoint. So a run checks, once it has locked the file it
+/// opened, that `lock` still names that file, and opens `lock` again if not
+/// (`StateLock::lock`).
 pub struct StateLock {
     dir: PathBuf,
     /// The kernel drops the advisory lock when the process dies, so a killed run never
@@ -764,52 +784,76 @@ pub struct StateLock {
     /// when the state folder itself is among them.
     /// Emptied once the checkpoint is open.
     made: Vec<PathBuf>,
+    /// This lock's entry in [`UNOPENED`], while it has one.
+    id: u64,
+}
+
+/// How many times [`StateLock::lock`] opens `lock` again after finding that the file it
+/// locked is no longer `lock` (each time, another run removed or replaced it in between).
+const LOCK_ATTEMPTS: usize = 8;
+
+/// The locks not yet opened that a second Ctrl-C cleans up ([`remove_unopened`]): for each,
+/// its id, its state folder and the folders taking it made (only those whose state folder
+/// was made: the others have nothing to remove).
+static UNOPENED: Mutex<Vec<(u64, PathBuf, Vec<PathBuf>)>> = Mutex::new(Vec::new());
+
+fn unopened() -> MutexGuard<'static, Vec<(u64, PathBuf, Vec<PathBuf>)>> {
+    UNOPENED.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A second Ctrl-C exits at once ([`crate::signals`]), so no lock is dropped: a first run
+/// stopped so while it planned left a state folder holding only `lock` (which `status` then
+/// finds). Called on the signal thread before that exit, this removes what dropping each
+/// lock not yet opened would remove ([`remove_lock_only`]). When the command's thread holds
+/// the list (taking, opening or dropping a lock: when dropping, doing the same removal),
+/// nothing is done here, since the exit must not wait. Once done, the list stays held until
+/// the process is gone, so the command's thread cannot open a checkpoint in a state folder
+/// just removed.
+fn remove_unopened() {
+    let Ok(unopened) = UNOPENED.try_lock() else {
+        return;
+    };
+    for (_, dir, made) in unopened.iter() {
+        remove_lock_only(dir, made);
+    }
+    std::mem::forget(unopened);
 }
 
 impl StateLock {
     /// Creates the folder if needed and takes its lock.
     pub fn take(dir: &Path) -> Result<StateLock, StateError> {
-        let io = |source| StateError::Io {
-            path: dir.to_path_buf(),
-            source,
-        };
-        let mut missing: Vec<PathBuf> = dir
-            .ancestors()
-            .take_while(|d| !d.as_os_str().is_empty() && d.symlink_metadata().is_err())
-            .map(Path::to_path_buf)
-            .collect();
-        missing.reverse();
-        // Made: only the folders created here, not those missing by their spelling. A path
-        // through `..` (`new/../existing`) reaches a folder that was there, and another run
-        // may make the same folder meanwhile: neither is this lock's to remove.
-        let mut made = Vec::new();
-        for d in missing {
-            match std::fs::create_dir(&d) {
-                Ok(()) => made.push(d),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
-                Err(e) => {
-                    remove_empty(&made);
-                    return Err(io(e));
+        let (file, made) = open_lock_file(dir, Vec::new())?;
+        StateLock::lock(dir, file, made)
+    }
+
+    /// Locks `file`, opened as `dir`'s `lock` (after making the folders `made`), and checks
+    /// that `lock` still names it (device and inode): if its holder removed it meanwhile (its
+    /// `Drop`), or removed it and another run made a new one, `file` is let go and `lock`
+    /// opened again (the folder made again if it went too), at most [`LOCK_ATTEMPTS`] times.
+    fn lock(dir: &Path, mut file: File, mut made: Vec<PathBuf>) -> Result<StateLock, StateError> {
+        let path = dir.join("lock");
+        for _ in 0..LOCK_ATTEMPTS {
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                .map_err(|_| StateError::Locked(dir.to_path_buf()))?;
+            if names(&path, &file) {
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                static HOOK: Once = Once::new();
+                HOOK.call_once(|| crate::signals::before_exit(remove_unopened));
+                let id = NEXT.fetch_add(1, Ordering::Relaxed);
+                if made.last().map(PathBuf::as_path) == Some(dir) {
+                    unopened().push((id, dir.to_path_buf(), made.clone()));
                 }
+                return Ok(StateLock {
+                    dir: dir.to_path_buf(),
+                    _lock: file,
+                    made,
+                    id,
+                });
             }
+            drop(file);
+            (file, made) = open_lock_file(dir, made)?;
         }
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join("lock"))
-            .map_err(|e| {
-                remove_empty(&made);
-                io(e)
-            })?;
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-            .map_err(|_| StateError::Locked(dir.to_path_buf()))?;
-        Ok(StateLock {
-            dir: dir.to_path_buf(),
-            _lock: lock,
-            made,
-        })
+        Err(StateError::Locked(dir.to_path_buf()))
     }
 
     /// Whether the folder holds a checkpoint (an earlier run opened one).
@@ -819,6 +863,7 @@ impl StateLock {
 
     /// The lock of a run whose checkpoint is open: dropped, it leaves the folder as it is.
     fn kept(mut self) -> StateLock {
+        unopened().retain(|(id, ..)| *id != self.id);
         self.made.clear();
         self
     }
@@ -939,27 +984,88 @@ impl StateLock {
 
 /// A lock dropped before it opened a checkpoint, by a run that returned an error (a plan
 /// error, a source without its objects, a DEST that cannot be made), was stopped while it
-/// planned, or panicked: what [`StateLock::take`] made goes, the lock file and then each
-/// folder it created, innermost first, each only if nothing else is in it (another
-/// restore's state folder beside it stays). A state folder holding anything but the lock
-/// (a checkpoint, a report) or one that was there before is left as it is. Best effort, and
-/// nothing depends on it: what cannot be removed stays, as before. The lock file goes while
-/// the lock is still held (the field is dropped after this), so no other run can have taken
-/// it meanwhile.
+/// planned, or panicked: what [`StateLock::take`] made goes (`remove_lock_only`). Best
+/// effort, and nothing depends on it: what cannot be removed stays, as before. Done while
+/// holding `UNOPENED`, so a second Ctrl-C meanwhile does not do it too.
 impl Drop for StateLock {
     fn drop(&mut self) {
-        let only_the_lock = |dir: &Path| {
-            std::fs::read_dir(dir)
-                .is_ok_and(|mut entries| entries.all(|e| e.is_ok_and(|e| e.file_name() == "lock")))
-        };
-        // The state folder itself made here, or nothing is removed.
-        if self.made.last() != Some(&self.dir)
-            || !only_the_lock(&self.dir)
-            || std::fs::remove_file(self.dir.join("lock")).is_err()
-        {
-            return;
+        let mut unopened = unopened();
+        unopened.retain(|(id, ..)| *id != self.id);
+        remove_lock_only(&self.dir, &self.made);
+    }
+}
+
+/// Removes the state folder `dir` when taking its lock made it (it is the last of `made`)
+/// and it holds only `lock`: the lock file and then each folder in `made`, innermost first,
+/// each only if nothing else is in it (another restore's state folder beside it stays). A
+/// state folder holding anything but the lock (a checkpoint, a report) or one that was there
+/// before is left as it is. The lock file goes while the lock is still held (the caller
+/// holds it): a run that opened it meanwhile finds it no longer named `lock` once it locks it
+/// and opens `lock` again ([`StateLock::lock`]).
+fn remove_lock_only(dir: &Path, made: &[PathBuf]) {
+    let only_the_lock = || {
+        std::fs::read_dir(dir)
+            .is_ok_and(|mut entries| entries.all(|e| e.is_ok_and(|e| e.file_name() == "lock")))
+    };
+    // The state folder itself made here, or nothing is removed.
+    if made.last().map(PathBuf::as_path) != Some(dir)
+        || !only_the_lock()
+        || std::fs::remove_file(dir.join("lock")).is_err()
+    {
+        return;
+    }
+    remove_empty(made);
+}
+
+/// Makes the folders missing on the way to the state folder `dir` and opens (creating it if
+/// needed) its `lock`; with the folders made, those of an earlier attempt (`made`) kept,
+/// outermost first. Only the folders created here count as made, not those missing by their
+/// spelling: a path through `..` (`new/../existing`) reaches a folder that was there, and
+/// another run may make the same folder meanwhile: neither is this lock's to remove.
+fn open_lock_file(dir: &Path, mut made: Vec<PathBuf>) -> Result<(File, Vec<PathBuf>), StateError> {
+    let io = |source| StateError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut missing: Vec<PathBuf> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && d.symlink_metadata().is_err())
+        .map(Path::to_path_buf)
+        .collect();
+    missing.reverse();
+    for d in missing {
+        match std::fs::create_dir(&d) {
+            Ok(()) => made.push(d),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
+            Err(e) => {
+                remove_empty(&made);
+                return Err(io(e));
+            }
         }
-        remove_empty(&self.made);
+    }
+    // All of them are `dir` or above it, spelled as its beginnings: fewer parts is further
+    // out. (An earlier attempt's folders can be made again, or below those made now.)
+    made.sort_by_key(|d| d.components().count());
+    made.dedup();
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))
+        .map_err(|e| {
+            remove_empty(&made);
+            io(e)
+        })?;
+    Ok((file, made))
+}
+
+/// Whether `path` names `file` (the same device and inode).
+fn names(path: &Path, file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(path), file.metadata()) {
+        (Ok(p), Ok(f)) => p.dev() == f.dev() && p.ino() == f.ino(),
+        _ => false,
     }
 }
 
@@ -2117,6 +2223,53 @@ mod tests {
         let first = StateLock::take(&dir).unwrap();
         assert_eq!(first.made, std::slice::from_ref(&dir));
         drop(first);
+        assert!(!dir.exists());
+    }
+
+    /// Review of round 19: a lock dropped before it opened a checkpoint removes `lock` while
+    /// it holds it. A run that had opened `lock` just before (not yet locked) then locked the
+    /// removed file once the holder let go, and went on as the lock's holder; a third run made
+    /// a new `lock`, locked it too: two runs on one checkpoint. A run now checks that `lock`
+    /// still names the file it locked and opens `lock` again if not. The race is played here
+    /// step by step: the file is opened, its holder drops the lock, then the file is locked.
+    #[test]
+    fn a_lock_file_removed_by_its_holder_is_not_taken_regression_round_19() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("state");
+        let open = || File::options().write(true).open(dir.join("lock")).unwrap();
+        // The holder made the folder; it ends, removing `lock` and the folder.
+        let holder = StateLock::take(&dir).unwrap();
+        let opened = open();
+        drop(holder);
+        assert!(!dir.exists());
+        let second = StateLock::lock(&dir, opened, Vec::new()).unwrap();
+        assert!(
+            names(&dir.join("lock"), &second._lock),
+            "the lock held is the file named `lock`"
+        );
+        assert!(
+            matches!(StateLock::take(&dir), Err(StateError::Locked(_))),
+            "a third run is refused"
+        );
+        // It made the folder again: its own to remove.
+        assert_eq!(second.made, std::slice::from_ref(&dir));
+        drop(second);
+        assert!(!dir.exists());
+        // The holder ends and a third run takes a new `lock` before the second locks its file:
+        // the second is refused.
+        let holder = StateLock::take(&dir).unwrap();
+        let opened = open();
+        drop(holder);
+        let third = StateLock::take(&dir).unwrap();
+        assert!(matches!(
+            StateLock::lock(&dir, opened, Vec::new()),
+            Err(StateError::Locked(_))
+        ));
+        assert!(
+            dir.join("lock").is_file(),
+            "the refused run removed nothing"
+        );
+        drop(third);
         assert!(!dir.exists());
     }
 
