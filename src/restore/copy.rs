@@ -405,7 +405,7 @@ pub fn mtime_matches(meta: &std::fs::Metadata, expected_ms: Option<i64>) -> bool
 
 /// Closes a file and returns close()'s error, which `drop` would discard.
 #[allow(unsafe_code)]
-fn close_checked(f: File) -> io::Result<()> {
+pub(crate) fn close_checked(f: File) -> io::Result<()> {
     use std::os::fd::IntoRawFd;
     let fd = f.into_raw_fd();
     // SAFETY: `fd` was just released from an owned `File`, so it is open and owned by us and
@@ -696,31 +696,49 @@ pub enum FolderNotMade {
 
 /// [`weigh_write_error`] for a write at `target` (below `dest`) that needed `needed` bytes.
 fn weigh_dest_error(dest: &Path, target: &Path, needed: u64, msg: String, e: io::Error) -> Attempt {
-    // About the name, not the space: a name taken (a file in the way), a path too long.
-    let about_the_name =
-        e.kind() == io::ErrorKind::AlreadyExists || e.raw_os_error() == Some(libc::ENAMETOOLONG);
-    let attempt = classify(msg, e);
-    if about_the_name {
-        return attempt;
-    }
-    let msg = match &attempt {
-        Attempt::Transient(m)
-        | Attempt::Final(NotRestored::Failed(m) | NotRestored::NoAnswer(m)) => m,
-        _ => return attempt,
+    let fs = || {
+        target
+            .ancestors()
+            .skip(1)
+            .take_while(|p| p.starts_with(dest))
+            .find_map(|p| rustix::fs::statvfs(p).ok())
     };
-    let fs = target
-        .ancestors()
-        .skip(1)
-        .take_while(|p| p.starts_with(dest))
-        .find_map(|p| rustix::fs::statvfs(p).ok());
-    let Some(fs) = fs else { return attempt };
-    let free_inodes = (fs.f_files > 0).then_some(fs.f_favail);
-    match no_room(fs.f_bavail.saturating_mul(fs.f_frsize), free_inodes, needed) {
-        Some(room) => Attempt::Final(NotRestored::DestFull(format!(
-            "{msg}, and {room}: taken for a full destination (a share over the network, such as sshfs or some NAS, reports a full disk as an I/O error)"
-        ))),
-        None => attempt,
+    match full_by_room(&e, target, fs, needed) {
+        Some(room) => Attempt::Final(NotRestored::DestFull(format!("{msg}, {room}"))),
+        None => classify(msg, e),
     }
+}
+
+/// Whether DEST's error `e` writing `at` that does not say "full" (not ENOSPC) is taken
+/// for a full destination all the same, by the room left on its filesystem (`fs`, its
+/// `statvfs`, looked at only for such an error): why ("and the destination has ..."), or
+/// `None`. Errors that say what else they are (a name too long, a read-only filesystem, a
+/// name taken where something is there) are never weighed. Used by the copy
+/// (`weigh_write_error`, [`weigh_folder_error`]) and by the start-up probe of DEST
+/// (`restore::FullAtStart`): a full disk behind an sshfs share answered the probe file's
+/// close with "Input/output error", and the making of a folder with "File exists" with
+/// nothing there (round 20).
+pub fn full_by_room(
+    e: &io::Error,
+    at: &Path,
+    fs: impl FnOnce() -> Option<rustix::fs::StatVfs>,
+    needed: u64,
+) -> Option<String> {
+    let taken = || at.symlink_metadata().is_ok();
+    let says_what_else = (e.kind() == io::ErrorKind::AlreadyExists && taken())
+        || matches!(
+            e.raw_os_error(),
+            Some(libc::ENAMETOOLONG | libc::EROFS | libc::ENOSPC | libc::EDQUOT)
+        );
+    if says_what_else {
+        return None;
+    }
+    let fs = fs()?;
+    let free_inodes = (fs.f_files > 0).then_some(fs.f_favail);
+    let room = no_room(fs.f_bavail.saturating_mul(fs.f_frsize), free_inodes, needed)?;
+    Some(format!(
+        "and {room}: taken for a full destination (a share over the network, such as sshfs or some NAS, reports a full disk as an I/O error)"
+    ))
 }
 
 /// The message for `what` failing on `path` with `e`.

@@ -753,11 +753,23 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // a run that cannot write there (a read-only or missing disk) keeps the progress it had.
     // A destination full at start-up is said with what the restore needs there, which
     // only the plan knows (`full_at_start`).
-    let probe = |done: &KeySet| {
-        create_and_probe(&cfg.dest).map_err(|e| match e.downcast::<FullAtStart>() {
-            Ok(full) => full_at_start(cfg, &plan, &index, done, full),
-            Err(e) => e,
-        })
+    // Full, but with nothing left that needs room there (files without an object only):
+    // the run goes on, with a warning, without what the probe would have learnt
+    // (`DestFacts::default`: named temporary files, names looked at; it writes no file). Not where files recorded as done are known to be
+    // gone from DEST (`all_done_there` false): the run writes them again.
+    let probe = |done: &KeySet,
+                 all_done_there: bool|
+     -> anyhow::Result<(DestFacts, Option<String>)> {
+        match create_and_probe(&cfg.dest) {
+            Ok(facts) => Ok((facts, None)),
+            Err(e) => match e.downcast::<FullAtStart>() {
+                Ok(full) => match full_at_start(cfg, &plan, &index, done, all_done_there, full) {
+                    FullAtStartNeeds::Room(e) => Err(e),
+                    FullAtStartNeeds::Nothing(w) => Ok((DestFacts::default(), Some(w))),
+                },
+                Err(e) => Err(e),
+            },
+        }
     };
     // The same where there is no checkpoint yet (nothing in it to check first): a first run
     // that cannot make or write DEST (a folder below a read-only mount or share, a full
@@ -766,7 +778,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         .as_ref()
         .is_some_and(|l| cfg.fresh || !l.has_checkpoint());
     let early_probe = match early {
-        true => Some(probe(&KeySet::default())?),
+        true => Some(probe(&KeySet::default(), true)?),
         false => None,
     };
     let mut ckpt = match lock {
@@ -818,11 +830,14 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         plan_time.as_secs_f64(),
         count(files_bound)
     ));
-    let dest_facts = match (&ckpt, early_probe) {
-        (_, Some(facts)) => facts,
-        (Some(_), None) => probe(&done_keys)?,
-        (None, _) => DestFacts::default(),
+    let (dest_facts, full_warning) = match (&ckpt, early_probe) {
+        (_, Some(probed)) => probed,
+        (Some(_), None) => probe(&done_keys, !check_done)?,
+        (None, _) => (DestFacts::default(), None),
     };
+    if let Some(w) = &full_warning {
+        ui.preparing(&format!("warning: {w}"));
+    }
     // One restore at a time in a DEST, whatever its state folder: two would write the same
     // temporary names on a network destination and fail each other's files. A lock on the
     // folder itself, held until the end; where the filesystem has no such locks (some network
@@ -927,6 +942,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let mut report = Report::new(cfg, threads);
     report.warnings.extend(threads_note);
     report.warnings.extend(few_objects);
+    report.warnings.extend(full_warning);
     report.names = plan.options().policy;
     report.warnings.extend(names_note);
     report.warnings.extend(dates_note);
@@ -2161,62 +2177,88 @@ impl Room {
 }
 
 /// DEST refused the start-up probe's writes as full (ENOSPC, EDQUOT: no space, no inode
-/// left, or the user's quota used up): said with what the restore needs by [`full_at_start`].
+/// left, or the user's quota used up; or another error, such as the "Input/output error" of
+/// an sshfs share, with no room left by its `statvfs`: `room` says so, as a run stopped while
+/// copying does): said with what the restore needs by [`full_at_start`].
 #[derive(Debug, thiserror::Error)]
-#[error("{what} {}: {source}", path.display())]
+#[error("{what} {}: {source}{}", path.display(), room.as_ref().map(|r| format!(", {r}")).unwrap_or_default())]
 struct FullAtStart {
     what: &'static str,
     path: PathBuf,
     #[source]
     source: std::io::Error,
+    room: Option<String>,
 }
 
 impl FullAtStart {
-    /// DEST's refusal `e` of `what` at `path`: full where it says so, else `other`'s error.
+    /// DEST's refusal `e` of `what` at `path`: full where it says so, or where its
+    /// filesystem (that of `path`'s nearest folder that exists) has no room left
+    /// ([`copy::full_by_room`]); else `other`'s error.
     fn or(
         what: &'static str,
         path: &Path,
         e: std::io::Error,
         other: impl FnOnce(std::io::Error) -> crate::config::ConfigError,
     ) -> anyhow::Error {
-        match copy::is_full(&e) {
-            true => FullAtStart {
-                what,
-                path: path.to_path_buf(),
-                source: e,
-            }
-            .into(),
-            false => other(e).into(),
+        let fs = || path.ancestors().find_map(|p| rustix::fs::statvfs(p).ok());
+        let room = match copy::is_full(&e) {
+            true => None,
+            false => match copy::full_by_room(&e, path, fs, PROBE.len() as u64) {
+                Some(room) => Some(room),
+                None => return other(e).into(),
+            },
+        };
+        FullAtStart {
+            what,
+            path: path.to_path_buf(),
+            source: e,
+            room,
         }
+        .into()
     }
+}
+
+/// What [`full_at_start`] found a full destination needs.
+enum FullAtStartNeeds {
+    /// Room: the error that refuses the run, saying so.
+    Room(anyhow::Error),
+    /// None: every file left has no object (no run writes it) and every planned folder is
+    /// there already, so the run goes on (and lists those files as missing), with this
+    /// warning. A resume with only such files left was told to free room for them (round 20).
+    Nothing(String),
 }
 
 /// The error for a destination found full at start-up: which one, what is free (bytes, or
 /// inodes where none is left), what the restore still needs there (the files the plan
-/// selects that no earlier run finished, `done`, and the planned folders not there yet), and
-/// that nothing was written. It was "cannot write to destination", and the probe's empty
-/// file was left in DEST. Counting the files is a pass over the index, made only here.
+/// selects that no earlier run finished, `done`, and whose object is in the source, and the
+/// planned folders not there yet), and that nothing was written. It was "cannot write to
+/// destination", and the probe's empty file was left in DEST. Counting the files is a pass
+/// over the index, made only here. Where nothing needs room, not an error
+/// ([`FullAtStartNeeds::Nothing`]), unless some files in `done` are known to be gone from
+/// DEST (`all_done_there` false: the run writes them again, and which ones it does not know
+/// yet).
 fn full_at_start(
     cfg: &RestoreConfig,
     plan: &Plan,
     index: &Index,
     done: &KeySet,
+    all_done_there: bool,
     full: FullAtStart,
-) -> anyhow::Error {
-    let done_before = |id: &str, path: &str, size: u64, mtime: Option<i64>| {
-        !done.is_empty() && done.contains(&done_key(id, path, size, mtime))
-    };
-    let (files, bytes) = match plan.totals_knowing(index, &done_before) {
-        Ok(t) => (
-            t.selected_files.saturating_sub(t.done_before_files),
-            t.selected_bytes.saturating_sub(t.done_before_bytes),
-        ),
-        Err(_) => (0, 0),
-    };
+) -> FullAtStartNeeds {
+    let (files, bytes, exact) = files_to_write(cfg, plan, index, done, LOOK_BUDGET);
+    let started = Instant::now();
     let folders = folders_not_there(&plan.folders_deepest_first(), LOOK_BUDGET, |rel| {
         matches!(cfg.dest.join(rel).symlink_metadata(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound)
     });
+    let looked_at_all = exact && started.elapsed() < LOOK_BUDGET && all_done_there;
+    if files == 0 && folders == 0 && looked_at_all && cfg.dest.is_dir() {
+        return FullAtStartNeeds::Nothing(format!(
+            "the destination {} {} ({full}), but nothing this run restores needs room there: the files left have no object in the source (they are listed as missing) and the folders are there",
+            cfg.dest.display(),
+            Room::of(&cfg.dest).full_word()
+        ));
+    }
     let room = Room::of(&cfg.dest);
     let advice = room.what_to_free(bytes, files, folders);
     // `--fresh` forgets what the checkpoint knows (`done` is empty) but keeps the files
@@ -2226,11 +2268,52 @@ fn full_at_start(
         true => " (with --fresh, every file the plan selects is counted: those already there unchanged are kept and need no room)",
         false => "",
     };
-    anyhow::anyhow!(
+    FullAtStartNeeds::Room(anyhow::anyhow!(
         "the destination {} {}: {full}. Nothing was written there. {advice}{fresh}, or choose another disk, then run the same command again",
         cfg.dest.display(),
         room.full_word()
-    )
+    ))
+}
+
+/// The files a restore will write to DEST, and their bytes: those the plan selects that no
+/// earlier run finished (`done`) and that have something to write (an object in the
+/// source, or no content at all: an empty file). A file whose object is missing is never
+/// written and needs neither room nor an inode. Each object is a `stat` on the source;
+/// past `budget` the files not looked at count as written (`false`: the count is not
+/// exact). A file whose object cannot be looked at (permission denied) counts as written.
+fn files_to_write(
+    cfg: &RestoreConfig,
+    plan: &Plan,
+    index: &Index,
+    done: &KeySet,
+    budget: Duration,
+) -> (u64, u64, bool) {
+    let started = Instant::now();
+    let (mut files, mut bytes, mut exact) = (0u64, 0u64, true);
+    let counted = plan.for_each_file_any_order(index, |f| {
+        if f.skip.is_some()
+            || (!done.is_empty()
+                && done.contains(&done_key(&f.id, &f.rel_path, f.size, f.mtime_ms)))
+        {
+            return;
+        }
+        let written = match &f.content_id {
+            None => f.size == 0,
+            Some(_) if !exact => true,
+            Some(cid) => {
+                exact = started.elapsed() < budget;
+                !matches!(cfg.source.find_object_len(cid), Ok(None))
+            }
+        };
+        if written {
+            files += 1;
+            bytes = bytes.saturating_add(f.size);
+        }
+    });
+    match counted {
+        Ok(()) => (files, bytes, exact),
+        Err(_) => (0, 0, false),
+    }
 }
 
 /// How long a restore refused by a full destination looks for the planned folders there.
@@ -2556,11 +2639,23 @@ fn create_and_probe(dest: &Path) -> anyhow::Result<DestFacts> {
 
 /// Writes a probe file; where that fails, removes what was made of it (a full disk makes
 /// the file, then refuses its bytes: the empty file was left in DEST).
+///
+/// Its close is checked: an sshfs share writes late, and answered the write of a full disk
+/// with success and its close with "Input/output error", which a dropped file does not say
+/// (the probe passed, and the run failed its first files; round 20).
 fn write_probe(p: &Path) -> std::io::Result<()> {
-    std::fs::write(p, b"probe").inspect_err(|_| {
-        let _ = std::fs::remove_file(p);
-    })
+    std::fs::File::create(p)
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, PROBE)?;
+            copy::close_checked(f)
+        })
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(p);
+        })
 }
+
+/// What [`write_probe`] writes.
+const PROBE: &[u8] = b"probe";
 
 /// Creates and removes probe files, so an unwritable destination fails before any copying,
 /// and learns [`DestFacts`]. A full one ([`FullAtStart`]) is told apart from one that
@@ -2603,7 +2698,7 @@ fn probe_destination(dest: &Path) -> anyhow::Result<DestFacts> {
     let unnamed_temps = copy::Folder::open(dest)
         .and_then(|folder| {
             let mut f = folder.create_unnamed()?;
-            std::io::Write::write_all(&mut f, b"probe")?;
+            std::io::Write::write_all(&mut f, PROBE)?;
             folder.link(&f, linked.file_name().unwrap_or_default())
         })
         .is_ok();
