@@ -214,7 +214,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub overwrite: bool,
     /// Show what the same command would do now (files the checkpoint records count as
-    /// done); write nothing anywhere.
+    /// done); write nothing anywhere. Exits 2 where the real run would be refused at start-up
+    /// (a destination this process may not write, as on a disk mounted read-only).
     #[arg(long)]
     pub dry_run: bool,
     /// Seconds between progress lines when output is not a terminal (at least 1).
@@ -233,7 +234,8 @@ pub struct RunArgs {
     /// each checkpoint commit; `file` fsyncs every file before its rename; `none` trusts the OS.
     #[arg(long, value_enum, default_value_t = DurabilityArg::Batch)]
     pub durability: DurabilityArg,
-    /// Write the JSON report here (default: `report.json` in the state folder).
+    /// Write the JSON report here, in a folder that exists (default: `report.json` in the
+    /// state folder).
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
 }

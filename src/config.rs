@@ -29,6 +29,23 @@ pub enum ConfigError {
     StateInsideSource(PathBuf, Inside),
     #[error("report file {0} is inside the source{1}; the source must never be written. Pass another --report")]
     ReportInsideSource(PathBuf, Inside),
+    #[error("--report {path} is a folder. Pass --report with a file's path (for example {}), or leave --report out (the report then goes to report.json in the state folder). Nothing was changed", path.join("report.json").display())]
+    ReportIsFolder { path: PathBuf },
+    #[error("--report {path}: {} {why}, so the report cannot be written there. Pass --report with a file in a folder that exists (create the folder first), or leave --report out (the report then goes to report.json in the state folder). Nothing was changed", folder.display())]
+    ReportFolder {
+        path: PathBuf,
+        folder: PathBuf,
+        why: &'static str,
+    },
+    #[error(
+        "--report {path} cannot be written: {source}{}",
+        report_advice(path, source)
+    )]
+    ReportUnwritable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("destination {0} exists and is not a folder")]
     DestNotDir(PathBuf),
     #[error(
@@ -107,6 +124,61 @@ pub fn why_not_made(path: &Path, e: &std::io::Error) -> String {
         );
     }
     format!("{e}{}", dest_advice(path, e))
+}
+
+/// What to do about a `--report` path that cannot be written, after the system's words.
+fn report_advice(path: &Path, e: &std::io::Error) -> String {
+    let fix = match e.raw_os_error() {
+        Some(libc::EROFS) => format!(
+            " (its disk, {}, is mounted read-only)",
+            fsinfo::probe(path).described()
+        ),
+        _ => String::new(),
+    };
+    format!("{fix}. Pass --report with a file in a folder that can be written, or leave --report out (the report then goes to report.json in the state folder). Nothing was changed")
+}
+
+/// A `--report` path given by the user, checked before anything is read or written (round
+/// 20: one in a folder that does not exist, or a folder itself, was refused only once the
+/// checkpoint was open, which added a run that did nothing to it, and a first run's
+/// state folder stayed). Not a folder; its folder exists (or is the state folder, which
+/// the restore makes) and is one; the file, or that folder where it is still to be made,
+/// may be written by this process (`access(2)`: a read-only disk, a folder this user may
+/// not write). Nothing is created here: a refused run would leave an empty file.
+pub fn check_report(path: &Path, state_dir: &Path) -> Result<(), ConfigError> {
+    use rustix::fs::{access, Access};
+    let path_buf = path.to_path_buf();
+    let unwritable = |source: std::io::Error| ConfigError::ReportUnwritable {
+        path: path_buf.clone(),
+        source,
+    };
+    if path.is_dir() {
+        return Err(ConfigError::ReportIsFolder { path: path_buf });
+    }
+    if path.exists() {
+        return access(path, Access::WRITE_OK).map_err(|e| unwritable(e.into()));
+    }
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    if !folder.exists() && absolute(folder) == absolute(state_dir) {
+        return Ok(());
+    }
+    let why = match folder.metadata() {
+        Err(_) => "does not exist",
+        Ok(m) if !m.is_dir() => "is not a folder",
+        Ok(_) => {
+            return access(folder, Access::WRITE_OK | Access::EXEC_OK)
+                .map_err(|e| unwritable(e.into()))
+        }
+    };
+    Err(ConfigError::ReportFolder {
+        path: path_buf,
+        folder: folder.to_path_buf(),
+        why,
+    })
 }
 
 /// How many copy threads.
@@ -452,6 +524,9 @@ impl RestoreConfig {
             .unwrap_or_else(|| state_dir.join("report.json"));
         if let Some(how) = inside_source(&source, &report_path) {
             return Err(ConfigError::ReportInsideSource(report_path, how).into());
+        }
+        if run.report.is_some() {
+            check_report(&report_path, &state_dir)?;
         }
         Ok(RestoreConfig {
             source,

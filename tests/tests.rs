@@ -4382,23 +4382,26 @@ fn status_tells_a_changed_destination_from_a_kill() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     child.kill().unwrap();
     child.wait().unwrap();
-    let (out, _) = restore(
-        &dump,
-        &dest,
-        &[
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--report",
-            "/proc/no/report.json",
-        ],
-        &[],
-    );
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    refused_while_another_restore_holds(&dump, &dest, &["--state-dir", state.to_str().unwrap()]);
     let said = status();
     assert!(
         said.contains("did not end cleanly (killed, or a power cut)"),
         "{said}"
     );
+}
+
+/// Runs a restore into `dest` while this process holds DEST's lock as another restore
+/// would: refused (exit 2) once it has opened its checkpoint, before it writes anything.
+/// (Until round 20 a `--report` path that cannot be written did the same; it is refused
+/// before the checkpoint is opened now.)
+fn refused_while_another_restore_holds(dump: &Dump, dest: &Path, extra: &[&str]) {
+    std::fs::create_dir_all(dest).unwrap();
+    let held = std::fs::File::open(dest).unwrap();
+    rustix::fs::flock(&held, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+    let (out, _) = restore(dump, dest, extra, &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(msg.contains("another restore is writing into"), "{msg}");
 }
 
 /// A symbolic link where a restored folder goes (left by the user, or planted) is not
@@ -5109,6 +5112,222 @@ fn a_destination_not_yet_made_on_a_read_only_share_says_it_refuses_writes_regres
     );
 }
 
+/// Round 20: a dry run into a DEST that a real run could not make or write (here below, or
+/// on, a disk mounted read-only) passed, writing nothing so trying nothing, and so told the
+/// user a real run would go ahead. Now it says what the real run would (its start-up check,
+/// `config::why_not_made`), after "dry run (nothing was written)", and exits 2 as that run
+/// does; it still writes nothing (no DEST, no state folder). On the disk mounted read-write
+/// again, the same dry run goes ahead, writing nothing.
+#[test]
+fn a_dry_run_says_a_real_run_could_not_make_or_write_its_destination_regression_round_20() {
+    let dump = Dump::new(58, 60, 1);
+    let Some(disk) = Ext4Disk::mount(&dump, "32M") else {
+        return;
+    };
+    let there = disk.path.join("there");
+    std::fs::create_dir(&there).unwrap();
+    assert!(disk.remount("ro"), "could not remount read-only");
+    let state = dump.path("state");
+    let said_read_only = format!(
+        " at {}) is mounted read-only: mount it read-write",
+        disk.path.display()
+    );
+    let dry_run =
+        "dry run (nothing was written): a real run would stop before it copies anything: ";
+    let cases = [
+        (
+            disk.path.join("new folder"),
+            "cannot create destination",
+            " (nothing was changed)",
+        ),
+        (
+            disk.path.join("new/deeper"),
+            "cannot create destination",
+            " (nothing was changed)",
+        ),
+        (there.clone(), "cannot write to destination", ""),
+    ];
+    for (dest, refusal, nothing) in &cases {
+        let (out, _) = restore(&dump, dest, &["--dry-run"], &[]);
+        let msg = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{msg}");
+        assert!(
+            msg.contains(&format!(
+                "{dry_run}{refusal} {}{nothing}: Read-only file system",
+                dest.display()
+            )) && msg.contains("(ext4 from /dev/loop")
+                && msg.contains(&said_read_only),
+            "{msg}"
+        );
+        assert!(!state.exists(), "a dry run made a state folder: {msg}");
+    }
+    // The real run says the same, without the dry run's words.
+    let (out, _) = restore(&dump, &cases[0].0, &[], &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "cannot create destination {}",
+            cases[0].0.display()
+        )) && !msg.contains("dry run"),
+        "{msg}"
+    );
+    assert!(disk.remount("rw"), "could not remount read-write");
+    for (dest, _, _) in &cases {
+        let (out, _) = restore(&dump, dest, &["--dry-run"], &[]);
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    }
+    assert!(!cases[0].0.exists() && !disk.path.join("new").exists() && !state.exists());
+    assert_eq!(
+        std::fs::read_dir(&there).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}
+
+/// Round 20: a resume (the state folder holds a checkpoint) made and tested DEST only after
+/// it had opened the checkpoint for writing, so a resume refused there added a run that did
+/// nothing to it: DEST gone (nothing recorded yet, so no recorded file was missed) and not
+/// made again below a disk now mounted read-only, or DEST on that disk with files recorded.
+/// Now a resume tests DEST before it opens the checkpoint, as a first run does: refused
+/// (exit 2), with no run added; on the disk read-write again, the restore goes on.
+#[test]
+fn a_resume_refused_by_its_destination_adds_no_run_to_the_checkpoint_regression_round_20() {
+    let dump = Dump::new(59, 80, 1);
+    let Some(disk) = Ext4Disk::mount(&dump, "32M") else {
+        return;
+    };
+    let dest = disk.path.join("restored");
+    let state = dump.path("state");
+    // Stopped before its first commit: nothing recorded, so the resume's look for recorded
+    // files has nothing to miss.
+    let (out, _) = restore(
+        &dump,
+        &dest,
+        &[],
+        &[("MYCLOUD_RECOVER_FAULTS", "abort_after_renames=5")],
+    );
+    assert!(out.status.code().is_none(), "aborted: {}", text(&out));
+    let runs_before = recorded_runs(&state);
+    assert_eq!(runs_before, 1);
+    std::fs::remove_dir_all(&dest).unwrap();
+    assert!(disk.remount("ro"), "could not remount read-only");
+    let (out, _) = restore(&dump, &dest, &[], &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "cannot create destination {} (nothing was changed): Read-only file system",
+            dest.display()
+        )),
+        "{msg}"
+    );
+    assert_eq!(recorded_runs(&state), runs_before, "no run was added");
+    // DEST there, with files recorded, on the disk turned read-only.
+    assert!(disk.remount("rw"), "could not remount read-write");
+    let (out, rep) = restore(&dump, &dest, &[], &[]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    assert!(rep["outcomes"]["copied"].as_u64().unwrap() > 0);
+    let runs_before = recorded_runs(&state);
+    assert!(disk.remount("ro"), "could not remount read-only");
+    let (out, _) = restore(&dump, &dest, &[], &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "cannot write to destination {}: Read-only file system",
+            dest.display()
+        )),
+        "{msg}"
+    );
+    assert_eq!(recorded_runs(&state), runs_before, "no run was added");
+    assert!(disk.remount("rw"), "could not remount read-write");
+    let (out, _) = restore(&dump, &dest, &[], &[]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    assert_eq!(recorded_runs(&state), runs_before.as_u64().unwrap() + 1);
+    assert_restored_exactly(&dump, &dest);
+}
+
+/// Round 20: a `--report` path in a folder that does not exist, or a folder itself, was
+/// refused only when the report was first written, after the checkpoint was opened: a first
+/// run left a state folder with a checkpoint, a resume added a run that did nothing. Now it
+/// is checked with the other options (exit 2) naming the path and what to do, before the
+/// state folder or DEST is touched, and no report file is made.
+#[test]
+fn a_report_path_that_cannot_be_written_is_refused_before_the_checkpoint_regression_round_20() {
+    let dump = Dump::new(60, 60, 1);
+    let dest = dump.path("restored");
+    let state = dump.path("state");
+    let a_file = dump.path("a file");
+    std::fs::write(&a_file, b"not a folder").unwrap();
+    let missing = dump.path("no such folder/report.json");
+    let below_a_file = a_file.join("report.json");
+    let a_folder = dump.path("a folder");
+    std::fs::create_dir(&a_folder).unwrap();
+    let cases = [
+        (
+            missing.clone(),
+            format!("{} does not exist", dump.path("no such folder").display()),
+        ),
+        (
+            below_a_file.clone(),
+            format!("{} is not a folder", a_file.display()),
+        ),
+        (
+            a_folder.clone(),
+            format!("--report {} is a folder", a_folder.display()),
+        ),
+    ];
+    let refused = |report: &Path, says: &str| {
+        for dry in [false, true] {
+            let mut extra = vec!["--report", report.to_str().unwrap()];
+            extra.extend(dry.then_some("--dry-run"));
+            let (out, _) = restore(&dump, &dest, &extra, &[]);
+            let msg = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{msg}");
+            assert!(
+                msg.contains(&format!("--report {}", report.display()))
+                    && msg.contains(says)
+                    && msg.contains("Pass --report with a file")
+                    && msg.contains("Nothing was changed"),
+                "{msg}"
+            );
+        }
+    };
+    // A first run: no state folder, no DEST, nothing made for the report.
+    for (report, says) in &cases {
+        refused(report, says);
+        assert!(!state.exists(), "a state folder was left");
+        assert!(!dest.exists(), "DEST was made");
+    }
+    assert!(!dump.path("no such folder").exists());
+    assert_eq!(std::fs::read_dir(&a_folder).unwrap().count(), 0);
+    // A resume: no run added.
+    let (out, _) = restore(&dump, &dest, &[], &[]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    let runs = recorded_runs(&state);
+    for (report, says) in &cases {
+        refused(report, says);
+    }
+    assert_eq!(recorded_runs(&state), runs, "no run was added");
+    // A report in the state folder a first run makes is fine.
+    let other = dump.path("other state");
+    let report = other.join("mine.json");
+    let (out, _) = restore(
+        &dump,
+        &dump.path("other dest"),
+        &[
+            "--state-dir",
+            other.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    assert!(report.is_file());
+}
+
 /// Round 19 (review): a first restore (no checkpoint yet) refused before it opened its
 /// checkpoint left a state folder holding only `lock` (`~/.local/state/mycloud-recover/...`,
 /// which `status` then finds) for every refusal but a DEST that cannot be made: `--only`
@@ -5261,7 +5480,8 @@ fn regen_onto_an_empty_destination_is_refused() {
 }
 
 /// A `--report` path that cannot be written stops the restore before the first file, not
-/// after hours of copying.
+/// after hours of copying (since round 20 with the other options, before anything is made:
+/// `a_report_path_that_cannot_be_written_is_refused_before_the_checkpoint_regression_round_20`).
 #[test]
 fn a_report_path_that_cannot_be_written_stops_before_copying() {
     let dump = Dump::new(52, 60, 1);
@@ -5270,7 +5490,7 @@ fn a_report_path_that_cannot_be_written_stops_before_copying() {
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(2), "{msg}");
     assert!(
-        msg.contains("/proc/nope") && msg.contains("nothing was copied"),
+        msg.contains("/proc/nope") && msg.contains("Nothing was changed"),
         "{msg}"
     );
     assert!(
@@ -5405,17 +5625,15 @@ fn regen_after_a_crash_does_not_adopt_a_file_without_its_data() {
     assert_restored_exactly(&dump, &dest);
 }
 
-/// A run refused before it writes anything (here: a report path that cannot be written)
+/// A run refused before it writes anything (here: another restore holding DEST; until round
+/// 20, a report path that cannot be written, now refused before the checkpoint is opened)
 /// neither passes for a crash (the next run would walk DEST for leftovers and compare every
 /// file it finds) nor hides the crash of the run before it.
 #[test]
 fn a_refused_run_neither_passes_for_a_crash_nor_hides_one() {
     let dump = Dump::new(56, 80, 1);
     let dest = dump.path("restored");
-    let refused = || {
-        let (out, _) = restore(&dump, &dest, &["--report", "/proc/nope/r.json"], &[]);
-        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    };
+    let refused = || refused_while_another_restore_holds(&dump, &dest, &[]);
     let status = || {
         let out = bin()
             .arg("status")

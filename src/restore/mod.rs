@@ -680,8 +680,13 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         .db
         .canonicalize()
         .unwrap_or_else(|_| cfg.source.db.clone());
-    if let Some(e) = &earlier {
-        e.check_binding(&source_db, &cfg.dest)?;
+    // A checkpoint of another restore (another database, another DEST) is refused before
+    // DEST is made or anything written: a resume makes and tests DEST before it opens the
+    // checkpoint (below), which binds it. `--fresh` forgets it instead.
+    match (&lock, &earlier) {
+        (Some(l), _) if !cfg.fresh => l.check_binding(&source_db, &cfg.dest)?,
+        (None, Some(e)) => e.check_binding(&source_db, &cfg.dest)?,
+        _ => {}
     }
     ui.preparing(&format!(
         "planning: reading {} rows of {} (folders and names)",
@@ -704,6 +709,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         (plan, known)
     });
     let plan = plan?;
+    // What the checkpoint records as done and to redo, read without opening it for
+    // writing: `None` for a first run, `--fresh`, and a checkpoint from before the log
+    // (opening converts it).
+    let known = known.transpose()?.flatten();
     // Ctrl-C while planning (seconds at 1.7M rows): stopped before the checkpoint is opened
     // and DEST made. Past here the run opened both, counted and streamed every row before
     // it noticed.
@@ -715,7 +724,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // missing: refused before anything is made. Few found: said at once, and in the report.
     // Only where no run has restored anything yet: a resume, whose earlier runs found
     // objects there, never touches the object store for files already done.
-    let resuming = matches!(&known, Some(Ok(Some((done, _)))) if !done.is_empty());
+    let resuming = matches!(&known, Some((done, _)) if !done.is_empty());
     let look = match resuming {
         true => ObjectLook::default(),
         false => look_for_objects(&cfg.source, &index)?,
@@ -771,16 +780,35 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             },
         }
     };
-    // The same where there is no checkpoint yet (nothing in it to check first): a first run
-    // that cannot make or write DEST (a folder below a read-only mount or share, a full
-    // disk) opens no checkpoint, and so leaves no state folder (round 19).
+    // DEST is made and tested before the checkpoint is opened, whenever what the checkpoint
+    // records as done is known without opening it (every checkpoint but one from before the
+    // log): a first run that cannot make or write DEST (a folder below a read-only mount or
+    // share, a full disk) opens no checkpoint, and so leaves no state folder (round 19); a
+    // resume refused there (DEST gone and not made again, turned read-only, full) leaves the
+    // checkpoint as it was, with no run added that did nothing (round 20).
     let early = lock
         .as_ref()
-        .is_some_and(|l| cfg.fresh || !l.has_checkpoint());
-    let early_probe = match early {
-        true => Some(probe(&KeySet::default(), true)?),
-        false => None,
+        .is_some_and(|l| cfg.fresh || !l.has_checkpoint() || known.is_some());
+    // Whether every file the checkpoint records as done is still on DEST, as far as this
+    // run knows before it opens the checkpoint: its sample found none gone, and no earlier
+    // run left the look for them unfinished (see `check_done` below).
+    let all_done_there = dest_warning.is_none()
+        && (cfg.fresh
+            || crate::state::recorded_meta(&cfg.state_dir, LOOK_FOR_DONE).as_deref() != Some("1"));
+    let early_probe = match (early, &known) {
+        (true, Some((done, _))) => Some(probe(done, all_done_there)?),
+        (true, None) => Some(probe(&KeySet::default(), true)?),
+        (false, _) => None,
     };
+    // A dry run writes nothing, so it cannot make the real run's test: it says what it can
+    // learn without writing of what that test would refuse (exit 2, as the real run).
+    if cfg.dry_run {
+        would_make_and_write(&cfg.dest).map_err(|e| {
+            e.context(
+                "dry run (nothing was written): a real run would stop before it copies anything",
+            )
+        })?;
+    }
     let mut ckpt = match lock {
         None => None,
         Some(lock) => {
@@ -791,7 +819,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             Some(c)
         }
     };
-    let (done_keys, redo_keys): (KeySet, KeySet) = match (&ckpt, known.transpose()?.flatten()) {
+    let (done_keys, redo_keys): (KeySet, KeySet) = match (&ckpt, known) {
         (Some(_), Some(keys)) => keys,
         // A new checkpoint, one from before the log (converted on opening), or `--fresh`.
         (Some(c), None) => c.keys()?,
@@ -2635,6 +2663,38 @@ fn create_and_probe(dest: &Path) -> anyhow::Result<DestFacts> {
         })
     })?;
     probe_destination(dest).inspect_err(|_| undo())
+}
+
+/// What a dry run, which writes nothing, can tell of [`create_and_probe`]'s verdict: whether
+/// this process may write DEST or, where DEST is still to be made, the nearest folder above
+/// it (`access(2)`: a disk mounted read-only, a folder this user may not write, a file in
+/// the way). A refusal is said as the real run says it ([`ConfigError::DestNotMade`],
+/// [`ConfigError::DestUnwritable`]). Only the real run's writes find a share that refuses
+/// them its own way (sshfs answering "File exists") or a full disk.
+///
+/// [`ConfigError::DestNotMade`]: crate::config::ConfigError::DestNotMade
+/// [`ConfigError::DestUnwritable`]: crate::config::ConfigError::DestUnwritable
+fn would_make_and_write(dest: &Path) -> anyhow::Result<()> {
+    use crate::config::ConfigError;
+    use rustix::fs::{access, Access};
+    let Some(there) = dest.ancestors().find(|p| p.exists()) else {
+        return Ok(());
+    };
+    let refused = match there.is_dir() {
+        true => access(there, Access::WRITE_OK | Access::EXEC_OK)
+            .err()
+            .map(std::io::Error::from),
+        false => Some(std::io::Error::from_raw_os_error(libc::ENOTDIR)),
+    };
+    let Some(source) = refused else {
+        return Ok(());
+    };
+    let path = dest.to_path_buf();
+    Err(match there == dest {
+        true => ConfigError::DestUnwritable { path, source },
+        false => ConfigError::DestNotMade { path, source },
+    }
+    .into())
 }
 
 /// Writes a probe file; where that fails, removes what was made of it (a full disk makes

@@ -893,6 +893,15 @@ impl StateLock {
         })
     }
 
+    /// Refuses what [`Checkpoint::bind`] would refuse (another database, another DEST),
+    /// storing nothing; a checkpoint from before the log is checked once opened.
+    pub fn check_binding(&self, source_db: &Path, dest: &Path) -> Result<(), StateError> {
+        match self.earlier()? {
+            Some(e) => e.check_binding(source_db, dest),
+            None => Ok(()),
+        }
+    }
+
     /// The checkpoint's log, read by the lock's holder (read-write: SQLite may need to
     /// recover a killed run's WAL; nothing is written).
     fn earlier(&self) -> Result<Option<Earlier>, StateError> {
