@@ -435,7 +435,7 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
         out,
         "State: {}",
         if st.running {
-            "a restore is running now".to_string()
+            "a restore or regen is running now".to_string()
         } else {
             match (st.last_run_clean, st.last_end.as_deref()) {
                 (Some(true), Some("finished")) => "last run finished".into(),
