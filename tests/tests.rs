@@ -3252,6 +3252,12 @@ fn regen_reports_each_kind_of_difference_and_resume_restores_exactly_what_is_mis
         .map(|d| d[0].as_str().unwrap().to_string())
         .collect();
     assert_eq!(differs, std::slice::from_ref(truncated));
+    // Dates said as people read them (round 20: they were milliseconds since 1970).
+    let why = r["differs"][0][1].as_str().unwrap();
+    assert!(
+        why.contains(" UTC; the plan expects") && !why.contains(" ms"),
+        "{why}"
+    );
     let unknown = strs(&r["unknown"]);
     assert!(
         unknown.contains(&"my own notes.txt".to_string()) && unknown.contains(&moved_to),

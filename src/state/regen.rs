@@ -444,20 +444,21 @@ fn rebuild(
             }
             Some((size, mtime, _)) => {
                 let planned = match rec.mtime_ms {
-                    Some(ms) => format!("date {ms} ms"),
+                    Some(ms) => format!("date {}", crate::report::human_ms(ms)),
                     None => "no planned date".to_string(),
                 };
+                let found = crate::report::human_ms(mtime);
                 // Only its date differs: the bytes are compared before anything is replaced.
                 if size == rec.size {
                     only_date_differs += 1;
                 }
                 let why = if size == rec.size {
                     format!(
-                        "on the destination with the planned size and date {mtime} ms; the plan expects {planned}: the restore gives it the planned date if it holds the object's bytes, else replaces it"
+                        "on the destination with the planned size but the date {found}; the plan expects {planned}: the restore gives it the planned date if it holds the object's bytes, else replaces it"
                     )
                 } else {
                     format!(
-                        "on the destination with {size} bytes and date {mtime} ms; the plan expects {} bytes and {planned}",
+                        "on the destination with {size} bytes and the date {found}; the plan expects {} bytes and {planned}",
                         rec.size
                     )
                 };
