@@ -348,13 +348,18 @@ pub fn run_restore(cfg: &RestoreConfig) -> anyhow::Result<Exit> {
         }
         r => r?,
     };
-    // The summary is in the report too: an output that is gone (`| tee log` ended by the
-    // same Ctrl-C, `| head`) does not change how the run ended (`print!` panicked: 101).
-    let mut out = std::io::stdout().lock();
-    let _ = out
-        .write_all(report.summary().as_bytes())
-        .and_then(|()| out.flush());
+    print_out(&report.summary());
     Ok(restore_exit(&report))
+}
+
+/// Writes `text` to stdout for a command that restores (`restore`, `demo`), whose end does
+/// not depend on its output: one that is gone (`| tee log` ended by the same Ctrl-C,
+/// `| head`) is not an error (`print!` panicked: exit 101). What the run did is in its
+/// report and checkpoint. Commands that only print (`inspect`, `plan`, `verify`...) stop at
+/// a closed output instead, with exit 0 (`main`).
+pub fn print_out(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 pub fn restore(a: &RestoreArgs) -> anyhow::Result<Exit> {

@@ -69,23 +69,26 @@ fn demo(a: &DemoArgs) -> anyhow::Result<Exit> {
     if a.force || (!same && a.dir.exists()) {
         commands::prepare_demo_dir(&a.dir, a.force)?;
     }
+    // What the demo writes does not depend on its output: `demo | head -1` panicked at the
+    // next line (exit 101), after the dump and before its restore.
+    let say = |line: String| commands::print_out(&format!("{line}\n"));
     if same && !a.force {
-        println!(
+        say(format!(
             "Reusing the demo dump in {} (same settings)",
             dump.display()
-        );
+        ));
     } else {
         let t = std::time::Instant::now();
         let m = demo::generate(&dump, &spec)
             .with_context(|| format!("cannot write the demo dump in {}", dump.display()))?;
-        println!(
+        say(format!(
             "Demo dump written to {} in {:.1}s: {} files, {} folders, {} (with missing objects, unlinked rows, a cycle, awkward names)",
             dump.display(),
             t.elapsed().as_secs_f64(),
             report::count(m.files),
             report::count(m.folders),
             report::human_bytes(m.bytes)
-        );
+        ));
     }
     if a.no_restore {
         return Ok(Exit::Ok);
@@ -104,16 +107,16 @@ fn demo(a: &DemoArgs) -> anyhow::Result<Exit> {
     let Command::Restore(r) = &cli.command else {
         unreachable!("parsed a restore command")
     };
-    println!("Restoring it into {}", restored.display());
+    say(format!("Restoring it into {}", restored.display()));
     let code = commands::restore(r)?;
     match code {
         Exit::Interrupted => {
-            println!("Run the same command again: the restore continues where it stopped")
+            say("Run the same command again: the restore continues where it stopped".into())
         }
-        _ => println!(
+        _ => say(format!(
             "Try: run the same command again (it resumes: nothing left to copy), or look at {}",
             restored.display()
-        ),
+        )),
     }
     Ok(code)
 }

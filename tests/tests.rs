@@ -6971,6 +6971,8 @@ fn wait_at_most(child: &mut std::process::Child, secs: f64) -> Option<i32> {
 /// Ctrl-C ends; `| head`) panicked the signal thread at its first message, so a second
 /// Ctrl-C did nothing, and `print!` of the summary panicked: exit 101 for a run interrupted
 /// (130) or finished (1 here). The run's end no longer depends on its output.
+/// Round 20: `demo` too (`demo --seed 2 --force | head -1` panicked after its dump, exit
+/// 101, the restore not run): it writes its lines as `restore` writes its summary.
 #[test]
 fn a_closed_output_changes_neither_the_exit_code_nor_the_second_ctrl_c() {
     let dump = Dump::new(81, 150, 1);
@@ -6992,6 +6994,28 @@ fn a_closed_output_changes_neither_the_exit_code_nor_the_second_ctrl_c() {
     drop(child.stderr.take());
     assert_eq!(wait_at_most(&mut child, 60.0), Some(1));
     assert_restored_exactly(&dump, &dest);
+
+    // A demo replacing another (`--force`) with its output gone: the same dump, restored
+    // whole, the restore's exit code, no panic.
+    let dir = dump.path("demo");
+    let demo = |args: &[&str]| {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"));
+        c.arg("demo").arg(&dir).args(args);
+        c
+    };
+    let out = demo(&["--files", "20"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let mut child = demo(&["--seed", "81", "--files", "150", "--force"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(file_hashes(&dir.join("restored")), file_hashes(&dest));
 }
 
 /// Round 12: a panic (a bug) met on one file killed its worker's thread; the files of its
