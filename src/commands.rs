@@ -959,8 +959,10 @@ pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
 /// The `regen` and `restore` commands that copy again the files `verify` found differing,
 /// ready to paste: SOURCE, DEST and every option of this verify that names the restore's
 /// files (`--db`, `--files`, the selection, `--names`, `--state-dir`, `--mtime-from`), so
-/// they act on the checkpoint and the paths this verify checked.
-fn again_commands(a: &crate::cli::VerifyArgs) -> (String, String) {
+/// they act on the checkpoint and the paths this verify checked. `regen` gets `--content`
+/// only when `bytes_differ`: some file differs only in its bytes (it re-reads every file
+/// found, 1.76 TB on the real disk, for nothing when the files are absent or another size).
+fn again_commands(a: &crate::cli::VerifyArgs, bytes_differ: bool) -> (String, String) {
     use clap::ValueEnum;
     let mut args = crate::preflight::command_args(
         &a.source.source,
@@ -984,7 +986,7 @@ fn again_commands(a: &crate::cli::VerifyArgs) -> (String, String) {
         ]);
     }
     let args = args.join(" ");
-    let content = if a.content { " --content" } else { "" };
+    let content = if bytes_differ { " --content" } else { "" };
     (
         format!("mycloud-recover regen {args}{content}"),
         format!("mycloud-recover restore {args}"),
@@ -1044,7 +1046,7 @@ pub fn verify(a: &crate::cli::VerifyArgs) -> anyhow::Result<Exit> {
         if !rep.mismatches.is_empty() {
             // A restore does not look again at files its checkpoint records as done: regen
             // marks the differing ones (their bytes too with --content) to be copied again.
-            let (regen, restore) = again_commands(a);
+            let (regen, restore) = again_commands(a, rep.bytes_differ > 0);
             writeln!(
                 out,
                 "To restore the files that differ again, run these two commands (with the options this verify was given; add any other the restore was given):\n  {regen}\n  {restore}"

@@ -44,6 +44,10 @@ pub struct VerifyReport {
     pub missing_objects: Vec<Mismatch>,
     pub bytes_hashed: u64,
     pub mismatches: Vec<Mismatch>,
+    /// Of `mismatches`, those only comparing bytes (`--content`) finds: the planned size and
+    /// date, other bytes, or bytes of the DEST file that cannot be read. The `regen` that
+    /// marks them needs `--content`; absent files and other sizes or dates do not.
+    pub bytes_differ: u64,
     /// Files that match their object, whose length is not the one the database says (a
     /// damaged object, most likely; the restore noted each): counted among `ok`, listed
     /// here so that a match does not hide them.
@@ -80,6 +84,9 @@ enum Check {
     /// Not on the destination at all.
     Absent,
     Bad(String),
+    /// Found by comparing bytes (`--content`) alone: the planned size and date, other bytes
+    /// (or bytes that cannot be read). Only `regen --content` marks such a file.
+    BytesDiffer(String),
 }
 
 /// What a verify says about a file whose date is not the planned one.
@@ -178,11 +185,16 @@ fn check(
             let b = hash_uncached(&dest);
             match (a, b) {
                 (Ok((ha, n)), Ok((hb, _))) if ha == hb => return Check::Ok(n, other_length),
-                (Ok(_), Ok(_)) => return Check::Bad("content differs from the object".into()),
+                (Ok(_), Ok(_)) => {
+                    return Check::BytesDiffer("content differs from the object".into())
+                }
+                // Nothing to compare with: `regen --content` keeps such a file too.
                 (Err(e), _) => {
                     return Check::Bad(format!("cannot read object {}: {e}", o.display()))
                 }
-                (_, Err(e)) => return Check::Bad(format!("cannot read {}: {e}", dest.display())),
+                (_, Err(e)) => {
+                    return Check::BytesDiffer(format!("cannot read {}: {e}", dest.display()))
+                }
             }
         }
     }
@@ -290,6 +302,14 @@ pub fn verify(cfg: &RestoreConfig, content: bool, threads: usize) -> anyhow::Res
                     id: f.id,
                     problem,
                 }),
+                Check::BytesDiffer(problem) => {
+                    rep.bytes_differ += 1;
+                    rep.mismatches.push(Mismatch {
+                        path: f.rel_path,
+                        id: f.id,
+                        problem,
+                    })
+                }
             }
         }
         producer

@@ -3589,6 +3589,9 @@ fn verify_and_regen_do_not_follow_symbolic_links_regression_round_15() {
 /// the options it was given itself, so pasted as printed they rebuilt and resumed another
 /// checkpoint (the default one, not the restore's `--state-dir`). Now each is on a line of
 /// its own with this verify's options, and running them as printed restores the file.
+/// Round 20 (docs review): `verify --content` suggested `regen ... --content`, which reads
+/// every byte on DEST again (1.76 TB on the real disk), when the files that differ were
+/// only absent; `--content` is suggested only for files whose bytes alone differ.
 #[test]
 fn verify_prints_regen_and_restore_commands_that_work_as_printed() {
     let dump = Dump::new(37, 120, 1);
@@ -3599,10 +3602,61 @@ fn verify_prints_regen_and_restore_commands_that_work_as_printed() {
     let (out, _) = restore(&dump, &dest, &own, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let plan = planned_files(&plan_json(&dump.root, &dest, &own));
-    let victim = plan
+    let mut restored = plan
         .keys()
-        .find(|p| dest.join(p).is_file() && plan[*p].1 > 10)
-        .unwrap();
+        .filter(|p| dest.join(p).is_file() && plan[*p].1 > 10);
+    let (victim, deleted) = (restored.next().unwrap(), restored.next().unwrap());
+    let verify = || {
+        bin()
+            .arg("verify")
+            .arg(&dump.root)
+            .arg(&dest)
+            .arg("--content")
+            .args(own)
+            .output()
+            .unwrap()
+    };
+    // The commands printed, each run as a shell runs it pasted.
+    let run_the_commands_verify_suggests = |said: &str| -> Vec<String> {
+        let commands: Vec<String> = said
+            .lines()
+            .filter_map(|l| l.strip_prefix("  mycloud-recover "))
+            .map(str::to_string)
+            .collect();
+        assert_eq!(commands.len(), 2, "{said}");
+        assert!(commands[0].starts_with("regen "), "{said}");
+        assert!(commands[1].starts_with("restore "), "{said}");
+        for c in &commands {
+            assert!(c.contains(&format!("--state-dir {state_arg}")), "{c}");
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("exec \"$0\" {c}"))
+                .arg(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+                .output()
+                .unwrap();
+            assert!(
+                matches!(out.status.code(), Some(0 | 1)),
+                "{c}: {}",
+                text(&out)
+            );
+        }
+        commands
+    };
+    let cids = dump.content_ids();
+
+    // Only a file absent: a regen without --content brings it back.
+    std::fs::remove_file(dest.join(deleted)).unwrap();
+    let out = verify();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains(" 1 differ,"), "{said}");
+    let commands = run_the_commands_verify_suggests(&said);
+    assert!(!commands[0].contains("--content"), "{said}");
+    let d = dest.join(deleted);
+    assert_eq!(hash_file(&d), dump.expected_hash(&cids[&plan[deleted].0].0));
+    assert!(text(&verify()).contains(" 0 differ,"));
+
+    // Other bytes under the planned size and date: only regen --content finds them.
     let p = dest.join(victim);
     let meta = std::fs::metadata(&p).unwrap();
     let mut bytes = std::fs::read(&p).unwrap();
@@ -3614,41 +3668,11 @@ fn verify_prints_regen_and_restore_commands_that_work_as_printed() {
         .unwrap()
         .set_modified(meta.modified().unwrap())
         .unwrap();
-    let verify = || {
-        bin()
-            .arg("verify")
-            .arg(&dump.root)
-            .arg(&dest)
-            .arg("--content")
-            .args(own)
-            .output()
-            .unwrap()
-    };
     let out = verify();
     let said = text(&out);
     assert_eq!(out.status.code(), Some(1), "{said}");
-    let commands: Vec<&str> = said
-        .lines()
-        .filter_map(|l| l.strip_prefix("  mycloud-recover "))
-        .collect();
-    assert_eq!(commands.len(), 2, "{said}");
-    assert!(commands[0].starts_with("regen ") && commands[0].ends_with(" --content"));
-    assert!(commands[1].starts_with("restore "), "{said}");
-    for c in &commands {
-        assert!(c.contains(&format!("--state-dir {state_arg}")), "{c}");
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!("exec \"$0\" {c}"))
-            .arg(assert_cmd::cargo::cargo_bin("mycloud-recover"))
-            .output()
-            .unwrap();
-        assert!(
-            matches!(out.status.code(), Some(0 | 1)),
-            "{c}: {}",
-            text(&out)
-        );
-    }
-    let cids = dump.content_ids();
+    let commands = run_the_commands_verify_suggests(&said);
+    assert!(commands[0].ends_with(" --content"), "{said}");
     assert_eq!(hash_file(&p), dump.expected_hash(&cids[&plan[victim].0].0));
     let out = verify();
     assert!(text(&out).contains(" 0 differ,"), "{}", text(&out));
