@@ -7855,8 +7855,16 @@ fn changes_in_the_write_ahead_log_are_restored_and_the_source_is_untouched() {
         "{msg}"
     );
 
-    // Every other command reads the same index and says so.
-    for cmd in [&["inspect"][..], &["plan", "--summary"], &["verify"]] {
+    // Every other command reads the same index and says so (`preflight` did not, round 20:
+    // its report now has the note, `work.notes` in JSON).
+    let preflight = ["preflight", "--budget", "5"];
+    for cmd in [
+        &["inspect"][..],
+        &["plan", "--summary"],
+        &["verify"],
+        &preflight,
+        &[&preflight[..], &["--json"]].concat(),
+    ] {
         let mut c = bin();
         c.args(&cmd[..1]).arg(&dump.root);
         if cmd[0] != "inspect" {
@@ -7868,6 +7876,15 @@ fn changes_in_the_write_ahead_log_are_restored_and_the_source_is_untouched() {
             "{cmd:?}: {}",
             text(&o)
         );
+        if cmd.contains(&"--json") {
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            assert!(
+                v["work"]["notes"][0]
+                    .as_str()
+                    .is_some_and(|n| n.contains("index.db-wal") && n.contains("write-ahead log")),
+                "{v}"
+            );
+        }
     }
     assert_eq!(
         std::fs::read_dir(&tmp).unwrap().count(),

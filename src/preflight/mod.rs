@@ -495,6 +495,7 @@ pub fn work(
         renamed_folders: plan.folder_renames().len() as u64,
         plan_secs: 0.0,
         histogram: model::empty_histogram(),
+        notes: plan.index_notes(index),
     };
     let block = block.max(1);
     plan.for_each_file_any_order(index, |f| {

@@ -374,6 +374,9 @@ pub struct Work {
     /// Reading the index and resolving the tree (the restore does it too).
     pub plan_secs: f64,
     pub histogram: Vec<Bucket>,
+    /// How the index was read, as every command says it: changes read from its write-ahead
+    /// log (through a private copy), a date column it lacks.
+    pub notes: Vec<String>,
 }
 
 /// DEST's room for the work.
@@ -1139,6 +1142,7 @@ pub(crate) mod tests {
             renamed_folders: 0,
             plan_secs: 10.0,
             histogram: empty_histogram(),
+            notes: Vec::new(),
         }
     }
 

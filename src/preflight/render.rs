@@ -174,6 +174,9 @@ pub fn human(r: &PreflightReport) -> String {
         "  Planning     {} (the restore plans the same way)",
         secs(w.plan_secs)
     );
+    for n in &w.notes {
+        let _ = writeln!(s, "  Note: {n}");
+    }
 
     let _ = writeln!(s, "\nBenchmarks");
     match &m.read {
