@@ -7788,6 +7788,9 @@ fn a_database_without_a_date_column_is_said_so_by_every_command() {
         let out = c.output().unwrap();
         assert!(text(&out).contains(said), "{cmd}: {}", text(&out));
     }
+    // Pre-flight too (round 20: it said none of how the index was read).
+    let out = preflight(&dump, &dump.path("elsewhere"));
+    assert!(text(&out).contains(said), "preflight: {}", text(&out));
     // Not when the fields taken leave it out.
     let out = bin()
         .args(["plan", "--summary", "--mtime-from", "cTime"])
