@@ -4412,18 +4412,22 @@ fn status_tells_a_changed_destination_from_a_kill() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     child.kill().unwrap();
     child.wait().unwrap();
+    // Forgotten once the killed run began placing files: a run that records its own end
+    // after it (one refused once it opened the checkpoint) does not say it.
+    let v = status_json(&state);
+    assert!(v["last_end"].is_null(), "{v}");
+    // Refused before it opens the checkpoint (since round 20): the kill is what `status` says.
     refused_while_another_restore_holds(&dump, &dest, &["--state-dir", state.to_str().unwrap()]);
     let said = status();
     assert!(
-        said.contains("did not end cleanly (killed, or a power cut)"),
+        said.contains("killed") && !said.contains("destination changed"),
         "{said}"
     );
 }
 
 /// Runs a restore into `dest` while this process holds DEST's lock as another restore
-/// would: refused (exit 2) once it has opened its checkpoint, before it writes anything.
-/// (Until round 20 a `--report` path that cannot be written did the same; it is refused
-/// before the checkpoint is opened now.)
+/// would: refused (exit 2) before it opens its checkpoint or writes anything (until round
+/// 20, once it had opened its checkpoint).
 fn refused_while_another_restore_holds(dump: &Dump, dest: &Path, extra: &[&str]) {
     std::fs::create_dir_all(dest).unwrap();
     let held = std::fs::File::open(dest).unwrap();
@@ -4432,6 +4436,49 @@ fn refused_while_another_restore_holds(dump: &Dump, dest: &Path, extra: &[&str])
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(2), "{msg}");
     assert!(msg.contains("another restore is writing into"), "{msg}");
+}
+
+/// Review of round 20: a restore refused because another restore (with another state
+/// folder) holds DEST's lock took that lock only once it had opened its checkpoint: a first
+/// run left a new state folder holding `lock` and a checkpoint (`status` then said "no file
+/// restored yet", exit 0, not that there is no checkpoint), and a resume added a run that
+/// did nothing. DEST is made and tested before the checkpoint is opened, and its lock is
+/// taken there: a first run so refused leaves no state folder, a resume leaves its state
+/// folder exactly as it was. (That the lock is then held while the run copies:
+/// a_second_restore_into_the_same_destination_is_refused.)
+#[test]
+fn a_restore_refused_by_another_in_its_destination_opens_no_checkpoint_regression_round_20() {
+    let dump = Dump::new(60, 80, 1);
+    let dest = dump.path("restored");
+    let state = dump.path("states/new");
+    let extra = ["--state-dir", state.to_str().unwrap()];
+    refused_while_another_restore_holds(&dump, &dest, &extra);
+    assert!(
+        !dump.path("states").exists(),
+        "{:?}",
+        tree(&dump.path("states")).into_keys()
+    );
+    let out = bin()
+        .arg("status")
+        .arg(&dump.root)
+        .arg(&dest)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("no checkpoint in"), "{}", text(&out));
+    // A resume.
+    let (out, _) = restore(&dump, &dest, &["--limit", "20", extra[0], extra[1]], &[]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    let runs = recorded_runs(&state);
+    let before = (tree(&state), file_hashes(&state));
+    refused_while_another_restore_holds(&dump, &dest, &extra);
+    assert_eq!(recorded_runs(&state), runs, "no run was added");
+    assert_eq!((tree(&state), file_hashes(&state)), before);
+    // The other one gone, the same command restores.
+    let (out, _) = restore(&dump, &dest, &extra, &[]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    assert_restored_exactly(&dump, &dest);
 }
 
 /// A symbolic link where a restored folder goes (left by the user, or planted) is not
@@ -5658,7 +5705,9 @@ fn regen_after_a_crash_does_not_adopt_a_file_without_its_data() {
 /// A run refused before it writes anything (here: another restore holding DEST; until round
 /// 20, a report path that cannot be written, now refused before the checkpoint is opened)
 /// neither passes for a crash (the next run would walk DEST for leftovers and compare every
-/// file it finds) nor hides the crash of the run before it.
+/// file it finds) nor hides the crash of the run before it. Since round 20 this refusal too
+/// comes before the checkpoint is opened: it leaves no state folder and adds no run
+/// (a_restore_refused_by_another_in_its_destination_opens_no_checkpoint_regression_round_20).
 #[test]
 fn a_refused_run_neither_passes_for_a_crash_nor_hides_one() {
     let dump = Dump::new(56, 80, 1);
@@ -5673,9 +5722,9 @@ fn a_refused_run_neither_passes_for_a_crash_nor_hides_one() {
             .unwrap();
         text(&out)
     };
-    // Refused before any run: `status` does not say a run "ended normally".
+    // Refused before any run: `status` does not say a run "ended normally" (there is none).
     refused();
-    assert!(status().contains("no file restored yet"), "{}", status());
+    assert!(status().contains("no checkpoint in"), "{}", status());
     let (out, _) = restore(
         &dump,
         &dest,
@@ -5683,8 +5732,10 @@ fn a_refused_run_neither_passes_for_a_crash_nor_hides_one() {
         &[("MYCLOUD_RECOVER_FAULTS", "abort_after_renames=20")],
     );
     assert!(out.status.code().is_none(), "aborted: {}", text(&out));
+    let runs = recorded_runs(&dump.path("state"));
     refused();
-    assert!(status().contains("did not end cleanly"), "{}", status());
+    assert_eq!(recorded_runs(&dump.path("state")), runs, "no run was added");
+    assert!(status().contains("killed"), "{}", status());
     let (_, rep) = restore(&dump, &dest, &[], &[]);
     assert!(
         rep["phases"]["temp_cleanup"].is_number(),
@@ -9762,9 +9813,8 @@ fn regen_of_another_source_is_refused_rather_than_marking_files_to_replace_regre
             && said.contains("--overwrite"),
         "{said}"
     );
-    let st = status_json(&state);
-    assert_eq!(st["files_done"], 0, "{st}");
-    assert!(st["counts"].as_object().unwrap().is_empty(), "{st}");
+    // Nor a state folder (a_refused_first_regen_leaves_no_state_folder_regression_round_20).
+    assert!(!state.exists(), "{:?}", tree(&state).into_keys());
     // Over a damaged checkpoint, which regen replaces before it looks (it cannot be read),
     // the refusal does not claim that nothing changed (the review of round 15's diff).
     let damaged = dump.path("state-damaged");
@@ -9797,6 +9847,86 @@ fn regen_of_another_source_is_refused_rather_than_marking_files_to_replace_regre
     for (path, hash) in &before {
         assert_eq!(after.get(path), Some(hash), "{path} was kept");
     }
+}
+
+/// Review of round 20: `regen` refused because more files at their planned paths would be
+/// replaced than match the plan ("does not look like a restore of ... Nothing was
+/// changed"), where there was no checkpoint, left a new state folder holding `lock` and the
+/// checkpoint its rolled-back rebuild had opened: `status SOURCE DEST` then said "no file
+/// restored yet" (exit 0) instead of that there is no checkpoint (exit 2). The checkpoint it
+/// created goes, and the state folder with the folders above it that it made, as for a
+/// refused first restore: neither one given with `--state-dir` nor the default one under
+/// `$XDG_STATE_HOME` is left. A folder that was there keeps only its `lock`, as then. And
+/// a checkpoint that was there gets no run added (one was, though it said "Nothing was
+/// changed"), refused so or as another restore's.
+#[test]
+fn a_refused_first_regen_leaves_no_state_folder_regression_round_20() {
+    let dump = Dump::new(3, 300, 1);
+    let dest = dump.path("restored");
+    let state = dump.path("state");
+    let (out, _) = restore(&dump, &dest, &["--quiet"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // Another device's files at most planned paths: another size, or other bytes.
+    for (path, (is_dir, size, _)) in tree(&dest) {
+        if !is_dir {
+            std::fs::write(dest.join(&path), vec![b'x'; size as usize + 1]).unwrap();
+        }
+    }
+    let xdg = dump.path("xdg");
+    let given = dump.path("states/first/state");
+    let existing = dump.path("existing");
+    std::fs::create_dir(&existing).unwrap();
+    let run = |cmd: &str, state_dir: Option<&Path>| {
+        let mut c = bin();
+        c.arg(cmd).arg(&dump.root).arg(&dest);
+        if let Some(s) = state_dir {
+            c.arg("--state-dir").arg(s);
+        }
+        c.env("XDG_STATE_HOME", &xdg).output().unwrap()
+    };
+    let refused = |state_dir: Option<&Path>, says: &str| {
+        let out = run("regen", state_dir);
+        let msg = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{state_dir:?}: {msg}");
+        assert!(
+            msg.contains(says) && msg.contains("Nothing was changed"),
+            "{state_dir:?}: {msg}"
+        );
+    };
+    let replaced = "does not look like a restore of";
+    for state_dir in [Some(given.as_path()), None] {
+        refused(state_dir, replaced);
+        let out = run("status", state_dir);
+        let msg = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{state_dir:?}: {msg}");
+        assert!(msg.contains("no checkpoint in"), "{state_dir:?}: {msg}");
+    }
+    for root in [dump.path("states"), xdg.clone()] {
+        assert!(!root.exists(), "{:?}", tree(&root).into_keys());
+    }
+    refused(Some(&existing), replaced);
+    assert_eq!(tree(&existing).into_keys().collect::<Vec<_>>(), ["lock"]);
+    // A checkpoint that was there: kept, no run added, whether it is this restore's or
+    // another's (another database).
+    let runs = recorded_runs(&state);
+    refused(Some(&state), replaced);
+    assert_eq!(recorded_runs(&state), runs, "no run was added");
+    let other = Dump::new(4, 60, 1);
+    let out = bin()
+        .arg("regen")
+        .arg(&other.root)
+        .arg(&dest)
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("belongs to another restore"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(recorded_runs(&state), runs, "no run was added");
 }
 
 /// The refusal above is not for a copy that kept no dates (`cp -r` of a restore, say): files

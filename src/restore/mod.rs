@@ -800,6 +800,18 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         (true, None) => Some(probe(&KeySet::default(), true)?),
         (false, _) => None,
     };
+    // One restore at a time in a DEST, whatever its state folder: two would write the same
+    // temporary names on a network destination and fail each other's files. A lock on the
+    // folder itself, held until the end of the run (`_dest_lock` below); where the filesystem
+    // has no such locks (some network filesystems), nothing is promised. Taken as soon as
+    // DEST is made: a run refused by it leaves the checkpoint as it was (a first run no state
+    // folder, a resume no run added). Before round 20 it was taken once the checkpoint was
+    // open. Where DEST is made only after the checkpoint is opened (a checkpoint from before
+    // the log), it is taken then.
+    let early_dest_lock = match early {
+        true => lock_dest(&cfg.dest)?,
+        false => None,
+    };
     // A dry run writes nothing, so it cannot make the real run's test: it says what it can
     // learn without writing of what that test would refuse (exit 2, as the real run).
     if cfg.dry_run {
@@ -866,13 +878,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     if let Some(w) = &full_warning {
         ui.preparing(&format!("warning: {w}"));
     }
-    // One restore at a time in a DEST, whatever its state folder: two would write the same
-    // temporary names on a network destination and fail each other's files. A lock on the
-    // folder itself, held until the end; where the filesystem has no such locks (some network
-    // filesystems), nothing is promised.
-    let _dest_lock = match &ckpt {
-        Some(_) => lock_dest(&cfg.dest)?,
-        None => None,
+    // DEST's lock (see `early_dest_lock`), held from here to the end of the run.
+    let _dest_lock = match (&ckpt, early) {
+        (Some(_), false) => lock_dest(&cfg.dest)?,
+        _ => early_dest_lock,
     };
     // A destination that folds case although its filesystem type did not say so (a FUSE
     // mount of NTFS, a network share): under Posix rules `Photo.jpg` and `photo.jpg` would

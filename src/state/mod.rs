@@ -30,12 +30,13 @@
 //! One run at a time uses a state folder: it holds an advisory lock (`flock`) on the
 //! folder's `lock` file, which the kernel drops when the process dies ([`StateLock`]). A
 //! first run that ends before it opens its checkpoint (refused at planning, stopped) removes
-//! the state folder it made, `lock` included, so that it leaves nothing behind; it removes
-//! `lock` while holding it, so another run that opened `lock` just before could lock a file
-//! no longer there, and a third one a new `lock`. A run therefore holds the lock only once
-//! the path `lock` still names the file it locked (same device and inode), opening it again
-//! if not. A second Ctrl-C exits at once, without that cleanup: the signal thread does it
-//! before the exit (`signals::before_exit`).
+//! the state folder it made, `lock` included, so that it leaves nothing behind (a `regen`
+//! refused after it opened one removes the checkpoint it created first, then the same:
+//! [`Checkpoint::discard`]); it removes `lock` while holding it, so another run that opened
+//! `lock` just before could lock a file no longer there, and a third one a new `lock`. A
+//! run therefore holds the lock only once the path `lock` still names the file it locked
+//! (same device and inode), opening it again if not. A second Ctrl-C exits at once, without
+//! that cleanup: the signal thread does it before the exit (`signals::before_exit`).
 
 pub mod regen;
 
@@ -752,6 +753,9 @@ pub struct Checkpoint {
     conn: Connection,
     dir: PathBuf,
     run: i64,
+    /// Where this run created the checkpoint (there was none): the folders taking the lock
+    /// made, which [`Checkpoint::discard`] gives back to the lock to remove.
+    created: Option<Vec<PathBuf>>,
     /// Holds the advisory lock for as long as the checkpoint is open; the kernel drops it
     /// when the process dies, so a killed run never leaves a stale lock. Kept
     /// ([`StateLock::kept`]): dropping it removes nothing.
@@ -765,8 +769,10 @@ pub struct Checkpoint {
 ///
 /// A lock dropped before it opened a checkpoint (the run refused at planning, stopped by
 /// Ctrl-C, or a panic unwinding) removes what [`StateLock::take`] made: a refused first run
-/// leaves no state folder behind (see its `Drop`). A second Ctrl-C ends the process without
-/// dropping anything; it removes the same (`remove_unopened`).
+/// leaves no state folder behind (see its `Drop`); so does one that gives up the checkpoint
+/// it created ([`Checkpoint::discard`] hands the lock back what taking it made). A second
+/// Ctrl-C ends the process without dropping anything; it removes the same
+/// (`remove_unopened`).
 ///
 /// Removing `lock` while it is held means the lock is not the file alone but the file that
 /// the path `lock` names: a run that opened `lock` just before its holder removed it would
@@ -920,6 +926,7 @@ impl StateLock {
         // What a crash left unsure on DEST outlives the checkpoint that knew of it: the
         // new one starts from the same doubt (see `Checkpoint::unsure_since`).
         let carried = if fresh { unsure_in(&path) } else { None };
+        let created = (!path.exists()).then(|| self.made.clone());
         if fresh {
             // Forgotten anyway: a damaged checkpoint must not stand in the way of a new one.
             for suffix in ["", "-wal", "-shm"] {
@@ -979,6 +986,7 @@ impl StateLock {
             conn,
             dir,
             run,
+            created,
             _lock: self.kept(),
         };
         if let Some((since, trash)) = doubt {
@@ -1166,6 +1174,35 @@ impl Checkpoint {
             path: self.dir.join("checkpoint.db"),
             source,
         }
+    }
+
+    /// Gives up a run refused after it opened the checkpoint, with nothing it recorded kept
+    /// (`regen` refused, its rebuild rolled back): the checkpoint is left as the run found
+    /// it. Where this run created it (there was none), it goes (with its `-wal` and `-shm`),
+    /// and the lock is dropped as that of a run refused before it opened one: it removes the
+    /// state folder where taking it made it ([`StateLock`]'s drop), so a refused first run
+    /// leaves nothing behind; a folder that was there keeps its `lock`, as then. A checkpoint
+    /// that was there loses the entry of this run, which did nothing ([`StateLock::open`]
+    /// adds it). Best effort, as the lock's drop: what cannot be removed stays.
+    pub fn discard(self) {
+        let Checkpoint {
+            conn,
+            dir,
+            run,
+            created,
+            _lock: mut lock,
+        } = self;
+        let Some(made) = created else {
+            let _ = conn.execute("DELETE FROM runs WHERE run = ?1", [run]);
+            return;
+        };
+        // Closed before its files go (closing folds its log into the main file); still
+        // under the lock, so no other run opens it meanwhile.
+        drop(conn);
+        for name in ["checkpoint.db", "checkpoint.db-wal", "checkpoint.db-shm"] {
+            let _ = std::fs::remove_file(dir.join(name));
+        }
+        lock.made = made;
     }
 
     pub fn dir(&self) -> &Path {

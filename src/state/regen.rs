@@ -15,7 +15,10 @@
 //! match it is refused, not marked: marked "redo", the next restore would replace them all,
 //! and they are far more likely another device's or another naming's files than damage.
 //! So is a DEST on another mount than the one the checkpoint records (a share not mounted
-//! again), as a restore refuses it (`state::check_dest_on_same_mount`).
+//! again), as a restore refuses it (`state::check_dest_on_same_mount`). A regen refused
+//! (or failing) once it opened the checkpoint gives up its run (`Checkpoint::discard`): it
+//! adds no run to a checkpoint that was there, and where there was none it removes the one
+//! it created and the state folder it made, leaving nothing behind.
 //!
 //! Memory: what the walk finds is held as 48 bytes per file (`OnDest`); the paths go to an
 //! unnamed scratch file in the state folder (nothing is left after a kill) and are read back
@@ -188,7 +191,8 @@ fn open_scratch(state_dir: &Path) -> anyhow::Result<(PathBuf, File)> {
 ///
 /// The rebuild is one transaction of the checkpoint ([`Checkpoint::begin_rebuild`]): until it
 /// commits, `status` and a killed regen see the records as they were, and a refused regen
-/// leaves them so.
+/// leaves them so, with no run added ([`Checkpoint::discard`]; where there was no
+/// checkpoint, it leaves none).
 pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Result<RegenReport> {
     let start = std::time::Instant::now();
     let index = Index::open(&cfg.source.db, cfg.source.backup_db.as_deref())?;
@@ -256,6 +260,10 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
             // What says why matters more than a failed rollback (which SQLite does anyway
             // when the connection closes).
             let _ = ckpt.abandon_rebuild();
+            // Nor the run: a checkpoint this regen created holds nothing now, and goes with
+            // the state folder it made (`status` said "no file restored yet", exit 0, until
+            // round 20); one that was there gets no run that did nothing.
+            ckpt.discard();
             Err(e)
         }
     }
