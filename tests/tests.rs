@@ -1601,7 +1601,13 @@ fn sftp_args_with_delay(backing: &Path, at: &Path, scratch: &Path, delay_ms: u32
         let proxy = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/delayproxy.py");
         format!("python3 {} --exec {delay_ms} {server}", proxy.display())
     };
-    std::fs::write(&command, format!("#!/bin/sh\nexec {run}\n")).unwrap();
+    // Its process id is kept, for a test to stop it ([`Frozen`]).
+    let pid = scratch.join("sftp-server.pid");
+    std::fs::write(
+        &command,
+        format!("#!/bin/sh\necho $$ > '{}'\nexec {run}\n", pid.display()),
+    )
+    .unwrap();
     std::fs::set_permissions(&command, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::create_dir_all(at).unwrap();
     vec![
@@ -1897,6 +1903,113 @@ fn a_share_lost_while_folders_are_dated_stops_and_the_next_run_dates_them_regres
     let Some(_mounted) = sftp_mount(&backing, &share, &dump.path("")) else {
         return;
     };
+    the_same_command_finishes(&dump, &dest, &["--state-dir", state.to_str().unwrap()], &[]);
+    assert_eq!(
+        folders_dated(&folders, &seen),
+        folders.len(),
+        "the next run dated every folder"
+    );
+}
+
+/// The program serving an sftp mount made in `scratch` ([`sftp_args`]), stopped with SIGSTOP:
+/// a share whose server hangs, which holds calls rather than failing them. Continued when
+/// dropped, also by a failed assertion, so that nothing waits on it after the test.
+struct Frozen(String);
+
+impl Frozen {
+    fn stop_the_server(scratch: &Path) -> Frozen {
+        let pid = std::fs::read_to_string(scratch.join("sftp-server.pid")).unwrap();
+        let frozen = Frozen(pid.trim().to_string());
+        let stopped = std::process::Command::new("kill")
+            .args(["-STOP", &frozen.0])
+            .status();
+        assert!(
+            stopped.is_ok_and(|s| s.success()),
+            "cannot stop {}",
+            frozen.0
+        );
+        frozen
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0])
+            .status();
+    }
+}
+
+/// Round 20 (noticed in round 18): a share whose server stops answering, holding calls
+/// rather than failing them, while the folders' dates were set after the last file hung the
+/// run for good without a word (the folder passes had no time limit). Now a folder call not
+/// back within 15 s has DEST probed, as the copy's watch does; not answering either, the
+/// run stops: "stopped: the destination became unreachable", exit 1, every file recorded
+/// and the folders' dates left to the next run, which sets them once the server answers
+/// again. The server is the share's own `sftp-server`, stopped (SIGSTOP) once the first
+/// folder is dated. Needs FUSE and `sshfs` with `sftp-server` (MCR_TEST_FUSE=require in
+/// `.ci/run`).
+#[test]
+fn a_share_that_stops_answering_while_folders_are_dated_stops_the_run_regression_round_20() {
+    let dump = Dump::new(120, 150, 1);
+    let Some((_daemon, backing, share)) = sshfs_share_in_the_foreground(&dump) else {
+        return;
+    };
+    let dest = share.join("restored");
+    let state = dump.path("state");
+    let folders = planned_folder_dates(&dump, &dest);
+    assert!(folders.len() >= 20, "{}", folders.len());
+    let seen = backing.join("restored");
+    let child = spawn_restore(
+        &dump,
+        &dest,
+        &state,
+        &["--threads", "2"],
+        "folder_delay_ms=200",
+    );
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while folders_dated(&folders, &seen) == 0 {
+        assert!(std::time::Instant::now() < until, "no folder dated");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let server = Frozen::stop_the_server(&dump.path(""));
+    let stopped_at = std::time::Instant::now();
+    // 15 s for the folder call, at most 15 s more for the probe. Its summary written, the
+    // run may still wait for its calls to the share: the report says it stopped.
+    while report_in(&state)["dest_lost"].is_null() {
+        assert!(
+            stopped_at.elapsed().as_secs() < 90,
+            "the run did not stop within 90 s of the share's server hanging"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    drop(server);
+    let out = child.wait_with_output().unwrap();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains("stopped: the destination became unreachable") && !msg.contains("finished"),
+        "{msg}"
+    );
+    let report = report_in(&state);
+    assert_eq!(report["dest_unreachable"], true, "{msg}");
+    assert!(report["stalled"].is_null(), "one stop message: {msg}");
+    let why = report["dest_lost"].as_str().unwrap();
+    assert!(
+        why.contains(&format!(
+            "the destination {} stopped answering",
+            dest.display()
+        )) && why.contains(&format!("umount -f {}", share.display()))
+            && why.contains("were not dated"),
+        "{msg}"
+    );
+    assert_eq!(report["folder_dates_failed"], 0, "{msg}");
+    assert!(
+        folders_dated(&folders, &seen) < folders.len(),
+        "the pass was cut short"
+    );
+    assert_only_folders_left(&msg, &state, "it dates them");
+    // The server answering again: the same command dates every folder.
     the_same_command_finishes(&dump, &dest, &["--state-dir", state.to_str().unwrap()], &[]);
     assert_eq!(
         folders_dated(&folders, &seen),

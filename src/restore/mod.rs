@@ -16,6 +16,7 @@ pub mod copy;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -102,6 +103,11 @@ const LOOK_FOR_DONE: &str = "look_for_done";
 /// nothing beside a file's 5 s of retries, so bad sectors of a disk that still answers
 /// cost little.
 const TROUBLED_FILES: u32 = 2;
+/// How long a call to a disk may take before it counts as not answering: the probe's own
+/// limit ([`disks_answer`]), and in the folder passes after the last file the time a call
+/// to DEST may stay out before DEST is probed (`in_parallel`). A share that stops answering
+/// (its server hung, a NAS gone from the network) does not fail calls: it holds them.
+const NO_ANSWER: Duration = Duration::from_secs(15);
 
 /// Why a run stopped because of its destination, found by whichever check met it first: a
 /// worker's failed file, a commit's look at DEST, a probe of the disks, or a folder pass.
@@ -116,6 +122,10 @@ struct Lost {
     /// What was met: the error of an unreachable DEST, the failure (and its path) of a
     /// read-only one, ": the error" or nothing for a changed one.
     met: String,
+    /// DEST held a call and did not answer a probe either (a share whose server hangs):
+    /// the mount point whose calls `umount -f` ends. Nothing can end such a call from
+    /// here, so the run may not end until it returns.
+    held: Option<PathBuf>,
 }
 
 /// Where a run was when it found DEST lost.
@@ -178,6 +188,18 @@ impl<'a> DiskWatch<'a> {
     /// Probes the disks unless a probe since `ticket` found them answering; true if
     /// they answer.
     fn probe(&self, ticket: u64) -> bool {
+        self.probe_disks(ticket, true)
+    }
+
+    /// Probes DEST alone, now: the folder passes after the last file, whose calls go to
+    /// DEST only, ask when one of them has not returned for [`NO_ANSWER`]. False: DEST does
+    /// not answer, and is recorded as lost ([`dest_unreachable`]), as in the copy.
+    fn dest_answers(&self) -> bool {
+        self.probe_disks(self.answered.load(Ordering::SeqCst), false)
+    }
+
+    /// [`DiskWatch::probe`], of the source disk too or (`source` false) of DEST alone.
+    fn probe_disks(&self, ticket: u64, source: bool) -> bool {
         let _one = self.probing.lock().unwrap_or_else(|e| e.into_inner());
         if self.lost.get().is_some() {
             return false;
@@ -195,16 +217,19 @@ impl<'a> DiskWatch<'a> {
                 .flatten()
                 .or_else(|| source.sharded_object_path(c))
         });
-        match disks_answer(self.cfg, object) {
+        match disks_answer(self.cfg, object.filter(|_| source), source) {
             Ok(()) => {
                 self.troubled.store(0, Ordering::SeqCst);
                 self.answered.fetch_add(1, Ordering::SeqCst);
                 true
             }
             Err(why) => {
-                if let Unanswered::Dest(cause) = &why {
+                if let Unanswered::Dest { cause, held } = &why {
                     let mut lost = self.dest_lost.lock().unwrap_or_else(|e| e.into_inner());
-                    lost.get_or_insert_with(|| dest_unreachable(cause));
+                    lost.get_or_insert_with(|| Lost {
+                        held: held.then(|| self.cfg.dest_fs.mount_point.clone()),
+                        ..dest_unreachable(cause)
+                    });
                 }
                 let _ = self.lost.set(why);
                 self.stop.store(true, Ordering::SeqCst);
@@ -238,17 +263,22 @@ enum Unanswered {
     /// The source disk (what was read, and the error), or either one when the probe
     /// itself did not come back.
     Source(String),
-    /// DEST: listing it failed with this error.
-    Dest(String),
+    /// DEST: listing it failed with this error, or (`held`) did not come back.
+    Dest { cause: String, held: bool },
 }
 
 /// Whether the source disk and DEST still answer: the first page of the database and of
 /// an object this run read (if any), read from the disk (their cached pages dropped
-/// first), and DEST listed. An error worth retrying (EIO, a timeout) is asked again for
-/// about 5 s, as a file's copy is, so that a disk's brief stall does not stop a long
-/// restore; all of it within 15 s (a dead NAS can hang a call for good; the thread asking
-/// is then left behind). Err says which disk does not answer, and how.
-fn disks_answer(cfg: &RestoreConfig, object: Option<PathBuf>) -> Result<(), Unanswered> {
+/// first), and DEST listed; DEST alone without `source`. An error worth retrying (EIO, a
+/// timeout) is asked again for about 5 s, as a file's copy is, so that a disk's brief stall
+/// does not stop a long restore; all of it within [`NO_ANSWER`] (a dead NAS can hang a
+/// call for good; the thread asking is then left behind). Err says which disk does not
+/// answer, and how.
+fn disks_answer(
+    cfg: &RestoreConfig,
+    object: Option<PathBuf>,
+    source: bool,
+) -> Result<(), Unanswered> {
     let (db, dest) = (cfg.source.db.clone(), cfg.dest.clone());
     // A dry run's DEST may not exist yet.
     let list_dest = !cfg.dry_run;
@@ -263,7 +293,7 @@ fn disks_answer(cfg: &RestoreConfig, object: Option<PathBuf>) -> Result<(), Unan
                     f.read_at(&mut [0u8; 4096], 0).map(drop)
                 })
             };
-            let source = [Some(db), object].into_iter().flatten();
+            let source = [Some(db).filter(|_| source), object].into_iter().flatten();
             // (the source's message, or None for DEST; the error)
             let ask = || -> Result<(), (Option<String>, std::io::Error)> {
                 for path in source.clone() {
@@ -294,7 +324,10 @@ fn disks_answer(cfg: &RestoreConfig, object: Option<PathBuf>) -> Result<(), Unan
             }
             let _ = tx.send(verdict.map_err(|(what, e)| match what {
                 Some(what) => Unanswered::Source(format!("{what} ({e})")),
-                None => Unanswered::Dest(e.to_string()),
+                None => Unanswered::Dest {
+                    cause: e.to_string(),
+                    held: false,
+                },
             }));
         });
     if let Err(e) = asked {
@@ -302,12 +335,19 @@ fn disks_answer(cfg: &RestoreConfig, object: Option<PathBuf>) -> Result<(), Unan
             "the disks could not be probed ({e})"
         )));
     }
-    rx.recv_timeout(Duration::from_secs(15)).unwrap_or_else(|_| {
-        Err(Unanswered::Source(format!(
-            "the source disk or the destination does not answer: reading {} and listing {} took more than 15 s",
-            cfg.source.db.display(),
-            cfg.dest.display()
-        )))
+    let limit = NO_ANSWER.as_secs();
+    rx.recv_timeout(NO_ANSWER).unwrap_or_else(|_| {
+        Err(match source {
+            true => Unanswered::Source(format!(
+                "the source disk or the destination does not answer: reading {} and listing {} took more than {limit} s",
+                cfg.source.db.display(),
+                cfg.dest.display()
+            )),
+            false => Unanswered::Dest {
+                cause: format!("a call there and listing it each took more than {limit} s"),
+                held: true,
+            },
+        })
     })
 }
 
@@ -324,6 +364,7 @@ fn dest_unreachable(cause: &str) -> Lost {
     Lost {
         loss: DestLoss::Unreachable,
         met: cause.to_string(),
+        held: None,
     }
 }
 
@@ -333,6 +374,7 @@ fn dest_read_only(m: &str) -> Lost {
     Lost {
         loss: DestLoss::ReadOnly,
         met: m.to_string(),
+        held: None,
     }
 }
 
@@ -351,6 +393,7 @@ fn dest_lost_as(now: Option<std::io::Error>) -> Lost {
         now => Lost {
             loss: DestLoss::Changed,
             met: now.map(|e| format!(": {e}")).unwrap_or_default(),
+            held: None,
         },
     }
 }
@@ -360,19 +403,24 @@ impl Lost {
     /// only complete (`copy`), so nothing is to be checked by hand, but those placed since
     /// the last commit were not recorded: the next run checks them. In the folder passes
     /// every file was recorded before: only folders are left, which the next run makes and
-    /// dates. No advice about a failing source disk: the source is fine.
+    /// dates. No advice about a failing source disk: the source is fine. A share that
+    /// holds calls may keep the program from ending: said, with how to end them.
     fn text(&self, dest: &Path, during: LostDuring) -> String {
         let (dest, met) = (dest.display(), &self.met);
-        let (cause, remedy) = match self.loss {
-            DestLoss::Unreachable => (
+        let (cause, remedy) = match (self.loss, &self.held) {
+            (DestLoss::Unreachable, Some(mount)) => (
+                format!("the destination {dest} stopped answering ({met}): the server of its share hangs, or the connection to it does"),
+                format!("If this program does not end, a call it made there is still waiting for the share: `umount -f {}` ends it (and cuts the share off). Mount the share again and run the same command", mount.display()),
+            ),
+            (DestLoss::Unreachable, None) => (
                 format!("the destination {dest} cannot be reached any more ({met}): the connection to its share was lost, or the program serving it (sshfs, a FUSE driver) ended"),
                 format!("Mount the share again at {dest} (if it still says \"Transport endpoint is not connected\", unmount it first: umount -l {dest}) and run the same command"),
             ),
-            DestLoss::ReadOnly => (
+            (DestLoss::ReadOnly, _) => (
                 format!("{met}: the destination became read-only during the run (Linux remounts a disk read-only after an error; a NAS share can turn read-only)"),
                 "See why (`dmesg`, the NAS's log), mount it read-write again and run the same command".to_string(),
             ),
-            DestLoss::Changed => (
+            (DestLoss::Changed, _) => (
                 format!("{dest} is no longer the folder this restore started writing to (its disk unmounted or replaced{met}, or the folder renamed or deleted)"),
                 "Mount the destination again (or give the folder its name back) and run the same command".to_string(),
             ),
@@ -659,7 +707,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // thread while the plan is built: both are serial work before a resume's first file
     // (0.8 s and 2.9 s at 1.35M files). The checkpoint is opened for writing only once the
     // plan is sound.
-    let faults = Faults::from_env();
+    // Shared with the folder passes' threads, which may outlive the run (`in_parallel`).
+    let faults = Arc::new(Faults::from_env());
     // Until it opens the checkpoint, a run that ends (refused at planning, stopped by Ctrl-C,
     // a panic) drops the lock, which removes the state folder where taking it made one: a
     // refused first run leaves nothing behind (`StateLock`'s drop).
@@ -1037,24 +1086,13 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         None => None,
     };
     // Said apart in the headline and by `status`: read-only or unreachable is not "changed".
-    let dest_lost: DestLost = std::sync::Mutex::new(None);
+    // Shared with the folder passes' threads, which may outlive the run (`in_parallel`).
+    let dest_lost: Arc<DestLost> = Arc::new(std::sync::Mutex::new(None));
     // DEST's folders as `Job::CheckFirst` looks at them (without following links).
     let dest_folders = crate::walk::DestFolders::default();
     // Whether DEST is lost: known already, or found now. Asked when a file fails: DEST
     // renamed or deleted makes every file fail at once, before the next commit's check.
-    let dest_gone = || {
-        let Some(id) = dest_id else {
-            return false;
-        };
-        let mut lost = dest_lost.lock().unwrap_or_else(|e| e.into_inner());
-        if lost.is_none() {
-            match folder_identity_settled(&cfg.dest) {
-                Ok(now) if now == id => {}
-                now => *lost = Some(dest_lost_as(now.err())),
-            }
-        }
-        lost.is_some()
-    };
+    let dest_gone = || dest_gone_now(&cfg.dest, dest_id, &dest_lost);
     // Folder dates are owed from the start of a run until its folder phase ends: a run that
     // stopped before it (interrupted, killed, the destination full) leaves folders it wrote
     // in with the time of that run, which the next run does not know about (it dates only
@@ -1073,7 +1111,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // while the run goes on: written with the first commit after the count is known.
     let selected_count = std::sync::OnceLock::<u64>::new();
     let commits = AtomicU64::new(0);
-    let dirs = DirCache::new(&cfg.dest, plan.folder_rows() as usize);
+    // Shared with the folder passes' threads, which may outlive the run (`in_parallel`).
+    let dirs = Arc::new(DirCache::new(&cfg.dest, plan.folder_rows() as usize));
     let copier = Copier::default();
     let objects = copy::ObjectFolders::open(&cfg.source.files);
     let stop_local = AtomicBool::new(false);
@@ -1730,47 +1769,22 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // destination): the next run owes them. A signal during this phase stops it too (on a
     // network destination it is one round trip per folder: minutes for a real device's
     // 344K folders); the dates stay owed to the next run. So does DEST lost during it.
-    let cut = AtomicBool::new(false);
-    let cut_short = || {
-        let stop = crate::signals::stop_requested();
-        if stop {
-            cut.store(true, Ordering::SeqCst);
-        }
-        stop
-    };
-    // A folder pass finds DEST lost as the copy does: a folder that failed with "read-only
-    // file system" (`read_only`: its message), or with an error that says DEST is gone
-    // (`gone`: "not connected" and the like, `copy::says_gone`), or any other failure after
-    // which the look the copy takes at DEST after a failed file (`dest_gone`) finds it gone
-    // or not answering. The error is believed first: on a share whose program died, that
-    // look can be answered from the kernel's cache of attributes and find DEST as it was.
-    // The loss is recorded as the copy's (one stop, one message, the same report and exit
-    // code) and the pass stops: round 17's passes listed every folder as failed on a
-    // read-only DEST, and on a share whose connection dropped while folders were dated the
-    // run "finished" and the dates left were never set.
-    let lost_in_pass = |read_only: Option<&str>, gone: Option<std::io::Error>| -> bool {
-        let mut lost = lost_cell.lock().unwrap_or_else(|e| e.into_inner());
-        match (read_only, gone) {
-            (Some(m), _) => {
-                lost.get_or_insert_with(|| dest_read_only(m));
-                true
-            }
-            (None, Some(e)) => {
-                lost.get_or_insert_with(|| dest_lost_as(Some(e)));
-                true
-            }
-            (None, None) => {
-                drop(lost);
-                dest_gone()
-            }
-        }
-    };
-    // The error of a folder that failed, kept when it says DEST is gone.
-    let gone_by = |e: &std::io::Error| {
-        copy::says_gone(e)
-            .then(|| e.raw_os_error().map(std::io::Error::from_raw_os_error))
-            .flatten()
-    };
+    // What the passes' threads share ([`FolderWork`]), owned: a thread whose call DEST never
+    // answers is left behind when its pass stops (`in_parallel`), and may outlive the run.
+    let work = Arc::new(FolderWork {
+        dest: cfg.dest.clone(),
+        dest_id,
+        dest_lost: Arc::clone(lost_cell),
+        dirs: Arc::clone(&dirs),
+        faults: Arc::clone(&faults),
+        cut: AtomicBool::new(false),
+        lost: AtomicBool::new(false),
+        full: AtomicBool::new(false),
+    });
+    // A call of a pass that has not returned for `NO_ANSWER`: DEST is probed as in the copy
+    // (`DiskWatch`); not answering, it is lost like a DEST whose connection dropped (one
+    // stop, one message, the same report and exit code) and the pass stops there.
+    let dest_answers = || watch.dest_answers();
     let mut lost_in_passes = None;
     // The folders a lost DEST left to the next run, for its message.
     let (mut not_made, mut not_dated) = (0u64, 0u64);
@@ -1792,7 +1806,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         }
         // Empty folders are restored too, once per plan: the checkpoint remembers that this
         // selection's folders exist, so a resume does not stat every folder again.
-        let folders = plan.folders_deepest_first();
+        let folders: Arc<[PlannedFolder]> = plan.folders_deepest_first().into();
         let signature = format!("{:?}", plan.signature());
         let folders_known = match &ckpt {
             Some(c) => c.meta("folders_created")?.as_deref() == Some(signature.as_str()),
@@ -1801,62 +1815,29 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         if !folders_known && plan.options().limit.is_none() {
             // Folders this run already made or saw need no check; the others are checked in
             // parallel (each is a round trip on a network destination).
-            let unknown: Vec<&PlannedFolder> = folders
-                .iter()
-                .filter(|f| !dirs.knows(&cfg.dest.join(&f.rel_path)))
+            let unknown: Arc<[usize]> = (0..folders.len())
+                .filter(|&i| !dirs.knows(&cfg.dest.join(&folders[i].rel_path)))
                 .collect();
             // A folder that cannot be made (a file in the way, say) is listed in the report
             // like a failed file; the others are still made and dated. A full or lost
-            // destination stops the pass as it stops the copy (`copy::weigh_folder_error`,
-            // `lost_in_pass`): the same stop, message and exit code, the folders not made
-            // left to the next run (a lost DEST's failures are not the folders').
-            // After a full stop the folders are still looked at, not made: one missing is
-            // `None`, and with the one the destination refused, these are the folders still
-            // to make that the message counts (unless making another one made them as its
-            // parents). One found there already is `Some(false)`.
-            let (full, lost) = (AtomicBool::new(false), AtomicBool::new(false));
+            // destination stops the pass as it stops the copy (`FolderWork::make`): the
+            // same stop, message and exit code, the folders not made left to the next run
+            // (a lost DEST's failures are not the folders').
+            let (w, all) = (Arc::clone(&work), Arc::clone(&folders));
             let made = in_parallel(
-                &unknown,
+                Arc::clone(&unknown),
                 threads,
                 "making folders",
                 &mut *ui,
-                |f| -> Result<Option<bool>, FolderNotMade> {
-                    if cut_short() || lost.load(Ordering::SeqCst) {
-                        return Ok(None);
-                    }
-                    if faults.folder_delay_ms > 0 {
-                        std::thread::sleep(Duration::from_millis(faults.folder_delay_ms));
-                    }
-                    let path = cfg.dest.join(&f.rel_path);
-                    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-                        return Ok(Some(false));
-                    }
-                    if full.load(Ordering::SeqCst) {
-                        return Ok(None);
-                    }
-                    let Err(e) = dirs.ensure(&path) else {
-                        return Ok(Some(true));
-                    };
-                    let gone = gone_by(&e);
-                    let why = copy::weigh_folder_error(&cfg.dest, &path, e);
-                    let dest_lost = match &why {
-                        FolderNotMade::DestFull(_) => {
-                            full.store(true, Ordering::SeqCst);
-                            false
-                        }
-                        FolderNotMade::DestReadOnly(m) => lost_in_pass(Some(m), None),
-                        FolderNotMade::Failed(_) => lost_in_pass(None, gone),
-                    };
-                    if dest_lost {
-                        lost.store(true, Ordering::SeqCst);
-                        return Ok(None);
-                    }
-                    Err(why)
-                },
+                &dest_answers,
+                move |&i| w.make(&all[i]),
             );
-            for (f, made) in unknown.iter().zip(made) {
+            work.note_lost();
+            for (&i, made) in unknown.iter().zip(made) {
+                let f = &folders[i];
                 let to_make = || !dirs.knows(&cfg.dest.join(&f.rel_path));
-                match made {
+                // Not done: left when the pass stopped on a DEST that does not answer.
+                match made.unwrap_or(Ok(None)) {
                     Ok(Some(true)) => {
                         touched.insert(&f.rel_path);
                         if let Some((parent, _)) = f.rel_path.rsplit_once('/') {
@@ -1884,8 +1865,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             // Remembered only once all exist, so the next run tries the failed ones again.
             let all_made = report.folders_failed.is_empty()
                 && dest_full.is_none()
-                && !lost.load(Ordering::SeqCst)
-                && !cut.load(Ordering::SeqCst);
+                && !work.lost.load(Ordering::SeqCst)
+                && !work.cut.load(Ordering::SeqCst);
             if let (Some(c), true) = (&ckpt, all_made) {
                 c.set_meta("folders_created", &signature)?;
             }
@@ -1897,63 +1878,38 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         // sorting full paths component by component took 0.3 s at 337K folders).
         // A full or lost destination stopped the folders: their dates are owed to the next
         // run, which makes the rest.
-        let lost = AtomicBool::new(
-            lost_cell
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_some(),
-        );
-        let mut dated: Vec<(&str, i64)> = folders
-            .iter()
+        let mut dated: Vec<(usize, i64)> = (0..folders.len())
             .filter(|_| dest_full.is_none())
-            .filter(|f| dates_owed || touched.contains(&f.rel_path))
-            .filter_map(|f| f.mtime_ms.map(|ms| (f.rel_path.as_str(), ms)))
+            .filter(|&i| dates_owed || touched.contains(&folders[i].rel_path))
+            .filter_map(|i| folders[i].mtime_ms.map(|ms| (i, ms)))
             .collect();
-        if lost.load(Ordering::SeqCst) {
+        if work.note_lost() {
             not_dated = dated.len() as u64;
             dated.clear();
         }
-        dated.sort_unstable();
+        dated.sort_unstable_by(|a, b| folders[a.0].rel_path.cmp(&folders[b.0].rel_path));
+        let (w, all) = (Arc::clone(&work), Arc::clone(&folders));
         let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             in_parallel(
-                &dated,
+                dated.into(),
                 threads,
                 "setting folder dates",
                 &mut *ui,
-                // Some(failed), or None for a folder left to the next run (a signal, DEST lost).
-                |(rel, ms)| -> Option<bool> {
-                    faults.maybe_panic_in("folders");
-                    if cut_short() || lost.load(Ordering::SeqCst) {
-                        return None;
-                    }
-                    if faults.folder_delay_ms > 0 {
-                        std::thread::sleep(Duration::from_millis(faults.folder_delay_ms));
-                    }
-                    let path = cfg.dest.join(rel);
-                    let Err(e) = set_dir_mtime(&path, *ms) else {
-                        return Some(false);
-                    };
-                    let read_only = (e.raw_os_error() == Some(libc::EROFS)).then(|| {
-                        format!("cannot set the date of the folder {}: {e}", path.display())
-                    });
-                    if lost_in_pass(read_only.as_deref(), gone_by(&e)) {
-                        lost.store(true, Ordering::SeqCst);
-                        return None;
-                    }
-                    // A folder gone meanwhile (removed by hand) is not a failure.
-                    Some(path.is_dir())
-                },
+                &dest_answers,
+                move |&(i, ms)| w.date(&all[i].rel_path, ms),
             )
         }))
         .unwrap_or_else(|p| panic_recorded(&mut report, &snap, cfg, ckpt.as_ref(), p));
+        // Some(failed), or None for a folder left to the next run (a signal, DEST lost).
+        let failed: Vec<Option<bool>> = failed.into_iter().map(Option::flatten).collect();
         report.folder_dates_failed = failed.iter().filter(|f| **f == Some(true)).count() as u64;
-        if lost.load(Ordering::SeqCst) {
+        if work.note_lost() {
             not_dated += failed.iter().filter(|f| f.is_none()).count() as u64;
         }
         // Paid only by a run over every folder: one with --only, --user or --limit dated its
         // selection's. Folders whose date could not be set are in the report; they do not
         // keep every later run dating all folders again.
-        if cut.load(Ordering::SeqCst) {
+        if work.cut.load(Ordering::SeqCst) {
             report.warnings.push(
                 "stopped while setting the folders' dates (the files are all handled): some folders keep the time of the restore for now; run the same command again to set them".into(),
             );
@@ -1961,7 +1917,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             &ckpt,
             plan.options().narrowed(),
             &dest_full,
-            lost.load(Ordering::SeqCst),
+            work.lost.load(Ordering::SeqCst),
         ) {
             c.set_meta(FOLDER_DATES_OWED, "0")?;
         }
@@ -1983,7 +1939,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         (None, None) => None,
     };
     // A signal from here on stops nothing: the run finished (and the signal is told so).
-    let interrupted = crate::signals::settle() || cut.load(Ordering::SeqCst);
+    let interrupted = crate::signals::settle() || work.cut.load(Ordering::SeqCst);
     let how = if interrupted {
         "interrupted"
     } else if dest_full.is_some() {
@@ -2438,59 +2394,256 @@ fn panic_recorded(
     std::panic::resume_unwind(panic)
 }
 
-/// Runs `f` on every item with up to `threads` threads and returns the results in item order:
-/// for per-folder work after the copy, where each item is a round trip on a network
-/// destination. Meanwhile the calling thread tells `ui` how far the pass is, a few times a
-/// second; it wakes when the last thread ends, so a short pass waits for no tick.
-fn in_parallel<T: Sync, R: Send>(
-    items: &[T],
+/// What the passes over the folders after the last file (making the empty folders, setting
+/// the folders' dates) share with their threads. Owned, not borrowed from the run: a thread
+/// whose call DEST never answers is left behind when its pass stops ([`in_parallel`]), and
+/// may outlive the run.
+struct FolderWork {
+    dest: PathBuf,
+    /// DEST's folder when the copy started (`None`: a dry run).
+    dest_id: Option<(u64, u64)>,
+    dest_lost: Arc<DestLost>,
+    dirs: Arc<DirCache>,
+    faults: Arc<Faults>,
+    /// A signal stopped a pass: the rest is left to the next run (on a network destination
+    /// each folder is a round trip: minutes for a real device's 344K folders).
+    cut: AtomicBool,
+    /// DEST was lost: the rest is left to the next run.
+    lost: AtomicBool,
+    /// DEST is full: the folders are still looked at, not made.
+    full: AtomicBool,
+}
+
+impl FolderWork {
+    /// Whether the pass stops before its next folder: a signal (remembered), or DEST lost.
+    fn stopping(&self) -> bool {
+        if crate::signals::stop_requested() {
+            self.cut.store(true, Ordering::SeqCst);
+            return true;
+        }
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    /// Whether DEST was found lost, also by a probe of the run's [`DiskWatch`].
+    fn note_lost(&self) -> bool {
+        if lock_lost(&self.dest_lost).is_some() {
+            self.lost.store(true, Ordering::SeqCst);
+        }
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    /// Finds DEST lost as the copy does, after a folder failed: with "read-only file
+    /// system" (`read_only`: its message), or with an error that says DEST is gone (`gone`:
+    /// "not connected" and the like, [`gone_by`]), or with any other error after which the
+    /// look the copy takes at DEST after a failed file ([`dest_gone_now`]) finds it gone or
+    /// not answering. The error is believed first: on a share whose program died, that look
+    /// can be answered from the kernel's cache of attributes and find DEST as it was. The
+    /// loss is recorded as the copy's (one stop, one message, the same report and exit
+    /// code) and the pass stops: round 17's passes listed every folder as failed on a
+    /// read-only DEST, and on a share whose connection dropped while folders were dated the
+    /// run "finished" and the dates left were never set.
+    fn lost_in_pass(&self, read_only: Option<&str>, gone: Option<std::io::Error>) -> bool {
+        let lost = match (read_only, gone) {
+            (Some(m), _) => {
+                lock_lost(&self.dest_lost).get_or_insert_with(|| dest_read_only(m));
+                true
+            }
+            (None, Some(e)) => {
+                lock_lost(&self.dest_lost).get_or_insert_with(|| dest_lost_as(Some(e)));
+                true
+            }
+            (None, None) => dest_gone_now(&self.dest, self.dest_id, &self.dest_lost),
+        };
+        if lost {
+            self.lost.store(true, Ordering::SeqCst);
+        }
+        lost
+    }
+
+    /// Makes one folder of the empty-folder pass: `Some(true)` made, `Some(false)` found
+    /// there already, `None` left to the next run (a signal, DEST lost or full: after a full
+    /// stop the folders are still looked at, not made, and with the one the destination
+    /// refused, those missing are the folders still to make that the message counts).
+    fn make(&self, f: &PlannedFolder) -> Result<Option<bool>, FolderNotMade> {
+        if self.stopping() {
+            return Ok(None);
+        }
+        if self.faults.folder_delay_ms > 0 {
+            std::thread::sleep(Duration::from_millis(self.faults.folder_delay_ms));
+        }
+        let path = self.dest.join(&f.rel_path);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            return Ok(Some(false));
+        }
+        if self.full.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        let Err(e) = self.dirs.ensure(&path) else {
+            return Ok(Some(true));
+        };
+        let gone = gone_by(&e);
+        let why = copy::weigh_folder_error(&self.dest, &path, e);
+        let dest_lost = match &why {
+            FolderNotMade::DestFull(_) => {
+                self.full.store(true, Ordering::SeqCst);
+                false
+            }
+            FolderNotMade::DestReadOnly(m) => self.lost_in_pass(Some(m), None),
+            FolderNotMade::Failed(_) => self.lost_in_pass(None, gone),
+        };
+        match dest_lost {
+            true => Ok(None),
+            false => Err(why),
+        }
+    }
+
+    /// Sets the date of the folder `rel` to `ms`: `Some(failed)`, or `None` for a folder
+    /// left to the next run (a signal, DEST lost).
+    fn date(&self, rel: &str, ms: i64) -> Option<bool> {
+        self.faults.maybe_panic_in("folders");
+        if self.stopping() {
+            return None;
+        }
+        if self.faults.folder_delay_ms > 0 {
+            std::thread::sleep(Duration::from_millis(self.faults.folder_delay_ms));
+        }
+        let path = self.dest.join(rel);
+        let Err(e) = set_dir_mtime(&path, ms) else {
+            return Some(false);
+        };
+        let read_only = (e.raw_os_error() == Some(libc::EROFS))
+            .then(|| format!("cannot set the date of the folder {}: {e}", path.display()));
+        if self.lost_in_pass(read_only.as_deref(), gone_by(&e)) {
+            return None;
+        }
+        // A folder gone meanwhile (removed by hand) is not a failure.
+        Some(path.is_dir())
+    }
+}
+
+/// The error of a folder that failed, kept when it says DEST is gone
+/// ([`copy::says_gone`]).
+fn gone_by(e: &std::io::Error) -> Option<std::io::Error> {
+    copy::says_gone(e)
+        .then(|| e.raw_os_error().map(std::io::Error::from_raw_os_error))
+        .flatten()
+}
+
+fn lock_lost(lost: &DestLost) -> std::sync::MutexGuard<'_, Option<Lost>> {
+    lost.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `f` on every item with up to `threads` threads and returns the results in item
+/// order: for the per-folder work after the copy, where each item is a round trip on a
+/// network destination. Meanwhile the calling thread tells `ui` how far the pass is, a few
+/// times a second; it wakes when the last thread ends, so a short pass waits for no tick.
+///
+/// A share that stops answering holds calls rather than failing them: a call that has not
+/// returned for [`NO_ANSWER`] makes the calling thread ask `answers` (a probe of DEST;
+/// asked again after as long if the call is still out). False: the pass stops there and
+/// returns at once, leaving behind the threads still in a call (nothing can end a call to
+/// a share that does not answer, so `f` and the items are owned). An item not done is
+/// `None`. Round 18 noticed the passes, without a limit, hang the run for good.
+fn in_parallel<T, R>(
+    items: Arc<[T]>,
     threads: usize,
     what: &'static str,
     ui: &mut dyn Listener,
-    f: impl Fn(&T) -> R + Sync,
-) -> Vec<R> {
-    let next = AtomicU64::new(0);
-    let finished = AtomicU64::new(0);
-    let start = Instant::now();
-    let mut parts: Vec<Vec<(usize, R)>> = std::thread::scope(|s| {
-        let (ended_tx, ended_rx) = crossbeam_channel::unbounded::<()>();
-        let handles: Vec<_> = (0..threads.clamp(1, items.len().max(1)))
-            .map(|_| {
-                let ended = ended_tx.clone();
-                let (next, finished, f) = (&next, &finished, &f);
-                s.spawn(move || {
+    answers: &dyn Fn() -> bool,
+    f: impl Fn(&T) -> R + Send + Sync + 'static,
+) -> Vec<Option<R>>
+where
+    T: Send + Sync + 'static,
+    R: Send + 'static,
+{
+    /// What the threads share, owned by them and the caller alike.
+    struct Pass<T, R, F> {
+        items: Arc<[T]>,
+        f: F,
+        next: AtomicU64,
+        finished: AtomicU64,
+        results: std::sync::Mutex<Vec<Option<R>>>,
+        /// Per thread: when its call began (ms since `start`, plus 1), 0 between calls.
+        calls: Vec<AtomicU64>,
+        /// The pass stopped on a DEST that does not answer: no more items are taken.
+        given_up: AtomicBool,
+        start: Instant,
+    }
+    let total = items.len();
+    let workers = threads.clamp(1, total.max(1));
+    let pass = Arc::new(Pass {
+        items,
+        f,
+        next: AtomicU64::new(0),
+        finished: AtomicU64::new(0),
+        results: std::sync::Mutex::new((0..total).map(|_| None).collect()),
+        calls: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+        given_up: AtomicBool::new(false),
+        start: Instant::now(),
+    });
+    let results = |pass: &Pass<T, R, _>| {
+        std::mem::take(&mut *pass.results.lock().unwrap_or_else(|e| e.into_inner()))
+    };
+    let (ended_tx, ended_rx) = crossbeam_channel::unbounded::<()>();
+    let handles: Vec<_> = (0..workers)
+        .map(|w| {
+            let (pass, ended) = (Arc::clone(&pass), ended_tx.clone());
+            std::thread::Builder::new()
+                .name("mcr-folders".into())
+                .spawn(move || {
                     // Dropped however the thread ends (a panic too), which wakes the caller.
                     let _ended = ended;
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                        let Some(item) = items.get(i) else {
-                            return out;
+                    let since_start = || pass.start.elapsed().as_millis() as u64 + 1;
+                    while !pass.given_up.load(Ordering::SeqCst) {
+                        let i = pass.next.fetch_add(1, Ordering::Relaxed) as usize;
+                        let Some(item) = pass.items.get(i) else {
+                            return;
                         };
-                        out.push((i, f(item)));
-                        finished.fetch_add(1, Ordering::Relaxed);
+                        pass.calls[w].store(since_start(), Ordering::SeqCst);
+                        let r = (pass.f)(item);
+                        pass.calls[w].store(0, Ordering::SeqCst);
+                        // Gone once the pass gave up: a call that came back late.
+                        let mut results = pass.results.lock().unwrap_or_else(|e| e.into_inner());
+                        if let Some(slot) = results.get_mut(i) {
+                            *slot = Some(r);
+                        }
+                        drop(results);
+                        pass.finished.fetch_add(1, Ordering::Relaxed);
                     }
                 })
-            })
-            .collect();
-        drop(ended_tx);
-        while let Err(RecvTimeoutError::Timeout) = ended_rx.recv_timeout(Duration::from_millis(200))
-        {
-            ui.folders(&crate::report::FolderPass {
-                what,
-                done: finished.load(Ordering::Relaxed),
-                total: items.len() as u64,
-                elapsed: start.elapsed(),
-            });
+                // The message std's own spawns give: `main` tells the user which limit.
+                .expect("failed to spawn thread")
+        })
+        .collect();
+    drop(ended_tx);
+    let mut probed: Option<Instant> = None;
+    while let Err(RecvTimeoutError::Timeout) = ended_rx.recv_timeout(Duration::from_millis(200)) {
+        ui.folders(&crate::report::FolderPass {
+            what,
+            done: pass.finished.load(Ordering::Relaxed),
+            total: total as u64,
+            elapsed: pass.start.elapsed(),
+        });
+        let now = pass.start.elapsed().as_millis() as u64 + 1;
+        let out_longest = (pass.calls.iter())
+            .map(|c| c.load(Ordering::SeqCst))
+            .filter(|&began| began > 0)
+            .map(|began| Duration::from_millis(now.saturating_sub(began)))
+            .max();
+        let held = out_longest.is_some_and(|d| d >= NO_ANSWER)
+            && probed.is_none_or(|p| p.elapsed() >= NO_ANSWER);
+        if held {
+            if !answers() {
+                pass.given_up.store(true, Ordering::SeqCst);
+                return results(&pass);
+            }
+            probed = Some(Instant::now());
         }
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
-    let mut all: Vec<(usize, R)> = parts.drain(..).flatten().collect();
-    all.sort_unstable_by_key(|(i, _)| *i);
-    all.into_iter().map(|(_, r)| r).collect()
+    }
+    for h in handles {
+        h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+    }
+    results(&pass)
 }
 
 /// Threads besides the copy workers: the planner, the count, the bookkeeping, the
@@ -2544,6 +2697,29 @@ fn spawn_named<'scope, 'env, T: Send + 'scope>(
         .spawn_scoped(s, f)
         // The message std's own scoped spawns give: `main` tells the user which limit.
         .expect("failed to spawn thread")
+}
+
+/// Whether DEST is lost (`lost`): known already, or found now, `dest` being another folder
+/// than `id` (the one the copy started in) or not answering. Nothing to compare without
+/// `id` (a dry run). The look is taken without holding `lost`: on a share that stopped
+/// answering it may never return, and the run must still read what others found.
+fn dest_gone_now(dest: &Path, id: Option<(u64, u64)>, lost: &DestLost) -> bool {
+    let Some(id) = id else {
+        return false;
+    };
+    let found = |lost: &DestLost| lost.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+    if found(lost) {
+        return true;
+    }
+    let now = folder_identity_settled(dest);
+    let mut lost = lost.lock().unwrap_or_else(|e| e.into_inner());
+    match now {
+        Ok(now) if now == id => {}
+        now => {
+            lost.get_or_insert_with(|| dest_lost_as(now.err()));
+        }
+    }
+    lost.is_some()
 }
 
 /// Which folder `path` is ([`crate::fsinfo::identity`]), to notice it was replaced; asked
