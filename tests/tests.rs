@@ -8586,6 +8586,43 @@ fn the_time_a_restore_reports_includes_the_folders_dates_regression_round_16() {
     assert!(text(&out).contains("  copy rate: "), "{}", text(&out));
 }
 
+/// Round 20's review: a file in the way of a folder, on a DEST with under 1 MiB free,
+/// stopped the whole run as "the destination is full" (the folder's "is in the way" was
+/// weighed against the free space, since no file stands at the blocked file's own path).
+/// It fails what belongs there, as on a roomy disk, and names the file in the way.
+#[test]
+fn a_file_in_the_way_on_a_nearly_full_disk_is_not_taken_for_a_full_one_regression_round_20() {
+    let dump = Dump::new(46, 60, 1);
+    let Some(small) = SmallDisk::mount(&dump, "2m") else {
+        return;
+    };
+    let dest = small.path.join("out");
+    let files: Vec<String> = planned_files(&plan_json(&dump.root, &dest, &[]))
+        .into_keys()
+        .collect();
+    let holder = files
+        .iter()
+        .filter_map(|p| p.split_once('/').map(|(top, _)| top))
+        .find(|top| *top != "Trash" && *top != "_unlinked")
+        .expect("a top folder holding files")
+        .to_string();
+    std::fs::create_dir(&dest).unwrap();
+    std::fs::write(dest.join(&holder), b"in the way").unwrap();
+    // Under 1 MiB left free: what a full share's I/O error is weighed against.
+    std::fs::write(small.path.join("filler"), vec![0u8; 1_400_000]).unwrap();
+    let free = rustix::fs::statvfs(&small.path).unwrap();
+    assert!(free.f_bavail * free.f_frsize < 1 << 20, "{}", free.f_bavail);
+
+    let (out, report) = restore(&dump, &dest, &["--only", &holder], &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(report["dest_full"].is_null(), "{msg}");
+    assert!(!msg.contains("is full"), "{msg}");
+    let blocker = format!("{} is a file, not a folder", dest.join(&holder).display());
+    assert!(msg.contains(&blocker), "{msg}");
+    assert!(report["outcomes"]["failed"].as_u64().unwrap() > 0, "{msg}");
+}
+
 /// A file in the way of a folder (here: of a whole top folder) fails what belongs there,
 /// file by file and folder by folder, in the report; the run itself finishes (exit 1, not
 /// 2), and the next run tries those folders again.

@@ -713,7 +713,8 @@ fn weigh_dest_error(dest: &Path, target: &Path, needed: u64, msg: String, e: io:
 /// for a full destination all the same, by the room left on its filesystem (`fs`, its
 /// `statvfs`, looked at only for such an error): why ("and the destination has ..."), or
 /// `None`. Errors that say what else they are (a name too long, a read-only filesystem, a
-/// name taken where something is there) are never weighed. Used by the copy
+/// name taken where something is there, or where a file stands in the way of one of its
+/// folders: round 20's review saw that one taken for a full disk) are never weighed. Used by the copy
 /// (`weigh_write_error`, [`weigh_folder_error`]) and by the start-up probe of DEST
 /// (`restore::FullAtStart`): a full disk behind an sshfs share answered the probe file's
 /// close with "Input/output error", and the making of a folder with "File exists" with
@@ -724,7 +725,13 @@ pub fn full_by_room(
     fs: impl FnOnce() -> Option<rustix::fs::StatVfs>,
     needed: u64,
 ) -> Option<String> {
-    let taken = || at.symlink_metadata().is_ok();
+    // A name taken: something at `at`, or a file (or a link) where one of its folders goes,
+    // which this program's own error says without an OS code ("... is in the way").
+    let taken = || {
+        e.raw_os_error().is_none()
+            || at.symlink_metadata().is_ok()
+            || (at.ancestors().skip(1)).any(|p| p.symlink_metadata().is_ok_and(|m| !m.is_dir()))
+    };
     let says_what_else = (e.kind() == io::ErrorKind::AlreadyExists && taken())
         || matches!(
             e.raw_os_error(),
