@@ -4810,6 +4810,13 @@ fn a_destination_that_folds_case_gets_windows_names_or_a_refusal() {
         0,
         "nothing written"
     );
+    // Round 20's review: refused after it opened its checkpoint, the first run left a
+    // state folder holding one (`status` then read "no file restored yet").
+    assert!(
+        !state.exists(),
+        "state folder left: {:?}",
+        walk_files(&state)
+    );
 }
 
 /// A resume with other name rules than the restore so far would restore some files again
@@ -4829,6 +4836,8 @@ fn a_resume_with_other_name_rules_is_refused() {
         "{msg}"
     );
     assert_eq!(tree(&dest), before, "nothing changed");
+    // Round 20's review: nor in the checkpoint (the refused run was added to its runs).
+    assert_eq!(recorded_runs(&dump.path("state")), 1);
     let (out, _) = restore(&dump, &dest, &["--names", "posix"], &[]);
     assert_eq!(
         out.status.code(),

@@ -938,12 +938,21 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // the plan is made again with Windows rules; asked for Posix rules, the run stops.
     let mut names_note = None;
     let mut dates_note = None;
+    // These refusals come once the checkpoint is open (they need what it records, and what
+    // the probe found): it is given up as the run found it (`Checkpoint::discard`: no run
+    // added, or a checkpoint this run created removed with the state folder it made).
+    let refuse = |ckpt: &mut Option<crate::state::Checkpoint>, why: String| {
+        if let Some(c) = ckpt.take() {
+            c.discard();
+        }
+        anyhow::anyhow!(why)
+    };
     let plan = if dest_facts.folds_case && plan.options().policy == NamePolicy::Posix {
         if !cfg.names_auto {
-            anyhow::bail!(
+            return Err(refuse(&mut ckpt, format!(
                 "{} does not tell names apart by case (Photo.jpg and photo.jpg are one file there), so --names posix would let files replace each other: use --names windows (or auto)",
                 cfg.dest.display()
-            );
+            )));
         }
         names_note = Some(format!(
             "{} does not tell names apart by case although its filesystem ({}) usually does: Windows name rules are used (names that differ only in case get a suffix; `plan --names windows` shows them)",
@@ -972,16 +981,16 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             recorded(NAMES_KEY)?.or_else(|| restored.then(|| cfg.plan.policy.as_str().to_string()));
         match before {
             Some(before) if before == "posix" && dest_facts.folds_case && restored => {
-                anyhow::bail!(
+                return Err(refuse(&mut ckpt, format!(
                     "{} was restored with Posix names so far, but it does not tell names apart by case: files whose names differ only in case may have replaced each other there. Restore again with --fresh --names windows (files already there with the right size and date are kept, not copied again), then run verify --content",
                     cfg.dest.display()
-                );
+                )));
             }
             Some(before) if before != names && restored => {
-                anyhow::bail!(
+                return Err(refuse(&mut ckpt, format!(
                     "{} was restored with --names {before} so far; this run would use {names} rules and name some files differently. Run it with --names {before}, or restore into an empty folder with --fresh",
                     cfg.dest.display()
-                );
+                )));
             }
             _ => {}
         }
