@@ -815,13 +815,14 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // the run goes on, with a warning, without what the probe would have learnt
     // (`DestFacts::default`: named temporary files, names looked at; it writes no file). Not where files recorded as done are known to be
     // gone from DEST (`all_done_there` false): the run writes them again.
+    // (`all_done_there` is asked only of a full DEST: it may read the checkpoint.)
     let probe = |done: &KeySet,
-                 all_done_there: bool|
+                 all_done_there: &dyn Fn() -> bool|
      -> anyhow::Result<(DestFacts, Option<String>)> {
         match create_and_probe(&cfg.dest) {
             Ok(facts) => Ok((facts, None)),
             Err(e) => match e.downcast::<FullAtStart>() {
-                Ok(full) => match full_at_start(cfg, &plan, &index, done, all_done_there, full) {
+                Ok(full) => match full_at_start(cfg, &plan, &index, done, all_done_there(), full) {
                     FullAtStartNeeds::Room(e) => Err(e),
                     FullAtStartNeeds::Nothing(w) => Ok((DestFacts::default(), Some(w))),
                 },
@@ -841,12 +842,15 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // Whether every file the checkpoint records as done is still on DEST, as far as this
     // run knows before it opens the checkpoint: its sample found none gone, and no earlier
     // run left the look for them unfinished (see `check_done` below).
-    let all_done_there = dest_warning.is_none()
-        && (cfg.fresh
-            || crate::state::recorded_meta(&cfg.state_dir, LOOK_FOR_DONE).as_deref() != Some("1"));
+    let all_done_there = || {
+        dest_warning.is_none()
+            && (cfg.fresh
+                || crate::state::recorded_meta(&cfg.state_dir, LOOK_FOR_DONE).as_deref()
+                    != Some("1"))
+    };
     let early_probe = match (early, &known) {
-        (true, Some((done, _))) => Some(probe(done, all_done_there)?),
-        (true, None) => Some(probe(&KeySet::default(), true)?),
+        (true, Some((done, _))) => Some(probe(done, &all_done_there)?),
+        (true, None) => Some(probe(&KeySet::default(), &|| true)?),
         (false, _) => None,
     };
     // One restore at a time in a DEST, whatever its state folder: two would write the same
@@ -921,7 +925,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     ));
     let (dest_facts, full_warning) = match (&ckpt, early_probe) {
         (_, Some(probed)) => probed,
-        (Some(_), None) => probe(&done_keys, !check_done)?,
+        (Some(_), None) => probe(&done_keys, &|| !check_done)?,
         (None, _) => (DestFacts::default(), None),
     };
     if let Some(w) = &full_warning {
