@@ -2018,6 +2018,141 @@ fn a_share_that_stops_answering_while_folders_are_dated_stops_the_run_regression
     );
 }
 
+/// A restore run in the background, killed if a test ends before it did (a failed
+/// assertion while a share held its calls): it then ends once the share answers again.
+struct Running(Option<std::process::Child>);
+
+impl Running {
+    fn wait(mut self) -> std::process::Output {
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(run) = &mut self.0 {
+            if let Ok(None) = run.try_wait() {
+                let _ = run.kill();
+            }
+        }
+    }
+}
+
+/// Round 20 (noticed by the folder-pass fix): a share whose server stops answering,
+/// holding calls rather than failing them, while files were copied kept the workers in
+/// their calls for good: no file failed, so no disk was probed, and the run waited without
+/// a word (its progress line just stopped). Now files out and none back for 15 s have the
+/// disks probed; DEST not answering either, the run stops as on a lost DEST: one message
+/// (with `umount -f` for the share), the report and `status` say so, exit 1, the files
+/// placed since the last commit left unrecorded (DEST not flushed: that call would hang
+/// too), and the run ends without the workers still in a call. Once the server answers
+/// again, the same command restores every file. The server is the share's own
+/// `sftp-server`, stopped (SIGSTOP) once files are committed. Needs FUSE and
+/// `sshfs` with `sftp-server` (MCR_TEST_FUSE=require in `.ci/run`).
+#[test]
+fn a_share_that_stops_answering_mid_copy_stops_the_run_regression_round_20() {
+    let dump = Dump::new(120, 600, 1);
+    let Some((_daemon, backing, share)) = sshfs_share_in_the_foreground(&dump) else {
+        return;
+    };
+    let dest = share.join("restored");
+    let state = dump.path("state");
+    let seen = backing.join("restored");
+    let on_share = || tree(&seen).values().filter(|(dir, _, _)| !dir).count();
+    // Planned while the share answers (`plan` looks at DEST).
+    let cids = dump.content_ids();
+    let by_path = planned_files(&plan_json(&dump.root, &dest, &[]));
+    let run = Running(Some(spawn_restore(
+        &dump,
+        &dest,
+        &state,
+        &["--threads", "2"],
+        "delay_ms=40;commit_ms=300",
+    )));
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // Some chunks of files back and committed first.
+    while on_share() < 150 {
+        assert!(std::time::Instant::now() < until, "no files were restored");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let server = Frozen::stop_the_server(&dump.path(""));
+    let stopped_at = std::time::Instant::now();
+    // 15 s without a file back, at most 15 s more for the probe. Its report written, the
+    // run may still wait for its calls to the share (the message says so).
+    while report_in(&state)["dest_lost"].is_null() {
+        assert!(
+            stopped_at.elapsed().as_secs() < 90,
+            "the run did not stop within 90 s of the share's server hanging"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // Before the server answers again: what the checkpoint records as copied is on the
+    // share, complete.
+    let recorded = recorded_copies(&state);
+    for path in &recorded {
+        let (id, _, _) = &by_path[path];
+        assert_eq!(
+            hash_file(&seen.join(path)),
+            dump.expected_hash(&cids[id].0),
+            "{path} is recorded but not on the share"
+        );
+    }
+    assert!(
+        !recorded.is_empty() && recorded.len() < by_path.len(),
+        "{} of {} files recorded: the run was cut short",
+        recorded.len(),
+        by_path.len()
+    );
+    // The process ended but for its workers still in a call to the share (a zombie until
+    // the call returns, or `umount -f`).
+    let pid = run.0.as_ref().unwrap().id();
+    let left = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    eprintln!(
+        "stopped {:.0} s after the server; while it is stopped: {}",
+        stopped_at.elapsed().as_secs_f64(),
+        left.lines()
+            .find(|l| l.starts_with("State:"))
+            .unwrap_or("gone")
+    );
+    drop(server);
+    let out = run.wait();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains("stopped: the destination became unreachable") && !msg.contains("finished"),
+        "{msg}"
+    );
+    let report = report_in(&state);
+    assert_eq!(report["dest_unreachable"], true, "{msg}");
+    assert!(report["stalled"].is_null(), "one stop message: {msg}");
+    let why = report["dest_lost"].as_str().unwrap();
+    assert!(
+        why.contains(&format!(
+            "the destination {} stopped answering",
+            dest.display()
+        )) && why.contains(&format!("umount -f {}", share.display()))
+            && why.contains("the files placed since the last commit were not recorded")
+            && msg.contains(why),
+        "{msg}"
+    );
+    assert!(report["not_processed"].as_u64().unwrap() > 0, "{msg}");
+    // Asked once the share answers again (`status` looks at DEST too).
+    let status = text(
+        &bin()
+            .arg("status")
+            .arg("--state-dir")
+            .arg(&state)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        status.contains("stopped: the destination became unreachable"),
+        "{status}"
+    );
+    // The server answering again: the same command restores every file.
+    the_same_command_finishes(&dump, &dest, &["--state-dir", state.to_str().unwrap()], &[]);
+}
+
 /// Round 19 (review): with `--durability file` each file was flushed before it was linked
 /// into its folder, but its name was not, and the checkpoint recorded it without flushing
 /// the destination: when DEST's filesystem failed after the last file (ext4 with

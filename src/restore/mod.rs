@@ -10,6 +10,11 @@
 //! durability asks for it). Memory is bounded by the folder table, the
 //! queues, the pending group commit and the done-set of the checkpoint, whatever the file
 //! count. Shutdown is by dropping senders; a signal only stops new work from being handed out.
+//! The workers are not scoped (what they use is owned, `CopyWork`): when files are out and
+//! none comes back for `NO_ANSWER` (15 s) and a probe of the disks gets no answer either (a share
+//! whose server hangs holds calls rather than failing them), the run stops without the
+//! workers still in a call, which nothing can end; the process may then stay a zombie until
+//! those calls return.
 
 pub mod copy;
 
@@ -20,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use crossbeam_channel::{bounded, RecvTimeoutError, TrySendError};
+use crossbeam_channel::{bounded, RecvTimeoutError, SendTimeoutError, TrySendError};
 
 use crate::config::{Durability, RestoreConfig, Threads};
 use crate::plan::names::NamePolicy;
@@ -104,8 +109,10 @@ const LOOK_FOR_DONE: &str = "look_for_done";
 /// cost little.
 const TROUBLED_FILES: u32 = 2;
 /// How long a call to a disk may take before it counts as not answering: the probe's own
-/// limit ([`disks_answer`]), and in the folder passes after the last file the time a call
-/// to DEST may stay out before DEST is probed (`in_parallel`). A share that stops answering
+/// limit ([`disks_answer`]); in the copy, how long files may be out with none back before
+/// the disks are probed ([`CopyWork::held`]), and a commit's look at DEST and flush
+/// ([`dest_call`]); in the folder passes after the last file, the time a call to DEST may
+/// stay out before DEST is probed (`in_parallel`). A share that stops answering
 /// (its server hung, a NAS gone from the network) does not fail calls: it holds them.
 const NO_ANSWER: Duration = Duration::from_secs(15);
 
@@ -146,10 +153,13 @@ enum LostDuring {
 /// the files met meanwhile are not processed rather than failed. DEST found not answering
 /// is a lost destination (`dest_lost`), said as a commit's look at it would say it: one
 /// stop, one message, with no advice about a failing source disk.
-struct DiskWatch<'a> {
-    cfg: &'a RestoreConfig,
-    stop: &'a AtomicBool,
-    dest_lost: &'a DestLost,
+///
+/// Owned, as what the workers share ([`CopyWork`]): a worker whose call a disk never
+/// answers is left behind when the run stops, and may outlive it.
+struct DiskWatch {
+    cfg: RestoreConfig,
+    stop: Arc<AtomicBool>,
+    dest_lost: Arc<DestLost>,
     /// Files that met such an error since the last probe that found the disks answering.
     troubled: std::sync::atomic::AtomicU32,
     /// Probes that found the disks answering (a file's ticket is the count when it met
@@ -162,19 +172,23 @@ struct DiskWatch<'a> {
     good_object: std::sync::OnceLock<String>,
     /// Why the run stopped: which disk does not answer.
     lost: std::sync::OnceLock<Unanswered>,
+    /// The probe was asked because calls did not come back ([`DiskWatch::disks_answer_now`]),
+    /// not because files failed: said so if a disk does not answer.
+    calls_held: AtomicBool,
 }
 
-impl<'a> DiskWatch<'a> {
-    fn new(cfg: &'a RestoreConfig, stop: &'a AtomicBool, dest_lost: &'a DestLost) -> Self {
+impl DiskWatch {
+    fn new(cfg: &RestoreConfig, stop: &Arc<AtomicBool>, dest_lost: &Arc<DestLost>) -> Self {
         DiskWatch {
-            cfg,
-            stop,
-            dest_lost,
+            cfg: cfg.clone(),
+            stop: Arc::clone(stop),
+            dest_lost: Arc::clone(dest_lost),
             troubled: Default::default(),
             answered: AtomicU64::new(0),
             probing: Default::default(),
             good_object: Default::default(),
             lost: Default::default(),
+            calls_held: AtomicBool::new(false),
         }
     }
 
@@ -188,18 +202,28 @@ impl<'a> DiskWatch<'a> {
     /// Probes the disks unless a probe since `ticket` found them answering; true if
     /// they answer.
     fn probe(&self, ticket: u64) -> bool {
-        self.probe_disks(ticket, true)
+        self.probe_disks(ticket, true, false)
     }
 
     /// Probes DEST alone, now: the folder passes after the last file, whose calls go to
     /// DEST only, ask when one of them has not returned for [`NO_ANSWER`]. False: DEST does
     /// not answer, and is recorded as lost ([`dest_unreachable`]), as in the copy.
     fn dest_answers(&self) -> bool {
-        self.probe_disks(self.answered.load(Ordering::SeqCst), false)
+        self.probe_disks(self.answered.load(Ordering::SeqCst), false, true)
     }
 
-    /// [`DiskWatch::probe`], of the source disk too or (`source` false) of DEST alone.
-    fn probe_disks(&self, ticket: u64, source: bool) -> bool {
+    /// Probes both disks, now: the copy asks when files are out and none has come back for
+    /// [`NO_ANSWER`] (`held_calls`). A share that stops answering (its server hung, a NAS
+    /// gone from the network) or a source disk that hangs holds calls rather than failing
+    /// them, so no file fails and nothing else would ask. False: a disk does not answer,
+    /// recorded as the probe records it (DEST lost as unreachable, or the source stalled).
+    fn disks_answer_now(&self) -> bool {
+        self.probe_disks(self.answered.load(Ordering::SeqCst), true, true)
+    }
+
+    /// [`DiskWatch::probe`], of the source disk too or (`source` false) of DEST alone;
+    /// `held`: asked because a call did not come back, not because files failed.
+    fn probe_disks(&self, ticket: u64, source: bool, held: bool) -> bool {
         let _one = self.probing.lock().unwrap_or_else(|e| e.into_inner());
         if self.lost.get().is_some() {
             return false;
@@ -217,7 +241,7 @@ impl<'a> DiskWatch<'a> {
                 .flatten()
                 .or_else(|| source.sharded_object_path(c))
         });
-        match disks_answer(self.cfg, object.filter(|_| source), source) {
+        match disks_answer(&self.cfg, object.filter(|_| source), source) {
             Ok(()) => {
                 self.troubled.store(0, Ordering::SeqCst);
                 self.answered.fetch_add(1, Ordering::SeqCst);
@@ -231,7 +255,9 @@ impl<'a> DiskWatch<'a> {
                         ..dest_unreachable(cause)
                     });
                 }
-                let _ = self.lost.set(why);
+                if self.lost.set(why).is_ok() {
+                    self.calls_held.store(held, Ordering::SeqCst);
+                }
                 self.stop.store(true, Ordering::SeqCst);
                 false
             }
@@ -239,7 +265,7 @@ impl<'a> DiskWatch<'a> {
     }
 }
 
-impl copy::Watch for DiskWatch<'_> {
+impl copy::Watch for DiskWatch {
     fn trouble(&self) -> u64 {
         let ticket = self.answered.load(Ordering::SeqCst);
         if self.troubled.fetch_add(1, Ordering::SeqCst) + 1 >= TROUBLED_FILES {
@@ -283,6 +309,14 @@ fn disks_answer(
     // A dry run's DEST may not exist yet.
     let list_dest = !cfg.dry_run;
     let (tx, rx) = crossbeam_channel::bounded(1);
+    let read = [Some(db).filter(|_| source), object]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
+    // Where the probe is: which of `read` it reads (its index), or (`read.len()`) that it
+    // lists DEST. Not back in time, the call still out says which disk holds it.
+    let at = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (paths, at_now) = (read.clone(), Arc::clone(&at));
     let asked = std::thread::Builder::new()
         .name("mcr-disk-probe".into())
         .spawn(move || {
@@ -293,11 +327,11 @@ fn disks_answer(
                     f.read_at(&mut [0u8; 4096], 0).map(drop)
                 })
             };
-            let source = [Some(db).filter(|_| source), object].into_iter().flatten();
             // (the source's message, or None for DEST; the error)
             let ask = || -> Result<(), (Option<String>, std::io::Error)> {
-                for path in source.clone() {
-                    read_uncached(&path).map_err(|e| {
+                for (i, path) in paths.iter().enumerate() {
+                    at_now.store(i, Ordering::SeqCst);
+                    read_uncached(path).map_err(|e| {
                         (
                             Some(format!(
                                 "the source disk does not answer: reading {} fails",
@@ -310,7 +344,20 @@ fn disks_answer(
                 if !list_dest {
                     return Ok(());
                 }
-                std::fs::read_dir(&dest).map(drop).map_err(|e| (None, e))
+                at_now.store(paths.len(), Ordering::SeqCst);
+                std::fs::read_dir(&dest).map(drop).map_err(|e| (None, e))?;
+                // A name never asked for before: a share's client may answer the listing
+                // from its cache (sshfs does, for 20 s), not a look-up of a new name.
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+                let fresh = dest.join(format!(
+                    ".mcr-answer-{}-{}",
+                    std::process::id(),
+                    now.map_or(0, |d| d.as_nanos())
+                ));
+                match std::fs::symlink_metadata(fresh) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err((None, e)),
+                    _ => Ok(()),
+                }
             };
             let mut verdict = ask();
             for wait in [1000, 4000] {
@@ -337,13 +384,12 @@ fn disks_answer(
     }
     let limit = NO_ANSWER.as_secs();
     rx.recv_timeout(NO_ANSWER).unwrap_or_else(|_| {
-        Err(match source {
-            true => Unanswered::Source(format!(
-                "the source disk or the destination does not answer: reading {} and listing {} took more than {limit} s",
-                cfg.source.db.display(),
-                cfg.dest.display()
+        Err(match read.get(at.load(Ordering::SeqCst)) {
+            Some(path) => Unanswered::Source(format!(
+                "the source disk does not answer: reading {} took more than {limit} s",
+                path.display()
             )),
-            false => Unanswered::Dest {
+            None => Unanswered::Dest {
                 cause: format!("a call there and listing it each took more than {limit} s"),
                 held: true,
             },
@@ -353,9 +399,19 @@ fn disks_answer(
 
 /// What a run stopped by a disk that does not answer says: `why` (from [`disks_answer`]).
 /// DEST found not answering is said by [`Lost::text`] instead.
-fn stalled_text(why: &str) -> String {
+/// `held`: the probe was asked because files in the copy did not come back for
+/// [`NO_ANSWER`], not because they failed: a disk that hangs may keep the program from
+/// ending, said with what ends it.
+fn stalled_text(why: &str, held: bool) -> String {
+    let (after, wait) = match held {
+        true => (
+            format!("while no file being copied came back for {} s", NO_ANSWER.as_secs()),
+            " If this program does not end, a read it made there is still waiting for the disk: it ends once the disk answers or is detached.",
+        ),
+        false => ("after files met I/O errors, timeouts or lost connections".to_string(), ""),
+    };
     format!(
-        "{why}, after files met I/O errors, timeouts or lost connections: stopped. The files not restored are left for the next run (not processed, not failed). Check the disks (`dmesg`), attach the one that went away again and run the same command. A source disk that is failing is best copied first (ddrescue), then restored from the copy"
+        "{why}, {after}: stopped. The files not restored are left for the next run (not processed, not failed).{wait} Check the disks (`dmesg`), attach the one that went away again and run the same command. A source disk that is failing is best copied first (ddrescue), then restored from the copy"
     )
 }
 
@@ -1080,6 +1136,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // `file` too: each file is flushed before it is linked into its folder, but its name is
     // only on the disk once the folder is (round 19: a DEST whose filesystem failed lost
     // the last recorded names).
+    // Shared with the thread that flushes (`dest_call`), which a share that stops
+    // answering may keep in its call beyond the run.
     let mut dest_sync: Vec<(PathBuf, std::fs::File)> = Vec::new();
     if ckpt.is_some() && cfg.durability != Durability::None {
         dest_sync.push((cfg.dest.clone(), std::fs::File::open(&cfg.dest)?));
@@ -1089,6 +1147,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 .filter_map(|m| std::fs::File::open(&m).ok().map(|f| (m, f))),
         );
     }
+    let dest_sync: Arc<[(PathBuf, std::fs::File)]> = dest_sync.into();
 
     // What DEST is when the copy starts. A destination unmounted during the run (a USB disk
     // pulled, a NAS share dropped) leaves its mount point, an ordinary folder of the system
@@ -1101,11 +1160,6 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // Said apart in the headline and by `status`: read-only or unreachable is not "changed".
     // Shared with the folder passes' threads, which may outlive the run (`in_parallel`).
     let dest_lost: Arc<DestLost> = Arc::new(std::sync::Mutex::new(None));
-    // DEST's folders as `Job::CheckFirst` looks at them (without following links).
-    let dest_folders = crate::walk::DestFolders::default();
-    // Whether DEST is lost: known already, or found now. Asked when a file fails: DEST
-    // renamed or deleted makes every file fail at once, before the next commit's check.
-    let dest_gone = || dest_gone_now(&cfg.dest, dest_id, &dest_lost);
     // Folder dates are owed from the start of a run until its folder phase ends: a run that
     // stopped before it (interrupted, killed, the destination full) leaves folders it wrote
     // in with the time of that run, which the next run does not know about (it dates only
@@ -1118,35 +1172,40 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         }
         None => false,
     };
-    let renames = AtomicU64::new(0);
-    let named_fallbacks = AtomicU64::new(0);
     // The whole restore's count of files, for `status` from another terminal ("N of M")
     // while the run goes on: written with the first commit after the count is known.
     let selected_count = std::sync::OnceLock::<u64>::new();
     let commits = AtomicU64::new(0);
     // Shared with the folder passes' threads, which may outlive the run (`in_parallel`).
     let dirs = Arc::new(DirCache::new(&cfg.dest, plan.folder_rows() as usize));
-    let copier = Copier::default();
-    let objects = copy::ObjectFolders::open(&cfg.source.files);
-    let stop_local = AtomicBool::new(false);
-    let watch = DiskWatch::new(cfg, &stop_local, &dest_lost);
-    let ctx = CopyContext {
-        source: &cfg.source,
-        dest: &cfg.dest,
+    let stop_local = Arc::new(AtomicBool::new(false));
+    let watch = Arc::new(DiskWatch::new(cfg, &stop_local, &dest_lost));
+    // What the workers share, owned: a worker whose call a disk never answers is left
+    // behind when the run stops on it, and may outlive the run.
+    let copying = Arc::new(CopyWork {
+        source: cfg.source.clone(),
+        dest: cfg.dest.clone(),
         overwrite: cfg.overwrite,
         fsync_each: cfg.durability == Durability::File,
         dry_run: cfg.dry_run,
-        faults: &faults,
-        renames: &renames,
-        dirs: &dirs,
-        objects: &objects,
-        copier: &copier,
+        faults: Arc::clone(&faults),
+        renames: AtomicU64::new(0),
+        dirs: Arc::clone(&dirs),
+        objects: copy::ObjectFolders::open(&cfg.source.files),
+        copier: Copier::default(),
         exact_names: dest_facts.exact_names,
         unnamed_temps: dest_facts.unnamed_temps,
-        named_fallbacks: &named_fallbacks,
+        named_fallbacks: AtomicU64::new(0),
         unsure_since,
-        watch: &watch,
-    };
+        watch: Arc::clone(&watch),
+        stop: Arc::clone(&stop_local),
+        dest_lost: Arc::clone(&dest_lost),
+        dest_id,
+        dest_folders: crate::walk::DestFolders::default(),
+        calls: (0..threads).map(|_| AtomicU64::new(0)).collect(),
+        start: Instant::now(),
+        left: AtomicBool::new(false),
+    });
 
     report.warnings.extend(plan.index_notes(&index));
     report.warnings.extend(dest_warning);
@@ -1248,7 +1307,19 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             let whole_now_ref = &whole_now;
             let stopping_ref = &stopping;
             let faults_ref = &faults;
+            let left_ref = &copying.left;
             let producer = spawn_named(s, "mcr-planner", move || -> anyhow::Result<()> {
+                // Hands a chunk to the workers, waiting while they are busy; given up once
+                // the run stopped without them (workers left in a call that a disk does not
+                // answer never take it, and hold the queue open).
+                let hand_out = |mut chunk: Vec<Job>| loop {
+                    match job_tx.send_timeout(chunk, Duration::from_millis(200)) {
+                        Err(SendTimeoutError::Timeout(c)) if !left_ref.load(Ordering::SeqCst) => {
+                            chunk = c
+                        }
+                        _ => return,
+                    }
+                };
                 let mut chunk: Vec<Job> = Vec::new();
                 let mut chunk_bytes = 0u64;
                 let mut settled: Vec<Done> = Vec::new();
@@ -1282,7 +1353,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                         chunk.push(Job::CheckFirst(file));
                         if chunk.len() >= chunk_files {
                             chunk_bytes = 0;
-                            let _ = job_tx.send(std::mem::take(&mut chunk));
+                            hand_out(std::mem::take(&mut chunk));
                         }
                     } else if let Some(outcome) = quick {
                         settled.push(Done::of(file, outcome));
@@ -1306,35 +1377,32 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                 let _ = producer_tx.send(std::mem::take(&mut settled));
                                 settled_sent = Instant::now();
                             }
-                            let _ = job_tx.send(std::mem::take(&mut chunk));
+                            hand_out(std::mem::take(&mut chunk));
                         }
                     }
                 })?;
                 if !chunk.is_empty() && !stopping_ref() {
-                    let _ = job_tx.send(chunk);
+                    hand_out(chunk);
                 }
                 if !settled.is_empty() {
                     let _ = producer_tx.send(settled);
                 }
                 Ok(())
             });
+            // The workers are not scoped: one whose call a disk never answers is left behind
+            // when the run stops on it (`CopyWork::held`). What they use is owned.
             let mut workers = Vec::with_capacity(threads);
             for worker in 0..threads {
                 let rx = job_rx.clone();
                 let tx = res_tx.clone();
-                let ctx = &ctx;
-                let stopping_ref = &stopping;
-                let stop_local = &stop_local;
-                let dest_lost = &dest_lost;
-                let dest_folders = &dest_folders;
-                let dest_gone = &dest_gone;
-                let watch = &watch;
-                workers.push(spawn_named(s, &format!("mcr-copy-{worker}"), move || {
+                let work = Arc::clone(&copying);
+                let spawned = std::thread::Builder::new()
+                    .name(format!("mcr-copy-{worker}"))
+                    .spawn(move || {
+                    let ctx = &work.ctx();
                     let mut folders = copy::WorkerFolders::default();
-                    for chunk in rx {
-                        faults_ref.maybe_panic_in("worker");
-                        let mut results = Vec::with_capacity(chunk.len());
-                        for job in chunk {
+                    // One file: its result, or None for one not processed.
+                    let mut one = |job: Job| -> Option<Done> {
                             let (file, replace, was_gone) = match job {
                                 Job::Restore { file, replace } => (file, replace, false),
                                 Job::CheckFirst(file) => {
@@ -1343,8 +1411,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                     // file reached through a symbolic link standing for one
                                     // of its folders is not there either, as `verify` and
                                     // `regen` say (the copy then fails it, listed).
-                                    let gone = !stopping_ref()
-                                        && (dest_folders
+                                    let gone = !work.stopping()
+                                        && (work
+                                            .dest_folders
                                             .blocker_of_file(ctx.dest, &file.rel_path)
                                             .is_some()
                                             || std::fs::symlink_metadata(
@@ -1354,14 +1423,13 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                                 e.kind() == std::io::ErrorKind::NotFound
                                             }));
                                     if !gone {
-                                        results.push(Done::of(file, Outcome::AlreadyDone));
-                                        continue;
+                                        return Some(Done::of(file, Outcome::AlreadyDone));
                                     }
                                     (file, false, true)
                                 }
                             };
-                            if stopping_ref() {
-                                continue; // drain: not attempted, counted as not processed
+                            if work.stopping() {
+                                return None; // drain: not attempted, counted as not processed
                             }
                             let r = copy::restore_file_caught(ctx, &mut folders, &file, replace);
                             let mut d = Done {
@@ -1375,7 +1443,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                     replaced_partial,
                                 }) => {
                                     if let (Some(c), true) = (&d.file.content_id, bytes > 0) {
-                                        watch.read_fine(c);
+                                        work.watch.read_fine(c);
                                     }
                                     d.bytes = bytes;
                                     if size_mismatch {
@@ -1415,7 +1483,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                     d.error = Some(m);
                                 }
                                 // Not processed: the run stopped while the file was retried.
-                                Err(NotRestored::Abandoned) => continue,
+                                Err(NotRestored::Abandoned) => return None,
                                 // A failure that DEST lost explains (renamed, deleted, unmounted
                                 // since the run began) is not the file's: not processed, left to
                                 // the next run (nothing after the loss is recorded). Round 11
@@ -1423,15 +1491,15 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                 // check as failed (2,433 in a trial; 15,745 when DEST was
                                 // renamed and each file failed at once).
                                 Err(NotRestored::Failed(m) | NotRestored::NoAnswer(m)) => {
-                                    if dest_gone() {
-                                        stop_local.store(true, Ordering::SeqCst);
-                                        continue;
+                                    if work.dest_gone() {
+                                        work.stop.store(true, Ordering::SeqCst);
+                                        return None;
                                     }
                                     d.outcome = Outcome::Failed;
                                     d.error = Some(m);
                                 }
                                 Err(NotRestored::DestFull(m)) => {
-                                    stop_local.store(true, Ordering::SeqCst);
+                                    work.stop.store(true, Ordering::SeqCst);
                                     d.outcome = Outcome::Failed;
                                     d.error = Some(m);
                                     d.dest_full = true;
@@ -1441,20 +1509,29 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                 // nothing more is recorded and the next run checks them.
                                 // Its file is not processed either: the next run restores it.
                                 Err(NotRestored::DestReadOnly(m)) => {
-                                    let mut lost =
-                                        dest_lost.lock().unwrap_or_else(|e| e.into_inner());
-                                    lost.get_or_insert_with(|| dest_read_only(&m));
-                                    stop_local.store(true, Ordering::SeqCst);
-                                    continue;
+                                    lock_lost(&work.dest_lost)
+                                        .get_or_insert_with(|| dest_read_only(&m));
+                                    work.stop.store(true, Ordering::SeqCst);
+                                    return None;
                                 }
                             }
-                            results.push(d);
+                            Some(d)
+                    };
+                    for chunk in rx {
+                        work.faults.maybe_panic_in("worker");
+                        let mut results = Vec::with_capacity(chunk.len());
+                        for job in chunk {
+                            work.busy(worker, true);
+                            results.extend(one(job));
+                            work.busy(worker, false);
                         }
                         if tx.send(results).is_err() {
                             break;
                         }
                     }
-                }));
+                });
+                // The message std's own spawns give: `main` tells the user which limit.
+                workers.push(spawned.expect("failed to spawn thread"));
             }
             drop(res_tx);
             drop(job_rx);
@@ -1469,7 +1546,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             let selected_count_ref = &selected_count;
             let ckpt_ref = &mut ckpt;
             let (dest_sync, faults, commits) = (&dest_sync, &faults, &commits);
-            let (dest_lost_ref, stop_ref) = (&dest_lost, &stop_local);
+            let (dest_lost_ref, stop_ref, watch_ref) = (&dest_lost, &stop_local, &watch);
             let committer = spawn_named(
                 s,
                 "mcr-committer",
@@ -1481,31 +1558,46 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                         let Some(c) = ckpt_ref.as_mut() else {
                             continue;
                         };
-                        let mut lost = dest_lost_ref.lock().unwrap_or_else(|e| e.into_inner());
-                        if lost.is_none() && dest_id.is_some() {
-                            match folder_identity_settled(&cfg.dest) {
-                                Ok(id) if Some(id) == dest_id => {}
-                                now => {
-                                    *lost = Some(dest_lost_as(now.err()));
-                                    stop_ref.store(true, Ordering::SeqCst);
-                                }
-                            }
-                        }
-                        if lost.is_some() {
+                        if lock_lost(dest_lost_ref).is_some() {
                             continue; // nothing more is recorded
                         }
-                        drop(lost);
                         // Adopted files too: a killed run may have placed them without flushing.
                         let placed =
                             |r: &Record| matches!(r.outcome, Outcome::Copied | Outcome::Adopted);
-                        if !dest_sync.is_empty() && batch.iter().any(placed) {
-                            let t = Instant::now();
-                            for (path, fd) in dest_sync {
-                                rustix::fs::syncfs(fd).with_context(|| {
-                                    format!("cannot flush the destination {}", path.display())
-                                })?;
+                        let (flush_now, sync) = (batch.iter().any(placed), Arc::clone(dest_sync));
+                        // DEST looked at, then flushed, on a thread of its own: on a share
+                        // that stops answering either call may never return. DEST not
+                        // answering a probe then either, nothing more is recorded (and
+                        // nothing flushed: that call would hang too).
+                        let dest = cfg.dest.clone();
+                        let looked = dest_call(
+                            move || -> Result<anyhow::Result<Duration>, Option<std::io::Error>> {
+                                match (dest_id, dest_id.map(|_| folder_identity_settled(&dest))) {
+                                    (Some(id), Some(Ok(now))) if now == id => {}
+                                    (_, Some(now)) => return Err(now.err()),
+                                    (_, None) => {}
+                                }
+                                let t = Instant::now();
+                                for (path, fd) in sync.iter().filter(|_| flush_now) {
+                                    if let Err(e) = rustix::fs::syncfs(fd) {
+                                        return Ok(Err(anyhow::Error::from(e).context(format!(
+                                            "cannot flush the destination {}",
+                                            path.display()
+                                        ))));
+                                    }
+                                }
+                                Ok(Ok(t.elapsed()))
+                            },
+                            &|| watch_ref.dest_answers(),
+                        );
+                        match looked {
+                            Some(Ok(flushed)) => flush += flushed?,
+                            Some(Err(now)) => {
+                                lock_lost(dest_lost_ref).get_or_insert_with(|| dest_lost_as(now));
+                                stop_ref.store(true, Ordering::SeqCst);
+                                continue;
                             }
-                            flush += t.elapsed();
+                            None => continue, // lost as unreachable by the probe
                         }
                         let t = Instant::now();
                         c.record(&batch)?;
@@ -1580,6 +1672,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 // first seconds leaves the totals, not the zeros of the report written before
                 // the first file.
                 let mut last_report: Option<Instant> = None;
+                // When the disks were last probed because no file came back.
+                let mut probed: Option<Instant> = None;
                 // Hands the batch to the committer. While it is busy flushing the previous one,
                 // the batch keeps growing instead (waiting here would fill the result queue and
                 // stall every worker behind the flush), up to a bound, or when `wait`ing at the
@@ -1693,6 +1787,18 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                         Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => break,
                     }
+                    // Files out and none back for `NO_ANSWER`: the disks are probed, and again
+                    // after as long while that lasts (a big file over a slow link is no hang:
+                    // while the disks answer, the copy goes on). A disk not answering stops
+                    // the run as a lost DEST or a stalled source does, without the workers
+                    // still in a call: nothing can end it, and they cannot be joined.
+                    if copying.held() && probed.is_none_or(|p| p.elapsed() >= NO_ANSWER) {
+                        if !watch.disks_answer_now() {
+                            copying.left.store(true, Ordering::SeqCst);
+                            break;
+                        }
+                        probed = Some(Instant::now());
+                    }
                     if batch.len() >= next_commit || last_commit.elapsed() >= commit_every {
                         if !commit(&mut batch, false) {
                             // The committer stopped (its join says why): nothing more can be
@@ -1734,6 +1840,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             // one by one so its own message is recorded, not the scope's "a scoped thread
             // panicked" (the workers are done: their results' queue is closed).
             for w in workers {
+                // Left behind: still in a call that a disk does not answer.
+                if copying.left.load(Ordering::SeqCst) && !w.is_finished() {
+                    continue;
+                }
                 w.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
             }
             let committed = committer
@@ -1773,7 +1883,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let dest_lost = dest_lost.lock().unwrap_or_else(|e| e.into_inner()).take();
     // One stop, one message: a lost destination explains the failures a probe met too.
     let stalled = match watch.lost.get() {
-        Some(Unanswered::Source(why)) if dest_lost.is_none() => Some(stalled_text(why)),
+        Some(Unanswered::Source(why)) if dest_lost.is_none() => {
+            Some(stalled_text(why, watch.calls_held.load(Ordering::SeqCst)))
+        }
         _ => None,
     };
     // Folder dates last, and only where this run wrote something (creating a file changes
@@ -1995,8 +2107,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         // the folder passes, every file was flushed (`--durability batch` or `file`) and
         // recorded: the run ended as cleanly as one interrupted there (with `none` nothing
         // was flushed, and a DEST that failed may have lost what it held in memory).
+        // Left behind in a call a disk did not answer, a worker may still place a file
+        // (complete, under its final name) once the call returns: the next run checks.
         let clean = match &dest_lost {
-            None => true,
+            None => !copying.left.load(Ordering::SeqCst),
             Some((_, LostDuring::Files)) => false,
             Some((_, LostDuring::Folders { .. })) => cfg.durability != Durability::None,
         };
@@ -2019,8 +2133,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // the folders' dates too (the snapshot's time is the copy's, which the rate is of).
     report.duration_s = started.elapsed().as_secs_f64();
     if !cfg.dry_run && report.bytes_copied > 0 {
-        report.copy_method = Some(copier.method());
-        report.temp_files = Some(if ctx.unnamed_temps && !faults.named_temps {
+        report.copy_method = Some(copying.copier.method());
+        report.temp_files = Some(if copying.unnamed_temps && !faults.named_temps {
             "unnamed"
         } else {
             "named"
@@ -2032,7 +2146,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             cfg.plan.only.join(", ")
         ));
     }
-    let fallbacks = named_fallbacks.load(Ordering::Relaxed);
+    let fallbacks = copying.named_fallbacks.load(Ordering::Relaxed);
     if fallbacks > 0 {
         report.warnings.push(format!(
             "{} files went to folders on another filesystem mounted inside {}, which has no unnamed files: they were written under hidden temporary names (.mcr-*.part) and renamed into place. Names on that filesystem follow the rules chosen for {} ({:?}); files it refuses are listed as failed",
@@ -2407,6 +2521,95 @@ fn panic_recorded(
     std::panic::resume_unwind(panic)
 }
 
+/// What the copy workers share, owned by them and the run alike: a worker whose call a disk
+/// never answers (a share whose server hangs, a source disk that hangs) cannot be joined,
+/// so the run stops without it ([`CopyWork::held`]) and it may outlive the run.
+struct CopyWork {
+    source: SourceLayout,
+    dest: PathBuf,
+    overwrite: bool,
+    fsync_each: bool,
+    dry_run: bool,
+    faults: Arc<Faults>,
+    renames: AtomicU64,
+    dirs: Arc<DirCache>,
+    objects: copy::ObjectFolders,
+    copier: Copier,
+    exact_names: bool,
+    unnamed_temps: bool,
+    named_fallbacks: AtomicU64,
+    unsure_since: Option<i64>,
+    watch: Arc<DiskWatch>,
+    /// The run stops: no more files are begun.
+    stop: Arc<AtomicBool>,
+    dest_lost: Arc<DestLost>,
+    /// DEST's folder when the copy started (`None`: no checkpoint, a dry run).
+    dest_id: Option<(u64, u64)>,
+    /// DEST's folders as `Job::CheckFirst` looks at them (without following links).
+    dest_folders: crate::walk::DestFolders,
+    /// Per worker: when its file began (ms since `start`, plus 1), 0 between files.
+    calls: Vec<AtomicU64>,
+    start: Instant,
+    /// The run stopped without the workers still in a file: a disk held their calls and
+    /// did not answer a probe either.
+    left: AtomicBool,
+}
+
+impl CopyWork {
+    /// What [`copy`] needs to restore a file.
+    fn ctx(&self) -> CopyContext<'_> {
+        CopyContext {
+            source: &self.source,
+            dest: &self.dest,
+            overwrite: self.overwrite,
+            fsync_each: self.fsync_each,
+            dry_run: self.dry_run,
+            faults: &self.faults,
+            renames: &self.renames,
+            dirs: &self.dirs,
+            objects: &self.objects,
+            copier: &self.copier,
+            exact_names: self.exact_names,
+            unnamed_temps: self.unnamed_temps,
+            named_fallbacks: &self.named_fallbacks,
+            unsure_since: self.unsure_since,
+            watch: &*self.watch,
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        interrupted() || self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Whether DEST is lost: known already, or found now. Asked when a file fails: DEST
+    /// renamed or deleted makes every file fail at once, before the next commit's check.
+    fn dest_gone(&self) -> bool {
+        dest_gone_now(&self.dest, self.dest_id, &self.dest_lost)
+    }
+
+    /// The worker `w` begins a file (`true`) or is done with it: one clock read a file.
+    fn busy(&self, w: usize, busy: bool) {
+        let now = match busy {
+            true => self.start.elapsed().as_millis() as u64 + 1,
+            false => 0,
+        };
+        self.calls[w].store(now, Ordering::Relaxed);
+    }
+
+    /// Whether files are out and none has come back for [`NO_ANSWER`]: each worker still
+    /// in a file began it that long ago. A disk that stops answering holds calls rather
+    /// than failing them (a share whose server hangs, a NAS gone from the network, a source
+    /// disk that hangs): no file fails, and the run would wait without a word.
+    fn held(&self) -> bool {
+        let now = self.start.elapsed().as_millis() as u64 + 1;
+        let newest = (self.calls.iter())
+            .map(|c| c.load(Ordering::Relaxed))
+            .filter(|&began| began > 0)
+            .max();
+        newest.is_some_and(|began| Duration::from_millis(now.saturating_sub(began)) >= NO_ANSWER)
+    }
+}
+
 /// What the passes over the folders after the last file (making the empty folders, setting
 /// the folders' dates) share with their threads. Owned, not borrowed from the run: a thread
 /// whose call DEST never answers is left behind when its pass stops ([`in_parallel`]), and
@@ -2696,6 +2899,37 @@ fn check_address_space(workers: usize) -> anyhow::Result<()> {
         crate::report::human_bytes(used),
         fit.max(1)
     )
+}
+
+/// Runs `call`, a call to DEST, on a thread of its own and waits for it: on a share that
+/// stops answering it may never return. Not back within [`NO_ANSWER`], DEST is probed
+/// (`answers`), and the call waited for as long again while DEST answers. None: DEST does
+/// not answer (the probe recorded it lost); the thread is left behind in its call. One
+/// thread per call: for the commits (a few a second at most), not for files.
+fn dest_call<R: Send + 'static>(
+    call: impl FnOnce() -> R + Send + 'static,
+    answers: &dyn Fn() -> bool,
+) -> Option<R> {
+    let (tx, rx) = bounded(1);
+    let asked = std::thread::Builder::new()
+        .name("mcr-dest-call".into())
+        .spawn(move || {
+            let _ = tx.send(call());
+        })
+        // The message std's own spawns give: `main` tells the user which limit.
+        .expect("failed to spawn thread");
+    loop {
+        match rx.recv_timeout(NO_ANSWER) {
+            Ok(r) => return Some(r),
+            Err(RecvTimeoutError::Timeout) if answers() => {}
+            Err(RecvTimeoutError::Timeout) => return None,
+            // Ended without an answer: the call panicked (a bug), raised again here.
+            Err(RecvTimeoutError::Disconnected) => match asked.join() {
+                Err(p) => std::panic::resume_unwind(p),
+                Ok(()) => unreachable!("the call ended without sending its result"),
+            },
+        }
+    }
 }
 
 /// Spawns a scoped thread with a name, so `top -H`, `perf` and `/proc/PID/task` say which
