@@ -1791,8 +1791,14 @@ fn a_share_whose_connection_drops_mid_run_stops_with_one_message_regression_roun
             "the destination {} cannot be reached",
             dest.display()
         )) && why.contains("no file is partial under its final name")
-            && why.contains("Mount the share again")
             && why.contains("run the same command"),
+        "{msg}"
+    );
+    // Round 21: the share is mounted (and unmounted) at its mount point, not at DEST, a
+    // folder inside it.
+    assert!(
+        why.contains(&format!("Mount the share again at {} (", share.display()))
+            && why.contains(&format!("umount -l {})", share.display())),
         "{msg}"
     );
     assert_eq!(report["dest_unreachable"], true, "{msg}");

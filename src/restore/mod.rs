@@ -377,10 +377,16 @@ fn disks_answer(
                 },
             }));
         });
+    // Not probed (no thread to spare): said as a disk that does not answer, the one asked
+    // about, so that a pass over DEST alone records DEST lost and does not count as done.
     if let Err(e) = asked {
-        return Err(Unanswered::Source(format!(
-            "the disks could not be probed ({e})"
-        )));
+        return Err(match source {
+            true => Unanswered::Source(format!("the disks could not be probed ({e})")),
+            false => Unanswered::Dest {
+                cause: format!("it could not be probed: {e}"),
+                held: false,
+            },
+        });
     }
     let limit = NO_ANSWER.as_secs();
     rx.recv_timeout(NO_ANSWER).unwrap_or_else(|_| {
@@ -461,7 +467,13 @@ impl Lost {
     /// every file was recorded before: only folders are left, which the next run makes and
     /// dates. No advice about a failing source disk: the source is fine. A share that
     /// holds calls may keep the program from ending: said, with how to end them.
-    fn text(&self, dest: &Path, during: LostDuring) -> String {
+    /// `mount`: DEST's mount point when the run began (what `umount` and a new mount take;
+    /// DEST may be a folder inside the share).
+    fn text(&self, dest: &Path, mount: &Path, during: LostDuring) -> String {
+        let mount = match mount.as_os_str().is_empty() {
+            true => dest.display(),
+            false => mount.display(),
+        };
         let (dest, met) = (dest.display(), &self.met);
         let (cause, remedy) = match (self.loss, &self.held) {
             (DestLoss::Unreachable, Some(mount)) => (
@@ -470,7 +482,7 @@ impl Lost {
             ),
             (DestLoss::Unreachable, None) => (
                 format!("the destination {dest} cannot be reached any more ({met}): the connection to its share was lost, or the program serving it (sshfs, a FUSE driver) ended"),
-                format!("Mount the share again at {dest} (if it still says \"Transport endpoint is not connected\", unmount it first: umount -l {dest}) and run the same command"),
+                format!("Mount the share again at {mount} (if it still says \"Transport endpoint is not connected\", unmount it first: umount -l {mount}) and run the same command"),
             ),
             (DestLoss::ReadOnly, _) => (
                 format!("{met}: the destination became read-only during the run (Linux remounts a disk read-only after an error; a NAS share can turn read-only)"),
@@ -1202,7 +1214,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         dest_lost: Arc::clone(&dest_lost),
         dest_id,
         dest_folders: crate::walk::DestFolders::default(),
-        calls: (0..threads).map(|_| AtomicU64::new(0)).collect(),
+        calls: (0..threads).map(|_| WorkerClock::default()).collect(),
         start: Instant::now(),
         left: AtomicBool::new(false),
     });
@@ -2119,7 +2131,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     report.interrupted = interrupted;
     report.dest_read_only = matches!(&dest_lost, Some((l, _)) if l.loss == DestLoss::ReadOnly);
     report.dest_unreachable = matches!(&dest_lost, Some((l, _)) if l.loss == DestLoss::Unreachable);
-    report.dest_lost = dest_lost.map(|(lost, during)| lost.text(&cfg.dest, during));
+    report.dest_lost =
+        dest_lost.map(|(lost, during)| lost.text(&cfg.dest, &cfg.dest_fs.mount_point, during));
     report.stalled = stalled;
     report.dest_full = dest_full.map(|m| {
         let files_left =
@@ -2548,12 +2561,19 @@ struct CopyWork {
     /// DEST's folders as `Job::CheckFirst` looks at them (without following links).
     dest_folders: crate::walk::DestFolders,
     /// Per worker: when its file began (ms since `start`, plus 1), 0 between files.
-    calls: Vec<AtomicU64>,
+    calls: Vec<WorkerClock>,
     start: Instant,
     /// The run stopped without the workers still in a file: a disk held their calls and
     /// did not answer a probe either.
     left: AtomicBool,
 }
+
+/// When a worker's file began ([`CopyWork::busy`]), alone on its cache line: each worker
+/// writes its own twice a file, and sharing a line would make the cores pass it back and
+/// forth.
+#[derive(Default)]
+#[repr(align(128))]
+struct WorkerClock(AtomicU64);
 
 impl CopyWork {
     /// What [`copy`] needs to restore a file.
@@ -2593,7 +2613,7 @@ impl CopyWork {
             true => self.start.elapsed().as_millis() as u64 + 1,
             false => 0,
         };
-        self.calls[w].store(now, Ordering::Relaxed);
+        self.calls[w].0.store(now, Ordering::Relaxed);
     }
 
     /// Whether files are out and none has come back for [`NO_ANSWER`]: each worker still
@@ -2603,7 +2623,7 @@ impl CopyWork {
     fn held(&self) -> bool {
         let now = self.start.elapsed().as_millis() as u64 + 1;
         let newest = (self.calls.iter())
-            .map(|c| c.load(Ordering::Relaxed))
+            .map(|c| c.0.load(Ordering::Relaxed))
             .filter(|&began| began > 0)
             .max();
         newest.is_some_and(|began| Duration::from_millis(now.saturating_sub(began)) >= NO_ANSWER)
@@ -3219,7 +3239,7 @@ mod tests {
     /// copy the message is as it was.
     #[test]
     fn a_destination_lost_after_the_last_file_says_only_folders_are_left_regression_round_18() {
-        let dest = Path::new("/mnt/nas/restored");
+        let (dest, mount) = (Path::new("/mnt/nas/restored"), Path::new("/mnt/nas"));
         let losses = [
             dest_read_only(
                 "cannot create the folder /mnt/nas/restored/a: Read-only file system (os error 30)",
@@ -3230,15 +3250,15 @@ mod tests {
         // In the copy, word for word as before.
         let copy: Vec<String> = losses
             .iter()
-            .map(|l| l.text(dest, LostDuring::Files))
+            .map(|l| l.text(dest, mount, LostDuring::Files))
             .collect();
         assert_eq!(copy, [
             "cannot create the folder /mnt/nas/restored/a: Read-only file system (os error 30): the destination became read-only during the run (Linux remounts a disk read-only after an error; a NAS share can turn read-only): stopped, and the files placed since the last commit were not recorded. See why (`dmesg`, the NAS's log), mount it read-write again and run the same command: the next run checks the files placed since the last commit",
-            "the destination /mnt/nas/restored cannot be reached any more (Transport endpoint is not connected (os error 107)): the connection to its share was lost, or the program serving it (sshfs, a FUSE driver) ended. Stopped; no file is partial under its final name (files are written under a temporary name and renamed once complete; the next run removes temporary ones left behind), and the files placed since the last commit were not recorded: the next run checks them. Mount the share again at /mnt/nas/restored (if it still says \"Transport endpoint is not connected\", unmount it first: umount -l /mnt/nas/restored) and run the same command to continue",
+            "the destination /mnt/nas/restored cannot be reached any more (Transport endpoint is not connected (os error 107)): the connection to its share was lost, or the program serving it (sshfs, a FUSE driver) ended. Stopped; no file is partial under its final name (files are written under a temporary name and renamed once complete; the next run removes temporary ones left behind), and the files placed since the last commit were not recorded: the next run checks them. Mount the share again at /mnt/nas (if it still says \"Transport endpoint is not connected\", unmount it first: umount -l /mnt/nas) and run the same command to continue",
             "/mnt/nas/restored is no longer the folder this restore started writing to (its disk unmounted or replaced, or the folder renamed or deleted): stopped, and the files placed since the last commit were not recorded. Mount the destination again (or give the folder its name back) and run the same command; files placed after the change may be in /mnt/nas/restored on the disk below the mount point, check and remove them",
         ]);
         for lost in &losses {
-            let copy = lost.text(dest, LostDuring::Files);
+            let copy = lost.text(dest, mount, LostDuring::Files);
             assert!(
                 copy.contains("the files placed since the last commit were not recorded"),
                 "{copy}"
@@ -3260,6 +3280,7 @@ mod tests {
             ] {
                 let said = lost.text(
                     dest,
+                    mount,
                     LostDuring::Folders {
                         not_made,
                         not_dated,
