@@ -7877,6 +7877,85 @@ fn preflight_keeps_its_budget_over_a_slow_share_regression_round_19() {
     assert!(left.is_empty(), "left on the share: {left:?}");
 }
 
+/// Round 21: `preflight --budget 10` took 11.4 s over a share with 100 ms round trips
+/// (sshfs behind `bench/delayproxy.py --exec 50`), and `--budget 5` 11.8 s: the name tests
+/// (14 names made, listed and removed: 6.8 s) and the write benchmark (each round's create,
+/// flushes and removal) had no deadline of their own. Now each ends by its share of the
+/// budget, and what did not fit is reported as such: names not tried are "not tested: out
+/// of time" (never accepted or refused), a write stopped early is "cut short". Here
+/// `--budget 5` must end within 5 s + 3 s (the margin is for CI's tests beside it on two
+/// cores), say what it left out, and leave nothing on the share.
+#[test]
+fn preflight_holds_a_small_budget_over_a_share_with_100_ms_round_trips_regression_round_21() {
+    let dump = Dump::new(21, 300, 1);
+    let (backing, share) = (dump.path("served"), dump.path("share"));
+    std::fs::create_dir_all(&backing).unwrap();
+    let Some(_mounted) = slow_sftp_mount(&backing, &share, &dump.path(""), 50) else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let out = bin()
+        .arg("preflight")
+        .arg(&dump.root)
+        .arg(share.join("restored"))
+        .args(["--budget", "5", "--json"])
+        .output()
+        .unwrap();
+    let took = started.elapsed().as_secs_f64();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{msg}");
+    assert!(
+        took <= 5.0 + 3.0,
+        "pre-flight took {took:.1} s with --budget 5 over a share with 100 ms round trips\n{msg}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = &report["measurements"];
+    assert_eq!(m["dest"]["network"], true, "{msg}");
+    let out_of_time: Vec<&str> = m["out_of_time"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no out_of_time list: {msg}"))
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    // 14 names at about 0.4 s each do not fit in 5 s with everything else at this latency.
+    let checks = m["names"]["checks"].as_array().unwrap();
+    let untested: Vec<&serde_json::Value> = checks
+        .iter()
+        .filter(|c| c["outcome"]["result"] == "not_tested")
+        .collect();
+    assert!(!untested.is_empty(), "every name tested in 5 s? {msg}");
+    assert!(
+        untested
+            .iter()
+            .all(|c| c["outcome"]["reason"] == "out of time"),
+        "{msg}"
+    );
+    assert!(
+        out_of_time
+            .iter()
+            .any(|x| x.starts_with("name tests: not tested (out of time)")),
+        "{out_of_time:?}"
+    );
+    if m["write"]["cut_short"] == true || m["write"].is_null() {
+        assert!(
+            out_of_time
+                .iter()
+                .any(|x| x.starts_with("destination write benchmark")),
+            "{out_of_time:?}"
+        );
+    }
+    assert!(
+        report["advice"]["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("not tested")),
+        "the advice says the names were not all tested: {msg}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&backing).unwrap().flatten().collect();
+    assert!(left.is_empty(), "left on the share: {left:?}");
+}
+
 #[test]
 fn preflight_says_when_the_restore_cannot_fit() {
     let dump = Dump::new(39, 300, 1);

@@ -15,7 +15,14 @@
 //!    one end (the scaling curve; on NFS/SMB it is the network round trip). Each step
 //!    counts its setup and cleanup against the budget (over a slow share, making and
 //!    removing the test folders and files can take longer than the timed part), and one
-//!    that cannot fit in what is left is not started (a note says which);
+//!    that cannot fit in what is left is not started;
+//!
+//! Every phase that touches DEST ends by its share of the budget: the name tests (half of
+//! what is left when they start: 14 names took 6.8 s at 100 ms a round trip) try only the
+//! names that fit and report the rest as not tested, never as accepted or refused; the
+//! write benchmark stops early and says it was cut short. What was left out for lack of
+//! time is listed in the report (`out_of_time`). Removing the probe folder is not bounded:
+//! it always happens, even past the budget (a second of it is kept back for that).
 //! 5. advice and an estimate ([`model`]): threads from the scaling curve, warnings, a ready
 //!    `restore` command, and a best/worst duration band from the model described there.
 //!
@@ -82,6 +89,9 @@ const MIN_WRITE_BYTES: u64 = 8 << 20;
 const LEVEL_MAX_FILES: u64 = 20_000;
 /// Kept back at the end of the budget for removing the probe folder.
 const FINISH_RESERVE: Duration = Duration::from_secs(1);
+/// The source read benchmark's least time, even with the budget spent: without a read the
+/// estimate has no bandwidth, and it reads the local disk for no longer than this.
+const MIN_READ: Duration = Duration::from_millis(200);
 /// A per-file step given less than this is not started (its setup and cleanup would be
 /// most of it).
 const MIN_STEP: Duration = Duration::from_millis(150);
@@ -281,8 +291,22 @@ pub fn preflight(
         (Some(a), Some(b)) if a == b
     );
     if m.dest_unresponsive.is_none() {
-        match p.names() {
-            Ok(n) => m.names = Some(n),
+        // Half of what is left for the name tests, the rest for the benchmarks: over a
+        // slow share the 14 test names alone took 6.8 s (at 100 ms a round trip), more
+        // than a small budget.
+        let until = Instant::now() + time_left(deadline) / 2;
+        match p.names(until) {
+            Ok(n) => {
+                let untested = model::untested(&n);
+                if !untested.is_empty() {
+                    m.out_of_time.push(format!(
+                        "name tests: not tested (out of time): {untested}; {} of {} test names tried",
+                        n.checks.len() - n.not_tested().len(),
+                        n.checks.len()
+                    ));
+                }
+                m.names = Some(n);
+            }
             Err(e) => note_dest_error(&mut m, "name tests", e),
         }
     }
@@ -333,6 +357,14 @@ pub fn preflight(
     })
 }
 
+/// What is left of the budget before `deadline`, less what removing the probe folder keeps
+/// back ([`FINISH_RESERVE`]).
+fn time_left(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .saturating_sub(FINISH_RESERVE)
+}
+
 /// Records a destination probe's failure; a timeout marks DEST as unresponsive.
 fn note_dest_error(m: &mut Measurements, what: &str, e: ProbeError) {
     match e {
@@ -341,19 +373,19 @@ fn note_dest_error(m: &mut Measurements, what: &str, e: ProbeError) {
         ProbeError::Unwritable(why) => m.dest_unwritable = Some(why),
         ProbeError::Full(why) => m.dest_full = Some(why),
         ProbeError::Interrupted => {}
+        ProbeError::OutOfTime(why) => m.out_of_time.push(format!("{what}: {why}")),
         e => m.notes.push(format!("{what}: {e}")),
     }
 }
 
-/// Runs the benchmarks in the time left before `deadline` (at least a few seconds):
-/// a fifth each for reading and writing, the rest for the per-file levels.
+/// Runs the benchmarks in the time left before `deadline`: a fifth each for reading and
+/// writing, the rest for the per-file levels. Each ends by its share, its setup and cleanup
+/// included, and what does not fit is left out (said in `out_of_time`); only the source
+/// read gets at least [`MIN_READ`] (it reads the local disk, bounded by its own clock).
 fn benchmarks(p: &mut dyn Probe, m: &mut Measurements, deadline: Instant) {
-    let left = deadline
-        .saturating_duration_since(Instant::now())
-        .saturating_sub(Duration::from_secs(1))
-        .max(Duration::from_secs(3));
+    let left = time_left(deadline);
     let read = Limits {
-        time: left / 5,
+        time: (left / 5).max(MIN_READ),
         max_bytes: READ_MAX_BYTES,
         max_files: SAMPLE_OBJECTS as u64,
         until: None,
@@ -376,20 +408,37 @@ fn benchmarks(p: &mut dyn Probe, m: &mut Measurements, deadline: Instant) {
         .as_ref()
         .and_then(|d| d.free_bytes)
         .map_or(u64::MAX, |f| f / 4);
+    // Its share of what is left now (the read may have run over its own), its create,
+    // flushes and removal included.
+    let share = time_left(deadline).min(left) / 5;
     let write = Limits {
-        time: left / 5,
+        time: share,
         max_bytes: WRITE_MAX_BYTES.min(room),
         max_files: 2,
-        until: None,
+        until: Some(Instant::now() + share),
     };
     if write.max_bytes < MIN_WRITE_BYTES {
         m.notes.push(format!(
             "destination write benchmark: skipped, the destination has only {} free",
             crate::report::human_bytes(room * 4)
         ));
+    } else if share < MIN_STEP {
+        m.out_of_time
+            .push("destination write benchmark: not started: the budget was spent".into());
     } else {
         match p.dest_write(&write) {
-            Ok(w) => m.write = Some(w),
+            Ok(w) => {
+                if w.cut_short {
+                    let bytes: u64 = w.rounds.iter().map(|r| r.bytes).sum();
+                    m.out_of_time.push(format!(
+                        "destination write benchmark: cut short at its share of the budget ({:.1} s): {} of its 2 rounds, {} written and flushed",
+                        share.as_secs_f64(),
+                        w.rounds.len(),
+                        crate::report::human_bytes(bytes)
+                    ));
+                }
+                m.write = Some(w);
+            }
             Err(e) => note_dest_error(m, "destination write benchmark", e),
         }
     }
@@ -415,7 +464,9 @@ fn benchmarks(p: &mut dyn Probe, m: &mut Measurements, deadline: Instant) {
         let left = deadline
             .saturating_duration_since(Instant::now())
             .saturating_sub(FINISH_RESERVE);
-        let need = least_step(&points, t);
+        let need = p
+            .foresee_step(t)
+            .map_or(least_step(&points, t), |f| f.max(least_step(&points, t)));
         if need > left {
             skipped.push(t);
             continue;
@@ -436,7 +487,7 @@ fn benchmarks(p: &mut dyn Probe, m: &mut Measurements, deadline: Instant) {
         }
     }
     if !skipped.is_empty() {
-        m.notes.push(format!(
+        m.out_of_time.push(format!(
             "per-file benchmark: {} of its {} steps left out so as to end within --budget (at {} workers): making and removing its test files on the destination took long; a larger --budget measures them all",
             skipped.len(),
             order.len(),

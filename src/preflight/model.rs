@@ -118,6 +118,12 @@ pub enum NameOutcome {
     Altered {
         stored_as: String,
     },
+    /// Not tried: why (`out of time`: the name tests' share of `--budget` ran out). Neither
+    /// accepted nor refused.
+    #[serde(rename = "not_tested")]
+    NotTested {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -140,7 +146,22 @@ impl NameFacts {
     fn refused(&self, windows_rule: bool) -> Vec<&str> {
         self.checks
             .iter()
-            .filter(|c| c.windows_rule == windows_rule && c.outcome != NameOutcome::Accepted)
+            .filter(|c| {
+                c.windows_rule == windows_rule
+                    && matches!(
+                        c.outcome,
+                        NameOutcome::Rejected { .. } | NameOutcome::Altered { .. }
+                    )
+            })
+            .map(|c| c.what.as_str())
+            .collect()
+    }
+
+    /// The test names not tried (for lack of time): neither accepted nor refused.
+    pub fn not_tested(&self) -> Vec<&str> {
+        self.checks
+            .iter()
+            .filter(|c| matches!(c.outcome, NameOutcome::NotTested { .. }))
             .map(|c| c.what.as_str())
             .collect()
     }
@@ -254,6 +275,9 @@ impl WriteRound {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct WriteBench {
     pub rounds: Vec<WriteRound>,
+    /// Stopped by its share of `--budget` before its own time and size limits (a round
+    /// ended early, or was not started): what `rounds` hold is what was measured.
+    pub cut_short: bool,
 }
 
 impl WriteBench {
@@ -310,6 +334,9 @@ pub struct Measurements {
     /// Set when DEST is full (the probe folder could not be made for want of room): what
     /// was refused. Said apart from `dest_unwritable`, with what room the restore needs.
     pub dest_full: Option<String>,
+    /// What was left out or cut short to end within `--budget`, one line each (name tests
+    /// not tried, a write benchmark stopped early, per-file steps not started).
+    pub out_of_time: Vec<String>,
 }
 
 /// Files per size class.
@@ -771,6 +798,24 @@ pub fn choose_policy(
         );
     }
     match names {
+        Some(n) if n.not_tested().len() == n.checks.len() => (
+            NamePolicy::Posix,
+            format!(
+                "the destination's type follows Linux name rules ({} not tested: out of time)",
+                untested(n)
+            ),
+        ),
+        Some(n) if !n.not_tested().is_empty() || n.case_insensitive.is_none() => (
+            NamePolicy::Posix,
+            format!(
+                "the destination's type follows Linux name rules, and it {} every name tested; {} not tested (out of time)",
+                match n.case_insensitive {
+                    Some(false) => "is case-sensitive and accepted",
+                    _ => "accepted",
+                },
+                untested(n)
+            ),
+        ),
         Some(_) => (
             NamePolicy::Posix,
             "the destination is case-sensitive and accepted every test name".into(),
@@ -780,6 +825,16 @@ pub fn choose_policy(
             "the destination's type follows Linux name rules (names not tested)".into(),
         ),
     }
+}
+
+/// What of the name tests was not tried, for people: `case`, then the names.
+pub fn untested(n: &NameFacts) -> String {
+    let mut v: Vec<&str> = Vec::new();
+    if n.case_insensitive.is_none() {
+        v.push("case");
+    }
+    v.extend(n.not_tested());
+    v.join(" ")
 }
 
 /// Limits a thread count by the files to restore and the open-file limit `restore` will
@@ -814,6 +869,19 @@ pub fn advise(m: &Measurements, w: &Work, base: &CommandBase) -> Advice {
 
     // Threads: from the curve, then limited by the files, descriptors and the source disk.
     let (mut threads, mut reason) = match pick_threads(&m.scaling) {
+        // One level says nothing of how more workers do (over a slow share a small budget
+        // measured 1 worker alone, and advised it).
+        Some(_) if m.scaling.len() == 1 => {
+            let n = default_threads(network, m.machine.cores.max(1));
+            (
+                n,
+                format!(
+                    "the per-file benchmark measured {} alone before --budget ran out, which says nothing of more workers, so this is the default for a {} destination",
+                    workers(m.scaling[0].threads),
+                    if network { "network" } else { "local" }
+                ),
+            )
+        }
         Some(x) if network => x,
         Some(x) => local_default_within_reach(&m.scaling, m.machine.cores.max(1)).unwrap_or(x),
         None => {
@@ -930,6 +998,17 @@ pub fn advise(m: &Measurements, w: &Work, base: &CommandBase) -> Advice {
             warnings.push(format!(
                 "the destination {} but the name policy is posix: use --names windows, or those files will fail or collide",
                 what.join(" and ")
+            ));
+        }
+        let untested = untested(n);
+        if !untested.is_empty() {
+            warnings.push(format!(
+                "pre-flight ran out of time before testing the destination's names ({untested} not tested): they are neither known to work nor to fail; a larger --budget tests them all{}",
+                if w.policy == NamePolicy::Posix {
+                    ", or --names windows avoids the risky characters and endings whatever the destination does"
+                } else {
+                    ""
+                }
             ));
         }
         let other = n.refused_other();
@@ -1100,6 +1179,7 @@ pub(crate) mod tests {
 
     pub(crate) fn write(mb_s: f64) -> WriteBench {
         WriteBench {
+            cut_short: false,
             rounds: vec![
                 WriteRound {
                     bytes: (mb_s * 2e6) as u64,

@@ -75,6 +75,9 @@ pub enum ProbeError {
     Full(String),
     #[error("interrupted")]
     Interrupted,
+    /// Not started: it would not have ended by its share of `--budget` (says what).
+    #[error("{0}")]
+    OutOfTime(String),
     #[error("{0}")]
     Other(String),
 }
@@ -101,14 +104,20 @@ pub struct Limits {
 pub trait Probe {
     fn machine(&mut self) -> Machine;
     fn disk(&mut self, role: Role) -> Result<Disk, ProbeError>;
-    /// Case sensitivity and refused characters of DEST.
-    fn names(&mut self) -> Result<NameFacts, ProbeError>;
+    /// Case sensitivity and refused characters of DEST. Test names that cannot be tried
+    /// and removed again by `until` are not tried ([`NameOutcome::NotTested`]).
+    fn names(&mut self, until: Instant) -> Result<NameFacts, ProbeError>;
     /// Source read throughput on sampled objects, page cache bypassed.
     fn source_read(&mut self, limits: &Limits) -> Result<ReadBench, ProbeError>;
     /// Destination sequential write throughput, flushed to stable storage.
     fn dest_write(&mut self, limits: &Limits) -> Result<WriteBench, ProbeError>;
     /// Destination per-file cost with `threads` workers for `limits.time`.
     fn per_file(&mut self, threads: usize, limits: &Limits) -> Result<ScalingPoint, ProbeError>;
+    /// The least a per-file step at `threads` workers not measured yet would take, its
+    /// setup and cleanup included, where the probe can foresee it (`None`: unknown).
+    fn foresee_step(&self, _threads: usize) -> Option<Duration> {
+        None
+    }
     /// Removes everything written; returns notes for the report (e.g. leftovers removed).
     fn finish(&mut self) -> Result<Vec<String>, ProbeError>;
 }
@@ -137,6 +146,9 @@ pub struct RealProbe {
     /// Per-file benchmark: the time its flush and cleanup took for each second of work,
     /// by worker count, as last measured (what a step keeps back to end by its `until`).
     tail_ratio: std::collections::BTreeMap<usize, f64>,
+    /// How long making one folder on DEST took (the name tests' folder): the unit in which
+    /// the cost of a per-file step not measured yet is foreseen.
+    dest_op: Option<Duration>,
 }
 
 impl RealProbe {
@@ -151,6 +163,7 @@ impl RealProbe {
             dest_refused: None,
             notes: Vec::new(),
             tail_ratio: Default::default(),
+            dest_op: None,
         }
     }
 
@@ -374,11 +387,14 @@ impl Probe for RealProbe {
         )
     }
 
-    fn names(&mut self) -> Result<NameFacts, ProbeError> {
+    fn names(&mut self, until: Instant) -> Result<NameFacts, ProbeError> {
         let dir = self.workspace()?.join("names");
-        self.guarded(Role::Dest, "testing names", Duration::ZERO, move || {
-            name_checks(&dir)
-        })
+        let budget = until.saturating_duration_since(Instant::now());
+        let (facts, op) = self.guarded(Role::Dest, "testing names", budget, move || {
+            name_checks(&dir, until)
+        })?;
+        self.dest_op = Some(op);
+        Ok(facts)
     }
 
     fn source_read(&mut self, limits: &Limits) -> Result<ReadBench, ProbeError> {
@@ -394,25 +410,52 @@ impl Probe for RealProbe {
     fn dest_write(&mut self, limits: &Limits) -> Result<WriteBench, ProbeError> {
         let dir = self.workspace()?;
         let limits = *limits;
-        self.guarded(Role::Dest, "writing a test file", limits.time, move || {
-            let mut rounds = Vec::new();
-            for r in 0..2 {
+        let budget = limits.until.map_or(limits.time, |u| {
+            u.saturating_duration_since(Instant::now()).max(limits.time)
+        });
+        // A round needs at least a create, a close and a removal: about a folder made each.
+        let least = 3 * self.dest_op.unwrap_or_default();
+        self.guarded(Role::Dest, "writing a test file", budget, move || {
+            let mut bench = WriteBench::default();
+            for r in 0..2u32 {
                 if super::stopping() {
                     return Err(ProbeError::Interrupted);
+                }
+                // Each round ends by its half of what is left of `until`, its create, flush
+                // and removal included (over a slow share they take longer than the writes).
+                // The first gets all of it when half would not leave two rounds room to write.
+                let until = limits.until.map(|u| {
+                    let now = Instant::now();
+                    let left = u.saturating_duration_since(now);
+                    if r == 0 && left / 2 < 2 * least {
+                        now + left
+                    } else {
+                        now + left / (2 - r)
+                    }
+                });
+                if until.is_some_and(|u| u <= Instant::now() + least) {
+                    bench.cut_short = true;
+                    break;
                 }
                 let half = Limits {
                     time: limits.time / 2,
                     max_bytes: limits.max_bytes / 2,
                     max_files: 1,
-                    until: None,
+                    until,
                 };
-                rounds.push(write_round(
-                    &dir.join(format!("sequential-{r}.bin")),
-                    &half,
-                    r,
-                )?);
+                let (round, cut) =
+                    write_round(&dir.join(format!("sequential-{r}.bin")), &half, r.into())?;
+                bench.cut_short |= cut;
+                if round.bytes > 0 {
+                    bench.rounds.push(round);
+                }
             }
-            Ok(WriteBench { rounds })
+            if bench.rounds.is_empty() {
+                return Err(ProbeError::OutOfTime(
+                    "not measured: its share of --budget ran out before a first megabyte was written and flushed".into(),
+                ));
+            }
+            Ok(bench)
         })
     }
 
@@ -435,6 +478,11 @@ impl Probe for RealProbe {
         )?;
         self.tail_ratio.insert(threads, tail);
         Ok(point)
+    }
+
+    fn foresee_step(&self, threads: usize) -> Option<Duration> {
+        let op = self.dest_op?;
+        (!self.tail_ratio.contains_key(&threads)).then(|| least_first_step(threads.max(1), op))
     }
 
     fn finish(&mut self) -> Result<Vec<String>, ProbeError> {
@@ -522,47 +570,87 @@ fn name_tests() -> Vec<(&'static str, String, bool)> {
 ///
 /// Every name is made first and the folder is listed once: a listing is two or three round
 /// trips on a share, and listing after each name took 10 s at 100 ms a round trip (14
-/// names), the whole of a 10 s `--budget` before any benchmark (6.7 s now). Making the
+/// names), the whole of a 10 s `--budget` before any benchmark (6.7 s then). Making the
 /// names on threads gains nothing: the kernel makes the names of one folder one at a time.
-fn name_checks(dir: &Path) -> Result<NameFacts, ProbeError> {
+///
+/// Over a slow share even that does not fit a small budget (a name took 0.3-0.45 s at
+/// 100 ms a round trip): a name is made only while it, the listing and the removal of every
+/// name made so far can still end by `until`, foreseen from how long making the folder and
+/// the slowest name took. The rest are [`NameOutcome::NotTested`], never counted as
+/// accepted or refused; the case test comes first (it matters most). Also returns how long
+/// making the folder took (one folder made on DEST: the unit the per-file steps are
+/// foreseen in).
+fn name_checks(dir: &Path, until: Instant) -> Result<(NameFacts, Duration), ProbeError> {
+    let begun = Instant::now();
     std::fs::create_dir(dir).map_err(io_err("cannot create", dir))?;
+    let op = begun.elapsed();
     let result = (|| {
+        let slowest = std::cell::Cell::new(op);
+        let mut made_count = 0u32;
+        // Whether one more name fits: it, the listing (about a folder made) and the removal
+        // (of the folder and of each name, about half that each) before `until`. Over sshfs
+        // at 100 ms a round trip: a folder made 0.31 s, a name 0.3-0.45 s, the listing 0.3 s,
+        // a name removed 0.1 s, the folder 0.15 s.
+        let next = |made: &mut u32| {
+            let tail = op + op / 2 + (*made + 1) * op / 2;
+            if Instant::now() + slowest.get() + tail > until {
+                return None;
+            }
+            *made += 1;
+            Some(())
+        };
         let create = |p: &Path| {
-            OpenOptions::new()
+            let t = Instant::now();
+            let r = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .open(p)
-                .map(drop)
+                .map(drop);
+            slowest.set(slowest.get().max(t.elapsed()));
+            r
         };
-        let lower = dir.join("case-probe");
-        create(&lower).map_err(io_err("cannot create", &lower))?;
-        let case_insensitive = match create(&dir.join("CASE-PROBE")) {
-            Ok(()) => Some(false),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Some(true),
-            Err(_) => None,
+        let out_of_time = || NameOutcome::NotTested {
+            reason: "out of time".into(),
         };
+        let mut case_insensitive = None;
+        if next(&mut made_count).is_some() {
+            let lower = dir.join("case-probe");
+            create(&lower).map_err(io_err("cannot create", &lower))?;
+            if next(&mut made_count).is_some() {
+                case_insensitive = match create(&dir.join("CASE-PROBE")) {
+                    Ok(()) => Some(false),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Some(true),
+                    Err(_) => None,
+                };
+            }
+        }
         let made: Vec<_> = name_tests()
             .into_iter()
             .enumerate()
             .map(|(i, (what, name, windows_rule))| {
                 let prefix = format!("t{i:02}-");
                 let full = format!("{prefix}{name}");
-                let made = create(&dir.join(&full));
+                let made = next(&mut made_count).map(|()| create(&dir.join(&full)));
                 (what, windows_rule, prefix, full, made)
             })
             .collect();
-        let listed: Vec<String> = std::fs::read_dir(dir)
-            .map_err(io_err("cannot list", dir))?
-            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-            .collect();
+        let listed: Vec<String> = if made_count == 0 {
+            Vec::new()
+        } else {
+            std::fs::read_dir(dir)
+                .map_err(io_err("cannot list", dir))?
+                .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect()
+        };
         let checks = made
             .into_iter()
             .map(|(what, windows_rule, prefix, full, made)| {
                 let outcome = match made {
-                    Err(e) => NameOutcome::Rejected {
+                    None => out_of_time(),
+                    Some(Err(e)) => NameOutcome::Rejected {
                         error: e.to_string(),
                     },
-                    Ok(()) => match listed.iter().find(|n| n.starts_with(&prefix)) {
+                    Some(Ok(())) => match listed.iter().find(|n| n.starts_with(&prefix)) {
                         Some(n) if *n == full => NameOutcome::Accepted,
                         Some(n) => NameOutcome::Altered {
                             stored_as: n.clone(),
@@ -584,10 +672,11 @@ fn name_checks(dir: &Path) -> Result<NameFacts, ProbeError> {
             checks,
         })
     })();
+    // Always, even past `until` or the whole budget: no test name stays on DEST.
     let removed = std::fs::remove_dir_all(dir).map_err(io_err("cannot remove", dir));
     let facts = result?;
     removed?;
-    Ok(facts)
+    Ok((facts, op))
 }
 
 /// Opens an object read-only without touching its access time where the kernel allows it.
@@ -734,29 +823,48 @@ fn test_data(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// Writes one file sequentially (syncing every 16 MB, so the clock sees the disk and not
-/// the page cache), fsyncs it, and removes it.
-fn write_round(path: &Path, limits: &Limits, round: u64) -> Result<WriteRound, ProbeError> {
+/// the page cache), fsyncs it, and removes it. With `limits.until`, the writes stop early
+/// enough for the final flush, the close and the removal to end by then, foreseen from
+/// what the create and the last flush took; the flag says the round was cut short so
+/// (what it wrote is still measured, flush included). Nothing is written when even that
+/// does not fit (`bytes` 0).
+fn write_round(path: &Path, limits: &Limits, round: u64) -> Result<(WriteRound, bool), ProbeError> {
     const CHUNK: usize = 1 << 20;
     const SYNC_EVERY: u64 = 16 << 20;
     let mut data = test_data(CHUNK, round + 1);
+    let made = Instant::now();
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
         .map_err(io_err("cannot create", path))?;
+    let create = made.elapsed();
+    let mut cut = false;
     let result = (|| {
         let t = Instant::now();
         let (mut bytes, mut unsynced) = (0u64, 0u64);
+        // The end: the close and the removal (about a create each), and the last flush,
+        // foreseen as long as the last periodic one (a create before there is one).
+        let mut last_flush = create;
         while bytes < limits.max_bytes.max(CHUNK as u64) && t.elapsed() < limits.time {
             if super::stopping() {
                 return Err(ProbeError::Interrupted);
+            }
+            if limits
+                .until
+                .is_some_and(|u| Instant::now() + 2 * create + last_flush >= u)
+            {
+                cut = true;
+                break;
             }
             data[..8].copy_from_slice(&bytes.to_le_bytes());
             f.write_all(&data).map_err(io_err("cannot write", path))?;
             bytes += CHUNK as u64;
             unsynced += CHUNK as u64;
             if unsynced >= SYNC_EVERY {
+                let ts = Instant::now();
                 f.sync_data().map_err(io_err("cannot flush", path))?;
+                last_flush = ts.elapsed();
                 unsynced = 0;
             }
         }
@@ -769,10 +877,11 @@ fn write_round(path: &Path, limits: &Limits, round: u64) -> Result<WriteRound, P
         })
     })();
     drop(f);
+    // Always, whatever the time: nothing of the probe's stays on DEST.
     let removed = std::fs::remove_file(path).map_err(io_err("cannot remove", path));
     let r = result?;
     removed?;
-    Ok(r)
+    Ok((r, cut))
 }
 
 /// What the restore does per file, minus the data, the same way it will: an unnamed file
@@ -997,6 +1106,20 @@ fn per_file_level(
     point.setup_secs = setup_secs;
     point.cleanup_secs = cleanup_secs;
     Ok((point, tail))
+}
+
+/// The least a per-file step at `threads` workers takes before it has been measured, from
+/// `op`, the time making one folder on DEST took: its folders made (the level's, the
+/// groups' and, in parallel groups, the workers'; each about an `op`, with 20% more for
+/// the rest of its setup) and removed again (about as long), and a first file per worker
+/// (3 `op`s at least; a share's connection makes about 3 files an `op` with many workers).
+/// Over sshfs at 100 ms a round trip (`op` 0.3 s) this foresaw 3.1 s at 1 worker and 18.6 s
+/// at 64 for steps measured at about 2.5-3.5 s and 17.6 s.
+fn least_first_step(threads: usize, op: Duration) -> Duration {
+    let groups = worker_groups(threads);
+    let folders = 1 + groups + threads.div_ceil(groups);
+    let files = (threads as f64 / 3.0).max(3.0);
+    op.mul_f64(2.4 * folders as f64 + files)
 }
 
 /// How many folders the worker folders of a per-file step are spread over.

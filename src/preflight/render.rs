@@ -119,9 +119,18 @@ pub fn human(r: &PreflightReport) -> String {
         if !altered.is_empty() {
             parts.push(format!("alters {}", altered.join(" ")));
         }
-        if rejected.is_empty() && altered.is_empty() {
-            let tested: Vec<&str> = n.checks.iter().map(|c| c.what.as_str()).collect();
+        let tested: Vec<&str> = n
+            .checks
+            .iter()
+            .filter(|c| !matches!(c.outcome, NameOutcome::NotTested { .. }))
+            .map(|c| c.what.as_str())
+            .collect();
+        if rejected.is_empty() && altered.is_empty() && !tested.is_empty() {
             parts.push(format!("accepts every tested name ({})", tested.join(" ")));
+        }
+        let untested = super::model::untested(n);
+        if !untested.is_empty() {
+            parts.push(format!("not tested (out of time): {untested}"));
         }
         let _ = writeln!(s, "  Names        {}", parts.join("; "));
     }
@@ -212,10 +221,15 @@ pub fn human(r: &PreflightReport) -> String {
             let bytes: u64 = wb.rounds.iter().map(|r| r.bytes).sum();
             let _ = writeln!(
                 s,
-                "  Dest write   {} in {} rounds ({} in all, fsync included)",
+                "  Dest write   {} in {} ({} in all, fsync included){}",
                 rounds.join(" and "),
-                wb.rounds.len(),
-                human_bytes(bytes)
+                crate::report::plural(wb.rounds.len() as u64, "round", "rounds"),
+                human_bytes(bytes),
+                if wb.cut_short {
+                    "; cut short: out of time"
+                } else {
+                    ""
+                }
             );
         }
         None => {
@@ -244,6 +258,16 @@ pub fn human(r: &PreflightReport) -> String {
     }
     for n in &m.notes {
         let _ = writeln!(s, "  Note: {n}");
+    }
+    if !m.out_of_time.is_empty() {
+        let _ = writeln!(
+            s,
+            "  Left out or cut short to end within --budget {} s (a larger --budget does them all):",
+            r.budget_s
+        );
+        for x in &m.out_of_time {
+            let _ = writeln!(s, "    - {x}");
+        }
     }
 
     let _ = writeln!(s, "\nRecommendation");
@@ -309,6 +333,10 @@ pub fn human(r: &PreflightReport) -> String {
     }
     let verdict = if r.interrupted {
         "interrupted: the numbers above are partial"
+    } else if !m.out_of_time.is_empty() && a.blocking.is_empty() {
+        "ready to restore (some tests were left out for lack of time: see above)"
+    } else if !m.out_of_time.is_empty() {
+        "NOT ready: fix the problems above first (some tests were left out for lack of time)"
     } else if a.blocking.is_empty() {
         "ready to restore"
     } else {

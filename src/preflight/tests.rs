@@ -51,7 +51,7 @@ impl Probe for FakeProbe {
             )),
         }
     }
-    fn names(&mut self) -> Result<NameFacts, ProbeError> {
+    fn names(&mut self, _: Instant) -> Result<NameFacts, ProbeError> {
         if self.dest_hangs {
             return Err(ProbeError::Other("should not be asked".into()));
         }
@@ -455,6 +455,73 @@ fn real_prober_leaves_nothing_on_dest_and_writes_nothing_to_the_source() {
         "{text}"
     );
     assert!(text.contains("--threads #"), "{text}");
+}
+
+/// Round 21: name tests with no time left try no name and report each as not tested
+/// (never accepted or refused: the policy does not follow from them, the report says so),
+/// and still remove their folder; with time, every name is tried.
+#[test]
+fn name_tests_out_of_time_are_not_tested_and_leave_nothing_regression_round_21() {
+    let t = tempfile::tempdir().unwrap();
+    let dump = demo_dump(t.path(), 10, Content::None);
+    let dest = t.path().join("restored");
+    let (layout, _) = open(&dump);
+    let mut p = RealProbe::new(layout.clone(), dest.clone(), Vec::new());
+    let n = p.names(Instant::now()).unwrap();
+    let probe_dir = p.probe_dir().unwrap().to_path_buf();
+    assert_eq!(
+        std::fs::read_dir(&probe_dir).unwrap().count(),
+        0,
+        "the names folder is removed"
+    );
+    p.finish().unwrap();
+    assert!(!dest.exists());
+    assert_eq!(n.case_insensitive, None);
+    assert!(!n.checks.is_empty());
+    assert_eq!(n.not_tested().len(), n.checks.len());
+    assert!(n.refused_windows().is_empty() && n.refused_other().is_empty());
+    assert!(!n.needs_windows_rules());
+    let (policy, why) = model::choose_policy(None, None, Some(&n));
+    assert_eq!(policy, crate::plan::names::NamePolicy::Posix);
+    assert!(why.contains("not tested: out of time"), "{why}");
+    assert!(!why.contains("accepted"), "{why}");
+
+    let mut p = RealProbe::new(layout, dest.clone(), Vec::new());
+    let n = p.names(Instant::now() + Duration::from_secs(60)).unwrap();
+    p.finish().unwrap();
+    assert!(n.not_tested().is_empty(), "{n:?}");
+    assert_eq!(n.case_insensitive, Some(false));
+    assert!(!dest.exists());
+}
+
+/// Round 21: what was left out for lack of time shows in the human report, and a write
+/// benchmark cut short is marked so.
+#[test]
+fn human_report_says_what_was_left_out_for_lack_of_time() {
+    let mut r = snapshot_report();
+    let names = r.measurements.names.as_mut().unwrap();
+    names.checks[1].outcome = NameOutcome::NotTested {
+        reason: "out of time".into(),
+    };
+    r.measurements.write.as_mut().unwrap().cut_short = true;
+    r.measurements
+        .out_of_time
+        .push("name tests: not tested (out of time): trailing dot; 1 of 2 test names tried".into());
+    let text = human(&r);
+    assert!(
+        text.contains("accepts every tested name (|); not tested (out of time): trailing dot"),
+        "{text}"
+    );
+    assert!(text.contains("; cut short: out of time"), "{text}");
+    assert!(
+        text.contains("Left out or cut short to end within --budget")
+            && text.contains("    - name tests: not tested (out of time): trailing dot"),
+        "{text}"
+    );
+    assert!(
+        text.contains("some tests were left out for lack of time"),
+        "{text}"
+    );
 }
 
 fn restore_config(dump: &Path, dest: &Path, extra: &[&str]) -> RestoreConfig {
