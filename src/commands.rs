@@ -200,19 +200,23 @@ pub fn plan(a: &PlanArgs) -> anyhow::Result<Exit> {
     let index = open_index(&layout)?;
     let plan = Plan::build(&index, opts)?;
     for n in plan.index_notes(&index) {
-        eprintln!("note: {n}");
+        print_err(&format!("note: {n}\n"));
     }
     // What the restore's look at the object store would say, or stop on.
     match crate::restore::look_for_objects(&layout, &index) {
         Ok(look) => {
             for w in &look.warnings {
-                eprintln!("warning: {w}");
+                print_err(&format!("warning: {w}\n"));
             }
             if let Some(why) = look.blocking {
-                eprintln!("warning: {why}. A restore from here stops before it writes anything");
+                print_err(&format!(
+                    "warning: {why}. A restore from here stops before it writes anything\n"
+                ));
             }
         }
-        Err(e) => eprintln!("warning: {e:#}. A restore from here stops before it writes anything"),
+        Err(e) => print_err(&format!(
+            "warning: {e:#}. A restore from here stops before it writes anything\n"
+        )),
     }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut totals = crate::plan::PlanTotals {
@@ -343,7 +347,7 @@ pub fn run_restore(cfg: &RestoreConfig) -> anyhow::Result<Exit> {
     let mut ui = listener(cfg);
     let report = match crate::restore::restore(cfg, ui.as_mut()) {
         Err(e) if e.is::<crate::restore::StoppedWhilePlanning>() => {
-            let _ = writeln!(std::io::stderr(), "mycloud-recover: {e}");
+            print_err(&format!("mycloud-recover: {e}\n"));
             return Ok(Exit::Interrupted);
         }
         r => r?,
@@ -360,6 +364,16 @@ pub fn run_restore(cfg: &RestoreConfig) -> anyhow::Result<Exit> {
 pub fn print_out(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// Writes `text` to stderr, where every command says its notes and warnings: one that is
+/// gone (its reader left, `|& head`, `2> >(...)`; a full disk, `2>/dev/full`) is not an
+/// error, as the notes only go beside what the command does (`eprintln!` panicked: `plan`,
+/// `verify` and `regen` ended with exit 101 before their output). Use it, not `eprintln!`,
+/// for anything said on stderr.
+pub fn print_err(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes()).and_then(|()| err.flush());
 }
 
 pub fn restore(a: &RestoreArgs) -> anyhow::Result<Exit> {
@@ -857,7 +871,7 @@ pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
     }
     let rep = crate::state::regen::regen(&cfg, reader_threads(&cfg), a.content)?;
     for n in &rep.notes {
-        eprintln!("note: {n}");
+        print_err(&format!("note: {n}\n"));
     }
     let mut out = std::io::stdout().lock();
     if a.json {
@@ -999,7 +1013,7 @@ pub fn verify(a: &crate::cli::VerifyArgs) -> anyhow::Result<Exit> {
     let cfg = RestoreConfig::new(&a.source, &a.dest, &a.select, &run)?;
     let rep = crate::verify::verify(&cfg, a.content, reader_threads(&cfg))?;
     for n in &rep.notes {
-        eprintln!("note: {n}");
+        print_err(&format!("note: {n}\n"));
     }
     let mut out = std::io::stdout().lock();
     if a.json {

@@ -1,7 +1,6 @@
 //! Thin entry point: parse, run, map the outcome to an exit code.
 
 use clap::Parser;
-use std::io::Write;
 
 fn main() {
     one_arena_under_an_address_space_limit();
@@ -56,7 +55,7 @@ fn one_arena_under_an_address_space_limit() {
 
 /// One line on stderr; a closed stderr is not worth a panic.
 fn say(what: &str) {
-    let _ = writeln!(std::io::stderr(), "mycloud-recover: {what}");
+    mycloud_recover::commands::print_err(&format!("mycloud-recover: {what}\n"));
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -86,10 +86,8 @@ pub fn install(messages: Messages) {
                 // Not `eprintln!`, which panics when stderr is gone: `restore ... | tee log`
                 // loses its reader to the same Ctrl-C, and this thread died with the first
                 // message, so a second Ctrl-C did nothing.
-                let say = |m: &str| {
-                    use std::io::Write;
-                    let _ = writeln!(std::io::stderr(), "\nmycloud-recover: {m}");
-                };
+                let say =
+                    |m: &str| crate::commands::print_err(&format!("\nmycloud-recover: {m}\n"));
                 for _ in signals.forever() {
                     match on_signal(&PHASE) {
                         Heard::First => say(messages.first),

@@ -1467,8 +1467,11 @@ fn a_restore_onto_the_source_s_own_filesystem_warns_regression_round_15() {
     let (out, report) = restore(&dump, &dump.path("out"), &["--limit", "5"], &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     let start = err.find("restoring ").expect("a start line");
+    // Before the start line since round 20's review (the start line repeated it).
     assert!(
-        err[start..].lines().take(4).any(|l| l.contains(said)),
+        err[..start]
+            .lines()
+            .any(|l| l.starts_with("warning: ") && l.contains(said)),
         "at its start: {err}"
     );
     assert!(report["warnings"].to_string().contains(said), "{report}");
@@ -4681,15 +4684,38 @@ fn status_tells_a_changed_destination_from_a_kill() {
 
 /// Runs a restore into `dest` while this process holds DEST's lock as another restore
 /// would: refused (exit 2) before it opens its checkpoint or writes anything (until round
-/// 20, once it had opened its checkpoint).
+/// 20, once it had opened its checkpoint), and says so. Its state folder (`--state-dir` in
+/// `extra`, or [`restore`]'s) is there only if it was, with no run added (a killed run's
+/// log is folded into the checkpoint as it is read: what it records is the same), and DEST
+/// is as it was, its own date included: until round 20's review the lock was taken once
+/// DEST had been probed (probe files made and removed in it), and the refusal did not say
+/// that nothing was changed.
 fn refused_while_another_restore_holds(dump: &Dump, dest: &Path, extra: &[&str]) {
     std::fs::create_dir_all(dest).unwrap();
     let held = std::fs::File::open(dest).unwrap();
     rustix::fs::flock(&held, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+    let state = match extra.iter().position(|a| *a == "--state-dir") {
+        Some(i) => std::path::PathBuf::from(extra[i + 1]),
+        None => dump.path("state"),
+    };
+    let dest_date = || std::fs::metadata(dest).unwrap().modified().unwrap();
+    let runs = || state.exists().then(|| recorded_runs(&state));
+    let before = (tree(dest), dest_date(), runs());
     let (out, _) = restore(dump, dest, extra, &[]);
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(2), "{msg}");
-    assert!(msg.contains("another restore is writing into"), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "another restore is writing into {} now (with another state folder); nothing was changed by this run. Wait for it to finish or stop it, then run the same command again",
+            dest.display()
+        )),
+        "{msg}"
+    );
+    assert_eq!(
+        (tree(dest), dest_date(), runs()),
+        before,
+        "nothing changed: {msg}"
+    );
 }
 
 /// Review of round 20: a restore refused because another restore (with another state
@@ -5863,7 +5889,12 @@ fn a_second_restore_into_the_same_destination_is_refused() {
     );
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(2), "{msg}");
-    assert!(msg.contains("another restore is writing into"), "{msg}");
+    assert!(
+        msg.contains("another restore is writing into")
+            && msg.contains("nothing was changed by this run"),
+        "{msg}"
+    );
+    assert!(!state_b.exists(), "no state folder left");
     let out = first.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_restored_exactly(&dump, &dest);
@@ -9458,17 +9489,82 @@ fn odd_stored_sizes_are_reported_per_row_and_stop_nothing() {
     assert_eq!(SourceSnapshot::take(&dump), before);
 }
 
+/// A demo dump whose `index.db-wal` is random bytes (SQLite cannot use it): every command
+/// says so in a note on stderr (`Index::wal_note`).
+fn dump_with_an_unusable_write_ahead_log(seed: u64, files: u64) -> Dump {
+    let dump = Dump::new(seed, files, 1);
+    let garbage: Vec<u8> = (0..20_000u64)
+        .map(|i| xxhash_rust::xxh3::xxh3_64(&i.to_le_bytes()) as u8)
+        .collect();
+    std::fs::write(dump.root.join("restsdk/data/db/index.db-wal"), garbage).unwrap();
+    dump
+}
+
+/// Review of round 20: a warning known at start-up was said three times in a restore's
+/// output: as found ("warning: ..."), again in the start line ("WARNING: ..."), and in the
+/// summary (the few-objects and full-DEST warnings; the others twice, in the start line
+/// and the summary). Now each is said once before the first file (stderr, with the
+/// progress) and listed once in the summary (stdout), and once in the report.
+#[test]
+fn start_up_warnings_are_said_once_and_listed_once_in_the_summary_regression_round_20() {
+    let dump = dump_with_an_unusable_write_ahead_log(61, 40);
+    // Few objects: one of the files' objects is left, the others (and the demo's stray
+    // objects) removed.
+    let kept = dump
+        .content_ids()
+        .into_values()
+        .find_map(|(cid, _)| dump.object(cid.as_deref()?))
+        .expect("an object");
+    for p in walk_files(&dump.root.join("restsdk/data/files")) {
+        if p != kept {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let before = SourceSnapshot::take(&dump);
+    let dest = dump.path("restored");
+    let (out, report) = restore(&dump, &dest, &[], &[]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "missing objects: {}",
+        text(&out)
+    );
+    let warnings = [
+        "sampled contentIDs have an object under",
+        "has a write-ahead log",
+    ];
+    for w in warnings {
+        assert_eq!(stderr.matches(w).count(), 1, "said once: {w}\n{stderr}");
+        assert_eq!(stdout.matches(w).count(), 1, "listed once: {w}\n{stdout}");
+        assert_eq!(
+            (report["warnings"].as_array().unwrap().iter())
+                .filter(|r| r.as_str().unwrap().contains(w))
+                .count(),
+            1,
+            "{report}"
+        );
+        // Said as a warning, before the line that starts the copy.
+        let lines: Vec<&str> = stderr.lines().collect();
+        let said = lines.iter().position(|l| l.contains(w)).unwrap();
+        let start = lines.iter().position(|l| l.starts_with("restoring "));
+        assert!(lines[said].starts_with("warning: "), "{stderr}");
+        assert!(start.is_some_and(|s| said < s), "{stderr}");
+    }
+    assert_eq!(SourceSnapshot::take(&dump), before);
+}
+
 /// A `-wal` file of random bytes was reported as holding changes "read from a private
 /// copy", though SQLite ignored it and folded in nothing. Now the plan says the log could
 /// not be used and its changes, if any, are not in the restore; the source is unchanged.
 #[test]
 fn a_write_ahead_log_sqlite_cannot_use_is_said_not_folded_in() {
-    let dump = Dump::new(52, 40, 1);
+    let dump = dump_with_an_unusable_write_ahead_log(52, 40);
     let wal = dump.root.join("restsdk/data/db/index.db-wal");
-    let garbage: Vec<u8> = (0..20_000u64)
-        .map(|i| xxhash_rust::xxh3::xxh3_64(&i.to_le_bytes()) as u8)
-        .collect();
-    std::fs::write(&wal, &garbage).unwrap();
+    let garbage = std::fs::read(&wal).unwrap();
     let before = SourceSnapshot::take(&dump);
     let tmp = dump.path("tmp");
     std::fs::create_dir(&tmp).unwrap();
@@ -9498,6 +9594,84 @@ fn a_write_ahead_log_sqlite_cannot_use_is_said_not_folded_in() {
     assert_eq!(SourceSnapshot::take(&dump), before);
     assert_eq!(std::fs::read(&wal).unwrap(), garbage);
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "copy removed");
+}
+
+/// Review of round 20: `plan`, `verify` and `regen` said their notes with `eprintln!`, which
+/// panics when stderr cannot be written: with its reader gone (`|& head`, `2> >(...)`) or
+/// on a full disk, the command ended with exit 101 before its output. The notes are now
+/// said as `restore` says its lines (`commands::print_err`): the command does its job.
+/// (A stderr closed with `2>&-` is not such a case: Rust opens /dev/null in its place.)
+#[test]
+fn notes_on_a_stderr_that_cannot_be_written_do_not_stop_a_command_regression_round_20() {
+    let dump = dump_with_an_unusable_write_ahead_log(62, 40);
+    let dest = dump.path("restored");
+    let (out, _) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "missing objects: {}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("has a write-ahead log"),
+        "{}",
+        text(&out)
+    );
+    let state = dump.path("state");
+    let before = SourceSnapshot::take(&dump);
+    let commands: [(&[&str], i32, &str); 3] = [
+        (&["plan", "--summary"], 0, "Plan: 40 files"),
+        // Exit 1 for the demo's files without an object.
+        (&["verify"], 1, " 0 differ,"),
+        (&["regen"], 0, "Regenerated the checkpoint"),
+    ];
+    for (args, code, said) in commands {
+        let command = || {
+            let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"));
+            c.args(args)
+                .arg(&dump.root)
+                .arg(&dest)
+                .arg("--state-dir")
+                .arg(&state)
+                .stdout(std::process::Stdio::piped());
+            c
+        };
+        // A full disk.
+        let full = command()
+            .stderr(
+                std::fs::File::options()
+                    .write(true)
+                    .open("/dev/full")
+                    .unwrap(),
+            )
+            .output()
+            .unwrap();
+        // A pipe whose reader is gone: the command starts (`sh` waits for a line on its
+        // input, then runs it) only once this end of its stderr is closed.
+        let mut c = std::process::Command::new("sh");
+        c.arg("-c")
+            .arg(r#"read _ && exec "$@""#)
+            .arg("sh")
+            .arg(command().get_program())
+            .args(command().get_args())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        drop(child.stderr.take());
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"go\n").unwrap();
+        let gone = child.wait_with_output().unwrap();
+        for (how, out) in [("full", full), ("reader gone", gone)] {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(
+                out.status.code(),
+                Some(code),
+                "{args:?}, stderr {how}: {stdout}"
+            );
+            assert!(stdout.contains(said), "{args:?}, stderr {how}: {stdout}");
+        }
+    }
+    assert_eq!(SourceSnapshot::take(&dump), before);
 }
 
 /// A source this user may not read was misdiagnosed: an unreadable `index.db` gave SQLite's

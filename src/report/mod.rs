@@ -872,6 +872,10 @@ impl Report {
 pub trait Listener {
     /// What the engine is doing before the first file (reading a large index takes seconds).
     fn preparing(&mut self, what: &str);
+    /// A warning, said once as the run learns it (those known at start-up before the first
+    /// file); the summary lists them all again at the end ([`Report::summary`]), and no
+    /// other line repeats them.
+    fn warning(&mut self, what: &str);
     fn started(&mut self, report: &Report, fd_limit: u64);
     fn progress(&mut self, snap: &Snapshot);
     /// A pass over the folders after the last file (making empty folders, setting folder
@@ -929,12 +933,9 @@ impl<W: Write> PlainProgress<W> {
     }
 }
 
+/// The line that starts the copy. Not the warnings: they were said before it
+/// ([`Listener::warning`]), and it repeated them.
 fn started_line(r: &Report, fd_limit: u64) -> String {
-    let warnings: String = r
-        .warnings
-        .iter()
-        .map(|w| format!("\nWARNING: {w}"))
-        .collect();
     // On a resume "restoring 997 files" with all 997 done would promise work there is not.
     // Some recorded files found gone: the others are looked for before they count.
     let done_before = match (r.totals.done_before_files, r.looks_for_done) {
@@ -964,12 +965,17 @@ fn started_line(r: &Report, fd_limit: u64) -> String {
             Some(d) => format!("\ncheckpoint: {}", d.display()),
             None => " (dry run: nothing is written)".into(),
         }
-    ) + &warnings
+    )
 }
 
 impl<W: Write> Listener for PlainProgress<W> {
     fn preparing(&mut self, what: &str) {
         let _ = writeln!(self.out, "{what}");
+        let _ = self.out.flush();
+    }
+
+    fn warning(&mut self, what: &str) {
+        let _ = writeln!(self.out, "warning: {what}");
         let _ = self.out.flush();
     }
 
@@ -1033,6 +1039,11 @@ impl Listener for BarProgress {
         self.bar.set_message(what.to_string());
     }
 
+    fn warning(&mut self, what: &str) {
+        // Above the bar, kept: its message is replaced by the next line.
+        self.bar.println(format!("warning: {what}"));
+    }
+
     fn started(&mut self, r: &Report, fd_limit: u64) {
         self.bar.set_length(r.totals.files);
         self.bar.println(started_line(r, fd_limit));
@@ -1063,6 +1074,7 @@ pub struct Quiet;
 
 impl Listener for Quiet {
     fn preparing(&mut self, _: &str) {}
+    fn warning(&mut self, _: &str) {}
     fn started(&mut self, _: &Report, _: u64) {}
     fn progress(&mut self, _: &Snapshot) {}
     fn folders(&mut self, _: &FolderPass) {}

@@ -805,6 +805,21 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         (None, Some(e)) => e.check_binding(&source_db, &cfg.dest)?,
         _ => {}
     }
+    // One restore at a time in a DEST, whatever its state folder: two would write the same
+    // temporary names on a network destination and fail each other's files. A lock on the
+    // folder itself, held until the end of the run (`_dest_lock` below); where the filesystem
+    // has no such locks (some network filesystems), nothing is promised. A DEST that is there
+    // already is locked here, before anything is planned, made or written: a run refused by
+    // it has changed nothing (a first run leaves no state folder, a resume no run added, and
+    // DEST is not probed). Until round 20's review it was taken once DEST had been probed
+    // (probe files made and removed there while the other restore wrote into it, DEST's
+    // date changed). A DEST this run makes is locked as soon as it is made
+    // (`early_dest_lock` below), or, where it is made only after the checkpoint is opened (a
+    // checkpoint from before the log), then.
+    let held_dest_lock = match (&lock, cfg.dest.is_dir()) {
+        (Some(_), true) => Some(lock_dest(&cfg.dest, Untouched::Yes)?),
+        _ => None,
+    };
     ui.preparing(&format!(
         "planning: reading {} rows of {} (folders and names)",
         count(rows),
@@ -838,7 +853,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     }
     // An object store holding none of the sampled objects (the wrong folder, a layout this
     // tool does not know) would give nothing but empty folders and a list of every file as
-    // missing: refused before anything is made. Few found: said at once, and in the report.
+    // missing: refused before anything is made. Few found: said with the other start-up
+    // warnings before the first file, and in the summary and the report.
     // Only where no run has restored anything yet: a resume, whose earlier runs found
     // objects there, never touches the object store for files already done.
     let resuming = matches!(&known, Some((done, _)) if !done.is_empty());
@@ -850,9 +866,6 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         anyhow::bail!("{why}. Nothing was written");
     }
     let few_objects = look.warnings;
-    for w in &few_objects {
-        ui.preparing(&format!("warning: {w}"));
-    }
     let mut restored_sample = match (lock.as_ref().filter(|_| !cfg.fresh), &earlier) {
         (Some(l), _) => l.restored_sample(RESTORED_SAMPLE, &cfg.dest)?,
         (None, Some(e)) => e.restored_sample(RESTORED_SAMPLE, &cfg.dest)?,
@@ -921,17 +934,13 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         (true, None) => Some(probe(&KeySet::default(), &|| true)?),
         (false, _) => None,
     };
-    // One restore at a time in a DEST, whatever its state folder: two would write the same
-    // temporary names on a network destination and fail each other's files. A lock on the
-    // folder itself, held until the end of the run (`_dest_lock` below); where the filesystem
-    // has no such locks (some network filesystems), nothing is promised. Taken as soon as
-    // DEST is made: a run refused by it leaves the checkpoint as it was (a first run no state
-    // folder, a resume no run added). Before round 20 it was taken once the checkpoint was
-    // open. Where DEST is made only after the checkpoint is opened (a checkpoint from before
-    // the log), it is taken then.
-    let early_dest_lock = match early {
-        true => lock_dest(&cfg.dest)?,
-        false => None,
+    // DEST's lock (see `held_dest_lock`), where this run made DEST: taken as soon as it is
+    // made, before the checkpoint is opened. Before round 20 it was taken once the checkpoint
+    // was open.
+    let early_dest_lock = match (held_dest_lock, early) {
+        (Some(held), _) => Some(held),
+        (None, true) => Some(lock_dest(&cfg.dest, Untouched::No)?),
+        (None, false) => None,
     };
     // A dry run writes nothing, so it cannot make the real run's test: it says what it can
     // learn without writing of what that test would refuse (exit 2, as the real run).
@@ -996,13 +1005,11 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         (Some(_), None) => probe(&done_keys, &|| !check_done)?,
         (None, _) => (DestFacts::default(), None),
     };
-    if let Some(w) = &full_warning {
-        ui.preparing(&format!("warning: {w}"));
-    }
     // DEST's lock (see `early_dest_lock`), held from here to the end of the run.
-    let _dest_lock = match (&ckpt, early) {
-        (Some(_), false) => lock_dest(&cfg.dest)?,
-        _ => early_dest_lock,
+    let _dest_lock = match (&ckpt, early_dest_lock) {
+        (_, Some(held)) => held,
+        (Some(_), None) => lock_dest(&cfg.dest, Untouched::No)?,
+        (None, None) => None,
     };
     // A destination that folds case although its filesystem type did not say so (a FUSE
     // mount of NTFS, a network share): under Posix rules `Photo.jpg` and `photo.jpg` would
@@ -1227,6 +1234,11 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             "the checkpoint folder {} is on a network filesystem; if the connection drops, progress records may be lost. Prefer a local --state-dir",
             cfg.state_dir.display()
         ));
+    }
+    // Every warning known at start-up, said once now, before the first file: the start line
+    // repeated them, and those said as they were found came three times.
+    for w in &report.warnings {
+        ui.warning(w);
     }
     // Outcomes are recorded from the first result; the totals arrive with the count.
     let mut snap = Snapshot::new(&PlanTotals::default());
@@ -3067,16 +3079,32 @@ pub(crate) fn unsure_since(recorded: Option<i64>, cfg: &RestoreConfig) -> Option
     })
 }
 
+/// What a run refused by DEST's lock ([`lock_dest`]) has done by then, which its message
+/// says.
+#[derive(Clone, Copy)]
+enum Untouched {
+    /// Nothing: no checkpoint opened, no state folder left, DEST neither made nor written.
+    Yes,
+    /// DEST was made (and probed) by this run, or its checkpoint opened: another restore
+    /// took a DEST that was not there when this run started (a race), or this run's
+    /// checkpoint is from before the log.
+    No,
+}
+
 /// Takes the lock on DEST (see `restore`); `None` where the filesystem has no locks.
-fn lock_dest(dest: &Path) -> anyhow::Result<Option<std::fs::File>> {
+fn lock_dest(dest: &Path, untouched: Untouched) -> anyhow::Result<Option<std::fs::File>> {
     use rustix::fs::{flock, FlockOperation};
     let f = std::fs::File::open(dest)
         .with_context(|| format!("cannot open destination {}", dest.display()))?;
     match flock(&f, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(Some(f)),
         Err(rustix::io::Errno::WOULDBLOCK) => anyhow::bail!(
-            "another restore is writing into {} now (with another state folder); wait for it to finish or stop it, then run again",
-            dest.display()
+            "another restore is writing into {} now (with another state folder); {}. Wait for it to finish or stop it, then run the same command again",
+            dest.display(),
+            match untouched {
+                Untouched::Yes => "nothing was changed by this run",
+                Untouched::No => "this run stopped before it copied anything",
+            }
         ),
         Err(_) => Ok(None),
     }
