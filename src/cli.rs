@@ -247,7 +247,7 @@ pub enum DurabilityArg {
     File,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
     /// SOURCE and DEST of the restore (or use --state-dir).
     #[arg(num_args = 0..=2, value_names = ["SOURCE", "DEST"])]

@@ -382,72 +382,207 @@ pub fn restore(a: &RestoreArgs) -> anyhow::Result<Exit> {
 }
 
 pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
-    // The database SOURCE names, when given (the checkpoint must be a restore of it).
-    let mut source_db = None;
-    let dir = match (&a.state_dir, a.paths.as_slice()) {
+    // The checkpoint folder, once known: what is said when a disk does not answer.
+    let mut dir = a.state_dir.clone();
+    match look_for_status(a, &mut dir) {
+        Ok(st) => print_status(a, &st).map(|()| Exit::Ok),
+        Err(e) => match e.downcast::<NoAnswer>() {
+            Ok(silent) => say_no_answer(a, dir.as_deref(), &silent),
+            Err(e) => Err(e),
+        },
+    }
+}
+
+/// The disk a look of `status` waits on, named as given or as the checkpoint records it.
+#[derive(Debug)]
+enum Disk {
+    Source(std::path::PathBuf),
+    Dest(std::path::PathBuf),
+}
+
+/// A look of `status` at a disk that did not come back within [`crate::restore::NO_ANSWER`]
+/// ([`on_disk`]).
+#[derive(Debug)]
+struct NoAnswer(Disk);
+
+impl std::fmt::Display for NoAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (Disk::Source(p) | Disk::Dest(p)) = &self.0;
+        write!(f, "{} does not answer", p.display())
+    }
+}
+
+impl std::error::Error for NoAnswer {}
+
+/// Runs `call`, a look of `status` at `disk`, on a thread of its own, as a restore makes its
+/// calls to DEST ([`crate::restore::dest_call`]): a share whose server hangs (or a NAS gone
+/// from the network) holds calls rather than failing them, and `status` is what a person
+/// runs to see what is going on. Not back within [`crate::restore::NO_ANSWER`]: [`NoAnswer`]
+/// (the thread is left behind in its call).
+fn on_disk<R: Send + 'static>(
+    disk: Disk,
+    call: impl FnOnce() -> R + Send + 'static,
+) -> anyhow::Result<R> {
+    crate::restore::dest_call(call, &|| false).ok_or_else(|| NoAnswer(disk).into())
+}
+
+/// The database at SOURCE (`--db`, `--files` as given), found on a thread of its own.
+fn status_source_db(a: &StatusArgs, src: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let (src, db, files) = (src.to_path_buf(), a.db.clone(), a.files_dir.clone());
+    let found = on_disk(Disk::Source(src.clone()), move || {
+        crate::source::SourceLayout::discover(&src, db.as_deref(), files.as_deref())
+    })??;
+    Ok(found.db)
+}
+
+/// What `status` finds: the checkpoint (found by SOURCE and DEST, or given), checked against
+/// SOURCE and DEST when given, and DEST looked at ([`look_at_status_dest`]). Each look at
+/// the source or DEST is made on a thread of its own ([`on_disk`]); `dir` is set as soon as
+/// the checkpoint folder is known (also when DEST does not answer the look that finds it
+/// and it is found by DEST as named: [`crate::state::default_state_dir_as_named`]).
+fn look_for_status(
+    a: &StatusArgs,
+    dir: &mut Option<std::path::PathBuf>,
+) -> anyhow::Result<crate::state::Status> {
+    // The database SOURCE names, when given (the checkpoint must be a restore of it), and
+    // DEST given, resolved.
+    let (source_db, given_dest) = match (&a.state_dir, a.paths.as_slice()) {
         // Both: the checkpoint must be the one for that DEST (a wrong folder's numbers
         // would pass for this restore's).
-        (Some(d), [_, dest]) => {
+        (Some(d), [src, dest]) => {
             let bound = crate::state::recorded_meta(d, "dest");
-            let dest = crate::fsinfo::resolved_path(dest);
-            match bound {
+            let named = dest.clone();
+            let (dest, other) = on_disk(Disk::Dest(dest.clone()), move || {
+                let dest = crate::fsinfo::resolved_path(&named);
                 // Stored as the checkpoint binds it (a path that is not UTF-8 lossily), or,
                 // before round 8, as given.
-                Some(b)
-                    if b != dest.display().to_string()
-                        && crate::fsinfo::resolved_path(Path::new(&b)) != dest =>
-                {
-                    anyhow::bail!(
+                let other = bound.filter(|b| {
+                    *b != dest.display().to_string()
+                        && crate::fsinfo::resolved_path(Path::new(b)) != dest
+                });
+                (dest, other)
+            })?;
+            if let Some(b) = other {
+                anyhow::bail!(
                     "the checkpoint in {} is the restore into {b}, not into {}: leave out --state-dir to find this DEST's, or give the folder that restore used",
-                        d.display(),
-                        dest.display()
-                    )
-                }
-                _ => {
-                    let layout = crate::source::SourceLayout::discover(
-                        &a.paths[0],
-                        a.db.as_deref(),
-                        a.files_dir.as_deref(),
-                    )?;
-                    source_db = Some(layout.db);
-                    d.clone()
-                }
+                    d.display(),
+                    dest.display()
+                )
             }
+            (Some(status_source_db(a, src)?), Some(dest))
         }
-        (Some(d), _) => d.clone(),
+        (Some(_), _) => (None, None),
         (None, [src, dest]) => {
-            let layout = crate::source::SourceLayout::discover(
-                src,
-                a.db.as_deref(),
-                a.files_dir.as_deref(),
-            )?;
-            let dir = crate::state::default_state_dir(&layout.db, dest);
-            source_db = Some(layout.db);
-            dir
+            let db = status_source_db(a, src)?;
+            let (named, at) = (dest.clone(), db.clone());
+            let found = on_disk(Disk::Dest(dest.clone()), move || {
+                let dir = crate::state::default_state_dir(&at, &named);
+                (dir, crate::fsinfo::resolved_path(&named))
+            });
+            let (found, dest) = found.inspect_err(|_| {
+                *dir = crate::state::default_state_dir_as_named(dest);
+            })?;
+            *dir = Some(found);
+            (Some(db), Some(dest))
         }
         _ => anyhow::bail!("status needs SOURCE and DEST (as given to restore) or --state-dir DIR"),
     };
-    let mut st = crate::state::read_status(&dir)?;
+    let dir = dir.clone().expect("the checkpoint folder is known");
+    let st = crate::state::read_status(&dir)?;
     // The DEST to look at: the one given (a SOURCE of another database is refused first),
     // or, given the checkpoint alone, the one it records.
-    let (dest, given) = match (&source_db, a.paths.as_slice()) {
-        (Some(db), [_, dest]) => {
-            check_status_source(&dir, db, dest)?;
-            (Some(crate::fsinfo::resolved_path(dest)), true)
+    let (dest, given) = match (source_db, given_dest) {
+        (Some(db), Some(dest)) => {
+            let (at, to) = (dir.clone(), dest.clone());
+            on_disk(Disk::Source(db.clone()), move || {
+                check_status_source(&at, &db, &to)
+            })??;
+            (Some(dest), true)
         }
         _ => (
             crate::state::recorded_meta(&dir, "dest").map(std::path::PathBuf::from),
             false,
         ),
     };
-    if let Some(dest) = &dest {
-        look_at_status_dest(a, &dir, dest, given, &mut st)?;
+    let Some(dest) = dest else {
+        return Ok(st);
+    };
+    let a = a.clone();
+    on_disk(Disk::Dest(dest.clone()), move || {
+        // First a call that reaches the share's server: the looks below may be answered
+        // from its client's cache for a while after it stopped answering. Its error, if
+        // any, the looks below meet and say.
+        let _ = crate::restore::look_up_a_new_name(&dest);
+        let mut st = st;
+        look_at_status_dest(&a, &dir, &dest, given, &mut st).map(|()| st)
+    })?
+}
+
+/// What `status` says when a look at the source or DEST did not come back
+/// ([`NoAnswer`]): what the checkpoint in `dir` records, as always, then which disk does
+/// not answer and what ends the call still waiting there; exit 1 (the look at DEST was not
+/// made). The process may stay (a zombie) until that call returns or the share is cut off.
+fn say_no_answer(a: &StatusArgs, dir: Option<&Path>, silent: &NoAnswer) -> anyhow::Result<Exit> {
+    let st = dir.map(crate::state::read_status).transpose()?;
+    let limit = crate::restore::NO_ANSWER.as_secs();
+    let (what, path, held) = match &silent.0 {
+        Disk::Source(p) => ("the source", p, "a disk that hangs"),
+        Disk::Dest(p) => (
+            "the destination",
+            p,
+            "a share whose server hangs, or one gone from the network,",
+        ),
+    };
+    let end = match crate::fsinfo::mount_point_as_named(path) {
+        Some(m) => format!(
+            "`umount -f {}` ends it (and cuts the share off)",
+            crate::preflight::model::shell_path(&m)
+        ),
+        None => "`umount -f` of the mount point it lies on ends it (a share), or it ends once the disk answers or is detached".into(),
+    };
+    let seen = match (&st, &silent.0) {
+        (Some(st), _) => format!(
+            "The counts are what the checkpoint in {} records, not a look at the destination",
+            st.state_dir.display()
+        ),
+        (None, Disk::Dest(_)) => "Its checkpoint could not be found without an answer from there (it is found by where DEST leads): `mycloud-recover status --state-dir DIR`, with the state folder of that restore, shows what it records".into(),
+        (None, Disk::Source(_)) => "`mycloud-recover status --state-dir DIR`, with the state folder of that restore, shows what its checkpoint records without reading the source".into(),
+    };
+    let text = format!(
+        "{what} {} does not answer: a look there did not come back within {limit} s ({held} holds calls rather than failing them). {seen}. If this program does not end, the call it made there is still waiting: {end}. Run `status` again once it answers",
+        path.display()
+    );
+    match st {
+        Some(mut st) => {
+            st.no_answer = Some(text);
+            print_status(a, &st)?;
+        }
+        None if a.json => {
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "no_answer": text }))?;
+            writeln!(out)?;
+        }
+        None => writeln!(std::io::stdout().lock(), "{}", capitalized(&text))?,
     }
+    Ok(Exit::Incomplete)
+}
+
+/// `text` with its first letter made a capital.
+fn capitalized(text: &str) -> String {
+    let mut c = text.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+/// Prints what `status` found (`--json`: as JSON).
+fn print_status(a: &StatusArgs, st: &crate::state::Status) -> anyhow::Result<()> {
+    let dir = &st.state_dir;
     let mut out = std::io::stdout().lock();
     if a.json {
         serde_json::to_writer_pretty(&mut out, &st)?;
         writeln!(out)?;
-        return Ok(Exit::Ok);
+        return Ok(());
     }
     writeln!(out, "Checkpoint: {}", dir.display())?;
     writeln!(
@@ -456,36 +591,7 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
         if st.running {
             "a restore or regen is running now".to_string()
         } else {
-            match (st.last_run_clean, st.last_end.as_deref()) {
-                (Some(true), Some("finished")) => "last run finished".into(),
-                (Some(true), Some(how)) => {
-                    format!("last run {how}; run the same restore command again to continue")
-                }
-                // Runs refused before copying (a bad option, a full or read-only DEST)
-                // record no end of their own.
-                (Some(true), None) if st.files_done + st.files_done_left_out == 0 => {
-                    "no file restored yet (no run got as far as copying)".into()
-                }
-                (Some(true), None) => "last run ended normally".into(),
-                // The destination changed under the run (unmounted, say): it ended, but what
-                // it placed since its last commit is unrecorded, as after a crash.
-                (Some(false), Some(how)) => {
-                    let fix = if how.starts_with("stopped by an error") {
-                        "Deal with that error and run"
-                    } else if how.starts_with("stopped by an internal error") {
-                        "Please report that bug, and run"
-                    } else if how.contains("read-only") {
-                        "Mount the destination read-write again and run"
-                    } else {
-                        "Mount the destination again and run"
-                    };
-                    format!("last run {how}: the files it placed since its last commit were not recorded. {fix} the same restore command: it checks them")
-                }
-                (Some(false), None) => {
-                    "last run did not end cleanly (killed, or a power cut); run the same restore command again: it checks what that run may have left unfinished".into()
-                }
-                (None, _) => "last run did not finish (killed or still starting)".into(),
-            }
+            state_line(st)
         }
     )?;
     if let Some(n) = st.selected_files.filter(|&n| n > 0) {
@@ -525,12 +631,61 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
     for w in &st.warnings {
         writeln!(out, "WARNING: {w}")?;
     }
-    Ok(Exit::Ok)
+    if let Some(silent) = &st.no_answer {
+        writeln!(out, "{}", capitalized(silent))?;
+    }
+    Ok(())
+}
+
+/// The `State:` line of `status` for a checkpoint no run holds: how the last run that began
+/// copying ended, in the same words for the same situation whatever came after it:
+/// killed or a power cut (its end not recorded) is "did not end cleanly (killed, or a power
+/// cut)"; a run stopped at start-up since (refused, before copying) is said after it.
+fn state_line(st: &crate::state::Status) -> String {
+    let killed = "did not end cleanly (killed, or a power cut); run the same restore command again: it checks what that run may have left unfinished";
+    let line = match (st.last_run_clean, st.last_end.as_deref()) {
+        (Some(true), Some("finished")) => "last run finished".into(),
+        (Some(true), Some(how)) => {
+            format!("last run {how}; run the same restore command again to continue")
+        }
+        // Runs refused before copying (a bad option, a full or read-only DEST) record no
+        // end of their own.
+        (Some(true), None) if st.files_done + st.files_done_left_out == 0 => {
+            return "no file restored yet (no run got as far as copying)".into();
+        }
+        (Some(true), None) => "last run ended normally".into(),
+        // The destination changed under the run (unmounted, say): it ended, but what it
+        // placed since its last commit is unrecorded, as after a crash.
+        (Some(false), Some(how)) => {
+            let fix = if how.starts_with("stopped by an error") {
+                "Deal with that error and run"
+            } else if how.starts_with("stopped by an internal error") {
+                "Please report that bug, and run"
+            } else if how.contains("read-only") {
+                "Mount the destination read-write again and run"
+            } else {
+                "Mount the destination again and run"
+            };
+            format!("last run {how}: the files it placed since its last commit were not recorded. {fix} the same restore command: it checks them")
+        }
+        // Its end not recorded: killed, or a power cut (a run still going holds the lock,
+        // said before this); or (Some(false), no end) the same seen through a run refused
+        // at start-up after it, which took its cleanliness over.
+        (None, _) | (Some(false), None) => format!("last run {killed}"),
+    };
+    match st.last_run_stopped_at_start {
+        false => line,
+        true => format!(
+            "{}; the last run stopped at start-up, before copying (its own message said why)",
+            line.replacen("last run", "the last run that began copying", 1)
+        ),
+    }
 }
 
 /// Refuses, for `status SOURCE DEST`, a checkpoint made from another database than
 /// SOURCE's (its counts are not this SOURCE's), as a restore of SOURCE into DEST would.
-/// Reads only: the checkpoint read-only, the first and last MiB of the database.
+/// `dest` is resolved ([`crate::fsinfo::resolved_path`]). Reads only: the checkpoint
+/// read-only, the first and last MiB of the database.
 fn check_status_source(dir: &Path, source_db: &Path, dest: &Path) -> anyhow::Result<()> {
     let Some(earlier) = crate::state::Earlier::open(dir)? else {
         return Ok(());
@@ -538,8 +693,7 @@ fn check_status_source(dir: &Path, source_db: &Path, dest: &Path) -> anyhow::Res
     let db = source_db
         .canonicalize()
         .unwrap_or_else(|_| source_db.to_path_buf());
-    let dest = crate::fsinfo::resolved_path(dest);
-    match earlier.check_binding(&db, &dest) {
+    match earlier.check_binding(&db, dest) {
         Err(crate::state::StateError::Mismatch {
             key: "source_db",
             was,

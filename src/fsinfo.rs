@@ -169,6 +169,15 @@ pub fn mount_table() -> Option<String> {
     std::fs::read_to_string("/proc/self/mountinfo").ok()
 }
 
+/// The mount point `path` lies on as named (made absolute, not resolved: resolving asks
+/// the disk, which may not answer), from the mount table alone; `None` for `/`, or where
+/// the table cannot be read. What `umount -f` needs to end a call a hung share holds.
+pub fn mount_point_as_named(path: &Path) -> Option<PathBuf> {
+    let p = std::path::absolute(path).ok()?;
+    let m = from_mountinfo(&mount_table()?, &p)?.mount_point;
+    (m != Path::new("/")).then_some(m)
+}
+
 /// Unescapes the octal escapes (`\040` for space) used in /proc/self/mountinfo.
 fn unescape(s: &str) -> String {
     let b = s.as_bytes();

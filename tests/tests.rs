@@ -2162,6 +2162,121 @@ fn a_share_that_stops_answering_mid_copy_stops_the_run_regression_round_20() {
     the_same_command_finishes(&dump, &dest, &["--state-dir", state.to_str().unwrap()], &[]);
 }
 
+/// Round 21 (noticed in round 20): `status` on a share whose server stops answering (holding
+/// calls rather than failing them) hung for good without a word: a person who ran it in
+/// another terminal to see what was going on got no answer and no prompt. Its looks at DEST
+/// (and the source) are now made on a thread of their own; one not back within 15 s has
+/// `status` print what the checkpoint records (it is on the local disk), then that DEST does
+/// not answer with `umount -f` of the share's mount point, exit 1. It may stay a zombie until
+/// its call returns (said). Both forms: the checkpoint alone (DEST as recorded) and SOURCE
+/// DEST. The server is the share's own `sftp-server`, stopped (SIGSTOP) after the restore.
+/// Needs FUSE and `sshfs` with `sftp-server` (MCR_TEST_FUSE=require in `.ci/run`).
+#[test]
+fn status_on_a_share_that_stops_answering_says_so_within_the_limit_regression_round_21() {
+    let dump = Dump::new(121, 200, 1);
+    let Some((_daemon, _backing, share)) = sshfs_share_in_the_foreground(&dump) else {
+        return;
+    };
+    let dest = share.join("restored");
+    let state = dump.path("state");
+    let state_arg = state.to_str().unwrap();
+    let (out, _) = restore(&dump, &dest, &["--state-dir", state_arg], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "missing objects only: {}",
+        text(&out)
+    );
+    let st = status_json(&state);
+    let counts = format!(
+        "Restored or already there: {} of {} selected files",
+        st["files_done"].as_u64().unwrap(),
+        st["selected_files"].as_u64().unwrap()
+    );
+    let server = Frozen::stop_the_server(&dump.path(""));
+    let stopped_at = std::time::Instant::now();
+    // The first at once, while the share's client still answers from its cache what it saw
+    // (sshfs, for 20 s: `status` said the share was fine); the second once the cache is
+    // stale, as a person meets it minutes later (`status` hung).
+    let forms: [Vec<&OsStr>; 2] = [
+        vec!["--state-dir".as_ref(), state.as_os_str()],
+        vec![
+            dump.root.as_os_str(),
+            dest.as_os_str(),
+            "--state-dir".as_ref(),
+            state.as_os_str(),
+        ],
+    ];
+    let mut ended = Vec::new();
+    for (i, args) in forms.iter().enumerate() {
+        while i > 0 && stopped_at.elapsed() < std::time::Duration::from_secs(21) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let said = dump.path(&format!("status-{i}.txt"));
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+            .arg("status")
+            .args(args)
+            .stdout(std::fs::File::create(&said).unwrap())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        // Ended, or a zombie: its main thread ended, a call to the share still out.
+        let zombie = |pid: u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| Some(s[s.rfind(')')? + 2..].starts_with('Z')))
+                .unwrap_or(false)
+        };
+        while child.try_wait().unwrap().is_none() && !zombie(child.id()) {
+            if started.elapsed() > std::time::Duration::from_secs(60) {
+                drop(server);
+                let _ = child.kill();
+                panic!(
+                    "`status {args:?}` did not end within 60 s of a look at a share that does not answer: {}",
+                    std::fs::read_to_string(&said).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        ended.push((args, said, started.elapsed(), child));
+    }
+    // The server answering again: the calls left behind return and the processes end.
+    drop(server);
+    for (args, said, took, child) in ended {
+        let out = child.wait_with_output().unwrap();
+        let said = std::fs::read_to_string(said).unwrap() + &String::from_utf8_lossy(&out.stderr);
+        eprintln!("`status {args:?}` ended after {:.1} s", took.as_secs_f64());
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
+        assert!(
+            said.contains(&format!("Checkpoint: {}", state.display()))
+                && said.contains(&counts)
+                && said.contains("State: last run finished"),
+            "{args:?}: the checkpoint's part: {said}"
+        );
+        assert!(
+            said.contains(&format!(
+                "The destination {} does not answer: a look there did not come back within 15 s",
+                dest.display()
+            )) && said.contains(&format!("umount -f {}", share.display()))
+                && said.contains("If this program does not end"),
+            "{args:?}: {said}"
+        );
+        // The checkpoint's part first, then what does not answer.
+        assert!(
+            said.find(&counts) < said.find("does not answer"),
+            "{args:?}: {said}"
+        );
+    }
+    // Answering again: `status` looks at DEST as before.
+    let out = bin()
+        .args(["status", "--state-dir", state_arg])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!text(&out).contains("does not answer"), "{}", text(&out));
+}
+
 /// Round 19 (review): with `--durability file` each file was flushed before it was linked
 /// into its folder, but its name was not, and the checkpoint recorded it without flushing
 /// the destination: when DEST's filesystem failed after the last file (ext4 with
@@ -4673,11 +4788,20 @@ fn status_tells_a_changed_destination_from_a_kill() {
     // after it (one refused once it opened the checkpoint) does not say it.
     let v = status_json(&state);
     assert!(v["last_end"].is_null(), "{v}");
+    // Round 21: the words for a kill are those said after a run refused since (it said "did
+    // not finish (killed or still starting)": a run starting holds the lock, said as
+    // running).
+    let killed = "State: last run did not end cleanly (killed, or a power cut); run the same restore command again";
+    let said = status();
+    assert!(
+        said.contains(killed) && !said.contains("still starting"),
+        "{said}"
+    );
     // Refused before it opens the checkpoint (since round 20): the kill is what `status` says.
     refused_while_another_restore_holds(&dump, &dest, &["--state-dir", state.to_str().unwrap()]);
     let said = status();
     assert!(
-        said.contains("killed") && !said.contains("destination changed"),
+        said.contains(killed) && !said.contains("destination changed"),
         "{said}"
     );
 }

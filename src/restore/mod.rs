@@ -114,7 +114,7 @@ const TROUBLED_FILES: u32 = 2;
 /// ([`dest_call`]); in the folder passes after the last file, the time a call to DEST may
 /// stay out before DEST is probed (`in_parallel`). A share that stops answering
 /// (its server hung, a NAS gone from the network) does not fail calls: it holds them.
-const NO_ANSWER: Duration = Duration::from_secs(15);
+pub(crate) const NO_ANSWER: Duration = Duration::from_secs(15);
 
 /// Why a run stopped because of its destination, found by whichever check met it first: a
 /// worker's failed file, a commit's look at DEST, a probe of the disks, or a folder pass.
@@ -346,18 +346,7 @@ fn disks_answer(
                 }
                 at_now.store(paths.len(), Ordering::SeqCst);
                 std::fs::read_dir(&dest).map(drop).map_err(|e| (None, e))?;
-                // A name never asked for before: a share's client may answer the listing
-                // from its cache (sshfs does, for 20 s), not a look-up of a new name.
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-                let fresh = dest.join(format!(
-                    ".mcr-answer-{}-{}",
-                    std::process::id(),
-                    now.map_or(0, |d| d.as_nanos())
-                ));
-                match std::fs::symlink_metadata(fresh) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err((None, e)),
-                    _ => Ok(()),
-                }
+                look_up_a_new_name(&dest).map_err(|e| (None, e))
             };
             let mut verdict = ask();
             for wait in [1000, 4000] {
@@ -401,6 +390,22 @@ fn disks_answer(
             },
         })
     })
+}
+
+/// Looks up in `dir` a name never asked for before: a share's client may answer a listing,
+/// or a look-up of a name it knows, from its cache (sshfs does, for 20 s), not this one, so
+/// it reaches the server. Not there is the answer expected; Err is any other error.
+pub(crate) fn look_up_a_new_name(dir: &Path) -> std::io::Result<()> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    let fresh = dir.join(format!(
+        ".mcr-answer-{}-{}",
+        std::process::id(),
+        now.map_or(0, |d| d.as_nanos())
+    ));
+    match std::fs::symlink_metadata(fresh) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// What a run stopped by a disk that does not answer says: `why` (from [`disks_answer`]).
@@ -2937,8 +2942,10 @@ fn check_address_space(workers: usize) -> anyhow::Result<()> {
 /// stops answering it may never return. Not back within [`NO_ANSWER`], DEST is probed
 /// (`answers`), and the call waited for as long again while DEST answers. None: DEST does
 /// not answer (the probe recorded it lost); the thread is left behind in its call. One
-/// thread per call: for the commits (a few a second at most), not for files.
-fn dest_call<R: Send + 'static>(
+/// thread per call: for the commits (a few a second at most), not for files. `status`
+/// makes its looks at DEST and the source with it too, with no probe (`answers` false: its
+/// looks are a few quick calls each, so one wait of [`NO_ANSWER`] is their limit).
+pub(crate) fn dest_call<R: Send + 'static>(
     call: impl FnOnce() -> R + Send + 'static,
     answers: &dyn Fn() -> bool,
 ) -> Option<R> {

@@ -252,12 +252,47 @@ impl StateError {
 /// into the same folder is refused rather than mixed in. Checkpoints begun before round 10
 /// were keyed by the database's path too, and are still found.
 pub fn default_state_dir(source_db: &Path, dest: &Path) -> PathBuf {
-    let base = std::env::var_os("XDG_STATE_HOME")
+    state_dir_in(&state_base(), source_db, dest)
+}
+
+/// [`default_state_dir`] found without a call to DEST's disk, for `status` when DEST does
+/// not answer (resolving DEST asks that disk): the folder of DEST as named (made absolute,
+/// not resolved), if it holds a checkpoint. DEST named as the restore took it (no symlink,
+/// `..` or trailing `/` on the way, as usual) finds its checkpoint; otherwise none.
+pub fn default_state_dir_as_named(dest: &Path) -> Option<PathBuf> {
+    let named = std::path::absolute(dest).ok()?;
+    let dir = folder_for(&state_base(), None, &named);
+    dir.join("checkpoint.db").is_file().then_some(dir)
+}
+
+/// Where the default state folders are: `$XDG_STATE_HOME`, else `~/.local/state`.
+fn state_base() -> PathBuf {
+    std::env::var_os("XDG_STATE_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
-    state_dir_in(&base, source_db, dest)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp"))
+}
+
+/// The state folder under `base` keyed by `dest` (and, before round 10, `db`).
+fn folder_for(base: &Path, db: Option<&Path>, dest: &Path) -> PathBuf {
+    let mut key = match db {
+        Some(db) => db.as_os_str().as_encoded_bytes().to_vec(),
+        None => b"dest".to_vec(),
+    };
+    key.push(0);
+    key.extend_from_slice(dest.as_os_str().as_encoded_bytes());
+    let hash = xxhash_rust::xxh3::xxh3_64(&key);
+    let name: String = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "root".into())
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(40)
+        .collect();
+    base.join("mycloud-recover")
+        .join(format!("{name}-{hash:016x}"))
 }
 
 /// [`default_state_dir`] under `base`.
@@ -265,25 +300,7 @@ fn state_dir_in(base: &Path, source_db: &Path, dest: &Path) -> PathBuf {
     let db = source_db
         .canonicalize()
         .unwrap_or_else(|_| source_db.to_path_buf());
-    let folder = |db: Option<&Path>, dest: &Path| {
-        let mut key = match db {
-            Some(db) => db.as_os_str().as_encoded_bytes().to_vec(),
-            None => b"dest".to_vec(),
-        };
-        key.push(0);
-        key.extend_from_slice(dest.as_os_str().as_encoded_bytes());
-        let hash = xxhash_rust::xxh3::xxh3_64(&key);
-        let name: String = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "root".into())
-            .chars()
-            .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            .take(40)
-            .collect();
-        base.join("mycloud-recover")
-            .join(format!("{name}-{hash:016x}"))
-    };
+    let folder = |db: Option<&Path>, dest: &Path| folder_for(base, db, dest);
     let resolved = crate::fsinfo::resolved_path(dest);
     let dir = folder(None, &resolved);
     if dir.exists() {
@@ -1590,7 +1607,13 @@ pub struct Status {
     pub last_activity_ms: Option<i64>,
     pub runs: u64,
     pub running: bool,
+    /// How the last run ended: cleanly (true), not (false: stopped by an error, or its
+    /// destination lost), or not recorded (null: killed, a power cut, or still running).
+    /// A run stopped at start-up, before copying, counts as the run before it ended.
     pub last_run_clean: Option<bool>,
+    /// The last run stopped at start-up, before it began copying (refused: its own message
+    /// said why), after the runs [`Status::last_run_clean`] and `last_end` speak of.
+    pub last_run_stopped_at_start: bool,
     pub failed_examples: Vec<(String, String)>,
     /// What a look on DEST (the one given, else the one the checkpoint records) for a
     /// sample of the files the checkpoint records as restored there found
@@ -1598,6 +1621,10 @@ pub struct Status {
     pub dest_check: Option<RestoredCheck>,
     /// What the look at DEST found that the counts do not say (`status` fills it in).
     pub warnings: Vec<String>,
+    /// Set when a look at DEST (or the source) did not come back in time: which disk does
+    /// not answer, and what to do (`status` fills it in; it then exits with 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_answer: Option<String>,
 }
 
 /// Checkpoint key: the name rules of the runs so far (`posix` or `windows`).
@@ -1827,14 +1854,24 @@ pub fn read_status(dir: &Path) -> Result<Status, StateError> {
     st.selected_files = meta_value(&conn, SELECTED_KEY)
         .map_err(sq)?
         .and_then(|v| v.parse().ok());
-    st.last_run_clean = conn
+    // A run stopped before it began copying keeps the row it was given at start-up, ended
+    // when it started and as clean as the run before it ([`StateLock::open`]).
+    let last = conn
         .query_row(
-            "SELECT clean, ended FROM runs ORDER BY run DESC LIMIT 1",
+            "SELECT clean, ended, started FROM runs ORDER BY run DESC LIMIT 1",
             [],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            },
         )
-        .ok()
-        .and_then(|(c, ended)| ended.map(|_| c != 0));
+        .ok();
+    st.last_run_clean = last.and_then(|(c, ended, _)| ended.map(|_| c != 0));
+    st.last_run_stopped_at_start =
+        st.runs > 1 && last.is_some_and(|(_, ended, started)| ended == Some(started));
     {
         // The first 20 problem files by path, whatever their number.
         let mut first: std::collections::BinaryHeap<(String, String)> = Default::default();
@@ -1927,6 +1964,25 @@ mod tests {
         drop(c);
         let c = Checkpoint::open(t.path(), true, "test").unwrap();
         assert!(c.done_keys().unwrap().is_empty(), "--fresh forgets");
+    }
+
+    /// A run stopped at start-up (its row added, no copy begun) after a killed one: `status`
+    /// reads the killed run's end (not recorded: not clean) and that a run stopped at
+    /// start-up since; a run killed while copying is not taken for one stopped at start-up.
+    #[test]
+    fn status_tells_a_run_stopped_at_start_up_after_a_killed_one() {
+        let t = tempfile::tempdir().unwrap();
+        let c = Checkpoint::open(t.path(), false, "test").unwrap();
+        c.begin_copy().unwrap();
+        drop(c); // killed while copying: no end recorded
+        let s = read_status(t.path()).unwrap();
+        assert_eq!(s.last_run_clean, None);
+        assert!(!s.last_run_stopped_at_start);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        drop(Checkpoint::open(t.path(), false, "test").unwrap()); // stopped at start-up
+        let s = read_status(t.path()).unwrap();
+        assert_eq!(s.last_run_clean, Some(false), "as clean as the killed run");
+        assert!(s.last_run_stopped_at_start);
     }
 
     /// The readers that write nothing (`status`, a dry run) find a checkpoint in a folder
