@@ -113,8 +113,18 @@ pub fn dest_advice(path: &Path, e: &std::io::Error) -> String {
 /// `restore` and `preflight`. A folder that exists for `mkdir` but not for `lstat` is a share
 /// refusing writes its own way: sshfs over a folder the server cannot write answers every
 /// `mkdir` with "File exists" (round 16: pre-flight tried 1,000 names, then said "ready";
-/// round 19: a restore into a DEST not made yet there said only "File exists").
+/// round 19: a restore into a DEST not made yet there said only "File exists"). A symbolic
+/// link to nothing at or above `path` ([`link_to_nothing`]) is named, with what to do
+/// (round 21: its "File exists" was read as that of a share refusing writes).
 pub fn why_not_made(path: &Path, e: &std::io::Error) -> String {
+    if let Some((link, target)) = link_to_nothing(path) {
+        return format!(
+            "{e}: {} is a symbolic link to {}, which does not exist, so no folder can be made there. Create the folder {} (or mount the disk or share it is on), or give another DEST, then run the same command again",
+            link.display(),
+            target.display(),
+            target.display()
+        );
+    }
     let absent = matches!(path.symlink_metadata(),
         Err(m) if m.kind() == std::io::ErrorKind::NotFound);
     if e.kind() == std::io::ErrorKind::AlreadyExists && absent {
@@ -124,6 +134,23 @@ pub fn why_not_made(path: &Path, e: &std::io::Error) -> String {
         );
     }
     format!("{e}{}", dest_advice(path, e))
+}
+
+/// The symbolic link that `path`, or the nearest of its folders that is there, is, where it
+/// points at nothing: the link and where it points (a relative target taken from the link's
+/// folder). `mkdir` answers such a link "File exists", and so does `create_dir_all` for
+/// any folder below it.
+pub fn link_to_nothing(path: &Path) -> Option<(PathBuf, PathBuf)> {
+    let link =
+        (path.ancestors()).find(|p| !p.as_os_str().is_empty() && p.symlink_metadata().is_ok())?;
+    let target = std::fs::read_link(link).ok()?;
+    match link.metadata() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let folder = link.parent().unwrap_or(Path::new(""));
+            Some((link.to_path_buf(), folder.join(target)))
+        }
+        _ => None,
+    }
 }
 
 /// What to do about a `--report` path that cannot be written, after the system's words.

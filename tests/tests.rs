@@ -5675,6 +5675,75 @@ fn a_dry_run_says_a_real_run_could_not_make_or_write_its_destination_regression_
     );
 }
 
+/// Round 19's list: a DEST below a symbolic link to nothing (`link` -> a folder that does
+/// not exist, as a link to a share's mount point reads while the share is not mounted) was
+/// refused with the "File exists" of making the link, read as that of a share refusing
+/// writes: "a read-only share, or permissions on the server", and a dry run went ahead.
+/// Now `restore` and its dry run (exit 2) and `preflight` (blocking, exit 1) name the link
+/// and where it points, and say to create that folder or give another DEST; also where DEST
+/// is the link itself. Nothing is written (no folder, no state folder); once the folder is
+/// created, the same command restores.
+#[test]
+fn a_destination_below_a_symbolic_link_to_nothing_names_the_link_regression_round_21() {
+    let dump = Dump::new(60, 40, 1);
+    let (links, nowhere) = (dump.path("links"), dump.path("nowhere"));
+    std::fs::create_dir(&links).unwrap();
+    let link = links.join("nas");
+    std::os::unix::fs::symlink(&nowhere, &link).unwrap();
+    let state = dump.path("state");
+    let said = format!(
+        "File exists (os error 17): {} is a symbolic link to {}, which does not exist, so no folder can be made there. Create the folder {} (or mount the disk or share it is on), or give another DEST, then run the same command again",
+        link.display(),
+        nowhere.display(),
+        nowhere.display()
+    );
+    for dest in [link.join("restored"), link.join("a/b"), link.clone()] {
+        for (extra, before) in [
+            (&[][..], ""),
+            (
+                &["--dry-run"][..],
+                "dry run (nothing was written): a real run would stop before it copies anything: ",
+            ),
+        ] {
+            let (out, _) = restore(&dump, &dest, extra, &[]);
+            let msg = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{msg}");
+            assert!(
+                msg.contains(&format!(
+                    "{before}cannot create destination {} (nothing was changed): {said}",
+                    dest.display()
+                )) && !msg.contains("refuses writes"),
+                "{msg}"
+            );
+        }
+        let out = bin()
+            .arg("preflight")
+            .arg(&dump.root)
+            .arg(&dest)
+            .args(["--budget", "5"])
+            .output()
+            .unwrap();
+        let msg = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{msg}");
+        assert!(
+            msg.contains(&format!(
+                "the destination cannot be written: cannot create {}: {said}",
+                dest.display()
+            )) && msg.contains("NOT ready")
+                && !msg.contains("refuses writes"),
+            "{msg}"
+        );
+        assert!(!nowhere.exists() && !state.exists(), "{msg}");
+        let left: Vec<_> = std::fs::read_dir(&links).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "only the link is there: {left:?}");
+    }
+    std::fs::create_dir(&nowhere).unwrap();
+    let (out, rep) = restore(&dump, &link.join("restored"), &[], &[]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    assert!(rep["outcomes"]["copied"].as_u64().unwrap() > 0);
+    assert_restored_exactly(&dump, &nowhere.join("restored"));
+}
+
 /// Round 20: a resume (the state folder holds a checkpoint) made and tested DEST only after
 /// it had opened the checkpoint for writing, so a resume refused there added a run that did
 /// nothing to it: DEST gone (nothing recorded yet, so no recorded file was missed) and not

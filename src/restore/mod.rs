@@ -3155,7 +3155,8 @@ fn create_and_probe(dest: &Path) -> anyhow::Result<DestFacts> {
 /// What a dry run, which writes nothing, can tell of [`create_and_probe`]'s verdict: whether
 /// this process may write DEST or, where DEST is still to be made, the nearest folder above
 /// it (`access(2)`: a disk mounted read-only, a folder this user may not write, a file in
-/// the way). A refusal is said as the real run says it ([`ConfigError::DestNotMade`],
+/// the way, a symbolic link to nothing, which the real run's `mkdir` answers "File
+/// exists"). A refusal is said as the real run says it ([`ConfigError::DestNotMade`],
 /// [`ConfigError::DestUnwritable`]). Only the real run's writes find a share that refuses
 /// them its own way (sshfs answering "File exists") or a full disk.
 ///
@@ -3164,20 +3165,21 @@ fn create_and_probe(dest: &Path) -> anyhow::Result<DestFacts> {
 fn would_make_and_write(dest: &Path) -> anyhow::Result<()> {
     use crate::config::ConfigError;
     use rustix::fs::{access, Access};
-    let Some(there) = dest.ancestors().find(|p| p.exists()) else {
+    let Some(there) = (dest.ancestors()).find(|p| p.symlink_metadata().is_ok()) else {
         return Ok(());
     };
-    let refused = match there.is_dir() {
-        true => access(there, Access::WRITE_OK | Access::EXEC_OK)
+    let refused = match there.metadata() {
+        Ok(m) if m.is_dir() => access(there, Access::WRITE_OK | Access::EXEC_OK)
             .err()
             .map(std::io::Error::from),
-        false => Some(std::io::Error::from_raw_os_error(libc::ENOTDIR)),
+        Ok(_) => Some(std::io::Error::from_raw_os_error(libc::ENOTDIR)),
+        Err(_) => Some(std::io::Error::from_raw_os_error(libc::EEXIST)),
     };
     let Some(source) = refused else {
         return Ok(());
     };
     let path = dest.to_path_buf();
-    Err(match there == dest {
+    Err(match there == dest && there.exists() {
         true => ConfigError::DestUnwritable { path, source },
         false => ConfigError::DestNotMade { path, source },
     }
