@@ -719,6 +719,14 @@ fn weigh_dest_error(dest: &Path, target: &Path, needed: u64, msg: String, e: io:
 /// (`restore::FullAtStart`): a full disk behind an sshfs share answered the probe file's
 /// close with "Input/output error", and the making of a folder with "File exists" with
 /// nothing there (round 20).
+///
+/// The room is what this process may write: as root on a filesystem of this machine, the
+/// blocks it keeps for root (ext4's 5%) too, which `f_bavail` leaves out (round 21: as root
+/// on an ext4 filled up to them, one file's failed close stopped the run as "full" with
+/// megabytes left for it). A local filesystem says "full" as such (ENOSPC), so this only
+/// keeps its other errors from being taken for one. A share's server decides whose writes
+/// may use its reserve (an NFS export squashes root; sshfs writes as its login): there
+/// `f_bavail`, also as root.
 pub fn full_by_room(
     e: &io::Error,
     at: &Path,
@@ -741,8 +749,16 @@ pub fn full_by_room(
         return None;
     }
     let fs = fs()?;
+    let reserve_is_ours = rustix::process::geteuid().is_root() && {
+        let info = crate::fsinfo::probe(at);
+        !info.is_network() && !info.fstype.starts_with("fuse")
+    };
+    let blocks = match reserve_is_ours {
+        true => fs.f_bfree,
+        false => fs.f_bavail,
+    };
     let free_inodes = (fs.f_files > 0).then_some(fs.f_favail);
-    let room = no_room(fs.f_bavail.saturating_mul(fs.f_frsize), free_inodes, needed)?;
+    let room = no_room(blocks.saturating_mul(fs.f_frsize), free_inodes, needed)?;
     Some(format!(
         "and {room}: taken for a full destination (a share over the network, such as sshfs or some NAS, reports a full disk as an I/O error)"
     ))

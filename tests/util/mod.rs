@@ -484,6 +484,33 @@ impl Ext4Disk {
         must("sync", &["-f".as_ref(), self.path.as_os_str()]);
     }
 
+    /// Fills the disk with `filler` up to the blocks ext4 keeps for root (`mkfs.ext4 -m`,
+    /// 5% by default), as a user other than root fills it: `df` then shows none available
+    /// (`f_bavail` 0), and root can still write those blocks. Returns what root may write.
+    pub fn fill_to_roots_reserve(&self, filler: &Path) -> u64 {
+        use std::io::Write;
+        let vfs = || rustix::fs::statvfs(&self.path).unwrap();
+        let mut f = (std::fs::OpenOptions::new().create(true).append(true))
+            .open(filler)
+            .unwrap();
+        // Each write of what is available takes a few blocks of the reserve for its extents.
+        while vfs().f_bavail > 0 {
+            let s = vfs();
+            f.write_all(&vec![0x5a_u8; (s.f_bavail * s.f_frsize) as usize])
+                .unwrap();
+            f.sync_all().unwrap();
+            must("sync", &["-f".as_ref(), self.path.as_os_str()]);
+        }
+        let reserve =
+            std::fs::read_to_string(format!("/sys/fs/ext4/{}/reserved_clusters", self.device()))
+                .ok()
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        let s = vfs();
+        // ext4's reserved clusters are kept from root too.
+        s.f_bfree.saturating_sub(reserve) * s.f_frsize
+    }
+
     /// Uses up the disk's inodes with empty files in `folder` (made here), leaving its free
     /// blocks: a file can no longer be made ("No space left on device") though bytes are
     /// free. Returns how many files it made.
