@@ -2277,6 +2277,95 @@ fn status_on_a_share_that_stops_answering_says_so_within_the_limit_regression_ro
     assert!(!text(&out).contains("does not answer"), "{}", text(&out));
 }
 
+/// Round 20 (review): a source disk that holds calls (the share it is read from has a
+/// server that hangs; a USB disk that hangs) never stopped the copy, although files out and
+/// none back for 15 s have the disks probed: the probe looked up the object it reads again
+/// (a `stat` on the source) on the asking thread, the bookkeeper's, before its time limit,
+/// and the bookkeeper waited there for good (the run said nothing more). The look-up is now
+/// part of the probe's call, which has the time limit: the run stops as on a source that
+/// stopped answering (`stalled`, exit 1), and once the disk answers again the same command
+/// restores every file. The source here is the dump's object store over sshfs (its
+/// database given with `--db` where it is: a run whose database is on the disk that hangs
+/// still waits, in its planner's reads of it), the `sftp-server` stopped (SIGSTOP) once
+/// files are restored. Needs FUSE and `sshfs` with `sftp-server`.
+#[test]
+fn a_source_that_stops_answering_mid_copy_stops_the_run_regression_round_20() {
+    let dump = Dump::new(121, 1500, 1);
+    let db = dump.db();
+    let src = dump.path("source");
+    let mut sshfs = std::process::Command::new("sshfs");
+    sshfs
+        .arg("-f")
+        .args(sftp_args(&dump.root, &src, &dump.path("")))
+        .arg(&src);
+    let Some(_daemon) = serve_in_the_foreground(sshfs, &src, || src.join("restsdk").exists())
+    else {
+        return;
+    };
+    let dest = dump.path("restored");
+    let state = dump.path("state");
+    let run = |faults: &str| {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"));
+        c.arg("restore")
+            .arg(&src)
+            .arg(&dest)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--threads", "2"])
+            .arg("--db")
+            .arg(&db)
+            .env("MYCLOUD_RECOVER_FAULTS", faults)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c
+    };
+    let child = Running(Some(run("delay_ms=40;commit_ms=300").spawn().unwrap()));
+    let began = std::time::Instant::now();
+    let until = began + std::time::Duration::from_secs(60);
+    while tree(&dest).values().filter(|(dir, _, _)| !dir).count() < 150 {
+        assert!(std::time::Instant::now() < until, "no files were restored");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // sshfs answers a look-up from its own cache for 20 s: the object the probe looks up
+    // (the first one read) is asked of the server only after that.
+    std::thread::sleep(std::time::Duration::from_secs(10).saturating_sub(began.elapsed()));
+    let server = Frozen::stop_the_server(&dump.path(""));
+    let stopped_at = std::time::Instant::now();
+    // 15 s without a file back, at most 15 s more for the probe.
+    while report_in(&state)["stalled"].is_null() {
+        assert!(
+            stopped_at.elapsed().as_secs() < 90,
+            "the run did not stop within 90 s of the source's server hanging"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    drop(server);
+    let out = child.wait();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("stopped: a disk stopped answering"), "{msg}");
+    let report = report_in(&state);
+    let why = report["stalled"].as_str().unwrap();
+    assert!(
+        why.contains("the source disk does not answer: reading")
+            && why.contains("/restsdk/data/files/")
+            && why.contains("while no file being copied came back for 15 s")
+            && msg.contains(why),
+        "{msg}"
+    );
+    assert!(report["dest_lost"].is_null(), "one stop message: {msg}");
+    assert!(report["not_processed"].as_u64().unwrap() > 0, "{msg}");
+    // The server answering again: the same command restores every file.
+    let out = run("").output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the demo's missing objects only: {}",
+        text(&out)
+    );
+    assert_restored_exactly(&dump, &dest);
+}
+
 /// Round 19 (review): with `--durability file` each file was flushed before it was linked
 /// into its folder, but its name was not, and the checkpoint recorded it without flushing
 /// the destination: when DEST's filesystem failed after the last file (ext4 with

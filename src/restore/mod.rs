@@ -231,16 +231,7 @@ impl DiskWatch {
         if self.answered.load(Ordering::SeqCst) > ticket {
             return true;
         }
-        // Not found now (an error, or gone from where it was read): read where it was, so
-        // that the probe says why.
-        let object = self.good_object.get().and_then(|c| {
-            let source = &self.cfg.source;
-            source
-                .find_object(c)
-                .ok()
-                .flatten()
-                .or_else(|| source.sharded_object_path(c))
-        });
+        let object = self.good_object.get().map(String::as_str);
         match disks_answer(&self.cfg, object.filter(|_| source), source) {
             Ok(()) => {
                 self.troubled.store(0, Ordering::SeqCst);
@@ -294,25 +285,30 @@ enum Unanswered {
 }
 
 /// Whether the source disk and DEST still answer: the first page of the database and of
-/// an object this run read (if any), read from the disk (their cached pages dropped
-/// first), and DEST listed; DEST alone without `source`. An error worth retrying (EIO, a
+/// `object`, an object this run read (its content ID, if any), read from the disk (their
+/// cached pages dropped first), and DEST listed; DEST alone without `source`. The object
+/// is looked up by the probe's own thread: that look-up is a call to the source disk too,
+/// which a disk that holds calls would hold the asker in (the bookkeeper, round 20). An error worth retrying (EIO, a
 /// timeout) is asked again for about 5 s, as a file's copy is, so that a disk's brief stall
 /// does not stop a long restore; all of it within [`NO_ANSWER`] (a dead NAS can hang a
 /// call for good; the thread asking is then left behind). Err says which disk does not
 /// answer, and how.
-fn disks_answer(
-    cfg: &RestoreConfig,
-    object: Option<PathBuf>,
-    source: bool,
-) -> Result<(), Unanswered> {
+fn disks_answer(cfg: &RestoreConfig, object: Option<&str>, source: bool) -> Result<(), Unanswered> {
     let (db, dest) = (cfg.source.db.clone(), cfg.dest.clone());
     // A dry run's DEST may not exist yet.
     let list_dest = !cfg.dry_run;
     let (tx, rx) = crossbeam_channel::bounded(1);
-    let read = [Some(db).filter(|_| source), object]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>();
+    // The object where the sharded layout puts it (no call to the disk): said if its
+    // look-up does not come back; where it is found is read (`find_object`, below).
+    let layout = cfg.source.clone();
+    let object = object.and_then(|c| Some((c.to_string(), layout.sharded_object_path(c)?)));
+    let read = [
+        Some(db).filter(|_| source),
+        object.as_ref().map(|(_, p)| p.clone()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>();
     // Where the probe is: which of `read` it reads (its index), or (`read.len()`) that it
     // lists DEST. Not back in time, the call still out says which disk holds it.
     let at = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -331,6 +327,15 @@ fn disks_answer(
             let ask = || -> Result<(), (Option<String>, std::io::Error)> {
                 for (i, path) in paths.iter().enumerate() {
                     at_now.store(i, Ordering::SeqCst);
+                    // The object found now; not found (an error, or gone from where it was
+                    // read): read where it was, so that the probe says why.
+                    let found = match &object {
+                        Some((c, _)) if i + 1 == paths.len() => {
+                            layout.find_object(c).ok().flatten()
+                        }
+                        _ => None,
+                    };
+                    let path = found.as_deref().unwrap_or(path);
                     read_uncached(path).map_err(|e| {
                         (
                             Some(format!(
