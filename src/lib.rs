@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod exit;
 pub mod fsinfo;
+pub mod held;
 pub mod plan;
 pub mod preflight;
 pub mod report;

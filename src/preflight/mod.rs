@@ -165,7 +165,9 @@ pub fn run(a: &PreflightArgs) -> anyhow::Result<Exit> {
     {
         // Resolving DEST touches it: a dead NAS must not hang us here either.
         let (l, d) = (layout.clone(), a.dest.clone());
-        match probe::with_deadline(Duration::from_secs(30), move || config::check_dest(&l, &d)) {
+        match crate::held::within("mcr-probe", Duration::from_secs(30), move || {
+            config::check_dest(&l, &d)
+        }) {
             Some(r) => r?,
             None => anyhow::bail!(
                 "the destination {} did not answer within 30 s: is it mounted, and is the NAS on and reachable?",

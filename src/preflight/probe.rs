@@ -192,7 +192,7 @@ impl RealProbe {
             }
         }
         let limit = budget + self.grace;
-        match with_deadline(limit, f) {
+        match crate::held::within("mcr-probe", limit, f) {
             Some(r) => r,
             None => {
                 let e = ProbeError::TimedOut {
@@ -242,24 +242,6 @@ impl RealProbe {
         self.workspace = Some(ws);
         Ok(dir)
     }
-}
-
-/// Runs `f` on a detached thread; `None` if it did not finish within `limit` (the thread is
-/// left behind: a call blocked in the kernel on a dead NAS cannot be cancelled).
-pub fn with_deadline<T: Send + 'static>(
-    limit: Duration,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Option<T> {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let spawned = std::thread::Builder::new()
-        .name("mcr-probe".into())
-        .spawn(move || {
-            let _ = tx.send(f());
-        });
-    if spawned.is_err() {
-        return None;
-    }
-    rx.recv_timeout(limit).ok()
 }
 
 /// Whether a process with this id runs here (`/proc` says so; unknown counts as running).

@@ -2954,24 +2954,14 @@ pub(crate) fn dest_call<R: Send + 'static>(
     call: impl FnOnce() -> R + Send + 'static,
     answers: &dyn Fn() -> bool,
 ) -> Option<R> {
-    let (tx, rx) = bounded(1);
-    let asked = std::thread::Builder::new()
-        .name("mcr-dest-call".into())
-        .spawn(move || {
-            let _ = tx.send(call());
-        })
+    let mut call = crate::held::Call::start("mcr-dest-call", call)
         // The message std's own spawns give: `main` tells the user which limit.
         .expect("failed to spawn thread");
     loop {
-        match rx.recv_timeout(NO_ANSWER) {
-            Ok(r) => return Some(r),
-            Err(RecvTimeoutError::Timeout) if answers() => {}
-            Err(RecvTimeoutError::Timeout) => return None,
-            // Ended without an answer: the call panicked (a bug), raised again here.
-            Err(RecvTimeoutError::Disconnected) => match asked.join() {
-                Err(p) => std::panic::resume_unwind(p),
-                Ok(()) => unreachable!("the call ended without sending its result"),
-            },
+        match call.wait(NO_ANSWER) {
+            Some(r) => return Some(r),
+            None if answers() => {}
+            None => return None,
         }
     }
 }
