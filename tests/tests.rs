@@ -1976,42 +1976,17 @@ fn a_share_that_stops_answering_while_folders_are_dated_stops_the_run_regression
         &["--threads", "2"],
         "folder_delay_ms=200",
     );
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while folders_dated(&folders, &seen) == 0 {
-        assert!(std::time::Instant::now() < until, "no folder dated");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until("a folder dated", SECS_60, MS_20, || {
+        folders_dated(&folders, &seen) > 0
+    });
     let server = Frozen::stop_the_server(&dump.path(""));
-    let stopped_at = std::time::Instant::now();
     // 15 s for the folder call, at most 15 s more for the probe. Its summary written, the
     // run may still wait for its calls to the share: the report says it stopped.
-    while report_in(&state)["dest_lost"].is_null() {
-        assert!(
-            stopped_at.elapsed().as_secs() < 90,
-            "the run did not stop within 90 s of the share's server hanging"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    stops_on_the_hung_server(&state);
     drop(server);
     let out = child.wait_with_output().unwrap();
-    let msg = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{msg}");
-    assert!(
-        msg.contains("stopped: the destination became unreachable") && !msg.contains("finished"),
-        "{msg}"
-    );
-    let report = report_in(&state);
-    assert_eq!(report["dest_unreachable"], true, "{msg}");
-    assert!(report["stalled"].is_null(), "one stop message: {msg}");
-    let why = report["dest_lost"].as_str().unwrap();
-    assert!(
-        why.contains(&format!(
-            "the destination {} stopped answering",
-            dest.display()
-        )) && why.contains(&format!("umount -f {}", share.display()))
-            && why.contains("were not dated"),
-        "{msg}"
-    );
+    let (msg, report, why) = stopped_as_unanswering(&out, &state, &dest, &share);
+    assert!(why.contains("were not dated"), "{msg}");
     assert_eq!(report["folder_dates_failed"], 0, "{msg}");
     assert!(
         folders_dated(&folders, &seen) < folders.len(),
@@ -2025,6 +2000,50 @@ fn a_share_that_stops_answering_while_folders_are_dated_stops_the_run_regression
         folders.len(),
         "the next run dated every folder"
     );
+}
+
+const SECS_60: std::time::Duration = std::time::Duration::from_secs(60);
+const MS_20: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Waits for the restore writing its report to `state` to record DEST lost, after its
+/// share's server was stopped: 15 s without an answer, at most 15 s more for the probe,
+/// within 90 s. Returns how long it took.
+fn stops_on_the_hung_server(state: &Path) -> std::time::Duration {
+    wait_until(
+        "the run stopped after the share's server hung",
+        std::time::Duration::from_secs(90),
+        std::time::Duration::from_millis(200),
+        || !report_in(state)["dest_lost"].is_null(),
+    )
+}
+
+/// What a restore stopped by a share that stopped answering (its server hung) says: exit 1,
+/// one stop message (DEST unreachable, not a stalled source) naming DEST and `umount -f`
+/// of the share's mount point. Returns its output, its report and the DEST message.
+fn stopped_as_unanswering(
+    out: &std::process::Output,
+    state: &Path,
+    dest: &Path,
+    share: &Path,
+) -> (String, serde_json::Value, String) {
+    let msg = text(out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains("stopped: the destination became unreachable") && !msg.contains("finished"),
+        "{msg}"
+    );
+    let report = report_in(state);
+    assert_eq!(report["dest_unreachable"], true, "{msg}");
+    assert!(report["stalled"].is_null(), "one stop message: {msg}");
+    let why = report["dest_lost"].as_str().unwrap().to_string();
+    assert!(
+        why.contains(&format!(
+            "the destination {} stopped answering",
+            dest.display()
+        )) && why.contains(&format!("umount -f {}", share.display())),
+        "{msg}"
+    );
+    (msg, report, why)
 }
 
 /// A restore run in the background, killed if a test ends before it did (a failed
@@ -2078,23 +2097,12 @@ fn a_share_that_stops_answering_mid_copy_stops_the_run_regression_round_20() {
         &["--threads", "2"],
         "delay_ms=40;commit_ms=300",
     )));
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
     // Some chunks of files back and committed first.
-    while on_share() < 150 {
-        assert!(std::time::Instant::now() < until, "no files were restored");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until("150 files restored", SECS_60, MS_20, || on_share() >= 150);
     let server = Frozen::stop_the_server(&dump.path(""));
-    let stopped_at = std::time::Instant::now();
     // 15 s without a file back, at most 15 s more for the probe. Its report written, the
     // run may still wait for its calls to the share (the message says so).
-    while report_in(&state)["dest_lost"].is_null() {
-        assert!(
-            stopped_at.elapsed().as_secs() < 90,
-            "the run did not stop within 90 s of the share's server hanging"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    let stopped_after = stops_on_the_hung_server(&state);
     // Before the server answers again: what the checkpoint records as copied is on the
     // share, complete.
     let recorded = recorded_copies(&state);
@@ -2118,30 +2126,17 @@ fn a_share_that_stops_answering_mid_copy_stops_the_run_regression_round_20() {
     let left = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     eprintln!(
         "stopped {:.0} s after the server; while it is stopped: {}",
-        stopped_at.elapsed().as_secs_f64(),
+        stopped_after.as_secs_f64(),
         left.lines()
             .find(|l| l.starts_with("State:"))
             .unwrap_or("gone")
     );
     drop(server);
     let out = run.wait();
-    let msg = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{msg}");
+    let (msg, report, why) = stopped_as_unanswering(&out, &state, &dest, &share);
     assert!(
-        msg.contains("stopped: the destination became unreachable") && !msg.contains("finished"),
-        "{msg}"
-    );
-    let report = report_in(&state);
-    assert_eq!(report["dest_unreachable"], true, "{msg}");
-    assert!(report["stalled"].is_null(), "one stop message: {msg}");
-    let why = report["dest_lost"].as_str().unwrap();
-    assert!(
-        why.contains(&format!(
-            "the destination {} stopped answering",
-            dest.display()
-        )) && why.contains(&format!("umount -f {}", share.display()))
-            && why.contains("the files placed since the last commit were not recorded")
-            && msg.contains(why),
+        why.contains("the files placed since the last commit were not recorded")
+            && msg.contains(&why),
         "{msg}"
     );
     assert!(report["not_processed"].as_u64().unwrap() > 0, "{msg}");

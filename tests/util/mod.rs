@@ -919,3 +919,19 @@ pub fn unprivileged(dump: &Dump) -> Option<impl Fn() -> std::process::Command> {
         }
     }
 }
+
+/// Waits until `done` holds, looking every `every`; fails the test with `what` if it does
+/// not within `limit`. Returns how long it took.
+pub fn wait_until(
+    what: &str,
+    limit: std::time::Duration,
+    every: std::time::Duration,
+    mut done: impl FnMut() -> bool,
+) -> std::time::Duration {
+    let began = std::time::Instant::now();
+    while !done() {
+        assert!(began.elapsed() < limit, "{what} within {limit:?}");
+        std::thread::sleep(every);
+    }
+    began.elapsed()
+}
