@@ -876,6 +876,11 @@ pub trait Listener {
     /// file); the summary lists them all again at the end ([`Report::summary`]), and no
     /// other line repeats them.
     fn warning(&mut self, what: &str);
+    /// What the copy waits for while no file comes back: a file whose calls have not
+    /// returned, a source disk that does not answer (said at most once per probe of the
+    /// disks, every 15 s), so that a run that waits is never silent. Not a warning: not
+    /// listed again in the summary.
+    fn waiting(&mut self, what: &str);
     fn started(&mut self, report: &Report, fd_limit: u64);
     fn progress(&mut self, snap: &Snapshot);
     /// A pass over the folders after the last file (making empty folders, setting folder
@@ -979,6 +984,11 @@ impl<W: Write> Listener for PlainProgress<W> {
         let _ = self.out.flush();
     }
 
+    fn waiting(&mut self, what: &str) {
+        let _ = writeln!(self.out, "waiting: {what}");
+        let _ = self.out.flush();
+    }
+
     fn started(&mut self, r: &Report, fd_limit: u64) {
         let _ = writeln!(self.out, "{}", started_line(r, fd_limit));
         self.last = Some(Instant::now());
@@ -1044,6 +1054,11 @@ impl Listener for BarProgress {
         self.bar.println(format!("warning: {what}"));
     }
 
+    fn waiting(&mut self, what: &str) {
+        // Above the bar, kept, as a warning: the bar itself does not move meanwhile.
+        self.bar.println(format!("waiting: {what}"));
+    }
+
     fn started(&mut self, r: &Report, fd_limit: u64) {
         self.bar.set_length(r.totals.files);
         self.bar.println(started_line(r, fd_limit));
@@ -1075,6 +1090,7 @@ pub struct Quiet;
 impl Listener for Quiet {
     fn preparing(&mut self, _: &str) {}
     fn warning(&mut self, _: &str) {}
+    fn waiting(&mut self, _: &str) {}
     fn started(&mut self, _: &Report, _: u64) {}
     fn progress(&mut self, _: &Snapshot) {}
     fn folders(&mut self, _: &FolderPass) {}

@@ -82,6 +82,10 @@ pub struct Faults {
     /// Sleep this long after each file `regen` looks at (a large destination), so tests can
     /// read the checkpoint and kill regen while it rebuilds.
     pub regen_delay_ms: u64,
+    /// How long the source disk may not answer while a file's read of it is out, instead of
+    /// the copy engine's `SOURCE_PATIENCE` (5 min), so that tests of a hung source do not
+    /// wait that long.
+    pub source_patience_ms: Option<u64>,
     flaky_hit: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
@@ -110,6 +114,7 @@ impl Faults {
                     Some(("panic_in", v)) => f.panic_in = Some(v.to_string()),
                     Some(("folder_delay_ms", v)) => f.folder_delay_ms = v.parse().unwrap_or(0),
                     Some(("regen_delay_ms", v)) => f.regen_delay_ms = v.parse().unwrap_or(0),
+                    Some(("source_patience_ms", v)) => f.source_patience_ms = v.parse().ok(),
                     _ => {}
                 }
             }

@@ -14,7 +14,9 @@
 //! none comes back for `NO_ANSWER` (15 s) and a probe of the disks gets no answer either (a share
 //! whose server hangs holds calls rather than failing them), the run stops without the
 //! workers still in a call, which nothing can end; the process may then stay a zombie until
-//! those calls return.
+//! those calls return. A source disk that does not answer is waited for up to
+//! `SOURCE_PATIENCE` (5 min: a failing disk retrying a bad sector), and while the disks
+//! answer the files still out are named: each probe says what the run waits for.
 
 pub mod copy;
 
@@ -116,6 +118,18 @@ const TROUBLED_FILES: u32 = 2;
 /// (its server hung, a NAS gone from the network) does not fail calls: it holds them.
 pub(crate) const NO_ANSWER: Duration = Duration::from_secs(15);
 
+/// How long the copy waits for a source disk that does not answer while a file's read of it
+/// is out, before it stops ([`DiskWatch::disks_answer_now`]); faults' `source_patience_ms`
+/// in tests. The source is usually the device's own disk attached by USB, often failing,
+/// and Linux retries an unreadable sector for minutes before the read fails with EIO: a
+/// command timeout of 30 s, up to 5 retries (2.5 min), then the error handler's resets of
+/// the device; meanwhile the disk answers nothing else either. Stopping sooner would stop
+/// every later run at the same file (left not processed), and the files after it would
+/// never be restored. Five minutes covers the retries and a reset or two; a disk silent
+/// longer is taken as hung. DEST gets no such wait: a share whose server hangs stops the run
+/// at its first probe without an answer, and the next run resumes once it answers.
+pub(crate) const SOURCE_PATIENCE: Duration = Duration::from_secs(300);
+
 /// Why a run stopped because of its destination, found by whichever check met it first: a
 /// worker's failed file, a commit's look at DEST, a probe of the disks, or a folder pass.
 /// The first one found is the one said.
@@ -173,12 +187,34 @@ struct DiskWatch {
     /// Why the run stopped: which disk does not answer.
     lost: std::sync::OnceLock<Unanswered>,
     /// The probe was asked because calls did not come back ([`DiskWatch::disks_answer_now`]),
-    /// not because files failed: said so if a disk does not answer.
-    calls_held: AtomicBool,
+    /// not because files failed: said so if a disk does not answer, with how long no file
+    /// had come back.
+    calls_held: std::sync::OnceLock<Duration>,
+    /// How long a source disk that does not answer while a file's read of it is out is
+    /// waited for ([`SOURCE_PATIENCE`]).
+    patience: Duration,
+}
+
+/// What a probe asked because no file came back found ([`DiskWatch::disks_answer_now`]).
+#[derive(Debug, PartialEq)]
+enum Answer {
+    /// The disks answer.
+    Yes,
+    /// The source disk did not answer within [`NO_ANSWER`], and no file has come back for
+    /// less than the patience yet: the run waits (a failing disk retrying a bad sector).
+    /// What the probe read.
+    Waiting(String),
+    /// A disk does not answer: recorded, the run stops.
+    No,
 }
 
 impl DiskWatch {
-    fn new(cfg: &RestoreConfig, stop: &Arc<AtomicBool>, dest_lost: &Arc<DestLost>) -> Self {
+    fn new(
+        cfg: &RestoreConfig,
+        stop: &Arc<AtomicBool>,
+        dest_lost: &Arc<DestLost>,
+        patience: Duration,
+    ) -> Self {
         DiskWatch {
             cfg: cfg.clone(),
             stop: Arc::clone(stop),
@@ -188,7 +224,8 @@ impl DiskWatch {
             probing: Default::default(),
             good_object: Default::default(),
             lost: Default::default(),
-            calls_held: AtomicBool::new(false),
+            calls_held: Default::default(),
+            patience,
         }
     }
 
@@ -202,43 +239,60 @@ impl DiskWatch {
     /// Probes the disks unless a probe since `ticket` found them answering; true if
     /// they answer.
     fn probe(&self, ticket: u64) -> bool {
-        self.probe_disks(ticket, true, false)
+        self.probe_disks(ticket, true, None) == Answer::Yes
     }
 
     /// Probes DEST alone, now: the folder passes after the last file, whose calls go to
     /// DEST only, ask when one of them has not returned for [`NO_ANSWER`]. False: DEST does
     /// not answer, and is recorded as lost ([`dest_unreachable`]), as in the copy.
     fn dest_answers(&self) -> bool {
-        self.probe_disks(self.answered.load(Ordering::SeqCst), false, true)
+        let ticket = self.answered.load(Ordering::SeqCst);
+        self.probe_disks(ticket, false, None) == Answer::Yes
     }
 
     /// Probes both disks, now: the copy asks when files are out and none has come back for
     /// [`NO_ANSWER`] (`held_calls`). A share that stops answering (its server hung, a NAS
     /// gone from the network) or a source disk that hangs holds calls rather than failing
-    /// them, so no file fails and nothing else would ask. False: a disk does not answer,
-    /// recorded as the probe records it (DEST lost as unreachable, or the source stalled).
-    fn disks_answer_now(&self) -> bool {
-        self.probe_disks(self.answered.load(Ordering::SeqCst), true, true)
+    /// them, so no file fails and nothing else would ask. `quiet_since`: when the newest
+    /// file still out began (none came back since). A source disk whose probe does not come
+    /// back is waited for ([`Answer::Waiting`]) until no file has come back for the patience
+    /// ([`SOURCE_PATIENCE`]): a failing disk holds every call for minutes while it retries a
+    /// bad sector, then fails that read and answers again. No: a disk does not answer,
+    /// recorded as the probe records it (DEST lost as unreachable at once, or the source
+    /// stalled).
+    fn disks_answer_now(&self, quiet_since: Instant) -> Answer {
+        let ticket = self.answered.load(Ordering::SeqCst);
+        self.probe_disks(ticket, true, Some(quiet_since))
     }
 
     /// [`DiskWatch::probe`], of the source disk too or (`source` false) of DEST alone;
-    /// `held`: asked because a call did not come back, not because files failed.
-    fn probe_disks(&self, ticket: u64, source: bool, held: bool) -> bool {
+    /// `quiet_since`: asked by the copy because no file came back since then, not because
+    /// files failed ([`DiskWatch::disks_answer_now`]).
+    fn probe_disks(&self, ticket: u64, source: bool, quiet_since: Option<Instant>) -> Answer {
         let _one = self.probing.lock().unwrap_or_else(|e| e.into_inner());
         if self.lost.get().is_some() {
-            return false;
+            return Answer::No;
         }
         if self.answered.load(Ordering::SeqCst) > ticket {
-            return true;
+            return Answer::Yes;
         }
         let object = self.good_object.get().map(String::as_str);
         match disks_answer(&self.cfg, object.filter(|_| source), source) {
             Ok(()) => {
                 self.troubled.store(0, Ordering::SeqCst);
                 self.answered.fetch_add(1, Ordering::SeqCst);
-                true
+                Answer::Yes
+            }
+            Err(Unanswered::SourceSilent(why))
+                if quiet_since.is_some_and(|t| t.elapsed() < self.patience) =>
+            {
+                Answer::Waiting(why)
             }
             Err(why) => {
+                let why = match why {
+                    Unanswered::SourceSilent(why) => Unanswered::Source(why),
+                    why => why,
+                };
                 if let Unanswered::Dest { cause, held } = &why {
                     let mut lost = self.dest_lost.lock().unwrap_or_else(|e| e.into_inner());
                     lost.get_or_insert_with(|| Lost {
@@ -247,10 +301,12 @@ impl DiskWatch {
                     });
                 }
                 if self.lost.set(why).is_ok() {
-                    self.calls_held.store(held, Ordering::SeqCst);
+                    if let Some(since) = quiet_since {
+                        let _ = self.calls_held.set(since.elapsed());
+                    }
                 }
                 self.stop.store(true, Ordering::SeqCst);
-                false
+                Answer::No
             }
         }
     }
@@ -278,8 +334,12 @@ impl copy::Watch for DiskWatch {
 #[derive(Debug)]
 enum Unanswered {
     /// The source disk (what was read, and the error), or either one when the probe
-    /// itself did not come back.
+    /// could not be made.
     Source(String),
+    /// The source disk: the probe's read of it did not come back within [`NO_ANSWER`]
+    /// (what was read). While files are out, a failing disk retrying a bad sector does
+    /// this for minutes: waited for ([`SOURCE_PATIENCE`]).
+    SourceSilent(String),
     /// DEST: listing it failed with this error, or (`held`) did not come back.
     Dest { cause: String, held: bool },
 }
@@ -385,7 +445,7 @@ fn disks_answer(cfg: &RestoreConfig, object: Option<&str>, source: bool) -> Resu
     let limit = NO_ANSWER.as_secs();
     rx.recv_timeout(NO_ANSWER).unwrap_or_else(|_| {
         Err(match read.get(at.load(Ordering::SeqCst)) {
-            Some(path) => Unanswered::Source(format!(
+            Some(path) => Unanswered::SourceSilent(format!(
                 "the source disk does not answer: reading {} took more than {limit} s",
                 path.display()
             )),
@@ -415,20 +475,33 @@ pub(crate) fn look_up_a_new_name(dir: &Path) -> std::io::Result<()> {
 
 /// What a run stopped by a disk that does not answer says: `why` (from [`disks_answer`]).
 /// DEST found not answering is said by [`Lost::text`] instead.
-/// `held`: the probe was asked because files in the copy did not come back for
-/// [`NO_ANSWER`], not because they failed: a disk that hangs may keep the program from
-/// ending, said with what ends it.
-fn stalled_text(why: &str, held: bool) -> String {
+/// `held`: the probe was asked because files in the copy did not come back (for that
+/// long), not because they failed, and the run waited up to `patience` for the source: a
+/// disk that hangs may keep the program from ending, said with what ends it.
+fn stalled_text(why: &str, held: Option<Duration>, patience: Duration) -> String {
     let (after, wait) = match held {
-        true => (
-            format!("while no file being copied came back for {} s", NO_ANSWER.as_secs()),
+        Some(quiet) => (
+            format!(
+                "while no file being copied came back for {} (waited up to {} for the source disk: a failing disk can take minutes on a bad sector)",
+                span(quiet),
+                span(patience)
+            ),
             " If this program does not end, a read it made there is still waiting for the disk: it ends once the disk answers or is detached.",
         ),
-        false => ("after files met I/O errors, timeouts or lost connections".to_string(), ""),
+        None => ("after files met I/O errors, timeouts or lost connections".to_string(), ""),
     };
     format!(
         "{why}, {after}: stopped. The files not restored are left for the next run (not processed, not failed).{wait} Check the disks (`dmesg`), attach the one that went away again and run the same command. A source disk that is failing is best copied first (ddrescue), then restored from the copy"
     )
+}
+
+/// A wait as the copy's lines say it: "45 s", "5 min", "2 min 10 s".
+fn span(d: Duration) -> String {
+    match (d.as_secs() / 60, d.as_secs() % 60) {
+        (0, s) => format!("{s} s"),
+        (m, 0) => format!("{m} min"),
+        (m, s) => format!("{m} min {s} s"),
+    }
 }
 
 /// DEST does not answer any more (`cause`: the error met).
@@ -620,6 +693,14 @@ enum Job {
     /// trip per file, so not on the planner's one thread). There, or not to be looked at:
     /// already done. Absent: restored again, like any file not done.
     CheckFirst(PlannedFile),
+}
+
+impl Job {
+    fn file(&self) -> &PlannedFile {
+        match self {
+            Job::Restore { file, .. } | Job::CheckFirst(file) => file,
+        }
+    }
 }
 
 /// How a run ended, for the exit code.
@@ -1208,7 +1289,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // Shared with the folder passes' threads, which may outlive the run (`in_parallel`).
     let dirs = Arc::new(DirCache::new(&cfg.dest, plan.folder_rows() as usize));
     let stop_local = Arc::new(AtomicBool::new(false));
-    let watch = Arc::new(DiskWatch::new(cfg, &stop_local, &dest_lost));
+    let patience = faults
+        .source_patience_ms
+        .map_or(SOURCE_PATIENCE, Duration::from_millis);
+    let watch = Arc::new(DiskWatch::new(cfg, &stop_local, &dest_lost, patience));
     // What the workers share, owned: a worker whose call a disk never answers is left
     // behind when the run stops on it, and may outlive the run.
     let copying = Arc::new(CopyWork {
@@ -1555,9 +1639,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                         work.faults.maybe_panic_in("worker");
                         let mut results = Vec::with_capacity(chunk.len());
                         for job in chunk {
-                            work.busy(worker, true);
+                            work.busy(worker, Some(job.file()));
                             results.extend(one(job));
-                            work.busy(worker, false);
+                            work.busy(worker, None);
                         }
                         if tx.send(results).is_err() {
                             break;
@@ -1823,15 +1907,52 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                     }
                     // Files out and none back for `NO_ANSWER`: the disks are probed, and again
                     // after as long while that lasts (a big file over a slow link is no hang:
-                    // while the disks answer, the copy goes on). A disk not answering stops
-                    // the run as a lost DEST or a stalled source does, without the workers
-                    // still in a call: nothing can end it, and they cannot be joined.
-                    if copying.held() && probed.is_none_or(|p| p.elapsed() >= NO_ANSWER) {
-                        if !watch.disks_answer_now() {
-                            copying.left.store(true, Ordering::SeqCst);
-                            break;
+                    // while the disks answer, the copy goes on, and the files waited for are
+                    // said, once a probe, so that the run is never silent). A source disk
+                    // that does not answer is waited for up to the patience (a failing disk
+                    // retrying a bad sector answers nothing for minutes, then fails that read
+                    // and goes on), said once a probe and probed again at once (a probe
+                    // without an answer took `NO_ANSWER` itself). A disk not answering for
+                    // good stops the run as a lost DEST or a stalled source does, without the
+                    // workers still in a call: nothing can end it, and they cannot be joined.
+                    let due = probed.is_none_or(|p| p.elapsed() >= NO_ANSWER);
+                    if let Some(quiet_since) = copying.held().filter(|_| due) {
+                        match watch.disks_answer_now(quiet_since) {
+                            Answer::No => {
+                                copying.left.store(true, Ordering::SeqCst);
+                                break;
+                            }
+                            Answer::Waiting(probe_read) => {
+                                let held = copying.held_files();
+                                let reading = match held.first() {
+                                    Some(HeldFile {
+                                        object: Some(o), ..
+                                    }) => format!(
+                                        "reading {} for {}",
+                                        o.display(),
+                                        held_files_text(&held)
+                                    ),
+                                    _ => probe_read,
+                                };
+                                ui.waiting(&format!(
+                                    "the source disk has not answered for {} ({reading}); a failing disk can take minutes on a bad sector: waiting up to {} before stopping (`dmesg` shows the disk's errors)",
+                                    span(quiet_since.elapsed()),
+                                    span(watch.patience)
+                                ));
+                                probed = None;
+                            }
+                            Answer::Yes => {
+                                let held = copying.held_files();
+                                if !held.is_empty() {
+                                    ui.waiting(&format!(
+                                        "no file came back for {}: waiting for {}, while the disks answer (a large file over a slow link, or a call that does not return: a filesystem mounted inside DEST, one object the source disk is slow on); if it does not move, see `dmesg` and that file's folders",
+                                        span(quiet_since.elapsed()),
+                                        held_files_text(&held)
+                                    ));
+                                }
+                                probed = Some(Instant::now());
+                            }
                         }
-                        probed = Some(Instant::now());
                     }
                     if batch.len() >= next_commit || last_commit.elapsed() >= commit_every {
                         if !commit(&mut batch, false) {
@@ -1917,9 +2038,11 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let dest_lost = dest_lost.lock().unwrap_or_else(|e| e.into_inner()).take();
     // One stop, one message: a lost destination explains the failures a probe met too.
     let stalled = match watch.lost.get() {
-        Some(Unanswered::Source(why)) if dest_lost.is_none() => {
-            Some(stalled_text(why, watch.calls_held.load(Ordering::SeqCst)))
-        }
+        Some(Unanswered::Source(why)) if dest_lost.is_none() => Some(stalled_text(
+            why,
+            watch.calls_held.get().copied(),
+            watch.patience,
+        )),
         _ => None,
     };
     // Folder dates last, and only where this run wrote something (creating a file changes
@@ -2590,12 +2713,42 @@ struct CopyWork {
     left: AtomicBool,
 }
 
-/// When a worker's file began ([`CopyWork::busy`]), alone on its cache line: each worker
-/// writes its own twice a file, and sharing a line would make the cores pass it back and
-/// forth.
+/// When a worker's file began ([`CopyWork::busy`]), and which file it is (its path under
+/// DEST and its content ID, in buffers kept from file to file), alone on its cache line:
+/// each worker writes its own twice a file, and sharing a line would make the cores pass it
+/// back and forth. The file is read only when no file came back for [`NO_ANSWER`], to say
+/// which one the run waits for ([`CopyWork::held_files`]).
 #[derive(Default)]
 #[repr(align(128))]
-struct WorkerClock(AtomicU64);
+struct WorkerClock(AtomicU64, std::sync::Mutex<(String, String)>);
+
+/// A file out for [`NO_ANSWER`] or more ([`CopyWork::held_files`]): for how long, its path
+/// under DEST, and where its object is on the source if known.
+struct HeldFile {
+    out_for: Duration,
+    rel_path: String,
+    object: Option<PathBuf>,
+}
+
+/// Which files the run waits for, for its lines: "a/b.jpg (object files/a/abc..., 45 s)",
+/// the one out longest first, then how many more.
+fn held_files_text(held: &[HeldFile]) -> String {
+    let mut text = match held.first() {
+        Some(f) => format!(
+            "{} ({}{})",
+            f.rel_path,
+            f.object
+                .as_ref()
+                .map_or(String::new(), |o| format!("object {}, ", o.display())),
+            span(f.out_for)
+        ),
+        None => return "a file".into(),
+    };
+    if held.len() > 1 {
+        text += &format!(" and {} more", held.len() - 1);
+    }
+    text
+}
 
 impl CopyWork {
     /// What [`copy`] needs to restore a file.
@@ -2629,26 +2782,61 @@ impl CopyWork {
         dest_gone_now(&self.dest, self.dest_id, &self.dest_lost)
     }
 
-    /// The worker `w` begins a file (`true`) or is done with it: one clock read a file.
-    fn busy(&self, w: usize, busy: bool) {
-        let now = match busy {
-            true => self.start.elapsed().as_millis() as u64 + 1,
-            false => 0,
-        };
-        self.calls[w].0.store(now, Ordering::Relaxed);
+    /// The worker `w` begins `file` (`Some`) or is done with its file: one clock read a
+    /// file, and the file's names copied into the worker's buffers.
+    fn busy(&self, w: usize, file: Option<&PlannedFile>) {
+        let clock = &self.calls[w];
+        match file {
+            // The clock set under the lock: whoever reads the names under it reads the
+            // clock of the same file.
+            Some(file) => {
+                let mut what = clock.1.lock().unwrap_or_else(|e| e.into_inner());
+                what.0.clear();
+                what.0.push_str(&file.rel_path);
+                what.1.clear();
+                what.1.push_str(file.content_id.as_deref().unwrap_or(""));
+                let now = self.start.elapsed().as_millis() as u64 + 1;
+                clock.0.store(now, Ordering::Relaxed);
+            }
+            None => clock.0.store(0, Ordering::Relaxed),
+        }
     }
 
-    /// Whether files are out and none has come back for [`NO_ANSWER`]: each worker still
-    /// in a file began it that long ago. A disk that stops answering holds calls rather
-    /// than failing them (a share whose server hangs, a NAS gone from the network, a source
-    /// disk that hangs): no file fails, and the run would wait without a word.
-    fn held(&self) -> bool {
+    /// When the newest file still out began, if files are out and none has come back for
+    /// [`NO_ANSWER`]: each worker still in a file began it that long ago. A disk that stops
+    /// answering holds calls rather than failing them (a share whose server hangs, a NAS
+    /// gone from the network, a source disk that hangs or retries a bad sector): no file
+    /// fails, and the run would wait without a word.
+    fn held(&self) -> Option<Instant> {
         let now = self.start.elapsed().as_millis() as u64 + 1;
         let newest = (self.calls.iter())
             .map(|c| c.0.load(Ordering::Relaxed))
             .filter(|&began| began > 0)
-            .max();
-        newest.is_some_and(|began| Duration::from_millis(now.saturating_sub(began)) >= NO_ANSWER)
+            .max()?;
+        let out_for = Duration::from_millis(now.saturating_sub(newest));
+        (out_for >= NO_ANSWER).then(|| self.start + Duration::from_millis(newest - 1))
+    }
+
+    /// The files out for [`NO_ANSWER`] or more, the one out longest first: what the run
+    /// waits for, said to the user while no file comes back.
+    fn held_files(&self) -> Vec<HeldFile> {
+        let now = self.start.elapsed().as_millis() as u64 + 1;
+        let mut held = Vec::new();
+        for clock in &self.calls {
+            let what = clock.1.lock().unwrap_or_else(|e| e.into_inner());
+            let began = clock.0.load(Ordering::Relaxed);
+            let out_for = Duration::from_millis(now.saturating_sub(began));
+            if began == 0 || out_for < NO_ANSWER {
+                continue;
+            }
+            held.push(HeldFile {
+                out_for,
+                rel_path: what.0.clone(),
+                object: self.source.sharded_object_path(&what.1),
+            });
+        }
+        held.sort_by_key(|f| std::cmp::Reverse(f.out_for));
+        held
     }
 }
 
