@@ -2349,7 +2349,7 @@ fn a_source_that_stops_answering_mid_copy_stops_the_run_regression_round_20() {
     assert!(
         why.contains("the source disk does not answer: reading")
             && why.contains("/restsdk/data/files/")
-            && why.contains("while no file being copied came back for ")
+            && why.contains("while nothing asked of the disks (files being copied, the database being read) came back for ")
             && why.contains("waited up to 1 s for the source disk")
             && msg.contains(why),
         "{msg}"
@@ -2526,6 +2526,137 @@ fn a_file_held_while_the_disks_answer_is_named_regression_round_21() {
         "the demo's missing objects only: {msg}"
     );
     assert!(report_in(&state)["stalled"].is_null(), "{msg}");
+    assert_restored_exactly(&dump, &dest);
+}
+
+/// Round 21: a source disk that hangs (here a share whose server stops answering) while
+/// the database is read held the run for good. The count and the planner read the index on
+/// their own threads, which the run joined at its end: stuck in a read, they kept it from
+/// ending even after the copy had stopped, and with no file out (a resume whose files are
+/// all done, the count still reading) nothing noticed at all. The copy's own probe looked
+/// for its object on the bookkeeper's thread, where that look hung too. Now the planner and
+/// the count are watched as the workers are (a call not back within 15 s has the disks
+/// probed) and left behind when the source does not answer: the run stops about 30 s
+/// after the server hangs with the source's "does not answer" message, exit 1 (not
+/// complete), the checkpoint recording only files on DEST, and once the server answers
+/// again the same command restores every file. The source's patience is 1 s here (it is
+/// tested by `a_source_silent_for_less_than_the_patience_is_waited_for_regression_round_21`).
+/// Needs FUSE and `sshfs` with `sftp-server` (MCR_TEST_FUSE=require in `.ci/run`).
+#[test]
+fn a_source_share_that_stops_answering_while_the_index_is_read_stops_the_run_regression_round_21() {
+    let dump = Dump::new(121, 600, 1);
+    let Some((_daemon, backing, share)) = sshfs_share_in_the_foreground(&dump) else {
+        return;
+    };
+    // The dump served over the share, the restore's source (only read).
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&dump.root)
+        .arg(backing.join("dump"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let source = share.join("dump");
+    let dest = dump.path("restored");
+    let state = dump.path("state");
+    let cids = dump.content_ids();
+    let by_path = planned_files(&plan_json(&dump.root, &dest, &[]));
+    let run = |faults: &str| {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"));
+        c.arg("restore")
+            .arg(&source)
+            .arg(&dest)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--threads", "2"])
+            .env("MYCLOUD_RECOVER_FAULTS", faults)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        Running(Some(c.spawn().unwrap()))
+    };
+    // Stops the server (`ready` once the run reads what is to hang), waits for the run
+    // to say it stopped, lets the server answer again and returns the run's output.
+    let hang_the_source = |run: Running, ready: &dyn Fn() -> bool| {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !ready() {
+            assert!(
+                std::time::Instant::now() < until,
+                "the run did not get going"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let server = Frozen::stop_the_server(&dump.path(""));
+        let stopped_at = std::time::Instant::now();
+        // 15 s with nothing back, at most 15 s more for the probe; the run may then
+        // still wait for its reads of the share (a zombie until they return).
+        while report_in(&state)["stalled"].is_null() {
+            assert!(
+                stopped_at.elapsed().as_secs() < 90,
+                "the run did not stop within 90 s of the source's server hanging"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        // Before the server answers again: what the checkpoint records as copied is on
+        // DEST, complete.
+        let recorded = recorded_copies(&state);
+        for path in &recorded {
+            let (id, _, _) = &by_path[path];
+            assert_eq!(
+                hash_file(&dest.join(path)),
+                dump.expected_hash(&cids[id].0),
+                "{path} is recorded but not on DEST"
+            );
+        }
+        drop(server);
+        let out = run.wait();
+        let msg = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{msg}");
+        assert!(msg.contains("stopped: a disk stopped answering"), "{msg}");
+        let report = report_in(&state);
+        assert_eq!(report["complete"], false, "{msg}");
+        assert!(report["dest_lost"].is_null(), "one stop message: {msg}");
+        let why = report["stalled"].as_str().unwrap();
+        assert!(
+            why.contains(&format!(
+                "the source disk does not answer: reading {}",
+                source.display()
+            )) && why.contains("the database being read")
+                && why.contains("run the same command")
+                && msg.contains(why),
+            "{msg}"
+        );
+        recorded
+    };
+    // A first run: the copy going, the count (held back 5 s) reads once the server hangs.
+    let on_dest = || tree(&dest).values().filter(|(dir, _, _)| !dir).count();
+    let recorded = hang_the_source(run("delay_ms=40;count_delay_ms=5000;source_patience_ms=1000"), &|| on_dest() >= 50);
+    assert!(
+        recorded.len() < by_path.len(),
+        "{} of {} files recorded: the run was cut short",
+        recorded.len(),
+        by_path.len()
+    );
+    // The server answering again: the same command restores every file.
+    let out = run("").wait();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the demo's missing objects: {}",
+        text(&out)
+    );
+    assert_restored_exactly(&dump, &dest);
+    // A resume with every file done: no file out, only the count reads the share when it
+    // hangs (once the run wrote its first report: the copy began).
+    hang_the_source(run("count_delay_ms=3000;source_patience_ms=1000"), &|| {
+        report_in(&state)["finished_unix_ms"].is_null()
+    });
+    let out = run("").wait();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the demo's missing objects: {}",
+        text(&out)
+    );
     assert_restored_exactly(&dump, &dest);
 }
 

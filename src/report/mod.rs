@@ -598,6 +598,9 @@ impl Report {
                 && !self.interrupted
                 && self.dest_full.is_none()
                 && self.dest_lost.is_none()
+                // A disk that stopped answering: the count may have been left behind in a
+                // call to it (round 21), so no total says what is left.
+                && self.stalled.is_none()
                 && self.error.is_none();
         }
     }

@@ -10,11 +10,12 @@
 //! durability asks for it). Memory is bounded by the folder table, the
 //! queues, the pending group commit and the done-set of the checkpoint, whatever the file
 //! count. Shutdown is by dropping senders; a signal only stops new work from being handed out.
-//! The workers are not scoped (what they use is owned, `CopyWork`): when files are out and
-//! none comes back for `NO_ANSWER` (15 s) and a probe of the disks gets no answer either (a share
-//! whose server hangs holds calls rather than failing them), the run stops without the
-//! workers still in a call, which nothing can end; the process may then stay a zombie until
-//! those calls return. A source disk that does not answer is waited for up to
+//! The workers, the planner and the count are not scoped (what they use is owned,
+//! `CopyWork`): when calls are out (files, the planner's and the count's reads of the index)
+//! and none comes back for `NO_ANSWER` (15 s) and a probe of the disks gets no answer either
+//! (a share whose server hangs holds calls rather than failing them), the run stops without
+//! the threads still in a call, which nothing can end; the process may then stay a zombie
+//! until those calls return. A source disk that does not answer is waited for up to
 //! `SOURCE_PATIENCE` (5 min: a failing disk retrying a bad sector), and while the disks
 //! answer the files still out are named: each probe says what the run waits for.
 
@@ -475,14 +476,14 @@ pub(crate) fn look_up_a_new_name(dir: &Path) -> std::io::Result<()> {
 
 /// What a run stopped by a disk that does not answer says: `why` (from [`disks_answer`]).
 /// DEST found not answering is said by [`Lost::text`] instead.
-/// `held`: the probe was asked because files in the copy did not come back (for that
-/// long), not because they failed, and the run waited up to `patience` for the source: a
+/// `held`: the probe was asked because calls in the copy (files, the planner's and the
+/// count's reads of the database) did not come back (for that long), not because they failed, and the run waited up to `patience` for the source: a
 /// disk that hangs may keep the program from ending, said with what ends it.
 fn stalled_text(why: &str, held: Option<Duration>, patience: Duration) -> String {
     let (after, wait) = match held {
         Some(quiet) => (
             format!(
-                "while no file being copied came back for {} (waited up to {} for the source disk: a failing disk can take minutes on a bad sector)",
+                "while nothing asked of the disks (files being copied, the database being read) came back for {} (waited up to {} for the source disk: a failing disk can take minutes on a bad sector)",
                 span(quiet),
                 span(patience)
             ),
@@ -1316,6 +1317,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         dest_id,
         dest_folders: crate::walk::DestFolders::default(),
         calls: (0..threads).map(|_| WorkerClock::default()).collect(),
+        planner: WorkerClock::default(),
+        count: WorkerClock::default(),
         start: Instant::now(),
         left: AtomicBool::new(false),
     });
@@ -1336,6 +1339,10 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     }
     // Outcomes are recorded from the first result; the totals arrive with the count.
     let mut snap = Snapshot::new(&PlanTotals::default());
+    // The count reads on its own connection (the planner's thread owns `index`), opened
+    // before the report says the copy begins: past that, every read of the source is made
+    // by a thread the run can stop without (`CopyWork::held`).
+    let count_index = index.reopen()?;
     // The report is written once before the first file, so a report path that cannot be
     // written stops the run here (exit 2, nothing copied), not after hours of copying.
     if !cfg.dry_run {
@@ -1392,51 +1399,58 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // says (each recorded with that note): one whose object has the database's length now
     // (a later `ddrescue` pass over a failing disk, say) is copied again, not left as done.
     let noted: HashSet<String> = earlier_notes.keys().cloned().collect();
-    let whole_now = |file: &PlannedFile| {
-        file.size_unusable.is_none()
-            && file
-                .content_id
-                .as_deref()
-                .and_then(|c| cfg.source.find_object_len(c).ok().flatten())
-                .is_some_and(|(_, len)| len == file.size)
-            // Not once more when the copy on DEST has that length already.
-            && std::fs::symlink_metadata(cfg.dest.join(&file.rel_path))
-                .map_or(true, |m| m.len() != file.size)
-    };
 
     // Files the workers get: those left, and those to look at first.
     let to_hand_out = if check_done { files_bound } else { left };
     let chunk_files = (to_hand_out / (threads as u64 * 8)).clamp(1, CHUNK_FILES) as usize;
     let (job_tx, job_rx) = bounded::<Vec<Job>>(threads * 2);
     let (res_tx, res_rx) = bounded::<Vec<Done>>(threads * 4);
-    let stopping = || interrupted() || stop_local.load(Ordering::SeqCst);
 
-    // The count reads on its own connection (the planner's thread owns `index`).
-    let count_index = index.reopen()?;
+    // Shared with the planner and the count, which are not scoped either: a source disk
+    // that hangs while they read the index holds them in a call that nothing can end, and
+    // the run stops without them (`CopyWork::held`).
+    let plan = Arc::new(plan);
+    let (done_keys, redo_keys) = (Arc::new(done_keys), Arc::new(redo_keys));
     // A panic (a bug) on one of the pipeline's threads is caught here only to be recorded
     // like an error below, then raised again: main ends the run with exit 101.
     let copied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         std::thread::scope(|s| -> anyhow::Result<()> {
             let producer_tx = res_tx.clone();
-            let plan_ref = &plan;
-            let done_ref = &done_keys;
-            let redo_ref = &redo_keys;
-            let noted_ref = &noted;
-            let whole_now_ref = &whole_now;
-            let stopping_ref = &stopping;
-            let faults_ref = &faults;
-            let left_ref = &copying.left;
-            let producer = spawn_named(s, "mcr-planner", move || -> anyhow::Result<()> {
-                // Hands a chunk to the workers, waiting while they are busy; given up once
-                // the run stopped without them (workers left in a call that a disk does not
-                // answer never take it, and hold the queue open).
-                let hand_out = |mut chunk: Vec<Job>| loop {
-                    match job_tx.send_timeout(chunk, Duration::from_millis(200)) {
-                        Err(SendTimeoutError::Timeout(c)) if !left_ref.load(Ordering::SeqCst) => {
-                            chunk = c
+            let (plan_ref, work) = (Arc::clone(&plan), Arc::clone(&copying));
+            let (done_ref, redo_ref) = (Arc::clone(&done_keys), Arc::clone(&redo_keys));
+            // Not scoped: a source disk that hangs while it reads the index (or DEST, while
+            // it looks at a file there) holds it in a call for good; the run then stops
+            // without it (its clock, `CopyWork::planner`, says it is held).
+            let producer = spawn_owned("mcr-planner", move || -> anyhow::Result<()> {
+                // Files an earlier run restored from an object of another length, whose
+                // object has the database's length now (see `noted`).
+                let whole_now = |file: &PlannedFile| {
+                    file.size_unusable.is_none()
+                        && file
+                            .content_id
+                            .as_deref()
+                            .and_then(|c| work.source.find_object_len(c).ok().flatten())
+                            .is_some_and(|(_, len)| len == file.size)
+                        // Not once more when the copy on DEST has that length already.
+                        && std::fs::symlink_metadata(work.dest.join(&file.rel_path))
+                            .map_or(true, |m| m.len() != file.size)
+                };
+                // Hands a chunk to the workers, waiting while they are busy (no call out
+                // meanwhile); given up once the run stopped without them (workers left in a
+                // call that a disk does not answer never take it, and hold the queue open).
+                let hand_out = |mut chunk: Vec<Job>| {
+                    work.mark(&work.planner, false);
+                    loop {
+                        match job_tx.send_timeout(chunk, Duration::from_millis(200)) {
+                            Err(SendTimeoutError::Timeout(c))
+                                if !work.left.load(Ordering::SeqCst) =>
+                            {
+                                chunk = c
+                            }
+                            _ => break,
                         }
-                        _ => return,
                     }
+                    work.mark(&work.planner, true);
                 };
                 let mut chunk: Vec<Job> = Vec::new();
                 let mut chunk_bytes = 0u64;
@@ -1447,8 +1461,11 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 // half left (the count of what is left is only a bound here: filtered files are
                 // in it) reads in the database's order instead.
                 let by_folder = left > 0 && left * 2 >= files_bound;
-                plan_ref.for_each_file_by(&index, by_folder, |file| {
-                    faults_ref.maybe_panic_in("planner");
+                // Reading: the next row, or what its file asks of the disks.
+                work.mark(&work.planner, true);
+                let streamed = plan_ref.for_each_file_by(&index, by_folder, |file| {
+                    work.mark(&work.planner, true);
+                    work.faults.maybe_panic_in("planner");
                     let mut recopy = false;
                     let mut look_first = false;
                     let quick = if file.skip.is_some() {
@@ -1459,9 +1476,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                         file.size,
                         file.mtime_ms,
                     )) {
-                        recopy = noted_ref.contains(&file.id) && whole_now_ref(&file);
+                        recopy = noted.contains(&file.id) && whole_now(&file);
                         // Once stopping, not looked at: done as recorded, as without the look.
-                        look_first = !recopy && check_done && !stopping_ref();
+                        look_first = !recopy && check_done && !work.stopping();
                         (!recopy && !look_first).then_some(Outcome::AlreadyDone)
                     } else {
                         None
@@ -1480,7 +1497,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                             let _ = producer_tx.send(std::mem::take(&mut settled));
                             settled_sent = Instant::now();
                         }
-                    } else if !stopping_ref() {
+                    } else if !work.stopping() {
                         let replace = recopy
                             || !redo_ref.is_empty()
                                 && redo_ref
@@ -1498,10 +1515,13 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                             hand_out(std::mem::take(&mut chunk));
                         }
                     }
-                })?;
-                if !chunk.is_empty() && !stopping_ref() {
+                });
+                work.mark(&work.planner, false);
+                streamed?;
+                if !chunk.is_empty() && !work.stopping() {
                     hand_out(chunk);
                 }
+                work.mark(&work.planner, false);
                 if !settled.is_empty() {
                     let _ = producer_tx.send(settled);
                 }
@@ -1740,15 +1760,21 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             // to count first, the result queue would fill and stall every worker behind the
             // count (on a resume, which streams without a sort, the whole run: count, then
             // stream). Until it is known, results are counted but no progress is shown.
+            // Not scoped, as the planner: a source disk that hangs while it counts holds it
+            // in a call for good (its clock, `CopyWork::count`, says it is held).
             let count_delay = Duration::from_millis(faults.count_delay_ms);
-            let count_done = &done_keys;
-            let count = spawn_named(s, "mcr-count", move || -> anyhow::Result<PlanTotals> {
+            let (count_plan, count_done) = (Arc::clone(&plan), Arc::clone(&done_keys));
+            let work = Arc::clone(&copying);
+            let count = spawn_owned("mcr-count", move || -> anyhow::Result<PlanTotals> {
+                work.mark(&work.count, true);
                 std::thread::sleep(count_delay);
-                faults.maybe_panic_in("count");
+                work.faults.maybe_panic_in("count");
                 let done_before = |id: &str, path: &str, size: u64, mtime: Option<i64>| {
                     !count_done.is_empty() && count_done.contains(&done_key(id, path, size, mtime))
                 };
-                Ok(plan_ref.totals_knowing(&count_index, &done_before)?)
+                let counted = count_plan.totals_knowing(&count_index, &done_before);
+                work.mark(&work.count, false);
+                Ok(counted?)
             });
             let mut count = Some(count);
 
@@ -1757,31 +1783,29 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             // the workers stop instead of blocking on it.
             let res_rx = res_rx;
             let mut bookkeeping = || -> anyhow::Result<()> {
-                // Takes the count once it is done (or, with `wait`, waits for it), then shows
-                // the start line: every total is known before the first progress line.
-                let mut learn_totals = |snap: &mut Snapshot,
-                                        report: &mut Report,
-                                        ui: &mut dyn Listener,
-                                        wait: bool| {
-                    match count.take() {
-                        Some(c) if wait || c.is_finished() => {
-                            let totals = c
-                                .join()
-                                .unwrap_or_else(|p| std::panic::resume_unwind(p))
-                                .context("cannot count the files to restore")?;
-                            report.set_totals(&totals);
-                            snap.set_totals(&totals);
-                            // A selection's count would set "193 of 4" (the records
-                            // cover every run): the whole restore's only.
-                            if !plan.options().narrowed() {
-                                let _ = selected_count.set(totals.selected_files);
+                // Takes the count once it is done, then shows the start line: every total is
+                // known before the first progress line.
+                let mut learn_totals =
+                    |snap: &mut Snapshot, report: &mut Report, ui: &mut dyn Listener| {
+                        match count.take() {
+                            Some(c) if c.is_finished() => {
+                                let totals = c
+                                    .join()
+                                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+                                    .context("cannot count the files to restore")?;
+                                report.set_totals(&totals);
+                                snap.set_totals(&totals);
+                                // A selection's count would set "193 of 4" (the records
+                                // cover every run): the whole restore's only.
+                                if !plan.options().narrowed() {
+                                    let _ = selected_count.set(totals.selected_files);
+                                }
+                                ui.started(report, fd_limit);
                             }
-                            ui.started(report, fd_limit);
+                            pending => count = pending,
                         }
-                        pending => count = pending,
-                    }
-                    anyhow::Ok(count.is_none())
-                };
+                        anyhow::Ok(count.is_none())
+                    };
                 let mut batch: Vec<Record> = Vec::new();
                 let mut next_commit = COMMIT_FILES;
                 let mut last_commit = Instant::now();
@@ -1790,8 +1814,63 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 // first seconds leaves the totals, not the zeros of the report written before
                 // the first file.
                 let mut last_report: Option<Instant> = None;
-                // When the disks were last probed because no file came back.
+                // When the disks were last probed because no call came back.
                 let mut probed: Option<Instant> = None;
+                // Calls out (files, the planner's read of the index, the count) and none
+                // back for `NO_ANSWER`: the disks are probed, and again after as long while
+                // that lasts (a big file over a slow link is no hang: while the disks
+                // answer, the copy goes on, and the files waited for are said, once a
+                // probe, so that the run is never silent). A source disk that does not
+                // answer is waited for up to the patience (a failing disk retrying a bad
+                // sector answers nothing for minutes, then fails that read and goes on),
+                // said once a probe and probed again at once (a probe without an answer
+                // took `NO_ANSWER` itself). True: a disk does not answer for good, and the
+                // run stops as on a lost DEST or a stalled source, without the threads
+                // still in a call (`CopyWork::left`): nothing can end it, and they cannot
+                // be joined.
+                let mut stop_if_held = |ui: &mut dyn Listener| -> bool {
+                    let due = probed.is_none_or(|p| p.elapsed() >= NO_ANSWER);
+                    let Some(quiet_since) = copying.held().filter(|_| due) else {
+                        return false;
+                    };
+                    match watch.disks_answer_now(quiet_since) {
+                        Answer::No => {
+                            copying.left.store(true, Ordering::SeqCst);
+                            return true;
+                        }
+                        Answer::Waiting(probe_read) => {
+                            let held = copying.held_files();
+                            let reading = match held.first() {
+                                Some(HeldFile {
+                                    object: Some(o), ..
+                                }) => format!(
+                                    "reading {} for {}",
+                                    o.display(),
+                                    held_files_text(&held)
+                                ),
+                                _ => probe_read,
+                            };
+                            ui.waiting(&format!(
+                                "the source disk has not answered for {} ({reading}); a failing disk can take minutes on a bad sector: waiting up to {} before stopping (`dmesg` shows the disk's errors)",
+                                span(quiet_since.elapsed()),
+                                span(watch.patience)
+                            ));
+                            probed = None;
+                        }
+                        Answer::Yes => {
+                            let held = copying.held_files();
+                            if !held.is_empty() {
+                                ui.waiting(&format!(
+                                    "no file came back for {}: waiting for {}, while the disks answer (a large file over a slow link, or a call that does not return: a filesystem mounted inside DEST, one object the source disk is slow on); if it does not move, see `dmesg` and that file's folders",
+                                    span(quiet_since.elapsed()),
+                                    held_files_text(&held)
+                                ));
+                            }
+                            probed = Some(Instant::now());
+                        }
+                    }
+                    false
+                };
                 // Hands the batch to the committer. While it is busy flushing the previous one,
                 // the batch keeps growing instead (waiting here would fill the result queue and
                 // stall every worker behind the flush), up to a bound, or when `wait`ing at the
@@ -1905,54 +1984,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                         Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => break,
                     }
-                    // Files out and none back for `NO_ANSWER`: the disks are probed, and again
-                    // after as long while that lasts (a big file over a slow link is no hang:
-                    // while the disks answer, the copy goes on, and the files waited for are
-                    // said, once a probe, so that the run is never silent). A source disk
-                    // that does not answer is waited for up to the patience (a failing disk
-                    // retrying a bad sector answers nothing for minutes, then fails that read
-                    // and goes on), said once a probe and probed again at once (a probe
-                    // without an answer took `NO_ANSWER` itself). A disk not answering for
-                    // good stops the run as a lost DEST or a stalled source does, without the
-                    // workers still in a call: nothing can end it, and they cannot be joined.
-                    let due = probed.is_none_or(|p| p.elapsed() >= NO_ANSWER);
-                    if let Some(quiet_since) = copying.held().filter(|_| due) {
-                        match watch.disks_answer_now(quiet_since) {
-                            Answer::No => {
-                                copying.left.store(true, Ordering::SeqCst);
-                                break;
-                            }
-                            Answer::Waiting(probe_read) => {
-                                let held = copying.held_files();
-                                let reading = match held.first() {
-                                    Some(HeldFile {
-                                        object: Some(o), ..
-                                    }) => format!(
-                                        "reading {} for {}",
-                                        o.display(),
-                                        held_files_text(&held)
-                                    ),
-                                    _ => probe_read,
-                                };
-                                ui.waiting(&format!(
-                                    "the source disk has not answered for {} ({reading}); a failing disk can take minutes on a bad sector: waiting up to {} before stopping (`dmesg` shows the disk's errors)",
-                                    span(quiet_since.elapsed()),
-                                    span(watch.patience)
-                                ));
-                                probed = None;
-                            }
-                            Answer::Yes => {
-                                let held = copying.held_files();
-                                if !held.is_empty() {
-                                    ui.waiting(&format!(
-                                        "no file came back for {}: waiting for {}, while the disks answer (a large file over a slow link, or a call that does not return: a filesystem mounted inside DEST, one object the source disk is slow on); if it does not move, see `dmesg` and that file's folders",
-                                        span(quiet_since.elapsed()),
-                                        held_files_text(&held)
-                                    ));
-                                }
-                                probed = Some(Instant::now());
-                            }
-                        }
+                    if stop_if_held(&mut *ui) {
+                        break;
                     }
                     if batch.len() >= next_commit || last_commit.elapsed() >= commit_every {
                         if !commit(&mut batch, false) {
@@ -1964,7 +1997,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                         next_commit = batch.len() + COMMIT_FILES;
                         last_commit = Instant::now();
                     }
-                    if !learn_totals(&mut snap, &mut report, &mut *ui, false)? {
+                    if !learn_totals(&mut snap, &mut report, &mut *ui)? {
                         continue;
                     }
                     snap.elapsed = copy_start.elapsed();
@@ -1979,7 +2012,15 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                     }
                 }
                 commit(&mut batch, true);
-                learn_totals(&mut snap, &mut report, &mut *ui, true)?;
+                // The count may end after the last file (a resume streams without a sort):
+                // waited for as the copy's calls are. A source disk that hangs while it
+                // counts stops the run without it; so does one the copy stopped on.
+                while !learn_totals(&mut snap, &mut report, &mut *ui)? {
+                    if copying.left.load(Ordering::SeqCst) || stop_if_held(&mut *ui) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 Ok(())
             };
             let kept = bookkeeping();
@@ -2012,9 +2053,12 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             report
                 .phases
                 .insert("checkpoint_write".into(), record_time.as_secs_f64());
-            producer
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+            // Left behind, as the workers: still in a call that a disk does not answer.
+            if !copying.left.load(Ordering::SeqCst) || producer.is_finished() {
+                producer
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+            }
             Ok(())
         })
     }));
@@ -2707,9 +2751,15 @@ struct CopyWork {
     dest_folders: crate::walk::DestFolders,
     /// Per worker: when its file began (ms since `start`, plus 1), 0 between files.
     calls: Vec<WorkerClock>,
+    /// The planner's: when it began to wait for the next file row (reading the index on
+    /// the source disk) or began with that file (whose look at DEST or at its object may
+    /// take a call too), 0 while it waits for the workers or is done.
+    planner: WorkerClock,
+    /// The count's: when it began its pass over the index, 0 once done.
+    count: WorkerClock,
     start: Instant,
-    /// The run stopped without the workers still in a file: a disk held their calls and
-    /// did not answer a probe either.
+    /// The run stopped without the threads still in a call (the workers, the planner, the
+    /// count): a disk held their calls and did not answer a probe either.
     left: AtomicBool,
 }
 
@@ -2802,14 +2852,29 @@ impl CopyWork {
         }
     }
 
-    /// When the newest file still out began, if files are out and none has come back for
-    /// [`NO_ANSWER`]: each worker still in a file began it that long ago. A disk that stops
-    /// answering holds calls rather than failing them (a share whose server hangs, a NAS
-    /// gone from the network, a source disk that hangs or retries a bad sector): no file
-    /// fails, and the run would wait without a word.
+    /// The planner's or the count's clock (`clock`): its thread begins a call to a disk
+    /// (`true`), or waits for nothing on a disk. Their names are not kept: the stop and the
+    /// probe say which disk does not answer.
+    fn mark(&self, clock: &WorkerClock, busy: bool) {
+        let now = match busy {
+            true => self.start.elapsed().as_millis() as u64 + 1,
+            false => 0,
+        };
+        clock.0.store(now, Ordering::Relaxed);
+    }
+
+    /// When the newest call still out began, if calls are out and none has come back for
+    /// [`NO_ANSWER`]: each worker still in a file began it that long ago, and so did the
+    /// planner still reading and the count still counting. A disk that stops answering
+    /// holds calls rather than failing them (a share whose server hangs, a NAS gone from
+    /// the network, a source disk that hangs or retries a bad sector): no file fails, and
+    /// the run would wait without a word. The planner and the count read the index on the
+    /// source disk: with no file out (the workers waiting for the planner) only their
+    /// clocks say it.
     fn held(&self) -> Option<Instant> {
         let now = self.start.elapsed().as_millis() as u64 + 1;
         let newest = (self.calls.iter())
+            .chain([&self.planner, &self.count])
             .map(|c| c.0.load(Ordering::Relaxed))
             .filter(|&began| began > 0)
             .max()?;
@@ -3165,6 +3230,20 @@ fn spawn_named<'scope, 'env, T: Send + 'scope>(
         .name(name.to_string())
         .spawn_scoped(s, f)
         // The message std's own scoped spawns give: `main` tells the user which limit.
+        .expect("failed to spawn thread")
+}
+
+/// Spawns a thread of the pipeline that is not scoped, with a name (as [`spawn_named`]):
+/// one that reads a disk which may hold its call for good (the planner, the count), so
+/// that the run can stop without joining it. What it uses is owned.
+fn spawn_owned<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)
+        // The message std's own spawns give: `main` tells the user which limit.
         .expect("failed to spawn thread")
 }
 
