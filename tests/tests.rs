@@ -2629,7 +2629,10 @@ fn a_source_share_that_stops_answering_while_the_index_is_read_stops_the_run_reg
     };
     // A first run: the copy going, the count (held back 5 s) reads once the server hangs.
     let on_dest = || tree(&dest).values().filter(|(dir, _, _)| !dir).count();
-    let recorded = hang_the_source(run("delay_ms=40;count_delay_ms=5000;source_patience_ms=1000"), &|| on_dest() >= 50);
+    let recorded = hang_the_source(
+        run("delay_ms=40;count_delay_ms=5000;source_patience_ms=1000"),
+        &|| on_dest() >= 50,
+    );
     assert!(
         recorded.len() < by_path.len(),
         "{} of {} files recorded: the run was cut short",

@@ -1339,25 +1339,36 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     }
     // Outcomes are recorded from the first result; the totals arrive with the count.
     let mut snap = Snapshot::new(&PlanTotals::default());
+    // The first files this run opens after its setup are the count's connection and the
+    // report: out of descriptors there, the open-file limit is what to change, not the
+    // report's path (the object store's folders held open take 32 of them).
+    let too_few_files = || {
+        format!(
+            "nothing was copied: the open-file limit ({fd_limit}) is too low for a restore; raise it (ulimit -n 1024, or LimitNOFILE= for a service) and run the same command"
+        )
+    };
     // The count reads on its own connection (the planner's thread owns `index`), opened
     // before the report says the copy begins: past that, every read of the source is made
-    // by a thread the run can stop without (`CopyWork::held`).
-    let count_index = index.reopen()?;
+    // by a thread the run can stop without (`CopyWork::held`). SQLite does not say why it
+    // could not open the file: a file this process cannot open either says it ran out.
+    let count_index = index
+        .reopen()
+        .map_err(|e| match std::fs::File::open("/dev/null") {
+            Err(n) if n.raw_os_error() == Some(libc::EMFILE) => {
+                anyhow::Error::from(e).context(too_few_files())
+            }
+            _ => e.into(),
+        })?;
     // The report is written once before the first file, so a report path that cannot be
     // written stops the run here (exit 2, nothing copied), not after hours of copying.
     if !cfg.dry_run {
         if let Err(e) = report.write(&cfg.report_path) {
-            // The first file this run opens after its setup: out of descriptors here, the
-            // open-file limit is what to change, not the report's path (the object store's
-            // folders held open take 32 of them).
             let emfile = e.chain().any(|c| {
                 c.downcast_ref::<std::io::Error>()
                     .is_some_and(|io| io.raw_os_error() == Some(libc::EMFILE))
             });
             return Err(e.context(if emfile {
-                format!(
-                    "nothing was copied: the open-file limit ({fd_limit}) is too low for a restore; raise it (ulimit -n 1024, or LimitNOFILE= for a service) and run the same command"
-                )
+                too_few_files()
             } else {
                 format!(
                     "nothing was copied; pass --report with a file in a folder that can be written (default: {})",
