@@ -2615,6 +2615,15 @@ fn a_source_share_that_stops_answering_while_the_index_is_read_stops_the_run_reg
         let report = report_in(&state);
         assert_eq!(report["complete"], false, "{msg}");
         assert!(report["dest_lost"].is_null(), "one stop message: {msg}");
+        // The count (held back, then in a read of the hung share) was left behind: the
+        // summary says the files were not counted, not "0 files planned".
+        assert_eq!(report["uncounted"], true, "{msg}");
+        assert!(
+            msg.contains("(before the files were counted)")
+                && msg.contains("not processed yet")
+                && !msg.contains("0 files planned"),
+            "{msg}"
+        );
         let why = report["stalled"].as_str().unwrap();
         assert!(
             why.contains(&format!(

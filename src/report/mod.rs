@@ -438,6 +438,10 @@ pub struct Report {
     /// disk full, say): the message it printed, exit 2.
     pub error: Option<String>,
     pub totals: PlanTotals,
+    /// The run stopped before the count of its files ended (the count left behind in a
+    /// call to a source disk that does not answer): `totals` and `not_processed` are not
+    /// known (zeros here).
+    pub uncounted: bool,
     pub outcomes: BTreeMap<&'static str, u64>,
     /// Files that got no outcome because the run stopped early.
     pub not_processed: u64,
@@ -525,6 +529,7 @@ impl Report {
             error: None,
             totals: PlanTotals::default(),
             outcomes: Outcome::ALL.iter().map(|o| (o.as_str(), 0)).collect(),
+            uncounted: false,
             not_processed: 0,
             bytes_copied: 0,
             bytes_done_before: 0,
@@ -642,13 +647,16 @@ impl Report {
         } else {
             "finished"
         };
-        s.push_str(&format!(
-            "{verb} {how} after {} ({} files planned, {} selected, {}).\n",
-            human_duration(Duration::from_secs_f64(self.duration_s)),
-            count(self.totals.files),
-            count(self.totals.selected_files),
-            human_bytes(self.totals.selected_bytes)
-        ));
+        let took = human_duration(Duration::from_secs_f64(self.duration_s));
+        s.push_str(&match self.uncounted {
+            true => format!("{verb} {how} after {took} (before the files were counted).\n"),
+            false => format!(
+                "{verb} {how} after {took} ({} files planned, {} selected, {}).\n",
+                count(self.totals.files),
+                count(self.totals.selected_files),
+                human_bytes(self.totals.selected_bytes)
+            ),
+        });
         let label = |o: Outcome| match o {
             Outcome::Copied if self.dry_run => "would copy",
             Outcome::Copied => "copied",
@@ -681,11 +689,14 @@ impl Report {
             };
             s.push_str(&format!("  {:<27} {:>9}{extra}\n", label(o), count(n)));
         }
-        if self.not_processed > 0 {
+        if self.not_processed > 0 || self.uncounted {
+            let n = match self.uncounted {
+                true => "not counted".to_string(),
+                false => count(self.not_processed),
+            };
             s.push_str(&format!(
                 "  {:<27} {:>9}  (run the same command again to continue)\n",
-                "not processed yet",
-                count(self.not_processed)
+                "not processed yet", n
             ));
         }
         if self.duration_s > 0.0 && !self.dry_run {
@@ -709,7 +720,7 @@ impl Report {
             false => "listed in the report",
         };
         // Counted as files pass: a run stopped early saw only some of them.
-        let so_far = if self.not_processed > 0 {
+        let so_far = if self.not_processed > 0 || self.uncounted {
             " among the files handled before the stop"
         } else {
             ""
@@ -1359,6 +1370,33 @@ mod tests {
         };
         let cfg = RestoreConfig::new(&a.source, &a.dest, &a.select, &a.run).unwrap();
         Report::new(&cfg, 32)
+    }
+
+    /// Round 21: a run stopped on a source disk that does not answer may leave its count
+    /// behind in a read of the index: its totals stay zero, and the summary said "(0 files
+    /// planned, 0 selected, 0 B)" with no "not processed yet" line, as if nothing was left.
+    /// It now says the files were not counted and that some are still to process.
+    #[test]
+    fn a_run_stopped_before_its_files_were_counted_says_so_regression_round_21() {
+        let t = tempfile::tempdir().unwrap();
+        let mut r = report_in(t.path());
+        r.outcomes.insert(Outcome::Copied.as_str(), 50);
+        r.stalled = Some("the source disk does not answer".into());
+        r.uncounted = true;
+        let said = r.summary();
+        assert!(
+            said.starts_with("Restore stopped: a disk stopped answering after ")
+                && said.contains(" (before the files were counted).\n")
+                && !said.contains("files planned"),
+            "{said}"
+        );
+        let row = format!(
+            "\n  {:<27} {:>9}  (run the same command",
+            "not processed yet", "not counted"
+        );
+        assert!(said.contains(&row), "{said}");
+        let json: serde_json::Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["uncounted"], true);
     }
 
     /// Round 19's review: after round 18 grouped the folder counts, the file counts beside

@@ -2026,12 +2026,18 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 // The count may end after the last file (a resume streams without a sort):
                 // waited for as the copy's calls are. A source disk that hangs while it
                 // counts stops the run without it; so does one the copy stopped on.
-                while !learn_totals(&mut snap, &mut report, &mut *ui)? {
+                let counted = loop {
+                    if learn_totals(&mut snap, &mut report, &mut *ui)? {
+                        break true;
+                    }
                     if copying.left.load(Ordering::SeqCst) || stop_if_held(&mut *ui) {
-                        break;
+                        break false;
                     }
                     std::thread::sleep(Duration::from_millis(20));
-                }
+                };
+                // Left behind: no total says what is left, which the summary says rather
+                // than "0 files planned".
+                report.uncounted = !counted;
                 Ok(())
             };
             let kept = bookkeeping();
