@@ -2280,9 +2280,10 @@ fn status_on_a_share_that_stops_answering_says_so_within_the_limit_regression_ro
 /// part of the probe's call, which has the time limit: the run stops as on a source that
 /// stopped answering (`stalled`, exit 1), and once the disk answers again the same command
 /// restores every file. The source here is the dump's object store over sshfs (its
-/// database given with `--db` where it is: a run whose database is on the disk that hangs
-/// still waits, in its planner's reads of it), the `sftp-server` stopped (SIGSTOP) once
-/// files are restored. Needs FUSE and `sshfs` with `sftp-server`.
+/// database given with `--db` where it is; a database on the disk that hangs is
+/// `a_source_share_that_stops_answering_while_the_index_is_read_stops_the_run_regression_round_21`),
+/// the `sftp-server` stopped (SIGSTOP) once files are restored. Needs FUSE and `sshfs` with
+/// `sftp-server`.
 #[test]
 fn a_source_that_stops_answering_mid_copy_stops_the_run_regression_round_20() {
     let dump = Dump::new(121, 1500, 1);
