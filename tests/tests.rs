@@ -2453,6 +2453,88 @@ fn a_source_silent_for_less_than_the_patience_is_waited_for_regression_round_21(
     assert_restored_exactly(&dump, &dest);
 }
 
+/// Round 22 (noticed in round 21): a failing source disk fails a read with an I/O error,
+/// then goes on retrying another bad sector, answering nothing for minutes. A file that
+/// met such errors has the disks probed before it is listed as failed; that probe found
+/// the source silent and stopped the run at once, without the patience the copy gives a
+/// source that holds calls (every rerun would stop at the same file). Now a probe asked
+/// because files failed waits for a silent source up to the patience too, and the file is
+/// failed once the disk answers. The first file of the copy fails its reads
+/// (`bad_sector`, retried 5 s apart: a fault, as a disk's EIO cannot be made here), while
+/// the source's `sftp-server` is stopped (SIGSTOP) for 30 s from its first error, longer
+/// than the file's retries and the probe's 15 s; then continued. Needs FUSE and `sshfs`
+/// with `sftp-server`.
+#[test]
+fn a_file_failing_while_the_source_is_silent_waits_for_the_patience_regression_round_22() {
+    let dump = Dump::new(124, 600, 1);
+    let db = dump.db();
+    let cids = dump.content_ids();
+    let plan = plan_json(&dump.root, &dump.path("restored"), &[]);
+    let (bad_path, bad_cid) = of_type(&plan, "file")
+        .into_iter()
+        .filter(|f| f["skip"].is_null())
+        .find_map(|f| {
+            let cid = cids[f["id"].as_str().unwrap()].0.clone()?;
+            dump.object(&cid)?;
+            Some((f["path"].as_str().unwrap().to_string(), cid))
+        })
+        .unwrap();
+    let Some((_daemon, src)) = the_dump_over_sshfs(&dump) else {
+        return;
+    };
+    let dest = dump.path("restored");
+    let state = dump.path("state");
+    let log = dump.path("run.log");
+    let child = Running(Some(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+            .arg("restore")
+            .arg(&src)
+            .arg(&dest)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--threads", "2"])
+            .arg("--db")
+            .arg(&db)
+            .env(
+                "MYCLOUD_RECOVER_FAULTS",
+                format!(
+                    "delay_ms=40;commit_ms=300;backoff_ms=5000;source_patience_ms=120000;bad_sector={bad_cid}"
+                ),
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    ));
+    // The bad file is the first handed out: begun once others are placed.
+    wait_until(
+        "files restored",
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_millis(20),
+        || tree(&dest).values().filter(|(dir, _, _)| !dir).count() >= 10,
+    );
+    let server = Frozen::stop_the_server(&dump.path(""));
+    std::thread::sleep(std::time::Duration::from_secs(30));
+    let said = std::fs::read_to_string(&log).unwrap();
+    drop(server);
+    let out = child.wait();
+    let msg = format!("{said}{}", text(&out));
+    let report = report_in(&state);
+    assert!(
+        report["stalled"].is_null(),
+        "the run stopped before the patience: {msg}"
+    );
+    assert_eq!(report["not_processed"].as_u64(), Some(0), "{msg}");
+    let failed: Vec<_> = (report["problems"].as_array().unwrap().iter())
+        .filter(|p| p["outcome"] == "failed")
+        .map(|p| p["path"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(failed, [bad_path], "{msg}");
+    // Everything else is there: the bad file's object read again, with the disk answering.
+    let (out, _) = restore(&dump, &dest, &["--state-dir", state.to_str().unwrap()], &[]);
+    restored_all_it_could(&out, &dump, &dest);
+}
+
 /// Round 21 (review): a file that stays out while the disks answer (here a call into a
 /// share mounted inside DEST whose server hangs; also one object a disk is slow on) had
 /// the disks probed every 15 s without a word. Now each probe that finds the disks

@@ -194,6 +194,10 @@ struct DiskWatch {
     /// How long a source disk that does not answer while a file's read of it is out is
     /// waited for ([`SOURCE_PATIENCE`]).
     patience: Duration,
+    /// Since when the probes asked because files failed ([`DiskWatch::probe`]) have found
+    /// the source disk silent, none finding it answering since: what their patience counts
+    /// from.
+    silent_since: std::sync::Mutex<Option<Instant>>,
 }
 
 /// What a probe asked because no file came back found ([`DiskWatch::disks_answer_now`]).
@@ -227,6 +231,7 @@ impl DiskWatch {
             lost: Default::default(),
             calls_held: Default::default(),
             patience,
+            silent_since: Default::default(),
         }
     }
 
@@ -238,9 +243,24 @@ impl DiskWatch {
     }
 
     /// Probes the disks unless a probe since `ticket` found them answering; true if
-    /// they answer.
+    /// they answer. Asked because files failed: a source disk that fails reads with I/O
+    /// errors while it retries a bad sector also holds the probe's read for minutes, so a
+    /// silent source is probed again until it answers or has been silent for the patience
+    /// ([`SOURCE_PATIENCE`]), as the copy waits for calls that do not come back. Until round
+    /// 22 two such files stopped the run at once (every later run at the same files). The
+    /// worker asking waits here; its file is one of those out, which the bookkeeper names
+    /// in its `waiting:` lines. A run stopping meanwhile (Ctrl-C, a disk found gone) ends
+    /// the wait: false, the file is not processed.
     fn probe(&self, ticket: u64) -> bool {
-        self.probe_disks(ticket, true, None) == Answer::Yes
+        loop {
+            match self.probe_disks(ticket, true, None) {
+                Answer::Yes => return true,
+                Answer::No => return false,
+                Answer::Waiting(_) if copy::Watch::stopping(self) => return false,
+                // A probe without an answer took `NO_ANSWER` itself.
+                Answer::Waiting(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
     }
 
     /// Probes DEST alone, now: the folder passes after the last file, whose calls go to
@@ -278,18 +298,29 @@ impl DiskWatch {
             return Answer::Yes;
         }
         let object = self.good_object.get().map(String::as_str);
+        let silent_since = || {
+            let mut since = self.silent_since.lock().unwrap_or_else(|e| e.into_inner());
+            *since.get_or_insert_with(Instant::now)
+        };
         match disks_answer(&self.cfg, object.filter(|_| source), source) {
             Ok(()) => {
                 self.troubled.store(0, Ordering::SeqCst);
                 self.answered.fetch_add(1, Ordering::SeqCst);
+                *self.silent_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 Answer::Yes
             }
+            // Asked because files failed (no `quiet_since`): the patience counts from the
+            // first of these probes that found the source silent.
             Err(Unanswered::SourceSilent(why))
-                if quiet_since.is_some_and(|t| t.elapsed() < self.patience) =>
+                if quiet_since.unwrap_or_else(silent_since).elapsed() < self.patience =>
             {
                 Answer::Waiting(why)
             }
             Err(why) => {
+                let quiet_since = match &why {
+                    Unanswered::SourceSilent(_) => Some(quiet_since.unwrap_or_else(silent_since)),
+                    _ => quiet_since,
+                };
                 let why = match why {
                     Unanswered::SourceSilent(why) => Unanswered::Source(why),
                     why => why,
