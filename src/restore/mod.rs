@@ -376,6 +376,18 @@ enum Unanswered {
     Dest { cause: String, held: bool },
 }
 
+/// Reads the first page of `path` from its disk, not from the page cache, for a probe
+/// ([`disks_answer`]). Only that page is dropped from the cache: the whole file's was (until
+/// round 22), and for the database that is what the planner and the count were still
+/// reading, read again from a failing disk after each probe.
+fn read_first_page_uncached(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    const PAGE: usize = 4096;
+    let f = std::fs::File::open(path)?;
+    let _ = rustix::fs::fadvise(&f, 0, PAGE as u64, rustix::fs::Advice::DontNeed);
+    f.read_at(&mut [0u8; PAGE], 0).map(drop)
+}
+
 /// Whether the source disk and DEST still answer: the first page of the database and of
 /// `object`, an object this run read (its content ID, if any), read from the disk (their
 /// cached pages dropped first), and DEST listed; DEST alone without `source`. The object
@@ -408,13 +420,6 @@ fn disks_answer(cfg: &RestoreConfig, object: Option<&str>, source: bool) -> Resu
     let asked = std::thread::Builder::new()
         .name("mcr-disk-probe".into())
         .spawn(move || {
-            let read_uncached = |path: &Path| {
-                use std::os::unix::fs::FileExt;
-                std::fs::File::open(path).and_then(|f| {
-                    let _ = rustix::fs::fadvise(&f, 0, 0, rustix::fs::Advice::DontNeed);
-                    f.read_at(&mut [0u8; 4096], 0).map(drop)
-                })
-            };
             // (the source's message, or None for DEST; the error)
             let ask = || -> Result<(), (Option<String>, std::io::Error)> {
                 for (i, path) in paths.iter().enumerate() {
@@ -428,7 +433,7 @@ fn disks_answer(cfg: &RestoreConfig, object: Option<&str>, source: bool) -> Resu
                         _ => None,
                     };
                     let path = found.as_deref().unwrap_or(path);
-                    read_uncached(path).map_err(|e| {
+                    read_first_page_uncached(path).map_err(|e| {
                         (
                             Some(format!(
                                 "the source disk does not answer: reading {} fails",
@@ -3578,6 +3583,38 @@ pub type OutcomeCounts = BTreeMap<Outcome, u64>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The pages of the file at `path` held in the page cache (`fincore`, util-linux).
+    fn cached_pages(path: &Path) -> u64 {
+        let out = std::process::Command::new("fincore")
+            .args(["--noheadings", "--output", "PAGES"])
+            .arg(path)
+            .output()
+            .expect("fincore (util-linux)");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
+    /// Round 22 (noticed in round 21): a probe dropped the whole database from the page
+    /// cache to read its first page from the disk, while the planner and the count were
+    /// reading it (again from a failing disk after each probe). Only the first page is
+    /// dropped now. Needs a disk-backed temporary folder (tmpfs keeps every page).
+    #[test]
+    fn a_probe_drops_only_the_page_it_reads_from_the_cache_regression_round_22() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.db");
+        std::fs::write(&path, vec![7u8; 1 << 20]).unwrap();
+        let mut f = std::fs::File::open(&path).unwrap();
+        // Written back, so that its pages can be dropped; then read into the cache.
+        f.sync_all().unwrap();
+        std::io::copy(&mut (&mut f).take(1 << 20), &mut std::io::sink()).unwrap();
+        let before = cached_pages(&path);
+        assert_eq!(before, 256, "the file is in the page cache");
+        read_first_page_uncached(&path).unwrap();
+        let after = cached_pages(&path);
+        assert!(after >= 255, "{after} of 256 pages still cached");
+    }
 
     /// Round 18's review: a DEST lost in the folder passes after the last file (read-only,
     /// unreachable, unmounted) was said as in the copy: "the files placed since the last
