@@ -113,17 +113,42 @@ pub fn dest_advice(path: &Path, e: &std::io::Error) -> String {
 /// `restore` and `preflight`. A folder that exists for `mkdir` but not for `lstat` is a share
 /// refusing writes its own way: sshfs over a folder the server cannot write answers every
 /// `mkdir` with "File exists" (round 16: pre-flight tried 1,000 names, then said "ready";
-/// round 19: a restore into a DEST not made yet there said only "File exists"). A symbolic
-/// link to nothing at or above `path` ([`link_to_nothing`]) is named, with what to do
-/// (round 21: its "File exists" was read as that of a share refusing writes).
+/// round 19: a restore into a DEST not made yet there said only "File exists"). What stands
+/// in the way at or above `path` ([`in_the_way`]: a symbolic link to nothing, a link loop, a
+/// file) is named, with what to do (round 21: a link to nothing's "File exists" was read
+/// as that of a share refusing writes; round 22: a loop and a file were told to "check
+/// that the disk or share is mounted and writable").
 pub fn why_not_made(path: &Path, e: &std::io::Error) -> String {
-    if let Some((link, target)) = link_to_nothing(path) {
-        return format!(
-            "{e}: {} is a symbolic link to {}, which does not exist, so no folder can be made there. Create the folder {} (or mount the disk or share it is on), or give another DEST, then run the same command again",
-            link.display(),
-            target.display(),
-            target.display()
-        );
+    match in_the_way(path) {
+        Some(InTheWay::LinkToNothing { link, target }) => {
+            return format!(
+                "{e}: {} is a symbolic link to {}, which does not exist, so no folder can be made there. Create the folder {} (or mount the disk or share it is on), or give another DEST, then run the same command again",
+                link.display(),
+                target.display(),
+                target.display()
+            )
+        }
+        Some(InTheWay::LinkLoop { link, target }) => {
+            return format!(
+                "{e}: {} is a symbolic link to {}, which leads back to it (a loop), so no folder can be made there. Point the link at the folder it stands for (or remove it), or give another DEST, then run the same command again",
+                link.display(),
+                target.display()
+            )
+        }
+        Some(InTheWay::File { path: file, link }) => {
+            let what = match link {
+                Some(target) => format!(
+                    "{} is a symbolic link to the file {}",
+                    file.display(),
+                    target.display()
+                ),
+                None => format!("{} is a file", file.display()),
+            };
+            return format!(
+                "{e}: {what}, not a folder, so no folder can be made in it. Give a DEST whose folders are folders (or move that file away), then run the same command again"
+            );
+        }
+        None => {}
     }
     let absent = matches!(path.symlink_metadata(),
         Err(m) if m.kind() == std::io::ErrorKind::NotFound);
@@ -136,18 +161,50 @@ pub fn why_not_made(path: &Path, e: &std::io::Error) -> String {
     format!("{e}{}", dest_advice(path, e))
 }
 
-/// The symbolic link that `path`, or the nearest of its folders that is there, is, where it
-/// points at nothing: the link and where it points (a relative target taken from the link's
-/// folder). `mkdir` answers such a link "File exists", and so does `create_dir_all` for
-/// any folder below it.
-pub fn link_to_nothing(path: &Path) -> Option<(PathBuf, PathBuf)> {
-    let link =
+/// What stands in the way of folders made at `path` ([`in_the_way`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum InTheWay {
+    /// A symbolic link pointing at nothing: `mkdir` answers it "File exists", and so does
+    /// `create_dir_all` for any folder below it. `target`: where it points (a relative one
+    /// taken from the link's folder).
+    LinkToNothing { link: PathBuf, target: PathBuf },
+    /// A symbolic link that leads back to itself, directly or through others ("Too many
+    /// levels of symbolic links", or "File exists" for the link itself).
+    LinkLoop { link: PathBuf, target: PathBuf },
+    /// A file, not a folder ("Not a directory"); `link`: where it points, if `path` is a
+    /// symbolic link to the file.
+    File {
+        path: PathBuf,
+        link: Option<PathBuf>,
+    },
+}
+
+/// What stands in the way of folders made at `path`: the nearest of `path` and its folders
+/// that is there, if it is no folder (nor a symbolic link to one). None: it is one, or
+/// nothing is there (the root of a relative path).
+pub fn in_the_way(path: &Path) -> Option<InTheWay> {
+    let there =
         (path.ancestors()).find(|p| !p.as_os_str().is_empty() && p.symlink_metadata().is_ok())?;
-    let target = std::fs::read_link(link).ok()?;
-    match link.metadata() {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let folder = link.parent().unwrap_or(Path::new(""));
-            Some((link.to_path_buf(), folder.join(target)))
+    let linked = std::fs::read_link(there)
+        .ok()
+        .map(|t| there.parent().unwrap_or(Path::new("")).join(t));
+    match (there.metadata(), linked) {
+        (Ok(m), _) if m.is_dir() => None,
+        (Ok(_), link) => Some(InTheWay::File {
+            path: there.to_path_buf(),
+            link,
+        }),
+        (Err(e), Some(target)) if e.kind() == std::io::ErrorKind::NotFound => {
+            Some(InTheWay::LinkToNothing {
+                link: there.to_path_buf(),
+                target,
+            })
+        }
+        (Err(e), Some(target)) if e.raw_os_error() == Some(libc::ELOOP) => {
+            Some(InTheWay::LinkLoop {
+                link: there.to_path_buf(),
+                target,
+            })
         }
         _ => None,
     }
