@@ -8,11 +8,13 @@ Each chunk is forwarded `delay` seconds after it arrived, order preserved, so th
 round-trip time is 2 x delay while throughput is not capped.
 
 Usage: delayproxy.py LISTEN_PORT TARGET_PORT DELAY_MS
-       delayproxy.py --exec DELAY_MS COMMAND [ARGS...]
+       delayproxy.py --exec DELAY_MS [--rate KB_PER_S] COMMAND [ARGS...]
 
 The second form needs no port and no sshd: it runs COMMAND (e.g. `sftp-server`) and
 forwards its standard input and output with the delay, so sshfs can use it as its
 `ssh_command` (the integration tests do: a share with round trips as slow as a NAS's).
+With --rate, each direction also carries at most KB_PER_S kilobytes (1,000 bytes) a
+second: a slow link, on which a large file takes a while.
 """
 import asyncio
 import os
@@ -67,9 +69,11 @@ async def main():
         await server.serve_forever()
 
 
-def exec_main(delay_ms, command):
-    """Runs `command`, forwarding stdin -> its stdin and its stdout -> stdout with the delay."""
+def exec_main(delay_ms, command, rate_kb=None):
+    """Runs `command`, forwarding stdin -> its stdin and its stdout -> stdout with the delay
+    (and at most `rate_kb` kilobytes a second each way)."""
     delay = delay_ms / 1000.0
+    rate = rate_kb * 1000.0 if rate_kb else None
     child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
 
     def forward(src, dst):
@@ -95,6 +99,9 @@ def exec_main(delay_ms, command):
 
         sender = threading.Thread(target=send, daemon=True)
         sender.start()
+        # When the link is free again (with --rate): each chunk leaves once those before it
+        # have had their time on the link.
+        free_at = 0.0
         while True:
             try:
                 data = os.read(src, 1 << 20)
@@ -102,7 +109,11 @@ def exec_main(delay_ms, command):
                 data = b""
             if not data:
                 break
-            q.put((time.monotonic() + delay, data))
+            due = time.monotonic() + delay
+            if rate:
+                free_at = max(free_at, time.monotonic()) + len(data) / rate
+                due = max(due, free_at)
+            q.put((due, data))
         q.put((0, None))
         sender.join()
 
@@ -136,9 +147,17 @@ if __name__ == "__main__":
     if args[:1] in (["-h"], ["--help"]):
         print(__doc__)
     elif args[:1] == ["--exec"]:
+        rate = None
+        if args[2:3] == ["--rate"]:
+            if len(args) < 4:
+                usage("--rate needs KB_PER_S")
+            rate = number(args[3], "KB_PER_S")
+            if rate == 0:
+                usage("KB_PER_S must be more than 0")
+            args = args[:2] + args[4:]
         if len(args) < 3:
             usage("--exec needs DELAY_MS and a COMMAND")
-        exec_main(number(args[1], "DELAY_MS"), args[2:])
+        exec_main(number(args[1], "DELAY_MS"), args[2:], rate)
     elif len(args) == 3:
         for port in args[:2]:
             if not port.isdigit() or not 0 < int(port) < 65536:

@@ -1601,17 +1601,34 @@ fn sftp_args(backing: &Path, at: &Path, scratch: &Path) -> Vec<String> {
 
 /// [`sftp_args`], the server's exchanges `delay_ms` late each way (see [`slow_sftp_mount`]).
 fn sftp_args_with_delay(backing: &Path, at: &Path, scratch: &Path, delay_ms: u32) -> Vec<String> {
+    sftp_args_on_a_link(backing, at, scratch, delay_ms, None)
+}
+
+/// [`sftp_args_with_delay`], and (`rate_kb`) at most that many kilobytes a second each way:
+/// a slow link (`bench/delayproxy.py --rate`).
+fn sftp_args_on_a_link(
+    backing: &Path,
+    at: &Path,
+    scratch: &Path,
+    delay_ms: u32,
+    rate_kb: Option<u64>,
+) -> Vec<String> {
     use std::os::unix::fs::PermissionsExt;
     let server = ["/usr/lib/openssh/sftp-server", "/usr/lib/sftp-server"]
         .into_iter()
         .find(|p| Path::new(p).exists())
         .unwrap_or("/usr/lib/openssh/sftp-server");
     let command = scratch.join("sftp-here.sh");
-    let run = if delay_ms == 0 {
-        server.to_string()
-    } else {
-        let proxy = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/delayproxy.py");
-        format!("python3 {} --exec {delay_ms} {server}", proxy.display())
+    let run = match (delay_ms, rate_kb) {
+        (0, None) => server.to_string(),
+        _ => {
+            let proxy = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/delayproxy.py");
+            let rate = rate_kb.map_or(String::new(), |r| format!("--rate {r} "));
+            format!(
+                "python3 {} --exec {delay_ms} {rate}{server}",
+                proxy.display()
+            )
+        }
     };
     // Its process id is kept, for a test to stop it ([`Frozen`]).
     let pid = scratch.join("sftp-server.pid");
@@ -2285,11 +2302,22 @@ fn status_on_a_share_that_stops_answering_says_so_within_the_limit_regression_ro
 /// read there; the server can be stopped with [`Frozen`]): the daemon, and the mount. None
 /// where FUSE cannot be used ([`serve_in_the_foreground`]).
 fn the_dump_over_sshfs(dump: &Dump) -> Option<(Served, std::path::PathBuf)> {
+    the_dump_over_a_link(dump, None)
+}
+
+/// [`the_dump_over_sshfs`], at most `rate_kb` kilobytes a second (a slow link).
+fn the_dump_over_a_link(dump: &Dump, rate_kb: Option<u64>) -> Option<(Served, std::path::PathBuf)> {
     let src = dump.path("source");
     let mut sshfs = std::process::Command::new("sshfs");
     sshfs
         .arg("-f")
-        .args(sftp_args(&dump.root, &src, &dump.path("")))
+        .args(sftp_args_on_a_link(
+            &dump.root,
+            &src,
+            &dump.path(""),
+            0,
+            rate_kb,
+        ))
         .arg(&src);
     let served = serve_in_the_foreground(sshfs, &src, || src.join("restsdk").exists())?;
     Some((served, src))
@@ -2533,6 +2561,65 @@ fn a_file_failing_while_the_source_is_silent_waits_for_the_patience_regression_r
     // Everything else is there: the bad file's object read again, with the disk answering.
     let (out, _) = restore(&dump, &dest, &["--state-dir", state.to_str().unwrap()], &[]);
     restored_all_it_could(&out, &dump, &dest);
+}
+
+/// Round 22 (noticed in round 21): one call of the copy moved up to 1 GiB, so a large file
+/// copied over a slow link looked to the run's watch like a call held by a disk: no file
+/// back for 15 s, the disks probed, and "waiting: no file came back ..." said every 15 s
+/// while the bytes moved (a 4 GB video to a NAS: a line every 15 s for minutes). Now a call
+/// moves at most 8 MiB and each move counts as the file coming back: nothing is said
+/// while its bytes move. The source is the dump over sshfs on a link capped so that its
+/// one large file (108 MB) takes about 25 s (`bench/delayproxy.py --rate`). Needs FUSE and
+/// `sshfs` with `sftp-server`, and python3.
+#[test]
+fn a_large_file_moving_over_a_slow_link_is_not_taken_for_a_held_call_regression_round_22() {
+    let dump = Dump::with(
+        2,
+        1,
+        1,
+        mycloud_recover::demo::SizeMix::Large,
+        mycloud_recover::demo::Content::Full,
+    );
+    let db = dump.db();
+    let largest = (dump.content_ids().values())
+        .filter_map(|(cid, _)| Some(std::fs::metadata(dump.object(cid.as_ref()?)?).ok()?.len()))
+        .max()
+        .unwrap();
+    assert!(largest > 50_000_000, "a large file: {largest} bytes");
+    let Some((_daemon, src)) = the_dump_over_a_link(&dump, Some(largest / 25 / 1000)) else {
+        return;
+    };
+    let (dest, state, log) = (
+        dump.path("restored"),
+        dump.path("state"),
+        dump.path("run.log"),
+    );
+    let began = std::time::Instant::now();
+    let out = Running(Some(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+            .arg("restore")
+            .arg(&src)
+            .arg(&dest)
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--db")
+            .arg(&db)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    ))
+    .wait();
+    let took = began.elapsed();
+    let msg = format!("{}{}", std::fs::read_to_string(&log).unwrap(), text(&out));
+    // Slower than the watch's 15 s, or the test shows nothing.
+    assert!(
+        took > std::time::Duration::from_secs(18),
+        "took {took:?}: {msg}"
+    );
+    assert!(!msg.contains("waiting:"), "{msg}");
+    assert_eq!(out.status.code(), Some(0), "{msg}");
+    assert_restored_exactly(&dump, &dest);
 }
 
 /// Round 21 (review): a file that stays out while the disks answer (here a call into a

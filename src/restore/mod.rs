@@ -1584,7 +1584,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 let spawned = std::thread::Builder::new()
                     .name(format!("mcr-copy-{worker}"))
                     .spawn(move || {
-                    let ctx = &work.ctx();
+                    let moved = || work.moved(worker);
+                    let ctx = &work.ctx(&moved);
                     let mut folders = copy::WorkerFolders::default();
                     // One file: its result, or None for one not processed.
                     let mut one = |job: Job| -> Option<Done> {
@@ -2825,8 +2826,9 @@ struct CopyWork {
 #[repr(align(128))]
 struct WorkerClock(AtomicU64, std::sync::Mutex<(String, String)>);
 
-/// A file out for [`NO_ANSWER`] or more ([`CopyWork::held_files`]): for how long, its path
-/// under DEST, and where its object is on the source if known.
+/// A file out for [`NO_ANSWER`] or more ([`CopyWork::held_files`]): for how long (since it
+/// began, or its bytes last moved: [`CopyWork::moved`]), its path under DEST, and where its
+/// object is on the source if known.
 struct HeldFile {
     out_for: Duration,
     rel_path: String,
@@ -2855,7 +2857,7 @@ fn held_files_text(held: &[HeldFile]) -> String {
 
 impl CopyWork {
     /// What [`copy`] needs to restore a file.
-    fn ctx(&self) -> CopyContext<'_> {
+    fn ctx<'a>(&'a self, moved: &'a dyn Fn()) -> CopyContext<'a> {
         CopyContext {
             source: &self.source,
             dest: &self.dest,
@@ -2872,6 +2874,7 @@ impl CopyWork {
             named_fallbacks: &self.named_fallbacks,
             unsure_since: self.unsure_since,
             watch: &*self.watch,
+            moved,
         }
     }
 
@@ -2903,6 +2906,13 @@ impl CopyWork {
             }
             None => clock.0.store(0, Ordering::Relaxed),
         }
+    }
+
+    /// The worker `w`'s file is moving (its bytes copied so far, [`copy::Copier::copy`]):
+    /// its clock starts again, so that only a file whose bytes stop is held (`held`).
+    fn moved(&self, w: usize) {
+        let now = self.start.elapsed().as_millis() as u64 + 1;
+        self.calls[w].0.store(now, Ordering::Relaxed);
     }
 
     /// The planner's or the count's clock (`clock`): its thread begins a call to a disk
