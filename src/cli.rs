@@ -42,6 +42,12 @@ pub enum Command {
     // as if several DESTs were taken.
     #[command(override_usage = "mycloud-recover status [OPTIONS] [SOURCE DEST]")]
     Status(StatusArgs),
+    /// Not for users (hidden): the looks of `status` at the source and DEST, made in a
+    /// process of their own that `status` starts and may leave behind when a disk does not
+    /// answer (`crate::commands::status`). It says what it finds as JSON lines on stdout;
+    /// `ps` shows it under this name.
+    #[command(name = "status-looks", hide = true)]
+    StatusLooks(StatusArgs),
     /// Rebuild the checkpoint from what is actually on DEST (never deletes or moves anything).
     Regen(RegenArgs),
     /// Check DEST against the plan: present, size, date; --content compares bytes.

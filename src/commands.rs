@@ -381,79 +381,286 @@ pub fn restore(a: &RestoreArgs) -> anyhow::Result<Exit> {
     run_restore(&cfg)
 }
 
+/// `status`: what the checkpoint records, checked against the source and DEST
+/// (`look_for_status`).
+///
+/// A share whose server hangs (or a NAS gone from the network) holds calls rather than
+/// failing them, and a process with a call held there cannot end: it stays a zombie, which
+/// the shell still waits for (no prompt back), while `status` is what a person runs to see
+/// what is going on. So the looks are made in a process of their own, this program started
+/// again ([`crate::held::Helper`] running the hidden `status-looks`, [`status_looks`]),
+/// which says each look before it makes it (`Said`). After `WAITING_NOTE_AFTER` (2 s)
+/// without an answer `status` says on stderr what it waits for; a look not back within
+/// `NO_ANSWER` (15 s) has it say what the checkpoint records and which disk does
+/// not answer (`say_no_answer`, exit 1), leave that process behind (killed: it ends once
+/// its call returns) and end, its own exit not held by anything. Where no process can be
+/// started, the looks are made on a thread of this one, as before (the process may then
+/// stay a zombie, which the message says).
 pub fn status(a: &StatusArgs) -> anyhow::Result<Exit> {
+    let (said, looker) = match crate::held::Helper::start(&status_looks_args(a)) {
+        Ok(helper) => (helper.said.clone(), Looker::Process(helper)),
+        Err(_) => {
+            let (tx, said) = crossbeam_channel::unbounded();
+            let a = a.clone();
+            let thread = std::thread::Builder::new()
+                .name("mcr-status-looks".into())
+                .spawn(move || {
+                    let mut say = |s| {
+                        let _ = tx.send(s);
+                    };
+                    let last = Said::last(look_for_status(&a, &mut say));
+                    say(last);
+                })
+                // The message std's own spawns give: `main` tells the user which limit.
+                .expect("failed to spawn thread");
+            (said, Looker::Thread(thread))
+        }
+    };
+    wait_for_looks(a, &said, looker)
+}
+
+/// How long a look of `status` at a disk goes without an answer before `status` says what
+/// it waits for (on stderr, once a look): a person who ran it sees why nothing comes.
+const WAITING_NOTE_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `status-looks` (hidden): the looks of [`status`], in the process it starts for them.
+/// What they find is said as it comes, one `Said` a JSON line on stdout.
+pub fn status_looks(a: &StatusArgs) -> anyhow::Result<Exit> {
+    let mut out = std::io::stdout().lock();
+    let mut say = |said: Said| {
+        // Gone when `status` gave up on this process: nothing waits for what it says.
+        let _ = serde_json::to_writer(&mut out, &said)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
+            .and_then(|()| out.flush());
+    };
+    let last = Said::last(look_for_status(a, &mut say));
+    say(last);
+    Ok(Exit::Ok)
+}
+
+/// The arguments of the process that makes the looks of `status` `a` ([`status_looks`]).
+fn status_looks_args(a: &StatusArgs) -> Vec<std::ffi::OsString> {
+    let mut args = vec!["status-looks".into()];
+    for (flag, value) in [
+        ("--state-dir", &a.state_dir),
+        ("--db", &a.db),
+        ("--files", &a.files_dir),
+    ] {
+        if let Some(v) = value {
+            args.extend([flag.into(), v.into()]);
+        }
+    }
+    args.push("--".into());
+    args.extend(a.paths.iter().map(Into::into));
+    args
+}
+
+/// What the looks of `status` say as they go, in this order: the checkpoint folder once
+/// known, each look before it is made, then what they found (or why not). Sent from
+/// [`status_looks`] as JSON lines (paths as their bytes: a path that is not UTF-8 is
+/// passed exactly).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+enum Said {
+    /// The checkpoint folder: what is said when a disk does not answer.
+    Checkpoint(#[serde(with = "crate::held::raw_path")] std::path::PathBuf),
+    /// A look at this disk begins; whatever is said next ends it.
+    Looking(Disk),
+    /// What `status` found (the last thing said).
+    Found(Box<crate::state::Status>),
+    /// Why `status` cannot say (the error's text, [`crate::error_text`]; the last thing
+    /// said).
+    Failed(String),
+}
+
+impl Said {
+    fn last(found: anyhow::Result<crate::state::Status>) -> Said {
+        match found {
+            Ok(st) => Said::Found(Box::new(st)),
+            Err(e) => Said::Failed(crate::error_text(&e)),
+        }
+    }
+}
+
+/// Where the looks of `status` are made.
+enum Looker {
+    /// In a process of their own (the usual case).
+    Process(crate::held::Helper<Said>),
+    /// On a thread of this process: no process could be started.
+    Thread(std::thread::JoinHandle<()>),
+}
+
+impl Looker {
+    /// Waits for the looks to end once they said their last.
+    fn finish(self) {
+        match self {
+            Looker::Process(helper) => {
+                let _ = helper.wait();
+            }
+            Looker::Thread(thread) => {
+                let _ = thread.join();
+            }
+        }
+    }
+
+    /// Leaves the looks behind in a call that did not come back: the process id when they
+    /// are made in a process of their own.
+    fn leave(self) -> Option<u32> {
+        match self {
+            Looker::Process(helper) => Some(helper.leave()),
+            Looker::Thread(_) => None,
+        }
+    }
+
+    /// The looks ended without saying what they found: a bug, said where it happened (its
+    /// panic message passed on from the process, or a panic on the thread raised again
+    /// here), or the process was killed.
+    fn ended_unsaid(self) -> anyhow::Result<Exit> {
+        match self {
+            Looker::Process(helper) => {
+                let id = helper.id();
+                let ended = helper.wait()?;
+                match ended.code() {
+                    // It said why on stderr (passed on): a panic, or no thread to be had.
+                    Some(101) => Ok(Exit::InternalError),
+                    Some(2) => Ok(Exit::CannotRun),
+                    _ => anyhow::bail!(
+                        "the process that makes the looks of `status` at the disks (process {id}, `mycloud-recover status-looks`) ended without saying what it found ({ended}): run `status` again"
+                    ),
+                }
+            }
+            Looker::Thread(thread) => match thread.join() {
+                Err(panic) => std::panic::resume_unwind(panic),
+                Ok(()) => unreachable!("the looks of `status` ended without a last word"),
+            },
+        }
+    }
+}
+
+/// Waits for what the looks of `status` say (`said`, from `looker`), each look at a disk up
+/// to [`crate::restore::NO_ANSWER`], and prints it ([`print_status`]), or, a look not back
+/// in time, what the checkpoint records and which disk does not answer ([`say_no_answer`]).
+fn wait_for_looks(
+    a: &StatusArgs,
+    said: &crossbeam_channel::Receiver<Said>,
+    looker: Looker,
+) -> anyhow::Result<Exit> {
+    use crossbeam_channel::RecvTimeoutError;
     // The checkpoint folder, once known: what is said when a disk does not answer.
     let mut dir = a.state_dir.clone();
-    match look_for_status(a, &mut dir) {
-        Ok(st) => print_status(a, &st).map(|()| Exit::Ok),
-        Err(e) => match e.downcast::<NoAnswer>() {
-            Ok(silent) => say_no_answer(a, dir.as_deref(), &silent),
-            Err(e) => Err(e),
-        },
+    // The look out: at which disk, since when, and whether what it waits for was said.
+    let mut out: Option<(Disk, std::time::Instant, bool)> = None;
+    loop {
+        let next = match &mut out {
+            None => said.recv().ok(),
+            Some((disk, since, noted)) => {
+                let after = if *noted {
+                    crate::restore::NO_ANSWER
+                } else {
+                    WAITING_NOTE_AFTER
+                };
+                match said.recv_deadline(*since + after) {
+                    Ok(s) => Some(s),
+                    Err(RecvTimeoutError::Disconnected) => None,
+                    Err(RecvTimeoutError::Timeout) if !*noted => {
+                        *noted = true;
+                        let (what, p) = disk.named();
+                        print_err(&format!(
+                            "note: waiting for an answer from {what} {} (a disk that does not answer is given {} s)\n",
+                            p.display(),
+                            crate::restore::NO_ANSWER.as_secs()
+                        ));
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Timeout) => {
+                        // The checkpoint is found by where DEST leads; without an answer
+                        // from there, by DEST as named.
+                        if let (None, Disk::Dest(d)) = (&dir, &*disk) {
+                            dir = crate::state::default_state_dir_as_named(d);
+                        }
+                        let left = looker.leave();
+                        return say_no_answer(a, dir.as_deref(), disk, left);
+                    }
+                }
+            }
+        };
+        match next {
+            Some(Said::Checkpoint(d)) => {
+                dir = Some(d);
+                out = None;
+            }
+            Some(Said::Looking(disk)) => out = Some((disk, std::time::Instant::now(), false)),
+            Some(Said::Found(mut st)) => {
+                looker.finish();
+                // As found, not as passed in JSON (a path that is not UTF-8 lossily).
+                if let Some(d) = dir {
+                    st.state_dir = d;
+                }
+                return print_status(a, &st).map(|()| Exit::Ok);
+            }
+            Some(Said::Failed(e)) => {
+                looker.finish();
+                return Err(anyhow::Error::msg(e));
+            }
+            None => return looker.ended_unsaid(),
+        }
     }
 }
 
 /// The disk a look of `status` waits on, named as given or as the checkpoint records it.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 enum Disk {
-    Source(std::path::PathBuf),
-    Dest(std::path::PathBuf),
+    Source(#[serde(with = "crate::held::raw_path")] std::path::PathBuf),
+    Dest(#[serde(with = "crate::held::raw_path")] std::path::PathBuf),
 }
 
-/// A look of `status` at a disk that did not come back within [`crate::restore::NO_ANSWER`]
-/// ([`on_disk`]).
-#[derive(Debug)]
-struct NoAnswer(Disk);
-
-impl std::fmt::Display for NoAnswer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (Disk::Source(p) | Disk::Dest(p)) = &self.0;
-        write!(f, "{} does not answer", p.display())
+impl Disk {
+    /// Which disk, as the messages say it, and its path.
+    fn named(&self) -> (&'static str, &Path) {
+        match self {
+            Disk::Source(p) => ("the source", p),
+            Disk::Dest(p) => ("the destination", p),
+        }
     }
 }
 
-impl std::error::Error for NoAnswer {}
-
-/// Runs `call`, a look of `status` at `disk`, on a thread of its own, as a restore makes its
-/// calls to DEST ([`crate::restore::dest_call`]): a share whose server hangs (or a NAS gone
-/// from the network) holds calls rather than failing them, and `status` is what a person
-/// runs to see what is going on. Not back within [`crate::restore::NO_ANSWER`]: [`NoAnswer`]
-/// (the thread is left behind in its call).
-fn on_disk<R: Send + 'static>(
-    disk: Disk,
-    call: impl FnOnce() -> R + Send + 'static,
-) -> anyhow::Result<R> {
-    crate::restore::dest_call(call, &|| false).ok_or_else(|| NoAnswer(disk).into())
+/// Makes `look`, a look of `status` at `disk`, once it is said ([`Said::Looking`]): the
+/// process it is made in may be left behind in it ([`status`]).
+fn look_at<R>(say: &mut dyn FnMut(Said), disk: Disk, look: impl FnOnce() -> R) -> R {
+    say(Said::Looking(disk));
+    look()
 }
 
-/// The database at SOURCE (`--db`, `--files` as given), found on a thread of its own.
-fn status_source_db(a: &StatusArgs, src: &Path) -> anyhow::Result<std::path::PathBuf> {
-    let (src, db, files) = (src.to_path_buf(), a.db.clone(), a.files_dir.clone());
-    let found = on_disk(Disk::Source(src.clone()), move || {
-        crate::source::SourceLayout::discover(&src, db.as_deref(), files.as_deref())
-    })??;
+/// The database at SOURCE (`--db`, `--files` as given).
+fn status_source_db(
+    a: &StatusArgs,
+    src: &Path,
+    say: &mut dyn FnMut(Said),
+) -> anyhow::Result<std::path::PathBuf> {
+    let found = look_at(say, Disk::Source(src.to_path_buf()), || {
+        crate::source::SourceLayout::discover(src, a.db.as_deref(), a.files_dir.as_deref())
+    })?;
     Ok(found.db)
 }
 
 /// What `status` finds: the checkpoint (found by SOURCE and DEST, or given), checked against
 /// SOURCE and DEST when given, and DEST looked at ([`look_at_status_dest`]). Each look at
-/// the source or DEST is made on a thread of its own ([`on_disk`]); `dir` is set as soon as
-/// the checkpoint folder is known (also when DEST does not answer the look that finds it
-/// and it is found by DEST as named: [`crate::state::default_state_dir_as_named`]).
+/// the source or DEST is said before it is made ([`look_at`]), and the checkpoint folder
+/// as soon as it is known ([`Said::Checkpoint`]).
 fn look_for_status(
     a: &StatusArgs,
-    dir: &mut Option<std::path::PathBuf>,
+    say: &mut dyn FnMut(Said),
 ) -> anyhow::Result<crate::state::Status> {
     // The database SOURCE names, when given (the checkpoint must be a restore of it), and
-    // DEST given, resolved.
-    let (source_db, given_dest) = match (&a.state_dir, a.paths.as_slice()) {
+    // DEST given, resolved; and the checkpoint folder.
+    let (source_db, given_dest, dir) = match (&a.state_dir, a.paths.as_slice()) {
         // Both: the checkpoint must be the one for that DEST (a wrong folder's numbers
         // would pass for this restore's).
         (Some(d), [src, dest]) => {
+            say(Said::Checkpoint(d.clone()));
             let bound = crate::state::recorded_meta(d, "dest");
-            let named = dest.clone();
-            let (dest, other) = on_disk(Disk::Dest(dest.clone()), move || {
-                let dest = crate::fsinfo::resolved_path(&named);
+            let (dest, other) = look_at(say, Disk::Dest(dest.clone()), || {
+                let dest = crate::fsinfo::resolved_path(dest);
                 // Stored as the checkpoint binds it (a path that is not UTF-8 lossily), or,
                 // before round 8, as given.
                 let other = bound.filter(|b| {
@@ -461,7 +668,7 @@ fn look_for_status(
                         && crate::fsinfo::resolved_path(Path::new(b)) != dest
                 });
                 (dest, other)
-            })?;
+            });
             if let Some(b) = other {
                 anyhow::bail!(
                     "the checkpoint in {} is the restore into {b}, not into {}: leave out --state-dir to find this DEST's, or give the folder that restore used",
@@ -469,34 +676,33 @@ fn look_for_status(
                     dest.display()
                 )
             }
-            (Some(status_source_db(a, src)?), Some(dest))
+            (Some(status_source_db(a, src, say)?), Some(dest), d.clone())
         }
-        (Some(_), _) => (None, None),
+        (Some(d), _) => {
+            say(Said::Checkpoint(d.clone()));
+            (None, None, d.clone())
+        }
         (None, [src, dest]) => {
-            let db = status_source_db(a, src)?;
-            let (named, at) = (dest.clone(), db.clone());
-            let found = on_disk(Disk::Dest(dest.clone()), move || {
-                let dir = crate::state::default_state_dir(&at, &named);
-                (dir, crate::fsinfo::resolved_path(&named))
+            let db = status_source_db(a, src, say)?;
+            // Without an answer from DEST, `status` finds the checkpoint by DEST as named
+            // ([`crate::state::default_state_dir_as_named`]).
+            let (dir, dest) = look_at(say, Disk::Dest(dest.clone()), || {
+                let dir = crate::state::default_state_dir(&db, dest);
+                (dir, crate::fsinfo::resolved_path(dest))
             });
-            let (found, dest) = found.inspect_err(|_| {
-                *dir = crate::state::default_state_dir_as_named(dest);
-            })?;
-            *dir = Some(found);
-            (Some(db), Some(dest))
+            say(Said::Checkpoint(dir.clone()));
+            (Some(db), Some(dest), dir)
         }
         _ => anyhow::bail!("status needs SOURCE and DEST (as given to restore) or --state-dir DIR"),
     };
-    let dir = dir.clone().expect("the checkpoint folder is known");
-    let st = crate::state::read_status(&dir)?;
+    let mut st = crate::state::read_status(&dir)?;
     // The DEST to look at: the one given (a SOURCE of another database is refused first),
     // or, given the checkpoint alone, the one it records.
     let (dest, given) = match (source_db, given_dest) {
         (Some(db), Some(dest)) => {
-            let (at, to) = (dir.clone(), dest.clone());
-            on_disk(Disk::Source(db.clone()), move || {
-                check_status_source(&at, &db, &to)
-            })??;
+            look_at(say, Disk::Source(db.clone()), || {
+                check_status_source(&dir, &db, &dest)
+            })?;
             (Some(dest), true)
         }
         _ => (
@@ -507,40 +713,42 @@ fn look_for_status(
     let Some(dest) = dest else {
         return Ok(st);
     };
-    let a = a.clone();
-    on_disk(Disk::Dest(dest.clone()), move || {
+    look_at(say, Disk::Dest(dest.clone()), || {
         // First a call that reaches the share's server: the looks below may be answered
         // from its client's cache for a while after it stopped answering. Its error, if
         // any, the looks below meet and say.
         let _ = crate::restore::look_up_a_new_name(&dest);
-        let mut st = st;
-        look_at_status_dest(&a, &dir, &dest, given, &mut st).map(|()| st)
-    })?
+        look_at_status_dest(a, &dir, &dest, given, &mut st)
+    })?;
+    Ok(st)
 }
 
-/// What `status` says when a look at the source or DEST did not come back
-/// ([`NoAnswer`]): what the checkpoint in `dir` records, as always, then which disk does
-/// not answer and what ends the call still waiting there; exit 1 (the look at DEST was not
-/// made). The process may stay (a zombie) until that call returns or the share is cut off.
-fn say_no_answer(a: &StatusArgs, dir: Option<&Path>, silent: &NoAnswer) -> anyhow::Result<Exit> {
+/// What `status` says when a look at `silent`, the source or DEST, did not come back: what
+/// the checkpoint in `dir` records, as always, then which disk does not answer and what
+/// ends the look still waiting there (in the process `left`, or, None, on a thread of this
+/// process, which may then stay a zombie); exit 1 (the look at DEST was not made).
+fn say_no_answer(
+    a: &StatusArgs,
+    dir: Option<&Path>,
+    silent: &Disk,
+    left: Option<u32>,
+) -> anyhow::Result<Exit> {
     let st = dir.map(crate::state::read_status).transpose()?;
     let limit = crate::restore::NO_ANSWER.as_secs();
-    let (what, path, held) = match &silent.0 {
-        Disk::Source(p) => ("the source", p, "a disk that hangs"),
-        Disk::Dest(p) => (
-            "the destination",
-            p,
-            "a share whose server hangs, or one gone from the network,",
-        ),
+    let (what, path) = silent.named();
+    let held = match silent {
+        Disk::Source(_) => "a disk that hangs",
+        Disk::Dest(_) => "a share whose server hangs, or one gone from the network,",
     };
-    let end = match crate::fsinfo::mount_point_as_named(path) {
+    let mount = crate::fsinfo::mount_point_as_named(path);
+    let end = match &mount {
         Some(m) => format!(
             "`umount -f {}` ends it (and cuts the share off)",
-            crate::preflight::model::shell_path(&m)
+            crate::preflight::model::shell_path(m)
         ),
         None => "`umount -f` of the mount point it lies on ends it (a share), or it ends once the disk answers or is detached".into(),
     };
-    let seen = match (&st, &silent.0) {
+    let seen = match (&st, silent) {
         (Some(st), _) => format!(
             "The counts are what the checkpoint in {} records, not a look at the destination",
             st.state_dir.display()
@@ -548,8 +756,14 @@ fn say_no_answer(a: &StatusArgs, dir: Option<&Path>, silent: &NoAnswer) -> anyho
         (None, Disk::Dest(_)) => "Its checkpoint could not be found without an answer from there (it is found by where DEST leads): `mycloud-recover status --state-dir DIR`, with the state folder of that restore, shows what it records".into(),
         (None, Disk::Source(_)) => "`mycloud-recover status --state-dir DIR`, with the state folder of that restore, shows what its checkpoint records without reading the source".into(),
     };
+    let waiting = match left {
+        Some(pid) => format!(
+            "The look still waiting there is left behind in process {pid} (`mycloud-recover status-looks`, killed: it ends once its call returns): {end}"
+        ),
+        None => format!("If this program does not end, the call it made there is still waiting: {end}"),
+    };
     let text = format!(
-        "{what} {} does not answer: a look there did not come back within {limit} s ({held} holds calls rather than failing them). {seen}. If this program does not end, the call it made there is still waiting: {end}. Run `status` again once it answers",
+        "{what} {} does not answer: a look there did not come back within {limit} s ({held} holds calls rather than failing them). {seen}. {waiting}. Run `status` again once it answers",
         path.display()
     );
     match st {

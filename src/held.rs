@@ -3,15 +3,25 @@
 //! A share whose server hangs (an sshfs server stopped, an NFS hard mount, a NAS gone from
 //! the network) does not fail the calls made to it: it holds them, and nothing in this
 //! process can end such a call (not even SIGKILL, once the share's client has passed it
-//! on). Whatever must not wait for good (a commit's flush, `status`'s looks, pre-flight's
-//! probes) therefore makes its call on a thread of its own and waits for it with a limit:
-//! [`Call`]. A call not back in time is left behind in the kernel; the process may then
-//! stay a zombie after it ends, until the call returns or the share is unmounted with
-//! `umount -f`, which the messages say.
+//! on). Whatever must not wait for good (a commit's flush, pre-flight's probes) therefore
+//! makes its call on a thread of its own and waits for it with a limit: [`Call`]. A call
+//! not back in time is left behind in the kernel; the process may then stay a zombie after
+//! it ends, until the call returns or the share is unmounted with `umount -f`, which the
+//! messages say.
+//!
+//! A zombie is still a process its parent waits for: the shell that started it gives no
+//! prompt back. Where that matters and the calls can be made elsewhere (`status`, which a
+//! person runs to see what is going on), they are made in a [`Helper`]: this program
+//! started again as a process of its own, which says what it finds on a pipe. The process
+//! the user started waits for it with a limit and, without an answer, leaves it behind
+//! (killed: it ends once its call returns) and ends for good, its parent (the shell) given
+//! its exit at once: no call of its own is out.
 
+use std::ffi::OsString;
+use std::io::{BufRead, Read, Write};
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError};
 
 /// A call running on a thread of its own ([`Call::start`]), waited for with a limit
 /// ([`Call::wait`]).
@@ -63,6 +73,117 @@ pub fn within<T: Send + 'static>(
     Call::start(name, f).ok()?.wait(limit)
 }
 
+/// This program started again, as a process of its own, with `args` (a hidden subcommand
+/// that makes the calls and says what it finds, one JSON value of type `E` a line on its
+/// stdout: [`Helper::said`]). Its stdout and stderr are pipes to this process alone (its
+/// stderr passed on to ours as it comes), and its stdin is `/dev/null`: a helper left
+/// behind in a call holds none of the caller's files open (`status | less`, or a test
+/// reading our output to its end, ends with this process). Its environment and working
+/// folder are ours (the default state folder is found by `$XDG_STATE_HOME`/`$HOME`).
+pub struct Helper<E> {
+    /// What the helper says, in order; disconnected once its stdout is closed (it ended), or
+    /// at a line that is not an `E` (a bug).
+    pub said: Receiver<E>,
+    child: std::process::Child,
+    relay: Option<std::thread::JoinHandle<()>>,
+}
+
+impl<E: serde::de::DeserializeOwned + Send + 'static> Helper<E> {
+    /// Starts this program again with `args`. Err: it could not be started (its file gone,
+    /// a process or thread limit); the caller can make the calls itself instead.
+    pub fn start(args: &[OsString]) -> std::io::Result<Self> {
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let (out, mut err) = (
+            child.stdout.take().expect("piped"),
+            child.stderr.take().expect("piped"),
+        );
+        let (tx, said) = unbounded();
+        let reader = std::thread::Builder::new()
+            .name("mcr-helper-out".into())
+            .spawn(move || {
+                for line in std::io::BufReader::new(out).lines() {
+                    let Some(e) = line.ok().and_then(|l| serde_json::from_str::<E>(&l).ok()) else {
+                        break;
+                    };
+                    if tx.send(e).is_err() {
+                        break;
+                    }
+                }
+            });
+        // Its stderr read to its end even when ours is gone: a full pipe would stop it.
+        let relay = reader.and_then(|_| {
+            std::thread::Builder::new()
+                .name("mcr-helper-err".into())
+                .spawn(move || {
+                    let mut buf = [0; 4096];
+                    while let Ok(n @ 1..) = err.read(&mut buf) {
+                        let mut ours = std::io::stderr().lock();
+                        let _ = ours.write_all(&buf[..n]).and_then(|()| ours.flush());
+                    }
+                })
+        });
+        match relay {
+            Ok(relay) => Ok(Helper {
+                said,
+                child,
+                relay: Some(relay),
+            }),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(e)
+            }
+        }
+    }
+}
+
+impl<E> Helper<E> {
+    /// The helper's process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the helper to end (once it said all it says) and for what it said on
+    /// stderr to be passed on: how it ended.
+    pub fn wait(mut self) -> std::io::Result<std::process::ExitStatus> {
+        let ended = self.child.wait();
+        if let Some(relay) = self.relay.take() {
+            let _ = relay.join();
+        }
+        ended
+    }
+
+    /// Leaves the helper behind, held in a call: killed (SIGKILL), not waited for. It ends
+    /// once its call returns (the disk answers again, or `umount -f` of the share), and,
+    /// this process ended, init reaps it. Its pipes close with this process.
+    pub fn leave(mut self) -> u32 {
+        let _ = self.child.kill();
+        self.child.id()
+    }
+}
+
+/// A path passed to or from a [`Helper`] as its bytes (serde's own way fails on a path that
+/// is not UTF-8, and the reports' lossy one changes it): `#[serde(with = "raw_path")]`.
+pub mod raw_path {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use std::path::{Path, PathBuf};
+
+    pub fn serialize<S: serde::Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(p.as_os_str().as_bytes())
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        let bytes: Vec<u8> = serde::Deserialize::deserialize(d)?;
+        Ok(std::ffi::OsString::from_vec(bytes).into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +200,16 @@ mod tests {
             Some(true),
             "waited again"
         );
+    }
+
+    #[test]
+    fn a_path_passed_to_a_helper_keeps_its_bytes() {
+        use std::os::unix::ffi::OsStringExt;
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct P(#[serde(with = "raw_path")] std::path::PathBuf);
+        let p = std::path::PathBuf::from(std::ffi::OsString::from_vec(b"/mnt/caf\xe9 x".to_vec()));
+        let json = serde_json::to_string(&P(p.clone())).unwrap();
+        assert_eq!(serde_json::from_str::<P>(&json).unwrap().0, p);
     }
 
     /// Pre-flight's own version of this took a panic in the call for a disk that did not

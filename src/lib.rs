@@ -37,6 +37,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<Exit> {
         Command::Plan(a) => commands::plan(a),
         Command::Restore(a) => commands::restore(a),
         Command::Status(a) => commands::status(a),
+        Command::StatusLooks(a) => commands::status_looks(a),
         Command::Regen(a) => commands::regen(a),
         Command::Verify(a) => commands::verify(a),
         Command::Preflight(a) => preflight::run(a),

@@ -2186,12 +2186,21 @@ fn a_share_that_stops_answering_mid_copy_stops_the_run_regression_round_20() {
 /// Round 21 (noticed in round 20): `status` on a share whose server stops answering (holding
 /// calls rather than failing them) hung for good without a word: a person who ran it in
 /// another terminal to see what was going on got no answer and no prompt. Its looks at DEST
-/// (and the source) are now made on a thread of their own; one not back within 15 s has
-/// `status` print what the checkpoint records (it is on the local disk), then that DEST does
-/// not answer with `umount -f` of the share's mount point, exit 1. It may stay a zombie until
-/// its call returns (said). Both forms: the checkpoint alone (DEST as recorded) and SOURCE
-/// DEST. The server is the share's own `sftp-server`, stopped (SIGSTOP) after the restore.
-/// Needs FUSE and `sshfs` with `sftp-server` (MCR_TEST_FUSE=require in `.ci/run`).
+/// (and the source) are now made apart; one not back within 15 s has `status` print what
+/// the checkpoint records (it is on the local disk), then that DEST does not answer with
+/// `umount -f` of the share's mount point, exit 1. Both forms: the checkpoint alone (DEST as
+/// recorded) and SOURCE DEST. The server is the share's own `sftp-server`, stopped
+/// (SIGSTOP) after the restore. Needs FUSE and `sshfs` with `sftp-server`
+/// (MCR_TEST_FUSE=require in `.ci/run`).
+///
+/// Round 22: the process then stayed a zombie (its looking thread held in the call), which
+/// the shell waits for: still no prompt until the share answered or `umount -f`; and for 15 s
+/// nothing was said. The looks are now made in a process of their own, left behind: the
+/// process started here must have ended (reaped, not a zombie) within the limit and a
+/// margin, its stdout and stderr must reach their end while the server is still stopped
+/// (nothing left behind holds them, as `status | less` needs), its stderr must say after
+/// about 2 s what it waits for, and the process left behind must end once the server
+/// answers.
 #[test]
 fn status_on_a_share_that_stops_answering_says_so_within_the_limit_regression_round_21() {
     let dump = Dump::new(121, 200, 1);
@@ -2233,60 +2242,96 @@ fn status_on_a_share_that_stops_answering_says_so_within_the_limit_regression_ro
         while i > 0 && stopped_at.elapsed() < std::time::Duration::from_secs(21) {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        let said = dump.path(&format!("status-{i}.txt"));
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"))
             .arg("status")
             .args(args)
-            .stdout(std::fs::File::create(&said).unwrap())
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         let started = std::time::Instant::now();
-        // Ended, or a zombie: its main thread ended, a call to the share still out.
-        let zombie = |pid: u32| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| Some(s[s.rfind(')')? + 2..].starts_with('Z')))
-                .unwrap_or(false)
-        };
-        while child.try_wait().unwrap().is_none() && !zombie(child.id()) {
-            if started.elapsed() > std::time::Duration::from_secs(60) {
-                drop(server);
+        // Its output read to its end apart: an end only once no process holds it.
+        let (mut stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+        let (tx, read) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let (mut o, mut e) = (String::new(), String::new());
+            let err = std::thread::spawn(move || stderr.read_to_string(&mut e).map(|_| e));
+            let o = stdout.read_to_string(&mut o).map(|_| o);
+            let _ = tx.send((o.unwrap(), err.join().unwrap().unwrap()));
+        });
+        // Ended and reaped (`try_wait`): a zombie, ended but for a call still out, is not.
+        let limit = std::time::Duration::from_secs(15 + 10);
+        let code = loop {
+            if let Some(code) = child.try_wait().unwrap() {
+                break code;
+            }
+            if started.elapsed() > limit {
                 let _ = child.kill();
+                let said = read.recv_timeout(std::time::Duration::from_secs(1));
+                drop(server);
                 panic!(
-                    "`status {args:?}` did not end within 60 s of a look at a share that does not answer: {}",
-                    std::fs::read_to_string(&said).unwrap_or_default()
+                    "`status {args:?}` did not end within {limit:?} of a look at a share that does not answer: {said:?}"
                 );
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        ended.push((args, said, started.elapsed(), child));
+        };
+        let took = started.elapsed();
+        let said = read.recv_timeout(std::time::Duration::from_secs(5));
+        let Ok((out, err)) = said else {
+            drop(server);
+            panic!("`status {args:?}` ended, but its stdout or stderr did not reach its end: a process left behind holds it");
+        };
+        ended.push((args, code, out, err, took));
     }
-    // The server answering again: the calls left behind return and the processes end.
-    drop(server);
-    for (args, said, took, child) in ended {
-        let out = child.wait_with_output().unwrap();
-        let said = std::fs::read_to_string(said).unwrap() + &String::from_utf8_lossy(&out.stderr);
+    // Each process left behind, as its message names it ("... in process N ...").
+    let mut left = Vec::new();
+    for (args, code, out, err, took) in &ended {
+        let said = format!("{out}{err}");
         eprintln!("`status {args:?}` ended after {:.1} s", took.as_secs_f64());
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
+        assert_eq!(code.code(), Some(1), "{args:?}: {said}");
         assert!(
-            said.contains(&format!("Checkpoint: {}", state.display()))
-                && said.contains(&counts)
-                && said.contains("State: last run finished"),
+            out.contains(&format!("Checkpoint: {}", state.display()))
+                && out.contains(&counts)
+                && out.contains("State: last run finished"),
             "{args:?}: the checkpoint's part: {said}"
         );
         assert!(
-            said.contains(&format!(
+            out.contains(&format!(
                 "The destination {} does not answer: a look there did not come back within 15 s",
                 dest.display()
-            )) && said.contains(&format!("umount -f {}", share.display()))
-                && said.contains("If this program does not end"),
+            )) && out.contains(&format!("umount -f {}", share.display())),
             "{args:?}: {said}"
         );
         // The checkpoint's part first, then what does not answer.
         assert!(
-            said.find(&counts) < said.find("does not answer"),
+            out.find(&counts) < out.find("does not answer"),
             "{args:?}: {said}"
+        );
+        // Said once, after about 2 s, while it waits.
+        let waiting = format!(
+            "note: waiting for an answer from the destination {} (a disk that does not answer is given 15 s)",
+            dest.display()
+        );
+        assert_eq!(err.matches(&waiting).count(), 1, "{args:?}: {said}");
+        let pid = out
+            .split_once("is left behind in process ")
+            .and_then(|(_, p)| p.split_once(' '))
+            .and_then(|(p, _)| p.parse::<u32>().ok());
+        left.push(pid.unwrap_or_else(|| panic!("{args:?}: names the process left behind: {said}")));
+    }
+    // The server answering again: the calls left behind return and their processes end.
+    drop(server);
+    for pid in left {
+        let gone = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |s| s[s.rfind(')').unwrap() + 2..].starts_with('Z'))
+        };
+        wait_until(
+            &format!("the looks left behind in process {pid} ended"),
+            SECS_60,
+            MS_20,
+            gone,
         );
     }
     // Answering again: `status` looks at DEST as before.

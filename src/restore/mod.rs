@@ -3263,9 +3263,9 @@ fn check_address_space(workers: usize) -> anyhow::Result<()> {
 /// stops answering it may never return. Not back within [`NO_ANSWER`], DEST is probed
 /// (`answers`), and the call waited for as long again while DEST answers. None: DEST does
 /// not answer (the probe recorded it lost); the thread is left behind in its call. One
-/// thread per call: for the commits (a few a second at most), not for files. `status`
-/// makes its looks at DEST and the source with it too, with no probe (`answers` false: its
-/// looks are a few quick calls each, so one wait of [`NO_ANSWER`] is their limit).
+/// thread per call: for the commits (a few a second at most), not for files. (`status`
+/// makes its looks in a process of its own instead, `crate::commands::status`: the
+/// process a person started must end.)
 pub(crate) fn dest_call<R: Send + 'static>(
     call: impl FnOnce() -> R + Send + 'static,
     answers: &dyn Fn() -> bool,

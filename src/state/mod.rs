@@ -475,7 +475,7 @@ pub const TRUSTED_LOG_PAGES: u32 = 16_384;
 pub const RESTORED_SAMPLE: usize = 8;
 
 /// What a look on DEST for a checkpoint's sample of restored files found.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RestoredCheck {
     pub looked_for: usize,
     /// The sampled paths (relative to DEST) not there.
@@ -1588,7 +1588,7 @@ impl Checkpoint {
 }
 
 /// A snapshot of a checkpoint for `status`, read without taking the lock.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Status {
     #[serde(serialize_with = "crate::report::lossy::path")]
     pub state_dir: PathBuf,
