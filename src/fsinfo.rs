@@ -86,6 +86,62 @@ impl FsInfo {
     }
 }
 
+/// What of a filesystem's free blocks this process may write ([`writable_blocks`]), in
+/// units of its `f_frsize`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Writable {
+    pub blocks: u64,
+    /// Of `blocks`, those the filesystem keeps for root (ext4's 5% by default, `mkfs.ext4
+    /// -m`): 0 where they are not counted.
+    pub roots_reserve: u64,
+}
+
+/// The free blocks of `fs` (its `statvfs`, `vfs`) this process may write: as root on a
+/// filesystem of this machine, the blocks it keeps for root too, which `f_bavail` leaves
+/// out, less those ext4 keeps even from root (its `reserved_clusters`, 2% up to 4,096);
+/// elsewhere `f_bavail`. A share's server decides whose writes may use its reserve (an NFS
+/// export squashes root; sshfs writes as its login), so there `f_bavail`, also as root.
+/// The restore counts room so (`restore::copy::full_by_room`: round 21, as root on an
+/// ext4 filled up to the reserve, one file's failed close stopped the run as "full" with
+/// megabytes left for it), and so does pre-flight, which warns when the files fit only in
+/// root's reserve.
+pub fn writable_blocks(vfs: &rustix::fs::StatVfs, fs: &FsInfo) -> Writable {
+    let reserve_is_ours =
+        rustix::process::geteuid().is_root() && !fs.is_network() && !fs.fstype.starts_with("fuse");
+    if !reserve_is_ours {
+        return Writable {
+            blocks: vfs.f_bavail,
+            roots_reserve: 0,
+        };
+    }
+    let blocks = (vfs.f_bfree)
+        .saturating_sub(ext4_reserved_clusters(fs))
+        .max(vfs.f_bavail);
+    Writable {
+        blocks,
+        roots_reserve: blocks - vfs.f_bavail,
+    }
+}
+
+/// The clusters an ext4 keeps from every writer, root included
+/// (`/sys/fs/ext4/<device>/reserved_clusters`); 0 elsewhere or where it cannot be read.
+fn ext4_reserved_clusters(fs: &FsInfo) -> u64 {
+    if fs.fstype != "ext4" {
+        return 0;
+    }
+    // The mount table's `/dev/mapper/x` is a link to `/dev/dm-0`: /sys names the latter.
+    let Some(device) = std::fs::canonicalize(&fs.source)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+    else {
+        return 0;
+    };
+    std::fs::read_to_string(format!("/sys/fs/ext4/{device}/reserved_clusters"))
+        .ok()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// The nearest existing ancestor of `path` (a destination may not exist yet), absolute.
 pub fn existing_ancestor(path: &Path) -> PathBuf {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());

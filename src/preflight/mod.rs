@@ -5,7 +5,9 @@
 //! `preflight SOURCE DEST` runs, within `--budget` seconds:
 //!
 //! 1. the machine: CPU, memory, open-file limits, OS ([`machine`]);
-//! 2. both filesystems: type, mount options, free space, rotational source disk; DEST's
+//! 2. both filesystems: type, mount options, free space (what this process may write, as
+//!    the restore counts it: as root on a local disk, root's reserve too, with a warning
+//!    when the files fit only there), rotational source disk; DEST's
 //!    case sensitivity and the characters it refuses, tested with real names;
 //! 3. the work, from the database (never a walk of the object store): files, bytes, a size
 //!    histogram and the names the chosen policy changes;
@@ -17,10 +19,15 @@
 //!    removing the test folders and files can take longer than the timed part), and one
 //!    that cannot fit in what is left is not started;
 //!
-//! Every phase that touches DEST ends by its share of the budget: the name tests (half of
-//! what is left when they start: 14 names took 6.8 s at 100 ms a round trip) try only the
+//! Every phase that touches DEST ends by its share of the budget, and what a phase leaves
+//! unused goes to the next ones: the checks before the name tests (where DEST is, both
+//! filesystems: about 1 s at 100 ms a round trip) get what is left of it, and a DEST that
+//! has not answered by then is blocking ("did not answer"); the name tests (half of what
+//! is left when they start: 14 names took 6.8 s at 100 ms a round trip) try only the
 //! names that fit and report the rest as not tested, never as accepted or refused; the
-//! write benchmark stops early and says it was cut short. What was left out for lack of
+//! write benchmark gets a fifth of what is left, or what one round needs where that is
+//! more (the estimate needs its bandwidth most; the per-file steps take what is left after
+//! it), and stops early and says it was cut short. What was left out for lack of
 //! time is listed in the report (`out_of_time`). Removing the probe folder is not bounded:
 //! it always happens, even past the budget (a second of it is kept back for that).
 //! 5. advice and an estimate ([`model`]): threads from the scaling curve, warnings, a ready
@@ -96,6 +103,10 @@ const MIN_READ: Duration = Duration::from_millis(200);
 /// most of it).
 const MIN_STEP: Duration = Duration::from_millis(150);
 const QUICK_MAX_FILES: u64 = 5_000;
+/// The least a check before the name tests waits for a disk, even with the budget spent
+/// (reading a large index can take it): a disk that answers at all answers its `statvfs`
+/// well within it (0.3 s over a share with 100 ms round trips).
+const MIN_CHECK: Duration = Duration::from_secs(1);
 
 /// Whether Ctrl-C (or SIGTERM) asked to stop: benchmarks end early, cleanup still runs.
 pub(crate) fn stopping() -> bool {
@@ -147,6 +158,9 @@ pub struct Options {
     pub dest: PathBuf,
     pub select: SelectArgs,
     pub budget: Duration,
+    /// DEST did not answer the checks made before the probe (why): it is blocking, and
+    /// nothing more is asked of it.
+    pub dest_silent: Option<String>,
     /// The restore command's SOURCE, DEST and selection flags, shell-quoted.
     pub command_args: Vec<String>,
 }
@@ -162,19 +176,27 @@ pub fn run(a: &PreflightArgs) -> anyhow::Result<Exit> {
     let started = Instant::now();
     install_signal_handler();
     let layout = config::source(&a.source)?;
-    {
-        // Resolving DEST touches it: a dead NAS must not hang us here either.
+    let deadline = started + Duration::from_secs(a.budget);
+    // Resolving DEST touches it: a share that does not answer must not hang us here
+    // either. It gets what is left of the budget, as the other checks before the name tests
+    // do; not back by then, DEST is said not to answer (blocking), and nothing else is
+    // asked of it.
+    let dest_silent = {
         let (l, d) = (layout.clone(), a.dest.clone());
-        match crate::held::within("mcr-probe", Duration::from_secs(30), move || {
-            config::check_dest(&l, &d)
-        }) {
-            Some(r) => r?,
-            None => anyhow::bail!(
-                "the destination {} did not answer within 30 s: is it mounted, and is the NAS on and reachable?",
-                a.dest.display()
+        let limit = checks_left(deadline);
+        match crate::held::within("mcr-probe", limit, move || config::check_dest(&l, &d)) {
+            Some(r) => r.map(|()| None)?,
+            None => Some(
+                ProbeError::TimedOut {
+                    role: "destination",
+                    path: a.dest.clone(),
+                    what: "checking where it is (not inside the source)".into(),
+                    secs: probe::whole_secs(limit),
+                }
+                .to_string(),
             ),
         }
-    }
+    };
     config::plan_options(&a.select, &unknown_fs(), config::default_dates())?;
     let index = Index::open(&layout.db, layout.backup_db.as_deref())?;
     // The restore's own look at the object store: what stops it blocks here too.
@@ -187,6 +209,7 @@ pub fn run(a: &PreflightArgs) -> anyhow::Result<Exit> {
         dest: a.dest.clone(),
         select: a.select.clone(),
         budget: Duration::from_secs(a.budget),
+        dest_silent,
         command_args: command_args(
             &a.source.source,
             &a.dest,
@@ -273,13 +296,19 @@ pub fn preflight(
         machine: p.machine(),
         ..Default::default()
     };
-    match p.disk(Role::Source) {
+    // The checks before the name tests end by the budget too: a disk that has not
+    // answered by then does not answer (over a share with 100 ms round trips they took
+    // about 2 s; a share whose server hung held them for good).
+    match p.disk(Role::Source, Instant::now() + checks_left(deadline)) {
         Ok(d) => m.source = Some(d),
         Err(e) => m.notes.push(format!("source filesystem: {e}")),
     }
-    match p.disk(Role::Dest) {
-        Ok(d) => m.dest = Some(d),
-        Err(e) => note_dest_error(&mut m, "destination filesystem", e),
+    match &opts.dest_silent {
+        Some(why) => m.dest_unresponsive = Some(why.clone()),
+        None => match p.disk(Role::Dest, Instant::now() + checks_left(deadline)) {
+            Ok(d) => m.dest = Some(d),
+            Err(e) => note_dest_error(&mut m, "destination filesystem", e),
+        },
     }
     m.same_filesystem = matches!(
         (m.source.as_ref().and_then(|d| d.device_id), m.dest.as_ref().and_then(|d| d.device_id)),
@@ -367,6 +396,12 @@ fn time_left(deadline: Instant) -> Duration {
         .saturating_sub(FINISH_RESERVE)
 }
 
+/// What a check before the name tests may wait for a disk: what is left of the budget
+/// ([`time_left`]), but at least [`MIN_CHECK`].
+fn checks_left(deadline: Instant) -> Duration {
+    time_left(deadline).max(MIN_CHECK)
+}
+
 /// Records a destination probe's failure; a timeout marks DEST as unresponsive.
 fn note_dest_error(m: &mut Measurements, what: &str, e: ProbeError) {
     match e {
@@ -404,15 +439,21 @@ fn benchmarks(p: &mut dyn Probe, m: &mut Measurements, deadline: Instant) {
     {
         return;
     }
-    // Never take more than a quarter of DEST's free space.
-    let room = m
-        .dest
-        .as_ref()
-        .and_then(|d| d.free_bytes)
-        .map_or(u64::MAX, |f| f / 4);
+    // Never take more than a quarter of DEST's free space, root's reserve left alone.
+    let room = m.dest.as_ref().map_or(u64::MAX, |d| {
+        d.free_bytes.map_or(u64::MAX, |f| {
+            f.saturating_sub(d.roots_reserve_bytes.unwrap_or(0)) / 4
+        })
+    });
     // Its share of what is left now (the read may have run over its own), its create,
-    // flushes and removal included.
-    let share = time_left(deadline).min(left) / 5;
+    // flushes and removal included: a fifth, or what one round needs where that is more
+    // and there is time for it (over a slow share a fifth of a small budget measured
+    // nothing, and the time went unused: the write is what the estimate needs most, its
+    // bandwidth, so it comes before the per-file steps, which take what is left).
+    let now_left = time_left(deadline).min(left);
+    let share = (now_left / 5)
+        .max(p.foresee_write().unwrap_or_default())
+        .min(now_left);
     let write = Limits {
         time: share,
         max_bytes: WRITE_MAX_BYTES.min(room),
@@ -421,8 +462,12 @@ fn benchmarks(p: &mut dyn Probe, m: &mut Measurements, deadline: Instant) {
     };
     if write.max_bytes < MIN_WRITE_BYTES {
         m.notes.push(format!(
-            "destination write benchmark: skipped, the destination has only {} free",
-            crate::report::human_bytes(room * 4)
+            "destination write benchmark: skipped, the destination has only {} free{}",
+            crate::report::human_bytes(room * 4),
+            match m.dest.as_ref().and_then(|d| d.roots_reserve_bytes) {
+                Some(_) => " besides the blocks kept for root (left alone)",
+                None => "",
+            }
         ));
     } else if share < MIN_STEP {
         m.out_of_time

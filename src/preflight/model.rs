@@ -90,7 +90,13 @@ pub struct Disk {
     pub path: PathBuf,
     pub fs: FsInfo,
     pub network: bool,
+    /// What this process may write there, as the restore counts it
+    /// ([`crate::fsinfo::writable_blocks`]): as root on a local filesystem, the blocks it
+    /// keeps for root too.
     pub free_bytes: Option<u64>,
+    /// Of `free_bytes`, the blocks the filesystem keeps for root (counted as pre-flight runs
+    /// as root on a local filesystem); `None` where they are not counted.
+    pub roots_reserve_bytes: Option<u64>,
     pub total_bytes: Option<u64>,
     /// Allocation unit, for rounding small files up.
     pub block_size: Option<u64>,
@@ -309,6 +315,10 @@ pub struct ScalingPoint {
     pub setup_secs: f64,
     /// Untimed: removing its files and folders after it (the longest of its runs).
     pub cleanup_secs: f64,
+    /// Too few files finished (every run of it) to tell its slowest stretch
+    /// ([`super::probe::MIN_FILES_PER_THIRD`]): `low_files_per_s` is its overall rate, not
+    /// a measured low.
+    pub few_files: bool,
 }
 
 /// Everything measured.
@@ -418,6 +428,11 @@ pub struct Space {
     pub fits: bool,
     /// They fit, but leave less than the reserve (a warning).
     pub tight: bool,
+    /// Of `free`, the blocks the filesystem keeps for root ([`Disk::roots_reserve_bytes`]).
+    pub roots_reserve: u64,
+    /// They fit only counting `roots_reserve` (a warning: the restore, run as root, may
+    /// fill it, but it is there so the system keeps working on a full disk).
+    pub in_roots_reserve: bool,
 }
 
 /// `needed` plus the reserve we like to keep ([`SPACE_MARGIN_PERCENT`], [`SPACE_MARGIN_BYTES`]).
@@ -428,16 +443,21 @@ pub fn space_comfortable(needed: u64) -> u64 {
 }
 
 impl Space {
-    /// Compares DEST's free space with what the restore takes: it does not fit only when
-    /// the files themselves do not, and is tight when they leave less than the reserve.
-    pub fn new(free: u64, needed: u64) -> Space {
+    /// Compares DEST's free space (`roots_reserve` of it kept for root) with what the
+    /// restore takes: it does not fit only when the files themselves do not, fits only in
+    /// root's reserve when they need some of it, and is tight when they leave less than the
+    /// reserve we like to keep.
+    pub fn new(free: u64, roots_reserve: u64, needed: u64) -> Space {
         let comfortable = space_comfortable(needed);
+        let fits = free >= needed;
         Space {
             free,
             needed,
             comfortable,
-            fits: free >= needed,
-            tight: free >= needed && free < comfortable,
+            fits,
+            tight: fits && free < comfortable,
+            roots_reserve,
+            in_roots_reserve: fits && free.saturating_sub(roots_reserve) < needed,
         }
     }
 }
@@ -600,6 +620,7 @@ pub fn merge_points(points: &[ScalingPoint]) -> Vec<ScalingPoint> {
                 q.low_files_per_s = q.low_files_per_s.min(p.low_files_per_s).min(q.files_per_s);
                 q.setup_secs = q.setup_secs.max(p.setup_secs);
                 q.cleanup_secs = q.cleanup_secs.max(p.cleanup_secs);
+                q.few_files &= p.few_files;
             }
             None => out.push(p.clone()),
         }
@@ -925,8 +946,8 @@ pub fn advise(m: &Measurements, w: &Work, base: &CommandBase) -> Advice {
     let space = m
         .dest
         .as_ref()
-        .and_then(|d| d.free_bytes)
-        .map(|free| Space::new(free, w.bytes_on_disk));
+        .and_then(|d| Some((d.free_bytes?, d.roots_reserve_bytes.unwrap_or(0))))
+        .map(|(free, reserve)| Space::new(free, reserve, w.bytes_on_disk));
     // DEST full: said so, not "cannot be written" (round 19). Where its free bytes are what
     // is short, the space line says so with its figures; otherwise (no inode left, a quota
     // used up, the blocks a filesystem keeps for itself) a line of its own says what to free.
@@ -963,6 +984,16 @@ pub fn advise(m: &Measurements, w: &Work, base: &CommandBase) -> Advice {
             human_bytes(w.bytes),
             human_bytes(s.needed - s.free),
             human_bytes(s.comfortable - s.free)
+        )),
+        // The files need blocks the filesystem keeps for root: said so rather than "nearly
+        // full", with what to free to leave that reserve alone.
+        Some(s) if s.in_roots_reserve && full.is_none() => warnings.push(format!(
+            "the files fit on the destination {} only counting the {} its filesystem keeps for root: about {} needed, {} free to other users. The restore, run as root, may write into that reserve, but it is there so the system keeps working (logs, services, logins) once the disk is full; free at least {} more there, or choose a bigger destination, to leave it alone",
+            m.dest.as_ref().map_or(std::path::Path::new(""), |d| d.path.as_path()).display(),
+            human_bytes(s.roots_reserve),
+            human_bytes(s.needed),
+            human_bytes(s.free - s.roots_reserve),
+            human_bytes(s.needed - (s.free - s.roots_reserve))
         )),
         // Already blocking as full (no inode left, a quota): "should fit" would contradict it.
         Some(s) if s.tight && full.is_none() => warnings.push(format!(
@@ -1132,6 +1163,7 @@ pub(crate) mod tests {
             network: fs.is_network(),
             fs,
             free_bytes: Some(free),
+            roots_reserve_bytes: None,
             total_bytes: Some(free * 2),
             block_size: Some(4096),
             inodes: None,
@@ -1153,6 +1185,7 @@ pub(crate) mod tests {
                 low_files_per_s: fps * 0.8,
                 setup_secs: 0.0,
                 cleanup_secs: 0.0,
+                few_files: false,
             })
             .collect()
     }

@@ -103,7 +103,9 @@ pub struct Limits {
 /// behind once [`Probe::finish`] has run.
 pub trait Probe {
     fn machine(&mut self) -> Machine;
-    fn disk(&mut self, role: Role) -> Result<Disk, ProbeError>;
+    /// The filesystem under SOURCE or DEST; a disk that has not answered by `until` (the
+    /// checks' share of `--budget`) is [`ProbeError::TimedOut`].
+    fn disk(&mut self, role: Role, until: Instant) -> Result<Disk, ProbeError>;
     /// Case sensitivity and refused characters of DEST. Test names that cannot be tried
     /// and removed again by `until` are not tried ([`NameOutcome::NotTested`]).
     fn names(&mut self, until: Instant) -> Result<NameFacts, ProbeError>;
@@ -116,6 +118,12 @@ pub trait Probe {
     /// The least a per-file step at `threads` workers not measured yet would take, its
     /// setup and cleanup included, where the probe can foresee it (`None`: unknown).
     fn foresee_step(&self, _threads: usize) -> Option<Duration> {
+        None
+    }
+    /// The least the write benchmark takes to measure anything (one round: its file made,
+    /// a first chunk written and flushed, the file closed and removed), where the probe can
+    /// foresee it (`None`: unknown).
+    fn foresee_write(&self) -> Option<Duration> {
         None
     }
     /// Removes everything written; returns notes for the report (e.g. leftovers removed).
@@ -186,12 +194,24 @@ impl RealProbe {
         budget: Duration,
         f: impl FnOnce() -> Result<T, ProbeError> + Send + 'static,
     ) -> Result<T, ProbeError> {
+        let limit = budget + self.grace;
+        self.guarded_for(role, what, limit, f)
+    }
+
+    /// Runs `f` on its own thread and waits at most `limit` for it: not back by then, the
+    /// disk counts as not answering ([`ProbeError::TimedOut`]; DEST is not asked again).
+    fn guarded_for<T: Send + 'static>(
+        &mut self,
+        role: Role,
+        what: &str,
+        limit: Duration,
+        f: impl FnOnce() -> Result<T, ProbeError> + Send + 'static,
+    ) -> Result<T, ProbeError> {
         if role == Role::Dest {
             if let Some(why) = &self.dest_dead {
                 return Err(ProbeError::Other(format!("skipped: {why}")));
             }
         }
-        let limit = budget + self.grace;
         match crate::held::within("mcr-probe", limit, f) {
             Some(r) => r,
             None => {
@@ -202,7 +222,7 @@ impl RealProbe {
                         Role::Dest => self.dest.clone(),
                     },
                     what: what.to_string(),
-                    secs: limit.as_secs(),
+                    secs: whole_secs(limit),
                 };
                 if role == Role::Dest {
                     self.dest_dead = Some(e.to_string());
@@ -242,6 +262,11 @@ impl RealProbe {
         self.workspace = Some(ws);
         Ok(dir)
     }
+}
+
+/// `d` in whole seconds for messages, rounded up (a wait of 0.6 s is not "0 s").
+pub fn whole_secs(d: Duration) -> u64 {
+    d.as_secs_f64().ceil() as u64
 }
 
 /// Whether a process with this id runs here (`/proc` says so; unknown counts as running).
@@ -356,15 +381,16 @@ impl Probe for RealProbe {
         machine::probe()
     }
 
-    fn disk(&mut self, role: Role) -> Result<Disk, ProbeError> {
+    fn disk(&mut self, role: Role, until: Instant) -> Result<Disk, ProbeError> {
         let path = match role {
             Role::Source => self.source.files.clone(),
             Role::Dest => self.dest.clone(),
         };
-        self.guarded(
+        let limit = until.saturating_duration_since(Instant::now());
+        self.guarded_for(
             role,
             "reading its filesystem type and free space",
-            Duration::ZERO,
+            limit,
             move || Ok(disk_of(&path)),
         )
     }
@@ -462,6 +488,10 @@ impl Probe for RealProbe {
         Ok(point)
     }
 
+    fn foresee_write(&self) -> Option<Duration> {
+        self.dest_op.map(least_write_round)
+    }
+
     fn foresee_step(&self, threads: usize) -> Option<Duration> {
         let op = self.dest_op?;
         (!self.tail_ratio.contains_key(&threads)).then(|| least_first_step(threads.max(1), op))
@@ -497,10 +527,17 @@ pub fn disk_of(path: &Path) -> Disk {
     let at = fsinfo::existing_ancestor(path);
     let vfs = rustix::fs::statvfs(&at).ok();
     let network = fs.is_network();
+    // What this process may write, as the restore counts it (root's reserve included as
+    // root on a local filesystem).
+    let writable = vfs.as_ref().map(|s| fsinfo::writable_blocks(s, &fs));
+    let bytes = |blocks: u64| blocks.saturating_mul(vfs.as_ref().map_or(0, |s| s.f_frsize));
     Disk {
         path: path.to_path_buf(),
         network,
-        free_bytes: vfs.as_ref().map(|s| s.f_bavail.saturating_mul(s.f_frsize)),
+        free_bytes: writable.map(|w| bytes(w.blocks)),
+        roots_reserve_bytes: writable
+            .filter(|w| w.roots_reserve > 0)
+            .map(|w| bytes(w.roots_reserve)),
         total_bytes: vfs.as_ref().map(|s| s.f_blocks.saturating_mul(s.f_frsize)),
         block_size: vfs.as_ref().map(|s| s.f_frsize).filter(|b| *b > 0),
         inodes: vfs
@@ -1104,6 +1141,14 @@ fn least_first_step(threads: usize, op: Duration) -> Duration {
     op.mul_f64(2.4 * folders as f64 + files)
 }
 
+/// The least a write round takes before it has been measured, from `op`, the time making
+/// one folder on DEST took: its file made (an `op`), and a first chunk written only while
+/// the flush, the close and the removal still fit after it (`write_round` keeps back two
+/// creates and a flush, about three `op`s), with an `op` for the chunk itself.
+fn least_write_round(op: Duration) -> Duration {
+    5 * op
+}
+
 /// How many folders the worker folders of a per-file step are spread over.
 fn worker_groups(threads: usize) -> usize {
     (threads as f64).sqrt().ceil().max(1.0) as usize
@@ -1114,10 +1159,19 @@ fn worker_dir(level: &Path, t: usize, groups: usize) -> PathBuf {
     level.join(format!("g{}", t % groups)).join(format!("w{t}"))
 }
 
+/// A per-file step tells its slowest third only where each worker finished at least this
+/// many files a third on average. With fewer, a third can end with no file finished
+/// although nothing stalled: 1 worker over a share with 100 ms round trips finished its 3
+/// files at 0.35, 0.7 and 1.05 s of a 1 s slice, none in the first third, and the
+/// estimate's worst case said "unbounded (a benchmark stalled)".
+pub const MIN_FILES_PER_THIRD: u64 = 3;
+
 /// Rates from the counts: the sync is charged to every third alike; the low rate is the
 /// slowest third (only when the slice ran to its end, not when the file cap stopped it,
-/// and was long enough for every worker to finish a file in each third).
-fn scaling_point(
+/// and each worker finished [`MIN_FILES_PER_THIRD`] files a third on average). Otherwise
+/// the low is the overall rate, and the point says it had too few files to tell
+/// (`few_files`) where that is why.
+pub(super) fn scaling_point(
     threads: usize,
     files: u64,
     thirds: [u64; 3],
@@ -1127,10 +1181,12 @@ fn scaling_point(
 ) -> ScalingPoint {
     let secs = work_secs + sync_secs;
     let files_per_s = if secs > 0.0 { files as f64 / secs } else { 0.0 };
-    // A third too short for each worker to finish a file in it says nothing about stalls.
-    let full = work_secs >= 0.95 * slice.as_secs_f64() && files >= 3 * threads as u64;
+    let ran_to_its_end = work_secs >= 0.95 * slice.as_secs_f64();
+    // Thirds with only a file or two per worker say nothing about stalls: one file's
+    // finish falling just past a third's end empties it.
+    let few_files = ran_to_its_end && files < 3 * MIN_FILES_PER_THIRD * threads as u64;
     let low_files_per_s = match thirds.iter().min() {
-        Some(&low) if full && secs > 0.0 => {
+        Some(&low) if ran_to_its_end && !few_files && secs > 0.0 => {
             let third = slice.as_secs_f64() / 3.0;
             (low as f64 / third * work_secs / secs).min(files_per_s)
         }
@@ -1143,6 +1199,7 @@ fn scaling_point(
         sync_secs,
         files_per_s,
         low_files_per_s,
+        few_files,
         ..Default::default()
     }
 }

@@ -81,12 +81,19 @@ pub fn human(r: &PreflightReport) -> String {
     if let Some(sp) = &a.space {
         let _ = writeln!(
             s,
-            "  Space        {} free; about {} needed ({} + block rounding and folders): {}",
+            "  Space        {} free{}; about {} needed ({} + block rounding and folders): {}",
             human_bytes(sp.free),
+            if sp.roots_reserve > 0 {
+                format!(" ({} of it kept for root)", human_bytes(sp.roots_reserve))
+            } else {
+                String::new()
+            },
             human_bytes(sp.needed),
             human_bytes(w.bytes),
             if !sp.fits {
                 "DOES NOT FIT"
+            } else if sp.in_roots_reserve {
+                "fits only in the blocks kept for root"
             } else if sp.tight {
                 "fits, but tight (less than 5% + 1 GB to spare)"
             } else {
@@ -253,6 +260,18 @@ pub fn human(r: &PreflightReport) -> String {
                 count_decimal(p.files_per_s, 0),
                 count_decimal(p.low_files_per_s, 0),
                 count(p.files)
+            );
+        }
+        let few: Vec<String> = (m.scaling.iter())
+            .filter(|p| p.few_files)
+            .map(|p| format!("{} ({} files)", p.threads, count(p.files)))
+            .collect();
+        if !few.is_empty() {
+            let _ = writeln!(
+                s,
+                "    too few files to tell the slowest stretch at {} {}: its lowest is its overall rate (a larger --budget measures more)",
+                if few.len() == 1 { "level" } else { "levels" },
+                few.join(", ")
             );
         }
     }

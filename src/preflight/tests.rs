@@ -15,6 +15,9 @@ use crate::demo::{Content, DemoSpec, SizeMix};
 struct FakeProbe {
     curve: Vec<(usize, f64)>,
     dest_hangs: bool,
+    /// Each per-file step finishes only 3 files per worker in its slice, as 1 worker did
+    /// over a share with 100 ms round trips: at 0.35, 0.7 and 1.05 s of 1 s.
+    few_files: bool,
     per_file_calls: Vec<usize>,
     finished: bool,
 }
@@ -24,6 +27,7 @@ impl FakeProbe {
         FakeProbe {
             curve: curve.to_vec(),
             dest_hangs: false,
+            few_files: false,
             per_file_calls: Vec::new(),
             finished: false,
         }
@@ -34,7 +38,7 @@ impl Probe for FakeProbe {
     fn machine(&mut self) -> Machine {
         machine()
     }
-    fn disk(&mut self, role: Role) -> Result<Disk, ProbeError> {
+    fn disk(&mut self, role: Role, _: Instant) -> Result<Disk, ProbeError> {
         match role {
             Role::Source => Ok(disk("ext4", "rw", 1 << 40, Some(false))),
             Role::Dest if self.dest_hangs => Err(ProbeError::TimedOut {
@@ -76,6 +80,18 @@ impl Probe for FakeProbe {
             "a hung destination must not be benchmarked"
         );
         self.per_file_calls.push(threads);
+        if self.few_files {
+            let t = threads as u64;
+            let slice = Duration::from_secs(1);
+            return Ok(probe::scaling_point(
+                threads,
+                3 * t,
+                [0, t, 2 * t],
+                1.05,
+                0.01,
+                slice,
+            ));
+        }
         let fps = self
             .curve
             .iter()
@@ -114,6 +130,7 @@ fn options(source: &Path, dest: &Path, budget: u64) -> Options {
         command_args: command_args(source, dest, None, None, &select),
         select,
         budget: Duration::from_secs(budget),
+        dest_silent: None,
     }
 }
 
@@ -521,6 +538,54 @@ fn human_report_says_what_was_left_out_for_lack_of_time() {
     assert!(
         text.contains("some tests were left out for lack of time"),
         "{text}"
+    );
+}
+
+/// Round 21's list: a per-file step that finished very few files (1 worker over a share
+/// with 100 ms round trips: 3 files, at 0.35, 0.7 and 1.05 s of its 1 s slice) had a third
+/// of its slice with no file finished, taken for a stall: its lowest rate 0, and the
+/// estimate's worst case "unbounded (a benchmark stalled: measure again with pre-flight)",
+/// here for a dump of 3 files to restore. Such a step now says it had too few files to tell its
+/// slowest stretch, its lowest being its overall rate; a step with files enough whose
+/// third finished none still stalled.
+#[test]
+fn a_per_file_step_with_very_few_files_is_not_called_a_stall() {
+    let t = tempfile::tempdir().unwrap();
+    // 6 rows, 3 of them in the Trash or not linked: 3 files to restore.
+    let dump = demo_dump(t.path(), 6, Content::None);
+    let (_, index) = open(&dump);
+    let mut p = FakeProbe::new(&[]);
+    p.few_files = true;
+    let r = preflight(
+        &mut p,
+        &index,
+        &options(&dump, Path::new("/mnt/nas/restore"), 5),
+        Instant::now(),
+    )
+    .unwrap();
+    assert_eq!(r.work.files, 3);
+    let text = human(&r);
+    assert!(!text.contains("stalled"), "{text}");
+    let e = r.estimate.as_ref().expect("an estimate");
+    assert!(e.worst_s.is_finite(), "{e:?}");
+    assert!(
+        text.contains(
+            "too few files to tell the slowest stretch at levels 1 (6 files), 4 (24 files)"
+        ),
+        "{text}"
+    );
+    for pt in &r.measurements.scaling {
+        assert!(pt.few_files, "{pt:?}");
+        assert_eq!(pt.low_files_per_s, pt.files_per_s, "{pt:?}");
+    }
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["measurements"]["scaling"][0]["few_files"], true);
+
+    // Files enough, one third with none finished: a stall, said so.
+    let stalled = probe::scaling_point(1, 300, [0, 150, 150], 1.0, 0.01, Duration::from_secs(1));
+    assert!(
+        !stalled.few_files && stalled.low_files_per_s == 0.0,
+        "{stalled:?}"
     );
 }
 

@@ -729,13 +729,12 @@ fn weigh_dest_error(dest: &Path, target: &Path, needed: u64, msg: String, e: io:
 /// close with "Input/output error", and the making of a folder with "File exists" with
 /// nothing there (round 20).
 ///
-/// The room is what this process may write: as root on a filesystem of this machine, the
-/// blocks it keeps for root (ext4's 5%) too, which `f_bavail` leaves out (round 21: as root
-/// on an ext4 filled up to them, one file's failed close stopped the run as "full" with
-/// megabytes left for it). A local filesystem says "full" as such (ENOSPC), so this only
-/// keeps its other errors from being taken for one. A share's server decides whose writes
-/// may use its reserve (an NFS export squashes root; sshfs writes as its login): there
-/// `f_bavail`, also as root.
+/// The room is what this process may write ([`crate::fsinfo::writable_blocks`], which
+/// pre-flight counts too): as root on a filesystem of this machine, the blocks it keeps for
+/// root (ext4's 5%) too, which `f_bavail` leaves out (round 21: as root on an ext4 filled
+/// up to them, one file's failed close stopped the run as "full" with megabytes left for
+/// it). A local filesystem says "full" as such (ENOSPC), so this only keeps its other
+/// errors from being taken for one. On a share, `f_bavail`, also as root.
 pub fn full_by_room(
     e: &io::Error,
     at: &Path,
@@ -758,14 +757,7 @@ pub fn full_by_room(
         return None;
     }
     let fs = fs()?;
-    let reserve_is_ours = rustix::process::geteuid().is_root() && {
-        let info = crate::fsinfo::probe(at);
-        !info.is_network() && !info.fstype.starts_with("fuse")
-    };
-    let blocks = match reserve_is_ours {
-        true => fs.f_bfree,
-        false => fs.f_bavail,
-    };
+    let blocks = crate::fsinfo::writable_blocks(&fs, &crate::fsinfo::probe(at)).blocks;
     let free_inodes = (fs.f_files > 0).then_some(fs.f_favail);
     let room = no_room(blocks.saturating_mul(fs.f_frsize), free_inodes, needed)?;
     Some(format!(
