@@ -350,6 +350,12 @@ pub fn run_restore(cfg: &RestoreConfig) -> anyhow::Result<Exit> {
             print_err(&format!("mycloud-recover: {e}\n"));
             return Ok(Exit::Interrupted);
         }
+        // A source that did not answer while the run planned: stopped by its disks (exit 1),
+        // nothing written.
+        Err(e) if e.is::<crate::restore::SourceHeldWhilePlanning>() => {
+            print_err(&format!("mycloud-recover: stopped: {e}\n"));
+            return Ok(Exit::Incomplete);
+        }
         r => r?,
     };
     print_out(&report.summary());

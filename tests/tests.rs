@@ -2875,6 +2875,89 @@ fn a_source_share_that_stops_answering_while_the_index_is_read_stops_the_run_reg
     restored_all_it_could(&run("").wait(), &dump, &dest);
 }
 
+/// Round 22: a source that hangs before the copy held the run for good without a word. The
+/// database was opened (with a private copy where a write-ahead log sits beside it), its
+/// rows read and a sample of objects looked for on the main thread, before any file was
+/// copied and before the copy's watch began: a share whose server hangs (a disk that holds
+/// calls) kept the run there, silent, with nothing to end it. Now those reads are made on a
+/// thread of their own, watched as the copy's calls are (nothing back for 15 s has the
+/// source probed; not answering, it is waited for up to the patience, then the run stops):
+/// the run ends with the source's "does not answer" message naming the database, while
+/// planning, `umount -f` of the share and "nothing was written", exit 1 (a run stopped by
+/// its disks), DEST not made and no state folder left. The whole dump is served over sshfs
+/// and its `sftp-server` stopped (SIGSTOP) before the restore starts; a dry run just before
+/// has the looks made before planning (the source's layout, DEST not inside it) answered
+/// from sshfs's cache (20 s), so that the run reaches the database, whose opening asks the
+/// server. SOURCE is given as `restsdk/data`: the layout's look-ups then all find what they
+/// look for (sshfs does not cache a name that is not there, which the server would be
+/// asked for). The source's patience is 1 s here (the patience is tested by
+/// `a_source_silent_for_less_than_the_patience_is_waited_for_regression_round_21`). Needs
+/// FUSE and `sshfs` with `sftp-server`.
+#[test]
+fn a_source_that_stops_answering_while_the_run_plans_stops_it_regression_round_22() {
+    let dump = Dump::new(124, 300, 1);
+    let Some((_daemon, share)) = the_dump_over_sshfs(&dump) else {
+        return;
+    };
+    let src = share.join("restsdk/data");
+    let dest = dump.path("restored");
+    let state = dump.path("state");
+    let log = dump.path("run.log");
+    let run = |faults: &str| {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"));
+        c.arg("restore")
+            .arg(&src)
+            .arg(&dest)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--threads", "2"])
+            .env("MYCLOUD_RECOVER_FAULTS", faults);
+        c
+    };
+    let warm = run("").arg("--dry-run").output().unwrap();
+    assert_eq!(warm.status.code(), Some(1), "{}", text(&warm));
+    assert!(!state.exists() && !dest.exists(), "{}", text(&warm));
+    let server = Frozen::stop_the_server(&dump.path(""));
+    let child = Running(Some(
+        run("source_patience_ms=1000")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    ));
+    // 15 s with the database's opening out, at most 15 s more for the probe. The run may
+    // then still wait for its reads of the share (a zombie until they return).
+    let took = wait_until(
+        "the run stopped after the source's server hung",
+        std::time::Duration::from_secs(90),
+        std::time::Duration::from_millis(200),
+        || std::fs::read_to_string(&log).is_ok_and(|s| s.contains("mycloud-recover: stopped")),
+    );
+    eprintln!("stopped {:.1} s after it started", took.as_secs_f64());
+    // Before the server answers again: nothing made, nothing left.
+    assert!(!dest.exists(), "DEST was made");
+    assert!(!state.exists(), "a state folder was left");
+    drop(server);
+    let out = child.wait();
+    let msg = format!("{}{}", std::fs::read_to_string(&log).unwrap(), text(&out));
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "mycloud-recover: stopped: the source disk does not answer: reading {} took more than 15 s, while the run was planning (opening the database)",
+            src.join("db/index.db").display()
+        )) && msg.contains("waited up to 1 s for the source disk")
+            && msg.contains("Stopped before anything was written")
+            && msg.contains(&format!("`umount -f {}`", share.display()))
+            && msg.contains(&format!("Check the source {}", src.display()))
+            && msg.contains("run the same command"),
+        "{msg}"
+    );
+    assert!(!dest.exists() && !state.exists(), "{msg}");
+    // The server answering again: the same command restores every file.
+    let out = run("").output().unwrap();
+    restored_all_it_could(&out, &dump, &dest);
+}
+
 /// Round 19 (review): with `--durability file` each file was flushed before it was linked
 /// into its folder, but its name was not, and the checkpoint recorded it without flushing
 /// the destination: when DEST's filesystem failed after the last file (ext4 with

@@ -17,7 +17,10 @@
 //! the threads still in a call, which nothing can end; the process may then stay a zombie
 //! until those calls return. A source disk that does not answer is waited for up to
 //! `SOURCE_PATIENCE` (5 min: a failing disk retrying a bad sector), and while the disks
-//! answer the files still out are named: each probe says what the run waits for.
+//! answer the files still out are named: each probe says what the run waits for. Before
+//! the copy, planning's reads of the source (the database opened, its rows read, a sample
+//! of objects looked for) are watched alike (`read_while_planning`): a source that does
+//! not answer stops the run before anything is written.
 
 pub mod copy;
 
@@ -302,7 +305,11 @@ impl DiskWatch {
             let mut since = self.silent_since.lock().unwrap_or_else(|e| e.into_inner());
             *since.get_or_insert_with(Instant::now)
         };
-        match disks_answer(&self.cfg, object.filter(|_| source), source) {
+        let disks = match source {
+            true => Disks::Both,
+            false => Disks::Dest,
+        };
+        match disks_answer(&self.cfg, object.filter(|_| source), disks) {
             Ok(()) => {
                 self.troubled.store(0, Ordering::SeqCst);
                 self.answered.fetch_add(1, Ordering::SeqCst);
@@ -388,19 +395,37 @@ fn read_first_page_uncached(path: &Path) -> std::io::Result<()> {
     f.read_at(&mut [0u8; PAGE], 0).map(drop)
 }
 
+/// Which disks [`disks_answer`] asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Disks {
+    /// The source (the database, and the object given) and DEST: the copy.
+    Both,
+    /// DEST alone: the folder passes after the last file.
+    Dest,
+    /// The source alone, while the run plans (DEST may not be made yet, and is not what
+    /// the run waits for): the database, and a name never asked for looked up in the
+    /// object folder ([`look_up_a_new_name`]: it reaches a share's server), as no object
+    /// was read yet and a database given with `--db` may lie on another disk.
+    Source,
+}
+
 /// Whether the source disk and DEST still answer: the first page of the database and of
 /// `object`, an object this run read (its content ID, if any), read from the disk (their
-/// cached pages dropped first), and DEST listed; DEST alone without `source`. The object
+/// cached pages dropped first), and DEST listed ([`Disks::Both`]); DEST alone
+/// ([`Disks::Dest`]); or the source alone ([`Disks::Source`]). The object
 /// is looked up by the probe's own thread: that look-up is a call to the source disk too,
 /// which a disk that holds calls would hold the asker in (the bookkeeper, round 20). An error worth retrying (EIO, a
 /// timeout) is asked again for about 5 s, as a file's copy is, so that a disk's brief stall
 /// does not stop a long restore; all of it within [`NO_ANSWER`] (a dead NAS can hang a
 /// call for good; the thread asking is then left behind). Err says which disk does not
 /// answer, and how.
-fn disks_answer(cfg: &RestoreConfig, object: Option<&str>, source: bool) -> Result<(), Unanswered> {
+fn disks_answer(cfg: &RestoreConfig, object: Option<&str>, disks: Disks) -> Result<(), Unanswered> {
+    let source = disks != Disks::Dest;
     let (db, dest) = (cfg.source.db.clone(), cfg.dest.clone());
     // A dry run's DEST may not exist yet.
-    let list_dest = !cfg.dry_run;
+    let list_dest = !cfg.dry_run && disks != Disks::Source;
+    // Looked up in, where only the source is asked.
+    let objects = (disks == Disks::Source).then(|| cfg.source.files.clone());
     let (tx, rx) = crossbeam_channel::bounded(1);
     // The object where the sharded layout puts it (no call to the disk): said if its
     // look-up does not come back; where it is found is read (`find_object`, below).
@@ -414,9 +439,10 @@ fn disks_answer(cfg: &RestoreConfig, object: Option<&str>, source: bool) -> Resu
     .flatten()
     .collect::<Vec<_>>();
     // Where the probe is: which of `read` it reads (its index), or (`read.len()`) that it
-    // lists DEST. Not back in time, the call still out says which disk holds it.
+    // looks up a name in the object folder (`objects`) or lists DEST. Not back in time,
+    // the call still out says which disk holds it.
     let at = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (paths, at_now) = (read.clone(), Arc::clone(&at));
+    let (paths, at_now, folder) = (read.clone(), Arc::clone(&at), objects.clone());
     let asked = std::thread::Builder::new()
         .name("mcr-disk-probe".into())
         .spawn(move || {
@@ -438,6 +464,18 @@ fn disks_answer(cfg: &RestoreConfig, object: Option<&str>, source: bool) -> Resu
                             Some(format!(
                                 "the source disk does not answer: reading {} fails",
                                 path.display()
+                            )),
+                            e,
+                        )
+                    })?;
+                }
+                if let Some(folder) = &folder {
+                    at_now.store(paths.len(), Ordering::SeqCst);
+                    look_up_a_new_name(folder).map_err(|e| {
+                        (
+                            Some(format!(
+                                "the source disk does not answer: looking up a name in {} fails",
+                                folder.display()
                             )),
                             e,
                         )
@@ -481,12 +519,16 @@ fn disks_answer(cfg: &RestoreConfig, object: Option<&str>, source: bool) -> Resu
     }
     let limit = NO_ANSWER.as_secs();
     rx.recv_timeout(NO_ANSWER).unwrap_or_else(|_| {
-        Err(match read.get(at.load(Ordering::SeqCst)) {
-            Some(path) => Unanswered::SourceSilent(format!(
+        Err(match (read.get(at.load(Ordering::SeqCst)), &objects) {
+            (Some(path), _) => Unanswered::SourceSilent(format!(
                 "the source disk does not answer: reading {} took more than {limit} s",
                 path.display()
             )),
-            None => Unanswered::Dest {
+            (None, Some(folder)) => Unanswered::SourceSilent(format!(
+                "the source disk does not answer: looking up a name in {} took more than {limit} s",
+                folder.display()
+            )),
+            (None, None) => Unanswered::Dest {
                 cause: format!("a call there and listing it each took more than {limit} s"),
                 held: true,
             },
@@ -893,18 +935,155 @@ impl std::fmt::Display for StoppedWhilePlanning {
 
 impl std::error::Error for StoppedWhilePlanning {}
 
+/// A restore stopped before it opened its checkpoint or made DEST, because the source did
+/// not answer while the run planned (`read_while_planning`; [`restore`]'s error): exit 1,
+/// as a run stopped by its disks. The text says what does not answer and what to do.
+#[derive(Debug)]
+pub struct SourceHeldWhilePlanning(String);
+
+impl std::fmt::Display for SourceHeldWhilePlanning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SourceHeldWhilePlanning {}
+
+/// Runs `work`, a step of planning that reads the source (`what`: opening the database,
+/// reading its rows, looking for a sample of objects), on a thread of its own, and waits
+/// for it as the copy waits for its calls (`stop_if_held` in [`restore`]).
+///
+/// Why: these steps come before any file is copied, and they ran on the main thread. A
+/// source that holds calls rather than failing them (a share whose server hangs, a disk
+/// that stops answering) held the run there for good, without a word, and nothing in this
+/// process can end such a call ([`crate::held`]). Now the main thread waits with a limit
+/// ([`crate::held::Call`]): a step not back within [`NO_ANSWER`] has the source probed
+/// ([`Disks::Source`]). Answering, the step is only slow (a large database, a slow link):
+/// said, and waited for. Not answering, it is waited for up to `patience`
+/// ([`SOURCE_PATIENCE`]: a failing disk retrying a bad sector answers nothing for minutes,
+/// then goes on), said once a probe, and probed again at once; still silent, the run stops
+/// ([`SourceHeldWhilePlanning`]) and leaves the step's thread behind in its call. So what a
+/// step uses is owned: the index is moved into it and handed back with its result.
+///
+/// A signal meanwhile: the step is waited for while the source answers (it ends in seconds,
+/// then the run stops as `StoppedWhilePlanning`, its private copy of the database removed);
+/// once the source is found not answering, the run stops at once.
+fn read_while_planning<T: Send + 'static>(
+    cfg: &RestoreConfig,
+    patience: Duration,
+    ui: &mut dyn Listener,
+    what: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    let mut call = crate::held::Call::start("mcr-planning", work)
+        // The message std's own spawns give: `main` tells the user which limit.
+        .expect("failed to spawn thread");
+    let began = Instant::now();
+    // Since when nothing is known to have answered: the step's start, or the last probe that
+    // found the source answering.
+    let mut quiet_since = began;
+    let mut wait = NO_ANSWER;
+    loop {
+        if let Some(done) = call.wait(wait) {
+            return Ok(done);
+        }
+        match disks_answer(cfg, None, Disks::Source) {
+            Ok(()) => {
+                ui.waiting(&format!(
+                    "{what} has taken {} so far; the source answers, so the run waits for it (a large database, a slow link)",
+                    span(began.elapsed())
+                ));
+                quiet_since = Instant::now();
+                wait = NO_ANSWER;
+            }
+            Err(_) if interrupted() => return Err(StoppedWhilePlanning.into()),
+            Err(Unanswered::SourceSilent(probe)) if quiet_since.elapsed() < patience => {
+                ui.waiting(&format!(
+                    "the source disk has not answered for {} ({what}; {probe}); a failing disk can take minutes on a bad sector: waiting up to {} before stopping (`dmesg` shows the disk's errors)",
+                    span(quiet_since.elapsed()),
+                    span(patience)
+                ));
+                // The probe took `NO_ANSWER` itself.
+                wait = Duration::ZERO;
+            }
+            Err(Unanswered::Source(why) | Unanswered::SourceSilent(why))
+            | Err(Unanswered::Dest { cause: why, .. }) => {
+                return Err(SourceHeldWhilePlanning(held_while_planning_text(
+                    cfg,
+                    &why,
+                    what,
+                    quiet_since.elapsed(),
+                    patience,
+                ))
+                .into())
+            }
+        }
+    }
+}
+
+/// What a run stopped by a source that does not answer while it plans says
+/// ([`read_while_planning`]): `why` (from [`disks_answer`]), during `what`, nothing back for
+/// `quiet`. Nothing was written: the checkpoint was not opened, DEST not made or probed (a
+/// first run's state folder goes with its lock, `StateLock`'s drop). The read still out may
+/// keep the program from ending: said, with what ends it.
+fn held_while_planning_text(
+    cfg: &RestoreConfig,
+    why: &str,
+    what: &str,
+    quiet: Duration,
+    patience: Duration,
+) -> String {
+    // Mount points as the mount table names them (asking the disk may not come back).
+    let mut mounts = [&cfg.source.db, &cfg.source.files]
+        .into_iter()
+        .filter_map(|p| crate::fsinfo::mount_point_as_named(p))
+        .map(|m| format!("`umount -f {}`", crate::preflight::model::shell_path(&m)))
+        .collect::<Vec<_>>();
+    mounts.dedup();
+    let end = match mounts.is_empty() {
+        true => "it ends once the disk answers or is detached, or, on a share, once the share is unmounted with `umount -f`".to_string(),
+        false => format!(
+            "it ends once the disk answers or is detached, or, on a share, {} ends it (and cuts the share off)",
+            mounts.join(" or ")
+        ),
+    };
+    format!(
+        "{why}, while the run was planning ({what}): nothing came back for {} (waited up to {} for the source disk: a failing disk can take minutes on a bad sector). Stopped before anything was written: no file restored, no checkpoint opened. If this program does not end, a read it made there is still waiting: {end}. Check the source {} (`dmesg`; for a share, its server and the network) and run the same command once it answers. A source disk that is failing is best copied first (ddrescue), then restored from the copy",
+        span(quiet),
+        span(patience),
+        cfg.source.root.display()
+    )
+}
+
 /// Runs a restore and returns the final report.
 pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Report> {
     crate::signals::clear();
     let started = Instant::now();
-    let index = Index::open(&cfg.source.db, cfg.source.backup_db.as_deref())?;
-    let rows = index.row_count()?;
+    // Shared with the folder passes' threads, which may outlive the run (`in_parallel`).
+    let faults = Arc::new(Faults::from_env());
+    // How long a source that does not answer is waited for, while planning as in the copy.
+    let patience = faults
+        .source_patience_ms
+        .map_or(SOURCE_PATIENCE, Duration::from_millis);
+    // Planning's reads of the source (opening the database, its rows, a sample of objects)
+    // are made on a thread of their own, watched: a source that holds calls stops the run
+    // with a message, rather than holding it for good (`read_while_planning`).
+    let (db, backup) = (cfg.source.db.clone(), cfg.source.backup_db.clone());
+    let (index, rows) = read_while_planning(
+        cfg,
+        patience,
+        ui,
+        "opening the database",
+        move || -> anyhow::Result<(Index, u64)> {
+            let index = Index::open(&db, backup.as_deref())?;
+            let rows = index.row_count()?;
+            Ok((index, rows))
+        },
+    )??;
     // The state folder is locked first and what its checkpoint knows is read on its own
     // thread while the plan is built: both are serial work before a resume's first file
     // (0.8 s and 2.9 s at 1.35M files). The checkpoint is opened for writing only once the
     // plan is sound.
-    // Shared with the folder passes' threads, which may outlive the run (`in_parallel`).
-    let faults = Arc::new(Faults::from_env());
     // Until it opens the checkpoint, a run that ends (refused at planning, stopped by Ctrl-C,
     // a panic) drops the lock, which removes the state folder where taking it made one: a
     // refused first run leaves nothing behind (`StateLock`'s drop).
@@ -953,21 +1132,35 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         count(rows),
         cfg.source.db.display()
     ));
-    let (plan, known) = std::thread::scope(|s| {
+    let (built, known) = std::thread::scope(|s| {
         let reader = lock
             .as_ref()
             .filter(|_| !cfg.fresh)
             .map(|l| spawn_named(s, "mcr-keys", move || l.read_keys()));
-        let plan = Plan::build(&index, cfg.plan.clone());
-        std::thread::sleep(Duration::from_millis(faults.plan_delay_ms));
+        // The index is moved to the planning thread and handed back (`read_while_planning`).
+        let options = cfg.plan.clone();
+        let built = read_while_planning(
+            cfg,
+            patience,
+            &mut *ui,
+            "reading the database's rows",
+            move || {
+                let plan = Plan::build(&index, options);
+                (index, plan)
+            },
+        );
+        if built.is_ok() {
+            std::thread::sleep(Duration::from_millis(faults.plan_delay_ms));
+        }
         // A panic there is a bug: raised again here, it ends the run with exit 101 (main).
         let known = reader.map(|r| {
             r.join()
                 .unwrap_or_else(|p| std::panic::resume_unwind(p))
                 .map_err(anyhow::Error::from)
         });
-        (plan, known)
+        (built, known)
     });
+    let (index, plan) = built?;
     let plan = plan?;
     // What the checkpoint records as done and to redo, read without opening it for
     // writing: `None` for a first run, `--fresh`, and a checkpoint from before the log
@@ -986,9 +1179,25 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // Only where no run has restored anything yet: a resume, whose earlier runs found
     // objects there, never touches the object store for files already done.
     let resuming = matches!(&known, Some((done, _)) if !done.is_empty());
-    let look = match resuming {
-        true => ObjectLook::default(),
-        false => look_for_objects(&cfg.source, &index)?,
+    let (index, look) = match resuming {
+        true => (index, ObjectLook::default()),
+        false => {
+            let source = cfg.source.clone();
+            let (index, look) = read_while_planning(
+                cfg,
+                patience,
+                ui,
+                &format!(
+                    "looking for a sample of objects under {}",
+                    cfg.source.files.display()
+                ),
+                move || {
+                    let look = look_for_objects(&source, &index);
+                    (index, look)
+                },
+            )?;
+            (index, look?)
+        }
     };
     if let Some(why) = look.blocking {
         anyhow::bail!("{why}. Nothing was written");
@@ -1326,9 +1535,6 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // Shared with the folder passes' threads, which may outlive the run (`in_parallel`).
     let dirs = Arc::new(DirCache::new(&cfg.dest, plan.folder_rows() as usize));
     let stop_local = Arc::new(AtomicBool::new(false));
-    let patience = faults
-        .source_patience_ms
-        .map_or(SOURCE_PATIENCE, Duration::from_millis);
     let watch = Arc::new(DiskWatch::new(cfg, &stop_local, &dest_lost, patience));
     // What the workers share, owned: a worker whose call a disk never answers is left
     // behind when the run stops on it, and may outlive the run.
