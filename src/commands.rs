@@ -352,7 +352,7 @@ pub fn run_restore(cfg: &RestoreConfig) -> anyhow::Result<Exit> {
         }
         // A source that did not answer while the run planned: stopped by its disks (exit 1),
         // nothing written.
-        Err(e) if e.is::<crate::restore::SourceHeldWhilePlanning>() => {
+        Err(e) if e.is::<crate::restore::HeldBeforeWriting>() => {
             print_err(&format!("mycloud-recover: stopped: {e}\n"));
             return Ok(Exit::Incomplete);
         }
@@ -383,7 +383,15 @@ pub fn print_err(text: &str) {
 }
 
 pub fn restore(a: &RestoreArgs) -> anyhow::Result<Exit> {
-    let cfg = RestoreConfig::new(&a.source, &a.dest, &a.select, &a.run)?;
+    let cfg = match crate::restore::config_watched(&a.source, &a.dest, &a.select, &a.run) {
+        // A disk that did not answer while SOURCE and DEST were checked: stopped by its
+        // disks (exit 1), nothing changed.
+        Err(e) if e.is::<crate::restore::HeldBeforeWriting>() => {
+            print_err(&format!("mycloud-recover: stopped: {e}\n"));
+            return Ok(Exit::Incomplete);
+        }
+        cfg => cfg?,
+    };
     run_restore(&cfg)
 }
 

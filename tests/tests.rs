@@ -1953,7 +1953,15 @@ struct Frozen(String);
 
 impl Frozen {
     fn stop_the_server(scratch: &Path) -> Frozen {
-        let pid = std::fs::read_to_string(scratch.join("sftp-server.pid")).unwrap();
+        // The mount can be there a moment before the server has written its pid.
+        let at = scratch.join("sftp-server.pid");
+        wait_until(
+            "the sftp server started",
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_millis(20),
+            || std::fs::read_to_string(&at).is_ok_and(|p| p.ends_with('\n')),
+        );
+        let pid = std::fs::read_to_string(&at).unwrap();
         let frozen = Frozen(pid.trim().to_string());
         let stopped = std::process::Command::new("kill")
             .args(["-STOP", &frozen.0])
@@ -2956,6 +2964,109 @@ fn a_source_that_stops_answering_while_the_run_plans_stops_it_regression_round_2
     // The server answering again: the same command restores every file.
     let out = run("").output().unwrap();
     restored_all_it_could(&out, &dump, &dest);
+}
+
+/// Round 22: `restore` checks SOURCE and DEST before it says anything (where they lead,
+/// whether DEST lies inside SOURCE): on a share whose server hangs (a NAS gone from the
+/// network) those looks were held for good, and the run said nothing at all. They are now
+/// watched: not back within 15 s, each disk is asked; DEST silent stops the run at once,
+/// the source silent after the patience (1 s here), with a message naming the disk and its
+/// mount point, exit 1, and nothing changed (no state folder, nothing on DEST). Once the
+/// server answers, the same command restores. The share is sshfs with its `sftp-server`
+/// stopped (SIGSTOP) before the run. Needs FUSE and `sshfs` with `sftp-server`.
+#[test]
+fn a_destination_share_that_does_not_answer_when_the_restore_starts_stops_it_regression_round_22() {
+    let dump = Dump::new(125, 100, 1);
+    let Some((_daemon, backing, share)) = sshfs_share_in_the_foreground(&dump) else {
+        return;
+    };
+    let dest = share.join("restored");
+    let msg = stopped_before_the_restore_began(&dump, &dump.root, &dest, &|| {
+        assert!(!backing.join("restored").exists(), "DEST was made");
+    });
+    assert!(
+        msg.contains(&format!(
+            "mycloud-recover: stopped: the destination {} does not answer: looking at it did not come back within 15 s before the restore began",
+            dest.display()
+        )) && msg.contains(&format!("`umount -f {}`", share.display()))
+            && msg.contains("Check the share"),
+        "{msg}"
+    );
+}
+
+/// The same for a source share (the whole dump served over sshfs) whose server hangs:
+/// waited for up to the patience, then stopped.
+#[test]
+fn a_source_share_that_does_not_answer_when_the_restore_starts_stops_it_regression_round_22() {
+    let dump = Dump::new(126, 100, 1);
+    let Some((_daemon, share)) = the_dump_over_sshfs(&dump) else {
+        return;
+    };
+    let dest = dump.path("restored");
+    let msg = stopped_before_the_restore_began(&dump, &share, &dest, &|| {
+        assert!(!dest.exists(), "DEST was made");
+    });
+    assert!(
+        msg.contains(&format!(
+            "mycloud-recover: stopped: the source {} does not answer: looking at it did not come back within 15 s before the restore began, waited up to 1 s",
+            share.display()
+        )) && msg.contains(&format!("`umount -f {}`", share.display()))
+            && msg.contains("Check the source"),
+        "{msg}"
+    );
+}
+
+/// Runs `restore SOURCE DEST` with the share's `sftp-server` stopped (the dump's scratch
+/// folder has its pid), until it says it stopped (within 90 s); checks `nothing_made` and
+/// that no state folder was left while the server is still stopped; continues the server,
+/// checks the exit (1) and "Nothing was changed", and that the same command then restores
+/// every file. What the run said.
+fn stopped_before_the_restore_began(
+    dump: &Dump,
+    source: &Path,
+    dest: &Path,
+    nothing_made: &dyn Fn(),
+) -> String {
+    let (state, log) = (dump.path("state"), dump.path("run.log"));
+    let run = |faults: &str| {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"));
+        c.arg("restore")
+            .arg(source)
+            .arg(dest)
+            .arg("--state-dir")
+            .arg(&state)
+            .env("MYCLOUD_RECOVER_FAULTS", faults);
+        c
+    };
+    let server = Frozen::stop_the_server(&dump.path(""));
+    let child = Running(Some(
+        run("source_patience_ms=1000")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    ));
+    // 15 s with the looks out, at most 15 s more for each probe. The run may then still
+    // wait for its call to the share (a zombie until it returns).
+    wait_until(
+        "the run stopped after the share's server hung",
+        std::time::Duration::from_secs(90),
+        std::time::Duration::from_millis(200),
+        || std::fs::read_to_string(&log).is_ok_and(|s| s.contains("mycloud-recover: stopped")),
+    );
+    nothing_made();
+    assert!(!state.exists(), "a state folder was left");
+    drop(server);
+    let out = child.wait();
+    let msg = format!("{}{}", std::fs::read_to_string(&log).unwrap(), text(&out));
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains("Nothing was changed") && msg.contains("run the same command"),
+        "{msg}"
+    );
+    assert!(!state.exists(), "{msg}");
+    restored_all_it_could(&run("").output().unwrap(), dump, dest);
+    msg
 }
 
 /// Round 19 (review): with `--durability file` each file was flushed before it was linked
