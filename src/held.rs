@@ -51,7 +51,15 @@ impl<T: Send + 'static> Call<T> {
     /// raised again here, not taken for a disk that does not answer.
     pub fn wait(&mut self, limit: Duration) -> Option<T> {
         match self.answer.recv_timeout(limit) {
-            Ok(r) => Some(r),
+            Ok(r) => {
+                // Its thread has only to end: joined, so that it is gone once the caller
+                // goes on (`joined_a_call`).
+                if let Some(t) = self.thread.take() {
+                    let _ = t.join();
+                    JOINED.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                Some(r)
+            }
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => {
                 match self.thread.take().map(std::thread::JoinHandle::join) {
@@ -61,6 +69,19 @@ impl<T: Send + 'static> Call<T> {
             }
         }
     }
+}
+
+/// A [`Call`]'s thread came back and was joined ([`joined_a_call`]).
+static JOINED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a [`Call`] that came back has ended its thread in this process. The C library
+/// keeps the stack of a thread that ended for the next thread started (glibc caches up to
+/// 40 MB of them), so the process's address space still counts it: the restore's check of
+/// `ulimit -v` counts that stack as room for a worker (`restore::check_address_space`;
+/// round 22: the planning steps on threads of their own left 2.3 MB more "in use", and 16
+/// workers no longer fitted under 80 MB in a debug build).
+pub fn joined_a_call() -> bool {
+    JOINED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Runs `f` on a thread of its own and waits up to `limit` for it. None: not back in time

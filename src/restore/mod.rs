@@ -3577,7 +3577,15 @@ fn check_address_space(workers: usize) -> anyhow::Result<()> {
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
         .map_or(0, |pages| pages * page);
-    let room = limit.saturating_sub(used).saturating_sub(HEAP_ROOM);
+    // The stack of the threads that checked the paths and planned, which the C library
+    // keeps for the next thread started: a worker's (`held::joined_a_call`).
+    let kept = match crate::held::joined_a_call() {
+        true => THREAD_ADDRESS_SPACE,
+        false => 0,
+    };
+    let room = (limit + kept)
+        .saturating_sub(used)
+        .saturating_sub(HEAP_ROOM);
     let fit = (room / THREAD_ADDRESS_SPACE).saturating_sub(OTHER_THREADS);
     if (workers as u64) <= fit {
         return Ok(());
