@@ -383,7 +383,13 @@ pub fn print_err(text: &str) {
 }
 
 pub fn restore(a: &RestoreArgs) -> anyhow::Result<Exit> {
-    let cfg = match crate::restore::config_watched(&a.source, &a.dest, &a.select, &a.run) {
+    let cfg = match crate::restore::config_watched(
+        "the restore",
+        &a.source,
+        &a.dest,
+        &a.select,
+        &a.run,
+    ) {
         // A disk that did not answer while SOURCE and DEST were checked: stopped by its
         // disks (exit 1), nothing changed.
         Err(e) if e.is::<crate::restore::HeldBeforeWriting>() => {
@@ -1244,7 +1250,9 @@ fn list_some(out: &mut impl Write, title: &str, items: &[String]) -> std::io::Re
 
 pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
     let run = read_only_run(a.state_dir.clone(), a.mtime_from.as_deref());
-    let cfg = RestoreConfig::new(&a.source, &a.dest, &a.select, &run)?;
+    // Watched as the restore's are: a disk that does not answer is said (exit 2, nothing
+    // changed), not a silent hang.
+    let cfg = crate::restore::config_watched("`regen`", &a.source, &a.dest, &a.select, &run)?;
     if !cfg.dest.is_dir() {
         anyhow::bail!(
             "destination {} does not exist; there is nothing to regenerate from",
@@ -1392,7 +1400,8 @@ fn again_commands(a: &crate::cli::VerifyArgs, bytes_differ: bool) -> (String, St
 pub fn verify(a: &crate::cli::VerifyArgs) -> anyhow::Result<Exit> {
     config::given_state_dir(a.state_dir.as_deref())?;
     let run = read_only_run(a.state_dir.clone(), a.mtime_from.as_deref());
-    let cfg = RestoreConfig::new(&a.source, &a.dest, &a.select, &run)?;
+    // Watched as the restore's are (exit 2 when a disk does not answer).
+    let cfg = crate::restore::config_watched("`verify`", &a.source, &a.dest, &a.select, &run)?;
     let rep = crate::verify::verify(&cfg, a.content, reader_threads(&cfg))?;
     for n in &rep.notes {
         print_err(&format!("note: {n}\n"));

@@ -950,7 +950,8 @@ impl std::fmt::Display for HeldBeforeWriting {
 
 impl std::error::Error for HeldBeforeWriting {}
 
-/// [`RestoreConfig::new`] for `restore`, watched as the run's later calls to its disks are.
+/// [`RestoreConfig::new`] for `restore` (and `verify`, `regen`: `command` names it in the
+/// messages), watched as a restore's later calls to its disks are.
 /// It looks at SOURCE (its layout, that it can be read) and DEST (where it leads, whether
 /// it lies inside SOURCE, its filesystem) on the main thread before anything is said: a
 /// DEST share whose server hung (a NAS gone from the network) held `restore` there for good
@@ -966,6 +967,7 @@ impl std::error::Error for HeldBeforeWriting {}
 /// for. A stop is [`HeldBeforeWriting`]: nothing was changed (the looks make nothing), and
 /// the thread in its call is left behind. The lines go to stderr, unless `--quiet`.
 pub fn config_watched(
+    command: &str,
     source: &crate::cli::SourceArgs,
     dest: &Path,
     select: &crate::cli::SelectArgs,
@@ -1005,9 +1007,13 @@ pub fn config_watched(
             return cfg;
         }
         if !answers(dest) {
-            return Err(
-                HeldBeforeWriting(held_at_start_text("the destination", dest, None)).into(),
-            );
+            return Err(HeldBeforeWriting(held_at_start_text(
+                command,
+                "the destination",
+                dest,
+                None,
+            ))
+            .into());
         }
         // SOURCE, and the database and object folder where given apart (`--db`, `--files`).
         let db_folder = source.db.as_deref().and_then(Path::parent);
@@ -1028,6 +1034,7 @@ pub fn config_watched(
         let since: Instant = *silent_since.get_or_insert(began);
         if since.elapsed() >= patience {
             return Err(HeldBeforeWriting(held_at_start_text(
+                command,
                 "the source",
                 &source.source,
                 Some(patience),
@@ -1035,7 +1042,7 @@ pub fn config_watched(
             .into());
         }
         say(format!(
-            "the source disk has not answered for {} (looking at {} before the restore begins); a failing disk can take minutes on a bad sector: waiting up to {} before stopping (`dmesg` shows the disk's errors)",
+            "the source disk has not answered for {} (looking at {} before {command} begins); a failing disk can take minutes on a bad sector: waiting up to {} before stopping (`dmesg` shows the disk's errors)",
             span(since.elapsed()),
             source.source.display(),
             span(patience)
@@ -1045,10 +1052,15 @@ pub fn config_watched(
     }
 }
 
-/// What a restore stopped by `what` (the source or the destination) at `path` not answering
+/// What `command` (the restore, `verify`...) stopped by `what` (the source or the destination) at `path` not answering
 /// while its paths were checked says ([`config_watched`]); `patience`: how long a source was
 /// waited for.
-fn held_at_start_text(what: &str, path: &Path, patience: Option<Duration>) -> String {
+fn held_at_start_text(
+    command: &str,
+    what: &str,
+    path: &Path,
+    patience: Option<Duration>,
+) -> String {
     let end = match crate::fsinfo::mount_point_as_named(path) {
         Some(m) => format!(
             "it ends once the disk answers or is detached, or, on a share, `umount -f {}` ends it (and cuts the share off)",
@@ -1068,7 +1080,7 @@ fn held_at_start_text(what: &str, path: &Path, patience: Option<Duration>) -> St
         None => "Check the share (its server, the network; mount it again if it was cut off) and run the same command once it answers",
     };
     format!(
-        "{what} {} does not answer: looking at it did not come back within {} s before the restore began{waited} (a share whose server hangs, or a disk that stops answering, holds calls rather than failing them). Nothing was changed. If this program does not end, a call it made there is still waiting: {end}. {check}",
+        "{what} {} does not answer: looking at it did not come back within {} s before {command} began{waited} (a share whose server hangs, or a disk that stops answering, holds calls rather than failing them). Nothing was changed. If this program does not end, a call it made there is still waiting: {end}. {check}",
         path.display(),
         NO_ANSWER.as_secs()
     )
