@@ -2351,6 +2351,35 @@ fn status_on_a_share_that_stops_answering_says_so_within_the_limit_regression_ro
     assert!(!text(&out).contains("does not answer"), "{}", text(&out));
 }
 
+/// `restore SRC DEST` of the dump served over sshfs at `src` ([`the_dump_over_sshfs`]),
+/// its database given where it is (`--db`, `db`), with 2 workers, the state folder `state`,
+/// the faults `faults`, and what it says on stderr written to `log`.
+fn restore_from_the_share(
+    src: &Path,
+    dest: &Path,
+    state: &Path,
+    db: &Path,
+    faults: &str,
+    log: &Path,
+) -> Running {
+    Running(Some(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+            .arg("restore")
+            .arg(src)
+            .arg(dest)
+            .arg("--state-dir")
+            .arg(state)
+            .args(["--threads", "2"])
+            .arg("--db")
+            .arg(db)
+            .env("MYCLOUD_RECOVER_FAULTS", faults)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    ))
+}
+
 /// The dump served over sshfs by the local `sftp-server` at `dump/source` (its object store
 /// read there; the server can be stopped with [`Frozen`]): the daemon, and the mount. None
 /// where FUSE cannot be used ([`serve_in_the_foreground`]).
@@ -2478,25 +2507,14 @@ fn a_source_silent_for_less_than_the_patience_is_waited_for_regression_round_21(
     let dest = dump.path("restored");
     let state = dump.path("state");
     let log = dump.path("run.log");
-    let child = Running(Some(
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"))
-            .arg("restore")
-            .arg(&src)
-            .arg(&dest)
-            .arg("--state-dir")
-            .arg(&state)
-            .args(["--threads", "2"])
-            .arg("--db")
-            .arg(&db)
-            .env(
-                "MYCLOUD_RECOVER_FAULTS",
-                "delay_ms=40;commit_ms=300;source_patience_ms=120000",
-            )
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    ));
+    let child = restore_from_the_share(
+        &src,
+        &dest,
+        &state,
+        &db,
+        "delay_ms=40;commit_ms=300;source_patience_ms=120000",
+        &log,
+    );
     let began = std::time::Instant::now();
     let until = began + std::time::Duration::from_secs(60);
     while tree(&dest).values().filter(|(dir, _, _)| !dir).count() < 150 {
@@ -2566,27 +2584,16 @@ fn a_file_failing_while_the_source_is_silent_waits_for_the_patience_regression_r
     let dest = dump.path("restored");
     let state = dump.path("state");
     let log = dump.path("run.log");
-    let child = Running(Some(
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"))
-            .arg("restore")
-            .arg(&src)
-            .arg(&dest)
-            .arg("--state-dir")
-            .arg(&state)
-            .args(["--threads", "2"])
-            .arg("--db")
-            .arg(&db)
-            .env(
-                "MYCLOUD_RECOVER_FAULTS",
-                format!(
-                    "delay_ms=40;commit_ms=300;backoff_ms=5000;source_patience_ms=120000;bad_sector={bad_cid}"
-                ),
-            )
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    ));
+    let child = restore_from_the_share(
+        &src,
+        &dest,
+        &state,
+        &db,
+        &format!(
+            "delay_ms=40;commit_ms=300;backoff_ms=5000;source_patience_ms=120000;bad_sector={bad_cid}"
+        ),
+        &log,
+    );
     // The bad file is the first handed out: begun once others are placed.
     wait_until(
         "files restored",
