@@ -149,7 +149,7 @@ pub enum SizeMixArg {
     Large,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 pub struct InspectArgs {
     #[command(flatten)]
     pub source: SourceArgs,
@@ -164,7 +164,7 @@ pub struct InspectArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 pub struct PlanArgs {
     #[command(flatten)]
     pub source: SourceArgs,

@@ -13,6 +13,7 @@ use crate::plan::{Origin, Plan};
 use crate::report::{
     count, human_bytes, plural, BarProgress, Listener, PlainProgress, Quiet, Report,
 };
+use crate::restore::watch::{watched, Watch};
 use crate::source::index::Index;
 
 fn open_index(layout: &crate::source::SourceLayout) -> anyhow::Result<Index> {
@@ -44,7 +45,15 @@ pub struct Inspection {
     pub warnings: Vec<String>,
 }
 
+/// `inspect SOURCE`, its reads of the source watched ([`crate::restore::watch`]): a
+/// source that does not answer stops it with a message (exit 2), not a silent hang.
 pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
+    let w = Watch::new("`inspect`", "while `inspect` ran", &a.source, None);
+    let a = a.clone();
+    watched(&w, move || inspected(&a))
+}
+
+fn inspected(a: &InspectArgs) -> anyhow::Result<Exit> {
     let layout = config::source(&a.source)?;
     let index = open_index(&layout)?;
     let integrity = index.quick_check()?;
@@ -184,7 +193,16 @@ pub fn inspect(a: &InspectArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
+/// `plan SOURCE DEST`, its looks at both watched ([`crate::restore::watch`]): a disk that
+/// does not answer stops it with a message (exit 2), not a silent hang. The listing is
+/// written as it is made (a pager reading it may hold it: waited for, as the disks answer).
 pub fn plan(a: &PlanArgs) -> anyhow::Result<Exit> {
+    let w = Watch::new("`plan`", "while `plan` ran", &a.source, Some(&a.dest));
+    let a = a.clone();
+    watched(&w, move || planned(&a))
+}
+
+fn planned(a: &PlanArgs) -> anyhow::Result<Exit> {
     let layout = config::source(&a.source)?;
     config::check_dest(&layout, &a.dest)?;
     let fs = fsinfo::probe(&a.dest);
@@ -1259,7 +1277,27 @@ pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
             cfg.dest.display()
         );
     }
-    let rep = crate::state::regen::regen(&cfg, reader_threads(&cfg), a.content)?;
+    // Its walk of DEST and reads of the source, watched alike. Stopped, its records are
+    // not changed (written in one transaction, not committed); a checkpoint or state folder
+    // it made goes, as after a refused regen (`Checkpoint::discard`).
+    let w = Watch::new(
+        "`regen`",
+        "while `regen` compared DEST with the plan",
+        &a.source,
+        Some(&a.dest),
+    );
+    let (dest, state_dir) = (cfg.dest.clone(), cfg.state_dir.clone());
+    let had = (state_dir.exists(), state_dir.join("checkpoint.db").exists());
+    let (threads, content) = (reader_threads(&cfg), a.content);
+    let rep = match watched(&w, move || {
+        crate::state::regen::regen(&cfg, threads, content)
+    }) {
+        Err(e) if e.is::<crate::restore::HeldBeforeWriting>() => {
+            crate::state::forget_unfinished(&state_dir, had);
+            return Err(e);
+        }
+        r => r?,
+    };
     for n in &rep.notes {
         print_err(&format!("note: {n}\n"));
     }
@@ -1273,7 +1311,7 @@ pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
         out,
         "Regenerated the checkpoint in {} from {} ({} files found, walked in {:.1}s).",
         rep.state_dir.display(),
-        cfg.dest.display(),
+        dest.display(),
         count(rep.found_on_dest),
         rep.walk_seconds
     )?;
@@ -1402,7 +1440,16 @@ pub fn verify(a: &crate::cli::VerifyArgs) -> anyhow::Result<Exit> {
     let run = read_only_run(a.state_dir.clone(), a.mtime_from.as_deref());
     // Watched as the restore's are (exit 2 when a disk does not answer).
     let cfg = crate::restore::config_watched("`verify`", &a.source, &a.dest, &a.select, &run)?;
-    let rep = crate::verify::verify(&cfg, a.content, reader_threads(&cfg))?;
+    // Its walk of DEST and reads of the source, watched alike: a disk that stops answering
+    // meanwhile is said (exit 2; verify changes nothing).
+    let w = Watch::new(
+        "`verify`",
+        "while `verify` compared DEST with the source",
+        &a.source,
+        Some(&a.dest),
+    );
+    let (threads, content) = (reader_threads(&cfg), a.content);
+    let rep = watched(&w, move || crate::verify::verify(&cfg, content, threads))?;
     for n in &rep.notes {
         print_err(&format!("note: {n}\n"));
     }

@@ -3090,6 +3090,195 @@ fn a_source_share_that_does_not_answer_when_the_restore_starts_stops_it_regressi
     );
 }
 
+/// Round 23 (noticed in round 22): `plan`, `inspect` and `preflight` made their looks at
+/// the source on the main thread: on a source share whose server hangs they hung for good
+/// without a word. They are now watched as the restore's are (`restore::watch`): not back
+/// within 15 s, the source is asked; silent, it is waited for up to the patience (1 s here;
+/// `preflight` no longer than its budget), then the command stops, exit 2, naming the disk,
+/// its mount point and what to do. Once the server answers, each runs. The three run at
+/// once, against one stopped `sftp-server`. Needs FUSE and `sshfs` with `sftp-server`.
+#[test]
+fn plan_inspect_and_preflight_on_a_source_share_that_does_not_answer_say_so_regression_round_23() {
+    let dump = Dump::new(131, 100, 1);
+    let Some((_daemon, share)) = the_dump_over_sshfs(&dump) else {
+        return;
+    };
+    let dest = dump.path("restored");
+    let commands: [&[&str]; 3] = [
+        &["plan", "--summary"],
+        &["inspect"],
+        &["preflight", "--budget", "10"],
+    ];
+    let command = |args: &[&str]| {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"));
+        c.arg(args[0]).arg(&share);
+        if args[0] != "inspect" {
+            c.arg(&dest);
+        }
+        c.args(&args[1..])
+            .env("MYCLOUD_RECOVER_FAULTS", "source_patience_ms=1000");
+        c
+    };
+    let server = Frozen::stop_the_server(&dump.path(""));
+    let runs: Vec<(String, std::path::PathBuf, Running)> = commands
+        .iter()
+        .map(|args| {
+            let log = dump.path(&format!("{}.log", args[0]));
+            let child = command(args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            (args[0].to_string(), log, Running(Some(child)))
+        })
+        .collect();
+    // 15 s with the looks out, at most 15 s more for the probe; then the command may still
+    // wait for its call to the share (a zombie until it returns).
+    for (name, log, _) in &runs {
+        wait_until(
+            &format!("{name} said the source does not answer"),
+            std::time::Duration::from_secs(90),
+            std::time::Duration::from_millis(200),
+            || std::fs::read_to_string(log).is_ok_and(|s| s.contains("does not answer")),
+        );
+    }
+    drop(server);
+    for (name, log, child) in runs {
+        let out = child.wait();
+        let msg = format!("{}{}", std::fs::read_to_string(&log).unwrap(), text(&out));
+        assert_eq!(out.status.code(), Some(2), "{name}: {msg}");
+        let when = match name.as_str() {
+            "preflight" => "while `preflight` read it".to_string(),
+            _ => format!("while `{name}` ran"),
+        };
+        assert!(
+            msg.contains(&format!(
+                "the source {} does not answer: looking at it did not come back within 15 s {when}, waited up to 1 s",
+                share.display()
+            )) && msg.contains("Nothing was changed")
+                && msg.contains(&format!("`umount -f {}`", share.display()))
+                && msg.contains("Check the source"),
+            "{name}: {msg}"
+        );
+    }
+    assert!(!dest.exists(), "DEST was made");
+    // Answering again: each runs.
+    for args in commands {
+        let out = command(args).output().unwrap();
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)) && !text(&out).contains("does not answer"),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
+}
+
+/// Round 23 (noticed in round 22): `verify` and `regen` checked SOURCE and DEST watched
+/// (round 22), but their walk of DEST was not: on a DEST share whose server hung after
+/// those checks (answered here from sshfs's cache of what the restore just saw, 20 s), they
+/// hung for good in the walk without a word. The walk is now watched alike: exit 2, the
+/// share named with `umount -f`, and nothing changed (regen's records are written in one
+/// transaction, not committed). `--content` makes both read every file's bytes, which no
+/// cache answers.
+#[test]
+fn verify_and_regen_on_a_destination_share_that_stops_answering_mid_walk_say_so_regression_round_23(
+) {
+    let dump = Dump::new(132, 100, 1);
+    let Some((_daemon, _backing, share)) = sshfs_share_in_the_foreground(&dump) else {
+        return;
+    };
+    let dest = share.join("restored");
+    let state = dump.path("state");
+    let state_arg = state.to_str().unwrap();
+    let checkpoint = state.join("checkpoint.db");
+    // Every record of the checkpoint, once no run holds it.
+    let records = |db: &Path| -> Vec<String> {
+        let c =
+            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
+        let mut q = c
+            .prepare("SELECT seq, id, path, size, mtime, outcome, run FROM log ORDER BY seq")
+            .unwrap();
+        q.query_map([], |r| {
+            Ok(format!(
+                "{:?}",
+                (
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, i64>(6)?,
+                )
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    };
+    for command in ["verify", "regen"] {
+        // Each right after a restore, while the share's cache holds what the restore saw.
+        let (out, _) = restore(&dump, &dest, &["--state-dir", state_arg], &[]);
+        restored_all_it_could(&out, &dump, &dest);
+        let before = records(&checkpoint);
+        let log = dump.path(&format!("{command}.log"));
+        let server = Frozen::stop_the_server(&dump.path(""));
+        let child = Running(Some(
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+                .arg(command)
+                .arg(&dump.root)
+                .arg(&dest)
+                .args(["--state-dir", state_arg, "--content"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap(),
+        ));
+        wait_until(
+            &format!("{command} said the share does not answer"),
+            std::time::Duration::from_secs(90),
+            std::time::Duration::from_millis(200),
+            || std::fs::read_to_string(&log).is_ok_and(|s| s.contains("does not answer")),
+        );
+        drop(server);
+        let out = child.wait();
+        let msg = format!("{}{}", std::fs::read_to_string(&log).unwrap(), text(&out));
+        assert_eq!(out.status.code(), Some(2), "{command}: {msg}");
+        let doing = match command {
+            "verify" => "compared DEST with the source",
+            _ => "compared DEST with the plan",
+        };
+        assert!(
+            msg.contains(&format!(
+                "the destination {} does not answer: looking at it did not come back within 15 s while `{command}` {doing}",
+                dest.display()
+            )) && msg.contains("Nothing was changed")
+                && msg.contains(&format!("`umount -f {}`", share.display())),
+            "{command}: {msg}"
+        );
+        // The checkpoint's records as the restore left them (a regen's run is logged).
+        assert_eq!(
+            records(&checkpoint),
+            before,
+            "{command}: the checkpoint's records changed"
+        );
+    }
+    // Answering again: `verify --content` finds every file.
+    let out = bin()
+        .arg("verify")
+        .arg(&dump.root)
+        .arg(&dest)
+        .args(["--state-dir", state_arg, "--content"])
+        .output()
+        .unwrap();
+    assert!(
+        !text(&out).contains("does not answer") && matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        text(&out)
+    );
+}
+
 /// Runs `restore SOURCE DEST` with the share's `sftp-server` stopped (the dump's scratch
 /// folder has its pid), until it says it stopped (within 90 s); checks `nothing_made` and
 /// that no state folder was left while the server is still stopped; continues the server,

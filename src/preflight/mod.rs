@@ -175,8 +175,30 @@ pub fn run(a: &PreflightArgs) -> anyhow::Result<Exit> {
     }
     let started = Instant::now();
     install_signal_handler();
-    let layout = config::source(&a.source)?;
     let deadline = started + Duration::from_secs(a.budget);
+    config::plan_options(&a.select, &unknown_fs(), config::default_dates())?;
+    // The source's looks (its layout, the database opened, the restore's own look at the
+    // object store, a sample of objects), watched ([`crate::restore::watch`]): a source
+    // that does not answer stops pre-flight with a message (exit 2), waited for no longer
+    // than the budget, not a silent hang.
+    let w = crate::restore::watch::Watch::new(
+        "`preflight`",
+        "while `preflight` read it",
+        &a.source,
+        None,
+    )
+    .patience_at_most(Duration::from_secs(a.budget));
+    let source = a.source.clone();
+    let (layout, index, objects, sample) = crate::restore::watch::watched(&w, move || {
+        let layout = config::source(&source)?;
+        let index = Index::open(&layout.db, layout.backup_db.as_deref())?;
+        // The restore's own look at the object store: what stops it blocks here too.
+        let objects = crate::restore::look_for_objects(&layout, &index)?;
+        let sample = index
+            .sample_content_ids(SAMPLE_OBJECTS)
+            .with_context(|| format!("cannot sample contentIDs from {}", layout.db.display()))?;
+        Ok((layout, index, objects, sample))
+    })?;
     // Resolving DEST touches it: a share that does not answer must not hang us here
     // either. It gets what is left of the budget, as the other checks before the name tests
     // do; not back by then, DEST is said not to answer (blocking), and nothing else is
@@ -197,13 +219,6 @@ pub fn run(a: &PreflightArgs) -> anyhow::Result<Exit> {
             ),
         }
     };
-    config::plan_options(&a.select, &unknown_fs(), config::default_dates())?;
-    let index = Index::open(&layout.db, layout.backup_db.as_deref())?;
-    // The restore's own look at the object store: what stops it blocks here too.
-    let objects = crate::restore::look_for_objects(&layout, &index)?;
-    let sample = index
-        .sample_content_ids(SAMPLE_OBJECTS)
-        .with_context(|| format!("cannot sample contentIDs from {}", layout.db.display()))?;
     let opts = Options {
         source: a.source.source.clone(),
         dest: a.dest.clone(),

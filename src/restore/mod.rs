@@ -23,6 +23,9 @@
 //! not answer stops the run before anything is written.
 
 pub mod copy;
+pub mod watch;
+
+pub use watch::config_watched;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -935,10 +938,11 @@ impl std::fmt::Display for StoppedWhilePlanning {
 
 impl std::error::Error for StoppedWhilePlanning {}
 
-/// A restore stopped before it wrote anything, because a disk did not answer: SOURCE or
-/// DEST while their paths were checked ([`config_watched`]), or the source while the run
-/// planned (`read_while_planning`; [`restore`]'s error): exit 1, as a run stopped by its
-/// disks. The text says what does not answer and what to do.
+/// A command stopped before it wrote anything, because a disk did not answer: SOURCE or
+/// DEST while their paths were checked or other work outside the copy read them
+/// ([`watch::watched`]), or the source while a restore planned (`read_while_planning`).
+/// A restore's is exit 1, as a run stopped by its disks; the other commands' exit 2 (they
+/// could not run). The text says what does not answer and what to do.
 #[derive(Debug)]
 pub struct HeldBeforeWriting(String);
 
@@ -949,142 +953,6 @@ impl std::fmt::Display for HeldBeforeWriting {
 }
 
 impl std::error::Error for HeldBeforeWriting {}
-
-/// [`RestoreConfig::new`] for `restore` (and `verify`, `regen`: `command` names it in the
-/// messages), watched as a restore's later calls to its disks are.
-/// It looks at SOURCE (its layout, that it can be read) and DEST (where it leads, whether
-/// it lies inside SOURCE, its filesystem) on the main thread before anything is said: a
-/// DEST share whose server hung (a NAS gone from the network) held `restore` there for good
-/// without a word (round 22: its first `readlink` of DEST), and so did a hung source.
-///
-/// The looks run on a thread of their own ([`crate::held::Call`]); not back within
-/// `NO_ANSWER`, each disk is asked, on a thread of its own with that limit, for a name
-/// never asked for, looked up through the path as given (`look_up_a_new_name`: it walks
-/// a symbolic link to a share as the looks do, and reaches the share's server). DEST silent
-/// stops at once, as in the copy; the source silent is waited for up to the patience
-/// (`SOURCE_PATIENCE`, faults' `source_patience_ms`: a failing disk retrying a bad
-/// sector), said once a probe; both answering, the looks are only slow, said and waited
-/// for. A stop is [`HeldBeforeWriting`]: nothing was changed (the looks make nothing), and
-/// the thread in its call is left behind. The lines go to stderr, unless `--quiet`.
-pub fn config_watched(
-    command: &str,
-    source: &crate::cli::SourceArgs,
-    dest: &Path,
-    select: &crate::cli::SelectArgs,
-    run: &crate::cli::RunArgs,
-) -> anyhow::Result<RestoreConfig> {
-    let (s, d, sel, r) = (
-        source.clone(),
-        dest.to_path_buf(),
-        select.clone(),
-        run.clone(),
-    );
-    let mut call =
-        crate::held::Call::start("mcr-start-up", move || RestoreConfig::new(&s, &d, &sel, &r))
-            // The message std's own spawns give: `main` tells the user which limit.
-            .expect("failed to spawn thread");
-    let patience = Faults::from_env()
-        .source_patience_ms
-        .map_or(SOURCE_PATIENCE, Duration::from_millis);
-    let say = |what: String| {
-        if !run.quiet {
-            crate::commands::print_err(&format!("waiting: {what}\n"));
-        }
-    };
-    let answers = |path: &Path| {
-        let path = path.to_path_buf();
-        crate::held::within("mcr-start-up-probe", NO_ANSWER, move || {
-            look_up_a_new_name(&path)
-        })
-        .is_some()
-    };
-    let began = Instant::now();
-    // Since when the source has been found silent, none of these probes finding it answer.
-    let mut silent_since = None;
-    let mut wait = NO_ANSWER;
-    loop {
-        if let Some(cfg) = call.wait(wait) {
-            return cfg;
-        }
-        if !answers(dest) {
-            return Err(HeldBeforeWriting(held_at_start_text(
-                command,
-                "the destination",
-                dest,
-                None,
-            ))
-            .into());
-        }
-        // SOURCE, and the database and object folder where given apart (`--db`, `--files`).
-        let db_folder = source.db.as_deref().and_then(Path::parent);
-        let source_paths = [
-            Some(source.source.as_path()),
-            db_folder,
-            source.files_dir.as_deref(),
-        ];
-        if source_paths.into_iter().flatten().all(&answers) {
-            say(format!(
-                "checking SOURCE and DEST has taken {} so far; both answer, so the run waits for it (a slow link)",
-                span(began.elapsed())
-            ));
-            silent_since = None;
-            wait = NO_ANSWER;
-            continue;
-        }
-        let since: Instant = *silent_since.get_or_insert(began);
-        if since.elapsed() >= patience {
-            return Err(HeldBeforeWriting(held_at_start_text(
-                command,
-                "the source",
-                &source.source,
-                Some(patience),
-            ))
-            .into());
-        }
-        say(format!(
-            "the source disk has not answered for {} (looking at {} before {command} begins); a failing disk can take minutes on a bad sector: waiting up to {} before stopping (`dmesg` shows the disk's errors)",
-            span(since.elapsed()),
-            source.source.display(),
-            span(patience)
-        ));
-        // The probe took `NO_ANSWER` itself.
-        wait = Duration::ZERO;
-    }
-}
-
-/// What `command` (the restore, `verify`...) stopped by `what` (the source or the destination) at `path` not answering
-/// while its paths were checked says ([`config_watched`]); `patience`: how long a source was
-/// waited for.
-fn held_at_start_text(
-    command: &str,
-    what: &str,
-    path: &Path,
-    patience: Option<Duration>,
-) -> String {
-    let end = match crate::fsinfo::mount_point_as_named(path) {
-        Some(m) => format!(
-            "it ends once the disk answers or is detached, or, on a share, `umount -f {}` ends it (and cuts the share off)",
-            crate::preflight::model::shell_path(&m)
-        ),
-        None => "it ends once the disk answers or is detached, or, on a share, once the share is unmounted with `umount -f`".to_string(),
-    };
-    let waited = match patience {
-        Some(p) => format!(
-            ", waited up to {} (a failing disk can take minutes on a bad sector)",
-            span(p)
-        ),
-        None => String::new(),
-    };
-    let check = match patience {
-        Some(_) => "Check the source (`dmesg`; for a share, its server and the network) and run the same command once it answers. A source disk that is failing is best copied first (ddrescue), then restored from the copy",
-        None => "Check the share (its server, the network; mount it again if it was cut off) and run the same command once it answers",
-    };
-    format!(
-        "{what} {} does not answer: looking at it did not come back within {} s before {command} began{waited} (a share whose server hangs, or a disk that stops answering, holds calls rather than failing them). Nothing was changed. If this program does not end, a call it made there is still waiting: {end}. {check}",
-        path.display(),
-        NO_ANSWER.as_secs()
-    )
-}
 
 /// Runs `work`, a step of planning that reads the source (`what`: opening the database,
 /// reading its rows, looking for a sample of objects), on a thread of its own, and waits

@@ -1246,7 +1246,29 @@ impl Checkpoint {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
 
+/// What [`Checkpoint::discard`] does, for a run whose checkpoint is held by a thread left
+/// behind in a call to a disk that does not answer (`regen` stopped by a silent DEST,
+/// `restore::watch`): the checkpoint goes where there was none before (`had.1`), the state
+/// folder where there was none (`had.0`). The process ends right after: the thread's open
+/// connection never writes again. What it had begun is in one transaction, not committed,
+/// so a checkpoint that was there keeps its records. Best effort.
+pub fn forget_unfinished(dir: &Path, had: (bool, bool)) {
+    match had {
+        (false, _) => {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        (true, false) => {
+            for name in ["checkpoint.db", "checkpoint.db-wal", "checkpoint.db-shm"] {
+                let _ = std::fs::remove_file(dir.join(name));
+            }
+        }
+        (true, true) => {}
+    }
+}
+
+impl Checkpoint {
     /// Whether the run before this one ended without finishing cleanly (killed, power cut):
     /// then temporary files may be left on the destination.
     pub fn previous_run_unclean(&self) -> Result<bool, StateError> {
