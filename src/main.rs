@@ -32,6 +32,8 @@ fn main() {
             mycloud_recover::Exit::InternalError.code()
         }
     };
+    // What a thread left behind in a call to a disk that does not answer cannot remove.
+    mycloud_recover::source::index::remove_private_copies();
     std::process::exit(code);
 }
 

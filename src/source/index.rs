@@ -163,7 +163,28 @@ struct MergedCopy {
 
 impl Drop for MergedCopy {
     fn drop(&mut self) {
+        live_copies().retain(|d| d != &self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The private copies this process has made and not yet removed.
+fn live_copies() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    static LIVE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    LIVE.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Removes the private copies this process still has, as it ends: one held by a thread
+/// left behind in a call to a source that does not answer (`restore::watch`,
+/// `read_while_planning`; its drop never runs), or by a run a second Ctrl-C ends
+/// (`signals::before_exit`). Before round 23 such a copy, as large as the database, stayed
+/// in TMPDIR until a later run with a write-ahead log swept it (`sweep_leftovers`), maybe
+/// on a RAM-backed /tmp. The process ends right after: the copy's open files never serve a
+/// read again. `main` calls it before every exit.
+pub fn remove_private_copies() {
+    for dir in std::mem::take(&mut *live_copies()) {
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
 
@@ -232,7 +253,10 @@ impl MergedCopy {
             .mode(0o700)
             .create(&dir)
             .map_err(|e| fail(&format!("cannot create {}", dir.display()), &e))?;
-        // From here on the folder is removed on every way out.
+        // From here on the folder is removed on every way out, the end of the process too.
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| crate::signals::before_exit(remove_private_copies));
+        live_copies().push(dir.clone());
         let mut copy = MergedCopy {
             db: dir.join("index.db"),
             dir,
