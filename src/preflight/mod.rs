@@ -234,7 +234,7 @@ pub fn run(a: &PreflightArgs) -> anyhow::Result<Exit> {
         ),
     };
     let mut prober = RealProbe::new(layout, a.dest.clone(), sample);
-    let result = preflight(&mut prober, &index, &opts, started);
+    let result = preflight(&mut prober, index, &opts, started, &w);
     // Clean up whatever happened above.
     let cleanup = prober.finish();
     let mut report = result?;
@@ -298,13 +298,15 @@ pub fn command_args(
     v
 }
 
-/// Runs every probe and benchmark through `p`, reads the work from `index`, and advises.
+/// Runs every probe and benchmark through `p`, reads the work from `index` (watched by
+/// `watch`: a source that stops answering meanwhile stops pre-flight), and advises.
 /// The caller calls [`Probe::finish`] afterwards, whatever this returns.
 pub fn preflight(
     p: &mut dyn Probe,
-    index: &Index,
+    index: Index,
     opts: &Options,
     started: Instant,
+    watch: &crate::restore::watch::Watch,
 ) -> anyhow::Result<PreflightReport> {
     let deadline = started + opts.budget;
     let mut m = Measurements {
@@ -374,7 +376,10 @@ pub fn preflight(
         Some(d) if !d.network => d.block_size.unwrap_or(4096).clamp(512, 1 << 16),
         _ => 4096,
     };
-    let work = work(index, &opts.select, &dest_fs, policy, policy_reason, block)?;
+    let (select, fs) = (opts.select.clone(), dest_fs.clone());
+    let work = crate::restore::watch::watched(watch, move || {
+        work(&index, &select, &fs, policy, policy_reason, block)
+    })?;
 
     if !stopping() {
         benchmarks(p, &mut m, deadline);

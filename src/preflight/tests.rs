@@ -134,6 +134,16 @@ fn options(source: &Path, dest: &Path, budget: u64) -> Options {
     }
 }
 
+/// What `preflight` watches its reads of the source at `dump` with.
+fn watch(dump: &Path) -> crate::restore::watch::Watch {
+    let source = crate::cli::SourceArgs {
+        source: dump.to_path_buf(),
+        db: None,
+        files_dir: None,
+    };
+    crate::restore::watch::Watch::new("`preflight`", "while `preflight` read it", &source, None)
+}
+
 fn open(dump: &Path) -> (crate::source::SourceLayout, Index) {
     let layout = crate::source::SourceLayout::discover(dump, None, None).unwrap();
     let index = Index::open(&layout.db, None).unwrap();
@@ -148,9 +158,10 @@ fn orchestration_on_a_fake_nas_measures_every_level_and_advises() {
     let mut p = FakeProbe::new(&[(1, 40.0), (4, 150.0), (16, 520.0), (64, 560.0)]);
     let r = preflight(
         &mut p,
-        &index,
+        index,
         &options(&dump, Path::new("/mnt/nas/restore"), 5),
         Instant::now(),
+        &watch(&dump),
     )
     .unwrap();
     assert_eq!(p.per_file_calls, model::abba(&LEVELS));
@@ -180,9 +191,10 @@ fn a_destination_that_stops_answering_is_blocking_and_not_benchmarked() {
     p.dest_hangs = true;
     let r = preflight(
         &mut p,
-        &index,
+        index,
         &options(&dump, Path::new("/mnt/nas"), 5),
         Instant::now(),
+        &watch(&dump),
     )
     .unwrap();
     assert!(p.per_file_calls.is_empty());
@@ -404,7 +416,13 @@ fn real_prober_leaves_nothing_on_dest_and_writes_nothing_to_the_source() {
     let sample = index.sample_content_ids(SAMPLE_OBJECTS).unwrap();
     let mut p = RealProbe::new(layout, dest.clone(), sample);
     let started = Instant::now();
-    let r = preflight(&mut p, &index, &options(&dump, &dest, 5), started);
+    let r = preflight(
+        &mut p,
+        index,
+        &options(&dump, &dest, 5),
+        started,
+        &watch(&dump),
+    );
     let probe_dir = p.probe_dir().map(Path::to_path_buf);
     let notes = p.finish().unwrap();
     let r = r.unwrap();
@@ -558,9 +576,10 @@ fn a_per_file_step_with_very_few_files_is_not_called_a_stall() {
     p.few_files = true;
     let r = preflight(
         &mut p,
-        &index,
+        index,
         &options(&dump, Path::new("/mnt/nas/restore"), 5),
         Instant::now(),
+        &watch(&dump),
     )
     .unwrap();
     assert_eq!(r.work.files, 3);
