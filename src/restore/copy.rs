@@ -19,9 +19,9 @@
 use std::fs::{File, FileTimes, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::plan::PlannedFile;
 use crate::source::SourceLayout;
@@ -1518,10 +1518,23 @@ pub(crate) fn same_bytes(object: &File, path: &Path, len: u64) -> io::Result<boo
 /// that sees the end), where `std::io::copy` adds two `statx` and, across filesystems, a
 /// failing `copy_file_range` per file. Filesystems that support neither get a plain
 /// read/write loop.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Copier {
     no_copy_file_range: AtomicBool,
     no_sendfile: AtomicBool,
+    /// What one call moves now ([`Copier::CHUNK`]), learnt from how long calls take: shared
+    /// by the workers, as the link they share is.
+    chunk: AtomicUsize,
+}
+
+impl Default for Copier {
+    fn default() -> Copier {
+        Copier {
+            no_copy_file_range: AtomicBool::new(false),
+            no_sendfile: AtomicBool::new(false),
+            chunk: AtomicUsize::new(Copier::FIRST_CHUNK),
+        }
+    }
 }
 
 /// Which side of a copy failed ([`Copier::copy`]).
@@ -1547,16 +1560,43 @@ fn blame(src: &File, e: io::Error) -> CopyFailed {
 
 impl Copier {
     /// The most one call moves: `moved` is called after each, so that a large file's copy
-    /// over a slow link says it is moving (8 MiB: under 15 s down to about 0.6 MB/s).
-    /// Until round 22 one call could move 1 GiB, and the run took a 4 GB video copied to a
-    /// NAS for a call the disks held, saying "no file came back" every 15 s.
+    /// over a slow link says it is moving. Until round 22 one call could move 1 GiB, and
+    /// the run took a 4 GB video copied to a NAS for a call the disks held, saying "no file
+    /// came back" every 15 s. Round 22 capped a call at 8 MiB, which still took more than
+    /// 15 s below about 0.6 MB/s (a VPN, an upload link); so since round 23 what a call
+    /// moves is learnt (`Copier::learn`): it starts at [`Copier::FIRST_CHUNK`], shrinks
+    /// down to [`Copier::LEAST_CHUNK`] towards calls of [`Copier::CALL_TIME`], and doubles
+    /// up to this while a full one takes under a quarter of that. A local copy reaches 8 MiB
+    /// in its first few calls of the run.
     pub const CHUNK: usize = 8 << 20;
+    /// What the first calls of a run move: under 15 s down to about 17 KB/s, a link shared
+    /// by 16 workers at 0.3 MB/s.
+    pub const FIRST_CHUNK: usize = 256 << 10;
+    /// The least a call moves: 15 s is then about 4 KB/s.
+    pub const LEAST_CHUNK: usize = 64 << 10;
+    /// What a call should take at most.
+    pub const CALL_TIME: Duration = Duration::from_secs(2);
+
+    /// Learns from a call that moved `n` bytes of `asked` in `took`: slower than
+    /// [`Copier::CALL_TIME`], the next calls move what this one would have moved in that
+    /// time; a full call in under a quarter of it, twice as much.
+    fn learn(&self, asked: usize, n: usize, took: Duration) {
+        let next = if took > Copier::CALL_TIME {
+            let per_call = n as f64 * Copier::CALL_TIME.as_secs_f64() / took.as_secs_f64();
+            (per_call as usize).clamp(Copier::LEAST_CHUNK, asked)
+        } else if n == asked && took < Copier::CALL_TIME / 4 {
+            (asked * 2).min(Copier::CHUNK)
+        } else {
+            return;
+        };
+        self.chunk.store(next, Relaxed);
+    }
 
     /// Copies from the current position of `src` to the end, calling `moved` after each
-    /// [`Copier::CHUNK`] or less that moved; returns the bytes copied, or which side failed.
+    /// call that moved bytes (at most [`Copier::CHUNK`]); returns the bytes copied, or which
+    /// side failed.
     pub fn copy(&self, src: &File, dst: &File, moved: &dyn Fn()) -> Result<u64, CopyFailed> {
         use rustix::io::Errno;
-        const CHUNK: usize = Copier::CHUNK;
         let unsupported = |e: Errno| {
             matches!(
                 e,
@@ -1565,8 +1605,10 @@ impl Copier {
         };
         let mut total = 0u64;
         loop {
+            let chunk = self.chunk.load(Relaxed);
+            let began = Instant::now();
             let n = if !self.no_copy_file_range.load(Relaxed) {
-                match rustix::fs::copy_file_range(src, None, dst, None, CHUNK) {
+                match rustix::fs::copy_file_range(src, None, dst, None, chunk) {
                     Ok(n) => n,
                     Err(e) if total == 0 && unsupported(e) => {
                         self.no_copy_file_range.store(true, Relaxed);
@@ -1576,7 +1618,7 @@ impl Copier {
                     Err(e) => return Err(blame(src, e.into())),
                 }
             } else if !self.no_sendfile.load(Relaxed) {
-                match rustix::fs::sendfile(dst, src, None, CHUNK) {
+                match rustix::fs::sendfile(dst, src, None, chunk) {
                     Ok(n) => n,
                     Err(e) if total == 0 && unsupported(e) => {
                         self.no_sendfile.store(true, Relaxed);
@@ -1586,11 +1628,39 @@ impl Copier {
                     Err(e) => return Err(blame(src, e.into())),
                 }
             } else {
-                return Ok(total + read_write(src, dst, moved)?);
+                return Ok(total + self.read_write(src, dst, moved)?);
             };
             if n == 0 {
                 return Ok(total);
             }
+            self.learn(chunk, n, began.elapsed());
+            total += n as u64;
+            moved();
+        }
+    }
+
+    /// The last resort: reads and writes of at most 1 MiB (64 KB-1 MB buffers were the
+    /// fastest measured, see docs/PERFORMANCE.md), or what a call moves now if less.
+    fn read_write(
+        &self,
+        mut src: &File,
+        mut dst: &File,
+        moved: &dyn Fn(),
+    ) -> Result<u64, CopyFailed> {
+        use std::io::{Read, Write};
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let chunk = self.chunk.load(Relaxed).min(buf.len());
+            let began = Instant::now();
+            let n = match src.read(&mut buf[..chunk]) {
+                Ok(0) => return Ok(total),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(CopyFailed::Read(e)),
+            };
+            dst.write_all(&buf[..n]).map_err(CopyFailed::Write)?;
+            self.learn(chunk, n, began.elapsed());
             total += n as u64;
             moved();
         }
@@ -1602,6 +1672,7 @@ impl Copier {
         Copier {
             no_copy_file_range: AtomicBool::new(no_copy_file_range),
             no_sendfile: AtomicBool::new(no_sendfile),
+            ..Copier::default()
         }
     }
 
@@ -1614,25 +1685,6 @@ impl Copier {
         } else {
             "read/write"
         }
-    }
-}
-
-/// The last resort: a 1 MiB buffer (64 KB-1 MB buffers were the fastest measured, see
-/// docs/PERFORMANCE.md).
-fn read_write(mut src: &File, mut dst: &File, moved: &dyn Fn()) -> Result<u64, CopyFailed> {
-    use std::io::{Read, Write};
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = match src.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CopyFailed::Read(e)),
-        };
-        dst.write_all(&buf[..n]).map_err(CopyFailed::Write)?;
-        total += n as u64;
-        moved();
     }
 }
 
@@ -1758,6 +1810,36 @@ mod tests {
                 assert_eq!(copier.method(), name);
             }
         }
+    }
+
+    /// Round 23: what a call moves is learnt from how long calls take. Slow calls (a link
+    /// below 0.6 MB/s) make the next ones move what takes about 2 s, never less than 64 KiB;
+    /// fast full calls double it up to 8 MiB; short or partial calls change nothing. A
+    /// local copy reaches 8 MiB in five fast calls from the first 256 KiB.
+    #[test]
+    fn what_a_call_moves_follows_how_long_calls_take_regression_round_23() {
+        let c = Copier::default();
+        let now = || c.chunk.load(Relaxed);
+        assert_eq!(now(), Copier::FIRST_CHUNK);
+        let fast = Duration::from_millis(5);
+        for _ in 0..5 {
+            c.learn(now(), now(), fast);
+        }
+        assert_eq!(now(), Copier::CHUNK);
+        c.learn(now(), now(), fast);
+        assert_eq!(now(), Copier::CHUNK, "never more than CHUNK");
+        // 8 MiB in 20 s (0.42 MB/s): 2 s moves a tenth of it.
+        c.learn(Copier::CHUNK, Copier::CHUNK, Duration::from_secs(20));
+        assert_eq!(now(), Copier::CHUNK / 10);
+        // The end of a file (a partial call), fast: nothing learnt.
+        c.learn(now(), 1000, fast);
+        assert_eq!(now(), Copier::CHUNK / 10);
+        // A link all but stopped: never under the least.
+        c.learn(now(), 10, Duration::from_secs(14));
+        assert_eq!(now(), Copier::LEAST_CHUNK);
+        // A call between a quarter of the time and the time: kept.
+        c.learn(now(), now(), Duration::from_secs(1));
+        assert_eq!(now(), Copier::LEAST_CHUNK);
     }
 
     #[test]
