@@ -3067,44 +3067,72 @@ fn verify_and_regen_on_a_destination_share_that_does_not_answer_say_so_regressio
     // which is not watched (ROADMAP "Noticed in round 22").
     std::thread::sleep(std::time::Duration::from_secs(21));
     for command in ["verify", "regen"] {
-        let log = dump.path(&format!("{command}.log"));
-        let server = Frozen::stop_the_server(&dump.path(""));
-        let child = Running(Some(
-            std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"))
-                .arg(command)
-                .arg(&dump.root)
-                .arg(&dest)
-                .args(["--state-dir", state_arg])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .unwrap(),
-        ));
-        wait_until(
-            &format!("{command} said the share does not answer"),
-            std::time::Duration::from_secs(90),
-            std::time::Duration::from_millis(200),
-            || std::fs::read_to_string(&log).is_ok_and(|s| s.contains("does not answer")),
-        );
-        drop(server);
-        let out = child.wait();
-        let msg = format!("{}{}", std::fs::read_to_string(&log).unwrap(), text(&out));
-        assert_eq!(out.status.code(), Some(2), "{command}: {msg}");
-        assert!(
-            msg.contains(&format!(
-                "the destination {} does not answer: looking at it did not come back within 15 s before `{command}` began",
-                dest.display()
-            )) && msg.contains("Nothing was changed")
-                && msg.contains(&format!("`umount -f {}`", share.display())),
-            "{command}: {msg}"
+        stopped_by_the_destination_share(
+            &dump,
+            command,
+            &dest,
+            &share,
+            &["--state-dir", state_arg],
+            &format!("before `{command}` began"),
         );
     }
     // Answering again: `verify` finds every file.
+    verify_finds_every_file(&dump, &dest, &["--state-dir", state_arg]);
+}
+
+/// Runs `command` (`verify`, `regen`) of the dump's restore at `dest` with `args`, the
+/// share's `sftp-server` stopped, until it says the share does not answer (within 90 s);
+/// continues the server; checks exit 2 and that the message names DEST as not answering
+/// `when` ("before `verify` began"), "Nothing was changed" and `umount -f` of the share.
+fn stopped_by_the_destination_share(
+    dump: &Dump,
+    command: &str,
+    dest: &Path,
+    share: &Path,
+    args: &[&str],
+    when: &str,
+) {
+    let log = dump.path(&format!("{command}.log"));
+    let server = Frozen::stop_the_server(&dump.path(""));
+    let child = Running(Some(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+            .arg(command)
+            .arg(&dump.root)
+            .arg(dest)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    ));
+    wait_until(
+        &format!("{command} said the share does not answer"),
+        std::time::Duration::from_secs(90),
+        std::time::Duration::from_millis(200),
+        || std::fs::read_to_string(&log).is_ok_and(|s| s.contains("does not answer")),
+    );
+    drop(server);
+    let out = child.wait();
+    let msg = format!("{}{}", std::fs::read_to_string(&log).unwrap(), text(&out));
+    assert_eq!(out.status.code(), Some(2), "{command}: {msg}");
+    assert!(
+        msg.contains(&format!(
+            "the destination {} does not answer: looking at it did not come back within 15 s {when}",
+            dest.display()
+        )) && msg.contains("Nothing was changed")
+            && msg.contains(&format!("`umount -f {}`", share.display())),
+        "{command}: {msg}"
+    );
+}
+
+/// `verify` of the dump's restore at `dest` with `args` runs and says nothing of a disk
+/// that does not answer.
+fn verify_finds_every_file(dump: &Dump, dest: &Path, args: &[&str]) {
     let out = bin()
         .arg("verify")
         .arg(&dump.root)
-        .arg(&dest)
-        .args(["--state-dir", state_arg])
+        .arg(dest)
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -3268,40 +3296,17 @@ fn verify_and_regen_on_a_destination_share_that_stops_answering_mid_walk_say_so_
         let (out, _) = restore(&dump, &dest, &["--state-dir", state_arg], &[]);
         restored_all_it_could(&out, &dump, &dest);
         let before = records(&checkpoint);
-        let log = dump.path(&format!("{command}.log"));
-        let server = Frozen::stop_the_server(&dump.path(""));
-        let child = Running(Some(
-            std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"))
-                .arg(command)
-                .arg(&dump.root)
-                .arg(&dest)
-                .args(["--state-dir", state_arg, "--content"])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .unwrap(),
-        ));
-        wait_until(
-            &format!("{command} said the share does not answer"),
-            std::time::Duration::from_secs(90),
-            std::time::Duration::from_millis(200),
-            || std::fs::read_to_string(&log).is_ok_and(|s| s.contains("does not answer")),
-        );
-        drop(server);
-        let out = child.wait();
-        let msg = format!("{}{}", std::fs::read_to_string(&log).unwrap(), text(&out));
-        assert_eq!(out.status.code(), Some(2), "{command}: {msg}");
         let doing = match command {
             "verify" => "compared DEST with the source",
             _ => "compared DEST with the plan",
         };
-        assert!(
-            msg.contains(&format!(
-                "the destination {} does not answer: looking at it did not come back within 15 s while `{command}` {doing}",
-                dest.display()
-            )) && msg.contains("Nothing was changed")
-                && msg.contains(&format!("`umount -f {}`", share.display())),
-            "{command}: {msg}"
+        stopped_by_the_destination_share(
+            &dump,
+            command,
+            &dest,
+            &share,
+            &["--state-dir", state_arg, "--content"],
+            &format!("while `{command}` {doing}"),
         );
         // The checkpoint's records as the restore left them (a regen's run is logged).
         assert_eq!(
@@ -3311,18 +3316,7 @@ fn verify_and_regen_on_a_destination_share_that_stops_answering_mid_walk_say_so_
         );
     }
     // Answering again: `verify --content` finds every file.
-    let out = bin()
-        .arg("verify")
-        .arg(&dump.root)
-        .arg(&dest)
-        .args(["--state-dir", state_arg, "--content"])
-        .output()
-        .unwrap();
-    assert!(
-        !text(&out).contains("does not answer") && matches!(out.status.code(), Some(0 | 1)),
-        "{}",
-        text(&out)
-    );
+    verify_finds_every_file(&dump, &dest, &["--state-dir", state_arg, "--content"]);
 }
 
 /// Round 23 (noticed in round 22): a database with a write-ahead log is read from a
