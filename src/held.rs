@@ -16,6 +16,14 @@
 //! the user started waits for it with a limit and, without an answer, leaves it behind
 //! (killed: it ends once its call returns) and ends for good, its parent (the shell) given
 //! its exit at once: no call of its own is out.
+//!
+//! The helper holds none of the caller's files either: no descriptor beyond 0-2 of the
+//! process the user started reaches it ([`Helper::start`] marks them all close-on-exec in
+//! the new process before it runs the program). A descriptor that is not close-on-exec
+//! (a pipe a script gave `status` at fd 3 and waits to see closed, a job server's, a
+//! socket) would otherwise be inherited, and held open by a helper left behind until its
+//! call returns: the caller would wait for good although `status` had ended, as the shell
+//! would for a zombie (round 23).
 
 use std::ffi::OsString;
 use std::io::{BufRead, Read, Write};
@@ -99,8 +107,9 @@ pub fn within<T: Send + 'static>(
 /// stdout: [`Helper::said`]). Its stdout and stderr are pipes to this process alone (its
 /// stderr passed on to ours as it comes), and its stdin is `/dev/null`: a helper left
 /// behind in a call holds none of the caller's files open (`status | less`, or a test
-/// reading our output to its end, ends with this process). Its environment and working
-/// folder are ours (the default state folder is found by `$XDG_STATE_HOME`/`$HOME`).
+/// reading our output to its end, ends with this process), nor any other descriptor this
+/// process has (see the module doc). Its environment and working folder are ours (the
+/// default state folder is found by `$XDG_STATE_HOME`/`$HOME`).
 pub struct Helper<E> {
     /// What the helper says, in order; disconnected once its stdout is closed (it ended), or
     /// at a line that is not an `E` (a bug).
@@ -114,12 +123,23 @@ impl<E: serde::de::DeserializeOwned + Send + 'static> Helper<E> {
     /// a process or thread limit); the caller can make the calls itself instead.
     pub fn start(args: &[OsString]) -> std::io::Result<Self> {
         use std::process::{Command, Stdio};
-        let mut child = Command::new(std::env::current_exe()?)
+        let mut command = Command::new(std::env::current_exe()?);
+        command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
+            .stderr(Stdio::piped());
+        // SAFETY: the closure runs in the new process between fork and exec, where only
+        // async-signal-safe calls may be made: `close_at_exec_beyond_stdio` makes only
+        // system calls (close_range, getrlimit, fcntl) and allocates nothing.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                close_at_exec_beyond_stdio();
+                Ok(())
+            });
+        }
+        let mut child = command.spawn()?;
         let (out, mut err) = (
             child.stdout.take().expect("piped"),
             child.stderr.take().expect("piped"),
@@ -159,6 +179,55 @@ impl<E: serde::de::DeserializeOwned + Send + 'static> Helper<E> {
                 let _ = child.kill();
                 let _ = child.wait();
                 Err(e)
+            }
+        }
+    }
+}
+
+/// Marks every descriptor from 3 on close-on-exec, in a [`Helper`] about to run the program
+/// (between fork and exec: system calls only). Its own stdin, stdout and stderr are already
+/// in place at 0-2. Marked, not closed: the standard library's own pipe that reports a
+/// failed exec to the parent is among them, and must stay open until the exec.
+/// close_range(2) does it in one call (Linux 5.11 and later); an older kernel refuses it
+/// (ENOSYS, or EINVAL for the flag) and each descriptor below the open-files limit is
+/// marked in turn instead.
+fn close_at_exec_beyond_stdio() {
+    // SAFETY: close_range takes no pointer; it changes only this process's descriptor flags.
+    #[allow(unsafe_code)]
+    let all = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if all == 0 {
+        return;
+    }
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit for getrlimit to write.
+    #[allow(unsafe_code)]
+    let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    // A limit above 2^20 (the kernel's default fs.nr_open, the most a limit can be unless
+    // an administrator raised it) is taken as 2^20: marking more, one call each, would
+    // take seconds.
+    let end = if known {
+        limit.rlim_cur.min(1 << 20) as libc::c_int
+    } else {
+        1 << 20
+    };
+    for fd in 3..end {
+        // SAFETY: fcntl on a number that is not an open descriptor fails with EBADF and
+        // changes nothing; on one that is, it only sets its close-on-exec flag.
+        #[allow(unsafe_code)]
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
             }
         }
     }

@@ -2322,25 +2322,15 @@ fn status_on_a_share_that_stops_answering_says_so_within_the_limit_regression_ro
             dest.display()
         );
         assert_eq!(err.matches(&waiting).count(), 1, "{args:?}: {said}");
-        let pid = out
-            .split_once("is left behind in process ")
-            .and_then(|(_, p)| p.split_once(' '))
-            .and_then(|(p, _)| p.parse::<u32>().ok());
-        left.push(pid.unwrap_or_else(|| panic!("{args:?}: names the process left behind: {said}")));
+        left.push(
+            left_behind_in(out)
+                .unwrap_or_else(|| panic!("{args:?}: names the process left behind: {said}")),
+        );
     }
     // The server answering again: the calls left behind return and their processes end.
     drop(server);
     for pid in left {
-        let gone = || {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map_or(true, |s| s[s.rfind(')').unwrap() + 2..].starts_with('Z'))
-        };
-        wait_until(
-            &format!("the looks left behind in process {pid} ended"),
-            SECS_60,
-            MS_20,
-            gone,
-        );
+        the_looks_left_behind_end(pid);
     }
     // Answering again: `status` looks at DEST as before.
     let out = bin()
@@ -2349,6 +2339,105 @@ fn status_on_a_share_that_stops_answering_says_so_within_the_limit_regression_ro
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(!text(&out).contains("does not answer"), "{}", text(&out));
+}
+
+/// The process `status` left behind in a look that did not come back, as its stdout `out`
+/// names it ("... is left behind in process N ...").
+fn left_behind_in(out: &str) -> Option<u32> {
+    out.split_once("is left behind in process ")
+        .and_then(|(_, p)| p.split_once(' '))
+        .and_then(|(p, _)| p.parse::<u32>().ok())
+}
+
+/// Waits (up to 60 s) until the process `pid` that `status` left behind has ended (gone, or
+/// a zombie its new parent has still to reap), as it must once the disk answers again.
+fn the_looks_left_behind_end(pid: u32) {
+    let gone = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_or(true, |s| s[s.rfind(')').unwrap() + 2..].starts_with('Z'))
+    };
+    wait_until(
+        &format!("the looks left behind in process {pid} ended"),
+        SECS_60,
+        MS_20,
+        gone,
+    );
+}
+
+/// Round 23 (noticed in round 22): the process `status` starts for its looks, left behind
+/// in a look at a share that does not answer, inherited every descriptor of `status` beyond
+/// 0-2 that was not close-on-exec, and held it until its call returned. A caller that gave
+/// `status` such a descriptor (here a pipe at fd 3, as a script's `3>&N` or a job server
+/// gives it) and waits for its end waited for good although `status` had ended. Now the
+/// helper gets none of them: the pipe must reach its end within 5 s of `status` ending,
+/// while the share's server is still stopped. The share is the round-21 test's
+/// (`status_on_a_share_that_stops_answering_says_so_within_the_limit_regression_round_21`),
+/// DEST on it. Needs FUSE and `sshfs` with `sftp-server` (MCR_TEST_FUSE=require in
+/// `.ci/run`).
+#[test]
+fn status_left_behind_on_a_share_holds_no_descriptor_of_its_caller_regression_round_23() {
+    use std::io::Read;
+    let dump = Dump::new(123, 60, 1);
+    let Some((_daemon, _backing, share)) = sshfs_share_in_the_foreground(&dump) else {
+        return;
+    };
+    let dest = share.join("restored");
+    let state = dump.path("state");
+    let (out, _) = restore(&dump, &dest, &["--state-dir", state.to_str().unwrap()], &[]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    let server = Frozen::stop_the_server(&dump.path(""));
+    // Close-on-exec in this process (no other test's child gets it); `status`'s fd 3 a copy
+    // of its write end that is not: the shell is given it as its stdin, puts it at fd 3 and
+    // becomes `status` (`exec`). The Command, and this process's write end with it, is
+    // dropped once `status` is started: the read end's end is then `status`'s and its
+    // children's alone.
+    let (read_end, write_end) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+    let child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"exec "$0" "$@" 3>&0 0</dev/null"#)
+        .arg(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+        .arg("status")
+        .arg("--state-dir")
+        .arg(&state)
+        .stdin(std::process::Stdio::from(write_end))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, status_ended) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let (tx, pipe_ended) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut rest = Vec::new();
+        let _ = tx.send(std::fs::File::from(read_end).read_to_end(&mut rest));
+    });
+    let limit = std::time::Duration::from_secs(15 + 10);
+    let out = status_ended
+        .recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("`status` did not end within {limit:?}"))
+        .unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "The destination {} does not answer: a look there did not come back within 15 s",
+            dest.display()
+        )),
+        "{said}"
+    );
+    let pid = left_behind_in(&String::from_utf8_lossy(&out.stdout))
+        .unwrap_or_else(|| panic!("names the process left behind: {said}"));
+    assert!(
+        pipe_ended
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .is_ok(),
+        "the pipe `status` was given at fd 3 did not reach its end within 5 s of `status` ending: \
+         the process it left behind (process {pid}, still in its look) holds it; {said}"
+    );
+    drop(server);
+    the_looks_left_behind_end(pid);
 }
 
 /// `restore SRC DEST` of the dump served over sshfs at `src` ([`the_dump_over_sshfs`]),
