@@ -504,6 +504,10 @@ enum Said {
     Checkpoint(#[serde(with = "crate::held::raw_path")] std::path::PathBuf),
     /// A look at this disk begins; whatever is said next ends it.
     Looking(Disk),
+    /// What the checkpoint records, read before the looks at the disks that come after it:
+    /// what is said when one of them does not answer, without reading the checkpoint again
+    /// (its folder may be on the disk that does not answer).
+    Recorded(Box<crate::state::Status>),
     /// What `status` found (the last thing said).
     Found(Box<crate::state::Status>),
     /// Why `status` cannot say (the error's text, [`crate::error_text`]; the last thing
@@ -584,8 +588,10 @@ fn wait_for_looks(
     looker: Looker,
 ) -> anyhow::Result<Exit> {
     use crossbeam_channel::RecvTimeoutError;
-    // The checkpoint folder, once known: what is said when a disk does not answer.
+    // The checkpoint folder, once known, and what it records, once read: what is said when
+    // a disk does not answer.
     let mut dir = a.state_dir.clone();
+    let mut recorded: Option<Box<crate::state::Status>> = None;
     // The look out: at which disk, since when, and whether what it waits for was said.
     let mut out: Option<(Disk, std::time::Instant, bool)> = None;
     loop {
@@ -617,7 +623,7 @@ fn wait_for_looks(
                             dir = crate::state::default_state_dir_as_named(d);
                         }
                         let left = looker.leave();
-                        return say_no_answer(a, dir.as_deref(), disk, left);
+                        return say_no_answer(a, recorded, dir.as_deref(), disk, left);
                     }
                 }
             }
@@ -628,6 +634,14 @@ fn wait_for_looks(
                 out = None;
             }
             Some(Said::Looking(disk)) => out = Some((disk, std::time::Instant::now(), false)),
+            Some(Said::Recorded(mut st)) => {
+                // As found, as for `Found` below.
+                if let Some(d) = &dir {
+                    st.state_dir = d.clone();
+                }
+                recorded = Some(st);
+                out = None;
+            }
             Some(Said::Found(mut st)) => {
                 looker.finish();
                 // As found, not as passed in JSON (a path that is not UTF-8 lossily).
@@ -650,6 +664,8 @@ fn wait_for_looks(
 enum Disk {
     Source(#[serde(with = "crate::held::raw_path")] std::path::PathBuf),
     Dest(#[serde(with = "crate::held::raw_path")] std::path::PathBuf),
+    /// The checkpoint folder (`--state-dir` on a share).
+    State(#[serde(with = "crate::held::raw_path")] std::path::PathBuf),
 }
 
 impl Disk {
@@ -658,6 +674,7 @@ impl Disk {
         match self {
             Disk::Source(p) => ("the source", p),
             Disk::Dest(p) => ("the destination", p),
+            Disk::State(p) => ("the checkpoint folder", p),
         }
     }
 }
@@ -696,7 +713,9 @@ fn look_for_status(
         // would pass for this restore's).
         (Some(d), [src, dest]) => {
             say(Said::Checkpoint(d.clone()));
-            let bound = crate::state::recorded_meta(d, "dest");
+            let bound = look_at(say, Disk::State(d.clone()), || {
+                crate::state::recorded_meta(d, "dest")
+            });
             let (dest, other) = look_at(say, Disk::Dest(dest.clone()), || {
                 let dest = crate::fsinfo::resolved_path(dest);
                 // Stored as the checkpoint binds it (a path that is not UTF-8 lossily), or,
@@ -733,7 +752,14 @@ fn look_for_status(
         }
         _ => anyhow::bail!("status needs SOURCE and DEST (as given to restore) or --state-dir DIR"),
     };
-    let mut st = crate::state::read_status(&dir)?;
+    // Read in a look of its own: a `--state-dir` on a share that hangs held `status` for
+    // good before round 23.
+    let (mut st, recorded_dest) = look_at(say, Disk::State(dir.clone()), || {
+        let st = crate::state::read_status(&dir)?;
+        let dest = crate::state::recorded_meta(&dir, "dest");
+        anyhow::Ok((st, dest))
+    })?;
+    say(Said::Recorded(Box::new(st.clone())));
     // The DEST to look at: the one given (a SOURCE of another database is refused first),
     // or, given the checkpoint alone, the one it records.
     let (dest, given) = match (source_db, given_dest) {
@@ -743,10 +769,7 @@ fn look_for_status(
             })?;
             (Some(dest), true)
         }
-        _ => (
-            crate::state::recorded_meta(&dir, "dest").map(std::path::PathBuf::from),
-            false,
-        ),
+        _ => (recorded_dest.map(std::path::PathBuf::from), false),
     };
     let Some(dest) = dest else {
         return Ok(st);
@@ -767,16 +790,25 @@ fn look_for_status(
 /// process, which may then stay a zombie); exit 1 (the look at DEST was not made).
 fn say_no_answer(
     a: &StatusArgs,
+    recorded: Option<Box<crate::state::Status>>,
     dir: Option<&Path>,
     silent: &Disk,
     left: Option<u32>,
 ) -> anyhow::Result<Exit> {
-    let st = dir.map(crate::state::read_status).transpose()?;
+    // What the looks read, or, a disk silent before the checkpoint was read, the checkpoint
+    // read here (never when its own folder is what does not answer).
+    let st = match (recorded, silent) {
+        (Some(st), _) => Some(*st),
+        (None, Disk::State(_)) => None,
+        (None, _) => dir.map(crate::state::read_status).transpose()?,
+    };
     let limit = crate::restore::NO_ANSWER.as_secs();
     let (what, path) = silent.named();
     let held = match silent {
         Disk::Source(_) => "a disk that hangs",
-        Disk::Dest(_) => "a share whose server hangs, or one gone from the network,",
+        Disk::Dest(_) | Disk::State(_) => {
+            "a share whose server hangs, or one gone from the network,"
+        }
     };
     let mount = crate::fsinfo::mount_point_as_named(path);
     let end = match &mount {
@@ -793,6 +825,7 @@ fn say_no_answer(
         ),
         (None, Disk::Dest(_)) => "Its checkpoint could not be found without an answer from there (it is found by where DEST leads): `mycloud-recover status --state-dir DIR`, with the state folder of that restore, shows what it records".into(),
         (None, Disk::Source(_)) => "`mycloud-recover status --state-dir DIR`, with the state folder of that restore, shows what its checkpoint records without reading the source".into(),
+        (None, Disk::State(_)) => "What its checkpoint records cannot be read without an answer from there (a state folder on a local disk, the default, keeps it readable while a share hangs)".into(),
     };
     let waiting = match left {
         Some(pid) => format!(

@@ -2341,6 +2341,81 @@ fn status_on_a_share_that_stops_answering_says_so_within_the_limit_regression_ro
     assert!(!text(&out).contains("does not answer"), "{}", text(&out));
 }
 
+/// Round 23 (noticed in round 22): `status --state-dir DIR` with DIR on a share whose
+/// server hangs (a state folder kept on the NAS) held `status` for good without a word:
+/// the process that makes its looks read the checkpoint without saying it looked there,
+/// so no time limit applied. The checkpoint folder is now a look of its own: not back
+/// within 15 s, `status` says "the checkpoint folder ... does not answer" with `umount -f`
+/// of the share, exit 1, and ends, the helper left behind. The state folder is copied into
+/// what the share serves (its client has seen nothing of it), the `sftp-server` stopped.
+/// Needs FUSE and `sshfs` with `sftp-server`.
+#[test]
+fn status_with_its_state_folder_on_a_share_that_does_not_answer_says_so_regression_round_23() {
+    let dump = Dump::new(134, 100, 1);
+    let Some((_daemon, backing, share)) = sshfs_share_in_the_foreground(&dump) else {
+        return;
+    };
+    let (dest, state) = (dump.path("restored"), dump.path("state"));
+    let (out, _) = restore(&dump, &dest, &["--state-dir", state.to_str().unwrap()], &[]);
+    restored_all_it_could(&out, &dump, &dest);
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&state)
+        .arg(backing.join("state"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let on_share = share.join("state");
+    let server = Frozen::stop_the_server(&dump.path(""));
+    let (log, err) = (dump.path("status.out"), dump.path("status.err"));
+    let mut child = Running(Some(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+            .arg("status")
+            .arg("--state-dir")
+            .arg(&on_share)
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap(),
+    ));
+    // Ended and reaped: a zombie, ended but for a call still out, is not.
+    wait_until(
+        "`status` ended",
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_millis(100),
+        || child.0.as_mut().unwrap().try_wait().unwrap().is_some(),
+    );
+    let out = child.wait();
+    let said = format!(
+        "{}{}",
+        std::fs::read_to_string(&log).unwrap(),
+        std::fs::read_to_string(&err).unwrap()
+    );
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "The checkpoint folder {} does not answer: a look there did not come back within 15 s",
+            on_share.display()
+        )) && said.contains("What its checkpoint records cannot be read")
+            && said.contains(&format!("umount -f {}", share.display())),
+        "{said}"
+    );
+    let pid = left_behind_in(&said).unwrap_or_else(|| panic!("names the process: {said}"));
+    drop(server);
+    the_looks_left_behind_end(pid);
+    // Answering again: `status` reads it there.
+    let out = bin()
+        .args(["status", "--state-dir"])
+        .arg(&on_share)
+        .output()
+        .unwrap();
+    assert!(
+        text(&out).contains(&format!("Checkpoint: {}", on_share.display())),
+        "{}",
+        text(&out)
+    );
+}
+
 /// The process `status` left behind in a look that did not come back, as its stdout `out`
 /// names it ("... is left behind in process N ...").
 fn left_behind_in(out: &str) -> Option<u32> {
