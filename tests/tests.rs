@@ -2416,6 +2416,93 @@ fn status_with_its_state_folder_on_a_share_that_does_not_answer_says_so_regressi
     );
 }
 
+/// Round 23 (noticed in round 22): where `status` cannot start the process for its looks
+/// (this program again, `/proc/self/exe`), it makes them on a thread of its own, as before
+/// round 22; that path was untested. It is taken for real here: `status` run from a copy
+/// of the program in memory (`memfd_create`, as a program whose file was replaced while it
+/// ran: its own path names nothing), so starting the helper fails. It says the same as the
+/// usual path for a DEST that answers; for one that does not (the share's `sftp-server`
+/// stopped), it says which, with no process left behind to name, exit 1, and ends once the
+/// share answers again. Needs FUSE and `sshfs` with `sftp-server`, and python3.
+#[test]
+fn status_without_a_process_for_its_looks_says_the_same_regression_round_23() {
+    let dump = Dump::new(135, 100, 1);
+    let Some((_daemon, _backing, share)) = sshfs_share_in_the_foreground(&dump) else {
+        return;
+    };
+    let dest = share.join("restored");
+    let state = dump.path("state");
+    let (out, _) = restore(&dump, &dest, &["--state-dir", state.to_str().unwrap()], &[]);
+    restored_all_it_could(&out, &dump, &dest);
+    // `mycloud-recover status --state-dir STATE`, run from a copy of the program in memory.
+    let from_memory = || {
+        let mut c = std::process::Command::new("python3");
+        c.arg("-c")
+            .arg(
+                "import os, sys\n\
+                 fd = os.memfd_create('mycloud-recover', 0)\n\
+                 os.write(fd, open(sys.argv[1], 'rb').read())\n\
+                 os.execv('/proc/self/fd/%d' % fd, ['mycloud-recover'] + sys.argv[2:])\n",
+            )
+            .arg(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+            .args(["status", "--state-dir"])
+            .arg(&state);
+        c
+    };
+    let usual = bin()
+        .args(["status", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let fallback = from_memory().output().unwrap();
+    assert_eq!(usual.status.code(), Some(0), "{}", text(&usual));
+    assert_eq!(fallback.status.code(), Some(0), "{}", text(&fallback));
+    // But for how long ago the last run was active.
+    let steady = |o: &std::process::Output| {
+        text(o)
+            .lines()
+            .filter(|l| !l.starts_with("Last activity:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(steady(&fallback), steady(&usual));
+    // DEST silent: said, with no process to name; the program ends once the share answers.
+    let server = Frozen::stop_the_server(&dump.path(""));
+    let log = dump.path("status.out");
+    let mut child = Running(Some(
+        from_memory()
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    wait_until(
+        "`status` said DEST does not answer",
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_millis(100),
+        || std::fs::read_to_string(&log).is_ok_and(|s| s.contains("does not answer")),
+    );
+    drop(server);
+    wait_until(
+        "`status` ended once the share answered",
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_millis(100),
+        || child.0.as_mut().unwrap().try_wait().unwrap().is_some(),
+    );
+    let out = child.wait();
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "The destination {} does not answer: a look there did not come back within 15 s",
+            dest.display()
+        )) && said
+            .contains("If this program does not end, the call it made there is still waiting")
+            && left_behind_in(&said).is_none(),
+        "{said}"
+    );
+}
+
 /// The process `status` left behind in a look that did not come back, as its stdout `out`
 /// names it ("... is left behind in process N ...").
 fn left_behind_in(out: &str) -> Option<u32> {
