@@ -197,7 +197,8 @@ fn inspected(a: &InspectArgs) -> anyhow::Result<Exit> {
 /// does not answer stops it with a message (exit 2), not a silent hang. The listing is
 /// written as it is made (a pager reading it may hold it: waited for, as the disks answer).
 pub fn plan(a: &PlanArgs) -> anyhow::Result<Exit> {
-    let w = Watch::new("`plan`", "while `plan` ran", &a.source, Some(&a.dest));
+    let w = Watch::new("`plan`", "while `plan` ran", &a.source, Some(&a.dest))
+        .state_dir(a.state_dir.as_deref());
     let a = a.clone();
     watched(&w, move || planned(&a))
 }
@@ -1318,7 +1319,8 @@ pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
         "while `regen` compared DEST with the plan",
         &a.source,
         Some(&a.dest),
-    );
+    )
+    .state_dir(a.state_dir.as_deref());
     let (dest, state_dir) = (cfg.dest.clone(), cfg.state_dir.clone());
     let had = (state_dir.exists(), state_dir.join("checkpoint.db").exists());
     let (threads, content) = (reader_threads(&cfg), a.content);
@@ -1469,10 +1471,11 @@ fn again_commands(a: &crate::cli::VerifyArgs, bytes_differ: bool) -> (String, St
 }
 
 pub fn verify(a: &crate::cli::VerifyArgs) -> anyhow::Result<Exit> {
-    config::given_state_dir(a.state_dir.as_deref())?;
     let run = read_only_run(a.state_dir.clone(), a.mtime_from.as_deref());
-    // Watched as the restore's are (exit 2 when a disk does not answer).
+    // Watched as the restore's are (exit 2 when a disk does not answer), the state folder
+    // given too: looked at only once it answers.
     let cfg = crate::restore::config_watched("`verify`", &a.source, &a.dest, &a.select, &run)?;
+    config::given_state_dir(a.state_dir.as_deref())?;
     // Its walk of DEST and reads of the source, watched alike: a disk that stops answering
     // meanwhile is said (exit 2; verify changes nothing).
     let w = Watch::new(
@@ -1480,7 +1483,8 @@ pub fn verify(a: &crate::cli::VerifyArgs) -> anyhow::Result<Exit> {
         "while `verify` compared DEST with the source",
         &a.source,
         Some(&a.dest),
-    );
+    )
+    .state_dir(a.state_dir.as_deref());
     let (threads, content) = (reader_threads(&cfg), a.content);
     let rep = watched(&w, move || crate::verify::verify(&cfg, content, threads))?;
     for n in &rep.notes {

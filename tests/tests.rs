@@ -3444,34 +3444,9 @@ fn plan_inspect_and_preflight_on_a_source_share_that_does_not_answer_say_so_regr
             .env("MYCLOUD_RECOVER_FAULTS", "source_patience_ms=1000");
         c
     };
-    let server = Frozen::stop_the_server(&dump.path(""));
-    let runs: Vec<(String, std::path::PathBuf, Running)> = commands
-        .iter()
-        .map(|args| {
-            let log = dump.path(&format!("{}.log", args[0]));
-            let child = command(args)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .unwrap();
-            (args[0].to_string(), log, Running(Some(child)))
-        })
-        .collect();
-    // 15 s with the looks out, at most 15 s more for the probe; then the command may still
-    // wait for its call to the share (a zombie until it returns).
-    for (name, log, _) in &runs {
-        wait_until(
-            &format!("{name} said the source does not answer"),
-            std::time::Duration::from_secs(90),
-            std::time::Duration::from_millis(200),
-            || std::fs::read_to_string(log).is_ok_and(|s| s.contains("does not answer")),
-        );
-    }
-    drop(server);
-    for (name, log, child) in runs {
-        let out = child.wait();
-        let msg = format!("{}{}", std::fs::read_to_string(&log).unwrap(), text(&out));
-        assert_eq!(out.status.code(), Some(2), "{name}: {msg}");
+    for (name, code, msg) in held_by_the_share(&dump, commands.map(|args| (args[0], command(args))))
+    {
+        assert_eq!(code, Some(2), "{name}: {msg}");
         let when = match name.as_str() {
             "preflight" => "while `preflight` read it".to_string(),
             _ => format!("while `{name}` ran"),
@@ -3494,6 +3469,98 @@ fn plan_inspect_and_preflight_on_a_source_share_that_does_not_answer_say_so_regr
             matches!(out.status.code(), Some(0 | 1)) && !text(&out).contains("does not answer"),
             "{args:?}: {}",
             text(&out)
+        );
+    }
+}
+
+/// Runs `commands` (named) at once with the dump's share's `sftp-server` stopped, until
+/// each says a disk does not answer (within 90 s: 15 s with the looks out, at most 15 s
+/// for each probe); continues the server. Each command's name, exit code, and what it said
+/// (stderr, then stdout).
+fn held_by_the_share(
+    dump: &Dump,
+    commands: impl IntoIterator<Item = (&'static str, std::process::Command)>,
+) -> Vec<(String, Option<i32>, String)> {
+    let server = Frozen::stop_the_server(&dump.path(""));
+    let runs: Vec<(String, std::path::PathBuf, Running)> = commands
+        .into_iter()
+        .map(|(name, mut command)| {
+            let log = dump.path(&format!("{name}.log"));
+            let child = command
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            (name.to_string(), log, Running(Some(child)))
+        })
+        .collect();
+    for (name, log, _) in &runs {
+        wait_until(
+            &format!("{name} said a disk does not answer"),
+            std::time::Duration::from_secs(90),
+            std::time::Duration::from_millis(200),
+            || std::fs::read_to_string(log).is_ok_and(|s| s.contains("does not answer")),
+        );
+    }
+    // A command may still wait for its call to the share (a zombie until it returns).
+    drop(server);
+    runs.into_iter()
+        .map(|(name, log, child)| {
+            let out = child.wait();
+            let msg = format!("{}{}", std::fs::read_to_string(&log).unwrap(), text(&out));
+            (name, out.status.code(), msg)
+        })
+        .collect()
+}
+
+/// Round 23: a `--state-dir` on a share of its own (a state folder kept on the NAS) whose
+/// server hangs held `restore`, `plan` and `verify` for good (their watch probed SOURCE and
+/// DEST, which answered: "both answer, so the run waits"). The checkpoint folder given is
+/// now watched as DEST is: silent, each stops at once, "the checkpoint folder ... does not
+/// answer ... Nothing was changed" with `umount -f` of its share (`restore` exit 1, the
+/// others 2). SOURCE and DEST are local; the state folder of a finished restore is copied
+/// into what the share serves. Needs FUSE and `sshfs` with `sftp-server`.
+#[test]
+fn a_state_folder_on_a_share_that_does_not_answer_stops_the_commands_regression_round_23() {
+    let dump = Dump::new(136, 100, 1);
+    let Some((_daemon, backing, share)) = sshfs_share_in_the_foreground(&dump) else {
+        return;
+    };
+    let (dest, state) = (dump.path("restored"), dump.path("state"));
+    let (out, _) = restore(&dump, &dest, &["--state-dir", state.to_str().unwrap()], &[]);
+    restored_all_it_could(&out, &dump, &dest);
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&state)
+        .arg(backing.join("state"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let on_share = share.join("state");
+    let command = |name: &'static str| {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"));
+        c.arg(name)
+            .arg(&dump.root)
+            .arg(&dest)
+            .arg("--state-dir")
+            .arg(&on_share);
+        (name, c)
+    };
+    let ran = held_by_the_share(&dump, ["restore", "plan", "verify"].map(command));
+    for (name, code, msg) in ran {
+        let (exit, when) = match name.as_str() {
+            "restore" => (1, "before the restore began".to_string()),
+            "verify" => (2, "before `verify` began".to_string()),
+            _ => (2, format!("while `{name}` ran")),
+        };
+        assert_eq!(code, Some(exit), "{name}: {msg}");
+        assert!(
+            msg.contains(&format!(
+                "the checkpoint folder {} does not answer: looking at it did not come back within 15 s {when}",
+                on_share.display()
+            )) && msg.contains("Nothing was changed")
+                && msg.contains(&format!("`umount -f {}`", share.display())),
+            "{name}: {msg}"
         );
     }
 }

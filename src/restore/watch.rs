@@ -11,7 +11,8 @@
 //! ([`crate::held::Call`]); not back within `NO_ANSWER` (15 s), each disk it reads is asked, on
 //! a thread of its own with that limit, for a name never asked for
 //! (`look_up_a_new_name`: a share's cache cannot answer it, its server must).
-//! - DEST silent: the command stops at once, as the copy does.
+//! - DEST silent, or the checkpoint folder given with `--state-dir` (it may be on a share of
+//!   its own): the command stops at once, as the copy does.
 //! - The source silent: waited for up to the patience (`SOURCE_PATIENCE`, the
 //!   faults' `source_patience_ms`; a failing disk retrying a bad sector answers nothing for
 //!   minutes, then goes on), said once a probe, then stopped.
@@ -41,8 +42,10 @@ pub struct Watch {
     /// database's and the objects' folders where given apart).
     source: PathBuf,
     source_paths: Vec<PathBuf>,
-    /// DEST, where the work reads it.
-    dest: Option<PathBuf>,
+    /// The disks whose silence stops the work at once, as the messages name them: DEST where
+    /// the work reads it, the checkpoint folder where given (`--state-dir`, which may be on
+    /// a share of its own).
+    stop_at_once: Vec<(&'static str, PathBuf)>,
     /// What is said every `NO_ANSWER` (15 s) while both disks answer ("checking SOURCE and DEST");
     /// None: nothing (the work's length is the work).
     slow: Option<String>,
@@ -75,7 +78,10 @@ impl Watch {
             when: when.to_string(),
             source: source.source.clone(),
             source_paths,
-            dest: dest.map(Path::to_path_buf),
+            stop_at_once: dest
+                .map(|d| ("the destination", d.to_path_buf()))
+                .into_iter()
+                .collect(),
             slow: None,
             patience: Faults::from_env()
                 .source_patience_ms
@@ -88,6 +94,14 @@ impl Watch {
     /// DEST") is slow and waited for.
     pub fn say_slow(mut self, doing: &str) -> Watch {
         self.slow = Some(doing.to_string());
+        self
+    }
+
+    /// Watches the checkpoint folder `dir` too, where given (`--state-dir`): silent, it stops
+    /// the work at once, as DEST does.
+    pub fn state_dir(mut self, dir: Option<&Path>) -> Watch {
+        self.stop_at_once
+            .extend(dir.map(|d| ("the checkpoint folder", d.to_path_buf())));
         self
     }
 
@@ -134,19 +148,17 @@ pub fn watched<T: Send + 'static>(
         if let Some(done) = call.wait(wait) {
             return done;
         }
-        if let Some(dest) = &w.dest {
-            if !answers(dest) {
-                return Err(HeldBeforeWriting(stop_text(w, "the destination", dest, None)).into());
-            }
+        if let Some((what, path)) = w.stop_at_once.iter().find(|(_, p)| !answers(p)) {
+            return Err(HeldBeforeWriting(stop_text(w, what, path, None)).into());
         }
         if w.source_paths.iter().all(|p| answers(p)) {
             if let Some(doing) = &w.slow {
                 say(format!(
                     "{doing} has taken {} so far; {}, so {} waits for it (a slow link)",
                     span(began.elapsed()),
-                    match w.dest {
-                        Some(_) => "both answer",
-                        None => "the source answers",
+                    match w.stop_at_once.is_empty() {
+                        false => "the disks answer",
+                        true => "the source answers",
                     },
                     w.command
                 ));
@@ -193,6 +205,7 @@ pub fn config_watched(
         source,
         Some(dest),
     )
+    .state_dir(run.state_dir.as_deref())
     .say_slow("checking SOURCE and DEST")
     .quiet(run.quiet);
     let (s, d, sel, r) = (
