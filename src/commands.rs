@@ -1305,15 +1305,9 @@ pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
     // Watched as the restore's are: a disk that does not answer is said (exit 2, nothing
     // changed), not a silent hang.
     let cfg = crate::restore::config_watched("`regen`", &a.source, &a.dest, &a.select, &run)?;
-    if !cfg.dest.is_dir() {
-        anyhow::bail!(
-            "destination {} does not exist; there is nothing to regenerate from",
-            cfg.dest.display()
-        );
-    }
     // Its walk of DEST and reads of the source, watched alike. Stopped, its records are
-    // not changed (written in one transaction, not committed); a checkpoint or state folder
-    // it made goes, as after a refused regen (`Checkpoint::discard`).
+    // not changed (written in one transaction, not committed); a checkpoint it created goes
+    // as the process ends (`state::remove_left_behind`), as after a refused regen.
     let w = Watch::new(
         "`regen`",
         "while `regen` compared DEST with the plan",
@@ -1321,18 +1315,17 @@ pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
         Some(&a.dest),
     )
     .state_dir(a.state_dir.as_deref());
-    let (dest, state_dir) = (cfg.dest.clone(), cfg.state_dir.clone());
-    let had = (state_dir.exists(), state_dir.join("checkpoint.db").exists());
+    let dest = cfg.dest.clone();
     let (threads, content) = (reader_threads(&cfg), a.content);
-    let rep = match watched(&w, move || {
-        crate::state::regen::regen(&cfg, threads, content)
-    }) {
-        Err(e) if e.is::<crate::restore::HeldBeforeWriting>() => {
-            crate::state::forget_unfinished(&state_dir, had);
-            return Err(e);
+    let rep = watched(&w, move || {
+        if !cfg.dest.is_dir() {
+            anyhow::bail!(
+                "destination {} does not exist; there is nothing to regenerate from",
+                cfg.dest.display()
+            );
         }
-        r => r?,
-    };
+        crate::state::regen::regen(&cfg, threads, content)
+    })?;
     for n in &rep.notes {
         print_err(&format!("note: {n}\n"));
     }
@@ -1473,9 +1466,8 @@ fn again_commands(a: &crate::cli::VerifyArgs, bytes_differ: bool) -> (String, St
 pub fn verify(a: &crate::cli::VerifyArgs) -> anyhow::Result<Exit> {
     let run = read_only_run(a.state_dir.clone(), a.mtime_from.as_deref());
     // Watched as the restore's are (exit 2 when a disk does not answer), the state folder
-    // given too: looked at only once it answers.
+    // given too.
     let cfg = crate::restore::config_watched("`verify`", &a.source, &a.dest, &a.select, &run)?;
-    config::given_state_dir(a.state_dir.as_deref())?;
     // Its walk of DEST and reads of the source, watched alike: a disk that stops answering
     // meanwhile is said (exit 2; verify changes nothing).
     let w = Watch::new(
@@ -1485,8 +1477,11 @@ pub fn verify(a: &crate::cli::VerifyArgs) -> anyhow::Result<Exit> {
         Some(&a.dest),
     )
     .state_dir(a.state_dir.as_deref());
-    let (threads, content) = (reader_threads(&cfg), a.content);
-    let rep = watched(&w, move || crate::verify::verify(&cfg, content, threads))?;
+    let (threads, content, given) = (reader_threads(&cfg), a.content, a.state_dir.clone());
+    let rep = watched(&w, move || {
+        config::given_state_dir(given.as_deref())?;
+        crate::verify::verify(&cfg, content, threads)
+    })?;
     for n in &rep.notes {
         print_err(&format!("note: {n}\n"));
     }

@@ -8,8 +8,9 @@ pub enum Exit {
     /// Finished, but some files are missing, failed, or differ (for `verify`: absent or
     /// different on DEST, or with no object in the source to check them against); or a
     /// restore stopped early by a full, changed, unreachable or read-only DEST or a disk
-    /// that stopped answering; or a look of `status` at DEST or the source that did not
-    /// come back in time (what the checkpoint records was printed).
+    /// that stopped answering; or a look of `status` at DEST, the source or the checkpoint
+    /// folder that did not come back in time (what the checkpoint records was printed
+    /// where it could be read).
     Incomplete = 1,
     /// Could not run: bad usage, unusable source or destination.
     CannotRun = 2,
@@ -41,7 +42,8 @@ pub const EXIT_CODES_HELP: &str = "Exit codes:
        (rerun to continue);
        verify: some files are absent or differ on DEST, or have no object in the source;
        preflight: the restore cannot succeed as things stand (for example the files do not fit);
-       status: DEST or the source did not answer within 15 s (the checkpoint's counts were printed)
+       status: DEST, the source or the checkpoint folder did not answer within 15 s
+       (what the checkpoint records was printed where it could be read)
   2    could not run: usage, source or destination problem (nothing was changed);
        or a restore stopped by an error after it began (the message says what to do)
   101  stopped by an internal error (a bug, please report it); progress is saved up to

@@ -34,6 +34,7 @@ fn main() {
     };
     // What a thread left behind in a call to a disk that does not answer cannot remove.
     mycloud_recover::source::index::remove_private_copies();
+    mycloud_recover::state::remove_left_behind();
     std::process::exit(code);
 }
 

@@ -3473,6 +3473,64 @@ fn plan_inspect_and_preflight_on_a_source_share_that_does_not_answer_say_so_regr
     }
 }
 
+/// Round 23 (the round's review): the watch counted a source's silence from the start of
+/// the work, not from the probe that found it silent: work that had run longer than the
+/// patience (a long `verify` walk, `plan` read by a pager) stopped at the first probe that
+/// found the source silent, without the patience a failing disk retrying a bad sector is
+/// given. Here `plan`'s listing waits on a pipe nobody reads (as behind a pager) for 22 s,
+/// longer than the patience (20 s), before the source's `sftp-server` is stopped: the run
+/// now says it waits ("has not answered for 15 s") before it stops. Needs FUSE and `sshfs`
+/// with `sftp-server`.
+#[test]
+fn a_source_that_stops_answering_after_long_work_is_given_the_patience_regression_round_23() {
+    let dump = Dump::with(
+        137,
+        2000,
+        1,
+        mycloud_recover::demo::SizeMix::Small,
+        mycloud_recover::demo::Content::Tiny,
+    );
+    let Some((_daemon, share)) = the_dump_over_sshfs(&dump) else {
+        return;
+    };
+    let log = dump.path("plan.log");
+    let mut child = Running(Some(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+            .arg("plan")
+            .arg(&share)
+            .arg(dump.path("restored"))
+            .env("MYCLOUD_RECOVER_FAULTS", "source_patience_ms=20000")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    ));
+    std::thread::sleep(std::time::Duration::from_secs(22));
+    let server = Frozen::stop_the_server(&dump.path(""));
+    wait_until(
+        "plan said the source does not answer",
+        std::time::Duration::from_secs(90),
+        std::time::Duration::from_millis(200),
+        || std::fs::read_to_string(&log).is_ok_and(|s| s.contains("does not answer")),
+    );
+    drop(server);
+    // What it listed, read now that it has stopped.
+    let mut listed = child.0.as_mut().unwrap().stdout.take().unwrap();
+    std::io::copy(&mut listed, &mut std::io::sink()).unwrap();
+    let out = child.wait();
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    let waited = said.find("waiting: the source disk has not answered for 15 s");
+    let stopped = said.find(&format!(
+        "the source {} does not answer: looking at it did not come back within 15 s while `plan` ran, waited up to 20 s",
+        share.display()
+    ));
+    assert!(
+        waited.is_some() && stopped.is_some() && waited < stopped,
+        "{said}"
+    );
+}
+
 /// Runs `commands` (named) at once with the dump's share's `sftp-server` stopped, until
 /// each says a disk does not answer (within 90 s: 15 s with the looks out, at most 15 s
 /// for each probe); continues the server. Each command's name, exit code, and what it said
@@ -3570,8 +3628,8 @@ fn a_state_folder_on_a_share_that_does_not_answer_stops_the_commands_regression_
 /// those checks (answered here from sshfs's cache of what the restore just saw, 20 s), they
 /// hung for good in the walk without a word. The walk is now watched alike: exit 2, the
 /// share named with `umount -f`, and nothing changed (regen's records are written in one
-/// transaction, not committed). `--content` makes both read every file's bytes, which no
-/// cache answers.
+/// transaction, not committed; a checkpoint a regen created goes with its state folder).
+/// `--content` makes both read every file's bytes, which no cache answers.
 #[test]
 fn verify_and_regen_on_a_destination_share_that_stops_answering_mid_walk_say_so_regression_round_23(
 ) {
@@ -3633,6 +3691,20 @@ fn verify_and_regen_on_a_destination_share_that_stops_answering_mid_walk_say_so_
             "{command}: the checkpoint's records changed"
         );
     }
+    // A regen into a state folder of its own (the restore's lost) leaves none behind: the
+    // checkpoint it created goes as the process ends, its thread still in the walk.
+    let (out, _) = restore(&dump, &dest, &["--state-dir", state_arg], &[]);
+    restored_all_it_could(&out, &dump, &dest);
+    let fresh = dump.path("fresh-state");
+    stopped_by_the_destination_share(
+        &dump,
+        "regen",
+        &dest,
+        &share,
+        &["--state-dir", fresh.to_str().unwrap(), "--content"],
+        "while `regen` compared DEST with the plan",
+    );
+    assert!(!fresh.exists(), "the state folder regen made was left");
     // Answering again: `verify --content` finds every file.
     verify_finds_every_file(&dump, &dest, &["--state-dir", state_arg, "--content"]);
 }

@@ -179,8 +179,8 @@ pub fn run(a: &PreflightArgs) -> anyhow::Result<Exit> {
     config::plan_options(&a.select, &unknown_fs(), config::default_dates())?;
     // The source's looks (its layout, the database opened, the restore's own look at the
     // object store, a sample of objects), watched ([`crate::restore::watch`]): a source
-    // that does not answer stops pre-flight with a message (exit 2), waited for no longer
-    // than the budget, not a silent hang.
+    // that does not answer stops pre-flight with a message (exit 2), not a silent hang; its
+    // patience for a silent source is the budget (counted from the first probe, 15 s in).
     let w = crate::restore::watch::Watch::new(
         "`preflight`",
         "while `preflight` read it",

@@ -141,16 +141,25 @@ pub fn watched<T: Send + 'static>(
         .is_some()
     };
     let began = Instant::now();
-    // Since when the source has been found silent, none of these probes finding it answer.
+    // Since when the source has been found silent: the start of the first probe that found
+    // it so, none since finding it answer (not the work's start: a walk may have run for
+    // hours before the disk stopped answering).
     let mut silent_since = None;
+    // A stop, unless the work came back while the disks were asked (up to `NO_ANSWER`): what
+    // it did is then what happened (a `regen` that committed its records has changed them).
+    let stop = |call: &mut crate::held::Call<anyhow::Result<T>>, text: String| {
+        call.wait(Duration::ZERO)
+            .unwrap_or_else(|| Err(HeldBeforeWriting(text).into()))
+    };
     let mut wait = NO_ANSWER;
     loop {
         if let Some(done) = call.wait(wait) {
             return done;
         }
         if let Some((what, path)) = w.stop_at_once.iter().find(|(_, p)| !answers(p)) {
-            return Err(HeldBeforeWriting(stop_text(w, what, path, None)).into());
+            return stop(&mut call, stop_text(w, what, path, None));
         }
+        let probed = Instant::now();
         if w.source_paths.iter().all(|p| answers(p)) {
             if let Some(doing) = &w.slow {
                 say(format!(
@@ -167,11 +176,10 @@ pub fn watched<T: Send + 'static>(
             wait = NO_ANSWER;
             continue;
         }
-        let since: Instant = *silent_since.get_or_insert(began);
+        let since: Instant = *silent_since.get_or_insert(probed);
         if since.elapsed() >= w.patience {
-            return Err(
-                HeldBeforeWriting(stop_text(w, "the source", &w.source, Some(w.patience))).into(),
-            );
+            let text = stop_text(w, "the source", &w.source, Some(w.patience));
+            return stop(&mut call, text);
         }
         say(format!(
             "the source disk has not answered for {} (looking at {} {}); a failing disk can take minutes on a bad sector: waiting up to {} before stopping (`dmesg` shows the disk's errors)",

@@ -183,7 +183,8 @@ fn live_copies() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
 /// on a RAM-backed /tmp. The process ends right after: the copy's open files never serve a
 /// read again. `main` calls it before every exit.
 pub fn remove_private_copies() {
-    for dir in std::mem::take(&mut *live_copies()) {
+    let left = std::mem::take(&mut *live_copies());
+    for dir in left {
         let _ = std::fs::remove_dir_all(dir);
     }
 }

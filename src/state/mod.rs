@@ -844,6 +844,46 @@ fn remove_unopened() {
     std::mem::forget(unopened);
 }
 
+/// Checkpoints this process created for a run that may leave them unfinished (`regen`:
+/// [`Checkpoint::until_finished`]): their id, state folder and the folders taking its lock
+/// made.
+static UNFINISHED: Mutex<Vec<(u64, PathBuf, Vec<PathBuf>)>> = Mutex::new(Vec::new());
+
+/// A checkpoint's entry in `UNFINISHED`, removed when dropped (its run is done with it:
+/// finished, or given up with [`Checkpoint::discard`]).
+pub struct Unfinished(u64);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        UNFINISHED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(id, ..)| *id != self.0);
+    }
+}
+
+/// Removes, as the process ends, what a run left behind on a thread still in a call to a
+/// disk that does not answer (a `regen` stopped by a DEST that hangs mid-walk,
+/// `restore::watch`) would have removed had it ended: a checkpoint it created and has not
+/// finished, with the state folder taking its lock made (as [`Checkpoint::discard`]), and a
+/// state folder holding only the lock of one not yet opened (as [`StateLock`]'s drop). Its
+/// records were never committed (one transaction), so nothing else is lost; a checkpoint
+/// that was there is left as it is. `main` calls it before every exit; the thread's open
+/// connection never writes again.
+pub fn remove_left_behind() {
+    remove_unopened();
+    let Ok(unfinished) = UNFINISHED.try_lock() else {
+        return;
+    };
+    for (_, dir, made) in unfinished.iter() {
+        for name in ["checkpoint.db", "checkpoint.db-wal", "checkpoint.db-shm"] {
+            let _ = std::fs::remove_file(dir.join(name));
+        }
+        remove_lock_only(dir, made);
+    }
+    std::mem::forget(unfinished);
+}
+
 impl StateLock {
     /// Creates the folder if needed and takes its lock.
     pub fn take(dir: &Path) -> Result<StateLock, StateError> {
@@ -1246,25 +1286,20 @@ impl Checkpoint {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-}
 
-/// What [`Checkpoint::discard`] does, for a run whose checkpoint is held by a thread left
-/// behind in a call to a disk that does not answer (`regen` stopped by a silent DEST,
-/// `restore::watch`): the checkpoint goes where there was none before (`had.1`), the state
-/// folder where there was none (`had.0`). The process ends right after: the thread's open
-/// connection never writes again. What it had begun is in one transaction, not committed,
-/// so a checkpoint that was there keeps its records. Best effort.
-pub fn forget_unfinished(dir: &Path, had: (bool, bool)) {
-    match had {
-        (false, _) => {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        (true, false) => {
-            for name in ["checkpoint.db", "checkpoint.db-wal", "checkpoint.db-shm"] {
-                let _ = std::fs::remove_file(dir.join(name));
-            }
-        }
-        (true, true) => {}
+    /// Where this run created the checkpoint: an entry that has [`remove_left_behind`] remove
+    /// it, with the state folder it made, should the run not end (left behind in a call to a
+    /// disk that does not answer), until the entry is dropped. None where the checkpoint was
+    /// there before (it is left as it is).
+    pub fn until_finished(&self) -> Option<Unfinished> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let made = self.created.clone()?;
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        UNFINISHED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((id, self.dir.clone(), made));
+        Some(Unfinished(id))
     }
 }
 

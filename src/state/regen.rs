@@ -249,6 +249,9 @@ pub fn regen(cfg: &RestoreConfig, threads: usize, content: bool) -> anyhow::Resu
         ),
         Err(e) => return Err(e.into()),
     };
+    // Should this run be left behind in a call to a DEST that does not answer, a checkpoint
+    // it created goes as the process ends (`remove_left_behind`).
+    let _unfinished = ckpt.until_finished();
     let before = ckpt.begin_rebuild()?;
     match rebuild(cfg, &index, &plan, &mut ckpt, threads, content, damaged) {
         Ok(mut rep) => {
