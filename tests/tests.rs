@@ -2341,6 +2341,27 @@ fn status_on_a_share_that_stops_answering_says_so_within_the_limit_regression_ro
     assert!(!text(&out).contains("does not answer"), "{}", text(&out));
 }
 
+/// The dump restored (locally, to `restored`), its state folder then copied into
+/// `backing`, what the share at `share` serves (its client has seen nothing of it): DEST,
+/// and the state folder as the share shows it.
+fn restored_with_its_state_folder_on(
+    dump: &Dump,
+    backing: &Path,
+    share: &Path,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (dest, state) = (dump.path("restored"), dump.path("state"));
+    let (out, _) = restore(dump, &dest, &["--state-dir", state.to_str().unwrap()], &[]);
+    restored_all_it_could(&out, dump, &dest);
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&state)
+        .arg(backing.join("state"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    (dest, share.join("state"))
+}
+
 /// Round 23 (noticed in round 22): `status --state-dir DIR` with DIR on a share whose
 /// server hangs (a state folder kept on the NAS) held `status` for good without a word:
 /// the process that makes its looks read the checkpoint without saying it looked there,
@@ -2355,17 +2376,7 @@ fn status_with_its_state_folder_on_a_share_that_does_not_answer_says_so_regressi
     let Some((_daemon, backing, share)) = sshfs_share_in_the_foreground(&dump) else {
         return;
     };
-    let (dest, state) = (dump.path("restored"), dump.path("state"));
-    let (out, _) = restore(&dump, &dest, &["--state-dir", state.to_str().unwrap()], &[]);
-    restored_all_it_could(&out, &dump, &dest);
-    let copied = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(&state)
-        .arg(backing.join("state"))
-        .status()
-        .unwrap();
-    assert!(copied.success());
-    let on_share = share.join("state");
+    let (_, on_share) = restored_with_its_state_folder_on(&dump, &backing, &share);
     let server = Frozen::stop_the_server(&dump.path(""));
     let (log, err) = (dump.path("status.out"), dump.path("status.err"));
     let mut child = Running(Some(
@@ -3584,17 +3595,7 @@ fn a_state_folder_on_a_share_that_does_not_answer_stops_the_commands_regression_
     let Some((_daemon, backing, share)) = sshfs_share_in_the_foreground(&dump) else {
         return;
     };
-    let (dest, state) = (dump.path("restored"), dump.path("state"));
-    let (out, _) = restore(&dump, &dest, &["--state-dir", state.to_str().unwrap()], &[]);
-    restored_all_it_could(&out, &dump, &dest);
-    let copied = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(&state)
-        .arg(backing.join("state"))
-        .status()
-        .unwrap();
-    assert!(copied.success());
-    let on_share = share.join("state");
+    let (dest, on_share) = restored_with_its_state_folder_on(&dump, &backing, &share);
     let command = |name: &'static str| {
         let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"));
         c.arg(name)
