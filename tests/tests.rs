@@ -3484,6 +3484,46 @@ fn plan_inspect_and_preflight_on_a_source_share_that_does_not_answer_say_so_regr
     }
 }
 
+/// Round 24 (noticed in round 23): the watch's stop named SOURCE and the mount it lies on,
+/// even when the silent folder was the database's, given with `--db` on a share of its own
+/// (a copy of the index kept on the NAS): "the source DUMP does not answer" with `umount -f`
+/// of the local disk holding DUMP, which would cut off the wrong disk. It now names the
+/// folder that did not answer and that folder's mount. SOURCE here is local; the database
+/// is on an sshfs share whose `sftp-server` is stopped. Needs FUSE and `sshfs`.
+#[test]
+fn a_silent_database_folder_given_apart_is_the_one_named_regression_round_24() {
+    let dump = Dump::new(138, 100, 1);
+    let Some((_daemon, backing, share)) = sshfs_share_in_the_foreground(&dump) else {
+        return;
+    };
+    std::fs::copy(dump.db(), backing.join("index.db")).unwrap();
+    let db = share.join("index.db");
+    let dest = dump.path("restored");
+    let command = |name: &'static str| {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"));
+        c.arg(name).arg(&dump.root);
+        if name == "plan" {
+            c.arg(&dest);
+        }
+        c.arg("--db")
+            .arg(&db)
+            .env("MYCLOUD_RECOVER_FAULTS", "source_patience_ms=1000");
+        (name, c)
+    };
+    for (name, code, msg) in held_by_the_share(&dump, ["plan", "inspect"].map(command)) {
+        assert_eq!(code, Some(2), "{name}: {msg}");
+        assert!(
+            msg.contains(&format!(
+                "the source {} does not answer: looking at it did not come back within 15 s while `{name}` ran",
+                share.display()
+            )) && msg.contains(&format!("`umount -f {}`", share.display()))
+                && !msg.contains(&dump.root.display().to_string()),
+            "{name}: {msg}"
+        );
+    }
+    assert!(!dest.exists(), "DEST was made");
+}
+
 /// Round 23 (the round's review): the watch counted a source's silence from the start of
 /// the work, not from the probe that found it silent: work that had run longer than the
 /// patience (a long `verify` walk, `plan` read by a pager) stopped at the first probe that

@@ -32,15 +32,16 @@ use crate::config::RestoreConfig;
 use crate::restore::copy::Faults;
 
 /// What is watched, and how its stop is said ([`watched`]).
+#[derive(Clone)]
 pub struct Watch {
     /// The command, as the messages name it ("the restore", "`verify`").
     command: String,
     /// When the work runs, for the stop's text: "before the restore began", "while `plan`
     /// ran".
     when: String,
-    /// The source as given (SOURCE), and every folder the work reads there (SOURCE, and the
-    /// database's and the objects' folders where given apart).
-    source: PathBuf,
+    /// Every folder of the source the work reads: SOURCE, and the database's and the
+    /// objects' folders where given apart (`--db`, `--files`, which may be on disks of
+    /// their own). The first silent one is what a wait or a stop names.
     source_paths: Vec<PathBuf>,
     /// The disks whose silence stops the work at once, as the messages name them: DEST where
     /// the work reads it, the checkpoint folder where given (`--state-dir`, which may be on
@@ -63,7 +64,16 @@ impl Watch {
         source: &crate::cli::SourceArgs,
         dest: Option<&Path>,
     ) -> Watch {
-        let db_folder = source.db.as_deref().and_then(Path::parent);
+        // A bare file name's folder is the working one.
+        let db_folder =
+            source
+                .db
+                .as_deref()
+                .and_then(Path::parent)
+                .map(|p| match p.as_os_str().is_empty() {
+                    true => Path::new("."),
+                    false => p,
+                });
         let source_paths = [
             Some(source.source.as_path()),
             db_folder,
@@ -76,7 +86,6 @@ impl Watch {
         Watch {
             command: command.to_string(),
             when: when.to_string(),
-            source: source.source.clone(),
             source_paths,
             stop_at_once: dest
                 .map(|d| ("the destination", d.to_path_buf()))
@@ -160,7 +169,10 @@ pub fn watched<T: Send + 'static>(
             return stop(&mut call, stop_text(w, what, path, None));
         }
         let probed = Instant::now();
-        if w.source_paths.iter().all(|p| answers(p)) {
+        // The first of the source's folders that is silent: named in what is said (the
+        // database's folder given with `--db` may be on a share of its own, and `umount -f`
+        // of SOURCE's mount would cut off the wrong disk).
+        let Some(silent) = w.source_paths.iter().find(|p| !answers(p)) else {
             if let Some(doing) = &w.slow {
                 say(format!(
                     "{doing} has taken {} so far; {}, so {} waits for it (a slow link)",
@@ -175,16 +187,16 @@ pub fn watched<T: Send + 'static>(
             silent_since = None;
             wait = NO_ANSWER;
             continue;
-        }
+        };
         let since: Instant = *silent_since.get_or_insert(probed);
         if since.elapsed() >= w.patience {
-            let text = stop_text(w, "the source", &w.source, Some(w.patience));
+            let text = stop_text(w, "the source", silent, Some(w.patience));
             return stop(&mut call, text);
         }
         say(format!(
             "the source disk has not answered for {} (looking at {} {}); a failing disk can take minutes on a bad sector: waiting up to {} before stopping (`dmesg` shows the disk's errors)",
             span(since.elapsed()),
-            w.source.display(),
+            silent.display(),
             w.when,
             span(w.patience)
         ));
