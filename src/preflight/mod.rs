@@ -377,7 +377,9 @@ pub fn preflight(
         _ => 4096,
     };
     let (select, fs) = (opts.select.clone(), dest_fs.clone());
-    let work = crate::restore::watch::watched(watch, move || {
+    // A silent source is waited for what is left of the budget, not the whole of it again.
+    let watch = watch.clone().patience_at_most(checks_left(deadline));
+    let work = crate::restore::watch::watched(&watch, move || {
         work(&index, &select, &fs, policy, policy_reason, block)
     })?;
 

@@ -955,7 +955,8 @@ impl std::fmt::Display for HeldBeforeWriting {
 impl std::error::Error for HeldBeforeWriting {}
 
 /// Runs `work`, a step of planning that reads the source (`what`: opening the database,
-/// reading its rows, looking for a sample of objects), on a thread of its own, and waits
+/// reading its rows, looking for a sample of objects; `stopped`: what was written by then,
+/// for the stop's text), on a thread of its own, and waits
 /// for it as the copy waits for its calls (`stop_if_held` in [`restore`]).
 ///
 /// Why: these steps come before any file is copied, and they ran on the main thread. A
@@ -977,7 +978,7 @@ fn read_while_planning<T: Send + 'static>(
     cfg: &RestoreConfig,
     patience: Duration,
     ui: &mut dyn Listener,
-    what: &str,
+    (what, stopped): (&str, &str),
     work: impl FnOnce() -> T + Send + 'static,
 ) -> anyhow::Result<T> {
     let mut call = crate::held::Call::start("mcr-planning", work)
@@ -1016,7 +1017,7 @@ fn read_while_planning<T: Send + 'static>(
                 return Err(HeldBeforeWriting(held_while_planning_text(
                     cfg,
                     &why,
-                    what,
+                    (what, stopped),
                     quiet_since.elapsed(),
                     patience,
                 ))
@@ -1026,15 +1027,21 @@ fn read_while_planning<T: Send + 'static>(
     }
 }
 
+/// What a run stopped while it plans has written ([`held_while_planning_text`]): nothing,
+/// until DEST is made and the checkpoint opened.
+const NOTHING_WRITTEN: &str =
+    "Stopped before anything was written: no file restored, no checkpoint opened";
+
 /// What a run stopped by a source that does not answer while it plans says
 /// ([`read_while_planning`]): `why` (from [`disks_answer`]), during `what`, nothing back for
-/// `quiet`. Nothing was written: the checkpoint was not opened, DEST not made or probed (a
-/// first run's state folder goes with its lock, `StateLock`'s drop). The read still out may
-/// keep the program from ending: said, with what ends it.
+/// `quiet`; `stopped`: what was written by then. Before DEST is made, nothing
+/// ([`NOTHING_WRITTEN`]: a first run's state folder goes with its lock, `StateLock`'s drop);
+/// the second plan for a DEST that folds case comes after, and gives the checkpoint up as
+/// found. The read still out may keep the program from ending: said, with what ends it.
 fn held_while_planning_text(
     cfg: &RestoreConfig,
     why: &str,
-    what: &str,
+    (what, stopped): (&str, &str),
     quiet: Duration,
     patience: Duration,
 ) -> String {
@@ -1053,7 +1060,7 @@ fn held_while_planning_text(
         ),
     };
     format!(
-        "{why}, while the run was planning ({what}): nothing came back for {} (waited up to {} for the source disk: a failing disk can take minutes on a bad sector). Stopped before anything was written: no file restored, no checkpoint opened. If this program does not end, a read it made there is still waiting: {end}. Check the source {} (`dmesg`; for a share, its server and the network) and run the same command once it answers. A source disk that is failing is best copied first (ddrescue), then restored from the copy",
+        "{why}, while the run was planning ({what}): nothing came back for {} (waited up to {} for the source disk: a failing disk can take minutes on a bad sector). {stopped}. If this program does not end, a read it made there is still waiting: {end}. Check the source {} (`dmesg`; for a share, its server and the network) and run the same command once it answers. A source disk that is failing is best copied first (ddrescue), then restored from the copy",
         span(quiet),
         span(patience),
         cfg.source.root.display()
@@ -1078,7 +1085,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         cfg,
         patience,
         ui,
-        "opening the database",
+        ("opening the database", NOTHING_WRITTEN),
         move || -> anyhow::Result<(Index, u64)> {
             let index = Index::open(&db, backup.as_deref())?;
             let rows = index.row_count()?;
@@ -1148,7 +1155,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             cfg,
             patience,
             &mut *ui,
-            "reading the database's rows",
+            ("reading the database's rows", NOTHING_WRITTEN),
             move || {
                 let plan = Plan::build(&index, options);
                 (index, plan)
@@ -1184,7 +1191,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // Only where no run has restored anything yet: a resume, whose earlier runs found
     // objects there, never touches the object store for files already done.
     let resuming = matches!(&known, Some((done, _)) if !done.is_empty());
-    let (index, look) = match resuming {
+    let (mut index, look) = match resuming {
         true => (index, ObjectLook::default()),
         false => {
             let source = cfg.source.clone();
@@ -1192,9 +1199,12 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 cfg,
                 patience,
                 ui,
-                &format!(
-                    "looking for a sample of objects under {}",
-                    cfg.source.files.display()
+                (
+                    &format!(
+                        "looking for a sample of objects under {}",
+                        cfg.source.files.display()
+                    ),
+                    NOTHING_WRITTEN,
                 ),
                 move || {
                     let look = look_for_objects(&source, &index);
@@ -1362,11 +1372,14 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // These refusals come once the checkpoint is open (they need what it records, and what
     // the probe found): it is given up as the run found it (`Checkpoint::discard`: no run
     // added, or a checkpoint this run created removed with the state folder it made).
-    let refuse = |ckpt: &mut Option<crate::state::Checkpoint>, why: String| {
+    let refuse_with = |ckpt: &mut Option<crate::state::Checkpoint>, e: anyhow::Error| {
         if let Some(c) = ckpt.take() {
             c.discard();
         }
-        anyhow::anyhow!(why)
+        e
+    };
+    let refuse = |ckpt: &mut Option<crate::state::Checkpoint>, why: String| {
+        refuse_with(ckpt, anyhow::anyhow!(why))
     };
     let plan = if dest_facts.folds_case && plan.options().policy == NamePolicy::Posix {
         if !cfg.names_auto {
@@ -1380,13 +1393,32 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             cfg.dest.display(),
             cfg.dest_fs.fstype
         ));
-        Plan::build(
-            &index,
-            PlanOptions {
-                policy: NamePolicy::Windows,
-                ..cfg.plan.clone()
+        // Read again, watched as the first plan was (a large database's rows are not all
+        // in memory); stopped, the checkpoint is given up as the run found it.
+        let options = PlanOptions {
+            policy: NamePolicy::Windows,
+            ..cfg.plan.clone()
+        };
+        let replanned = read_while_planning(
+            cfg,
+            patience,
+            &mut *ui,
+            (
+                "reading the database's rows again, for Windows name rules",
+                "Stopped before any file was restored: the checkpoint is left as the run found it (DEST was made and its names tested, nothing written into it)",
+            ),
+            move || {
+                let plan = Plan::build(&index, options);
+                (index, plan)
             },
-        )?
+        );
+        let (again, plan) = match replanned {
+            Ok((again, Ok(plan))) => (again, plan),
+            Ok((_, Err(e))) => return Err(refuse_with(&mut ckpt, e.into())),
+            Err(e) => return Err(refuse_with(&mut ckpt, e)),
+        };
+        index = again;
+        plan
     } else {
         plan
     };
