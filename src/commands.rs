@@ -1264,7 +1264,8 @@ fn read_only_run(
         overwrite: false,
         dry_run: false,
         progress_interval: 30,
-        quiet: true,
+        // Not quiet: their start-up checks say what they wait for, as their walks do.
+        quiet: false,
         state_dir,
         fresh: false,
         durability: crate::cli::DurabilityArg::Batch,

@@ -3488,8 +3488,11 @@ fn plan_inspect_and_preflight_on_a_source_share_that_does_not_answer_say_so_regr
 /// even when the silent folder was the database's, given with `--db` on a share of its own
 /// (a copy of the index kept on the NAS): "the source DUMP does not answer" with `umount -f`
 /// of the local disk holding DUMP, which would cut off the wrong disk. It now names the
-/// folder that did not answer and that folder's mount. SOURCE here is local; the database
-/// is on an sshfs share whose `sftp-server` is stopped. Needs FUSE and `sshfs`.
+/// folder that did not answer and that folder's mount, in its `waiting:` lines too. And
+/// `verify` and `regen` said no `waiting:` line during their start-up checks (their checks
+/// ran quiet), though their walks did: now they say them as `plan` does. SOURCE here is
+/// local; the database is on an sshfs share whose `sftp-server` is stopped; the patience
+/// (20 s) lets one probe find it silent before the stop. Needs FUSE and `sshfs`.
 #[test]
 fn a_silent_database_folder_given_apart_is_the_one_named_regression_round_24() {
     let dump = Dump::new(138, 100, 1);
@@ -3499,29 +3502,38 @@ fn a_silent_database_folder_given_apart_is_the_one_named_regression_round_24() {
     std::fs::copy(dump.db(), backing.join("index.db")).unwrap();
     let db = share.join("index.db");
     let dest = dump.path("restored");
+    std::fs::create_dir(&dest).unwrap();
     let command = |name: &'static str| {
         let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"));
         c.arg(name).arg(&dump.root);
-        if name == "plan" {
+        if name != "inspect" {
             c.arg(&dest);
         }
         c.arg("--db")
             .arg(&db)
-            .env("MYCLOUD_RECOVER_FAULTS", "source_patience_ms=1000");
+            .env("MYCLOUD_RECOVER_FAULTS", "source_patience_ms=20000");
         (name, c)
     };
-    for (name, code, msg) in held_by_the_share(&dump, ["plan", "inspect"].map(command)) {
+    let commands = ["plan", "inspect", "verify", "regen"].map(command);
+    for (name, code, msg) in held_by_the_share(&dump, commands) {
         assert_eq!(code, Some(2), "{name}: {msg}");
+        let when = match name.as_str() {
+            "plan" | "inspect" => format!("while `{name}` ran"),
+            _ => format!("before `{name}` began"),
+        };
         assert!(
             msg.contains(&format!(
-                "the source {} does not answer: looking at it did not come back within 15 s while `{name}` ran",
+                "waiting: the source disk has not answered for 15 s (looking at {} {when})",
+                share.display()
+            )) && msg.contains(&format!(
+                "the source {} does not answer: looking at it did not come back within 15 s {when}",
                 share.display()
             )) && msg.contains(&format!("`umount -f {}`", share.display()))
                 && !msg.contains(&dump.root.display().to_string()),
             "{name}: {msg}"
         );
     }
-    assert!(!dest.exists(), "DEST was made");
+    assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 0, "DEST written");
 }
 
 /// Round 23 (the round's review): the watch counted a source's silence from the start of
