@@ -1579,17 +1579,19 @@ impl Copier {
 
     /// Learns from a call that moved `n` bytes of `asked` in `took`: slower than
     /// [`Copier::CALL_TIME`], the next calls move what this one would have moved in that
-    /// time; a full call in under a quarter of it, twice as much.
+    /// time; a full call in under a quarter of it, twice as much. The workers share what is
+    /// learnt, and their calls overlap: a shrink keeps the smaller of its size and what is
+    /// there, and a doubling applies only if nobody changed the size since its call asked
+    /// (a fast call that began before another's slow one must not undo what that one found).
     fn learn(&self, asked: usize, n: usize, took: Duration) {
-        let next = if took > Copier::CALL_TIME {
+        if took > Copier::CALL_TIME {
             let per_call = n as f64 * Copier::CALL_TIME.as_secs_f64() / took.as_secs_f64();
-            (per_call as usize).clamp(Copier::LEAST_CHUNK, asked)
+            let next = (per_call as usize).clamp(Copier::LEAST_CHUNK, asked);
+            self.chunk.fetch_min(next, Relaxed);
         } else if n == asked && took < Copier::CALL_TIME / 4 {
-            (asked * 2).min(Copier::CHUNK)
-        } else {
-            return;
-        };
-        self.chunk.store(next, Relaxed);
+            let next = (asked * 2).min(Copier::CHUNK);
+            let _ = self.chunk.compare_exchange(asked, next, Relaxed, Relaxed);
+        }
     }
 
     /// Copies from the current position of `src` to the end, calling `moved` after each
@@ -1840,6 +1842,31 @@ mod tests {
         // A call between a quarter of the time and the time: kept.
         c.learn(now(), now(), Duration::from_secs(1));
         assert_eq!(now(), Copier::LEAST_CHUNK);
+    }
+
+    /// Round 24 (noticed in round 23): what a call moves is shared by the workers, whose
+    /// calls overlap, and each stored what it learnt: a fast call that had asked for 1 MiB,
+    /// ending after another's call of 1 MiB had taken 10 s, doubled the size to 2 MiB and
+    /// undid the shrink to 200 KiB; a slow call that asked for more than is there now raised
+    /// it. A doubling now applies only to the size its call asked for, and a shrink keeps
+    /// the smaller.
+    #[test]
+    fn what_workers_learn_at_once_is_merged_not_overwritten_regression_round_24() {
+        let c = Copier::default();
+        let now = || c.chunk.load(Relaxed);
+        let mib = 1 << 20;
+        c.chunk.store(mib, Relaxed);
+        // Both asked for 1 MiB; the slow one ends first.
+        c.learn(mib, mib, Duration::from_secs(10));
+        assert_eq!(now(), mib / 5);
+        c.learn(mib, mib, Duration::from_millis(5));
+        assert_eq!(now(), mib / 5, "a stale doubling undid the shrink");
+        // A slow call that had asked for 1 MiB, moving 1 MiB in 5 s (400 KiB in 2 s).
+        c.learn(mib, mib, Duration::from_secs(5));
+        assert_eq!(now(), mib / 5, "a smaller shrink raised the size");
+        // Fast calls at the size there now still double it.
+        c.learn(now(), now(), Duration::from_millis(5));
+        assert_eq!(now(), 2 * (mib / 5));
     }
 
     #[test]
