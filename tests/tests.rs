@@ -3676,6 +3676,121 @@ fn a_state_folder_on_a_share_that_does_not_answer_stops_the_commands_regression_
     }
 }
 
+/// Round 24 (noticed in round 23): a `--state-dir` on a share of its own whose server hung
+/// while the restore copied held the run for good without a word: the committer's write of
+/// the checkpoint (and the bookkeeper's of the report beside it) was made on an unwatched
+/// call, the bookkeeper then waited on the committer, the workers on the bookkeeper. The
+/// checkpoint's writes and the report's are now watched as the commit's flush of DEST is:
+/// not back within 15 s and the folder silent to a probe, the run stops, "the checkpoint
+/// folder ... does not answer" with `umount -f` of its share, the report said not written
+/// there, exit 1. What the checkpoint records is on DEST, complete; the files copied since
+/// are not recorded, and the same command, once the server answers, restores the rest.
+/// SOURCE and DEST are local, the state folder is on the share, its `sftp-server` stopped
+/// (SIGSTOP) once files are copied. Needs FUSE and `sshfs` with `sftp-server`.
+#[test]
+fn a_state_folder_on_a_share_that_stops_answering_mid_copy_stops_the_run_regression_round_24() {
+    let dump = Dump::new(138, 1000, 1);
+    let Some((_daemon, backing, share)) = sshfs_share_in_the_foreground(&dump) else {
+        return;
+    };
+    let (dest, state) = (dump.path("restored"), share.join("state"));
+    let cids = dump.content_ids();
+    let by_path = planned_files(&plan_json(&dump.root, &dest, &[]));
+    let (log, err) = (dump.path("restore.out"), dump.path("restore.err"));
+    // About 20 files a second: the copy goes on for long after the server stops.
+    let run = Running(Some(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+            .arg("restore")
+            .arg(&dump.root)
+            .arg(&dest)
+            .args(["--threads", "2", "--state-dir"])
+            .arg(&state)
+            .env("MYCLOUD_RECOVER_FAULTS", "delay_ms=100;commit_ms=300")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap(),
+    ));
+    let on_dest = || tree(&dest).values().filter(|(dir, _, _)| !dir).count();
+    wait_until("100 files restored", SECS_60, MS_20, || on_dest() >= 100);
+    let server = Frozen::stop_the_server(&dump.path(""));
+    let said = || {
+        format!(
+            "{}{}",
+            std::fs::read_to_string(&err).unwrap_or_default(),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    };
+    // 15 s for the write, at most 15 s more for the probe; its summary said, the run may
+    // still wait for its call to the share (a zombie until it returns).
+    let stopped_after = wait_until(
+        "the run stopped after the state folder's server hung",
+        std::time::Duration::from_secs(90),
+        std::time::Duration::from_millis(200),
+        || said().contains("Restore stopped"),
+    );
+    let msg = said();
+    assert!(stopped_after.as_secs() < 60, "{stopped_after:?}: {msg}");
+    assert!(
+        msg.contains("Restore stopped: a disk stopped answering")
+            && msg.contains(&format!(
+                "the checkpoint folder {} does not answer",
+                state.display()
+            ))
+            && msg.contains(&format!("umount -f {}", share.display()))
+            && msg.contains(&format!(
+                "the report {} was not written",
+                state.join("report.json").display()
+            )),
+        "{msg}"
+    );
+    for wrong in [
+        "finished",
+        "ddrescue",
+        "the destination became unreachable",
+        "Report: ",
+    ] {
+        assert!(!msg.contains(wrong), "{wrong}: {msg}");
+    }
+    // Stopped while files were still to copy.
+    let copied = on_dest();
+    assert!(copied < by_path.len(), "{copied}: {msg}");
+    drop(server);
+    let out = run.wait();
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    // What the checkpoint records as copied is on DEST, complete (a write left behind in
+    // its call may have recorded its batch once the server answered: flushed before).
+    let recorded = recorded_copies(&backing.join("state"));
+    assert!(recorded.len() < by_path.len(), "{}", recorded.len());
+    for path in &recorded {
+        let (id, _, _) = &by_path[path];
+        assert_eq!(
+            hash_file(&dest.join(path)),
+            dump.expected_hash(&cids[id].0),
+            "{path} is recorded but not on DEST"
+        );
+    }
+    // The server answering again: the same command restores every file, and keeps those
+    // placed but not recorded (complete under their final names).
+    let placed = file_hashes(&dest)
+        .keys()
+        .filter(|p| !p.contains(".mcr-"))
+        .count();
+    assert!(placed > recorded.len(), "{placed} placed, all recorded");
+    let report =
+        the_same_command_finishes(&dump, &dest, &["--state-dir", state.to_str().unwrap()], &[]);
+    assert_eq!(
+        report["outcomes"]["already_done"].as_u64(),
+        Some(recorded.len() as u64),
+        "{report}"
+    );
+    assert_eq!(
+        report["outcomes"]["adopted"].as_u64(),
+        Some((placed - recorded.len()) as u64),
+        "{report}"
+    );
+}
+
 /// Round 23 (noticed in round 22): `verify` and `regen` checked SOURCE and DEST watched
 /// (round 22), but their walk of DEST was not: on a DEST share whose server hung after
 /// those checks (answered here from sshfs's cache of what the restore just saw, 20 s), they

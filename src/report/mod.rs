@@ -487,6 +487,18 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Writes a report's JSON `body` ([`Report::json`]) to `path`, making its folder: what
+/// [`Report::write`] does, apart, so that the write can be made on a thread of its own (the
+/// restore watches it: the state folder may be on a share that hangs).
+pub fn write_json(path: &Path, body: &[u8]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the report folder {}", dir.display()))?;
+    }
+    replace_file(path, body).with_context(|| format!("cannot write the report {}", path.display()))
+}
+
 /// Writes `body` to `path` whole or not at all: written beside it, then renamed over it. A
 /// write that fails (the state disk full midway) removes its partial copy, which would
 /// otherwise hold the disk's last free space.
@@ -612,14 +624,12 @@ impl Report {
 
     /// Writes the JSON report atomically (temp file, then rename).
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
-        use anyhow::Context;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create the report folder {}", dir.display()))?;
-        }
-        let body = serde_json::to_vec_pretty(self)?;
-        replace_file(path, &body)
-            .with_context(|| format!("cannot write the report {}", path.display()))
+        write_json(path, &self.json()?)
+    }
+
+    /// The report as [`Report::write`] writes it.
+    pub fn json(&self) -> anyhow::Result<Vec<u8>> {
+        Ok(serde_json::to_vec_pretty(self)?)
     }
 
     /// Whether every planned file is accounted for and none is missing or failed.

@@ -20,7 +20,10 @@
 //! answer the files still out are named: each probe says what the run waits for. Before
 //! the copy, planning's reads of the source (the database opened, its rows read, a sample
 //! of objects looked for) are watched alike (`read_while_planning`): a source that does
-//! not answer stops the run before anything is written.
+//! not answer stops the run before anything is written. The writes to the state folder
+//! (the committer's records, the periodic report, the end of the run) are watched as a
+//! commit's flush of DEST is (`StateFolder`): a `--state-dir` on a share that stops
+//! answering stops the run, the checkpoint left in the call that holds it.
 
 pub mod copy;
 pub mod watch;
@@ -1573,6 +1576,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     let dirs = Arc::new(DirCache::new(&cfg.dest, plan.folder_rows() as usize));
     let stop_local = Arc::new(AtomicBool::new(false));
     let watch = Arc::new(DiskWatch::new(cfg, &stop_local, &dest_lost, patience));
+    // The checkpoint's writes and the report's, watched: the state folder may be on a share
+    // of its own, whose silence stops the run.
+    let state = StateFolder::new(&cfg.state_dir, &stop_local);
     // What the workers share, owned: a worker whose call a disk never answers is left
     // behind when the run stops on it, and may outlive the run.
     let copying = Arc::new(CopyWork {
@@ -1976,6 +1982,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             let ckpt_ref = &mut ckpt;
             let (dest_sync, faults, commits) = (&dest_sync, &faults, &commits);
             let (dest_lost_ref, stop_ref, watch_ref) = (&dest_lost, &stop_local, &watch);
+            let state_ref = &state;
             let committer = spawn_named(
                 s,
                 "mcr-committer",
@@ -1984,9 +1991,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                     let mut count_written = false;
                     for batch in batch_rx {
                         faults.maybe_panic_in("committer");
-                        let Some(c) = ckpt_ref.as_mut() else {
-                            continue;
-                        };
+                        if ckpt_ref.is_none() {
+                            continue; // none, or left in a write its folder did not answer
+                        }
                         if lock_lost(dest_lost_ref).is_some() {
                             continue; // nothing more is recorded
                         }
@@ -2028,12 +2035,24 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                             }
                             None => continue, // lost as unreachable by the probe
                         }
+                        // Recorded on a thread of its own, as DEST's flush is: the
+                        // checkpoint folder may be on a share that stops answering
+                        // (`StateFolder`). Silent, nothing more is recorded and the run
+                        // stops: the checkpoint stays in the call left behind.
                         let t = Instant::now();
-                        c.record(&batch)?;
-                        if let (Some(n), false) = (selected_count_ref.get(), count_written) {
-                            c.set_meta(crate::state::SELECTED_KEY, &n.to_string())?;
-                            count_written = true;
+                        let selected = selected_count_ref.get().copied().filter(|_| !count_written);
+                        let recorded = state_ref.with_checkpoint(ckpt_ref, move |c| {
+                            c.record(&batch)?;
+                            if let Some(n) = selected {
+                                c.set_meta(crate::state::SELECTED_KEY, &n.to_string())?;
+                            }
+                            Ok::<_, crate::state::StateError>(())
+                        });
+                        match recorded {
+                            Some(done) => done?,
+                            None => continue,
                         }
+                        count_written |= selected.is_some();
                         write += t.elapsed();
                         if let Some(n) = faults.abort_after_commits {
                             if commits.fetch_add(1, Ordering::SeqCst) + 1 >= n {
@@ -2297,8 +2316,12 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                         && last_report.is_none_or(|t| t.elapsed() >= Duration::from_secs(15))
                     {
                         report.update(&snap, false);
-                        // Not worth stopping the restore for: said once, at the end.
-                        report_failed |= report.write(&cfg.report_path).is_err();
+                        // Not worth stopping the restore for: said once, at the end. Its
+                        // folder silent (the state folder's, by default), it is not
+                        // written again, said at the end; the state folder's stops the run.
+                        report_failed |= state
+                            .write_report(&report, &cfg.report_path)
+                            .is_some_and(|written| written.is_err());
                         last_report = Some(Instant::now());
                     }
                 }
@@ -2360,12 +2383,13 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         })
     }));
     snap.elapsed = copy_start.elapsed();
+    state.leave_if_lost(&mut ckpt);
     let copied = match copied {
         Ok(Err(e)) => {
-            record_stop(&mut report, &snap, cfg, ckpt.as_ref(), Stop::Error(&e));
+            record_stop(&mut report, &snap, cfg, &mut ckpt, &state, Stop::Error(&e));
             Err(e)
         }
-        Err(p) => panic_recorded(&mut report, &snap, cfg, ckpt.as_ref(), p),
+        Err(p) => panic_recorded(&mut report, &snap, cfg, &mut ckpt, &state, p),
         Ok(Ok(())) => Ok(()),
     };
     copied?;
@@ -2386,6 +2410,11 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         )),
         _ => None,
     };
+    // The checkpoint folder silent stopped the run: no folder pass either, the folders'
+    // dates are owed. One stop, one message: a lost DEST (on the same share, most likely)
+    // says that nothing more was recorded too.
+    let stalled =
+        stalled.or_else(|| (dest_lost.is_none() && state.lost()).then(|| state.stop_text()));
     // Folder dates last, and only where this run wrote something (creating a file changes
     // its folder's mtime), or all of them when an earlier run stopped before its folder dates;
     // a resume with nothing to do touches no folder. Not after a stop (full or lost
@@ -2431,10 +2460,11 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         // selection's folders exist, so a resume does not stat every folder again.
         let folders: Arc<[PlannedFolder]> = plan.folders_deepest_first().into();
         let signature = format!("{:?}", plan.signature());
-        let folders_known = match &ckpt {
-            Some(c) => c.meta("folders_created")?.as_deref() == Some(signature.as_str()),
-            None => false,
-        };
+        let folders_known = state
+            .with_checkpoint(&mut ckpt, |c| c.meta("folders_created"))
+            .transpose()?
+            .flatten()
+            .is_some_and(|made| made == signature);
         if !folders_known && plan.options().limit.is_none() {
             // Folders this run already made or saw need no check; the others are checked in
             // parallel (each is a round trip on a network destination).
@@ -2490,8 +2520,13 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 && dest_full.is_none()
                 && !work.lost.load(Ordering::SeqCst)
                 && !work.cut.load(Ordering::SeqCst);
-            if let (Some(c), true) = (&ckpt, all_made) {
-                c.set_meta("folders_created", &signature)?;
+            if all_made {
+                let signature = signature.clone();
+                state
+                    .with_checkpoint(&mut ckpt, move |c| {
+                        c.set_meta("folders_created", &signature)
+                    })
+                    .transpose()?;
             }
         }
         // Dating a folder does not change its parent's mtime, so the folders can be dated in
@@ -2522,7 +2557,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                 move |&(i, ms)| w.date(&all[i].rel_path, ms),
             )
         }))
-        .unwrap_or_else(|p| panic_recorded(&mut report, &snap, cfg, ckpt.as_ref(), p));
+        .unwrap_or_else(|p| panic_recorded(&mut report, &snap, cfg, &mut ckpt, &state, p));
         // Some(failed), or None for a folder left to the next run (a signal, DEST lost).
         let failed: Vec<Option<bool>> = failed.into_iter().map(Option::flatten).collect();
         report.folder_dates_failed = failed.iter().filter(|f| **f == Some(true)).count() as u64;
@@ -2536,13 +2571,14 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             report.warnings.push(
                 "stopped while setting the folders' dates (the files are all handled): some folders keep the time of the restore for now; run the same command again to set them".into(),
             );
-        } else if let (Some(c), false, None, false) = (
-            &ckpt,
+        } else if let (false, None, false) = (
             plan.options().narrowed(),
             &dest_full,
             work.lost.load(Ordering::SeqCst),
         ) {
-            c.set_meta(FOLDER_DATES_OWED, "0")?;
+            state
+                .with_checkpoint(&mut ckpt, |c| c.set_meta(FOLDER_DATES_OWED, "0"))
+                .transpose()?;
         }
         report
             .phases
@@ -2574,52 +2610,61 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     } else {
         "finished"
     };
-    if let Some(c) = &ckpt {
-        // For `status`: how the run ended, and how many files there are to restore.
-        c.set_meta(crate::state::LAST_END_KEY, how)?;
-        // The whole restore's count only: the checkpoint's records cover every run, so a
-        // selection's count would set "193 of 4".
-        if report.totals.files > 0 && !plan.options().narrowed() {
-            c.set_meta(
-                crate::state::SELECTED_KEY,
-                &report.totals.selected_files.to_string(),
-            )?;
-            // The Trash an earlier run restored with --include-trash is not among them.
-            let left_out = match plan.trash_path() {
-                Some(t) if !plan.options().include_trash => format!("{t}/"),
-                _ => String::new(),
-            };
-            c.set_meta(crate::state::LEFT_OUT_KEY, &left_out)?;
-        }
-        // Every file looked at, none failed (a failed comparison leaves its file as unsure
-        // as it was): nothing a crash left is unsure any more.
-        if how == "finished" && !plan.options().narrowed() && snap.count(Outcome::Failed) == 0 {
-            c.settle_unsure(plan.options().include_trash)?;
-        }
-        // Every file recorded as done was looked for: none is gone unnoticed any more.
-        if how == "finished" && !plan.options().narrowed() {
-            c.set_meta(LOOK_FOR_DONE, "0")?;
-        }
-        // After a destination lost in the copy the files placed since the last commit were
-        // neither flushed nor recorded: the next run looks at them as after a crash. Lost in
-        // the folder passes, every file was flushed (`--durability batch` or `file`) and
-        // recorded: the run ended as cleanly as one interrupted there (with `none` nothing
-        // was flushed, and a DEST that failed may have lost what it held in memory).
-        // Left behind in a call a disk did not answer, a worker may still place a file
-        // (complete, under its final name) once the call returns: the next run checks.
-        let clean = match &dest_lost {
-            None => !copying.left.load(Ordering::SeqCst),
-            Some((_, LostDuring::Files)) => false,
-            Some((_, LostDuring::Folders { .. })) => cfg.durability != Durability::None,
-        };
-        c.end_run(clean)?;
-    }
+    // Written on a thread of its own, watched as the commits are (`StateFolder`): the
+    // checkpoint folder silent, nothing of it is written and the run says so.
+    // For `status`: how the run ended, and how many files there are to restore. The whole
+    // restore's count only: the checkpoint's records cover every run, so a selection's
+    // count would set "193 of 4".
+    let selected = (report.totals.files > 0 && !plan.options().narrowed())
+        .then_some(report.totals.selected_files);
+    // The Trash an earlier run restored with --include-trash is not among them.
+    let left_out = match plan.trash_path() {
+        Some(t) if !plan.options().include_trash => format!("{t}/"),
+        _ => String::new(),
+    };
+    let include_trash = plan.options().include_trash;
+    // Every file looked at, none failed (a failed comparison leaves its file as unsure
+    // as it was): nothing a crash left is unsure any more.
+    let settle_unsure =
+        how == "finished" && !plan.options().narrowed() && snap.count(Outcome::Failed) == 0;
+    // Every file recorded as done was looked for: none is gone unnoticed any more.
+    let all_looked_for = how == "finished" && !plan.options().narrowed();
+    // After a destination lost in the copy the files placed since the last commit were
+    // neither flushed nor recorded: the next run looks at them as after a crash. Lost in
+    // the folder passes, every file was flushed (`--durability batch` or `file`) and
+    // recorded: the run ended as cleanly as one interrupted there (with `none` nothing
+    // was flushed, and a DEST that failed may have lost what it held in memory).
+    // Left behind in a call a disk did not answer, a worker may still place a file
+    // (complete, under its final name) once the call returns: the next run checks.
+    let clean = match &dest_lost {
+        None => !copying.left.load(Ordering::SeqCst),
+        Some((_, LostDuring::Files)) => false,
+        Some((_, LostDuring::Folders { .. })) => cfg.durability != Durability::None,
+    };
+    state
+        .with_checkpoint(&mut ckpt, move |c| {
+            c.set_meta(crate::state::LAST_END_KEY, how)?;
+            if let Some(n) = selected {
+                c.set_meta(crate::state::SELECTED_KEY, &n.to_string())?;
+                c.set_meta(crate::state::LEFT_OUT_KEY, &left_out)?;
+            }
+            if settle_unsure {
+                c.settle_unsure(include_trash)?;
+            }
+            if all_looked_for {
+                c.set_meta(LOOK_FOR_DONE, "0")?;
+            }
+            c.end_run(clean)
+        })
+        .transpose()?;
     report.interrupted = interrupted;
     report.dest_read_only = matches!(&dest_lost, Some((l, _)) if l.loss == DestLoss::ReadOnly);
     report.dest_unreachable = matches!(&dest_lost, Some((l, _)) if l.loss == DestLoss::Unreachable);
     report.dest_lost =
         dest_lost.map(|(lost, during)| lost.text(&cfg.dest, &cfg.dest_fs.mount_point, during));
-    report.stalled = stalled;
+    // The checkpoint folder may have stopped answering after the copy too.
+    report.stalled =
+        stalled.or_else(|| (report.dest_lost.is_none() && state.lost()).then(|| state.stop_text()));
     report.dest_full = dest_full.map(|m| {
         let files_left =
             snap.total_files.saturating_sub(snap.settled_files()) + snap.count(Outcome::Failed);
@@ -2656,7 +2701,15 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         ));
     }
     if !cfg.dry_run {
-        if let Err(e) = report.write(&cfg.report_path) {
+        let written = state.write_report(&report, &cfg.report_path);
+        if written.is_none() {
+            report.warnings.push(format!(
+                "the report {} was not written: its folder does not answer (this summary is the only report of the run)",
+                cfg.report_path.display()
+            ));
+            // The summary's last line does not point at it.
+            report.report_path = None;
+        } else if let Some(Err(e)) = written {
             report
                 .warnings
                 .push(format!("{e:#}: this summary is the only report of the run"));
@@ -2667,6 +2720,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             ));
         }
     }
+    state.leave_if_lost(&mut ckpt);
     ui.finished(&report);
     Ok(report)
 }
@@ -2986,7 +3040,8 @@ fn record_stop(
     report: &mut Report,
     snap: &Snapshot,
     cfg: &RestoreConfig,
-    ckpt: Option<&crate::state::Checkpoint>,
+    ckpt: &mut Option<crate::state::Checkpoint>,
+    state: &StateFolder,
     stop: Stop,
 ) {
     let (why, how) = match stop {
@@ -2998,13 +3053,15 @@ fn record_stop(
     };
     report.error = Some(why.clone());
     report.update(snap, true);
+    // Watched, as the run's writes there (`StateFolder`).
     if !cfg.dry_run {
-        let _ = report.write(&cfg.report_path);
+        let _ = state.write_report(report, &cfg.report_path);
     }
-    if let Some(c) = ckpt {
-        let _ = c.set_meta(crate::state::LAST_END_KEY, &format!("{how} ({why})"));
+    let end = format!("{how} ({why})");
+    let _ = state.with_checkpoint(ckpt, move |c| {
+        let _ = c.set_meta(crate::state::LAST_END_KEY, &end);
         let _ = c.end_run(false);
-    }
+    });
 }
 
 /// A panic (a bug) caught after copying began, recorded ([`record_stop`]) and raised again:
@@ -3013,10 +3070,11 @@ fn panic_recorded(
     report: &mut Report,
     snap: &Snapshot,
     cfg: &RestoreConfig,
-    ckpt: Option<&crate::state::Checkpoint>,
+    ckpt: &mut Option<crate::state::Checkpoint>,
+    state: &StateFolder,
     panic: Box<dyn std::any::Any + Send>,
 ) -> ! {
-    record_stop(report, snap, cfg, ckpt, Stop::Panic(panic.as_ref()));
+    record_stop(report, snap, cfg, ckpt, state, Stop::Panic(panic.as_ref()));
     std::panic::resume_unwind(panic)
 }
 
@@ -3530,6 +3588,128 @@ pub(crate) fn dest_call<R: Send + 'static>(
             None if answers() => {}
             None => return None,
         }
+    }
+}
+
+/// The run's writes to the checkpoint folder (`--state-dir`, which may be on a share of its
+/// own) and to the report's folder (the same by default), each made on a thread of its own
+/// and waited for as a commit's flush of DEST is ([`dest_call`]): not back within
+/// [`NO_ANSWER`], the folder is asked for a name never asked for ([`look_up_a_new_name`]:
+/// it reaches a share's server); silent, nothing more is written there (the call is left
+/// behind), and the checkpoint folder silent stops the run, said with
+/// [`StateFolder::stop_text`]. Until round 24 the committer's record and the bookkeeper's
+/// report were written on unwatched calls: a state folder on a share whose server hung
+/// mid-copy held the committer, then the bookkeeper (on its report, or handing the committer
+/// a batch), then the workers, for good without a word.
+struct StateFolder {
+    dir: PathBuf,
+    /// The run's: set when the checkpoint folder does not answer.
+    stop: Arc<AtomicBool>,
+    /// The folders found silent.
+    silent: std::sync::Mutex<Vec<PathBuf>>,
+}
+
+impl StateFolder {
+    fn new(dir: &Path, stop: &Arc<AtomicBool>) -> Self {
+        StateFolder {
+            dir: dir.to_path_buf(),
+            stop: Arc::clone(stop),
+            silent: Default::default(),
+        }
+    }
+
+    /// Whether `folder` was found silent: nothing more is written there.
+    fn is_silent(&self, folder: &Path) -> bool {
+        let silent = self.silent.lock().unwrap_or_else(|e| e.into_inner());
+        silent.iter().any(|f| f == folder)
+    }
+
+    /// Whether the checkpoint folder was found silent: the checkpoint is not written again,
+    /// and the run stops.
+    fn lost(&self) -> bool {
+        self.is_silent(&self.dir)
+    }
+
+    /// Runs `call`, a write to `folder`, watched (see the type). None: `folder` does not
+    /// answer (found now or before); the call is left behind.
+    fn call<R: Send + 'static>(
+        &self,
+        folder: &Path,
+        call: impl FnOnce() -> R + Send + 'static,
+    ) -> Option<R> {
+        if self.is_silent(folder) {
+            return None;
+        }
+        let asked = folder.to_path_buf();
+        let answers = || {
+            let f = asked.clone();
+            crate::held::within("mcr-state-probe", NO_ANSWER, move || look_up_a_new_name(&f))
+                .is_some()
+        };
+        let done = dest_call(call, &answers);
+        if done.is_none() {
+            let mut silent = self.silent.lock().unwrap_or_else(|e| e.into_inner());
+            silent.push(folder.to_path_buf());
+            if folder == self.dir {
+                self.stop.store(true, Ordering::SeqCst);
+            }
+        }
+        done
+    }
+
+    /// Runs `f` on the checkpoint `ckpt`, watched ([`StateFolder::call`]): the checkpoint
+    /// is moved to the call's thread and back. None: no checkpoint, or its folder does not
+    /// answer; a checkpoint in a call left behind is gone (`ckpt` None from then on).
+    fn with_checkpoint<R: Send + 'static>(
+        &self,
+        ckpt: &mut Option<crate::state::Checkpoint>,
+        f: impl FnOnce(&mut crate::state::Checkpoint) -> R + Send + 'static,
+    ) -> Option<R> {
+        if self.lost() {
+            return None;
+        }
+        let mut c = ckpt.take()?;
+        let (c, done) = self.call(&self.dir.clone(), move || {
+            let done = f(&mut c);
+            (c, done)
+        })?;
+        *ckpt = Some(c);
+        Some(done)
+    }
+
+    /// Leaves the checkpoint `ckpt` unclosed once its folder was found silent: closing it
+    /// writes there (SQLite folds its log into the database), a call that would not return
+    /// either. The process ends without it; what the checkpoint holds is as last committed.
+    fn leave_if_lost(&self, ckpt: &mut Option<crate::state::Checkpoint>) {
+        if self.lost() {
+            std::mem::forget(ckpt.take());
+        }
+    }
+
+    /// Writes `report` to `path` ([`Report::write`]), watched ([`StateFolder::call`]): made
+    /// into JSON here, written on a thread of its own. None: its folder does not answer.
+    fn write_report(&self, report: &Report, path: &Path) -> Option<anyhow::Result<()>> {
+        let body = match report.json() {
+            Ok(body) => body,
+            Err(e) => return Some(Err(e)),
+        };
+        let folder = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let path = path.to_path_buf();
+        self.call(folder, move || crate::report::write_json(&path, &body))
+    }
+
+    /// What a run stopped by a checkpoint folder that does not answer says.
+    fn stop_text(&self) -> String {
+        format!(
+            "the checkpoint folder {} does not answer: a write there did not come back within {} s, nor a look there within {} s more (a share whose server hangs, or a disk that stops answering, holds calls rather than failing them): stopped. Nothing more was recorded: the files placed since its last commit are on the destination but not recorded, and the next run finds them there (kept, or copied again). If this program does not end, a call it made there is still waiting: {}. Check the share (its server, the network; mount it again if it was cut off) and run the same command once it answers",
+            self.dir.display(),
+            NO_ANSWER.as_secs(),
+            NO_ANSWER.as_secs(),
+            watch::what_ends_a_held_call(&self.dir)
+        )
     }
 }
 

@@ -240,13 +240,7 @@ pub fn config_watched(
 /// What a command stopped by `what` (the source or the destination) at `path` not
 /// answering says ([`watched`]); `patience`: how long a source was waited for.
 fn stop_text(w: &Watch, what: &str, path: &Path, patience: Option<Duration>) -> String {
-    let end = match crate::fsinfo::mount_point_as_named(path) {
-        Some(m) => format!(
-            "it ends once the disk answers or is detached, or, on a share, `umount -f {}` ends it (and cuts the share off)",
-            crate::preflight::model::shell_path(&m)
-        ),
-        None => "it ends once the disk answers or is detached, or, on a share, once the share is unmounted with `umount -f`".to_string(),
-    };
+    let end = what_ends_a_held_call(path);
     let waited = match patience {
         Some(p) => format!(
             ", waited up to {} (a failing disk can take minutes on a bad sector)",
@@ -264,4 +258,16 @@ fn stop_text(w: &Watch, what: &str, path: &Path, patience: Option<Duration>) -> 
         NO_ANSWER.as_secs(),
         w.when,
     )
+}
+
+/// What ends a call left behind in `path`'s disk, which holds it: the disk answering, or
+/// `umount -f` of its mount point, named where it can be found.
+pub(crate) fn what_ends_a_held_call(path: &Path) -> String {
+    match crate::fsinfo::mount_point_as_named(path) {
+        Some(m) => format!(
+            "it ends once the disk answers or is detached, or, on a share, `umount -f {}` ends it (and cuts the share off)",
+            crate::preflight::model::shell_path(&m)
+        ),
+        None => "it ends once the disk answers or is detached, or, on a share, once the share is unmounted with `umount -f`".to_string(),
+    }
 }
