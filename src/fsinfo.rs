@@ -96,6 +96,16 @@ pub struct Writable {
     pub roots_reserve: u64,
 }
 
+/// The free and total inodes (files and folders it can still hold, and in all) of a
+/// filesystem's `statvfs`, where they limit what it holds apart from its bytes; `None` where
+/// they are not counted (some network filesystems) or are its free clusters under another
+/// name (exFAT through `exfat-fuse` gives as many free files as free blocks). Until round 24
+/// a full exFAT was said to be "out of inodes", with advice about `mkfs.ext4 -N`. Used by the
+/// restore's room (`restore::Room`) and pre-flight's disks alike.
+pub fn inodes(vfs: &rustix::fs::StatVfs) -> Option<(u64, u64)> {
+    (vfs.f_files > 0 && vfs.f_ffree != vfs.f_bfree).then_some((vfs.f_favail, vfs.f_files))
+}
+
 /// The free blocks of `fs` (its `statvfs`, `vfs`) this process may write: as root on a
 /// filesystem of this machine, the blocks it keeps for root too, which `f_bavail` leaves
 /// out, less those ext4 keeps even from root (its `reserved_clusters`, 2% up to 4,096);

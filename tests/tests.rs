@@ -9113,6 +9113,48 @@ fn preflight_sees_what_names_an_exfat_destination_refuses_and_that_it_folds_case
     assert!(left.is_empty(), "left on the destination: {left:?}");
 }
 
+/// Round 24 (found by an exploratory test): a full exFAT was said to be "out of inodes",
+/// with advice to make "a filesystem with more inodes (mkfs.ext4 -N or -i)": exFAT has no
+/// inodes, and `exfat-fuse` counts its free clusters as its free files, so both ran out at
+/// once. The filesystem's file count is now taken for a limit of its own only where it is
+/// not its free blocks under another name: the run stops as full, saying what to free.
+#[test]
+fn a_full_exfat_is_said_to_be_full_not_out_of_inodes_regression_round_24() {
+    // More files left when it fills than it has free clusters.
+    let dump = Dump::with(
+        139,
+        2000,
+        1,
+        mycloud_recover::demo::SizeMix::Small,
+        mycloud_recover::demo::Content::Full,
+    );
+    let Some(dev) = ExfatImage::make(&dump) else {
+        return;
+    };
+    let mnt = dump.path("exfat");
+    let Some(_mount) = dev.mount(&mnt) else {
+        return;
+    };
+    // All but about 2 MB taken: some of the dump's files fit, not all.
+    let fs = rustix::fs::statvfs(&mnt).unwrap();
+    let filler = (fs.f_bavail * fs.f_frsize).saturating_sub(2 << 20);
+    let mut f = std::fs::File::create(mnt.join("filler")).unwrap();
+    std::io::copy(&mut std::io::Read::take(std::io::repeat(0), filler), &mut f).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    let dest = mnt.join("restored");
+    let (out, rep) = restore(&dump, &dest, &[], &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(rep["dest_full"].is_string(), "stopped as full: {msg}");
+    assert!(
+        msg.contains("Restore stopped: the destination is full")
+            && msg.contains("free at least")
+            && !msg.contains("inodes"),
+        "{msg}"
+    );
+}
+
 /// exFAT has no change time (Linux and exfat-fuse report the modification time, which the
 /// restore sets years back), so after a crash a copy without its data there would pass for
 /// a file older than the crash and be adopted: on such a destination every file the

@@ -540,10 +540,7 @@ pub fn disk_of(path: &Path) -> Disk {
             .map(|w| bytes(w.roots_reserve)),
         total_bytes: vfs.as_ref().map(|s| s.f_blocks.saturating_mul(s.f_frsize)),
         block_size: vfs.as_ref().map(|s| s.f_frsize).filter(|b| *b > 0),
-        inodes: vfs
-            .as_ref()
-            .filter(|s| s.f_files > 0)
-            .map(|s| (s.f_favail, s.f_files)),
+        inodes: vfs.as_ref().and_then(fsinfo::inodes),
         rotational: if network {
             None
         } else {

@@ -758,7 +758,7 @@ pub fn full_by_room(
     }
     let fs = fs()?;
     let blocks = crate::fsinfo::writable_blocks(&fs, &crate::fsinfo::probe(at)).blocks;
-    let free_inodes = (fs.f_files > 0).then_some(fs.f_favail);
+    let free_inodes = crate::fsinfo::inodes(&fs).map(|(free, _)| free);
     let room = no_room(blocks.saturating_mul(fs.f_frsize), free_inodes, needed)?;
     Some(format!(
         "and {room}: taken for a full destination (a share over the network, such as sshfs or some NAS, reports a full disk as an I/O error)"

@@ -2803,13 +2803,13 @@ pub struct Room {
 
 impl Room {
     /// `statvfs` of `dest`, or of its nearest folder that exists (a DEST that could not be
-    /// made): all 0 where none can be read.
+    /// made): all 0 where none can be read. Inodes as [`crate::fsinfo::inodes`] counts them.
     pub fn of(dest: &Path) -> Room {
         let fs = dest.ancestors().find_map(|p| rustix::fs::statvfs(p).ok());
         fs.map_or(Room::default(), |s| Room {
             free_bytes: s.f_bavail.saturating_mul(s.f_frsize),
             block: s.f_frsize,
-            inodes: (s.f_files > 0).then_some((s.f_favail, s.f_files)),
+            inodes: crate::fsinfo::inodes(&s),
         })
     }
 
