@@ -9282,7 +9282,7 @@ fn sigterm_stops_cleanly_with_exit_130_and_the_next_run_finishes_with_every_fold
     // Counts made as files pass say they cover only the files handled.
     for line in s
         .lines()
-        .filter(|l| l.contains("names were changed") || l.contains("have a missing parent"))
+        .filter(|l| l.contains("changed to suit the destination") || l.contains("a missing parent"))
     {
         assert!(
             line.contains("among the files handled before the stop"),
@@ -11528,7 +11528,7 @@ fn files_without_a_plausible_date_are_counted_and_said() {
     let (out, report) = restore(&dump, &dest, &[], &[]);
     let msg = text(&out);
     assert_eq!(report["totals"]["undated_files"], 1, "{msg}");
-    assert!(msg.contains("1 files have no plausible date"), "{msg}");
+    assert!(msg.contains("1 file has no plausible date"), "{msg}");
     let lines = plan_json(&dump.root, &dest, &[]);
     let file = of_type(&lines, "file")
         .into_iter()

@@ -557,14 +557,22 @@ fn benchmarks(p: &mut dyn Probe, m: &mut Measurements, deadline: Instant) {
     }
     if !skipped.is_empty() {
         m.out_of_time.push(format!(
-            "per-file benchmark: {} of its {} steps left out so as to end within --budget (at {} workers): making and removing its test files on the destination took long; a larger --budget measures them all",
+            "per-file benchmark: {} of its {} steps left out so as to end within --budget ({} at {} {}; each level is measured twice, up then down, and a level measured once is kept): making and removing its test files on the destination took long; a larger --budget measures them all",
             skipped.len(),
             order.len(),
+            match skipped.len() {
+                1 => "the one",
+                _ => "those",
+            },
             skipped
                 .iter()
                 .map(|t| t.to_string())
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            match skipped.as_slice() {
+                [1] => "worker",
+                _ => "workers",
+            }
         ));
     }
     m.scaling = model::merge_points(&points);

@@ -737,8 +737,8 @@ impl Report {
         };
         if !self.renamed.is_empty() {
             s.push_str(&format!(
-                "  {} names were changed to suit the destination ({} rules){so_far}; each is {listed}\n",
-                count(self.renamed.len() as u64),
+                "  {} changed to suit the destination ({} rules){so_far}; each is {listed}\n",
+                plural(self.renamed.len() as u64, "name was", "names were"),
                 self.names.as_str()
             ));
         }
@@ -755,33 +755,39 @@ impl Report {
         let unlinked = self.structure_problems.len() - odd_sizes - too_deep;
         if too_deep > 0 {
             s.push_str(&format!(
-                "  {} folders sit too deep for a Linux path (a chain of folders thousands deep, or a long parent cycle){so_far}; each is restored with its contents under _unlinked/deep-<id>/ and {listed}\n",
-                count(too_deep as u64)
+                "  {} too deep for a Linux path (a chain of folders thousands deep, or a long parent cycle){so_far}; each is restored with its contents under _unlinked/deep-<id>/ and {listed}\n",
+                plural(too_deep as u64, "folder sits", "folders sit")
             ));
         }
         if unlinked > 0 {
             s.push_str(&format!(
-                "  {} folders and files have a missing parent or sit on a parent cycle{so_far}; they are restored under _unlinked/ and {listed}\n",
-                count(unlinked as u64)
+                "  {} a missing parent or {} on a parent cycle{so_far}; they are restored under _unlinked/ and {listed}\n",
+                plural(unlinked as u64, "folder or file has", "folders and files have"),
+                if unlinked == 1 { "sits" } else { "sit" }
             ));
         }
         if odd_sizes > 0 {
             s.push_str(&format!(
-                "  {} files have a size in the database that is not a byte count; their objects are restored whole, and each is {listed}\n",
-                count(odd_sizes as u64)
+                "  {} a size in the database that is not a byte count; their objects are restored whole, and each is {listed}\n",
+                plural(odd_sizes as u64, "file has", "files have")
             ));
         }
         if self.restored_again > 0 {
             s.push_str(&format!(
-                "  {} files an earlier run restored were not on the destination{so_far}: they {} like files not done (each is listed in the report)\n",
-                count(self.restored_again),
+                "  {} an earlier run restored {} not on the destination{so_far}: they {} like files not done (each is listed in the report)\n",
+                plural(self.restored_again, "file", "files"),
+                if self.restored_again == 1 { "was" } else { "were" },
                 if self.dry_run { "would be restored again" } else { "were restored again" }
             ));
         }
         if self.stale_temps_removed > 0 {
             s.push_str(&format!(
-                "  removed {} temporary files left by an interrupted run\n",
-                count(self.stale_temps_removed)
+                "  removed {} left by an interrupted run\n",
+                plural(
+                    self.stale_temps_removed,
+                    "temporary file",
+                    "temporary files"
+                )
             ));
         }
         for m in self
@@ -794,14 +800,14 @@ impl Report {
         }
         if self.totals.undated_files > 0 {
             s.push_str(&format!(
-                "  {} files have no plausible date in the --mtime-from fields: they keep the time of the restore (`plan --json` shows them with mtime_ms null)\n",
-                count(self.totals.undated_files)
+                "  {} no plausible date in the --mtime-from fields: they keep the time of the restore (`plan --json` shows them with mtime_ms null)\n",
+                plural(self.totals.undated_files, "file has", "files have")
             ));
         }
         if self.folder_dates_failed > 0 {
             s.push_str(&format!(
-                "  {} folders kept today's date: setting their dates failed\n",
-                count(self.folder_dates_failed)
+                "  {} today's date: setting their dates failed\n",
+                plural(self.folder_dates_failed, "folder kept", "folders kept")
             ));
         }
         for w in &self.warnings {
@@ -1407,6 +1413,35 @@ mod tests {
         assert!(said.contains(&row), "{said}");
         let json: serde_json::Value = serde_json::to_value(&r).unwrap();
         assert_eq!(json["uncounted"], true);
+    }
+
+    /// Round 24 (found by an exploratory test): counts of one read "1 files have a size
+    /// ...". The summary's lines about files and folders say one in the singular.
+    #[test]
+    fn a_count_of_one_is_said_in_the_singular_regression_round_24() {
+        let t = tempfile::tempdir().unwrap();
+        let mut r = report_in(t.path());
+        r.set_totals(&PlanTotals {
+            files: 10,
+            selected_files: 10,
+            undated_files: 1,
+            ..Default::default()
+        });
+        r.restored_again = 1;
+        r.stale_temps_removed = 1;
+        r.folder_dates_failed = 1;
+        r.add_rename("a:b", "a_b");
+        let said = r.summary();
+        for line in [
+            "  1 name was changed to suit the destination",
+            "  1 file an earlier run restored was not on the destination",
+            "  removed 1 temporary file left by an interrupted run",
+            "  1 file has no plausible date",
+            "  1 folder kept today's date",
+        ] {
+            assert!(said.contains(line), "{line}:\n{said}");
+        }
+        assert!(!said.contains(" 1 files") && !said.contains(" 1 folders"), "{said}");
     }
 
     /// Round 19's review: after round 18 grouped the folder counts, the file counts beside
