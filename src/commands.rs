@@ -1153,7 +1153,8 @@ enum DemoDir {
     Free,
     /// A folder `demo` made (see [`demo_dir`]).
     Ours,
-    /// Anything else; the text says why, naming what was found.
+    /// Anything else; the text says what it is, after its path: "is not a folder", or "is
+    /// not empty and is not a folder `demo` made (why, naming what was found)".
     NotOurs(String),
 }
 
@@ -1173,7 +1174,7 @@ fn demo_dir(dir: &Path) -> anyhow::Result<DemoDir> {
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
     };
     if !meta.is_dir() {
-        return Ok(DemoDir::NotOurs("it is not a folder".into()));
+        return Ok(DemoDir::NotOurs("is not a folder".into()));
     }
     let names = |d: &Path| -> anyhow::Result<Vec<std::ffi::OsString>> {
         let mut v = Vec::new();
@@ -1194,7 +1195,7 @@ fn demo_dir(dir: &Path) -> anyhow::Result<DemoDir> {
     for name in &top {
         let known = DEMO_ENTRIES.iter().any(|d| name == *d);
         if !known || !is_real_dir(&dir.join(name)) {
-            return Ok(DemoDir::NotOurs(format!(
+            return Ok(not_ours(format!(
                 "it holds `{}`, which `demo` does not write",
                 name.to_string_lossy()
             )));
@@ -1202,7 +1203,7 @@ fn demo_dir(dir: &Path) -> anyhow::Result<DemoDir> {
     }
     for d in ["restored", "state"] {
         if dir.join(d).join("restsdk").exists() {
-            return Ok(DemoDir::NotOurs(format!(
+            return Ok(not_ours(format!(
                 "`{d}/restsdk` looks like a My Cloud disk or a copy of one"
             )));
         }
@@ -1212,20 +1213,27 @@ fn demo_dir(dir: &Path) -> anyhow::Result<DemoDir> {
         || !std::fs::symlink_metadata(dump.join(crate::demo::MANIFEST_FILE))
             .is_ok_and(|m| m.is_file())
     {
-        return Ok(DemoDir::NotOurs(format!(
+        return Ok(not_ours(format!(
             "it has no dump/{}, the mark of a demo",
             crate::demo::MANIFEST_FILE
         )));
     }
     for name in names(&dump)? {
         if name != "restsdk" && name != crate::demo::MANIFEST_FILE {
-            return Ok(DemoDir::NotOurs(format!(
+            return Ok(not_ours(format!(
                 "it holds `dump/{}`, which `demo` does not write",
                 name.to_string_lossy()
             )));
         }
     }
     Ok(DemoDir::Ours)
+}
+
+/// [`DemoDir::NotOurs`] for a folder that holds something `demo` did not make (`why`).
+fn not_ours(why: String) -> DemoDir {
+    DemoDir::NotOurs(format!(
+        "is not empty and is not a folder `demo` made ({why})"
+    ))
 }
 
 /// Creates `dir` if needed. A folder `demo` made is replaced with `force` (and refused
@@ -1241,7 +1249,7 @@ pub fn prepare_demo_dir(dir: &Path, force: bool) -> anyhow::Result<()> {
             dir.display()
         ),
         DemoDir::NotOurs(why) => anyhow::bail!(
-            "{} is not empty and is not a folder `demo` made ({why}), so the demo will not write there{}: nothing was changed. Choose another folder, for example `mycloud-recover demo {}`",
+            "{} {why}, so the demo will not write there{}: nothing was changed. Choose another folder, for example `mycloud-recover demo {}`",
             dir.display(),
             if force { ", even with --force (it would delete what the folder holds)" } else { "" },
             crate::preflight::model::shell_path(&dir.with_file_name(format!(

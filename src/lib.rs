@@ -83,13 +83,27 @@ fn demo(a: &DemoArgs) -> anyhow::Result<Exit> {
         let t = std::time::Instant::now();
         let m = demo::generate(&dump, &spec)
             .with_context(|| format!("cannot write the demo dump in {}", dump.display()))?;
+        // The messy cases it holds: a small dump has room for only some of them.
+        let messy = [
+            (!m.missing_object_ids.is_empty(), "missing objects"),
+            (!m.unlinked_ids.is_empty(), "unlinked rows"),
+            (!m.cycle_folder_ids.is_empty(), "a cycle"),
+            (!m.awkward_name_ids.is_empty(), "awkward names"),
+        ]
+        .into_iter()
+        .filter_map(|(held, what)| held.then_some(what))
+        .collect::<Vec<_>>();
         say(format!(
-            "Demo dump written to {} in {:.1}s: {} files, {} folders, {} (with missing objects, unlinked rows, a cycle, awkward names)",
+            "Demo dump written to {} in {:.1}s: {}, {}, {}{}",
             dump.display(),
             t.elapsed().as_secs_f64(),
-            report::count(m.files),
-            report::count(m.folders),
-            report::human_bytes(m.bytes)
+            report::plural(m.files, "file", "files"),
+            report::plural(m.folders, "folder", "folders"),
+            report::human_bytes(m.bytes),
+            match messy.is_empty() {
+                true => String::new(),
+                false => format!(" (with {})", messy.join(", ")),
+            }
         ));
     }
     if a.no_restore {

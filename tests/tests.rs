@@ -5010,6 +5010,34 @@ fn demo_force_replaces_only_a_folder_demo_made() {
         std::fs::remove_file(&p).unwrap();
     }
 
+    // Round 24 (found by an exploratory test): a file given as the folder, even an empty
+    // one, was said to be "not empty and ... not a folder `demo` made (it is not a folder)".
+    let file = t.path().join("afile");
+    std::fs::write(&file, b"").unwrap();
+    let out = demo(&file, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "{} is not a folder, so the demo will not write there: nothing was changed",
+            file.display()
+        )) && !text(&out).contains("not empty"),
+        "{}",
+        text(&out)
+    );
+    // And a dump too small for the messy cases does not claim them.
+    let out = bin()
+        .arg("demo")
+        .arg(t.path().join("tiny"))
+        .args(["--files", "3", "--no-restore"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains(": 3 files, ") && !text(&out).contains("(with "),
+        "{}",
+        text(&out)
+    );
+
     // A demo killed while it writes its dump is still ours: --force replaces it (it was
     // refused for good, to be deleted by hand).
     let killed = t.path().join("killed");

@@ -1441,7 +1441,10 @@ mod tests {
         ] {
             assert!(said.contains(line), "{line}:\n{said}");
         }
-        assert!(!said.contains(" 1 files") && !said.contains(" 1 folders"), "{said}");
+        assert!(
+            !said.contains(" 1 files") && !said.contains(" 1 folders"),
+            "{said}"
+        );
     }
 
     /// Round 19's review: after round 18 grouped the folder counts, the file counts beside
