@@ -715,8 +715,14 @@ impl Report {
                 0 => String::new(),
                 _ => format!(", {}/s", human_bytes(self.bytes_per_s as u64)),
             };
+            // A run that copied nothing (a resume with nothing left) only looked at files:
+            // "copy rate" read as copies made.
+            let what = match self.outcome(Outcome::Copied) {
+                0 => "pace (none needed copying)",
+                _ => "copy rate",
+            };
             s.push_str(&format!(
-                "  copy rate: {} files/s{bytes} with {}\n",
+                "  {what}: {} files/s{bytes} with {}\n",
                 count_decimal(self.files_per_s, 1),
                 plural(self.threads as u64, "thread", "threads")
             ));
@@ -933,8 +939,12 @@ impl FolderPass {
     /// "setting folder dates: 1,200 of 344,000 folders (0.3%), 240.0 folders/s, ETA 23m48s".
     pub fn line(&self) -> String {
         let rate = rate(self.done as f64, self.elapsed);
-        // As for files: no estimate from the first moments' rate.
-        let eta = match (rate > 0.0, self.elapsed >= ETA_FULL_TIME) {
+        // As for files ([`Snapshot::eta`]): no estimate from the first moments' rate, but
+        // one once 200 folders are done after 0.5 s (a pass of a few seconds said "ETA
+        // unknown" all through, until round 24).
+        let measured = self.elapsed >= ETA_FULL_TIME
+            || (self.elapsed >= ETA_MIN_TIME && self.done >= ETA_MIN_FILES);
+        let eta = match (rate > 0.0, measured) {
             (true, true) => human_duration(Duration::from_secs_f64(
                 self.total.saturating_sub(self.done) as f64 / rate,
             )),
@@ -1589,5 +1599,45 @@ mod tests {
             pass.line(),
             "setting folder dates: 1,200 of 344,000 folders (0.3%), 240.0 folders/s, ETA 23m48s"
         );
+        // Round 24: a short pass gets its estimate as the files do, after 200 folders and
+        // 0.5 s (it said "ETA unknown" for its first 2 s, a short pass's whole length).
+        let at = |done, ms| FolderPass {
+            what: "setting folder dates",
+            done,
+            total: 1_000,
+            elapsed: Duration::from_millis(ms),
+        };
+        assert!(
+            at(370, 1_000).line().ends_with("370.0 folders/s, ETA 1.7s"),
+            "{}",
+            at(370, 1_000).line()
+        );
+        assert!(at(100, 1_000).line().ends_with("ETA unknown"));
+        assert!(at(300, 400).line().ends_with("ETA unknown"));
+    }
+
+    /// Round 24 (found by an exploratory test): a resume with nothing left to copy said
+    /// "copy rate: 818.0 files/s", read as copies made.
+    #[test]
+    fn a_run_that_copied_nothing_gives_no_copy_rate_regression_round_24() {
+        let t = tempfile::tempdir().unwrap();
+        let mut r = report_in(t.path());
+        r.set_totals(&PlanTotals {
+            files: 10,
+            selected_files: 10,
+            ..Default::default()
+        });
+        r.outcomes.insert(Outcome::AlreadyDone.as_str(), 10);
+        (r.duration_s, r.files_per_s, r.threads) = (1.0, 10.0, 4);
+        let said = r.summary();
+        assert!(
+            said.contains("  pace (none needed copying): 10.0 files/s with 4 threads")
+                && !said.contains("copy rate"),
+            "{said}"
+        );
+        r.outcomes.insert(Outcome::Copied.as_str(), 1);
+        assert!(r
+            .summary()
+            .contains("  copy rate: 10.0 files/s with 4 threads"));
     }
 }
