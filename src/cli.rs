@@ -77,7 +77,8 @@ pub struct SourceArgs {
 /// take the same options to look at the same files.
 #[derive(Debug, Args, Clone, Default)]
 pub struct SelectArgs {
-    /// Only the paths under this restored-path prefix (repeatable), e.g. `Photos/2019`.
+    /// Only this restored folder (what is below it) or file (repeatable), e.g. `Photos/2019`;
+    /// whole names, case-sensitive: a path that names nothing in the dump is refused.
     #[arg(long, value_name = "PATH")]
     pub only: Vec<String>,
     /// With several user accounts, only this one (its label or its auth0 id).

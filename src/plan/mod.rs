@@ -602,14 +602,15 @@ impl Plan {
     }
 
     /// Refuses an `--only` path that cannot select anything, before anything is written: a
-    /// typo (`photos` for `Photos`) would otherwise restore nothing and report success. A
-    /// path at or under the device's Trash is refused without `--include-trash` (it would
-    /// select nothing, and the user plainly wants the Trash). A path is accepted when a
-    /// folder is at or below it, when it is under `_unlinked/` (whose folders for missing
-    /// parents are not in the plan), or when it could name a file in an existing folder; a
-    /// case typo of a folder is refused unless some file has exactly that name (files are
-    /// not in memory here: one query; a file name that selects nothing ends in a warning
-    /// after the run).
+    /// typo (`photos` for `Photos`, `Photos/2091`, `Photo`) would otherwise restore nothing
+    /// and report success. A path at or under the device's Trash is refused without
+    /// `--include-trash` (it would select nothing, and the user plainly wants the Trash). A
+    /// path is accepted when a folder is at or below it, when it is under `_unlinked/`
+    /// (whose folders for missing parents are not in the plan), or when it is the restored
+    /// path of a file ([`Plan::file_names_in`]: files are not in memory here, one query for
+    /// the rows of its folder). Every part of the path is checked, the last one too: it
+    /// was once taken for a file name without a look, and a typo there restored nothing,
+    /// made DEST and a checkpoint, and ended with exit 0.
     fn check_only(&self, index: &Index) -> Result<(), PlanError> {
         let folders = || {
             self.folders
@@ -655,33 +656,135 @@ impl Plan {
             if want.is_empty() || under(want, UNLINKED_DIR) || folders().any(|f| under(f, want)) {
                 continue;
             }
+            let is_folder = |p: &str| p.is_empty() || folders().any(|f| f == p);
+            // The deepest folder the path names (`base`), and its first part below that no
+            // folder has (`part`): the leaf itself when its folder exists.
+            let mut base = "";
+            let mut part = want.split('/').next().unwrap_or(want);
+            for (i, _) in want.match_indices('/') {
+                if !is_folder(&want[..i]) {
+                    break;
+                }
+                base = &want[..i];
+                part = want[i + 1..].split('/').next().unwrap_or("");
+            }
+            let is_leaf = base == parent;
+            // Names in `base` close to `part`: the same but for case, or one the start of
+            // the other (`Photo` for `Photos`); files only where `part` is the leaf.
+            let lower = part.to_lowercase();
+            let mut near: Vec<String> = Vec::new();
+            let mut is_near = |name: &str| {
+                let l = name.to_lowercase();
+                // Bounded: a folder of 100,000 `IMG_...` files and `--only IMG`.
+                if near.len() < 256
+                    && (l == lower || l.starts_with(&lower) || lower.starts_with(&l))
+                {
+                    near.push(match base {
+                        "" => format!("`{name}`"),
+                        _ => format!("`{base}/{name}`"),
+                    });
+                }
+            };
+            if is_leaf {
+                let mut named = false;
+                self.file_names_in(index, parent, |name| {
+                    named |= name == leaf;
+                    is_near(name);
+                })?;
+                if named {
+                    continue;
+                }
+            }
             let fail = |hint: String| {
                 Err(PlanError::OnlyMatchesNothing {
                     only: only.clone(),
                     hint,
                 })
             };
-            let case_typo = folders().find(|f| f.to_lowercase() == want.to_lowercase());
-            let parent_exists = parent.is_empty() || folders().any(|f| f == parent);
-            match case_typo {
-                Some(f) if !parent_exists || !index.has_file_named(leaf)? => {
-                    return fail(format!("did you mean `{f}`? (paths are case-sensitive)"));
-                }
-                _ if !parent_exists => {
-                    let mut top: Vec<&str> = folders()
-                        .filter(|f| !f.contains('/') && Some(*f) != trash)
-                        .collect();
-                    top.sort_unstable();
-                    let more = if top.len() > 12 { ", ..." } else { "" };
-                    top.truncate(12);
-                    return fail(format!(
-                        "there is no folder `{parent}`; the top folders are {}{more}",
-                        top.join(", ")
-                    ));
-                }
-                _ => {}
+            if let Some(f) = folders().find(|f| f.to_lowercase() == want.to_lowercase()) {
+                return fail(format!("did you mean `{f}`? (paths are case-sensitive)"));
             }
+            // Listed names: at most 12.
+            let list = |mut names: Vec<&str>| {
+                names.sort_unstable();
+                names.dedup();
+                let more = if names.len() > 12 { ", ..." } else { "" };
+                names.truncate(12);
+                format!("{}{more}", names.join(", "))
+            };
+            // The folders in `base`, but the Trash a run without --include-trash leaves out.
+            let here: Vec<&str> = folders()
+                .filter(|f| Some(*f) != trash)
+                .filter_map(|f| match f.rsplit_once('/') {
+                    Some((dir, name)) => (dir == base).then_some(name),
+                    None => base.is_empty().then_some(f),
+                })
+                .collect();
+            for name in &here {
+                is_near(name);
+            }
+            let missing = match (base, is_leaf) {
+                ("", true) => format!("no folder or file `{part}` at the top of the restore"),
+                (_, true) => format!("no folder or file `{part}` in `{base}`"),
+                _ if base.is_empty() => format!("no folder `{part}`"),
+                _ => format!("no folder `{base}/{part}`"),
+            };
+            let hint = if !near.is_empty() {
+                format!(
+                    "there is {missing}; did you mean {}? (paths are case-sensitive and name whole folders or files)",
+                    list(near.iter().map(String::as_str).collect())
+                )
+            } else if here.is_empty() {
+                let holder = match base {
+                    "" => "the top of the restore".to_string(),
+                    _ => format!("`{base}`"),
+                };
+                format!("there is {missing}; {holder} holds no folder")
+            } else if base.is_empty() {
+                format!("there is {missing}; the top folders are {}", list(here))
+            } else {
+                format!(
+                    "there is {missing}; the folders in `{base}` are {}",
+                    list(here)
+                )
+            };
+            return fail(hint);
         }
+        Ok(())
+    }
+
+    /// Calls `f` with the restored name of every file directly in the folder at restored
+    /// path `dir` (`""`: the top of the restore, parentless files included), named as
+    /// [`Plan::resolve_files`] names them. One query for the rows of those folders, through
+    /// the device's index on `parentID` where there is one.
+    fn file_names_in(
+        &self,
+        index: &Index,
+        dir: &str,
+        mut f: impl FnMut(&str),
+    ) -> Result<(), PlanError> {
+        let parents: Vec<&str> = self
+            .folders
+            .ids
+            .iter()
+            .filter(|(_, &i)| &*self.folders.path[i as usize] == dir)
+            .map(|(id, _)| &**id)
+            .collect();
+        let policy = self.opts.policy;
+        index.for_each_child_of(&parents, |row| {
+            let in_dir = match &row.parent {
+                // Parentless rows come with every answer: at the top of the restore.
+                None => dir.is_empty(),
+                Some(_) => true,
+            };
+            if row.is_folder || !in_dir {
+                return;
+            }
+            match self.suffixed.get(&row.rowid) {
+                Some(n) => f(n),
+                None => f(&policy.sanitize(&row.name)),
+            }
+        })?;
         Ok(())
     }
 
@@ -1664,6 +1767,84 @@ mod tests {
         .unwrap()
         .to_string();
         assert!(e.contains("add --user auth0_def"), "{e}");
+    }
+
+    /// An `--only` path whose last part names no folder was accepted as a possible file name
+    /// without a look (exit 0, nothing restored). It is now accepted only as the restored
+    /// path of a file, named as the plan names it (made safe, suffixed, at the top for a
+    /// parentless row), and refused otherwise, with the close names.
+    #[test]
+    fn only_a_file_path_the_plan_restores_is_accepted_for_the_last_part() {
+        let t = tempfile::tempdir().unwrap();
+        let idx = db(
+            t.path(),
+            &[
+                (U1, None, "auth0|abc", true),
+                (U2, None, "auth0|def", true),
+                ("d1", Some(U1), "Photos", true),
+                ("f1", Some("d1"), "a:b.jpg", false),
+                ("f2", Some("d1"), "x.jpg", false),
+                ("f3", Some("d1"), "X.JPG", false),
+                ("f4", None, "loose.txt", false),
+            ],
+        );
+        let windows = || PlanOptions {
+            policy: NamePolicy::Windows,
+            ..opts()
+        };
+        let restored: Vec<String> = paths(&idx, windows()).1.into_iter().map(|f| f.1).collect();
+        let suffixed = restored
+            .iter()
+            .find(|p| p.contains(" (2)"))
+            .expect("x.jpg and X.JPG collide");
+        let only = |o: &str| {
+            Plan::build(
+                &idx,
+                PlanOptions {
+                    only: vec![o.into()],
+                    ..windows()
+                },
+            )
+        };
+        for o in [
+            "auth0_abc/Photos/a_b.jpg",
+            suffixed,
+            "loose.txt",
+            "auth0_abc/Photos",
+        ] {
+            let (_, v) = paths(
+                &idx,
+                PlanOptions {
+                    only: vec![o.into()],
+                    ..windows()
+                },
+            );
+            assert!(v.iter().any(|f| f.2.is_none()), "{o} selects a file: {v:?}");
+        }
+        for (o, hint) in [
+            (
+                "auth0_abc/Photos/a:b.jpg",
+                "no folder or file `a:b.jpg` in `auth0_abc/Photos`",
+            ),
+            ("auth0_abc/Photos/zzz", "no folder or file `zzz`"),
+            (
+                "auth0_abc/Photos/A_B.JPG",
+                "did you mean `auth0_abc/Photos/a_b.jpg`",
+            ),
+            ("loose", "did you mean `loose.txt`"),
+            ("auth0_abc/Phot", "did you mean `auth0_abc/Photos`"),
+            (
+                "auth0_abc/Phot/x.jpg",
+                "there is no folder `auth0_abc/Phot`; did you mean `auth0_abc/Photos`",
+            ),
+            ("zzz", "the top folders are auth0_abc, auth0_def"),
+        ] {
+            let e = only(o).err().expect(o).to_string();
+            assert!(
+                e.contains("matches nothing") && e.contains(hint),
+                "{o}: {e}"
+            );
+        }
     }
 
     #[test]

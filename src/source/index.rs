@@ -497,17 +497,6 @@ impl Index {
         Ok(c)
     }
 
-    /// Whether some file row is named exactly `name` (a full pass, for the rare question).
-    pub fn has_file_named(&self, name: &str) -> Result<bool, IndexError> {
-        self.conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM Files WHERE name = ?1 AND mimeType <> ?2)",
-                [name, FOLDER_MIME],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.err(e))
-    }
-
     /// Rows in `Files` (files and folders): SQLite counts them from its smallest index
     /// without reading the rows, so this is quick where [`Index::counts`] is a full pass.
     pub fn row_count(&self) -> Result<u64, IndexError> {
