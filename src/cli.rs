@@ -81,7 +81,8 @@ pub struct SelectArgs {
     /// whole names, case-sensitive: a path that names nothing in the dump is refused.
     #[arg(long, value_name = "PATH")]
     pub only: Vec<String>,
-    /// With several user accounts, only this one (its label or its auth0 id).
+    /// With several user accounts, only this one (its label, `auth0_<id>`, or its auth0 id,
+    /// with or without `auth0|`).
     #[arg(long, value_name = "USER")]
     pub user: Vec<String>,
     /// Also the contents of the device's Trash (restored under `Trash/`).

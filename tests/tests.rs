@@ -930,6 +930,72 @@ fn several_users_get_one_folder_each_and_user_selects_one() {
         .success();
 }
 
+/// `--user` takes the user's label or its auth0 id: the id as the index holds it in the
+/// root's name (`auth0|<hex>`), and the bare hex (refused with the list of users before,
+/// though the help offers "its auth0 id"). What names no user is still refused.
+#[test]
+fn user_is_selected_by_its_label_or_its_auth0_id_with_or_without_the_prefix() {
+    let dump = Dump::new(15, 150, 2);
+    let name = dump.manifest.users[1].clone();
+    let hex = name.strip_prefix("auth0|").unwrap().to_string();
+    let label = name.replace('|', "_");
+    let dest = dump.path("d");
+    let selected = |user: &str| -> BTreeSet<String> {
+        of_type(&plan_json(&dump.root, &dest, &["--user", user]), "file")
+            .iter()
+            .filter(|f| f["skip"].is_null())
+            .map(|f| f["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Files outside the users' folders (unlinked rows, loose at the top) go with any user.
+    let by_label = selected(&label);
+    let users_files = by_label.iter().filter(|p| p.starts_with("auth0_"));
+    assert!(
+        users_files.clone().count() > 0
+            && users_files
+                .clone()
+                .all(|p| p.starts_with(&format!("{label}/"))),
+        "{by_label:?}"
+    );
+    assert_eq!(selected(&name), by_label, "--user {name}");
+    assert_eq!(selected(&hex), by_label, "--user {hex}");
+    // A restore with the bare id restores that user's files, and only them.
+    let (out, rep) = restore(&dump, &dest, &["--user", &hex], &[]);
+    assert_eq!(rep["complete"], true, "{}", text(&out));
+    assert_eq!(
+        rep["outcomes"]["copied"],
+        by_label.len() as u64 - rep["outcomes"]["missing"].as_u64().unwrap()
+    );
+    assert!(rep["filtered_by_reason"]["other_user"].as_u64().unwrap() > 0);
+    let restored: BTreeSet<String> = tree(&dest)
+        .into_iter()
+        .filter(|(_, (dir, _, _))| !dir)
+        .map(|(p, _)| p)
+        .collect();
+    assert!(
+        !restored.is_empty() && restored.iter().all(|p| by_label.contains(p)),
+        "{restored:?}"
+    );
+    // Part of an id, or an id with the label's `_`, names no user: refused, with the users.
+    for wrong in [
+        &hex[..6],
+        &format!("auth0_{}", &hex[..6]),
+        &format!("auth0|{hex}0"),
+    ] {
+        bin()
+            .arg("plan")
+            .arg(&dump.root)
+            .arg(&dest)
+            .args(["--user", wrong])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(format!(
+                "no user `{wrong}` in this dump; users are: "
+            )))
+            .stderr(predicate::str::contains(&label));
+    }
+}
+
 #[test]
 fn unlinked_rows_and_cycles_are_restored_under_unlinked_and_reported() {
     let dump = Dump::new(16, 300, 1);
@@ -8196,9 +8262,45 @@ fn existing_file_at_a_final_name_is_kept_and_reported_then_replaced_with_overwri
             .unwrap()
             .contains("already exists and differs"));
         assert_eq!(std::fs::read(&target).unwrap(), b"the user's own file");
-        let (_, rep) = restore(&dump, &dest, &["--state-dir", st, "--overwrite"], &env);
+        // Each file --overwrite replaces is said, in the summary and as a note on the file
+        // (it was counted as copied only, with nothing in the report: round 25's tester).
+        let (out, _) = restore(
+            &dump,
+            &dest,
+            &["--state-dir", st, "--overwrite", "--dry-run"],
+            &env,
+        );
+        let said = text(&out);
+        assert!(
+            said.contains("would replace 1 different file that is there (--overwrite)")
+                && said.contains(&format!(
+                    "note: {path}: would replace the different file that is at this path (19 bytes, dated "
+                )),
+            "{mode}: {said}"
+        );
+        assert_eq!(std::fs::read(&target).unwrap(), b"the user's own file");
+        let (out, rep) = restore(&dump, &dest, &["--state-dir", st, "--overwrite"], &env);
         assert_eq!(rep["outcomes"]["copied"], 1, "{mode}: {}", rep["outcomes"]);
         assert_eq!(hash_file(&target), dump.expected_hash(&cids[id].0));
+        assert_eq!(rep["replaced_overwrite"], 1, "{mode}: {}", text(&out));
+        let notes = rep["notes"].as_array().unwrap();
+        let note = notes
+            .iter()
+            .find(|n| n["path"] == path.as_str())
+            .unwrap_or_else(|| panic!("{mode}: {path} noted: {notes:?}"));
+        let reason = note["reason"].as_str().unwrap();
+        assert!(
+            reason
+                .starts_with("replaced the different file that was at this path (19 bytes, dated ")
+                && reason.ends_with("UTC), as --overwrite asks"),
+            "{mode}: {reason}"
+        );
+        assert_eq!(note["id"], id.as_str());
+        assert!(
+            text(&out).contains("  replaced 1 different file that was there (--overwrite); each is listed in the report"),
+            "{mode}: {}",
+            text(&out)
+        );
         assert!(
             tree(&dest).keys().all(|p| !p.contains(".mcr-")),
             "no temporary file left"
@@ -8823,11 +8925,33 @@ fn a_file_verify_finds_with_other_bytes_is_restored_again_after_regen_content() 
     let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(said["differs"][0][0], bad.as_str(), "{said}");
     assert_eq!(said["differs"].as_array().unwrap().len(), 1, "{said}");
-    let (out, _) = restore(&dump, &dest, &[], &[]);
+    let (out, rep) = restore(&dump, &dest, &[], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_restored_exactly(&dump, &dest);
     let said = text(&verify());
     assert!(said.contains(" 0 differ,"), "{said}");
+    // The file replaced is said, as one --overwrite replaces is (it was counted as copied
+    // only, with no note).
+    assert_eq!(rep["replaced_marked"], 1, "{}", text(&out));
+    assert_eq!(rep["replaced_overwrite"], 0);
+    let notes = rep["notes"].as_array().unwrap();
+    let note = notes
+        .iter()
+        .find(|n| n["path"] == bad.as_str())
+        .unwrap_or_else(|| panic!("{bad} noted: {notes:?}"));
+    let reason = note["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("replaced the different file that was at this path (")
+            && reason.contains(
+                "which `regen` found differing from the plan and marked to be copied again"
+            ),
+        "{reason}"
+    );
+    assert!(
+        text(&out).contains("  replaced 1 file that `regen` found differing from the plan and marked to be copied again; each is listed in the report"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// The device's disk mounted at another path the next day is the same restore: the
@@ -10348,6 +10472,74 @@ fn preflight_rejects_a_bad_source_with_exit_2() {
         "names the path: {}",
         text(&out)
     );
+}
+
+/// A file given as SOURCE (the demo's `demo-manifest.json`, any file) got the list of places
+/// looked for below it (`.../demo-manifest.json/db/index.db, ...`); only `index.db` itself
+/// was said to be a file. Every command taking SOURCE now says so, exit 2, with the dump's
+/// folder when the file sits in one, and writes nothing (no DEST, no state folder).
+#[test]
+fn a_file_given_as_source_is_said_to_be_a_file_by_every_command() {
+    let dump = Dump::new(59, 30, 1);
+    let data = dump.root.join("restsdk/data");
+    let loose = dump.path("notes.txt");
+    std::fs::write(&loose, b"not a dump").unwrap();
+    let dest = dump.path("restored");
+    let xdg = dump.path("xdg");
+    let before = SourceSnapshot::take(&dump);
+    for (file, suggested) in [
+        (dump.root.join("demo-manifest.json"), Some(&dump.root)),
+        (dump.db(), Some(&data)),
+        (loose.clone(), None),
+    ] {
+        assert!(file.is_file(), "{}", file.display());
+        for cmd in [
+            "inspect",
+            "plan",
+            "restore",
+            "verify",
+            "regen",
+            "status",
+            "preflight",
+        ] {
+            let mut c = bin();
+            c.arg(cmd).arg(&file).env("XDG_STATE_HOME", &xdg);
+            if cmd != "inspect" {
+                c.arg(&dest);
+            }
+            // With the database and the objects given, SOURCE is still a mistake.
+            if cmd == "restore" {
+                c.arg("--db")
+                    .arg(dump.db())
+                    .arg("--files")
+                    .arg(data.join("files"));
+            }
+            let out = c.output().unwrap();
+            let msg = text(&out);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{cmd} {}: {msg}",
+                file.display()
+            );
+            assert!(
+                msg.contains(&format!(
+                    "SOURCE {} is a file, not a folder: give the folder of the My Cloud disk that holds the dump",
+                    file.display()
+                )) && !msg.contains("looked for"),
+                "{cmd}: {msg}"
+            );
+            match suggested {
+                Some(d) => assert!(
+                    msg.contains(&format!("Did you mean {} as SOURCE?", d.display())),
+                    "{cmd}: {msg}"
+                ),
+                None => assert!(!msg.contains("Did you mean"), "{cmd}: {msg}"),
+            }
+            assert!(!dest.exists() && !xdg.exists(), "{cmd}: nothing written");
+        }
+    }
+    assert_eq!(SourceSnapshot::take(&dump), before);
 }
 
 /// Round 15 review: with an object store holding none of the database's objects,

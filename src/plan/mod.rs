@@ -366,6 +366,18 @@ fn user_label(name: &str) -> String {
     name.replace('|', "_")
 }
 
+impl UserRoot {
+    /// Whether `--user given` names this user: its label (`auth0_abc`), its auth0 id with
+    /// or without the prefix (`auth0|abc`, `abc`: the root's name in the index), or its
+    /// row id. The bare id was refused, though the help offers "its auth0 id".
+    fn is(&self, given: &str) -> bool {
+        given == self.id
+            || given == self.name
+            || given == user_label(&self.name)
+            || (!given.is_empty() && self.name.strip_prefix(USER_PREFIX) == Some(given))
+    }
+}
+
 impl Plan {
     /// Reads the index and resolves every folder. Files are resolved by [`Plan::for_each_file`].
     pub fn build(index: &Index, opts: PlanOptions) -> Result<Plan, PlanError> {
@@ -448,10 +460,7 @@ impl Plan {
             }
         }
         for u in &opts.users {
-            if !users
-                .iter()
-                .any(|x| &x.id == u || &x.name == u || user_label(&x.name) == *u)
-            {
+            if !users.iter().any(|x| x.is(u)) {
                 let known: Vec<String> = users.iter().map(|x| user_label(&x.name)).collect();
                 return Err(PlanError::UnknownUser {
                     user: u.clone(),
@@ -1122,12 +1131,7 @@ impl Plan {
             Origin::Trash if !self.opts.include_trash => return Some(SkipReason::InTrash),
             Origin::User(u) if !self.opts.users.is_empty() => {
                 let user = &self.users[u as usize];
-                let picked = self
-                    .opts
-                    .users
-                    .iter()
-                    .any(|x| *x == user.id || *x == user.name || *x == user_label(&user.name));
-                if !picked {
+                if !self.opts.users.iter().any(|x| user.is(x)) {
                     return Some(SkipReason::OtherUser);
                 }
             }
@@ -1871,14 +1875,28 @@ mod tests {
         assert_eq!(v[1].1, "auth0_def/a.jpg");
         assert_eq!(v[1].2, None);
         assert_eq!(plan.users().len(), 2);
-        let e = Plan::build(
-            &idx,
-            PlanOptions {
-                users: vec!["nobody".into()],
-                ..opts()
-            },
-        );
-        assert!(e.err().unwrap().to_string().contains("auth0_abc"));
+        // The auth0 id, with or without its prefix, names the same user.
+        for given in ["auth0|def", "def"] {
+            let (_, by_id) = paths(
+                &idx,
+                PlanOptions {
+                    users: vec![given.into()],
+                    ..opts()
+                },
+            );
+            assert_eq!(by_id, v, "--user {given}");
+        }
+        for unknown in ["nobody", "de", "auth0_de", ""] {
+            let e = Plan::build(
+                &idx,
+                PlanOptions {
+                    users: vec![unknown.into()],
+                    ..opts()
+                },
+            );
+            let e = e.err().unwrap().to_string();
+            assert!(e.contains("auth0_abc, auth0_def"), "{unknown}: {e}");
+        }
     }
 
     #[test]

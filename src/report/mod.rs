@@ -461,6 +461,12 @@ pub struct Report {
     /// Files an earlier run restored that this run found gone from DEST and restored again
     /// (each in `notes`).
     pub restored_again: u64,
+    /// Files that replaced a different file found at their path, as `--overwrite` asks
+    /// (each in `notes`).
+    pub replaced_overwrite: u64,
+    /// Files that replaced the file at their path that the checkpoint marked to be copied
+    /// again (`regen` found it differing from the plan; each in `notes`).
+    pub replaced_marked: u64,
     pub folder_dates_failed: u64,
     /// Folders (empty ones, as files make their own) that could not be created; the next
     /// run tries again.
@@ -553,6 +559,8 @@ impl Report {
             stale_temps_removed: 0,
             looks_for_done: false,
             restored_again: 0,
+            replaced_overwrite: 0,
+            replaced_marked: 0,
             folder_dates_failed: 0,
             folders_failed: Vec::new(),
             renamed: Vec::new(),
@@ -784,6 +792,28 @@ impl Report {
                 plural(self.restored_again, "file", "files"),
                 if self.restored_again == 1 { "was" } else { "were" },
                 if self.dry_run { "would be restored again" } else { "were restored again" }
+            ));
+        }
+        // The notes are listed below; a dry run writes no report.
+        let (did, noted, was, were) = match self.dry_run {
+            true => ("would replace", "among the files with a note", "is", "are"),
+            false => ("replaced", "listed in the report", "was", "were"),
+        };
+        if self.replaced_overwrite > 0 {
+            s.push_str(&format!(
+                "  {did} {} that {} there (--overwrite){so_far}; each is {noted}\n",
+                plural(self.replaced_overwrite, "different file", "different files"),
+                if self.replaced_overwrite == 1 {
+                    was
+                } else {
+                    were
+                }
+            ));
+        }
+        if self.replaced_marked > 0 {
+            s.push_str(&format!(
+                "  {did} {} that `regen` found differing from the plan and marked to be copied again{so_far}; each is {noted}\n",
+                plural(self.replaced_marked, "file", "files"),
             ));
         }
         if self.stale_temps_removed > 0 {
@@ -1494,6 +1524,8 @@ mod tests {
         r.files_per_s = 11_379.24;
         r.bytes_per_s = 35_000_000.0;
         r.restored_again = 1_500;
+        r.replaced_overwrite = 1;
+        r.replaced_marked = 2_001;
         r.stale_temps_removed = 2_048;
         r.folder_dates_failed = 24_997;
         for i in 0..1_234 {
@@ -1524,6 +1556,8 @@ mod tests {
             "copy rate: 11,379.2 files/s, 35.0 MB/s with 32 threads",
             "  1,234 names were changed",
             "  1,500 files an earlier run restored",
+            "  replaced 1 different file that was there (--overwrite) among the files handled before the stop; each is listed in the report",
+            "  replaced 2,001 files that `regen` found differing from the plan and marked to be copied again among the files handled before the stop; each is listed in the report",
             "  removed 2,048 temporary files",
             "  4,321 files have no plausible date",
             "  24,997 folders kept today's date",

@@ -134,11 +134,12 @@ impl Faults {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Restored {
     /// Copied; `size_mismatch` when the object had another length than the database says;
-    /// `replaced_partial` when it replaced what an interrupted run left at the final name.
+    /// `replaced` when a file was at the final name and this copy replaced it (in a dry
+    /// run, would have: only a [`Replaced::Differing`] is said there).
     Copied {
         bytes: u64,
         size_mismatch: bool,
-        replaced_partial: Option<Leftover>,
+        replaced: Option<Replaced>,
     },
     /// An identical file (same size, same date) was already at the final name;
     /// `object_bytes` when its size is the object's, which differs from the database's.
@@ -146,6 +147,19 @@ pub enum Restored {
     /// The object's bytes were already at the final name under another date (`was_ms`):
     /// given the planned date, not copied.
     Redated { was_ms: i64 },
+}
+
+/// What a copy found at its final name and replaced. Known from the look at the name the copy
+/// makes anyway (its size and date), so it costs nothing more, and only files where something
+/// was in the way have one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replaced {
+    /// What an interrupted run left there.
+    Leftover(Leftover),
+    /// A file that differed from the plan (`size` bytes, modified at `mtime_ms`), replaced
+    /// because the run was asked to: `--overwrite`, or the file's `replace` (`regen` marked
+    /// it, or its object now has the database's length).
+    Differing { size: u64, mtime_ms: i64 },
 }
 
 /// What an interrupted run left at a final name, found by the next run and replaced: a power
@@ -823,7 +837,7 @@ fn restore_once(
     // file refuses a taken name anyway.
     let unnamed = ctx.unnamed_temps && !ctx.faults.named_temps;
     let mut replace = replace;
-    let mut partial = None;
+    let mut replaced = None;
     let checked = !(new_dir && (ctx.exact_names || unnamed));
     let mut object = || {
         let cid = job.content_id.as_deref()?;
@@ -834,9 +848,9 @@ fn restore_once(
             Found::Nothing => {}
             Found::Identical(object_bytes) => return Ok(Restored::Adopted { object_bytes }),
             Found::Redated(was_ms) => return Ok(Restored::Redated { was_ms }),
-            Found::Replace { partial: p } => {
+            Found::Replace(r) => {
                 replace = true;
-                partial = p;
+                replaced = Some(r);
             }
         }
     }
@@ -854,7 +868,7 @@ fn restore_once(
         return Ok(Restored::Copied {
             bytes: job.size,
             size_mismatch: false,
-            replaced_partial: None,
+            replaced: replaced.filter(|r| matches!(r, Replaced::Differing { .. })),
         });
     }
 
@@ -876,7 +890,7 @@ fn restore_once(
                             return Ok(Restored::Adopted { object_bytes })
                         }
                         Found::Redated(was_ms) => return Ok(Restored::Redated { was_ms }),
-                        Found::Replace { partial: p } => partial = p,
+                        Found::Replace(r) => replaced = Some(r),
                     }
                 }
                 ctx.named_fallbacks.fetch_add(1, Relaxed);
@@ -888,7 +902,10 @@ fn restore_once(
         place_named(ctx, job, src, dir, &target)?
     };
     let bytes = match placed {
-        Placed::Copied(bytes) => bytes,
+        Placed::Copied(bytes, found) => {
+            replaced = found.or(replaced);
+            bytes
+        }
         Placed::Found(r) => return Ok(r),
     };
     if let Some(log) = &ctx.faults.copy_log {
@@ -913,14 +930,15 @@ fn restore_once(
     Ok(Restored::Copied {
         bytes,
         size_mismatch: bytes != job.size || job.size_unusable.is_some(),
-        replaced_partial: partial,
+        replaced,
     })
 }
 
 /// What putting a file in place found.
 enum Placed {
-    /// Written and in place: this many bytes.
-    Copied(u64),
+    /// Written and in place: this many bytes, and what it replaced when the name turned out
+    /// to be taken after the copy.
+    Copied(u64, Option<Replaced>),
     /// The final name turned out to be taken after the copy (see `place_unnamed`).
     Found(Restored),
 }
@@ -947,7 +965,7 @@ fn place_named(
         let bytes = fill(ctx, job, src.as_ref(), &out, &tmp)?;
         check_close(ctx, job, out, &tmp)?;
         std::fs::rename(&tmp, target).map_err(|e| write_fail("cannot rename into", target, e))?;
-        Ok(Placed::Copied(bytes))
+        Ok(Placed::Copied(bytes, None))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -975,12 +993,14 @@ fn place_unnamed(
     let bytes = fill(ctx, job, src.as_ref(), &out, target)?;
     // Where the close would fail, the test fault fails before the file gets its name.
     injected_close_failure(ctx, job, target)?;
+    let mut replaced = None;
     match folder.link(&out, name) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            // Taken since the check (or never checked, in a folder this run made).
-            let replace_it = replace
-                || match check_existing(ctx, job, target, false, &mut || {
+            // Taken since the check (or never checked, in a folder this run made). Asked
+            // to replace it (`replace`), the caller knows what was there from its check.
+            if !replace {
+                match check_existing(ctx, job, target, false, &mut || {
                     src.as_ref().and_then(|(f, _)| f.try_clone().ok())
                 })? {
                     Found::Identical(object_bytes) => {
@@ -989,25 +1009,24 @@ fn place_unnamed(
                     Found::Redated(was_ms) => {
                         return Ok(Placed::Found(Restored::Redated { was_ms }))
                     }
-                    Found::Replace { .. } => true,
+                    Found::Replace(r) => replaced = Some(r),
                     Found::Nothing => {
                         return Err(Attempt::Transient(format!(
                             "{} appeared and vanished during the copy",
                             target.display()
                         )))
                     }
-                };
-            if replace_it {
-                // Replace in one step: link under the temporary name, rename over the file.
-                let tmp = dir.join(temp_name(&job.id));
-                let _ = std::fs::remove_file(&tmp);
-                folder
-                    .link(&out, tmp.file_name().unwrap_or_default())
-                    .map_err(|e| write_fail("cannot link", &tmp, e))?;
-                if let Err(e) = std::fs::rename(&tmp, target) {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(write_fail("cannot rename into", target, e));
                 }
+            }
+            // Replace in one step: link under the temporary name, rename over the file.
+            let tmp = dir.join(temp_name(&job.id));
+            let _ = std::fs::remove_file(&tmp);
+            folder
+                .link(&out, tmp.file_name().unwrap_or_default())
+                .map_err(|e| write_fail("cannot link", &tmp, e))?;
+            if let Err(e) = std::fs::rename(&tmp, target) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(write_fail("cannot rename into", target, e));
             }
         }
         Err(e) => return Err(write_fail("cannot link into", target, e)),
@@ -1017,7 +1036,7 @@ fn place_unnamed(
         let _ = std::fs::remove_file(target);
         return Err(e);
     }
-    Ok(Placed::Copied(bytes))
+    Ok(Placed::Copied(bytes, replaced))
 }
 
 /// An open folder (`O_PATH`): files in it are opened, created and named relative to it.
@@ -1349,9 +1368,7 @@ enum Found {
     /// Replace it: asked for (`--overwrite`, or `regen` marked it), or, after an interrupted
     /// run, a file with exactly the planned date that is shorter or holds other bytes: our
     /// own copy, whose name reached the disk before all its data did (a power cut).
-    Replace {
-        partial: Option<Leftover>,
-    },
+    Replace(Replaced),
 }
 
 /// Looks at the final name; a differing file that may not be replaced is an error (kept and
@@ -1379,7 +1396,7 @@ fn check_existing(
         // tool that did not keep dates), then only re-dated, as without `regen`.
         Ok(m) if m.is_file() && replace => match redate_if_same(ctx, job, target, &m, object)? {
             Some(found) => Ok(found),
-            None => Ok(Found::Replace { partial: None }),
+            None => Ok(Found::Replace(differing(&m))),
         },
         Ok(m) if m.is_file() => {
             if mtime_matches(&m, job.mtime_ms) {
@@ -1413,9 +1430,7 @@ fn check_existing(
                     if !garbled {
                         return Ok(Found::Identical(object_bytes));
                     }
-                    return Ok(Found::Replace {
-                        partial: Some(Leftover::OtherBytes),
-                    });
+                    return Ok(Found::Replace(Replaced::Leftover(Leftover::OtherBytes)));
                 }
             }
             // The planned size under another date (restored before with another
@@ -1427,16 +1442,16 @@ fn check_existing(
                 }
             }
             if ctx.overwrite {
-                return Ok(Found::Replace { partial: None });
+                return Ok(Found::Replace(differing(&m)));
             }
             if ctx.unsure(&m)
                 && m.len() < job.size
                 && job.mtime_ms.is_some()
                 && mtime_matches(&m, job.mtime_ms)
             {
-                return Ok(Found::Replace {
-                    partial: Some(Leftover::CutShort(m.len())),
-                });
+                return Ok(Found::Replace(Replaced::Leftover(Leftover::CutShort(
+                    m.len(),
+                ))));
             }
             Err(Attempt::Final(NotRestored::Failed(format!(
                 "{} already exists and differs (size {} vs {} expected, or another date); kept it. Use --overwrite to replace it",
@@ -1451,6 +1466,14 @@ fn check_existing(
         )))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Found::Nothing),
         Err(e) => Err(io_fail("cannot check", target, e)),
+    }
+}
+
+/// The file `m` describes, at a final name, replaced as asked.
+fn differing(m: &std::fs::Metadata) -> Replaced {
+    Replaced::Differing {
+        size: m.len(),
+        mtime_ms: crate::walk::mtime_ms(m),
     }
 }
 

@@ -48,7 +48,7 @@ use crate::source::SourceLayout;
 use crate::state::{
     done_key, path_key, KeyHashing, KeySet, Outcome, Record, StateLock, NAMES_KEY, RESTORED_SAMPLE,
 };
-use copy::{Copier, CopyContext, DirCache, Faults, FolderNotMade, NotRestored, Restored};
+use copy::{Copier, CopyContext, DirCache, Faults, FolderNotMade, NotRestored, Replaced, Restored};
 
 /// Listens for Ctrl-C, SIGTERM and SIGHUP (see [`crate::signals`]): the first stops new
 /// work, a second one exits at once.
@@ -750,6 +750,18 @@ struct Done {
     /// Recorded as done by an earlier run, but not on DEST when this run looked
     /// ([`Job::CheckFirst`]): restored again.
     was_gone: bool,
+    /// A different file was at its path and was replaced (said in its note): why.
+    replaced: Option<ReplacedBy>,
+}
+
+/// Why a file that differed from the plan, found at a file's path, was replaced (each
+/// counted in the report, and noted on the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReplacedBy {
+    /// `--overwrite`.
+    Overwrite,
+    /// The checkpoint marked it to be copied again (`regen` found it differing).
+    Marked,
 }
 
 impl Done {
@@ -764,20 +776,33 @@ impl Done {
             lasting_note: false,
             dest_full: false,
             was_gone: false,
+            replaced: None,
         }
     }
 }
 
 /// A file the planner hands to the workers.
 enum Job {
-    /// To restore; `replace` a differing file found at its path (`regen` marked it, or its
-    /// object now has the database's length).
-    Restore { file: PlannedFile, replace: bool },
+    /// To restore; `replace` a differing file found at its path, and why.
+    Restore {
+        file: PlannedFile,
+        replace: Option<Redo>,
+    },
     /// Recorded as done, in a run that found some recorded files gone from DEST
     /// ([`check_restored_are_there`]): the worker looks at its path first (on a NAS a round
     /// trip per file, so not on the planner's one thread). There, or not to be looked at:
     /// already done. Absent: restored again, like any file not done.
     CheckFirst(PlannedFile),
+}
+
+/// Why a file is restored over what is at its path, even without `--overwrite`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Redo {
+    /// The checkpoint marked it to be copied again: `regen` found it differing.
+    Marked,
+    /// An earlier run restored it from an object of another length than the database says,
+    /// and the object now has the database's length (noted "copied again").
+    Whole,
 }
 
 impl Job {
@@ -808,6 +833,31 @@ fn length_note(object_bytes: u64, file: &PlannedFile, how: &str) -> String {
             file.size
         ),
     }
+}
+
+/// The note for a file that replaced a different one found at its path (`size` bytes,
+/// modified at `mtime_ms`), as `by` asked.
+fn replaced_note(by: ReplacedBy, size: u64, mtime_ms: i64, dry_run: bool) -> String {
+    let (did, was) = match dry_run {
+        true => ("would replace", "is"),
+        false => ("replaced", "was"),
+    };
+    let why = match by {
+        ReplacedBy::Overwrite => "as --overwrite asks",
+        ReplacedBy::Marked => {
+            "which `regen` found differing from the plan and marked to be copied again"
+        }
+    };
+    let dry = if dry_run {
+        " (dry run: not changed)"
+    } else {
+        ""
+    };
+    format!(
+        "{did} the different file that {was} at this path ({}, dated {}), {why}{dry}",
+        crate::report::plural(size, "byte", "bytes"),
+        crate::report::human_ms(mtime_ms)
+    )
 }
 
 /// Before a resume trusts its checkpoint: are the files it records as restored on DEST
@@ -1794,10 +1844,15 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                             settled_sent = Instant::now();
                         }
                     } else if !work.stopping() {
-                        let replace = recopy
-                            || !redo_ref.is_empty()
-                                && redo_ref
-                                    .contains(&crate::state::redo_key(&file.id, &file.rel_path));
+                        let replace = if recopy {
+                            Some(Redo::Whole)
+                        } else if !redo_ref.is_empty()
+                            && redo_ref.contains(&crate::state::redo_key(&file.id, &file.rel_path))
+                        {
+                            Some(Redo::Marked)
+                        } else {
+                            None
+                        };
                         chunk_bytes = chunk_bytes.saturating_add(file.size);
                         chunk.push(Job::Restore { file, replace });
                         if chunk.len() >= chunk_files || chunk_bytes >= CHUNK_BYTES {
@@ -1860,13 +1915,18 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                     if !gone {
                                         return Some(Done::of(file, Outcome::AlreadyDone));
                                     }
-                                    (file, false, true)
+                                    (file, None, true)
                                 }
                             };
                             if work.stopping() {
                                 return None; // drain: not attempted, counted as not processed
                             }
-                            let r = copy::restore_file_caught(ctx, &mut folders, &file, replace);
+                            let r = copy::restore_file_caught(
+                                ctx,
+                                &mut folders,
+                                &file,
+                                replace.is_some(),
+                            );
                             let mut d = Done {
                                 was_gone,
                                 ..Done::of(file, Outcome::Copied)
@@ -1875,7 +1935,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                 Ok(Restored::Copied {
                                     bytes,
                                     size_mismatch,
-                                    replaced_partial,
+                                    replaced,
                                 }) => {
                                     if let (Some(c), true) = (&d.file.content_id, bytes > 0) {
                                         work.watch.read_fine(c);
@@ -1885,9 +1945,30 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                         d.lasting_note = true;
                                         d.note = Some(length_note(bytes, &d.file, "restored"));
                                     }
-                                    if let Some(left) = replaced_partial {
-                                        d.lasting_note = false;
-                                        d.note = Some(left.note(d.file.size));
+                                    match replaced {
+                                        Some(Replaced::Leftover(left)) => {
+                                            d.lasting_note = false;
+                                            d.note = Some(left.note(d.file.size));
+                                        }
+                                        // Copied again as planned: noted so by the
+                                        // bookkeeper, "copied again".
+                                        Some(Replaced::Differing { .. })
+                                            if replace == Some(Redo::Whole) => {}
+                                        Some(Replaced::Differing { size, mtime_ms }) => {
+                                            let by = match replace {
+                                                Some(_) => ReplacedBy::Marked,
+                                                None => ReplacedBy::Overwrite,
+                                            };
+                                            d.lasting_note = false;
+                                            d.replaced = Some(by);
+                                            d.note = Some(replaced_note(
+                                                by,
+                                                size,
+                                                mtime_ms,
+                                                ctx.dry_run,
+                                            ));
+                                        }
+                                        None => {}
                                     }
                                 }
                                 Ok(Restored::Adopted { object_bytes }) => {
@@ -2221,6 +2302,11 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                     "copied again: its object now has the {} bytes the database says (an earlier run had restored it from an object of another length)",
                                     d.file.size
                                 ));
+                                }
+                                match d.replaced {
+                                    Some(ReplacedBy::Overwrite) => report.replaced_overwrite += 1,
+                                    Some(ReplacedBy::Marked) => report.replaced_marked += 1,
+                                    None => {}
                                 }
                                 if d.was_gone {
                                     report.restored_again += 1;

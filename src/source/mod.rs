@@ -29,6 +29,8 @@ pub struct SourceLayout {
 pub enum SourceError {
     #[error("source {0} does not exist; give the mounted My Cloud data partition, its restsdk folder, or restsdk/data")]
     Missing(PathBuf),
+    #[error("SOURCE {path} is a file, not a folder: give the folder of the My Cloud disk that holds the dump (the mounted data partition, its restsdk folder, or restsdk/data), and pass --db PATH if the database is elsewhere.{hint}")]
+    SourceIsFile { path: PathBuf, hint: String },
     #[error("no My Cloud index database found under {root}; looked for: {looked}.{hint}")]
     NoDatabase {
         root: PathBuf,
@@ -103,8 +105,19 @@ impl SourceLayout {
         db_override: Option<&Path>,
         files_override: Option<&Path>,
     ) -> Result<SourceLayout, SourceError> {
-        if kind_at(root)?.is_none() {
-            return Err(SourceError::Missing(root.to_path_buf()));
+        match kind_at(root)? {
+            None => return Err(SourceError::Missing(root.to_path_buf())),
+            // Said as such, whatever the overrides: the places looked for under a file
+            // (`x.json/db/index.db`, ...) only hid the mistake.
+            Some(t) if t.is_file() => {
+                return Err(SourceError::SourceIsFile {
+                    path: root.to_path_buf(),
+                    hint: dump_near_file(root)
+                        .map(|d| format!(" Did you mean {} as SOURCE?", d.display()))
+                        .unwrap_or_default(),
+                })
+            }
+            Some(_) => {}
         }
         let candidates = candidate_data_dirs(root);
         let data_dir = candidates
@@ -307,26 +320,30 @@ pub fn is_safe_content_id(id: &str) -> bool {
     !id.is_empty() && id != "." && id != ".." && !id.contains(['/', '\\', '\0'])
 }
 
-/// What to give instead of a SOURCE one level off: the database file itself, the `db`
-/// folder, or a folder holding the dump one level down (a demo folder, a mount point's
-/// parent). A fixed sentence when nothing nearby looks like a dump.
+/// The folder of a dump that a file given as SOURCE sits in: the nearest of its three
+/// closest folders under which the database is found (`restsdk/data` for its
+/// `db/index.db`, the demo's folder for its `demo-manifest.json`).
+fn dump_near_file(file: &Path) -> Option<PathBuf> {
+    let parents = file.ancestors().skip(1).take(3);
+    parents
+        .map(|p| match p.as_os_str().is_empty() {
+            true => Path::new("."),
+            false => p,
+        })
+        .find(|p| {
+            candidate_data_dirs(p)
+                .iter()
+                .any(|d| d.join("db/index.db").is_file())
+        })
+        .map(Path::to_path_buf)
+}
+
+/// What to give instead of a SOURCE one level off: the `db` folder, or a folder holding the
+/// dump one level down (a demo folder, a mount point's parent); a file is refused before
+/// ([`SourceError::SourceIsFile`]). A fixed sentence when nothing nearby looks like a dump.
 fn source_hint(root: &Path) -> String {
     let otherwise = " Give the mounted My Cloud data partition, its restsdk folder or restsdk/data as SOURCE, or pass --db PATH if the database is elsewhere".to_string();
     let as_source = |dir: &Path| format!(" Did you mean {} as SOURCE?", dir.display());
-    if root.is_file() {
-        let data = root
-            .parent()
-            .and_then(Path::parent)
-            .filter(|d| d.join("files").is_dir());
-        return match data {
-            Some(d) => format!(
-                " {} is a file: SOURCE is the folder that holds the dump.{}",
-                root.display(),
-                as_source(d)
-            ),
-            None => otherwise,
-        };
-    }
     if root.join("index.db").is_file() {
         if let Some(data) = root.parent().filter(|d| d.join("files").is_dir()) {
             return as_source(data);
