@@ -115,9 +115,13 @@ fn inspected(a: &InspectArgs) -> anyhow::Result<Exit> {
         user_storage_dir: user_storage,
         warnings,
     };
-    let mut out = std::io::stdout().lock();
-    if a.json {
-        serde_json::to_writer_pretty(&mut out, &ins)?;
+    print_verdict(Exit::Ok, |out| print_inspection(out, a.json, &ins))
+}
+
+/// What `inspect` prints (`json`: as JSON).
+fn print_inspection(out: &mut dyn Write, json: bool, ins: &Inspection) -> anyhow::Result<()> {
+    if json {
+        serde_json::to_writer_pretty(&mut *out, ins)?;
         writeln!(out)?;
     } else {
         writeln!(out, "Database:  {}", ins.database.display())?;
@@ -190,7 +194,7 @@ fn inspected(a: &InspectArgs) -> anyhow::Result<Exit> {
             writeln!(out, "WARNING: {w}")?;
         }
     }
-    Ok(Exit::Ok)
+    Ok(())
 }
 
 /// `plan SOURCE DEST`, its looks at both watched ([`crate::restore::watch`]): a disk that
@@ -237,94 +241,95 @@ fn planned(a: &PlanArgs) -> anyhow::Result<Exit> {
             "warning: {e:#}. A restore from here stops before it writes anything\n"
         )),
     }
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut totals = crate::plan::PlanTotals {
-        folders: 0,
-        ..Default::default()
-    };
-    let mut file_problems: Vec<crate::plan::Problem> = Vec::new();
-    // The listing follows the restore's order; the summary alone needs no order.
-    plan.for_each_file_by(&index, !a.summary, |f| {
-        totals.files += 1;
-        match f.skip {
-            None => {
-                totals.selected_files += 1;
-                totals.selected_bytes = totals.selected_bytes.saturating_add(f.size);
-                totals.undated_files += f.mtime_ms.is_none() as u64;
-                totals.renamed_files += f.renamed_from.is_some() as u64;
-            }
-            Some(_) => totals.filtered += 1,
-        }
-        file_problems.extend(f.problems());
-        if a.summary {
-            return;
-        }
-        let _ = if a.json {
-            serde_json::to_writer(
-                &mut out,
-                &serde_json::json!({
-                    "type": "file", "id": f.id, "path": f.rel_path, "size": f.size,
-                    "mtime_ms": f.mtime_ms, "origin": f.origin, "renamed_from": f.renamed_from,
-                    "skip": f.skip,
-                }),
-            )
-            .map_err(std::io::Error::from)
-            .and_then(|_| writeln!(out))
-        } else {
-            let skip = f
-                .skip
-                .map(|s| format!("  [skipped: {}]", s.describe()))
-                .unwrap_or_default();
-            let ren = f
-                .renamed_from
-                .as_ref()
-                .map(|o| format!("  [renamed from {o:?}]"))
-                .unwrap_or_default();
-            writeln!(out, "{}{ren}{skip}", f.rel_path)
+    // Its verdict is "ok" whatever it lists: `plan | head` exits 0.
+    print_verdict(Exit::Ok, |out| {
+        let mut totals = crate::plan::PlanTotals {
+            folders: 0,
+            ..Default::default()
         };
-    })?;
-    totals.folders = plan.folders_deepest_first().len() as u64;
-    if a.json && !a.summary {
-        for f in plan.folders_deepest_first() {
+        let mut file_problems: Vec<crate::plan::Problem> = Vec::new();
+        // The listing follows the restore's order; the summary alone needs no order.
+        plan.for_each_file_by(&index, !a.summary, |f| {
+            totals.files += 1;
+            match f.skip {
+                None => {
+                    totals.selected_files += 1;
+                    totals.selected_bytes = totals.selected_bytes.saturating_add(f.size);
+                    totals.undated_files += f.mtime_ms.is_none() as u64;
+                    totals.renamed_files += f.renamed_from.is_some() as u64;
+                }
+                Some(_) => totals.filtered += 1,
+            }
+            file_problems.extend(f.problems());
+            if a.summary {
+                return;
+            }
+            let _ = if a.json {
+                serde_json::to_writer(
+                    &mut *out,
+                    &serde_json::json!({
+                        "type": "file", "id": f.id, "path": f.rel_path, "size": f.size,
+                        "mtime_ms": f.mtime_ms, "origin": f.origin, "renamed_from": f.renamed_from,
+                        "skip": f.skip,
+                    }),
+                )
+                .map_err(std::io::Error::from)
+                .and_then(|_| writeln!(out))
+            } else {
+                let skip = f
+                    .skip
+                    .map(|s| format!("  [skipped: {}]", s.describe()))
+                    .unwrap_or_default();
+                let ren = f
+                    .renamed_from
+                    .as_ref()
+                    .map(|o| format!("  [renamed from {o:?}]"))
+                    .unwrap_or_default();
+                writeln!(out, "{}{ren}{skip}", f.rel_path)
+            };
+        })?;
+        totals.folders = plan.folders_deepest_first().len() as u64;
+        if a.json && !a.summary {
+            for f in plan.folders_deepest_first() {
+                serde_json::to_writer(
+                    &mut *out,
+                    &serde_json::json!({"type": "folder", "path": f.rel_path, "mtime_ms": f.mtime_ms, "origin": f.origin}),
+                )?;
+                writeln!(out)?;
+            }
+        }
+        if a.json {
+            for r in plan.folder_renames() {
+                serde_json::to_writer(
+                    &mut *out,
+                    &serde_json::json!({"type": "folder_rename", "original": r.original, "restored": r.restored}),
+                )?;
+                writeln!(out)?;
+            }
+            for p in plan.problems().iter().chain(&file_problems) {
+                serde_json::to_writer(
+                    &mut *out,
+                    &serde_json::json!({"type": "problem", "problem": p}),
+                )?;
+                writeln!(out)?;
+            }
             serde_json::to_writer(
-                &mut out,
-                &serde_json::json!({"type": "folder", "path": f.rel_path, "mtime_ms": f.mtime_ms, "origin": f.origin}),
+                &mut *out,
+                &serde_json::json!({"type": "summary", "totals": totals, "names": plan.options().policy, "dest_fstype": fs.fstype}),
             )?;
             writeln!(out)?;
-        }
-    }
-    if a.json {
-        for r in plan.folder_renames() {
-            serde_json::to_writer(
-                &mut out,
-                &serde_json::json!({"type": "folder_rename", "original": r.original, "restored": r.restored}),
-            )?;
-            writeln!(out)?;
-        }
-        for p in plan.problems().iter().chain(&file_problems) {
-            serde_json::to_writer(
-                &mut out,
-                &serde_json::json!({"type": "problem", "problem": p}),
-            )?;
-            writeln!(out)?;
-        }
-        serde_json::to_writer(
-            &mut out,
-            &serde_json::json!({"type": "summary", "totals": totals, "names": plan.options().policy, "dest_fstype": fs.fstype}),
-        )?;
-        writeln!(out)?;
-    } else {
-        for r in plan.folder_renames() {
-            writeln!(out, "folder renamed: {:?} -> {}", r.original, r.restored)?;
-        }
-        for p in plan.problems().iter().chain(&file_problems) {
+        } else {
+            for r in plan.folder_renames() {
+                writeln!(out, "folder renamed: {:?} -> {}", r.original, r.restored)?;
+            }
+            for p in plan.problems().iter().chain(&file_problems) {
+                writeln!(
+                    out,
+                    "problem: {} {:?}: {} -> {}",
+                    p.id, p.name, p.kind, p.restored_path
+                )?;
+            }
             writeln!(
-                out,
-                "problem: {} {:?}: {} -> {}",
-                p.id, p.name, p.kind, p.restored_path
-            )?;
-        }
-        writeln!(
             out,
             "Plan: {} ({} selected, {}; {} not selected; {} without a plausible date), {}, {}, {}, {}; names: {:?} ({} destination). Nothing was written.",
             plural(totals.files, "file", "files"), count(totals.selected_files), human_bytes(totals.selected_bytes), count(totals.filtered),
@@ -334,9 +339,9 @@ fn planned(a: &PlanArgs) -> anyhow::Result<Exit> {
             plural((plan.problems().len() + file_problems.len()) as u64, "structure problem", "structure problems"),
             plan.options().policy, fs.fstype
         )?;
-    }
-    out.flush()?;
-    Ok(Exit::Ok)
+        }
+        Ok(())
+    })
 }
 
 /// The exit status a finished restore maps to.
@@ -385,10 +390,45 @@ pub fn run_restore(cfg: &RestoreConfig) -> anyhow::Result<Exit> {
 /// not depend on its output: one that is gone (`| tee log` ended by the same Ctrl-C,
 /// `| head`) is not an error (`print!` panicked: exit 101). What the run did is in its
 /// report and checkpoint. Commands that only print (`inspect`, `plan`, `verify`...) stop at
-/// a closed output instead, with exit 0 (`main`).
+/// a closed output instead, keeping their verdict ([`print_verdict`]).
 pub fn print_out(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// Prints a command's output on stdout with `print`, then returns `verdict`: the exit status
+/// the command decided before it printed (README "Exit codes"). A reader that went away
+/// (`| head`, `| true`, a pager quit early) ends the output there, not the verdict: the
+/// command stops printing and exits with it, as without the pipe. `verify ... | head` of a
+/// restore with files missing exited 0, as did `preflight | head` of a restore that does
+/// not fit (a broken pipe was mapped to 0 for every command), which hid the failure from
+/// the script or the `&&` after it; a command whose verdict is "ok" (`plan | head`) exits 0.
+/// Any other error writing (a full disk, `> /dev/full`) loses the output asked for: an
+/// error (exit 2). Errors of `print` that are not about writing (a read of the source while
+/// a listing is made) are passed on as they are.
+pub fn print_verdict(
+    verdict: Exit,
+    print: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
+) -> anyhow::Result<Exit> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match print(&mut out).and_then(|()| Ok(out.flush()?)) {
+        Err(e) if is_broken_pipe(&e) => Ok(verdict),
+        printed => printed.map(|()| verdict),
+    }
+}
+
+/// Whether `e` is a write to a pipe whose reader is gone (`EPIPE`; Rust ignores `SIGPIPE`),
+/// directly or through serde_json.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        let kind = match c.downcast_ref::<std::io::Error>() {
+            Some(io) => Some(io.kind()),
+            None => c
+                .downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind),
+        };
+        kind == Some(std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Writes `text` to stderr, where every command says its notes and warnings: one that is
@@ -649,7 +689,7 @@ fn wait_for_looks(
                 if let Some(d) = dir {
                     st.state_dir = d;
                 }
-                return print_status(a, &st).map(|()| Exit::Ok);
+                return print_status(a, &st, Exit::Ok);
             }
             Some(Said::Failed(e)) => {
                 looker.finish();
@@ -841,16 +881,18 @@ fn say_no_answer(
     match st {
         Some(mut st) => {
             st.no_answer = Some(text);
-            print_status(a, &st)?;
+            print_status(a, &st, Exit::Incomplete)
         }
-        None if a.json => {
-            let mut out = std::io::stdout().lock();
-            serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "no_answer": text }))?;
-            writeln!(out)?;
-        }
-        None => writeln!(std::io::stdout().lock(), "{}", capitalized(&text))?,
+        None => print_verdict(Exit::Incomplete, |out| {
+            if a.json {
+                serde_json::to_writer_pretty(&mut *out, &serde_json::json!({ "no_answer": text }))?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "{}", capitalized(&text))?;
+            }
+            Ok(())
+        }),
     }
-    Ok(Exit::Incomplete)
 }
 
 /// `text` with its first letter made a capital.
@@ -861,12 +903,16 @@ fn capitalized(text: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Prints what `status` found (`--json`: as JSON).
-fn print_status(a: &StatusArgs, st: &crate::state::Status) -> anyhow::Result<()> {
+/// Prints what `status` found (`--json`: as JSON), and returns `verdict` ([`print_verdict`]).
+fn print_status(a: &StatusArgs, st: &crate::state::Status, verdict: Exit) -> anyhow::Result<Exit> {
+    print_verdict(verdict, |out| status_text(out, a.json, st))
+}
+
+/// What [`print_status`] prints.
+fn status_text(out: &mut dyn Write, json: bool, st: &crate::state::Status) -> anyhow::Result<()> {
     let dir = &st.state_dir;
-    let mut out = std::io::stdout().lock();
-    if a.json {
-        serde_json::to_writer_pretty(&mut out, &st)?;
+    if json {
+        serde_json::to_writer_pretty(&mut *out, &st)?;
         writeln!(out)?;
         return Ok(());
     }
@@ -1291,7 +1337,7 @@ fn reader_threads(cfg: &RestoreConfig) -> usize {
     }
 }
 
-fn list_some(out: &mut impl Write, title: &str, items: &[String]) -> std::io::Result<()> {
+fn list_some(out: &mut dyn Write, title: &str, items: &[String]) -> std::io::Result<()> {
     if items.is_empty() {
         return Ok(());
     }
@@ -1338,101 +1384,102 @@ pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
     for n in &rep.notes {
         print_err(&format!("note: {n}\n"));
     }
-    let mut out = std::io::stdout().lock();
-    if a.json {
-        serde_json::to_writer_pretty(&mut out, &rep)?;
-        writeln!(out)?;
-        return Ok(Exit::Ok);
-    }
-    writeln!(
-        out,
-        "Regenerated the checkpoint in {} from {} ({} files found, walked in {:.1}s).",
-        rep.state_dir.display(),
-        dest.display(),
-        count(rep.found_on_dest),
-        rep.walk_seconds
-    )?;
-    writeln!(
-        out,
-        "  planned files                 {:>9}",
-        count(rep.planned_files)
-    )?;
-    writeln!(
-        out,
-        "  adopted (size and date match) {:>9}",
-        count(rep.adopted)
-    )?;
-    writeln!(
-        out,
-        "  differ (replaced or re-dated) {:>9}",
-        count(rep.differs.len() as u64)
-    )?;
-    writeln!(
-        out,
-        "  absent (will be copied)       {:>9}",
-        count(rep.absent.len() as u64)
-    )?;
-    if !rep.absent_no_object.is_empty() {
+    print_verdict(Exit::Ok, |out| {
+        if a.json {
+            serde_json::to_writer_pretty(&mut *out, &rep)?;
+            writeln!(out)?;
+            return Ok(());
+        }
         writeln!(
             out,
-            "  absent, no object to copy     {:>9}",
-            count(rep.absent_no_object.len() as u64)
+            "Regenerated the checkpoint in {} from {} ({} files found, walked in {:.1}s).",
+            rep.state_dir.display(),
+            dest.display(),
+            count(rep.found_on_dest),
+            rep.walk_seconds
         )?;
-    }
-    if !rep.in_the_way.is_empty() {
         writeln!(
             out,
-            "  something else in the way     {:>9}",
-            count(rep.in_the_way.len() as u64)
+            "  planned files                 {:>9}",
+            count(rep.planned_files)
         )?;
-    }
-    if !rep.not_looked_at.is_empty() {
         writeln!(
             out,
-            "  could not be looked at        {:>9}",
-            count(rep.not_looked_at.len() as u64)
+            "  adopted (size and date match) {:>9}",
+            count(rep.adopted)
         )?;
-    }
-    writeln!(
+        writeln!(
+            out,
+            "  differ (replaced or re-dated) {:>9}",
+            count(rep.differs.len() as u64)
+        )?;
+        writeln!(
+            out,
+            "  absent (will be copied)       {:>9}",
+            count(rep.absent.len() as u64)
+        )?;
+        if !rep.absent_no_object.is_empty() {
+            writeln!(
+                out,
+                "  absent, no object to copy     {:>9}",
+                count(rep.absent_no_object.len() as u64)
+            )?;
+        }
+        if !rep.in_the_way.is_empty() {
+            writeln!(
+                out,
+                "  something else in the way     {:>9}",
+                count(rep.in_the_way.len() as u64)
+            )?;
+        }
+        if !rep.not_looked_at.is_empty() {
+            writeln!(
+                out,
+                "  could not be looked at        {:>9}",
+                count(rep.not_looked_at.len() as u64)
+            )?;
+        }
+        writeln!(
+            out,
+            "  not in the plan (left alone)  {:>9}",
+            count(rep.unknown.len() as u64)
+        )?;
+        let with_why = |pairs: &[(String, String)]| -> Vec<String> {
+            pairs.iter().map(|(p, w)| format!("{p}: {w}")).collect()
+        };
+        list_some(out, "Differ", &with_why(&rep.differs))?;
+        list_some(out, "Absent", &rep.absent)?;
+        list_some(
         out,
-        "  not in the plan (left alone)  {:>9}",
-        count(rep.unknown.len() as u64)
-    )?;
-    let with_why = |pairs: &[(String, String)]| -> Vec<String> {
-        pairs.iter().map(|(p, w)| format!("{p}: {w}")).collect()
-    };
-    list_some(&mut out, "Differ", &with_why(&rep.differs))?;
-    list_some(&mut out, "Absent", &rep.absent)?;
-    list_some(
-        &mut out,
         "Absent, with no object in the source to copy them from (a restore lists them as missing)",
         &rep.absent_no_object,
     )?;
-    list_some(&mut out, "In the way", &with_why(&rep.in_the_way))?;
-    list_some(
-        &mut out,
-        "Could not be looked at (neither adopted nor copied)",
-        &with_why(&rep.not_looked_at),
-    )?;
-    list_some(&mut out, "Not in the plan", &rep.unknown)?;
-    let moved: Vec<String> = rep
-        .likely_moved
-        .iter()
-        .map(|(p, f)| format!("{p} may be at {f}"))
-        .collect();
-    list_some(&mut out, "Likely moved", &moved)?;
-    list_some(
-        &mut out,
-        "Temporary files left by an interrupted restore (the next restore removes them)",
-        &rep.temp_leftovers,
-    )?;
-    list_some(
-        &mut out,
-        "Folders that could not be read",
-        &rep.unreadable_folders,
-    )?;
-    writeln!(out, "Nothing on the destination was changed. Run restore with the same paths to copy what is absent or differs.")?;
-    Ok(Exit::Ok)
+        list_some(out, "In the way", &with_why(&rep.in_the_way))?;
+        list_some(
+            out,
+            "Could not be looked at (neither adopted nor copied)",
+            &with_why(&rep.not_looked_at),
+        )?;
+        list_some(out, "Not in the plan", &rep.unknown)?;
+        let moved: Vec<String> = rep
+            .likely_moved
+            .iter()
+            .map(|(p, f)| format!("{p} may be at {f}"))
+            .collect();
+        list_some(out, "Likely moved", &moved)?;
+        list_some(
+            out,
+            "Temporary files left by an interrupted restore (the next restore removes them)",
+            &rep.temp_leftovers,
+        )?;
+        list_some(
+            out,
+            "Folders that could not be read",
+            &rep.unreadable_folders,
+        )?;
+        writeln!(out, "Nothing on the destination was changed. Run restore with the same paths to copy what is absent or differs.")?;
+        Ok(())
+    })
 }
 
 /// The `regen` and `restore` commands that copy again the files `verify` found differing,
@@ -1494,63 +1541,76 @@ pub fn verify(a: &crate::cli::VerifyArgs) -> anyhow::Result<Exit> {
     for n in &rep.notes {
         print_err(&format!("note: {n}\n"));
     }
-    let mut out = std::io::stdout().lock();
-    if a.json {
-        serde_json::to_writer_pretty(&mut out, &rep)?;
-        writeln!(out)?;
-    } else {
-        writeln!(
-            out,
-            "Verified {} files in {:.1}s: {} match{}{}, {} differ, {} have no object in the source.",
-            count(rep.checked),
-            rep.seconds,
-            count(rep.ok),
-            if a.content {
-                format!(
-                    " ({} compared byte for byte)",
-                    human_bytes(rep.bytes_hashed)
-                )
-            } else {
-                String::new()
-            },
-            match rep.other_length.len() {
-                0 => String::new(),
-                n => format!(" ({} of them an object of another length than the database says, listed below)", count(n as u64)),
-            },
-            count(rep.mismatches.len() as u64),
-            count(rep.object_missing)
-        )?;
-        let lines = |ms: &[crate::verify::Mismatch]| -> Vec<String> {
-            ms.iter()
-                .map(|m| format!("{}: {}", m.path, m.problem))
-                .collect()
-        };
-        list_some(&mut out, "Mismatches", &lines(&rep.mismatches))?;
-        list_some(
-            &mut out,
-            "No object in the source, so neither restored nor checked",
-            &lines(&rep.missing_objects),
-        )?;
-        list_some(
-            &mut out,
-            "Matching an object of another length than the database says (counted as matching)",
-            &lines(&rep.other_length),
-        )?;
-        if !rep.mismatches.is_empty() {
-            // A restore does not look again at files its checkpoint records as done: regen
-            // marks the differing ones (their bytes too with --content) to be copied again.
-            let (regen, restore) = again_commands(a, rep.bytes_differ > 0);
-            writeln!(
-                out,
-                "To restore the files that differ again, run these two commands (with the options this verify was given; add any other the restore was given):\n  {regen}\n  {restore}"
-            )?;
-        }
-    }
-    // Like the restore's: files that differ, or that have no object to restore or check
-    // them from, are not "all good".
-    Ok(if rep.mismatches.is_empty() && rep.object_missing == 0 {
+    // Like the restore's: files that differ, or that have no usable object to restore or
+    // check them from, are not "all good". Decided before printing: kept when the reader
+    // of the output leaves early (`verify | head`).
+    let verdict = if rep.mismatches.is_empty() && rep.object_missing == 0 {
         Exit::Ok
     } else {
         Exit::Incomplete
-    })
+    };
+    print_verdict(verdict, |out| verify_text(out, a, &rep))
+}
+
+/// What `verify` prints (`--json`: the report as JSON).
+fn verify_text(
+    out: &mut dyn Write,
+    a: &crate::cli::VerifyArgs,
+    rep: &crate::verify::VerifyReport,
+) -> anyhow::Result<()> {
+    if a.json {
+        serde_json::to_writer_pretty(&mut *out, rep)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "Verified {} files in {:.1}s: {} match{}{}, {} differ, {} have no object in the source that a restore can copy.",
+        count(rep.checked),
+        rep.seconds,
+        count(rep.ok),
+        if a.content {
+            format!(
+                " ({} compared byte for byte)",
+                human_bytes(rep.bytes_hashed)
+            )
+        } else {
+            String::new()
+        },
+        match rep.other_length.len() {
+            0 => String::new(),
+            n => format!(
+                " ({} of them an object of another length than the database says, listed below)",
+                count(n as u64)
+            ),
+        },
+        count(rep.mismatches.len() as u64),
+        count(rep.object_missing)
+    )?;
+    let lines = |ms: &[crate::verify::Mismatch]| -> Vec<String> {
+        ms.iter()
+            .map(|m| format!("{}: {}", m.path, m.text()))
+            .collect()
+    };
+    list_some(out, "Mismatches", &lines(&rep.mismatches))?;
+    list_some(
+        out,
+        "No object in the source that a restore can copy, so neither restored nor checked (a restore lists them as missing, or as failed where said; `regen` and `restore` cannot copy them)",
+        &lines(&rep.missing_objects),
+    )?;
+    list_some(
+        out,
+        "Matching an object of another length than the database says (counted as matching)",
+        &lines(&rep.other_length),
+    )?;
+    if !rep.mismatches.is_empty() {
+        // A restore does not look again at files its checkpoint records as done: regen
+        // marks the differing ones (their bytes too with --content) to be copied again.
+        let (regen, restore) = again_commands(a, rep.bytes_differ > 0);
+        writeln!(
+            out,
+            "To restore the files that differ again, run these two commands (with the options this verify was given; add any other the restore was given):\n  {regen}\n  {restore}"
+        )?;
+    }
+    Ok(())
 }

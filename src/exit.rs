@@ -40,7 +40,8 @@ pub const EXIT_CODES_HELP: &str = "Exit codes:
        or a restore stopped early by a full, changed, unreachable (a share's
        connection lost) or read-only destination or a disk that stopped answering
        (rerun to continue);
-       verify: some files are absent or differ on DEST, or have no object in the source;
+       verify: some files are absent or differ on DEST, or have no object in the source
+       that a restore can copy;
        preflight: the restore cannot succeed as things stand (for example the files do not fit);
        status: DEST, the source or the checkpoint folder did not answer within 15 s
        (what the checkpoint records was printed where it could be read)
@@ -48,4 +49,5 @@ pub const EXIT_CODES_HELP: &str = "Exit codes:
        or a restore stopped by an error after it began (the message says what to do)
   101  stopped by an internal error (a bug, please report it); progress is saved up to
        the last checkpoint commit, rerun to continue
-  130  interrupted (Ctrl-C, SIGTERM, SIGHUP); progress is saved, rerun to continue";
+  130  interrupted (Ctrl-C, SIGTERM, SIGHUP); progress is saved, rerun to continue
+A reader of the output that leaves early (`verify | head`) changes no code.";

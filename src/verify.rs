@@ -16,15 +16,16 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use crossbeam_channel::bounded;
 
 use crate::config::RestoreConfig;
 use crate::plan::{Plan, PlannedFile};
-use crate::restore::copy::mtime_matches;
+use crate::restore::copy::{mtime_matches, ObjectFolders};
 use crate::source::index::Index;
+use crate::source::{ObjectEntry, SourceError, SourceLayout};
 
 /// One file that does not match.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -32,6 +33,27 @@ pub struct Mismatch {
     pub path: String,
     pub id: String,
     pub problem: String,
+    /// What the text output says instead of `problem`, where it differs: dates as dates
+    /// ([`crate::report::human_ms`], as `regen` says them) where `problem`, for JSON,
+    /// keeps their milliseconds.
+    #[serde(skip)]
+    pub said: Option<String>,
+}
+
+impl Mismatch {
+    fn new(f: PlannedFile, problem: String) -> Mismatch {
+        Mismatch {
+            path: f.rel_path,
+            id: f.id,
+            problem,
+            said: None,
+        }
+    }
+
+    /// The problem as the text output says it.
+    pub fn text(&self) -> &str {
+        self.said.as_deref().unwrap_or(&self.problem)
+    }
 }
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -41,6 +63,9 @@ pub struct VerifyReport {
     /// Files whose object is missing from the source (nothing to compare; not a mismatch,
     /// but not restorable either): their count and each one with why.
     pub object_missing: u64,
+    /// Each with why, and what a restore does with it: listed as missing (no object, or a
+    /// link that leads nowhere) or as failed (an object that is a folder, or a symbolic
+    /// link out of the object store, not followed): no `regen` or `restore` copies them.
     pub missing_objects: Vec<Mismatch>,
     pub bytes_hashed: u64,
     pub mismatches: Vec<Mismatch>,
@@ -80,16 +105,20 @@ enum Check {
     /// Matches: the bytes compared, and a note when the object's length is not the
     /// database's.
     Ok(u64, Option<String>),
+    /// No object a restore can copy the file from: why, and what the restore does.
     ObjectMissing(String),
     /// Not on the destination at all.
     Absent,
     Bad(String),
+    /// The size is right, the date is not: the file's and the planned one (ms).
+    DateDiffers(i64, Option<i64>),
     /// Found by comparing bytes (`--content`) alone: the planned size and date, other bytes
     /// (or bytes that cannot be read). Only `regen --content` marks such a file.
     BytesDiffer(String),
 }
 
-/// What a verify says about a file whose date is not the planned one.
+/// What a verify says about a file whose date is not the planned one, in JSON (`problem`:
+/// milliseconds, as the database and the plan have them).
 fn date_problem(have_ms: i64, planned_ms: Option<i64>) -> String {
     match planned_ms {
         Some(ms) => format!("date differs from the planned {ms} ms (the file has {have_ms} ms)"),
@@ -97,35 +126,102 @@ fn date_problem(have_ms: i64, planned_ms: Option<i64>) -> String {
     }
 }
 
+/// [`date_problem`] as the text output says it: dates as dates, as `regen` says them
+/// (`crate::report::human_ms`; "the file has 1795840241486 ms" said nothing to a person).
+fn date_said(have_ms: i64, planned_ms: Option<i64>) -> String {
+    let have = crate::report::human_ms(have_ms);
+    match planned_ms {
+        Some(ms) => format!(
+            "date differs from the planned {} (the file has {have})",
+            crate::report::human_ms(ms)
+        ),
+        None => format!("date differs (the file has {have}; no date was planned)"),
+    }
+}
+
+/// The object a restore copies the file of `content_id` from, found as it finds it
+/// (`restore::copy::open_object`): the path to read and the length. `Ok(Err(why))`: none a
+/// restore can copy it from, with why and what the restore does with the file. A symbolic
+/// link (the object's, or its shard folder's) is followed only inside the object store: one
+/// out of it was followed here, so a file the restore fails for good was listed as
+/// differing, with `regen` and `restore` to copy it again (and `--content` read this
+/// computer's file as the object); an object that is a folder was said "not found".
+fn usable_object(
+    cfg: &RestoreConfig,
+    objects: &ObjectFolders,
+    content_id: &str,
+) -> Result<Result<(PathBuf, u64), String>, SourceError> {
+    let failed = "a restore cannot copy it and lists this file as failed";
+    let shard = SourceLayout::shard_of(content_id);
+    if let Some(t) = objects
+        .outside(shard)
+        .filter(|_| crate::source::is_safe_content_id(content_id))
+    {
+        let folder = cfg.source.files.join(shard.unwrap_or_default().to_string());
+        return Ok(Err(format!(
+            "the object folder {} is a symbolic link to {}, outside the object store: not followed, so {failed}",
+            folder.display(),
+            t.display()
+        )));
+    }
+    let a_folder = |p: &Path| format!("object {} is a folder, not a file: {failed}", p.display());
+    let missing = || {
+        format!(
+            "object {content_id} not found in {}",
+            cfg.source.files.display()
+        )
+    };
+    Ok(match cfg.source.object_entry(content_id)? {
+        ObjectEntry::File(p, len) => Ok((p, len)),
+        ObjectEntry::Folder(p) => Err(a_folder(&p)),
+        ObjectEntry::Missing => Err(missing()),
+        ObjectEntry::Link(link) => {
+            let store = std::fs::canonicalize(&cfg.source.files);
+            match (std::fs::canonicalize(&link), store) {
+                (Ok(t), Ok(store)) if t.starts_with(&store) => match std::fs::metadata(&t) {
+                    Ok(m) if m.is_file() => Ok((t, m.len())),
+                    Ok(m) if m.is_dir() => Err(a_folder(&link)),
+                    _ => Err(missing()),
+                },
+                (Ok(t), _) => Err(format!(
+                    "object {} is a symbolic link to {}, outside the object store: not followed, so {failed}",
+                    link.display(),
+                    t.display()
+                )),
+                (Err(e), _) => Err(format!(
+                    "object {} is a symbolic link that leads nowhere ({e}): a restore lists this file as missing",
+                    link.display()
+                )),
+            }
+        }
+    })
+}
+
 fn check(
     cfg: &RestoreConfig,
+    objects: &ObjectFolders,
     folders: &crate::walk::DestFolders,
     f: &PlannedFile,
     content: bool,
 ) -> Check {
-    // The object's length comes from the lookup's own `stat`.
+    // The object's length comes from the lookup's own `lstat`.
     let object = match f
         .content_id
         .as_deref()
-        .map(|c| cfg.source.find_object_len(c))
+        .map(|c| usable_object(cfg, objects, c))
     {
         Some(Err(e)) => return Check::Bad(e.to_string()),
-        Some(Ok(o)) => o,
+        Some(Ok(Err(why))) => return Check::ObjectMissing(why),
+        Some(Ok(Ok(o))) => Some(o),
         None => None,
     };
-    let expected_size = match (&object, &f.content_id) {
-        (Some((_, len)), _) => *len,
-        (None, None) if f.size == 0 => 0,
-        (None, None) => {
+    let expected_size = match &object {
+        Some((_, len)) => *len,
+        None if f.size == 0 => 0,
+        None => {
             return Check::ObjectMissing(
                 "the database row has no contentID (no object was ever stored)".into(),
             )
-        }
-        (None, Some(c)) => {
-            return Check::ObjectMissing(format!(
-                "object {c} not found in {}",
-                cfg.source.files.display()
-            ))
         }
     };
     let dest = cfg.dest.join(&f.rel_path);
@@ -171,7 +267,7 @@ fn check(
         ));
     }
     if !mtime_matches(&meta, f.mtime_ms) {
-        return Check::Bad(date_problem(crate::walk::mtime_ms(&meta), f.mtime_ms));
+        return Check::DateDiffers(crate::walk::mtime_ms(&meta), f.mtime_ms);
     }
     let other_length = (f.size_unusable.is_none() && expected_size != f.size).then(|| {
         format!(
@@ -244,9 +340,12 @@ pub fn verify(cfg: &RestoreConfig, content: bool, threads: usize) -> anyhow::Res
     let (job_tx, job_rx) = bounded::<PlannedFile>(threads * 4);
     let (res_tx, res_rx) = bounded::<(PlannedFile, Check)>(threads * 16);
     let folders = crate::walk::DestFolders::default();
+    // The object store's shard folders, looked at as the restore does (links out of it).
+    let objects = ObjectFolders::links_out_of(&cfg.source.files);
     std::thread::scope(|s| -> anyhow::Result<()> {
         let plan = &plan;
         let folders = &folders;
+        let objects = &objects;
         let producer = s.spawn(move || {
             plan.for_each_file(&index, |f| {
                 if f.skip.is_none() {
@@ -259,7 +358,7 @@ pub fn verify(cfg: &RestoreConfig, content: bool, threads: usize) -> anyhow::Res
             let tx = res_tx.clone();
             s.spawn(move || {
                 for f in rx {
-                    let c = check(cfg, folders, &f, content);
+                    let c = check(cfg, objects, folders, &f, content);
                     if tx.send((f, c)).is_err() {
                         break;
                     }
@@ -274,41 +373,26 @@ pub fn verify(cfg: &RestoreConfig, content: bool, threads: usize) -> anyhow::Res
                     rep.ok += 1;
                     rep.bytes_hashed += n;
                     if let Some(problem) = other_length {
-                        rep.other_length.push(Mismatch {
-                            path: f.rel_path,
-                            id: f.id,
-                            problem,
-                        });
+                        rep.other_length.push(Mismatch::new(f, problem));
                     }
                 }
                 Check::ObjectMissing(problem) => {
                     rep.object_missing += 1;
-                    rep.missing_objects.push(Mismatch {
-                        path: f.rel_path,
-                        id: f.id,
-                        problem,
-                    });
+                    rep.missing_objects.push(Mismatch::new(f, problem));
                 }
                 Check::Absent => {
                     absent += 1;
-                    rep.mismatches.push(Mismatch {
-                        path: f.rel_path,
-                        id: f.id,
-                        problem: "not on the destination".into(),
-                    })
+                    rep.mismatches
+                        .push(Mismatch::new(f, "not on the destination".into()))
                 }
-                Check::Bad(problem) => rep.mismatches.push(Mismatch {
-                    path: f.rel_path,
-                    id: f.id,
-                    problem,
+                Check::Bad(problem) => rep.mismatches.push(Mismatch::new(f, problem)),
+                Check::DateDiffers(have, planned) => rep.mismatches.push(Mismatch {
+                    said: Some(date_said(have, planned)),
+                    ..Mismatch::new(f, date_problem(have, planned))
                 }),
                 Check::BytesDiffer(problem) => {
                     rep.bytes_differ += 1;
-                    rep.mismatches.push(Mismatch {
-                        path: f.rel_path,
-                        id: f.id,
-                        problem,
-                    })
+                    rep.mismatches.push(Mismatch::new(f, problem))
                 }
             }
         }
@@ -348,6 +432,20 @@ mod tests {
         let m = date_problem(1_700_000_000_000, None);
         assert!(
             m.contains("no date was planned") && !m.contains("None"),
+            "{m}"
+        );
+    }
+
+    /// The text output says dates as `regen` does; JSON keeps the milliseconds above.
+    #[test]
+    fn a_date_problem_is_said_as_dates_in_text() {
+        assert_eq!(
+            date_said(978_307_200_000, Some(1_547_030_258_606)),
+            "date differs from the planned 2019-01-09 10:37:38 UTC (the file has 2001-01-01 00:00:00 UTC)"
+        );
+        let m = date_said(978_307_200_000, None);
+        assert!(
+            m.contains("no date was planned") && !m.contains(" ms"),
             "{m}"
         );
     }

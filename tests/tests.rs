@@ -5987,7 +5987,8 @@ fn verify_lists_missing_objects_refuses_a_missing_dest_and_prints_dates() {
     );
     assert_eq!(v["object_missing"], missing.len() as u64);
 
-    // A date is printed as a number.
+    // A date is printed as a date (as `regen` says it), not as `Some(..)` nor as a number;
+    // JSON keeps the number.
     let (path, (_, _, ms)) = planned
         .iter()
         .find(|(p, (_, _, ms))| ms.is_some() && dest.join(p).is_file())
@@ -6001,12 +6002,17 @@ fn verify_lists_missing_objects_refuses_a_missing_dest_and_prints_dates() {
     let s = text(&verify(&dest, &[]));
     assert!(
         s.contains(&format!(
-            "{path}: date differs from the planned {} ms",
-            ms.unwrap()
+            "{path}: date differs from the planned {} (the file has ",
+            mycloud_recover::report::human_ms(ms.unwrap())
         )),
         "{s}"
     );
-    assert!(!s.contains("Some("), "{s}");
+    assert!(!s.contains("Some(") && !s.contains(" ms"), "{s}");
+    let json = String::from_utf8(verify(&dest, &["--json"]).stdout).unwrap();
+    assert!(
+        json.contains(&format!("date differs from the planned {} ms", ms.unwrap())),
+        "{json}"
+    );
 
     // No DEST, or a file as DEST: refused, naming it.
     let nodest = dump.path("nodest");
@@ -6077,10 +6083,12 @@ fn verify_stats_each_object_once_regression_round_14() {
     // Per file: its object, and the file on DEST; per folder of DEST, one `lstat` (no
     // file is found through a symbolic link, round 15). The rest (the index, the
     // checkpoint, the binary's start) was 50 calls; with a second `stat` of each object,
-    // 3 per file.
+    // 3 per file. Once per run, an `lstat` of each shard folder's name: one linked out of
+    // the object store is not followed, as the restore does not follow it.
     let folders = of_type(&plan_json(&dump.root, &dest, &[]), "folder").len() as u64;
+    let shards = mycloud_recover::restore::copy::ObjectFolders::MAX_SHARDS as u64;
     assert!(
-        stats <= 2 * checked + folders + 200,
+        stats <= 2 * checked + folders + shards + 200,
         "{stats} stat calls for {checked} files in {folders} folders"
     );
 }
@@ -8123,6 +8131,143 @@ fn object_links_are_followed_only_inside_the_object_store() {
     );
 }
 
+/// Found by an exploratory tester: `verify` said dates as raw milliseconds ("the file has
+/// 1795840241486 ms") where `regen` says dates; and it listed a file whose object is a
+/// symbolic link out of the object store as differing ("not on the destination"), with
+/// `regen` and `restore` to copy it again, which the restore never does (it follows no
+/// such link: the file fails again), and an object that is a folder as "not found" (the
+/// restore fails the file: "Is a directory"). Both are now listed with the files that have
+/// no object a restore can copy, saying why and that the restore lists them as failed; the
+/// text says dates as dates, the JSON keeps its milliseconds.
+#[test]
+fn verify_says_dates_as_dates_and_promises_no_copy_of_a_file_without_a_usable_object() {
+    let dump = Dump::new(58, 60, 1);
+    let dest = dump.path("restored");
+    let mut objects = dump
+        .content_ids()
+        .into_iter()
+        .filter_map(|(id, (cid, size))| {
+            let obj = dump.object(cid.as_ref()?)?;
+            (size > 0).then_some((id, obj))
+        });
+    let (link_id, link_obj) = objects.next().expect("an object");
+    let (folder_id, folder_obj) = objects.next().expect("another object");
+    let (dated_id, _) = objects.next().expect("a third object");
+    let outside = dump.path("outside.txt");
+    std::fs::write(&outside, b"this computer's own file").unwrap();
+    std::fs::remove_file(&link_obj).unwrap();
+    std::os::unix::fs::symlink(&outside, &link_obj).unwrap();
+    std::fs::remove_file(&folder_obj).unwrap();
+    std::fs::create_dir(&folder_obj).unwrap();
+    let (out, rep) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // What the restore does with them, as verify now says it.
+    for id in [&link_id, &folder_id] {
+        let p = rep["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == id.as_str())
+            .unwrap_or_else(|| panic!("{id} listed: {rep}"));
+        assert_eq!(p["outcome"], "failed", "{p}");
+    }
+    let verify = |extra: &[&str]| {
+        bin()
+            .arg("verify")
+            .arg(&dump.root)
+            .arg(&dest)
+            .arg("--state-dir")
+            .arg(dump.path("state"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let plan = plan_json(&dump.root, &dest, &[]);
+    let path_of = |id: &str| {
+        planned_files(&plan)
+            .into_iter()
+            .find(|(_, (i, _, _))| i == id)
+            .unwrap()
+            .0
+    };
+    let (link_path, folder_path) = (path_of(&link_id), path_of(&folder_id));
+    let out = verify(&[]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    // Nothing differs that a restore can copy again: no `regen`/`restore` promised.
+    assert!(said.contains(" 0 differ,"), "{said}");
+    assert!(
+        !said.contains("mycloud-recover regen") && !said.contains("differ again"),
+        "{said}"
+    );
+    let section = said
+        .split_once("No object in the source that a restore can copy")
+        .unwrap_or_else(|| panic!("{said}"))
+        .1;
+    let line_of = |path: &str| {
+        section
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{path}: ")))
+            .unwrap_or_else(|| panic!("{path} listed: {said}"))
+            .to_string()
+    };
+    let link_line = line_of(&link_path);
+    assert!(
+        link_line.contains(&link_obj.display().to_string())
+            && link_line.contains("outside the object store")
+            && link_line.contains("lists this file as failed"),
+        "{link_line}"
+    );
+    let folder_line = line_of(&folder_path);
+    assert!(
+        folder_line.contains(&folder_obj.display().to_string())
+            && folder_line.contains("is a folder, not a file")
+            && folder_line.contains("lists this file as failed"),
+        "{folder_line}"
+    );
+    // A restored file given another date (2001-01-01 00:00:00 UTC).
+    let dated_path = path_of(&dated_id);
+    let planned = planned_files(&plan)[&dated_path].2.unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(dest.join(&dated_path))
+        .unwrap()
+        .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(978_307_200))
+        .unwrap();
+    let out = verify(&[]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    let dated_line = said
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{dated_path}: ")))
+        .unwrap_or_else(|| panic!("{said}"));
+    let planned_date = mycloud_recover::report::human_ms(planned);
+    assert_eq!(
+        dated_line.trim_start(),
+        format!(
+            "{dated_path}: date differs from the planned {planned_date} (the file has 2001-01-01 00:00:00 UTC)"
+        ),
+        "{said}"
+    );
+    // Only the file a restore can copy again is among the files that differ.
+    assert!(said.contains(" 1 differ,"), "{said}");
+    assert!(said.contains("mycloud-recover regen"), "{said}");
+    // JSON as it was: milliseconds.
+    let out = verify(&["--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mismatches = json["mismatches"].as_array().unwrap();
+    assert_eq!(mismatches.len(), 1, "{json}");
+    assert_eq!(
+        mismatches[0]["problem"],
+        format!("date differs from the planned {planned} ms (the file has 978307200000 ms)"),
+        "{json}"
+    );
+    let missing = json["missing_objects"].as_array().unwrap();
+    for id in [&link_id, &folder_id] {
+        assert!(missing.iter().any(|m| m["id"] == id.as_str()), "{json}");
+    }
+}
+
 /// `regen` after a run that did not end cleanly compares the files the checkpoint does not
 /// record with their objects: a power cut can leave a file's name, size and date with zeros
 /// for data (ext4), which matching by size and date alone would adopt for good.
@@ -9634,6 +9779,78 @@ fn a_closed_output_changes_neither_the_exit_code_nor_the_second_ctrl_c() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(file_hashes(&dir.join("restored")), file_hashes(&dest));
+}
+
+/// Found by an exploratory tester: a broken pipe on stdout was mapped to exit 0 for every
+/// command, so `verify ... | head` of a restore with files missing or differing exited 0,
+/// as did `preflight ... | head` of a restore that does not fit (alone: exit 1, "DOES NOT
+/// FIT"), hiding the failure from a script. Each keeps its verdict whether or not the
+/// reader went away; `plan`, whose verdict is "ok", still exits 0.
+#[test]
+fn verify_and_preflight_keep_their_exit_code_when_their_output_pipe_closes_early() {
+    let dump = Dump::new(83, 150, 1);
+    let dest = dump.path("restored");
+    let state = dump.path("state");
+    let (out, _) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // A restored file removed: it differs (absent), besides the demo's missing objects.
+    let gone = tree(&dest)
+        .into_iter()
+        .find(|(_, (dir, size, _))| !dir && *size > 0)
+        .map(|(p, _)| dest.join(p))
+        .unwrap();
+    std::fs::remove_file(&gone).unwrap();
+    let command = |args: &[&str]| {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"));
+        c.args(args)
+            .arg(&dump.root)
+            .arg(&dest)
+            .arg("--state-dir")
+            .arg(&state)
+            .env_remove("MYCLOUD_RECOVER_FAULTS");
+        c
+    };
+    for (args, code) in [
+        (&["verify"][..], 1),
+        (&["verify", "--json"][..], 1),
+        (&["plan"][..], 0),
+        (&["plan", "--json"][..], 0),
+    ] {
+        let read = command(args).output().unwrap();
+        assert_eq!(read.status.code(), Some(code), "{args:?}: {}", text(&read));
+        let gone = output_with_stdout_gone(&command(args));
+        let err = String::from_utf8_lossy(&gone.stderr);
+        assert_eq!(
+            gone.status.code(),
+            Some(code),
+            "{args:?} with its output pipe closed early: {err}"
+        );
+        assert!(
+            !err.contains("error") && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+    // A destination too small for the files: blocking (exit 1), read or not.
+    let Some(small) = SmallDisk::mount(&dump, "2m") else {
+        return;
+    };
+    let mut preflight = std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"));
+    preflight
+        .arg("preflight")
+        .arg(&dump.root)
+        .arg(small.path.join("restored"))
+        .args(["--budget", "5"])
+        .env_remove("MYCLOUD_RECOVER_FAULTS");
+    let read = preflight.output().unwrap();
+    assert_eq!(read.status.code(), Some(1), "{}", text(&read));
+    assert!(text(&read).contains("DOES NOT FIT"), "{}", text(&read));
+    let gone = output_with_stdout_gone(&preflight);
+    assert_eq!(
+        gone.status.code(),
+        Some(1),
+        "preflight with its output pipe closed early: {}",
+        String::from_utf8_lossy(&gone.stderr)
+    );
 }
 
 /// Round 12: a panic (a bug) met on one file killed its worker's thread; the files of its

@@ -247,15 +247,17 @@ pub fn run(a: &PreflightArgs) -> anyhow::Result<Exit> {
     }
     report.advice.blocking.extend(objects.blocking);
     report.duration_s = started.elapsed().as_secs_f64();
-    let mut out = std::io::stdout().lock();
-    use std::io::Write;
-    if a.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-    } else {
-        write!(out, "{}", human(&report))?;
-    }
-    Ok(report.exit())
+    // Its verdict (blocking problems: exit 1) is kept when the reader of the output leaves
+    // early (`preflight | head`).
+    crate::commands::print_verdict(report.exit(), |out| {
+        if a.json {
+            serde_json::to_writer_pretty(&mut *out, &report)?;
+            writeln!(out)?;
+        } else {
+            write!(out, "{}", human(&report))?;
+        }
+        Ok(())
+    })
 }
 
 fn unknown_fs() -> FsInfo {

@@ -1209,6 +1209,32 @@ impl ObjectFolders {
         }
     }
 
+    /// The shard folders of `files` that are symbolic links out of the object store, as
+    /// [`ObjectFolders::open`] finds them, and no folder opened: for [`ObjectFolders::outside`]
+    /// alone (`verify`). One `lstat` per shard name; the store resolved only when a shard
+    /// is a link.
+    pub fn links_out_of(files: &Path) -> ObjectFolders {
+        let mut outside: Vec<Option<PathBuf>> = (0..128).map(|_| None).collect();
+        let mut store = None;
+        for c in Self::SHARD_NAMES.chars() {
+            let shard = files.join(c.to_string());
+            if !std::fs::symlink_metadata(&shard).is_ok_and(|m| m.is_symlink()) {
+                continue;
+            }
+            let store = store.get_or_insert_with(|| std::fs::canonicalize(files).ok());
+            match (std::fs::canonicalize(&shard), &*store) {
+                (Ok(t), Some(store)) if t.starts_with(store) => {}
+                (Ok(t), _) => outside[c as usize] = Some(t),
+                (Err(_), _) => {}
+            }
+        }
+        ObjectFolders {
+            files: None,
+            shards: (0..128).map(|_| None).collect(),
+            outside,
+        }
+    }
+
     /// Where the shard folder `shard` leads when it is a symbolic link out of the store.
     pub fn outside(&self, shard: Option<char>) -> Option<&Path> {
         let c = shard.filter(char::is_ascii)?;

@@ -269,6 +269,47 @@ impl SourceLayout {
     /// it: `verify` asked for it again with a second one per file (a third of its system
     /// calls; docs/PERFORMANCE.md, round 14).
     pub fn find_object_len(&self, content_id: &str) -> Result<Option<(PathBuf, u64)>, SourceError> {
+        self.look_for_object(
+            content_id,
+            |p| std::fs::metadata(p),
+            |p, m| m.is_file().then(|| (p.to_path_buf(), m.len())),
+        )
+    }
+
+    /// What stands at the object's place, sharded layout first, then flat, looked at with
+    /// `lstat` (one call each, as [`SourceLayout::find_object_len`]): a symbolic link is
+    /// said as such, not followed, as the restore does not follow one out of the object
+    /// store. `Missing` when neither place holds a file, folder or link (or the id is
+    /// unusable); a place that cannot be looked at is an error.
+    pub fn object_entry(&self, content_id: &str) -> Result<ObjectEntry, SourceError> {
+        let found = self.look_for_object(
+            content_id,
+            |p| std::fs::symlink_metadata(p),
+            |p, m| {
+                let p = p.to_path_buf();
+                let t = m.file_type();
+                if t.is_file() {
+                    Some(ObjectEntry::File(p, m.len()))
+                } else if t.is_dir() {
+                    Some(ObjectEntry::Folder(p))
+                } else if t.is_symlink() {
+                    Some(ObjectEntry::Link(p))
+                } else {
+                    None
+                }
+            },
+        )?;
+        Ok(found.unwrap_or(ObjectEntry::Missing))
+    }
+
+    /// The first place of the object (sharded, then flat) where `look` finds something
+    /// that `fits`.
+    fn look_for_object<T>(
+        &self,
+        content_id: &str,
+        look: impl Fn(&Path) -> std::io::Result<std::fs::Metadata>,
+        fits: impl Fn(&Path, &std::fs::Metadata) -> Option<T>,
+    ) -> Result<Option<T>, SourceError> {
         if !is_safe_content_id(content_id) {
             return Ok(None);
         }
@@ -277,9 +318,12 @@ impl SourceLayout {
             Some(self.files.join(content_id)),
         ];
         for p in candidates.into_iter().flatten() {
-            match std::fs::metadata(&p) {
-                Ok(m) if m.is_file() => return Ok(Some((p, m.len()))),
-                Ok(_) => {}
+            match look(&p) {
+                Ok(m) => {
+                    if let Some(found) = fits(&p, &m) {
+                        return Ok(Some(found));
+                    }
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                     return Err(blocked(&p))
                 }
@@ -293,6 +337,19 @@ impl SourceLayout {
         }
         Ok(None)
     }
+}
+
+/// What [`SourceLayout::object_entry`] finds at an object's place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectEntry {
+    /// A regular file, and its length.
+    File(PathBuf, u64),
+    /// A folder where the object should be (a restore cannot read it: the file fails).
+    Folder(PathBuf),
+    /// A symbolic link, not followed.
+    Link(PathBuf),
+    /// Nothing there (or a contentID that cannot name an object).
+    Missing,
 }
 
 /// The first of `paths` whose type passes `fits`; a path that cannot be looked at for lack

@@ -935,3 +935,33 @@ pub fn wait_until(
     }
     began.elapsed()
 }
+
+/// Runs `command` (this program and its arguments, environment included) with its stdout a
+/// pipe whose reader is gone before it starts: `command | true` without its race (`true`
+/// may end after the first write). `sh` waits for a line on its input, sent once this end
+/// of the pipe is closed, then runs the command. Its stdout is therefore empty; its exit
+/// code and stderr are the command's.
+pub fn output_with_stdout_gone(command: &std::process::Command) -> Output {
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c")
+        .arg(r#"read _ && exec "$@""#)
+        .arg("sh")
+        .arg(command.get_program())
+        .args(command.get_args())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in command.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    if let Some(d) = command.get_current_dir() {
+        c.current_dir(d);
+    }
+    let mut child = c.spawn().expect("start sh");
+    drop(child.stdout.take());
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"go\n").unwrap();
+    child.wait_with_output().unwrap()
+}
