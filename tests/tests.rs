@@ -1640,6 +1640,115 @@ fn full_destination_stops_cleanly_without_partial_files() {
     }
 }
 
+/// A full destination stops the run; the files it refused as the run stopped (the one
+/// that met "No space left on device" and those the other workers were writing then) were
+/// counted as failed, in the summary, the report and by `status` (2 on a small tmpfs),
+/// though room is all they lack and the next run copies them. They are not processed now,
+/// as the files a lost DEST explains: the run's counts still add up to the file rows, and
+/// the next run, with room made, restores them.
+#[test]
+fn files_a_full_destination_refused_as_it_stopped_are_not_processed_not_failed() {
+    let dump = Dump::new(27, 800, 1);
+    let Some(small) = SmallDisk::mount(&dump, "20m") else {
+        return;
+    };
+    let dest = small.path.join("restored");
+    let (out, report) = restore(&dump, &dest, &["--threads", "4"], &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains("Restore stopped: the destination is full") && report["dest_full"].is_string(),
+        "{msg}"
+    );
+    assert_eq!(report["outcomes"]["failed"], 0, "{msg}");
+    let failed_line = msg.lines().find(|l| l.trim_start().starts_with("failed "));
+    assert_eq!(
+        failed_line.and_then(|l| l.split_whitespace().last()),
+        Some("0"),
+        "{msg}"
+    );
+    let problems = report["problems"].as_array().unwrap();
+    assert!(problems.iter().all(|p| p["outcome"] == "missing"), "{msg}");
+    let not_processed = report["not_processed"].as_u64().unwrap();
+    assert!(not_processed > 0, "{msg}");
+    assert_eq!(
+        outcome_sum(&report) + not_processed,
+        report["totals"]["files"].as_u64().unwrap(),
+        "{msg}"
+    );
+    // `status` reads the checkpoint: no file failed there either, and every copy is in it.
+    let status = status_json(&dump.path("state"));
+    assert!(status["counts"]["failed"].is_null(), "{status}");
+    assert_eq!(
+        status["counts"]["copied"], report["outcomes"]["copied"],
+        "{status}"
+    );
+    assert_eq!(report["not_recorded"]["copied"], 0, "{report}");
+    // With room made, the next run restores them.
+    assert!(small.remount("size=200m"));
+    let again = the_same_command_finishes(&dump, &dest, &[], &[]);
+    assert_eq!(again["outcomes"]["failed"], 0, "{again}");
+}
+
+/// The one file a full destination refuses that is a failure of its own: one larger than
+/// the whole filesystem it goes to, which no room made there lets in. It is failed, saying
+/// so, and the run goes on with the other files (were it not processed, every later run
+/// would stop at it, asking to free room that does not exist).
+#[test]
+fn a_file_larger_than_the_whole_destination_fails_alone_and_the_run_goes_on() {
+    let dump = Dump::new(28, 300, 1);
+    let plan = plan_json(&dump.root, &dump.path("x"), &[]);
+    let files = planned_files(&plan);
+    let cids = dump.content_ids();
+    let has_object = |id: &String| {
+        cids[id]
+            .0
+            .as_ref()
+            .is_some_and(|c| dump.object(c).is_some())
+    };
+    let (big, (_, big_size, _)) = files
+        .iter()
+        .filter(|(_, (id, _, _))| has_object(id))
+        .max_by_key(|(_, (_, size, _))| *size)
+        .unwrap();
+    assert!(*big_size > 1 << 20, "{big}: {big_size}");
+    let smalls: Vec<&String> = files
+        .iter()
+        .filter(|(_, (id, size, _))| *size < 20 << 10 && has_object(id))
+        .map(|(path, _)| path)
+        .take(10)
+        .collect();
+    assert_eq!(smalls.len(), 10);
+    // Half the big file: room for the small ones, never for it.
+    let Some(small) = SmallDisk::mount(&dump, &format!("{}k", big_size / 2048)) else {
+        return;
+    };
+    let dest = small.path.join("restored");
+    let mut args = vec!["--threads", "1", "--only", big];
+    for p in &smalls {
+        args.extend(["--only", p.as_str()]);
+    }
+    let (out, report) = restore(&dump, &dest, &args, &[]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("Restore finished"), "{msg}");
+    assert!(report["dest_full"].is_null(), "{msg}");
+    assert_eq!(report["outcomes"]["failed"], 1, "{msg}");
+    assert_eq!(report["outcomes"]["copied"], 10, "{msg}");
+    assert_eq!(report["not_processed"], 0, "{msg}");
+    let problem = &report["problems"][0];
+    assert_eq!(problem["path"].as_str(), Some(big.as_str()), "{msg}");
+    assert!(
+        problem["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("No space left on device")
+                && r.contains("is larger than the whole filesystem it goes to")
+                && r.contains("restore it onto a bigger disk")),
+        "{msg}"
+    );
+    assert!(!dest.join(big).exists(), "{msg}");
+}
+
 /// An `sshfs` mount of `backing` at `at`, served by the local `sftp-server` (no sshd, no
 /// network: sshfs runs the server as its "ssh" command), unmounted when dropped. The
 /// server's errors go through the SFTP protocol, which has no "no space left" status:
@@ -12892,6 +13001,72 @@ fn a_destination_turning_read_only_mid_run_stops_the_run() {
     );
     assert_eq!(report["outcomes"]["failed"], 0, "{}", text(&out));
     assert_restored_exactly(&dump, &dest);
+}
+
+/// A run stopped by a destination turned read-only (or unmounted, or unreachable) counted
+/// as copied the files it placed after the checkpoint's last commit, which the checkpoint
+/// never recorded: the summary said "copied 1,181" where `status` said 764, with nothing
+/// saying why. The summary and the report now say how many of the copies were recorded
+/// and how many were placed after the last commit (the next run checks them), and `status`
+/// counts exactly those recorded. A real ext4 on a loop device, remounted read-only.
+#[test]
+fn a_stop_for_a_read_only_destination_says_which_copies_the_checkpoint_does_not_record() {
+    let dump = Dump::new(117, 1500, 1);
+    let Some(disk) = Ext4Disk::mount(&dump, "256M") else {
+        return;
+    };
+    let dest = disk.path.join("restored");
+    let state = dump.path("state");
+    let child = spawn_restore(&dump, &dest, &state, &["--threads", "2"], "delay_ms=10");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // Refused while a file is open for writing: tried until it lands between two files.
+    let started = std::time::Instant::now();
+    while !disk.remount("ro") {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "could not remount read-only"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(disk.remount("rw"));
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains("Restore stopped: the destination became read-only"),
+        "{msg}"
+    );
+    let report = report_in(&state);
+    let copied = report["outcomes"]["copied"].as_u64().unwrap();
+    let unrecorded = report["not_recorded"]["copied"].as_u64().unwrap();
+    assert!(unrecorded > 0 && unrecorded <= copied, "{report}");
+    assert_eq!(report["not_recorded"]["adopted"], 0, "{report}");
+    let count = mycloud_recover::report::count;
+    let said = format!(
+        "({} recorded in the checkpoint, {} placed after its last commit and not recorded: the next run checks them)",
+        count(copied - unrecorded),
+        count(unrecorded)
+    );
+    let copied_line = msg.lines().find(|l| l.trim_start().starts_with("copied "));
+    assert!(
+        copied_line.is_some_and(|l| l.contains(&count(copied)) && l.ends_with(&said)),
+        "{said}\n{msg}"
+    );
+    // Each file still one outcome: the counts add up to the file rows.
+    assert_eq!(
+        outcome_sum(&report) + report["not_processed"].as_u64().unwrap(),
+        report["totals"]["files"].as_u64().unwrap(),
+        "{report}"
+    );
+    // `status` counts what the checkpoint recorded, as the summary says.
+    let status = status_json(&state);
+    assert_eq!(
+        status["counts"]["copied"].as_u64().unwrap_or(0),
+        copied - unrecorded,
+        "{status}"
+    );
+    // The next run finds the unrecorded ones there and restores the rest.
+    the_same_command_finishes(&dump, &dest, &[], &[]);
 }
 
 /// Many files of a failing disk that fail with I/O errors while the disk still answers

@@ -396,6 +396,13 @@ pub struct RenameEntry {
     pub restored: String,
 }
 
+/// Files placed on DEST that the checkpoint does not record ([`Report::not_recorded`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NotRecorded {
+    pub copied: u64,
+    pub adopted: u64,
+}
+
 /// The report: written as the run goes and at the end (JSON), summarised for humans.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
@@ -445,6 +452,12 @@ pub struct Report {
     pub outcomes: BTreeMap<&'static str, u64>,
     /// Files that got no outcome because the run stopped early.
     pub not_processed: u64,
+    /// Of the files `outcomes` counts as copied and adopted, those this run placed on DEST
+    /// after the checkpoint's last commit: the run stopped (DEST lost, the checkpoint
+    /// folder silent, an error) before recording them. They are on DEST, complete, but
+    /// `status` (which reads the checkpoint) does not count them, and the next run checks
+    /// them. The rest of each count was recorded.
+    pub not_recorded: NotRecorded,
     pub bytes_copied: u64,
     pub bytes_done_before: u64,
     /// The whole run (from the plan to the folders' dates); `files_per_s` and `bytes_per_s`
@@ -549,6 +562,7 @@ impl Report {
             outcomes: Outcome::ALL.iter().map(|o| (o.as_str(), 0)).collect(),
             uncounted: false,
             not_processed: 0,
+            not_recorded: NotRecorded::default(),
             bytes_copied: 0,
             bytes_done_before: 0,
             duration_s: 0.0,
@@ -684,10 +698,27 @@ impl Report {
             Outcome::Failed => "failed",
             Outcome::Filtered => "not selected",
         };
+        // The files placed after the last commit, said with their outcome: `status` counts
+        // only those recorded, and without this the two disagreed with nothing saying why.
+        let unrecorded = |n: u64, of: u64| {
+            match of {
+            0 => String::new(),
+            of => format!(
+                "  ({} recorded in the checkpoint, {} placed after its last commit and not recorded: the next run checks them)",
+                count(n.saturating_sub(of)),
+                count(of)
+            ),
+        }
+        };
         for o in Outcome::ALL {
             let n = self.outcome(o);
             let extra = match o {
-                Outcome::Copied if n > 0 => format!("  {}", human_bytes(self.bytes_copied)),
+                Outcome::Copied if n > 0 => format!(
+                    "  {}{}",
+                    human_bytes(self.bytes_copied),
+                    unrecorded(n, self.not_recorded.copied)
+                ),
+                Outcome::Adopted => unrecorded(n, self.not_recorded.adopted),
                 Outcome::Filtered if n > 0 => format!(
                     "  ({})",
                     self.filtered_by_reason
@@ -1485,6 +1516,32 @@ mod tests {
             !said.contains(" 1 files") && !said.contains(" 1 folders"),
             "{said}"
         );
+    }
+
+    /// A run stopped before recording its last files (DEST lost) said "copied 1,181" where
+    /// `status`, from the checkpoint, said 764. The copied and adopted rows now say how
+    /// many were recorded and how many were placed after the last commit; a run that
+    /// recorded them all says nothing more.
+    #[test]
+    fn copies_placed_after_the_last_commit_are_said_beside_their_count() {
+        let t = tempfile::tempdir().unwrap();
+        let mut r = report_in(t.path());
+        r.outcomes.insert(Outcome::Copied.as_str(), 1181);
+        r.outcomes.insert(Outcome::Adopted.as_str(), 3);
+        r.bytes_copied = 1_000;
+        let plain = r.summary();
+        assert!(!plain.contains("recorded"), "{plain}");
+        r.not_recorded = NotRecorded {
+            copied: 417,
+            adopted: 3,
+        };
+        let said = r.summary();
+        let copied = format!("  {:<27} {:>9}  1.0 kB  (764 recorded in the checkpoint, 417 placed after its last commit and not recorded: the next run checks them)\n", "copied", "1,181");
+        let adopted = format!("  {:<27} {:>9}  (0 recorded in the checkpoint, 3 placed after its last commit and not recorded: the next run checks them)\n", "already on destination", "3");
+        assert!(said.contains(&copied) && said.contains(&adopted), "{said}");
+        let json: serde_json::Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["not_recorded"]["copied"], 417);
+        assert_eq!(json["not_recorded"]["adopted"], 3);
     }
 
     /// Round 19's review: after round 18 grouped the folder counts, the file counts beside

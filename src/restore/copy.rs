@@ -719,17 +719,39 @@ pub enum FolderNotMade {
 
 /// [`weigh_write_error`] for a write at `target` (below `dest`) that needed `needed` bytes.
 fn weigh_dest_error(dest: &Path, target: &Path, needed: u64, msg: String, e: io::Error) -> Attempt {
-    let fs = || {
-        target
-            .ancestors()
-            .skip(1)
-            .take_while(|p| p.starts_with(dest))
-            .find_map(|p| rustix::fs::statvfs(p).ok())
-    };
+    let fs = || filesystem_of(dest, target).map(|(_, fs)| fs);
     match full_by_room(&e, target, fs, needed) {
         Some(room) => Attempt::Final(NotRestored::DestFull(format!("{msg}, {room}"))),
         None => classify(msg, e),
     }
+}
+
+/// The filesystem a write at `target` (below `dest`) goes to: `statvfs` of its nearest
+/// folder that exists, below `dest` or `dest` itself (DEST may hold another filesystem
+/// mounted inside it), and that folder.
+fn filesystem_of<'a>(dest: &Path, target: &'a Path) -> Option<(&'a Path, rustix::fs::StatVfs)> {
+    (target.ancestors().skip(1))
+        .take_while(|p| p.starts_with(dest))
+        .find_map(|p| rustix::fs::statvfs(p).ok().map(|fs| (p, fs)))
+}
+
+/// Why a file of `size` bytes that DEST refused as full at `target` (below `dest`) is a
+/// failure of its own, or `None`: larger than the whole filesystem it goes to, it never
+/// fits, whatever is freed there. Only such a file is failed; any other that a full DEST
+/// refuses is not processed, and the run stops for room to be made (the files
+/// a full DEST refused as the run stopped were listed as failed).
+pub fn larger_than_its_disk(dest: &Path, target: &Path, size: u64) -> Option<String> {
+    use crate::report::human_bytes;
+    let (folder, fs) = filesystem_of(dest, target)?;
+    let whole = fs.f_blocks.saturating_mul(fs.f_frsize);
+    (size > whole).then(|| {
+        format!(
+            "the file ({}) is larger than the whole filesystem it goes to, that of {} ({} in all): no space freed there makes it fit; restore it onto a bigger disk (`--only` with its folder)",
+            human_bytes(size),
+            folder.display(),
+            human_bytes(whole)
+        )
+    })
 }
 
 /// Whether DEST's error `e` writing `at` that does not say "full" (not ENOSPC) is taken

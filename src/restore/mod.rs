@@ -746,7 +746,6 @@ struct Done {
     /// The note is about the file itself (its object's length), not about this run: it
     /// is kept in the checkpoint, and later runs report it again.
     lasting_note: bool,
-    dest_full: bool,
     /// Recorded as done by an earlier run, but not on DEST when this run looked
     /// ([`Job::CheckFirst`]): restored again.
     was_gone: bool,
@@ -774,7 +773,6 @@ impl Done {
             error: None,
             note: None,
             lasting_note: false,
-            dest_full: false,
             was_gone: false,
             replaced: None,
         }
@@ -1649,6 +1647,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         watch: Arc::clone(&watch),
         stop: Arc::clone(&stop_local),
         dest_lost: Arc::clone(&dest_lost),
+        full: std::sync::Mutex::new(None),
         dest_id,
         dest_folders: crate::walk::DestFolders::default(),
         calls: (0..threads).map(|_| WorkerClock::default()).collect(),
@@ -1738,7 +1737,6 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         (None, Some(e)) => e.earlier_notes()?.into_iter().collect(),
         (None, None) => HashMap::new(),
     };
-    let mut dest_full: Option<String> = None;
     // Folders the empty-folder pass did not make when the destination was full.
     let mut folders_left = 0u64;
     // Files an earlier run restored from an object of another length than the database
@@ -1757,6 +1755,11 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // the run stops without them (`CopyWork::held`).
     let plan = Arc::new(plan);
     let (done_keys, redo_keys) = (Arc::new(done_keys), Arc::new(redo_keys));
+    // The files copied and adopted that the committer recorded: a run that stops before
+    // recording the rest (DEST lost, the checkpoint folder silent, an error) says how many
+    // it placed after the last commit (`Report::not_recorded`), which `status` does not
+    // count.
+    let recorded = [AtomicU64::new(0), AtomicU64::new(0)];
     // A panic (a bug) on one of the pipeline's threads is caught here only to be recorded
     // like an error below, then raised again: main ends the run with exit 101.
     let copied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -2014,11 +2017,27 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                     d.outcome = Outcome::Failed;
                                     d.error = Some(m);
                                 }
+                                // DEST full: the run stops, and the file is not processed
+                                // (the next run, with room made, copies it), as are the
+                                // other workers' files the full disk refused meanwhile: they
+                                // were listed as failed (2 on a small tmpfs). A file larger
+                                // than the whole filesystem it goes to is its own failure,
+                                // listed: no room freed makes it fit, and stopping there
+                                // would stop every later run at it.
                                 Err(NotRestored::DestFull(m)) => {
-                                    work.stop.store(true, Ordering::SeqCst);
-                                    d.outcome = Outcome::Failed;
-                                    d.error = Some(m);
-                                    d.dest_full = true;
+                                    let at = ctx.dest.join(&d.file.rel_path);
+                                    match copy::larger_than_its_disk(ctx.dest, &at, d.file.size) {
+                                        Some(why) => {
+                                            d.outcome = Outcome::Failed;
+                                            d.error = Some(format!("{m}: {why}"));
+                                        }
+                                        None => {
+                                            (work.full.lock().unwrap_or_else(|e| e.into_inner()))
+                                                .get_or_insert(m);
+                                            work.stop.store(true, Ordering::SeqCst);
+                                            return None;
+                                        }
+                                    }
                                 }
                                 // Like a destination unmounted: the files since the last commit
                                 // may not have reached the disk (an error made it read-only), so
@@ -2063,7 +2082,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             let ckpt_ref = &mut ckpt;
             let (dest_sync, faults, commits) = (&dest_sync, &faults, &commits);
             let (dest_lost_ref, stop_ref, watch_ref) = (&dest_lost, &stop_local, &watch);
-            let state_ref = &state;
+            let (state_ref, recorded_ref) = (&state, &recorded);
             let committer = spawn_named(
                 s,
                 "mcr-committer",
@@ -2122,6 +2141,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                         // stops: the checkpoint stays in the call left behind.
                         let t = Instant::now();
                         let selected = selected_count_ref.get().copied().filter(|_| !count_written);
+                        let of = |o: Outcome| batch.iter().filter(|r| r.outcome == o).count();
+                        let in_batch = [of(Outcome::Copied), of(Outcome::Adopted)];
                         let recorded = state_ref.with_checkpoint(ckpt_ref, move |c| {
                             c.record(&batch)?;
                             if let Some(n) = selected {
@@ -2132,6 +2153,9 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                         match recorded {
                             Some(done) => done?,
                             None => continue,
+                        }
+                        for (n, in_batch) in recorded_ref.iter().zip(in_batch) {
+                            n.fetch_add(in_batch as u64, Ordering::SeqCst);
                         }
                         count_written |= selected.is_some();
                         write += t.elapsed();
@@ -2331,9 +2355,6 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
                                         touched.insert(dir);
                                     }
                                 }
-                                if d.dest_full && dest_full.is_none() {
-                                    dest_full = d.error.clone();
-                                }
                                 if d.file.skip.is_none() {
                                     if let Some(orig) = &d.file.renamed_from {
                                         report.add_rename(orig, &d.file.rel_path);
@@ -2470,6 +2491,20 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     }));
     snap.elapsed = copy_start.elapsed();
     state.leave_if_lost(&mut ckpt);
+    // A dry run records nothing, and has nothing to record.
+    if !cfg.dry_run {
+        let [copied, adopted] = recorded.map(|n| n.load(Ordering::SeqCst));
+        report.not_recorded = crate::report::NotRecorded {
+            copied: snap.count(Outcome::Copied).saturating_sub(copied),
+            adopted: snap.count(Outcome::Adopted).saturating_sub(adopted),
+        };
+    }
+    // Why DEST was found full, if it was: the run stopped there.
+    let mut dest_full = copying
+        .full
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
     let copied = match copied {
         Ok(Err(e)) => {
             record_stop(&mut report, &snap, cfg, &mut ckpt, &state, Stop::Error(&e));
@@ -3186,6 +3221,9 @@ struct CopyWork {
     /// The run stops: no more files are begun.
     stop: Arc<AtomicBool>,
     dest_lost: Arc<DestLost>,
+    /// Why DEST was found full (the first file it refused so): the run stops, and that
+    /// file and those refused meanwhile are not processed.
+    full: std::sync::Mutex<Option<String>>,
     /// DEST's folder when the copy started (`None`: no checkpoint, a dry run).
     dest_id: Option<(u64, u64)>,
     /// DEST's folders as `Job::CheckFirst` looks at them (without following links).
