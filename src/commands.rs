@@ -248,8 +248,14 @@ fn planned(a: &PlanArgs) -> anyhow::Result<Exit> {
             ..Default::default()
         };
         let mut file_problems: Vec<crate::plan::Problem> = Vec::new();
+        // The first write that failed (the reader gone: `plan | head`): nothing more is
+        // written, and the listing ends with it (it went on writing to the end).
+        let mut unwritten: Option<std::io::Error> = None;
         // The listing follows the restore's order; the summary alone needs no order.
         plan.for_each_file_by(&index, !a.summary, |f| {
+            if unwritten.is_some() {
+                return;
+            }
             totals.files += 1;
             match f.skip {
                 None => {
@@ -264,7 +270,7 @@ fn planned(a: &PlanArgs) -> anyhow::Result<Exit> {
             if a.summary {
                 return;
             }
-            let _ = if a.json {
+            let written = if a.json {
                 serde_json::to_writer(
                     &mut *out,
                     &serde_json::json!({
@@ -287,7 +293,11 @@ fn planned(a: &PlanArgs) -> anyhow::Result<Exit> {
                     .unwrap_or_default();
                 writeln!(out, "{}{ren}{skip}", f.rel_path)
             };
+            unwritten = written.err();
         })?;
+        if let Some(e) = unwritten {
+            return Err(e.into());
+        }
         totals.folders = plan.folders_deepest_first().len() as u64;
         if a.json && !a.summary {
             for f in plan.folders_deepest_first() {

@@ -6202,6 +6202,49 @@ fn verify_stats_each_object_once_regression_round_14() {
     );
 }
 
+/// Round 24 (noticed in round 24): `plan` whose reader left (`plan | head`) went on listing
+/// every file to its end, each buffer's write failing again (EPIPE). It stops at the first
+/// failed write now, exit 0 as before (its verdict is "ok"). Counted with `strace`.
+#[test]
+fn plan_stops_listing_once_its_reader_is_gone_regression_round_24() {
+    let dump = Dump::with(
+        140,
+        3000,
+        1,
+        mycloud_recover::demo::SizeMix::Small,
+        mycloud_recover::demo::Content::Tiny,
+    );
+    let log = dump.path("plan.strace");
+    let mut c = std::process::Command::new("strace");
+    c.args(["-f", "-qq", "-e", "trace=write", "-o"])
+        .arg(&log)
+        .arg(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+        .arg("plan")
+        .arg(&dump.root)
+        .arg(dump.path("restored"));
+    let out = output_with_stdout_gone(&c);
+    if !std::fs::metadata(&log).is_ok_and(|m| m.len() > 0) {
+        assert!(
+            std::env::var("MCR_TEST_STRACE").as_deref() != Ok("require"),
+            "MCR_TEST_STRACE=require but strace cannot trace here: {}",
+            text(&out)
+        );
+        eprintln!("skipped: strace cannot trace here");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let failed = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("EPIPE"))
+        .count();
+    // The listing's write, and its buffer's at the end.
+    assert!(
+        failed <= 2,
+        "{failed} writes failed with EPIPE (3,000 files listed)"
+    );
+}
+
 /// Runs the binary with `args` under `strace -f -e TRACE`, writing the calls to `log`;
 /// `None` (the test skips) where strace cannot trace, unless MCR_TEST_STRACE=require (set
 /// by .ci/run where it can).
