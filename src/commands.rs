@@ -241,6 +241,13 @@ fn planned(a: &PlanArgs) -> anyhow::Result<Exit> {
             "warning: {e:#}. A restore from here stops before it writes anything\n"
         )),
     }
+    // What a dry run says of DEST (a disk mounted read-only, a folder this user may not
+    // write): the restore would be refused there (exit 2), which the listing alone hides.
+    if let Err(e) = crate::restore::would_make_and_write(&a.dest) {
+        print_err(&format!(
+            "warning: {e:#}. A restore into it would be refused before it writes anything (exit 2)\n"
+        ));
+    }
     // Its verdict is "ok" whatever it lists: `plan | head` exits 0.
     print_verdict(Exit::Ok, |out| {
         let mut totals = crate::plan::PlanTotals {

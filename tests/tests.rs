@@ -7702,6 +7702,25 @@ fn a_dry_run_says_a_real_run_could_not_make_or_write_its_destination_regression_
             "{msg}"
         );
         assert!(!state.exists(), "a dry run made a state folder: {msg}");
+        // Round 24 (found by an exploratory test): `plan` listed the files without a
+        // word about it; it warns now, and still lists them (exit 0).
+        let plan = bin()
+            .arg("plan")
+            .arg(&dump.root)
+            .arg(dest)
+            .arg("--summary")
+            .output()
+            .unwrap();
+        let said = text(&plan);
+        assert_eq!(plan.status.code(), Some(0), "{said}");
+        assert!(
+            said.contains(&format!(
+                "warning: {refusal} {}{nothing}: Read-only file system",
+                dest.display()
+            )) && said
+                .contains("A restore into it would be refused before it writes anything (exit 2)"),
+            "{said}"
+        );
     }
     // The real run says the same, without the dry run's words.
     let (out, _) = restore(&dump, &cases[0].0, &[], &[]);

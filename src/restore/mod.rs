@@ -4038,11 +4038,11 @@ fn create_and_probe(dest: &Path) -> anyhow::Result<DestFacts> {
 /// the way, a symbolic link to nothing, which the real run's `mkdir` answers "File
 /// exists"). A refusal is said as the real run says it ([`ConfigError::DestNotMade`],
 /// [`ConfigError::DestUnwritable`]). Only the real run's writes find a share that refuses
-/// them its own way (sshfs answering "File exists") or a full disk.
+/// them its own way (sshfs answering "File exists") or a full disk. `plan` says it too.
 ///
 /// [`ConfigError::DestNotMade`]: crate::config::ConfigError::DestNotMade
 /// [`ConfigError::DestUnwritable`]: crate::config::ConfigError::DestUnwritable
-fn would_make_and_write(dest: &Path) -> anyhow::Result<()> {
+pub(crate) fn would_make_and_write(dest: &Path) -> anyhow::Result<()> {
     use crate::config::ConfigError;
     use rustix::fs::{access, Access};
     let Some(there) = (dest.ancestors()).find(|p| p.symlink_metadata().is_ok()) else {
