@@ -11995,6 +11995,11 @@ fn an_only_path_whose_last_part_matches_nothing_is_refused_before_anything_is_wr
             format!("{folder}/zzz"),
             "there is no folder or file `zzz` in",
         ),
+        // Round 24: a path through a file said only that the folder "holds no folder".
+        (
+            format!("{in_folder}/x"),
+            &*format!("`{in_folder}` is a file, not a folder"),
+        ),
     ];
     let said = |out: &std::process::Output, only: &str, hint: &str| {
         let msg = text(out);

@@ -694,6 +694,12 @@ impl Plan {
                     });
                 }
             };
+            let fail = |hint: String| {
+                Err(PlanError::OnlyMatchesNothing {
+                    only: only.clone(),
+                    hint,
+                })
+            };
             if is_leaf {
                 let mut named = false;
                 self.file_names_in(index, parent, |name| {
@@ -703,13 +709,20 @@ impl Plan {
                 if named {
                     continue;
                 }
+            } else {
+                // A path through a file (`Bank/Budget.xlsx/x`): said as such.
+                let mut a_file = false;
+                self.file_names_in(index, base, |name| a_file |= name == part)?;
+                if a_file {
+                    let file = match base {
+                        "" => part.to_string(),
+                        _ => format!("{base}/{part}"),
+                    };
+                    return fail(format!(
+                        "`{file}` is a file, not a folder: give the path of the file itself, or of a folder"
+                    ));
+                }
             }
-            let fail = |hint: String| {
-                Err(PlanError::OnlyMatchesNothing {
-                    only: only.clone(),
-                    hint,
-                })
-            };
             if let Some(f) = folders().find(|f| f.to_lowercase() == want.to_lowercase()) {
                 return fail(format!("did you mean `{f}`? (paths are case-sensitive)"));
             }
