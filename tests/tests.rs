@@ -10928,6 +10928,35 @@ fn a_file_given_as_source_is_said_to_be_a_file_by_every_command() {
         }
     }
     assert_eq!(SourceSnapshot::take(&dump), before);
+    // Round 24: the disk itself (a block device, as `lsblk` names it) given as SOURCE got
+    // the places looked for under it; it is said to be a device to mount first. Only
+    // looked at (a loop device's node, attached or not).
+    let device = std::fs::read_dir("/dev").ok().and_then(|d| {
+        d.flatten().map(|e| e.path()).find(|p| {
+            std::fs::metadata(p)
+                .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()))
+        })
+    });
+    if let Some(device) = device {
+        for cmd in ["inspect", "restore"] {
+            let mut c = bin();
+            c.arg(cmd).arg(&device).env("XDG_STATE_HOME", &xdg);
+            if cmd != "inspect" {
+                c.arg(&dest);
+            }
+            let out = c.output().unwrap();
+            let msg = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{cmd}: {msg}");
+            assert!(
+                msg.contains(&format!(
+                    "SOURCE {} is a disk device, not a folder: mount the My Cloud disk's data partition first, read-only",
+                    device.display()
+                )) && !msg.contains("looked for"),
+                "{cmd}: {msg}"
+            );
+            assert!(!dest.exists() && !xdg.exists(), "{cmd}: nothing written");
+        }
+    }
 }
 
 /// Round 15 review: with an object store holding none of the database's objects,

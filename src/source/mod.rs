@@ -31,6 +31,8 @@ pub enum SourceError {
     Missing(PathBuf),
     #[error("SOURCE {path} is a file, not a folder: give the folder of the My Cloud disk that holds the dump (the mounted data partition, its restsdk folder, or restsdk/data), and pass --db PATH if the database is elsewhere.{hint}")]
     SourceIsFile { path: PathBuf, hint: String },
+    #[error("SOURCE {0} is a disk device, not a folder: mount the My Cloud disk's data partition first, read-only (for example `sudo mkdir -p /mnt/mycloud && sudo mount -o ro {0} /mnt/mycloud`), then give the folder it is mounted on")]
+    SourceIsDevice(PathBuf),
     #[error("no My Cloud index database found under {root}; looked for: {looked}.{hint}")]
     NoDatabase {
         root: PathBuf,
@@ -109,7 +111,10 @@ impl SourceLayout {
             None => return Err(SourceError::Missing(root.to_path_buf())),
             // Said as such, whatever the overrides: the places looked for under a file
             // (`x.json/db/index.db`, ...) only hid the mistake.
-            Some(t) if t.is_file() => {
+            Some(t) if std::os::unix::fs::FileTypeExt::is_block_device(&t) => {
+                return Err(SourceError::SourceIsDevice(root.to_path_buf()))
+            }
+            Some(t) if !t.is_dir() => {
                 return Err(SourceError::SourceIsFile {
                     path: root.to_path_buf(),
                     hint: dump_near_file(root)
