@@ -958,6 +958,13 @@ fn status_text(out: &mut dyn Write, json: bool, st: &crate::state::Status) -> an
                 count(st.files_done_left_out)
             )?;
         }
+    } else if st.files_done > 0 {
+        // Only runs with a selection so far: their counts cover it, not the whole restore.
+        writeln!(
+            out,
+            "Restored or already there: {} (of the whole restore: known once a run without --only, --user or --limit has counted it)",
+            crate::report::plural(st.files_done, "file", "files")
+        )?;
     }
     for (k, v) in &st.counts {
         writeln!(out, "  {k:<14} {:>9}", count(*v))?;

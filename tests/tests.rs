@@ -976,6 +976,23 @@ fn user_is_selected_by_its_label_or_its_auth0_id_with_or_without_the_prefix() {
         !restored.is_empty() && restored.iter().all(|p| by_label.contains(p)),
         "{restored:?}"
     );
+    // Round 24 (found by an exploratory test): after runs with a selection only, `status`
+    // gave the outcome counts without the line saying how many files are done (the whole
+    // restore's count is not known). It says how many, and why not "of M".
+    let st = bin()
+        .arg("status")
+        .arg("--state-dir")
+        .arg(dump.path("state"))
+        .output()
+        .unwrap();
+    let done = rep["outcomes"]["copied"].as_u64().unwrap();
+    assert!(
+        text(&st).contains(&format!(
+            "Restored or already there: {done} files (of the whole restore: known once a run without --only, --user or --limit has counted it)"
+        )),
+        "{}",
+        text(&st)
+    );
     // Part of an id, or an id with the label's `_`, names no user: refused, with the users.
     for wrong in [
         &hex[..6],
