@@ -1474,10 +1474,10 @@ pub fn regen(a: &crate::cli::RegenArgs) -> anyhow::Result<Exit> {
         list_some(out, "Differ", &with_why(&rep.differs))?;
         list_some(out, "Absent", &rep.absent)?;
         list_some(
-        out,
-        "Absent, with no object in the source to copy them from (a restore lists them as missing)",
-        &rep.absent_no_object,
-    )?;
+            out,
+            "Absent, with no object in the source that a restore can copy them from",
+            &with_why(&rep.absent_no_object),
+        )?;
         list_some(out, "In the way", &with_why(&rep.in_the_way))?;
         list_some(
             out,

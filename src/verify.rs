@@ -16,7 +16,6 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use crossbeam_channel::bounded;
@@ -25,7 +24,6 @@ use crate::config::RestoreConfig;
 use crate::plan::{Plan, PlannedFile};
 use crate::restore::copy::{mtime_matches, ObjectFolders};
 use crate::source::index::Index;
-use crate::source::{ObjectEntry, SourceError, SourceLayout};
 
 /// One file that does not match.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -64,8 +62,10 @@ pub struct VerifyReport {
     /// but not restorable either): their count and each one with why.
     pub object_missing: u64,
     /// Each with why, and what a restore does with it: listed as missing (no object, or a
-    /// link that leads nowhere) or as failed (an object that is a folder, or a symbolic
-    /// link out of the object store, not followed): no `regen` or `restore` copies them.
+    /// link that leads nowhere) or as failed (an object that is a folder, a FIFO or another
+    /// special file, or a symbolic link out of the object store, not followed): no `regen`
+    /// or `restore` copies them. Found as the restore finds objects
+    /// ([`ObjectFolders::usable_object`]), said in its words ([`crate::restore::copy::NoObject`]).
     pub missing_objects: Vec<Mismatch>,
     pub bytes_hashed: u64,
     pub mismatches: Vec<Mismatch>,
@@ -83,8 +83,7 @@ pub struct VerifyReport {
 }
 
 /// Hash of a file's bytes, read after dropping its cached pages.
-fn hash_uncached(path: &Path) -> std::io::Result<(u128, u64)> {
-    let mut f = File::open(path)?;
+fn hash_uncached(mut f: File) -> std::io::Result<(u128, u64)> {
     let _ = rustix::fs::fadvise(&f, 0, 0, rustix::fs::Advice::DontNeed);
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -139,64 +138,6 @@ fn date_said(have_ms: i64, planned_ms: Option<i64>) -> String {
     }
 }
 
-/// The object a restore copies the file of `content_id` from, found as it finds it
-/// (`restore::copy::open_object`): the path to read and the length. `Ok(Err(why))`: none a
-/// restore can copy it from, with why and what the restore does with the file. A symbolic
-/// link (the object's, or its shard folder's) is followed only inside the object store: one
-/// out of it was followed here, so a file the restore fails for good was listed as
-/// differing, with `regen` and `restore` to copy it again (and `--content` read this
-/// computer's file as the object); an object that is a folder was said "not found".
-fn usable_object(
-    cfg: &RestoreConfig,
-    objects: &ObjectFolders,
-    content_id: &str,
-) -> Result<Result<(PathBuf, u64), String>, SourceError> {
-    let failed = "a restore cannot copy it and lists this file as failed";
-    let shard = SourceLayout::shard_of(content_id);
-    if let Some(t) = objects
-        .outside(shard)
-        .filter(|_| crate::source::is_safe_content_id(content_id))
-    {
-        let folder = cfg.source.files.join(shard.unwrap_or_default().to_string());
-        return Ok(Err(format!(
-            "the object folder {} is a symbolic link to {}, outside the object store: not followed, so {failed}",
-            folder.display(),
-            t.display()
-        )));
-    }
-    let a_folder = |p: &Path| format!("object {} is a folder, not a file: {failed}", p.display());
-    let missing = || {
-        format!(
-            "object {content_id} not found in {}",
-            cfg.source.files.display()
-        )
-    };
-    Ok(match cfg.source.object_entry(content_id)? {
-        ObjectEntry::File(p, len) => Ok((p, len)),
-        ObjectEntry::Folder(p) => Err(a_folder(&p)),
-        ObjectEntry::Missing => Err(missing()),
-        ObjectEntry::Link(link) => {
-            let store = std::fs::canonicalize(&cfg.source.files);
-            match (std::fs::canonicalize(&link), store) {
-                (Ok(t), Ok(store)) if t.starts_with(&store) => match std::fs::metadata(&t) {
-                    Ok(m) if m.is_file() => Ok((t, m.len())),
-                    Ok(m) if m.is_dir() => Err(a_folder(&link)),
-                    _ => Err(missing()),
-                },
-                (Ok(t), _) => Err(format!(
-                    "object {} is a symbolic link to {}, outside the object store: not followed, so {failed}",
-                    link.display(),
-                    t.display()
-                )),
-                (Err(e), _) => Err(format!(
-                    "object {} is a symbolic link that leads nowhere ({e}): a restore lists this file as missing",
-                    link.display()
-                )),
-            }
-        }
-    })
-}
-
 fn check(
     cfg: &RestoreConfig,
     objects: &ObjectFolders,
@@ -205,13 +146,15 @@ fn check(
     content: bool,
 ) -> Check {
     // The object's length comes from the lookup's own `lstat`.
+    // Found as the restore finds it: a link (the object's, or its shard folder's) is
+    // followed only inside the object store, and only a regular file is an object.
     let object = match f
         .content_id
         .as_deref()
-        .map(|c| usable_object(cfg, objects, c))
+        .map(|c| objects.usable_object(&cfg.source, c))
     {
         Some(Err(e)) => return Check::Bad(e.to_string()),
-        Some(Ok(Err(why))) => return Check::ObjectMissing(why),
+        Some(Ok(Err(no))) => return Check::ObjectMissing(no.said()),
         Some(Ok(Ok(o))) => Some(o),
         None => None,
     };
@@ -277,8 +220,9 @@ fn check(
     });
     if content {
         if let Some((o, _)) = object {
-            let a = hash_uncached(&o);
-            let b = hash_uncached(&dest);
+            // The object opened as found: a FIFO put there since is not read.
+            let a = ObjectFolders::open_found(&o).and_then(hash_uncached);
+            let b = File::open(&dest).and_then(hash_uncached);
             match (a, b) {
                 (Ok((ha, n)), Ok((hb, _))) if ha == hb => return Check::Ok(n, other_length),
                 (Ok(_), Ok(_)) => {

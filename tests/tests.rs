@@ -28,6 +28,15 @@ fn planned_files(lines: &[serde_json::Value]) -> BTreeMap<String, (String, u64, 
         .collect()
 }
 
+/// The planned path of the file of row `id` (panics if the plan has none).
+fn planned_path_of(plan: &[serde_json::Value], id: &str) -> String {
+    planned_files(plan)
+        .into_iter()
+        .find(|(_, (i, _, _))| i == id)
+        .unwrap_or_else(|| panic!("{id} planned"))
+        .0
+}
+
 fn mtime_ms(p: &Path) -> i64 {
     std::fs::metadata(p)
         .unwrap()
@@ -5566,7 +5575,8 @@ fn regen_does_not_promise_to_copy_files_without_an_object() {
         v.as_array()
             .unwrap()
             .iter()
-            .map(|x| x.as_str().unwrap().to_string())
+            // A path, or (path, why).
+            .map(|x| x.as_str().or(x[0].as_str()).unwrap().to_string())
             .collect()
     };
     assert_eq!(
@@ -7208,25 +7218,14 @@ fn a_resume_with_other_name_rules_is_refused() {
 }
 
 /// A FIFO where an object should be (a damaged or tampered store) must not hang the
-/// restore: it reads as empty, and the file is restored with a note on its length.
+/// restore. Since round 25 it is no object: the file is listed as failed, saying so (it was
+/// restored as an empty file with a note on its length, and `verify` said "not found").
 #[test]
 fn a_fifo_in_the_object_store_does_not_hang_the_restore() {
     let dump = Dump::new(48, 60, 1);
     let dest = dump.path("restored");
-    let (id, obj) = dump
-        .content_ids()
-        .into_iter()
-        .find_map(|(id, (cid, size))| {
-            let obj = dump.object(cid.as_ref()?)?;
-            (size > 0).then_some((id, obj))
-        })
-        .expect("an object");
-    std::fs::remove_file(&obj).unwrap();
-    let made = std::process::Command::new("mkfifo")
-        .arg(&obj)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    let (id, obj) = dump.objects_with_bytes().remove(0);
+    fifo_for_object(&obj);
     let mut child = spawn_restore(&dump, &dest, &dump.path("state"), &[], "");
     let started = std::time::Instant::now();
     while child.try_wait().unwrap().is_none() {
@@ -7239,15 +7238,9 @@ fn a_fifo_in_the_object_store_does_not_hang_the_restore() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let report = report_in(&dump.path("state"));
-    assert!(
-        report["notes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|n| n["id"] == id.as_str()),
-        "the file is listed: {}",
-        report["notes"]
-    );
+    let p = problem_of(&report, &id);
+    assert_eq!(p["outcome"], "failed", "{p}");
+    assert!(p["reason"].as_str().unwrap().contains("FIFO"), "{p}");
 }
 
 /// A damaged checkpoint (a disk error, a truncated copy) is named with what to do, and
@@ -8252,19 +8245,12 @@ fn a_second_restore_into_the_same_destination_is_refused() {
 fn object_links_are_followed_only_inside_the_object_store() {
     let dump = Dump::new(54, 60, 1);
     let dest = dump.path("restored");
-    let mut objects = dump
-        .content_ids()
-        .into_iter()
-        .filter_map(|(id, (cid, size))| {
-            let obj = dump.object(cid.as_ref()?)?;
-            (size > 0).then_some((id, obj))
-        });
+    let mut objects = dump.objects_with_bytes().into_iter();
     let (out_id, out_obj) = objects.next().expect("an object");
     let (in_id, in_obj) = objects.next().expect("another object");
     let outside = dump.path("outside.txt");
     std::fs::write(&outside, b"this computer's own file").unwrap();
-    std::fs::remove_file(&out_obj).unwrap();
-    std::os::unix::fs::symlink(&outside, &out_obj).unwrap();
+    link_object_to(&out_obj, &outside);
     let moved = in_obj.with_file_name("moved-object");
     std::fs::rename(&in_obj, &moved).unwrap();
     std::os::unix::fs::symlink("moved-object", &in_obj).unwrap();
@@ -8272,13 +8258,7 @@ fn object_links_are_followed_only_inside_the_object_store() {
     let (shard_id, shard_obj) = objects
         .find(|(_, o)| o.parent() != out_obj.parent() && o.parent() != in_obj.parent())
         .expect("an object in a third shard folder");
-    let shard = shard_obj.parent().unwrap().to_path_buf();
-    let host = dump.path("host-folder");
-    std::fs::rename(&shard, &host).unwrap();
-    for e in std::fs::read_dir(&host).unwrap() {
-        std::fs::write(e.unwrap().path(), b"this computer's bytes").unwrap();
-    }
-    std::os::unix::fs::symlink(&host, &shard).unwrap();
+    link_shard_to(shard_obj.parent().unwrap(), &dump.path("host-folder"));
     let (out, rep) = restore(&dump, &dest, &[], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let problems = rep["problems"].as_array().unwrap();
@@ -8331,53 +8311,25 @@ fn object_links_are_followed_only_inside_the_object_store() {
 fn verify_says_dates_as_dates_and_promises_no_copy_of_a_file_without_a_usable_object() {
     let dump = Dump::new(58, 60, 1);
     let dest = dump.path("restored");
-    let mut objects = dump
-        .content_ids()
-        .into_iter()
-        .filter_map(|(id, (cid, size))| {
-            let obj = dump.object(cid.as_ref()?)?;
-            (size > 0).then_some((id, obj))
-        });
+    let mut objects = dump.objects_with_bytes().into_iter();
     let (link_id, link_obj) = objects.next().expect("an object");
     let (folder_id, folder_obj) = objects.next().expect("another object");
     let (dated_id, _) = objects.next().expect("a third object");
     let outside = dump.path("outside.txt");
     std::fs::write(&outside, b"this computer's own file").unwrap();
-    std::fs::remove_file(&link_obj).unwrap();
-    std::os::unix::fs::symlink(&outside, &link_obj).unwrap();
+    link_object_to(&link_obj, &outside);
     std::fs::remove_file(&folder_obj).unwrap();
     std::fs::create_dir(&folder_obj).unwrap();
     let (out, rep) = restore(&dump, &dest, &[], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     // What the restore does with them, as verify now says it.
     for id in [&link_id, &folder_id] {
-        let p = rep["problems"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["id"] == id.as_str())
-            .unwrap_or_else(|| panic!("{id} listed: {rep}"));
+        let p = problem_of(&rep, id);
         assert_eq!(p["outcome"], "failed", "{p}");
     }
-    let verify = |extra: &[&str]| {
-        bin()
-            .arg("verify")
-            .arg(&dump.root)
-            .arg(&dest)
-            .arg("--state-dir")
-            .arg(dump.path("state"))
-            .args(extra)
-            .output()
-            .unwrap()
-    };
+    let verify = |extra: &[&str]| verify(&dump, &dest, extra);
     let plan = plan_json(&dump.root, &dest, &[]);
-    let path_of = |id: &str| {
-        planned_files(&plan)
-            .into_iter()
-            .find(|(_, (i, _, _))| i == id)
-            .unwrap()
-            .0
-    };
+    let path_of = |id: &str| planned_path_of(&plan, id);
     let (link_path, folder_path) = (path_of(&link_id), path_of(&folder_id));
     let out = verify(&[]);
     let said = String::from_utf8_lossy(&out.stdout).to_string();
@@ -8453,6 +8405,137 @@ fn verify_says_dates_as_dates_and_promises_no_copy_of_a_file_without_a_usable_ob
     let missing = json["missing_objects"].as_array().unwrap();
     for id in [&link_id, &folder_id] {
         assert!(missing.iter().any(|m| m["id"] == id.as_str()), "{json}");
+    }
+}
+
+/// Round 25 (left over from round 24): `regen` followed an object that is a symbolic link
+/// out of the object store, or sits in a shard folder linked out of it, and counted its file
+/// "absent (will be copied)", a copy the restore never makes (it lists the file as failed,
+/// "not followed"); `regen --content` read this computer's file as the object. An object
+/// that is a FIFO was "not found" for `verify`, while the restore made an empty file of it.
+/// All three now find objects as the restore does (one lookup) and say the same: no object
+/// a restore can copy, listed as failed, with why.
+#[test]
+fn regen_and_verify_find_objects_as_the_restore_does_links_out_of_the_store_and_fifos() {
+    let dump = Dump::new(59, 80, 1);
+    let dest = dump.path("restored");
+    let with_object = dump.objects_with_bytes();
+    let (shard_id, shard_obj) = with_object[0].clone();
+    let shard = shard_obj.parent().unwrap().to_path_buf();
+    let mut elsewhere = with_object
+        .iter()
+        .filter(|(_, o)| o.parent() != Some(shard.as_path()));
+    let (link_id, link_obj) = elsewhere
+        .next()
+        .expect("an object in another shard")
+        .clone();
+    let (fifo_id, fifo_obj) = elsewhere.next().expect("a third object").clone();
+    let (content_id, content_obj) = elsewhere.next().expect("a fourth object").clone();
+    // An object linked to a file of this computer.
+    let outside = dump.path("outside.txt");
+    std::fs::write(&outside, b"this computer's own file").unwrap();
+    link_object_to(&link_obj, &outside);
+    fifo_for_object(&fifo_obj);
+    // A shard folder linked to a folder of this computer (with other bytes).
+    link_shard_to(&shard, &dump.path("host-folder"));
+
+    let (out, rep) = restore(&dump, &dest, &[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let plan = plan_json(&dump.root, &dest, &[]);
+    let path_of = |id: &str| planned_path_of(&plan, id);
+    let cases = [
+        (&link_id, "outside the object store"),
+        (&fifo_id, "is a FIFO (named pipe), not a file"),
+        (&shard_id, "outside the object store"),
+    ];
+    // The restore: each failed, with why; nothing made of the FIFO.
+    for (id, why) in cases {
+        let p = problem_of(&rep, id);
+        assert_eq!(p["outcome"], "failed", "{p}");
+        assert!(p["reason"].as_str().unwrap().contains(why), "{p}");
+    }
+    assert!(
+        std::fs::symlink_metadata(dest.join(path_of(&fifo_id))).is_err(),
+        "no empty file restored from the FIFO"
+    );
+
+    // A restored file whose object is now a link out of the store to a file of this
+    // computer of the same length: `regen --content` has nothing to compare it with.
+    let content_path = path_of(&content_id);
+    let len = std::fs::metadata(&content_obj).unwrap().len() as usize;
+    let same_length = dump.path("same-length.bin");
+    std::fs::write(&same_length, vec![b'x'; len]).unwrap();
+    link_object_to(&content_obj, &same_length);
+
+    let out = regen(&dump, &dest, &["--content", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["absent"], serde_json::json!([]), "nothing to copy: {r}");
+    let no_object = r["absent_no_object"].as_array().unwrap();
+    for (id, why) in cases {
+        let path = path_of(id);
+        let said = no_object
+            .iter()
+            .find(|x| x[0] == path.as_str())
+            .unwrap_or_else(|| panic!("{path} listed with no object: {r}"))[1]
+            .as_str()
+            .unwrap();
+        assert!(
+            said.contains(why) && said.contains("lists this file as failed"),
+            "{said}"
+        );
+    }
+    assert!(
+        !r["differs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d[0] == content_path.as_str()),
+        "this computer's file was not read as the object: {r}"
+    );
+    // The same in text.
+    let out = regen(&dump, &dest, &[]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{said}");
+    let absent_line = said
+        .lines()
+        .find(|l| l.contains("absent (will be copied)"))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(absent_line.ends_with(" 0"), "{said}");
+    let section = said
+        .split_once("Absent, with no object in the source that a restore can copy them from")
+        .unwrap_or_else(|| panic!("{said}"))
+        .1;
+    let fifo_line = section
+        .lines()
+        .find(|l| {
+            l.trim_start()
+                .starts_with(&format!("{}: ", path_of(&fifo_id)))
+        })
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        fifo_line.contains(&fifo_obj.display().to_string())
+            && fifo_line.contains("FIFO")
+            && fifo_line.contains("lists this file as failed"),
+        "{fifo_line}"
+    );
+
+    // `verify` says the same of them.
+    let out = verify(&dump, &dest, &["--content", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let missing = v["missing_objects"].as_array().unwrap();
+    let linked_since = [(&content_id, "outside the object store")];
+    for (id, why) in cases.iter().chain(linked_since.iter()) {
+        let m = missing
+            .iter()
+            .find(|m| m["id"] == id.as_str())
+            .unwrap_or_else(|| panic!("{id} listed: {v}"));
+        let problem = m["problem"].as_str().unwrap();
+        assert!(
+            problem.contains(why) && problem.contains("lists this file as failed"),
+            "{problem}"
+        );
     }
 }
 

@@ -467,16 +467,17 @@ pub fn is_transient(e: &io::Error) -> bool {
 }
 
 /// Opens the object: sharded path first, then the flat layout. Errors are classified like
-/// every other I/O error, so a stalled source disk is retried rather than failed.
+/// every other I/O error, so a stalled source disk is retried rather than failed. What is
+/// opened is looked at (`fstat`) before anything is read: only a regular file is an object
+/// ([`only_a_file`]). `verify` and `regen` find objects as this does, without opening them
+/// ([`ObjectFolders::usable_object`]), and say what this says ([`NoObject`]).
 fn open_object(
     ctx: &CopyContext<'_>,
     folders: &mut WorkerFolders,
     content_id: &str,
 ) -> Result<(File, PathBuf), Attempt> {
     if !crate::source::is_safe_content_id(content_id) {
-        return Err(Attempt::Final(NotRestored::Missing(format!(
-            "contentID {content_id:?} is not a usable object name"
-        ))));
+        return Err(Attempt::Final(NoObject::unusable_id(content_id).into()));
     }
     let injected = |errno| Err(io::Error::from_raw_os_error(errno));
     // (shard folder, path): `files/<c>/<id>` first, then the flat `files/<id>`.
@@ -488,11 +489,8 @@ fn open_object(
     ];
     for (shard, p) in candidates.into_iter().flatten() {
         if let Some(t) = ctx.objects.outside(shard) {
-            return Err(Attempt::Final(NotRestored::Failed(format!(
-                "the object folder {} is a symbolic link to {}, outside the object store: not followed (on the device's disk mounted here it would read this computer's files)",
-                p.parent().unwrap_or(&p).display(),
-                t.display()
-            ))));
+            let folder = p.parent().unwrap_or(&p);
+            return Err(Attempt::Final(NoObject::shard_linked_out(folder, t).into()));
         }
         let opened = if ctx.faults.unreadable.iter().any(|c| c == content_id) {
             injected(libc::EACCES)
@@ -513,16 +511,110 @@ fn open_object(
             ctx.objects.open_object(shard, content_id, &p)
         };
         match opened {
-            Ok(f) => return Ok((f, p)),
+            Ok(f) => return only_a_file(f, &p).map(|f| (f, p)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return open_linked_object(ctx, p),
             Err(e) => return Err(io_fail("cannot read object", &p, e)),
         }
     }
-    Err(Attempt::Final(NotRestored::Missing(format!(
-        "object {content_id} not found in {}",
-        ctx.source.files.display()
-    ))))
+    Err(Attempt::Final(
+        NoObject::not_found(content_id, &ctx.source.files).into(),
+    ))
+}
+
+/// The object opened at `shown`, if it is a regular file. A FIFO (opened without blocking,
+/// and never read), a folder or a device is none: the file fails, said so. Until round 25 a
+/// FIFO was read as empty and the file restored with no bytes (and the copy of a FIFO
+/// made the rest of the run leave `copy_file_range` and `sendfile` for plain reads: both
+/// refuse a pipe), and a folder failed with "Is a directory".
+fn only_a_file(f: File, shown: &Path) -> Result<File, Attempt> {
+    match f.metadata() {
+        Ok(m) if m.is_file() => Ok(f),
+        Ok(m) => Err(Attempt::Final(
+            NoObject::not_a_file(shown, crate::source::not_a_file(m.file_type())).into(),
+        )),
+        Err(e) => Err(io_fail("cannot read object", shown, e)),
+    }
+}
+
+/// Why a file has no object a restore can copy, in the words the restore's report uses,
+/// and what the restore does with the file: `verify` and `regen` say the same
+/// ([`NoObject::said`]), found the same way ([`ObjectFolders::usable_object`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoObject {
+    /// Nothing to copy: the restore lists the file as missing.
+    Missing(String),
+    /// Something stands where the object should be that the restore does not read (a
+    /// link out of the object store, a folder, a FIFO, a device): listed as failed.
+    Failed(String),
+}
+
+impl NoObject {
+    fn unusable_id(content_id: &str) -> NoObject {
+        NoObject::Missing(format!(
+            "contentID {content_id:?} is not a usable object name"
+        ))
+    }
+
+    fn not_found(content_id: &str, files: &Path) -> NoObject {
+        NoObject::Missing(format!(
+            "object {content_id} not found in {}",
+            files.display()
+        ))
+    }
+
+    fn shard_linked_out(folder: &Path, to: &Path) -> NoObject {
+        NoObject::Failed(format!(
+            "the object folder {} is a symbolic link to {}, outside the object store: not followed (on the device's disk mounted here it would read this computer's files)",
+            folder.display(),
+            to.display()
+        ))
+    }
+
+    /// `what`: as [`crate::source::not_a_file`] says it.
+    fn not_a_file(object: &Path, what: &str) -> NoObject {
+        NoObject::Failed(format!(
+            "object {} is {what}, not a file: it holds no bytes to copy (not read)",
+            object.display()
+        ))
+    }
+
+    /// Why, then what a restore does with the file: as `verify` and `regen` say it.
+    pub fn said(&self) -> String {
+        match self {
+            NoObject::Missing(why) => format!("{why}: a restore lists this file as missing"),
+            NoObject::Failed(why) => {
+                format!("{why}: a restore cannot copy it and lists this file as failed")
+            }
+        }
+    }
+}
+
+impl From<NoObject> for NotRestored {
+    fn from(n: NoObject) -> NotRestored {
+        match n {
+            NoObject::Missing(why) => NotRestored::Missing(why),
+            NoObject::Failed(why) => NotRestored::Failed(why),
+        }
+    }
+}
+
+/// Where the object `link` (a symbolic link) leads, followed as the restore follows it:
+/// only into the object store `files`. On the device's disk mounted here, an absolute link
+/// names a file of this computer, whose bytes would be restored as the user's file.
+fn follow_object_link(files: &Path, link: &Path) -> Result<PathBuf, NoObject> {
+    match (std::fs::canonicalize(link), std::fs::canonicalize(files)) {
+        (Ok(t), Ok(store)) if t.starts_with(&store) => Ok(t),
+        (Ok(t), _) => Err(NoObject::Failed(format!(
+            "object {} is a symbolic link to {}, outside the object store: not followed (on the device's disk mounted here it would read this computer's file)",
+            link.display(),
+            t.display()
+        ))),
+        (Err(e), _) => Err(NoObject::Missing(format!(
+            "object {} is a symbolic link that leads nowhere: {e}",
+            link.display()
+        ))),
+    }
 }
 
 /// Restores one planned file, retrying transient errors with backoff.
@@ -1160,29 +1252,16 @@ fn open_object_by_path(path: &Path) -> io::Result<File> {
 }
 
 /// An object that is a symbolic link: followed only when it leads to a file inside the
-/// object store. On the device's disk mounted here, an absolute link names a file of this
-/// computer, whose bytes would be restored as the user's file.
+/// object store ([`follow_object_link`]).
 fn open_linked_object(ctx: &CopyContext<'_>, link: PathBuf) -> Result<(File, PathBuf), Attempt> {
     use std::os::unix::fs::OpenOptionsExt;
-    let target = std::fs::canonicalize(&link);
-    let store = std::fs::canonicalize(&ctx.source.files);
-    match (target, store) {
-        (Ok(t), Ok(store)) if t.starts_with(&store) => OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&t)
-            .map(|f| (f, link.clone()))
-            .map_err(|e| io_fail("cannot read object", &link, e)),
-        (Ok(t), _) => Err(Attempt::Final(NotRestored::Failed(format!(
-            "object {} is a symbolic link to {}, outside the object store: not followed (on the device's disk mounted here it would read this computer's file)",
-            link.display(),
-            t.display()
-        )))),
-        (Err(e), _) => Err(Attempt::Final(NotRestored::Missing(format!(
-            "object {} is a symbolic link that leads nowhere: {e}",
-            link.display()
-        )))),
-    }
+    let t = follow_object_link(&ctx.source.files, &link).map_err(|n| Attempt::Final(n.into()))?;
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&t)
+        .map_err(|e| io_fail("cannot read object", &link, e))?;
+    only_a_file(f, &link).map(|f| (f, link))
 }
 
 /// The object store's folders (`files/` and its shard folders `files/<c>/`), opened once
@@ -1261,6 +1340,62 @@ impl ObjectFolders {
     pub fn outside(&self, shard: Option<char>) -> Option<&Path> {
         let c = shard.filter(char::is_ascii)?;
         self.outside.get(c as usize)?.as_deref()
+    }
+
+    /// The object a restore copies the file of `content_id` from, found as the restore
+    /// finds it (`open_object`), without opening anything: the path to read (a link inside
+    /// the object store followed) and its length. `Ok(Err(_))`: none a restore can copy,
+    /// with why and what the restore does with the file, in its words. One `lstat` for an
+    /// object in its place (`SourceLayout::object_entry`). For `verify` and `regen`, which
+    /// until round 25 followed a link out of the store (and a shard folder linked out of
+    /// it), counting a file the restore fails as one to copy, and reading this computer's
+    /// file as the object; a FIFO was "not found" for `verify`, while the restore made an
+    /// empty file of it. A place that cannot be looked at is an error.
+    pub fn usable_object(
+        &self,
+        source: &SourceLayout,
+        content_id: &str,
+    ) -> Result<Result<(PathBuf, u64), NoObject>, crate::source::SourceError> {
+        use crate::source::ObjectEntry;
+        if !crate::source::is_safe_content_id(content_id) {
+            return Ok(Err(NoObject::unusable_id(content_id)));
+        }
+        let shard = SourceLayout::shard_of(content_id);
+        if let Some(t) = self.outside(shard) {
+            let folder = source.files.join(shard.unwrap_or_default().to_string());
+            return Ok(Err(NoObject::shard_linked_out(&folder, t)));
+        }
+        Ok(match source.object_entry(content_id)? {
+            ObjectEntry::File(p, len) => Ok((p, len)),
+            ObjectEntry::NotAFile(p, what) => Err(NoObject::not_a_file(&p, what)),
+            ObjectEntry::Missing => Err(NoObject::not_found(content_id, &source.files)),
+            ObjectEntry::Link(link) => {
+                follow_object_link(&source.files, &link).and_then(|t| match std::fs::metadata(&t) {
+                    Ok(m) if m.is_file() => Ok((t, m.len())),
+                    Ok(m) => Err(NoObject::not_a_file(
+                        &link,
+                        crate::source::not_a_file(m.file_type()),
+                    )),
+                    Err(_) => Err(NoObject::not_found(content_id, &source.files)),
+                })
+            }
+        })
+    }
+
+    /// Opens the object `usable_object` found at `path`, for reading its bytes (`verify
+    /// --content`, `regen --content`): without blocking and without following a link (a
+    /// FIFO put there since would otherwise hold the reader for good), and only if it is
+    /// (still) a regular file.
+    pub fn open_found(path: &Path) -> io::Result<File> {
+        let f = open_object_by_path(path)?;
+        if f.metadata()?.is_file() {
+            Ok(f)
+        } else {
+            Err(io::Error::other(format!(
+                "{} is no longer a regular file",
+                path.display()
+            )))
+        }
     }
 
     /// Opens the object `content_id` for reading, relative to its open folder: the shard

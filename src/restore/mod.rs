@@ -396,7 +396,17 @@ enum Unanswered {
 fn read_first_page_uncached(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     const PAGE: usize = 4096;
-    let f = std::fs::File::open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Without blocking: a FIFO where an object should be (the restore fails its file) would
+    // hold the probe in `open`, and the run would stop saying the source does not answer.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        // The disk answered the open; nothing in it to read.
+        return Ok(());
+    }
     let _ = rustix::fs::fadvise(&f, 0, PAGE as u64, rustix::fs::Advice::DontNeed);
     f.read_at(&mut [0u8; PAGE], 0).map(drop)
 }

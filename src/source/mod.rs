@@ -284,8 +284,10 @@ impl SourceLayout {
     /// What stands at the object's place, sharded layout first, then flat, looked at with
     /// `lstat` (one call each, as [`SourceLayout::find_object_len`]): a symbolic link is
     /// said as such, not followed, as the restore does not follow one out of the object
-    /// store. `Missing` when neither place holds a file, folder or link (or the id is
-    /// unusable); a place that cannot be looked at is an error.
+    /// store; a folder, a FIFO or another special file as what it is (nothing opens it:
+    /// opening a FIFO for reading can block for good). The first place holding anything
+    /// is the one the restore opens. `Missing` when neither place holds anything (or the
+    /// id is unusable); a place that cannot be looked at is an error.
     pub fn object_entry(&self, content_id: &str) -> Result<ObjectEntry, SourceError> {
         let found = self.look_for_object(
             content_id,
@@ -295,12 +297,10 @@ impl SourceLayout {
                 let t = m.file_type();
                 if t.is_file() {
                     Some(ObjectEntry::File(p, m.len()))
-                } else if t.is_dir() {
-                    Some(ObjectEntry::Folder(p))
                 } else if t.is_symlink() {
                     Some(ObjectEntry::Link(p))
                 } else {
-                    None
+                    Some(ObjectEntry::NotAFile(p, not_a_file(t)))
                 }
             },
         )?;
@@ -349,12 +349,34 @@ impl SourceLayout {
 pub enum ObjectEntry {
     /// A regular file, and its length.
     File(PathBuf, u64),
-    /// A folder where the object should be (a restore cannot read it: the file fails).
-    Folder(PathBuf),
+    /// A folder, a FIFO or another special file where the object should be, and what it
+    /// is in words ([`not_a_file`]): a restore does not read it, and fails the file.
+    NotAFile(PathBuf, &'static str),
     /// A symbolic link, not followed.
     Link(PathBuf),
     /// Nothing there (or a contentID that cannot name an object).
     Missing,
+}
+
+/// What a thing that is not a regular file is, in words, for the messages that say an
+/// object is one ("object ... is a FIFO (named pipe), not a file").
+pub fn not_a_file(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a folder"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_char_device() {
+        "a character device"
+    } else {
+        "a special file"
+    }
 }
 
 /// The first of `paths` whose type passes `fits`; a path that cannot be looked at for lack

@@ -7,6 +7,10 @@
 //! planned size first, and only re-dates it if it holds the object's bytes), and the rest
 //! is reported: planned files that are absent, files the plan does not know, and likely
 //! moves (an absent file whose name and size appear elsewhere). Nothing is deleted or moved.
+//! Objects are found as the restore finds them (`ObjectFolders::usable_object`): an absent
+//! file with none a restore can copy (a link out of the object store, a FIFO in its place)
+//! is said apart, in the restore's words, never promised a copy; `--content` reads only
+//! what the restore would copy.
 //!
 //! The rebuild is one transaction: `status` reads the old records until it commits, and a
 //! regen killed on the way leaves them as they were. Only the records of the files its
@@ -33,7 +37,7 @@ use std::sync::Mutex;
 
 use crate::config::RestoreConfig;
 use crate::plan::Plan;
-use crate::restore::copy::{changed_since, is_temp_name, mtime_matches_ms};
+use crate::restore::copy::{changed_since, is_temp_name, mtime_matches_ms, ObjectFolders};
 use crate::source::index::Index;
 use crate::state::{
     done_key, look_for_restored, path_key, redo_key, Checkpoint, KeyHashing, Outcome, Record,
@@ -41,11 +45,20 @@ use crate::state::{
 };
 use crate::walk::Found;
 
-/// Whether the file at `rel` in DEST holds the object's bytes; `true` when the object
-/// cannot be read (nothing to compare with: kept, as the restore keeps it).
-fn holds_object(cfg: &RestoreConfig, content_id: &str, rel: &str, len: u64) -> bool {
-    let object = match cfg.source.find_object(content_id) {
-        Ok(Some(p)) => File::open(p),
+/// Whether the file at `rel` in DEST holds the object's bytes; `true` when there is no
+/// object a restore can copy or it cannot be read (nothing to compare with: kept, as the
+/// restore keeps it). The object is found as the restore finds it: a file outside the
+/// object store (a link out of it, or out of a shard folder) is never read as the object,
+/// nor is a FIFO opened for reading.
+fn holds_object(
+    cfg: &RestoreConfig,
+    objects: &ObjectFolders,
+    content_id: &str,
+    rel: &str,
+    len: u64,
+) -> bool {
+    let object = match objects.usable_object(&cfg.source, content_id) {
+        Ok(Ok((p, _))) => ObjectFolders::open_found(&p),
         _ => return true,
     };
     match object {
@@ -66,9 +79,10 @@ pub struct RegenReport {
     pub differs: Vec<(String, String)>,
     /// Planned files not on the destination (the next restore copies them).
     pub absent: Vec<String>,
-    /// Planned files not on the destination whose object is not in the source either (or
-    /// that have none): no restore can copy them; it lists them as missing.
-    pub absent_no_object: Vec<String>,
+    /// Planned files not on the destination with no object in the source that a restore
+    /// can copy (none, or a link out of the object store, a folder, a FIFO where it should
+    /// be): (path, why, and what the restore does: lists it as missing or failed).
+    pub absent_no_object: Vec<(String, String)>,
     /// Planned files whose place holds something that is not a file (a folder, a link): the
     /// restore leaves it alone and fails the file, so the user must move it: (path, what).
     pub in_the_way: Vec<(String, String)>,
@@ -369,8 +383,10 @@ fn rebuild(
     let mut redo: Vec<(Record, String)> = Vec::new();
     // Of `redo`, the files found with the planned size under another date.
     let mut only_date_differs = 0u64;
-    // (path, size, whether the source has its object).
-    let mut absent: Vec<(String, u64, bool)> = Vec::new();
+    // (path, size, why no restore can copy it: None when one can).
+    let mut absent: Vec<(String, u64, Option<String>)> = Vec::new();
+    // The object store's shard folders, looked at as the restore does (links out of it).
+    let objects = ObjectFolders::links_out_of(&cfg.source.files);
     let mut failure: Option<anyhow::Error> = None;
     // Files found at their planned path though the walk listed them under another spelling
     // (device, inode): not "unknown" below.
@@ -437,7 +453,9 @@ fn rebuild(
                             rec.mtime_ms,
                         ));
                 match f.content_id.as_deref() {
-                    Some(cid) if unsure && !holds_object(cfg, cid, &rec.rel_path, size) => {
+                    Some(cid)
+                        if unsure && !holds_object(cfg, &objects, cid, &rec.rel_path, size) =>
+                    {
                         let why = if other_bytes_seen {
                             "on the destination with the planned size and date but other bytes than its object"
                         } else {
@@ -476,14 +494,23 @@ fn rebuild(
                 rep.differs.push((rec.rel_path.clone(), why.clone()));
                 redo.push((rec, why));
             }
-            // Said apart when there is nothing to copy it from: the restore lists it as
-            // missing, not copied.
+            // Said apart when there is nothing a restore can copy it from (found as the
+            // restore finds it), with why: the restore lists it as missing or failed, it
+            // copies nothing. A source that cannot be looked at is no answer: the restore
+            // tries it.
             None => {
-                let has_object = match f.content_id.as_deref() {
-                    Some(c) => !matches!(cfg.source.find_object(c), Ok(None)),
-                    None => rec.size == 0,
+                let no_object = match f.content_id.as_deref() {
+                    Some(c) => match objects.usable_object(&cfg.source, c) {
+                        Ok(Err(no)) => Some(no.said()),
+                        _ => None,
+                    },
+                    None if rec.size == 0 => None,
+                    None => Some(
+                        "the database row has no contentID (no object was ever stored): a restore lists this file as missing"
+                            .to_string(),
+                    ),
                 };
-                absent.push((rec.rel_path, rec.size, has_object))
+                absent.push((rec.rel_path, rec.size, no_object))
             }
         }
         if adopted.len() >= 4096 {
@@ -565,7 +592,7 @@ fn rebuild(
     }
     // Absent as files; something else may stand there, or above (one `lstat` per absent
     // file): the restore can copy only what is truly absent.
-    for (path, _, has_object) in absent {
+    for (path, _, no_object) in absent {
         let below_unread = unread.iter().find(|u| path.starts_with(u.as_str()));
         // A folder of its path that is a file or a symbolic link: the restore fails the file.
         if let Some(b) = folders.blocker_of_file(&cfg.dest, &path) {
@@ -592,8 +619,10 @@ fn rebuild(
                     below_unread.map(|u| u.trim_end_matches('/')).unwrap_or_default()
                 ),
             )),
-            Err(_) if has_object => rep.absent.push(path),
-            Err(_) => rep.absent_no_object.push(path),
+            Err(_) => match no_object {
+                None => rep.absent.push(path),
+                Some(why) => rep.absent_no_object.push((path, why)),
+            },
         }
     }
     drop(by_name_size);

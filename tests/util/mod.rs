@@ -97,6 +97,44 @@ impl Dump {
             .into_iter()
             .find(|p| p.is_file())
     }
+
+    /// (row id, object) of every file row with bytes whose object is in the store, by id.
+    pub fn objects_with_bytes(&self) -> Vec<(String, PathBuf)> {
+        self.content_ids()
+            .into_iter()
+            .filter_map(|(id, (cid, size))| {
+                let obj = self.object(cid.as_ref()?)?;
+                (size > 0).then_some((id, obj))
+            })
+            .collect()
+    }
+}
+
+/// Puts a symbolic link to `to` in the place of the object `obj` (a damaged or tampered
+/// store; on the device's disk mounted here, an absolute link names this computer's file).
+pub fn link_object_to(obj: &Path, to: &Path) {
+    std::fs::remove_file(obj).unwrap();
+    std::os::unix::fs::symlink(to, obj).unwrap();
+}
+
+/// Puts a FIFO in the place of the object `obj`, made by `mkfifo`.
+pub fn fifo_for_object(obj: &Path) {
+    std::fs::remove_file(obj).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(obj)
+        .status()
+        .unwrap();
+    assert!(made.success());
+}
+
+/// Moves the shard folder `shard` to `host` (a folder of this computer), gives its files
+/// other bytes, and links the shard folder's name to it.
+pub fn link_shard_to(shard: &Path, host: &Path) {
+    std::fs::rename(shard, host).unwrap();
+    for e in std::fs::read_dir(host).unwrap() {
+        std::fs::write(e.unwrap().path(), b"this computer's bytes").unwrap();
+    }
+    std::os::unix::fs::symlink(host, shard).unwrap();
 }
 
 pub fn hash_file(p: &Path) -> u128 {
@@ -240,9 +278,10 @@ pub fn restore(
 }
 
 /// Runs `regen` with the state folder beside the dump (as [`restore`] uses).
-pub fn regen(dump: &Dump, dest: &Path, extra: &[&str]) -> Output {
+/// `command` (`regen`, `verify`) of the dump into `dest`, with the dump's state folder.
+fn run_on(command: &str, dump: &Dump, dest: &Path, extra: &[&str]) -> Output {
     bin()
-        .arg("regen")
+        .arg(command)
         .arg(&dump.root)
         .arg(dest)
         .arg("--state-dir")
@@ -250,6 +289,24 @@ pub fn regen(dump: &Dump, dest: &Path, extra: &[&str]) -> Output {
         .args(extra)
         .output()
         .unwrap()
+}
+
+pub fn regen(dump: &Dump, dest: &Path, extra: &[&str]) -> Output {
+    run_on("regen", dump, dest, extra)
+}
+
+/// The entry of the file of row `id` among a restore report's problems (panics if none).
+pub fn problem_of<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == id)
+        .unwrap_or_else(|| panic!("{id} listed among the problems: {report}"))
+}
+
+pub fn verify(dump: &Dump, dest: &Path, extra: &[&str]) -> Output {
+    run_on("verify", dump, dest, extra)
 }
 
 pub fn text(o: &Output) -> String {
