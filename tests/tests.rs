@@ -7218,7 +7218,7 @@ fn a_resume_with_other_name_rules_is_refused() {
 }
 
 /// A FIFO where an object should be (a damaged or tampered store) must not hang the
-/// restore. Since round 25 it is no object: the file is listed as failed, saying so (it was
+/// restore. Since round 24 it is no object: the file is listed as failed, saying so (it was
 /// restored as an empty file with a note on its length, and `verify` said "not found").
 #[test]
 fn a_fifo_in_the_object_store_does_not_hang_the_restore() {
@@ -8679,7 +8679,7 @@ fn existing_file_at_a_final_name_is_kept_and_reported_then_replaced_with_overwri
             .contains("already exists and differs"));
         assert_eq!(std::fs::read(&target).unwrap(), b"the user's own file");
         // Each file --overwrite replaces is said, in the summary and as a note on the file
-        // (it was counted as copied only, with nothing in the report: round 25's tester).
+        // (it was counted as copied only, with nothing in the report: round 24's tester).
         let (out, _) = restore(
             &dump,
             &dest,

@@ -523,7 +523,7 @@ fn open_object(
 }
 
 /// The object opened at `shown`, if it is a regular file. A FIFO (opened without blocking,
-/// and never read), a folder or a device is none: the file fails, said so. Until round 25 a
+/// and never read), a folder or a device is none: the file fails, said so. Until round 24 a
 /// FIFO was read as empty and the file restored with no bytes (and the copy of a FIFO
 /// made the rest of the run leave `copy_file_range` and `sendfile` for plain reads: both
 /// refuse a pipe), and a folder failed with "Is a directory".
@@ -1347,7 +1347,7 @@ impl ObjectFolders {
     /// the object store followed) and its length. `Ok(Err(_))`: none a restore can copy,
     /// with why and what the restore does with the file, in its words. One `lstat` for an
     /// object in its place (`SourceLayout::object_entry`). For `verify` and `regen`, which
-    /// until round 25 followed a link out of the store (and a shard folder linked out of
+    /// until round 24 followed a link out of the store (and a shard folder linked out of
     /// it), counting a file the restore fails as one to copy, and reading this computer's
     /// file as the object; a FIFO was "not found" for `verify`, while the restore made an
     /// empty file of it. A place that cannot be looked at is an error.
