@@ -1719,7 +1719,11 @@ fn files_a_full_destination_refused_as_it_stopped_are_not_processed_not_failed()
 /// The one file a full destination refuses that is a failure of its own: one larger than
 /// the whole filesystem it goes to, which no room made there lets in. It is failed, saying
 /// so, and the run goes on with the other files (were it not processed, every later run
-/// would stop at it, asking to free room that does not exist).
+/// would stop at it, asking to free room that does not exist). Round 25: it is failed
+/// before any of it is written (its size against its filesystem's); until then it was
+/// written until that disk was full, then removed, by every run again. Shown with
+/// `strace`: no write of the run is refused as "no space" (ENOSPC); where strace cannot
+/// trace, the rest is checked without it (unless MCR_TEST_STRACE=require).
 #[test]
 fn a_file_larger_than_the_whole_destination_fails_alone_and_the_run_goes_on() {
     let dump = Dump::new(28, 300, 1);
@@ -1754,7 +1758,35 @@ fn a_file_larger_than_the_whole_destination_fails_alone_and_the_run_goes_on() {
     for p in &smalls {
         args.extend(["--only", p.as_str()]);
     }
-    let (out, report) = restore(&dump, &dest, &args, &[]);
+    let (state, log) = (dump.path("state"), dump.path("restore.strace"));
+    let traced_args: Vec<&OsStr> = [
+        OsStr::new("restore"),
+        dump.root.as_os_str(),
+        dest.as_os_str(),
+        OsStr::new("--state-dir"),
+        state.as_os_str(),
+    ]
+    .into_iter()
+    .chain(args.iter().map(OsStr::new))
+    .collect();
+    // Every call that writes bytes or makes room for them.
+    let writes =
+        "trace=write,pwrite64,writev,pwritev,pwritev2,copy_file_range,sendfile,splice,fallocate";
+    let (out, report, refused) = match traced(writes, &log, &traced_args) {
+        Some(out) => {
+            let refused: Vec<String> = std::fs::read_to_string(&log)
+                .unwrap()
+                .lines()
+                .filter(|l| l.contains("ENOSPC"))
+                .map(str::to_string)
+                .collect();
+            (out, report_in(&state), Some(refused))
+        }
+        None => {
+            let (out, report) = restore(&dump, &dest, &args, &[]);
+            (out, report, None)
+        }
+    };
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(1), "{msg}");
     assert!(msg.contains("Restore finished"), "{msg}");
@@ -1773,6 +1805,10 @@ fn a_file_larger_than_the_whole_destination_fails_alone_and_the_run_goes_on() {
         "{msg}"
     );
     assert!(!dest.join(big).exists(), "{msg}");
+    // Nothing of it was written: no write filled the disk.
+    if let Some(refused) = refused {
+        assert!(refused.is_empty(), "{refused:?}: {msg}");
+    }
 }
 
 /// An `sshfs` mount of `backing` at `at`, served by the local `sftp-server` (no sshd, no
@@ -3990,6 +4026,96 @@ fn a_state_folder_on_a_share_that_stops_answering_mid_copy_stops_the_run_regress
         Some((placed - recorded.len()) as u64),
         "{report}"
     );
+}
+
+/// Round 25 (noticed in round 24): the state folder's writes in the copy were watched
+/// (round 24), but not those between the checkpoint's opening and the copy (the
+/// checkpoint's binding, the run's start and selection, its metadata, the notes of earlier
+/// runs, the first report): a `--state-dir` on a share whose server hung there held the run
+/// for good without a word. They are now watched alike: "the checkpoint folder ... does not
+/// answer", "Stopped before the copy began", with `umount -f` of its share, exit 1, no file
+/// restored or recorded; once the server answers, the same command restores every file.
+/// The run is held just before it opens its checkpoint (`open_delay_ms`, DEST made and
+/// tested), and the share's `sftp-server` stopped (SIGSTOP) then. Needs FUSE and `sshfs`
+/// with `sftp-server`.
+#[test]
+fn a_state_folder_on_a_share_that_stops_answering_before_the_copy_stops_the_run_regression_round_25(
+) {
+    let dump = Dump::new(139, 100, 1);
+    let Some((_daemon, backing, share)) = sshfs_share_in_the_foreground(&dump) else {
+        return;
+    };
+    let (dest, state) = (dump.path("restored"), share.join("state"));
+    let (log, err) = (dump.path("restore.out"), dump.path("restore.err"));
+    let run = Running(Some(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("mycloud-recover"))
+            .arg("restore")
+            .arg(&dump.root)
+            .arg(&dest)
+            .arg("--state-dir")
+            .arg(&state)
+            .env("MYCLOUD_RECOVER_FAULTS", "open_delay_ms=5000")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap(),
+    ));
+    // DEST is made and tested just before the checkpoint is opened (a first run).
+    wait_until("DEST made", SECS_60, MS_20, || dest.is_dir());
+    let server = Frozen::stop_the_server(&dump.path(""));
+    let said = || {
+        format!(
+            "{}{}",
+            std::fs::read_to_string(&err).unwrap_or_default(),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    };
+    // 5 s held, 15 s for the call, at most 15 s more for the probe.
+    let stopped_after = wait_until(
+        "the run stopped after the state folder's server hung",
+        std::time::Duration::from_secs(90),
+        std::time::Duration::from_millis(200),
+        || said().contains("does not answer"),
+    );
+    let msg = said();
+    assert!(stopped_after.as_secs() < 60, "{stopped_after:?}: {msg}");
+    assert!(
+        msg.contains(&format!(
+            "the checkpoint folder {} does not answer",
+            state.display()
+        )) && msg.contains("Stopped before the copy began")
+            && msg.contains(&format!("umount -f {}", share.display())),
+        "{msg}"
+    );
+    for wrong in ["finished", "Restore stopped", "Report: "] {
+        assert!(!msg.contains(wrong), "{wrong}: {msg}");
+    }
+    drop(server);
+    let out = run.wait();
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    // No file restored, none recorded as done.
+    let files = tree(&dest).values().filter(|(dir, _, _)| !dir).count();
+    assert_eq!(files, 0, "{msg}");
+    // (The checkpoint's open was held: made, or not yet, its log may not be there.)
+    let db = backing.join("state/checkpoint.db");
+    if db.exists() {
+        let c =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
+        let has_log: bool = c
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'log'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        drop(c);
+        if has_log {
+            assert!(recorded_copies(&backing.join("state")).is_empty());
+        }
+    }
+    // The server answering again: the same command restores every file.
+    the_same_command_finishes(&dump, &dest, &["--state-dir", state.to_str().unwrap()], &[]);
 }
 
 /// Round 23 (noticed in round 22): `verify` and `regen` checked SOURCE and DEST watched

@@ -63,6 +63,10 @@ pub struct Faults {
     /// Sleep this long after the plan is built (a large database), so tests can interrupt
     /// a restore while it plans.
     pub plan_delay_ms: u64,
+    /// Sleep this long just before a restore opens its checkpoint (the plan built, DEST
+    /// made and tested), so tests can stop the state folder's share before the checkpoint's
+    /// writes that precede the copy.
+    pub open_delay_ms: u64,
     /// Commit the checkpoint this often instead of every 2 s, so a short test run makes
     /// many commits (the power-cut test cuts between them).
     pub commit_ms: Option<u64>,
@@ -108,6 +112,7 @@ impl Faults {
                     Some(("named_temps", v)) => f.named_temps = v == "1",
                     Some(("count_delay_ms", v)) => f.count_delay_ms = v.parse().unwrap_or(0),
                     Some(("plan_delay_ms", v)) => f.plan_delay_ms = v.parse().unwrap_or(0),
+                    Some(("open_delay_ms", v)) => f.open_delay_ms = v.parse().unwrap_or(0),
                     Some(("commit_ms", v)) => f.commit_ms = v.parse().ok(),
                     Some(("clock_slack_ms", v)) => f.clock_slack_ms = v.parse().ok(),
                     Some(("panic", v)) => f.panic.push(v.to_string()),
@@ -248,6 +253,11 @@ pub struct CopyContext<'a> {
     /// object, and if shorter with the planned date, taken for a cut-short copy. `None`: no
     /// crash left any doubt.
     pub unsure_since: Option<i64>,
+    /// The smallest whole size (bytes) of DEST's filesystem and of those mounted inside it,
+    /// taken once for the run ([`smallest_disk`]): a file larger than that may be larger
+    /// than the whole filesystem it goes to, which [`larger_than_its_disk`] confirms before
+    /// anything is written. Files below it cost nothing more.
+    pub smallest_disk: u64,
     /// Asked while a file keeps meeting errors that may mean a disk went away.
     pub watch: &'a dyn Watch,
     /// Called while a file's bytes move ([`Copier::copy`], every [`Copier::CHUNK`]): a
@@ -827,6 +837,35 @@ fn filesystem_of<'a>(dest: &Path, target: &'a Path) -> Option<(&'a Path, rustix:
         .find_map(|p| rustix::fs::statvfs(p).ok().map(|fs| (p, fs)))
 }
 
+/// The smallest whole size (bytes) of `dest`'s filesystem and of those mounted inside it
+/// (`u64::MAX` where none can be looked at): a file at most that large fits on whichever
+/// of them it goes to, once room is made. Taken once for a run.
+pub fn smallest_disk(dest: &Path) -> u64 {
+    std::iter::once(dest.to_path_buf())
+        .chain(crate::fsinfo::mounts_inside(dest))
+        .filter_map(|p| rustix::fs::statvfs(&p).ok())
+        .map(|fs| fs.f_blocks.saturating_mul(fs.f_frsize))
+        .min()
+        .unwrap_or(u64::MAX)
+}
+
+/// Why the file whose object is `src`, to be written at `target`, is a failure before
+/// anything is written, or `None`: its object larger than the whole filesystem it goes to
+/// ([`larger_than_its_disk`]). Said as when DEST refused its bytes as full: "cannot write
+/// ...: No space left on device: the file ... is larger than the whole filesystem". Asked
+/// only of a file larger than [`CopyContext::smallest_disk`] (its length and that
+/// filesystem looked at then).
+fn too_large_for_its_disk(
+    ctx: &CopyContext<'_>,
+    src: Option<&(File, PathBuf)>,
+    target: &Path,
+) -> Option<String> {
+    let len = src?.0.metadata().ok()?.len();
+    let why = larger_than_its_disk(ctx.dest, target, len)?;
+    let full = io::Error::from_raw_os_error(libc::ENOSPC);
+    Some(format!("cannot write {}: {full}: {why}", target.display()))
+}
+
 /// Why a file of `size` bytes that DEST refused as full at `target` (below `dest`) is a
 /// failure of its own, or `None`: larger than the whole filesystem it goes to, it never
 /// fits, whatever is freed there. Only such a file is failed; any other that a full DEST
@@ -984,6 +1023,16 @@ fn restore_once(
             size_mismatch: false,
             replaced: replaced.filter(|r| matches!(r, Replaced::Differing { .. })),
         });
+    }
+
+    // Larger than the whole filesystem it goes to: it never fits, failed before anything is
+    // written (`too_large_for_its_disk`). Until round 25 it was written until that disk was
+    // full, then removed, by every run again (a 10 GB video onto a 4 GB stick: 4 GB each
+    // time).
+    if job.size > ctx.smallest_disk {
+        if let Some(why) = too_large_for_its_disk(ctx, src.as_ref(), &target) {
+            return Err(Attempt::Final(NotRestored::Failed(why)));
+        }
     }
 
     let placed = if unnamed {

@@ -21,7 +21,8 @@
 //! the copy, planning's reads of the source (the database opened, its rows read, a sample
 //! of objects looked for) are watched alike (`read_while_planning`): a source that does
 //! not answer stops the run before anything is written. The writes to the state folder
-//! (the committer's records, the periodic report, the end of the run) are watched as a
+//! (the checkpoint's opening and the run's start before the copy, the first report, the
+//! committer's records, the periodic report, the end of the run) are watched as a
 //! commit's flush of DEST is (`StateFolder`): a `--state-dir` on a share that stops
 //! answering stops the run, the checkpoint left in the call that holds it.
 
@@ -1364,43 +1365,73 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             )
         })?;
     }
+    // The run's: set when a disk it needs stops answering (the checkpoint folder, below).
+    let stop_local = Arc::new(AtomicBool::new(false));
+    // The checkpoint's writes and the report's, watched from the checkpoint's opening on:
+    // the state folder may be on a share of its own, whose silence stops the run (before
+    // the copy: `StateFolder::before_copy`).
+    let state = StateFolder::new(&cfg.state_dir, &stop_local);
+    // Held here by a test (`MYCLOUD_RECOVER_FAULTS`), which stops the state folder's share.
+    if lock.is_some() && faults.open_delay_ms > 0 {
+        std::thread::sleep(Duration::from_millis(faults.open_delay_ms));
+    }
     let mut ckpt = match lock {
         None => None,
         Some(lock) => {
             // The checkpoint is checked before anything is created on the destination.
-            let c = lock.open(cfg.fresh, &cfg.command_line)?;
-            c.bind(&source_db, &cfg.dest)?;
-            c.record_objects(&cfg.source.files)?;
-            Some(c)
+            let (fresh, command) = (cfg.fresh, cfg.command_line.clone());
+            let (db, dest, files) = (
+                source_db.clone(),
+                cfg.dest.clone(),
+                cfg.source.files.clone(),
+            );
+            let opened = state.call(&cfg.state_dir, move || {
+                let c = lock.open(fresh, &command)?;
+                c.bind(&db, &dest)?;
+                c.record_objects(&files)?;
+                Ok::<_, crate::state::StateError>(c)
+            });
+            Some(opened.ok_or_else(|| state.stopped_before_copy())??)
         }
     };
     let (done_keys, redo_keys): (KeySet, KeySet) = match (&ckpt, known) {
         (Some(_), Some(keys)) => keys,
         // A new checkpoint, one from before the log (converted on opening), or `--fresh`.
-        (Some(c), None) => c.keys()?,
+        (Some(_), None) => state
+            .before_copy(&mut ckpt, |c| c.keys())?
+            .transpose()?
+            .unwrap_or_default(),
         (None, _) => match &earlier {
             Some(e) => e.keys()?,
             None => Default::default(),
         },
     };
-    // The checkpoint's key-value table: the open one, or for a dry run the one read.
-    let recorded = |key: &str| -> anyhow::Result<Option<String>> {
-        Ok(match (&ckpt, &earlier) {
-            (Some(c), _) => c.meta(key)?,
-            (None, Some(e)) => e.meta(key)?,
-            (None, None) => None,
+    // The checkpoint's key-value table: the open one (watched), or for a dry run the one
+    // read.
+    let recorded = |ckpt: &mut Option<crate::state::Checkpoint>,
+                    key: &'static str|
+     -> anyhow::Result<Option<String>> {
+        Ok(match (ckpt.is_some(), &earlier) {
+            (true, _) => state
+                .before_copy(ckpt, move |c| c.meta(key))?
+                .transpose()?
+                .flatten(),
+            (false, Some(e)) => e.meta(key)?,
+            (false, None) => None,
         })
     };
     // Some recorded files gone: every file recorded as done is looked for before it counts,
     // by this run and the next ones until one has looked at all of them (the sample may not
     // find the others gone once this run restored the sampled ones).
     let mut check_done = dest_warning.is_some();
-    if !check_done && !cfg.fresh && recorded(LOOK_FOR_DONE)?.as_deref() == Some("1") {
+    if !check_done && !cfg.fresh && recorded(&mut ckpt, LOOK_FOR_DONE)?.as_deref() == Some("1") {
         check_done = true;
         dest_warning = Some("an earlier run found files the checkpoint records as restored gone from the destination, and stopped before it had looked for every such file: this run looks for them and restores those it finds missing (listed in the report)".into());
     }
-    if let (Some(c), true) = (&ckpt, check_done) {
-        c.set_meta(LOOK_FOR_DONE, "1")?;
+    if check_done {
+        state
+            .before_copy(&mut ckpt, |c| c.set_meta(LOOK_FOR_DONE, "1"))?
+            .transpose()?;
     }
     let plan_time = started.elapsed();
     // Counting the files for the percentages is a full pass over the database, as long as
@@ -1491,8 +1522,8 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         let restored = !(done_keys.is_empty() && redo_keys.is_empty());
         // A checkpoint from before the rules were kept: the earlier runs used the rules the
         // filesystem's type gave (this version's first choice).
-        let before =
-            recorded(NAMES_KEY)?.or_else(|| restored.then(|| cfg.plan.policy.as_str().to_string()));
+        let before = recorded(&mut ckpt, NAMES_KEY)?
+            .or_else(|| restored.then(|| cfg.plan.policy.as_str().to_string()));
         match before {
             Some(before) if before == "posix" && dest_facts.folds_case && restored => {
                 return Err(refuse(&mut ckpt, format!(
@@ -1513,17 +1544,19 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         // changes is not "done" under its new date, is found with the object's bytes and
         // only re-dated (`Found::Redated`), and said so.
         let dates = plan.options().dates.describe();
-        if let Some(before) = recorded(crate::state::DATES_KEY)? {
+        if let Some(before) = recorded(&mut ckpt, crate::state::DATES_KEY)? {
             if before != dates && restored {
                 dates_note = Some(format!(
                     "dates are now taken from {dates} (the runs before used {before}): files whose date changes are compared with their objects and given the new date, not copied again"
                 ));
             }
         }
-        if let Some(c) = &ckpt {
-            c.set_meta(NAMES_KEY, names)?;
-            c.set_meta(crate::state::DATES_KEY, &dates)?;
-        }
+        state
+            .before_copy(&mut ckpt, move |c| {
+                c.set_meta(NAMES_KEY, names)?;
+                c.set_meta(crate::state::DATES_KEY, &dates)
+            })?
+            .transpose()?;
     }
 
     // Files still to restore, as far as the checkpoint knows (at most: filtered files count).
@@ -1566,14 +1599,20 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     report
         .structure_problems
         .extend(plan.kept_problems().cloned());
-    let after_crash = match &ckpt {
-        Some(c) => c.previous_run_unclean()?,
-        None => false,
-    };
-    let unsure_since = match (&ckpt, &earlier) {
-        (Some(c), _) => unsure_since(c.unsure_since()?, cfg),
-        (None, Some(e)) => unsure_since(e.unsure_since()?, cfg),
-        (None, None) => None,
+    let after_crash = state
+        .before_copy(&mut ckpt, |c| c.previous_run_unclean())?
+        .transpose()?
+        .unwrap_or(false);
+    let unsure_since = match (ckpt.is_some(), &earlier) {
+        (true, _) => unsure_since(
+            state
+                .before_copy(&mut ckpt, |c| c.unsure_since())?
+                .transpose()?
+                .flatten(),
+            cfg,
+        ),
+        (false, Some(e)) => unsure_since(e.unsure_since()?, cfg),
+        (false, None) => None,
     };
     if after_crash {
         let t = Instant::now();
@@ -1618,25 +1657,21 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     // stopped before it (interrupted, killed, the destination full) leaves folders it wrote
     // in with the time of that run, which the next run does not know about (it dates only
     // the folders it writes in). So the run after one that owed them dates every folder.
-    let dates_owed = match &ckpt {
-        Some(c) => {
+    let dates_owed = state
+        .before_copy(&mut ckpt, |c| {
             let owed = c.meta(FOLDER_DATES_OWED)?.as_deref() == Some("1");
             c.set_meta(FOLDER_DATES_OWED, "1")?;
-            owed
-        }
-        None => false,
-    };
+            Ok::<_, crate::state::StateError>(owed)
+        })?
+        .transpose()?
+        .unwrap_or(false);
     // The whole restore's count of files, for `status` from another terminal ("N of M")
     // while the run goes on: written with the first commit after the count is known.
     let selected_count = std::sync::OnceLock::<u64>::new();
     let commits = AtomicU64::new(0);
     // Shared with the folder passes' threads, which may outlive the run (`in_parallel`).
     let dirs = Arc::new(DirCache::new(&cfg.dest, plan.folder_rows() as usize));
-    let stop_local = Arc::new(AtomicBool::new(false));
     let watch = Arc::new(DiskWatch::new(cfg, &stop_local, &dest_lost, patience));
-    // The checkpoint's writes and the report's, watched: the state folder may be on a share
-    // of its own, whose silence stops the run.
-    let state = StateFolder::new(&cfg.state_dir, &stop_local);
     // What the workers share, owned: a worker whose call a disk never answers is left
     // behind when the run stops on it, and may outlive the run.
     let copying = Arc::new(CopyWork {
@@ -1654,6 +1689,7 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         unnamed_temps: dest_facts.unnamed_temps,
         named_fallbacks: AtomicU64::new(0),
         unsure_since,
+        smallest_disk: copy::smallest_disk(&cfg.dest),
         watch: Arc::clone(&watch),
         stop: Arc::clone(&stop_local),
         dest_lost: Arc::clone(&dest_lost),
@@ -1670,7 +1706,15 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
     report.warnings.extend(plan.index_notes(&index));
     report.warnings.extend(dest_warning);
     report.warnings.extend(same_filesystem_note(cfg));
-    if !cfg.dry_run && crate::fsinfo::probe(&cfg.state_dir).is_network() {
+    // Watched as the checkpoint's calls (a look at its filesystem).
+    let state_dir = cfg.state_dir.clone();
+    let on_network = !cfg.dry_run
+        && state
+            .call(&cfg.state_dir, move || {
+                crate::fsinfo::probe(&state_dir).is_network()
+            })
+            .ok_or_else(|| state.stopped_before_copy())?;
+    if on_network {
         report.warnings.push(format!(
             "the checkpoint folder {} is on a network filesystem; if the connection drops, progress records may be lost. Prefer a local --state-dir",
             cfg.state_dir.display()
@@ -1705,8 +1749,15 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
         })?;
     // The report is written once before the first file, so a report path that cannot be
     // written stops the run here (exit 2, nothing copied), not after hours of copying.
+    // Watched as the later ones (`StateFolder::write_report`): in the checkpoint folder (by
+    // default), silent, it stops the run; in another folder, silent, the run goes on
+    // without it, as when it falls silent later (said at the end).
     if !cfg.dry_run {
-        if let Err(e) = report.write(&cfg.report_path) {
+        let written = state.write_report(&report, &cfg.report_path);
+        if state.lost() {
+            return Err(state.stopped_before_copy().into());
+        }
+        if let Some(Err(e)) = written {
             let emfile = e.chain().any(|c| {
                 c.downcast_ref::<std::io::Error>()
                     .is_some_and(|io| io.raw_os_error() == Some(libc::EMFILE))
@@ -1721,31 +1772,42 @@ pub fn restore(cfg: &RestoreConfig, ui: &mut dyn Listener) -> anyhow::Result<Rep
             }));
         }
     }
-    if let Some(c) = &ckpt {
-        c.begin_placing(dest_facts.clock_ms, plan.options().include_trash)?;
-        c.add_selection(plan.options())?;
-        // What DEST lies on, for the next run to find it there again: the mount this run
-        // checked (`check_dest_on_same_mount`); making DEST inside it does not change it.
-        let on = crate::state::DestOn::of(&cfg.dest_fs);
-        c.set_meta(crate::state::DEST_ON_KEY, &on.value())?;
-        // How this run ends is written at its end; until then no earlier run's end stands
-        // for it (a run killed after one that lost its destination is not "stopped: the
-        // destination changed" for `status`).
-        c.set_meta(crate::state::LAST_END_KEY, "")?;
-        // Only now: that this run began placing files is on disk whatever the durability.
-        if cfg.durability == Durability::None {
-            c.trust_the_os()?;
-        }
-    }
+    // What DEST lies on, for the next run to find it there again: the mount this run
+    // checked (`check_dest_on_same_mount`); making DEST inside it does not change it.
+    let dest_on = crate::state::DestOn::of(&cfg.dest_fs).value();
+    let (clock_ms, options, durability) =
+        (dest_facts.clock_ms, plan.options().clone(), cfg.durability);
+    state
+        .before_copy(&mut ckpt, move |c| {
+            c.begin_placing(clock_ms, options.include_trash)?;
+            c.add_selection(&options)?;
+            c.set_meta(crate::state::DEST_ON_KEY, &dest_on)?;
+            // How this run ends is written at its end; until then no earlier run's end
+            // stands for it (a run killed after one that lost its destination is not
+            // "stopped: the destination changed" for `status`).
+            c.set_meta(crate::state::LAST_END_KEY, "")?;
+            // Only now: that this run began placing files is on disk whatever the
+            // durability.
+            if durability == Durability::None {
+                c.trust_the_os()?;
+            }
+            Ok::<_, crate::state::StateError>(())
+        })?
+        .transpose()?;
     let mut report_failed = false;
     let copy_start = Instant::now();
     let mut touched = Touched::default();
     // Notes earlier runs kept for files they finished (newest per file): reported again
     // for each file this run finds already done, as it does not look at them again.
-    let mut earlier_notes: HashMap<String, String> = match (&ckpt, &earlier) {
-        (Some(c), _) => c.earlier_notes()?.into_iter().collect(),
-        (None, Some(e)) => e.earlier_notes()?.into_iter().collect(),
-        (None, None) => HashMap::new(),
+    let mut earlier_notes: HashMap<String, String> = match (ckpt.is_some(), &earlier) {
+        (true, _) => state
+            .before_copy(&mut ckpt, |c| c.earlier_notes())?
+            .transpose()?
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        (false, Some(e)) => e.earlier_notes()?.into_iter().collect(),
+        (false, None) => HashMap::new(),
     };
     // Folders the empty-folder pass did not make when the destination was full.
     let mut folders_left = 0u64;
@@ -3227,6 +3289,9 @@ struct CopyWork {
     unnamed_temps: bool,
     named_fallbacks: AtomicU64,
     unsure_since: Option<i64>,
+    /// The smallest whole size of DEST's filesystem and those mounted inside it
+    /// ([`copy::CopyContext::smallest_disk`]).
+    smallest_disk: u64,
     watch: Arc<DiskWatch>,
     /// The run stops: no more files are begun.
     stop: Arc<AtomicBool>,
@@ -3308,6 +3373,7 @@ impl CopyWork {
             unnamed_temps: self.unnamed_temps,
             named_fallbacks: &self.named_fallbacks,
             unsure_since: self.unsure_since,
+            smallest_disk: self.smallest_disk,
             watch: &*self.watch,
             moved,
         }
@@ -3811,6 +3877,33 @@ impl StateFolder {
         Some(done)
     }
 
+    /// Runs `f` on the checkpoint `ckpt` before the copy begins, watched
+    /// ([`StateFolder::with_checkpoint`]): `Ok(None)` without a checkpoint (a dry run); its
+    /// folder silent, the run stops there ([`HeldBeforeWriting`], said with
+    /// [`StateFolder::stop_text`]), no file restored. Until round 25 the checkpoint's
+    /// writes and reads between its opening and the copy (the run's start, its selection,
+    /// its metadata, the notes of earlier runs) and the first report were made on unwatched
+    /// calls: a state folder on a share whose server hung there held the run for good
+    /// without a word.
+    fn before_copy<R: Send + 'static>(
+        &self,
+        ckpt: &mut Option<crate::state::Checkpoint>,
+        f: impl FnOnce(&mut crate::state::Checkpoint) -> R + Send + 'static,
+    ) -> Result<Option<R>, HeldBeforeWriting> {
+        if ckpt.is_none() {
+            return Ok(None);
+        }
+        match self.with_checkpoint(ckpt, f) {
+            Some(r) => Ok(Some(r)),
+            None => Err(self.stopped_before_copy()),
+        }
+    }
+
+    /// The stop of a run whose checkpoint folder was found silent before the copy began.
+    fn stopped_before_copy(&self) -> HeldBeforeWriting {
+        HeldBeforeWriting(self.text(false))
+    }
+
     /// Leaves the checkpoint `ckpt` unclosed once its folder was found silent: closing it
     /// writes there (SQLite folds its log into the database), a call that would not return
     /// either. The process ends without it; what the checkpoint holds is as last committed.
@@ -3837,8 +3930,18 @@ impl StateFolder {
 
     /// What a run stopped by a checkpoint folder that does not answer says.
     fn stop_text(&self) -> String {
+        self.text(true)
+    }
+
+    /// [`StateFolder::stop_text`], said of a stop in the copy (`copying`) or before it,
+    /// where no file was restored.
+    fn text(&self, copying: bool) -> String {
+        let recorded = match copying {
+            true => "Nothing more was recorded: the files placed since its last commit are on the destination but not recorded, and the next run finds them there (kept, or copied again)",
+            false => "Stopped before the copy began: this run restored no file and recorded none as done",
+        };
         format!(
-            "the checkpoint folder {} does not answer: a write there did not come back within {} s, nor a look there within {} s more (a share whose server hangs, or a disk that stops answering, holds calls rather than failing them): stopped. Nothing more was recorded: the files placed since its last commit are on the destination but not recorded, and the next run finds them there (kept, or copied again). If this program does not end, a call it made there is still waiting: {}. Check the share (its server, the network; mount it again if it was cut off) and run the same command once it answers",
+            "the checkpoint folder {} does not answer: a write there did not come back within {} s, nor a look there within {} s more (a share whose server hangs, or a disk that stops answering, holds calls rather than failing them): stopped. {recorded}. If this program does not end, a call it made there is still waiting: {}. Check the share (its server, the network; mount it again if it was cut off) and run the same command once it answers",
             self.dir.display(),
             NO_ANSWER.as_secs(),
             NO_ANSWER.as_secs(),
