@@ -4039,7 +4039,7 @@ fn a_state_folder_on_a_share_that_stops_answering_mid_copy_stops_the_run_regress
 /// tested), and the share's `sftp-server` stopped (SIGSTOP) then. Needs FUSE and `sshfs`
 /// with `sftp-server`.
 #[test]
-fn a_state_folder_on_a_share_that_stops_answering_before_the_copy_stops_the_run_regression_round_25(
+fn a_state_folder_on_a_share_that_stops_answering_before_the_copy_stops_the_run_regression_round_24(
 ) {
     let dump = Dump::new(139, 100, 1);
     let Some((_daemon, backing, share)) = sshfs_share_in_the_foreground(&dump) else {

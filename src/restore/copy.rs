@@ -1026,7 +1026,7 @@ fn restore_once(
     }
 
     // Larger than the whole filesystem it goes to: it never fits, failed before anything is
-    // written (`too_large_for_its_disk`). Until round 25 it was written until that disk was
+    // written (`too_large_for_its_disk`). Until round 24 it was written until that disk was
     // full, then removed, by every run again (a 10 GB video onto a 4 GB stick: 4 GB each
     // time).
     if job.size > ctx.smallest_disk {

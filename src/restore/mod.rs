@@ -3880,7 +3880,7 @@ impl StateFolder {
     /// Runs `f` on the checkpoint `ckpt` before the copy begins, watched
     /// ([`StateFolder::with_checkpoint`]): `Ok(None)` without a checkpoint (a dry run); its
     /// folder silent, the run stops there ([`HeldBeforeWriting`], said with
-    /// [`StateFolder::stop_text`]), no file restored. Until round 25 the checkpoint's
+    /// [`StateFolder::stop_text`]), no file restored. Until round 24 the checkpoint's
     /// writes and reads between its opening and the copy (the run's start, its selection,
     /// its metadata, the notes of earlier runs) and the first report were made on unwatched
     /// calls: a state folder on a share whose server hung there held the run for good
